@@ -1,0 +1,57 @@
+# Cinch: the top-level entry points. CMake does the building; this file only
+# picks build directories and flags. Every target that builds runs
+# scripts/deps.sh first, which installs missing Debian packages (as root)
+# and does nothing when they are all present.
+#
+#   make          release build (gcc, -O2) in build/release
+#   make check    deps + ASan/UBSan build (clang, -Werror, fuzzers) + ctest
+#   make demo     deps + build + the local mesh on this machine
+#   make bench    deps (with benchmark peers) + release build + bench/run
+#   make fmt      clang-format every C file
+
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -GNinja)
+CTEST_ARGS ?=
+RELEASE := build/release
+CHECK := build/check
+
+.PHONY: all deps build check demo demo-down bench fmt clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+build: deps
+	cmake -S . -B $(RELEASE) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCINCH_WERROR=ON
+	cmake --build $(RELEASE)
+	@ln -sf $(RELEASE)/compile_commands.json compile_commands.json
+
+check: deps
+	cmake -S . -B $(CHECK) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_COMPILER=clang -DCINCH_WERROR=ON -DCINCH_SANITIZE=ON -DCINCH_FUZZ=ON
+	cmake --build $(CHECK)
+	cd $(CHECK) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure --no-tests=error $(CTEST_ARGS)
+
+demo: build
+	@if [ -x deploy/local/demo.sh ]; then deploy/local/demo.sh; else \
+		echo "make demo: the local mesh is not built yet (issue #6); nothing to run." >&2; \
+		exit 1; fi
+
+demo-down:
+	@if [ -x deploy/local/down.sh ]; then deploy/local/down.sh; else \
+		echo "make demo-down: the local mesh is not built yet; nothing to remove." >&2; fi
+
+bench:
+	@sh scripts/deps.sh bench
+	$(MAKE) build
+	@if [ -x bench/run ]; then bench/run; else \
+		echo "make bench: no benchmarks are built yet." >&2; exit 1; fi
+
+fmt:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build compile_commands.json

@@ -1,0 +1,16 @@
+/* version: what `--version` prints for every Cinch binary. The library
+ * versions are asked of the libraries at run time (what is actually linked),
+ * with the compile-time BoringSSL API version beside them, since BoringSSL
+ * has no release numbers. */
+#ifndef CINCH_VERSION_H
+#define CINCH_VERSION_H
+
+#include <stdio.h>
+
+/* Prints "<prog> <version>" then one line per linked library. */
+void version_print(FILE *out, const char *prog);
+
+/* The TLS backend libcurl was built with, e.g. "GnuTLS/3.7.9"; borrowed. */
+const char *version_curl_tls(void);
+
+#endif
