@@ -1,0 +1,97 @@
+/* policy: the agent-facing API of the policy library (issue #4 builds the
+ * library; this header is the contract the agent codes against).
+ *
+ * A policy_slice is everything one agent enforces for its own workload: its
+ * inbound decision table, its mTLS mode and default action, the meshed
+ * peers it may call (address -> expected SPIFFE ID, and the ports the
+ * server side would allow), and its egress rules. A slice comes either from
+ * a cinch.v1.Snapshot (live mode, streamed by cinch-control) or from policy
+ * and workload files compiled locally (static mode); both paths end in the
+ * same structure, so a decision is the same wherever it is made.
+ *
+ * Lifetime: a slice is immutable once built and reference-counted. The
+ * agent publishes one as "current"; each connection takes a reference when
+ * it is accepted, so a policy push never changes what a live connection
+ * uses. Deciding never allocates and never fails: every input gets a
+ * verdict, and every verdict names the rule that made it or why none did.
+ */
+#ifndef CINCH_POLICY_H
+#define CINCH_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct policy_slice;
+struct _Cinch__V1__Snapshot;
+
+enum policy_verdict {
+	POLICY_ALLOW = 0,
+	POLICY_DENY,
+	POLICY_AUDIT_DENY, /* would be denied; allowed because of audit mode */
+};
+
+enum policy_mtls {
+	POLICY_MTLS_STRICT = 0,
+	POLICY_MTLS_PERMISSIVE,
+};
+
+/* The outcome of one decision. Strings are borrowed from the slice (or
+ * static) and live as long as the caller's reference to the slice. */
+struct policy_decision {
+	enum policy_verdict verdict;
+	const char *rule;   /* "shop/api-from-web#0"; NULL when no rule matched */
+	const char *reason; /* e.g. "no rule allows spiffe://.../sa/web on port 5432" */
+};
+
+/* An error while building a slice: where and what, for logs and CLIs. */
+struct policy_error {
+	char file[256]; /* "" when not from a file */
+	int line, column;  /* 0 when unknown */
+	char path[128]; /* field path, "spec.from[1].identities[0]" */
+	char msg[256];
+};
+
+/* Static mode: parse the policy directory/file and the workload list, find
+ * the workload `self` ("<ns>/<name>"), or when NULL the workload owning one
+ * of `addrs` (the agent's interface addresses), and compile its slice.
+ * *out is set only on success (a new reference). -EINVAL with *err filled
+ * on any invalid input; nothing partial is ever returned. */
+int policy_slice_load(struct policy_slice **out, const char *policy_path,
+		      const char *workloads_path, const char *self,
+		      const struct sockaddr_storage *addrs, size_t n_addrs,
+		      struct policy_error *err) __attribute__((warn_unused_result));
+
+/* Live mode: validate and load a snapshot. *out set only on success. */
+int policy_slice_from_snapshot(struct policy_slice **out, const struct _Cinch__V1__Snapshot *snap,
+			       struct policy_error *err) __attribute__((warn_unused_result));
+
+struct policy_slice *policy_slice_ref(struct policy_slice *s);
+void policy_slice_unref(struct policy_slice *s); /* NULL is a no-op */
+
+/* Inbound: may `spiffe_id` (NULL for a plaintext caller, then `src` is
+ * decided against unauthenticated ipBlocks, and only in PERMISSIVE mode)
+ * reach this workload on `port`? */
+void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiffe_id,
+				 const struct sockaddr *src, uint16_t port,
+				 struct policy_decision *out);
+
+/* Outbound to a meshed destination: the SPIFFE ID the server at `dst` must
+ * present, or NULL when `dst` is not a meshed workload. When not NULL and
+ * *out says DENY, the server side is known to refuse us on `port`. */
+const char *policy_slice_peer(const struct policy_slice *s, const struct sockaddr *dst,
+			      uint16_t port, struct policy_decision *out);
+
+/* Outbound plaintext to a destination outside the mesh (EgressPolicy). */
+void policy_slice_decide_egress(const struct policy_slice *s, const struct sockaddr *dst,
+				uint16_t port, struct policy_decision *out);
+
+enum policy_mtls policy_slice_mtls(const struct policy_slice *s);
+const char *policy_slice_version(const struct policy_slice *s);
+/* This workload: "<ns>/<name>" and its SPIFFE ID. */
+const char *policy_slice_workload(const struct policy_slice *s);
+const char *policy_slice_spiffe_id(const struct policy_slice *s);
+
+const char *policy_verdict_name(enum policy_verdict v); /* "allow", "deny", "audit-deny" */
+
+#endif
