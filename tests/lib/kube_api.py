@@ -32,6 +32,8 @@ def pod(name, uid, rv, phase="Running", sa="web", deleting=False):
             "labels": {"app": "web"}}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    if name != "pod-e":  # pod-e is not in the mesh
+        meta["annotations"] = {"cinch.dev/injected": '{"version":"0.1.0"}'}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
             "spec": dict(POD_SPEC, serviceAccountName=sa),
             "status": {"phase": phase, "podIP": "10.1.0.%d" % (len(name) + 3)}}
