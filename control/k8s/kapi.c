@@ -253,7 +253,11 @@ static int kapi_start(struct kapi *k, const char *method, const char *path, cons
 	r->cb = cb;
 	r->on_line = on_line;
 	r->arg = arg;
-	const char *headers[] = { "Accept: application/json", "Content-Type: application/json",
+	/* PATCH bodies are JSON merge patches (RFC 7386). */
+	const char *headers[] = { "Accept: application/json",
+				  strcmp(method, "PATCH") == 0
+					  ? "Content-Type: application/merge-patch+json"
+					  : "Content-Type: application/json",
 				  auth, NULL };
 	struct httpc_req_opts o = {
 		.method = method, .url = url, .headers = headers, .body = text,

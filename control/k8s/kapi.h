@@ -53,7 +53,8 @@ typedef void (*kapi_json_cb)(void *arg, int status, long http_code, json_t *body
 typedef int (*kapi_line_cb)(void *arg, const char *line, size_t len);
 
 /* `path` starts with '/', e.g. "/api/v1/pods?limit=500". `body` is
- * borrowed (NULL: none). *out (optional) lets the caller cancel. The
+ * borrowed (NULL: none); with method "PATCH" it is sent as a JSON merge
+ * patch. *out (optional) lets the caller cancel. The
  * callback runs exactly once when this returns 0, never otherwise. */
 int kapi_json(struct kapi *k, const char *method, const char *path, const json_t *body,
 	      long timeout_ms, kapi_json_cb cb, void *arg, struct kapi_req **out)

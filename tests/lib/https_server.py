@@ -9,12 +9,10 @@ Paths: /hello (200 "hello\\n"), /echo (POST: the body back), /stream (three
 chunks 100 ms apart), /slow (answers after 5 s), /whoami (the URI SAN of
 the client certificate; needs --client-ca, which then requires one).
 """
-import argparse
 import http.server
-import ssl
-import sys
-import threading
 import time
+
+import testhttps
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -62,33 +60,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
 
 
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # clients that abort on purpose (the tests do) are not errors
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
-    ap.add_argument("--client-ca")
-    ap.add_argument("--lifetime", type=float, default=60)
-    a = ap.parse_args()
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(a.cert, a.key)
-    if a.client_ca:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(a.client_ca)
-    srv = Server(("127.0.0.1", 0), Handler)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    print("PORT %d" % srv.server_address[1], flush=True)
-    threading.Timer(a.lifetime, srv.shutdown).start()
-    srv.serve_forever()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    testhttps.serve(Handler, client_ca_option=True)

@@ -11,16 +11,17 @@ with a Status). Served:
   GET  /api/v1/namespaces/<ns>/pods/<name>           (PODS below)
   GET  /api/v1/pods?limit=&continue=                 paged list, 2 per page
   GET  /api/v1/pods?watch=1&resourceVersion=...      the WATCH script
-  GET  /debug/requests                               paths seen so far
+  GET  /apis/cinch.dev/v1alpha1/<plural>[?watch=1]  CRDS below; watches
+                                                     send one MODIFIED, then stay
+  PATCH /apis/cinch.dev/v1alpha1/namespaces/<ns>/<plural>/<name>/status
+  GET  /debug/requests                               what was asked so far
 """
-import argparse
 import http.server
 import json
-import ssl
-import sys
-import threading
 import time
 import urllib.parse
+
+import testhttps
 
 REQUESTS = []
 
@@ -109,6 +110,33 @@ WATCH = {
 }
 
 
+def crd(kind, ns, name, spec, rv="5"):
+    return {"apiVersion": "cinch.dev/v1alpha1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns, "uid": "u-" + name,
+                         "resourceVersion": rv, "generation": 1,
+                         "labels": {"team": "shop"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": spec, "status": {"conditions": []}}
+
+
+CRDS = {
+    "allowpolicies": [
+        crd("AllowPolicy", "shop", "api-from-web",
+            {"selector": {"matchLabels": {"app": "api"}}, "ports": [8080],
+             "from": [{"identities": ["spiffe://cluster.local/ns/shop/sa/web"]}]}),
+        crd("AllowPolicy", "shop", "bad", {"ports": [70000]}),
+    ],
+    "meshpolicies": [crd("MeshPolicy", "cinch-system", "default", {"mtls": "STRICT"})],
+    "egresspolicies": [],
+}
+CRD_EVENTS = {
+    "allowpolicies": [{"type": "MODIFIED", "object": crd(
+        "AllowPolicy", "shop", "api-from-web",
+        {"selector": {"matchLabels": {"app": "api"}}, "ports": [8080, 8443],
+         "from": [{"identities": ["spiffe://cluster.local/ns/shop/sa/web"]}]}, rv="6")}],
+}
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -157,6 +185,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         review["status"] = st
         self.send_json(201, review)
 
+    def do_PATCH(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        REQUESTS.append("PATCH %s %s %s" % (self.path, self.headers.get("Content-Type"),
+                                            body.decode()))
+        if not self.authorized():
+            return
+        parts = self.path.strip("/").split("/")
+        if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
+            for obj in CRDS.get(parts[5], []):
+                if obj["metadata"]["name"] == parts[6]:
+                    obj["status"] = json.loads(body)["status"]
+                    return self.send_json(200, obj)
+        self.status(404, "NotFound", "not found")
+
     def do_GET(self):
         REQUESTS.append("GET " + self.path)
         url = urllib.parse.urlparse(self.path)
@@ -171,6 +213,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if p is None:
                 return self.status(404, "NotFound", 'pods "%s" not found' % parts[5])
             return self.send_json(200, p)
+        if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
+            return self.crds(parts[3], q)
         if url.path != "/api/v1/pods":
             return self.status(404, "NotFound", "not found")
         if q.get("watch") in ("1", "true"):
@@ -185,6 +229,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
                              "metadata": {"resourceVersion": rv, "continue": cont},
                              "items": page})
+
+    def crds(self, plural, q):
+        if plural not in CRDS:
+            return self.status(404, "NotFound", "not found")
+        if q.get("watch") not in ("1", "true"):
+            return self.send_json(200, {"kind": "List", "apiVersion": "cinch.dev/v1alpha1",
+                                        "metadata": {"resourceVersion": "5"},
+                                        "items": CRDS[plural]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in CRD_EVENTS.get(plural, []):
+            time.sleep(0.1)
+            data = json.dumps(ev).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        time.sleep(30)
 
     def watch(self, q):
         script = WATCH.get(q.get("resourceVersion"))
@@ -208,27 +270,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
         chunk(b"")
 
 
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
-    ap.add_argument("--lifetime", type=float, default=60)
-    a = ap.parse_args()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(a.cert, a.key)
-    srv = Server(("127.0.0.1", 0), Handler)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    print("PORT %d" % srv.server_address[1], flush=True)
-    threading.Timer(a.lifetime, srv.shutdown).start()
-    srv.serve_forever()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    testhttps.serve(Handler)

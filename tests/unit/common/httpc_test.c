@@ -5,7 +5,7 @@
  * the errors: wrong CA, refused connection, timeout, abort from on_data,
  * cancel, mTLS with the key held in a memfd, bad arguments, many requests
  * at once, and close with requests in flight. Each scenario runs the loop
- * until every on_done ran, bounded by a 15 s guard timer. */
+ * until every on_done ran, for at most 15 s (tests/lib/testloop). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "httpc.h"
+#include "testloop.h"
 #include "testpki.h"
 #include "testproc.h"
 
@@ -140,21 +141,10 @@ static void on_done(struct httpc_req *r, int status, long code, const char *err)
 		print_message("on_done: %d (%s)\n", status, err);
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-	fail_msg("the loop ran for 15 s: a request never finished");
-}
-
-/* Runs the loop until only the guard is left. */
 static void run(uv_loop_t *loop)
 {
-	uv_timer_t guard;
-	uv_timer_init(loop, &guard);
-	uv_timer_start(&guard, guard_cb, 15000, 0);
-	uv_unref((uv_handle_t *)&guard);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(loop, UV_RUN_DEFAULT);
+	if (testloop_run(loop, 15) < 0)
+		fail_msg("the loop ran for 15 s: a request never finished");
 }
 
 static void closed_cb(void *arg)

@@ -21,80 +21,29 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-
 #include "kapi.h"
 #include "kwatch.h"
-#include "testpki.h"
-#include "testproc.h"
+#include "testkube.h"
+#include "testloop.h"
 #include "tokenreview.h"
 
-static struct {
-	char dir[64], server[64], ca[128], token[128], bad_token[128];
-	struct testproc api;
-} fx;
+static struct testkube fx;
 
 static int setup(void **state)
 {
-	static const char *const sans[] = { "IP:127.0.0.1" };
-	EVP_PKEY *ca_key = testpki_key(), *key = testpki_key();
-	X509 *ca = testpki_root(ca_key, "kube test root", 1);
-	X509 *cert = testpki_leaf(ca, ca_key, key, sans, 1, -60, 3600);
-	char *ca_pem = testpki_cert_pem(ca), *cert_pem = testpki_cert_pem(cert);
-	char *key_pem = testpki_key_pem(key);
-	char cert_path[128], key_path[128];
-	int rc = -1;
-
-	strcpy(fx.dir, "/tmp/kapi_test.XXXXXX");
-	if (!mkdtemp(fx.dir) || testpki_write(fx.dir, "ca.pem", ca_pem) ||
-	    testpki_write(fx.dir, "api.pem", cert_pem) || testpki_write(fx.dir, "api-key.pem", key_pem) ||
-	    testpki_write(fx.dir, "token", "control-token\n") ||
-	    testpki_write(fx.dir, "bad-token", "someone-else\n"))
-		goto out;
-	snprintf(fx.ca, sizeof(fx.ca), "%s/ca.pem", fx.dir);
-	snprintf(fx.token, sizeof(fx.token), "%s/token", fx.dir);
-	snprintf(fx.bad_token, sizeof(fx.bad_token), "%s/bad-token", fx.dir);
-	snprintf(cert_path, sizeof(cert_path), "%s/api.pem", fx.dir);
-	snprintf(key_path, sizeof(key_path), "%s/api-key.pem", fx.dir);
-	char *argv[] = { "/usr/bin/python3", KUBE_API, "--cert", cert_path, "--key", key_path,
-			 "--lifetime", "120", NULL };
-	if (testproc_start(&fx.api, argv) == 0)
-		rc = 0;
-	snprintf(fx.server, sizeof(fx.server), "https://127.0.0.1:%d/", fx.api.port);
-out:
-	free(ca_pem);
-	free(cert_pem);
-	free(key_pem);
-	X509_free(ca);
-	X509_free(cert);
-	EVP_PKEY_free(ca_key);
-	EVP_PKEY_free(key);
-	return rc;
+	return testkube_start(&fx, KUBE_API);
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-	testproc_stop(&fx.api);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static void guard_cb(uv_timer_t *t)
-{
-	fail_msg("the loop ran for 20 s without finishing");
+	testkube_stop(&fx);
+	return 0;
 }
 
 static void run(uv_loop_t *loop)
 {
-	uv_timer_t guard;
-	uv_timer_init(loop, &guard);
-	uv_timer_start(&guard, guard_cb, 20000, 0);
-	uv_unref((uv_handle_t *)&guard);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(loop, UV_RUN_DEFAULT);
+	if (testloop_run(loop, 20) < 0)
+		fail_msg("the loop ran for 20 s: a request never finished");
 }
 
 static struct kapi *client(uv_loop_t *loop, const char *server, const char *token)

@@ -12,12 +12,9 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-
 #include "podsource.h"
-#include "testpki.h"
-#include "testproc.h"
+#include "testkube.h"
+#include "testloop.h"
 
 #define INJECTED "\"annotations\": {\"cinch.dev/injected\": \"{}\"}"
 
@@ -108,64 +105,28 @@ static void on_workloads(void *arg, json_t *ws)
 	}
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-	fail_msg("no settled workload set within 20 s");
-}
-
 static void test_against_api(void **state)
 {
-	static const char *const sans[] = { "IP:127.0.0.1" };
-	char dir[] = "/tmp/podsource_test.XXXXXX", path[3][128], server[64], cmd[128];
-	EVP_PKEY *ca_key = testpki_key(), *key = testpki_key();
-	X509 *ca = testpki_root(ca_key, "kube test root", 1);
-	X509 *cert = testpki_leaf(ca, ca_key, key, sans, 1, -60, 3600);
-	char *pems[3] = { testpki_cert_pem(ca), testpki_cert_pem(cert), testpki_key_pem(key) };
-	static const char *const names[3] = { "ca.pem", "api.pem", "api-key.pem" };
-	struct testproc api;
+	struct testkube tk;
 	struct kapi_config cfg;
 	struct kapi *k;
 	struct seen s = { 0 };
 	const char *why;
 	uv_loop_t loop;
-	uv_timer_t guard;
 
-	assert_non_null(mkdtemp(dir));
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(testpki_write(dir, names[i], pems[i]), 0);
-		snprintf(path[i], sizeof(path[i]), "%s/%s", dir, names[i]);
-		free(pems[i]);
-	}
-	assert_int_equal(testpki_write(dir, "token", "control-token"), 0);
-	char *argv[] = { "/usr/bin/python3", KUBE_API, "--cert", path[1], "--key", path[2],
-			 "--lifetime", "60", NULL };
-	assert_int_equal(testproc_start(&api, argv), 0);
-	snprintf(server, sizeof(server), "https://127.0.0.1:%d", api.port);
-	snprintf(cmd, sizeof(cmd), "%s/token", dir);
-	assert_int_equal(kapi_config_explicit(&cfg, server, path[0], cmd, &why), 0);
-
+	assert_int_equal(testkube_start(&tk, KUBE_API), 0);
+	assert_int_equal(kapi_config_explicit(&cfg, tk.server, tk.ca, tk.token, &why), 0);
 	uv_loop_init(&loop);
 	assert_int_equal(kapi_new(&loop, &cfg, &k), 0);
 	kapi_config_cleanup(&cfg);
 	assert_int_equal(podsource_start(&loop, k, on_workloads, &s, &s.ps), 0);
-	uv_timer_init(&loop, &guard);
-	uv_timer_start(&guard, guard_cb, 20000, 0);
-	uv_unref((uv_handle_t *)&guard);
-	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(testloop_run(&loop, 20), 0);
 	assert_int_equal(s.done, 1);
 	assert_true(s.calls >= 2); /* the first list, then the changes */
-	uv_close((uv_handle_t *)&guard, NULL);
 	kapi_close(k, NULL, NULL);
-	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(testloop_run(&loop, 5), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
-
-	testproc_stop(&api);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
-	X509_free(ca);
-	X509_free(cert);
-	EVP_PKEY_free(ca_key);
-	EVP_PKEY_free(key);
+	testkube_stop(&tk);
 }
 
 int main(void)
