@@ -53,3 +53,16 @@ out:
 	GENERAL_NAMES_free(names);
 	return rc;
 }
+
+int svid_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+	ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+	int days, secs;
+	int ok = epoch && t && ASN1_TIME_diff(&days, &secs, epoch, t);
+
+	ASN1_TIME_free(epoch);
+	if (!ok)
+		return -EINVAL;
+	*out = (int64_t)days * 86400 + secs;
+	return 0;
+}
