@@ -30,8 +30,8 @@ struct httpc {
 	CURLM *multi;
 	uv_timer_t timer;
 	struct httpc_req *reqs; /* live requests, for httpc_close */
-	unsigned open_handles;  /* timer + polls not yet closed */
-	int in_curl;            /* inside curl_multi_socket_action() */
+	unsigned open_handles;	/* timer + polls not yet closed */
+	int in_curl;		/* inside curl_multi_socket_action() */
 	int closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -61,7 +61,7 @@ struct httpc_req {
 	httpc_done_cb on_done;
 	void *data;
 	int http2;
-	int deferred;    /* started from inside curl: not yet in the multi */
+	int deferred;	 /* started from inside curl: not yet in the multi */
 	int abort_errno; /* what on_data returned to abort */
 	char err[CURL_ERROR_SIZE];
 };
@@ -100,8 +100,8 @@ static int httpc_memfd(const char *name, const char *pem)
 int httpc_creds_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
 		    struct httpc_creds **out)
 {
-	static const char *const names[] = { "cinch-ca", "cinch-cert", "cinch-key" };
-	const char *pems[3] = { ca_pem, cert_pem, key_pem };
+	static const char *const names[] = {"cinch-ca", "cinch-cert", "cinch-key"};
+	const char *pems[3] = {ca_pem, cert_pem, key_pem};
 	struct httpc_creds *c;
 	int rc = 0;
 

@@ -30,7 +30,8 @@ int svid_spiffe_id(const X509 *cert, char *out, size_t outlen, const char **why)
 		}
 	}
 	if (n_uri != 1) {
-		*why = n_uri ? "certificate has more than one URI SAN" : "certificate has no URI SAN";
+		*why = n_uri ? "certificate has more than one URI SAN"
+			     : "certificate has no URI SAN";
 		goto out;
 	}
 	const char *s = (const char *)ASN1_STRING_get0_data(uri);

@@ -116,8 +116,8 @@ static int cfgwatch_on_message(void *arg, const uint8_t *msg, size_t len)
 	if (!snap) {
 		w->st.rejected++;
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:I}", "error", "malformed Snapshot or version too long", "bytes",
-				    (json_int_t)len));
+			  json_pack("{s:s, s:I}", "error", "malformed Snapshot or version too long",
+				    "bytes", (json_int_t)len));
 		return 0; /* keep the stream: the next snapshot may be good */
 	}
 	rc = w->on_snapshot(w->arg, snap);
@@ -125,8 +125,9 @@ static int cfgwatch_on_message(void *arg, const uint8_t *msg, size_t len)
 		w->st.rejected++;
 		snprintf(w->reject_error, sizeof(w->reject_error), "snapshot %.64s refused: %s",
 			 snap->version, strerror(-rc));
-		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s}", "version", snap->version, "error", strerror(-rc)));
+		log_event(
+			LOG_LVL_ERROR, "config_rejected",
+			json_pack("{s:s, s:s}", "version", snap->version, "error", strerror(-rc)));
 	} else {
 		snprintf(w->st.version, sizeof(w->st.version), "%s", snap->version);
 		w->reject_error[0] = '\0';

@@ -47,12 +47,12 @@ struct cfgwatch_report {
 };
 
 struct cfgwatch_status {
-	int connected;		 /* a stream is open and has delivered */
-	char version[128];	 /* last applied, "" before the first */
-	uint64_t snapshots;	 /* received */
-	uint64_t rejected;	 /* refused by on_snapshot or malformed */
-	uint64_t reconnects;	 /* streams started after the first */
-	char last_error[160];	 /* why the last stream ended, "" if none */
+	int connected;	      /* a stream is open and has delivered */
+	char version[128];    /* last applied, "" before the first */
+	uint64_t snapshots;   /* received */
+	uint64_t rejected;    /* refused by on_snapshot or malformed */
+	uint64_t reconnects;  /* streams started after the first */
+	char last_error[160]; /* why the last stream ended, "" if none */
 };
 
 struct cfgwatch;

@@ -32,8 +32,8 @@
 #include "svid.h"
 
 #define SVIDSRC_CALL_TIMEOUT_MS 15000
-#define SVIDSRC_MAX_RESPONSE (256 * 1024)
-#define SVIDSRC_MAX_TOKEN 16384
+#define SVIDSRC_MAX_RESPONSE	(256 * 1024)
+#define SVIDSRC_MAX_TOKEN	16384
 
 struct svidsrc {
 	uv_loop_t *loop;
@@ -57,7 +57,7 @@ struct svidsrc {
 
 	/* The certificate in use (key != NULL) and the newest bundle. */
 	EVP_PKEY *key;
-	STACK_OF(X509) *chain, *roots;
+	STACK_OF(X509) * chain, *roots;
 	uint64_t seq;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
 	char serial[80];
@@ -84,7 +84,8 @@ static void svidsrc_fail(struct svidsrc *s, const char *what, const char *detail
 	s->st.next_attempt = time(NULL) + delay / 1000;
 	log_event(LOG_LVL_WARN, "svid_request_failed",
 		  json_pack("{s:s, s:i, s:i, s:b}", "error", s->st.last_error, "failures",
-			    (int)s->st.failures, "retry_ms", (int)delay, "renewal", s->call_renewal));
+			    (int)s->st.failures, "retry_ms", (int)delay, "renewal",
+			    s->call_renewal));
 	uv_timer_start(&s->retry, svidsrc_attempt, delay, 0);
 }
 
@@ -153,7 +154,7 @@ out:
 }
 
 /* PEM of every certificate of `sk` appended to `bio`. */
-static int svidsrc_pem_certs(BIO *bio, const STACK_OF(X509) *sk)
+static int svidsrc_pem_certs(BIO *bio, const STACK_OF(X509) * sk)
 {
 	for (size_t i = 0; i < sk_X509_num(sk); i++)
 		if (!PEM_write_bio_X509(bio, sk_X509_value(sk, i)))
@@ -223,7 +224,7 @@ static void svidsrc_drop_current(struct svidsrc *s)
 	s->not_before = s->not_after = 0;
 }
 
-static STACK_OF(X509) *svidsrc_parse_certs(ProtobufCBinaryData *ders, size_t n)
+static STACK_OF(X509) * svidsrc_parse_certs(ProtobufCBinaryData *ders, size_t n)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 
@@ -327,7 +328,8 @@ static void svidsrc_expired(uv_timer_t *t)
 	}
 	log_event(LOG_LVL_ERROR, "svid_expired",
 		  json_pack("{s:s, s:s, s:s}", "spiffe_id", s->spiffe_id, "serial", s->serial,
-			    "effect", "failing closed: no new connections until a certificate arrives"));
+			    "effect",
+			    "failing closed: no new connections until a certificate arrives"));
 	svidsrc_drop_current(s);
 	s->st.not_after = 0;
 	s->on_svid(s->arg, NULL);

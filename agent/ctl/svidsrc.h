@@ -42,8 +42,8 @@ enum svidsrc_cred {
  * Up-reference what you keep (EVP_PKEY_up_ref, X509_up_ref). */
 struct svidsrc_svid {
 	EVP_PKEY *key;		/* private key: never leaves the process */
-	STACK_OF(X509) *chain;	/* leaf first, then intermediates */
-	STACK_OF(X509) *roots;	/* the trust bundle of the mesh */
+	STACK_OF(X509) * chain; /* leaf first, then intermediates */
+	STACK_OF(X509) * roots; /* the trust bundle of the mesh */
 	uint64_t bundle_sequence;
 	const char *spiffe_id;
 	const char *serial_hex;
@@ -54,12 +54,12 @@ struct svidsrc_svid {
 typedef void (*svidsrc_cb)(void *arg, const struct svidsrc_svid *svid);
 
 struct svidsrc_opts {
-	const char *control_url;   /* "https://host:15012" */
+	const char *control_url;    /* "https://host:15012" */
 	const char *control_ca_pem; /* bootstrap bundle, PEM, copied */
 	enum svidsrc_cred cred;
-	const char *cred_path;	    /* file holding the token, copied */
-	const char *spiffe_id;	    /* expected identity, or NULL: take what is granted */
-	int64_t ttl_seconds;	    /* asked for; 0: the control's default */
+	const char *cred_path; /* file holding the token, copied */
+	const char *spiffe_id; /* expected identity, or NULL: take what is granted */
+	int64_t ttl_seconds;   /* asked for; 0: the control's default */
 	svidsrc_cb on_svid;
 	void *arg;
 };

@@ -35,8 +35,8 @@ static struct {
 
 static int setup(void **state)
 {
-	static const char *const server_sans[] = { "IP:127.0.0.1" };
-	static const char *const client_sans[] = { CLIENT_ID };
+	static const char *const server_sans[] = {"IP:127.0.0.1"};
+	static const char *const client_sans[] = {CLIENT_ID};
 	EVP_PKEY *ca_key = testpki_key(), *other_key = testpki_key();
 	EVP_PKEY *skey = testpki_key(), *ckey = testpki_key();
 	X509 *ca = testpki_root(ca_key, "cfgwatch test root", 1);
@@ -53,14 +53,26 @@ static int setup(void **state)
 	fx.key_pem = testpki_key_pem(ckey);
 	strcpy(fx.dir, "/tmp/cfgwatch_test.XXXXXX");
 	if (!mkdtemp(fx.dir) || testpki_write(fx.dir, "ca.pem", fx.ca_pem) ||
-	    testpki_write(fx.dir, "server.pem", spem) || testpki_write(fx.dir, "server-key.pem", skey_pem))
+	    testpki_write(fx.dir, "server.pem", spem) ||
+	    testpki_write(fx.dir, "server-key.pem", skey_pem))
 		goto out;
 	snprintf(cert, sizeof(cert), "%s/server.pem", fx.dir);
 	snprintf(key, sizeof(key), "%s/server-key.pem", fx.dir);
 	snprintf(cafile, sizeof(cafile), "%s/ca.pem", fx.dir);
-	char *argv[] = { "/usr/bin/python3", GRPC_SERVER, "--proto", PROTO_DIR, "--cert", cert,
-			 "--key", key, "--ca", cafile, "--lifetime", "120", "--require-client-auth",
-			 NULL };
+	char *argv[] = {"/usr/bin/python3",
+			GRPC_SERVER,
+			"--proto",
+			PROTO_DIR,
+			"--cert",
+			cert,
+			"--key",
+			key,
+			"--ca",
+			cafile,
+			"--lifetime",
+			"120",
+			"--require-client-auth",
+			NULL};
 	if (testproc_start(&fx.srv, argv) == 0)
 		rc = 0;
 	snprintf(fx.url, sizeof(fx.url), "https://127.0.0.1:%d", fx.srv.port);
@@ -130,7 +142,7 @@ static int on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 static void run_watch(struct run *r, const char *url, const char *ca_pem, unsigned seconds)
 {
 	struct httpc_creds *creds = NULL;
-	struct cfgwatch_report rep = { .bundle_sequence = 7, .cert_serial_hex = "0a1b" };
+	struct cfgwatch_report rep = {.bundle_sequence = 7, .cert_serial_hex = "0a1b"};
 
 	assert_int_equal(uv_loop_init(&r->loop), 0);
 	assert_int_equal(httpc_new(&r->loop, &r->h), 0);
@@ -154,7 +166,7 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 
 static void test_stream_report_reconnect(void **state)
 {
-	struct run r = { .until = "v4" };
+	struct run r = {.until = "v4"};
 
 	run_watch(&r, fx.url, fx.ca_pem, 15);
 	assert_string_equal(r.seen, "v1,v2,v3,v4");
@@ -170,7 +182,7 @@ static void test_stream_report_reconnect(void **state)
 
 static void test_refused_snapshot_keeps_last(void **state)
 {
-	struct run r = { .until = "v4", .refuse = "v2" };
+	struct run r = {.until = "v4", .refuse = "v2"};
 
 	run_watch(&r, fx.url, fx.ca_pem, 15);
 	assert_string_equal(r.seen, "v1,v2,v3,v4");
@@ -182,7 +194,7 @@ static void test_refusal_reported(void **state)
 {
 	/* v3 refused: the agent keeps v2 and tells why; a Watch holding v2
 	 * gets v1..v3 again, so stop after the first reconnect's v1. */
-	struct run r = { .refuse = "v3" };
+	struct run r = {.refuse = "v3"};
 
 	run_watch(&r, fx.url, fx.ca_pem, 3);
 	assert_non_null(strstr(r.seen, "v1,v2,v3,v1"));
@@ -194,7 +206,7 @@ static void test_control_down(void **state)
 {
 	/* Nothing listens on port 1 of loopback: the watch keeps retrying,
 	 * backing off, and never delivers anything. */
-	struct run r = { 0 };
+	struct run r = {0};
 
 	run_watch(&r, "https://127.0.0.1:1", fx.ca_pem, 4);
 	assert_string_equal(r.seen, "");
@@ -207,7 +219,7 @@ static void test_untrusted_control(void **state)
 {
 	/* The control plane's certificate does not chain to the bundle we
 	 * were given: nothing is accepted from it. */
-	struct run r = { 0 };
+	struct run r = {0};
 
 	run_watch(&r, fx.url, fx.other_pem, 3);
 	assert_string_equal(r.seen, "");

@@ -54,7 +54,7 @@ static int leaf_id(struct pki *p, const char *const *uris, size_t n, char *out, 
 
 static void test_one_uri(void **state)
 {
-	static const char *const uris[] = { "spiffe://cluster.local/ns/shop/sa/web" };
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
 	char id[SPIFFE_ID_MAX + 1];
 
 	assert_int_equal(leaf_id(*state, uris, 1, id, sizeof(id), NULL), 0);
@@ -63,9 +63,9 @@ static void test_one_uri(void **state)
 
 static void test_refusals(void **state)
 {
-	static const char *const two[] = { "spiffe://td/ns/a/sa/b", "spiffe://td/ns/c/sa/d" };
-	static const char *const http[] = { "https://td/ns/a/sa/b" };
-	static const char *const wild[] = { "spiffe://td/ns/a/sa/*" };
+	static const char *const two[] = {"spiffe://td/ns/a/sa/b", "spiffe://td/ns/c/sa/d"};
+	static const char *const http[] = {"https://td/ns/a/sa/b"};
+	static const char *const wild[] = {"spiffe://td/ns/a/sa/*"};
 	char id[SPIFFE_ID_MAX + 1];
 	const char *why = NULL;
 
@@ -81,7 +81,7 @@ static void test_refusals(void **state)
 
 static void test_small_buffer(void **state)
 {
-	static const char *const uris[] = { "spiffe://cluster.local/ns/shop/sa/web" };
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
 	char id[8];
 	const char *why = NULL;
 
@@ -92,7 +92,7 @@ static void test_small_buffer(void **state)
  * GeneralizedTime encodings (RFC 5280 4.1.2.5: 2050 and later). */
 static void test_time_unix(void **state)
 {
-	static const char *const uris[] = { "spiffe://cluster.local/ns/shop/sa/web" };
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
 	struct pki *p = *state;
 	X509 *leaf = testpki_leaf(p->ca, p->ca_key, p->leaf_key, uris, 1, -60, 3600);
 	ASN1_TIME *t = ASN1_TIME_set(NULL, 2524608000); /* 2050-01-01T00:00:00Z */
