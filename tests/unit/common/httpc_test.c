@@ -41,15 +41,24 @@ static int start_server(struct testproc *p, int mtls)
 	snprintf(cert, sizeof(cert), "%s/server.pem", fx.dir);
 	snprintf(key, sizeof(key), "%s/server-key.pem", fx.dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", fx.dir);
-	char *argv[] = { "/usr/bin/python3", HTTPS_SERVER, "--cert", cert, "--key", key,
-			 "--lifetime", "120", mtls ? "--client-ca" : NULL, ca, NULL };
+	char *argv[] = {"/usr/bin/python3",
+			HTTPS_SERVER,
+			"--cert",
+			cert,
+			"--key",
+			key,
+			"--lifetime",
+			"120",
+			mtls ? "--client-ca" : NULL,
+			ca,
+			NULL};
 	return testproc_start(p, argv);
 }
 
 static int setup(void **state)
 {
-	static const char *const server_sans[] = { "DNS:localhost", "IP:127.0.0.1" };
-	static const char *const client_sans[] = { CLIENT_ID };
+	static const char *const server_sans[] = {"DNS:localhost", "IP:127.0.0.1"};
+	static const char *const client_sans[] = {CLIENT_ID};
 	EVP_PKEY *ca_key = testpki_key(), *other_key = testpki_key();
 	EVP_PKEY *server_key = testpki_key(), *client_key = testpki_key();
 	X509 *ca = testpki_root(ca_key, "httpc test root", 1);
@@ -162,16 +171,23 @@ static void one(const char *method, const char *path, int port, const char *ca_p
 	char url[128];
 	int closed = 0;
 
-	snprintf(url, sizeof(url), "https://%s:%d%s", port == fx.mtls.port ? "localhost" : "127.0.0.1",
-		 port, path);
+	snprintf(url, sizeof(url), "https://%s:%d%s",
+		 port == fx.mtls.port ? "localhost" : "127.0.0.1", port, path);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(httpc_new(&loop, &h), 0);
 	assert_int_equal(httpc_creds_new(ca_pem, mtls ? fx.client_cert_pem : NULL,
-					 mtls ? fx.client_key_pem : NULL, &creds), 0);
+					 mtls ? fx.client_key_pem : NULL, &creds),
+			 0);
 	struct httpc_req_opts o = {
-		.method = method, .url = url, .body = body, .body_len = body_len,
-		.timeout_ms = timeout_ms, .on_header = on_header, .on_data = on_data,
-		.on_done = on_done, .data = res,
+		.method = method,
+		.url = url,
+		.body = body,
+		.body_len = body_len,
+		.timeout_ms = timeout_ms,
+		.on_header = on_header,
+		.on_data = on_data,
+		.on_done = on_done,
+		.data = res,
 	};
 	assert_int_equal(httpc_request(h, &o, creds, NULL), 0);
 	httpc_creds_unref(creds); /* the request holds its own reference */
@@ -268,6 +284,81 @@ static void test_stream(void **state)
 	assert_true(res.chunks >= 2); /* delivered as it arrived, not at the end */
 }
 
+/* A request started from inside another's on_data (curl refuses multi
+ * calls from its callbacks: httpc defers the new one) still runs. */
+struct nested {
+	struct result outer, inner;
+	struct httpc *h;
+	struct httpc_creds *creds;
+	char url[128];
+	int start_rc;
+};
+
+static int on_data_nested(struct httpc_req *r, const char *data, size_t len)
+{
+	struct nested *n = httpc_req_data(r);
+	if (n->outer.chunks++ == 0) {
+		struct httpc_req_opts o = {
+			.method = "GET",
+			.url = n->url,
+			.timeout_ms = 5000,
+			.on_data = on_data,
+			.on_done = on_done,
+			.data = &n->inner,
+		};
+		n->start_rc = httpc_request(n->h, &o, n->creds, NULL);
+	}
+	n->outer.body_len += len;
+	(void)data;
+	return 0;
+}
+
+static void on_done_nested(struct httpc_req *r, int status, long code, const char *err)
+{
+	struct nested *n = httpc_req_data(r);
+	n->outer.done_called++;
+	n->outer.status = status;
+	n->outer.code = code;
+	(void)err;
+}
+
+static void test_request_from_callback(void **state)
+{
+	static struct nested n;
+	uv_loop_t loop;
+	char url[128];
+	int closed = 0;
+
+	memset(&n, 0, sizeof(n));
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/stream", fx.plain.port);
+	snprintf(n.url, sizeof(n.url), "https://127.0.0.1:%d/hello", fx.plain.port);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(httpc_new(&loop, &n.h), 0);
+	assert_int_equal(httpc_creds_new(fx.ca_pem, NULL, NULL, &n.creds), 0);
+	struct httpc_req_opts o = {
+		.method = "GET",
+		.url = url,
+		.timeout_ms = 5000,
+		.on_data = on_data_nested,
+		.on_done = on_done_nested,
+		.data = &n,
+	};
+	assert_int_equal(httpc_request(n.h, &o, n.creds, NULL), 0);
+	run(&loop);
+	httpc_close(n.h, closed_cb, &closed);
+	run(&loop);
+	httpc_creds_unref(n.creds);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(n.start_rc, 0);
+	assert_int_equal(n.outer.done_called, 1);
+	assert_int_equal(n.outer.status, 0);
+	assert_int_equal(n.outer.body_len, 24);
+	assert_int_equal(n.inner.done_called, 1);
+	assert_int_equal(n.inner.status, 0);
+	assert_int_equal(n.inner.code, 200);
+	assert_memory_equal(n.inner.body, "hello\n", 6);
+}
+
 static void test_mtls(void **state)
 {
 	static struct result res;
@@ -290,7 +381,7 @@ static void test_bad_arguments(void **state)
 	uv_loop_t loop;
 	struct httpc *h;
 	struct httpc_creds *creds;
-	struct result res = { 0 };
+	struct result res = {0};
 	int closed = 0;
 
 	uv_loop_init(&loop);
@@ -298,8 +389,8 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(httpc_creds_new(NULL, NULL, NULL, &creds), -EINVAL);
 	assert_int_equal(httpc_creds_new(fx.ca_pem, fx.client_cert_pem, NULL, &creds), -EINVAL);
 	assert_int_equal(httpc_creds_new(fx.ca_pem, NULL, NULL, &creds), 0);
-	struct httpc_req_opts o = { .method = "GET", .url = "http://127.0.0.1:1/",
-				    .on_done = on_done, .data = &res };
+	struct httpc_req_opts o = {
+		.method = "GET", .url = "http://127.0.0.1:1/", .on_done = on_done, .data = &res};
 	assert_int_equal(httpc_request(h, &o, creds, NULL), -EINVAL);
 	o.url = "ftp://127.0.0.1/";
 	assert_int_equal(httpc_request(h, &o, creds, NULL), -EINVAL);
@@ -331,9 +422,12 @@ static void test_many_then_close(void **state)
 	assert_int_equal(httpc_new(&loop, &h), 0);
 	assert_int_equal(httpc_creds_new(fx.ca_pem, NULL, NULL, &creds), 0);
 	for (int i = 0; i < N; i++) {
-		struct httpc_req_opts o = { .method = "GET", .url = url, .timeout_ms = 10000,
-					    .on_data = on_data, .on_done = on_done,
-					    .data = &res[i] };
+		struct httpc_req_opts o = {.method = "GET",
+					   .url = url,
+					   .timeout_ms = 10000,
+					   .on_data = on_data,
+					   .on_done = on_done,
+					   .data = &res[i]};
 		assert_int_equal(httpc_request(h, &o, creds, NULL), 0);
 	}
 	run(&loop);
@@ -343,8 +437,8 @@ static void test_many_then_close(void **state)
 		assert_int_equal(res[i].code, 200);
 	}
 	/* A request still in flight when the client closes is cancelled. */
-	struct httpc_req_opts o = { .method = "GET", .url = slow, .on_done = on_done,
-				    .data = &res[N] };
+	struct httpc_req_opts o = {
+		.method = "GET", .url = slow, .on_done = on_done, .data = &res[N]};
 	assert_int_equal(httpc_request(h, &o, creds, NULL), 0);
 	httpc_creds_unref(creds);
 	uv_run(&loop, UV_RUN_NOWAIT);
@@ -366,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_abort_from_on_data),
+		cmocka_unit_test(test_request_from_callback),
 		cmocka_unit_test(test_mtls),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_many_then_close),
