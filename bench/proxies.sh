@@ -1,0 +1,319 @@
+#!/bin/bash
+# proxies.sh: the data-path benchmark of docs/benchmarks.md ("## Agent").
+#
+# Two pods (network namespaces on a bridge): `client` runs the load tools,
+# `server` runs the origin (nginx HTTP on 8080, iperf3 on 5201). Each peer
+# carries the traffic between them with mutual TLS 1.3, chain verification
+# on both sides, ECDSA P-256 certificates from one test CA:
+#   direct   plaintext, no proxy (the baseline)
+#   stunnel  a client stunnel in `client`, a server stunnel in `server`
+#   haproxy  the same with HAProxy (nbthread 1)
+#   nginx    the same with nginx's stream module (worker_processes 1)
+# Every peer runs one worker on the same two cores, side by side in one
+# run, ROUNDS times in turn; the table shows medians over the rounds.
+#
+# Measured per peer: keep-alive requests/s and p50/p99 latency (wrk, 32
+# connections), p50/p99 at a fixed 1,000 requests/s (fixed_rate.py, from
+# each request's scheduled start), new connections/s (wrk, every request
+# on a new connection), single-stream throughput (iperf3), proxy RSS idle
+# and under load (both sides summed), memory per idle connection (1,000
+# idle connections held open through the proxies).
+#
+#   bench/proxies.sh [--rounds N] [--seconds S] [--out FILE]
+# Needs root and the tools of `scripts/deps.sh bench`.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+ROUNDS=3
+SECS=8
+OUT=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--seconds) SECS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--out FILE]" >&2; exit 2 ;;
+	esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "proxies.sh: needs root (network namespaces)" >&2; exit 1; }
+for t in wrk iperf3 stunnel4 haproxy nginx openssl python3; do
+	command -v $t >/dev/null || { echo "proxies.sh: $t missing: run scripts/deps.sh bench" >&2; exit 1; }
+done
+
+NETNS_STATE=$(mktemp -d /tmp/cinch-bench.XXXXXX)
+NETNS_PREFIX=cbn-
+NETNS_BRIDGE=cbn0
+NETNS_GW=10.210.0.1/24
+CLIENT_IP=10.210.0.10
+SERVER_IP=10.210.0.20
+# shellcheck source=../deploy/local/netns.sh
+. "$ROOT/deploy/local/netns.sh"
+D=$NETNS_STATE
+
+cleanup() {
+	netns_kill_all
+	netns_teardown client server
+	[ -n "${KEEP:-}" ] && echo "kept $D" >&2 || rm -rf "$D"
+}
+trap cleanup EXIT INT TERM
+
+in_client() { ip netns exec cbn-client "$@"; }
+in_server() { ip netns exec cbn-server "$@"; }
+
+# --- certificates: one CA, SPIFFE URI SANs, P-256 ---------------------------
+pki() {
+	cd "$D"
+	openssl ecparam -name prime256v1 -genkey -noout -out ca-key.pem 2>/dev/null
+	openssl req -x509 -new -key ca-key.pem -days 1 -subj "/O=cinch bench CA" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign" -out ca.pem 2>/dev/null
+	for who in client server; do
+		openssl ecparam -name prime256v1 -genkey -noout -out "$who-key.pem" 2>/dev/null
+		openssl req -new -key "$who-key.pem" -subj "/" -out "$who.csr" 2>/dev/null
+		printf 'subjectAltName=critical,URI:spiffe://cluster.local/ns/bench/sa/%s,IP:%s\n%s\n%s\n' \
+			"$who" "$([ $who = server ] && echo "$SERVER_IP,DNS:server.cinch-bench" || echo $CLIENT_IP)" \
+			"keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth,clientAuth" >"$who.ext"
+		openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+			-days 1 -extfile "$who.ext" -out "$who.pem" 2>/dev/null
+		cat "$who.pem" "$who-key.pem" >"$who-combined.pem"
+	done
+	cd - >/dev/null
+}
+
+# --- the origin --------------------------------------------------------------
+origin() {
+	cat >"$D/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $D/origin.pid;
+error_log stderr error;
+events { worker_connections 8192; }
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	server {
+		listen 0.0.0.0:8080 reuseport backlog=4096;
+		location / { return 200 "hello from the origin\n"; }
+	}
+}
+EOF
+	netns_spawn origin server nginx -c "$D/origin.conf"
+	netns_spawn iperf server iperf3 -s -p 5201
+	netns_wait 5 in_server bash -c "exec 3<>/dev/tcp/127.0.0.1/8080"
+}
+
+# --- the peers: each starts its two sides; the client side listens on
+# 127.0.0.1:9080 (HTTP) and 127.0.0.1:9201 (iperf3) in `client` -----------
+start_stunnel() {
+	for side in client server; do
+		{
+			echo "foreground = yes"
+			echo "pid ="
+			echo "debug = 3"
+			echo "sslVersionMin = TLSv1.3"
+			echo "CAfile = $D/ca.pem"
+			echo "cert = $D/$side.pem"
+			echo "key = $D/$side-key.pem"
+			echo "verifyChain = yes"
+			for svc in http:9080:9443:8080 iperf:9201:9444:5201; do
+				IFS=: read -r name lport tport oport <<<"$svc"
+				echo "[$name]"
+				if [ $side = client ]; then
+					echo "client = yes"
+					echo "accept = 127.0.0.1:$lport"
+					echo "connect = $SERVER_IP:$tport"
+				else
+					echo "accept = $SERVER_IP:$tport"
+					echo "connect = 127.0.0.1:$oport"
+					echo "requireCert = yes"
+				fi
+			done
+		} >"$D/stunnel-$side.conf"
+		netns_spawn "proxy-$side" $side stunnel4 "$D/stunnel-$side.conf"
+	done
+}
+
+start_haproxy() {
+	cat >"$D/haproxy-client.cfg" <<EOF
+global
+	nbthread 1
+	maxconn 4000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+listen http
+	bind 127.0.0.1:9080
+	server s $SERVER_IP:9443 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3
+listen iperf
+	bind 127.0.0.1:9201
+	server s $SERVER_IP:9444 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3
+EOF
+	cat >"$D/haproxy-server.cfg" <<EOF
+global
+	nbthread 1
+	maxconn 4000
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+listen http
+	bind $SERVER_IP:9443 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3
+	server o 127.0.0.1:8080
+listen iperf
+	bind $SERVER_IP:9444 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3
+	server o 127.0.0.1:5201
+EOF
+	for side in client server; do
+		netns_spawn "proxy-$side" $side haproxy -db -f "$D/haproxy-$side.cfg"
+	done
+}
+
+start_nginx() {
+	for side in client server; do
+		{
+			echo "load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+			echo "worker_processes 1; daemon off; pid $D/nginx-$side.pid; error_log stderr error;"
+			echo "events { worker_connections 8192; }"
+			echo "stream {"
+			for svc in 9080:9443:8080 9201:9444:5201; do
+				IFS=: read -r lport tport oport <<<"$svc"
+				if [ $side = client ]; then
+					echo "server { listen 127.0.0.1:$lport; proxy_pass $SERVER_IP:$tport;"
+					echo "  proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;"
+					echo "  proxy_ssl_name server.cinch-bench;"
+					echo "  proxy_ssl_certificate $D/client.pem; proxy_ssl_certificate_key $D/client-key.pem;"
+					echo "  proxy_ssl_trusted_certificate $D/ca.pem; proxy_ssl_verify on; }"
+				else
+					echo "server { listen $SERVER_IP:$tport ssl; proxy_pass 127.0.0.1:$oport;"
+					echo "  ssl_protocols TLSv1.3; ssl_certificate $D/server.pem; ssl_certificate_key $D/server-key.pem;"
+					echo "  ssl_client_certificate $D/ca.pem; ssl_verify_client on; }"
+				fi
+			done
+			echo "}"
+		} >"$D/nginx-$side.conf"
+		netns_spawn "proxy-$side" $side nginx -c "$D/nginx-$side.conf"
+	done
+}
+
+stop_peer() {
+	netns_kill proxy-client
+	netns_kill proxy-server
+}
+
+# The URL and iperf3 target the load tools use for a peer.
+http_url() { [ "$1" = direct ] && echo "http://$SERVER_IP:8080/" || echo "http://127.0.0.1:9080/"; }
+http_url_hostport() { [ "$1" = direct ] && echo "$SERVER_IP 8080" || echo "127.0.0.1 9080"; }
+iperf_target() { [ "$1" = direct ] && echo "$SERVER_IP 5201" || echo "127.0.0.1 9201"; }
+
+# RSS in KiB of the peer's processes (both sides, every process of each).
+peer_rss() {
+	local total=0 f pid
+	for f in "$D/pids/proxy-client.pid" "$D/pids/proxy-server.pid"; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		for p in $(pgrep -s "$pid" 2>/dev/null || true); do
+			total=$((total + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)))
+		done
+	done
+	echo $total
+}
+
+# wrk's summary as "rps p50_ms p99_ms".
+wrk_run() {
+	local url=$1
+	shift
+	in_client wrk -t1 -c32 -d"${SECS}s" --latency "$@" "$url" 2>&1 | python3 -c '
+import re, sys
+t = sys.stdin.read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)\b", t, re.M)
+    if not m:
+        return "nan"
+    v = float(m.group(1))
+    return "%.3f" % (v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+if bad:
+    sys.exit("wrk: %s non-2xx responses" % bad.group(1))
+print(rps.group(1) if rps else "0", ms("50"), ms("99"))
+'
+}
+
+iperf_run() {
+	# shellcheck disable=SC2046
+	in_client iperf3 -c $(iperf_target "$1" | cut -d" " -f1) -p $(iperf_target "$1" | cut -d" " -f2) \
+		-t "$SECS" -J | python3 -c '
+import json, sys
+print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
+}
+
+# RSS growth per idle connection: N connections held open through the peer.
+idle_per_conn() {
+	local peer=$1 n=1000 before after
+	before=$(peer_rss)
+	in_client python3 - "$(http_url "$peer")" $n "$D/idle.ready" <<'EOF' &
+import socket, sys, time, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); n = int(sys.argv[2])
+socks = []
+for _ in range(n):
+    s = socket.create_connection((u.hostname, u.port))
+    socks.append(s)
+# one request on each, so every connection really crossed both proxies
+for s in socks:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+for s in socks:
+    s.recv(4096)
+open(sys.argv[3], "w").close()
+time.sleep(8)
+EOF
+	local holder=$!
+	netns_wait 30 test -f "$D/idle.ready" || true
+	sleep 1
+	after=$(peer_rss)
+	kill $holder 2>/dev/null || true
+	wait $holder 2>/dev/null || true
+	rm -f "$D/idle.ready"
+	echo $(((after - before) * 1024 / n))
+}
+
+measure() {
+	local peer=$1 url
+	url=$(http_url "$peer")
+	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "$peer: no traffic through it" >&2; return 1; }
+	local idle ka nc tput load fixed
+	idle=$(peer_rss)
+	# shellcheck disable=SC2046
+	fixed=$(in_client /usr/bin/python3 "$HERE/fixed_rate.py" $(http_url_hostport "$peer") 1000 "$SECS" | cut -d' ' -f1,2)
+	ka=$(wrk_run "$url")
+	load=$(peer_rss)
+	nc=$(wrk_run "$url" -H "Connection: close")
+	tput=$(iperf_run "$peer")
+	local per=0
+	[ "$peer" = direct ] || per=$(idle_per_conn "$peer")
+	echo "$peer $ka $(echo "$nc" | cut -d' ' -f1) $tput $idle $load $per $fixed"
+}
+
+main() {
+	netns_bridge_up
+	netns_pod_up client "$CLIENT_IP/24"
+	netns_pod_up server "$SERVER_IP/24"
+	pki
+	origin
+	local peers="direct stunnel haproxy nginx"
+	: >"$D/results"
+	for r in $(seq "$ROUNDS"); do
+		for p in $peers; do
+			[ "$p" = direct ] || "start_$p"
+			echo "round $r: $p" >&2
+			measure "$p" >>"$D/results" || true
+			[ "$p" = direct ] || stop_peer
+		done
+	done
+	python3 "$HERE/table.py" "$D/results" "$ROUNDS" "$SECS" | tee "${OUT:-/dev/null}"
+}
+
+main
