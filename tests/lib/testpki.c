@@ -5,8 +5,13 @@
 #include <openssl/ec_key.h>
 #include <openssl/evp.h>
 #include <openssl/obj.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 EVP_PKEY *testpki_key(void)
 {
@@ -72,6 +77,32 @@ X509 *testpki_root(EVP_PKEY *key, const char *cn, int days)
 	return cert;
 }
 
+/* One SAN: "DNS:x", "IP:x", or else a URI. */
+static GENERAL_NAME *testpki_san(const char *v)
+{
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	if (!gn)
+		return NULL;
+	if (strncmp(v, "IP:", 3) == 0) {
+		ASN1_OCTET_STRING *ip = a2i_IPADDRESS(v + 3);
+		if (!ip)
+			goto err;
+		GENERAL_NAME_set0_value(gn, GEN_IPADD, ip);
+		return gn;
+	}
+	int dns = strncmp(v, "DNS:", 4) == 0;
+	ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+	if (!s || !ASN1_STRING_set(s, dns ? v + 4 : v, -1)) {
+		ASN1_IA5STRING_free(s);
+		goto err;
+	}
+	GENERAL_NAME_set0_value(gn, dns ? GEN_DNS : GEN_URI, s);
+	return gn;
+err:
+	GENERAL_NAME_free(gn);
+	return NULL;
+}
+
 X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *const *uris,
 		   size_t n, long not_before_s, long lifetime_s)
 {
@@ -84,14 +115,9 @@ X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *c
 	    !testpki_add_ext(cert, ca, NID_ext_key_usage, "serverAuth,clientAuth"))
 		goto err;
 	for (size_t i = 0; i < n; i++) {
-		GENERAL_NAME *gn = GENERAL_NAME_new();
-		ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-		if (!gn || !s || !ASN1_STRING_set(s, uris[i], -1)) {
-			GENERAL_NAME_free(gn);
-			ASN1_IA5STRING_free(s);
+		GENERAL_NAME *gn = testpki_san(uris[i]);
+		if (!gn)
 			goto err;
-		}
-		GENERAL_NAME_set0_value(gn, GEN_URI, s);
 		if (!sk_GENERAL_NAME_push(names, gn)) {
 			GENERAL_NAME_free(gn);
 			goto err;
@@ -107,4 +133,44 @@ err:
 	GENERAL_NAMES_free(names);
 	X509_free(cert);
 	return NULL;
+}
+
+/* Drains a memory BIO into a new NUL-terminated string. */
+static char *testpki_bio_string(BIO *bio, int ok)
+{
+	const uint8_t *data;
+	size_t len;
+	char *s = NULL;
+
+	if (ok && BIO_mem_contents(bio, &data, &len) && (s = malloc(len + 1))) {
+		memcpy(s, data, len);
+		s[len] = '\0';
+	}
+	BIO_free(bio);
+	return s;
+}
+
+char *testpki_cert_pem(X509 *cert)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	return bio ? testpki_bio_string(bio, PEM_write_bio_X509(bio, cert)) : NULL;
+}
+
+char *testpki_key_pem(EVP_PKEY *key)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	return bio ? testpki_bio_string(bio, PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL,
+									  0, NULL, NULL))
+		   : NULL;
+}
+
+int testpki_write(const char *dir, const char *name, const char *pem)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	int ok = fputs(pem, f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
 }

@@ -15,9 +15,17 @@ EVP_PKEY *testpki_key(void);
 X509 *testpki_root(EVP_PKEY *key, const char *cn, int days);
 
 /* A CA:FALSE leaf for `leaf_key`, signed by (ca, ca_key), carrying the
- * given URI SANs (n may be 0: no SAN extension at all), valid from
- * now+not_before_s for lifetime_s seconds. */
+ * given SANs (n may be 0: no SAN extension at all), valid from
+ * now+not_before_s for lifetime_s seconds. A SAN written "DNS:name" or
+ * "IP:addr" is of that type; any other string is a URI. */
 X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *const *uris,
 		   size_t n, long not_before_s, long lifetime_s);
+
+/* PEM text of a certificate or of a private key (PKCS#8), new; free(). */
+char *testpki_cert_pem(X509 *cert);
+char *testpki_key_pem(EVP_PKEY *key);
+
+/* Writes PEM text to dir/name; 0 or -1. */
+int testpki_write(const char *dir, const char *name, const char *pem);
 
 #endif

@@ -1,0 +1,224 @@
+/* crdsource: see crdsource.h. The view maps "<Kind>/<ns>/<name>" to the
+ * reduced document; `reported` maps the same keys to the last condition
+ * written, so unchanged verdicts cause no API writes. `cs` is freed once
+ * its timer is closed and no status write is still in flight. */
+#include "crdsource.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kview.h"
+#include "kwatch.h"
+
+#define CRD_GROUP_PATH "/apis/cinch.dev/v1alpha1"
+
+static const struct crd_kind {
+	const char *kind, *plural;
+} crd_kinds[] = {
+	{ "AllowPolicy", "allowpolicies" },
+	{ "MeshPolicy", "meshpolicies" },
+	{ "EgressPolicy", "egresspolicies" },
+};
+#define CRD_NKINDS (sizeof(crd_kinds) / sizeof(crd_kinds[0]))
+
+struct crdsource;
+
+/* One watched kind; `cs` is the back-pointer its callbacks need. */
+struct crd_watch {
+	struct crdsource *cs;
+	const struct crd_kind *kind;
+	struct kwatch *watch;
+};
+
+struct crdsource {
+	struct kapi *k;
+	struct crd_watch watches[CRD_NKINDS];
+	struct kview view;
+	json_t *reported; /* key -> last message written ("" = accepted) */
+	unsigned inflight; /* status patches not yet answered */
+	int stopped, view_closed;
+};
+
+/* One status write in flight; `key` names the object in `reported`. */
+struct crd_patch {
+	struct crdsource *cs;
+	char key[];
+};
+
+static void crd_maybe_free(struct crdsource *cs)
+{
+	if (!cs->view_closed || cs->inflight)
+		return;
+	json_decref(cs->reported);
+	free(cs);
+}
+
+static const char *crd_str(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+json_t *crdsource_document(const json_t *obj)
+{
+	const json_t *meta = json_object_get(obj, "metadata");
+	const char *kind = crd_str(obj, "kind"), *api = crd_str(obj, "apiVersion");
+	const char *name = crd_str(meta, "name"), *ns = crd_str(meta, "namespace");
+	json_t *doc, *m;
+
+	if (!kind || !api || !name || !ns || !json_is_object(json_object_get(obj, "spec")))
+		return NULL;
+	m = json_pack("{s:s, s:s}", "name", name, "namespace", ns);
+	if (m && json_is_object(json_object_get(meta, "labels")))
+		json_object_set_new(m, "labels", json_deep_copy(json_object_get(meta, "labels")));
+	doc = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", api, "kind", kind, "metadata", m,
+			"spec", json_deep_copy(json_object_get(obj, "spec")));
+	return doc;
+}
+
+static void crd_apply(struct crd_watch *cw, const json_t *obj, int deleted)
+{
+	const json_t *meta = json_object_get(obj, "metadata");
+	const char *name = crd_str(meta, "name"), *ns = crd_str(meta, "namespace");
+	char key[700];
+
+	if (!name || !ns ||
+	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", cw->kind->kind, ns, name) >= sizeof(key))
+		return;
+	json_t *doc = deleted ? NULL : crdsource_document(obj);
+	if (!doc)
+		json_object_del(cw->cs->reported, key);
+	kview_set(&cw->cs->view, key, doc);
+}
+
+static void crd_sync(void *arg, json_t *items)
+{
+	struct crd_watch *cw = arg;
+	char prefix[64];
+	size_t i;
+	json_t *obj;
+
+	/* Replace this kind's objects, keep the other kinds'. */
+	snprintf(prefix, sizeof(prefix), "%s/", cw->kind->kind);
+	kview_drop_prefix(&cw->cs->view, prefix);
+	json_array_foreach(items, i, obj) crd_apply(cw, obj, 0);
+}
+
+static void crd_event(void *arg, const char *type, json_t *obj)
+{
+	struct crd_watch *cw = arg;
+	crd_apply(cw, obj, strcmp(type, "DELETED") == 0);
+}
+
+static const struct kwatch_ops crd_ops = { .sync = crd_sync, .event = crd_event };
+
+static void crd_patch_cb(void *arg, int status, long code, json_t *body, const char *err)
+{
+	struct crd_patch *p = arg;
+	struct crdsource *cs = p->cs;
+
+	/* Not written: forget it, so the next report tries again. */
+	if (!cs->stopped && (status < 0 || code < 200 || code > 299))
+		json_object_del(cs->reported, p->key);
+	free(p);
+	cs->inflight--;
+	crd_maybe_free(cs);
+}
+
+static const struct crd_kind *crd_kind_of(const char *kind, size_t len)
+{
+	for (size_t i = 0; i < CRD_NKINDS; i++)
+		if (strlen(crd_kinds[i].kind) == len && memcmp(crd_kinds[i].kind, kind, len) == 0)
+			return &crd_kinds[i];
+	return NULL;
+}
+
+void crdsource_report(struct crdsource *cs, const json_t *rejected)
+{
+	const char *key;
+	json_t *doc;
+	char path[800];
+
+	json_object_foreach(cs->view.docs, key, doc) {
+		const char *msg = crd_str(rejected, key);
+		const char *was = crd_str(cs->reported, key);
+		if (!msg)
+			msg = "";
+		if (was && strcmp(was, msg) == 0)
+			continue;
+		const char *slash = strchr(key, '/');
+		const struct crd_kind *kind = crd_kind_of(key, (size_t)(slash - key));
+		const json_t *m = json_object_get(doc, "metadata");
+		if (!kind)
+			continue;
+		snprintf(path, sizeof(path), CRD_GROUP_PATH "/namespaces/%s/%s/%s/status",
+			 crd_str(m, "namespace"), kind->plural, crd_str(m, "name"));
+		json_t *patch = json_pack(
+			"{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions", "type", "Accepted",
+			"status", *msg ? "False" : "True", "reason", *msg ? "Invalid" : "Valid",
+			"message", *msg ? msg : "accepted into the policy set");
+		struct crd_patch *p = malloc(sizeof(*p) + strlen(key) + 1);
+		if (p) {
+			p->cs = cs;
+			strcpy(p->key, key);
+		}
+		if (p && patch &&
+		    kapi_json(cs->k, "PATCH", path, patch, 10000, crd_patch_cb, p, NULL) == 0) {
+			cs->inflight++;
+			json_object_set_new(cs->reported, key, json_string(msg));
+		} else {
+			free(p);
+		}
+		json_decref(patch);
+	}
+}
+
+int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
+		    struct crdsource **out)
+{
+	struct crdsource *cs = calloc(1, sizeof(*cs));
+	char path[128];
+
+	if (!cs)
+		return -ENOMEM;
+	cs->reported = json_object();
+	cs->k = k;
+	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, cb, arg)
+			      : -ENOMEM;
+	if (rc < 0) {
+		json_decref(cs->reported);
+		free(cs);
+		return rc;
+	}
+	for (size_t i = 0; rc == 0 && i < CRD_NKINDS; i++) {
+		struct crd_watch *cw = &cs->watches[i];
+		cw->cs = cs;
+		cw->kind = &crd_kinds[i];
+		snprintf(path, sizeof(path), CRD_GROUP_PATH "/%s", crd_kinds[i].plural);
+		rc = kwatch_start(loop, k, path, &crd_ops, cw, &cw->watch);
+	}
+	if (rc < 0) {
+		crdsource_stop(cs);
+		return rc;
+	}
+	*out = cs;
+	return 0;
+}
+
+static void crd_view_closed(struct kview *v)
+{
+	struct crdsource *cs = (struct crdsource *)((char *)v - offsetof(struct crdsource, view));
+	cs->view_closed = 1;
+	crd_maybe_free(cs);
+}
+
+void crdsource_stop(struct crdsource *cs)
+{
+	cs->stopped = 1;
+	for (size_t i = 0; i < CRD_NKINDS; i++)
+		if (cs->watches[i].watch)
+			kwatch_stop(cs->watches[i].watch);
+	kview_close(&cs->view, crd_view_closed);
+}

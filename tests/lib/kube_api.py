@@ -1,0 +1,274 @@
+"""kube_api: a small HTTPS server speaking the real Kubernetes API formats
+that cinch-control uses, for tests (no cluster runs here). Standard library
+only; run with /usr/bin/python3. Prints "PORT <n>" when listening on
+127.0.0.1; exits after --lifetime seconds at the latest.
+
+  kube_api.py --cert C --key K [--lifetime 60]
+
+Every request must carry "Authorization: Bearer control-token" (else 401
+with a Status). Served:
+  POST /apis/authentication.k8s.io/v1/tokenreviews   (TOKENS below)
+  GET  /api/v1/namespaces/<ns>/pods/<name>           (PODS below)
+  GET  /api/v1/pods?limit=&continue=                 paged list, 2 per page
+  GET  /api/v1/pods?watch=1&resourceVersion=...      the WATCH script
+  GET  /apis/cinch.dev/v1alpha1/<plural>[?watch=1]  CRDS below; watches
+                                                     send one MODIFIED, then stay
+  PATCH /apis/cinch.dev/v1alpha1/namespaces/<ns>/<plural>/<name>/status
+  GET  /debug/requests                               what was asked so far
+"""
+import http.server
+import json
+import time
+import urllib.parse
+
+import testhttps
+
+REQUESTS = []
+
+POD_SPEC = {"serviceAccountName": "web", "containers": [{"name": "web", "image": "x"}]}
+
+
+def pod(name, uid, rv, phase="Running", sa="web", deleting=False):
+    meta = {"name": name, "namespace": "shop", "uid": uid, "resourceVersion": rv,
+            "labels": {"app": "web"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    if name != "pod-e":  # pod-e is not in the mesh
+        meta["annotations"] = {"cinch.dev/injected": '{"version":"0.1.0"}'}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": dict(POD_SPEC, serviceAccountName=sa),
+            "status": {"phase": phase, "podIP": "10.1.0.%d" % (len(name) + 3)}}
+
+
+PODS = {
+    "web-abc": pod("web-abc", "uid-web", "90", phase="Pending"),
+    "web-other": pod("web-other", "uid-other", "90"),
+    "web-done": pod("web-done", "uid-done", "90", phase="Succeeded"),
+    "web-dying": pod("web-dying", "uid-dying", "90", deleting=True),
+    "web-db": pod("web-db", "uid-db", "90", sa="db"),
+}
+
+SA_WEB = "system:serviceaccount:shop:web"
+
+
+def user(name, pod_name=None, pod_uid=None):
+    u = {"username": name, "uid": "sa-uid",
+         "groups": ["system:serviceaccounts", "system:serviceaccounts:shop",
+                    "system:authenticated"]}
+    if pod_name:
+        u["extra"] = {"authentication.kubernetes.io/pod-name": [pod_name],
+                      "authentication.kubernetes.io/pod-uid": [pod_uid],
+                      "authentication.kubernetes.io/node-name": ["node-1"]}
+    return u
+
+
+# token -> (user or None, audiences the token is valid for)
+TOKENS = {
+    "tok-web": (user(SA_WEB, "web-abc", "uid-web"), ["cinch"]),
+    "tok-api-audience": (user(SA_WEB, "web-abc", "uid-web"), ["https://kubernetes.default.svc"]),
+    "tok-legacy": (user(SA_WEB), ["cinch"]),
+    "tok-gone": (user(SA_WEB, "web-gone", "uid-gone"), ["cinch"]),
+    "tok-stale-uid": (user(SA_WEB, "web-other", "uid-previous"), ["cinch"]),
+    "tok-done": (user(SA_WEB, "web-done", "uid-done"), ["cinch"]),
+    "tok-dying": (user(SA_WEB, "web-dying", "uid-dying"), ["cinch"]),
+    "tok-sa-mismatch": (user(SA_WEB, "web-db", "uid-db"), ["cinch"]),
+    "tok-node": (user("system:node:node-1"), ["cinch"]),
+    "tok-evil-name": (user("system:serviceaccount:../x:web", "web-abc", "uid-web"), ["cinch"]),
+}
+
+
+def listed(rv, names):
+    return rv, [pod(n, "uid-" + n, rv) for n in names]
+
+
+# The collection at each list: (resourceVersion, items). Each list call
+# that starts from scratch moves to the next state.
+LISTS = [listed("100", ["pod-a", "pod-b", "pod-c"]),
+         listed("200", ["pod-a", "pod-c", "pod-d", "pod-e"]),
+         listed("300", ["pod-a", "pod-c", "pod-d", "pod-e"])]
+STATE = {"list": -1}
+
+
+def event(kind, name, rv):
+    if kind == "BOOKMARK":
+        return {"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                                               "metadata": {"resourceVersion": rv}}}
+    return {"type": kind, "object": pod(name, "uid-" + name, rv)}
+
+
+GONE = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                    "status": "Failure", "reason": "Expired", "code": 410,
+                                    "message": "too old resource version: 100 (150)"}}
+
+# resourceVersion -> what a watch from it does.
+WATCH = {
+    "100": [event("ADDED", "pod-d", "101"), event("MODIFIED", "pod-a", "102"),
+            event("BOOKMARK", None, "110"), event("DELETED", "pod-b", "111"), GONE],
+    "200": [event("BOOKMARK", None, "250")],  # then the stream ends normally
+    "250": 410,                                # HTTP 410 at once
+    "300": "hold",                             # stays open, quiet
+}
+
+
+def crd(kind, ns, name, spec, rv="5"):
+    return {"apiVersion": "cinch.dev/v1alpha1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns, "uid": "u-" + name,
+                         "resourceVersion": rv, "generation": 1,
+                         "labels": {"team": "shop"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": spec, "status": {"conditions": []}}
+
+
+CRDS = {
+    "allowpolicies": [
+        crd("AllowPolicy", "shop", "api-from-web",
+            {"selector": {"matchLabels": {"app": "api"}}, "ports": [8080],
+             "from": [{"identities": ["spiffe://cluster.local/ns/shop/sa/web"]}]}),
+        crd("AllowPolicy", "shop", "bad", {"ports": [70000]}),
+    ],
+    "meshpolicies": [crd("MeshPolicy", "cinch-system", "default", {"mtls": "STRICT"})],
+    "egresspolicies": [],
+}
+CRD_EVENTS = {
+    "allowpolicies": [{"type": "MODIFIED", "object": crd(
+        "AllowPolicy", "shop", "api-from-web",
+        {"selector": {"matchLabels": {"app": "api"}}, "ports": [8080, 8443],
+         "from": [{"identities": ["spiffe://cluster.local/ns/shop/sa/web"]}]}, rv="6")}],
+}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def status(self, code, reason, message):
+        self.send_json(code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Failure", "reason": reason, "message": message,
+                              "code": code})
+
+    def authorized(self):
+        if self.headers.get("Authorization") != "Bearer control-token":
+            self.status(401, "Unauthorized", "Unauthorized")
+            return False
+        return True
+
+    def do_POST(self):
+        REQUESTS.append("POST " + self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if not self.authorized():
+            return
+        if self.path != "/apis/authentication.k8s.io/v1/tokenreviews":
+            return self.status(404, "NotFound", "not found")
+        review = json.loads(body)
+        spec = review["spec"]
+        u, auds = TOKENS.get(spec.get("token"), (None, []))
+        wanted = spec.get("audiences") or ["https://kubernetes.default.svc"]
+        common = [a for a in wanted if a in auds]
+        if u is None:
+            st = {"authenticated": False, "error": "[invalid bearer token]", "user": {}}
+        elif not common:
+            st = {"authenticated": False, "user": {},
+                  "error": "[invalid bearer token, token audiences %s is invalid for the "
+                           "target audiences %s]" % (json.dumps(auds), json.dumps(wanted))}
+        else:
+            st = {"authenticated": True, "user": u, "audiences": common}
+        review["status"] = st
+        self.send_json(201, review)
+
+    def do_PATCH(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        REQUESTS.append("PATCH %s %s %s" % (self.path, self.headers.get("Content-Type"),
+                                            body.decode()))
+        if not self.authorized():
+            return
+        parts = self.path.strip("/").split("/")
+        if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
+            for obj in CRDS.get(parts[5], []):
+                if obj["metadata"]["name"] == parts[6]:
+                    obj["status"] = json.loads(body)["status"]
+                    return self.send_json(200, obj)
+        self.status(404, "NotFound", "not found")
+
+    def do_GET(self):
+        REQUESTS.append("GET " + self.path)
+        url = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/debug/requests":
+            return self.send_json(200, REQUESTS[:-1])
+        if not self.authorized():
+            return
+        parts = url.path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and parts[4] == "pods":
+            p = PODS.get(parts[5])
+            if p is None:
+                return self.status(404, "NotFound", 'pods "%s" not found' % parts[5])
+            return self.send_json(200, p)
+        if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
+            return self.crds(parts[3], q)
+        if url.path != "/api/v1/pods":
+            return self.status(404, "NotFound", "not found")
+        if q.get("watch") in ("1", "true"):
+            return self.watch(q)
+        if "continue" in q:
+            rv, items = LISTS[STATE["list"]]
+            page, cont = items[2:], ""
+        else:
+            STATE["list"] += 1
+            rv, items = LISTS[STATE["list"]]
+            page, cont = items[:2], "p2" if len(items) > 2 else ""
+        self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
+                             "metadata": {"resourceVersion": rv, "continue": cont},
+                             "items": page})
+
+    def crds(self, plural, q):
+        if plural not in CRDS:
+            return self.status(404, "NotFound", "not found")
+        if q.get("watch") not in ("1", "true"):
+            return self.send_json(200, {"kind": "List", "apiVersion": "cinch.dev/v1alpha1",
+                                        "metadata": {"resourceVersion": "5"},
+                                        "items": CRDS[plural]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in CRD_EVENTS.get(plural, []):
+            time.sleep(0.1)
+            data = json.dumps(ev).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        time.sleep(30)
+
+    def watch(self, q):
+        script = WATCH.get(q.get("resourceVersion"))
+        if script is None or script == 410:
+            return self.status(410, "Expired", "too old resource version")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(data):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        if script == "hold":
+            time.sleep(30)
+        else:
+            for ev in script:
+                chunk(json.dumps(ev).encode() + b"\n")
+                time.sleep(0.05)
+        chunk(b"")
+
+
+if __name__ == "__main__":
+    testhttps.serve(Handler)

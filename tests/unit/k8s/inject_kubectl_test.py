@@ -1,0 +1,164 @@
+"""inject_kubectl_test: every patch the injector returns applies to its pod
+with the real `kubectl patch --local --type=json`, and the patched pod is
+what we promise: cinch-init first with only NET_ADMIN and NET_RAW, the agent
+as a native sidecar (or a classic container), the app's init containers
+after the agent, annotations, volumes and probes kept or rewritten as
+documented. No cluster is needed: kubectl patches the file locally.
+
+usage: inject_kubectl_test.py <inject_driver> <fixtures dir>
+"""
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+DRIVER, FIXTURES = sys.argv[1], sys.argv[2]
+failures = 0
+checks = 0
+
+
+def check(cond, what):
+    global failures, checks
+    checks += 1
+    if not cond:
+        failures += 1
+        print("FAIL:", what)
+
+
+def patched_pod(fixture, classic):
+    with open(os.path.join(FIXTURES, fixture), "rb") as f:
+        review = f.read()
+    args = [DRIVER] + (["--classic"] if classic else [])
+    answer = json.loads(subprocess.run(args, input=review, capture_output=True,
+                                       check=True, timeout=30).stdout)
+    resp = answer["response"]
+    assert resp["allowed"] and resp["patchType"] == "JSONPatch", resp
+    patch = base64.b64decode(resp["patch"]).decode()
+    pod = json.loads(review)["request"]["object"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "pod.json")
+        with open(path, "w") as f:
+            json.dump(pod, f)
+        out = subprocess.run(["kubectl", "patch", "--local", "-f", path, "--type=json",
+                              "-p", patch, "-o", "json"], capture_output=True, timeout=60)
+        if out.returncode != 0:
+            raise SystemExit("kubectl rejected the patch for %s: %s\n%s"
+                             % (fixture, out.stderr.decode(), patch))
+    return pod, json.loads(out.stdout)
+
+
+def names(containers):
+    return [c["name"] for c in containers or []]
+
+
+def env(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def common_checks(tag, before, after, agent):
+    meta = after["metadata"]
+    check(meta.get("name", "") == before["metadata"].get("name", ""), tag + ": name untouched")
+    check(meta.get("generateName") == before["metadata"].get("generateName"),
+          tag + ": generateName untouched")
+    injected = json.loads(meta["annotations"]["cinch.dev/injected"])
+    check(injected["containers"] == ["cinch-init", "cinch-agent"], tag + ": injected record")
+    for k, v in (before["metadata"].get("annotations") or {}).items():
+        check(meta["annotations"].get(k) == v, tag + ": annotation %s kept" % k)
+
+    init = after["spec"]["initContainers"]
+    cinit = [c for c in init if c["name"] == "cinch-init"][0]
+    sc = cinit["securityContext"]
+    check(sc["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+          tag + ": init has NET_ADMIN and NET_RAW only")
+    check(sc["allowPrivilegeEscalation"] is False, tag + ": init no privilege escalation")
+    check(cinit["args"][:3] == ["init", "--uid", "1337"], tag + ": init args")
+
+    check(agent["securityContext"]["runAsUser"] == 1337, tag + ": agent runs as 1337")
+    check(agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}, tag + ": agent no caps")
+    check(agent["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15000},
+          tag + ": startup probe on /ready")
+    e = env(agent)
+    for var, field in (("CINCH_POD_NAME", "metadata.name"),
+                       ("CINCH_POD_NAMESPACE", "metadata.namespace"),
+                       ("CINCH_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+                       ("CINCH_POD_IP", "status.podIP")):
+        check(e[var]["valueFrom"]["fieldRef"]["fieldPath"] == field, tag + ": env " + var)
+
+    vols = {v["name"]: v for v in after["spec"]["volumes"]}
+    for v in before["spec"].get("volumes") or []:
+        check(vols.get(v["name"]) == v, tag + ": volume %s kept" % v["name"])
+    tok = vols["cinch-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    check(tok["audience"] == "cinch" and tok["expirationSeconds"] == 3600,
+          tag + ": projected token audience cinch")
+    check(vols["cinch-bundle"]["configMap"]["name"] == "cinch-trust-bundle",
+          tag + ": bundle volume")
+    return e
+
+
+def test_rs_pod(classic):
+    tag = "rs_pod" + (" classic" if classic else "")
+    before, after = patched_pod("rs_pod.json", classic)
+    spec = after["spec"]
+    if classic:
+        check(names(spec["initContainers"]) == ["cinch-init"], tag + ": init containers")
+        check(names(spec["containers"]) == ["cinch-agent", "web"], tag + ": containers")
+        agent = spec["containers"][0]
+        check("restartPolicy" not in agent, tag + ": classic agent has no restartPolicy")
+        web = spec["containers"][1]
+    else:
+        check(names(spec["initContainers"]) == ["cinch-init", "cinch-agent"],
+              tag + ": init containers created")
+        agent = spec["initContainers"][1]
+        check(agent["restartPolicy"] == "Always", tag + ": native sidecar")
+        check(names(spec["containers"]) == ["web"], tag + ": app containers unchanged")
+        web = spec["containers"][0]
+    e = common_checks(tag, before, after, agent)
+    check(web["livenessProbe"] == {"httpGet": {"path": "/app-health/web/liveness", "port": 15000},
+                                   "periodSeconds": 10, "timeoutSeconds": 1,
+                                   "failureThreshold": 3}, tag + ": liveness rewritten")
+    check(web["readinessProbe"] == {"httpGet": {"path": "/app-health/web/readiness",
+                                                "port": 15000}, "periodSeconds": 5},
+          tag + ": tcp readiness rewritten")
+    probes = json.loads(e["CINCH_APP_PROBES"]["value"])
+    check(probes == {
+        "/app-health/web/liveness": {"httpGet": {"path": "/healthz", "port": 8080,
+                                                 "scheme": "HTTP"}},
+        "/app-health/web/readiness": {"tcpSocket": {"port": 8080}},
+    }, tag + ": original probes with the named port resolved: %s" % probes)
+
+
+def test_init_pod(classic):
+    tag = "init_pod" + (" classic" if classic else "")
+    before, after = patched_pod("init_pod.json", classic)
+    spec = after["spec"]
+    if classic:
+        check(names(spec["initContainers"]) == ["migrate", "cinch-init"],
+              tag + ": app init containers run before the rules")
+        agent = spec["containers"][0]
+        api = spec["containers"][1]
+    else:
+        check(names(spec["initContainers"]) == ["cinch-init", "cinch-agent", "migrate"],
+              tag + ": app init containers run inside the mesh")
+        agent = spec["initContainers"][1]
+        api = spec["containers"][0]
+    common_checks(tag, before, after, agent)
+    cinit = [c for c in spec["initContainers"] if c["name"] == "cinch-init"][0]
+    check(cinit["args"] == ["init", "--uid", "1337", "--exclude-inbound-ports", "9090, 9091",
+                            "--exclude-cidrs", "169.254.169.254/32,fd00:ec2::254/128"],
+          tag + ": exclusions passed to init: %s" % cinit["args"])
+    check(agent["args"][-2:] == ["--mtls-mode", "PERMISSIVE"], tag + ": mTLS override")
+    check(api["startupProbe"]["httpGet"]["path"] == "/app-health/api/startup",
+          tag + ": startup probe rewritten")
+    check(api["livenessProbe"] == {"exec": {"command": ["/bin/true"]}}, tag + ": exec kept")
+    metrics = [c for c in spec["containers"] if c["name"] == "metrics"][0]
+    check(metrics["readinessProbe"] == {"grpc": {"port": 9090}}, tag + ": grpc probe kept")
+
+
+for classic in (False, True):
+    test_rs_pod(classic)
+    test_init_pod(classic)
+
+print("%d passed, %d failed" % (checks - failures, failures))
+sys.exit(1 if failures else 0)
