@@ -6,7 +6,13 @@
  * uv_timer); we report readiness with curl_multi_socket_action() and then
  * collect finished transfers (httpc_collect). A request is finished in one
  * place, httpc_req_finish(), whether it completed, failed or was
- * cancelled, so on_done runs exactly once. */
+ * cancelled, so on_done runs exactly once.
+ *
+ * curl refuses multi calls made from inside its own callbacks, and our
+ * callers start requests from on_data (an agent reports a snapshot while
+ * the stream delivering it is being read): a request started while curl
+ * is running is linked but "deferred", and added to the multi handle as
+ * soon as curl_multi_socket_action() returns. */
 #include "httpc.h"
 
 #include <errno.h>
@@ -24,7 +30,8 @@ struct httpc {
 	CURLM *multi;
 	uv_timer_t timer;
 	struct httpc_req *reqs; /* live requests, for httpc_close */
-	unsigned open_handles;  /* timer + polls not yet closed */
+	unsigned open_handles;	/* timer + polls not yet closed */
+	int in_curl;		/* inside curl_multi_socket_action() */
 	int closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -54,6 +61,7 @@ struct httpc_req {
 	httpc_done_cb on_done;
 	void *data;
 	int http2;
+	int deferred;	 /* started from inside curl: not yet in the multi */
 	int abort_errno; /* what on_data returned to abort */
 	char err[CURL_ERROR_SIZE];
 };
@@ -92,8 +100,8 @@ static int httpc_memfd(const char *name, const char *pem)
 int httpc_creds_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
 		    struct httpc_creds **out)
 {
-	static const char *const names[] = { "cinch-ca", "cinch-cert", "cinch-key" };
-	const char *pems[3] = { ca_pem, cert_pem, key_pem };
+	static const char *const names[] = {"cinch-ca", "cinch-cert", "cinch-key"};
+	const char *pems[3] = {ca_pem, cert_pem, key_pem};
 	struct httpc_creds *c;
 	int rc = 0;
 
@@ -244,10 +252,30 @@ static void httpc_collect(struct httpc *h)
 	}
 }
 
+/* Lets curl act on `fd` (or its timeout), then adds the requests started
+ * from its callbacks and finishes the completed ones. */
+static void httpc_drive(struct httpc *h, curl_socket_t fd, int flags)
+{
+	int running;
+
+	h->in_curl++;
+	curl_multi_socket_action(h->multi, fd, flags, &running);
+	h->in_curl--;
+	for (struct httpc_req *r = h->reqs, *next; r; r = next) {
+		next = r->next;
+		if (!r->deferred)
+			continue;
+		r->deferred = 0;
+		if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK)
+			httpc_req_finish(r, CURLE_FAILED_INIT, -EIO);
+	}
+	httpc_collect(h);
+}
+
 static void httpc_poll_cb(uv_poll_t *p, int status, int events)
 {
 	struct httpc_sock *s = p->data;
-	int flags = 0, running;
+	int flags = 0;
 
 	if (status < 0)
 		flags = CURL_CSELECT_ERR;
@@ -255,19 +283,13 @@ static void httpc_poll_cb(uv_poll_t *p, int status, int events)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
 		flags |= CURL_CSELECT_OUT;
-	/* s may be freed inside socket_action (CURL_POLL_REMOVE): keep h. */
-	struct httpc *h = s->h;
-	curl_multi_socket_action(h->multi, s->fd, flags, &running);
-	httpc_collect(h);
+	/* s may be freed inside socket_action (CURL_POLL_REMOVE): pass h. */
+	httpc_drive(s->h, s->fd, flags);
 }
 
 static void httpc_timer_cb(uv_timer_t *t)
 {
-	struct httpc *h = t->data;
-	int running;
-
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	httpc_collect(h);
+	httpc_drive(t->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int httpc_timer_fn(CURLM *multi, long timeout_ms, void *userp)
@@ -459,7 +481,8 @@ int httpc_request(struct httpc *h, const struct httpc_req_opts *o, struct httpc_
 		       curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM") |
 		       curl_easy_setopt(e, CURLOPT_SSLKEY, creds->paths[HTTPC_KEY]) |
 		       curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-	if (bad || curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+	r->deferred = h->in_curl > 0;
+	if (bad || (!r->deferred && curl_multi_add_handle(h->multi, e) != CURLM_OK)) {
 		httpc_creds_unref(r->creds);
 		curl_slist_free_all(r->headers);
 		curl_easy_cleanup(e);

@@ -30,7 +30,8 @@ int svid_spiffe_id(const X509 *cert, char *out, size_t outlen, const char **why)
 		}
 	}
 	if (n_uri != 1) {
-		*why = n_uri ? "certificate has more than one URI SAN" : "certificate has no URI SAN";
+		*why = n_uri ? "certificate has more than one URI SAN"
+			     : "certificate has no URI SAN";
 		goto out;
 	}
 	const char *s = (const char *)ASN1_STRING_get0_data(uri);
@@ -52,4 +53,17 @@ int svid_spiffe_id(const X509 *cert, char *out, size_t outlen, const char **why)
 out:
 	GENERAL_NAMES_free(names);
 	return rc;
+}
+
+int svid_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+	ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+	int days, secs;
+	int ok = epoch && t && ASN1_TIME_diff(&days, &secs, epoch, t);
+
+	ASN1_TIME_free(epoch);
+	if (!ok)
+		return -EINVAL;
+	*out = (int64_t)days * 86400 + secs;
+	return 0;
 }

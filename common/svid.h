@@ -8,6 +8,7 @@
 #define CINCH_SVID_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/base.h>
 
 /* Copies the certificate's SPIFFE ID, NUL-terminated, into out (outlen
@@ -15,5 +16,9 @@
  * Returns 0, or -EBADMSG (no URI SAN, several URI SANs, a URI that is not
  * a valid SPIFFE ID; *why says which), or -ENOSPC. */
 int svid_spiffe_id(const X509 *cert, char *out, size_t outlen, const char **why);
+
+/* A certificate time (notBefore, notAfter) as Unix seconds: 0 and *out,
+ * or -EINVAL when `t` is not a valid time. */
+int svid_time_unix(const ASN1_TIME *t, int64_t *out);
 
 #endif

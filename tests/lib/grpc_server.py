@@ -15,6 +15,9 @@ Behaviour, keyed by the request:
         requested_spiffe_id="deny" -> PERMISSION_DENIED "not yours: ünïcode %"
   Watch known_version="" -> snapshots v1, v2, v3, 50 ms apart, then OK
         known_version="hold" -> v1, then stays open
+        known_version="v3" -> v4 whose policy_version tells the last Report
+                              received ("reported:<version>:<serial>:<error>"),
+                              then stays open
   Report applied_version="" -> INVALID_ARGUMENT
 """
 import argparse
@@ -68,8 +71,14 @@ def main():
                                     cert_chain=[b"leaf", b"intermediate"],
                                     expires_at_unix=1700000000, serial_hex="0a1b")
 
+    last_report = ["", "", ""]
+
     class Config(cgrpc.ConfigServicer):
         def Watch(self, req, ctx):
+            if req.known_version == "v3":
+                yield cpb.Snapshot(version="v4", policy_version="reported:" + ":".join(last_report))
+                time.sleep(30)
+                return
             if req.known_version == "hold":
                 yield cpb.Snapshot(version="v1")
                 time.sleep(30)
@@ -81,6 +90,7 @@ def main():
         def Report(self, req, ctx):
             if not req.applied_version:
                 ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "applied_version is empty")
+            last_report[:] = [req.applied_version, req.cert_serial_hex, req.error]
             return cpb.ReportResponse()
 
     def read(p):

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -53,7 +54,7 @@ static int leaf_id(struct pki *p, const char *const *uris, size_t n, char *out, 
 
 static void test_one_uri(void **state)
 {
-	static const char *const uris[] = { "spiffe://cluster.local/ns/shop/sa/web" };
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
 	char id[SPIFFE_ID_MAX + 1];
 
 	assert_int_equal(leaf_id(*state, uris, 1, id, sizeof(id), NULL), 0);
@@ -62,9 +63,9 @@ static void test_one_uri(void **state)
 
 static void test_refusals(void **state)
 {
-	static const char *const two[] = { "spiffe://td/ns/a/sa/b", "spiffe://td/ns/c/sa/d" };
-	static const char *const http[] = { "https://td/ns/a/sa/b" };
-	static const char *const wild[] = { "spiffe://td/ns/a/sa/*" };
+	static const char *const two[] = {"spiffe://td/ns/a/sa/b", "spiffe://td/ns/c/sa/d"};
+	static const char *const http[] = {"https://td/ns/a/sa/b"};
+	static const char *const wild[] = {"spiffe://td/ns/a/sa/*"};
 	char id[SPIFFE_ID_MAX + 1];
 	const char *why = NULL;
 
@@ -80,11 +81,34 @@ static void test_refusals(void **state)
 
 static void test_small_buffer(void **state)
 {
-	static const char *const uris[] = { "spiffe://cluster.local/ns/shop/sa/web" };
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
 	char id[8];
 	const char *why = NULL;
 
 	assert_int_equal(leaf_id(*state, uris, 1, id, sizeof(id), &why), -ENOSPC);
+}
+
+/* Certificate times as Unix seconds, both the UTCTime and the
+ * GeneralizedTime encodings (RFC 5280 4.1.2.5: 2050 and later). */
+static void test_time_unix(void **state)
+{
+	static const char *const uris[] = {"spiffe://cluster.local/ns/shop/sa/web"};
+	struct pki *p = *state;
+	X509 *leaf = testpki_leaf(p->ca, p->ca_key, p->leaf_key, uris, 1, -60, 3600);
+	ASN1_TIME *t = ASN1_TIME_set(NULL, 2524608000); /* 2050-01-01T00:00:00Z */
+	int64_t nb = 0, na = 0, later = 0;
+	time_t now = time(NULL);
+
+	assert_non_null(leaf);
+	assert_int_equal(svid_time_unix(X509_get0_notBefore(leaf), &nb), 0);
+	assert_int_equal(svid_time_unix(X509_get0_notAfter(leaf), &na), 0);
+	assert_true(nb >= now - 61 && nb <= now - 59);
+	assert_int_equal(na - nb, 3600); /* testpki: lifetime counted from notBefore */
+	assert_int_equal(svid_time_unix(t, &later), 0);
+	assert_int_equal(later, 2524608000);
+	assert_int_equal(svid_time_unix(NULL, &later), -EINVAL);
+	ASN1_TIME_free(t);
+	X509_free(leaf);
 }
 
 int main(void)
@@ -93,6 +117,7 @@ int main(void)
 		cmocka_unit_test(test_one_uri),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_small_buffer),
+		cmocka_unit_test(test_time_unix),
 	};
 	return cmocka_run_group_tests(tests, pki_setup, pki_teardown);
 }
