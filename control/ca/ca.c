@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "fsutil.h"
@@ -670,22 +671,18 @@ err:
 	return NULL;
 }
 
-int ca_sign_csr(const struct ca *ca, const uint8_t *csr, size_t csr_len, const char *spiffe_id,
-		long ttl_s, time_t now, struct ca_issued *out, enum ca_reason *why)
+int ca_sign_pubkey(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id, long ttl_s,
+		   time_t now, struct ca_issued *out, enum ca_reason *why)
 {
-	EVP_PKEY *pub = NULL;
 	X509 *cert = NULL;
 	uint8_t *der = NULL;
 	int rc, n;
 
-	if ((rc = ca_csr_check(csr, csr_len, &pub, why)) < 0)
-		return rc;
 	/* An SVID must end before its CA; a CA with under a minute left
 	 * cannot issue anything useful. */
 	if ((int64_t)now + 60 >= ca->not_after) {
 		*why = CA_ER_CA_EXPIRED;
-		rc = -EKEYEXPIRED;
-		goto out;
+		return -EKEYEXPIRED;
 	}
 	memset(out, 0, sizeof(*out));
 	rc = -ENOMEM;
@@ -702,8 +699,23 @@ int ca_sign_csr(const struct ca *ca, const uint8_t *csr, size_t csr_len, const c
 	rc = 0;
 out:
 	X509_free(cert);
+	return rc;
+}
+
+int ca_sign_csr(const struct ca *ca, const uint8_t *csr, size_t csr_len, const char *spiffe_id,
+		long ttl_s, time_t now, struct ca_issued *out, enum ca_reason *why)
+{
+	EVP_PKEY *pub = NULL;
+	int rc = ca_csr_check(csr, csr_len, &pub, why);
+	if (rc == 0)
+		rc = ca_sign_pubkey(ca, pub, spiffe_id, ttl_s, now, out, why);
 	EVP_PKEY_free(pub);
 	return rc;
+}
+
+void ca_key_free(EVP_PKEY *key)
+{
+	EVP_PKEY_free(key);
 }
 
 void ca_issued_cleanup(struct ca_issued *is)
@@ -944,4 +956,14 @@ char *ca_bundle_json(const struct ca *ca)
 out:
 	json_decref(doc);
 	return s;
+}
+
+void ca_random(uint8_t *out, size_t len)
+{
+	RAND_bytes(out, len);
+}
+
+void ca_sha256(uint8_t out[32], const void *in, size_t len)
+{
+	SHA256(in, len, out);
 }

@@ -91,7 +91,14 @@ int ca_csr_check(const uint8_t *der, size_t len, EVP_PKEY **pub, enum ca_reason 
 int ca_sign_csr(const struct ca *ca, const uint8_t *csr, size_t csr_len, const char *spiffe_id,
 		long ttl_s, time_t now, struct ca_issued *out, enum ca_reason *why)
 	__attribute__((warn_unused_result));
+/* The same for a public key that ca_csr_check() accepted (borrowed), so a
+ * caller that checks the CSR before authenticating verifies it only once. */
+int ca_sign_pubkey(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id, long ttl_s,
+		   time_t now, struct ca_issued *out, enum ca_reason *why)
+	__attribute__((warn_unused_result));
 void ca_issued_cleanup(struct ca_issued *is);
+/* Frees a key returned by ca_csr_check(); NULL is a no-op. */
+void ca_key_free(EVP_PKEY *key);
 
 /* A server certificate for the control itself: a fresh P-256 key (never
  * leaves this process), URI SAN spiffe_id plus DNS names and IP addresses.
@@ -128,5 +135,10 @@ X509_STORE *ca_bundle_store_new(const struct ca *ca);
 char *ca_bundle_json(const struct ca *ca);
 /* The bundle as PEM (new string, free()). */
 char *ca_bundle_pem(const struct ca *ca);
+
+/* The two primitives the join-token store needs, kept here so that no
+ * other module calls BoringSSL: CSPRNG bytes and SHA-256. */
+void ca_random(uint8_t *out, size_t len);
+void ca_sha256(uint8_t out[32], const void *in, size_t len);
 
 #endif
