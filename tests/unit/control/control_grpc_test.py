@@ -191,7 +191,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="control_grpc_test.")
     state = os.path.join(tmp, "state")
     pb, pbg = stubs(tmp)
-    ctl = Control(state)
+    config_checks(tmp)
+    ctl = Control(state, ["--handshake-timeout", "2s"])
     try:
         run(tmp, state, pb, pbg, ctl)
     finally:
@@ -200,6 +201,41 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d/%d checks passed" % (checks - failures, checks))
     return 1 if failures else 0
+
+
+def config_checks(tmp):
+    """Flags and the config file: bad values are refused with a clear error."""
+    binary = os.path.join(BIN, "cinch-control")
+    r = subprocess.run([binary, "--svid-ttl", "1x"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--svid-ttl" in r.stderr, "bad duration refused: %s" % r.stderr)
+    r = subprocess.run([binary, "--bogus"], capture_output=True, text=True)
+    check(r.returncode == 2, "unknown flag refused")
+    cfg = os.path.join(tmp, "control.json")
+    with open(cfg, "w") as f:
+        f.write('{"trust-domain": "example.org", "svid-ttl": "2h", "server-dns": ["a.example"]}')
+    st = os.path.join(tmp, "cfgstate")
+    c = Control(st, ["--config", cfg])
+    check(c.started["trust_domain"] == "example.org", "config file applied")
+    check(c.stop() == 0, "clean stop")
+    with open(cfg, "w") as f:
+        f.write('{"trust-domain": "example.org", "svid-ttl": "soon"}')
+    r = subprocess.run([binary, "--config", cfg, "--state-dir", st], capture_output=True,
+                       text=True)
+    check(r.returncode == 2 and "--svid-ttl" in r.stderr, "bad config value refused")
+    with open(cfg, "w") as f:
+        f.write('{"trust-domain": ')
+    r = subprocess.run([binary, "--config", cfg], capture_output=True, text=True)
+    check(r.returncode == 2 and cfg in r.stderr, "malformed config file refused with its place")
+    r = subprocess.run([binary, "--state-dir", st, "--svid-ttl", "25h", "--listen",
+                        "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=20)
+    check(r.returncode == 1 and "ca_failed" in r.stderr, "a lifetime over 24 h is refused")
+    with open(os.path.join(st, "tokens.json"), "w") as f:
+        f.write("{not json")
+    r = subprocess.run([binary, "--state-dir", st, "--listen", "127.0.0.1:0",
+                        "--admin-listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=20)
+    check(r.returncode == 1 and "corrupt" in r.stderr, "a corrupt token store is refused")
 
 
 def token(state, ident, ttl="10m"):
@@ -370,6 +406,34 @@ def run(tmp, state, pb, pbg, ctl):
     r = cinchctl("token", "create", "--identity", "no-slash", "--state-dir", state,
                  check_rc=False)
     check(r.returncode == 2 and "identity" in r.stderr, "bad identity refused by cinchctl")
+
+    # A stuck client (TCP open, half a ClientHello, then nothing) does not
+    # stall anyone, and is closed by the handshake timeout (--handshake-timeout 2s).
+    import socket
+    import threading
+    stuck = socket.create_connection(("127.0.0.1", ctl.grpc_port))
+    stuck.sendall(b"\x16\x03\x01\x02\x00\x01")
+    results = []
+
+    def one():
+        k = ec.generate_private_key(ec.SECP256R1())
+        r, e = call(pb, pbg, ctl.grpc_port, bundle_pem, pb.SignRequest(csr=csr_for(k)),
+                    cert=cert_pem, key=pem_key(key))
+        results.append(e is None and r.spiffe_id == web)
+    threads = [threading.Thread(target=one) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    check(len(results) == 32 and all(results),
+          "32 concurrent renewals beside a stuck client all succeed (%d ok)" % sum(results))
+    stuck.settimeout(10)
+    try:
+        closed = stuck.recv(100) == b""
+    except (socket.timeout, ConnectionResetError):
+        closed = False
+    check(closed, "the stuck client is closed by the handshake timeout")
+    stuck.close()
 
     # Restart: same root, used tokens stay used.
     check(ctl.stop() == 0, "clean stop on SIGTERM")
