@@ -119,7 +119,7 @@ int ctl_cert(int argc, char **argv)
 	ctl_cert_time("not_before", X509_get0_notBefore(leaf));
 	ctl_cert_time("not_after", X509_get0_notAfter(leaf));
 	for (size_t i = 1; i < sk_X509_num(certs); i++) {
-		char label[16];
+		char label[32];
 		snprintf(label, sizeof(label), "chain[%zu]", i);
 		ctl_cert_name(label, X509_get_subject_name(sk_X509_value(certs, i)));
 	}

@@ -8,6 +8,7 @@
 
 #include "grpcc.h"
 #include "ca/ca.h"
+#include "svid.h"
 #include "token/token.h"
 
 static int auth_join_authenticate(void *impl, const struct auth_request *req,
@@ -63,11 +64,18 @@ static int auth_renew_authenticate(void *impl, const struct auth_request *req,
 		*reason = "no_credential";
 		return GRPC_UNAUTHENTICATED;
 	}
-	if (ca_verify_svid(ca, req->peer, req->peer_chain, req->now, out->id, sizeof(out->id),
-			   &why) < 0) {
+	struct auth_peer_cache *pc = req->peer_cache;
+	if (pc && pc->id[0] && req->now < pc->not_after) {
+		memcpy(out->id, pc->id, sizeof(out->id));
+	} else if (ca_verify_svid(ca, req->peer, req->peer_chain, req->now, out->id,
+				  sizeof(out->id), &why) < 0) {
 		*msg = "client certificate is not a valid SVID of this trust domain";
 		*reason = "renewal_cert_invalid";
 		return GRPC_UNAUTHENTICATED;
+	} else if (pc) {
+		memcpy(pc->id, out->id, sizeof(pc->id));
+		if (svid_time_unix(X509_get0_notAfter(req->peer), &pc->not_after) < 0)
+			pc->id[0] = '\0';
 	}
 	snprintf(out->detail, sizeof(out->detail), "renewal");
 	if (req->want && strcmp(req->want, out->id)) {

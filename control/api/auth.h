@@ -15,17 +15,27 @@
 #ifndef CINCH_CONTROL_AUTH_H
 #define CINCH_CONTROL_AUTH_H
 
+#include <stdint.h>
 #include <time.h>
 
 #include <openssl/x509.h>
 
 #include "spiffe.h"
 
+/* What renewal learnt about a connection's client certificate, kept by the
+ * connection: the chain is verified once per connection (the certificate
+ * cannot change under it), its expiry on every call. */
+struct auth_peer_cache {
+	char id[SPIFFE_ID_MAX + 1]; /* "" until verified */
+	int64_t not_after;
+};
+
 struct auth_request {
 	const char *join_token; /* exactly one of these three is set */
 	const char *k8s_token;
 	X509 *peer; /* renewal: the verified client certificate (borrowed) */
 	STACK_OF(X509) *peer_chain;
+	struct auth_peer_cache *peer_cache; /* the connection's, or NULL */
 	const char *want; /* requested_spiffe_id or NULL */
 	time_t now;
 };

@@ -56,6 +56,7 @@ struct gconn {
 	int closing;
 	int pending_closes;
 	char addr[64];
+	struct auth_peer_cache peer_cache;
 };
 
 struct gstream {
@@ -345,6 +346,7 @@ static void gstream_peer(struct gconn *c, struct sign_peer *peer)
 	peer->cert = tls_conn_get0_peer(c->tls);
 	peer->chain = tls_conn_get0_peer_chain(c->tls);
 	peer->addr = c->addr;
+	peer->cache = &c->peer_cache;
 }
 
 static int gstream_refuse(struct gconn *c, struct gstream *st, int code, const char *msg,
@@ -500,6 +502,15 @@ static int gh2_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_c
 	return 0;
 }
 
+/* Why nghttp2 gave up on a peer (it then sends GOAWAY): for the log. */
+static int gh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t len, void *ud)
+{
+	struct gconn *c = ud;
+	log_event(LOG_LVL_INFO, "grpc_h2_error",
+		  json_pack("{s:s, s:s%}", "peer", c->addr, "error", msg, len));
+	return 0;
+}
+
 static int gconn_start_h2(struct gconn *c)
 {
 	nghttp2_session_callbacks *cbs;
@@ -517,7 +528,15 @@ static int gconn_start_h2(struct gconn *c)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, gh2_data_chunk_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, gh2_frame_recv_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, gh2_stream_close_cb);
+	nghttp2_session_callbacks_set_error_callback2(cbs, gh2_error_cb);
 	nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+	/* Rapid-reset protection (CVE-2023-44487), sized for real clients:
+	 * libcurl sends RST_STREAM after every finished call (seen with the
+	 * agent's client under load), so nghttp2's default (burst 1000, 33/s)
+	 * would GOAWAY a busy but honest client. 10,000/s is above what one
+	 * core can sign (docs/benchmarks.md), so only a reset flood, the
+	 * attack's pattern, is cut off. */
+	nghttp2_option_set_stream_reset_rate_limit(opt, 20000, 10000);
 	if (nghttp2_session_server_new2(&c->h2, cbs, c, opt) == 0) {
 		const nghttp2_settings_entry iv[] = {
 			{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->srv->cfg.max_streams },

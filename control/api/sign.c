@@ -105,7 +105,7 @@ int sign_call(struct sign_service *svc, const struct sign_peer *peer, const uint
 	double t0 = sign_now_s();
 	Cinch__V1__SignRequest *sr = cinch__v1__sign_request__unpack(NULL, len, req);
 	struct auth_request ar = { .peer = peer->cert, .peer_chain = peer->chain,
-				   .now = time(NULL) };
+				   .peer_cache = peer->cache, .now = time(NULL) };
 	struct auth_result res = { 0 };
 	struct ca_issued is = { 0 };
 	const struct authenticator *au = NULL;

@@ -35,6 +35,7 @@ struct sign_peer {
 	X509 *cert; /* verified client certificate or NULL (borrowed) */
 	STACK_OF(X509) *chain;
 	const char *addr; /* "ip:port", for the audit line */
+	struct auth_peer_cache *cache; /* the connection's renewal cache */
 };
 
 /* Handles one call. Returns a grpc_status; *msg is a static message for

@@ -56,6 +56,13 @@ struct ca {
 	long ttl_default, ttl_min, ttl_max;
 };
 
+/* <dir>/<name> into out (PATH_MAX bytes); -ENAMETOOLONG when it does not fit. */
+static int ca_join(char *out, const char *dir, const char *name)
+{
+	int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
 static const char *const ca_reason_names[CA_ER_COUNT_] = {
 	[CA_ER_NONE] = "none",
 	[CA_ER_CSR_PARSE] = "csr_unparseable",
@@ -281,13 +288,11 @@ static int ca_create_root(struct ca *ca, const char *dir, const char **why)
 		goto out;
 	/* Key first: a crash between the two writes leaves a key without a
 	 * certificate, which the next start overwrites; never the reverse. */
-	snprintf(path, sizeof(path), "%s/ca.key", dir);
 	*why = "cannot write the CA key";
-	if ((rc = ca_write_pem_key(path, key)) < 0)
+	if ((rc = ca_join(path, dir, "ca.key")) < 0 || (rc = ca_write_pem_key(path, key)) < 0)
 		goto out;
-	snprintf(path, sizeof(path), "%s/ca.crt", dir);
 	*why = "cannot write the CA certificate";
-	if ((rc = ca_write_pem_cert(path, cert)) < 0)
+	if ((rc = ca_join(path, dir, "ca.crt")) < 0 || (rc = ca_write_pem_cert(path, cert)) < 0)
 		goto out;
 	ca->cert = cert;
 	ca->key = key;
@@ -379,8 +384,8 @@ static int ca_load_or_create(struct ca *ca, const char *dir, X509 **root_out, co
 	STACK_OF(X509) *certs = NULL;
 	int rc;
 
-	snprintf(cpath, sizeof(cpath), "%s/ca.crt", dir);
-	snprintf(kpath, sizeof(kpath), "%s/ca.key", dir);
+	if (ca_join(cpath, dir, "ca.crt") < 0 || ca_join(kpath, dir, "ca.key") < 0)
+		return -ENAMETOOLONG;
 	rc = ca_read_certs(cpath, &certs);
 	if (rc == -ENOENT) {
 		if ((rc = ca_create_root(ca, dir, why)) < 0)
@@ -433,8 +438,8 @@ static int ca_bundle_load(struct ca *ca, const char *dir, X509 *root, const char
 	size_t len;
 	int rc, added;
 
-	snprintf(bpath, sizeof(bpath), "%s/bundle.pem", dir);
-	snprintf(spath, sizeof(spath), "%s/bundle.seq", dir);
+	if (ca_join(bpath, dir, "bundle.pem") < 0 || ca_join(spath, dir, "bundle.seq") < 0)
+		return -ENAMETOOLONG;
 	rc = ca_read_certs(bpath, &old);
 	if (rc < 0 && rc != -ENOENT) {
 		*why = "cannot read <state>/ca/bundle.pem";
