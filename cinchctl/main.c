@@ -1,44 +1,52 @@
-/* cinchctl: the operator command line. main() parses flags and hands over to the
- * component libraries; no logic lives here. */
-#include <getopt.h>
+/* cinchctl: the operator command line. main() dispatches to one command
+ * family per file (ctl.h); no logic lives here. */
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "version.h"
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+} ctl_families[] = {
+	{"token", ctl_token, "token create --identity NS/SA    a single-use join token"},
+	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
+	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
+};
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: cinchctl [--help] [--version]\n"
-		"\n"
-		"Operate a Cinch mesh: tokens, certificates, bundles and policy.\n"
-		"\n"
-		"  -h, --help     show this help\n"
-		"  -V, --version  print the version and the linked library versions\n");
+	fprintf(out, "usage: cinchctl COMMAND ...   (cinchctl COMMAND --help for more)\n"
+		     "\n"
+		     "Operate a Cinch mesh: tokens, certificates, bundles.\n"
+		     "\n");
+	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
+		fprintf(out, "  %s\n", ctl_families[i].help);
+	fprintf(out, "\n"
+		     "  -h, --help     this help\n"
+		     "  -V, --version  the version and the linked library versions\n");
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			version_print(stdout, "cinchctl");
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
 	}
-	fprintf(stderr, "cinchctl: no commands are built yet; see --help\n");
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		version_print(stdout, "cinchctl");
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
+		if (!strcmp(argv[1], ctl_families[i].name))
+			return ctl_families[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "cinchctl: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
 	return 2;
 }

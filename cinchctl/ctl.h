@@ -1,0 +1,23 @@
+/* ctl: what the cinchctl command families share: each family is a file
+ * (ctl_<area>.c) exporting one entry point, and the local admin socket of
+ * cinch-control that some of them talk to.
+ *
+ * Exit statuses of every command: 0 success, 1 the answer is "no" (a
+ * certificate that does not verify, ...), 2 usage or operational error. */
+#ifndef CINCH_CTL_H
+#define CINCH_CTL_H
+
+#include <jansson.h>
+
+#define CTL_DEFAULT_STATE_DIR "/var/lib/cinch-control"
+
+/* Sends `req` (borrowed) to <state_dir>/admin.sock and returns the reply
+ * (new reference), or NULL after printing why to stderr. A reply with an
+ * "error" member is printed and NULL is returned too. */
+json_t *ctl_admin_call(const char *state_dir, const json_t *req);
+
+int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
+int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */
+int ctl_cert(int argc, char **argv);   /* cinchctl cert ... */
+
+#endif

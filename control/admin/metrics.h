@@ -1,0 +1,41 @@
+/* metrics: the counters behind GET /metrics (Prometheus text format 0.0.4).
+ *
+ *   cinch_control_certs_issued_total{method}   per authentication method
+ *   cinch_control_sign_refused_total{reason}   reason = the code's names
+ *                                               (ca_reason_name, token_...)
+ *   cinch_control_sign_duration_seconds        histogram of Sign handling
+ *   cinch_control_ca_expiry_timestamp_seconds  the signing CA's notAfter
+ *
+ * Labels are static strings owned by the modules that name them; the table
+ * holds at most METRICS_MAX_LABELS of each (further ones count as "other").
+ * Loop thread only. */
+#ifndef CINCH_CONTROL_METRICS_H
+#define CINCH_CONTROL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_MAX_LABELS 24
+#define METRICS_N_BUCKETS 11
+
+struct metrics_counter {
+	const char *label;
+	uint64_t n;
+};
+
+struct metrics {
+	struct metrics_counter issued[METRICS_MAX_LABELS];
+	struct metrics_counter refused[METRICS_MAX_LABELS];
+	uint64_t buckets[METRICS_N_BUCKETS];
+	uint64_t count;
+	double sum;
+	int64_t ca_expiry;
+};
+
+void metrics_issued(struct metrics *m, const char *method);
+void metrics_refused(struct metrics *m, const char *reason);
+void metrics_observe_sign(struct metrics *m, double seconds);
+/* The exposition text, new string (free()), NULL on ENOMEM. */
+char *metrics_render(const struct metrics *m);
+
+#endif

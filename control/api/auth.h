@@ -1,0 +1,63 @@
+/* auth: who is asking for a certificate. The seam between the Sign service
+ * and the ways a caller proves its identity (issue #3):
+ *
+ *   join      a single-use bootstrap token (token/token.h)
+ *   renewal   the caller's current SVID from this CA, over mutual TLS
+ *   k8s       a projected service-account token, via TokenReview: not
+ *             configured yet (a later issue fills auth_k8s_ops' impl)
+ *
+ * An authenticator is an ops table and its private state. It returns a
+ * gRPC status (0 = authenticated, with the identity in out->id) and on a
+ * refusal a static message for the caller and a metric/audit reason.
+ * `want` (may be NULL) is the identity the caller asked for: a credential
+ * that grants another one must be refused as PERMISSION_DENIED without
+ * being consumed. */
+#ifndef CINCH_CONTROL_AUTH_H
+#define CINCH_CONTROL_AUTH_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "spiffe.h"
+
+/* What renewal learnt about a connection's client certificate, kept by the
+ * connection: the chain is verified once per connection (the certificate
+ * cannot change under it), its expiry on every call. */
+struct auth_peer_cache {
+	char id[SPIFFE_ID_MAX + 1]; /* "" until verified */
+	int64_t not_after;
+};
+
+struct auth_request {
+	const char *join_token; /* exactly one of these three is set */
+	const char *k8s_token;
+	X509 *peer; /* renewal: the verified client certificate (borrowed) */
+	STACK_OF(X509) *peer_chain;
+	struct auth_peer_cache *peer_cache; /* the connection's, or NULL */
+	const char *want; /* requested_spiffe_id or NULL */
+	time_t now;
+};
+
+struct auth_result {
+	char id[SPIFFE_ID_MAX + 1];
+	char detail[80]; /* for the audit line: token hash prefix, old serial */
+};
+
+struct auth_ops {
+	const char *name; /* "join_token", "renewal", "kubernetes" */
+	int (*authenticate)(void *impl, const struct auth_request *req, struct auth_result *out,
+			    const char **msg, const char **reason);
+};
+
+struct authenticator {
+	const struct auth_ops *ops;
+	void *impl;
+};
+
+extern const struct auth_ops auth_join_ops;  /* impl: struct token_store */
+extern const struct auth_ops auth_renew_ops; /* impl: const struct ca */
+extern const struct auth_ops auth_k8s_ops;   /* impl: NULL until TokenReview */
+
+#endif

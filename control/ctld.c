@@ -1,0 +1,695 @@
+/* ctld: see ctld.h.
+ *
+ * Start-up order: CA (creates or loads the root, refuses a broken state
+ * directory), token store, server certificate for the control's own
+ * SPIFFE ID, then the listeners. Any failure before the loop runs is
+ * logged with its reason and exits 1 with nothing half-started. The
+ * server certificate is re-issued at half its lifetime; connections keep
+ * the context they started with. */
+#include "ctld.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "adminhttp.h"
+#include "admin/ctlsock.h"
+#include "admin/metrics.h"
+#include "api/grpc.h"
+#include "api/sign.h"
+#include "api/tls.h"
+#include "ca/ca.h"
+#include "duration.h"
+#include "fsutil.h"
+#include "log.h"
+#include "spiffe.h"
+#include "token/token.h"
+#include "version.h"
+
+#define CTLD_SERVER_CERT_S (24 * 3600)
+
+/* ---- configuration */
+
+enum {
+	OPT_CONFIG = 256,
+	OPT_TD,
+	OPT_STATE,
+	OPT_LISTEN,
+	OPT_ADMIN,
+	OPT_CA_CERT,
+	OPT_CA_KEY,
+	OPT_SPIFFE_ID,
+	OPT_DNS,
+	OPT_IP,
+	OPT_TTL,
+	OPT_TEST_SHORT_TTL,
+	OPT_MAX_MSG,
+	OPT_MAX_STREAMS,
+	OPT_MAX_CONNS,
+	OPT_HS_TIMEOUT,
+	OPT_IDLE_TIMEOUT,
+	OPT_LOG_LEVEL,
+};
+
+static const struct option ctld_opts[] = {
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"trust-domain", required_argument, NULL, OPT_TD},
+	{"state-dir", required_argument, NULL, OPT_STATE},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"admin-listen", required_argument, NULL, OPT_ADMIN},
+	{"ca-cert", required_argument, NULL, OPT_CA_CERT},
+	{"ca-key", required_argument, NULL, OPT_CA_KEY},
+	{"spiffe-id", required_argument, NULL, OPT_SPIFFE_ID},
+	{"server-dns", required_argument, NULL, OPT_DNS},
+	{"server-ip", required_argument, NULL, OPT_IP},
+	{"svid-ttl", required_argument, NULL, OPT_TTL},
+	{"test-short-ttl", no_argument, NULL, OPT_TEST_SHORT_TTL},
+	{"max-message", required_argument, NULL, OPT_MAX_MSG},
+	{"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+	{"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{0},
+};
+
+static void ctld_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: cinch-control [options]\n"
+		"\n"
+		"The Cinch control plane: the mesh CA. It authenticates agents (single-use\n"
+		"join tokens, or their current certificate over mutual TLS) and signs their\n"
+		"CSRs into short-lived X.509-SVIDs over gRPC (cinch.v1.Identity/Sign).\n"
+		"\n"
+		"  --config FILE            JSON object whose keys are these long options\n"
+		"                           (flags given on the command line win)\n"
+		"  --trust-domain TD        SPIFFE trust domain (cluster.local)\n"
+		"  --state-dir DIR          CA key, bundle, tokens, admin socket\n"
+		"                           (/var/lib/cinch-control; created 0700)\n"
+		"  --listen HOST:PORT       gRPC over HTTP/2 + TLS 1.3 (0.0.0.0:15012)\n"
+		"  --admin-listen HOST:PORT /ready /live /metrics /bundle (127.0.0.1:15014)\n"
+		"  --ca-cert FILE --ca-key FILE\n"
+		"                           sign with this root or intermediate (chain up\n"
+		"                           to the root in FILE); default: a root of our own\n"
+		"                           in the state directory, made on first start\n"
+		"  --spiffe-id ID           the control's own identity\n"
+		"                           (spiffe://TD/ns/cinch-system/sa/cinch-control)\n"
+		"  --server-dns NAME        a DNS name of the gRPC certificate (repeatable;\n"
+		"                           localhost is always there)\n"
+		"  --server-ip ADDR         an address of it (repeatable; 127.0.0.1, ::1 always)\n"
+		"  --svid-ttl DURATION      default certificate lifetime, 5m..24h (1h)\n"
+		"  --max-message BYTES      largest request message (65536)\n"
+		"  --max-streams N          concurrent streams per connection (64)\n"
+		"  --max-connections N      open connections (4096)\n"
+		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
+		"  --log-level LEVEL        debug, info, warn, error (info)\n"
+		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
+		"  -h, --help               this help\n"
+		"  -V, --version            the version and the linked library versions\n"
+		"\n"
+		"Create join tokens with `cinchctl token create --identity NS/SA`.\n");
+}
+
+static long long ctld_number(const char *s, long long min, long long max)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	return errno || end == s || *end || v < min || v > max ? -1 : v;
+}
+
+/* The config file as "--key=value" arguments, kept for the process (cfg
+ * points into them). Arrays give one argument per element. */
+static int ctld_config_args(const char *path, char ***out, int *n_out)
+{
+	json_error_t err;
+	json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err), *v;
+	const char *key;
+	char **args = NULL;
+	int n = 0;
+
+	if (!json_is_object(doc)) {
+		fprintf(stderr, "cinch-control: %s:%d:%d: %s\n", path, err.line, err.column,
+			doc ? "not a JSON object" : err.text);
+		json_decref(doc);
+		return -EINVAL;
+	}
+	json_object_foreach(doc, key, v)
+	{
+		size_t count = json_is_array(v) ? json_array_size(v) : 1;
+		for (size_t i = 0; i < count; i++) {
+			json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+			char val[1024];
+			if (json_is_string(e))
+				snprintf(val, sizeof(val), "%s", json_string_value(e));
+			else if (json_is_integer(e))
+				snprintf(val, sizeof(val), "%lld",
+					 (long long)json_integer_value(e));
+			else if (json_is_true(e))
+				val[0] = '\0';
+			else {
+				fprintf(stderr,
+					"cinch-control: %s: %s: not a string, number or true\n",
+					path, key);
+				goto fail;
+			}
+			char **na = realloc(args, sizeof(char *) * (size_t)(n + 2));
+			if (!na)
+				goto fail;
+			args = na;
+			size_t len = strlen(key) + strlen(val) + 4;
+			if (!(args[n] = malloc(len)))
+				goto fail;
+			snprintf(args[n], len, json_is_true(e) ? "--%s" : "--%s=%s", key, val);
+			n++;
+		}
+	}
+	json_decref(doc);
+	*out = args;
+	*n_out = n;
+	return 0;
+fail:
+	for (int i = 0; i < n; i++)
+		free(args[i]);
+	free(args);
+	json_decref(doc);
+	return -EINVAL;
+}
+
+/* Applies one option; -EINVAL after printing why. */
+static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
+{
+	long long v;
+	enum log_level lvl;
+
+	switch (opt) {
+	case OPT_TD:
+		cfg->trust_domain = arg;
+		return 0;
+	case OPT_STATE:
+		cfg->state_dir = arg;
+		return 0;
+	case OPT_LISTEN:
+		cfg->listen = arg;
+		return 0;
+	case OPT_ADMIN:
+		cfg->admin_listen = arg;
+		return 0;
+	case OPT_CA_CERT:
+		cfg->ca_cert = arg;
+		return 0;
+	case OPT_CA_KEY:
+		cfg->ca_key = arg;
+		return 0;
+	case OPT_SPIFFE_ID:
+		cfg->spiffe_id = arg;
+		return 0;
+	case OPT_DNS:
+		if (cfg->n_dns == CTLD_MAX_NAMES)
+			break;
+		cfg->server_dns[cfg->n_dns++] = arg;
+		return 0;
+	case OPT_IP:
+		if (cfg->n_ips == CTLD_MAX_NAMES)
+			break;
+		cfg->server_ips[cfg->n_ips++] = arg;
+		return 0;
+	case OPT_TTL:
+		v = duration_ms(arg);
+		if (v < 0 || v % 1000)
+			break;
+		cfg->svid_ttl_s = (long)(v / 1000);
+		return 0;
+	case OPT_TEST_SHORT_TTL:
+		cfg->ttl_min_s = CA_TTL_MIN_TEST_S;
+		return 0;
+	case OPT_MAX_MSG:
+		if ((v = ctld_number(arg, 1024, 16 << 20)) < 0)
+			break;
+		cfg->max_msg = (size_t)v;
+		return 0;
+	case OPT_MAX_STREAMS:
+		if ((v = ctld_number(arg, 1, 1000)) < 0)
+			break;
+		cfg->max_streams = (unsigned)v;
+		return 0;
+	case OPT_MAX_CONNS:
+		if ((v = ctld_number(arg, 1, 1000000)) < 0)
+			break;
+		cfg->max_conns = (unsigned)v;
+		return 0;
+	case OPT_HS_TIMEOUT:
+	case OPT_IDLE_TIMEOUT:
+		if ((v = duration_ms(arg)) <= 0 || v > 86400000)
+			break;
+		*(opt == OPT_HS_TIMEOUT ? &cfg->handshake_ms : &cfg->idle_ms) = (unsigned)v;
+		return 0;
+	case OPT_LOG_LEVEL:
+		if (log_level_parse(arg, &lvl) < 0)
+			break;
+		cfg->log_level = (int)lvl;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const char *ctld_opt_name(int opt)
+{
+	for (const struct option *o = ctld_opts; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+/* One getopt pass over argv (argv[0] is skipped by getopt). */
+static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const char **config_path)
+{
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hV", ctld_opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			ctld_usage(stdout);
+			return 1;
+		case 'V':
+			version_print(stdout, "cinch-control");
+			return 1;
+		case OPT_CONFIG:
+			if (config_path)
+				*config_path = optarg;
+			break;
+		case '?':
+			ctld_usage(stderr);
+			return -EINVAL;
+		default:
+			if (ctld_apply(cfg, c, optarg) < 0) {
+				fprintf(stderr, "cinch-control: --%s: invalid value \"%s\"\n",
+					ctld_opt_name(c), optarg ? optarg : "");
+				return -EINVAL;
+			}
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cinch-control: unexpected argument \"%s\"\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
+{
+	const char *config_path = NULL;
+	struct ctld_config scratch;
+	int rc;
+
+	*cfg = (struct ctld_config){
+		.trust_domain = "cluster.local",
+		.state_dir = "/var/lib/cinch-control",
+		.listen = "0.0.0.0:15012",
+		.admin_listen = "127.0.0.1:15014",
+		.spiffe_id = "",
+		.svid_ttl_s = CA_TTL_DEFAULT_S,
+		.ttl_min_s = CA_TTL_MIN_S,
+		.ttl_max_s = CA_TTL_MAX_S,
+		.max_msg = GRPC_MAX_MSG_DEFAULT,
+		.max_streams = GRPC_MAX_STREAMS_DEFAULT,
+		.max_conns = GRPC_MAX_CONNS_DEFAULT,
+		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
+		.idle_ms = GRPC_IDLE_MS_DEFAULT,
+		.log_level = LOG_LVL_INFO,
+	};
+	/* First pass: --help, --version and where the config file is. */
+	scratch = *cfg;
+	rc = ctld_getopt(argc, argv, &scratch, &config_path);
+	if (rc != 0)
+		return rc;
+	if (config_path) {
+		char **args;
+		int n;
+		if (ctld_config_args(config_path, &args, &n) < 0)
+			return -EINVAL;
+		/* The file's strings live as long as the process (cfg points
+		 * into them): kept reachable here. */
+		static char **fargv;
+		fargv = calloc((size_t)n + 2, sizeof(char *));
+		if (!fargv)
+			return -ENOMEM;
+		fargv[0] = argv[0];
+		memcpy(fargv + 1, args, sizeof(char *) * (size_t)n);
+		free(args);
+		rc = ctld_getopt(n + 1, fargv, cfg, NULL);
+		if (rc != 0)
+			return rc < 0 ? rc : -EINVAL;
+	}
+	return ctld_getopt(argc, argv, cfg, NULL);
+}
+
+/* ---- the running daemon */
+
+struct ctld {
+	const struct ctld_config *cfg;
+	uv_loop_t *loop;
+	struct ca *ca;
+	struct token_store *tokens;
+	struct metrics metrics;
+	struct sign_service svc;
+	struct tls_ctx *tls;
+	struct grpc_server *grpc;
+	struct adminhttp *admin;
+	struct ctlsock *ctl;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t cert_timer;
+	char spiffe_id[SPIFFE_ID_MAX + 1];
+	int ready;
+};
+
+static int ctld_split_hostport(const char *s, char *host, size_t hlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t n;
+
+	if (!colon)
+		return -EINVAL;
+	n = (size_t)(colon - s);
+	if (n >= 2 && s[0] == '[' && colon[-1] == ']') {
+		h = s + 1;
+		n -= 2;
+	}
+	if (n == 0 || n >= hlen)
+		return -EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	long long p = ctld_number(colon + 1, 0, 65535);
+	if (p < 0)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+/* A server certificate for our SPIFFE ID and names, in a new TLS context. */
+static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
+{
+	const char *dns[CTLD_MAX_NAMES + 1] = {"localhost"};
+	const char *ips[CTLD_MAX_NAMES + 2] = {"127.0.0.1", "::1"};
+	size_t n_dns = 1, n_ips = 2;
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	X509_STORE *bundle = NULL;
+	STACK_OF(X509) *chain = NULL;
+	int rc;
+
+	for (size_t i = 0; i < d->cfg->n_dns; i++)
+		dns[n_dns++] = d->cfg->server_dns[i];
+	for (size_t i = 0; i < d->cfg->n_ips; i++)
+		ips[n_ips++] = d->cfg->server_ips[i];
+	rc = ca_issue_server(d->ca, d->spiffe_id, dns, n_dns, ips, n_ips, CTLD_SERVER_CERT_S, &cert,
+			     &key);
+	if (rc < 0)
+		return rc;
+	bundle = ca_bundle_store_new(d->ca);
+	chain = sk_X509_new_null();
+	rc = -ENOMEM;
+	for (size_t i = 0; chain && i < ca_chain_len(d->ca); i++) {
+		size_t len;
+		const uint8_t *p = ca_chain_der(d->ca, i, &len);
+		X509 *x = d2i_X509(NULL, &p, (long)len);
+		if (!x || !sk_X509_push(chain, x)) {
+			X509_free(x);
+			goto out;
+		}
+	}
+	if (bundle && chain)
+		rc = tls_ctx_new(cert, key, chain, bundle, out);
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	X509_STORE_free(bundle);
+	sk_X509_pop_free(chain, X509_free);
+	return rc;
+}
+
+static void ctld_renew_server_cert(uv_timer_t *t)
+{
+	struct ctld *d = t->data;
+	struct tls_ctx *tls;
+
+	if (ctld_new_tls(d, &tls) < 0) {
+		log_event(LOG_LVL_ERROR, "server_cert_renewal_failed", NULL);
+		return;
+	}
+	grpc_server_set_tls(d->grpc, tls);
+	tls_ctx_unref(d->tls);
+	d->tls = tls;
+	log_event(LOG_LVL_INFO, "server_cert_renewed",
+		  json_pack("{s:s}", "spiffe_id", d->spiffe_id));
+}
+
+static char *ctld_strdup_n(const char *s, size_t *len)
+{
+	char *r = s ? strdup(s) : NULL;
+	*len = r ? strlen(r) : 0;
+	return r;
+}
+
+static void ctld_admin_cb(void *arg, const char *method, const char *path,
+			  struct adminhttp_response *out)
+{
+	struct ctld *d = arg;
+	(void)method;
+
+	if (!strcmp(path, "/live")) {
+		out->status = 200;
+		out->body = ctld_strdup_n("live\n", &out->len);
+	} else if (!strcmp(path, "/ready")) {
+		int ok = d->ready && time(NULL) + 60 < ca_not_after(d->ca);
+		out->status = ok ? 200 : 503;
+		out->body = ctld_strdup_n(ok ? "ready\n" : "not ready\n", &out->len);
+	} else if (!strcmp(path, "/metrics")) {
+		out->status = 200;
+		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		out->body = metrics_render(&d->metrics);
+		out->len = out->body ? strlen(out->body) : 0;
+	} else if (!strcmp(path, "/bundle")) {
+		out->status = 200;
+		out->content_type = "application/json";
+		out->body = ca_bundle_json(d->ca);
+		out->len = out->body ? strlen(out->body) : 0;
+	} else {
+		out->status = 404;
+		out->body = ctld_strdup_n("not found\n", &out->len);
+	}
+}
+
+/* The admin socket: token creation and the bundle, for cinchctl. */
+static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
+{
+	struct ctld *d = arg;
+	const char *op = json_string_value(json_object_get(req, "op"));
+
+	if (op && !strcmp(op, "bundle")) {
+		char *pem = ca_bundle_pem(d->ca), *js = ca_bundle_json(d->ca);
+		json_t *r = pem && js ? json_pack("{s:s, s:o, s:I, s:s}", "pem", pem, "spiffe",
+						  json_loads(js, 0, NULL), "sequence",
+						  (json_int_t)ca_bundle_sequence(d->ca),
+						  "trust_domain", ca_trust_domain(d->ca))
+				      : NULL;
+		free(pem);
+		free(js);
+		return r ? r : json_pack("{s:s}", "error", "out of memory");
+	}
+	if (!op || strcmp(op, "token_create") != 0)
+		return json_pack("{s:s}", "error", "unknown op (token_create, bundle)");
+
+	const char *ident = json_string_value(json_object_get(req, "identity"));
+	json_t *ttl_j = json_object_get(req, "ttl");
+	long ttl = ttl_j ? (long)json_integer_value(ttl_j) : TOKEN_TTL_DEFAULT_S;
+	char ns[128], tok[TOKEN_STR_LEN + 1], id[SPIFFE_ID_MAX + 1];
+	const char *slash = ident ? strchr(ident, '/') : NULL;
+	int64_t expires;
+
+	if (!slash || (size_t)(slash - ident) >= sizeof(ns) || (ttl_j && !json_is_integer(ttl_j)))
+		return json_pack("{s:s}", "error",
+				 "identity must be <namespace>/<service-account>");
+	memcpy(ns, ident, (size_t)(slash - ident));
+	ns[slash - ident] = '\0';
+	int rc = token_create(d->tokens, ns, slash + 1, ttl, time(NULL), tok, id, &expires);
+	if (rc < 0)
+		return json_pack("{s:s}", "error",
+				 rc == -EINVAL ? "invalid identity or ttl (1s..7d)"
+					       : "the token store cannot be written");
+	char h[65];
+	token_hash_hex(tok, strlen(tok), h);
+	log_event(LOG_LVL_INFO, "token_created",
+		  json_pack("{s:s, s:s, s:I, s:i}", "spiffe_id", id, "token_sha256", h,
+			    "expires_at_unix", (json_int_t)expires, "admin_uid", (int)peer_uid));
+	return json_pack("{s:s, s:s, s:I}", "token", tok, "identity", id, "expires_at",
+			 (json_int_t)expires);
+}
+
+static void ctld_stop(struct ctld *d)
+{
+	d->ready = 0;
+	grpc_server_stop(d->grpc);
+	adminhttp_stop(d->admin);
+	ctlsock_stop(d->ctl);
+	d->grpc = NULL;
+	d->admin = NULL;
+	d->ctl = NULL;
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->cert_timer, NULL);
+}
+
+static void ctld_signal(uv_signal_t *s, int signum)
+{
+	struct ctld *d = s->data;
+
+	log_event(LOG_LVL_INFO, "control_stopping", json_pack("{s:i}", "signal", signum));
+	ctld_stop(d);
+}
+
+static int ctld_start(struct ctld *d)
+{
+	const struct ctld_config *cfg = d->cfg;
+	char host[128], sock[PATH_MAX];
+	int port, grpc_port, admin_port, rc;
+	const char *why = NULL;
+
+	struct ca_config cc = {
+		.trust_domain = cfg->trust_domain,
+		.state_dir = cfg->state_dir,
+		.cert_path = cfg->ca_cert,
+		.key_path = cfg->ca_key,
+		.ttl_default_s = cfg->svid_ttl_s,
+		.ttl_min_s = cfg->ttl_min_s,
+		.ttl_max_s = cfg->ttl_max_s,
+	};
+	if ((rc = ca_open(&cc, &d->ca, &why)) < 0) {
+		log_event(LOG_LVL_ERROR, "ca_failed",
+			  json_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
+				    cfg->state_dir));
+		return rc;
+	}
+	if ((rc = token_store_open(cfg->state_dir, ca_trust_domain(d->ca), &d->tokens)) < 0) {
+		log_event(LOG_LVL_ERROR, "token_store_failed",
+			  json_pack("{s:s}", "error",
+				    rc == -EBADMSG ? "tokens.json is corrupt" : strerror(-rc)));
+		return rc;
+	}
+	if (cfg->spiffe_id[0])
+		snprintf(d->spiffe_id, sizeof(d->spiffe_id), "%s", cfg->spiffe_id);
+	else if (spiffe_id_format(d->spiffe_id, sizeof(d->spiffe_id), ca_trust_domain(d->ca),
+				  "cinch-system", "cinch-control") < 0)
+		return -EINVAL;
+	if (spiffe_id_validate(d->spiffe_id, strlen(d->spiffe_id), &why) < 0) {
+		log_event(LOG_LVL_ERROR, "config_invalid",
+			  json_pack("{s:s, s:s}", "option", "spiffe-id", "error", why));
+		return -EINVAL;
+	}
+	if ((rc = ctld_new_tls(d, &d->tls)) < 0) {
+		log_event(LOG_LVL_ERROR, "server_cert_failed",
+			  json_pack("{s:s}", "error",
+				    "cannot issue the server certificate (check "
+				    "--server-dns and --server-ip)"));
+		return rc;
+	}
+	d->metrics.ca_expiry = ca_not_after(d->ca);
+	d->svc = (struct sign_service){
+		.ca = d->ca,
+		.join = {&auth_join_ops, d->tokens},
+		.renew = {&auth_renew_ops, d->ca},
+		.k8s = {&auth_k8s_ops, NULL},
+		.metrics = &d->metrics,
+	};
+
+	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &port) < 0) {
+		log_event(LOG_LVL_ERROR, "config_invalid",
+			  json_pack("{s:s, s:s}", "option", "listen", "value", cfg->listen));
+		return -EINVAL;
+	}
+	struct grpc_config gc = {
+		.host = host,
+		.port = port,
+		.max_msg = cfg->max_msg,
+		.max_streams = cfg->max_streams,
+		.max_conns = cfg->max_conns,
+		.handshake_ms = cfg->handshake_ms,
+		.idle_ms = cfg->idle_ms,
+	};
+	if ((rc = grpc_server_start(d->loop, &gc, d->tls, &d->svc, &d->grpc, &grpc_port)) < 0) {
+		log_event(LOG_LVL_ERROR, "listen_failed",
+			  json_pack("{s:s, s:s}", "listen", cfg->listen, "error", uv_strerror(rc)));
+		return rc;
+	}
+	if (ctld_split_hostport(cfg->admin_listen, host, sizeof(host), &port) < 0) {
+		log_event(LOG_LVL_ERROR, "config_invalid",
+			  json_pack("{s:s, s:s}", "option", "admin-listen", "value",
+				    cfg->admin_listen));
+		return -EINVAL;
+	}
+	if ((rc = adminhttp_start(d->loop, host, port, ctld_admin_cb, d, &d->admin, &admin_port)) <
+	    0) {
+		log_event(LOG_LVL_ERROR, "listen_failed",
+			  json_pack("{s:s, s:s}", "listen", cfg->admin_listen, "error",
+				    uv_strerror(rc)));
+		return rc;
+	}
+	snprintf(sock, sizeof(sock), "%s/admin.sock", cfg->state_dir);
+	if ((rc = ctlsock_start(d->loop, sock, ctld_ctl_cb, d, &d->ctl)) < 0) {
+		log_event(LOG_LVL_ERROR, "admin_socket_failed",
+			  json_pack("{s:s, s:s}", "path", sock, "error", strerror(-rc)));
+		return rc;
+	}
+	uv_timer_init(d->loop, &d->cert_timer);
+	d->cert_timer.data = d;
+	uv_timer_start(&d->cert_timer, ctld_renew_server_cert, CTLD_SERVER_CERT_S * 500ULL,
+		       CTLD_SERVER_CERT_S * 500ULL);
+	uv_signal_init(d->loop, &d->sigterm);
+	uv_signal_init(d->loop, &d->sigint);
+	d->sigterm.data = d->sigint.data = d;
+	uv_signal_start(&d->sigterm, ctld_signal, SIGTERM);
+	uv_signal_start(&d->sigint, ctld_signal, SIGINT);
+	d->ready = 1;
+	log_event(LOG_LVL_INFO, "control_started",
+		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I}", "trust_domain",
+			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
+			    grpc_port, "admin_port", admin_port, "admin_socket", sock, "state_dir",
+			    cfg->state_dir, "bundle_sequence",
+			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
+			    (json_int_t)ca_not_after(d->ca)));
+	return 0;
+}
+
+int ctld_run(const struct ctld_config *cfg)
+{
+	struct ctld d = {.cfg = cfg, .loop = uv_default_loop()};
+	int rc;
+
+	log_init("cinch-control", stderr, (enum log_level)cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	rc = ctld_start(&d);
+	if (rc < 0) {
+		grpc_server_stop(d.grpc);
+		adminhttp_stop(d.admin);
+		ctlsock_stop(d.ctl);
+	}
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	tls_ctx_unref(d.tls);
+	token_store_free(d.tokens);
+	ca_free(d.ca);
+	uv_loop_close(d.loop);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,40 @@
+/* ctld: the cinch-control daemon, put together: configuration (flags and an
+ * optional JSON config file whose keys are the long flag names), the CA,
+ * the join-token store, the gRPC Sign server on 15012, the admin HTTP
+ * port on 15014 and the root-only admin socket, all on one libuv loop.
+ *
+ * main.c only calls ctld_parse() and ctld_run(); tests run the binary. */
+#ifndef CINCH_CONTROL_CTLD_H
+#define CINCH_CONTROL_CTLD_H
+
+#include <stddef.h>
+
+#define CTLD_MAX_NAMES 16
+
+struct ctld_config {
+	const char *trust_domain;
+	const char *state_dir;
+	const char *listen;	  /* "host:port" of the gRPC server */
+	const char *admin_listen; /* "host:port" of the admin HTTP port */
+	const char *ca_cert, *ca_key;
+	const char *spiffe_id; /* the control's own identity ("" = default) */
+	const char *server_dns[CTLD_MAX_NAMES];
+	const char *server_ips[CTLD_MAX_NAMES];
+	size_t n_dns, n_ips;
+	long svid_ttl_s, ttl_min_s, ttl_max_s;
+	size_t max_msg;
+	unsigned max_streams, max_conns, handshake_ms, idle_ms;
+	int log_level;
+};
+
+/* Fills `cfg` from the defaults, then the --config file (if any), then the
+ * other flags. Strings point into argv or into memory kept for the
+ * process. Returns 0, 1 when --help/--version was answered (exit 0), or
+ * -EINVAL after printing what is wrong to stderr (exit 2). */
+int ctld_parse(int argc, char **argv, struct ctld_config *cfg);
+
+/* Runs until SIGTERM or SIGINT. 0 on a clean stop, 1 when start-up
+ * failed (the log says why). */
+int ctld_run(const struct ctld_config *cfg);
+
+#endif
