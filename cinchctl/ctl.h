@@ -18,6 +18,7 @@ json_t *ctl_admin_call(const char *state_dir, const json_t *req);
 
 int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
 int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */
-int ctl_cert(int argc, char **argv);   /* cinchctl cert ... */
+int ctl_cert(int argc, char **argv);   /* cinchctl cert ... (ctl_cert.c) */
+int ctl_policy(int argc, char **argv); /* cinchctl policy ... (ctl_policy.c) */
 
 #endif

@@ -14,13 +14,14 @@ static const struct {
 	{"token", ctl_token, "token create --identity NS/SA    a single-use join token"},
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
+	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: cinchctl COMMAND ...   (cinchctl COMMAND --help for more)\n"
 		     "\n"
-		     "Operate a Cinch mesh: tokens, certificates, bundles.\n"
+		     "Operate a Cinch mesh: tokens, certificates, bundles, policy.\n"
 		     "\n");
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
 		fprintf(out, "  %s\n", ctl_families[i].help);

@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 
 struct policy_slice;
-struct _Cinch__V1__Snapshot;
+struct Cinch__V1__Snapshot;
 
 enum policy_verdict {
 	POLICY_ALLOW = 0,
@@ -46,9 +46,9 @@ struct policy_decision {
 
 /* An error while building a slice: where and what, for logs and CLIs. */
 struct policy_error {
-	char file[256]; /* "" when not from a file */
-	int line, column;  /* 0 when unknown */
-	char path[128]; /* field path, "spec.from[1].identities[0]" */
+	char file[256];	  /* "" when not from a file */
+	int line, column; /* 0 when unknown */
+	char path[128];	  /* field path, "spec.from[1].identities[0]" */
 	char msg[256];
 };
 
@@ -63,7 +63,7 @@ int policy_slice_load(struct policy_slice **out, const char *policy_path,
 		      struct policy_error *err) __attribute__((warn_unused_result));
 
 /* Live mode: validate and load a snapshot. *out set only on success. */
-int policy_slice_from_snapshot(struct policy_slice **out, const struct _Cinch__V1__Snapshot *snap,
+int policy_slice_from_snapshot(struct policy_slice **out, const struct Cinch__V1__Snapshot *snap,
 			       struct policy_error *err) __attribute__((warn_unused_result));
 
 struct policy_slice *policy_slice_ref(struct policy_slice *s);

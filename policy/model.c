@@ -1,0 +1,988 @@
+/* model: see model.h.
+ *
+ * Validation walks each document with a field path ("spec.from[1]") kept
+ * in the vctx; the first error wins and is reported with the node's
+ * position. Each kind has one function that reads its spec into a local
+ * struct and appends it to the set only when everything was valid. */
+#include "model.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "spiffe.h"
+
+struct vctx {
+	const char *file;
+	struct policy_error *err;
+	char path[128];
+	int failed, nomem;
+};
+
+static int __attribute__((format(printf, 3, 4)))
+verr(struct vctx *v, const struct pdoc *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (v->failed)
+		return -EINVAL;
+	v->failed = 1;
+	memset(v->err, 0, sizeof(*v->err));
+	snprintf(v->err->file, sizeof(v->err->file), "%s", v->file);
+	v->err->line = at ? at->line : 0;
+	v->err->column = at ? at->column : 0;
+	snprintf(v->err->path, sizeof(v->err->path), "%s", v->path);
+	va_start(ap, fmt);
+	vsnprintf(v->err->msg, sizeof(v->err->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Path handling: push returns the old length to pop back to. */
+static size_t vpush(struct vctx *v, const char *key, long index)
+{
+	size_t old = strlen(v->path);
+	if (key)
+		snprintf(v->path + old, sizeof(v->path) - old, "%s%s", old ? "." : "", key);
+	else
+		snprintf(v->path + old, sizeof(v->path) - old, "[%ld]", index);
+	return old;
+}
+
+static void vpop(struct vctx *v, size_t old)
+{
+	v->path[old] = '\0';
+}
+
+static char *vdup(struct vctx *v, const char *s)
+{
+	char *d = strdup(s);
+	if (!d)
+		v->nomem = v->failed = 1;
+	return d;
+}
+
+static const char *kind_name(enum pdoc_kind k)
+{
+	return k == PDOC_MAP ? "a mapping" : k == PDOC_SEQ ? "a list" : "a value";
+}
+
+/* Checks that `map` is a mapping whose keys are all in `allowed`. */
+static int vmap(struct vctx *v, const struct pdoc *map, const char *const *allowed)
+{
+	if (!map || map->kind != PDOC_MAP)
+		return verr(v, map, "must be a mapping, not %s",
+			    map ? kind_name(map->kind) : "missing");
+	for (size_t i = 0; i < map->n; i++) {
+		const char *k = map->items[2 * i]->text;
+		int ok = 0;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, k);
+		if (!ok) {
+			size_t o = vpush(v, k, 0);
+			verr(v, map->items[2 * i], "unknown field");
+			vpop(v, o);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static const char *vstr(struct vctx *v, const struct pdoc *d)
+{
+	if (!d || d->kind != PDOC_SCALAR) {
+		verr(v, d, "must be a string, not %s", d ? kind_name(d->kind) : "missing");
+		return NULL;
+	}
+	if (!d->quoted && (!strcmp(d->text, "null") || !strcmp(d->text, "~") || !d->text[0])) {
+		verr(v, d, "must be a string, not null");
+		return NULL;
+	}
+	return d->text;
+}
+
+static int vseq(struct vctx *v, const struct pdoc *d)
+{
+	if (!d || d->kind != PDOC_SEQ)
+		return verr(v, d, "must be a list, not %s", d ? kind_name(d->kind) : "missing");
+	if (d->n == 0)
+		return verr(v, d, "must not be empty");
+	return 0;
+}
+
+/* RFC 1123 label (namespaces) or subdomain (names, service accounts). */
+static int dns_name_ok(const char *s, int subdomain)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > (subdomain ? 253u : 63u))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && c != '-' && !(subdomain && c == '.'))
+			return 0;
+		if (!alnum && (i == 0 || i == n - 1))
+			return 0;
+	}
+	return 1;
+}
+
+static char *vdns(struct vctx *v, const struct pdoc *d, int subdomain)
+{
+	const char *s = vstr(v, d);
+	if (!s)
+		return NULL;
+	if (!dns_name_ok(s, subdomain)) {
+		verr(v, d, "not a valid %s: \"%.100s\"",
+		     subdomain ? "DNS-1123 name" : "DNS-1123 label", s);
+		return NULL;
+	}
+	return vdup(v, s);
+}
+
+/* ---- CIDRs and ports */
+
+int pcidr_parse(const char *text, int host_only, struct pcidr *out)
+{
+	char buf[64];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	long prefix;
+
+	memset(out, 0, sizeof(*out));
+	if (alen == 0 || alen >= sizeof(buf) || (host_only && slash))
+		return -EINVAL;
+	memcpy(buf, text, alen);
+	buf[alen] = '\0';
+	if (inet_pton(AF_INET, buf, out->addr) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+		out->family = AF_INET6;
+	else
+		return -EINVAL;
+	unsigned max = out->family == AF_INET ? 32 : 128;
+	if (slash) {
+		char *end;
+		if (!slash[1] || slash[1] == '+' || slash[1] == '-')
+			return -EINVAL;
+		prefix = strtol(slash + 1, &end, 10);
+		if (*end || prefix < 0 || prefix > (long)max)
+			return -EINVAL;
+	} else {
+		prefix = max;
+	}
+	out->prefix = (unsigned)prefix;
+	/* Host bits must be zero: "10.0.0.1/8" is a typo, not a network. */
+	for (unsigned bit = out->prefix; bit < max; bit++)
+		if (out->addr[bit / 8] & (0x80 >> (bit % 8)))
+			return -EINVAL;
+	return 0;
+}
+
+int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa)
+{
+	const uint8_t *a;
+	uint8_t mapped[16];
+
+	if (sa->sa_family == AF_INET && c->family == AF_INET) {
+		a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (c->family == AF_INET) { /* ::ffff:a.b.c.d is the IPv4 address */
+			static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+			if (memcmp(a, pfx, 12) != 0)
+				return 0;
+			memcpy(mapped, a + 12, 4);
+			a = mapped;
+		}
+	} else {
+		return 0;
+	}
+	for (unsigned bit = 0; bit < c->prefix; bit++) {
+		uint8_t m = 0x80 >> (bit % 8);
+		if ((a[bit / 8] & m) != (c->addr[bit / 8] & m))
+			return 0;
+	}
+	return 1;
+}
+
+int pports_contains(const struct pports *p, uint16_t port)
+{
+	if (p->n == 0)
+		return 1;
+	for (size_t i = 0; i < p->n; i++)
+		if (port >= p->r[i].lo && port <= p->r[i].hi)
+			return 1;
+	return 0;
+}
+
+static int port_num(const char *s, size_t len, uint16_t *out)
+{
+	unsigned long v = 0;
+	if (len == 0 || len > 5)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+static int vports(struct vctx *v, const struct pdoc *d, struct pports *out)
+{
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	out->r = calloc(d->n, sizeof(*out->r));
+	if (!out->r)
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o = vpush(v, NULL, (long)i);
+		const char *s = vstr(v, d->items[i]);
+		const char *dash = s ? strchr(s, '-') : NULL;
+		struct pport *r = &out->r[i];
+		if (!s)
+			return -EINVAL;
+		if (dash ? port_num(s, (size_t)(dash - s), &r->lo) < 0 ||
+				    port_num(dash + 1, strlen(dash + 1), &r->hi) < 0
+			 : port_num(s, strlen(s), &r->lo) < 0)
+			return verr(v, d->items[i],
+				    "not a port (1-65535) or a range \"first-last\": \"%.40s\"", s);
+		if (!dash)
+			r->hi = r->lo;
+		if (r->hi < r->lo)
+			return verr(v, d->items[i], "range ends before it starts: \"%.40s\"", s);
+		out->n++;
+		vpop(v, o);
+	}
+	return 0;
+}
+
+static int vcidrs(struct vctx *v, const struct pdoc *d, int host_only, struct pcidr **out,
+		  size_t *n)
+{
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	*out = calloc(d->n, sizeof(**out));
+	if (!*out)
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o = vpush(v, NULL, (long)i);
+		const char *s = vstr(v, d->items[i]);
+		if (!s)
+			return -EINVAL;
+		if (pcidr_parse(s, host_only, &(*out)[i]) < 0)
+			return verr(v, d->items[i],
+				    host_only ? "not an IP address: \"%.60s\""
+					      : "not a CIDR (address/prefix with "
+						"no host bits set): \"%.60s\"",
+				    s);
+		if (!((*out)[i].text = vdup(v, s)))
+			return -ENOMEM;
+		*n = i + 1;
+		vpop(v, o);
+	}
+	return 0;
+}
+
+/* ---- selectors, labels, sources */
+
+static int vlabels(struct vctx *v, const struct pdoc *d, struct plabel **out, size_t *n)
+{
+	if (!d || d->kind != PDOC_MAP)
+		return verr(v, d, "must be a mapping of label to value");
+	*out = calloc(d->n ? d->n : 1, sizeof(**out));
+	if (!*out)
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o = vpush(v, d->items[2 * i]->text, 0);
+		const char *val =
+			d->items[2 * i + 1]->kind == PDOC_SCALAR ? d->items[2 * i + 1]->text : NULL;
+		if (!val || strlen(val) > 63)
+			return verr(v, d->items[2 * i + 1],
+				    "a label value is a string of at most 63 "
+				    "characters");
+		(*out)[i].key = vdup(v, d->items[2 * i]->text);
+		(*out)[i].value = vdup(v, val);
+		*n = i + 1;
+		if (v->nomem)
+			return -ENOMEM;
+		vpop(v, o);
+	}
+	return 0;
+}
+
+static int vselector(struct vctx *v, const struct pdoc *d, struct pselector *sel)
+{
+	static const char *const keys[] = {"matchLabels", "workloads", NULL};
+	size_t o = vpush(v, "selector", 0);
+	const struct pdoc *ml, *wl;
+
+	if (vmap(v, d, keys) < 0)
+		return -EINVAL;
+	ml = pdoc_get(d, "matchLabels");
+	wl = pdoc_get(d, "workloads");
+	if (!ml && !wl)
+		return verr(v, d,
+			    "needs matchLabels or workloads (a selector that picks "
+			    "everything must say so with matchLabels of a common label)");
+	if (ml) {
+		size_t o2 = vpush(v, "matchLabels", 0);
+		if (vlabels(v, ml, &sel->labels, &sel->n_labels) < 0)
+			return -EINVAL;
+		if (sel->n_labels == 0)
+			return verr(v, ml, "must not be empty");
+		vpop(v, o2);
+	}
+	if (wl) {
+		size_t o2 = vpush(v, "workloads", 0);
+		if (vseq(v, wl) < 0)
+			return -EINVAL;
+		sel->workloads = calloc(wl->n, sizeof(char *));
+		if (!sel->workloads)
+			return v->nomem = -ENOMEM;
+		for (size_t i = 0; i < wl->n; i++) {
+			size_t o3 = vpush(v, NULL, (long)i);
+			if (!(sel->workloads[i] = vdns(v, wl->items[i], 1)))
+				return -EINVAL;
+			sel->n_workloads = i + 1;
+			vpop(v, o3);
+		}
+		vpop(v, o2);
+	}
+	vpop(v, o);
+	return 0;
+}
+
+int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w)
+{
+	if (strcmp(ns, w->ns) != 0)
+		return 0;
+	if (sel->n_workloads) {
+		int found = 0;
+		for (size_t i = 0; i < sel->n_workloads && !found; i++)
+			found = !strcmp(sel->workloads[i], w->name);
+		if (!found)
+			return 0;
+	}
+	for (size_t i = 0; i < sel->n_labels; i++) {
+		int found = 0;
+		for (size_t j = 0; j < w->n_labels && !found; j++)
+			found = !strcmp(sel->labels[i].key, w->labels[j].key) &&
+				!strcmp(sel->labels[i].value, w->labels[j].value);
+		if (!found)
+			return 0;
+	}
+	return 1;
+}
+
+/* One spec.from[] entry: exactly one of identities, namespaces,
+ * unauthenticated. */
+static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size_t *n)
+{
+	static const char *const keys[] = {"identities", "namespaces", "unauthenticated", NULL};
+	static const char *const unauth_keys[] = {"ipBlocks", NULL};
+
+	if (vmap(v, d, keys) < 0)
+		return -EINVAL;
+	if (d->n != 1)
+		return verr(v, d,
+			    "must hold exactly one of identities, namespaces, unauthenticated "
+			    "(write several entries for several kinds)");
+	const char *kind = d->items[0]->text;
+	const struct pdoc *val = d->items[1];
+	size_t o = vpush(v, kind, 0);
+
+	if (!strcmp(kind, "unauthenticated")) {
+		struct pcidr *c = NULL;
+		size_t nc = 0;
+		if (vmap(v, val, unauth_keys) < 0)
+			return -EINVAL;
+		size_t o2 = vpush(v, "ipBlocks", 0);
+		int rc = vcidrs(v, pdoc_get(val, "ipBlocks"), 0, &c, &nc);
+		if (rc == 0 && !(*out = calloc(nc, sizeof(**out))))
+			rc = v->nomem = -ENOMEM;
+		for (size_t i = 0; rc == 0 && i < nc; i++) {
+			(*out)[i].kind = PSRC_UNAUTH_CIDR;
+			(*out)[i].cidr = c[i];
+			(*out)[i].text = c[i].text;
+			c[i].text = NULL;
+			*n = i + 1;
+		}
+		for (size_t i = 0; i < nc; i++)
+			free(c[i].text);
+		free(c);
+		if (rc < 0)
+			return rc;
+		vpop(v, o2);
+		vpop(v, o);
+		return 0;
+	}
+	if (vseq(v, val) < 0)
+		return -EINVAL;
+	*out = calloc(val->n, sizeof(**out));
+	if (!*out)
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < val->n; i++) {
+		size_t o2 = vpush(v, NULL, (long)i);
+		const char *s = vstr(v, val->items[i]);
+		struct psrc *src = &(*out)[i];
+		const char *why = NULL;
+		if (!s)
+			return -EINVAL;
+		if (!strcmp(kind, "namespaces")) {
+			src->kind = PSRC_NAMESPACE;
+			if (!dns_name_ok(s, 0))
+				return verr(v, val->items[i], "not a namespace name: \"%.100s\"",
+					    s);
+		} else {
+			size_t len = strlen(s);
+			int wild = len > 2 && !strcmp(s + len - 2, "/*");
+			src->kind = wild ? PSRC_IDENTITY_PREFIX : PSRC_IDENTITY;
+			if (strchr(s, '*') && !wild)
+				return verr(v, val->items[i],
+					    "a wildcard is only a whole last segment "
+					    "\"/*\": \"%.100s\"",
+					    s);
+			if (spiffe_id_validate(s, wild ? len - 2 : len, &why) < 0)
+				return verr(v, val->items[i], "not a SPIFFE ID: %s: \"%.100s\"",
+					    why, s);
+			if (wild &&
+			    !memchr(s + strlen("spiffe://"), '/', len - strlen("spiffe://") - 2))
+				return verr(v, val->items[i],
+					    "a wildcard must keep at least one path "
+					    "segment (it would grant the whole trust "
+					    "domain): \"%.100s\"",
+					    s);
+		}
+		src->text = vdup(v, src->kind == PSRC_IDENTITY_PREFIX ? s : s);
+		if (!src->text)
+			return -ENOMEM;
+		if (src->kind == PSRC_IDENTITY_PREFIX)
+			src->text[strlen(src->text) - 1] = '\0'; /* keep "…/sa/" */
+		*n = i + 1;
+		vpop(v, o2);
+	}
+	vpop(v, o);
+	return 0;
+}
+
+/* ---- freeing */
+
+static void pselector_clear(struct pselector *s)
+{
+	for (size_t i = 0; i < s->n_labels; i++) {
+		free(s->labels[i].key);
+		free(s->labels[i].value);
+	}
+	free(s->labels);
+	for (size_t i = 0; i < s->n_workloads; i++)
+		free(s->workloads[i]);
+	free(s->workloads);
+}
+
+static void pallow_clear(struct pallow *a)
+{
+	free(a->ns);
+	free(a->name);
+	pselector_clear(&a->sel);
+	free(a->ports.r);
+	for (size_t i = 0; i < a->n_from; i++) {
+		for (size_t j = 0; a->from[i] && j < a->n_src[i]; j++)
+			free(a->from[i][j].text);
+		free(a->from[i]);
+	}
+	free(a->from);
+	free(a->n_src);
+}
+
+static void pegress_clear(struct pegress *e)
+{
+	free(e->ns);
+	free(e->name);
+	pselector_clear(&e->sel);
+	for (size_t i = 0; i < e->n_to; i++) {
+		for (size_t j = 0; j < e->to[i].n_cidrs; j++)
+			free(e->to[i].cidrs[j].text);
+		free(e->to[i].cidrs);
+		free(e->to[i].ports.r);
+	}
+	free(e->to);
+}
+
+static void pworkload_clear(struct pworkload *w)
+{
+	free(w->ns);
+	free(w->name);
+	free(w->sa);
+	for (size_t i = 0; i < w->n_labels; i++) {
+		free(w->labels[i].key);
+		free(w->labels[i].value);
+	}
+	free(w->labels);
+	for (size_t i = 0; i < w->n_addrs; i++)
+		free(w->addrs[i].text);
+	free(w->addrs);
+}
+
+struct pset *pset_new(const char *trust_domain)
+{
+	struct pset *s = calloc(1, sizeof(*s));
+	if (s && (!(s->trust_domain = strdup(trust_domain)) ||
+		  !(s->mesh_namespace = strdup("cinch-system")))) {
+		pset_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void pset_free(struct pset *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_allow; i++)
+		pallow_clear(&s->allow[i]);
+	for (size_t i = 0; i < s->n_mesh; i++) {
+		free(s->mesh[i].ns);
+		free(s->mesh[i].name);
+	}
+	for (size_t i = 0; i < s->n_egress; i++)
+		pegress_clear(&s->egress[i]);
+	for (size_t i = 0; i < s->n_workloads; i++)
+		pworkload_clear(&s->workloads[i]);
+	free(s->allow);
+	free(s->mesh);
+	free(s->egress);
+	free(s->workloads);
+	free(s->trust_domain);
+	free(s->mesh_namespace);
+	free(s);
+}
+
+/* ---- the four kinds */
+
+static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
+{
+	static const char *const keys[] = {"selector", "ports", "from", "mode", NULL};
+	const struct pdoc *d;
+	size_t o = vpush(v, "spec", 0);
+
+	if (vmap(v, spec, keys) < 0 || vselector(v, pdoc_get(spec, "selector"), &a->sel) < 0)
+		return -EINVAL;
+	if ((d = pdoc_get(spec, "ports"))) {
+		size_t o2 = vpush(v, "ports", 0);
+		if (vports(v, d, &a->ports) < 0)
+			return -EINVAL;
+		vpop(v, o2);
+	}
+	if ((d = pdoc_get(spec, "mode"))) {
+		size_t o2 = vpush(v, "mode", 0);
+		const char *m = vstr(v, d);
+		if (!m)
+			return -EINVAL;
+		if (strcmp(m, "enforce") && strcmp(m, "audit"))
+			return verr(v, d, "must be enforce or audit, not \"%.40s\"", m);
+		a->audit = !strcmp(m, "audit");
+		vpop(v, o2);
+	}
+	d = pdoc_get(spec, "from");
+	size_t o2 = vpush(v, "from", 0);
+	if (!d)
+		return verr(v, spec,
+			    "required: who may connect (identities, namespaces or "
+			    "unauthenticated)");
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	a->from = calloc(d->n, sizeof(*a->from));
+	a->n_src = calloc(d->n, sizeof(*a->n_src));
+	if (!a->from || !a->n_src)
+		return v->nomem = -ENOMEM;
+	a->n_from = d->n;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o3 = vpush(v, NULL, (long)i);
+		if (vsource(v, d->items[i], &a->from[i], &a->n_src[i]) < 0)
+			return -EINVAL;
+		vpop(v, o3);
+	}
+	vpop(v, o2);
+	vpop(v, o);
+	return 0;
+}
+
+static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
+{
+	static const char *const keys[] = {"mtls", "defaultAction", NULL};
+	const struct pdoc *d;
+	size_t o = vpush(v, "spec", 0);
+
+	if (vmap(v, spec, keys) < 0)
+		return -EINVAL;
+	if ((d = pdoc_get(spec, "mtls"))) {
+		size_t o2 = vpush(v, "mtls", 0);
+		const char *s = vstr(v, d);
+		if (!s)
+			return -EINVAL;
+		if (strcmp(s, "STRICT") && strcmp(s, "PERMISSIVE"))
+			return verr(v, d, "must be STRICT or PERMISSIVE, not \"%.40s\"", s);
+		m->has_mtls = 1;
+		m->mtls = strcmp(s, "STRICT") ? PMTLS_PERMISSIVE : PMTLS_STRICT;
+		vpop(v, o2);
+	}
+	if ((d = pdoc_get(spec, "defaultAction"))) {
+		size_t o2 = vpush(v, "defaultAction", 0);
+		const char *s = vstr(v, d);
+		if (!s)
+			return -EINVAL;
+		if (strcmp(s, "deny") && strcmp(s, "audit"))
+			return verr(v, d, "must be deny or audit, not \"%.40s\"", s);
+		m->has_default = 1;
+		m->default_audit = !strcmp(s, "audit");
+		vpop(v, o2);
+	}
+	vpop(v, o);
+	return 0;
+}
+
+static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
+{
+	static const char *const keys[] = {"selector", "to", NULL};
+	static const char *const to_keys[] = {"cidrs", "ports", NULL};
+	const struct pdoc *d;
+	size_t o = vpush(v, "spec", 0);
+
+	if (vmap(v, spec, keys) < 0 || vselector(v, pdoc_get(spec, "selector"), &e->sel) < 0)
+		return -EINVAL;
+	d = pdoc_get(spec, "to");
+	size_t o2 = vpush(v, "to", 0);
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	e->to = calloc(d->n, sizeof(*e->to));
+	if (!e->to)
+		return v->nomem = -ENOMEM;
+	e->n_to = d->n;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o3 = vpush(v, NULL, (long)i);
+		const struct pdoc *t = d->items[i], *p;
+		if (vmap(v, t, to_keys) < 0)
+			return -EINVAL;
+		size_t o4 = vpush(v, "cidrs", 0);
+		if (vcidrs(v, pdoc_get(t, "cidrs"), 0, &e->to[i].cidrs, &e->to[i].n_cidrs) < 0)
+			return -EINVAL;
+		vpop(v, o4);
+		if ((p = pdoc_get(t, "ports"))) {
+			o4 = vpush(v, "ports", 0);
+			if (vports(v, p, &e->to[i].ports) < 0)
+				return -EINVAL;
+			vpop(v, o4);
+		}
+		vpop(v, o3);
+	}
+	vpop(v, o2);
+	vpop(v, o);
+	return 0;
+}
+
+static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *w)
+{
+	static const char *const keys[] = {"serviceAccount", "addresses", NULL};
+	size_t o = vpush(v, "spec", 0);
+
+	if (vmap(v, spec, keys) < 0)
+		return -EINVAL;
+	size_t o2 = vpush(v, "serviceAccount", 0);
+	if (!(w->sa = vdns(v, pdoc_get(spec, "serviceAccount"), 1)))
+		return -EINVAL;
+	vpop(v, o2);
+	o2 = vpush(v, "addresses", 0);
+	if (vcidrs(v, pdoc_get(spec, "addresses"), 1, &w->addrs, &w->n_addrs) < 0)
+		return -EINVAL;
+	vpop(v, o2);
+	vpop(v, o);
+	return 0;
+}
+
+static int grow(void **arr, size_t n, size_t size)
+{
+	void *p = realloc(*arr, (n + 1) * size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	memset((char *)p + n * size, 0, size);
+	return 0;
+}
+
+int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
+{
+	static const char *const top_keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
+	static const char *const meta_keys[] = {"name", "namespace", "labels", "annotations", NULL};
+	struct vctx v = {.file = file, .err = err};
+	const struct pdoc *meta, *d;
+	const char *api, *kind;
+	char *name = NULL, *ns = NULL;
+	struct plabel *labels = NULL;
+	size_t n_labels = 0, o;
+	int rc = -EINVAL;
+
+	memset(err, 0, sizeof(*err));
+	if (vmap(&v, doc, top_keys) < 0)
+		goto out;
+	o = vpush(&v, "apiVersion", 0);
+	if (!(api = vstr(&v, pdoc_get(doc, "apiVersion"))))
+		goto out;
+	if (strcmp(api, PSET_API_VERSION) != 0) {
+		verr(&v, pdoc_get(doc, "apiVersion"), "must be " PSET_API_VERSION ", not \"%.60s\"",
+		     api);
+		goto out;
+	}
+	vpop(&v, o);
+	o = vpush(&v, "kind", 0);
+	if (!(kind = vstr(&v, pdoc_get(doc, "kind"))))
+		goto out;
+	if (strcmp(kind, "AllowPolicy") && strcmp(kind, "MeshPolicy") &&
+	    strcmp(kind, "EgressPolicy") && strcmp(kind, "Workload")) {
+		verr(&v, pdoc_get(doc, "kind"),
+		     "must be AllowPolicy, MeshPolicy, EgressPolicy or "
+		     "Workload, not \"%.60s\"",
+		     kind);
+		goto out;
+	}
+	vpop(&v, o);
+	o = vpush(&v, "metadata", 0);
+	meta = pdoc_get(doc, "metadata");
+	if (vmap(&v, meta, meta_keys) < 0)
+		goto out;
+	size_t o2 = vpush(&v, "name", 0);
+	if (!(name = vdns(&v, pdoc_get(meta, "name"), 1)))
+		goto out;
+	vpop(&v, o2);
+	o2 = vpush(&v, "namespace", 0);
+	if ((d = pdoc_get(meta, "namespace"))) {
+		if (!(ns = vdns(&v, d, 0)))
+			goto out;
+	} else if (strcmp(kind, "MeshPolicy") != 0) {
+		verr(&v, meta, "required for %s", kind);
+		goto out;
+	}
+	vpop(&v, o2);
+	if ((d = pdoc_get(meta, "labels"))) {
+		o2 = vpush(&v, "labels", 0);
+		if (vlabels(&v, d, &labels, &n_labels) < 0)
+			goto out;
+		vpop(&v, o2);
+	}
+	vpop(&v, o);
+	d = pdoc_get(doc, "spec");
+	if (!d) {
+		verr(&v, doc, "spec: required");
+		goto out;
+	}
+
+	rc = -ENOMEM;
+	if (!strcmp(kind, "AllowPolicy")) {
+		struct pallow a = {.ns = ns, .name = name, .line = doc->line};
+		snprintf(a.file, sizeof(a.file), "%s", file);
+		ns = name = NULL;
+		if (vallow(&v, d, &a) < 0 || grow((void **)&s->allow, s->n_allow, sizeof(a)) < 0) {
+			pallow_clear(&a);
+			goto fail;
+		}
+		s->allow[s->n_allow++] = a;
+	} else if (!strcmp(kind, "MeshPolicy")) {
+		struct pmesh m = {.ns = ns, .name = name};
+		ns = name = NULL;
+		/* A MeshPolicy in the control plane's namespace is mesh-wide. */
+		if (m.ns && !strcmp(m.ns, s->mesh_namespace)) {
+			free(m.ns);
+			m.ns = NULL;
+		}
+		if (vmesh(&v, d, &m) < 0 || grow((void **)&s->mesh, s->n_mesh, sizeof(m)) < 0) {
+			free(m.ns);
+			free(m.name);
+			goto fail;
+		}
+		s->mesh[s->n_mesh++] = m;
+	} else if (!strcmp(kind, "EgressPolicy")) {
+		struct pegress e = {.ns = ns, .name = name};
+		ns = name = NULL;
+		if (vegress(&v, d, &e) < 0 ||
+		    grow((void **)&s->egress, s->n_egress, sizeof(e)) < 0) {
+			pegress_clear(&e);
+			goto fail;
+		}
+		s->egress[s->n_egress++] = e;
+	} else {
+		struct pworkload w = {
+			.ns = ns, .name = name, .labels = labels, .n_labels = n_labels};
+		ns = name = NULL;
+		labels = NULL;
+		n_labels = 0;
+		if (vworkload(&v, d, &w) < 0 ||
+		    grow((void **)&s->workloads, s->n_workloads, sizeof(w)) < 0) {
+			pworkload_clear(&w);
+			goto fail;
+		}
+		s->workloads[s->n_workloads++] = w;
+	}
+	rc = 0;
+	goto out;
+fail:
+	rc = v.failed && !v.nomem ? -EINVAL : -ENOMEM;
+	if (rc == -ENOMEM)
+		verr(&v, doc, "out of memory");
+out:
+	free(name);
+	free(ns);
+	for (size_t i = 0; i < n_labels; i++) {
+		free(labels[i].key);
+		free(labels[i].value);
+	}
+	free(labels);
+	return rc;
+}
+
+static int has_ext(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
+}
+
+static int add_file(struct pset *s, const char *path, struct policy_error *err)
+{
+	struct pdoc **docs = NULL;
+	size_t n = 0;
+	int rc = pdoc_parse_file(path, &docs, &n, err);
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = pset_add_doc(s, path, docs[i], err);
+	for (size_t i = 0; i < n; i++)
+		pdoc_free(docs[i]);
+	free(docs);
+	return rc;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
+{
+	struct stat st;
+	DIR *dir;
+	struct dirent *e;
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	memset(err, 0, sizeof(*err));
+	if (stat(path, &st) < 0) {
+		snprintf(err->file, sizeof(err->file), "%s", path);
+		snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
+		return -EINVAL;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return add_file(s, path, err);
+	if (!(dir = opendir(path))) {
+		snprintf(err->file, sizeof(err->file), "%s", path);
+		snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
+		return -EINVAL;
+	}
+	while (rc == 0 && (e = readdir(dir))) {
+		char full[4096];
+		if (e->d_name[0] == '.')
+			continue; /* dotfiles, and Kubernetes ConfigMap "..data" links */
+		snprintf(full, sizeof(full), "%s/%s", path, e->d_name);
+		if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
+			snprintf(err->file, sizeof(err->file), "%s", full);
+			snprintf(err->msg, sizeof(err->msg),
+				 "a directory inside a policy directory: not read, so an error");
+			rc = -EINVAL;
+		} else if (!has_ext(e->d_name)) {
+			snprintf(err->file, sizeof(err->file), "%s", full);
+			snprintf(err->msg, sizeof(err->msg),
+				 "not a .yaml, .yml or .json file: not read, so an error");
+			rc = -EINVAL;
+		} else if (grow((void **)&names, n, sizeof(char *)) < 0 ||
+			   !(names[n] = strdup(full))) {
+			rc = -ENOMEM;
+		} else {
+			n++;
+		}
+	}
+	closedir(dir);
+	qsort(names, n, sizeof(char *), name_cmp);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = add_file(s, names[i], err);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int dup_err(struct policy_error *err, const char *what, const char *ns, const char *name)
+{
+	memset(err, 0, sizeof(*err));
+	snprintf(err->msg, sizeof(err->msg), "two %s named %s/%s", what, ns ? ns : "(mesh)", name);
+	return -EINVAL;
+}
+
+static int same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int pset_finish(struct pset *s, struct policy_error *err)
+{
+	for (size_t i = 0; i < s->n_allow; i++)
+		for (size_t j = 0; j < i; j++)
+			if (same(s->allow[i].ns, s->allow[j].ns) &&
+			    same(s->allow[i].name, s->allow[j].name))
+				return dup_err(err, "AllowPolicies", s->allow[i].ns,
+					       s->allow[i].name);
+	for (size_t i = 0; i < s->n_egress; i++)
+		for (size_t j = 0; j < i; j++)
+			if (same(s->egress[i].ns, s->egress[j].ns) &&
+			    same(s->egress[i].name, s->egress[j].name))
+				return dup_err(err, "EgressPolicies", s->egress[i].ns,
+					       s->egress[i].name);
+	for (size_t i = 0; i < s->n_mesh; i++)
+		for (size_t j = 0; j < i; j++)
+			if (same(s->mesh[i].ns, s->mesh[j].ns)) {
+				memset(err, 0, sizeof(*err));
+				snprintf(err->msg, sizeof(err->msg),
+					 "two MeshPolicies for %s (%s and %s): which one applies "
+					 "would be a guess",
+					 s->mesh[i].ns ? s->mesh[i].ns : "the whole mesh",
+					 s->mesh[j].name, s->mesh[i].name);
+				return -EINVAL;
+			}
+	for (size_t i = 0; i < s->n_workloads; i++) {
+		struct pworkload *w = &s->workloads[i];
+		for (size_t j = 0; j < i; j++) {
+			struct pworkload *x = &s->workloads[j];
+			if (same(w->ns, x->ns) && same(w->name, x->name))
+				return dup_err(err, "Workloads", w->ns, w->name);
+			for (size_t a = 0; a < w->n_addrs; a++)
+				for (size_t b = 0; b < x->n_addrs; b++)
+					if (w->addrs[a].family == x->addrs[b].family &&
+					    !memcmp(w->addrs[a].addr, x->addrs[b].addr, 16)) {
+						memset(err, 0, sizeof(*err));
+						snprintf(err->msg, sizeof(err->msg),
+							 "workloads %s/%s and %s/%s share the "
+							 "address %s",
+							 x->ns, x->name, w->ns, w->name,
+							 w->addrs[a].text);
+						return -EINVAL;
+					}
+		}
+	}
+	return 0;
+}

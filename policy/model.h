@@ -1,0 +1,148 @@
+/* model: the validated policy set: AllowPolicy, MeshPolicy, EgressPolicy
+ * and Workload documents (docs/policy.md), read from pdoc trees with every
+ * field checked. Nothing is silently ignored: an unknown field, an
+ * unsupported value, a port out of range is an error naming the file, line,
+ * column and field path. A set is validated whole: pset_add_* either adds
+ * everything of a document or nothing, and the caller keeps or drops the
+ * whole set.
+ *
+ * A pset owns all its memory (pset_free). Immutable once built. */
+#ifndef CINCH_POLICY_MODEL_H
+#define CINCH_POLICY_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "pdoc.h"
+#include "policy.h"
+
+#define PSET_API_VERSION "cinch.dev/v1alpha1"
+
+struct pport {
+	uint16_t lo, hi; /* inclusive */
+};
+
+struct pports {
+	struct pport *r; /* none: every port */
+	size_t n;
+};
+
+struct pcidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned prefix;
+	char *text;
+};
+
+enum psrc_kind {
+	PSRC_IDENTITY = 0,    /* exact SPIFFE ID */
+	PSRC_IDENTITY_PREFIX, /* ".../sa/" + "*" written: text holds the part before "*" */
+	PSRC_NAMESPACE,
+	PSRC_UNAUTH_CIDR,
+};
+
+struct psrc {
+	enum psrc_kind kind;
+	char *text;
+	struct pcidr cidr; /* PSRC_UNAUTH_CIDR */
+};
+
+struct plabel {
+	char *key, *value;
+};
+
+struct pselector {
+	struct plabel *labels; /* matchLabels, all must match */
+	size_t n_labels;
+	char **workloads; /* names in the policy's namespace */
+	size_t n_workloads;
+};
+
+/* One AllowPolicy; each spec.from entry is a rule "<ns>/<name>#<index>". */
+struct pallow {
+	char *ns, *name;
+	struct pselector sel;
+	struct pports ports;
+	struct psrc **from; /* from[i]: n_src[i] sources */
+	size_t *n_src;
+	size_t n_from;
+	int audit;
+	char file[256];
+	int line;
+};
+
+enum pmtls {
+	PMTLS_STRICT = 0,
+	PMTLS_PERMISSIVE,
+};
+
+struct pmesh {
+	char *ns; /* NULL: mesh-wide */
+	char *name;
+	int has_mtls, has_default;
+	enum pmtls mtls;
+	int default_audit;
+};
+
+struct pegress_to {
+	struct pcidr *cidrs;
+	size_t n_cidrs;
+	struct pports ports;
+};
+
+struct pegress {
+	char *ns, *name;
+	struct pselector sel;
+	struct pegress_to *to;
+	size_t n_to;
+};
+
+struct pworkload {
+	char *ns, *name, *sa;
+	struct plabel *labels;
+	size_t n_labels;
+	struct pcidr *addrs; /* host addresses (prefix = full length) */
+	size_t n_addrs;
+};
+
+struct pset {
+	char *trust_domain;   /* for the workloads' SPIFFE IDs */
+	char *mesh_namespace; /* MeshPolicy here is mesh-wide ("cinch-system") */
+	struct pallow *allow;
+	size_t n_allow;
+	struct pmesh *mesh;
+	size_t n_mesh;
+	struct pegress *egress;
+	size_t n_egress;
+	struct pworkload *workloads;
+	size_t n_workloads;
+};
+
+/* An empty set for `trust_domain` (copied). NULL on ENOMEM. */
+struct pset *pset_new(const char *trust_domain);
+void pset_free(struct pset *s);
+
+/* Validates one document and adds it to the set: any of the four kinds.
+ * `file` names the source for errors. 0, or -EINVAL with *err filled (the
+ * set is then unchanged), -ENOMEM. */
+int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
+	__attribute__((warn_unused_result));
+
+/* Reads a file, or every *.yaml, *.yml and *.json file of a directory (in
+ * name order; subdirectories are an error, so nothing is ignored). */
+int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
+	__attribute__((warn_unused_result));
+
+/* Checks of the set as a whole: duplicate names, two workloads with one
+ * address, two mesh-wide MeshPolicies. 0 or -EINVAL with *err. */
+int pset_finish(struct pset *s, struct policy_error *err) __attribute__((warn_unused_result));
+
+/* Helpers shared with the evaluator. */
+int pcidr_parse(const char *text, int host_only, struct pcidr *out);
+int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa);
+int pports_contains(const struct pports *p, uint16_t port);
+/* Does `sel` (in namespace `ns`) pick workload `w`? */
+int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w);
+
+#endif

@@ -1,0 +1,460 @@
+/* slice: the evaluator behind policy.h.
+ *
+ * A slice is built from a cinch.v1.Snapshot only (static mode compiles its
+ * files into one first), validated whole: every rule id, SPIFFE ID, CIDR
+ * and address is parsed here once, so deciding is lookups and compares,
+ * with no allocation. Strings point into the unpacked snapshot, which the
+ * slice owns.
+ *
+ * Evaluation order of an inbound decision (docs/policy.md):
+ *   1. a plaintext caller in STRICT mode is refused;
+ *   2. the rules, in order: the first whose ports include the port and one
+ *      of whose sources admits the caller allows it;
+ *   3. no rule: refused when an enforce-mode policy selects the workload;
+ *      "audit-deny" (allowed, logged) when only audit-mode ones do; when no
+ *      policy selects it, the default action (deny, or audit). */
+#include "policy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cinch/v1/config.pb-c.h"
+#include "compile.h"
+#include "model.h"
+#include "spiffe.h"
+
+struct ssrc {
+	enum psrc_kind kind;
+	const char *text;
+	size_t len; /* IDENTITY_PREFIX: the prefix's length */
+	struct pcidr cidr;
+};
+
+struct srule {
+	const char *id;
+	struct pports ports;
+	struct ssrc *src;
+	size_t n_src;
+	int audit;
+};
+
+struct speer {
+	const char *spiffe_id;
+	struct pcidr *addrs;
+	size_t n_addrs;
+	struct pports ports;
+	int unchecked, none;
+};
+
+struct segress {
+	const char *id;
+	struct pcidr *cidrs;
+	size_t n_cidrs;
+	struct pports ports;
+};
+
+struct policy_slice {
+	unsigned refs;
+	Cinch__V1__Snapshot *snap;
+	enum policy_mtls mtls;
+	int default_audit, any_enforce;
+	struct srule *rules;
+	size_t n_rules;
+	struct speer *peers;
+	size_t n_peers;
+	struct segress *egress;
+	size_t n_egress;
+	char workload[256];
+	char ns_prefix[SPIFFE_ID_MAX + 8]; /* "spiffe://<td>/ns/": namespace sources */
+};
+
+const char *policy_verdict_name(enum policy_verdict v)
+{
+	switch (v) {
+	case POLICY_ALLOW:
+		return "allow";
+	case POLICY_DENY:
+		return "deny";
+	case POLICY_AUDIT_DENY:
+		return "audit-deny";
+	}
+	return "unknown";
+}
+
+static void slice_free(struct policy_slice *s)
+{
+	for (size_t i = 0; i < s->n_rules; i++) {
+		free(s->rules[i].ports.r);
+		free(s->rules[i].src);
+	}
+	for (size_t i = 0; i < s->n_peers; i++) {
+		free(s->peers[i].addrs);
+		free(s->peers[i].ports.r);
+	}
+	for (size_t i = 0; i < s->n_egress; i++) {
+		free(s->egress[i].cidrs);
+		free(s->egress[i].ports.r);
+	}
+	free(s->rules);
+	free(s->peers);
+	free(s->egress);
+	if (s->snap)
+		cinch__v1__snapshot__free_unpacked(s->snap, NULL);
+	free(s);
+}
+
+struct policy_slice *policy_slice_ref(struct policy_slice *s)
+{
+	s->refs++;
+	return s;
+}
+
+void policy_slice_unref(struct policy_slice *s)
+{
+	if (s && --s->refs == 0)
+		slice_free(s);
+}
+
+/* An error at field `path` of the snapshot: "msg" or "msg: detail". */
+static int serr(struct policy_error *err, const char *path, const char *msg, const char *detail)
+{
+	memset(err, 0, sizeof(*err));
+	snprintf(err->path, sizeof(err->path), "%s", path);
+	snprintf(err->msg, sizeof(err->msg), "%s%s%s", msg, detail ? ": " : "",
+		 detail ? detail : "");
+	return -EINVAL;
+}
+
+static int sports(Cinch__V1__PortRange **r, size_t n, struct pports *out, int allow_zero)
+{
+	out->n = 0;
+	out->r = calloc(n ? n : 1, sizeof(*out->r));
+	if (!out->r)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int zero = allow_zero && n == 1 && r[i]->first == 0 && r[i]->last == 0;
+		if (!zero && (r[i]->first < 1 || r[i]->last > 65535 || r[i]->last < r[i]->first))
+			return -EINVAL;
+		out->r[out->n].lo = (uint16_t)r[i]->first;
+		out->r[out->n].hi = (uint16_t)r[i]->last;
+		out->n++;
+	}
+	return 0;
+}
+
+static int scidrs(char **texts, size_t n, int host_only, struct pcidr **out, size_t *n_out)
+{
+	*n_out = 0;
+	*out = calloc(n ? n : 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (pcidr_parse(texts[i], host_only, &(*out)[i]) < 0)
+			return -EINVAL;
+		*n_out = i + 1;
+	}
+	return 0;
+}
+
+static int slice_build(struct policy_slice *s, struct policy_error *err)
+{
+	const Cinch__V1__Snapshot *sn = s->snap;
+	const Cinch__V1__Workload *w = sn->workload;
+	struct spiffe_workload sw;
+	const char *why = NULL;
+	char path[64];
+
+	if (!w || !w->spiffe_id ||
+	    spiffe_id_parse_workload(w->spiffe_id, strlen(w->spiffe_id), &sw, &why) < 0)
+		return serr(err, "workload.spiffe_id", "not a workload SPIFFE ID", why);
+	if (!sn->version[0] || strlen(sn->version) > 64)
+		return serr(err, "version", "must be 1 to 64 characters", NULL);
+	snprintf(s->workload, sizeof(s->workload), "%s/%s", w->namespace_, w->name);
+	snprintf(s->ns_prefix, sizeof(s->ns_prefix), "spiffe://%.*s/ns/", (int)sw.td_len, sw.td);
+	s->mtls = sn->mtls_mode == CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE
+			  ? POLICY_MTLS_PERMISSIVE
+			  : POLICY_MTLS_STRICT;
+	if (sn->mtls_mode > CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE)
+		return serr(err, "mtls_mode", "unknown mode", NULL);
+	if (sn->default_action > CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT)
+		return serr(err, "default_action", "unknown action", NULL);
+	s->default_audit = sn->default_action == CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT;
+
+	s->rules = calloc(sn->n_inbound + 1, sizeof(*s->rules));
+	s->peers = calloc(sn->n_peers + 1, sizeof(*s->peers));
+	s->egress = calloc(sn->n_egress + 1, sizeof(*s->egress));
+	if (!s->rules || !s->peers || !s->egress)
+		return -ENOMEM;
+	for (size_t i = 0; i < sn->n_inbound; i++) {
+		const Cinch__V1__InboundRule *r = sn->inbound[i];
+		struct srule *d = &s->rules[i];
+		s->n_rules = i + 1;
+		snprintf(path, sizeof(path), "inbound[%zu]", i);
+		d->id = r->id;
+		d->audit = r->mode == CINCH__V1__RULE_MODE__RULE_MODE_AUDIT;
+		s->any_enforce |= !d->audit;
+		if (!r->id[0] || r->mode > CINCH__V1__RULE_MODE__RULE_MODE_AUDIT ||
+		    r->n_sources == 0)
+			return serr(err, path, "needs an id, a known mode and a source", NULL);
+		if (sports(r->ports, r->n_ports, &d->ports, 0) < 0)
+			return serr(err, path, "bad port range", NULL);
+		d->src = calloc(r->n_sources, sizeof(*d->src));
+		if (!d->src)
+			return -ENOMEM;
+		for (size_t k = 0; k < r->n_sources; k++) {
+			const Cinch__V1__Source *m = r->sources[k];
+			struct ssrc *x = &d->src[k];
+			d->n_src = k + 1;
+			if (m->kind_case == CINCH__V1__SOURCE__KIND_IDENTITY) {
+				size_t len = strlen(m->identity);
+				int wild = len > 2 && !strcmp(m->identity + len - 2, "/*");
+				x->kind = wild ? PSRC_IDENTITY_PREFIX : PSRC_IDENTITY;
+				x->text = m->identity;
+				x->len = wild ? len - 1 : len;
+				if (spiffe_id_validate(m->identity, wild ? len - 2 : len, &why) < 0)
+					return serr(err, path, "source: not a SPIFFE ID", why);
+			} else if (m->kind_case == CINCH__V1__SOURCE__KIND_NAMESPACE) {
+				x->kind = PSRC_NAMESPACE;
+				x->text = m->namespace_;
+				x->len = strlen(m->namespace_);
+				if (!x->len || strchr(x->text, '/'))
+					return serr(err, path, "source: bad namespace", NULL);
+			} else if (m->kind_case == CINCH__V1__SOURCE__KIND_UNAUTHENTICATED_CIDR) {
+				x->kind = PSRC_UNAUTH_CIDR;
+				x->text = m->unauthenticated_cidr;
+				if (pcidr_parse(m->unauthenticated_cidr, 0, &x->cidr) < 0)
+					return serr(err, path, "source: not a CIDR",
+						    m->unauthenticated_cidr);
+			} else {
+				return serr(err, path, "source without a kind", NULL);
+			}
+		}
+	}
+	for (size_t i = 0; i < sn->n_peers; i++) {
+		const Cinch__V1__Peer *p = sn->peers[i];
+		struct speer *d = &s->peers[i];
+		s->n_peers = i + 1;
+		snprintf(path, sizeof(path), "peers[%zu]", i);
+		d->spiffe_id = p->spiffe_id;
+		if (spiffe_id_validate(p->spiffe_id, strlen(p->spiffe_id), &why) < 0)
+			return serr(err, path, "not a SPIFFE ID", why);
+		if (scidrs(p->addresses, p->n_addresses, 1, &d->addrs, &d->n_addrs) < 0)
+			return serr(err, path, "bad address", NULL);
+		if (sports(p->allowed_ports, p->n_allowed_ports, &d->ports, 1) < 0)
+			return serr(err, path, "bad allowed_ports", NULL);
+		d->unchecked = p->n_allowed_ports == 0;
+		d->none = d->ports.n == 1 && d->ports.r[0].lo == 0;
+	}
+	for (size_t i = 0; i < sn->n_egress; i++) {
+		const Cinch__V1__EgressRule *e = sn->egress[i];
+		struct segress *d = &s->egress[i];
+		s->n_egress = i + 1;
+		snprintf(path, sizeof(path), "egress[%zu]", i);
+		d->id = e->id;
+		if (!e->id[0] || e->n_cidrs == 0 ||
+		    scidrs(e->cidrs, e->n_cidrs, 0, &d->cidrs, &d->n_cidrs) < 0 ||
+		    sports(e->ports, e->n_ports, &d->ports, 0) < 0)
+			return serr(err, path, "needs an id, valid CIDRs and ports", NULL);
+	}
+	return 0;
+}
+
+int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snapshot *snap,
+			       struct policy_error *err)
+{
+	/* A private copy the slice owns: repack and unpack. */
+	size_t len = cinch__v1__snapshot__get_packed_size(snap);
+	uint8_t *buf = malloc(len ? len : 1);
+	struct policy_slice *s = calloc(1, sizeof(*s));
+	int rc = -ENOMEM;
+
+	memset(err, 0, sizeof(*err));
+	if (!buf || !s)
+		goto out;
+	cinch__v1__snapshot__pack(snap, buf);
+	s->refs = 1;
+	s->snap = cinch__v1__snapshot__unpack(NULL, len, buf);
+	if (!s->snap)
+		goto out;
+	rc = slice_build(s, err);
+	if (rc == 0) {
+		*out = s;
+		s = NULL;
+	} else if (rc == -ENOMEM) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+	}
+out:
+	free(buf);
+	if (s)
+		slice_free(s);
+	return rc;
+}
+
+int policy_slice_load(struct policy_slice **out, const char *policy_path,
+		      const char *workloads_path, const char *self,
+		      const struct sockaddr_storage *addrs, size_t n_addrs,
+		      struct policy_error *err)
+{
+	struct pset *set = pset_new("cluster.local");
+	Cinch__V1__Snapshot *snap = NULL;
+	uint8_t *buf = NULL;
+	size_t len;
+	int rc = -ENOMEM;
+
+	memset(err, 0, sizeof(*err));
+	if (!set)
+		goto out;
+	if ((rc = pset_add_path(set, policy_path, err)) < 0 ||
+	    (rc = pset_add_path(set, workloads_path, err)) < 0 || (rc = pset_finish(set, err)) < 0)
+		goto out;
+	const struct pworkload *w = pcompile_find(set, self, addrs, n_addrs);
+	if (!w) {
+		rc = serr(err, "",
+			  self ? "no such workload in the workload list"
+			       : "none of this host's addresses belongs to exactly one workload",
+			  self);
+		goto out;
+	}
+	rc = -ENOMEM;
+	if (pcompile_snapshot(set, w, &buf, &len) < 0 ||
+	    !(snap = cinch__v1__snapshot__unpack(NULL, len, buf)))
+		goto out;
+	rc = policy_slice_from_snapshot(out, snap, err);
+out:
+	if (snap)
+		cinch__v1__snapshot__free_unpacked(snap, NULL);
+	free(buf);
+	pset_free(set);
+	return rc;
+}
+
+/* ---- deciding: no allocation, no failure */
+
+static void decided(struct policy_decision *out, enum policy_verdict v, const char *rule,
+		    const char *reason)
+{
+	out->verdict = v;
+	out->rule = rule;
+	out->reason = reason;
+}
+
+static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const char *id,
+		       const struct sockaddr *src)
+{
+	size_t pl;
+
+	switch (x->kind) {
+	case PSRC_IDENTITY:
+		return id && !strcmp(id, x->text);
+	case PSRC_IDENTITY_PREFIX:
+		return id && !strncmp(id, x->text, x->len) && id[x->len] &&
+		       !strchr(id + x->len, '/');
+	case PSRC_NAMESPACE:
+		pl = strlen(s->ns_prefix);
+		return id && !strncmp(id, s->ns_prefix, pl) && !strncmp(id + pl, x->text, x->len) &&
+		       id[pl + x->len] == '/';
+	case PSRC_UNAUTH_CIDR:
+		return !id && src && pcidr_contains(&x->cidr, src);
+	}
+	return 0;
+}
+
+void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiffe_id,
+				 const struct sockaddr *src, uint16_t port,
+				 struct policy_decision *out)
+{
+	if (!spiffe_id && s->mtls == POLICY_MTLS_STRICT) {
+		decided(out, POLICY_DENY, NULL, "plaintext refused: mTLS mode is STRICT");
+		return;
+	}
+	for (size_t i = 0; i < s->n_rules; i++) {
+		const struct srule *r = &s->rules[i];
+		if (!pports_contains(&r->ports, port))
+			continue;
+		for (size_t k = 0; k < r->n_src; k++)
+			if (ssrc_admits(s, &r->src[k], spiffe_id, src)) {
+				decided(out, POLICY_ALLOW, r->id,
+					r->src[k].kind == PSRC_UNAUTH_CIDR
+						? "allowed: unauthenticated "
+						  "caller in an ipBlock"
+						: "allowed");
+				return;
+			}
+	}
+	if (s->any_enforce)
+		decided(out, POLICY_DENY, NULL,
+			spiffe_id ? "no rule allows this identity on this port"
+				  : "no unauthenticated rule allows this address on this port");
+	else if (s->n_rules)
+		decided(out, POLICY_AUDIT_DENY, NULL,
+			"would be denied: only audit-mode policies select this workload");
+	else if (s->default_audit)
+		decided(out, POLICY_AUDIT_DENY, NULL,
+			"no AllowPolicy selects this workload; default action audit");
+	else
+		decided(out, POLICY_DENY, NULL,
+			"no AllowPolicy selects this workload; default action deny");
+}
+
+const char *policy_slice_peer(const struct policy_slice *s, const struct sockaddr *dst,
+			      uint16_t port, struct policy_decision *out)
+{
+	for (size_t i = 0; i < s->n_peers; i++) {
+		const struct speer *p = &s->peers[i];
+		for (size_t j = 0; j < p->n_addrs; j++) {
+			if (!pcidr_contains(&p->addrs[j], dst))
+				continue;
+			if (p->unchecked || (!p->none && pports_contains(&p->ports, port)))
+				decided(out, POLICY_ALLOW, NULL, "meshed destination");
+			else
+				decided(out, POLICY_DENY, NULL,
+					p->none ? "the destination's policy allows this workload "
+						  "on no "
+						  "port"
+						: "the destination's policy does not allow this "
+						  "port");
+			return p->spiffe_id;
+		}
+	}
+	decided(out, POLICY_ALLOW, NULL, "not a meshed destination");
+	return NULL;
+}
+
+void policy_slice_decide_egress(const struct policy_slice *s, const struct sockaddr *dst,
+				uint16_t port, struct policy_decision *out)
+{
+	for (size_t i = 0; i < s->n_egress; i++) {
+		const struct segress *e = &s->egress[i];
+		if (!pports_contains(&e->ports, port))
+			continue;
+		for (size_t j = 0; j < e->n_cidrs; j++)
+			if (pcidr_contains(&e->cidrs[j], dst)) {
+				decided(out, POLICY_ALLOW, e->id, "allowed by an EgressPolicy");
+				return;
+			}
+	}
+	decided(out, POLICY_DENY, NULL, "no EgressPolicy allows this destination and port");
+}
+
+enum policy_mtls policy_slice_mtls(const struct policy_slice *s)
+{
+	return s->mtls;
+}
+
+const char *policy_slice_version(const struct policy_slice *s)
+{
+	return s->snap->version;
+}
+
+const char *policy_slice_workload(const struct policy_slice *s)
+{
+	return s->workload;
+}
+
+const char *policy_slice_spiffe_id(const struct policy_slice *s)
+{
+	return s->snap->workload->spiffe_id;
+}

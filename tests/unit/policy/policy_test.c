@@ -1,0 +1,515 @@
+/* policy_test: the policy library through its public API (policy.h):
+ * decisions table-driven over one mesh (every field and the evaluation
+ * order), parser and validation errors each checked for its file, line,
+ * column, field path and message, whole-set rejection, and snapshots
+ * (what the control plane streams) giving the same decisions. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "cinch/v1/config.pb-c.h"
+#include "policy.h"
+
+#define TD "spiffe://cluster.local"
+
+static const char *const WORKLOADS =
+	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+	"metadata: {name: web, namespace: shop, labels: {app: web}}\n"
+	"spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+	"metadata: {name: api, namespace: shop, labels: {app: api, tier: backend}}\n"
+	"spec: {serviceAccount: api, addresses: [\"10.1.0.2\", \"fd00::2\"]}\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+	"metadata: {name: db, namespace: shop}\n"
+	"spec: {serviceAccount: db, addresses: [\"10.1.0.3\"]}\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+	"metadata: {name: legacy, namespace: shop}\n"
+	"spec: {serviceAccount: legacy, addresses: [\"10.1.0.4\"]}\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+	"metadata: {name: batch, namespace: jobs}\n"
+	"spec: {serviceAccount: batch, addresses: [\"10.1.0.9\"]}\n";
+
+static const char *const POLICY =
+	"# the shop's rules\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: AllowPolicy\n"
+	"metadata: {name: api-from-web, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {matchLabels: {app: api}}\n"
+	"  ports: [8080, \"9000-9001\"]\n"
+	"  from:\n"
+	"    - identities: [\"" TD "/ns/shop/sa/web\"]\n"
+	"    - namespaces: [jobs]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: AllowPolicy\n"
+	"metadata: {name: api-plain, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {workloads: [api]}\n"
+	"  ports: [8081]\n"
+	"  from: [{unauthenticated: {ipBlocks: [\"192.168.0.0/16\", \"fd99::/16\"]}}]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: AllowPolicy\n"
+	"metadata: {name: db-from-shop, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {workloads: [db]}\n"
+	"  ports: [5432]\n"
+	"  from: [{identities: [\"" TD "/ns/shop/sa/*\"]}]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: AllowPolicy\n"
+	"metadata: {name: legacy-trial, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {workloads: [legacy]}\n"
+	"  mode: audit\n"
+	"  from: [{identities: [\"" TD "/ns/shop/sa/web\"]}]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: MeshPolicy\n"
+	"metadata: {name: shop, namespace: shop}\n"
+	"spec: {mtls: PERMISSIVE}\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: EgressPolicy\n"
+	"metadata: {name: api-out, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {matchLabels: {tier: backend}}\n"
+	"  to: [{cidrs: [\"203.0.113.0/24\"], ports: [443]}]\n";
+
+static char dir[64];
+
+static void write_file(const char *name, const char *text)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void path_of(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static int setup(void **state)
+{
+	char p[128];
+	strcpy(dir, "/tmp/policy_test.XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	path_of(p, sizeof(p), "policy");
+	mkdir(p, 0700);
+	write_file("policy/shop.yaml", POLICY);
+	write_file("workloads.yaml", WORKLOADS);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct policy_slice *load(const char *self)
+{
+	char p[128], w[128];
+	struct policy_slice *s = NULL;
+	struct policy_error err;
+	path_of(p, sizeof(p), "policy");
+	path_of(w, sizeof(w), "workloads.yaml");
+	int rc = policy_slice_load(&s, p, w, self, NULL, 0, &err);
+	if (rc != 0)
+		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
+			 err.path, err.msg);
+	return s;
+}
+
+static struct sockaddr_storage addr(const char *ip)
+{
+	struct sockaddr_storage ss = {0};
+	if (strchr(ip, ':')) {
+		ss.ss_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr),
+				 1);
+	} else {
+		ss.ss_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+	}
+	return ss;
+}
+
+struct inbound_case {
+	const char *self, *caller, *src; /* caller NULL: plaintext from src */
+	uint16_t port;
+	enum policy_verdict verdict;
+	const char *rule; /* NULL: none */
+	const char *reason_part;
+};
+
+static void test_inbound_table(void **state)
+{
+	static const struct inbound_case cases[] = {
+		{"shop/api", TD "/ns/shop/sa/web", NULL, 8080, POLICY_ALLOW, "shop/api-from-web#0",
+		 "allowed"},
+		{"shop/api", TD "/ns/shop/sa/web", NULL, 9001, POLICY_ALLOW, "shop/api-from-web#0",
+		 "allowed"},
+		{"shop/api", TD "/ns/shop/sa/web", NULL, 9002, POLICY_DENY, NULL,
+		 "no rule allows this identity"},
+		{"shop/api", TD "/ns/jobs/sa/batch", NULL, 8080, POLICY_ALLOW,
+		 "shop/api-from-web#1", "allowed"},
+		{"shop/api", TD "/ns/jobs-x/sa/batch", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		{"shop/api", "spiffe://other.td/ns/jobs/sa/batch", NULL, 8080, POLICY_DENY, NULL,
+		 "no rule"},
+		{"shop/api", TD "/ns/shop/sa/db", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		/* identity callers never match unauthenticated rules */
+		{"shop/api", TD "/ns/shop/sa/web", "192.168.1.5", 8081, POLICY_DENY, NULL,
+		 "no rule"},
+		/* PERMISSIVE in shop: plaintext decided by address */
+		{"shop/api", NULL, "192.168.1.5", 8081, POLICY_ALLOW, "shop/api-plain#0",
+		 "unauthenticated"},
+		{"shop/api", NULL, "fd99::1", 8081, POLICY_ALLOW, "shop/api-plain#0",
+		 "unauthenticated"},
+		{"shop/api", NULL, "10.9.9.9", 8081, POLICY_DENY, NULL, "no unauthenticated rule"},
+		{"shop/api", NULL, "192.168.1.5", 8080, POLICY_DENY, NULL,
+		 "no unauthenticated rule"},
+		/* wildcard: one whole last segment */
+		{"shop/db", TD "/ns/shop/sa/api", NULL, 5432, POLICY_ALLOW, "shop/db-from-shop#0",
+		 "allowed"},
+		{"shop/db", TD "/ns/shop/sa/api/x", NULL, 5432, POLICY_DENY, NULL, "no rule"},
+		{"shop/db", TD "/ns/shop/sa/", NULL, 5432, POLICY_DENY, NULL, "no rule"},
+		{"shop/db", TD "/ns/jobs/sa/batch", NULL, 5432, POLICY_DENY, NULL, "no rule"},
+		/* audit-only: would-be denials are allowed and flagged */
+		{"shop/legacy", TD "/ns/shop/sa/web", NULL, 22, POLICY_ALLOW, "shop/legacy-trial#0",
+		 "allowed"},
+		{"shop/legacy", TD "/ns/shop/sa/db", NULL, 22, POLICY_AUDIT_DENY, NULL,
+		 "audit-mode"},
+		/* no policy selects web: the default action (deny) */
+		{"shop/web", TD "/ns/shop/sa/api", NULL, 80, POLICY_DENY, NULL,
+		 "default action deny"},
+		/* jobs is STRICT (mesh default): plaintext refused first */
+		{"jobs/batch", NULL, "192.168.1.5", 80, POLICY_DENY, NULL, "STRICT"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct inbound_case *c = &cases[i];
+		struct policy_slice *s = load(c->self);
+		struct sockaddr_storage src = addr(c->src ? c->src : "10.0.0.1");
+		struct policy_decision d;
+		policy_slice_decide_inbound(s, c->caller, (struct sockaddr *)&src, c->port, &d);
+		if (d.verdict != c->verdict ||
+		    (c->rule ? !d.rule || strcmp(d.rule, c->rule) : !!d.rule) ||
+		    !strstr(d.reason, c->reason_part))
+			fail_msg("case %zu (%s <- %s %s:%u): %s %s \"%s\"", i, c->self,
+				 c->caller ? c->caller : "plaintext", c->src ? c->src : "", c->port,
+				 policy_verdict_name(d.verdict), d.rule ? d.rule : "-", d.reason);
+		policy_slice_unref(s);
+	}
+}
+
+static void test_outbound(void **state)
+{
+	struct policy_slice *s = load("shop/api");
+	struct policy_decision d;
+	struct sockaddr_storage a;
+	const char *id;
+
+	assert_string_equal(policy_slice_workload(s), "shop/api");
+	assert_string_equal(policy_slice_spiffe_id(s), TD "/ns/shop/sa/api");
+	assert_int_equal(policy_slice_mtls(s), POLICY_MTLS_PERMISSIVE);
+	/* db lets every shop identity in, on 5432 only */
+	a = addr("10.1.0.3");
+	id = policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d);
+	assert_string_equal(id, TD "/ns/shop/sa/db");
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	id = policy_slice_peer(s, (struct sockaddr *)&a, 5433, &d);
+	assert_string_equal(id, TD "/ns/shop/sa/db");
+	assert_int_equal(d.verdict, POLICY_DENY);
+	/* web: selected by nothing, default deny: no port at all */
+	a = addr("10.1.0.1");
+	id = policy_slice_peer(s, (struct sockaddr *)&a, 80, &d);
+	assert_string_equal(id, TD "/ns/shop/sa/web");
+	assert_int_equal(d.verdict, POLICY_DENY);
+	assert_non_null(strstr(d.reason, "no port"));
+	/* legacy is audit-only: not refused on the client side */
+	a = addr("10.1.0.4");
+	policy_slice_peer(s, (struct sockaddr *)&a, 1, &d);
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	/* its own IPv6 address is meshed too */
+	a = addr("fd00::2");
+	assert_string_equal(policy_slice_peer(s, (struct sockaddr *)&a, 8080, &d),
+			    TD "/ns/shop/sa/api");
+	/* not meshed */
+	a = addr("8.8.8.8");
+	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 53, &d));
+	/* egress */
+	a = addr("203.0.113.7");
+	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	assert_string_equal(d.rule, "shop/api-out#0");
+	policy_slice_decide_egress(s, (struct sockaddr *)&a, 80, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	a = addr("198.51.100.1");
+	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	assert_null(d.rule);
+	/* a workload no EgressPolicy selects may open nothing outside */
+	policy_slice_unref(s);
+	s = load("shop/web");
+	a = addr("203.0.113.7");
+	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	policy_slice_unref(s);
+}
+
+static void test_self_by_address_and_version(void **state)
+{
+	char p[128], w[128];
+	struct policy_slice *s = NULL, *s2 = NULL;
+	struct policy_error err;
+	struct sockaddr_storage addrs[2] = {addr("127.0.0.1"), addr("10.1.0.2")};
+
+	path_of(p, sizeof(p), "policy");
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_int_equal(policy_slice_load(&s, p, w, NULL, addrs, 2, &err), 0);
+	assert_string_equal(policy_slice_workload(s), "shop/api");
+	s2 = load("shop/api");
+	assert_string_equal(policy_slice_version(s), policy_slice_version(s2));
+	assert_int_equal(strlen(policy_slice_version(s)), 16);
+	policy_slice_unref(s2);
+	s2 = load("shop/db");
+	assert_string_not_equal(policy_slice_version(s), policy_slice_version(s2));
+	policy_slice_unref(s2);
+	/* references keep a slice alive */
+	policy_slice_ref(s);
+	policy_slice_unref(s);
+	assert_string_equal(policy_slice_workload(s), "shop/api");
+	policy_slice_unref(s);
+	policy_slice_unref(NULL);
+	/* an address nobody owns */
+	struct sockaddr_storage none = addr("10.77.0.1");
+	assert_int_equal(policy_slice_load(&s, p, w, NULL, &none, 1, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "addresses"));
+	assert_int_equal(policy_slice_load(&s, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
+}
+
+/* One bad document: the whole load fails, with this place and message. */
+struct bad_case {
+	const char *doc;
+	int line, column;
+	const char *path, *msg_part;
+};
+
+static void test_errors(void **state)
+{
+	static const struct bad_case cases[] = {
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  ports: [70000]\n  from: [{namespaces: "
+		 "[shop]}]\n",
+		 6, 11, "spec.ports[0]", "not a port"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  form: [{namespaces: [shop]}]\n",
+		 6, 3, "spec.form", "unknown field"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: "
+		 "[\"https://x/ns/a/sa/b\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "not a SPIFFE ID"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/ns/a/sa/b\"]\n"
+		 "      namespaces: [shop]\n",
+		 7, 7, "spec.from[0]", "exactly one"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/ns/*/sa/b\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "wildcard"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/*\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "whole trust domain"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from: [{unauthenticated: {ipBlocks: "
+		 "[10.0.0.1/8]}}]\n",
+		 6, 40, "spec.from[0].unauthenticated.ipBlocks[0]", "not a CIDR"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  mode: dryrun\n  from: [{namespaces: "
+		 "[shop]}]\n",
+		 6, 9, "spec.mode", "enforce or audit"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {}\n  from: [{namespaces: [shop]}]\n",
+		 5, 13, "spec.selector", "matchLabels or workloads"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  ports: [\"9000-8000\"]\n  from: "
+		 "[{namespaces: [shop]}]\n",
+		 6, 11, "spec.ports[0]", "ends before it starts"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: m}\nspec:\n  "
+		 "mtls: OFF\n",
+		 5, 9, "spec.mtls", "STRICT or PERMISSIVE"},
+		{"apiVersion: cinch.dev/v1\nkind: MeshPolicy\nmetadata: {name: m}\nspec: {}\n", 1,
+		 13, "apiVersion", "must be cinch.dev/v1alpha1"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: NetworkPolicy\nmetadata: {name: m}\nspec: "
+		 "{}\n",
+		 2, 7, "kind", "must be AllowPolicy"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a}\nspec: "
+		 "{}\n",
+		 3, 11, "metadata.namespace", "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: Web, namespace: "
+		 "shop}\n"
+		 "spec: {serviceAccount: web, addresses: [\"10.2.0.1\"]}\n",
+		 3, 18, "metadata.name", "DNS-1123"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: w, namespace: "
+		 "shop}\n"
+		 "spec: {serviceAccount: web, addresses: [\"10.2.0.0/24\"]}\n",
+		 4, 41, "spec.addresses[0]", "not an IP address"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: EgressPolicy\nmetadata: {name: e, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  to: [{cidrs: [payments.example.com]}]\n",
+		 6, 17, "spec.to[0].cidrs[0]", "not a CIDR"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: m}\nmetadata: "
+		 "{name: n}\nspec: {}\n",
+		 4, 1, "", "duplicate key"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: m\nspec: {}\n",
+		 4, 5, "", ""},
+		{"{\"apiVersion\": \"cinch.dev/v1alpha1\", \"kind\": \"MeshPolicy\",\n"
+		 " \"metadata\": {\"name\": \"m\"}, \"spec\": {\"defaultAction\": \"allow\"}}\n",
+		 2, 55, "spec.defaultAction", "deny or audit"},
+	};
+	char p[128], w[128];
+	int failed = 0;
+
+	path_of(w, sizeof(w), "workloads.yaml");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bad_case *c = &cases[i];
+		struct policy_slice *s = NULL;
+		struct policy_error err;
+		/* a good file and the bad one: the set is refused whole */
+		write_file("bad.yaml", c->doc);
+		path_of(p, sizeof(p), "bad.yaml");
+		int rc = policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err);
+		if (rc != -EINVAL || s || err.line != c->line || err.column != c->column ||
+		    strcmp(err.path, c->path) || !strstr(err.msg, c->msg_part) ||
+		    !strstr(err.file, "bad.yaml")) {
+			print_error("case %zu: rc %d, %s:%d:%d: %s: %s\n", i, rc, err.file,
+				    err.line, err.column, err.path, err.msg);
+			failed++;
+		}
+	}
+	assert_int_equal(failed, 0);
+}
+
+static void test_set_level_errors(void **state)
+{
+	char p[128], w[128];
+	struct policy_slice *s = NULL;
+	struct policy_error err;
+
+	/* two workloads with one address */
+	write_file("dup.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+			       "metadata: {name: web2, namespace: shop}\n"
+			       "spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n");
+	path_of(p, sizeof(p), "dup.yaml");
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_int_equal(policy_slice_load(&s, w, p, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "share the address 10.1.0.1"));
+	/* two MeshPolicies for one namespace */
+	write_file("mesh2.yaml",
+		   "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+		   "metadata: {name: other, namespace: shop}\nspec: {mtls: STRICT}\n");
+	path_of(p, sizeof(p), "policy");
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp %s/mesh2.yaml %s/policy/ && cp -r %s/policy %s/policy2", dir,
+		 dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	path_of(p, sizeof(p), "policy2");
+	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "two MeshPolicies"));
+	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	/* a directory holds only policy files: anything else is an error */
+	write_file("policy2/README.md", "notes\n");
+	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not a .yaml"));
+	snprintf(cmd, sizeof(cmd), "rm %s/policy2/README.md && mkdir %s/policy2/sub", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "a directory inside"));
+	assert_null(s);
+}
+
+static void test_snapshot_validation(void **state)
+{
+	struct policy_slice *s = load("shop/api"), *s2 = NULL;
+	struct policy_error err;
+	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
+	Cinch__V1__Workload w = CINCH__V1__WORKLOAD__INIT;
+	Cinch__V1__EgressRule e = CINCH__V1__EGRESS_RULE__INIT, *ep = &e;
+	char *cidrs[] = {"10.0.0.1/8"};
+
+	/* a snapshot with a bad CIDR is refused whole */
+	w.namespace_ = "shop";
+	w.name = "api";
+	w.spiffe_id = TD "/ns/shop/sa/api";
+	snap.version = "v1";
+	snap.workload = &w;
+	e.id = "shop/x#0";
+	e.n_cidrs = 1;
+	e.cidrs = cidrs;
+	snap.n_egress = 1;
+	snap.egress = &ep;
+	assert_int_equal(policy_slice_from_snapshot(&s2, &snap, &err), -EINVAL);
+	assert_string_equal(err.path, "egress[0]");
+	assert_null(s2);
+	/* without the egress rule it loads, and denies by default */
+	snap.n_egress = 0;
+	assert_int_equal(policy_slice_from_snapshot(&s2, &snap, &err), 0);
+	assert_int_equal(policy_slice_mtls(s2), POLICY_MTLS_STRICT);
+	struct policy_decision d;
+	struct sockaddr_storage a = addr("10.0.0.1");
+	policy_slice_decide_inbound(s2, TD "/ns/shop/sa/web", (struct sockaddr *)&a, 80, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	/* no workload identity: refused */
+	w.spiffe_id = "spiffe://cluster.local";
+	assert_int_equal(policy_slice_from_snapshot(&s2, &snap, &err), -EINVAL);
+	assert_string_equal(err.path, "workload.spiffe_id");
+	policy_slice_unref(s2);
+	policy_slice_unref(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_inbound_table),
+		cmocka_unit_test(test_outbound),
+		cmocka_unit_test(test_self_by_address_and_version),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_set_level_errors),
+		cmocka_unit_test(test_snapshot_validation),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
