@@ -277,8 +277,12 @@ int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snaps
 	cinch__v1__snapshot__pack(snap, buf);
 	s->refs = 1;
 	s->snap = cinch__v1__snapshot__unpack(NULL, len, buf);
-	if (!s->snap)
+	if (!s->snap) {
+		/* It decoded once, but does not survive re-encoding (e.g. an
+		 * unknown field numbered 0): not a snapshot we can trust. */
+		rc = serr(err, "", "the snapshot does not re-encode: malformed", NULL);
 		goto out;
+	}
 	rc = slice_build(s, err);
 	if (rc == 0) {
 		*out = s;
