@@ -22,14 +22,16 @@ static const char *ctl_policy_usage =
 	"it or why none did; exit 0 when it would flow, 1 when denied, 2 on error\n"
 	"(as `kubectl auth can-i`).\n";
 
+/* "file:line:col: path: message", leaving out what is unknown. */
 static void ctl_policy_err(const struct policy_error *e)
 {
-	if (e->file[0])
-		fprintf(stderr, "%s:", e->file);
-	if (e->line)
-		fprintf(stderr, "%d:%d:", e->line, e->column);
-	fprintf(stderr, "%s%s%s %s\n", e->file[0] || e->line ? " " : "", e->path,
-		e->path[0] ? ":" : "", e->msg);
+	if (e->file[0] && e->line)
+		fprintf(stderr, "%s:%d:%d: ", e->file, e->line, e->column);
+	else if (e->file[0])
+		fprintf(stderr, "%s: ", e->file);
+	if (e->path[0])
+		fprintf(stderr, "%s: ", e->path);
+	fprintf(stderr, "%s\n", e->msg);
 }
 
 static int ctl_policy_check(int argc, char **argv)
@@ -125,8 +127,7 @@ static int ctl_policy_explain(int argc, char **argv)
 	policy_slice_decide_inbound(s, id, id ? NULL : (struct sockaddr *)&src, (uint16_t)port, &d);
 	printf("%s -> %s port %ld: %s\n", from, policy_slice_workload(s), port,
 	       policy_verdict_name(d.verdict));
-	printf("  rule:   %s\n  reason: %s\n  policy version: %s\n", d.rule ? d.rule : "(none)",
-	       d.reason, policy_slice_version(s));
+	printf("  rule:   %s\n  reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
 	policy_slice_unref(s);
 	return d.verdict == POLICY_DENY ? 1 : 0;
 }

@@ -311,8 +311,11 @@ int policy_slice_load(struct policy_slice **out, const char *policy_path,
 	memset(err, 0, sizeof(*err));
 	if (!set)
 		goto out;
+	/* One directory may hold both: read it once. */
 	if ((rc = pset_add_path(set, policy_path, err)) < 0 ||
-	    (rc = pset_add_path(set, workloads_path, err)) < 0 || (rc = pset_finish(set, err)) < 0)
+	    (strcmp(policy_path, workloads_path) &&
+	     (rc = pset_add_path(set, workloads_path, err)) < 0) ||
+	    (rc = pset_finish(set, err)) < 0)
 		goto out;
 	const struct pworkload *w = pcompile_find(set, self, addrs, n_addrs);
 	if (!w) {
