@@ -45,7 +45,7 @@ struct ca {
 	char td[SPIFFE_TD_MAX + 1];
 	X509 *cert;
 	EVP_PKEY *key;
-	struct ca_der chain[CA_MAX_CHAIN]; /* intermediates above cert, not the root */
+	struct ca_der chain[CA_MAX_CHAIN]; /* cert (unless a root) and up, not the root */
 	size_t n_chain;
 	STACK_OF(X509) * untrusted; /* cert + chain, for verifying renewals */
 	struct ca_der roots[CA_MAX_ROOTS];
@@ -367,8 +367,10 @@ static int ca_load_given(struct ca *ca, const struct ca_config *cfg, X509 **root
 	}
 	if ((rc = ca_check_loaded(ca, certs, root, why)) < 0)
 		goto out;
-	/* The chain sent with each SVID: intermediates above ours, no root. */
-	for (size_t i = 1; i + 1 < sk_X509_num(certs); i++)
+	/* The chain sent after each SVID (and after our own server
+	 * certificate): the signing intermediate itself and those above it,
+	 * up to and not including the root. */
+	for (size_t i = 0; i + 1 < sk_X509_num(certs); i++)
 		if ((rc = ca_der_set(&ca->chain[ca->n_chain++], sk_X509_value(certs, i))) < 0)
 			goto out;
 	*root_out = X509_dup(root);

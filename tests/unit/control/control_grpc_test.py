@@ -63,7 +63,7 @@ class Control:
 
     def __init__(self, state, extra=()):
         self.state = state
-        self.log = open(os.path.join(os.path.dirname(state), "control.log"), "a+")
+        self.log = open(state + ".log", "a+")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "cinch-control"), "--state-dir", state, "--listen",
              "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra],
@@ -192,6 +192,7 @@ def main():
     state = os.path.join(tmp, "state")
     pb, pbg = stubs(tmp)
     config_checks(tmp)
+    intermediate_checks(tmp, pb, pbg)
     ctl = Control(state, ["--handshake-timeout", "2s"])
     try:
         run(tmp, state, pb, pbg, ctl)
@@ -236,6 +237,62 @@ def config_checks(tmp):
                         "--admin-listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=20)
     check(r.returncode == 1 and "corrupt" in r.stderr, "a corrupt token store is refused")
+
+
+def intermediate_checks(tmp, pb, pbg):
+    """--ca-cert/--ca-key with an intermediate: certificates carry the
+    chain, verify up to the root, and the bundle holds the root only."""
+    now = datetime.datetime.utcnow()
+    rkey = ec.generate_private_key(ec.SECP256R1())
+    ikey = ec.generate_private_key(ec.SECP256R1())
+    td_uri = x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://" + TD)])
+
+    def ca_cert(subject, key, issuer, issuer_key, days):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                             False), critical=True)
+                .add_extension(td_uri, critical=False)
+                .sign(issuer_key, hashes.SHA256()))
+    rname = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test root")])
+    iname = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test intermediate")])
+    root = ca_cert(rname, rkey, rname, rkey, 30)
+    inter = ca_cert(iname, ikey, rname, rkey, 10)
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)
+    cpath, kpath = os.path.join(tmp, "inter.pem"), os.path.join(tmp, "inter.key")
+    with open(cpath, "wb") as f:
+        f.write(pem(inter) + pem(root))
+    with open(kpath, "wb") as f:
+        f.write(pem_key(ikey))
+    st = os.path.join(tmp, "interstate")
+    c = Control(st, ["--ca-cert", cpath, "--ca-key", kpath])
+    try:
+        bundle = cinchctl("bundle", "show", "--pem", "--state-dir", st).stdout.encode()
+        check(bundle == pem(root), "with an intermediate, the bundle is the root")
+        k = ec.generate_private_key(ec.SECP256R1())
+        tok = token(st, "shop/api")
+        r, err = call(pb, pbg, c.grpc_port, bundle,
+                      pb.SignRequest(csr=csr_for(k), credential=pb.Credential(join_token=tok)))
+        check(err is None and len(r.cert_chain) == 2 and
+              x509.load_der_x509_certificate(r.cert_chain[1]) == inter,
+              "the response carries the intermediate: %s" % err)
+        if r:
+            leaf = x509.load_der_x509_certificate(r.cert_chain[0])
+            check(leaf.issuer == iname, "signed by the intermediate")
+            check(leaf.not_valid_after <= inter.not_valid_after,
+                  "never beyond the issuing CA's own expiry")
+            for name, data in (("l.pem", pem(leaf)), ("i.pem", pem(inter)), ("r.pem", pem(root))):
+                with open(os.path.join(tmp, name), "wb") as f:
+                    f.write(data)
+            v = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(tmp, "r.pem"),
+                                "-untrusted", os.path.join(tmp, "i.pem"),
+                                os.path.join(tmp, "l.pem")], capture_output=True, text=True)
+            check(v.returncode == 0, "openssl verify through the intermediate: %s" % v.stderr)
+    finally:
+        c.stop()
 
 
 def token(state, ident, ttl="10m"):
