@@ -56,8 +56,27 @@ struct segress {
 	struct pports ports;
 };
 
+/* The identity index: every identity-kind source as a key (an exact ID;
+ * a wildcard's prefix ".../sa/"; a namespace's "spiffe://<td>/ns/<ns>/"),
+ * each key with the ascending list of rules it appears in. A caller's ID
+ * has at most three such keys (itself, up to its last '/', up to its
+ * namespace), so a decision is three hash lookups whatever the number of
+ * rules. Open addressing; the table is at least twice the keys. */
+struct skey {
+	const char *key; /* not NUL-terminated at len */
+	size_t len;
+	uint32_t first, count; /* range in rule_ids */
+};
+
 struct policy_slice {
 	unsigned refs;
+	struct skey *index; /* n_index slots, power of two; key NULL: empty */
+	size_t n_index;
+	uint32_t *rule_ids;
+	uint32_t *cidr_rules; /* rules with unauthenticated sources, ascending */
+	size_t n_cidr_rules;
+	char **keystore; /* namespace keys built here */
+	size_t n_keystore;
 	Cinch__V1__Snapshot *snap;
 	enum policy_mtls mtls;
 	int default_audit, any_enforce;
@@ -101,6 +120,12 @@ static void slice_free(struct policy_slice *s)
 	free(s->rules);
 	free(s->peers);
 	free(s->egress);
+	free(s->index);
+	free(s->rule_ids);
+	free(s->cidr_rules);
+	for (size_t i = 0; i < s->n_keystore; i++)
+		free(s->keystore[i]);
+	free(s->keystore);
 	if (s->snap)
 		cinch__v1__snapshot__free_unpacked(s->snap, NULL);
 	free(s);
@@ -262,6 +287,105 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 	return 0;
 }
 
+static uint64_t skey_hash(const char *k, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)k[i]) * 1099511628211ULL;
+	return h;
+}
+
+struct skey_entry {
+	const char *key;
+	size_t len;
+	uint32_t rule;
+};
+
+static int skey_entry_cmp(const void *a, const void *b)
+{
+	const struct skey_entry *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->key, y->key, n);
+	if (c)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->rule < y->rule ? -1 : x->rule > y->rule;
+}
+
+static int slice_index(struct policy_slice *s)
+{
+	size_t n = 0, cap = 0, n_keys = 0;
+	struct skey_entry *e = NULL;
+	int rc = -ENOMEM;
+
+	for (size_t i = 0; i < s->n_rules; i++)
+		cap += s->rules[i].n_src;
+	e = calloc(cap + 1, sizeof(*e));
+	s->rule_ids = calloc(cap + 1, sizeof(*s->rule_ids));
+	s->cidr_rules = calloc(s->n_rules + 1, sizeof(*s->cidr_rules));
+	s->keystore = calloc(cap + 1, sizeof(*s->keystore));
+	if (!e || !s->rule_ids || !s->cidr_rules || !s->keystore)
+		goto out;
+	for (size_t i = 0; i < s->n_rules; i++) {
+		int has_cidr = 0;
+		for (size_t k = 0; k < s->rules[i].n_src; k++) {
+			const struct ssrc *x = &s->rules[i].src[k];
+			struct skey_entry *d = &e[n];
+			if (x->kind == PSRC_UNAUTH_CIDR) {
+				has_cidr = 1;
+				continue;
+			}
+			d->rule = (uint32_t)i;
+			if (x->kind == PSRC_NAMESPACE) {
+				size_t len = strlen(s->ns_prefix) + x->len + 2;
+				char *key = malloc(len);
+				if (!key)
+					goto out;
+				snprintf(key, len, "%s%s/", s->ns_prefix, x->text);
+				s->keystore[s->n_keystore++] = key;
+				d->key = key;
+				d->len = len - 1;
+			} else {
+				d->key = x->text;
+				d->len = x->len;
+			}
+			n++;
+		}
+		if (has_cidr)
+			s->cidr_rules[s->n_cidr_rules++] = (uint32_t)i;
+	}
+	qsort(e, n, sizeof(*e), skey_entry_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || e[i].len != e[i - 1].len || memcmp(e[i].key, e[i - 1].key, e[i].len))
+			n_keys++;
+	for (s->n_index = 8; s->n_index < 2 * n_keys; s->n_index *= 2)
+		;
+	s->index = calloc(s->n_index, sizeof(*s->index));
+	if (!s->index)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		s->rule_ids[i] = e[i].rule;
+		if (i > 0 && e[i].len == e[i - 1].len &&
+		    !memcmp(e[i].key, e[i - 1].key, e[i].len)) {
+			size_t h = skey_hash(e[i].key, e[i].len) & (s->n_index - 1);
+			while (s->index[h].len != e[i].len ||
+			       memcmp(s->index[h].key, e[i].key, e[i].len))
+				h = (h + 1) & (s->n_index - 1);
+			s->index[h].count++;
+			continue;
+		}
+		size_t h = skey_hash(e[i].key, e[i].len) & (s->n_index - 1);
+		while (s->index[h].key)
+			h = (h + 1) & (s->n_index - 1);
+		s->index[h] = (struct skey){e[i].key, e[i].len, (uint32_t)i, 1};
+	}
+	rc = 0;
+out:
+	free(e);
+	return rc;
+}
+
 int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snapshot *snap,
 			       struct policy_error *err)
 {
@@ -284,6 +408,8 @@ int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snaps
 		goto out;
 	}
 	rc = slice_build(s, err);
+	if (rc == 0)
+		rc = slice_index(s);
 	if (rc == 0) {
 		*out = s;
 		s = NULL;
@@ -369,6 +495,29 @@ static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const
 	return 0;
 }
 
+/* The first rule (below `best`) under key spiffe_id[0..len) whose ports
+ * include `port`; `best` when none is earlier. */
+static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t len, uint16_t port,
+			   size_t best)
+{
+	size_t h = skey_hash(id, len) & (s->n_index - 1);
+
+	for (; s->index[h].key; h = (h + 1) & (s->n_index - 1)) {
+		const struct skey *b = &s->index[h];
+		if (b->len != len || memcmp(b->key, id, len))
+			continue;
+		for (uint32_t i = 0; i < b->count; i++) {
+			uint32_t r = s->rule_ids[b->first + i];
+			if (r >= best)
+				break;
+			if (pports_contains(&s->rules[r].ports, port))
+				return r;
+		}
+		break;
+	}
+	return best;
+}
+
 void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiffe_id,
 				 const struct sockaddr *src, uint16_t port,
 				 struct policy_decision *out)
@@ -377,19 +526,35 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 		decided(out, POLICY_DENY, NULL, "plaintext refused: mTLS mode is STRICT");
 		return;
 	}
-	for (size_t i = 0; i < s->n_rules; i++) {
-		const struct srule *r = &s->rules[i];
-		if (!pports_contains(&r->ports, port))
-			continue;
-		for (size_t k = 0; k < r->n_src; k++)
-			if (ssrc_admits(s, &r->src[k], spiffe_id, src)) {
-				decided(out, POLICY_ALLOW, r->id,
-					r->src[k].kind == PSRC_UNAUTH_CIDR
-						? "allowed: unauthenticated "
-						  "caller in an ipBlock"
-						: "allowed");
-				return;
-			}
+	size_t best = SIZE_MAX;
+	if (spiffe_id && (!*spiffe_id || spiffe_id[strlen(spiffe_id) - 1] == '/')) {
+		/* Not an ID (an empty last segment): no identity rule admits it. */
+	} else if (spiffe_id) {
+		/* The caller's keys: itself, up to its last '/', up to "/ns/<ns>/". */
+		size_t len = strlen(spiffe_id), pl = strlen(s->ns_prefix);
+		const char *last = strrchr(spiffe_id, '/');
+		size_t lens[3] = {len, last ? (size_t)(last - spiffe_id) + 1 : 0, 0};
+		if (!strncmp(spiffe_id, s->ns_prefix, pl)) {
+			const char *slash = strchr(spiffe_id + pl, '/');
+			lens[2] = slash ? (size_t)(slash - spiffe_id) + 1 : 0;
+		}
+		for (int k = 0; k < 3; k++)
+			if (lens[k])
+				best = slice_lookup(s, spiffe_id, lens[k], port, best);
+	} else {
+		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
+			const struct srule *r = &s->rules[s->cidr_rules[i]];
+			if (!pports_contains(&r->ports, port))
+				continue;
+			for (size_t k = 0; k < r->n_src && best == SIZE_MAX; k++)
+				if (ssrc_admits(s, &r->src[k], NULL, src))
+					best = s->cidr_rules[i];
+		}
+	}
+	if (best != SIZE_MAX) {
+		decided(out, POLICY_ALLOW, s->rules[best].id,
+			spiffe_id ? "allowed" : "allowed: unauthenticated caller in an ipBlock");
+		return;
 	}
 	if (s->any_enforce)
 		decided(out, POLICY_DENY, NULL,

@@ -56,6 +56,14 @@ static const char *const POLICY =
 	"---\n"
 	"apiVersion: cinch.dev/v1alpha1\n"
 	"kind: AllowPolicy\n"
+	"metadata: {name: api-aa-shop, namespace: shop}\n"
+	"spec:\n"
+	"  selector: {workloads: [api]}\n"
+	"  ports: [9001]\n"
+	"  from: [{namespaces: [shop]}]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: AllowPolicy\n"
 	"metadata: {name: api-plain, namespace: shop}\n"
 	"spec:\n"
 	"  selector: {workloads: [api]}\n"
@@ -168,8 +176,14 @@ static void test_inbound_table(void **state)
 	static const struct inbound_case cases[] = {
 		{"shop/api", TD "/ns/shop/sa/web", NULL, 8080, POLICY_ALLOW, "shop/api-from-web#0",
 		 "allowed"},
-		{"shop/api", TD "/ns/shop/sa/web", NULL, 9001, POLICY_ALLOW, "shop/api-from-web#0",
+		/* evaluation order: api-aa-shop sorts first and admits web on 9001 */
+		{"shop/api", TD "/ns/shop/sa/web", NULL, 9001, POLICY_ALLOW, "shop/api-aa-shop#0",
 		 "allowed"},
+		{"shop/api", TD "/ns/shop/sa/web", NULL, 9000, POLICY_ALLOW, "shop/api-from-web#0",
+		 "allowed"},
+		{"shop/api", TD "/ns/shop/sa/db", NULL, 9001, POLICY_ALLOW, "shop/api-aa-shop#0",
+		 "allowed"},
+		{"shop/api", TD "/ns/shop/sa/db", NULL, 9000, POLICY_DENY, NULL, "no rule"},
 		{"shop/api", TD "/ns/shop/sa/web", NULL, 9002, POLICY_DENY, NULL,
 		 "no rule allows this identity"},
 		{"shop/api", TD "/ns/jobs/sa/batch", NULL, 8080, POLICY_ALLOW,
