@@ -33,7 +33,7 @@ verr(struct vctx *v, const struct pdoc *at, const char *fmt, ...)
 		return -EINVAL;
 	v->failed = 1;
 	memset(v->err, 0, sizeof(*v->err));
-	snprintf(v->err->file, sizeof(v->err->file), "%s", v->file);
+	policy_error_set_file(v->err, v->file);
 	v->err->line = at ? at->line : 0;
 	v->err->column = at ? at->column : 0;
 	snprintf(v->err->path, sizeof(v->err->path), "%s", v->path);
@@ -884,14 +884,14 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 
 	memset(err, 0, sizeof(*err));
 	if (stat(path, &st) < 0) {
-		snprintf(err->file, sizeof(err->file), "%s", path);
+		policy_error_set_file(err, path);
 		snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
 		return -EINVAL;
 	}
 	if (!S_ISDIR(st.st_mode))
 		return add_file(s, path, err);
 	if (!(dir = opendir(path))) {
-		snprintf(err->file, sizeof(err->file), "%s", path);
+		policy_error_set_file(err, path);
 		snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
 		return -EINVAL;
 	}
@@ -901,12 +901,12 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 			continue; /* dotfiles, and Kubernetes ConfigMap "..data" links */
 		snprintf(full, sizeof(full), "%s/%s", path, e->d_name);
 		if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
-			snprintf(err->file, sizeof(err->file), "%s", full);
+			policy_error_set_file(err, full);
 			snprintf(err->msg, sizeof(err->msg),
 				 "a directory inside a policy directory: not read, so an error");
 			rc = -EINVAL;
 		} else if (!has_ext(e->d_name)) {
-			snprintf(err->file, sizeof(err->file), "%s", full);
+			policy_error_set_file(err, full);
 			snprintf(err->msg, sizeof(err->msg),
 				 "not a .yaml, .yml or .json file: not read, so an error");
 			rc = -EINVAL;

@@ -18,7 +18,7 @@
 static void pdoc_err(struct policy_error *err, const char *file, int line, int col, const char *msg)
 {
 	memset(err, 0, sizeof(*err));
-	snprintf(err->file, sizeof(err->file), "%s", file);
+	policy_error_set_file(err, file);
 	err->line = line;
 	err->column = col;
 	snprintf(err->msg, sizeof(err->msg), "%s", msg);
@@ -52,6 +52,14 @@ static struct pdoc *pdoc_new(enum pdoc_kind kind, int line, int col, size_t n)
 		return NULL;
 	}
 	return d;
+}
+
+void policy_error_set_file(struct policy_error *err, const char *file)
+{
+	size_t n = strlen(file);
+	if (n >= sizeof(err->file)) /* keep the end: the file name matters most */
+		file += n - (sizeof(err->file) - 1);
+	memcpy(err->file, file, strlen(file) + 1);
 }
 
 const struct pdoc *pdoc_get(const struct pdoc *map, const char *key)

@@ -48,6 +48,9 @@ int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc **
 struct pdoc *pdoc_from_json(const json_t *v);
 void pdoc_free(struct pdoc *d);
 
+/* Names `file` in an error (its end, when it is too long). */
+void policy_error_set_file(struct policy_error *err, const char *file);
+
 /* The value of `key` in a MAP, or NULL. */
 const struct pdoc *pdoc_get(const struct pdoc *map, const char *key);
 

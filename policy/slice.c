@@ -64,7 +64,8 @@ struct segress {
  * rules. Open addressing; the table is at least twice the keys. */
 struct skey {
 	const char *key; /* not NUL-terminated at len */
-	size_t len;
+	uint64_t hash;	 /* compared before the key is touched */
+	uint32_t len;
 	uint32_t first, count; /* range in rule_ids */
 };
 
@@ -88,6 +89,7 @@ struct policy_slice {
 	size_t n_egress;
 	char workload[256];
 	char ns_prefix[SPIFFE_ID_MAX + 8]; /* "spiffe://<td>/ns/": namespace sources */
+	size_t ns_prefix_len;
 };
 
 const char *policy_verdict_name(enum policy_verdict v)
@@ -199,6 +201,7 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 		return serr(err, "version", "must be 1 to 64 characters", NULL);
 	snprintf(s->workload, sizeof(s->workload), "%s/%s", w->namespace_, w->name);
 	snprintf(s->ns_prefix, sizeof(s->ns_prefix), "spiffe://%.*s/ns/", (int)sw.td_len, sw.td);
+	s->ns_prefix_len = strlen(s->ns_prefix);
 	s->mtls = sn->mtls_mode == CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE
 			  ? POLICY_MTLS_PERMISSIVE
 			  : POLICY_MTLS_STRICT;
@@ -287,11 +290,16 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 	return 0;
 }
 
+/* FNV-1a: the hash of a prefix is a step of the hash of the whole, so one
+ * pass over a caller's ID yields the hashes of all three of its keys. */
+#define SKEY_FNV_INIT	    1469598103934665603ULL
+#define SKEY_FNV_STEP(h, c) (((h) ^ (uint8_t)(c)) * 1099511628211ULL)
+
 static uint64_t skey_hash(const char *k, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	uint64_t h = SKEY_FNV_INIT;
 	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)k[i]) * 1099511628211ULL;
+		h = SKEY_FNV_STEP(h, k[i]);
 	return h;
 }
 
@@ -365,20 +373,24 @@ static int slice_index(struct policy_slice *s)
 	if (!s->index)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
+		uint64_t hash = skey_hash(e[i].key, e[i].len);
+		size_t h = hash & (s->n_index - 1);
 		s->rule_ids[i] = e[i].rule;
 		if (i > 0 && e[i].len == e[i - 1].len &&
 		    !memcmp(e[i].key, e[i - 1].key, e[i].len)) {
-			size_t h = skey_hash(e[i].key, e[i].len) & (s->n_index - 1);
-			while (s->index[h].len != e[i].len ||
+			while (s->index[h].hash != hash || s->index[h].len != e[i].len ||
 			       memcmp(s->index[h].key, e[i].key, e[i].len))
 				h = (h + 1) & (s->n_index - 1);
 			s->index[h].count++;
 			continue;
 		}
-		size_t h = skey_hash(e[i].key, e[i].len) & (s->n_index - 1);
 		while (s->index[h].key)
 			h = (h + 1) & (s->n_index - 1);
-		s->index[h] = (struct skey){e[i].key, e[i].len, (uint32_t)i, 1};
+		s->index[h] = (struct skey){.key = e[i].key,
+					    .hash = hash,
+					    .len = (uint32_t)e[i].len,
+					    .first = (uint32_t)i,
+					    .count = 1};
 	}
 	rc = 0;
 out:
@@ -497,14 +509,14 @@ static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const
 
 /* The first rule (below `best`) under key spiffe_id[0..len) whose ports
  * include `port`; `best` when none is earlier. */
-static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t len, uint16_t port,
-			   size_t best)
+static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t len, uint64_t hash,
+			   uint16_t port, size_t best)
 {
-	size_t h = skey_hash(id, len) & (s->n_index - 1);
+	size_t h = hash & (s->n_index - 1);
 
 	for (; s->index[h].key; h = (h + 1) & (s->n_index - 1)) {
 		const struct skey *b = &s->index[h];
-		if (b->len != len || memcmp(b->key, id, len))
+		if (b->hash != hash || b->len != len || memcmp(b->key, id, len))
 			continue;
 		for (uint32_t i = 0; i < b->count; i++) {
 			uint32_t r = s->rule_ids[b->first + i];
@@ -530,17 +542,29 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 	if (spiffe_id && (!*spiffe_id || spiffe_id[strlen(spiffe_id) - 1] == '/')) {
 		/* Not an ID (an empty last segment): no identity rule admits it. */
 	} else if (spiffe_id) {
-		/* The caller's keys: itself, up to its last '/', up to "/ns/<ns>/". */
-		size_t len = strlen(spiffe_id), pl = strlen(s->ns_prefix);
-		const char *last = strrchr(spiffe_id, '/');
-		size_t lens[3] = {len, last ? (size_t)(last - spiffe_id) + 1 : 0, 0};
-		if (!strncmp(spiffe_id, s->ns_prefix, pl)) {
-			const char *slash = strchr(spiffe_id + pl, '/');
-			lens[2] = slash ? (size_t)(slash - spiffe_id) + 1 : 0;
+		/* The caller's keys: itself, up to its last '/', and up to
+		 * "/ns/<ns>/" (the fifth '/') when it is of our trust domain;
+		 * their hashes in one pass. */
+		uint64_t h = SKEY_FNV_INIT, h_last = 0, h_ns = 0;
+		size_t len = 0, l_last = 0, l_ns = 0;
+		unsigned slashes = 0;
+		for (; spiffe_id[len]; len++) {
+			h = SKEY_FNV_STEP(h, spiffe_id[len]);
+			if (spiffe_id[len] == '/') {
+				h_last = h;
+				l_last = len + 1;
+				if (++slashes == 5) {
+					h_ns = h;
+					l_ns = len + 1;
+				}
+			}
 		}
-		for (int k = 0; k < 3; k++)
-			if (lens[k])
-				best = slice_lookup(s, spiffe_id, lens[k], port, best);
+		best = slice_lookup(s, spiffe_id, len, h, port, best);
+		if (l_last)
+			best = slice_lookup(s, spiffe_id, l_last, h_last, port, best);
+		if (l_ns && l_ns != l_last && l_ns > s->ns_prefix_len &&
+		    !memcmp(spiffe_id, s->ns_prefix, s->ns_prefix_len))
+			best = slice_lookup(s, spiffe_id, l_ns, h_ns, port, best);
 	} else {
 		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
 			const struct srule *r = &s->rules[s->cidr_rules[i]];

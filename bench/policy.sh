@@ -1,0 +1,38 @@
+#!/bin/bash
+# policy.sh: decisions per second of one workload's slice ("## Policy" in
+# docs/benchmarks.md), with 10, 1,000 and 100,000 inbound rules, ROUNDS
+# times in turn, medians. One core: the evaluator is single-threaded.
+#   bench/policy.sh [--rounds N] [--seconds S] [--bin DIR]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$HERE/../build/release/bin
+ROUNDS=3
+SECS=2
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--seconds) SECS=$2; shift 2 ;;
+	--bin) BIN=$2; shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR]" >&2; exit 2 ;;
+	esac
+done
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+for _ in $(seq "$ROUNDS"); do
+	for n in 10 1000 100000; do
+		"$BIN/policy_bench" "$n" "$SECS" >>"$OUT"
+	done
+done
+/usr/bin/python3 - "$OUT" "$ROUNDS" "$SECS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    rows.setdefault(int(f[0]), []).append([float(x) for x in f[1:]])
+print("Medians of %s rounds of %s s, one core.\n" % (sys.argv[2], sys.argv[3]))
+print("| inbound rules | decisions/s | ns per decision | slice load ms |")
+print("|---|---|---|---|")
+for n, rs in sorted(rows.items()):
+    med = lambda i: statistics.median(r[i] for r in rs)
+    print("| %d | %.1f M | %.0f | %.1f |" % (n, med(0) / 1e6, med(1), med(2)))
+PY

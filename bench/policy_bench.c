@@ -1,0 +1,120 @@
+/* policy_bench: decisions per second of one workload's slice with N inbound
+ * rules (each admitting one exact identity on one port; one in ten a
+ * namespace, one in ten a wildcard), asked by callers half of whom a rule
+ * admits. Prints "<rules> <decisions/s> <ns/decision> <slice load ms>".
+ *   policy_bench N [SECONDS]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cinch/v1/config.pb-c.h"
+#include "policy.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
+	double secs = argc > 2 ? atof(argv[2]) : 1.0;
+	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
+	Cinch__V1__Workload w = CINCH__V1__WORKLOAD__INIT;
+	Cinch__V1__InboundRule *rules = calloc(n, sizeof(*rules)), **rp = calloc(n, sizeof(*rp));
+	Cinch__V1__Source *src = calloc(n, sizeof(*src)), **sp = calloc(n, sizeof(*sp));
+	Cinch__V1__PortRange pr = CINCH__V1__PORT_RANGE__INIT, *prp = &pr;
+	char **strs = calloc(n * 2, sizeof(char *));
+	enum { N_CALLERS = 4096 };
+	char *callers[N_CALLERS];
+
+	if (!rules || !rp || !src || !sp || !strs)
+		return 1;
+	w.namespace_ = "shop";
+	w.name = "api";
+	w.spiffe_id = "spiffe://cluster.local/ns/shop/sa/api";
+	snap.version = "bench";
+	snap.workload = &w;
+	pr.first = pr.last = 8080;
+	for (size_t i = 0; i < n; i++) {
+		char buf[128], id[32];
+		cinch__v1__inbound_rule__init(&rules[i]);
+		cinch__v1__source__init(&src[i]);
+		if (i % 10 == 3) {
+			snprintf(buf, sizeof(buf), "team%zu", i);
+			src[i].kind_case = CINCH__V1__SOURCE__KIND_NAMESPACE;
+			src[i].namespace_ = strs[2 * i] = strdup(buf);
+		} else {
+			snprintf(buf, sizeof(buf), "spiffe://cluster.local/ns/ns%zu/sa/%s", i,
+				 i % 10 == 7 ? "*" : "client");
+			src[i].kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
+			src[i].identity = strs[2 * i] = strdup(buf);
+		}
+		snprintf(id, sizeof(id), "r#%zu", i);
+		rules[i].id = strs[2 * i + 1] = strdup(id);
+		rules[i].mode = CINCH__V1__RULE_MODE__RULE_MODE_ENFORCE;
+		rules[i].n_ports = 1;
+		rules[i].ports = &prp;
+		rules[i].n_sources = 1;
+		sp[i] = &src[i];
+		rules[i].sources = &sp[i];
+		rp[i] = &rules[i];
+	}
+	snap.n_inbound = n;
+	snap.inbound = rp;
+	for (size_t i = 0; i < N_CALLERS; i++) {
+		char buf[128];
+		size_t r = (i * 7919) % (n ? n : 1);
+		if (i % 2) /* nobody admits these */
+			snprintf(buf, sizeof(buf), "spiffe://cluster.local/ns/x%zu/sa/stranger", i);
+		else if (r % 10 == 3)
+			snprintf(buf, sizeof(buf), "spiffe://cluster.local/ns/team%zu/sa/any", r);
+		else
+			snprintf(buf, sizeof(buf), "spiffe://cluster.local/ns/ns%zu/sa/client", r);
+		callers[i] = strdup(buf);
+	}
+
+	struct policy_slice *s;
+	struct policy_error err;
+	double t0 = now_s();
+	if (policy_slice_from_snapshot(&s, &snap, &err) < 0) {
+		fprintf(stderr, "policy_bench: %s: %s\n", err.path, err.msg);
+		return 1;
+	}
+	double load_ms = (now_s() - t0) * 1000;
+
+	struct policy_decision d;
+	unsigned long long count = 0, allowed = 0;
+	t0 = now_s();
+	double end = t0 + secs, t;
+	do {
+		for (size_t i = 0; i < N_CALLERS; i++) {
+			policy_slice_decide_inbound(s, callers[i], NULL, 8080, &d);
+			allowed += d.verdict == POLICY_ALLOW;
+		}
+		count += N_CALLERS;
+	} while ((t = now_s()) < end);
+	double el = t - t0;
+	/* Half the callers are admitted (when there are rules to admit them). */
+	if (n && allowed * 2 != count) {
+		fprintf(stderr, "policy_bench: %llu of %llu allowed, expected half\n", allowed,
+			count);
+		return 1;
+	}
+	printf("%zu %.0f %.1f %.2f\n", n, count / el, el * 1e9 / count, load_ms);
+	policy_slice_unref(s);
+	for (size_t i = 0; i < N_CALLERS; i++)
+		free(callers[i]);
+	for (size_t i = 0; i < 2 * n; i++)
+		free(strs[i]);
+	free(strs);
+	free(rules);
+	free(rp);
+	free(src);
+	free(sp);
+	return 0;
+}
