@@ -9,10 +9,13 @@
 #include <string.h>
 
 #include "model.h"
+#include "pdoc.h"
 #include "policy.h"
 
 static const char *ctl_policy_usage =
-	"usage: cinchctl policy check PATH... \n"
+	"usage: cinchctl policy check PATH...\n"
+	"       cinchctl policy lint PATH...\n"
+	"       cinchctl policy test FILE --policy PATH --workloads PATH\n"
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
 	"\n"
@@ -20,7 +23,12 @@ static const char *ctl_policy_usage =
 	"set; exit 0 when valid, 1 with the exact place of the first error.\n"
 	"explain: would this connection flow? Prints the verdict, the rule that made\n"
 	"it or why none did; exit 0 when it would flow, 1 when denied, 2 on error\n"
-	"(as `kubectl auth can-i`).\n";
+	"(as `kubectl auth can-i`).\n"
+	"lint: rules that select no workload, shadowed rules, grants of whole\n"
+	"namespaces or of everyone, rules on every port, workloads no rule covers;\n"
+	"exit 1 when it found any.\n"
+	"test: runs a file of cases (cases: [{name, from, to, port, expect, rule}],\n"
+	"expect allow|deny|audit-deny) against the policy; exit 1 when one fails.\n";
 
 /* "file:line:col: path: message", leaving out what is unknown. */
 static void ctl_policy_err(const struct policy_error *e)
@@ -60,6 +68,24 @@ out:
 		ctl_policy_err(&err);
 	pset_free(s);
 	return rc;
+}
+
+/* Rules that almost matched a denied connection: one of the two
+ * conditions (ports, source) held. At most three are shown. */
+struct ctl_near {
+	unsigned shown;
+	uint16_t port;
+};
+
+static void ctl_near_rule(void *arg, const char *rule, int port_match, int source_match)
+{
+	struct ctl_near *n = arg;
+	if (port_match == source_match || n->shown == 3)
+		return;
+	printf("  near:   %s %s\n", rule,
+	       source_match ? "admits this caller, but not on this port"
+			    : "covers this port, but does not admit this caller");
+	n->shown++;
 }
 
 static int ctl_policy_explain(int argc, char **argv)
@@ -128,12 +154,285 @@ static int ctl_policy_explain(int argc, char **argv)
 	printf("%s -> %s port %ld: %s\n", from, policy_slice_workload(s), port,
 	       policy_verdict_name(d.verdict));
 	printf("  rule:   %s\n  reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
+	if (d.verdict != POLICY_ALLOW) {
+		struct ctl_near near = {0, (uint16_t)port};
+		policy_slice_each_rule(s, id, id ? NULL : (struct sockaddr *)&src, (uint16_t)port,
+				       ctl_near_rule, &near);
+	}
 	policy_slice_unref(s);
 	return d.verdict == POLICY_DENY ? 1 : 0;
 }
 
+/* ---- lint */
+
+static unsigned ctl_lint_n;
+
+/* One finding: "file:line: ns/name[#rule]: msg[: detail]". */
+static void ctl_lint(const struct pallow *a, size_t rule, const char *msg, const char *detail)
+{
+	char id[300];
+
+	if (rule == (size_t)-1)
+		snprintf(id, sizeof(id), "%s/%s", a->ns, a->name);
+	else
+		snprintf(id, sizeof(id), "%s/%s#%zu", a->ns, a->name, rule);
+	printf("%s:%d: %s: %s%s%s\n", a->file, a->line, id, msg, detail ? ": " : "",
+	       detail ? detail : "");
+	ctl_lint_n++;
+}
+
+/* Does source `x` admit everything source `y` admits? */
+static int ctl_src_covers(const struct psrc *x, const struct psrc *y, const char *td)
+{
+	char ns_pfx[512];
+
+	if (x->kind == PSRC_UNAUTH_CIDR || y->kind == PSRC_UNAUTH_CIDR) {
+		if (x->kind != y->kind || x->cidr.family != y->cidr.family ||
+		    x->cidr.prefix > y->cidr.prefix)
+			return 0;
+		struct sockaddr_storage ss = {.ss_family = (sa_family_t)y->cidr.family};
+		if (y->cidr.family == AF_INET)
+			memcpy(&((struct sockaddr_in *)&ss)->sin_addr, y->cidr.addr, 4);
+		else
+			memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, y->cidr.addr, 16);
+		return pcidr_contains(&x->cidr, (struct sockaddr *)&ss);
+	}
+	switch (x->kind) {
+	case PSRC_IDENTITY:
+		return y->kind == PSRC_IDENTITY && !strcmp(x->text, y->text);
+	case PSRC_IDENTITY_PREFIX:
+		return y->kind != PSRC_NAMESPACE && !strncmp(y->text, x->text, strlen(x->text)) &&
+		       (y->kind == PSRC_IDENTITY_PREFIX ? !strcmp(y->text, x->text)
+							: !strchr(y->text + strlen(x->text), '/'));
+	case PSRC_NAMESPACE:
+		if (y->kind == PSRC_NAMESPACE)
+			return !strcmp(x->text, y->text);
+		snprintf(ns_pfx, sizeof(ns_pfx), "spiffe://%s/ns/%s/", td, x->text);
+		return !strncmp(y->text, ns_pfx, strlen(ns_pfx));
+	default:
+		return 0;
+	}
+}
+
+static int ctl_ports_cover(const struct pports *x, const struct pports *y)
+{
+	if (x->n == 0)
+		return 1;
+	if (y->n == 0)
+		return 0;
+	for (size_t i = 0; i < y->n; i++) {
+		int ok = 0;
+		for (size_t j = 0; j < x->n && !ok; j++)
+			ok = x->r[j].lo <= y->r[i].lo && y->r[i].hi <= x->r[j].hi;
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+static int ctl_same_selection(const struct pset *s, const struct pallow *a, const struct pallow *b)
+{
+	for (size_t i = 0; i < s->n_workloads; i++)
+		if (pselector_matches(&a->sel, a->ns, &s->workloads[i]) !=
+		    pselector_matches(&b->sel, b->ns, &s->workloads[i]))
+			return 0;
+	return 1;
+}
+
+static void ctl_lint_set(const struct pset *s)
+{
+	for (size_t i = 0; i < s->n_allow; i++) {
+		const struct pallow *a = &s->allow[i];
+		size_t selected = 0;
+		for (size_t w = 0; w < s->n_workloads; w++)
+			selected += pselector_matches(&a->sel, a->ns, &s->workloads[w]);
+		if (!selected)
+			ctl_lint(a, (size_t)-1, "selects no workload", NULL);
+		if (a->ports.n == 0)
+			ctl_lint(a, (size_t)-1,
+				 "allows every port: list the ports the workload serves", NULL);
+		for (size_t f = 0; f < a->n_from; f++)
+			for (size_t k = 0; k < a->n_src[f]; k++) {
+				const struct psrc *x = &a->from[f][k];
+				if (x->kind == PSRC_NAMESPACE || x->kind == PSRC_IDENTITY_PREFIX)
+					ctl_lint(a, f, "grants every workload of a namespace",
+						 x->text);
+				else if (x->kind == PSRC_UNAUTH_CIDR && x->cidr.prefix == 0)
+					ctl_lint(a, f, "grants every plaintext caller anywhere",
+						 x->text);
+			}
+		/* A rule is shadowed when a rule selecting the same workloads
+		 * admits every source of it on every port of it. */
+		for (size_t f = 0; f < a->n_from; f++) {
+			int shadowed = 0;
+			for (size_t j = 0; j < s->n_allow && !shadowed; j++) {
+				const struct pallow *b = &s->allow[j];
+				if (b->audit != a->audit || !ctl_same_selection(s, a, b) ||
+				    !ctl_ports_cover(&b->ports, &a->ports))
+					continue;
+				for (size_t g = 0; g < b->n_from && !shadowed; g++) {
+					if (j == i && g == f)
+						continue;
+					int all = 1;
+					for (size_t k = 0; k < a->n_src[f] && all; k++) {
+						int one = 0;
+						for (size_t m = 0; m < b->n_src[g] && !one; m++)
+							one = ctl_src_covers(&b->from[g][m],
+									     &a->from[f][k],
+									     s->trust_domain);
+						all = one;
+					}
+					/* Of two equal rules, only the later one is flagged. */
+					if (all && (j != i || g < f ||
+						    !ctl_ports_cover(&a->ports, &b->ports)))
+						shadowed = 1;
+				}
+			}
+			if (shadowed)
+				ctl_lint(a, f, "shadowed: a broader rule already allows it", NULL);
+		}
+	}
+	for (size_t w = 0; w < s->n_workloads; w++) {
+		int covered = 0;
+		for (size_t i = 0; i < s->n_allow && !covered; i++)
+			covered = pselector_matches(&s->allow[i].sel, s->allow[i].ns,
+						    &s->workloads[w]);
+		if (!covered) {
+			printf("workload %s/%s: no AllowPolicy selects it: every connection to it "
+			       "is "
+			       "refused by default\n",
+			       s->workloads[w].ns, s->workloads[w].name);
+			ctl_lint_n++;
+		}
+	}
+}
+
+static int ctl_policy_lint(int argc, char **argv)
+{
+	struct pset *s = pset_new("cluster.local");
+	struct policy_error err;
+	int rc = 2;
+
+	if (!s || argc < 3) {
+		fputs(ctl_policy_usage, stderr);
+		pset_free(s);
+		return 2;
+	}
+	for (int i = 2; i < argc; i++)
+		if (pset_add_path(s, argv[i], &err) < 0)
+			goto out;
+	if (pset_finish(s, &err) < 0)
+		goto out;
+	ctl_lint_n = 0;
+	ctl_lint_set(s);
+	printf("%u finding%s\n", ctl_lint_n, ctl_lint_n == 1 ? "" : "s");
+	rc = ctl_lint_n ? 1 : 0;
+out:
+	if (rc == 2 && s)
+		ctl_policy_err(&err);
+	pset_free(s);
+	return rc;
+}
+
+/* ---- test: given/expect cases against a policy */
+
+static int ctl_policy_test(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"policy", required_argument, NULL, 'p'},
+		{"workloads", required_argument, NULL, 'w'},
+		{0},
+	};
+	const char *policy = NULL, *workloads = NULL;
+	struct pdoc **docs = NULL;
+	size_t n_docs = 0;
+	struct policy_error err;
+	unsigned pass = 0, fail = 0;
+	int c, rc = 2;
+
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p')
+			policy = optarg;
+		else if (c == 'w')
+			workloads = optarg;
+		else
+			goto usage;
+	}
+	if (!policy || !workloads || optind != argc - 1)
+		goto usage;
+	if (pdoc_parse_file(argv[optind], &docs, &n_docs, &err) < 0) {
+		ctl_policy_err(&err);
+		return 2;
+	}
+	const struct pdoc *cases = n_docs == 1 ? pdoc_get(docs[0], "cases") : NULL;
+	if (!cases || cases->kind != PDOC_SEQ) {
+		fprintf(stderr, "%s: expected one document with a list `cases`\n", argv[optind]);
+		goto out;
+	}
+	for (size_t i = 0; i < cases->n; i++) {
+		const struct pdoc *t = cases->items[i];
+		const struct pdoc *name = pdoc_get(t, "name"), *from = pdoc_get(t, "from"),
+				  *to = pdoc_get(t, "to"), *port = pdoc_get(t, "port"),
+				  *expect = pdoc_get(t, "expect"), *rule = pdoc_get(t, "rule");
+		if (!name || !from || !to || !port || !expect || name->kind || from->kind ||
+		    to->kind || port->kind || expect->kind || (rule && rule->kind)) {
+			fprintf(stderr,
+				"%s:%d: cases[%zu]: needs name, from, to, port, expect "
+				"(and optionally rule), all values\n",
+				argv[optind], t->line, i);
+			goto out;
+		}
+		struct policy_slice *s = NULL;
+		if (policy_slice_load(&s, policy, workloads, to->text, NULL, 0, &err) < 0) {
+			ctl_policy_err(&err);
+			goto out;
+		}
+		struct sockaddr_storage src = {0};
+		const char *id = !strncmp(from->text, "spiffe://", 9) ? from->text : NULL;
+		if (!id &&
+		    inet_pton(AF_INET, from->text, &((struct sockaddr_in *)&src)->sin_addr) == 1)
+			src.ss_family = AF_INET;
+		else if (!id && inet_pton(AF_INET6, from->text,
+					  &((struct sockaddr_in6 *)&src)->sin6_addr) == 1)
+			src.ss_family = AF_INET6;
+		struct policy_decision d;
+		long p = strtol(port->text, NULL, 10);
+		policy_slice_decide_inbound(s, id, id ? NULL : (struct sockaddr *)&src,
+					    (uint16_t)(p > 0 && p < 65536 ? p : 0), &d);
+		int ok = !strcmp(policy_verdict_name(d.verdict), expect->text) &&
+			 (!rule || (d.rule && !strcmp(d.rule, rule->text)));
+		if (ok) {
+			printf("PASS %s\n", name->text);
+			pass++;
+		} else {
+			printf("FAIL %s: got %s by %s (%s); see cinchctl policy explain --from %s "
+			       "--to %s --port %s\n",
+			       name->text, policy_verdict_name(d.verdict),
+			       d.rule ? d.rule : "no rule", d.reason, from->text, to->text,
+			       port->text);
+			fail++;
+		}
+		policy_slice_unref(s);
+	}
+	printf("%u passed, %u failed\n", pass, fail);
+	rc = fail ? 1 : 0;
+out:
+	for (size_t i = 0; i < n_docs; i++)
+		pdoc_free(docs[i]);
+	free(docs);
+	return rc;
+usage:
+	fputs(ctl_policy_usage, stderr);
+	return 2;
+}
+
 int ctl_policy(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "lint"))
+		return ctl_policy_lint(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "test"))
+		return ctl_policy_test(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "check"))
 		return ctl_policy_check(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "explain"))

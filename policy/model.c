@@ -899,7 +899,9 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 		char full[4096];
 		if (e->d_name[0] == '.')
 			continue; /* dotfiles, and Kubernetes ConfigMap "..data" links */
-		snprintf(full, sizeof(full), "%s/%s", path, e->d_name);
+		size_t pl = strlen(path);
+		snprintf(full, sizeof(full), "%.*s/%s",
+			 (int)(pl > 1 && path[pl - 1] == '/' ? pl - 1 : pl), path, e->d_name);
 		if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
 			policy_error_set_file(err, full);
 			snprintf(err->msg, sizeof(err->msg),

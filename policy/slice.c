@@ -635,6 +635,18 @@ void policy_slice_decide_egress(const struct policy_slice *s, const struct socka
 	decided(out, POLICY_DENY, NULL, "no EgressPolicy allows this destination and port");
 }
 
+void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
+			    const struct sockaddr *src, uint16_t port, policy_rule_cb cb, void *arg)
+{
+	for (size_t i = 0; i < s->n_rules; i++) {
+		const struct srule *r = &s->rules[i];
+		int admits = 0;
+		for (size_t k = 0; k < r->n_src && !admits; k++)
+			admits = ssrc_admits(s, &r->src[k], spiffe_id, src);
+		cb(arg, r->id, pports_contains(&r->ports, port), admits);
+	}
+}
+
 enum policy_mtls policy_slice_mtls(const struct policy_slice *s)
 {
 	return s->mtls;
