@@ -17,13 +17,15 @@ while [ $# -gt 0 ]; do
 	esac
 done
 OUT=$(mktemp)
-trap 'rm -f "$OUT"' EXIT
+DIR=$(mktemp -d)
+trap 'rm -f "$OUT" "$OUT.c"; rm -rf "$DIR"' EXIT
 for _ in $(seq "$ROUNDS"); do
 	for n in 10 1000 100000; do
 		"$BIN/policy_bench" "$n" "$SECS" >>"$OUT"
 	done
+	"$BIN/policy_bench" compile 10000 10000 "$DIR" >>"$OUT.c"
 done
-/usr/bin/python3 - "$OUT" "$ROUNDS" "$SECS" <<'PY'
+/usr/bin/python3 - "$OUT" "$ROUNDS" "$SECS" "$OUT.c" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -35,4 +37,11 @@ print("|---|---|---|---|")
 for n, rs in sorted(rows.items()):
     med = lambda i: statistics.median(r[i] for r in rs)
     print("| %d | %.1f M | %.0f | %.1f |" % (n, med(0) / 1e6, med(1), med(2)))
+c = [[float(x) for x in l.split()] for l in open(sys.argv[4])]
+m = lambda i: statistics.median(r[i] for r in c)
+print("\n| workloads | AllowPolicies | parse + validate ms | index ms | all snapshots ms "
+      "| snapshot bytes, all | max RSS MiB |")
+print("|---|---|---|---|---|---|---|")
+print("| %d | %d | %.0f | %.0f | %.0f | %.1f M | %.0f |" % (m(0), m(1), m(2), m(3), m(4),
+                                                           m(5) / 1e6, m(6)))
 PY

@@ -1,15 +1,30 @@
-/* policy_bench: decisions per second of one workload's slice with N inbound
- * rules (each admitting one exact identity on one port; one in ten a
- * namespace, one in ten a wildcard), asked by callers half of whom a rule
- * admits. Prints "<rules> <decisions/s> <ns/decision> <slice load ms>".
+/* policy_bench: the policy library's two costs.
+ *
  *   policy_bench N [SECONDS]
+ * decisions per second of one workload's slice with N inbound rules (each
+ * admitting one exact identity on one port; one in ten a namespace, one in
+ * ten a wildcard), asked by callers half of whom a rule admits. Prints
+ * "<rules> <decisions/s> <ns/decision> <slice load ms>".
+ *
+ *   policy_bench compile WORKLOADS POLICIES DIR
+ * writes a policy set of that size to DIR (100 namespaces; each policy
+ * selects one workload by label and admits two identities, one in ten also
+ * a namespace, one in ten a wildcard), then parses and validates it,
+ * indexes it and builds every workload's snapshot. Prints "<workloads>
+ * <policies> <parse ms> <index ms> <snapshots ms> <snapshot bytes> <max RSS
+ * MiB>".
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/resource.h>
 
 #include "cinch/v1/config.pb-c.h"
+#include "compile.h"
+#include "model.h"
 #include "policy.h"
 
 static double now_s(void)
@@ -19,8 +34,79 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int bench_compile(size_t nw, size_t np, const char *dir)
+{
+	char path[512];
+	size_t per_ns = (nw + 99) / 100;
+
+	snprintf(path, sizeof(path), "%s/set.yaml", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return 1;
+	for (size_t i = 0; i < nw; i++)
+		fprintf(f,
+			"---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+			"metadata: {name: w%zu, namespace: ns%zu, labels: {app: w%zu}}\n"
+			"spec: {serviceAccount: w%zu, addresses: [\"10.%zu.%zu.%zu\"]}\n",
+			i % per_ns, i / per_ns, i % per_ns, i % per_ns, (i >> 16) & 255,
+			(i >> 8) & 255, i & 255);
+	for (size_t i = 0; i < np; i++) {
+		size_t ns = i % 100, w = (i / 100) % per_ns;
+		fprintf(f,
+			"---\napiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
+			"metadata: {name: p%zu, namespace: ns%zu}\n"
+			"spec:\n  selector: {matchLabels: {app: w%zu}}\n  ports: [8080, "
+			"\"9000-9010\"]\n"
+			"  from:\n    - identities: [\"spiffe://cluster.local/ns/ns%zu/sa/w%zu\", "
+			"\"spiffe://cluster.local/ns/ns%zu/sa/w%zu\"]\n",
+			i, ns, w, ns, (w + 1) % per_ns, (ns + 1) % 100, w);
+		if (i % 10 == 3)
+			fprintf(f, "    - namespaces: [ns%zu]\n", (ns + 7) % 100);
+		if (i % 10 == 7)
+			fprintf(f, "    - identities: [\"spiffe://cluster.local/ns/ns%zu/sa/*\"]\n",
+				(ns + 3) % 100);
+	}
+	if (fclose(f) != 0)
+		return 1;
+
+	struct pset *set = pset_new("cluster.local");
+	struct pcompiled *c = NULL;
+	struct policy_error err;
+	size_t bytes = 0;
+	double t0 = now_s();
+	if (!set || pset_add_path(set, path, &err) < 0 || pset_finish(set, &err) < 0) {
+		fprintf(stderr, "policy_bench: %s:%d: %s: %s\n", err.file, err.line, err.path,
+			err.msg);
+		return 1;
+	}
+	double t1 = now_s();
+	if (pcompile_new(set, &c) < 0)
+		return 1;
+	double t2 = now_s();
+	for (size_t i = 0; i < set->n_workloads; i++) {
+		uint8_t *buf;
+		size_t len;
+		if (pcompile_snapshot(c, i, &buf, &len) < 0)
+			return 1;
+		bytes += len;
+		free(buf);
+	}
+	double t3 = now_s();
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("%zu %zu %.0f %.0f %.0f %zu %.1f\n", set->n_workloads, set->n_allow,
+	       (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, bytes, ru.ru_maxrss / 1024.0);
+	pcompile_free(c);
+	pset_free(set);
+	unlink(path);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "compile"))
+		return bench_compile(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10),
+				     argv[4]);
 	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
 	double secs = argc > 2 ? atof(argv[2]) : 1.0;
 	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;

@@ -1,5 +1,12 @@
 /* compile: see compile.h.
  *
+ * pcompile_new() indexes the set once: workloads by name, identity,
+ * namespace and label; for every AllowPolicy the workloads it selects;
+ * for every workload the rules protecting it and the workloads that admit
+ * it (its peers), found from each rule's sources through the identity and
+ * namespace indexes rather than by testing every pair. A snapshot is then
+ * built from the index in time proportional to its own size.
+ *
  * The Snapshot is built from protobuf-c structs whose memory comes from one
  * arena (freed at once after packing), so no partially built message ever
  * needs a field-by-field cleanup. Evaluation order, the one documented in
@@ -12,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/sha.h>
 
 #include "cinch/v1/config.pb-c.h"
@@ -106,27 +114,6 @@ static void mesh_settings(const struct pset *s, const char *ns, int *permissive,
 		}
 }
 
-static int allow_cmp(const void *a, const void *b)
-{
-	const struct pallow *x = *(const struct pallow *const *)a,
-			    *y = *(const struct pallow *const *)b;
-	int c = strcmp(x->ns, y->ns);
-	return c ? c : strcmp(x->name, y->name);
-}
-
-/* AllowPolicies selecting w, in evaluation order (new array, free()). */
-static const struct pallow **selecting(const struct pset *s, const struct pworkload *w, size_t *n)
-{
-	const struct pallow **out = calloc(s->n_allow ? s->n_allow : 1, sizeof(*out));
-	*n = 0;
-	for (size_t i = 0; out && i < s->n_allow; i++)
-		if (pselector_matches(&s->allow[i].sel, s->allow[i].ns, w))
-			out[(*n)++] = &s->allow[i];
-	if (out)
-		qsort(out, *n, sizeof(*out), allow_cmp);
-	return out;
-}
-
 static Cinch__V1__PortRange **port_ranges(struct arena *a, const struct pports *p, size_t *n)
 {
 	Cinch__V1__PortRange **r = aalloc(a, sizeof(*r) * (p->n ? p->n : 1));
@@ -140,84 +127,6 @@ static Cinch__V1__PortRange **port_ranges(struct arena *a, const struct pports *
 		x->last = p->r[i].hi;
 		r[(*n)++] = x;
 	}
-	return r;
-}
-
-/* Does source `src` admit the authenticated caller `id` (in namespace
- * `caller_ns` of this trust domain)? */
-static int src_admits(const struct psrc *src, const char *id, const char *caller_ns)
-{
-	switch (src->kind) {
-	case PSRC_IDENTITY:
-		return !strcmp(src->text, id);
-	case PSRC_IDENTITY_PREFIX: {
-		size_t n = strlen(src->text);
-		return !strncmp(src->text, id, n) && id[n] && !strchr(id + n, '/');
-	}
-	case PSRC_NAMESPACE:
-		return !strcmp(src->text, caller_ns);
-	default:
-		return 0;
-	}
-}
-
-/* The ports server `p` lets caller `w` reach, as allowed_ports. */
-static Cinch__V1__PortRange **peer_ports(struct arena *a, const struct pset *s,
-					 const struct pworkload *p, const struct pworkload *w,
-					 size_t *n)
-{
-	static const struct pport all = {1, 65535}, none = {0, 0};
-	char id[SPIFFE_ID_MAX + 1];
-	size_t n_sel;
-	const struct pallow **sel = selecting(s, p, &n_sel);
-	int permissive, audit, enforce = 0, everything = 0;
-	struct pports acc = {0};
-	Cinch__V1__PortRange **r = NULL;
-
-	if (!sel || pcompile_spiffe_id(s, w, id, sizeof(id)) < 0)
-		goto out;
-	mesh_settings(s, p->ns, &permissive, &audit);
-	for (size_t i = 0; i < n_sel; i++) {
-		const struct pallow *al = sel[i];
-		enforce |= !al->audit;
-		for (size_t f = 0; f < al->n_from; f++)
-			for (size_t k = 0; k < al->n_src[f]; k++) {
-				if (!src_admits(&al->from[f][k], id, w->ns))
-					continue;
-				if (al->ports.n == 0)
-					everything = 1;
-				for (size_t q = 0; q < al->ports.n; q++) {
-					struct pport *g = realloc(acc.r, sizeof(*g) * (acc.n + 1));
-					if (!g)
-						goto out;
-					acc.r = g;
-					acc.r[acc.n++] = al->ports.r[q];
-				}
-			}
-	}
-	/* Nothing selects p: its default action decides; audit-only
-	 * policies let everything through. */
-	if ((n_sel == 0 && audit) || (n_sel && !enforce))
-		everything = 1;
-	if (everything) {
-		acc.n = 1;
-		acc.r = realloc(acc.r, sizeof(*acc.r));
-		if (!acc.r)
-			goto out;
-		acc.r[0] = all;
-	} else if (acc.n == 0) {
-		acc.r = malloc(sizeof(*acc.r));
-		if (!acc.r)
-			goto out;
-		acc.r[0] = none;
-		acc.n = 1;
-	}
-	r = port_ranges(a, &acc, n);
-out:
-	if (!r)
-		a->failed = 1;
-	free(acc.r);
-	free(sel);
 	return r;
 }
 
@@ -258,20 +167,266 @@ static Cinch__V1__Workload *workload_msg(struct arena *a, const struct pset *s,
 	return a->failed ? NULL : m;
 }
 
-static int inbound_rules(struct arena *a, const struct pset *s, const struct pworkload *w,
+/* ---- the index */
+
+struct ilist {
+	size_t *v;
+	size_t n, cap;
+};
+
+struct pcompiled {
+	const struct pset *s;
+	const struct pallow **order; /* AllowPolicies in evaluation order */
+	struct ilist *sel;	     /* per workload: indices into order, ascending */
+	struct ilist *egr;	     /* per workload: indices into s->egress */
+	struct ilist *peers;	     /* per workload: (peer, order index) pairs */
+	struct ilist open;	     /* workloads every caller may reach */
+	struct ilist *lists;	     /* the maps' values */
+	size_t n_lists;
+	json_t *byname, *byid, *byns, *bylabel; /* key -> workload or list index */
+	char **ids;				/* per workload: its SPIFFE ID */
+};
+
+static int ipush(struct ilist *l, size_t x)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 4;
+		size_t *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = x;
+	return 0;
+}
+
+/* The list under `key` in `map`, created on first use. */
+static struct ilist *ilist_at(struct pcompiled *c, json_t *map, const char *key, int create)
+{
+	json_t *i = json_object_get(map, key);
+	if (i)
+		return &c->lists[json_integer_value(i)];
+	if (!create || json_object_set_new(map, key, json_integer((json_int_t)c->n_lists)))
+		return NULL;
+	return &c->lists[c->n_lists++];
+}
+
+static int allow_cmp(const void *a, const void *b)
+{
+	const struct pallow *x = *(const struct pallow *const *)a,
+			    *y = *(const struct pallow *const *)b;
+	int c = strcmp(x->ns, y->ns);
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static void label_key(char *buf, size_t len, const char *ns, const struct plabel *l)
+{
+	snprintf(buf, len, "%s\x1f%s\x1f%s", ns, l->key, l->value);
+}
+
+/* The workloads `sel` (of namespace ns) picks, into out. */
+static int select_workloads(struct pcompiled *c, const struct pselector *sel, const char *ns,
+			    struct ilist *out)
+{
+	const struct pset *s = c->s;
+	char key[1024];
+
+	if (sel->n_workloads) {
+		for (size_t i = 0; i < sel->n_workloads; i++) {
+			snprintf(key, sizeof(key), "%s/%s", ns, sel->workloads[i]);
+			json_t *w = json_object_get(c->byname, key);
+			if (w && pselector_matches(sel, ns, &s->workloads[json_integer_value(w)]) &&
+			    ipush(out, (size_t)json_integer_value(w)) < 0)
+				return -ENOMEM;
+		}
+		return 0;
+	}
+	label_key(key, sizeof(key), ns, &sel->labels[0]);
+	struct ilist *l = ilist_at(c, c->bylabel, key, 0);
+	for (size_t i = 0; l && i < l->n; i++)
+		if (pselector_matches(sel, ns, &s->workloads[l->v[i]]) && ipush(out, l->v[i]) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+/* The workloads a source admits (identity kinds only). NULL: none. */
+static const struct ilist *admitted(struct pcompiled *c, const struct psrc *x)
+{
+	char pfx[SPIFFE_ID_MAX + 16];
+	size_t pl;
+
+	switch (x->kind) {
+	case PSRC_IDENTITY:
+		return ilist_at(c, c->byid, x->text, 0);
+	case PSRC_NAMESPACE:
+		return ilist_at(c, c->byns, x->text, 0);
+	case PSRC_IDENTITY_PREFIX:
+		/* Only "spiffe://<td>/ns/<ns>/sa/" can admit workloads. */
+		pl = (size_t)snprintf(pfx, sizeof(pfx), "spiffe://%s/ns/", c->s->trust_domain);
+		if (strncmp(x->text, pfx, pl) != 0)
+			return NULL;
+		const char *ns = x->text + pl, *slash = strchr(ns, '/');
+		if (!slash || strcmp(slash, "/sa/") != 0 || slash == ns ||
+		    (size_t)(slash - ns) >= sizeof(pfx))
+			return NULL;
+		memcpy(pfx, ns, (size_t)(slash - ns));
+		pfx[slash - ns] = '\0';
+		return ilist_at(c, c->byns, pfx, 0);
+	default:
+		return NULL;
+	}
+}
+
+void pcompile_free(struct pcompiled *c)
+{
+	if (!c)
+		return;
+	size_t nw = c->s->n_workloads;
+	for (size_t i = 0; i < nw; i++) {
+		if (c->sel)
+			free(c->sel[i].v);
+		if (c->egr)
+			free(c->egr[i].v);
+		if (c->peers)
+			free(c->peers[i].v);
+		if (c->ids)
+			free(c->ids[i]);
+	}
+	for (size_t i = 0; i < c->n_lists; i++)
+		free(c->lists[i].v);
+	free(c->open.v);
+	free(c->lists);
+	free(c->sel);
+	free(c->egr);
+	free(c->peers);
+	free(c->ids);
+	free(c->order);
+	json_decref(c->byname);
+	json_decref(c->byid);
+	json_decref(c->byns);
+	json_decref(c->bylabel);
+	free(c);
+}
+
+int pcompile_new(const struct pset *s, struct pcompiled **out)
+{
+	struct pcompiled *c = calloc(1, sizeof(*c));
+	size_t nw = s->n_workloads, n_labels = 0;
+	struct ilist selected = {0};
+	char key[1024];
+	int rc = -ENOMEM;
+
+	if (!c)
+		return -ENOMEM;
+	c->s = s;
+	for (size_t i = 0; i < nw; i++)
+		n_labels += s->workloads[i].n_labels;
+	c->sel = calloc(nw + 1, sizeof(*c->sel));
+	c->egr = calloc(nw + 1, sizeof(*c->egr));
+	c->peers = calloc(nw + 1, sizeof(*c->peers));
+	c->ids = calloc(nw + 1, sizeof(*c->ids));
+	c->lists = calloc(3 * nw + n_labels + 1, sizeof(*c->lists));
+	c->order = calloc(s->n_allow + 1, sizeof(*c->order));
+	c->byname = json_object();
+	c->byid = json_object();
+	c->byns = json_object();
+	c->bylabel = json_object();
+	if (!c->sel || !c->egr || !c->peers || !c->ids || !c->lists || !c->order || !c->byname ||
+	    !c->byid || !c->byns || !c->bylabel)
+		goto out;
+
+	for (size_t i = 0; i < nw; i++) {
+		const struct pworkload *w = &s->workloads[i];
+		char id[SPIFFE_ID_MAX + 1];
+		struct ilist *l;
+		if (pcompile_spiffe_id(s, w, id, sizeof(id)) < 0) {
+			rc = -EINVAL;
+			goto out;
+		}
+		if (!(c->ids[i] = strdup(id)))
+			goto out;
+		snprintf(key, sizeof(key), "%s/%s", w->ns, w->name);
+		if (json_object_set_new(c->byname, key, json_integer((json_int_t)i)) ||
+		    !(l = ilist_at(c, c->byid, id, 1)) || ipush(l, i) < 0 ||
+		    !(l = ilist_at(c, c->byns, w->ns, 1)) || ipush(l, i) < 0)
+			goto out;
+		for (size_t k = 0; k < w->n_labels; k++) {
+			label_key(key, sizeof(key), w->ns, &w->labels[k]);
+			if (!(l = ilist_at(c, c->bylabel, key, 1)) || ipush(l, i) < 0)
+				goto out;
+		}
+	}
+
+	for (size_t i = 0; i < s->n_allow; i++)
+		c->order[i] = &s->allow[i];
+	qsort(c->order, s->n_allow, sizeof(*c->order), allow_cmp);
+	for (size_t i = 0; i < s->n_allow; i++) {
+		const struct pallow *a = c->order[i];
+		selected.n = 0;
+		if (select_workloads(c, &a->sel, a->ns, &selected) < 0)
+			goto out;
+		for (size_t k = 0; k < selected.n; k++)
+			if (ipush(&c->sel[selected.v[k]], i) < 0)
+				goto out;
+		/* Every caller a rule admits gets the selected workloads as peers. */
+		for (size_t f = 0; f < a->n_from; f++)
+			for (size_t k = 0; k < a->n_src[f]; k++) {
+				const struct ilist *callers = admitted(c, &a->from[f][k]);
+				for (size_t m = 0; callers && m < callers->n; m++)
+					for (size_t q = 0; q < selected.n; q++)
+						if (ipush(&c->peers[callers->v[m]], selected.v[q]) <
+							    0 ||
+						    ipush(&c->peers[callers->v[m]], i) < 0)
+							goto out;
+			}
+	}
+	for (size_t e = 0; e < s->n_egress; e++) {
+		selected.n = 0;
+		if (select_workloads(c, &s->egress[e].sel, s->egress[e].ns, &selected) < 0)
+			goto out;
+		for (size_t k = 0; k < selected.n; k++)
+			if (ipush(&c->egr[selected.v[k]], e) < 0)
+				goto out;
+	}
+	/* Open workloads: nothing selects them and their default is audit, or
+	 * only audit-mode policies do: every caller gets through. */
+	for (size_t i = 0; i < nw; i++) {
+		int permissive, audit, enforce = 0;
+		mesh_settings(s, s->workloads[i].ns, &permissive, &audit);
+		for (size_t k = 0; k < c->sel[i].n; k++)
+			enforce |= !c->order[c->sel[i].v[k]]->audit;
+		if (((c->sel[i].n == 0 && audit) || (c->sel[i].n && !enforce)) &&
+		    ipush(&c->open, i) < 0)
+			goto out;
+	}
+	*out = c;
+	c = NULL;
+	rc = 0;
+out:
+	free(selected.v);
+	pcompile_free(c);
+	return rc;
+}
+
+size_t pcompile_index_of(const struct pcompiled *c, const struct pworkload *w)
+{
+	return (size_t)(w - c->s->workloads);
+}
+
+/* ---- one snapshot */
+
+static int inbound_rules(struct arena *a, const struct pcompiled *c, size_t w,
 			 Cinch__V1__Snapshot *snap)
 {
-	size_t n_sel, total = 0;
-	const struct pallow **sel = selecting(s, w, &n_sel);
+	size_t total = 0;
 	char id[512];
 
-	if (!sel)
-		return -ENOMEM;
-	for (size_t i = 0; i < n_sel; i++)
-		total += sel[i]->n_from;
+	for (size_t i = 0; i < c->sel[w].n; i++)
+		total += c->order[c->sel[w].v[i]]->n_from;
 	snap->inbound = aalloc(a, sizeof(*snap->inbound) * (total + 1));
-	for (size_t i = 0; snap->inbound && i < n_sel; i++) {
-		const struct pallow *al = sel[i];
+	for (size_t i = 0; snap->inbound && i < c->sel[w].n; i++) {
+		const struct pallow *al = c->order[c->sel[w].v[i]];
 		for (size_t f = 0; f < al->n_from; f++) {
 			Cinch__V1__InboundRule *r = aalloc(a, sizeof(*r));
 			if (!r)
@@ -307,24 +462,21 @@ static int inbound_rules(struct arena *a, const struct pset *s, const struct pwo
 			snap->inbound[snap->n_inbound++] = r;
 		}
 	}
-	free(sel);
 	return a->failed ? -ENOMEM : 0;
 }
 
-static int egress_rules(struct arena *a, const struct pset *s, const struct pworkload *w,
+static int egress_rules(struct arena *a, const struct pcompiled *c, size_t w,
 			Cinch__V1__Snapshot *snap)
 {
+	const struct pset *s = c->s;
 	size_t total = 0;
 	char id[512];
 
-	for (size_t i = 0; i < s->n_egress; i++)
-		if (pselector_matches(&s->egress[i].sel, s->egress[i].ns, w))
-			total += s->egress[i].n_to;
+	for (size_t i = 0; i < c->egr[w].n; i++)
+		total += s->egress[c->egr[w].v[i]].n_to;
 	snap->egress = aalloc(a, sizeof(*snap->egress) * (total + 1));
-	for (size_t i = 0; snap->egress && i < s->n_egress; i++) {
-		const struct pegress *e = &s->egress[i];
-		if (!pselector_matches(&e->sel, e->ns, w))
-			continue;
+	for (size_t i = 0; snap->egress && i < c->egr[w].n; i++) {
+		const struct pegress *e = &s->egress[c->egr[w].v[i]];
 		for (size_t t = 0; t < e->n_to; t++) {
 			Cinch__V1__EgressRule *r = aalloc(a, sizeof(*r));
 			if (!r)
@@ -333,8 +485,8 @@ static int egress_rules(struct arena *a, const struct pset *s, const struct pwor
 			snprintf(id, sizeof(id), "%s/%s#%zu", e->ns, e->name, t);
 			r->id = astr(a, id);
 			r->cidrs = aalloc(a, sizeof(char *) * (e->to[t].n_cidrs + 1));
-			for (size_t c = 0; r->cidrs && c < e->to[t].n_cidrs; c++)
-				r->cidrs[r->n_cidrs++] = astr(a, e->to[t].cidrs[c].text);
+			for (size_t k = 0; r->cidrs && k < e->to[t].n_cidrs; k++)
+				r->cidrs[r->n_cidrs++] = astr(a, e->to[t].cidrs[k].text);
 			r->ports = port_ranges(a, &e->to[t].ports, &r->n_ports);
 			snap->egress[snap->n_egress++] = r;
 		}
@@ -342,42 +494,96 @@ static int egress_rules(struct arena *a, const struct pset *s, const struct pwor
 	return a->failed ? -ENOMEM : 0;
 }
 
-int pcompile_snapshot(const struct pset *s, const struct pworkload *w, uint8_t **buf, size_t *len)
+static int pair_cmp(const void *x, const void *y)
 {
+	const size_t *a = x, *b = y;
+	return a[0] != b[0] ? (a[0] < b[0] ? -1 : 1) : (a[1] < b[1] ? -1 : a[1] > b[1]);
+}
+
+static Cinch__V1__Peer *peer_msg(struct arena *a, const struct pcompiled *c, size_t p)
+{
+	const struct pworkload *w = &c->s->workloads[p];
+	Cinch__V1__Peer *m = aalloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	cinch__v1__peer__init(m);
+	m->spiffe_id = c->ids[p];
+	m->namespace_ = w->ns;
+	m->name = w->name;
+	m->addresses = aalloc(a, sizeof(char *) * (w->n_addrs + 1));
+	for (size_t i = 0; m->addresses && i < w->n_addrs; i++)
+		m->addresses[m->n_addresses++] = w->addrs[i].text;
+	return a->failed ? NULL : m;
+}
+
+/* The peers of w: the workloads whose rules admit it (with the union of
+ * those rules' ports), and the open ones (every port). Sorts w's pairs. */
+static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1__Snapshot *snap)
+{
+	static const struct pport all = {1, 65535};
+	static const struct pports every = {(struct pport *)&all, 1};
+	struct ilist *pl = &c->peers[w];
+	size_t n = pl->n / 2, i = 0, o = 0;
+	struct pport *acc = NULL;
+	int rc = -ENOMEM;
+
+	if (n)
+		qsort(pl->v, n, 2 * sizeof(size_t), pair_cmp);
+	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n + 1));
+	if (!snap->peers)
+		return -ENOMEM;
+	/* Merge the sorted pairs and the (ascending) open list. */
+	while (i < n || o < c->open.n) {
+		size_t p = i < n ? pl->v[2 * i] : SIZE_MAX;
+		size_t q = o < c->open.n ? c->open.v[o] : SIZE_MAX;
+		size_t cur = p < q ? p : q, n_acc = 0;
+		int everything = q == cur;
+		for (; i < n && pl->v[2 * i] == cur; i++) {
+			const struct pallow *al = c->order[pl->v[2 * i + 1]];
+			if (al->ports.n == 0)
+				everything = 1;
+			if (everything)
+				continue;
+			struct pport *g = realloc(acc, sizeof(*g) * (n_acc + al->ports.n));
+			if (!g)
+				goto out;
+			acc = g;
+			memcpy(acc + n_acc, al->ports.r, sizeof(*g) * al->ports.n);
+			n_acc += al->ports.n;
+		}
+		if (q == cur)
+			o++;
+		Cinch__V1__Peer *m = peer_msg(a, c, cur);
+		struct pports got = {acc, n_acc};
+		if (!m || !(m->allowed_ports = port_ranges(a, everything ? &every : &got,
+							   &m->n_allowed_ports)))
+			goto out;
+		snap->peers[snap->n_peers++] = m;
+	}
+	rc = 0;
+out:
+	free(acc);
+	return rc;
+}
+
+int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t *len)
+{
+	const struct pset *s = c->s;
 	struct arena a = {0};
 	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
 	int permissive, audit, rc = -ENOMEM;
 	uint8_t *out = NULL, digest[SHA256_DIGEST_LENGTH];
 	char version[32];
 
-	mesh_settings(s, w->ns, &permissive, &audit);
+	mesh_settings(s, s->workloads[w].ns, &permissive, &audit);
 	snap.mtls_mode = permissive ? CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE
 				    : CINCH__V1__MTLS_MODE__MTLS_MODE_STRICT;
 	snap.default_action = audit ? CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT
 				    : CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_DENY;
-	snap.workload = workload_msg(&a, s, w);
-	if (!snap.workload || inbound_rules(&a, s, w, &snap) < 0 ||
-	    egress_rules(&a, s, w, &snap) < 0)
-		goto out;
-	snap.peers = aalloc(&a, sizeof(*snap.peers) * (s->n_workloads + 1));
-	for (size_t i = 0; snap.peers && i < s->n_workloads; i++) {
-		const struct pworkload *p = &s->workloads[i];
-		Cinch__V1__Workload *pw = workload_msg(&a, s, p);
-		Cinch__V1__Peer *m = aalloc(&a, sizeof(*m));
-		if (!pw || !m)
-			goto out;
-		cinch__v1__peer__init(m);
-		m->spiffe_id = pw->spiffe_id;
-		m->n_addresses = pw->n_addresses;
-		m->addresses = pw->addresses;
-		m->namespace_ = pw->namespace_;
-		m->name = pw->name;
-		m->allowed_ports = peer_ports(&a, s, p, w, &m->n_allowed_ports);
-		if (!m->allowed_ports)
-			goto out;
-		snap.peers[snap.n_peers++] = m;
-	}
-	if (a.failed)
+	snap.workload = workload_msg(&a, s, &s->workloads[w]);
+	if (!snap.workload || inbound_rules(&a, c, w, &snap) < 0 ||
+	    egress_rules(&a, c, w, &snap) < 0 || peers(&a, c, w, &snap) < 0 || a.failed)
 		goto out;
 	/* The version: a digest of everything else, so equal versions are
 	 * equal contents. */

@@ -5,9 +5,12 @@
  * rules). The control plane streams these; static mode loads the same
  * bytes, so a decision is the same wherever it is made.
  *
- * A peer's allowed_ports, seen from the caller: empty means "not checked",
- * [1-65535] every port, [0-0] none (the server's policy would refuse the
- * caller on every port). */
+ * Peers are the workloads whose policy admits this workload on some port
+ * (allowed_ports: the union of those rules' ports), and the workloads that
+ * admit everyone (nothing selects them and their default is audit, or
+ * only audit-mode policies do: [1-65535]). A workload that would refuse
+ * this one on every port is not a peer: its agent refuses the connection,
+ * and this one's refuses it early only when it knows the address. */
 #ifndef CINCH_POLICY_COMPILE_H
 #define CINCH_POLICY_COMPILE_H
 
@@ -16,10 +19,18 @@
 
 #include "model.h"
 
-/* The packed Snapshot of workload `w` (an element of s->workloads), with
- * its version set (a digest of the rest). 0 and *buf (free()) / *len, or
- * -ENOMEM. */
-int pcompile_snapshot(const struct pset *s, const struct pworkload *w, uint8_t **buf, size_t *len)
+/* An index over a validated set, for building its snapshots. Borrows `s`
+ * (it must outlive the index). 0 and *out, -ENOMEM, -EINVAL. */
+struct pcompiled;
+int pcompile_new(const struct pset *s, struct pcompiled **out) __attribute__((warn_unused_result));
+void pcompile_free(struct pcompiled *c);
+/* The index of workload `w` (an element of the set's workloads). */
+size_t pcompile_index_of(const struct pcompiled *c, const struct pworkload *w);
+
+/* The packed Snapshot of the w-th workload, with its version set (a digest
+ * of the rest). 0 and *buf (free()) / *len, or -ENOMEM. Not reentrant on
+ * one index (it sorts the workload's peer list in place). */
+int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t *len)
 	__attribute__((warn_unused_result));
 
 /* The workload named "<ns>/<name>", or the one owning one of `addrs`;

@@ -920,7 +920,8 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 		}
 	}
 	closedir(dir);
-	qsort(names, n, sizeof(char *), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(char *), name_cmp);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = add_file(s, names[i], err);
 	for (size_t i = 0; i < n; i++)

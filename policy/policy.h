@@ -91,7 +91,8 @@ void policy_slice_decide_egress(const struct policy_slice *s, const struct socka
  * the caller (same arguments as decide_inbound). */
 typedef void (*policy_rule_cb)(void *arg, const char *rule, int port_match, int source_match);
 void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
-			    const struct sockaddr *src, uint16_t port, policy_rule_cb cb, void *arg);
+			    const struct sockaddr *src, uint16_t port, policy_rule_cb cb,
+			    void *arg);
 
 enum policy_mtls policy_slice_mtls(const struct policy_slice *s);
 const char *policy_slice_version(const struct policy_slice *s);

@@ -441,6 +441,7 @@ int policy_slice_load(struct policy_slice **out, const char *policy_path,
 		      struct policy_error *err)
 {
 	struct pset *set = pset_new("cluster.local");
+	struct pcompiled *comp = NULL;
 	Cinch__V1__Snapshot *snap = NULL;
 	uint8_t *buf = NULL;
 	size_t len;
@@ -464,7 +465,8 @@ int policy_slice_load(struct policy_slice **out, const char *policy_path,
 		goto out;
 	}
 	rc = -ENOMEM;
-	if (pcompile_snapshot(set, w, &buf, &len) < 0 ||
+	if (pcompile_new(set, &comp) < 0 ||
+	    pcompile_snapshot(comp, pcompile_index_of(comp, w), &buf, &len) < 0 ||
 	    !(snap = cinch__v1__snapshot__unpack(NULL, len, buf)))
 		goto out;
 	rc = policy_slice_from_snapshot(out, snap, err);
@@ -472,6 +474,7 @@ out:
 	if (snap)
 		cinch__v1__snapshot__free_unpacked(snap, NULL);
 	free(buf);
+	pcompile_free(comp);
 	pset_free(set);
 	return rc;
 }
