@@ -17,6 +17,8 @@
 #include <cmocka.h>
 
 #include "cinch/v1/config.pb-c.h"
+#include "compile.h"
+#include "model.h"
 #include "policy.h"
 
 #define TD "spiffe://cluster.local"
@@ -515,6 +517,71 @@ static void test_snapshot_validation(void **state)
 	policy_slice_unref(s);
 }
 
+/* What the control plane sends: the compiled snapshot of shop/api, its
+ * contents, its exact re-encoding, and the slice the agent loads from it. */
+static void test_snapshot_round_trip(void **state)
+{
+	char p[128], w[128];
+	struct pset *set = pset_new("cluster.local");
+	struct pcompiled *c = NULL;
+	struct policy_error err;
+	uint8_t *buf = NULL, *again;
+	size_t len;
+
+	path_of(p, sizeof(p), "policy");
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_non_null(set);
+	assert_int_equal(pset_add_path(set, p, &err), 0);
+	assert_int_equal(pset_add_path(set, w, &err), 0);
+	assert_int_equal(pset_finish(set, &err), 0);
+	assert_int_equal(pcompile_new(set, &c), 0);
+	const struct pworkload *api = pcompile_find(set, "shop/api", NULL, 0);
+	assert_non_null(api);
+	assert_int_equal(pcompile_snapshot(c, pcompile_index_of(c, api), &buf, &len), 0);
+
+	Cinch__V1__Snapshot *snap = cinch__v1__snapshot__unpack(NULL, len, buf);
+	assert_non_null(snap);
+	assert_string_equal(snap->workload->spiffe_id, TD "/ns/shop/sa/api");
+	assert_int_equal(snap->mtls_mode, CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE);
+	/* rules in evaluation order: policies by name, then from[] order */
+	assert_int_equal(snap->n_inbound, 4);
+	assert_string_equal(snap->inbound[0]->id, "shop/api-aa-shop#0");
+	assert_string_equal(snap->inbound[1]->id, "shop/api-from-web#0");
+	assert_string_equal(snap->inbound[2]->id, "shop/api-from-web#1");
+	assert_string_equal(snap->inbound[3]->id, "shop/api-plain#0");
+	/* peers, in registry order: api itself (api-aa-shop admits all of
+	 * shop on 9001), db (every shop identity on 5432), legacy (audit-only:
+	 * open to everyone); web admits nobody and is not a peer */
+	assert_int_equal(snap->n_peers, 3);
+	assert_string_equal(snap->peers[0]->name, "api");
+	assert_int_equal(snap->peers[0]->allowed_ports[0]->first, 9001);
+	assert_string_equal(snap->peers[1]->name, "db");
+	assert_int_equal(snap->peers[1]->n_allowed_ports, 1);
+	assert_int_equal(snap->peers[1]->allowed_ports[0]->first, 5432);
+	assert_string_equal(snap->peers[2]->name, "legacy");
+	assert_int_equal(snap->peers[2]->allowed_ports[0]->last, 65535);
+	assert_int_equal(snap->n_egress, 1);
+	/* the encoding is deterministic: unpack and pack give the same bytes */
+	assert_int_equal(cinch__v1__snapshot__get_packed_size(snap), len);
+	again = malloc(len);
+	assert_non_null(again);
+	cinch__v1__snapshot__pack(snap, again);
+	assert_memory_equal(again, buf, len);
+	/* the agent side loads it and decides as the files said */
+	struct policy_slice *sl = NULL;
+	struct policy_decision d;
+	assert_int_equal(policy_slice_from_snapshot(&sl, snap, &err), 0);
+	assert_string_equal(policy_slice_version(sl), snap->version);
+	policy_slice_decide_inbound(sl, TD "/ns/shop/sa/web", NULL, 8080, &d);
+	assert_string_equal(d.rule, "shop/api-from-web#0");
+	policy_slice_unref(sl);
+	free(again);
+	cinch__v1__snapshot__free_unpacked(snap, NULL);
+	free(buf);
+	pcompile_free(c);
+	pset_free(set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -524,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_set_level_errors),
 		cmocka_unit_test(test_snapshot_validation),
+		cmocka_unit_test(test_snapshot_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
