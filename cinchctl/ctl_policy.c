@@ -13,8 +13,8 @@
 #include "policy.h"
 
 static const char *ctl_policy_usage =
-	"usage: cinchctl policy check PATH...\n"
-	"       cinchctl policy lint PATH...\n"
+	"usage: cinchctl policy check [--policy PATH] [--workloads PATH] [PATH...]\n"
+	"       cinchctl policy lint [--policy PATH] [--workloads PATH] [PATH...]\n"
 	"       cinchctl policy test FILE --policy PATH --workloads PATH\n"
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
@@ -42,6 +42,46 @@ static void ctl_policy_err(const struct policy_error *e)
 	fprintf(stderr, "%s\n", e->msg);
 }
 
+/* check and lint take paths as arguments, and --policy / --workloads
+ * like the other verbs; a path given twice is read once. 0 when loaded,
+ * 1 with *err (ctl_load_failed set), 2 on a usage error (printed). */
+static int ctl_load_failed;
+
+static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_error *err)
+{
+	const char *seen[64];
+	size_t n_seen = 0;
+
+	ctl_load_failed = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *path = argv[i];
+		if (!strcmp(path, "--policy") || !strcmp(path, "--workloads")) {
+			if (++i == argc)
+				break;
+			path = argv[i];
+		} else if (path[0] == '-' && path[1]) {
+			fputs(ctl_policy_usage, stderr);
+			return 2;
+		}
+		int dup = 0;
+		for (size_t k = 0; k < n_seen && !dup; k++)
+			dup = !strcmp(seen[k], path);
+		if (dup)
+			continue;
+		if (n_seen < 64)
+			seen[n_seen++] = path;
+		if (pset_add_path(s, path, err) < 0) {
+			ctl_load_failed = 1;
+			return 1;
+		}
+	}
+	if (n_seen == 0) {
+		fputs(ctl_policy_usage, stderr);
+		return 2;
+	}
+	return 0;
+}
+
 static int ctl_policy_check(int argc, char **argv)
 {
 	struct pset *s = pset_new("cluster.local");
@@ -50,15 +90,13 @@ static int ctl_policy_check(int argc, char **argv)
 
 	if (!s)
 		return 2;
-	if (argc < 3) {
-		fputs(ctl_policy_usage, stderr);
+	rc = ctl_load_set(s, argc, argv, &err);
+	if (rc == 2) {
 		pset_free(s);
 		return 2;
 	}
-	for (int i = 2; i < argc; i++)
-		if (pset_add_path(s, argv[i], &err) < 0)
-			goto out;
-	if (pset_finish(s, &err) < 0)
+	rc = 1;
+	if (ctl_load_failed || pset_finish(s, &err) < 0)
 		goto out;
 	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads\n",
 	       s->n_allow, s->n_mesh, s->n_egress, s->n_workloads);
@@ -313,15 +351,15 @@ static int ctl_policy_lint(int argc, char **argv)
 	struct policy_error err;
 	int rc = 2;
 
-	if (!s || argc < 3) {
-		fputs(ctl_policy_usage, stderr);
+	if (!s)
+		return 2;
+	rc = ctl_load_set(s, argc, argv, &err);
+	if (rc == 2) {
 		pset_free(s);
 		return 2;
 	}
-	for (int i = 2; i < argc; i++)
-		if (pset_add_path(s, argv[i], &err) < 0)
-			goto out;
-	if (pset_finish(s, &err) < 0)
+	rc = 2;
+	if (ctl_load_failed || pset_finish(s, &err) < 0)
 		goto out;
 	ctl_lint_n = 0;
 	ctl_lint_set(s);

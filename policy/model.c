@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "spiffe.h"
 
 struct vctx {
@@ -854,14 +856,42 @@ static int has_ext(const char *name)
 	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
 }
 
+/* A .json file is JSON by jansson's strict reading first (no comments, no
+ * YAML-only syntax, no duplicate keys), then read with positions like
+ * YAML; it holds one document or an array of them. */
+static int check_json(const char *path, struct policy_error *err)
+{
+	json_error_t je;
+	json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+
+	if (v) {
+		json_decref(v);
+		return 0;
+	}
+	memset(err, 0, sizeof(*err));
+	policy_error_set_file(err, path);
+	err->line = je.line > 0 ? je.line : 0;
+	err->column = je.column > 0 ? je.column : 0;
+	snprintf(err->msg, sizeof(err->msg), "not valid JSON: %s", je.text);
+	return -EINVAL;
+}
+
 static int add_file(struct pset *s, const char *path, struct policy_error *err)
 {
 	struct pdoc **docs = NULL;
-	size_t n = 0;
-	int rc = pdoc_parse_file(path, &docs, &n, err);
+	size_t n = 0, plen = strlen(path);
+	int json = plen > 5 && !strcmp(path + plen - 5, ".json");
+	int rc = json ? check_json(path, err) : 0;
 
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = pset_add_doc(s, path, docs[i], err);
+	if (rc == 0)
+		rc = pdoc_parse_file(path, &docs, &n, err);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (json && docs[i]->kind == PDOC_SEQ)
+			for (size_t k = 0; rc == 0 && k < docs[i]->n; k++)
+				rc = pset_add_doc(s, path, docs[i]->items[k], err);
+		else
+			rc = pset_add_doc(s, path, docs[i], err);
+	}
 	for (size_t i = 0; i < n; i++)
 		pdoc_free(docs[i]);
 	free(docs);

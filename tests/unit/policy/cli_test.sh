@@ -73,6 +73,13 @@ printf 'cases:\n  - {name: a, from: "spiffe://cluster.local/ns/shop/sa/web", to:
 expect 0 "test with a passing case" "$C" policy test "$D/t.yaml" --policy "$D/p" --workloads "$D/p"
 printf 'cases: [{name: a}]\n' >"$D/t.yaml"
 expect 2 "test with a malformed case" "$C" policy test "$D/t.yaml" --policy "$D/p" --workloads "$D/p"
+# JSON files: read strictly by jansson first; one document or an array
+printf '[{"apiVersion": "cinch.dev/v1alpha1", "kind": "MeshPolicy", "metadata": {"name": "m"}, "spec": {"mtls": "STRICT"}}]' >"$D/m.json"
+expect 0 "check with --policy and --workloads, a JSON array" "$C" policy check --policy "$D/m.json" --workloads "$D/p"
+printf '{"apiVersion": "cinch.dev/v1alpha1", // a comment\n "kind": "MeshPolicy"}' >"$D/c.json"
+expect 1 "a JSON file with a comment" "$C" policy check "$D/c.json"
+grep -q "c.json:1:.*not valid JSON" "$D/out" || { echo "FAIL: JSON error without place"; cat "$D/out"; fail=1; }
+expect 2 "check with an unknown flag" "$C" policy check --bogus "$D/p"
 echo "ports: [99999]" >>"$D/p/a.yaml"
 expect 1 "check of an invalid set" "$C" policy check "$D/p"
 [ $fail -eq 0 ] && echo "cli_test: all passed"
