@@ -82,30 +82,41 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 	return 0;
 }
 
-static int ctl_policy_check(int argc, char **argv)
+/* The validated set the arguments name; NULL after printing why, with
+ * *status 2 for a usage error or `invalid` for an invalid set. */
+static struct pset *ctl_open_set(int argc, char **argv, int invalid, int *status)
 {
 	struct pset *s = pset_new("cluster.local");
 	struct policy_error err;
-	int rc = 1;
+	int rc;
+
+	*status = 2;
+	if (!s)
+		return NULL;
+	rc = ctl_load_set(s, argc, argv, &err);
+	if (rc != 2 && (ctl_load_failed || pset_finish(s, &err) < 0)) {
+		ctl_policy_err(&err);
+		rc = 1;
+		*status = invalid;
+	}
+	if (rc != 0) {
+		pset_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int ctl_policy_check(int argc, char **argv)
+{
+	int status;
+	struct pset *s = ctl_open_set(argc, argv, 1, &status);
 
 	if (!s)
-		return 2;
-	rc = ctl_load_set(s, argc, argv, &err);
-	if (rc == 2) {
-		pset_free(s);
-		return 2;
-	}
-	rc = 1;
-	if (ctl_load_failed || pset_finish(s, &err) < 0)
-		goto out;
+		return status;
 	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads\n",
 	       s->n_allow, s->n_mesh, s->n_egress, s->n_workloads);
-	rc = 0;
-out:
-	if (rc)
-		ctl_policy_err(&err);
 	pset_free(s);
-	return rc;
+	return 0;
 }
 
 /* Rules that almost matched a denied connection: one of the two
@@ -347,29 +358,16 @@ static void ctl_lint_set(const struct pset *s)
 
 static int ctl_policy_lint(int argc, char **argv)
 {
-	struct pset *s = pset_new("cluster.local");
-	struct policy_error err;
-	int rc = 2;
+	int status;
+	struct pset *s = ctl_open_set(argc, argv, 2, &status);
 
 	if (!s)
-		return 2;
-	rc = ctl_load_set(s, argc, argv, &err);
-	if (rc == 2) {
-		pset_free(s);
-		return 2;
-	}
-	rc = 2;
-	if (ctl_load_failed || pset_finish(s, &err) < 0)
-		goto out;
+		return status;
 	ctl_lint_n = 0;
 	ctl_lint_set(s);
 	printf("%u finding%s\n", ctl_lint_n, ctl_lint_n == 1 ? "" : "s");
-	rc = ctl_lint_n ? 1 : 0;
-out:
-	if (rc == 2 && s)
-		ctl_policy_err(&err);
 	pset_free(s);
-	return rc;
+	return ctl_lint_n ? 1 : 0;
 }
 
 /* ---- test: given/expect cases against a policy */
