@@ -57,6 +57,7 @@ enum {
 	OPT_HS_TIMEOUT,
 	OPT_IDLE_TIMEOUT,
 	OPT_LOG_LEVEL,
+	OPT_CHECK_CONFIG,
 };
 
 static const struct option ctld_opts[] = {
@@ -80,6 +81,7 @@ static const struct option ctld_opts[] = {
 	{"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
 	{0},
 };
 
@@ -115,6 +117,7 @@ static void ctld_usage(FILE *out)
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
+		"  --check-config           validate the flags and --config file, then exit\n"
 		"  -h, --help               this help\n"
 		"  -V, --version            the version and the linked library versions\n"
 		"\n"
@@ -233,6 +236,9 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_TEST_SHORT_TTL:
 		cfg->ttl_min_s = CA_TTL_MIN_TEST_S;
+		return 0;
+	case OPT_CHECK_CONFIG:
+		cfg->check_only = 1;
 		return 0;
 	case OPT_MAX_MSG:
 		if ((v = ctld_number(arg, 1024, 16 << 20)) < 0)

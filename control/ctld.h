@@ -25,6 +25,7 @@ struct ctld_config {
 	size_t max_msg;
 	unsigned max_streams, max_conns, handshake_ms, idle_ms;
 	int log_level;
+	int check_only; /* --check-config: validate, print "ok", exit */
 };
 
 /* Fills `cfg` from the defaults, then the --config file (if any), then the

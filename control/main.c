@@ -1,4 +1,6 @@
 /* cinch-control: the mesh CA. main() only hands over to ctld (control/ctld.h). */
+#include <stdio.h>
+
 #include "ctld.h"
 
 int main(int argc, char **argv)
@@ -8,5 +10,9 @@ int main(int argc, char **argv)
 
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
+	if (cfg.check_only) {
+		puts("cinch-control: configuration ok");
+		return 0;
+	}
 	return ctld_run(&cfg);
 }

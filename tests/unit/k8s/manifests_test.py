@@ -13,7 +13,7 @@ API server does with `fieldValidation=Strict` (kubectl's default): an
 unknown field is an error. With --cinchctl, the same documents go through
 `cinchctl policy check`, so the CRD schema and the policy library agree.
 
-usage: manifests_test.py SRC_DIR [--cinchctl PATH]
+usage: manifests_test.py SRC_DIR [--cinchctl PATH] [--control PATH]
 Exit 0 when every check passed, 1 otherwise, 77 when kubectl is missing.
 """
 import copy
@@ -199,15 +199,36 @@ def check_policies(src, validators, cinchctl):
             check(rc == 0, f"cinchctl policy check accepts the examples (rc {rc}: {out.strip()})")
 
 
+def check_control_config(docs, control):
+    """The ConfigMap's control.json is a configuration cinch-control accepts,
+    with the flags the Deployment adds."""
+    cm = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "cinch-control"]
+    check(len(cm) == 1, "control ConfigMap present")
+    dep = by_kind(docs, "Deployment")[0]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "control.json")
+        with open(path, "w") as f:
+            f.write(cm[0]["data"]["control.json"])
+        argv = [control] + [a for a in args if not a.startswith("--config")]
+        r = subprocess.run(argv + ["--config", path, "--check-config"], capture_output=True,
+                           text=True)
+        check(r.returncode == 0, "cinch-control accepts the ConfigMap and the Deployment's "
+              "flags: %s" % r.stderr.strip())
+
+
 def main():
     src = sys.argv[1]
-    cinchctl = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--cinchctl" else None
+    opts = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+    cinchctl = opts.get("--cinchctl")
     if shutil.which("kubectl") is None:
         print("SKIP: kubectl not installed")
         return 77
     docs = kustomize(os.path.join(src, "deploy/k8s"))
     check_control_plane(docs)
     validators = check_crds(docs)
+    if opts.get("--control"):
+        check_control_config(docs, opts["--control"])
     check_policies(src, validators, cinchctl)
     print(f"{checks - failures}/{checks} checks passed")
     return 1 if failures else 0
