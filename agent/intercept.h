@@ -1,0 +1,65 @@
+/* intercept: the iptables rules that send a pod's TCP through its agent
+ * (`cinch-agent init`, run by the pod's init container in the pod's
+ * network namespace).
+ *
+ *   inbound   TCP arriving at the pod -> the agent's inbound port (15006),
+ *             except the agent's own ports and --exclude-inbound-ports
+ *   outbound  TCP leaving from any UID but the agent's (1337) -> the
+ *             outbound port (15001), except loopback destinations,
+ *             --exclude-outbound-ports and --exclude-cidrs
+ *
+ * Both address families get the same rules (iptables and ip6tables). Every
+ * change is one iptables-restore transaction over the whole nat table: the
+ * current table is read, Cinch's chains and jumps taken out, the new ones
+ * put in, and the result restored at once. So applying twice gives the same
+ * table (idempotent), removing leaves others' rules as they were, and a
+ * failure changes nothing. */
+#ifndef CINCH_AGENT_INTERCEPT_H
+#define CINCH_AGENT_INTERCEPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define INTERCEPT_MAX_LIST     64
+#define INTERCEPT_CHAIN_PREFIX "CINCH_"
+
+struct intercept_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	char text[64];
+};
+
+struct intercept_config {
+	unsigned uid; /* the agent's UID, exempt from outbound capture */
+	uint16_t inbound_port, outbound_port, admin_port;
+	uint16_t exclude_in[INTERCEPT_MAX_LIST], exclude_out[INTERCEPT_MAX_LIST];
+	size_t n_exclude_in, n_exclude_out;
+	struct intercept_cidr exclude_cidrs[INTERCEPT_MAX_LIST];
+	size_t n_exclude_cidrs;
+};
+
+/* The defaults: UID 1337, ports 15006/15001/15000, no exclusions. */
+void intercept_config_defaults(struct intercept_config *cfg);
+
+/* Parses "80,443,8000" into cfg's inbound or outbound exclusions;
+ * "10.0.0.0/8,fd00::/8" into its CIDRs. -EINVAL with *why on a bad item. */
+int intercept_parse_ports(const char *list, uint16_t *out, size_t *n, const char **why);
+int intercept_parse_cidrs(const char *list, struct intercept_cidr *out, size_t *n,
+			  const char **why);
+
+/* Cinch's part of the nat table for `family`, in iptables-restore syntax
+ * (chain declarations and rules, no *nat/COMMIT). New string (free()). */
+char *intercept_rules(const struct intercept_config *cfg, int family);
+
+/* `saved` (iptables-save output of the nat table, or "" when empty) with
+ * Cinch's chains and jumps taken out and, unless `rules` is NULL, the given
+ * ones put in: a complete "*nat ... COMMIT" input for iptables-restore.
+ * New string (free()), NULL on ENOMEM. */
+char *intercept_merge(const char *saved, const char *rules);
+
+/* Applies (or with remove, takes out) the rules for both families through
+ * iptables-save / iptables-restore (and the ip6tables ones). 0, or -errno
+ * with a message on stderr; nothing is changed for a family that failed. */
+int intercept_apply(const struct intercept_config *cfg, int remove);
+
+#endif
