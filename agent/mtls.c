@@ -1,0 +1,389 @@
+/* mtls: see mtls.h.
+ *
+ * Verification (mtls_verify, the custom-verify callback of both SSL_CTXs):
+ * the peer's chain against an X509_STORE of the bundle's roots, then the
+ * leaf's SVID rules via svid_spiffe_id() (the one reader of identities in
+ * Cinch), then, on the client, the expected identity. The verified ID is
+ * kept in the connection. A resumed session skips the callback; the ID is
+ * then read again from the session's leaf (verified when the session was
+ * made), whose expiry is checked on the server.
+ *
+ * Client sessions: a small cache in the context, one session per expected
+ * identity, filled by the new-session callback. */
+#include "mtls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "spiffe.h"
+#include "svid.h"
+
+#define MTLS_SESSION_SLOTS     256
+#define MTLS_TICKET_LIFETIME_S 600
+
+struct mtls_session {
+	char id[SPIFFE_ID_MAX + 1];
+	SSL_SESSION *sess;
+};
+
+struct mtls_ctx {
+	unsigned refs;
+	SSL_CTX *server, *client;
+	X509_STORE *roots;
+	char spiffe_id[SPIFFE_ID_MAX + 1];
+	struct mtls_session sessions[MTLS_SESSION_SLOTS];
+	unsigned next_slot;
+};
+
+struct mtls_conn {
+	struct mtls_ctx *ctx;
+	SSL *ssl;
+	BIO *in, *out; /* owned by ssl */
+	int client;
+	char expected[SPIFFE_ID_MAX + 1];
+	char peer[SPIFFE_ID_MAX + 1];
+	const char *why; /* what the verify callback refused */
+};
+
+static int mtls_ex_index = -1;
+
+/* ---- verification */
+
+static enum ssl_verify_result_t mtls_verify(SSL *ssl, uint8_t *alert)
+{
+	struct mtls_conn *c = SSL_get_ex_data(ssl, mtls_ex_index);
+	STACK_OF(X509) *chain = SSL_get_peer_full_cert_chain(ssl);
+	X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+	enum ssl_verify_result_t rc = ssl_verify_invalid;
+	const char *why = NULL;
+	X509 *leaf;
+
+	*alert = SSL_AD_BAD_CERTIFICATE;
+	if (!chain || sk_X509_num(chain) == 0 || !vctx) {
+		c->why = "no peer certificate";
+		*alert = SSL_AD_CERTIFICATE_REQUIRED;
+		goto out;
+	}
+	leaf = sk_X509_value(chain, 0);
+	if (!X509_STORE_CTX_init(vctx, c->ctx->roots, leaf, chain) ||
+	    !X509_STORE_CTX_set_purpose(vctx, c->client ? X509_PURPOSE_SSL_SERVER
+							: X509_PURPOSE_SSL_CLIENT) ||
+	    X509_verify_cert(vctx) != 1) {
+		c->why = "peer certificate does not verify against the trust bundle";
+		*alert = SSL_AD_UNKNOWN_CA;
+		goto out;
+	}
+	if (X509_check_ca(leaf) != 0) {
+		c->why = "peer leaf is a CA certificate";
+		goto out;
+	}
+	if (svid_spiffe_id(leaf, c->peer, sizeof(c->peer), &why) < 0) {
+		c->why = why ? why : "peer certificate is not an X.509-SVID";
+		c->peer[0] = '\0';
+		goto out;
+	}
+	if (c->client && strcmp(c->peer, c->expected) != 0) {
+		c->why = "server presents another identity than expected at this address";
+		goto out;
+	}
+	rc = ssl_verify_ok;
+out:
+	X509_STORE_CTX_free(vctx);
+	ERR_clear_error();
+	return rc;
+}
+
+/* ---- contexts */
+
+static int mtls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct mtls_conn *c = SSL_get_ex_data(ssl, mtls_ex_index);
+	struct mtls_ctx *ctx = c->ctx;
+	struct mtls_session *slot = NULL;
+
+	for (unsigned i = 0; i < MTLS_SESSION_SLOTS && !slot; i++)
+		if (ctx->sessions[i].sess && !strcmp(ctx->sessions[i].id, c->expected))
+			slot = &ctx->sessions[i];
+	if (!slot)
+		slot = &ctx->sessions[ctx->next_slot++ % MTLS_SESSION_SLOTS];
+	SSL_SESSION_free(slot->sess);
+	slot->sess = sess; /* we own the reference we return 1 for */
+	memcpy(slot->id, c->expected, sizeof(slot->id));
+	return 1;
+}
+
+static SSL_CTX *mtls_ssl_ctx(STACK_OF(X509) * chain, EVP_PKEY *key, int server)
+{
+	SSL_CTX *s = SSL_CTX_new(TLS_method());
+
+	if (!s || !SSL_CTX_set_min_proto_version(s, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION) ||
+	    !SSL_CTX_use_certificate(s, sk_X509_value(chain, 0)) ||
+	    !SSL_CTX_use_PrivateKey(s, key) || !SSL_CTX_check_private_key(s))
+		goto fail;
+	for (size_t i = 1; i < sk_X509_num(chain); i++)
+		if (!SSL_CTX_add1_chain_cert(s, sk_X509_value(chain, i)))
+			goto fail;
+	/* P-256 (and X25519 for the key exchange); the TLS 1.3 suites are
+	 * AES-GCM and ChaCha20-Poly1305 only. */
+	if (!SSL_CTX_set1_curves_list(s, "X25519:P-256"))
+		goto fail;
+	SSL_CTX_set_custom_verify(
+		s, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+		mtls_verify);
+	if (server) {
+		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_SERVER);
+		SSL_CTX_set_timeout(s, MTLS_TICKET_LIFETIME_S);
+	} else {
+		SSL_CTX_set_session_cache_mode(s,
+					       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+		SSL_CTX_sess_set_new_cb(s, mtls_new_session);
+	}
+	return s;
+fail:
+	SSL_CTX_free(s);
+	return NULL;
+}
+
+int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
+		 struct mtls_ctx **out, const char **why)
+{
+	struct mtls_ctx *ctx;
+
+	if (mtls_ex_index < 0)
+		mtls_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (!chain || sk_X509_num(chain) == 0 || !key || !roots || sk_X509_num(roots) == 0) {
+		*why = "a certificate, its key and a trust bundle are all required";
+		return -EINVAL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->refs = 1;
+	if (svid_spiffe_id(sk_X509_value(chain, 0), ctx->spiffe_id, sizeof(ctx->spiffe_id), why) <
+	    0) {
+		free(ctx);
+		return -EINVAL;
+	}
+	if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
+		*why = "the key does not match the certificate";
+		free(ctx);
+		ERR_clear_error();
+		return -EINVAL;
+	}
+	ctx->roots = X509_STORE_new();
+	for (size_t i = 0; ctx->roots && i < sk_X509_num(roots); i++)
+		if (!X509_STORE_add_cert(ctx->roots, sk_X509_value(roots, i)))
+			goto nomem;
+	ctx->server = mtls_ssl_ctx(chain, key, 1);
+	ctx->client = mtls_ssl_ctx(chain, key, 0);
+	if (!ctx->roots || !ctx->server || !ctx->client)
+		goto nomem;
+	*out = ctx;
+	return 0;
+nomem:
+	*why = "cannot build the TLS context";
+	ctx->refs = 1;
+	mtls_ctx_unref(ctx);
+	ERR_clear_error();
+	return -ENOMEM;
+}
+
+struct mtls_ctx *mtls_ctx_ref(struct mtls_ctx *ctx)
+{
+	ctx->refs++;
+	return ctx;
+}
+
+void mtls_ctx_unref(struct mtls_ctx *ctx)
+{
+	if (!ctx || --ctx->refs > 0)
+		return;
+	for (unsigned i = 0; i < MTLS_SESSION_SLOTS; i++)
+		SSL_SESSION_free(ctx->sessions[i].sess);
+	SSL_CTX_free(ctx->server);
+	SSL_CTX_free(ctx->client);
+	X509_STORE_free(ctx->roots);
+	free(ctx);
+}
+
+const char *mtls_ctx_spiffe_id(const struct mtls_ctx *ctx)
+{
+	return ctx->spiffe_id;
+}
+
+/* ---- connections */
+
+static int mtls_conn_new(struct mtls_ctx *ctx, int client, const char *expected,
+			 struct mtls_conn **out)
+{
+	struct mtls_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->ssl = SSL_new(client ? ctx->client : ctx->server);
+	c->in = BIO_new(BIO_s_mem());
+	c->out = BIO_new(BIO_s_mem());
+	if (!c->ssl || !c->in || !c->out || !SSL_set_ex_data(c->ssl, mtls_ex_index, c)) {
+		BIO_free(c->in);
+		BIO_free(c->out);
+		SSL_free(c->ssl);
+		free(c);
+		return -ENOMEM;
+	}
+	BIO_set_mem_eof_return(c->in, -1); /* empty means "more later" */
+	SSL_set_bio(c->ssl, c->in, c->out);
+	c->ctx = mtls_ctx_ref(ctx);
+	c->client = client;
+	if (client) {
+		snprintf(c->expected, sizeof(c->expected), "%s", expected);
+		SSL_set_connect_state(c->ssl);
+		for (unsigned i = 0; i < MTLS_SESSION_SLOTS; i++)
+			if (ctx->sessions[i].sess && !strcmp(ctx->sessions[i].id, expected)) {
+				SSL_set_session(c->ssl, ctx->sessions[i].sess);
+				break;
+			}
+	} else {
+		SSL_set_accept_state(c->ssl);
+	}
+	*out = c;
+	return 0;
+}
+
+int mtls_conn_new_server(struct mtls_ctx *ctx, struct mtls_conn **out)
+{
+	return mtls_conn_new(ctx, 0, NULL, out);
+}
+
+int mtls_conn_new_client(struct mtls_ctx *ctx, const char *expected_id, struct mtls_conn **out)
+{
+	if (!expected_id || strlen(expected_id) > SPIFFE_ID_MAX)
+		return -EINVAL;
+	return mtls_conn_new(ctx, 1, expected_id, out);
+}
+
+void mtls_conn_free(struct mtls_conn *c)
+{
+	if (!c)
+		return;
+	SSL_free(c->ssl);
+	mtls_ctx_unref(c->ctx);
+	free(c);
+}
+
+int mtls_conn_feed(struct mtls_conn *c, const uint8_t *data, size_t len)
+{
+	return BIO_write(c->in, data, (int)len) == (int)len ? 0 : -ENOMEM;
+}
+
+/* A resumed session: its identity from the session's leaf, which was
+ * verified when the session was made; expired means refused. */
+static int mtls_resumed_identity(struct mtls_conn *c, const char **why)
+{
+	X509 *leaf = SSL_get_peer_certificate(c->ssl);
+	int64_t na;
+	int rc = -EPROTO;
+
+	if (!leaf || svid_spiffe_id(leaf, c->peer, sizeof(c->peer), why) < 0)
+		*why = "resumed session without a peer identity";
+	else if (svid_time_unix(X509_get0_notAfter(leaf), &na) < 0 || na <= time(NULL))
+		*why = "resumed session of an expired peer certificate";
+	else if (c->client && strcmp(c->peer, c->expected) != 0)
+		*why = "resumed session of another identity";
+	else
+		rc = 0;
+	X509_free(leaf);
+	return rc;
+}
+
+int mtls_conn_handshake(struct mtls_conn *c, const char **why)
+{
+	int r = SSL_do_handshake(c->ssl);
+
+	if (r == 1) {
+		if (SSL_session_reused(c->ssl) && mtls_resumed_identity(c, why) < 0)
+			return -EPROTO;
+		return MTLS_HS_DONE;
+	}
+	if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ)
+		return MTLS_HS_WANT_READ;
+	uint32_t e = ERR_peek_error();
+	*why = c->why ? c->why : e ? ERR_reason_error_string(e) : "handshake failed";
+	if (!*why)
+		*why = "handshake failed";
+	ERR_clear_error();
+	return -EPROTO;
+}
+
+int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len)
+{
+	int r = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ)
+		return 0;
+	return e == SSL_ERROR_ZERO_RETURN ? -EPIPE : -EPROTO;
+}
+
+int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		int chunk = len > 16384 ? 16384 : (int)len;
+		int r = SSL_write(c->ssl, data, chunk);
+		if (r <= 0) {
+			ERR_clear_error();
+			return -EPROTO;
+		}
+		data += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+size_t mtls_conn_pending_out(const struct mtls_conn *c)
+{
+	return BIO_ctrl_pending(c->out);
+}
+
+size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len)
+{
+	int r = BIO_read(c->out, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
+	return r > 0 ? (size_t)r : 0;
+}
+
+void mtls_conn_shutdown(struct mtls_conn *c)
+{
+	if (SSL_is_init_finished(c->ssl))
+		SSL_shutdown(c->ssl);
+	ERR_clear_error();
+}
+
+const char *mtls_conn_peer_id(const struct mtls_conn *c)
+{
+	return c->peer;
+}
+
+const char *mtls_conn_version(const struct mtls_conn *c)
+{
+	return SSL_get_version(c->ssl);
+}
+
+const char *mtls_conn_cipher(const struct mtls_conn *c)
+{
+	const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
+	return ci ? SSL_CIPHER_get_name(ci) : "";
+}
+
+int mtls_conn_resumed(const struct mtls_conn *c)
+{
+	return SSL_session_reused(c->ssl);
+}

@@ -1,0 +1,344 @@
+/* mtls_test: the agent's TLS engine between two in-memory peers: a
+ * handshake and data both ways (also one byte at a time), identities on
+ * both sides, resumption, and every refusal: another identity at the
+ * address, another CA (either side), no client certificate, a leaf that is
+ * not an SVID, an expired certificate, a key that does not match. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "mtls.h"
+#include "testpki.h"
+
+#define API "spiffe://cluster.local/ns/shop/sa/api"
+#define WEB "spiffe://cluster.local/ns/shop/sa/web"
+
+static struct {
+	EVP_PKEY *ca_key, *other_key, *k_api, *k_web, *k_bad;
+	X509 *ca, *other;
+} pki;
+
+static int setup(void **state)
+{
+	pki.ca_key = testpki_key();
+	pki.other_key = testpki_key();
+	pki.k_api = testpki_key();
+	pki.k_web = testpki_key();
+	pki.k_bad = testpki_key();
+	pki.ca = testpki_root(pki.ca_key, "mtls test root", 1);
+	pki.other = testpki_root(pki.other_key, "another mesh", 1);
+	return pki.ca && pki.other ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	X509_free(pki.ca);
+	X509_free(pki.other);
+	EVP_PKEY_free(pki.ca_key);
+	EVP_PKEY_free(pki.other_key);
+	EVP_PKEY_free(pki.k_api);
+	EVP_PKEY_free(pki.k_web);
+	EVP_PKEY_free(pki.k_bad);
+	return 0;
+}
+
+/* A context for `id` (a leaf from `ca` unless told otherwise). */
+static struct mtls_ctx *ctx_for(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *const *sans,
+				size_t n, long not_before, long lifetime, const char **why)
+{
+	X509 *leaf = testpki_leaf(ca, ca_key, key, sans, n, not_before, lifetime);
+	STACK_OF(X509) *chain = sk_X509_new_null(), *roots = sk_X509_new_null();
+	struct mtls_ctx *ctx = NULL;
+
+	assert_non_null(leaf);
+	sk_X509_push(chain, leaf);
+	X509_up_ref(pki.ca);
+	sk_X509_push(roots, pki.ca);
+	if (mtls_ctx_new(chain, key, roots, &ctx, why) < 0)
+		ctx = NULL;
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+	return ctx;
+}
+
+static struct mtls_ctx *good(const char *id, EVP_PKEY *key)
+{
+	const char *why = NULL;
+	const char *sans[] = {id};
+	struct mtls_ctx *c = ctx_for(pki.ca, pki.ca_key, key, sans, 1, -60, 3600, &why);
+	assert_non_null(c);
+	return c;
+}
+
+/* Moves ciphertext between the two ends, at most `step` bytes per move
+ * (0: all), until both handshakes end. Returns what the handshakes said. */
+struct hs {
+	int client_rc, server_rc;
+	const char *client_why, *server_why;
+};
+
+static void shuttle(struct mtls_conn *from, struct mtls_conn *to, size_t step)
+{
+	uint8_t buf[65536];
+	size_t n;
+	while ((n = mtls_conn_take_out(from, buf, step ? step : sizeof(buf))) > 0) {
+		assert_int_equal(mtls_conn_feed(to, buf, n), 0);
+		if (step)
+			break;
+	}
+}
+
+static struct hs handshake(struct mtls_conn *cl, struct mtls_conn *sv, size_t step)
+{
+	struct hs r = {MTLS_HS_WANT_READ, MTLS_HS_WANT_READ, NULL, NULL};
+	for (int i = 0; i < 200000; i++) {
+		if (r.client_rc == MTLS_HS_WANT_READ)
+			r.client_rc = mtls_conn_handshake(cl, &r.client_why);
+		if (r.server_rc == MTLS_HS_WANT_READ)
+			r.server_rc = mtls_conn_handshake(sv, &r.server_why);
+		size_t pending = mtls_conn_pending_out(cl) + mtls_conn_pending_out(sv);
+		if ((r.client_rc != MTLS_HS_WANT_READ && r.server_rc != MTLS_HS_WANT_READ) ||
+		    (r.client_rc < 0 || r.server_rc < 0)) {
+			/* let the last flight (or an alert) arrive */
+			shuttle(cl, sv, 0);
+			shuttle(sv, cl, 0);
+			if (r.client_rc == MTLS_HS_WANT_READ)
+				r.client_rc = mtls_conn_handshake(cl, &r.client_why);
+			if (r.server_rc == MTLS_HS_WANT_READ)
+				r.server_rc = mtls_conn_handshake(sv, &r.server_why);
+			if (r.client_rc != MTLS_HS_WANT_READ && r.server_rc != MTLS_HS_WANT_READ)
+				return r;
+			if (mtls_conn_pending_out(cl) + mtls_conn_pending_out(sv) == 0)
+				return r;
+			continue;
+		}
+		if (pending == 0 && i > 0)
+			return r;
+		shuttle(cl, sv, step);
+		shuttle(sv, cl, step);
+	}
+	fail_msg("handshake did not end");
+	return r;
+}
+
+/* Sends len bytes from a to b, through ciphertext moved `step` at a time. */
+static void transfer(struct mtls_conn *a, struct mtls_conn *b, size_t len, size_t step)
+{
+	uint8_t *data = malloc(len), *got = malloc(len);
+	size_t have = 0;
+	assert_non_null(data);
+	assert_non_null(got);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 31 + 7);
+	assert_int_equal(mtls_conn_write(a, data, len), 0);
+	while (have < len) {
+		uint8_t buf[4096];
+		size_t n = mtls_conn_take_out(a, buf, step ? step : sizeof(buf));
+		assert_true(n > 0 || have < len);
+		if (n)
+			assert_int_equal(mtls_conn_feed(b, buf, n), 0);
+		int r;
+		while ((r = mtls_conn_read(b, got + have, len - have)) > 0)
+			have += (size_t)r;
+		assert_true(r == 0);
+	}
+	assert_memory_equal(data, got, len);
+	free(data);
+	free(got);
+}
+
+static void test_handshake_and_data(void **state)
+{
+	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
+	struct mtls_conn *cl, *sv;
+
+	assert_string_equal(mtls_ctx_spiffe_id(web), WEB);
+	assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
+	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
+	struct hs r = handshake(cl, sv, 0);
+	assert_int_equal(r.client_rc, MTLS_HS_DONE);
+	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+	assert_string_equal(mtls_conn_peer_id(cl), API);
+	assert_string_equal(mtls_conn_peer_id(sv), WEB); /* the caller's identity */
+	assert_string_equal(mtls_conn_version(cl), "TLSv1.3");
+	assert_non_null(strstr(mtls_conn_cipher(sv), "TLS_"));
+	transfer(cl, sv, 300000, 0);
+	transfer(sv, cl, 100000, 0);
+	/* close_notify ends the stream cleanly */
+	mtls_conn_shutdown(cl);
+	shuttle(cl, sv, 0);
+	uint8_t b[16];
+	assert_int_equal(mtls_conn_read(sv, b, sizeof(b)), -EPIPE);
+	mtls_conn_free(cl);
+	mtls_conn_free(sv);
+	mtls_ctx_unref(web);
+	mtls_ctx_unref(api);
+}
+
+static void test_one_byte_at_a_time(void **state)
+{
+	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
+	struct mtls_conn *cl, *sv;
+
+	assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
+	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
+	struct hs r = handshake(cl, sv, 1);
+	assert_int_equal(r.client_rc, MTLS_HS_DONE);
+	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+	transfer(cl, sv, 5000, 1);
+	transfer(sv, cl, 3000, 1);
+	mtls_conn_free(cl);
+	mtls_conn_free(sv);
+	mtls_ctx_unref(web);
+	mtls_ctx_unref(api);
+}
+
+static void test_resumption(void **state)
+{
+	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
+
+	for (int round = 0; round < 3; round++) {
+		struct mtls_conn *cl, *sv;
+		assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
+		assert_int_equal(mtls_conn_new_server(api, &sv), 0);
+		struct hs r = handshake(cl, sv, 0);
+		assert_int_equal(r.client_rc, MTLS_HS_DONE);
+		assert_int_equal(r.server_rc, MTLS_HS_DONE);
+		transfer(sv, cl, 100, 0); /* the tickets travel with data */
+		assert_int_equal(mtls_conn_resumed(cl), round > 0);
+		assert_string_equal(mtls_conn_peer_id(cl), API);
+		assert_string_equal(mtls_conn_peer_id(sv), WEB);
+		mtls_conn_free(cl);
+		mtls_conn_free(sv);
+	}
+	mtls_ctx_unref(web);
+	mtls_ctx_unref(api);
+}
+
+static void expect_refusal(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+			   int client_fails, const char *reason_part)
+{
+	struct mtls_conn *cl, *sv;
+	assert_int_equal(mtls_conn_new_client(client, expected, &cl), 0);
+	assert_int_equal(mtls_conn_new_server(server, &sv), 0);
+	struct hs r = handshake(cl, sv, 0);
+	const char *why = client_fails ? r.client_why : r.server_why;
+	assert_int_equal(client_fails ? r.client_rc : r.server_rc, -EPROTO);
+	assert_non_null(why);
+	if (!strstr(why, reason_part))
+		fail_msg("reason \"%s\", expected \"%s\"", why, reason_part);
+	/* and the other side never gets a usable connection */
+	assert_true((client_fails ? r.server_rc : r.client_rc) != MTLS_HS_DONE ||
+		    mtls_conn_read(client_fails ? sv : cl, (uint8_t[8]){0}, 8) < 0);
+	mtls_conn_free(cl);
+	mtls_conn_free(sv);
+}
+
+static void test_refusals(void **state)
+{
+	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
+	const char *why = NULL;
+
+	/* a valid certificate of another workload at the address */
+	expect_refusal(web, "spiffe://cluster.local/ns/shop/sa/db", api, 1, "another identity");
+	/* a server from another mesh */
+	const char *api_sans[] = {API};
+	struct mtls_ctx *foreign =
+		ctx_for(pki.other, pki.other_key, pki.k_bad, api_sans, 1, -60, 3600, &why);
+	assert_non_null(foreign);
+	expect_refusal(web, API, foreign, 1, "trust bundle");
+	/* a caller from another mesh */
+	expect_refusal(foreign, API, api, 0, "trust bundle");
+	mtls_ctx_unref(foreign);
+	/* an expired caller */
+	const char *web_sans[] = {WEB};
+	struct mtls_ctx *old =
+		ctx_for(pki.ca, pki.ca_key, pki.k_web, web_sans, 1, -7200, 3600, &why);
+	assert_non_null(old);
+	expect_refusal(old, API, api, 0, "trust bundle");
+	mtls_ctx_unref(old);
+	mtls_ctx_unref(web);
+	mtls_ctx_unref(api);
+}
+
+static void test_no_client_certificate(void **state)
+{
+	struct mtls_ctx *api = good(API, pki.k_api);
+	struct mtls_conn *sv;
+	SSL_CTX *plain = SSL_CTX_new(TLS_method());
+	SSL *ssl = SSL_new(plain);
+	BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	const char *why = NULL;
+	uint8_t buf[65536];
+	int rc = MTLS_HS_WANT_READ;
+
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	BIO_set_mem_eof_return(in, -1);
+	SSL_set_bio(ssl, in, out);
+	SSL_set_connect_state(ssl);
+	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
+	for (int i = 0; i < 20 && rc == MTLS_HS_WANT_READ; i++) {
+		SSL_do_handshake(ssl);
+		int n;
+		while ((n = BIO_read(out, buf, sizeof(buf))) > 0)
+			assert_int_equal(mtls_conn_feed(sv, buf, (size_t)n), 0);
+		rc = mtls_conn_handshake(sv, &why);
+		size_t m;
+		while ((m = mtls_conn_take_out(sv, buf, sizeof(buf))) > 0)
+			BIO_write(in, buf, (int)m);
+	}
+	assert_int_equal(rc, -EPROTO);
+	ERR_clear_error();
+	SSL_free(ssl);
+	SSL_CTX_free(plain);
+	mtls_conn_free(sv);
+	mtls_ctx_unref(api);
+}
+
+static void test_bad_credentials(void **state)
+{
+	const char *why = NULL;
+	/* a leaf that is not an SVID: two URI SANs */
+	const char *two[] = {WEB, API};
+	assert_null(ctx_for(pki.ca, pki.ca_key, pki.k_web, two, 2, -60, 3600, &why));
+	assert_non_null(why);
+	/* no SAN at all */
+	why = NULL;
+	assert_null(ctx_for(pki.ca, pki.ca_key, pki.k_web, NULL, 0, -60, 3600, &why));
+	assert_non_null(why);
+	/* a key that does not match */
+	X509 *leaf = testpki_leaf(pki.ca, pki.ca_key, pki.k_web, (const char *const[]){WEB}, 1, -60,
+				  3600);
+	STACK_OF(X509) *chain = sk_X509_new_null(), *roots = sk_X509_new_null();
+	struct mtls_ctx *ctx = NULL;
+	sk_X509_push(chain, leaf);
+	X509_up_ref(pki.ca);
+	sk_X509_push(roots, pki.ca);
+	assert_int_equal(mtls_ctx_new(chain, pki.k_api, roots, &ctx, &why), -EINVAL);
+	assert_string_equal(why, "the key does not match the certificate");
+	assert_int_equal(mtls_ctx_new(chain, pki.k_web, NULL, &ctx, &why), -EINVAL);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_handshake_and_data),
+		cmocka_unit_test(test_one_byte_at_a_time),
+		cmocka_unit_test(test_resumption),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_no_client_certificate),
+		cmocka_unit_test(test_bad_credentials),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
