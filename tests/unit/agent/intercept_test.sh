@@ -9,9 +9,12 @@
 #     inbound port, except excluded ports;
 #   - bad flags change nothing; --remove takes only Cinch's rules out.
 # Root only (exit 77 otherwise). Namespaces cna-int-*, subnet 10.201.7.0/24.
-#   intercept_test.sh CINCH_AGENT
+#   - the agent recovers each connection's original destination (IPv4 and
+#     IPv6, outbound and inbound) with origdst_probe standing on its ports.
+#   intercept_test.sh CINCH_AGENT ORIGDST_PROBE
 set -u
 AGENT=$1
+PROBE=$2
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
 for t in ip iptables-save socat setpriv; do
 	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
@@ -41,14 +44,19 @@ inpod ip link set lo up && inpeer ip link set lo up
 inpod ip addr add 10.201.7.1/24 dev "ci$$" && inpod ip link set "ci$$" up
 inpeer ip addr add 10.201.7.2/24 dev "cp$$" && inpeer ip link set "cp$$" up
 inpeer ip addr add 10.201.8.2/24 dev "cp$$"
+inpod ip -6 addr add fd00:201:7::1/64 dev "ci$$" nodad 2>/dev/null
+inpeer ip -6 addr add fd00:201:7::2/64 dev "cp$$" nodad 2>/dev/null
 inpod ip route add 10.201.8.0/24 via 10.201.7.2
 
 serve() { # serve NS PORT WORD: a TCP server answering WORD
 	ip netns exec "$1" socat TCP-LISTEN:"$2",fork,reuseaddr SYSTEM:"echo $3" 2>/dev/null &
 	PIDS="$PIDS $!"
+	LAST=$!
 }
 serve "$POD" 15001 OUTBOUND
+OUT_SERVER=$LAST
 serve "$POD" 15006 INBOUND
+IN_SERVER=$LAST
 serve "$POD" 80 APP80
 serve "$POD" 9090 APP9090
 serve "$POD" 8080 LOCAL
@@ -97,6 +105,23 @@ check "excluded outbound port not captured" [ "$(get "$POD" 10.201.7.2 443)" = P
 check "inbound captured" [ "$(get "$PEER" 10.201.7.1 80)" = INBOUND ]
 check "excluded inbound port reaches the app" [ "$(get "$PEER" 10.201.7.1 9090)" = APP9090 ]
 
+# Original destinations, as the agent will read them.
+kill "$OUT_SERVER" "$IN_SERVER" 2>/dev/null
+wait "$OUT_SERVER" "$IN_SERVER" 2>/dev/null
+v6=0
+inpod ip -6 addr show dev "ci$$" | grep -q fd00:201:7::1 && v6=1
+inpod "$PROBE" 15001 $((2 + v6)) &
+PIDS="$PIDS $!"
+inpod "$PROBE" 15006 1 &
+PIDS="$PIDS $!"
+for _ in $(seq 50); do inpod ss -ltn | grep -q ':15006 ' && break; sleep 0.1; done
+check "IPv4 original destination" [ "$(get "$POD" 10.201.7.2 80)" = "10.201.7.2 80" ]
+check "another port, same peer" [ "$(get "$POD" 10.201.7.2 5432)" = "10.201.7.2 5432" ]
+check "inbound original destination" [ "$(get "$PEER" 10.201.7.1 8443)" = "10.201.7.1 8443" ]
+if [ $v6 -eq 1 ]; then
+	check "IPv6 original destination" [ "$(get "$POD" "[fd00:201:7::2]" 8080)" = "fd00:201:7::2 8080" ]
+fi
+
 # Remove.
 inpod "$AGENT" init --remove 2>/dev/null
 check "remove exits 0" [ $? -eq 0 ]
@@ -106,5 +131,5 @@ check "foreign rule still there" grep -q -- "10.201.7.99/32 -j RETURN" <<<"$afte
 check "inbound reaches the app again" [ "$(get "$PEER" 10.201.7.1 80)" = APP80 ]
 check "outbound direct again" [ "$(get "$POD" 10.201.7.2 80)" = PEER ]
 
-[ $fail -eq 0 ] && echo "intercept_test: all passed"
+[ $fail -eq 0 ] && echo "intercept_test: all passed (IPv6 checked: $v6)"
 exit $fail
