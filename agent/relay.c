@@ -1,0 +1,316 @@
+/* relay: see relay.h.
+ *
+ * Two directions, each reading from its source side and writing to its
+ * sink side through one linear buffer: bytes to send are appended at
+ * wlen, one uv_write is in flight at a time for [0, inflight), and when it
+ * completes the rest moves to the front. The source is read only while
+ * the buffer holds less than RELAY_HIGH, so what one read can produce (a
+ * chunk, or a chunk's plaintext re-encrypted) always fits.
+ *
+ * A direction ends when its source has ended (FIN or close_notify) and
+ * everything is written: then the sink gets close_notify (TLS) and a write
+ * shutdown. The relay ends when both directions have, or at the first
+ * reset, TLS error, idle timeout or relay_stop(). */
+#include "relay.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAY_WCAP (RELAY_HIGH + 2 * RELAY_CHUNK + 1024)
+
+struct rside;
+
+struct rdir {
+	struct relay *r;
+	struct rside *src, *dst;
+	uint8_t rbuf[RELAY_CHUNK]; /* socket reads */
+	uint8_t pbuf[RELAY_CHUNK]; /* plaintext out of a TLS source */
+	uint8_t wbuf[RELAY_WCAP];  /* to the sink */
+	size_t wlen, inflight;
+	uv_write_t wreq;
+	uv_shutdown_t sreq;
+	int shut_started, ended;
+	uint64_t bytes;
+};
+
+struct rside {
+	uv_tcp_t *tcp;
+	struct mtls_conn *tls;
+	struct rdir *in, *out; /* reads from this side / writes to this side */
+	int read_eof, reading;
+};
+
+struct relay {
+	uv_timer_t idle;
+	unsigned idle_ms;
+	struct rside a, b;
+	struct rdir *ab, *ba;
+	relay_done_cb done;
+	void *arg;
+	enum relay_end_reason reason;
+	int closing, pending_closes;
+};
+
+static void relay_pump(struct rdir *d);
+
+static void relay_closed(uv_handle_t *h)
+{
+	struct relay *r = h->data;
+
+	if (--r->pending_closes > 0)
+		return;
+	struct relay_stats st = {r->ab->bytes, r->ba->bytes, r->reason};
+	mtls_conn_free(r->a.tls);
+	mtls_conn_free(r->b.tls);
+	free(r->a.tcp);
+	free(r->b.tcp);
+	free(r->ab);
+	free(r->ba);
+	relay_done_cb done = r->done;
+	void *arg = r->arg;
+	free(r);
+	done(arg, &st);
+}
+
+/* Ends the relay; a reset on one side is carried to the other. */
+static void relay_end(struct relay *r, enum relay_end_reason reason)
+{
+	if (r->closing)
+		return;
+	r->closing = 1;
+	r->reason = reason;
+	r->pending_closes = 3;
+	r->a.tcp->data = r->b.tcp->data = r; /* for relay_closed */
+	uv_timer_stop(&r->idle);
+	uv_close((uv_handle_t *)&r->idle, relay_closed);
+	if (reason == RELAY_RESET || reason == RELAY_TLS_ERROR) {
+		if (uv_tcp_close_reset(r->a.tcp, relay_closed) < 0)
+			uv_close((uv_handle_t *)r->a.tcp, relay_closed);
+		if (uv_tcp_close_reset(r->b.tcp, relay_closed) < 0)
+			uv_close((uv_handle_t *)r->b.tcp, relay_closed);
+	} else {
+		uv_close((uv_handle_t *)r->a.tcp, relay_closed);
+		uv_close((uv_handle_t *)r->b.tcp, relay_closed);
+	}
+}
+
+/* Appends what a TLS side has to send to the direction writing to it. */
+static void relay_take_tls(struct rside *s)
+{
+	struct rdir *d = s->out;
+	if (!s->tls)
+		return;
+	while (d->wlen < RELAY_WCAP) {
+		size_t n = mtls_conn_take_out(s->tls, d->wbuf + d->wlen, RELAY_WCAP - d->wlen);
+		if (n == 0)
+			break;
+		d->wlen += n;
+	}
+}
+
+/* Plaintext from d's source, on its way to d's sink. */
+static int relay_emit(struct rdir *d, const uint8_t *data, size_t n)
+{
+	d->bytes += n;
+	if (d->dst->tls) {
+		if (mtls_conn_write(d->dst->tls, data, n) < 0)
+			return -EPROTO;
+		relay_take_tls(d->dst);
+		return 0;
+	}
+	memcpy(d->wbuf + d->wlen, data, n); /* fits: see the top of the file */
+	d->wlen += n;
+	return 0;
+}
+
+/* Drains a TLS source's decrypted bytes into its direction. */
+static int relay_drain_tls(struct rdir *d)
+{
+	for (;;) {
+		if (d->wlen >= RELAY_HIGH)
+			return 0; /* the rest waits in the TLS buffers */
+		int n = mtls_conn_read(d->src->tls, d->pbuf, sizeof(d->pbuf));
+		if (n == 0)
+			return 0;
+		if (n == -EPIPE) {
+			d->src->read_eof = 1;
+			return 0;
+		}
+		if (n < 0 || relay_emit(d, d->pbuf, (size_t)n) < 0)
+			return -EPROTO;
+	}
+}
+
+static void relay_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct rside *s = h->data;
+	(void)hint;
+	*buf = uv_buf_init((char *)s->in->rbuf, sizeof(s->in->rbuf));
+}
+
+static void relay_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct rside *s = st->data;
+	struct rdir *d = s->in;
+	struct relay *r = d->r;
+	(void)buf;
+
+	if (r->closing || n == 0)
+		return;
+	if (n == UV_EOF) {
+		s->read_eof = 1;
+	} else if (n < 0) {
+		relay_end(r, RELAY_RESET);
+		return;
+	} else {
+		uv_timer_again(&r->idle);
+		if (s->tls) {
+			if (mtls_conn_feed(s->tls, d->rbuf, (size_t)n) < 0 ||
+			    relay_drain_tls(d) < 0) {
+				relay_end(r, RELAY_TLS_ERROR);
+				return;
+			}
+			relay_take_tls(s); /* what the TLS stack answers (tickets, key updates) */
+		} else if (relay_emit(d, d->rbuf, (size_t)n) < 0) {
+			relay_end(r, RELAY_TLS_ERROR);
+			return;
+		}
+	}
+	relay_pump(d);
+	if (!r->closing)
+		relay_pump(s->out);
+}
+
+static void relay_shut_done(uv_shutdown_t *req, int status)
+{
+	struct rdir *d = req->data;
+	struct relay *r = d->r;
+
+	if (r->closing)
+		return;
+	d->ended = 1;
+	if (status < 0)
+		relay_end(r, RELAY_RESET);
+	else if (r->ab->ended && r->ba->ended)
+		relay_end(r, RELAY_CLOSED);
+}
+
+static void relay_written(uv_write_t *req, int status)
+{
+	struct rdir *d = req->data;
+
+	if (d->r->closing)
+		return;
+	if (status < 0) {
+		relay_end(d->r, RELAY_RESET);
+		return;
+	}
+	memmove(d->wbuf, d->wbuf + d->inflight, d->wlen - d->inflight);
+	d->wlen -= d->inflight;
+	d->inflight = 0;
+	/* Room again: a TLS source may hold decrypted bytes we left there. */
+	if (d->src->tls && !d->src->read_eof && relay_drain_tls(d) < 0) {
+		relay_end(d->r, RELAY_TLS_ERROR);
+		return;
+	}
+	relay_pump(d);
+}
+
+/* Moves d along: the next write, the end of the direction, reading. */
+static void relay_pump(struct rdir *d)
+{
+	struct relay *r = d->r;
+
+	if (r->closing)
+		return;
+	if (d->inflight == 0 && d->wlen > 0) {
+		uv_buf_t b = uv_buf_init((char *)d->wbuf, (unsigned)d->wlen);
+		d->inflight = d->wlen;
+		d->wreq.data = d;
+		if (uv_write(&d->wreq, (uv_stream_t *)d->dst->tcp, &b, 1, relay_written) < 0) {
+			relay_end(r, RELAY_RESET);
+			return;
+		}
+	}
+	if (d->src->read_eof && !d->shut_started) {
+		if (d->dst->tls && d->wlen == 0) {
+			mtls_conn_shutdown(d->dst->tls); /* close_notify first */
+			relay_take_tls(d->dst);
+			if (d->wlen) {
+				relay_pump(d);
+				return;
+			}
+		}
+		if (d->wlen == 0) {
+			d->shut_started = 1;
+			d->sreq.data = d;
+			if (uv_shutdown(&d->sreq, (uv_stream_t *)d->dst->tcp, relay_shut_done) <
+			    0) {
+				relay_end(r, RELAY_RESET);
+				return;
+			}
+		}
+	}
+	int want = !d->src->read_eof && d->wlen < RELAY_HIGH;
+	if (want != d->src->reading) {
+		if (want)
+			uv_read_start((uv_stream_t *)d->src->tcp, relay_alloc, relay_read);
+		else
+			uv_read_stop((uv_stream_t *)d->src->tcp);
+		d->src->reading = want;
+	}
+}
+
+static void relay_idle(uv_timer_t *t)
+{
+	relay_end(t->data, RELAY_IDLE);
+}
+
+int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
+		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
+		struct relay **out)
+{
+	struct relay *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->ab = calloc(1, sizeof(*r->ab));
+		r->ba = calloc(1, sizeof(*r->ba));
+	}
+	if (!r || !r->ab || !r->ba) {
+		if (r) {
+			free(r->ab);
+			free(r->ba);
+		}
+		free(r);
+		return -ENOMEM;
+	}
+	r->a = (struct rside){.tcp = a, .tls = a_tls, .in = r->ab, .out = r->ba};
+	r->b = (struct rside){.tcp = b, .tls = b_tls, .in = r->ba, .out = r->ab};
+	*r->ab = (struct rdir){.r = r, .src = &r->a, .dst = &r->b};
+	*r->ba = (struct rdir){.r = r, .src = &r->b, .dst = &r->a};
+	a->data = &r->a;
+	b->data = &r->b;
+	r->done = done;
+	r->arg = arg;
+	r->idle_ms = idle_ms;
+	uv_timer_init(loop, &r->idle);
+	r->idle.data = r;
+	uv_timer_start(&r->idle, relay_idle, idle_ms, idle_ms);
+	*out = r;
+	/* What the handshakes left: decrypted bytes and TLS messages to send. */
+	relay_take_tls(&r->a);
+	relay_take_tls(&r->b);
+	if ((a_tls && relay_drain_tls(r->ab) < 0) || (b_tls && relay_drain_tls(r->ba) < 0)) {
+		relay_end(r, RELAY_TLS_ERROR);
+		return 0;
+	}
+	relay_pump(r->ab);
+	relay_pump(r->ba);
+	return 0;
+}
+
+void relay_stop(struct relay *r)
+{
+	relay_end(r, RELAY_STOPPED);
+}

@@ -1,0 +1,56 @@
+/* relay: carries the bytes of one proxied connection between its two ends
+ * once both exist (the app's socket and the peer's), each end plain TCP or
+ * TLS (an mtls_conn whose handshake is done).
+ *
+ * Both directions at once. Backpressure: a direction stops reading its
+ * source while its sink has RELAY_HIGH bytes or more queued, and resumes
+ * when the sink has drained. Half-close is carried through: end of stream
+ * on one side (a FIN, or a TLS close_notify) becomes a close_notify (on a
+ * TLS sink) and a write shutdown on the other side, while the other
+ * direction keeps flowing. A reset or a TLS error on either side resets
+ * the other. No byte moves for `idle_ms`: both sides are closed.
+ *
+ * Memory: each direction owns a fixed buffer pair, allocated with the
+ * relay; nothing is allocated per read or per byte. The relay owns both
+ * TCP handles (malloc'd by the caller, freed by the relay) and both TLS
+ * connections from relay_start on and closes them; the done callback runs
+ * once, after both handles are closed. */
+#ifndef CINCH_AGENT_RELAY_H
+#define CINCH_AGENT_RELAY_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "mtls.h"
+
+#define RELAY_CHUNK 16384
+#define RELAY_HIGH  (64 * 1024)
+
+enum relay_end_reason {
+	RELAY_CLOSED = 0, /* both directions ended with end of stream */
+	RELAY_RESET,	  /* a side reset, or an I/O error */
+	RELAY_TLS_ERROR,  /* a TLS record did not decrypt */
+	RELAY_IDLE,	  /* idle timeout */
+	RELAY_STOPPED,	  /* relay_stop() */
+};
+
+struct relay_stats {
+	uint64_t a_to_b, b_to_a; /* plaintext bytes each way */
+	enum relay_end_reason reason;
+};
+
+typedef void (*relay_done_cb)(void *arg, const struct relay_stats *st);
+
+struct relay;
+
+/* Starts relaying between a (with a_tls or NULL) and b (b_tls or NULL).
+ * Bytes the TLS ends already decrypted (data that came with the end of
+ * the handshake) are delivered first. 0 and *out, or -ENOMEM (then the
+ * caller still owns everything). */
+int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
+		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
+		struct relay **out) __attribute__((warn_unused_result));
+/* Closes both sides now (a policy change that closes the connection). */
+void relay_stop(struct relay *r);
+
+#endif
