@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agentd.h"
 #include "init.h"
 #include "version.h"
 
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "init"))
 		return init_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		return agentd_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -43,6 +46,6 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	fprintf(stderr, "cinch-agent: the data path is not built yet; see --help\n");
+	fprintf(stderr, "cinch-agent: a command is needed: run or init (see --help)\n");
 	return 2;
 }

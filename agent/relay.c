@@ -61,19 +61,18 @@ static void relay_closed(uv_handle_t *h)
 	if (--r->pending_closes > 0)
 		return;
 	struct relay_stats st = {r->ab->bytes, r->ba->bytes, r->reason};
+	/* The owner hears first, while the TLS connections can still say what
+	 * they negotiated; then everything goes. */
+	r->done(r->arg, &st);
 	mtls_conn_free(r->a.tls);
 	mtls_conn_free(r->b.tls);
 	free(r->a.tcp);
 	free(r->b.tcp);
 	free(r->ab);
 	free(r->ba);
-	relay_done_cb done = r->done;
-	void *arg = r->arg;
 	free(r);
-	done(arg, &st);
 }
 
-/* Ends the relay; a reset on one side is carried to the other. */
 static void relay_end(struct relay *r, enum relay_end_reason reason)
 {
 	if (r->closing)

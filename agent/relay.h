@@ -14,7 +14,8 @@
  * relay; nothing is allocated per read or per byte. The relay owns both
  * TCP handles (malloc'd by the caller, freed by the relay) and both TLS
  * connections from relay_start on and closes them; the done callback runs
- * once, after both handles are closed. */
+ * once, after both handles are closed and before the TLS connections are
+ * freed (it may still ask them what they negotiated). */
 #ifndef CINCH_AGENT_RELAY_H
 #define CINCH_AGENT_RELAY_H
 

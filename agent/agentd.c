@@ -1,0 +1,292 @@
+/* agentd: `cinch-agent run` in static mode: certificate, key, bundle,
+ * workload list and policy from files; the proxy on 15001/15006; one JSON
+ * access-log line per connection.
+ *
+ * Reload: on SIGHUP and when any of the files changes (common/fswatch),
+ * everything is read and checked again; only a complete, valid set
+ * replaces the material new connections use (live connections keep
+ * theirs); anything invalid is logged with its reason and the last good
+ * material stays. */
+#include "agentd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ifaddrs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <uv.h>
+
+#include "fswatch.h"
+#include "log.h"
+#include "mtls.h"
+#include "policy.h"
+#include "proxy.h"
+
+struct agentd {
+	uv_loop_t *loop;
+	const char *cert, *key, *bundle, *workloads, *policy, *workload;
+	struct proxy *proxy;
+	struct fswatch *watch;
+	uv_signal_t sighup, sigterm, sigint;
+	char version[80];
+};
+
+static STACK_OF(X509) * agentd_read_certs(const char *path)
+{
+	BIO *b = BIO_new_file(path, "r");
+	STACK_OF(X509) *sk = b ? sk_X509_new_null() : NULL;
+	X509 *x;
+
+	while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+		if (!sk_X509_push(sk, x))
+			X509_free(x);
+	ERR_clear_error();
+	BIO_free(b);
+	if (sk && sk_X509_num(sk) == 0) {
+		sk_X509_free(sk);
+		sk = NULL;
+	}
+	return sk;
+}
+
+/* The local addresses, to find which workload this is: every interface's,
+ * up or not yet (libuv's list skips links whose carrier is still being
+ * settled, which is the state of a pod's interface at start-up). */
+static size_t agentd_addrs(struct sockaddr_storage *out, size_t max)
+{
+	struct ifaddrs *ifs, *i;
+	size_t k = 0;
+
+	if (getifaddrs(&ifs) < 0)
+		return 0;
+	for (i = ifs; i && k < max; i = i->ifa_next) {
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&out[k], 0, sizeof(out[k]));
+		memcpy(&out[k], i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6));
+		k++;
+	}
+	freeifaddrs(ifs);
+	return k;
+}
+
+/* Reads everything; on success, new connections use it. */
+static int agentd_load(struct agentd *a, const char *event)
+{
+	STACK_OF(X509) *chain = agentd_read_certs(a->cert), *roots = agentd_read_certs(a->bundle);
+	BIO *kb = BIO_new_file(a->key, "r");
+	EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+	struct mtls_ctx *tls = NULL;
+	struct policy_slice *slice = NULL;
+	struct policy_error perr;
+	struct sockaddr_storage addrs[64];
+	size_t n_addrs = a->workload ? 0 : agentd_addrs(addrs, 64);
+	const char *why = NULL;
+	int rc = -EINVAL;
+
+	BIO_free(kb);
+	ERR_clear_error();
+	if (!chain || !roots || !key) {
+		why = !chain   ? "cannot read a certificate from --cert"
+		      : !roots ? "cannot read a certificate from --bundle"
+			       : "cannot read a private key from --key";
+		goto out;
+	}
+	if (mtls_ctx_new(chain, key, roots, &tls, &why) < 0)
+		goto out;
+	if (policy_slice_load(&slice, a->policy, a->workloads, a->workload, addrs, n_addrs, &perr) <
+	    0) {
+		log_event(LOG_LVL_ERROR, "config_rejected",
+			  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
+				    perr.file, "line", perr.line, "column", perr.column, "path",
+				    perr.path, "error", perr.msg));
+		why = NULL;
+		goto out;
+	}
+	if (strcmp(policy_slice_spiffe_id(slice), mtls_ctx_spiffe_id(tls)) != 0) {
+		why = "the certificate is not this workload's identity";
+		goto out;
+	}
+	proxy_set_material(a->proxy, tls, slice);
+	log_event(LOG_LVL_INFO, event,
+		  json_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
+			    "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
+			    policy_slice_version(slice), "mtls",
+			    policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT"
+									   : "PERMISSIVE"));
+	rc = 0;
+out:
+	if (rc < 0 && why)
+		log_event(LOG_LVL_ERROR, "config_rejected",
+			  json_pack("{s:s, s:s}", "trigger", event, "error", why));
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+	EVP_PKEY_free(key);
+	mtls_ctx_unref(tls);
+	policy_slice_unref(slice);
+	return rc;
+}
+
+static void agentd_access(void *arg, const struct proxy_record *r)
+{
+	(void)arg;
+	log_event(
+		LOG_LVL_INFO, "connection",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
+			  "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
+			  r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
+			  r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
+			  r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
+			  (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
+}
+
+static void agentd_reload_files(void *arg)
+{
+	agentd_load(arg, "config_reloaded");
+}
+
+static void agentd_signal(uv_signal_t *s, int signum)
+{
+	struct agentd *a = s->data;
+
+	if (signum == SIGHUP) {
+		agentd_load(a, "config_reloaded");
+		return;
+	}
+	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
+	proxy_stop(a->proxy);
+	fswatch_stop(a->watch);
+	uv_close((uv_handle_t *)&a->sighup, NULL);
+	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void agentd_usage(FILE *out)
+{
+	fprintf(out, "usage: cinch-agent run --cert FILE --key FILE --bundle FILE\n"
+		     "                       --workloads PATH --policy PATH [options]\n"
+		     "\n"
+		     "Runs the data path from static files (reloaded on SIGHUP and when they\n"
+		     "change; live connections keep what they started with):\n"
+		     "  --cert FILE          this workload's certificate chain (PEM, leaf first)\n"
+		     "  --key FILE           its private key\n"
+		     "  --bundle FILE        the trust bundle (PEM roots)\n"
+		     "  --workloads PATH     the Workload documents (file or directory)\n"
+		     "  --policy PATH        the policy documents (file or directory)\n"
+		     "  --workload NS/NAME   which workload this is (default: found by address)\n"
+		     "  --outbound-port N    (15001)   --inbound-port N (15006)\n"
+		     "  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n");
+}
+
+int agentd_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"cert", required_argument, NULL, 'c'},
+		{"key", required_argument, NULL, 'k'},
+		{"bundle", required_argument, NULL, 'b'},
+		{"workloads", required_argument, NULL, 'w'},
+		{"policy", required_argument, NULL, 'p'},
+		{"workload", required_argument, NULL, 'W'},
+		{"outbound-port", required_argument, NULL, 'o'},
+		{"inbound-port", required_argument, NULL, 'i'},
+		{"idle-timeout", required_argument, NULL, 't'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct agentd a = {.loop = uv_default_loop()};
+	struct proxy_config pc = {.host = "::",
+				  .outbound_port = 15001,
+				  .inbound_port = 15006,
+				  .connect_ms = 10000,
+				  .handshake_ms = 10000,
+				  .idle_ms = 300000,
+				  .max_conns = 8192};
+	enum log_level lvl = LOG_LVL_INFO;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			a.cert = optarg;
+			break;
+		case 'k':
+			a.key = optarg;
+			break;
+		case 'b':
+			a.bundle = optarg;
+			break;
+		case 'w':
+			a.workloads = optarg;
+			break;
+		case 'p':
+			a.policy = optarg;
+			break;
+		case 'W':
+			a.workload = optarg;
+			break;
+		case 'o':
+			pc.outbound_port = (uint16_t)atoi(optarg);
+			break;
+		case 'i':
+			pc.inbound_port = (uint16_t)atoi(optarg);
+			break;
+		case 't':
+			pc.idle_ms = (unsigned)atoi(optarg);
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &lvl) < 0) {
+				agentd_usage(stderr);
+				return 2;
+			}
+			break;
+		case 'h':
+			agentd_usage(stdout);
+			return 0;
+		default:
+			agentd_usage(stderr);
+			return 2;
+		}
+	}
+	if (!a.cert || !a.key || !a.bundle || !a.workloads || !a.policy || !pc.outbound_port ||
+	    !pc.inbound_port || optind < argc) {
+		agentd_usage(stderr);
+		return 2;
+	}
+	log_init("cinch-agent", stderr, lvl);
+	signal(SIGPIPE, SIG_IGN);
+	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "listen_failed",
+			  json_pack("{s:s}", "error", uv_strerror(rc)));
+		return 1;
+	}
+	if (agentd_load(&a, "agent_started") < 0) {
+		proxy_stop(a.proxy);
+		uv_run(a.loop, UV_RUN_DEFAULT);
+		return 1;
+	}
+	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
+	if (fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
+		log_event(LOG_LVL_WARN, "watch_failed",
+			  json_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
+	uv_signal_init(a.loop, &a.sighup);
+	uv_signal_init(a.loop, &a.sigterm);
+	uv_signal_init(a.loop, &a.sigint);
+	a.sighup.data = a.sigterm.data = a.sigint.data = &a;
+	uv_signal_start(&a.sighup, agentd_signal, SIGHUP);
+	uv_signal_start(&a.sigterm, agentd_signal, SIGTERM);
+	uv_signal_start(&a.sigint, agentd_signal, SIGINT);
+	uv_run(a.loop, UV_RUN_DEFAULT);
+	uv_loop_close(a.loop);
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* proxy: the agent's two listeners and what happens to each connection
+ * between accept and relay.
+ *
+ *   outbound (15001)  the app's redirected connection: its original
+ *       destination decides. A meshed workload: refused at once when its
+ *       policy is known to refuse us on that port; else TCP to it, TLS 1.3
+ *       as a client expecting exactly its SPIFFE ID, then relay. Not
+ *       meshed: plaintext only when an EgressPolicy allows it.
+ *   inbound (15006)   a redirected connection to the pod: the first bytes
+ *       say TLS (a handshake record) or plaintext. TLS: terminated with a
+ *       client certificate required, the caller's SPIFFE ID and the
+ *       original port decided by the policy; plaintext: refused in STRICT,
+ *       decided by address in PERMISSIVE. Allowed: TCP to the app at the
+ *       original destination, then relay.
+ *
+ * Each connection takes a reference to the current material (TLS context
+ * and policy slice) when accepted: proxy_set_material() affects only new
+ * connections. One access-log line per connection (proxy_log_cb). */
+#ifndef CINCH_AGENT_PROXY_H
+#define CINCH_AGENT_PROXY_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "mtls.h"
+#include "policy.h"
+
+struct proxy_config {
+	const char *host; /* listen address, "0.0.0.0" or "::" */
+	uint16_t outbound_port, inbound_port;
+	unsigned connect_ms, handshake_ms, idle_ms;
+	unsigned max_conns;
+};
+
+/* What the access log says of one connection; strings borrowed for the
+ * call. */
+struct proxy_record {
+	const char *direction;		/* "outbound" or "inbound" */
+	const char *src, *dst;		/* "addr:port" */
+	const char *local_id, *peer_id; /* SPIFFE IDs; peer "" when plaintext */
+	const char *verdict, *rule, *reason;
+	const char *tls_version, *cipher; /* "" when plaintext */
+	uint64_t bytes_out, bytes_in;	  /* app -> peer, peer -> app */
+	double duration_s;
+	const char *end; /* "closed", "reset", "idle", "refused", ... */
+};
+
+typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);
+
+struct proxy;
+
+/* Listens on both ports. 0 and *out, or a libuv error. */
+int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
+		struct proxy **out) __attribute__((warn_unused_result));
+/* The material new connections use (references taken; NULL: none, and new
+ * connections are refused: fail closed). */
+void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice);
+/* Open connections. */
+unsigned proxy_conns(const struct proxy *p);
+/* Closes the listeners and every connection (run the loop afterwards). */
+void proxy_stop(struct proxy *p);
+
+#endif
