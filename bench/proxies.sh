@@ -9,6 +9,9 @@
 #   stunnel  a client stunnel in `client`, a server stunnel in `server`
 #   haproxy  the same with HAProxy (nbthread 1)
 #   nginx    the same with nginx's stream module (worker_processes 1)
+#   cinch    a cinch-agent in each pod (static mode), transparent: the
+#            client connects to the server's address and `cinch-agent init`
+#            rules send it through both agents (one event loop each)
 # Every peer runs one worker on the same two cores, side by side in one
 # run, ROUNDS times in turn; the table shows medians over the rounds.
 #
@@ -19,7 +22,7 @@
 # and under load (both sides summed), memory per idle connection (1,000
 # idle connections held open through the proxies).
 #
-#   bench/proxies.sh [--rounds N] [--seconds S] [--out FILE]
+#   bench/proxies.sh [--rounds N] [--seconds S] [--bin DIR] [--out FILE]
 # Needs root and the tools of `scripts/deps.sh bench`.
 set -euo pipefail
 
@@ -27,13 +30,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=3
 SECS=8
+BIN=$ROOT/build/release/bin
 OUT=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--seconds) SECS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N] [--seconds S] [--out FILE]" >&2; exit 2 ;;
+	--bin) BIN=$2; shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "proxies.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -199,15 +204,52 @@ start_nginx() {
 	done
 }
 
+start_cinch() {
+	cat >"$D/workloads.yaml" <<WL
+apiVersion: cinch.dev/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: bench}
+spec: {serviceAccount: client, addresses: ["$CLIENT_IP"]}
+---
+apiVersion: cinch.dev/v1alpha1
+kind: Workload
+metadata: {name: server, namespace: bench}
+spec: {serviceAccount: server, addresses: ["$SERVER_IP"]}
+---
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: server-from-client, namespace: bench}
+spec:
+  selector: {workloads: [server]}
+  ports: [8080, 5201]
+  from: [{identities: ["spiffe://cluster.local/ns/bench/sa/client"]}]
+WL
+	chmod 755 "$D"
+	chmod 644 "$D"/*.key "$D"/*.pem "$D/workloads.yaml"
+	for side in client server; do
+		in_$side "$BIN/cinch-agent" init >/dev/null
+		netns_spawn "proxy-$side" $side setpriv --reuid=1337 --regid=1337 --clear-groups \
+			"$BIN/cinch-agent" run --cert "$D/$side.pem" --key "$D/$side-key.pem" \
+			--bundle "$D/ca.pem" --workloads "$D/workloads.yaml" \
+			--policy "$D/workloads.yaml" --log-level warn
+	done
+}
+
 stop_peer() {
 	netns_kill proxy-client
 	netns_kill proxy-server
+	if [ "$1" = cinch ]; then
+		in_client "$BIN/cinch-agent" init --remove >/dev/null 2>&1
+		in_server "$BIN/cinch-agent" init --remove >/dev/null 2>&1
+	fi
 }
 
 # The URL and iperf3 target the load tools use for a peer.
-http_url() { [ "$1" = direct ] && echo "http://$SERVER_IP:8080/" || echo "http://127.0.0.1:9080/"; }
-http_url_hostport() { [ "$1" = direct ] && echo "$SERVER_IP 8080" || echo "127.0.0.1 9080"; }
-iperf_target() { [ "$1" = direct ] && echo "$SERVER_IP 5201" || echo "127.0.0.1 9201"; }
+# direct and cinch: the client connects to the server's own address.
+transparent() { [ "$1" = direct ] || [ "$1" = cinch ]; }
+http_url() { transparent "$1" && echo "http://$SERVER_IP:8080/" || echo "http://127.0.0.1:9080/"; }
+http_url_hostport() { transparent "$1" && echo "$SERVER_IP 8080" || echo "127.0.0.1 9080"; }
+iperf_target() { transparent "$1" && echo "$SERVER_IP 5201" || echo "127.0.0.1 9201"; }
 
 # RSS in KiB of the peer's processes (both sides, every process of each).
 peer_rss() {
@@ -304,13 +346,14 @@ main() {
 	pki
 	origin
 	local peers="direct stunnel haproxy nginx"
+	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	: >"$D/results"
 	for r in $(seq "$ROUNDS"); do
 		for p in $peers; do
 			[ "$p" = direct ] || "start_$p"
 			echo "round $r: $p" >&2
 			measure "$p" >>"$D/results" || true
-			[ "$p" = direct ] || stop_peer
+			[ "$p" = direct ] || stop_peer "$p"
 		done
 	done
 	python3 "$HERE/table.py" "$D/results" "$ROUNDS" "$SECS" | tee "${OUT:-/dev/null}"

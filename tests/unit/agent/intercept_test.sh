@@ -114,7 +114,11 @@ inpod "$PROBE" 15001 $((2 + v6)) &
 PIDS="$PIDS $!"
 inpod "$PROBE" 15006 1 &
 PIDS="$PIDS $!"
-for _ in $(seq 50); do inpod ss -ltn | grep -q ':15006 ' && break; sleep 0.1; done
+for _ in $(seq 100); do
+	l=$(inpod ss -ltnH)
+	grep -q ':15006 ' <<<"$l" && grep -q ':15001 ' <<<"$l" && break
+	sleep 0.1
+done
 check "IPv4 original destination" [ "$(get "$POD" 10.201.7.2 80)" = "10.201.7.2 80" ]
 check "another port, same peer" [ "$(get "$POD" 10.201.7.2 5432)" = "10.201.7.2 5432" ]
 check "inbound original destination" [ "$(get "$PEER" 10.201.7.1 8443)" = "10.201.7.1 8443" ]
