@@ -24,6 +24,7 @@
 #include "fswatch.h"
 #include "log.h"
 #include "mtls.h"
+#include "pemfile.h"
 #include "policy.h"
 #include "proxy.h"
 
@@ -35,24 +36,6 @@ struct agentd {
 	uv_signal_t sighup, sigterm, sigint;
 	char version[80];
 };
-
-static STACK_OF(X509) * agentd_read_certs(const char *path)
-{
-	BIO *b = BIO_new_file(path, "r");
-	STACK_OF(X509) *sk = b ? sk_X509_new_null() : NULL;
-	X509 *x;
-
-	while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-		if (!sk_X509_push(sk, x))
-			X509_free(x);
-	ERR_clear_error();
-	BIO_free(b);
-	if (sk && sk_X509_num(sk) == 0) {
-		sk_X509_free(sk);
-		sk = NULL;
-	}
-	return sk;
-}
 
 /* The local addresses, to find which workload this is: every interface's,
  * up or not yet (libuv's list skips links whose carrier is still being
@@ -81,7 +64,7 @@ static size_t agentd_addrs(struct sockaddr_storage *out, size_t max)
 /* Reads everything; on success, new connections use it. */
 static int agentd_load(struct agentd *a, const char *event)
 {
-	STACK_OF(X509) *chain = agentd_read_certs(a->cert), *roots = agentd_read_certs(a->bundle);
+	STACK_OF(X509) *chain = pemfile_certs(a->cert), *roots = pemfile_certs(a->bundle);
 	BIO *kb = BIO_new_file(a->key, "r");
 	EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
 	struct mtls_ctx *tls = NULL;

@@ -24,6 +24,7 @@
 
 #include "spiffe.h"
 #include "svid.h"
+#include "tlsbio.h"
 
 #define MTLS_SESSION_SLOTS     256
 #define MTLS_TICKET_LIFETIME_S 600
@@ -44,8 +45,7 @@ struct mtls_ctx {
 
 struct mtls_conn {
 	struct mtls_ctx *ctx;
-	SSL *ssl;
-	BIO *in, *out; /* owned by ssl */
+	SSL *ssl; /* with tlsbio's memory BIOs */
 	int client;
 	char expected[SPIFFE_ID_MAX + 1];
 	char peer[SPIFFE_ID_MAX + 1];
@@ -229,17 +229,11 @@ static int mtls_conn_new(struct mtls_ctx *ctx, int client, const char *expected,
 	if (!c)
 		return -ENOMEM;
 	c->ssl = SSL_new(client ? ctx->client : ctx->server);
-	c->in = BIO_new(BIO_s_mem());
-	c->out = BIO_new(BIO_s_mem());
-	if (!c->ssl || !c->in || !c->out || !SSL_set_ex_data(c->ssl, mtls_ex_index, c)) {
-		BIO_free(c->in);
-		BIO_free(c->out);
+	if (!c->ssl || !SSL_set_ex_data(c->ssl, mtls_ex_index, c) || tlsbio_attach(c->ssl) < 0) {
 		SSL_free(c->ssl);
 		free(c);
 		return -ENOMEM;
 	}
-	BIO_set_mem_eof_return(c->in, -1); /* empty means "more later" */
-	SSL_set_bio(c->ssl, c->in, c->out);
 	c->ctx = mtls_ctx_ref(ctx);
 	c->client = client;
 	if (client) {
@@ -280,7 +274,7 @@ void mtls_conn_free(struct mtls_conn *c)
 
 int mtls_conn_feed(struct mtls_conn *c, const uint8_t *data, size_t len)
 {
-	return BIO_write(c->in, data, (int)len) == (int)len ? 0 : -ENOMEM;
+	return tlsbio_feed(c->ssl, data, len);
 }
 
 /* A resumed session: its identity from the session's leaf, which was
@@ -324,47 +318,27 @@ int mtls_conn_handshake(struct mtls_conn *c, const char **why)
 
 int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len)
 {
-	int r = SSL_read(c->ssl, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
-	if (r > 0)
-		return r;
-	int e = SSL_get_error(c->ssl, r);
-	ERR_clear_error();
-	if (e == SSL_ERROR_WANT_READ)
-		return 0;
-	return e == SSL_ERROR_ZERO_RETURN ? -EPIPE : -EPROTO;
+	return tlsbio_read(c->ssl, buf, len);
 }
 
 int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
 {
-	while (len > 0) {
-		int chunk = len > 16384 ? 16384 : (int)len;
-		int r = SSL_write(c->ssl, data, chunk);
-		if (r <= 0) {
-			ERR_clear_error();
-			return -EPROTO;
-		}
-		data += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return tlsbio_write(c->ssl, data, len);
 }
 
 size_t mtls_conn_pending_out(const struct mtls_conn *c)
 {
-	return BIO_ctrl_pending(c->out);
+	return tlsbio_pending(c->ssl);
 }
 
 size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len)
 {
-	int r = BIO_read(c->out, buf, (int)(len > 1 << 30 ? 1 << 30 : len));
-	return r > 0 ? (size_t)r : 0;
+	return tlsbio_take(c->ssl, buf, len);
 }
 
 void mtls_conn_shutdown(struct mtls_conn *c)
 {
-	if (SSL_is_init_finished(c->ssl))
-		SSL_shutdown(c->ssl);
-	ERR_clear_error();
+	tlsbio_shutdown(c->ssl);
 }
 
 const char *mtls_conn_peer_id(const struct mtls_conn *c)

@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "pemfile.h"
 #include "spiffe.h"
 #include "svid.h"
 
@@ -24,24 +25,6 @@ static const char *ctl_cert_usage =
 	"\n"
 	"FILE holds the certificate (PEM), optionally followed by its chain.\n"
 	"--bundle: the trust bundle (PEM roots, e.g. `cinchctl bundle show --pem`).\n";
-
-static STACK_OF(X509) * ctl_cert_read(const char *path)
-{
-	BIO *b = BIO_new_file(path, "r");
-	STACK_OF(X509) *sk = b ? sk_X509_new_null() : NULL;
-	X509 *x;
-
-	while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-		if (!sk_X509_push(sk, x))
-			X509_free(x);
-	ERR_clear_error(); /* the end of the file */
-	BIO_free(b);
-	if (sk && sk_X509_num(sk) == 0) {
-		sk_X509_free(sk);
-		sk = NULL;
-	}
-	return sk;
-}
 
 static void ctl_cert_time(const char *label, const ASN1_TIME *t)
 {
@@ -99,7 +82,7 @@ int ctl_cert(int argc, char **argv)
 		fputs(ctl_cert_usage, stderr);
 		return 2;
 	}
-	certs = ctl_cert_read(argv[optind]);
+	certs = pemfile_certs(argv[optind]);
 	if (!certs) {
 		fprintf(stderr, "cinchctl: %s: no PEM certificate in it\n", argv[optind]);
 		goto out;
@@ -126,7 +109,7 @@ int ctl_cert(int argc, char **argv)
 	rc = 0;
 	if (!bundle_path)
 		goto out;
-	roots = ctl_cert_read(bundle_path);
+	roots = pemfile_certs(bundle_path);
 	store = X509_STORE_new();
 	ctx = X509_STORE_CTX_new();
 	if (!roots || !store || !ctx) {

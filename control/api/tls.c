@@ -10,6 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "tlsbio.h"
+
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;
 	int refs;
@@ -17,9 +19,8 @@ struct tls_ctx {
 
 struct tls_conn {
 	struct tls_ctx *ctx;
-	SSL *ssl;
-	BIO *in, *out; /* owned by ssl */
-	X509 *peer;    /* cached by tls_conn_get0_peer */
+	SSL *ssl;   /* with tlsbio's memory BIOs */
+	X509 *peer; /* cached by tls_conn_get0_peer */
 };
 
 /* RFC 7301: pick "h2" or refuse the connection. */
@@ -40,7 +41,7 @@ static int tls_alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen, co
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, X509_STORE *bundle,
+int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *bundle,
 		struct tls_ctx **out)
 {
 	struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -52,8 +53,9 @@ int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, X509_STORE *bu
 		goto out;
 	}
 	if (!SSL_CTX_set_min_proto_version(s, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION) || !SSL_CTX_use_certificate(s, cert) ||
-	    !SSL_CTX_use_PrivateKey(s, key) || !SSL_CTX_check_private_key(s))
+	    !SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION) ||
+	    !SSL_CTX_use_certificate(s, cert) || !SSL_CTX_use_PrivateKey(s, key) ||
+	    !SSL_CTX_check_private_key(s))
 		goto out;
 	for (size_t i = 0; chain && i < sk_X509_num(chain); i++)
 		if (!SSL_CTX_add1_chain_cert(s, sk_X509_value(chain, i)))
@@ -96,18 +98,11 @@ int tls_conn_new(struct tls_ctx *ctx, struct tls_conn **out)
 	if (!c)
 		return -ENOMEM;
 	c->ssl = SSL_new(ctx->ssl_ctx);
-	c->in = BIO_new(BIO_s_mem());
-	c->out = BIO_new(BIO_s_mem());
-	if (!c->ssl || !c->in || !c->out) {
-		BIO_free(c->in);
-		BIO_free(c->out);
+	if (!c->ssl || tlsbio_attach(c->ssl) < 0) {
 		SSL_free(c->ssl);
 		free(c);
 		return -ENOMEM;
 	}
-	/* An empty input BIO means "retry later", not end of file. */
-	BIO_set_mem_eof_return(c->in, -1);
-	SSL_set_bio(c->ssl, c->in, c->out);
 	SSL_set_accept_state(c->ssl);
 	c->ctx = ctx;
 	ctx->refs++;
@@ -127,7 +122,7 @@ void tls_conn_free(struct tls_conn *c)
 
 int tls_conn_feed(struct tls_conn *c, const uint8_t *data, size_t len)
 {
-	return BIO_write(c->in, data, (int)len) == (int)len ? 0 : -ENOMEM;
+	return tlsbio_feed(c->ssl, data, len);
 }
 
 int tls_conn_handshake(struct tls_conn *c, const char **why)
@@ -148,47 +143,27 @@ int tls_conn_handshake(struct tls_conn *c, const char **why)
 
 int tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t len)
 {
-	int r = SSL_read(c->ssl, buf, (int)len);
-	if (r > 0)
-		return r;
-	int e = SSL_get_error(c->ssl, r);
-	ERR_clear_error();
-	if (e == SSL_ERROR_WANT_READ)
-		return 0;
-	return e == SSL_ERROR_ZERO_RETURN ? -EPIPE : -EPROTO;
+	return tlsbio_read(c->ssl, buf, len);
 }
 
 int tls_conn_write(struct tls_conn *c, const uint8_t *data, size_t len)
 {
-	while (len > 0) {
-		int chunk = len > 16384 ? 16384 : (int)len;
-		int r = SSL_write(c->ssl, data, chunk);
-		if (r <= 0) {
-			ERR_clear_error();
-			return -EPROTO;
-		}
-		data += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return tlsbio_write(c->ssl, data, len);
 }
 
 size_t tls_conn_pending_out(const struct tls_conn *c)
 {
-	return BIO_ctrl_pending(c->out);
+	return tlsbio_pending(c->ssl);
 }
 
 size_t tls_conn_take_out(struct tls_conn *c, uint8_t *buf, size_t len)
 {
-	int r = BIO_read(c->out, buf, (int)len);
-	return r > 0 ? (size_t)r : 0;
+	return tlsbio_take(c->ssl, buf, len);
 }
 
 void tls_conn_shutdown(struct tls_conn *c)
 {
-	if (SSL_is_init_finished(c->ssl))
-		SSL_shutdown(c->ssl);
-	ERR_clear_error();
+	tlsbio_shutdown(c->ssl);
 }
 
 X509 *tls_conn_get0_peer(struct tls_conn *c)
@@ -198,7 +173,7 @@ X509 *tls_conn_get0_peer(struct tls_conn *c)
 	return c->peer;
 }
 
-STACK_OF(X509) *tls_conn_get0_peer_chain(const struct tls_conn *c)
+STACK_OF(X509) * tls_conn_get0_peer_chain(const struct tls_conn *c)
 {
 	return SSL_get_peer_cert_chain(c->ssl);
 }

@@ -20,7 +20,8 @@
  * fsutil_write_atomic):  <state>/ca/ca.key  ca.crt   (generated root only)
  *                        <state>/ca/bundle.pem bundle.seq (every root seen)
  *
- * This module and control/api/tls.c are the only places that call BoringSSL.
+ * In the control, this module and control/api/tls.c (with common/tlsbio.c)
+ * are the only places that call BoringSSL.
  * A struct ca is immutable after ca_open(), so the loop can share it freely. */
 #ifndef CINCH_CONTROL_CA_H
 #define CINCH_CONTROL_CA_H
