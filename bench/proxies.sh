@@ -225,7 +225,7 @@ spec:
   from: [{identities: ["spiffe://cluster.local/ns/bench/sa/client"]}]
 WL
 	chmod 755 "$D"
-	chmod 644 "$D"/*.key "$D"/*.pem "$D/workloads.yaml"
+	chmod 644 "$D"/*.pem "$D/workloads.yaml"
 	for side in client server; do
 		in_$side "$BIN/cinch-agent" init >/dev/null
 		netns_spawn "proxy-$side" $side setpriv --reuid=1337 --regid=1337 --clear-groups \
