@@ -17,24 +17,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <uv.h>
 
+#include "admin.h"
+#include "adminhttp.h"
 #include "fswatch.h"
 #include "log.h"
 #include "mtls.h"
 #include "pemfile.h"
 #include "policy.h"
 #include "proxy.h"
+#include "svid.h"
 
 struct agentd {
 	uv_loop_t *loop;
 	const char *cert, *key, *bundle, *workloads, *policy, *workload;
 	struct proxy *proxy;
+	struct adminhttp *admin;
+	struct admin_state st;
 	struct fswatch *watch;
 	uv_signal_t sighup, sigterm, sigint;
-	char version[80];
 };
 
 /* The local addresses, to find which workload this is: every interface's,
@@ -59,6 +64,25 @@ static size_t agentd_addrs(struct sockaddr_storage *out, size_t max)
 	}
 	freeifaddrs(ifs);
 	return k;
+}
+
+/* What /config and /metrics say of the material in use. */
+static void agentd_describe(struct agentd *a, X509 *leaf, const struct policy_slice *slice)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	int64_t na = 0;
+
+	snprintf(a->st.serial, sizeof(a->st.serial), "%s", hex ? hex : "");
+	OPENSSL_free(hex);
+	BN_free(bn);
+	svid_time_unix(X509_get0_notAfter(leaf), &na);
+	a->st.cert_not_after = na;
+	snprintf(a->st.spiffe_id, sizeof(a->st.spiffe_id), "%s", policy_slice_spiffe_id(slice));
+	snprintf(a->st.workload, sizeof(a->st.workload), "%s", policy_slice_workload(slice));
+	snprintf(a->st.policy_version, sizeof(a->st.policy_version), "%s",
+		 policy_slice_version(slice));
+	a->st.ready = 1;
 }
 
 /* Reads everything; on success, new connections use it. */
@@ -99,6 +123,7 @@ static int agentd_load(struct agentd *a, const char *event)
 		goto out;
 	}
 	proxy_set_material(a->proxy, tls, slice);
+	agentd_describe(a, sk_X509_value(chain, 0), slice);
 	log_event(LOG_LVL_INFO, event,
 		  json_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
 			    "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
@@ -120,7 +145,9 @@ out:
 
 static void agentd_access(void *arg, const struct proxy_record *r)
 {
-	(void)arg;
+	struct agentd *a = arg;
+
+	admin_count(&a->st, r);
 	log_event(
 		LOG_LVL_INFO, "connection",
 		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
@@ -146,6 +173,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 	}
 	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
 	proxy_stop(a->proxy);
+	adminhttp_stop(a->admin);
 	fswatch_stop(a->watch);
 	uv_close((uv_handle_t *)&a->sighup, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, NULL);
@@ -166,6 +194,7 @@ static void agentd_usage(FILE *out)
 		     "  --policy PATH        the policy documents (file or directory)\n"
 		     "  --workload NS/NAME   which workload this is (default: found by address)\n"
 		     "  --outbound-port N    (15001)   --inbound-port N (15006)\n"
+		     "  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
 		     "  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n");
 }
 
@@ -181,6 +210,7 @@ int agentd_main(int argc, char **argv)
 		{"outbound-port", required_argument, NULL, 'o'},
 		{"inbound-port", required_argument, NULL, 'i'},
 		{"idle-timeout", required_argument, NULL, 't'},
+		{"admin-port", required_argument, NULL, 'a'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -194,6 +224,7 @@ int agentd_main(int argc, char **argv)
 				  .idle_ms = 300000,
 				  .max_conns = 8192};
 	enum log_level lvl = LOG_LVL_INFO;
+	uint16_t admin_port = 15000;
 	int c;
 
 	optind = 1;
@@ -226,6 +257,9 @@ int agentd_main(int argc, char **argv)
 		case 't':
 			pc.idle_ms = (unsigned)atoi(optarg);
 			break;
+		case 'a':
+			admin_port = (uint16_t)atoi(optarg);
+			break;
 		case 'l':
 			if (log_level_parse(optarg, &lvl) < 0) {
 				agentd_usage(stderr);
@@ -253,7 +287,19 @@ int agentd_main(int argc, char **argv)
 			  json_pack("{s:s}", "error", uv_strerror(rc)));
 		return 1;
 	}
+	a.st.outbound_port = pc.outbound_port;
+	a.st.inbound_port = pc.inbound_port;
+	a.st.admin_port = admin_port;
+	if (admin_port &&
+	    (rc = admin_start(a.loop, "::", admin_port, &a.st, a.proxy, &a.admin)) < 0) {
+		log_event(LOG_LVL_ERROR, "listen_failed",
+			  json_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
+		proxy_stop(a.proxy);
+		uv_run(a.loop, UV_RUN_DEFAULT);
+		return 1;
+	}
 	if (agentd_load(&a, "agent_started") < 0) {
+		adminhttp_stop(a.admin);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;

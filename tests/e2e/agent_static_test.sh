@@ -156,6 +156,16 @@ check "api's agent refuses web on 9090" bash -c "! grep -q 'hello from api' '$L/
 check "the denial is logged with its rule-less reason" \
 	waitfor 5 grep -q '"peer_id":"spiffe://cluster.local/ns/shop/sa/web".*"verdict":"deny".*no rule allows' "$L/api.log"
 
+# --- the admin port (loopback is never captured)
+admin() { ip netns exec "$API" curl -s -m 5 "http://127.0.0.1:15000$1"; }
+check "api agent ready" [ "$(admin /ready)" = ready ]
+check "/config names the identity" grep -q '"spiffe_id": "spiffe://cluster.local/ns/shop/sa/api"' <<<"$(admin /config)"
+m=$(admin /metrics)
+check "/metrics counts the allowed inbound connection" \
+	grep -Eq '^cinch_agent_connections_total\{direction="inbound",verdict="allow"\} [1-9]' <<<"$m"
+check "/metrics counts denials by reason" grep -q '^cinch_agent_denials_total{reason="plaintext refused' <<<"$m"
+check "/metrics has the certificate expiry" grep -Eq '^cinch_agent_cert_expiry_timestamp_seconds [1-9]' <<<"$m"
+
 # --- a policy change denies new connections at once
 rm "$D/policy/allow.yaml"
 cat >"$D/policy/none.yaml" <<'Y'

@@ -1,0 +1,130 @@
+/* admin: see admin.h. */
+#include "admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "adminhttp.h"
+
+struct admin_ctx {
+	struct admin_state *st;
+	struct proxy *proxy;
+};
+
+void admin_count(struct admin_state *st, const struct proxy_record *r)
+{
+	int out = !strcmp(r->direction, "outbound");
+	int v = !strcmp(r->verdict, "allow") ? 0 : !strcmp(r->verdict, "deny") ? 1 : 2;
+
+	st->conns[out][v]++;
+	st->bytes_out += r->bytes_out;
+	st->bytes_in += r->bytes_in;
+	if (v != 1 || !r->reason || !*r->reason)
+		return;
+	for (int i = 0; i < ADMIN_MAX_REASONS; i++) {
+		if (!st->denials[i].reason || !strcmp(st->denials[i].reason, r->reason)) {
+			st->denials[i].reason = r->reason; /* static text, see admin.h */
+			st->denials[i].n++;
+			return;
+		}
+	}
+}
+
+static char *admin_metrics(const struct admin_ctx *a)
+{
+	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
+	const struct admin_state *st = a->st;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, "# HELP cinch_agent_connections_total Connections ended, by direction and "
+		   "verdict.\n"
+		   "# TYPE cinch_agent_connections_total counter\n");
+	for (int d = 0; d < 2; d++)
+		for (int v = 0; v < 3; v++)
+			fprintf(f,
+				"cinch_agent_connections_total{direction=\"%s\",verdict=\"%s\"} "
+				"%llu\n",
+				d ? "outbound" : "inbound", verdicts[v],
+				(unsigned long long)st->conns[d][v]);
+	fprintf(f, "# HELP cinch_agent_denials_total Refused connections, by reason.\n"
+		   "# TYPE cinch_agent_denials_total counter\n");
+	for (int i = 0; i < ADMIN_MAX_REASONS && st->denials[i].reason; i++) {
+		fprintf(f, "cinch_agent_denials_total{reason=\"");
+		for (const char *p = st->denials[i].reason; *p; p++)
+			fputs(*p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : (char[]){*p, 0}, f);
+		fprintf(f, "\"} %llu\n", (unsigned long long)st->denials[i].n);
+	}
+	fprintf(f,
+		"# HELP cinch_agent_bytes_total Bytes relayed, by direction.\n"
+		"# TYPE cinch_agent_bytes_total counter\n"
+		"cinch_agent_bytes_total{direction=\"out\"} %llu\n"
+		"cinch_agent_bytes_total{direction=\"in\"} %llu\n"
+		"# HELP cinch_agent_open_connections Connections open now.\n"
+		"# TYPE cinch_agent_open_connections gauge\n"
+		"cinch_agent_open_connections %u\n"
+		"# HELP cinch_agent_cert_expiry_timestamp_seconds The workload certificate's "
+		"notAfter.\n"
+		"# TYPE cinch_agent_cert_expiry_timestamp_seconds gauge\n"
+		"cinch_agent_cert_expiry_timestamp_seconds %lld\n"
+		"# HELP cinch_agent_policy_info The policy version enforced.\n"
+		"# TYPE cinch_agent_policy_info gauge\n"
+		"cinch_agent_policy_info{version=\"%s\"} 1\n",
+		(unsigned long long)st->bytes_out, (unsigned long long)st->bytes_in,
+		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static void admin_serve(void *arg, const char *method, const char *path,
+			struct adminhttp_response *out)
+{
+	struct admin_ctx *a = arg;
+	const struct admin_state *st = a->st;
+	(void)method;
+
+	out->status = 200;
+	if (!strcmp(path, "/live")) {
+		out->body = strdup("live\n");
+	} else if (!strcmp(path, "/ready")) {
+		out->status = st->ready ? 200 : 503;
+		out->body = strdup(st->ready ? "ready\n" : "not ready: no certificate or policy\n");
+	} else if (!strcmp(path, "/metrics")) {
+		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		out->body = admin_metrics(a);
+	} else if (!strcmp(path, "/config")) {
+		json_t *j = json_pack(
+			"{s:s, s:s, s:s, s:I, s:s, s:{s:i, s:i, s:i}, s:b}", "spiffe_id",
+			st->spiffe_id, "workload", st->workload, "cert_serial", st->serial,
+			"cert_not_after", (json_int_t)st->cert_not_after, "policy_version",
+			st->policy_version, "ports", "outbound", st->outbound_port, "inbound",
+			st->inbound_port, "admin", st->admin_port, "ready", st->ready);
+		out->content_type = "application/json";
+		out->body = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		json_decref(j);
+	} else {
+		out->status = 404;
+		out->body = strdup("not found\n");
+	}
+	out->len = out->body ? strlen(out->body) : 0;
+}
+
+int admin_start(uv_loop_t *loop, const char *host, uint16_t port, struct admin_state *st,
+		struct proxy *p, struct adminhttp **out)
+{
+	static struct admin_ctx ctx; /* one admin port per process */
+	int bound;
+
+	ctx.st = st;
+	ctx.proxy = p;
+	return adminhttp_start(loop, host, port, admin_serve, &ctx, out, &bound);
+}

@@ -1,0 +1,42 @@
+/* admin: the agent's admin port (15000, plain HTTP/1.1 on common/adminhttp):
+ *   /live     200 while the process runs
+ *   /ready    200 once a certificate and a policy are loaded, else 503
+ *   /metrics  Prometheus text: connections by direction and verdict,
+ *             denials by reason, bytes by direction, open connections,
+ *             certificate expiry, policy version
+ *   /config   JSON: identity, workload, certificate serial and expiry,
+ *             policy version, ports
+ * The counters are fed by agentd from the access log records. */
+#ifndef CINCH_AGENT_ADMIN_H
+#define CINCH_AGENT_ADMIN_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "proxy.h"
+
+#define ADMIN_MAX_REASONS 32
+
+struct admin_state {
+	int ready;
+	char spiffe_id[2100], workload[256], serial[64], policy_version[80];
+	int64_t cert_not_after;
+	uint16_t outbound_port, inbound_port, admin_port;
+	uint64_t conns[2][3];	      /* [outbound?][allow, deny, audit-deny] */
+	uint64_t bytes_out, bytes_in; /* app -> peer, peer -> app */
+	struct {
+		const char *reason; /* static strings of the proxy and the policy */
+		uint64_t n;
+	} denials[ADMIN_MAX_REASONS];
+};
+
+/* Counts one finished connection. */
+void admin_count(struct admin_state *st, const struct proxy_record *r);
+
+struct adminhttp;
+/* Serves `st` (borrowed) and the proxy's open connections on host:port.
+ * 0 and *out, or a libuv error. */
+int admin_start(uv_loop_t *loop, const char *host, uint16_t port, struct admin_state *st,
+		struct proxy *p, struct adminhttp **out) __attribute__((warn_unused_result));
+
+#endif
