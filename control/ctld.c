@@ -29,10 +29,12 @@
 #include "ca/ca.h"
 #include "duration.h"
 #include "fsutil.h"
+#include "inject.h"
 #include "log.h"
 #include "spiffe.h"
 #include "token/token.h"
 #include "version.h"
+#include "webhook.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
 
@@ -58,6 +60,11 @@ enum {
 	OPT_IDLE_TIMEOUT,
 	OPT_LOG_LEVEL,
 	OPT_CHECK_CONFIG,
+	OPT_WEBHOOK_PORT,
+	OPT_WEBHOOK_CERT,
+	OPT_WEBHOOK_KEY,
+	OPT_INJECT_IMAGE,
+	OPT_INJECT_CLASSIC,
 };
 
 static const struct option ctld_opts[] = {
@@ -82,6 +89,11 @@ static const struct option ctld_opts[] = {
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+	{"webhook-port", required_argument, NULL, OPT_WEBHOOK_PORT},
+	{"webhook-cert", required_argument, NULL, OPT_WEBHOOK_CERT},
+	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
+	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
+	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
 	{0},
 };
 
@@ -115,6 +127,13 @@ static void ctld_usage(FILE *out)
 		"  --max-streams N          concurrent streams per connection (64)\n"
 		"  --max-connections N      open connections (4096)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
+		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
+		"                           --listen host (15017; 0: off); runs when\n"
+		"  --webhook-cert FILE --webhook-key FILE\n"
+		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
+		"                           reloaded when the files change\n"
+		"  --inject-agent-image IMG the agent image the webhook injects\n"
+		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
 		"  --check-config           validate the flags and --config file, then exit\n"
@@ -261,6 +280,23 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 			break;
 		*(opt == OPT_HS_TIMEOUT ? &cfg->handshake_ms : &cfg->idle_ms) = (unsigned)v;
 		return 0;
+	case OPT_WEBHOOK_PORT:
+		if ((v = ctld_number(arg, 0, 65535)) < 0)
+			break;
+		cfg->webhook_port = (int)v;
+		return 0;
+	case OPT_WEBHOOK_CERT:
+		cfg->webhook_cert = arg;
+		return 0;
+	case OPT_WEBHOOK_KEY:
+		cfg->webhook_key = arg;
+		return 0;
+	case OPT_INJECT_IMAGE:
+		cfg->inject_image = arg;
+		return 0;
+	case OPT_INJECT_CLASSIC:
+		cfg->inject_classic = 1;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &lvl) < 0)
 			break;
@@ -335,6 +371,7 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
 		.idle_ms = GRPC_IDLE_MS_DEFAULT,
 		.log_level = LOG_LVL_INFO,
+		.webhook_port = WEBHOOK_DEFAULT_PORT,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -359,7 +396,12 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		if (rc != 0)
 			return rc < 0 ? rc : -EINVAL;
 	}
-	return ctld_getopt(argc, argv, cfg, NULL);
+	rc = ctld_getopt(argc, argv, cfg, NULL);
+	if (rc == 0 && !cfg->webhook_cert != !cfg->webhook_key) {
+		fprintf(stderr, "cinch-control: --webhook-cert and --webhook-key go together\n");
+		return -EINVAL;
+	}
+	return rc;
 }
 
 /* ---- the running daemon */
@@ -375,6 +417,8 @@ struct ctld {
 	struct grpc_server *grpc;
 	struct adminhttp *admin;
 	struct ctlsock *ctl;
+	struct inject_config inject;
+	struct webhook *webhook;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t cert_timer;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
@@ -551,6 +595,8 @@ static void ctld_stop(struct ctld *d)
 	grpc_server_stop(d->grpc);
 	adminhttp_stop(d->admin);
 	ctlsock_stop(d->ctl);
+	webhook_stop(d->webhook);
+	d->webhook = NULL;
 	d->grpc = NULL;
 	d->admin = NULL;
 	d->ctl = NULL;
@@ -567,11 +613,48 @@ static void ctld_signal(uv_signal_t *s, int signum)
 	ctld_stop(d);
 }
 
+/* The injection webhook, on the gRPC listen host, when it has a
+ * certificate (port 0 or no --webhook-cert: off, *port stays 0). */
+static int ctld_start_webhook(struct ctld *d, int *port)
+{
+	const struct ctld_config *cfg = d->cfg;
+	char host[128];
+	const char *why = NULL;
+	int grpc_port, rc;
+
+	if (cfg->webhook_port == 0 || !cfg->webhook_cert)
+		return 0;
+	inject_config_defaults(&d->inject);
+	d->inject.trust_domain = ca_trust_domain(d->ca);
+	if (cfg->inject_image)
+		d->inject.agent_image = cfg->inject_image;
+	d->inject.native_sidecar = !cfg->inject_classic;
+	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
+		return -EINVAL; /* checked before the gRPC server started */
+	struct webhook_config wc = {
+		.host = host,
+		.port = cfg->webhook_port,
+		.cert_path = cfg->webhook_cert,
+		.key_path = cfg->webhook_key,
+		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
+		.max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
+		.max_streams = WEBHOOK_MAX_STREAMS_DEFAULT,
+		.request_ms = WEBHOOK_REQUEST_MS_DEFAULT,
+		.idle_ms = WEBHOOK_IDLE_MS_DEFAULT,
+		.inject = &d->inject,
+	};
+	if ((rc = webhook_start(d->loop, &wc, &d->webhook, port, &why)) < 0)
+		log_event(LOG_LVL_ERROR, "webhook_failed",
+			  json_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
+				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+	return rc;
+}
+
 static int ctld_start(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
 	char host[128], sock[PATH_MAX];
-	int port, grpc_port, admin_port, rc;
+	int port, grpc_port, admin_port, webhook_port = 0, rc;
 	const char *why = NULL;
 
 	struct ca_config cc = {
@@ -653,6 +736,8 @@ static int ctld_start(struct ctld *d)
 				    uv_strerror(rc)));
 		return rc;
 	}
+	if ((rc = ctld_start_webhook(d, &webhook_port)) < 0)
+		return rc;
 	snprintf(sock, sizeof(sock), "%s/admin.sock", cfg->state_dir);
 	if ((rc = ctlsock_start(d->loop, sock, ctld_ctl_cb, d, &d->ctl)) < 0) {
 		log_event(LOG_LVL_ERROR, "admin_socket_failed",
@@ -670,10 +755,10 @@ static int ctld_start(struct ctld *d)
 	uv_signal_start(&d->sigint, ctld_signal, SIGINT);
 	d->ready = 1;
 	log_event(LOG_LVL_INFO, "control_started",
-		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I}", "trust_domain",
+		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I}", "trust_domain",
 			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
-			    grpc_port, "admin_port", admin_port, "admin_socket", sock, "state_dir",
-			    cfg->state_dir, "bundle_sequence",
+			    grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
+			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
 			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
 			    (json_int_t)ca_not_after(d->ca)));
 	return 0;
@@ -691,6 +776,7 @@ int ctld_run(const struct ctld_config *cfg)
 		grpc_server_stop(d.grpc);
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
+		webhook_stop(d.webhook);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	tls_ctx_unref(d.tls);
