@@ -30,6 +30,7 @@
 #include "duration.h"
 #include "fsutil.h"
 #include "inject.h"
+#include "kapi.h"
 #include "log.h"
 #include "spiffe.h"
 #include "token/token.h"
@@ -65,6 +66,9 @@ enum {
 	OPT_WEBHOOK_KEY,
 	OPT_INJECT_IMAGE,
 	OPT_INJECT_CLASSIC,
+	OPT_KUBE_API,
+	OPT_KUBE_CA,
+	OPT_KUBE_TOKEN,
 };
 
 static const struct option ctld_opts[] = {
@@ -94,6 +98,9 @@ static const struct option ctld_opts[] = {
 	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
 	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
 	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
+	{"kube-api", required_argument, NULL, OPT_KUBE_API},
+	{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
+	{"kube-token", required_argument, NULL, OPT_KUBE_TOKEN},
 	{0},
 };
 
@@ -134,6 +141,15 @@ static void ctld_usage(FILE *out)
 		"                           reloaded when the files change\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
 		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
+		"  --kube-api URL|in-cluster\n"
+		"                           authenticate agents by their projected\n"
+		"                           service-account token (TokenReview, audience\n"
+		"                           cinch) on this API server; in-cluster: from\n"
+		"                           KUBERNETES_SERVICE_HOST/PORT and the pod's\n"
+		"                           service-account files\n"
+		"  --kube-ca FILE --kube-token FILE\n"
+		"                           the API server's CA and our bearer token file\n"
+		"                           (with a URL)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
 		"  --check-config           validate the flags and --config file, then exit\n"
@@ -297,6 +313,15 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_INJECT_CLASSIC:
 		cfg->inject_classic = 1;
 		return 0;
+	case OPT_KUBE_API:
+		cfg->kube_api = arg;
+		return 0;
+	case OPT_KUBE_CA:
+		cfg->kube_ca = arg;
+		return 0;
+	case OPT_KUBE_TOKEN:
+		cfg->kube_token = arg;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &lvl) < 0)
 			break;
@@ -401,6 +426,11 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		fprintf(stderr, "cinch-control: --webhook-cert and --webhook-key go together\n");
 		return -EINVAL;
 	}
+	if (rc == 0 && cfg->kube_api && strcmp(cfg->kube_api, "in-cluster") != 0 &&
+	    (!cfg->kube_ca || !cfg->kube_token)) {
+		fprintf(stderr, "cinch-control: --kube-api URL needs --kube-ca and --kube-token\n");
+		return -EINVAL;
+	}
 	return rc;
 }
 
@@ -419,6 +449,8 @@ struct ctld {
 	struct ctlsock *ctl;
 	struct inject_config inject;
 	struct webhook *webhook;
+	struct kapi *kapi;
+	struct auth_k8s_config k8s_auth;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t cert_timer;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
@@ -598,6 +630,9 @@ static void ctld_stop(struct ctld *d)
 	webhook_stop(d->webhook);
 	d->webhook = NULL;
 	d->grpc = NULL;
+	if (d->kapi)
+		kapi_close(d->kapi, NULL, NULL); /* ends the token reviews in flight */
+	d->kapi = NULL;
 	d->admin = NULL;
 	d->ctl = NULL;
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
@@ -648,6 +683,37 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 			  json_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
 				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
 	return rc;
+}
+
+/* The Kubernetes API client behind service-account token authentication
+ * (--kube-api; none: Kubernetes tokens are refused as not configured). */
+static int ctld_start_kube(struct ctld *d)
+{
+	const struct ctld_config *cfg = d->cfg;
+	struct kapi_config kc;
+	const char *why = NULL;
+	int rc;
+
+	if (!cfg->kube_api)
+		return 0;
+	rc = strcmp(cfg->kube_api, "in-cluster") == 0
+		     ? kapi_config_in_cluster(&kc, &why)
+		     : kapi_config_explicit(&kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token,
+					    &why);
+	if (rc == 0) {
+		rc = kapi_new(d->loop, &kc, &d->kapi);
+		why = "cannot create the API client";
+		kapi_config_cleanup(&kc);
+	}
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "kube_api_failed",
+			  json_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
+		return rc;
+	}
+	d->k8s_auth =
+		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
+	d->svc.k8s.impl = &d->k8s_auth;
+	return 0;
 }
 
 static int ctld_start(struct ctld *d)
@@ -703,6 +769,8 @@ static int ctld_start(struct ctld *d)
 		.k8s = {&auth_k8s_ops, NULL},
 		.metrics = &d->metrics,
 	};
+	if ((rc = ctld_start_kube(d)) < 0)
+		return rc;
 
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &port) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
@@ -777,6 +845,8 @@ int ctld_run(const struct ctld_config *cfg)
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
 		webhook_stop(d.webhook);
+		if (d.kapi)
+			kapi_close(d.kapi, NULL, NULL);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	tls_ctx_unref(d.tls);

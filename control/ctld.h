@@ -30,6 +30,8 @@ struct ctld_config {
 	const char *webhook_cert, *webhook_key; /* NULL: webhook off */
 	const char *inject_image;		/* NULL: inject.h's default */
 	int inject_classic;			/* classic sidecar, not native */
+	const char *kube_api;			/* URL or "in-cluster"; NULL: off */
+	const char *kube_ca, *kube_token;	/* with a URL */
 	int check_only;				/* --check-config: validate, print "ok", exit */
 };
 
