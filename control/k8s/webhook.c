@@ -1,12 +1,8 @@
-/* webhook: see webhook.h.
+/* webhook: see webhook.h. TCP, TLS, timeouts and the write path are
+ * api/tlsserver.c's; this file is the HTTP on top (struct wconn, the
+ * connection's protocol state) and the certificate reload.
  *
- * A connection goes HANDSHAKE -> H1 or H2 -> (closed). wconn_advance() is
- * the one driver, called after every read and every finished write: it
- * runs the TLS handshake, then feeds plaintext to the HTTP/1.1 request
- * reader or to nghttp2, then moves the output through TLS to the socket.
- * Everything ends in wconn_finalize(c, reason), idempotent; the TCP handle
- * and the timer close together and the connection is freed when the
- * second close callback runs.
+ * After the handshake a connection is HTTP/2 (ALPN "h2") or HTTP/1.1.
  *
  * HTTP/1.1: the head is read up to WEBHOOK_MAX_HEAD, checked (method,
  * path, length, type) before any of the body is read, then the body up to
@@ -29,33 +25,22 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "adminhttp.h"
 #include "api/tls.h"
+#include "api/tlsserver.h"
 #include "fswatch.h"
 #include "log.h"
 
-#define WH_READ_BUF	    16384
-#define WH_WRITE_HIGH	    (256 * 1024)
 #define WH_RELOAD_SETTLE_MS 200
 #define WH_LINGER_MS	    1000
 
-enum wconn_state {
-	WCONN_ST_HANDSHAKE = 0,
-	WCONN_ST_H1,
-	WCONN_ST_H2,
-};
-
 struct webhook {
-	uv_tcp_t tcp;
 	struct webhook_config cfg; /* cert_path and key_path point to ours */
 	char *cert_path, *key_path;
-	struct tls_ctx *tls; /* for new connections */
+	struct tlsserver *srv;
 	struct fswatch *watch;
-	struct stat cert_st, key_st; /* what the context was loaded from */
-	struct wconn *conns;
-	unsigned n_conns;
-	size_t buffered; /* request bytes held by all connections */
-	int refs;	 /* the listener + each connection */
-	int stopping;
+	struct stat cert_st, key_st; /* what the TLS context was loaded from */
+	size_t buffered;	     /* request bytes held by all connections */
 };
 
 /* One HTTP/1.1 request being read. */
@@ -69,21 +54,13 @@ struct wh1 {
 	int lingering;
 };
 
+/* The protocol state of one connection (tlsconn_data). */
 struct wconn {
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	struct webhook *srv;
-	struct wconn *next, **pprev;
-	struct tls_conn *tls;
-	nghttp2_session *h2;
+	struct tlsconn *tc;
+	struct webhook *w;
+	nghttp2_session *h2;	 /* NULL: HTTP/1.1 */
 	struct wstream *streams; /* open HTTP/2 streams, freed with c */
 	struct wh1 h1;
-	enum wconn_state state;
-	size_t inflight; /* bytes handed to uv_write, not yet written */
-	int reading;
-	int closing;
-	int pending_closes;
-	char addr[64];
 };
 
 /* One HTTP/2 request. */
@@ -102,58 +79,6 @@ struct wstream {
 	char status_s[4], len_s[24];
 	const char *resp_type;
 };
-
-struct wwrite {
-	uv_write_t req;
-	struct wconn *c;
-	size_t len;
-	uint8_t data[];
-};
-
-static void wconn_advance(struct wconn *c);
-
-static const char *wconn_state_name(enum wconn_state s)
-{
-	switch (s) {
-	case WCONN_ST_HANDSHAKE:
-		return "handshake";
-	case WCONN_ST_H1:
-		return "http/1.1";
-	case WCONN_ST_H2:
-		return "h2";
-	}
-	return "?";
-}
-
-static const char *wh_reason_phrase(int status)
-{
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 411:
-		return "Length Required";
-	case 413:
-		return "Content Too Large";
-	case 415:
-		return "Unsupported Media Type";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Internal Server Error";
-	}
-}
 
 /* ---- the answer, whatever the transport */
 
@@ -322,16 +247,6 @@ int webhook_h1_parse(const char *buf, size_t len, struct webhook_h1_head *h)
 
 /* ---- connection lifetime */
 
-static void webhook_unref(struct webhook *w)
-{
-	if (--w->refs > 0)
-		return;
-	tls_ctx_unref(w->tls);
-	free(w->cert_path);
-	free(w->key_path);
-	free(w);
-}
-
 static void wstream_free(struct webhook *w, struct wstream *st)
 {
 	*st->pprev = st->next;
@@ -343,44 +258,18 @@ static void wstream_free(struct webhook *w, struct wstream *st)
 	free(st);
 }
 
-static void wconn_close_cb(uv_handle_t *h)
+static void wconn_free(struct tlsconn *tc)
 {
-	struct wconn *c = h->data;
-	if (--c->pending_closes > 0)
+	struct wconn *c = tlsconn_data(tc);
+	if (!c)
 		return;
 	/* nghttp2_session_del does not run the stream close callback. */
 	nghttp2_session_del(c->h2);
 	while (c->streams)
-		wstream_free(c->srv, c->streams);
-	tls_conn_free(c->tls);
-	c->srv->buffered -= c->h1.cap;
+		wstream_free(c->w, c->streams);
+	c->w->buffered -= c->h1.cap;
 	free(c->h1.buf);
-	struct webhook *w = c->srv;
-	w->n_conns--;
 	free(c);
-	webhook_unref(w);
-}
-
-static void wconn_finalize(struct wconn *c, const char *reason)
-{
-	if (c->closing)
-		return;
-	c->closing = 1;
-	log_event(LOG_LVL_DEBUG, "webhook_conn_closed",
-		  json_pack("{s:s, s:s, s:s}", "peer", c->addr, "state", wconn_state_name(c->state),
-			    "reason", reason));
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	c->pending_closes = 2;
-	uv_close((uv_handle_t *)&c->tcp, wconn_close_cb);
-	uv_close((uv_handle_t *)&c->timer, wconn_close_cb);
-}
-
-static void wconn_timeout_cb(uv_timer_t *t)
-{
-	struct wconn *c = t->data;
-	wconn_finalize(c, c->state == WCONN_ST_H2 ? "idle_timeout" : "request_timeout");
 }
 
 /* Grows a request buffer to hold `want` bytes, within the server budget. */
@@ -402,44 +291,6 @@ static int wh_reserve(struct webhook *w, char **buf, size_t *cap, size_t want)
 	return 0;
 }
 
-/* ---- output: plaintext -> TLS -> socket */
-
-static void wconn_write_cb(uv_write_t *req, int status)
-{
-	struct wwrite *wr = req->data;
-	struct wconn *c = wr->c;
-	c->inflight -= wr->len;
-	free(wr);
-	if (c->closing)
-		return;
-	if (status < 0) {
-		wconn_finalize(c, "write_error");
-		return;
-	}
-	wconn_advance(c);
-}
-
-static int wconn_send_tls(struct wconn *c)
-{
-	size_t n = tls_conn_pending_out(c->tls);
-	if (n == 0)
-		return 0;
-	struct wwrite *wr = malloc(sizeof(*wr) + n);
-	if (!wr)
-		return -ENOMEM;
-	wr->c = c;
-	wr->len = tls_conn_take_out(c->tls, wr->data, n);
-	wr->req.data = wr;
-	uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
-	int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, wconn_write_cb);
-	if (rc < 0) {
-		free(wr);
-		return rc;
-	}
-	c->inflight += wr->len;
-	return 0;
-}
-
 /* ---- HTTP/1.1 */
 
 /* Queues the whole answer, then close_notify. */
@@ -449,13 +300,13 @@ static int wh1_respond(struct wconn *c, int status, const char *ctype, const cha
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
 			 "Connection: close\r\n\r\n",
-			 status, wh_reason_phrase(status), ctype, len,
+			 status, adminhttp_reason(status), ctype, len,
 			 status == 405 ? "Allow: POST\r\n" : "");
 	c->h1.answered = 1;
-	if (tls_conn_write(c->tls, (const uint8_t *)head, (size_t)n) < 0 ||
-	    tls_conn_write(c->tls, (const uint8_t *)body, len) < 0)
+	if (tlsconn_write(c->tc, (const uint8_t *)head, (size_t)n) < 0 ||
+	    tlsconn_write(c->tc, (const uint8_t *)body, len) < 0)
 		return -EPROTO;
-	tls_conn_shutdown(c->tls);
+	tls_conn_shutdown(tlsconn_tls(c->tc));
 	return 0;
 }
 
@@ -463,8 +314,8 @@ static void wh_log(struct wconn *c, const char *proto, const char *method, const
 		   int status)
 {
 	log_event(status == 200 ? LOG_LVL_DEBUG : LOG_LVL_INFO, "webhook_request",
-		  json_pack("{s:s, s:s, s:s, s:s, s:i}", "peer", c->addr, "proto", proto, "method",
-			    method, "path", path, "status", status));
+		  json_pack("{s:s, s:s, s:s, s:s, s:i}", "peer", tlsconn_peer(c->tc), "proto",
+			    proto, "method", method, "path", path, "status", status));
 }
 
 static int wh1_error(struct wconn *c, int status, const char *text)
@@ -487,17 +338,17 @@ static int wh1_check_head(struct wconn *c)
 		return wh1_error(c, st, text);
 	if (h->clen < 0)
 		return wh1_error(c, 411, "length required: send the body with Content-Length");
-	if ((unsigned long long)h->clen > c->srv->cfg.max_body)
+	if ((unsigned long long)h->clen > c->w->cfg.max_body)
 		return wh1_error(c, 413,
 				 "content too large: the AdmissionReview exceeds the limit");
-	int rc = wh_reserve(c->srv, &c->h1.buf, &c->h1.cap, h->head_len + (size_t)h->clen + 1);
+	int rc = wh_reserve(c->w, &c->h1.buf, &c->h1.cap, h->head_len + (size_t)h->clen + 1);
 	if (rc == -ENOBUFS)
 		return wh1_error(c, 503, "busy: too many request bodies held, retry");
 	if (rc < 0)
 		return rc;
 	if (h->expect_continue) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-		if (tls_conn_write(c->tls, (const uint8_t *)cont, sizeof(cont) - 1) < 0)
+		if (tlsconn_write(c->tc, (const uint8_t *)cont, sizeof(cont) - 1) < 0)
 			return -EPROTO;
 	}
 	return 0;
@@ -511,7 +362,7 @@ static int wh1_dispatch(struct wconn *c)
 	const char *ctype;
 	char *body;
 	size_t blen;
-	int rc = webhook_answer(c->srv->cfg.inject, r->head.method, r->head.path, r->head.ctype,
+	int rc = webhook_answer(c->w->cfg.inject, r->head.method, r->head.path, r->head.ctype,
 				r->buf + r->head.head_len, (size_t)r->head.clen, &status, &ctype,
 				&body, &blen);
 	if (rc < 0)
@@ -536,7 +387,7 @@ static int wh1_input(struct wconn *c, const uint8_t *data, size_t n)
 		size_t take = n < room - r->len ? n : room - r->len;
 		if (take == 0)
 			break;
-		rc = wh_reserve(c->srv, &r->buf, &r->cap, r->len + take);
+		rc = wh_reserve(c->w, &r->buf, &r->cap, r->len + take);
 		if (rc == -ENOBUFS)
 			return wh1_error(c, 503, "busy: too many request bodies held, retry");
 		if (rc < 0)
@@ -680,12 +531,12 @@ static int wh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, con
 
 	if (!st || st->answered)
 		return 0;
-	if (st->len + len > c->srv->cfg.max_body)
+	if (st->len + len > c->w->cfg.max_body)
 		return wh2_error(c, st, 413,
 				 "content too large: the AdmissionReview exceeds the limit") < 0
 			       ? NGHTTP2_ERR_CALLBACK_FAILURE
 			       : 0;
-	int rc = wh_reserve(c->srv, &st->buf, &st->cap, st->len + len);
+	int rc = wh_reserve(c->w, &st->buf, &st->cap, st->len + len);
 	if (rc == -ENOBUFS)
 		return wh2_error(c, st, 503, "busy: too many request bodies held, retry") < 0
 			       ? NGHTTP2_ERR_CALLBACK_FAILURE
@@ -703,7 +554,7 @@ static int wh2_dispatch(struct wconn *c, struct wstream *st)
 	const char *ctype;
 	char *body;
 	size_t len;
-	if (webhook_answer(c->srv->cfg.inject, st->method, st->path, st->ctype, st->buf, st->len,
+	if (webhook_answer(c->w->cfg.inject, st->method, st->path, st->ctype, st->buf, st->len,
 			   &status, &ctype, &body, &len) < 0)
 		return -ENOMEM;
 	return wh2_respond(c, st, status, ctype, body, len);
@@ -722,7 +573,7 @@ static int wh2_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, vo
 		int code = wh_precheck(st->method, st->path, st->ctype, &text);
 		if (code)
 			rc = wh2_error(c, st, code, text);
-		else if (st->clen > 0 && (unsigned long long)st->clen > c->srv->cfg.max_body)
+		else if (st->clen > 0 && (unsigned long long)st->clen > c->w->cfg.max_body)
 			rc = wh2_error(c, st, 413,
 				       "content too large: the AdmissionReview exceeds the limit");
 	}
@@ -740,7 +591,7 @@ static int wh2_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_c
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
-	wstream_free(c->srv, st);
+	wstream_free(c->w, st);
 	return 0;
 }
 
@@ -748,7 +599,7 @@ static int wh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 {
 	struct wconn *c = ud;
 	log_event(LOG_LVL_INFO, "webhook_h2_error",
-		  json_pack("{s:s, s:s%}", "peer", c->addr, "error", msg, len));
+		  json_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
 	return 0;
 }
 
@@ -767,192 +618,89 @@ static int wconn_start_h2(struct wconn *c)
 	nghttp2_session_callbacks_set_error_callback2(cbs, wh2_error_cb);
 	if (nghttp2_session_server_new(&c->h2, cbs, c) == 0) {
 		const nghttp2_settings_entry iv[] = {
-			{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->srv->cfg.max_streams},
+			{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->w->cfg.max_streams},
 			{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, WEBHOOK_MAX_HEAD},
 		};
 		rc = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2) == 0 ? 0 : -ENOMEM;
 	}
 	nghttp2_session_callbacks_del(cbs);
-	if (rc == 0) {
-		c->state = WCONN_ST_H2;
-		uv_timer_start(&c->timer, wconn_timeout_cb, c->srv->cfg.idle_ms,
-			       c->srv->cfg.idle_ms);
-	}
+	if (rc == 0)
+		tlsconn_set_timeout(c->tc, c->w->cfg.idle_ms, 1, "idle_timeout");
 	return rc;
 }
 
-/* ---- the driver */
+/* ---- tlsserver's ops */
 
-static void wconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static int wconn_start(struct tlsconn *tc)
 {
-	static char slab[65536]; /* one loop thread; consumed before the next read */
-	*buf = uv_buf_init(slab, sizeof(slab));
+	struct wconn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->tc = tc;
+	c->w = tlsconn_owner(tc);
+	tlsconn_set_data(tc, c);
+	if (tls_conn_is_h2(tlsconn_tls(tc)))
+		return wconn_start_h2(c);
+	tlsconn_set_timeout(tc, c->w->cfg.request_ms, 0, "request_timeout");
+	return 0;
 }
 
-static void wconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static int wconn_input(struct tlsconn *tc, const uint8_t *data, size_t len)
 {
-	struct wconn *c = s->data;
-	if (n == 0)
-		return;
-	if (n < 0) {
-		wconn_finalize(c, n == UV_EOF ? "peer_closed" : "read_error");
-		return;
+	struct wconn *c = tlsconn_data(tc);
+	if (!c->h2)
+		return wh1_input(c, data, len);
+	if (nghttp2_session_mem_recv(c->h2, data, len) < 0) {
+		tlsconn_close(tc, "h2_protocol_error");
+		return -EPROTO;
 	}
-	if (tls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
-		wconn_finalize(c, "out_of_memory");
-		return;
-	}
-	if (c->state == WCONN_ST_H2)
-		uv_timer_again(&c->timer);
-	wconn_advance(c);
+	return 0;
 }
 
 /* Moves nghttp2's output into TLS while the socket keeps up. */
-static int wconn_flush_h2(struct wconn *c)
+static int wconn_flush(struct tlsconn *tc)
 {
-	while (c->inflight + tls_conn_pending_out(c->tls) < WH_WRITE_HIGH) {
+	struct wconn *c = tlsconn_data(tc);
+	while (c->h2 && tlsconn_room(tc) > 0) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 		if (n < 0)
 			return -EPROTO;
 		if (n == 0)
 			break;
-		if (tls_conn_write(c->tls, data, (size_t)n) < 0)
+		if (tlsconn_write(tc, data, (size_t)n) < 0)
 			return -EPROTO;
 	}
 	return 0;
 }
 
-static void wconn_advance(struct wconn *c)
+static const char *wconn_done(struct tlsconn *tc)
 {
-	const char *why = "";
-	uint8_t buf[WH_READ_BUF];
-	int r;
-
-	if (c->state == WCONN_ST_HANDSHAKE) {
-		r = tls_conn_handshake(c->tls, &why);
-		if (r < 0) {
-			wconn_send_tls(c); /* the alert, best effort */
-			log_event(LOG_LVL_INFO, "webhook_handshake_failed",
-				  json_pack("{s:s, s:s}", "peer", c->addr, "why", why));
-			wconn_finalize(c, "handshake_failed");
-			return;
-		}
-		if (r == TLS_HS_DONE) {
-			if (tls_conn_is_h2(c->tls)) {
-				if (wconn_start_h2(c) < 0) {
-					wconn_finalize(c, "out_of_memory");
-					return;
-				}
-			} else {
-				c->state = WCONN_ST_H1;
-			}
-		}
-	}
-	while (c->state != WCONN_ST_HANDSHAKE && !c->closing) {
-		r = tls_conn_read(c->tls, buf, sizeof(buf));
-		if (r == 0)
-			break;
-		if (r < 0) {
-			wconn_finalize(c, r == -EPIPE ? "tls_close_notify" : "tls_error");
-			return;
-		}
-		if (c->state == WCONN_ST_H1)
-			r = wh1_input(c, buf, (size_t)r);
-		else
-			r = nghttp2_session_mem_recv(c->h2, buf, (size_t)r) < 0 ? -EPROTO : 0;
-		if (r < 0) {
-			wconn_finalize(c, c->state == WCONN_ST_H2 ? "h2_protocol_error"
-								  : "out_of_memory");
-			return;
-		}
-	}
-	if (c->closing)
-		return;
-	if ((c->h2 && wconn_flush_h2(c) < 0) || wconn_send_tls(c) < 0) {
-		wconn_finalize(c, "write_error");
-		return;
-	}
-	int want_read = c->inflight < WH_WRITE_HIGH;
-	if (want_read != c->reading) {
-		if (want_read)
-			uv_read_start((uv_stream_t *)&c->tcp, wconn_alloc_cb, wconn_read_cb);
-		else
-			uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = want_read;
-	}
-	if (c->inflight > 0)
-		return;
-	if (c->state == WCONN_ST_H1 && c->h1.answered && !c->h1.early) {
-		wconn_finalize(c, "answered");
-	} else if (c->state == WCONN_ST_H1 && c->h1.answered && !c->h1.lingering) {
+	struct wconn *c = tlsconn_data(tc);
+	if (c->h2)
+		return !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)
+			       ? "h2_done"
+			       : NULL;
+	if (!c->h1.answered)
+		return NULL;
+	if (!c->h1.early)
+		return "answered";
+	if (!c->h1.lingering) {
 		c->h1.lingering = 1;
-		uv_timer_start(&c->timer, wconn_timeout_cb, WH_LINGER_MS, 0);
-	} else if (c->h2 && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
-		wconn_finalize(c, "h2_done");
+		tlsconn_set_timeout(tc, WH_LINGER_MS, 0, "answered_early");
+	}
+	return NULL;
 }
 
-/* ---- listener */
+static const struct tlsserver_ops webhook_ops = {
+	.start = wconn_start,
+	.input = wconn_input,
+	.flush = wconn_flush,
+	.done = wconn_done,
+	.free = wconn_free,
+};
 
-static void wconn_peer_name(struct wconn *c)
-{
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN] = "unknown";
-	int port = 0;
-
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		} else {
-			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		}
-	}
-	snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
-		 port);
-}
-
-static void webhook_connection_cb(uv_stream_t *server, int status)
-{
-	struct webhook *w = server->data;
-	struct wconn *c;
-
-	if (status < 0 || !(c = calloc(1, sizeof(*c))))
-		return;
-	c->srv = w;
-	w->refs++;
-	w->n_conns++;
-	uv_tcp_init(server->loop, &c->tcp);
-	uv_timer_init(server->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->next = w->conns;
-	if (c->next)
-		c->next->pprev = &c->next;
-	c->pprev = &w->conns;
-	w->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		wconn_finalize(c, "accept_failed");
-		return;
-	}
-	wconn_peer_name(c);
-	if (w->n_conns > w->cfg.max_conns) {
-		log_event(
-			LOG_LVL_WARN, "webhook_conn_refused",
-			json_pack("{s:s, s:s}", "peer", c->addr, "reason", "too_many_connections"));
-		wconn_finalize(c, "too_many_connections");
-		return;
-	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	if (tls_conn_new(w->tls, &c->tls) < 0 ||
-	    uv_timer_start(&c->timer, wconn_timeout_cb, w->cfg.request_ms, 0) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, wconn_alloc_cb, wconn_read_cb) < 0) {
-		wconn_finalize(c, "out_of_memory");
-		return;
-	}
-	c->reading = 1;
-}
+/* ---- the server and its certificate */
 
 /* Whether either file is another one than the context was loaded from.
  * The watch is on the files' directories, which may see other changes
@@ -978,7 +726,7 @@ static void webhook_reload_cb(void *arg)
 {
 	struct webhook *w = arg;
 	struct tls_ctx *tls;
-	struct stat cert = { 0 }, key = { 0 };
+	struct stat cert = {0}, key = {0};
 	const char *why = NULL;
 
 	if (!webhook_files_changed(w, &cert, &key))
@@ -991,89 +739,77 @@ static void webhook_reload_cb(void *arg)
 				    "error", why));
 		return;
 	}
-	tls_ctx_unref(w->tls);
-	w->tls = tls;
+	tlsserver_set_tls(w->srv, tls);
+	tls_ctx_unref(tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_reloaded",
 		  json_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
+}
+
+static void webhook_free(void *arg)
+{
+	struct webhook *w = arg;
+	free(w->cert_path);
+	free(w->key_path);
+	free(w);
 }
 
 int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webhook **out,
 		  int *port, const char **why)
 {
 	struct webhook *w = calloc(1, sizeof(*w));
-	struct sockaddr_storage ss;
-	int rc, len = sizeof(ss);
+	struct tls_ctx *tls = NULL;
+	int rc = -ENOMEM;
 
-	if (!w) {
-		*why = "out of memory";
+	*why = "out of memory";
+	if (!w)
 		return -ENOMEM;
-	}
 	w->cfg = *cfg;
 	w->cfg.host = NULL;
-	w->refs = 1;
 	w->cert_path = strdup(cfg->cert_path);
 	w->key_path = strdup(cfg->key_path);
 	w->cfg.cert_path = w->cert_path;
 	w->cfg.key_path = w->key_path;
-	if (!w->cert_path || !w->key_path) {
-		*why = "out of memory";
-		rc = -ENOMEM;
+	if (!w->cert_path || !w->key_path)
 		goto fail;
-	}
 	webhook_files_changed(w, &w->cert_st, &w->key_st);
-	if ((rc = tls_ctx_new_https_files(w->cert_path, w->key_path, &w->tls, why)) < 0)
+	if ((rc = tls_ctx_new_https_files(w->cert_path, w->key_path, &tls, why)) < 0)
 		goto fail;
-	if ((rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss)) < 0 &&
-	    (rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss)) < 0) {
-		*why = "the listen address is not a numeric IPv4 or IPv6 address";
-		goto fail;
-	}
 	const char *paths[] = {w->cert_path, w->key_path};
 	if ((rc = fswatch_start(loop, paths, 2, WH_RELOAD_SETTLE_MS, webhook_reload_cb, w,
 				&w->watch)) < 0) {
 		*why = "cannot watch the certificate files";
 		goto fail;
 	}
-	if ((rc = uv_tcp_init(loop, &w->tcp)) < 0) {
+	struct tlsserver_config sc = {
+		.host = cfg->host,
+		.port = cfg->port,
+		.max_conns = cfg->max_conns,
+		.handshake_ms = cfg->request_ms,
+		.name = "webhook",
+	};
+	if ((rc = tlsserver_start(loop, &sc, &webhook_ops, tls, w, &w->srv, port)) < 0) {
 		*why = uv_strerror(rc);
 		fswatch_stop(w->watch);
 		goto fail;
 	}
-	w->tcp.data = w;
-	if ((rc = uv_tcp_bind(&w->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&w->tcp, 128, webhook_connection_cb)) < 0 ||
-	    (rc = uv_tcp_getsockname(&w->tcp, (struct sockaddr *)&ss, &len)) < 0) {
-		*why = uv_strerror(rc);
-		webhook_stop(w);
-		return rc;
-	}
-	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	tls_ctx_unref(tls);
 	*out = w;
 	return 0;
 fail:
-	webhook_unref(w);
+	tls_ctx_unref(tls);
+	webhook_free(w);
 	return rc;
-}
-
-static void webhook_close_cb(uv_handle_t *h)
-{
-	webhook_unref(h->data);
 }
 
 void webhook_stop(struct webhook *w)
 {
-	if (!w || w->stopping)
+	if (!w)
 		return;
-	w->stopping = 1;
 	fswatch_stop(w->watch);
-	w->watch = NULL;
-	while (w->conns)
-		wconn_finalize(w->conns, "server_stopping");
-	uv_close((uv_handle_t *)&w->tcp, webhook_close_cb);
+	tlsserver_stop(w->srv, webhook_free);
 }
 
 unsigned webhook_conns(const struct webhook *w)
 {
-	return w->n_conns;
+	return tlsserver_conns(w->srv);
 }

@@ -4,9 +4,10 @@
  * Service maps 443 to our port, 15017 by default) and expects an
  * AdmissionReview back with HTTP 200.
  *
- * Transport: TCP, TLS 1.3 (api/tls.h's HTTPS context: certificate and key
- * from PEM files, reloaded when they change on disk, e.g. a cert-manager
- * Secret mount; connections keep the context they started with), then
+ * Transport: api/tlsserver.h (TCP, TLS 1.3 with api/tls.h's HTTPS
+ * context: certificate and key from PEM files, reloaded when they change
+ * on disk, e.g. a cert-manager Secret mount; connections keep the context
+ * they started with), then
  * HTTP/2 when ALPN chose "h2" (what the API server uses) or HTTP/1.1
  * otherwise (one request per connection, answered with Connection: close).
  *
