@@ -128,18 +128,18 @@ static void auth_k8s_review_cb(void *arg, int status, const struct tokenreview_i
 			reason = "k8s_identity_invalid";
 		} else if (p->want[0] && strcmp(p->want, res.id) != 0) {
 			code = GRPC_PERMISSION_DENIED;
-			snprintf(msg, sizeof(msg), "the service-account token grants %s only",
+			snprintf(msg, sizeof(msg), "the service-account token grants %.250s only",
 				 res.id);
 			reason = "identity_not_granted";
 		}
 	} else if (status == -EACCES) {
 		code = GRPC_UNAUTHENTICATED;
-		snprintf(msg, sizeof(msg), "kubernetes token refused: %s", why);
+		snprintf(msg, sizeof(msg), "kubernetes token refused: %.280s", why);
 		reason = "k8s_token_refused";
 	} else {
 		/* Not a verdict on the token: the agent may retry. */
 		code = GRPC_UNAVAILABLE;
-		snprintf(msg, sizeof(msg), "cannot validate the kubernetes token now: %s", why);
+		snprintf(msg, sizeof(msg), "cannot validate the kubernetes token now: %.270s", why);
 		reason = "k8s_api_unavailable";
 	}
 	p->done(p->arg, code, &res, msg, reason);
