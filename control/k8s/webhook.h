@@ -30,10 +30,9 @@
  *   503  the server-wide buffer budget (WEBHOOK_BUDGET) is spent
  *
  * Limits: max_conns open connections (more are closed on accept),
- * max_streams concurrent HTTP/2 streams per connection, request_ms for an
- * HTTP/1.1 connection to complete its TLS handshake and request (and for
- * an HTTP/2 connection its handshake), idle_ms for an HTTP/2 connection
- * without bytes received.
+ * max_streams concurrent HTTP/2 streams per connection, request_ms for
+ * the TLS handshake and then again for an HTTP/1.1 request to arrive
+ * whole, idle_ms for an HTTP/2 connection without bytes received.
  *
  * The server owns its connections; webhook_stop() closes everything and
  * the memory goes in close callbacks (run the loop afterwards). */
