@@ -64,6 +64,7 @@ enum {
 	OPT_WEBHOOK_PORT,
 	OPT_WEBHOOK_CERT,
 	OPT_WEBHOOK_KEY,
+	OPT_WEBHOOK_MAX_CONNS,
 	OPT_INJECT_IMAGE,
 	OPT_INJECT_CLASSIC,
 	OPT_KUBE_API,
@@ -96,6 +97,7 @@ static const struct option ctld_opts[] = {
 	{"webhook-port", required_argument, NULL, OPT_WEBHOOK_PORT},
 	{"webhook-cert", required_argument, NULL, OPT_WEBHOOK_CERT},
 	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
+	{"webhook-max-connections", required_argument, NULL, OPT_WEBHOOK_MAX_CONNS},
 	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
 	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
 	{"kube-api", required_argument, NULL, OPT_KUBE_API},
@@ -139,6 +141,7 @@ static void ctld_usage(FILE *out)
 		"  --webhook-cert FILE --webhook-key FILE\n"
 		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
 		"                           reloaded when the files change\n"
+		"  --webhook-max-connections N  open webhook connections (256)\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
 		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
 		"  --kube-api URL|in-cluster\n"
@@ -301,6 +304,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 			break;
 		cfg->webhook_port = (int)v;
 		return 0;
+	case OPT_WEBHOOK_MAX_CONNS:
+		if ((v = ctld_number(arg, 1, 100000)) < 0)
+			break;
+		cfg->webhook_max_conns = (unsigned)v;
+		return 0;
 	case OPT_WEBHOOK_CERT:
 		cfg->webhook_cert = arg;
 		return 0;
@@ -397,6 +405,7 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.idle_ms = GRPC_IDLE_MS_DEFAULT,
 		.log_level = LOG_LVL_INFO,
 		.webhook_port = WEBHOOK_DEFAULT_PORT,
+		.webhook_max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -672,7 +681,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 		.cert_path = cfg->webhook_cert,
 		.key_path = cfg->webhook_key,
 		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
-		.max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
+		.max_conns = cfg->webhook_max_conns,
 		.max_streams = WEBHOOK_MAX_STREAMS_DEFAULT,
 		.request_ms = WEBHOOK_REQUEST_MS_DEFAULT,
 		.idle_ms = WEBHOOK_IDLE_MS_DEFAULT,

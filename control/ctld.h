@@ -26,7 +26,8 @@ struct ctld_config {
 	size_t max_msg;
 	unsigned max_streams, max_conns, handshake_ms, idle_ms;
 	int log_level;
-	int webhook_port;			/* 0: off */
+	int webhook_port; /* 0: off */
+	unsigned webhook_max_conns;
 	const char *webhook_cert, *webhook_key; /* NULL: webhook off */
 	const char *inject_image;		/* NULL: inject.h's default */
 	int inject_classic;			/* classic sidecar, not native */

@@ -15,6 +15,10 @@ with the openssl CLI), then:
     body (413), a chunked HTTP/1.1 body (501), a request that is not HTTP
     (400), plain TCP garbage instead of TLS (closed), a silent
     connection (closed at the request timeout);
+  - two reviews multiplexed on one HTTP/2 connection (the API server
+    reuses its connections);
+  - --webhook-max-connections 8: with 8 connections held open, the 9th is
+    closed at once, and one is served again once they are gone;
   - openssl s_client: TLS 1.3, ALPN h2 and http/1.1 both chosen, the
     chain verifies for <service>.<namespace>.svc and not for another name;
   - the certificate files replaced on disk: new connections get the new
@@ -30,6 +34,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -236,6 +241,54 @@ def check_reload(port, tmp, ca, pem, key):
     check(code == 200, "served with the reloaded certificate (%s)" % err.strip())
 
 
+def check_multiplexed(port):
+    body = open(os.path.join(FIXTURES, "rs_pod.json"), "rb").read()
+    url = "https://%s:%d/inject" % (HOST, port)
+    out = run(["curl", "-sS", "--http2", "--parallel", "--max-time", "20", "--cacert", CA_PEM,
+               "--resolve", "%s:%d:127.0.0.1" % (HOST, port), "-H",
+               "Content-Type: application/json", "--data-binary", "@-",
+               "-w", "\n%{http_code} %{http_version} %{num_connects}\n",
+               url, url], input=body).stdout.decode()
+    tails = re.findall(r"^(\d+) (\S+) (\d+)$", out, re.M)
+    check(len(tails) == 2 and all(t[:2] == ("200", "2") for t in tails),
+          "two reviews on HTTP/2 in parallel: %s" % tails)
+    check(sum(int(t[2]) for t in tails) == 1, "both on one connection: %s" % tails)
+    check(out.count('"uid":"705ab4f5-6393-11e8-b7cc-42010a800002"') == 2, "both answered")
+
+
+def tls_connect(port):
+    ctx = ssl.create_default_context(cafile=CA_PEM)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname=HOST)
+
+
+def check_max_connections(port):
+    held = []
+    try:
+        for _ in range(8):
+            held.append(tls_connect(port))
+        try:
+            extra = tls_connect(port)
+            extra.settimeout(2)
+            refused = extra.recv(1) == b""  # closed after the handshake
+            extra.close()
+        except socket.timeout:
+            refused = False  # accepted: waiting for a request
+        except (ssl.SSLError, ConnectionError):
+            refused = True  # closed during the handshake
+        check(refused, "the 9th connection is closed while 8 are open")
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.time() + 10
+    code = 0
+    while time.time() < deadline and code != 200:
+        code, _, _, _ = curl(port, "--http2",
+                             open(os.path.join(FIXTURES, "rs_pod.json"), "rb").read())
+        time.sleep(0.1)
+    check(code == 200, "served again once the held connections are gone")
+
+
 def check_silent_connection(port):
     t0 = time.time()
     with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
@@ -262,7 +315,8 @@ def main():
         proc = subprocess.Popen(
             [CONTROL, "--state-dir", os.path.join(tmp, "state"), "--listen", "127.0.0.1:0",
              "--admin-listen", "127.0.0.1:0", "--webhook-port", str(port), "--webhook-cert",
-             pem, "--webhook-key", key, "--log-level", "debug"],
+             pem, "--webhook-key", key, "--webhook-max-connections", "8",
+             "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=log)
         try:
             deadline = time.time() + 20
@@ -278,6 +332,8 @@ def main():
             check_tls(port)
             check_fixtures(port, tmp)
             check_bad_input(port)
+            check_multiplexed(port)
+            check_max_connections(port)
             check_silent_connection(port)
             check_reload(port, tmp, ca, pem, key)
             check(proc.poll() is None, "cinch-control still running after all of it")
