@@ -630,6 +630,7 @@ static int ctld_start(struct ctld *d)
 		.host = host,
 		.port = port,
 		.max_msg = cfg->max_msg,
+		.max_queue = GRPC_MAX_QUEUE_DEFAULT,
 		.max_streams = cfg->max_streams,
 		.max_conns = cfg->max_conns,
 		.handshake_ms = cfg->handshake_ms,
