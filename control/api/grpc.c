@@ -99,10 +99,9 @@ struct gcall {
 	uint8_t *buf; /* the request */
 	size_t len, cap;
 	int bad_method, bad_ct;
-	int answered;  /* a response was submitted to nghttp2 */
-	int deferred;  /* the data provider is waiting for gcall_send/finish */
-	int finished;  /* the status is set: no more messages */
-	int sent_data; /* some DATA went out: the status must be trailers */
+	int answered; /* a response was submitted to nghttp2 */
+	int deferred; /* the data provider is waiting for gcall_send/finish */
+	int finished; /* the status is set: no more messages */
 	int code;
 	char message[256]; /* percent-encoded grpc-message */
 	uint8_t *q;	   /* framed response messages not yet given to nghttp2 */
@@ -398,12 +397,12 @@ static ssize_t gcall_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size
 
 	if (n > len)
 		n = len;
-	memcpy(buf, st->q + st->q_off, n);
-	st->q_off += n;
+	if (n) {
+		memcpy(buf, st->q + st->q_off, n);
+		st->q_off += n;
+	}
 	if (st->q_off == st->q_len)
 		st->q_off = st->q_len = 0;
-	if (n)
-		st->sent_data = 1;
 	if (st->q_len == 0 && st->finished) {
 		char code_s[8];
 		snprintf(code_s, sizeof(code_s), "%d", st->code);
