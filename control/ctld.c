@@ -63,6 +63,7 @@ enum {
 	OPT_CHECK_CONFIG,
 	OPT_REGISTRY,
 	OPT_POLICY,
+	OPT_MAX_QUEUE,
 };
 
 static const struct option ctld_opts[] = {
@@ -89,6 +90,7 @@ static const struct option ctld_opts[] = {
 	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
 	{"registry", required_argument, NULL, OPT_REGISTRY},
 	{"policy", required_argument, NULL, OPT_POLICY},
+	{"max-stream-queue", required_argument, NULL, OPT_MAX_QUEUE},
 	{0},
 };
 
@@ -124,6 +126,8 @@ static void ctld_usage(FILE *out)
 		"                           re-read on change and on SIGHUP\n"
 		"  --max-message BYTES      largest request message (65536)\n"
 		"  --max-streams N          concurrent streams per connection (64)\n"
+		"  --max-stream-queue BYTES unsent bytes per Watch before it ends with\n"
+		"                           RESOURCE_EXHAUSTED (1048576)\n"
 		"  --max-connections N      open connections (4096)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
@@ -263,6 +267,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 			break;
 		cfg->max_msg = (size_t)v;
 		return 0;
+	case OPT_MAX_QUEUE:
+		if ((v = ctld_number(arg, 256, 64 << 20)) < 0)
+			break;
+		cfg->max_queue = (size_t)v;
+		return 0;
 	case OPT_MAX_STREAMS:
 		if ((v = ctld_number(arg, 1, 1000)) < 0)
 			break;
@@ -368,6 +377,7 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.ttl_min_s = CA_TTL_MIN_S,
 		.ttl_max_s = CA_TTL_MAX_S,
 		.max_msg = GRPC_MAX_MSG_DEFAULT,
+		.max_queue = GRPC_MAX_QUEUE_DEFAULT,
 		.max_streams = GRPC_MAX_STREAMS_DEFAULT,
 		.max_conns = GRPC_MAX_CONNS_DEFAULT,
 		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
@@ -718,7 +728,7 @@ static int ctld_start(struct ctld *d)
 		.host = host,
 		.port = port,
 		.max_msg = cfg->max_msg,
-		.max_queue = GRPC_MAX_QUEUE_DEFAULT,
+		.max_queue = cfg->max_queue,
 		.max_streams = cfg->max_streams,
 		.max_conns = cfg->max_conns,
 		.handshake_ms = cfg->handshake_ms,

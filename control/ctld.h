@@ -24,7 +24,7 @@ struct ctld_config {
 	const char *server_ips[CTLD_MAX_NAMES];
 	size_t n_dns, n_ips;
 	long svid_ttl_s, ttl_min_s, ttl_max_s;
-	size_t max_msg;
+	size_t max_msg, max_queue;
 	unsigned max_streams, max_conns, handshake_ms, idle_ms;
 	int log_level;
 	int check_only; /* --check-config: validate, print "ok", exit */

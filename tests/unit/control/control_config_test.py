@@ -9,7 +9,9 @@ stream within a second; an invalid edit sends nothing and logs the error
 with file:line:column, and a later valid edit works; the stream outlives
 the idle timeout (2 s here); a Watch for another identity's workload is
 PERMISSION_DENIED, one without a client certificate UNAUTHENTICATED;
-removing the workload ends the stream with NOT_FOUND; a cancelled stream
+removing the workload ends the stream with NOT_FOUND; a snapshot larger
+than --max-stream-queue (1 KiB here) ends its Watch with
+RESOURCE_EXHAUSTED instead of being queued; a cancelled stream
 and a closed connection leave nothing behind (cinch-control runs under
 ASan in the check build and must stop cleanly); --check-config refuses an
 invalid policy with its place.
@@ -44,7 +46,15 @@ apiVersion: cinch.dev/v1alpha1
 kind: Workload
 metadata: {name: api, namespace: shop, labels: {app: api}}
 spec: {serviceAccount: api, addresses: ["10.1.0.2"]}
-"""
+---
+apiVersion: cinch.dev/v1alpha1
+kind: Workload
+metadata:
+  name: big
+  namespace: shop
+  labels: {%s}
+spec: {serviceAccount: big, addresses: ["10.1.0.3"]}
+""" % ", ".join("k%02d: value-%02d-padding-padding" % (i, i) for i in range(40))
 
 # web is allowed to call api on `port`: web's snapshot lists api as a peer
 # with that port, so changing it changes web's slice.
@@ -90,6 +100,19 @@ class Stream:
             return None, None
 
 
+def refused(fn, code, what):
+    """fn() must raise an RpcError with `code`."""
+    try:
+        fn()
+        check(False, "%s: the call succeeded" % what)
+    except grpc.RpcError as e:
+        check(e.code() == code, "%s: %s" % (what, e))
+
+
+def first_msg(stream):
+    return next(iter(stream))
+
+
 def peer_port(snap, name):
     for p in snap.peers:
         if p.name == name:
@@ -108,7 +131,8 @@ def main():
     pb, pbg = stubs(tmp)
     from cinch.v1 import config_pb2, config_pb2_grpc
     check_config(tmp, reg, pol)
-    ctl = Control(state, ["--registry", reg, "--policy", pol, "--idle-timeout", "2s"])
+    ctl = Control(state, ["--registry", reg, "--policy", pol, "--idle-timeout", "2s",
+                          "--max-stream-queue", "1024"])
     try:
         run(tmp, state, reg, pol, pb, pbg, config_pb2, config_pb2_grpc, ctl)
         check(ctl.stop() == 0, "cinch-control stops cleanly (no leak, no ASan report)")
@@ -230,25 +254,15 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
               "the stream outlives the idle timeout: %r" % (snap4,))
 
         # Another identity's workload; no client certificate.
-        try:
-            next(iter(stub.Watch(cpb.WatchRequest(workload="shop/api"), timeout=10)))
-            check(False, "Watch for api with web's certificate must fail")
-        except grpc.RpcError as e:
-            check(e.code() == grpc.StatusCode.PERMISSION_DENIED,
-                  "another identity's workload: PERMISSION_DENIED: %s" % e)
+        refused(lambda: first_msg(stub.Watch(cpb.WatchRequest(workload="shop/api"), timeout=10)),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "another identity's workload: PERMISSION_DENIED")
         with grpc.secure_channel(target, anon) as ach:
-            try:
-                next(iter(cpbg.ConfigStub(ach).Watch(cpb.WatchRequest(), timeout=10)))
-                check(False, "Watch without a certificate must fail")
-            except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
-                      "no client certificate: UNAUTHENTICATED: %s" % e)
-            try:
-                cpbg.ConfigStub(ach).Report(cpb.ReportRequest(applied_version="x"), timeout=10)
-                check(False, "Report without a certificate must fail")
-            except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
-                      "Report without a certificate: UNAUTHENTICATED: %s" % e)
+            astub = cpbg.ConfigStub(ach)
+            refused(lambda: first_msg(astub.Watch(cpb.WatchRequest(), timeout=10)),
+                    grpc.StatusCode.UNAUTHENTICATED, "Watch without a client certificate")
+            refused(lambda: astub.Report(cpb.ReportRequest(applied_version="x"), timeout=10),
+                    grpc.StatusCode.UNAUTHENTICATED, "Report without a client certificate")
 
         # A second watch, cancelled by the client; the next publish must
         # not touch it (ASan would catch a dangling watch).
@@ -273,9 +287,25 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
         check(isinstance(end, grpc.RpcError) and end.code() == grpc.StatusCode.NOT_FOUND,
               "workload removed: NOT_FOUND: %r" % (end,))
 
-    # A watch whose connection just closes (channel closed mid-stream).
+    # web and big back in the registry.
     write(os.path.join(reg, "workloads.yaml"), REGISTRY)
     time.sleep(0.5)
+
+    # big's slice (40 labels) is more than the stream may queue.
+    bkey = ec.generate_private_key(ec.SECP256R1())
+    bresp, err = call(pb, pbg, ctl.grpc_port, bundle,
+                      pb.SignRequest(csr=csr_for(bkey), credential=pb.Credential(
+                          join_token=token(state, "shop/big"))))
+    check(err is None, "an SVID for shop/big: %s" % err)
+    bcreds = grpc.ssl_channel_credentials(root_certificates=bundle, private_key=pem_key(bkey),
+                                          certificate_chain=der_to_pem(bresp.cert_chain[0]))
+    with grpc.secure_channel(target, bcreds) as bch:
+        refused(lambda: first_msg(cpbg.ConfigStub(bch).Watch(cpb.WatchRequest(), timeout=10)),
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "over the queue bound: RESOURCE_EXHAUSTED")
+    big = [x for x in status(state)["workloads"] if x["workload"] == "shop/big"]
+    check(big and big[0]["connected"] == 0, "and its watch is closed: %s" % big)
+
+    # A watch whose connection just closes (channel closed mid-stream).
     ch = grpc.secure_channel(target, mtls)
     st3 = Stream(cpbg.ConfigStub(ch), cpb.WatchRequest())
     _, s3 = st3.next(10)
