@@ -17,7 +17,6 @@
 #include "mesh/hub.h"
 
 struct cwatch {
-	struct config_service *svc;
 	struct gcall *call;
 	struct hub_watch *w; /* NULL once the hub closed it */
 	char peer_id[SPIFFE_ID_MAX + 1];
@@ -78,7 +77,6 @@ static void cwatch_close_cb(void *arg)
 	struct cwatch *cw = arg;
 
 	hub_watch_close(cw->w);
-	cw->svc->open_watches--;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
 	free(cw);
@@ -108,19 +106,16 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 		msg = "out of memory";
 		goto out;
 	}
-	cw->svc = svc;
 	cw->call = call;
 	memcpy(cw->peer_id, who.id, sizeof(cw->peer_id));
 	snprintf(cw->addr, sizeof(cw->addr), "%s", peer.addr);
 	/* The hub may send the first snapshot before it returns: the call
 	 * queues it, and the close callback is in place before anything. */
 	gcall_on_close(call, cwatch_close_cb, cw);
-	svc->open_watches++;
 	code = hub_watch_open(svc->hub, who.id, peer.ip, wr->workload, wr->known_version,
 			      cwatch_send_cb, cwatch_gone_cb, cw, &cw->w, &msg);
 	if (code != GRPC_OK) {
 		gcall_on_close(call, NULL, NULL);
-		svc->open_watches--;
 		free(cw);
 		goto out;
 	}

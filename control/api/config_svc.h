@@ -32,7 +32,6 @@ struct hub;
 struct config_service {
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
-	unsigned open_watches;	   /* for logs and tests */
 };
 
 /* The method handlers grpc.c calls with the request message (borrowed). */

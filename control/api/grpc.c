@@ -31,6 +31,7 @@
  * agent, and a vanished one is found within twice the idle timeout. */
 #include "api/grpc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,8 +803,15 @@ static void gconn_peer_name(struct gconn *c)
 		snprintf(c->addr, sizeof(c->addr), "%s:%d", ip, ntohs(a->sin_port));
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(c->addr, sizeof(c->addr), "[%s]:%d", ip, ntohs(a->sin6_port));
+		/* An IPv4 client of a dual-stack listener is its IPv4 address
+		 * (the registry knows it as such). */
+		int v4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+		if (v4)
+			inet_ntop(AF_INET, a->sin6_addr.s6_addr + 12, ip, sizeof(ip));
+		else
+			uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(c->addr, sizeof(c->addr), v4 ? "%s:%d" : "[%s]:%d", ip,
+			 ntohs(a->sin6_port));
 	} else {
 		return;
 	}
