@@ -37,8 +37,10 @@ static void ctl_status_expiry(json_int_t at, time_t now, char *buf, size_t len)
 		snprintf(buf, len, "%s (expired)", when);
 	else if (left < 3600)
 		snprintf(buf, len, "%s (in %lldm)", when, left / 60);
-	else
+	else if (left < 2 * 86400)
 		snprintf(buf, len, "%s (in %lldh%02lldm)", when, left / 3600, left % 3600 / 60);
+	else
+		snprintf(buf, len, "%s (in %lldd)", when, left / 86400);
 }
 
 static void ctl_status_table(const json_t *r)
