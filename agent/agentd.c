@@ -1,6 +1,11 @@
-/* agentd: `cinch-agent run` in static mode: certificate, key, bundle,
- * workload list and policy from files; the proxy on 15001/15006; one JSON
- * access-log line per connection.
+/* agentd: `cinch-agent run`: the proxy on 15001/15006, the admin port and
+ * one JSON access-log line per connection, with its material (certificate,
+ * key, trust bundle, policy slice) from one of two sources:
+ *   static  files: --cert --key --bundle --workloads --policy;
+ *   live    cinch-control (--control, live.c): a key made here, the
+ *           certificate signed and renewed by the control plane, the
+ *           slice streamed by it. Nothing to configure in the pod but a
+ *           bootstrap token and the control plane's bundle.
  *
  * Reload: on SIGHUP and when any of the files changes (common/fswatch),
  * everything is read and checked again; only a complete, valid set
@@ -25,6 +30,7 @@
 #include "admin.h"
 #include "adminhttp.h"
 #include "fswatch.h"
+#include "live.h"
 #include "log.h"
 #include "mtls.h"
 #include "pemfile.h"
@@ -35,6 +41,8 @@
 struct agentd {
 	uv_loop_t *loop;
 	const char *cert, *key, *bundle, *workloads, *policy, *workload;
+	struct live_opts live_opts; /* live mode when control_url is set */
+	struct live *live;
 	struct proxy *proxy;
 	struct adminhttp *admin;
 	struct admin_state st;
@@ -158,6 +166,73 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 			  (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
 }
 
+/* Live mode: the material changed (NULL: the certificate expired). */
+static void agentd_material(void *arg, const struct live_material *m)
+{
+	struct agentd *a = arg;
+
+	if (!m) {
+		proxy_set_material(a->proxy, NULL, NULL);
+		a->st.ready = 0;
+		return; /* svidsrc logged why */
+	}
+	proxy_set_material(a->proxy, m->tls, m->slice);
+	agentd_describe(a, m->leaf, m->slice);
+	log_event(LOG_LVL_INFO, "material_applied",
+		  json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
+			    policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
+			    "policy_version", a->st.policy_version, "serial", a->st.serial,
+			    "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
+			    (json_int_t)m->bundle_sequence));
+}
+
+/* Live mode: the control plane's address may come without a scheme (the
+ * injector passes "host:port"); the identity and workload expected of it
+ * come from the pod's downward-API environment when it is there. */
+static int agentd_start_live(struct agentd *a, const char *control, const char *token_kind,
+			     const char *trust_domain)
+{
+	static char url[512], want_id[512], workload[512];
+	const char *ns = getenv("CINCH_POD_NAMESPACE"), *sa = getenv("CINCH_SERVICE_ACCOUNT"),
+		   *pod = getenv("CINCH_POD_NAME"), *why = NULL;
+	struct live_opts *o = &a->live_opts;
+	int rc;
+
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", strstr(control, "://") ? "" : "https://",
+			     control) >= sizeof(url))
+		why = "--control is too long";
+	else if (!token_kind || strcmp(token_kind, "join") == 0)
+		o->cred = SVIDSRC_JOIN_TOKEN;
+	else if (strcmp(token_kind, "kubernetes") == 0)
+		o->cred = SVIDSRC_K8S_TOKEN;
+	else
+		why = "--token-kind is join or kubernetes";
+	if (why) {
+		log_event(LOG_LVL_ERROR, "usage", json_pack("{s:s}", "error", why));
+		return -EINVAL;
+	}
+	o->control_url = url;
+	if (trust_domain && ns && sa && *ns && *sa &&
+	    (size_t)snprintf(want_id, sizeof(want_id), "spiffe://%s/ns/%s/sa/%s", trust_domain, ns,
+			     sa) < sizeof(want_id))
+		o->spiffe_id = want_id;
+	if (!a->workload && ns && pod && *ns && *pod &&
+	    (size_t)snprintf(workload, sizeof(workload), "%s/%s", ns, pod) < sizeof(workload))
+		a->workload = workload;
+	o->workload = a->workload;
+	o->on_material = agentd_material;
+	o->arg = a;
+	if ((rc = live_start(a->loop, o, &a->live, &why)) < 0) {
+		log_event(LOG_LVL_ERROR, "agent_start_failed", json_pack("{s:s}", "error", why));
+		return rc;
+	}
+	log_event(LOG_LVL_INFO, "agent_started",
+		  json_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
+			    a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
+			    o->spiffe_id ? o->spiffe_id : "(granted)"));
+	return 0;
+}
+
 static void agentd_reload_files(void *arg)
 {
 	agentd_load(arg, "config_reloaded");
@@ -168,13 +243,17 @@ static void agentd_signal(uv_signal_t *s, int signum)
 	struct agentd *a = s->data;
 
 	if (signum == SIGHUP) {
-		agentd_load(a, "config_reloaded");
+		if (!a->live)
+			agentd_load(a, "config_reloaded");
 		return;
 	}
 	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
 	proxy_stop(a->proxy);
 	adminhttp_stop(a->admin);
-	fswatch_stop(a->watch);
+	if (a->watch)
+		fswatch_stop(a->watch);
+	if (a->live)
+		live_stop(a->live);
 	uv_close((uv_handle_t *)&a->sighup, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, NULL);
 	uv_close((uv_handle_t *)&a->sigint, NULL);
@@ -182,20 +261,34 @@ static void agentd_signal(uv_signal_t *s, int signum)
 
 static void agentd_usage(FILE *out)
 {
-	fprintf(out, "usage: cinch-agent run --cert FILE --key FILE --bundle FILE\n"
-		     "                       --workloads PATH --policy PATH [options]\n"
-		     "\n"
-		     "Runs the data path from static files (reloaded on SIGHUP and when they\n"
-		     "change; live connections keep what they started with):\n"
-		     "  --cert FILE          this workload's certificate chain (PEM, leaf first)\n"
-		     "  --key FILE           its private key\n"
-		     "  --bundle FILE        the trust bundle (PEM roots)\n"
-		     "  --workloads PATH     the Workload documents (file or directory)\n"
-		     "  --policy PATH        the policy documents (file or directory)\n"
-		     "  --workload NS/NAME   which workload this is (default: found by address)\n"
-		     "  --outbound-port N    (15001)   --inbound-port N (15006)\n"
-		     "  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
-		     "  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n");
+	fprintf(out,
+		"usage: cinch-agent run --control HOST:PORT --token-file FILE\n"
+		"                       --control-bundle FILE [options]\n"
+		"       cinch-agent run --cert FILE --key FILE --bundle FILE\n"
+		"                       --workloads PATH --policy PATH [options]\n"
+		"\n"
+		"Live mode: certificate and policy from cinch-control (the key is made\n"
+		"here and never leaves; the certificate is renewed at half its life):\n"
+		"  --control ADDR       cinch-control's gRPC address (https://host:port)\n"
+		"  --token-file FILE    the bootstrap token (read at every attempt)\n"
+		"  --token-kind KIND    join (default) or kubernetes (projected token)\n"
+		"  --control-bundle FILE  PEM roots that verify the control plane\n"
+		"  --trust-domain TD    with $CINCH_POD_NAMESPACE and $CINCH_SERVICE_ACCOUNT:\n"
+		"                       the identity the certificate must carry\n"
+		"  --cert-ttl SECONDS   certificate lifetime asked for (default: control's)\n"
+		"Static mode: from files (reloaded on SIGHUP and when they change; live\n"
+		"connections keep what they started with):\n"
+		"  --cert FILE          this workload's certificate chain (PEM, leaf first)\n"
+		"  --key FILE           its private key\n"
+		"  --bundle FILE        the trust bundle (PEM roots)\n"
+		"  --workloads PATH     the Workload documents (file or directory)\n"
+		"  --policy PATH        the policy documents (file or directory)\n"
+		"Both:\n"
+		"  --workload NS/NAME   which workload this is (default: found by address;\n"
+		"                       live: $CINCH_POD_NAMESPACE/$CINCH_POD_NAME)\n"
+		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
+		"  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
+		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n");
 }
 
 int agentd_main(int argc, char **argv)
@@ -212,6 +305,12 @@ int agentd_main(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 't'},
 		{"admin-port", required_argument, NULL, 'a'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"control", required_argument, NULL, 'C'},
+		{"token-file", required_argument, NULL, 'T'},
+		{"token-kind", required_argument, NULL, 'K'},
+		{"control-bundle", required_argument, NULL, 'B'},
+		{"trust-domain", required_argument, NULL, 'D'},
+		{"cert-ttl", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -225,6 +324,7 @@ int agentd_main(int argc, char **argv)
 				  .max_conns = 8192};
 	enum log_level lvl = LOG_LVL_INFO;
 	uint16_t admin_port = 15000;
+	const char *control = NULL, *token_kind = NULL, *trust_domain = NULL;
 	int c;
 
 	optind = 1;
@@ -266,6 +366,24 @@ int agentd_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'C':
+			control = optarg;
+			break;
+		case 'T':
+			a.live_opts.token_path = optarg;
+			break;
+		case 'K':
+			token_kind = optarg;
+			break;
+		case 'B':
+			a.live_opts.control_bundle_path = optarg;
+			break;
+		case 'D':
+			trust_domain = optarg;
+			break;
+		case 'L':
+			a.live_opts.ttl_seconds = atoll(optarg);
+			break;
 		case 'h':
 			agentd_usage(stdout);
 			return 0;
@@ -274,8 +392,12 @@ int agentd_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!a.cert || !a.key || !a.bundle || !a.workloads || !a.policy || !pc.outbound_port ||
-	    !pc.inbound_port || optind < argc) {
+	int is_static = a.cert || a.key || a.bundle || a.workloads || a.policy;
+	int is_live = control || a.live_opts.token_path || a.live_opts.control_bundle_path;
+	if (is_static == is_live || !pc.outbound_port || !pc.inbound_port || optind < argc ||
+	    (is_static && (!a.cert || !a.key || !a.bundle || !a.workloads || !a.policy)) ||
+	    (is_live &&
+	     (!control || !a.live_opts.token_path || !a.live_opts.control_bundle_path))) {
 		agentd_usage(stderr);
 		return 2;
 	}
@@ -298,14 +420,17 @@ int agentd_main(int argc, char **argv)
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
-	if (agentd_load(&a, "agent_started") < 0) {
-		adminhttp_stop(a.admin);
+	if (is_live ? agentd_start_live(&a, control, token_kind, trust_domain) < 0
+		    : agentd_load(&a, "agent_started") < 0) {
+		if (a.admin)
+			adminhttp_stop(a.admin);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
 	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
-	if (fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
+	if (is_static &&
+	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
 		log_event(LOG_LVL_WARN, "watch_failed",
 			  json_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	uv_signal_init(a.loop, &a.sighup);

@@ -152,6 +152,29 @@ fail:
 	return NULL;
 }
 
+/* The chain, not the clock: expiry is the certificate source's matter. */
+static int mtls_verify_own_cb(int ok, X509_STORE_CTX *vc)
+{
+	int err = X509_STORE_CTX_get_error(vc);
+
+	return ok || err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID;
+}
+
+/* Peers verify us against the same bundle: a bundle that does not hold
+ * our own chain's root would make every connection fail, so it is refused
+ * as a whole. 0 or -1. */
+static int mtls_verify_own(X509_STORE *roots, STACK_OF(X509) * chain)
+{
+	X509_STORE_CTX *vc = X509_STORE_CTX_new();
+	int ok = vc && X509_STORE_CTX_init(vc, roots, sk_X509_value(chain, 0), chain);
+
+	if (ok)
+		X509_STORE_CTX_set_verify_cb(vc, mtls_verify_own_cb);
+	ok = ok && X509_verify_cert(vc) == 1;
+	X509_STORE_CTX_free(vc);
+	return ok ? 0 : -1;
+}
+
 int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 		 struct mtls_ctx **out, const char **why)
 {
@@ -186,6 +209,12 @@ int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 	ctx->client = mtls_ssl_ctx(chain, key, 0);
 	if (!ctx->roots || !ctx->server || !ctx->client)
 		goto nomem;
+	if (mtls_verify_own(ctx->roots, chain) < 0) {
+		*why = "our own certificate does not verify against the trust bundle";
+		mtls_ctx_unref(ctx);
+		ERR_clear_error();
+		return -EINVAL;
+	}
 	*out = ctx;
 	return 0;
 nomem:

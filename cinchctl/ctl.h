@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #define CTL_DEFAULT_STATE_DIR "/var/lib/cinch-control"
+#define CTL_ADMIN_MAX_REPLY   (64 << 20)
 
 /* Sends `req` (borrowed) to <state_dir>/admin.sock and returns the reply
  * (new reference), or NULL after printing why to stderr. A reply with an
@@ -20,5 +21,6 @@ int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
 int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */
 int ctl_cert(int argc, char **argv);   /* cinchctl cert ... (ctl_cert.c) */
 int ctl_policy(int argc, char **argv); /* cinchctl policy ... (ctl_policy.c) */
+int ctl_status(int argc, char **argv); /* cinchctl status (ctl_status.c) */
 
 #endif

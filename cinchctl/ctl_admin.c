@@ -16,8 +16,8 @@ json_t *ctl_admin_call(const char *state_dir, const json_t *req)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = 5};
-	char buf[16384];
-	size_t len = 0;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
 	json_t *reply = NULL;
 	char *line = json_dumps(req, JSON_COMPACT);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -41,16 +41,26 @@ json_t *ctl_admin_call(const char *state_dir, const json_t *req)
 		fprintf(stderr, "cinchctl: %s: %s\n", sa.sun_path, strerror(errno));
 		goto out;
 	}
+	/* One line, as long as the answer needs (`status` grows with the
+	 * mesh), up to CTL_ADMIN_MAX_REPLY. */
 	for (;;) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (cap - len < 4096) {
+			char *nb = cap < CTL_ADMIN_MAX_REPLY ? realloc(buf, cap + 65536) : NULL;
+			if (!nb)
+				break;
+			buf = nb;
+			cap += 65536;
+		}
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
 		if (n <= 0)
 			break;
 		len += (size_t)n;
-		if (memchr(buf, '\n', len) || len == sizeof(buf) - 1)
+		if (memchr(buf + len - (size_t)n, '\n', (size_t)n))
 			break;
 	}
-	buf[len] = '\0';
-	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	if (buf)
+		buf[len] = '\0';
+	reply = buf ? json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
 	if (!json_is_object(reply)) {
 		fprintf(stderr, "cinchctl: no answer from cinch-control\n");
 		json_decref(reply);
@@ -62,6 +72,7 @@ json_t *ctl_admin_call(const char *state_dir, const json_t *req)
 		reply = NULL;
 	}
 out:
+	free(buf);
 	free(line);
 	if (fd >= 0)
 		close(fd);

@@ -15,6 +15,7 @@ static const struct {
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
 	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
+	{"status", ctl_status, "status [--json]                    which agent enforces what"},
 };
 
 static void usage(FILE *out)

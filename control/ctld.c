@@ -23,14 +23,17 @@
 #include "adminhttp.h"
 #include "admin/ctlsock.h"
 #include "admin/metrics.h"
+#include "api/config_svc.h"
 #include "api/grpc.h"
 #include "api/sign.h"
 #include "api/tls.h"
 #include "ca/ca.h"
 #include "duration.h"
+#include "filesrc.h"
 #include "fsutil.h"
 #include "inject.h"
 #include "kapi.h"
+#include "hub.h"
 #include "log.h"
 #include "spiffe.h"
 #include "token/token.h"
@@ -70,6 +73,9 @@ enum {
 	OPT_KUBE_API,
 	OPT_KUBE_CA,
 	OPT_KUBE_TOKEN,
+	OPT_REGISTRY,
+	OPT_POLICY,
+	OPT_MAX_QUEUE,
 };
 
 static const struct option ctld_opts[] = {
@@ -103,6 +109,9 @@ static const struct option ctld_opts[] = {
 	{"kube-api", required_argument, NULL, OPT_KUBE_API},
 	{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
 	{"kube-token", required_argument, NULL, OPT_KUBE_TOKEN},
+	{"registry", required_argument, NULL, OPT_REGISTRY},
+	{"policy", required_argument, NULL, OPT_POLICY},
+	{"max-stream-queue", required_argument, NULL, OPT_MAX_QUEUE},
 	{0},
 };
 
@@ -132,8 +141,14 @@ static void ctld_usage(FILE *out)
 		"                           localhost is always there)\n"
 		"  --server-ip ADDR         an address of it (repeatable; 127.0.0.1, ::1 always)\n"
 		"  --svid-ttl DURATION      default certificate lifetime, 5m..24h (1h)\n"
+		"  --registry PATH          Workload documents (file or directory), watched\n"
+		"  --policy PATH            policy documents (file or directory), watched;\n"
+		"                           both streamed to agents by cinch.v1.Config/Watch,\n"
+		"                           re-read on change and on SIGHUP\n"
 		"  --max-message BYTES      largest request message (65536)\n"
 		"  --max-streams N          concurrent streams per connection (64)\n"
+		"  --max-stream-queue BYTES unsent bytes per Watch before it ends with\n"
+		"                           RESOURCE_EXHAUSTED (1048576)\n"
 		"  --max-connections N      open connections (4096)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
@@ -155,7 +170,8 @@ static void ctld_usage(FILE *out)
 		"                           (with a URL)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
-		"  --check-config           validate the flags and --config file, then exit\n"
+		"  --check-config           validate the flags, --config file, registry and\n"
+		"                           policy, then exit\n"
 		"  -h, --help               this help\n"
 		"  -V, --version            the version and the linked library versions\n"
 		"\n"
@@ -253,6 +269,12 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_CA_KEY:
 		cfg->ca_key = arg;
 		return 0;
+	case OPT_REGISTRY:
+		cfg->registry = arg;
+		return 0;
+	case OPT_POLICY:
+		cfg->policy = arg;
+		return 0;
 	case OPT_SPIFFE_ID:
 		cfg->spiffe_id = arg;
 		return 0;
@@ -282,6 +304,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 		if ((v = ctld_number(arg, 1024, 16 << 20)) < 0)
 			break;
 		cfg->max_msg = (size_t)v;
+		return 0;
+	case OPT_MAX_QUEUE:
+		if ((v = ctld_number(arg, 256, 64 << 20)) < 0)
+			break;
+		cfg->max_queue = (size_t)v;
 		return 0;
 	case OPT_MAX_STREAMS:
 		if ((v = ctld_number(arg, 1, 1000)) < 0)
@@ -383,6 +410,26 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 	return 0;
 }
 
+/* --check-config: the registry and policy must load as they would at start. */
+static int ctld_check_sources(const struct ctld_config *cfg)
+{
+	struct filesrc_config fc = {cfg->trust_domain, cfg->registry, cfg->policy};
+	struct filesrc_gen *g;
+	struct policy_error err;
+	char where[300];
+
+	if (!cfg->registry && !cfg->policy)
+		return 0;
+	if (filesrc_load(&fc, &g, &err) < 0) {
+		filesrc_where(&err, where, sizeof(where));
+		fprintf(stderr, "cinch-control: %s: %s%s%s\n", where, err.path,
+			err.path[0] ? ": " : "", err.msg);
+		return -EINVAL;
+	}
+	filesrc_gen_free(g);
+	return 0;
+}
+
 int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 {
 	const char *config_path = NULL;
@@ -399,6 +446,7 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.ttl_min_s = CA_TTL_MIN_S,
 		.ttl_max_s = CA_TTL_MAX_S,
 		.max_msg = GRPC_MAX_MSG_DEFAULT,
+		.max_queue = GRPC_MAX_QUEUE_DEFAULT,
 		.max_streams = GRPC_MAX_STREAMS_DEFAULT,
 		.max_conns = GRPC_MAX_CONNS_DEFAULT,
 		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
@@ -440,6 +488,8 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		fprintf(stderr, "cinch-control: --kube-api URL needs --kube-ca and --kube-token\n");
 		return -EINVAL;
 	}
+	if (rc == 0 && cfg->check_only)
+		rc = ctld_check_sources(cfg);
 	return rc;
 }
 
@@ -460,7 +510,10 @@ struct ctld {
 	struct webhook *webhook;
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
-	uv_signal_t sigterm, sigint;
+	struct hub *hub;     /* the agents' slices, watches, reports */
+	struct filesrc *src; /* feeds the hub; NULL without --registry/--policy */
+	struct config_service config;
+	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t cert_timer;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
 	int ready;
@@ -601,8 +654,14 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 		free(js);
 		return r ? r : json_pack("{s:s}", "error", "out of memory");
 	}
+	if (op && !strcmp(op, "status")) {
+		json_t *w = hub_status(d->hub);
+		return w ? json_pack("{s:s, s:o}", "version", d->src ? filesrc_version(d->src) : "",
+				     "workloads", w)
+			 : json_pack("{s:s}", "error", "out of memory");
+	}
 	if (!op || strcmp(op, "token_create") != 0)
-		return json_pack("{s:s}", "error", "unknown op (token_create, bundle)");
+		return json_pack("{s:s}", "error", "unknown op (token_create, bundle, status)");
 
 	const char *ident = json_string_value(json_object_get(req, "identity"));
 	json_t *ttl_j = json_object_get(req, "ttl");
@@ -638,14 +697,17 @@ static void ctld_stop(struct ctld *d)
 	ctlsock_stop(d->ctl);
 	webhook_stop(d->webhook);
 	d->webhook = NULL;
+	filesrc_stop(d->src);
 	d->grpc = NULL;
 	if (d->kapi)
 		kapi_close(d->kapi, NULL, NULL); /* ends the token reviews in flight */
 	d->kapi = NULL;
 	d->admin = NULL;
 	d->ctl = NULL;
+	d->src = NULL;
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->cert_timer, NULL);
 }
 
@@ -725,6 +787,38 @@ static int ctld_start_kube(struct ctld *d)
 	return 0;
 }
 
+static void ctld_sighup(uv_signal_t *s, int signum)
+{
+	struct ctld *d = s->data;
+
+	log_event(LOG_LVL_INFO, "config_reload", json_pack("{s:s}", "trigger", "SIGHUP"));
+	if (d->src)
+		(void)filesrc_reload(d->src);
+}
+
+/* The hub, and the registry and policy files feeding it. */
+static int ctld_start_mesh(struct ctld *d)
+{
+	const struct ctld_config *cfg = d->cfg;
+	struct filesrc_config fc = {ca_trust_domain(d->ca), cfg->registry, cfg->policy};
+	struct policy_error err;
+	char where[300];
+	int rc;
+
+	if ((rc = hub_new(&d->hub)) < 0)
+		return rc;
+	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	if (!cfg->registry && !cfg->policy)
+		return 0;
+	if ((rc = filesrc_start(d->loop, &fc, d->hub, &d->src, &err)) < 0) {
+		filesrc_where(&err, where, sizeof(where));
+		log_event(LOG_LVL_ERROR, "config_invalid",
+			  json_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
+				    err.msg));
+	}
+	return rc;
+}
+
 static int ctld_start(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
@@ -781,6 +875,9 @@ static int ctld_start(struct ctld *d)
 	if ((rc = ctld_start_kube(d)) < 0)
 		return rc;
 
+	if ((rc = ctld_start_mesh(d)) < 0)
+		return rc;
+
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &port) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
 			  json_pack("{s:s, s:s}", "option", "listen", "value", cfg->listen));
@@ -790,10 +887,12 @@ static int ctld_start(struct ctld *d)
 		.host = host,
 		.port = port,
 		.max_msg = cfg->max_msg,
+		.max_queue = cfg->max_queue,
 		.max_streams = cfg->max_streams,
 		.max_conns = cfg->max_conns,
 		.handshake_ms = cfg->handshake_ms,
 		.idle_ms = cfg->idle_ms,
+		.config = &d->config,
 	};
 	if ((rc = grpc_server_start(d->loop, &gc, d->tls, &d->svc, &d->grpc, &grpc_port)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
@@ -827,17 +926,20 @@ static int ctld_start(struct ctld *d)
 		       CTLD_SERVER_CERT_S * 500ULL);
 	uv_signal_init(d->loop, &d->sigterm);
 	uv_signal_init(d->loop, &d->sigint);
-	d->sigterm.data = d->sigint.data = d;
+	uv_signal_init(d->loop, &d->sighup);
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
 	uv_signal_start(&d->sigterm, ctld_signal, SIGTERM);
 	uv_signal_start(&d->sigint, ctld_signal, SIGINT);
+	uv_signal_start(&d->sighup, ctld_sighup, SIGHUP);
 	d->ready = 1;
 	log_event(LOG_LVL_INFO, "control_started",
-		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I}", "trust_domain",
+		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
 			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
 			    grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
 			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
 			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
-			    (json_int_t)ca_not_after(d->ca)));
+			    (json_int_t)ca_not_after(d->ca), "config_version",
+			    d->src ? filesrc_version(d->src) : ""));
 	return 0;
 }
 
@@ -856,8 +958,10 @@ int ctld_run(const struct ctld_config *cfg)
 		webhook_stop(d.webhook);
 		if (d.kapi)
 			kapi_close(d.kapi, NULL, NULL);
+		filesrc_stop(d.src);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	hub_free(d.hub); /* every watch went with its connection */
 	tls_ctx_unref(d.tls);
 	token_store_free(d.tokens);
 	ca_free(d.ca);

@@ -1,6 +1,7 @@
 /* ctld: the cinch-control daemon, put together: configuration (flags and an
  * optional JSON config file whose keys are the long flag names), the CA,
- * the join-token store, the gRPC Sign server on 15012, the admin HTTP
+ * the join-token store, the embedded registry and policy source feeding
+ * the mesh hub, the gRPC server on 15012 (Sign, Config), the admin HTTP
  * port on 15014, the Kubernetes injection webhook on 15017 (when given a
  * certificate) and the root-only admin socket, all on one libuv loop.
  *
@@ -18,12 +19,13 @@ struct ctld_config {
 	const char *listen;	  /* "host:port" of the gRPC server */
 	const char *admin_listen; /* "host:port" of the admin HTTP port */
 	const char *ca_cert, *ca_key;
-	const char *spiffe_id; /* the control's own identity ("" = default) */
+	const char *spiffe_id;	       /* the control's own identity ("" = default) */
+	const char *registry, *policy; /* Workload / policy documents, or NULL */
 	const char *server_dns[CTLD_MAX_NAMES];
 	const char *server_ips[CTLD_MAX_NAMES];
 	size_t n_dns, n_ips;
 	long svid_ttl_s, ttl_min_s, ttl_max_s;
-	size_t max_msg;
+	size_t max_msg, max_queue;
 	unsigned max_streams, max_conns, handshake_ms, idle_ms;
 	int log_level;
 	int webhook_port; /* 0: off */

@@ -224,7 +224,7 @@ static void svidsrc_drop_current(struct svidsrc *s)
 	s->not_before = s->not_after = 0;
 }
 
-static STACK_OF(X509) * svidsrc_parse_certs(ProtobufCBinaryData *ders, size_t n)
+STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 
@@ -254,8 +254,8 @@ static const char *svidsrc_install(struct svidsrc *s, const Cinch__V1__SignRespo
 
 	if (r->n_cert_chain == 0 || !r->bundle || r->bundle->n_x509_authorities == 0)
 		return "response without certificate or bundle";
-	chain = svidsrc_parse_certs(r->cert_chain, r->n_cert_chain);
-	roots = svidsrc_parse_certs(r->bundle->x509_authorities, r->bundle->n_x509_authorities);
+	chain = svidsrc_der_certs(r->cert_chain, r->n_cert_chain);
+	roots = svidsrc_der_certs(r->bundle->x509_authorities, r->bundle->n_x509_authorities);
 	if (!chain || !roots) {
 		why = "response holds a malformed certificate";
 		goto out;
@@ -589,6 +589,11 @@ void svidsrc_stop(struct svidsrc *s)
 		grpcc_cancel(s->call); /* on_done runs now and frees the call's state */
 	uv_close((uv_handle_t *)&s->retry, svidsrc_closed);
 	uv_close((uv_handle_t *)&s->expiry, svidsrc_closed);
+}
+
+int svidsrc_mtls_creds(struct svidsrc *s, struct httpc_creds **out)
+{
+	return s->key ? svidsrc_creds(s, 1, out) : -ENOENT;
 }
 
 void svidsrc_status(const struct svidsrc *s, struct svidsrc_status *out)

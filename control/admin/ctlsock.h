@@ -1,4 +1,5 @@
-/* ctlsock: the local admin channel of cinch-control (token creation).
+/* ctlsock: the local admin channel of cinch-control (token creation, the
+ * bundle, the mesh status).
  *
  * A Unix stream socket at <state>/admin.sock, mode 0600 inside the 0700
  * state directory, so only root (or the daemon's own user) can connect;
@@ -8,6 +9,9 @@
  *   -> {"op": "token_create", "identity": "ns/sa", "ttl": 600}
  *   <- {"token": "...", "identity": "spiffe://...", "expires_at": N}
  *      or {"error": "why"}
+ *   -> {"op": "bundle"}   <- {"pem", "spiffe", "sequence", "trust_domain"}
+ *   -> {"op": "status"}   <- {"version": "<generation>", "workloads": [...]}
+ *      (one object per workload, see hub_status in mesh/hub.h)
  *
  * The request is handed to the owner's callback; this module owns only the
  * socket and its connections (each with a 5 s deadline). */

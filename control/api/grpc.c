@@ -8,12 +8,30 @@
  * together and the connection is freed when the second close callback runs.
  *
  * Streams: a request's DATA is collected (up to the 5-byte prefix plus
- * max_msg) and handled when the client ends its half of the stream; the
- * response is sent at once. A stream that is refused early (too big, wrong
- * path) gets its trailers-only answer immediately and further DATA for it
- * is dropped. */
+ * max_msg) and handed to the method's service when the client ends its
+ * half of the stream. A stream that is refused early (too big, wrong path)
+ * gets its trailers-only answer immediately and further DATA for it is
+ * dropped.
+ *
+ * Responses (struct gcall, see grpc.h): a service queues framed messages
+ * and finally a status. The stream's nghttp2 data provider drains the
+ * queue, answers NGHTTP2_ERR_DEFERRED while it is empty and the call is
+ * not finished, and is resumed when a message or the status arrives; the
+ * status goes out as trailers once the queue is empty. A call finished
+ * before anything was queued gets a trailers-only answer. gcall_send and
+ * gcall_finish never write to the socket themselves (they may run inside
+ * a hub walk, where closing a stream must not happen): they arm the
+ * connection's `kick` timer (0 ms), whose callback runs the driver.
+ *
+ * Idle connections: the idle timer closes a connection that received
+ * nothing for idle_ms, unless a call on it is still streaming (a Watch).
+ * Then it sends an HTTP/2 PING instead; the ACK counts as received bytes
+ * and re-arms the timer, and a peer that does not answer within another
+ * idle_ms is closed as dead. So an open Watch stays open with a live
+ * agent, and a vanished one is found within twice the idle timeout. */
 #include "api/grpc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +39,14 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "api/config_svc.h"
 #include "grpcc.h"
 #include "log.h"
 
-#define GRPC_PATH_SIGN "/cinch.v1.Identity/Sign"
-#define GRPC_READ_BUF 16384
+#define GRPC_PATH_SIGN	 "/cinch.v1.Identity/Sign"
+#define GRPC_PATH_WATCH	 "/cinch.v1.Config/Watch"
+#define GRPC_PATH_REPORT "/cinch.v1.Config/Report"
+#define GRPC_READ_BUF	 16384
 
 enum gconn_state {
 	GCONN_ST_HANDSHAKE = 0,
@@ -46,8 +67,10 @@ struct grpc_server {
 struct gconn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uv_timer_t kick; /* 0 ms: run the driver after gcall_send/finish */
 	struct grpc_server *srv;
 	struct gconn *next, **pprev;
+	struct gcall *calls; /* every stream with state, freed with the conn */
 	struct tls_conn *tls;
 	nghttp2_session *h2;
 	enum gconn_state state;
@@ -55,18 +78,37 @@ struct gconn {
 	int reading;
 	int closing;
 	int pending_closes;
+	int ping_sent; /* an idle PING is out, nothing received since */
 	char addr[64];
+	char ip[48]; /* addr without the port */
 	struct auth_peer_cache peer_cache;
 };
 
-struct gstream {
+enum gcall_method {
+	GCALL_M_NONE = 0, /* unknown path */
+	GCALL_M_SIGN,
+	GCALL_M_WATCH,
+	GCALL_M_REPORT,
+};
+
+/* One HTTP/2 stream: the request being collected, then the response. */
+struct gcall {
 	int32_t id;
-	uint8_t *buf;
+	struct gconn *c;
+	struct gcall *next, **pprev;
+	enum gcall_method method;
+	uint8_t *buf; /* the request */
 	size_t len, cap;
-	int bad_path, bad_method, bad_ct;
-	int answered;
-	uint8_t *resp; /* framed response message */
-	size_t resp_len, resp_off;
+	int bad_method, bad_ct;
+	int answered; /* a response was submitted to nghttp2 */
+	int deferred; /* the data provider is waiting for gcall_send/finish */
+	int finished; /* the status is set: no more messages */
+	int code;
+	char message[256]; /* percent-encoded grpc-message */
+	uint8_t *q;	   /* framed response messages not yet given to nghttp2 */
+	size_t q_len, q_off, q_cap;
+	gcall_close_cb on_close; /* the service's, until the stream goes */
+	void *on_close_arg;
 };
 
 struct gwrite {
@@ -77,6 +119,7 @@ struct gwrite {
 };
 
 static void gconn_advance(struct gconn *c);
+static void gcall_detach(struct gcall *st);
 
 static const char *gconn_state_name(enum gconn_state s)
 {
@@ -98,7 +141,14 @@ static void gconn_close_cb(uv_handle_t *h)
 	struct gconn *c = h->data;
 	if (--c->pending_closes > 0)
 		return;
-	nghttp2_session_del(c->h2);
+	nghttp2_session_del(c->h2); /* no stream close callbacks: free them here */
+	while (c->calls) {
+		struct gcall *st = c->calls;
+		c->calls = st->next;
+		free(st->buf);
+		free(st->q);
+		free(st);
+	}
 	tls_conn_free(c->tls);
 	struct grpc_server *srv = c->srv;
 	srv->n_conns--;
@@ -112,20 +162,49 @@ static void gconn_finalize(struct gconn *c, const char *reason)
 		return;
 	c->closing = 1;
 	log_event(LOG_LVL_DEBUG, "grpc_conn_closed",
-		  json_pack("{s:s, s:s, s:s}", "peer", c->addr, "state",
-			    gconn_state_name(c->state), "reason", reason));
+		  json_pack("{s:s, s:s, s:s}", "peer", c->addr, "state", gconn_state_name(c->state),
+			    "reason", reason));
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
-	c->pending_closes = 2;
+	/* Services let go of their calls now (a Watch closes its hub watch),
+	 * not at free time: nothing may reach a closing connection. */
+	for (struct gcall *st = c->calls; st; st = st->next)
+		gcall_detach(st);
+	c->pending_closes = 3;
 	uv_close((uv_handle_t *)&c->tcp, gconn_close_cb);
 	uv_close((uv_handle_t *)&c->timer, gconn_close_cb);
+	uv_close((uv_handle_t *)&c->kick, gconn_close_cb);
+}
+
+/* A call whose response has started and not finished: a stream in use. */
+static int gconn_streaming(const struct gconn *c)
+{
+	for (const struct gcall *st = c->calls; st; st = st->next)
+		if (st->answered && !st->finished)
+			return 1;
+	return 0;
 }
 
 static void gconn_timeout_cb(uv_timer_t *t)
 {
 	struct gconn *c = t->data;
+
+	if (c->state == GCONN_ST_H2 && !c->ping_sent && gconn_streaming(c)) {
+		if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0) {
+			c->ping_sent = 1;
+			gconn_advance(c);
+			return;
+		}
+	}
 	gconn_finalize(c, c->state == GCONN_ST_HANDSHAKE ? "handshake_timeout" : "idle_timeout");
+}
+
+static void gconn_kick_cb(uv_timer_t *t)
+{
+	struct gconn *c = t->data;
+	if (!c->closing)
+		gconn_advance(c);
 }
 
 /* ---- output: nghttp2 -> TLS -> socket */
@@ -202,8 +281,10 @@ static void gconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		gconn_finalize(c, "out_of_memory");
 		return;
 	}
-	if (c->state == GCONN_ST_H2)
+	if (c->state == GCONN_ST_H2) {
+		c->ping_sent = 0;
 		uv_timer_again(&c->timer);
+	}
 	gconn_advance(c);
 }
 
@@ -266,7 +347,7 @@ static void gconn_advance(struct gconn *c)
 /* ---- gRPC on a stream */
 
 /* grpc-message is percent-encoded (PROTOCOL-HTTP2.md, "Responses"). */
-static void gstream_pct(char *out, size_t outlen, const char *msg)
+static void gcall_pct(char *out, size_t outlen, const char *msg)
 {
 	size_t w = 0;
 	for (const char *p = msg; *p && w + 4 < outlen; p++) {
@@ -279,139 +360,289 @@ static void gstream_pct(char *out, size_t outlen, const char *msg)
 	out[w] = '\0';
 }
 
-#define GNV(n, v)                                                                            \
-	{ (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                            \
-	  NGHTTP2_NV_FLAG_NO_COPY_NAME }
+#define GNV(n, v)                                                                                  \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                          \
+			NGHTTP2_NV_FLAG_NO_COPY_NAME                                               \
+	}
 
-/* A trailers-only response: one HEADERS frame with END_STREAM. */
-static int gstream_answer_status(struct gconn *c, struct gstream *st, int code, const char *msg)
+/* A trailers-only response, from the call's status: one HEADERS frame with
+ * END_STREAM. */
+static int gcall_submit_status(struct gcall *st)
 {
-	char code_s[8], enc[512];
-	snprintf(code_s, sizeof(code_s), "%d", code);
-	gstream_pct(enc, sizeof(enc), msg);
+	char code_s[8];
+	snprintf(code_s, sizeof(code_s), "%d", st->code);
 	const nghttp2_nv nva[] = {
 		GNV(":status", "200"),
 		GNV("content-type", "application/grpc"),
 		GNV("grpc-status", code_s),
-		GNV("grpc-message", enc),
+		GNV("grpc-message", st->message),
 	};
-	st->answered = 1;
-	return nghttp2_submit_response(c->h2, st->id, nva, code == GRPC_OK ? 3 : 4, NULL);
+	st->answered = st->finished = 1;
+	return nghttp2_submit_response(st->c->h2, st->id, nva, st->code == GRPC_OK ? 3 : 4, NULL);
 }
 
-static ssize_t gstream_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
-			       uint32_t *flags, nghttp2_data_source *src, void *ud)
+static int gcall_answer_status(struct gcall *st, int code, const char *msg)
 {
-	struct gstream *st = src->ptr;
-	size_t n = st->resp_len - st->resp_off;
+	st->code = code;
+	gcall_pct(st->message, sizeof(st->message), msg);
+	return gcall_submit_status(st);
+}
+
+/* The data provider: queued messages, then the status as trailers. */
+static ssize_t gcall_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len,
+			     uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct gcall *st = src->ptr;
+	size_t n = st->q_len - st->q_off;
+
 	if (n > len)
 		n = len;
-	memcpy(buf, st->resp + st->resp_off, n);
-	st->resp_off += n;
-	if (st->resp_off == st->resp_len) {
-		const nghttp2_nv trailers[] = { GNV("grpc-status", "0") };
+	if (n) {
+		memcpy(buf, st->q + st->q_off, n);
+		st->q_off += n;
+	}
+	if (st->q_off == st->q_len)
+		st->q_off = st->q_len = 0;
+	if (st->q_len == 0 && st->finished) {
+		char code_s[8];
+		snprintf(code_s, sizeof(code_s), "%d", st->code);
+		const nghttp2_nv trailers[] = {
+			GNV("grpc-status", code_s),
+			GNV("grpc-message", st->message),
+		};
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
-		if (nghttp2_submit_trailer(h2, id, trailers, 1) == 0)
+		if (nghttp2_submit_trailer(h2, id, trailers, st->code == GRPC_OK ? 1 : 2) == 0)
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	} else if (n == 0) {
+		st->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;
 	}
 	return (ssize_t)n;
 }
 
-static int gstream_answer_ok(struct gconn *c, struct gstream *st, uint8_t *msg, size_t len)
+/* After gcall_send/finish: let the data provider run again, later. */
+static void gcall_wake(struct gcall *st)
+{
+	if (!st->answered || st->c->closing)
+		return;
+	if (st->deferred) {
+		st->deferred = 0;
+		nghttp2_session_resume_data(st->c->h2, st->id);
+	}
+	if (!uv_is_active((uv_handle_t *)&st->c->kick))
+		uv_timer_start(&st->c->kick, gconn_kick_cb, 0, 0);
+}
+
+int gcall_send(struct gcall *st, const uint8_t *msg, size_t len)
+{
+	size_t max = st->c->srv->cfg.max_queue;
+
+	if (st->finished || st->c->closing)
+		return -EPIPE;
+	if (len > UINT32_MAX || st->q_len - st->q_off + 5 + len > max) {
+		gcall_finish(st, GRPC_RESOURCE_EXHAUSTED,
+			     "the client does not read its stream fast enough");
+		return -ENOBUFS;
+	}
+	if (st->q_off) {
+		memmove(st->q, st->q + st->q_off, st->q_len - st->q_off);
+		st->q_len -= st->q_off;
+		st->q_off = 0;
+	}
+	if (st->q_len + 5 + len > st->q_cap) {
+		size_t cap = st->q_len + 5 + len;
+		uint8_t *q = realloc(st->q, cap);
+		if (!q)
+			return -ENOMEM;
+		st->q = q;
+		st->q_cap = cap;
+	}
+	uint8_t *p = st->q + st->q_len;
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+	memcpy(p + 5, msg, len);
+	st->q_len += 5 + len;
+	gcall_wake(st);
+	return 0;
+}
+
+void gcall_finish(struct gcall *st, int code, const char *msg)
+{
+	if (st->finished || st->c->closing)
+		return;
+	st->finished = 1;
+	st->code = code;
+	gcall_pct(st->message, sizeof(st->message), msg ? msg : "");
+	gcall_wake(st);
+}
+
+void gcall_on_close(struct gcall *st, gcall_close_cb cb, void *arg)
+{
+	st->on_close = cb;
+	st->on_close_arg = arg;
+}
+
+void gcall_peer(const struct gcall *st, struct gcall_peer *out)
+{
+	struct gconn *c = st->c;
+
+	out->cert = tls_conn_get0_peer(c->tls);
+	out->chain = tls_conn_get0_peer_chain(c->tls);
+	out->addr = c->addr;
+	out->ip = c->ip;
+	out->cache = &c->peer_cache;
+}
+
+/* The stream goes (closed, reset, or its connection closes): the service
+ * hears it once. */
+static void gcall_detach(struct gcall *st)
+{
+	gcall_close_cb cb = st->on_close;
+
+	st->on_close = NULL;
+	if (cb)
+		cb(st->on_close_arg);
+}
+
+/* After the service's handler: the response starts (headers and the data
+ * provider), or, when it finished without a message, a trailers-only
+ * answer. */
+static int gcall_respond(struct gcall *st)
 {
 	const nghttp2_nv nva[] = {
 		GNV(":status", "200"),
 		GNV("content-type", "application/grpc"),
 	};
-	st->resp = malloc(5 + len);
-	if (!st->resp) {
-		free(msg);
-		return gstream_answer_status(c, st, GRPC_INTERNAL, "out of memory");
-	}
-	st->resp[0] = 0;
-	st->resp[1] = (uint8_t)(len >> 24);
-	st->resp[2] = (uint8_t)(len >> 16);
-	st->resp[3] = (uint8_t)(len >> 8);
-	st->resp[4] = (uint8_t)len;
-	memcpy(st->resp + 5, msg, len);
-	free(msg);
-	st->resp_len = 5 + len;
+
+	if (st->finished && st->q_len == 0)
+		return gcall_submit_status(st);
+	nghttp2_data_provider dp = {.source.ptr = st, .read_callback = gcall_read_cb};
 	st->answered = 1;
-	nghttp2_data_provider dp = { .source.ptr = st, .read_callback = gstream_read_cb };
-	return nghttp2_submit_response(c->h2, st->id, nva, 2, &dp);
+	return nghttp2_submit_response(st->c->h2, st->id, nva, 2, &dp);
 }
 
-static void gstream_peer(struct gconn *c, struct sign_peer *peer)
+static void gcall_sign_peer(struct gcall *st, struct sign_peer *peer)
 {
-	peer->cert = tls_conn_get0_peer(c->tls);
-	peer->chain = tls_conn_get0_peer_chain(c->tls);
-	peer->addr = c->addr;
-	peer->cache = &c->peer_cache;
+	struct gcall_peer p;
+
+	gcall_peer(st, &p);
+	*peer = (struct sign_peer){p.cert, p.chain, p.addr, p.cache};
 }
 
-static int gstream_refuse(struct gconn *c, struct gstream *st, int code, const char *msg,
-			  const char *reason)
+static int gcall_refuse(struct gcall *st, int code, const char *msg, const char *reason)
 {
 	struct sign_peer peer;
-	gstream_peer(c, &peer);
-	sign_refuse_early(c->srv->svc, &peer, code, msg, reason);
-	return gstream_answer_status(c, st, code, msg);
+
+	if (st->method == GCALL_M_SIGN || st->method == GCALL_M_NONE) {
+		gcall_sign_peer(st, &peer);
+		sign_refuse_early(st->c->srv->svc, &peer, code, msg, reason);
+	}
+	return gcall_answer_status(st, code, msg);
 }
 
-/* The client finished its request: check the framing and call Sign. */
-static int gstream_dispatch(struct gconn *c, struct gstream *st)
+/* Identity/Sign: one answer at once. */
+static void gcall_sign(struct gcall *st, const uint8_t *msg, size_t len)
 {
 	struct sign_peer peer;
 	uint8_t *resp = NULL;
 	size_t resp_len = 0;
-	const char *msg = "";
+	const char *why = "";
+
+	gcall_sign_peer(st, &peer);
+	int code = sign_call(st->c->srv->svc, &peer, msg, len, &resp, &resp_len, &why);
+	if (code == GRPC_OK && gcall_send(st, resp, resp_len) < 0) {
+		code = GRPC_INTERNAL;
+		why = "out of memory";
+	}
+	free(resp);
+	gcall_finish(st, code, why);
+}
+
+/* The client finished its request: check the framing and hand it over. */
+static int gcall_dispatch(struct gcall *st)
+{
+	struct config_service *cs = st->c->srv->cfg.config;
 
 	if (st->len < 5)
-		return gstream_refuse(c, st, GRPC_INVALID_ARGUMENT,
-				      "request carries no gRPC message", "request_malformed");
+		return gcall_refuse(st, GRPC_INVALID_ARGUMENT, "request carries no gRPC message",
+				    "request_malformed");
 	size_t declared = (size_t)st->buf[1] << 24 | (size_t)st->buf[2] << 16 |
 			  (size_t)st->buf[3] << 8 | st->buf[4];
 	if (st->buf[0] != 0)
-		return gstream_refuse(c, st, GRPC_UNIMPLEMENTED,
-				      "compressed messages are not supported",
-				      "request_compressed");
+		return gcall_refuse(st, GRPC_UNIMPLEMENTED, "compressed messages are not supported",
+				    "request_compressed");
 	if (declared != st->len - 5)
-		return gstream_refuse(c, st, GRPC_INVALID_ARGUMENT,
-				      "gRPC message length does not match the data",
-				      "request_malformed");
-	gstream_peer(c, &peer);
-	int code = sign_call(c->srv->svc, &peer, st->buf + 5, declared, &resp, &resp_len, &msg);
-	if (code != GRPC_OK)
-		return gstream_answer_status(c, st, code, msg);
-	return gstream_answer_ok(c, st, resp, resp_len);
+		return gcall_refuse(st, GRPC_INVALID_ARGUMENT,
+				    "gRPC message length does not match the data",
+				    "request_malformed");
+	switch (st->method) {
+	case GCALL_M_SIGN:
+		gcall_sign(st, st->buf + 5, declared);
+		break;
+	case GCALL_M_WATCH:
+		config_svc_watch(cs, st, st->buf + 5, declared);
+		break;
+	case GCALL_M_REPORT:
+		config_svc_report(cs, st, st->buf + 5, declared);
+		break;
+	case GCALL_M_NONE:
+		return gcall_refuse(st, GRPC_UNIMPLEMENTED, "unknown method", "unknown_method");
+	}
+	free(st->buf); /* the request is done with */
+	st->buf = NULL;
+	st->len = st->cap = 0;
+	return gcall_respond(st);
 }
 
 /* ---- nghttp2 callbacks */
 
 static int gh2_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *ud)
 {
+	struct gconn *c = ud;
+
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	struct gstream *st = calloc(1, sizeof(*st));
+	struct gcall *st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	st->id = frame->hd.stream_id;
-	st->bad_path = st->bad_method = st->bad_ct = 1;
+	st->c = c;
+	st->bad_method = st->bad_ct = 1;
+	st->next = c->calls;
+	if (st->next)
+		st->next->pprev = &st->next;
+	st->pprev = &c->calls;
+	c->calls = st;
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
 	return 0;
+}
+
+static int gh2_path_is(const uint8_t *value, size_t len, const char *path)
+{
+	return len == strlen(path) && !memcmp(value, path, len);
 }
 
 static int gh2_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
 			 size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 			 void *ud)
 {
-	struct gstream *st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	struct gconn *c = ud;
+	struct gcall *st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (!st || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	if (namelen == 5 && !memcmp(name, ":path", 5))
-		st->bad_path = !(valuelen == strlen(GRPC_PATH_SIGN) &&
-				 !memcmp(value, GRPC_PATH_SIGN, valuelen));
-	else if (namelen == 7 && !memcmp(name, ":method", 7))
+	if (namelen == 5 && !memcmp(name, ":path", 5)) {
+		st->method = GCALL_M_NONE;
+		if (gh2_path_is(value, valuelen, GRPC_PATH_SIGN))
+			st->method = GCALL_M_SIGN;
+		else if (c->srv->cfg.config && gh2_path_is(value, valuelen, GRPC_PATH_WATCH))
+			st->method = GCALL_M_WATCH;
+		else if (c->srv->cfg.config && gh2_path_is(value, valuelen, GRPC_PATH_REPORT))
+			st->method = GCALL_M_REPORT;
+	} else if (namelen == 7 && !memcmp(name, ":method", 7))
 		st->bad_method = !(valuelen == 4 && !memcmp(value, "POST", 4));
 	else if (namelen == 12 && !memcmp(name, "content-type", 12))
 		/* application/grpc, optionally +proto or ;params */
@@ -420,18 +651,18 @@ static int gh2_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const 
 	return 0;
 }
 
-static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
-			     const uint8_t *data, size_t len, void *ud)
+static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
+			     size_t len, void *ud)
 {
 	struct gconn *c = ud;
-	struct gstream *st = nghttp2_session_get_stream_user_data(h2, id);
+	struct gcall *st = nghttp2_session_get_stream_user_data(h2, id);
 	size_t limit = 5 + c->srv->cfg.max_msg;
 
 	if (!st || st->answered)
 		return 0;
 	if (st->len + len > limit) {
-		gstream_refuse(c, st, GRPC_RESOURCE_EXHAUSTED, "message larger than the limit",
-			       "message_too_large");
+		gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED, "message larger than the limit",
+			     "message_too_large");
 		return 0;
 	}
 	if (st->len + len > st->cap) {
@@ -453,16 +684,15 @@ static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id,
 		size_t declared = (size_t)st->buf[1] << 24 | (size_t)st->buf[2] << 16 |
 				  (size_t)st->buf[3] << 8 | st->buf[4];
 		if (declared > c->srv->cfg.max_msg)
-			gstream_refuse(c, st, GRPC_RESOURCE_EXHAUSTED,
-				       "message larger than the limit", "message_too_large");
+			gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED, "message larger than the limit",
+				     "message_too_large");
 	}
 	return 0;
 }
 
 static int gh2_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *ud)
 {
-	struct gconn *c = ud;
-	struct gstream *st;
+	struct gcall *st;
 
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
 		st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
@@ -470,21 +700,20 @@ static int gh2_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, vo
 			return 0;
 		if (st->bad_method || st->bad_ct) {
 			/* Not gRPC at all: plain HTTP answer (PROTOCOL-HTTP2.md). */
-			const nghttp2_nv nva[] = { GNV(":status", "415") };
-			st->answered = 1;
+			const nghttp2_nv nva[] = {GNV(":status", "415")};
+			st->answered = st->finished = 1;
 			nghttp2_submit_response(h2, st->id, nva, 1, NULL);
 			return 0;
 		}
-		if (st->bad_path) {
-			gstream_refuse(c, st, GRPC_UNIMPLEMENTED, "unknown method",
-				       "unknown_method");
+		if (st->method == GCALL_M_NONE) {
+			gcall_refuse(st, GRPC_UNIMPLEMENTED, "unknown method", "unknown_method");
 			return 0;
 		}
 	}
 	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		st = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-		if (st && !st->answered && gstream_dispatch(c, st) < 0)
+		if (st && !st->answered && gcall_dispatch(st) < 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
 	return 0;
@@ -492,12 +721,16 @@ static int gh2_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, vo
 
 static int gh2_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_code, void *ud)
 {
-	struct gstream *st = nghttp2_session_get_stream_user_data(h2, id);
+	struct gcall *st = nghttp2_session_get_stream_user_data(h2, id);
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
+	gcall_detach(st);
+	*st->pprev = st->next;
+	if (st->next)
+		st->next->pprev = st->pprev;
 	free(st->buf);
-	free(st->resp);
+	free(st->q);
 	free(st);
 	return 0;
 }
@@ -510,7 +743,6 @@ static int gh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 		  json_pack("{s:s, s:s%}", "peer", c->addr, "error", msg, len));
 	return 0;
 }
-
 static int gconn_start_h2(struct gconn *c)
 {
 	nghttp2_session_callbacks *cbs;
@@ -539,8 +771,8 @@ static int gconn_start_h2(struct gconn *c)
 	nghttp2_option_set_stream_reset_rate_limit(opt, 20000, 10000);
 	if (nghttp2_session_server_new2(&c->h2, cbs, c, opt) == 0) {
 		const nghttp2_settings_entry iv[] = {
-			{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->srv->cfg.max_streams },
-			{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384 },
+			{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->srv->cfg.max_streams},
+			{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
 		};
 		rc = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2) == 0 ? 0 : -ENOMEM;
 	}
@@ -571,9 +803,19 @@ static void gconn_peer_name(struct gconn *c)
 		snprintf(c->addr, sizeof(c->addr), "%s:%d", ip, ntohs(a->sin_port));
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(c->addr, sizeof(c->addr), "[%s]:%d", ip, ntohs(a->sin6_port));
+		/* An IPv4 client of a dual-stack listener is its IPv4 address
+		 * (the registry knows it as such). */
+		int v4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+		if (v4)
+			inet_ntop(AF_INET, a->sin6_addr.s6_addr + 12, ip, sizeof(ip));
+		else
+			uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(c->addr, sizeof(c->addr), v4 ? "%s:%d" : "[%s]:%d", ip,
+			 ntohs(a->sin6_port));
+	} else {
+		return;
 	}
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
 }
 
 static void gserver_connection_cb(uv_stream_t *server, int status)
@@ -588,7 +830,8 @@ static void gserver_connection_cb(uv_stream_t *server, int status)
 	srv->n_conns++;
 	uv_tcp_init(server->loop, &c->tcp);
 	uv_timer_init(server->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
+	uv_timer_init(server->loop, &c->kick);
+	c->tcp.data = c->timer.data = c->kick.data = c;
 	c->next = srv->conns;
 	if (c->next)
 		c->next->pprev = &c->next;

@@ -1,6 +1,8 @@
 /* grpc: the gRPC server of cinch-control on one libuv loop: TCP, TLS 1.3
  * (tls.h) and HTTP/2 (nghttp2 server sessions), serving the unary method
- * /cinch.v1.Identity/Sign (sign.h) with standard gRPC framing: a 5-byte
+ * /cinch.v1.Identity/Sign (sign.h) and, when a Config service is given,
+ * /cinch.v1.Config/Watch (server streaming) and /cinch.v1.Config/Report
+ * (config_svc.h), with standard gRPC framing: a 5-byte
  * prefix (compressed flag, big-endian length), content-type
  * application/grpc, HTTP 200 and grpc-status/grpc-message trailers
  * (gRPC's doc/PROTOCOL-HTTP2.md).
@@ -10,7 +12,12 @@
  *   max_streams    SETTINGS_MAX_CONCURRENT_STREAMS per connection
  *   max_conns      further connections are closed on accept
  *   handshake_ms   a TLS handshake must finish within it
- *   idle_ms        a connection with no bytes received for that long closes
+ *   idle_ms        a connection with no bytes received for that long closes,
+ *                  unless a call on it streams: then it is PINGed, and closed
+ *                  only if the peer does not answer within another idle_ms
+ *   max_queue      bytes of response messages queued on one call; a call
+ *                  (a Watch of a slow agent) that would exceed it ends with
+ *                  RESOURCE_EXHAUSTED instead of growing
  *   write backlog  above GRPC_WRITE_HIGH bytes queued to the socket, the
  *                  connection stops reading until the peer drains it
  *
@@ -25,23 +32,63 @@
 #include "api/sign.h"
 #include "api/tls.h"
 
-#define GRPC_DEFAULT_PORT 15012
-#define GRPC_MAX_MSG_DEFAULT (64 * 1024)
-#define GRPC_MAX_STREAMS_DEFAULT 64
-#define GRPC_MAX_CONNS_DEFAULT 4096
+#define GRPC_DEFAULT_PORT	  15012
+#define GRPC_MAX_MSG_DEFAULT	  (64 * 1024)
+#define GRPC_MAX_STREAMS_DEFAULT  64
+#define GRPC_MAX_CONNS_DEFAULT	  4096
 #define GRPC_HANDSHAKE_MS_DEFAULT 10000
-#define GRPC_IDLE_MS_DEFAULT 120000
-#define GRPC_WRITE_HIGH (256 * 1024)
+#define GRPC_IDLE_MS_DEFAULT	  120000
+#define GRPC_WRITE_HIGH		  (256 * 1024)
+#define GRPC_MAX_QUEUE_DEFAULT	  (1024 * 1024)
+
+struct config_service;
 
 struct grpc_config {
 	const char *host; /* numeric address to listen on */
 	int port;	  /* 0: any free port */
-	size_t max_msg;
+	size_t max_msg, max_queue;
 	unsigned max_streams, max_conns;
 	unsigned handshake_ms, idle_ms;
+	struct config_service *config; /* borrowed; NULL: Config is UNIMPLEMENTED */
 };
 
 struct grpc_server;
+
+/* ---- what a service sees of one call (one HTTP/2 stream)
+ *
+ * A method handler gets the call and the request message. It queues
+ * response messages with gcall_send and ends the call with gcall_finish,
+ * either before it returns (unary) or later (a stream). Neither writes to
+ * the socket: the connection's loop does, so both may be called from any
+ * callback of the loop, also inside a walk the service must not disturb.
+ *
+ * A call that outlives its handler registers gcall_on_close: the callback
+ * runs once when the stream goes away for any reason (finished and sent,
+ * reset by the client, connection closed, server stopped); the call must
+ * not be used after it. */
+struct gcall;
+
+typedef void (*gcall_close_cb)(void *arg);
+
+/* The TLS peer of a call, borrowed while the call lives. */
+struct gcall_peer {
+	X509 *cert; /* verified client certificate, or NULL */
+	STACK_OF(X509) * chain;
+	const char *addr;	       /* "ip:port", for logs */
+	const char *ip;		       /* textual address without the port ("" if unknown) */
+	struct auth_peer_cache *cache; /* the connection's */
+};
+
+void gcall_peer(const struct gcall *call, struct gcall_peer *out);
+/* Queues one message (copied, framed). 0; -EPIPE when the call is finished
+ * or closing; -ENOBUFS when the queue bound is exceeded (the call is then
+ * finished with RESOURCE_EXHAUSTED); -ENOMEM. */
+int gcall_send(struct gcall *call, const uint8_t *msg, size_t len)
+	__attribute__((warn_unused_result));
+/* Ends the call with a gRPC status (msg borrowed; copied) after the queued
+ * messages. Later calls are ignored. */
+void gcall_finish(struct gcall *call, int code, const char *msg);
+void gcall_on_close(struct gcall *call, gcall_close_cb cb, void *arg);
 
 /* Starts listening. Borrows cfg (copied) and svc (must outlive the server);
  * takes a reference to tls. 0, *out and *port (the bound port) or -errno. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
@@ -53,6 +54,9 @@ struct ca {
 	size_t n_roots;
 	uint64_t seq;
 	int64_t not_after;
+	int prepared;	      /* a next root waits in next.crt */
+	X509 *next;	      /* that root, or NULL */
+	int64_t activated_at; /* when the signer last changed; 0: no old root */
 	long ttl_default, ttl_min, ttl_max;
 };
 
@@ -258,8 +262,12 @@ static int ca_is_self_signed(X509 *x)
 	return ok;
 }
 
-static int ca_create_root(struct ca *ca, const char *dir, const char **why)
+/* A new self-signed root for the trust domain, written to <dir>/<name>.key
+ * and <name>.crt; *cert_out and *key_out are new references. */
+static int ca_create_root(const struct ca *ca, const char *dir, const char *name, X509 **cert_out,
+			  EVP_PKEY **key_out, const char **why)
 {
+	char file[64];
 	char path[PATH_MAX], uri[SPIFFE_TD_MAX + 16];
 	time_t now = time(NULL);
 	GENERAL_NAMES *names = GENERAL_NAMES_new();
@@ -267,6 +275,11 @@ static int ca_create_root(struct ca *ca, const char *dir, const char **why)
 	X509 *cert = NULL;
 	int rc = -ENOMEM;
 
+	/* roots of one trust domain differ by name too, for the people who
+	 * read them during a rotation: "root 20261130T133500Z" */
+	char gen[32];
+	struct tm tm;
+	strftime(gen, sizeof(gen), "root %Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
 	*why = "cannot build the root certificate";
 	snprintf(uri, sizeof(uri), "spiffe://%s", ca->td);
 	if (!names || !key)
@@ -275,6 +288,8 @@ static int ca_create_root(struct ca *ca, const char *dir, const char **why)
 	if (!cert ||
 	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "O", MBSTRING_UTF8,
 					(const uint8_t *)"Cinch", -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "OU", MBSTRING_UTF8,
+					(const uint8_t *)gen, -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_UTF8,
 					(const uint8_t *)ca->td, -1, -1, 0) ||
 	    !X509_set_issuer_name(cert, X509_get_subject_name(cert)))
@@ -289,13 +304,15 @@ static int ca_create_root(struct ca *ca, const char *dir, const char **why)
 	/* Key first: a crash between the two writes leaves a key without a
 	 * certificate, which the next start overwrites; never the reverse. */
 	*why = "cannot write the CA key";
-	if ((rc = ca_join(path, dir, "ca.key")) < 0 || (rc = ca_write_pem_key(path, key)) < 0)
+	snprintf(file, sizeof(file), "%s.key", name);
+	if ((rc = ca_join(path, dir, file)) < 0 || (rc = ca_write_pem_key(path, key)) < 0)
 		goto out;
 	*why = "cannot write the CA certificate";
-	if ((rc = ca_join(path, dir, "ca.crt")) < 0 || (rc = ca_write_pem_cert(path, cert)) < 0)
+	snprintf(file, sizeof(file), "%s.crt", name);
+	if ((rc = ca_join(path, dir, file)) < 0 || (rc = ca_write_pem_cert(path, cert)) < 0)
 		goto out;
-	ca->cert = cert;
-	ca->key = key;
+	*cert_out = cert;
+	*key_out = key;
 	cert = NULL;
 	key = NULL;
 	rc = 0;
@@ -380,6 +397,28 @@ out:
 	return rc;
 }
 
+/* An activation (see ca_rotate) renames next.key, then next.crt, over the
+ * signer's files; a crash between the two leaves the new key beside the old
+ * certificate. The start after it completes the step. 0 or -1. */
+static int ca_activate_finish(struct ca *ca, const char *dir)
+{
+	char npath[PATH_MAX], cpath[PATH_MAX];
+	STACK_OF(X509) *next = NULL;
+	int rc = -1;
+
+	if (ca_join(npath, dir, "next.crt") < 0 || ca_join(cpath, dir, "ca.crt") < 0 ||
+	    ca_read_certs(npath, &next) < 0)
+		return -1;
+	if (X509_check_private_key(sk_X509_value(next, 0), ca->key) == 1 &&
+	    rename(npath, cpath) == 0) {
+		X509_free(ca->cert);
+		ca->cert = X509_dup(sk_X509_value(next, 0));
+		rc = ca->cert ? 0 : -1;
+	}
+	sk_X509_pop_free(next, X509_free);
+	return rc;
+}
+
 static int ca_load_or_create(struct ca *ca, const char *dir, X509 **root_out, const char **why)
 {
 	char cpath[PATH_MAX], kpath[PATH_MAX];
@@ -390,7 +429,7 @@ static int ca_load_or_create(struct ca *ca, const char *dir, X509 **root_out, co
 		return -ENAMETOOLONG;
 	rc = ca_read_certs(cpath, &certs);
 	if (rc == -ENOENT) {
-		if ((rc = ca_create_root(ca, dir, why)) < 0)
+		if ((rc = ca_create_root(ca, dir, "ca", &ca->cert, &ca->key, why)) < 0)
 			return rc;
 		*root_out = X509_dup(ca->cert);
 		return *root_out ? 0 : -ENOMEM;
@@ -405,6 +444,9 @@ static int ca_load_or_create(struct ca *ca, const char *dir, X509 **root_out, co
 		*why = "cannot read <state>/ca/ca.key";
 		return rc;
 	}
+	if (ca->cert && !X509_check_private_key(ca->cert, ca->key) &&
+	    ca_activate_finish(ca, dir) == 0)
+		ERR_clear_error();
 	if (!ca->cert || !X509_check_private_key(ca->cert, ca->key)) {
 		ERR_clear_error();
 		*why = "<state>/ca/ca.key does not match ca.crt";
@@ -429,10 +471,28 @@ static int ca_add_root(struct ca *ca, X509 *root)
 	return 1;
 }
 
-/* The bundle keeps every root it has held (until an operator removes one
- * from bundle.pem), so certificates from a previous root still verify
- * during a rotation. spiffe_sequence grows each time the set changes. */
-static int ca_bundle_load(struct ca *ca, const char *dir, X509 *root, const char **why)
+/* Replaces bundle.pem with the roots of `ca` and bundle.seq with `seq`. */
+static int ca_bundle_write(const struct ca *ca, const char *dir, uint64_t seq)
+{
+	char bpath[PATH_MAX], spath[PATH_MAX], num[32];
+	char *pem = ca_bundle_pem(ca);
+	int n = snprintf(num, sizeof(num), "%" PRIu64 "\n", seq), rc;
+
+	if (ca_join(bpath, dir, "bundle.pem") < 0 || ca_join(spath, dir, "bundle.seq") < 0)
+		rc = -ENAMETOOLONG;
+	else
+		rc = pem ? fsutil_write_atomic(bpath, pem, strlen(pem), 0644) : -ENOMEM;
+	free(pem);
+	if (rc == 0)
+		rc = fsutil_write_atomic(spath, num, (size_t)n, 0644);
+	return rc;
+}
+
+/* The bundle keeps every root it has held until a rotation retires it, so
+ * certificates from a previous root still verify while a new one takes
+ * over. spiffe_sequence grows each time the set changes. `root` is the
+ * signer's, `next` (may be NULL) a prepared next root. */
+static int ca_bundle_load(struct ca *ca, const char *dir, X509 *root, X509 *next, const char **why)
 {
 	char bpath[PATH_MAX], spath[PATH_MAX];
 	STACK_OF(X509) *old = NULL;
@@ -456,16 +516,15 @@ static int ca_bundle_load(struct ca *ca, const char *dir, X509 *root, const char
 		rc = added;
 		goto out;
 	}
+	if (next && (rc = ca_add_root(ca, next)) != 0) {
+		if (rc < 0)
+			goto out;
+		added = 1;
+	}
 	rc = 0;
 	if (added || ca->seq == 0) {
-		char *pem = ca_bundle_pem(ca);
-		char num[32];
-		int n = snprintf(num, sizeof(num), "%" PRIu64 "\n", ca->seq + 1);
 		*why = "cannot write <state>/ca/bundle.pem";
-		rc = pem ? fsutil_write_atomic(bpath, pem, strlen(pem), 0644) : -ENOMEM;
-		free(pem);
-		if (rc == 0)
-			rc = fsutil_write_atomic(spath, num, (size_t)n, 0644);
+		rc = ca_bundle_write(ca, dir, ca->seq + 1);
 		if (rc == 0)
 			ca->seq++;
 	}
@@ -475,11 +534,42 @@ out:
 	return rc;
 }
 
+/* The rotation state: a prepared next root (*next, a new reference, or
+ * NULL) and when the signer last changed (<dir>/activated_at). */
+static int ca_rotation_load(struct ca *ca, const char *dir, X509 **next, const char **why)
+{
+	char path[PATH_MAX], *buf = NULL;
+	STACK_OF(X509) *certs = NULL;
+	size_t len;
+	int rc;
+
+	if (ca_join(path, dir, "next.crt") < 0)
+		return -ENAMETOOLONG;
+	rc = ca_read_certs(path, &certs);
+	if (rc < 0 && rc != -ENOENT) {
+		*why = "cannot read <state>/ca/next.crt";
+		return rc;
+	}
+	if (certs) {
+		*next = X509_dup(sk_X509_value(certs, 0));
+		sk_X509_pop_free(certs, X509_free);
+		if (!*next)
+			return -ENOMEM;
+		ca->prepared = 1;
+	}
+	if (ca_join(path, dir, "activated_at") < 0)
+		return -ENAMETOOLONG;
+	if (fsutil_read_all(path, 64, &buf, &len) == 0)
+		ca->activated_at = strtoll(buf, NULL, 10);
+	free(buf);
+	return 0;
+}
+
 int ca_open(const struct ca_config *cfg, struct ca **out, const char **why)
 {
 	char dir[PATH_MAX];
 	struct ca *ca = calloc(1, sizeof(*ca));
-	X509 *root = NULL;
+	X509 *root = NULL, *next = NULL;
 	int rc = -EINVAL;
 
 	if (!ca)
@@ -515,8 +605,12 @@ int ca_open(const struct ca_config *cfg, struct ca **out, const char **why)
 			    : ca_load_or_create(ca, dir, &root, why);
 	if (rc < 0)
 		goto out;
-	if ((rc = ca_bundle_load(ca, dir, root, why)) < 0)
+	if (!cfg->cert_path && (rc = ca_rotation_load(ca, dir, &next, why)) < 0)
 		goto out;
+	if ((rc = ca_bundle_load(ca, dir, root, next, why)) < 0)
+		goto out;
+	ca->next = next;
+	next = NULL;
 	ca->not_after = ca_asn1_to_unix(X509_get0_notAfter(ca->cert));
 	ca->untrusted = sk_X509_new_null();
 	rc = -ENOMEM;
@@ -537,6 +631,7 @@ int ca_open(const struct ca_config *cfg, struct ca **out, const char **why)
 	rc = 0;
 out:
 	X509_free(root);
+	X509_free(next);
 	ca_free(ca);
 	return rc;
 }
@@ -546,6 +641,7 @@ void ca_free(struct ca *ca)
 	if (!ca)
 		return;
 	X509_free(ca->cert);
+	X509_free(ca->next);
 	EVP_PKEY_free(ca->key);
 	for (size_t i = 0; i < ca->n_chain; i++)
 		OPENSSL_free(ca->chain[i].der);
@@ -555,6 +651,120 @@ void ca_free(struct ca *ca)
 	}
 	sk_X509_pop_free(ca->untrusted, X509_free);
 	free(ca);
+}
+
+/* ---- root rotation */
+
+static int ca_rotate_prepare(const struct ca *ca, const char *dir, const char **why)
+{
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	int rc;
+
+	if (ca->prepared) {
+		*why = "a next root is already prepared: activate it first";
+		return -EEXIST;
+	}
+	/* the next open adds next.crt to the bundle (sequence + 1) */
+	rc = ca_create_root(ca, dir, "next", &cert, &key, why);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static int ca_rotate_activate(const struct ca *ca, const char *dir, time_t now, const char **why)
+{
+	char from[PATH_MAX], to[PATH_MAX], num[32];
+	int n = snprintf(num, sizeof(num), "%lld\n", (long long)now), rc;
+
+	if (!ca->prepared) {
+		*why = "no next root is prepared";
+		return -ENOENT;
+	}
+	*why = "cannot record the activation";
+	if ((rc = ca_join(to, dir, "activated_at")) < 0 ||
+	    (rc = fsutil_write_atomic(to, num, (size_t)n, 0644)) < 0)
+		return rc;
+	/* key first: ca_activate_finish() completes a step cut in between */
+	*why = "cannot make the next root the signer";
+	if (ca_join(from, dir, "next.key") < 0 || ca_join(to, dir, "ca.key") < 0 ||
+	    rename(from, to) < 0)
+		return -errno;
+	if (ca_join(from, dir, "next.crt") < 0 || ca_join(to, dir, "ca.crt") < 0 ||
+	    rename(from, to) < 0)
+		return -errno;
+	return 0;
+}
+
+static int ca_rotate_retire(struct ca *ca, const char *dir, const char **why)
+{
+	char path[PATH_MAX];
+	size_t kept = 0;
+	int rc;
+
+	/* ca is a private copy here: its roots are rewritten in place */
+	for (size_t i = 0; i < ca->n_roots; i++) {
+		if (X509_cmp(ca->root_x509[i], ca->cert) == 0 ||
+		    (ca->next && X509_cmp(ca->root_x509[i], ca->next) == 0)) {
+			ca->roots[kept] = ca->roots[i];
+			ca->root_x509[kept++] = ca->root_x509[i];
+			continue;
+		}
+		OPENSSL_free(ca->roots[i].der);
+		X509_free(ca->root_x509[i]);
+	}
+	if (kept == ca->n_roots) {
+		*why = "no old root to retire";
+		return -EALREADY;
+	}
+	ca->n_roots = kept;
+	*why = "cannot write <state>/ca/bundle.pem";
+	if ((rc = ca_bundle_write(ca, dir, ca->seq + 1)) < 0)
+		return rc;
+	if (ca_join(path, dir, "activated_at") == 0)
+		unlink(path);
+	return 0;
+}
+
+int ca_rotate(const struct ca_config *cfg, enum ca_rotate_step step, time_t now, const char **why)
+{
+	char dir[PATH_MAX];
+	struct ca *ca = NULL;
+	int rc;
+
+	if (cfg->cert_path) {
+		*why = "the root is given with --ca-cert: rotate it outside, then restart";
+		return -ENOTSUP;
+	}
+	if ((rc = ca_open(cfg, &ca, why)) < 0)
+		return rc;
+	snprintf(dir, sizeof(dir), "%s/ca", cfg->state_dir);
+	switch (step) {
+	case CA_ROTATE_PREPARE:
+		rc = ca_rotate_prepare(ca, dir, why);
+		break;
+	case CA_ROTATE_ACTIVATE:
+		rc = ca_rotate_activate(ca, dir, now, why);
+		break;
+	case CA_ROTATE_RETIRE:
+		rc = ca_rotate_retire(ca, dir, why);
+		break;
+	default:
+		*why = "unknown rotation step";
+		rc = -EINVAL;
+	}
+	ca_free(ca);
+	return rc;
+}
+
+int ca_rotation_prepared(const struct ca *ca)
+{
+	return ca->prepared;
+}
+
+int64_t ca_activated_at(const struct ca *ca)
+{
+	return ca->activated_at;
 }
 
 /* ---- CSRs and signing */

@@ -18,7 +18,8 @@
  *
  * State directory layout (dirs 0700, keys 0600, every write crash-safe via
  * fsutil_write_atomic):  <state>/ca/ca.key  ca.crt   (generated root only)
- *                        <state>/ca/bundle.pem bundle.seq (every root seen)
+ *                        <state>/ca/next.key next.crt activated_at (rotation)
+ *                        <state>/ca/bundle.pem bundle.seq (roots in force)
  *
  * In the control, this module and control/api/tls.c (with common/tlsbio.c)
  * are the only places that call BoringSSL.
@@ -136,6 +137,33 @@ X509_STORE *ca_bundle_store_new(const struct ca *ca);
 char *ca_bundle_json(const struct ca *ca);
 /* The bundle as PEM (new string, free()). */
 char *ca_bundle_pem(const struct ca *ca);
+
+/* Rotation of the control's own root (with --ca-cert: -ENOTSUP), in three
+ * steps, each persisted crash-safe before ca_rotate() returns; the caller
+ * then opens the CA again (a struct ca never changes):
+ *   PREPARE   a new root (<state>/ca/next.key, next.crt) joins the bundle
+ *             (sequence + 1); signing is unchanged, so agents learn to
+ *             trust it before anything is signed by it. -EEXIST when one
+ *             is prepared already.
+ *   ACTIVATE  the prepared root becomes the signer; the old root stays in
+ *             the bundle, so what it signed still verifies; the time is
+ *             recorded (ca_activated_at). -ENOENT when none is prepared.
+ *   RETIRE    every root but the signer's (and a prepared one) leaves the
+ *             bundle (sequence + 1). -EALREADY when there is none. The
+ *             caller decides when that is safe: once nothing the old root
+ *             signed is still valid.
+ * *why on failure. */
+enum ca_rotate_step {
+	CA_ROTATE_PREPARE = 0,
+	CA_ROTATE_ACTIVATE,
+	CA_ROTATE_RETIRE,
+};
+int ca_rotate(const struct ca_config *cfg, enum ca_rotate_step step, time_t now, const char **why)
+	__attribute__((warn_unused_result));
+/* 1 when a next root is prepared (in the bundle, not signing yet). */
+int ca_rotation_prepared(const struct ca *ca);
+/* When the signer last changed (Unix seconds); 0 when no old root is left. */
+int64_t ca_activated_at(const struct ca *ca);
 
 /* The two primitives the join-token store needs, kept here so that no
  * other module calls BoringSSL: CSPRNG bytes and SHA-256. */

@@ -229,6 +229,26 @@ static int hub_resolve(const struct hub *h, const char *peer_id, const char *pee
 	return GRPC_NOT_FOUND;
 }
 
+/* An agent that reconnects holding the current version is told nothing,
+ * so it has nothing new to Report: its WatchRequest's known_version is
+ * what it enforces, and stands as its report (after a control-plane
+ * restart, status would otherwise show it out of sync until its next
+ * change). Best effort: status is informational. */
+static void hub_confirm(struct hub *h, const char *workload, const char *version)
+{
+	json_t *rep = json_object_get(h->reports, workload);
+
+	rep = rep ? json_copy(rep)
+		  : json_pack("{s:I, s:s, s:I, s:s}", "bundle_sequence", (json_int_t)0,
+			      "cert_serial_hex", "", "cert_expires_at", (json_int_t)0, "error", "");
+	if (rep && json_object_set_new(rep, "applied_version", json_string(version)) == 0 &&
+	    json_object_set_new(rep, "reported_at", json_integer((json_int_t)time(NULL))) == 0) {
+		json_object_set_new(h->reports, workload, rep);
+		return;
+	}
+	json_decref(rep);
+}
+
 int hub_watch_open(struct hub *h, const char *peer_id, const char *peer_addr, const char *workload,
 		   const char *known_version, hub_send_cb send, hub_gone_cb gone, void *arg,
 		   struct hub_watch **out, const char **why)
@@ -268,10 +288,12 @@ int hub_watch_open(struct hub *h, const char *peer_id, const char *peer_addr, co
 	w->pprev = &h->watches;
 	h->watches = w;
 	*out = w;
-	if (!known_version || strcmp(known_version, e->version) != 0)
+	if (!known_version || strcmp(known_version, e->version) != 0) {
 		hub_send(w, e);
-	else
-		snprintf(w->version, sizeof(w->version), "%s", e->version);
+		return GRPC_OK;
+	}
+	snprintf(w->version, sizeof(w->version), "%s", e->version);
+	hub_confirm(h, e->workload, known_version);
 	return GRPC_OK;
 }
 

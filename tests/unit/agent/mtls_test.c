@@ -61,8 +61,14 @@ static struct mtls_ctx *ctx_for(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const
 
 	assert_non_null(leaf);
 	sk_X509_push(chain, leaf);
+	/* the mesh's root, and the issuer's own when it is another CA (an
+	 * intruder trusts anything; its own chain must verify) */
 	X509_up_ref(pki.ca);
 	sk_X509_push(roots, pki.ca);
+	if (ca != pki.ca) {
+		X509_up_ref(ca);
+		sk_X509_push(roots, ca);
+	}
 	if (mtls_ctx_new(chain, key, roots, &ctx, why) < 0)
 		ctx = NULL;
 	sk_X509_pop_free(chain, X509_free);
@@ -326,6 +332,18 @@ static void test_bad_credentials(void **state)
 	assert_int_equal(mtls_ctx_new(chain, pki.k_api, roots, &ctx, &why), -EINVAL);
 	assert_string_equal(why, "the key does not match the certificate");
 	assert_int_equal(mtls_ctx_new(chain, pki.k_web, NULL, &ctx, &why), -EINVAL);
+	/* a bundle that does not hold our own root: every peer would refuse us */
+	STACK_OF(X509) *foreign = sk_X509_new_null();
+	X509_up_ref(pki.other);
+	sk_X509_push(foreign, pki.other);
+	assert_int_equal(mtls_ctx_new(chain, pki.k_web, foreign, &ctx, &why), -EINVAL);
+	assert_string_equal(why, "our own certificate does not verify against the trust bundle");
+	/* ... and the same bundle with the root added is fine */
+	X509_up_ref(pki.ca);
+	sk_X509_push(foreign, pki.ca);
+	assert_int_equal(mtls_ctx_new(chain, pki.k_web, foreign, &ctx, &why), 0);
+	mtls_ctx_unref(ctx);
+	sk_X509_pop_free(foreign, X509_free);
 	sk_X509_pop_free(chain, X509_free);
 	sk_X509_pop_free(roots, X509_free);
 }

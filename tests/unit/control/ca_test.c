@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <openssl/bytestring.h>
 #include <openssl/ec_key.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/pem.h>
@@ -576,6 +577,140 @@ static void test_bad_config(void **state)
 	assert_null(ca);
 }
 
+/* Signs a fresh P-256 key for ID with `ca`; the leaf (new reference). */
+static X509 *issue(struct ca *ca, time_t now)
+{
+	EVP_PKEY *k = key_ec(NID_X9_62_prime256v1);
+	struct ca_issued is;
+	enum ca_reason why;
+	size_t len;
+	uint8_t *csr = make_csr(k, NULL, 0, &len);
+
+	assert_int_equal(ca_sign_csr(ca, csr, len, ID, 0, now, &is, &why), 0);
+	X509 *x = parse(&is);
+	ca_issued_cleanup(&is);
+	OPENSSL_free(csr);
+	EVP_PKEY_free(k);
+	return x;
+}
+
+static X509 *root_at(struct ca *ca, size_t i)
+{
+	size_t len;
+	const uint8_t *p = ca_bundle_der(ca, i, &len);
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	assert_non_null(x);
+	return x;
+}
+
+static int signed_by(X509 *leaf, X509 *root)
+{
+	EVP_PKEY *pub = X509_get_pubkey(root);
+	int ok = X509_verify(leaf, pub) == 1;
+	EVP_PKEY_free(pub);
+	ERR_clear_error();
+	return ok;
+}
+
+static int verifies(struct ca *ca, X509 *leaf, time_t now)
+{
+	char id[SPIFFE_ID_MAX + 1];
+	const char *why = NULL;
+	return ca_verify_svid(ca, leaf, NULL, now, id, sizeof(id), &why) == 0;
+}
+
+static int rotate(struct fx *f, enum ca_rotate_step step, time_t now)
+{
+	struct ca_config cfg = {.trust_domain = TD, .state_dir = f->dir};
+	const char *why = NULL;
+	return ca_rotate(&cfg, step, now, &why);
+}
+
+/* prepare -> activate -> retire: the bundle grows before the signer
+ * changes, what the old root signed verifies until it is retired, and
+ * every step survives a reopen. */
+static void test_rotation(void **state)
+{
+	struct fx *f = *state;
+	time_t now = time(NULL);
+	X509 *old_leaf = issue(f->ca, now);
+	uint64_t seq = ca_bundle_sequence(f->ca);
+
+	assert_int_equal(rotate(f, CA_ROTATE_ACTIVATE, now), -ENOENT);
+	assert_int_equal(rotate(f, CA_ROTATE_RETIRE, now), -EALREADY);
+	assert_int_equal(rotate(f, CA_ROTATE_PREPARE, now), 0);
+	assert_int_equal(rotate(f, CA_ROTATE_PREPARE, now), -EEXIST);
+	struct ca *ca = open_ca(f->dir, NULL, NULL);
+	assert_non_null(ca);
+	assert_int_equal(ca_bundle_len(ca), 2);
+	assert_int_equal(ca_bundle_sequence(ca), seq + 1);
+	assert_true(ca_rotation_prepared(ca));
+	X509 *old_root = root_at(f->ca, 0);
+	X509 *mid_leaf = issue(ca, now);
+	assert_true(signed_by(mid_leaf, old_root)); /* still the old root signing */
+	assert_true(verifies(ca, old_leaf, now));
+	ca_free(ca);
+
+	assert_int_equal(rotate(f, CA_ROTATE_ACTIVATE, now + 5), 0);
+	ca = open_ca(f->dir, NULL, NULL);
+	assert_non_null(ca);
+	assert_false(ca_rotation_prepared(ca));
+	assert_int_equal(ca_activated_at(ca), now + 5);
+	assert_int_equal(ca_bundle_len(ca), 2);
+	assert_int_equal(ca_bundle_sequence(ca), seq + 1);
+	X509 *new_leaf = issue(ca, now);
+	assert_false(signed_by(new_leaf, old_root)); /* the new root signs now */
+	assert_true(verifies(ca, old_leaf, now));    /* the old root still trusted */
+	assert_true(verifies(ca, new_leaf, now));
+	ca_free(ca);
+
+	assert_int_equal(rotate(f, CA_ROTATE_RETIRE, now), 0);
+	assert_int_equal(rotate(f, CA_ROTATE_RETIRE, now), -EALREADY);
+	ca = open_ca(f->dir, NULL, NULL);
+	assert_non_null(ca);
+	assert_int_equal(ca_bundle_len(ca), 1);
+	assert_int_equal(ca_bundle_sequence(ca), seq + 2);
+	assert_int_equal(ca_activated_at(ca), 0);
+	assert_false(verifies(ca, old_leaf, now));
+	assert_true(verifies(ca, new_leaf, now));
+	ca_free(ca);
+
+	/* with a given root there is nothing of ours to rotate */
+	struct ca_config given = {.trust_domain = TD,
+				  .state_dir = f->dir,
+				  .cert_path = "/nonexistent",
+				  .key_path = "/nonexistent"};
+	const char *why = NULL;
+	assert_int_equal(ca_rotate(&given, CA_ROTATE_PREPARE, now, &why), -ENOTSUP);
+	X509_free(old_root);
+	X509_free(old_leaf);
+	X509_free(mid_leaf);
+	X509_free(new_leaf);
+}
+
+/* A crash inside ACTIVATE, between renaming the key and the certificate:
+ * the next start completes it. */
+static void test_rotation_crash(void **state)
+{
+	struct fx *f = *state;
+	char from[128], to[128];
+
+	assert_int_equal(rotate(f, CA_ROTATE_PREPARE, time(NULL)), 0);
+	snprintf(from, sizeof(from), "%s/ca/next.key", f->dir);
+	snprintf(to, sizeof(to), "%s/ca/ca.key", f->dir);
+	assert_int_equal(rename(from, to), 0);
+	struct ca *ca = open_ca(f->dir, NULL, NULL);
+	assert_non_null(ca);
+	assert_false(ca_rotation_prepared(ca));
+	assert_int_equal(ca_bundle_len(ca), 2);
+	X509 *leaf = issue(ca, time(NULL)), *old_root = root_at(f->ca, 0);
+	assert_true(verifies(ca, leaf, time(NULL)));
+	assert_false(signed_by(leaf, old_root)); /* the new root signs */
+	X509_free(old_root);
+	X509_free(leaf);
+	ca_free(ca);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -590,6 +725,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_verify_svid_negative, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_cert, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_crash, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

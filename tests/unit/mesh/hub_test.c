@@ -137,8 +137,17 @@ static void test_known_version_not_resent(void **state)
 		hub_watch_open(h, API, "10.0.0.3", "shop/api", "1", on_send, on_gone, &s, &w, &why),
 		GRPC_OK);
 	assert_int_equal(s.sends, 0);
+	/* what it holds stands as its report: status shows it in sync */
+	json_t *st = hub_status(h);
+	json_t *api = json_array_get(st, 1);
+	assert_string_equal(json_string_value(json_object_get(api, "workload")), "shop/api");
+	assert_true(json_is_true(json_object_get(api, "in_sync")));
+	json_decref(st);
 	publish(h, "1", "2", 1);
 	assert_string_equal(s.sent, "api@2");
+	st = hub_status(h);
+	assert_false(json_is_true(json_object_get(json_array_get(st, 1), "in_sync")));
+	json_decref(st);
 	hub_watch_close(w);
 }
 

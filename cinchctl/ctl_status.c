@@ -1,0 +1,120 @@
+/* ctl_status: `cinchctl status`, the mesh as cinch-control sees it: each
+ * workload of the registry, its identity, the configuration version it
+ * should enforce and the one its agent last reported, its certificate's
+ * expiry and how many agents watch it. Answered over the admin socket
+ * (request {"op": "status"}, reply {"version": GEN, "workloads": [...]},
+ * the objects of hub_status()). */
+#include "ctl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const char *ctl_status_usage =
+	"usage: cinchctl status [--json] [--state-dir DIR]\n"
+	"\n"
+	"One line per workload: its identity, the version of its configuration\n"
+	"it enforces (as its agent reported) and the current one, whether they\n"
+	"match, its certificate's expiry and the number of connected agents.\n"
+	"--json prints cinch-control's answer as it is. Needs root (the request\n"
+	"goes over <state-dir>/admin.sock, default " CTL_DEFAULT_STATE_DIR ").\n";
+
+/* "2026-11-30T14:00:00Z (in 42m)" or "-". */
+static void ctl_status_expiry(json_int_t at, time_t now, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)at;
+	char when[32];
+	long long left = (long long)(at - now);
+
+	if (at <= 0 || !gmtime_r(&t, &tm)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (left <= 0)
+		snprintf(buf, len, "%s (expired)", when);
+	else if (left < 3600)
+		snprintf(buf, len, "%s (in %lldm)", when, left / 60);
+	else if (left < 2 * 86400)
+		snprintf(buf, len, "%s (in %lldh%02lldm)", when, left / 3600, left % 3600 / 60);
+	else
+		snprintf(buf, len, "%s (in %lldd)", when, left / 86400);
+}
+
+static void ctl_status_table(const json_t *r)
+{
+	const json_t *ws = json_object_get(r, "workloads"), *w;
+	time_t now = time(NULL);
+	size_t i;
+
+	printf("configuration version %s, %zu workloads\n",
+	       json_string_value(json_object_get(r, "version")), json_array_size(ws));
+	printf("%-24s %-48s %-17s %-17s %-7s %-36s %s\n", "WORKLOAD", "IDENTITY", "ENFORCES",
+	       "CURRENT", "IN-SYNC", "CERT-EXPIRES", "CONNECTED");
+	json_array_foreach(ws, i, w)
+	{
+		const json_t *rep = json_object_get(w, "report");
+		const char *applied = json_string_value(json_object_get(rep, "applied_version"));
+		const char *err = json_string_value(json_object_get(rep, "error"));
+		char exp[64];
+
+		ctl_status_expiry(json_integer_value(json_object_get(rep, "cert_expires_at")), now,
+				  exp, sizeof(exp));
+		printf("%-24s %-48s %-17s %-17s %-7s %-36s %lld%s%s\n",
+		       json_string_value(json_object_get(w, "workload")),
+		       json_string_value(json_object_get(w, "spiffe_id")), applied ? applied : "-",
+		       json_string_value(json_object_get(w, "version")),
+		       json_is_true(json_object_get(w, "in_sync")) ? "yes" : "no", exp,
+		       (long long)json_integer_value(json_object_get(w, "connected")),
+		       err && *err ? "  last snapshot refused: " : "", err && *err ? err : "");
+	}
+}
+
+int ctl_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state-dir", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *state = CTL_DEFAULT_STATE_DIR;
+	int json = 0, c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			fputs(ctl_status_usage, stdout);
+			return 0;
+		default:
+			fputs(ctl_status_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fputs(ctl_status_usage, stderr);
+		return 2;
+	}
+	json_t *req = json_pack("{s:s}", "op", "status");
+	json_t *r = req ? ctl_admin_call(state, req) : NULL;
+	json_decref(req);
+	if (!r)
+		return 2;
+	if (json) {
+		json_dumpf(r, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	} else {
+		ctl_status_table(r);
+	}
+	json_decref(r);
+	return 0;
+}

@@ -1,0 +1,43 @@
+/* config_svc: the cinch.v1.Config service (proto/cinch/v1/config.proto)
+ * between the gRPC transport (grpc.h: struct gcall) and the mesh state
+ * (mesh/hub.h).
+ *
+ * Both methods need an authenticated client: a certificate over mutual TLS
+ * that is a valid SVID of this CA (checked by the same authenticator as
+ * Sign's renewal, with the connection's cache). The SPIFFE ID it names and
+ * the connection's source address (without port) go to the hub, which
+ * decides which workload's slice the caller may see.
+ *
+ *   Watch   hub_watch_open; each snapshot the hub sends becomes one message
+ *           on the stream. The stream stays open until the workload leaves
+ *           the registry (NOT_FOUND), the client cancels, the connection
+ *           closes, or the client reads too slowly (RESOURCE_EXHAUSTED);
+ *           in every case the hub watch is closed when the stream goes.
+ *   Report  hub_report; an empty ReportResponse.
+ *
+ * Refusals: no or invalid client certificate UNAUTHENTICATED; a workload
+ * of another identity PERMISSION_DENIED; unknown workload NOT_FOUND; an
+ * undecodable request INVALID_ARGUMENT. Each logs one line. */
+#ifndef CINCH_CONTROL_CONFIG_SVC_H
+#define CINCH_CONTROL_CONFIG_SVC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/auth.h"
+
+struct gcall;
+struct hub;
+
+struct config_service {
+	struct hub *hub;	   /* borrowed */
+	struct authenticator peer; /* auth_renew_ops and its CA */
+};
+
+/* The method handlers grpc.c calls with the request message (borrowed). */
+void config_svc_watch(struct config_service *svc, struct gcall *call, const uint8_t *req,
+		      size_t len);
+void config_svc_report(struct config_service *svc, struct gcall *call, const uint8_t *req,
+		       size_t len);
+
+#endif
