@@ -60,6 +60,7 @@ struct pconn {
 	uint64_t t0;
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
+	const char *end; /* why the relay was stopped, when the proxy stopped it */
 };
 
 static void pc_write_tls(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t);
@@ -142,17 +143,10 @@ static void pc_handle_closed(uv_handle_t *h)
 		pc_free(c);
 }
 
-/* The end of a connection that never reached the relay. */
-static void pc_refuse(struct pconn *c, const char *end, const char *reason)
+/* Closes a connection that never reached the relay, without a word. */
+static void pc_close(struct pconn *c)
 {
-	if (c->state == PC_CLOSING)
-		return;
 	c->state = PC_CLOSING;
-	if (reason) {
-		c->d.verdict = c->d.verdict == POLICY_ALLOW ? POLICY_DENY : c->d.verdict;
-		c->d.reason = reason;
-	}
-	pc_log(c, end, 0, 0);
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, pc_handle_closed);
 	c->down->data = c;
@@ -163,6 +157,19 @@ static void pc_refuse(struct pconn *c, const char *end, const char *reason)
 	}
 }
 
+/* The end of a connection that never reached the relay. */
+static void pc_refuse(struct pconn *c, const char *end, const char *reason)
+{
+	if (c->state == PC_CLOSING)
+		return;
+	if (reason) {
+		c->d.verdict = c->d.verdict == POLICY_ALLOW ? POLICY_DENY : c->d.verdict;
+		c->d.reason = reason;
+	}
+	pc_log(c, end, 0, 0);
+	pc_close(c);
+}
+
 static void pc_relay_done(void *arg, const struct relay_stats *st)
 {
 	struct pconn *c = arg;
@@ -171,7 +178,7 @@ static void pc_relay_done(void *arg, const struct relay_stats *st)
 	uint64_t out = c->outbound ? st->a_to_b : st->b_to_a;
 	uint64_t in = c->outbound ? st->b_to_a : st->a_to_b;
 
-	pc_log(c, ends[st->reason], out, in);
+	pc_log(c, c->end ? c->end : ends[st->reason], out, in);
 	c->down = c->up = NULL;
 	c->down_tls = c->up_tls = NULL; /* freed by the relay */
 	if (--c->handles == 0)
@@ -439,6 +446,10 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		pc_refuse(c, "refused", "no original destination: not a redirected connection");
 		return;
 	}
+	if (p->cfg.probe && p->cfg.probe(p->cfg.probe_arg, outbound, &c->src, &c->dst)) {
+		pc_close(c); /* the agent's own self-probe: not a connection */
+		return;
+	}
 	addr_str(&c->dst, c->dst_s, sizeof(c->dst_s));
 	c->port = addr_port(&c->dst);
 	if (!c->tls || !c->slice) {
@@ -508,6 +519,73 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	return 0;
 }
 
+/* What `slice` decides for a connection that was already decided once:
+ * the same question as at accept, with what the connection has become
+ * (its peer's verified identity, the server identity it expected). */
+static void pc_redecide(const struct pconn *c, const struct policy_slice *slice,
+			struct policy_decision *d)
+{
+	const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
+	int meshed = c->peer_id[0] != '\0';
+
+	if (!c->outbound) {
+		policy_slice_decide_inbound(slice, meshed ? c->peer_id : NULL,
+					    (const struct sockaddr *)&c->src, c->port, d);
+		return;
+	}
+	const char *peer = policy_slice_peer(slice, dst, c->port, d);
+	if (meshed && peer && !strcmp(peer, c->peer_id))
+		return;
+	if (!meshed && !peer) {
+		policy_slice_decide_egress(slice, dst, c->port, d);
+		return;
+	}
+	/* The destination changed kind or identity: this connection was made
+	 * for what it was, not for what it is now. */
+	*d = (struct policy_decision){
+		.verdict = POLICY_DENY,
+		.reason = !meshed ? "the destination is now a meshed workload: plaintext to it "
+				    "is no longer allowed"
+			  : !peer ? "the destination is no longer a meshed workload"
+				  : "the identity expected at the destination changed",
+	};
+}
+
+/* Applies the proxy's new slice to one open connection (proxy.h). */
+static void pc_policy_changed(struct pconn *c)
+{
+	struct policy_slice *slice = c->p->slice;
+	struct policy_decision d;
+
+	switch (c->state) {
+	case PC_PEEK:
+	case PC_HANDSHAKE: /* not decided yet: the new policy will */
+		policy_slice_unref(c->slice);
+		c->slice = policy_slice_ref(slice);
+		return;
+	case PC_CONNECT:
+	case PC_UP_HANDSHAKE:
+	case PC_RELAY:
+		break;
+	case PC_CLOSING:
+		return;
+	}
+	pc_redecide(c, slice, &d);
+	/* d borrows from the new slice: hold it before letting the old go. */
+	policy_slice_ref(slice);
+	policy_slice_unref(c->slice);
+	c->slice = slice;
+	c->d = d;
+	if (d.verdict != POLICY_DENY)
+		return;
+	if (c->state != PC_RELAY) {
+		pc_refuse(c, "policy_change", NULL);
+		return;
+	}
+	c->end = "policy_change";
+	relay_stop(c->relay); /* logged in pc_relay_done */
+}
+
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice)
 {
 	struct mtls_ctx *old_tls = p->tls;
@@ -516,6 +594,12 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 	p->slice = slice ? policy_slice_ref(slice) : NULL;
 	mtls_ctx_unref(old_tls);
 	policy_slice_unref(old_slice);
+	if (!p->slice || p->slice == old_slice || p->cfg.keep_on_policy_change)
+		return;
+	for (struct pconn *c = p->conns, *next; c; c = next) {
+		next = c->next; /* closing never frees at once: c stays valid */
+		pc_policy_changed(c);
+	}
 }
 
 unsigned proxy_conns(const struct proxy *p)
