@@ -46,7 +46,7 @@ fail=0
 check() { # check DESCRIPTION CONDITION...
 	local what=$1
 	shift
-	if ! "$@"; then echo "FAIL: $what"; fail=1; fi
+	if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
 }
 waitfor() { # waitfor SECONDS CMD...: until CMD succeeds, at most SECONDS
 	local end=$(($(date +%s) + $1))
