@@ -52,16 +52,22 @@ struct pconn {
 	struct policy_slice *slice;
 	struct mtls_conn *down_tls, *up_tls;
 	struct sockaddr_storage src, dst;
-	char src_s[64], dst_s[64], peer_id[2100];
+	char src_s[64], dst_s[64];
+	char *peer_id; /* the peer's SPIFFE ID (verified, or expected); NULL: none */
 	uint16_t port;
 	struct policy_decision d;
-	uint8_t buf[16384];
-	size_t plain_len; /* inbound plaintext peeked, to send first */
+	uint8_t *plain; /* inbound plaintext read while peeking, to send first */
+	size_t plain_len;
 	uint64_t t0;
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
 	const char *end; /* why the relay was stopped, when the proxy stopped it */
 };
+
+/* What a connection reads before the relay (a peek, handshake records) is
+ * dealt with before the read callback returns, on the one loop: all
+ * connections read into this buffer. */
+static uint8_t pc_rbuf[16384];
 
 static void pc_write_tls(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t);
 static void pc_timeout(uv_timer_t *t);
@@ -96,7 +102,7 @@ static void pc_log(struct pconn *c, const char *end, uint64_t out, uint64_t in)
 		.src = c->src_s,
 		.dst = c->dst_s,
 		.local_id = c->tls ? mtls_ctx_spiffe_id(c->tls) : "",
-		.peer_id = c->peer_id,
+		.peer_id = c->peer_id ? c->peer_id : "",
 		.verdict = policy_verdict_name(c->d.verdict),
 		.rule = c->d.rule ? c->d.rule : "",
 		.reason = c->d.reason ? c->d.reason : "",
@@ -129,6 +135,8 @@ static void pc_free(struct pconn *c)
 	mtls_conn_free(c->up_tls);
 	mtls_ctx_unref(c->tls);
 	policy_slice_unref(c->slice);
+	free(c->plain);
+	free(c->peer_id);
 	struct proxy *p = c->p;
 	free(c);
 	proxy_unref(p);
@@ -190,7 +198,7 @@ static void pc_start_relay(struct pconn *c)
 	struct proxy *p = c->p;
 	/* The inbound plaintext already read goes to the app first. */
 	if (c->plain_len) {
-		uv_buf_t b = uv_buf_init((char *)c->buf, (unsigned)c->plain_len);
+		uv_buf_t b = uv_buf_init((char *)c->plain, (unsigned)c->plain_len);
 		if (uv_try_write((uv_stream_t *)c->up, &b, 1) != (int)c->plain_len) {
 			pc_refuse(c, "reset", "could not pass the first bytes to the app");
 			return;
@@ -244,9 +252,9 @@ static void pc_write_tls(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t)
 
 static void pc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct pconn *c = h->data;
+	(void)h;
 	(void)hint;
-	*buf = uv_buf_init((char *)c->buf, sizeof(c->buf));
+	*buf = uv_buf_init((char *)pc_rbuf, sizeof(pc_rbuf));
 }
 
 static void pc_connect(struct pconn *c);
@@ -255,8 +263,10 @@ static void pc_connect(struct pconn *c);
 static void pc_decide_inbound(struct pconn *c)
 {
 	const char *id = c->down_tls ? mtls_conn_peer_id(c->down_tls) : NULL;
-	if (id)
-		snprintf(c->peer_id, sizeof(c->peer_id), "%s", id);
+	if (id && !(c->peer_id = strdup(id))) {
+		pc_refuse(c, "refused", "out of memory");
+		return;
+	}
 	policy_slice_decide_inbound(c->slice, id, (struct sockaddr *)&c->src, c->port, &c->d);
 	if (c->d.verdict == POLICY_DENY) {
 		pc_refuse(c, "denied", NULL);
@@ -300,7 +310,7 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (c->state == PC_PEEK) {
-		if (c->buf[0] == 0x16) { /* a TLS handshake record */
+		if (pc_rbuf[0] == 0x16) { /* a TLS handshake record */
 			if (mtls_conn_new_server(c->tls, &c->down_tls) < 0) {
 				pc_refuse(c, "refused", "out of memory");
 				return;
@@ -311,6 +321,11 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 			pc_refuse(c, "denied", "plaintext refused: mTLS mode is STRICT");
 			return;
 		} else {
+			if (!(c->plain = malloc((size_t)n))) {
+				pc_refuse(c, "refused", "out of memory");
+				return;
+			}
+			memcpy(c->plain, pc_rbuf, (size_t)n);
 			c->plain_len = (size_t)n;
 			uv_read_stop(st);
 			pc_decide_inbound(c);
@@ -319,7 +334,7 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	}
 	struct mtls_conn *t = c->state == PC_HANDSHAKE ? c->down_tls : c->up_tls;
 	uv_tcp_t *s = c->state == PC_HANDSHAKE ? c->down : c->up;
-	if (mtls_conn_feed(t, c->buf, (size_t)n) < 0) {
+	if (mtls_conn_feed(t, pc_rbuf, (size_t)n) < 0) {
 		pc_refuse(c, "refused", "out of memory");
 		return;
 	}
@@ -382,7 +397,10 @@ static void pc_outbound(struct pconn *c)
 	const char *peer = policy_slice_peer(c->slice, (struct sockaddr *)&c->dst, c->port, &c->d);
 
 	if (peer) {
-		snprintf(c->peer_id, sizeof(c->peer_id), "%s", peer);
+		if (!(c->peer_id = strdup(peer))) {
+			pc_refuse(c, "refused", "out of memory");
+			return;
+		}
 		if (c->d.verdict == POLICY_DENY) {
 			pc_refuse(c, "denied", NULL);
 			return;
@@ -526,7 +544,7 @@ static void pc_redecide(const struct pconn *c, const struct policy_slice *slice,
 			struct policy_decision *d)
 {
 	const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
-	int meshed = c->peer_id[0] != '\0';
+	int meshed = c->peer_id != NULL;
 
 	if (!c->outbound) {
 		policy_slice_decide_inbound(slice, meshed ? c->peer_id : NULL,

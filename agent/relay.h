@@ -10,8 +10,11 @@
  * direction keeps flowing. A reset or a TLS error on either side resets
  * the other. No byte moves for `idle_ms`: both sides are closed.
  *
- * Memory: each direction owns a fixed buffer pair, allocated with the
- * relay; nothing is allocated per read or per byte. The relay owns both
+ * Memory: reads go through buffers all relays share (one loop, one
+ * thread), and a direction holds a buffer only while it has bytes queued
+ * for its sink, taken from and given back to a small pool: an idle
+ * connection holds none, and nothing is allocated per read or per byte
+ * in steady traffic. The relay owns both
  * TCP handles (malloc'd by the caller, freed by the relay) and both TLS
  * connections from relay_start on and closes them; the done callback runs
  * once, after both handles are closed and before the TLS connections are
