@@ -361,6 +361,11 @@ size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len)
 	return tlsbio_take(c->ssl, buf, len);
 }
 
+void mtls_conn_trim(struct mtls_conn *c)
+{
+	tlsbio_trim(c->ssl);
+}
+
 void mtls_conn_shutdown(struct mtls_conn *c)
 {
 	tlsbio_shutdown(c->ssl);

@@ -25,6 +25,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,8 @@ static uint8_t relay_rbuf[RELAY_CHUNK]; /* socket reads */
 static uint8_t relay_pbuf[RELAY_CHUNK]; /* plaintext from TLS, on its way to TLS */
 static uint8_t *relay_pool[RELAY_POOL];
 static int relay_pooled;
+static uint64_t relay_heap_trimmed_at; /* loop time of the last malloc_trim() */
+static int relay_heap_dirty;	       /* buffers given back since */
 
 struct rside;
 
@@ -58,8 +61,10 @@ struct rside {
 };
 
 struct relay {
-	uv_timer_t idle;
+	uv_timer_t idle; /* ticks every min(idle_ms, RELAY_QUIET_MS) */
 	unsigned idle_ms;
+	uint64_t last_read; /* loop time of the last read (a timer restart per read costs more) */
+	int trimmed;	    /* buffers given back since that read */
 	struct rside a, b;
 	struct rdir *ab, *ba;
 	relay_done_cb done;
@@ -228,7 +233,8 @@ static void relay_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		relay_end(r, RELAY_RESET);
 		return;
 	} else {
-		uv_timer_again(&r->idle);
+		r->last_read = uv_now(r->idle.loop);
+		r->trimmed = 0;
 		if (s->tls) {
 			/* and what the TLS stack answers (tickets, key updates) */
 			if (mtls_conn_feed(s->tls, relay_rbuf, (size_t)n) < 0 ||
@@ -330,9 +336,31 @@ static void relay_pump(struct rdir *d)
 	}
 }
 
-static void relay_idle(uv_timer_t *t)
+static void relay_tick(uv_timer_t *t)
 {
-	relay_end(t->data, RELAY_IDLE);
+	struct relay *r = t->data;
+	uint64_t quiet = uv_now(t->loop) - r->last_read;
+
+	if (quiet >= r->idle_ms) {
+		relay_end(r, RELAY_IDLE);
+		return;
+	}
+	if (quiet >= RELAY_QUIET_MS && !r->trimmed) {
+		r->trimmed = 1;
+		relay_heap_dirty = 1;
+		if (r->a.tls)
+			mtls_conn_trim(r->a.tls);
+		if (r->b.tls)
+			mtls_conn_trim(r->b.tls);
+	}
+	/* What a burst of many connections freed stays resident in the heap
+	 * until given back: at most once a second for the process, by
+	 * whichever relay ticks first once a second has passed. */
+	if (relay_heap_dirty && uv_now(t->loop) - relay_heap_trimmed_at >= 1000) {
+		relay_heap_trimmed_at = uv_now(t->loop);
+		relay_heap_dirty = 0;
+		malloc_trim(0);
+	}
 }
 
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
@@ -364,7 +392,9 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	r->idle_ms = idle_ms;
 	uv_timer_init(loop, &r->idle);
 	r->idle.data = r;
-	uv_timer_start(&r->idle, relay_idle, idle_ms, idle_ms);
+	r->last_read = uv_now(loop);
+	unsigned tick = idle_ms < RELAY_QUIET_MS ? idle_ms : RELAY_QUIET_MS;
+	uv_timer_start(&r->idle, relay_tick, tick, tick);
 	*out = r;
 	/* What the handshakes left: decrypted bytes and TLS messages to send. */
 	if (relay_take_tls(&r->a) < 0 || relay_take_tls(&r->b) < 0 ||
