@@ -407,7 +407,10 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	return 0;
 }
 
-void relay_stop(struct relay *r)
+int relay_stop(struct relay *r)
 {
+	if (r->closing)
+		return -EALREADY;
 	relay_end(r, RELAY_STOPPED);
+	return 0;
 }

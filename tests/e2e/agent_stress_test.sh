@@ -88,8 +88,8 @@ pods_stop "$WEB_AGENT"
 pods_stop "$API_AGENT"
 pods_agent "$WEB" web --on-policy-change keep
 WEB_AGENT=$LAST
-# a long probe interval: no probe connection takes one of the 20 places
-pods_agent "$API" api --on-policy-change keep --max-conns 20 --probe-interval 60000
+# probes every 200 ms: they must never take one of the 20 places
+pods_agent "$API" api --on-policy-change keep --max-conns 20 --probe-interval 200
 API_AGENT=$LAST
 check "agents ready again" waitfor 15 bash -c \
 	"[ \"\$(ip netns exec $API curl -s http://127.0.0.1:15000/ready)\" = ready ] &&
