@@ -9,7 +9,7 @@
  * TLS sink) and a write shutdown on the other side, while the other
  * direction keeps flowing. A reset or a TLS error on either side resets
  * the other. Nothing read for `idle_ms`: both sides are closed (checked
- * every RELAY_QUIET_MS, or every idle_ms if shorter).
+ * every RELAY_QUIET_MS / 2, or every idle_ms if shorter).
  *
  * Memory: reads go through buffers all relays share (one loop, one
  * thread), and a direction holds a buffer only while it has bytes queued
