@@ -36,7 +36,7 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct pconn *conns;
-	unsigned n_conns;
+	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
 	int stopping, refs;
 };
 
@@ -62,6 +62,7 @@ struct pconn {
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
 	const char *end; /* why the relay was stopped, when the proxy stopped it */
+	unsigned probe;	 /* 1: the agent's self-probe, not counted as a connection */
 };
 
 /* What a connection reads before the relay (a peek, handshake records) is
@@ -131,6 +132,7 @@ static void pc_free(struct pconn *c)
 	if (c->next)
 		c->next->pprev = c->pprev;
 	c->p->n_conns--;
+	c->p->n_probes -= c->probe;
 	mtls_conn_free(c->down_tls);
 	mtls_conn_free(c->up_tls);
 	mtls_ctx_unref(c->tls);
@@ -465,7 +467,9 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		return;
 	}
 	if (p->cfg.probe && p->cfg.probe(p->cfg.probe_arg, outbound, &c->src, &c->dst)) {
-		pc_close(c); /* the agent's own self-probe: not a connection */
+		c->probe = 1; /* the agent's own self-probe: not a connection */
+		p->n_probes++;
+		pc_close(c);
 		return;
 	}
 	addr_str(&c->dst, c->dst_s, sizeof(c->dst_s));
@@ -474,7 +478,7 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		pc_refuse(c, "refused", "no certificate or policy yet: failing closed");
 		return;
 	}
-	if (p->n_conns > p->cfg.max_conns) {
+	if (p->n_conns - p->n_probes > p->cfg.max_conns) {
 		pc_refuse(c, "refused", "connection limit reached");
 		return;
 	}
@@ -600,8 +604,8 @@ static void pc_policy_changed(struct pconn *c)
 		pc_refuse(c, "policy_change", NULL);
 		return;
 	}
-	c->end = "policy_change";
-	relay_stop(c->relay); /* logged in pc_relay_done */
+	if (relay_stop(c->relay) == 0)
+		c->end = "policy_change"; /* logged in pc_relay_done */
 }
 
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice)
@@ -622,7 +626,7 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 
 unsigned proxy_conns(const struct proxy *p)
 {
-	return p->n_conns;
+	return p->n_conns - p->n_probes;
 }
 
 static void proxy_listener_closed(uv_handle_t *h)

@@ -71,7 +71,7 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
  * end "policy_change" and the rule and reason of the new decision. Those
  * still allowed keep their TLS context and take the new decision. */
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice);
-/* Open connections. */
+/* Open connections (the self-probes are not counted). */
 unsigned proxy_conns(const struct proxy *p);
 /* Closes the listeners and every connection (run the loop afterwards). */
 void proxy_stop(struct proxy *p);

@@ -61,7 +61,7 @@ struct rside {
 };
 
 struct relay {
-	uv_timer_t idle; /* ticks every min(idle_ms, RELAY_QUIET_MS) */
+	uv_timer_t idle; /* ticks every min(idle_ms, RELAY_QUIET_MS / 2) */
 	unsigned idle_ms;
 	uint64_t last_read; /* loop time of the last read (a timer restart per read costs more) */
 	int trimmed;	    /* buffers given back since that read */
@@ -393,7 +393,7 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	uv_timer_init(loop, &r->idle);
 	r->idle.data = r;
 	r->last_read = uv_now(loop);
-	unsigned tick = idle_ms < RELAY_QUIET_MS ? idle_ms : RELAY_QUIET_MS;
+	unsigned tick = idle_ms < RELAY_QUIET_MS / 2 ? idle_ms : RELAY_QUIET_MS / 2;
 	uv_timer_start(&r->idle, relay_tick, tick, tick);
 	*out = r;
 	/* What the handshakes left: decrypted bytes and TLS messages to send. */
@@ -407,7 +407,10 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	return 0;
 }
 
-void relay_stop(struct relay *r)
+int relay_stop(struct relay *r)
 {
+	if (r->closing)
+		return -EALREADY;
 	relay_end(r, RELAY_STOPPED);
+	return 0;
 }

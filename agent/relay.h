@@ -9,7 +9,7 @@
  * TLS sink) and a write shutdown on the other side, while the other
  * direction keeps flowing. A reset or a TLS error on either side resets
  * the other. Nothing read for `idle_ms`: both sides are closed (checked
- * every RELAY_QUIET_MS, or every idle_ms if shorter).
+ * every RELAY_QUIET_MS / 2, or every idle_ms if shorter).
  *
  * Memory: reads go through buffers all relays share (one loop, one
  * thread), and a direction holds a buffer only while it has bytes queued
@@ -57,7 +57,9 @@ struct relay;
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
 		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
 		struct relay **out) __attribute__((warn_unused_result));
-/* Closes both sides now (a policy change that closes the connection). */
-void relay_stop(struct relay *r);
+/* Closes both sides now (a policy change that closes the connection). 0,
+ * or -EALREADY when the relay was already ending for another reason (the
+ * done callback will say which). */
+int relay_stop(struct relay *r);
 
 #endif

@@ -14,7 +14,9 @@
 #     finishes (new connections are refused);
 #   - a server at api's address with a valid SVID of another identity
 #     (openssl s_server standing in for api's agent) is refused by web's
-#     agent, while the same server with api's SVID is accepted.
+#     agent, while the same server with api's SVID is accepted;
+#   - an agent started in a pod without rules never becomes ready, unless
+#     --no-probe, which says it is unsafe.
 # Root only (exit 77 otherwise). Namespaces cna-a5-*, subnets 10.201.10.0/24
 # and fd00:cafe:10::/64.
 #   agent_stress_test.sh CINCH_AGENT
@@ -86,8 +88,8 @@ pods_stop "$WEB_AGENT"
 pods_stop "$API_AGENT"
 pods_agent "$WEB" web --on-policy-change keep
 WEB_AGENT=$LAST
-# a long probe interval: no probe connection takes one of the 20 places
-pods_agent "$API" api --on-policy-change keep --max-conns 20 --probe-interval 60000
+# probes every 200 ms: they must never take one of the 20 places
+pods_agent "$API" api --on-policy-change keep --max-conns 20 --probe-interval 200
 API_AGENT=$LAST
 check "agents ready again" waitfor 15 bash -c \
 	"[ \"\$(ip netns exec $API curl -s http://127.0.0.1:15000/ready)\" = ready ] &&
@@ -142,6 +144,21 @@ check "web's agent refused it, saying why" waitfor 5 grep -q \
 	'"reason":"server presents another identity than expected at this address".*"end":"handshake_failed"' \
 	"$L/web.log"
 check "web's agent still up" kill -0 "$WEB_AGENT"
+
+# --- no rules at start-up: not ready, unless told not to probe
+pods_stop "$WEB_AGENT"
+ip netns exec "$WEB" "$AGENT" init --remove >/dev/null 2>&1
+pods_agent "$WEB" web
+WEB_AGENT=$LAST
+check "without rules, the agent says why it is not ready" waitfor 10 bash -c \
+	"ip netns exec $WEB curl -s http://127.0.0.1:15000/ready | grep -q 'not ready: probe to'"
+check "and stays so" bash -c "sleep 1; ! ip netns exec $WEB curl -sf http://127.0.0.1:15000/ready"
+pods_stop "$WEB_AGENT"
+pods_agent "$WEB" web --no-probe
+WEB_AGENT=$LAST
+check "--no-probe: ready without rules" waitfor 10 ready "$WEB"
+check "--no-probe: logged as unsafe" grep -q '"effect":"UNSAFE.*"event":"interception_not_probed"' "$L/web.log"
+check "/config: not probed" grep -q '"interception": "not probed"' <<<"$(pods_admin "$WEB" /config)"
 
 pods_report
 [ $fail -eq 0 ] && echo "agent_stress_test: all passed"
