@@ -35,6 +35,7 @@ struct ctld_config {
 	int inject_classic;			/* classic sidecar, not native */
 	const char *kube_api;			/* URL or "in-cluster"; NULL: off */
 	const char *kube_ca, *kube_token;	/* with a URL */
+	int kube_sources_off; /* --kube-sources off: TokenReview only */
 	int check_only;				/* --check-config: validate, print "ok", exit */
 };
 
