@@ -37,6 +37,7 @@ struct store {
 	const char *registry, *policy;
 	json_t *docs[STORE_NFEEDS]; /* arrays; NULL: the feed is off */
 	json_t *accepted;	    /* key -> API document in force */
+	json_t *rejected;	    /* key -> message, as last told (logged once) */
 	store_verdict_cb cb;
 	void *arg;
 	unsigned expect; /* 1 << feed: publish only once these delivered */
@@ -230,7 +231,8 @@ int store_new(const char *trust_domain, struct hub *hub, struct store **out)
 {
 	struct store *st = calloc(1, sizeof(*st));
 
-	if (!st || !(st->trust_domain = strdup(trust_domain)) || !(st->accepted = json_object())) {
+	if (!st || !(st->trust_domain = strdup(trust_domain)) || !(st->accepted = json_object()) ||
+	    !(st->rejected = json_object())) {
 		store_free(st);
 		return -ENOMEM;
 	}
@@ -246,6 +248,7 @@ void store_free(struct store *st)
 	for (int f = 0; f < STORE_NFEEDS; f++)
 		json_decref(st->docs[f]);
 	json_decref(st->accepted);
+	json_decref(st->rejected);
 	free(st->trust_domain);
 	free(st);
 }
@@ -324,12 +327,14 @@ static int store_quarantine(const struct store *st, const struct policy_error *e
 	if (!store_find_doc(st, err->file) || (cur && json_is_null(cur)) ||
 	    json_object_size(instead) >= STORE_MAX_QUARANTINE)
 		return 0;
-	if (!cur)
-		json_object_set_new(
-			rejected, err->file,
-			json_sprintf("%s%s%s", err->path, err->path[0] ? ": " : "", err->msg));
+	json_t *msg = json_sprintf("%s%s%s", err->path, err->path[0] ? ": " : "", err->msg);
 	old = cur ? NULL : old;
-	store_log_rejected(st, err, old ? "its last accepted version" : "left out");
+	/* Logged when first seen, not at every rebuild while it stays bad. */
+	if (!msg || !json_equal(json_object_get(st->rejected, err->file), msg))
+		store_log_rejected(st, err, old ? "its last accepted version" : "left out");
+	if (!cur && msg)
+		json_object_set(rejected, err->file, msg);
+	json_decref(msg);
 	json_object_set_new(instead, err->file, old ? json_deep_copy(old) : json_null());
 	return 1;
 }
@@ -411,6 +416,10 @@ int store_apply(struct store *st, struct policy_error *errp)
 		rc = store_publish(st, g, err);
 	if (rc == 0)
 		rc = store_remember(st, instead);
+	if (rc == 0) {
+		json_decref(st->rejected);
+		st->rejected = json_incref(rejected);
+	}
 	if (rc == 0 && st->cb)
 		st->cb(st->arg, rejected);
 out:
