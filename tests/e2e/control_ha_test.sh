@@ -37,15 +37,8 @@ CA=$MESH_STATE/ca.pem
 CA_KEY=$MESH_STATE/ca.key
 # shellcheck source=../../deploy/local/mesh.sh
 . "$CINCH_SRC/deploy/local/mesh.sh"
-fail=0
-check() {
-	local what=$1
-	shift
-	if "$@"; then echo "ok: $what"; else
-		echo "FAIL: $what"
-		fail=1
-	fi
-}
+# shellcheck source=mesh_checks.sh
+. "$CINCH_SRC/tests/e2e/mesh_checks.sh"
 svc_down() {
 	iptables -t nat -D PREROUTING -i "$NETNS_BRIDGE" -j "$SVC" 2>/dev/null
 	iptables -t nat -F "$SVC" 2>/dev/null
@@ -53,12 +46,7 @@ svc_down() {
 	return 0
 }
 cleanup() {
-	if [ $fail -ne 0 ]; then
-		for f in "$MESH_STATE"/*.log; do
-			echo "--- $f"
-			tail -n 30 "$f"
-		done
-	fi
+	mesh_report
 	svc_down
 	mesh_down
 }
@@ -79,12 +67,7 @@ svc_set() {
 	done
 }
 
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 API=$(mesh_addr api)
-DB=$(mesh_addr db)
-not() { ! "$@"; }
-web_to_api() { [ "$(mesh_in web curl -sS -m 5 "http://$API:8080/" 2>/dev/null)" = "hello from api" ]; }
-web_to_db() { mesh_in web socat -T 2 - "TCP:$DB:5432" </dev/null 2>/dev/null | grep -q 'hello from db'; }
 ctl_b() { "$MESH_BIN/cinchctl" "$@" --state-dir "$MESH_STATE/control-b"; }
 version_of() { "$MESH_BIN/cinchctl" status --json --state-dir "$1" | json 'd["version"]'; }
 # all_on_b: B has the three agents connected, each enforcing B's version.
@@ -154,15 +137,7 @@ check "the data path never failed during the failover ($oks ok, $fails failed)" 
 	[ "$fails" -eq 0 -a "$oks" -ge 10 ]
 
 # --- a change after the failover arrives through B
-cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF
-apiVersion: cinch.dev/v1alpha1
-kind: AllowPolicy
-metadata: {name: db-from-web, namespace: demo}
-spec:
-  selector: {workloads: [db]}
-  ports: [5432]
-  from: [{identities: ["spiffe://cluster.local/ns/demo/sa/web"]}]
-EOF
+allow_web_to_db
 check "a policy change reaches the agents through B" netns_wait 10 web_to_db
 check "and they report it to B" netns_wait 10 all_on_b
 

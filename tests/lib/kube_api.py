@@ -209,6 +209,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               "status": "Failure", "reason": reason, "message": message,
                               "code": code})
 
+    def start_stream(self):
+        """A 200 whose body is chunks: watch events, one JSON line each."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
     def authorized(self):
         if self.headers.get("Authorization") != "Bearer control-token":
             self.status(401, "Unauthorized", "Unauthorized")
@@ -332,15 +343,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.status(410, "Expired", "too old resource version: %d (%d)" %
                                    (since, LIVE.expired[coll]))
             epoch = LIVE.epoch[coll]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def chunk(data):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
+        self.start_stream()
+        chunk = self.chunk
         deadline = time.monotonic() + float(q.get("timeoutSeconds") or 300)
         while time.monotonic() < deadline:
             with LIVE.cond:
@@ -364,30 +368,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "List", "apiVersion": "cinch.dev/v1alpha1",
                                         "metadata": {"resourceVersion": "5"},
                                         "items": CRDS[plural]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self.start_stream()
         for ev in CRD_EVENTS.get(plural, []):
             time.sleep(0.1)
-            data = json.dumps(ev).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            self.chunk(json.dumps(ev).encode() + b"\n")
         time.sleep(30)
 
     def watch(self, q):
         script = WATCH.get(q.get("resourceVersion"))
         if script is None or script == 410:
             return self.status(410, "Expired", "too old resource version")
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def chunk(data):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
+        self.start_stream()
+        chunk = self.chunk
         if script == "hold":
             time.sleep(30)
         else:
