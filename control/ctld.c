@@ -33,9 +33,11 @@
 #include "fsutil.h"
 #include "inject.h"
 #include "kapi.h"
+#include "kfeed.h"
 #include "hub.h"
 #include "log.h"
 #include "spiffe.h"
+#include "store.h"
 #include "token/token.h"
 #include "version.h"
 #include "webhook.h"
@@ -73,6 +75,7 @@ enum {
 	OPT_KUBE_API,
 	OPT_KUBE_CA,
 	OPT_KUBE_TOKEN,
+	OPT_KUBE_SOURCES,
 	OPT_REGISTRY,
 	OPT_POLICY,
 	OPT_MAX_QUEUE,
@@ -109,6 +112,7 @@ static const struct option ctld_opts[] = {
 	{"kube-api", required_argument, NULL, OPT_KUBE_API},
 	{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
 	{"kube-token", required_argument, NULL, OPT_KUBE_TOKEN},
+	{"kube-sources", required_argument, NULL, OPT_KUBE_SOURCES},
 	{"registry", required_argument, NULL, OPT_REGISTRY},
 	{"policy", required_argument, NULL, OPT_POLICY},
 	{"max-stream-queue", required_argument, NULL, OPT_MAX_QUEUE},
@@ -168,6 +172,10 @@ static void ctld_usage(FILE *out)
 		"  --kube-ca FILE --kube-token FILE\n"
 		"                           the API server's CA and our bearer token file\n"
 		"                           (with a URL)\n"
+		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
+		"                           (the workload registry) and the AllowPolicy,\n"
+		"                           MeshPolicy, EgressPolicy objects, joined with\n"
+		"                           the files in one set (on)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
 		"  --check-config           validate the flags, --config file, registry and\n"
@@ -357,6 +365,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_KUBE_TOKEN:
 		cfg->kube_token = arg;
 		return 0;
+	case OPT_KUBE_SOURCES:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+			break;
+		cfg->kube_sources_off = strcmp(arg, "off") == 0;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &lvl) < 0)
 			break;
@@ -413,20 +426,20 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 /* --check-config: the registry and policy must load as they would at start. */
 static int ctld_check_sources(const struct ctld_config *cfg)
 {
-	struct filesrc_config fc = {cfg->trust_domain, cfg->registry, cfg->policy};
-	struct filesrc_gen *g;
+	struct store_inputs in = {cfg->trust_domain, cfg->registry, cfg->policy, {NULL}, NULL};
+	struct store_gen *g;
 	struct policy_error err;
 	char where[300];
 
 	if (!cfg->registry && !cfg->policy)
 		return 0;
-	if (filesrc_load(&fc, &g, &err) < 0) {
-		filesrc_where(&err, where, sizeof(where));
+	if (store_load(&in, &g, &err) < 0) {
+		store_where(&err, where, sizeof(where));
 		fprintf(stderr, "cinch-control: %s: %s%s%s\n", where, err.path,
 			err.path[0] ? ": " : "", err.msg);
 		return -EINVAL;
 	}
-	filesrc_gen_free(g);
+	store_gen_free(g);
 	return 0;
 }
 
@@ -511,7 +524,9 @@ struct ctld {
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
 	struct hub *hub;     /* the agents' slices, watches, reports */
-	struct filesrc *src; /* feeds the hub; NULL without --registry/--policy */
+	struct store *store; /* builds the hub's generations from its feeders: */
+	struct filesrc *src; /* NULL without --registry/--policy */
+	struct kfeed *kfeed; /* NULL without --kube-api or with --kube-sources off */
 	struct config_service config;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t cert_timer;
@@ -618,7 +633,11 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		out->status = 200;
 		out->body = ctld_strdup_n("live\n", &out->len);
 	} else if (!strcmp(path, "/ready")) {
-		int ok = d->ready && time(NULL) + 60 < ca_not_after(d->ca);
+		/* With the Kubernetes sources, not before the first generation:
+		 * a replica behind the Service takes agents once it has their
+		 * slices. */
+		int ok = d->ready && time(NULL) + 60 < ca_not_after(d->ca) &&
+			 (!d->kfeed || store_version(d->store)[0]);
 		out->status = ok ? 200 : 503;
 		out->body = ctld_strdup_n(ok ? "ready\n" : "not ready\n", &out->len);
 	} else if (!strcmp(path, "/metrics")) {
@@ -656,8 +675,8 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 	}
 	if (op && !strcmp(op, "status")) {
 		json_t *w = hub_status(d->hub);
-		return w ? json_pack("{s:s, s:o}", "version", d->src ? filesrc_version(d->src) : "",
-				     "workloads", w)
+		return w ? json_pack("{s:s, s:o}", "version", store_version(d->store), "workloads",
+				     w)
 			 : json_pack("{s:s}", "error", "out of memory");
 	}
 	if (!op || strcmp(op, "token_create") != 0)
@@ -698,6 +717,8 @@ static void ctld_stop(struct ctld *d)
 	webhook_stop(d->webhook);
 	d->webhook = NULL;
 	filesrc_stop(d->src);
+	kfeed_stop(d->kfeed); /* before kapi_close: its requests are cancelled */
+	d->kfeed = NULL;
 	d->grpc = NULL;
 	if (d->kapi)
 		kapi_close(d->kapi, NULL, NULL); /* ends the token reviews in flight */
@@ -796,22 +817,30 @@ static void ctld_sighup(uv_signal_t *s, int signum)
 		(void)filesrc_reload(d->src);
 }
 
-/* The hub, and the registry and policy files feeding it. */
+/* The hub, the store building its generations, and the feeders: the
+ * registry and policy files, the Kubernetes pods and policy objects. */
 static int ctld_start_mesh(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
-	struct filesrc_config fc = {ca_trust_domain(d->ca), cfg->registry, cfg->policy};
+	struct filesrc_config fc = {cfg->registry, cfg->policy};
 	struct policy_error err;
 	char where[300];
 	int rc;
 
-	if ((rc = hub_new(&d->hub)) < 0)
+	if ((rc = hub_new(&d->hub)) < 0 ||
+	    (rc = store_new(ca_trust_domain(d->ca), d->hub, &d->store)) < 0)
 		return rc;
 	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	if (d->kapi && !cfg->kube_sources_off &&
+	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
+		log_event(LOG_LVL_ERROR, "kube_sources_failed",
+			  json_pack("{s:s}", "error", strerror(-rc)));
+		return rc;
+	}
 	if (!cfg->registry && !cfg->policy)
 		return 0;
-	if ((rc = filesrc_start(d->loop, &fc, d->hub, &d->src, &err)) < 0) {
-		filesrc_where(&err, where, sizeof(where));
+	if ((rc = filesrc_start(d->loop, &fc, d->store, &d->src, &err)) < 0) {
+		store_where(&err, where, sizeof(where));
 		log_event(LOG_LVL_ERROR, "config_invalid",
 			  json_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
 				    err.msg));
@@ -939,7 +968,7 @@ static int ctld_start(struct ctld *d)
 			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
 			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
 			    (json_int_t)ca_not_after(d->ca), "config_version",
-			    d->src ? filesrc_version(d->src) : ""));
+			    store_version(d->store)));
 	return 0;
 }
 
@@ -956,11 +985,13 @@ int ctld_run(const struct ctld_config *cfg)
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
 		webhook_stop(d.webhook);
+		kfeed_stop(d.kfeed);
 		if (d.kapi)
 			kapi_close(d.kapi, NULL, NULL);
 		filesrc_stop(d.src);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	store_free(d.store);
 	hub_free(d.hub); /* every watch went with its connection */
 	tls_ctx_unref(d.tls);
 	token_store_free(d.tokens);

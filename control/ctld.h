@@ -1,6 +1,7 @@
 /* ctld: the cinch-control daemon, put together: configuration (flags and an
  * optional JSON config file whose keys are the long flag names), the CA,
- * the join-token store, the embedded registry and policy source feeding
+ * the join-token store, the configuration store (registry and policy
+ * files, and with --kube-api the cluster's pods and policy objects) feeding
  * the mesh hub, the gRPC server on 15012 (Sign, Config), the admin HTTP
  * port on 15014, the Kubernetes injection webhook on 15017 (when given a
  * certificate) and the root-only admin socket, all on one libuv loop.
@@ -35,6 +36,7 @@ struct ctld_config {
 	int inject_classic;			/* classic sidecar, not native */
 	const char *kube_api;			/* URL or "in-cluster"; NULL: off */
 	const char *kube_ca, *kube_token;	/* with a URL */
+	int kube_sources_off;			/* --kube-sources off: TokenReview only */
 	int check_only;				/* --check-config: validate, print "ok", exit */
 };
 

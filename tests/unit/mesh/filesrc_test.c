@@ -1,4 +1,4 @@
-/* filesrc tests on real temporary files: a registry and a policy
+/* filesrc (and the store it feeds) tests on real temporary files: a registry and a policy
  * directory compile into one slice per workload with stable versions; a
  * change touches only the versions of the slices it changes; an invalid
  * file is refused whole with its place; and live, through the hub: an edit
@@ -87,9 +87,10 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static const struct filesrc_config cfg = {"cluster.local", reg, pol};
+static const struct store_inputs cfg = {"cluster.local", reg, pol, {NULL}, NULL};
+static const struct filesrc_config fcfg = {reg, pol};
 
-static const struct hub_slice *find(const struct filesrc_gen *g, const char *key)
+static const struct hub_slice *find(const struct store_gen *g, const char *key)
 {
 	for (size_t i = 0; i < g->n; i++)
 		if (!strcmp(g->slices[i].workload, key))
@@ -99,14 +100,14 @@ static const struct hub_slice *find(const struct filesrc_gen *g, const char *key
 
 static void test_load_and_versions(void **state)
 {
-	struct filesrc_gen *g1, *g2, *g3, *g4;
+	struct store_gen *g1, *g2, *g3, *g4;
 	struct policy_error err;
 	char reg_file[160];
 
 	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
 	write_file(reg_file, registry_yaml);
 	write_policy(8080);
-	assert_int_equal(filesrc_load(&cfg, &g1, &err), 0);
+	assert_int_equal(store_load(&cfg, &g1, &err), 0);
 	assert_int_equal(g1->n, 2);
 	const struct hub_slice *web = find(g1, "shop/web"), *api = find(g1, "shop/api");
 	assert_non_null(web);
@@ -115,10 +116,10 @@ static void test_load_and_versions(void **state)
 	assert_int_equal(api->n_addresses, 1);
 	assert_string_equal(api->addresses[0], "10.1.0.2");
 	assert_true(strlen(web->version) > 0 && strcmp(web->version, api->version) != 0);
-	assert_int_equal(strlen(g1->version), FILESRC_VERSION_LEN);
+	assert_int_equal(strlen(g1->version), STORE_VERSION_LEN);
 
 	/* The same files again: the same versions. */
-	assert_int_equal(filesrc_load(&cfg, &g2, &err), 0);
+	assert_int_equal(store_load(&cfg, &g2, &err), 0);
 	assert_string_equal(g2->version, g1->version);
 	assert_string_equal(find(g2, "shop/web")->version, web->version);
 
@@ -126,7 +127,7 @@ static void test_load_and_versions(void **state)
 	 * its IPv6 address in canonical form (what the transport prints). */
 	snprintf(reg_file, sizeof(reg_file), "%s/batch.yaml", reg);
 	write_file(reg_file, batch_yaml);
-	assert_int_equal(filesrc_load(&cfg, &g3, &err), 0);
+	assert_int_equal(store_load(&cfg, &g3, &err), 0);
 	assert_int_equal(g3->n, 3);
 	assert_string_not_equal(g3->version, g1->version);
 	assert_string_equal(find(g3, "shop/web")->version, web->version);
@@ -135,20 +136,20 @@ static void test_load_and_versions(void **state)
 
 	/* Another port: api's slice changes (and web's, which calls it). */
 	write_policy(9090);
-	assert_int_equal(filesrc_load(&cfg, &g4, &err), 0);
+	assert_int_equal(store_load(&cfg, &g4, &err), 0);
 	assert_string_not_equal(find(g4, "shop/api")->version, api->version);
 	assert_string_not_equal(g4->version, g3->version);
 
-	filesrc_gen_free(g1);
-	filesrc_gen_free(g2);
-	filesrc_gen_free(g3);
-	filesrc_gen_free(g4);
-	filesrc_gen_free(NULL);
+	store_gen_free(g1);
+	store_gen_free(g2);
+	store_gen_free(g3);
+	store_gen_free(g4);
+	store_gen_free(NULL);
 }
 
 static void test_invalid_rejected_whole(void **state)
 {
-	struct filesrc_gen *g = NULL;
+	struct store_gen *g = NULL;
 	struct policy_error err;
 	char reg_file[160], bad[160];
 
@@ -162,7 +163,7 @@ static void test_invalid_rejected_whole(void **state)
 			"spec:\n"
 			"  selector: {workloads: [api]}\n"
 			"  portz: [1]\n");
-	assert_int_equal(filesrc_load(&cfg, &g, &err), -EINVAL);
+	assert_int_equal(store_load(&cfg, &g, &err), -EINVAL);
 	assert_null(g);
 	assert_string_equal(err.file, bad);
 	assert_int_equal(err.line, 6);
@@ -170,8 +171,9 @@ static void test_invalid_rejected_whole(void **state)
 	assert_true(err.msg[0] != '\0');
 
 	/* A path that does not exist. */
-	struct filesrc_config missing = {"cluster.local", "/nonexistent/registry", NULL};
-	assert_int_equal(filesrc_load(&missing, &g, &err), -EINVAL);
+	struct store_inputs missing = {
+		"cluster.local", "/nonexistent/registry", NULL, {NULL}, NULL};
+	assert_int_equal(store_load(&missing, &g, &err), -EINVAL);
 	assert_string_equal(err.file, "/nonexistent/registry");
 }
 
@@ -217,21 +219,23 @@ static void test_live(void **state)
 {
 	uv_loop_t loop;
 	struct hub *hub;
+	struct store *st;
 	struct filesrc *fs;
 	struct hub_watch *w;
 	struct policy_error err;
 	struct sink sink = {0};
 	const char *why = NULL;
-	char reg_file[160], v1[FILESRC_VERSION_LEN + 1], bad[160];
+	char reg_file[160], v1[STORE_VERSION_LEN + 1], bad[160];
 
 	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
 	write_file(reg_file, registry_yaml);
 	write_policy(8080);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(hub_new(&hub), 0);
-	assert_int_equal(filesrc_start(&loop, &cfg, hub, &fs, &err), 0);
-	snprintf(v1, sizeof(v1), "%s", filesrc_version(fs));
-	assert_int_equal(strlen(v1), FILESRC_VERSION_LEN);
+	assert_int_equal(store_new("cluster.local", hub, &st), 0);
+	assert_int_equal(filesrc_start(&loop, &fcfg, st, &fs, &err), 0);
+	snprintf(v1, sizeof(v1), "%s", store_version(st));
+	assert_int_equal(strlen(v1), STORE_VERSION_LEN);
 	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone, &sink,
 					&w, &why),
 			 GRPC_OK);
@@ -241,15 +245,15 @@ static void test_live(void **state)
 	write_policy(9090);
 	run_for(&loop, 1000);
 	assert_int_equal(sink.sends, 2);
-	assert_string_not_equal(filesrc_version(fs), v1);
-	snprintf(v1, sizeof(v1), "%s", filesrc_version(fs));
+	assert_string_not_equal(store_version(st), v1);
+	snprintf(v1, sizeof(v1), "%s", store_version(st));
 
 	/* An invalid edit: nothing sent, the version stays. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
 	write_file(bad, "kind: AllowPolicy\n");
 	run_for(&loop, 600);
 	assert_int_equal(sink.sends, 2);
-	assert_string_equal(filesrc_version(fs), v1);
+	assert_string_equal(store_version(st), v1);
 	assert_int_equal(filesrc_reload(fs), -EINVAL);
 
 	/* Fixed: the next valid state goes out; a reload of unchanged files
@@ -268,6 +272,7 @@ static void test_live(void **state)
 
 	filesrc_stop(fs);
 	run_for(&loop, 10);
+	store_free(st);
 	hub_free(hub);
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
