@@ -314,6 +314,8 @@ static void agentd_usage(FILE *out)
 		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
 		"  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
 		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n"
+		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
+		"                       is PERMISSIVE; PERMISSIVE: the policy decides\n"
 		"  --max-conns N        open connections at most; more are refused (8192)\n"
 		"  --on-policy-change close|keep\n"
 		"                       open connections a new policy denies: closed\n"
@@ -337,6 +339,7 @@ int agentd_main(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 't'},
 		{"admin-port", required_argument, NULL, 'a'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"mtls-mode", required_argument, NULL, 'M'},
 		{"control", required_argument, NULL, 'C'},
 		{"token-file", required_argument, NULL, 'T'},
 		{"token-kind", required_argument, NULL, 'K'},
@@ -404,6 +407,16 @@ int agentd_main(int argc, char **argv)
 				agentd_usage(stderr);
 				return 2;
 			}
+			break;
+		case 'M':
+			/* the pod's cinch.dev/mtls-mode annotation: it may require
+			 * STRICT where the mesh is PERMISSIVE, never the reverse
+			 * (opening a pod to plaintext is the MeshPolicy's call) */
+			if (strcmp(optarg, "STRICT") && strcmp(optarg, "PERMISSIVE")) {
+				agentd_usage(stderr);
+				return 2;
+			}
+			pc.force_strict = !strcmp(optarg, "STRICT");
 			break;
 		case 'C':
 			control = optarg;

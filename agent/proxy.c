@@ -318,7 +318,8 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 				return;
 			}
 			c->state = PC_HANDSHAKE;
-		} else if (policy_slice_mtls(c->slice) == POLICY_MTLS_STRICT) {
+		} else if (c->p->cfg.force_strict ||
+			   policy_slice_mtls(c->slice) == POLICY_MTLS_STRICT) {
 			c->d.verdict = POLICY_DENY;
 			pc_refuse(c, "denied", "plaintext refused: mTLS mode is STRICT");
 			return;

@@ -39,6 +39,7 @@ struct proxy_config {
 	unsigned connect_ms, handshake_ms, idle_ms;
 	unsigned max_conns;
 	int keep_on_policy_change; /* see proxy_set_material() */
+	int force_strict;	   /* plaintext refused whatever the policy's mode */
 	proxy_probe_cb probe;	   /* NULL: no self-probe */
 	void *probe_arg;
 };

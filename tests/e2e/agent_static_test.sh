@@ -25,6 +25,7 @@ pods_svid intruder foreign web
 pods_allow "8080, 8081"
 pods_agent "$WEB" web --probe-interval 300
 pods_agent "$API" api --probe-interval 300
+API_PID=$LAST
 mkdir -p "$D/www" && echo "hello from api" >"$D/www/index.html"
 for port in 8080 9090; do
 	ip netns exec "$API" /usr/bin/python3 -m http.server "$port" --bind 10.201.9.2 \
@@ -141,6 +142,34 @@ else
 	m=$(pods_admin "$WEB" /metrics) dir=outbound
 fi
 check "/metrics counts it" grep -Eq "^cinch_agent_policy_closed_total\\{direction=\"$dir\"\\} 1\$" <<<"$m"
+
+# --- PERMISSIVE, and the pod's --mtls-mode STRICT (its cinch.dev/mtls-mode
+# annotation) that refuses plaintext whatever the policy says
+cat >"$D/policy/permissive.yaml" <<'Y'
+apiVersion: cinch.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: default}
+spec: {mtls: PERMISSIVE}
+---
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: plain-from-web, namespace: shop}
+spec:
+  selector: {workloads: [api]}
+  ports: [9090]
+  from: [{unauthenticated: {ipBlocks: ["10.201.9.1/32"]}}]
+Y
+plain() { as_agent "$WEB" curl -sf -m 5 http://10.201.9.2:9090/ >/dev/null; }
+check "PERMISSIVE: plaintext from web's address is let in by its rule" waitfor 5 plain
+pods_stop "$API_PID"
+pods_agent "$API" api --probe-interval 300 --mtls-mode STRICT
+check "api's agent back with --mtls-mode STRICT" \
+	waitfor 10 bash -c "[ \"\$(ip netns exec $API curl -s -m 2 http://127.0.0.1:15000/ready)\" = ready ]"
+strict_lines() { grep -c 'plaintext refused: mTLS mode is STRICT' "$L/api.log"; }
+n0=$(strict_lines)
+plain
+check "--mtls-mode STRICT: the same plaintext is refused" [ $? -ne 0 ]
+check "... saying so" waitfor 5 bash -c "[ \$(grep -c 'plaintext refused: mTLS mode is STRICT' '$L/api.log') -gt $n0 ]"
 pods_report
 [ $fail -eq 0 ] && echo "agent_static_test: all passed"
 exit $fail
