@@ -47,7 +47,7 @@ struct cfgwatch_report {
 };
 
 struct cfgwatch_status {
-	int connected;	      /* a stream is open and has delivered */
+	int connected;	      /* a stream is open: the control plane answered */
 	char version[128];    /* last applied, "" before the first */
 	uint64_t snapshots;   /* received */
 	uint64_t rejected;    /* refused by on_snapshot or malformed */

@@ -109,7 +109,7 @@ struct run {
 	uv_timer_t stop_timer;
 	struct httpc *h;
 	struct cfgwatch *w;
-	const char *until, *refuse;
+	const char *until, *refuse, *workload; /* workload: "shop/api" if NULL */
 	char seen[256], policy_version[256];
 	char kept[128]; /* the version held when the snapshot after a refusal came */
 	int refused;
@@ -162,7 +162,7 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 	assert_int_equal(httpc_creds_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
 	struct cfgwatch_opts o = {
 		.control_url = url,
-		.workload = "shop/api",
+		.workload = r->workload ? r->workload : "shop/api",
 		.max_snapshot = 1 << 20,
 		.on_snapshot = on_snapshot,
 		.arg = r,
@@ -215,6 +215,19 @@ static void test_refusal_reported(void **state)
 	assert_true(r.st.rejected >= 1);
 }
 
+static void test_quiet_stream_connected(void **state)
+{
+	/* The control plane answers and has nothing to send (the agent holds
+	 * the current version): the stream is open all the same. */
+	struct run r = {.workload = "shop/quiet"};
+
+	run_watch(&r, fx.url, fx.ca_pem, 3);
+	assert_string_equal(r.seen, "");
+	assert_int_equal(r.st.connected, 1);
+	assert_int_equal(r.st.reconnects, 0);
+	assert_string_equal(r.st.last_error, "");
+}
+
 static void test_control_down(void **state)
 {
 	/* Nothing listens on port 1 of loopback: the watch keeps retrying,
@@ -246,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_stream_report_reconnect),
 		cmocka_unit_test(test_refused_snapshot_keeps_last),
 		cmocka_unit_test(test_refusal_reported),
+		cmocka_unit_test(test_quiet_stream_connected),
 		cmocka_unit_test(test_control_down),
 		cmocka_unit_test(test_untrusted_control),
 	};
