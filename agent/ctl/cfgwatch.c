@@ -242,6 +242,12 @@ void cfgwatch_set_creds(struct cfgwatch *w, struct httpc_creds *creds)
 {
 	httpc_creds_unref(w->creds);
 	w->creds = httpc_creds_ref(creds);
+	/* Waiting to reconnect: the old credentials may be why (an expired
+	 * certificate is refused at the handshake): try the new ones now
+	 * rather than at the end of a backoff of up to 30 s. At most once per
+	 * certificate, so no retry storm. */
+	if (!w->call && !w->stopped)
+		uv_timer_start(&w->timer, cfgwatch_connect, 0, 0);
 }
 
 void cfgwatch_set_report(struct cfgwatch *w, const struct cfgwatch_report *r)
