@@ -31,17 +31,10 @@ MESH_TTL=2m
 MESH_CONTROL_ARGS=--test-short-ttl
 # shellcheck source=../../deploy/local/mesh.sh
 . "$CINCH_SRC/deploy/local/mesh.sh"
+# shellcheck source=mesh_checks.sh
+. "$CINCH_SRC/tests/e2e/mesh_checks.sh"
 TRAFFIC=$MESH_STATE/traffic # one line per request: "epoch_ms ok|fail detail"
 traffic_pid=
-fail=0
-check() {
-	local what=$1
-	shift
-	if "$@"; then echo "ok: $what"; else
-		echo "FAIL: $what"
-		fail=1
-	fi
-}
 cleanup() {
 	if [ -n "$traffic_pid" ]; then
 		touch "$MESH_STATE/traffic.stop"
@@ -49,13 +42,10 @@ cleanup() {
 		wait "$traffic_pid" 2>/dev/null
 	fi
 	if [ $fail -ne 0 ]; then
-		for f in "$MESH_STATE"/*.log; do
-			echo "--- $f"
-			grep -v '"event":"connection"' "$f" | tail -n 40
-		done
 		echo "--- failed requests"
 		grep ' fail ' "$TRAFFIC" 2>/dev/null | head -n 20
 	fi
+	mesh_report
 	mesh_down
 }
 trap cleanup EXIT INT TERM
@@ -63,7 +53,6 @@ trap cleanup EXIT INT TERM
 API=$(mesh_addr api)
 now_ms() { date +%s%3N; }
 admin() { mesh_in "$1" curl -sS -m 5 "http://127.0.0.1:15000$2"; }
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 cfg() { admin "$1" /config | json "d[\"$2\"]"; }
 # metric POD NAME: the value of an unlabelled sample of /metrics
 metric() { admin "$1" /metrics | awk -v n="$2" '$1 == n { print $2; f = 1 } END { exit !f }'; }
@@ -71,9 +60,17 @@ metric_is() { [ "$(metric "$1" "$2")" = "$3" ]; }
 ready_code() { mesh_in "$1" curl -s -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:15000/ready; }
 # log lines are JSON with "event" last
 renewals() { grep -c '"renewal":true,.*"event":"svid_issued"' "$MESH_STATE/agent-$1.log"; }
-web_to_api() { [ "$(mesh_in web curl -sS -m 5 "http://$API:8080/" 2>/dev/null)" = "hello from api" ]; }
 # count RESULT FROM_MS TO_MS: requests with that result started in [FROM, TO)
 count() { awk -v r="$1" -v a="$2" -v b="$3" '$2 == r && $1 >= a && $1 < b { n++ } END { print n + 0 }' "$TRAFFIC"; }
+# clean_traffic WHAT FROM_MS TO_MS MIN: no request failed in [FROM, TO),
+# and MIN or more succeeded
+clean_traffic() {
+	local ok bad
+	ok=$(count ok "$2" "$3")
+	bad=$(count fail "$2" "$3")
+	check "$1: no failed request ($bad failed)" [ "$bad" -eq 0 ]
+	check "$1: steady traffic, $4 requests or more succeeded ($ok)" [ "$ok" -ge "$4" ]
+}
 
 # The steady traffic: web -> api:8080 every 0.2 s, each request bounded by
 # 2 s, until told to stop (and never past 7 minutes).
@@ -137,11 +134,7 @@ for p in web api; do
 	check "$p's /config showed 3 serials or more ($n)" [ "$n" -ge 3 ]
 done
 sleep 2 # requests started just after the last renewal
-t_rotated=$(now_ms)
-ok=$(count ok "$t_start" "$t_rotated")
-bad=$(count fail "$t_start" "$t_rotated")
-check "no failed request across the rotations ($ok succeeded, $bad failed)" [ "$bad" -eq 0 ]
-check "steady traffic: 300 requests or more succeeded ($ok)" [ "$ok" -ge 300 ]
+clean_traffic "across the rotations" "$t_start" "$(now_ms)" 300
 check "api's agent logged the renewals' traffic as mutual TLS from web" \
 	grep -q '"peer_id":"spiffe://cluster.local/ns/demo/sa/web".*"verdict":"allow"' \
 	"$MESH_STATE/agent-api.log"
@@ -163,11 +156,7 @@ check "the time left until web stops working is shown ($left s)" in_range 0 120 
 echo "info: waiting for the certificates to expire ($((expiry - $(date +%s))) s)"
 # requests keep working until just before the first certificate expires
 while [ "$(date +%s)" -lt $((expiry - 3)) ]; do sleep 1; done
-t_valid_end=$(now_ms)
-ok=$(count ok "$t_down" "$t_valid_end")
-bad=$(count fail "$t_down" "$t_valid_end")
-check "control down, certificates valid: no failed request ($bad)" [ "$bad" -eq 0 ]
-check "... under steady traffic ($ok succeeded)" [ "$ok" -ge 50 ]
+clean_traffic "control down, certificates valid" "$t_down" "$(now_ms)" 50
 check "renewals failed meanwhile and the metrics count them" \
 	[ "$(metric web cinch_agent_svid_failures)" -ge 1 ]
 expired() { [ "$(ready_code web)" = 503 ] && [ "$(ready_code api)" = 503 ]; }
@@ -178,8 +167,7 @@ for p in web api; do
 	check "$p's metrics: not ready" [ "$(metric $p cinch_agent_ready)" = 0 ]
 	check "$p's metrics: no time left" [ "$(metric $p cinch_agent_cert_remaining_seconds)" = 0 ]
 done
-not_ok() { ! web_to_api; }
-check "new connections web -> api are refused" not_ok
+check "new connections web -> api are refused" not web_to_api
 check "web's metrics count the connections refused for want of a certificate" \
 	grep -q '^cinch_agent_denials_total{reason="no certificate or policy yet: failing closed"} [1-9]' \
 	<(admin web /metrics)
