@@ -830,7 +830,8 @@ static int ctld_start_mesh(struct ctld *d)
 	if ((rc = hub_new(&d->hub)) < 0 ||
 	    (rc = store_new(ca_trust_domain(d->ca), d->hub, &d->store)) < 0)
 		return rc;
-	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	d->config = (struct config_service){
+		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",

@@ -24,7 +24,8 @@
  * connection's `kick` timer (0 ms), whose callback runs the driver.
  *
  * Idle connections: the idle timer closes a connection that received
- * nothing for idle_ms, unless a call on it is still streaming (a Watch).
+ * nothing for idle_ms, unless a call on it is still streaming (a Watch)
+ * or has an answer on its way out.
  * Then it sends an HTTP/2 PING instead; the ACK counts as received bytes
  * and re-arms the timer, and a peer that does not answer within another
  * idle_ms is closed as dead. So an open Watch stays open with a live
@@ -177,11 +178,13 @@ static void gconn_finalize(struct gconn *c, const char *reason)
 	uv_close((uv_handle_t *)&c->kick, gconn_close_cb);
 }
 
-/* A call whose response has started and not finished: a stream in use. */
+/* A call whose answer has started, or is decided and not out yet (its
+ * trailers wait for the kick timer): its connection is not idle. A call
+ * still waiting for its client's request is no reason to stay open. */
 static int gconn_streaming(const struct gconn *c)
 {
 	for (const struct gcall *st = c->calls; st; st = st->next)
-		if (st->answered && !st->finished)
+		if (st->answered || st->finished)
 			return 1;
 	return 0;
 }
