@@ -476,7 +476,7 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 	addr_str(&c->dst, c->dst_s, sizeof(c->dst_s));
 	c->port = addr_port(&c->dst);
 	if (!c->tls || !c->slice) {
-		pc_refuse(c, "refused", "no certificate or policy yet: failing closed");
+		pc_refuse(c, "refused", "no valid certificate or policy: failing closed");
 		return;
 	}
 	if (p->n_conns - p->n_probes > p->cfg.max_conns) {

@@ -169,7 +169,7 @@ for p in web api; do
 done
 check "new connections web -> api are refused" not web_to_api
 check "web's metrics count the connections refused for want of a certificate" \
-	grep -q '^cinch_agent_denials_total{reason="no certificate or policy yet: failing closed"} [1-9]' \
+	grep -q '^cinch_agent_denials_total{reason="no valid certificate or policy: failing closed"} [1-9]' \
 	<(admin web /metrics)
 t_closed=$(now_ms)
 sleep 3
