@@ -1,13 +1,16 @@
-/* tlsserver: see tlsserver.h. The TCP handle and the timer of a
- * connection close together; it is freed when the second close callback
- * runs. The server counts a reference for its listener and one per
+/* tlsserver: see tlsserver.h. The TCP handle and the two timers of a
+ * connection (the timeout and the kick) close together; it is freed when
+ * the last close callback runs. The server counts a reference for its listener and one per
  * connection, and is freed (after `stopped`) when the last goes. */
 #include "api/tlsserver.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nghttp2/nghttp2.h>
 
 #include "log.h"
 
@@ -34,6 +37,7 @@ struct tlsserver {
 struct tlsconn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uv_timer_t kick; /* 0 ms: tlsconn_kick */
 	struct tlsserver *srv;
 	struct tlsconn *next, **pprev;
 	struct tls_conn *tls;
@@ -41,11 +45,13 @@ struct tlsconn {
 	enum tlsconn_state state;
 	size_t inflight; /* bytes handed to uv_write, not yet written */
 	const char *timeout_reason;
-	int idle; /* reads restart the timer */
+	int idle;	 /* reads restart the timer */
+	unsigned rounds; /* idle periods in a row with nothing received */
 	int reading;
 	int closing;
 	int pending_closes;
 	char peer[64];
+	char ip[48]; /* peer without the port */
 };
 
 struct tlswrite {
@@ -54,6 +60,14 @@ struct tlswrite {
 	size_t len;
 	uint8_t data[];
 };
+
+/* Logs <name>_<event> of the server. */
+static void tlsserver_log(const struct tlsserver *s, int lvl, const char *event, json_t *fields)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "%s_%s", s->cfg.name, event);
+	log_event(lvl, name, fields);
+}
 
 static void tlsserver_unref(struct tlsserver *s)
 {
@@ -85,16 +99,21 @@ void tlsconn_close(struct tlsconn *c, const char *reason)
 	if (c->closing)
 		return;
 	c->closing = 1;
-	log_event(LOG_LVL_DEBUG, "tls_conn_closed",
-		  json_pack("{s:s, s:s, s:s, s:s}", "server", c->srv->cfg.name, "peer", c->peer,
-			    "state", c->state == TLSCONN_ST_HANDSHAKE ? "handshake" : "open",
-			    "reason", reason));
+	tlsserver_log(c->srv, LOG_LVL_DEBUG, "conn_closed",
+		      json_pack("{s:s, s:s, s:s}", "peer", c->peer, "state",
+				c->state == TLSCONN_ST_HANDSHAKE ? "handshake"
+				: c->srv->cfg.open_state	 ? c->srv->cfg.open_state
+								 : "open",
+				"reason", reason));
 	*c->pprev = c->next;
 	if (c->next)
 		c->next->pprev = c->pprev;
-	c->pending_closes = 2;
+	if (c->srv->ops->closing)
+		c->srv->ops->closing(c);
+	c->pending_closes = 3;
 	uv_close((uv_handle_t *)&c->tcp, tlsconn_close_cb);
 	uv_close((uv_handle_t *)&c->timer, tlsconn_close_cb);
+	uv_close((uv_handle_t *)&c->kick, tlsconn_close_cb);
 }
 
 int tlsconn_closing(const struct tlsconn *c)
@@ -105,14 +124,30 @@ int tlsconn_closing(const struct tlsconn *c)
 static void tlsconn_timeout_cb(uv_timer_t *t)
 {
 	struct tlsconn *c = t->data;
+	if (c->idle && c->srv->ops->idle && c->srv->ops->idle(c, ++c->rounds)) {
+		tlsconn_advance(c);
+		return;
+	}
 	tlsconn_close(c, c->timeout_reason);
 }
 
 void tlsconn_set_timeout(struct tlsconn *c, unsigned ms, int idle, const char *reason)
 {
 	c->idle = idle;
+	c->rounds = 0;
 	c->timeout_reason = reason;
 	uv_timer_start(&c->timer, tlsconn_timeout_cb, ms, idle ? ms : 0);
+}
+
+static void tlsconn_kick_cb(uv_timer_t *t)
+{
+	tlsconn_advance(t->data);
+}
+
+void tlsconn_kick(struct tlsconn *c)
+{
+	if (!c->closing && !uv_is_active((uv_handle_t *)&c->kick))
+		uv_timer_start(&c->kick, tlsconn_kick_cb, 0, 0);
 }
 
 /* ---- output: TLS -> socket */
@@ -165,6 +200,21 @@ size_t tlsconn_room(const struct tlsconn *c)
 	return used < TLSSERVER_WRITE_HIGH ? TLSSERVER_WRITE_HIGH - used : 0;
 }
 
+int tlsconn_flush_h2(struct tlsconn *c, struct nghttp2_session *h2)
+{
+	while (tlsconn_room(c) > 0) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(h2, &data);
+		if (n < 0)
+			return -EPROTO;
+		if (n == 0)
+			break;
+		if (tlsconn_write(c, data, (size_t)n) < 0)
+			return -EPROTO;
+	}
+	return 0;
+}
+
 /* ---- input and the driver */
 
 static void tlsconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -186,8 +236,10 @@ static void tlsconn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		tlsconn_close(c, "out_of_memory");
 		return;
 	}
-	if (c->idle)
+	if (c->idle) {
+		c->rounds = 0;
 		uv_timer_again(&c->timer);
+	}
 	tlsconn_advance(c);
 }
 
@@ -199,9 +251,8 @@ static int tlsconn_handshake(struct tlsconn *c)
 
 	if (r < 0) {
 		(void)tlsconn_send(c); /* the alert, best effort */
-		log_event(LOG_LVL_INFO, "tls_handshake_failed",
-			  json_pack("{s:s, s:s, s:s}", "server", c->srv->cfg.name, "peer", c->peer,
-				    "why", why));
+		tlsserver_log(c->srv, LOG_LVL_INFO, "handshake_failed",
+			      json_pack("{s:s, s:s}", "peer", c->peer, "why", why));
 		tlsconn_close(c, "handshake_failed");
 		return r;
 	}
@@ -278,6 +329,11 @@ const char *tlsconn_peer(const struct tlsconn *c)
 	return c->peer;
 }
 
+const char *tlsconn_ip(const struct tlsconn *c)
+{
+	return c->ip;
+}
+
 struct tls_conn *tlsconn_tls(struct tlsconn *c)
 {
 	return c->tls;
@@ -288,21 +344,31 @@ struct tls_conn *tlsconn_tls(struct tlsconn *c)
 static void tlsconn_name_peer(struct tlsconn *c)
 {
 	struct sockaddr_storage ss;
-	int len = sizeof(ss), port = 0;
-	char ip[INET6_ADDRSTRLEN] = "unknown";
+	int len = sizeof(ss);
+	char ip[48];
 
-	ss.ss_family = AF_UNSPEC;
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		} else if (ss.ss_family == AF_INET) {
-			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		}
+	snprintf(c->peer, sizeof(c->peer), "unknown");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		uv_ip4_name(a, ip, sizeof(ip));
+		snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, ntohs(a->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		/* An IPv4 client of a dual-stack listener is its IPv4 address
+		 * (the registry knows it as such). */
+		int v4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
+		if (v4)
+			inet_ntop(AF_INET, a->sin6_addr.s6_addr + 12, ip, sizeof(ip));
+		else
+			uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(c->peer, sizeof(c->peer), v4 ? "%s:%d" : "[%s]:%d", ip,
+			 ntohs(a->sin6_port));
+	} else {
+		return;
 	}
-	snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
-		 port);
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
 }
 
 static void tlsserver_connection_cb(uv_stream_t *server, int status)
@@ -317,7 +383,8 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 	s->n_conns++;
 	uv_tcp_init(server->loop, &c->tcp);
 	uv_timer_init(server->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
+	uv_timer_init(server->loop, &c->kick);
+	c->tcp.data = c->timer.data = c->kick.data = c;
 	c->next = s->conns;
 	if (c->next)
 		c->next->pprev = &c->next;
@@ -329,9 +396,10 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 	}
 	tlsconn_name_peer(c);
 	if (s->n_conns > s->cfg.max_conns) {
-		log_event(LOG_LVL_WARN, "tls_conn_refused",
-			  json_pack("{s:s, s:s, s:s}", "server", s->cfg.name, "peer", c->peer,
-				    "reason", "too_many_connections"));
+		if (s->cfg.log_refused)
+			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
+				      json_pack("{s:s, s:s}", "peer", c->peer, "reason",
+						"too_many_connections"));
 		tlsconn_close(c, "too_many_connections");
 		return;
 	}

@@ -1,10 +1,11 @@
 /* tlsserver: a TCP listener on one libuv loop whose connections speak TLS
  * (api/tls.h), with the protocol on top given as an ops table. It is the
  * part every TLS server of cinch-control has in common (the injection
- * webhook uses it; the gRPC server in api/grpc.c has its own copy of the
- * same logic and can move onto it): accept, the connection limit, the
- * handshake and its timeout, the plaintext pump, the write path with
- * backpressure, one finalize path and the memory freed in close callbacks.
+ * webhook and the gRPC server in api/grpc.c run on it): accept, the
+ * connection limit, the handshake and its timeout, the plaintext pump, the
+ * write path with backpressure, the idle timer (with a keepalive hook),
+ * a deferred driver run (tlsconn_kick), one finalize path and the memory
+ * freed in close callbacks.
  *
  * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
  * the one driver, run after every read and every finished write (and by
@@ -16,9 +17,10 @@
  *
  * Lifetimes: the server owns its connections; a connection's protocol
  * state (tlsconn_set_data) is freed by ops->free, called exactly once from
- * the close callback. tlsserver_stop() closes everything; `stopped` runs
- * once every handle is closed, after the last ops->free, so the owner may
- * free what the protocol callbacks use only then. */
+ * the close callback (ops->closing runs earlier, when the close starts, so
+ * the protocol can let go of what must not reach a closing connection). tlsserver_stop() closes
+ * everything; `stopped` runs once every handle is closed, after the last ops->free, so the owner
+ * may free what the protocol callbacks use only then. */
 #ifndef CINCH_CONTROL_TLSSERVER_H
 #define CINCH_CONTROL_TLSSERVER_H
 
@@ -28,6 +30,8 @@
 
 #include "api/tls.h"
 
+struct nghttp2_session;
+
 #define TLSSERVER_WRITE_HIGH (256 * 1024)
 
 struct tlsserver;
@@ -35,7 +39,8 @@ struct tlsconn;
 
 struct tlsserver_ops {
 	/* The handshake finished: set up the protocol (tlsconn_set_data).
-	 * 0, or a negative errno to close the connection. */
+	 * 0, or a negative errno to close the connection (with the reason
+	 * given to tlsconn_close, else "protocol_start_failed"). */
 	int (*start)(struct tlsconn *c);
 	/* Plaintext from the peer (borrowed). 0, or a negative errno to close
 	 * (with the reason given to tlsconn_close, else "protocol_error"). */
@@ -46,6 +51,15 @@ struct tlsserver_ops {
 	/* Nothing is waiting to be written: a static reason to close the
 	 * connection now, or NULL to keep it. */
 	const char *(*done)(struct tlsconn *c);
+	/* Optional: the idle timer (tlsconn_set_timeout with idle) fired and
+	 * nothing was received for `rounds` periods in a row (1, 2, ...).
+	 * 1 keeps the connection (the timer runs another period), e.g. after
+	 * queueing a keepalive probe; 0 closes it with the timer's reason. */
+	int (*idle)(struct tlsconn *c, unsigned rounds);
+	/* Optional: the connection starts closing (once, from tlsconn_close,
+	 * also before start ran): drop what may still reach it. Nothing is
+	 * written any more. */
+	void (*closing)(struct tlsconn *c);
 	/* The connection is gone: free the protocol state (may be NULL if
 	 * start never ran). */
 	void (*free)(struct tlsconn *c);
@@ -55,8 +69,10 @@ struct tlsserver_config {
 	const char *host; /* numeric address to listen on */
 	int port;	  /* 0: any free port */
 	unsigned max_conns;
-	unsigned handshake_ms; /* from accept to the end of the handshake */
-	const char *name;      /* log events <name>_conn_closed, ... (static) */
+	unsigned handshake_ms;	/* from accept to the end of the handshake */
+	const char *name;	/* log events <name>_conn_closed, ... (static) */
+	const char *open_state; /* the open state in logs (static; NULL: "open") */
+	int log_refused;	/* log <name>_conn_refused (WARN) at max_conns */
 };
 
 /* Starts listening. Copies cfg (except host, used during the call);
@@ -77,18 +93,29 @@ unsigned tlsserver_conns(const struct tlsserver *s);
 void *tlsconn_owner(const struct tlsconn *c);
 void tlsconn_set_data(struct tlsconn *c, void *data);
 void *tlsconn_data(const struct tlsconn *c);
-const char *tlsconn_peer(const struct tlsconn *c); /* "ip:port" */
+/* "ip:port" ("[ip]:port" for IPv6; an IPv4-mapped peer is its IPv4
+ * address), "unknown" if the socket has no peer address. */
+const char *tlsconn_peer(const struct tlsconn *c);
+const char *tlsconn_ip(const struct tlsconn *c); /* without the port; "" if unknown */
 struct tls_conn *tlsconn_tls(struct tlsconn *c);
 /* Plaintext for the peer, encrypted at once. 0 or -EPROTO. */
 int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
 /* How much more output may be queued before the high-water mark. */
 size_t tlsconn_room(const struct tlsconn *c);
+/* The flush of an HTTP/2 protocol: moves h2's output into TLS while
+ * there is room. 0 or -EPROTO. */
+int tlsconn_flush_h2(struct tlsconn *c, struct nghttp2_session *h2)
+	__attribute__((warn_unused_result));
 /* (Re)arms the connection's one timer: close with `reason` (static) after
  * ms; with `idle`, every read restarts it. Replaces the handshake timer. */
 void tlsconn_set_timeout(struct tlsconn *c, unsigned ms, int idle, const char *reason);
 /* Runs the driver: for output queued outside of ops->input. */
 void tlsconn_advance(struct tlsconn *c);
+/* Runs the driver soon (a 0 ms timer), not now: for output queued where
+ * nothing may be written or closed yet (e.g. inside a walk of a list the
+ * driver could change). No-op while closing. */
+void tlsconn_kick(struct tlsconn *c);
 /* Closes the connection (idempotent); ops->free runs later. */
 void tlsconn_close(struct tlsconn *c, const char *reason);
 int tlsconn_closing(const struct tlsconn *c);

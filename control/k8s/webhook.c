@@ -661,17 +661,7 @@ static int wconn_input(struct tlsconn *tc, const uint8_t *data, size_t len)
 static int wconn_flush(struct tlsconn *tc)
 {
 	struct wconn *c = tlsconn_data(tc);
-	while (c->h2 && tlsconn_room(tc) > 0) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-		if (n < 0)
-			return -EPROTO;
-		if (n == 0)
-			break;
-		if (tlsconn_write(tc, data, (size_t)n) < 0)
-			return -EPROTO;
-	}
-	return 0;
+	return c->h2 ? tlsconn_flush_h2(tc, c->h2) : 0;
 }
 
 static const char *wconn_done(struct tlsconn *tc)
@@ -786,6 +776,7 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 		.max_conns = cfg->max_conns,
 		.handshake_ms = cfg->request_ms,
 		.name = "webhook",
+		.log_refused = 1,
 	};
 	if ((rc = tlsserver_start(loop, &sc, &webhook_ops, tls, w, &w->srv, port)) < 0) {
 		*why = uv_strerror(rc);
