@@ -1,11 +1,11 @@
 /* grpc: see grpc.h.
  *
- * A connection goes HANDSHAKE -> H2 -> (closed). gconn_advance() is the one
- * driver, called after every read and every finished write: it runs the TLS
- * handshake or feeds plaintext to nghttp2, then gconn_flush() moves
- * nghttp2's output through TLS to the socket. Everything ends in
- * gconn_finalize(c, reason), idempotent; the TCP handle and the timer close
- * together and the connection is freed when the second close callback runs.
+ * The TCP/TLS part of a connection is tlsserver's (api/tlsserver.h): it
+ * accepts, runs the handshake, feeds plaintext to gconn_input (nghttp2) and
+ * asks gconn_flush for nghttp2's output; everything ends in tlsconn_close,
+ * idempotent. A struct gconn is the HTTP/2 state of one connection, made
+ * when the handshake is done (gconn_start) and freed by tlsserver's close
+ * callback (gconn_free); gconn_closing lets the services go first.
  *
  * Streams: a request's DATA is collected (up to the 5-byte prefix plus
  * max_msg) and handed to the method's service when the client ends its
@@ -21,18 +21,18 @@
  * before anything was queued gets a trailers-only answer. gcall_send and
  * gcall_finish never write to the socket themselves (they may run inside
  * a hub walk, where closing a stream must not happen): they arm the
- * connection's `kick` timer (0 ms), whose callback runs the driver.
+ * connection's `kick` timer (0 ms, tlsconn_kick), whose callback runs the
+ * driver.
  *
  * Idle connections: the idle timer closes a connection that received
  * nothing for idle_ms, unless a call on it is still streaming (a Watch)
- * or has an answer on its way out.
- * Then it sends an HTTP/2 PING instead; the ACK counts as received bytes
+ * or has an answer on its way out. Then it sends an HTTP/2 PING instead
+ * (gconn_idle, tlsserver's idle hook); the ACK counts as received bytes
  * and re-arms the timer, and a peer that does not answer within another
  * idle_ms is closed as dead. So an open Watch stays open with a live
  * agent, and a vanished one is found within twice the idle timeout. */
 #include "api/grpc.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,47 +41,28 @@
 #include <nghttp2/nghttp2.h>
 
 #include "api/config_svc.h"
+#include "api/tlsserver.h"
 #include "grpcc.h"
 #include "log.h"
 
 #define GRPC_PATH_SIGN	 "/cinch.v1.Identity/Sign"
 #define GRPC_PATH_WATCH	 "/cinch.v1.Config/Watch"
 #define GRPC_PATH_REPORT "/cinch.v1.Config/Report"
-#define GRPC_READ_BUF	 16384
 
-enum gconn_state {
-	GCONN_ST_HANDSHAKE = 0,
-	GCONN_ST_H2,
-};
-
+/* Freed by tlsserver's `stopped` callback, after the last connection. */
 struct grpc_server {
-	uv_tcp_t tcp;
+	struct tlsserver *ts;
 	struct grpc_config cfg;
-	struct tls_ctx *tls;
 	struct sign_service *svc;
-	struct gconn *conns;
-	unsigned n_conns;
-	int refs; /* the listener + each connection */
-	int stopping;
 };
 
+/* The HTTP/2 state of one connection (tlsconn_data of tc), from the end of
+ * the handshake until tlsserver's close callback. */
 struct gconn {
-	uv_tcp_t tcp;
-	uv_timer_t timer;
-	uv_timer_t kick; /* 0 ms: run the driver after gcall_send/finish */
+	struct tlsconn *tc;
 	struct grpc_server *srv;
-	struct gconn *next, **pprev;
 	struct gcall *calls; /* every stream with state, freed with the conn */
-	struct tls_conn *tls;
 	nghttp2_session *h2;
-	enum gconn_state state;
-	size_t inflight; /* bytes handed to uv_write, not yet written */
-	int reading;
-	int closing;
-	int pending_closes;
-	int ping_sent; /* an idle PING is out, nothing received since */
-	char addr[64];
-	char ip[48]; /* addr without the port */
 	struct auth_peer_cache peer_cache;
 };
 
@@ -112,35 +93,14 @@ struct gcall {
 	void *on_close_arg;
 };
 
-struct gwrite {
-	uv_write_t req;
-	struct gconn *c;
-	size_t len;
-	uint8_t data[];
-};
-
-static void gconn_advance(struct gconn *c);
 static void gcall_detach(struct gcall *st);
 
-static const char *gconn_state_name(enum gconn_state s)
-{
-	return s == GCONN_ST_HANDSHAKE ? "handshake" : "h2";
-}
+/* ---- connection lifetime (tlsserver's ops) */
 
-static void gserver_unref(struct grpc_server *srv)
+static void gconn_free(struct tlsconn *tc)
 {
-	if (--srv->refs > 0)
-		return;
-	tls_ctx_unref(srv->tls);
-	free(srv);
-}
-
-/* ---- connection lifetime */
-
-static void gconn_close_cb(uv_handle_t *h)
-{
-	struct gconn *c = h->data;
-	if (--c->pending_closes > 0)
+	struct gconn *c = tlsconn_data(tc);
+	if (!c)
 		return;
 	nghttp2_session_del(c->h2); /* no stream close callbacks: free them here */
 	while (c->calls) {
@@ -150,32 +110,18 @@ static void gconn_close_cb(uv_handle_t *h)
 		free(st->q);
 		free(st);
 	}
-	tls_conn_free(c->tls);
-	struct grpc_server *srv = c->srv;
-	srv->n_conns--;
 	free(c);
-	gserver_unref(srv);
 }
 
-static void gconn_finalize(struct gconn *c, const char *reason)
+/* Services let go of their calls now (a Watch closes its hub watch), not
+ * at free time: nothing may reach a closing connection. */
+static void gconn_closing(struct tlsconn *tc)
 {
-	if (c->closing)
+	struct gconn *c = tlsconn_data(tc);
+	if (!c)
 		return;
-	c->closing = 1;
-	log_event(LOG_LVL_DEBUG, "grpc_conn_closed",
-		  json_pack("{s:s, s:s, s:s}", "peer", c->addr, "state", gconn_state_name(c->state),
-			    "reason", reason));
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	/* Services let go of their calls now (a Watch closes its hub watch),
-	 * not at free time: nothing may reach a closing connection. */
 	for (struct gcall *st = c->calls; st; st = st->next)
 		gcall_detach(st);
-	c->pending_closes = 3;
-	uv_close((uv_handle_t *)&c->tcp, gconn_close_cb);
-	uv_close((uv_handle_t *)&c->timer, gconn_close_cb);
-	uv_close((uv_handle_t *)&c->kick, gconn_close_cb);
 }
 
 /* A call whose answer has started, or is decided and not out yet (its
@@ -189,162 +135,36 @@ static int gconn_streaming(const struct gconn *c)
 	return 0;
 }
 
-static void gconn_timeout_cb(uv_timer_t *t)
+/* The idle timer fired: PING once while a call streams; a second quiet
+ * period (the PING unanswered) closes. */
+static int gconn_idle(struct tlsconn *tc, unsigned rounds)
 {
-	struct gconn *c = t->data;
-
-	if (c->state == GCONN_ST_H2 && !c->ping_sent && gconn_streaming(c)) {
-		if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0) {
-			c->ping_sent = 1;
-			gconn_advance(c);
-			return;
-		}
-	}
-	gconn_finalize(c, c->state == GCONN_ST_HANDSHAKE ? "handshake_timeout" : "idle_timeout");
+	struct gconn *c = tlsconn_data(tc);
+	return rounds == 1 && gconn_streaming(c) &&
+	       nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0;
 }
 
-static void gconn_kick_cb(uv_timer_t *t)
+static int gconn_input(struct tlsconn *tc, const uint8_t *data, size_t len)
 {
-	struct gconn *c = t->data;
-	if (!c->closing)
-		gconn_advance(c);
-}
-
-/* ---- output: nghttp2 -> TLS -> socket */
-
-static void gconn_write_cb(uv_write_t *req, int status)
-{
-	struct gwrite *w = req->data;
-	struct gconn *c = w->c;
-	c->inflight -= w->len;
-	free(w);
-	if (c->closing)
-		return;
-	if (status < 0) {
-		gconn_finalize(c, "write_error");
-		return;
+	struct gconn *c = tlsconn_data(tc);
+	if (nghttp2_session_mem_recv(c->h2, data, len) < 0) {
+		tlsconn_close(tc, "h2_protocol_error");
+		return -EPROTO;
 	}
-	gconn_advance(c);
-}
-
-static int gconn_send_tls(struct gconn *c)
-{
-	size_t n = tls_conn_pending_out(c->tls);
-	if (n == 0)
-		return 0;
-	struct gwrite *w = malloc(sizeof(*w) + n);
-	if (!w)
-		return -ENOMEM;
-	w->c = c;
-	w->len = tls_conn_take_out(c->tls, w->data, n);
-	w->req.data = w;
-	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, gconn_write_cb);
-	if (rc < 0) {
-		free(w);
-		return rc;
-	}
-	c->inflight += w->len;
 	return 0;
 }
 
-static int gconn_flush(struct gconn *c)
+static int gconn_flush(struct tlsconn *tc)
 {
-	while (c->h2 && c->inflight + tls_conn_pending_out(c->tls) < GRPC_WRITE_HIGH) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
-		if (n < 0)
-			return -EPROTO;
-		if (n == 0)
-			break;
-		if (tls_conn_write(c->tls, data, (size_t)n) < 0)
-			return -EPROTO;
-	}
-	return gconn_send_tls(c);
+	struct gconn *c = tlsconn_data(tc);
+	return tlsconn_flush_h2(tc, c->h2);
 }
 
-/* ---- input */
-
-static void gconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static const char *gconn_done(struct tlsconn *tc)
 {
-	static char slab[65536]; /* one loop thread; consumed before the next read */
-	*buf = uv_buf_init(slab, sizeof(slab));
-}
-
-static void gconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct gconn *c = s->data;
-	if (n == 0)
-		return;
-	if (n < 0) {
-		gconn_finalize(c, n == UV_EOF ? "peer_closed" : "read_error");
-		return;
-	}
-	if (tls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
-		gconn_finalize(c, "out_of_memory");
-		return;
-	}
-	if (c->state == GCONN_ST_H2) {
-		c->ping_sent = 0;
-		uv_timer_again(&c->timer);
-	}
-	gconn_advance(c);
-}
-
-static int gconn_start_h2(struct gconn *c);
-
-/* The driver: handshake, then plaintext into nghttp2, then output, then
- * read-side backpressure and the end-of-connection test. */
-static void gconn_advance(struct gconn *c)
-{
-	const char *why = "";
-	uint8_t buf[GRPC_READ_BUF];
-	int r;
-
-	if (c->state == GCONN_ST_HANDSHAKE) {
-		r = tls_conn_handshake(c->tls, &why);
-		if (r < 0) {
-			gconn_send_tls(c); /* the alert, best effort */
-			log_event(LOG_LVL_INFO, "grpc_handshake_failed",
-				  json_pack("{s:s, s:s}", "peer", c->addr, "why", why));
-			gconn_finalize(c, "handshake_failed");
-			return;
-		}
-		if (r == TLS_HS_DONE && gconn_start_h2(c) < 0) {
-			gconn_finalize(c, "out_of_memory");
-			return;
-		}
-	}
-	while (c->state == GCONN_ST_H2 && !c->closing) {
-		r = tls_conn_read(c->tls, buf, sizeof(buf));
-		if (r == 0)
-			break;
-		if (r < 0) {
-			gconn_finalize(c, r == -EPIPE ? "tls_close_notify" : "tls_error");
-			return;
-		}
-		if (nghttp2_session_mem_recv(c->h2, buf, (size_t)r) < 0) {
-			gconn_finalize(c, "h2_protocol_error");
-			return;
-		}
-	}
-	if (c->closing)
-		return;
-	if (gconn_flush(c) < 0) {
-		gconn_finalize(c, "write_error");
-		return;
-	}
-	int want_read = c->inflight < GRPC_WRITE_HIGH;
-	if (want_read != c->reading) {
-		if (want_read)
-			uv_read_start((uv_stream_t *)&c->tcp, gconn_alloc_cb, gconn_read_cb);
-		else
-			uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = want_read;
-	}
-	if (c->h2 && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-	    c->inflight == 0)
-		gconn_finalize(c, "h2_done");
+	struct gconn *c = tlsconn_data(tc);
+	return !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) ? "h2_done"
+										       : NULL;
 }
 
 /* ---- gRPC on a stream */
@@ -427,21 +247,20 @@ static ssize_t gcall_read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size
 /* After gcall_send/finish: let the data provider run again, later. */
 static void gcall_wake(struct gcall *st)
 {
-	if (!st->answered || st->c->closing)
+	if (!st->answered || tlsconn_closing(st->c->tc))
 		return;
 	if (st->deferred) {
 		st->deferred = 0;
 		nghttp2_session_resume_data(st->c->h2, st->id);
 	}
-	if (!uv_is_active((uv_handle_t *)&st->c->kick))
-		uv_timer_start(&st->c->kick, gconn_kick_cb, 0, 0);
+	tlsconn_kick(st->c->tc);
 }
 
 int gcall_send(struct gcall *st, const uint8_t *msg, size_t len)
 {
 	size_t max = st->c->srv->cfg.max_queue;
 
-	if (st->finished || st->c->closing)
+	if (st->finished || tlsconn_closing(st->c->tc))
 		return -EPIPE;
 	if (len > UINT32_MAX || st->q_len - st->q_off + 5 + len > max) {
 		gcall_finish(st, GRPC_RESOURCE_EXHAUSTED,
@@ -475,7 +294,7 @@ int gcall_send(struct gcall *st, const uint8_t *msg, size_t len)
 
 void gcall_finish(struct gcall *st, int code, const char *msg)
 {
-	if (st->finished || st->c->closing)
+	if (st->finished || tlsconn_closing(st->c->tc))
 		return;
 	st->finished = 1;
 	st->code = code;
@@ -493,10 +312,10 @@ void gcall_peer(const struct gcall *st, struct gcall_peer *out)
 {
 	struct gconn *c = st->c;
 
-	out->cert = tls_conn_get0_peer(c->tls);
-	out->chain = tls_conn_get0_peer_chain(c->tls);
-	out->addr = c->addr;
-	out->ip = c->ip;
+	out->cert = tls_conn_get0_peer(tlsconn_tls(c->tc));
+	out->chain = tls_conn_get0_peer_chain(tlsconn_tls(c->tc));
+	out->addr = tlsconn_peer(c->tc);
+	out->ip = tlsconn_ip(c->tc);
 	out->cache = &c->peer_cache;
 }
 
@@ -554,8 +373,7 @@ static void gcall_sign_gone(void *arg)
 }
 
 /* Identity/Sign's answer, at once or from sign_start's callback. */
-static void gcall_sign_done(void *arg, int code, const char *why, uint8_t *resp,
-			    size_t resp_len)
+static void gcall_sign_done(void *arg, int code, const char *why, uint8_t *resp, size_t resp_len)
 {
 	struct gcall *st = arg;
 
@@ -766,9 +584,10 @@ static int gh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 {
 	struct gconn *c = ud;
 	log_event(LOG_LVL_INFO, "grpc_h2_error",
-		  json_pack("{s:s, s:s%}", "peer", c->addr, "error", msg, len));
+		  json_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
 	return 0;
 }
+
 static int gconn_start_h2(struct gconn *c)
 {
 	nghttp2_session_callbacks *cbs;
@@ -804,144 +623,86 @@ static int gconn_start_h2(struct gconn *c)
 	}
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
-	if (rc == 0) {
-		c->state = GCONN_ST_H2;
-		uv_timer_start(&c->timer, gconn_timeout_cb, c->srv->cfg.idle_ms,
-			       c->srv->cfg.idle_ms);
-	}
+	if (rc == 0)
+		tlsconn_set_timeout(c->tc, c->srv->cfg.idle_ms, 1, "idle_timeout");
 	return rc;
 }
 
-/* ---- listener */
-
-static void gconn_peer_name(struct gconn *c)
+/* The handshake is done: the HTTP/2 session, its SETTINGS and the idle
+ * timer. */
+static int gconn_start(struct tlsconn *tc)
 {
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-	char ip[48];
-
-	snprintf(c->addr, sizeof(c->addr), "unknown");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(c->addr, sizeof(c->addr), "%s:%d", ip, ntohs(a->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		/* An IPv4 client of a dual-stack listener is its IPv4 address
-		 * (the registry knows it as such). */
-		int v4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr);
-		if (v4)
-			inet_ntop(AF_INET, a->sin6_addr.s6_addr + 12, ip, sizeof(ip));
-		else
-			uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(c->addr, sizeof(c->addr), v4 ? "%s:%d" : "[%s]:%d", ip,
-			 ntohs(a->sin6_port));
-	} else {
-		return;
+	struct gconn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		tlsconn_close(tc, "out_of_memory");
+		return -ENOMEM;
 	}
-	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	c->tc = tc;
+	c->srv = tlsconn_owner(tc);
+	tlsconn_set_data(tc, c);
+	if (gconn_start_h2(c) < 0) {
+		tlsconn_close(tc, "out_of_memory");
+		return -ENOMEM;
+	}
+	return 0;
 }
 
-static void gserver_connection_cb(uv_stream_t *server, int status)
-{
-	struct grpc_server *srv = server->data;
-	struct gconn *c;
+static const struct tlsserver_ops gconn_ops = {
+	.start = gconn_start,
+	.input = gconn_input,
+	.flush = gconn_flush,
+	.done = gconn_done,
+	.idle = gconn_idle,
+	.closing = gconn_closing,
+	.free = gconn_free,
+};
 
-	if (status < 0 || !(c = calloc(1, sizeof(*c))))
-		return;
-	c->srv = srv;
-	srv->refs++;
-	srv->n_conns++;
-	uv_tcp_init(server->loop, &c->tcp);
-	uv_timer_init(server->loop, &c->timer);
-	uv_timer_init(server->loop, &c->kick);
-	c->tcp.data = c->timer.data = c->kick.data = c;
-	c->next = srv->conns;
-	if (c->next)
-		c->next->pprev = &c->next;
-	c->pprev = &srv->conns;
-	srv->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		gconn_finalize(c, "accept_failed");
-		return;
-	}
-	gconn_peer_name(c);
-	if (srv->n_conns > srv->cfg.max_conns) {
-		gconn_finalize(c, "too_many_connections");
-		return;
-	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	if (tls_conn_new(srv->tls, &c->tls) < 0 ||
-	    uv_timer_start(&c->timer, gconn_timeout_cb, srv->cfg.handshake_ms, 0) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, gconn_alloc_cb, gconn_read_cb) < 0) {
-		gconn_finalize(c, "out_of_memory");
-		return;
-	}
-	c->reading = 1;
-}
+/* ---- server */
 
 int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct tls_ctx *tls,
 		      struct sign_service *svc, struct grpc_server **out, int *port)
 {
 	struct grpc_server *srv = calloc(1, sizeof(*srv));
-	struct sockaddr_storage ss;
-	int rc, len = sizeof(ss);
+	int rc;
 
 	if (!srv)
 		return -ENOMEM;
 	srv->cfg = *cfg;
 	srv->cfg.host = NULL;
 	srv->svc = svc;
-	srv->refs = 1;
-	if ((rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss)) < 0 &&
-	    (rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss)) < 0) {
+	const struct tlsserver_config sc = {
+		.host = cfg->host,
+		.port = cfg->port,
+		.max_conns = cfg->max_conns,
+		.handshake_ms = cfg->handshake_ms,
+		.name = "grpc",
+		.open_state = "h2",
+	};
+	if ((rc = tlsserver_start(loop, &sc, &gconn_ops, tls, srv, &srv->ts, port)) < 0) {
 		free(srv);
 		return rc;
 	}
-	if ((rc = uv_tcp_init(loop, &srv->tcp)) < 0) {
-		free(srv);
-		return rc;
-	}
-	srv->tcp.data = srv;
-	srv->tls = tls;
-	tls_ctx_ref(tls);
-	if ((rc = uv_tcp_bind(&srv->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&srv->tcp, 1024, gserver_connection_cb)) < 0 ||
-	    (rc = uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&ss, &len)) < 0) {
-		grpc_server_stop(srv);
-		return rc;
-	}
-	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	*out = srv;
 	return 0;
 }
 
-static void gserver_close_cb(uv_handle_t *h)
+static void gserver_free(void *owner)
 {
-	gserver_unref(h->data);
+	free(owner);
 }
 
 void grpc_server_stop(struct grpc_server *srv)
 {
-	if (!srv || srv->stopping)
-		return;
-	srv->stopping = 1;
-	while (srv->conns)
-		gconn_finalize(srv->conns, "server_stopping");
-	uv_close((uv_handle_t *)&srv->tcp, gserver_close_cb);
+	if (srv)
+		tlsserver_stop(srv->ts, gserver_free);
 }
 
 void grpc_server_set_tls(struct grpc_server *srv, struct tls_ctx *tls)
 {
-	tls_ctx_ref(tls);
-	tls_ctx_unref(srv->tls);
-	srv->tls = tls;
+	tlsserver_set_tls(srv->ts, tls);
 }
 
 unsigned grpc_server_conns(const struct grpc_server *srv)
 {
-	return srv->n_conns;
+	return tlsserver_conns(srv->ts);
 }

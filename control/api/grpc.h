@@ -1,5 +1,5 @@
-/* grpc: the gRPC server of cinch-control on one libuv loop: TCP, TLS 1.3
- * (tls.h) and HTTP/2 (nghttp2 server sessions), serving the unary method
+/* grpc: the gRPC server of cinch-control on one libuv loop: TCP and TLS 1.3
+ * (tlsserver.h) and HTTP/2 (nghttp2 server sessions), serving the unary method
  * /cinch.v1.Identity/Sign (sign.h) and, when a Config service is given,
  * /cinch.v1.Config/Watch (server streaming) and /cinch.v1.Config/Report
  * (config_svc.h), with standard gRPC framing: a 5-byte
@@ -18,7 +18,7 @@
  *   max_queue      bytes of response messages queued on one call; a call
  *                  (a Watch of a slow agent) that would exceed it ends with
  *                  RESOURCE_EXHAUSTED instead of growing
- *   write backlog  above GRPC_WRITE_HIGH bytes queued to the socket, the
+ *   write backlog  above TLSSERVER_WRITE_HIGH bytes queued to the socket, the
  *                  connection stops reading until the peer drains it
  *
  * The server owns its connections; grpc_server_stop() closes everything
@@ -38,7 +38,6 @@
 #define GRPC_MAX_CONNS_DEFAULT	  4096
 #define GRPC_HANDSHAKE_MS_DEFAULT 10000
 #define GRPC_IDLE_MS_DEFAULT	  120000
-#define GRPC_WRITE_HIGH		  (256 * 1024)
 #define GRPC_MAX_QUEUE_DEFAULT	  (1024 * 1024)
 
 struct config_service;

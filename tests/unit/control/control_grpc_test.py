@@ -193,7 +193,7 @@ def main():
     pb, pbg = stubs(tmp)
     config_checks(tmp)
     intermediate_checks(tmp, pb, pbg)
-    ctl = Control(state, ["--handshake-timeout", "2s"])
+    ctl = Control(state, ["--handshake-timeout", "2s", "--log-level", "debug"])
     try:
         run(tmp, state, pb, pbg, ctl)
     finally:
@@ -490,6 +490,14 @@ def run(tmp, state, pb, pbg, ctl):
     except (socket.timeout, ConnectionResetError):
         closed = False
     check(closed, "the stuck client is closed by the handshake timeout")
+    # The close is logged with where the connection was and why.
+    me = "%s:%d" % stuck.getsockname()[:2]
+    evs = ctl.events()
+    check(any(e["event"] == "grpc_conn_closed" and e.get("peer") == me and
+              e.get("state") == "handshake" and e.get("reason") == "handshake_timeout"
+              for e in evs), "grpc_conn_closed logged for the stuck client (%s)" % me)
+    check(any(e["event"] == "grpc_conn_closed" and e.get("state") == "h2" and
+              e.get("reason") for e in evs), "grpc_conn_closed logged for an HTTP/2 connection")
     stuck.close()
 
     # Restart: same root, used tokens stay used.
