@@ -344,7 +344,7 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 /* --check-config: the registry and policy must load as they would at start. */
 static int ctld_check_sources(const struct ctld_config *cfg)
 {
-	struct filesrc_config fc = {cfg->trust_domain, cfg->registry, cfg->policy};
+	struct filesrc_config fc = {cfg->trust_domain, cfg->registry, cfg->policy, NULL};
 	struct filesrc_gen *g;
 	struct policy_error err;
 	char where[300];
@@ -643,7 +643,7 @@ static void ctld_sighup(uv_signal_t *s, int signum)
 static int ctld_start_mesh(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
-	struct filesrc_config fc = {ca_trust_domain(d->ca), cfg->registry, cfg->policy};
+	struct filesrc_config fc = {ca_trust_domain(d->ca), cfg->registry, cfg->policy, NULL};
 	struct policy_error err;
 	char where[300];
 	int rc;

@@ -2,7 +2,9 @@
  *
  * A generation's strings and snapshots live in one block per workload
  * (struct filesrc_item), so freeing a generation is a walk over its items.
- * The source keeps only the version in force: the hub holds the slices. */
+ * The source keeps the generation in force (the hub holds its own copy of
+ * the slices), so a new trust bundle can be packed into every slice without
+ * reading the files again. */
 #include "filesrc.h"
 
 #include <arpa/inet.h>
@@ -23,16 +25,20 @@
 struct filesrc_item {
 	char key[512];
 	char spiffe_id[SPIFFE_ID_MAX + 1];
-	char version[128];
+	char base[128];	   /* the compiler's version */
+	char version[128]; /* base, plus "-b<sequence>" with a bundle */
 	char (*addr_text)[INET6_ADDRSTRLEN];
 	const char **addrs;
 	uint8_t *snap;
 };
 
 struct filesrc {
-	struct filesrc_config cfg;
+	struct filesrc_config cfg; /* cfg.bundle is &bundle or NULL */
+	struct filesrc_bundle bundle;
+	void *bundle_mem; /* what bundle points into */
 	struct hub *hub;
 	struct fswatch *watch;
+	struct filesrc_gen *cur; /* the generation in force, NULL before one */
 	char version[FILESRC_VERSION_LEN + 1];
 };
 
@@ -51,24 +57,69 @@ void filesrc_gen_free(struct filesrc_gen *g)
 	free(g);
 }
 
-/* The snapshot's own version (the compiler's digest of its contents). */
-static int filesrc_snap_version(const uint8_t *snap, size_t len, char *out, size_t outlen)
+/* `snap` packed again (new *out, free()) with the bundle b (NULL: none)
+ * and the version it->base with b's sequence, into `version` (128 bytes).
+ * it->base is taken from the snapshot when still empty. */
+static int filesrc_pack(struct filesrc_item *it, const uint8_t *snap, size_t len,
+			const struct filesrc_bundle *b, uint8_t **out, size_t *out_len,
+			char *version)
 {
 	Cinch__V1__Snapshot *s = cinch__v1__snapshot__unpack(NULL, len, snap);
-	int rc = s && s->version[0] && strlen(s->version) < outlen ? 0 : -ENOMEM;
+	Cinch__V1__TrustBundle tb = CINCH__V1__TRUST_BUNDLE__INIT, *was_bundle;
+	ProtobufCBinaryData *roots = NULL;
+	uint8_t *buf = NULL;
+	char *was_version;
+	size_t n;
+	int rc = -ENOMEM;
 
-	if (rc == 0)
-		snprintf(out, outlen, "%s", s->version);
+	if (!s)
+		return -ENOMEM;
+	if (!it->base[0] && s->version[0] && strlen(s->version) < sizeof(it->base))
+		snprintf(it->base, sizeof(it->base), "%s", s->version);
+	if (!it->base[0])
+		goto out;
+	snprintf(version, sizeof(it->version), "%s", it->base);
+	if (b) {
+		snprintf(version, sizeof(it->version), "%s-b%llu", it->base,
+			 (unsigned long long)b->sequence);
+		if (!(roots = calloc(b->n_roots ? b->n_roots : 1, sizeof(*roots))))
+			goto out;
+		for (size_t i = 0; i < b->n_roots; i++)
+			roots[i] = (ProtobufCBinaryData){b->root_lens[i], (uint8_t *)b->roots[i]};
+		tb.trust_domain = (char *)b->trust_domain;
+		tb.sequence = b->sequence;
+		tb.n_x509_authorities = b->n_roots;
+		tb.x509_authorities = roots;
+	}
+	/* borrowed into the unpacked message for packing, then put back so
+	 * free_unpacked frees only what it allocated */
+	was_bundle = s->bundle;
+	was_version = s->version;
+	s->bundle = b ? &tb : NULL;
+	s->version = version;
+	n = cinch__v1__snapshot__get_packed_size(s);
+	if ((buf = malloc(n ? n : 1))) {
+		cinch__v1__snapshot__pack(s, buf);
+		*out = buf;
+		*out_len = n;
+		rc = 0;
+	}
+	s->bundle = was_bundle;
+	s->version = was_version;
+out:
 	cinch__v1__snapshot__free_unpacked(s, NULL);
+	free(roots);
 	return rc;
 }
 
 /* One workload's slice into item/slice. */
 static int filesrc_item_fill(const struct pset *s, const struct pcompiled *pc, size_t w,
-			     struct filesrc_item *it, struct hub_slice *sl)
+			     const struct filesrc_bundle *b, struct filesrc_item *it,
+			     struct hub_slice *sl)
 {
 	const struct pworkload *wl = &s->workloads[w];
-	size_t len;
+	uint8_t *raw = NULL;
+	size_t len, raw_len;
 	int rc;
 
 	snprintf(it->key, sizeof(it->key), "%s/%s", wl->ns, wl->name);
@@ -85,9 +136,11 @@ static int filesrc_item_fill(const struct pset *s, const struct pcompiled *pc, s
 			return -EINVAL;
 		it->addrs[j] = it->addr_text[j];
 	}
-	if ((rc = pcompile_snapshot(pc, pcompile_index_of(pc, wl), &it->snap, &len)) < 0)
+	if ((rc = pcompile_snapshot(pc, pcompile_index_of(pc, wl), &raw, &raw_len)) < 0)
 		return rc;
-	if ((rc = filesrc_snap_version(it->snap, len, it->version, sizeof(it->version))) < 0)
+	rc = filesrc_pack(it, raw, raw_len, b, &it->snap, &len, it->version);
+	free(raw);
+	if (rc < 0)
 		return rc;
 	*sl = (struct hub_slice){
 		.workload = it->key,
@@ -117,7 +170,8 @@ static void filesrc_gen_version(struct filesrc_gen *g)
 		snprintf(g->version + 2 * i, 3, "%02x", d[i]);
 }
 
-static int filesrc_compile(const struct pset *s, struct filesrc_gen *g)
+static int filesrc_compile(const struct pset *s, const struct filesrc_bundle *b,
+			   struct filesrc_gen *g)
 {
 	struct pcompiled *pc = NULL;
 	struct filesrc_item *items;
@@ -130,7 +184,7 @@ static int filesrc_compile(const struct pset *s, struct filesrc_gen *g)
 	rc = items && g->slices ? 0 : -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < s->n_workloads; i++) {
 		g->n = i + 1;
-		rc = filesrc_item_fill(s, pc, i, &items[i], &g->slices[i]);
+		rc = filesrc_item_fill(s, pc, i, b, &items[i], &g->slices[i]);
 	}
 	pcompile_free(pc);
 	if (rc == 0)
@@ -152,7 +206,7 @@ int filesrc_load(const struct filesrc_config *cfg, struct filesrc_gen **out,
 		rc = pset_add_path(s, cfg->policy, err);
 	if (rc == 0)
 		rc = pset_finish(s, err);
-	if (rc == 0 && (rc = filesrc_compile(s, g)) == -EINVAL)
+	if (rc == 0 && (rc = filesrc_compile(s, cfg->bundle, g)) == -EINVAL)
 		snprintf(err->msg, sizeof(err->msg), "the set does not compile");
 	if (rc == -ENOMEM && !err->msg[0])
 		snprintf(err->msg, sizeof(err->msg), "out of memory");
@@ -204,11 +258,12 @@ static int filesrc_apply(struct filesrc *fs, struct policy_error *err)
 			  json_pack("{s:s, s:s, s:I}", "version", g->version, "previous",
 				    fs->version, "workloads", (json_int_t)g->n));
 		memcpy(fs->version, g->version, sizeof(fs->version));
-	} else {
-		memset(err, 0, sizeof(*err));
-		snprintf(err->msg, sizeof(err->msg), "the hub refused the generation: %s",
-			 strerror(-rc));
+		filesrc_gen_free(fs->cur);
+		fs->cur = g;
+		return 0;
 	}
+	memset(err, 0, sizeof(*err));
+	snprintf(err->msg, sizeof(err->msg), "the hub refused the generation: %s", strerror(-rc));
 	filesrc_gen_free(g);
 	return rc;
 }
@@ -228,6 +283,101 @@ static void filesrc_changed_cb(void *arg)
 	(void)filesrc_reload(arg);
 }
 
+/* A copy of `in` in one block (*mem, free()) that *out points into. */
+static int filesrc_bundle_copy(const struct filesrc_bundle *in, struct filesrc_bundle *out,
+			       void **mem)
+{
+	size_t td = strlen(in->trust_domain) + 1, total = td;
+	uint8_t **roots;
+	size_t *lens;
+	uint8_t *p;
+
+	for (size_t i = 0; i < in->n_roots; i++)
+		total += in->root_lens[i];
+	total += in->n_roots * (sizeof(*roots) + sizeof(*lens));
+	if (!(*mem = malloc(total)))
+		return -ENOMEM;
+	roots = *mem;
+	lens = (size_t *)(roots + in->n_roots);
+	p = (uint8_t *)(lens + in->n_roots);
+	memcpy(p, in->trust_domain, td);
+	*out = (struct filesrc_bundle){(const char *)p, in->sequence, (const uint8_t *const *)roots,
+				       lens, in->n_roots};
+	p += td;
+	for (size_t i = 0; i < in->n_roots; i++) {
+		memcpy(p, in->roots[i], in->root_lens[i]);
+		roots[i] = p;
+		lens[i] = in->root_lens[i];
+		p += in->root_lens[i];
+	}
+	return 0;
+}
+
+/* The generation in force packed again with bundle b and published. Every
+ * new snapshot is made before any is replaced, so a failure leaves g as it
+ * was. */
+static int filesrc_rebundle(struct filesrc *fs, struct filesrc_gen *g,
+			    const struct filesrc_bundle *b)
+{
+	struct filesrc_item *items = g->mem;
+	uint8_t **snaps = calloc(g->n ? g->n : 1, sizeof(*snaps));
+	size_t *lens = calloc(g->n ? g->n : 1, sizeof(*lens));
+	char(*versions)[sizeof(items->version)] = calloc(g->n ? g->n : 1, sizeof(*versions));
+	int rc = snaps && lens && versions ? 0 : -ENOMEM;
+
+	for (size_t i = 0; rc == 0 && i < g->n; i++)
+		rc = filesrc_pack(&items[i], items[i].snap, g->slices[i].snapshot_len, b, &snaps[i],
+				  &lens[i], versions[i]);
+	if (rc < 0) {
+		for (size_t i = 0; snaps && i < g->n; i++)
+			free(snaps[i]);
+		goto out;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		free(items[i].snap);
+		items[i].snap = snaps[i];
+		memcpy(items[i].version, versions[i], sizeof(items[i].version));
+		g->slices[i].snapshot = snaps[i];
+		g->slices[i].snapshot_len = lens[i];
+	}
+	filesrc_gen_version(g);
+	if ((rc = hub_publish(fs->hub, g->slices, g->n)) < 0) {
+		log_event(LOG_LVL_ERROR, "config_bundle_failed",
+			  json_pack("{s:s, s:I}", "error", strerror(-rc), "bundle_sequence",
+				    (json_int_t)b->sequence));
+		goto out;
+	}
+	log_event(LOG_LVL_INFO, "config_published",
+		  json_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", fs->version,
+			    "workloads", (json_int_t)g->n, "bundle_sequence",
+			    (json_int_t)b->sequence));
+	memcpy(fs->version, g->version, sizeof(fs->version));
+out:
+	free(snaps);
+	free(lens);
+	free(versions);
+	return rc;
+}
+
+int filesrc_set_bundle(struct filesrc *fs, const struct filesrc_bundle *b)
+{
+	struct filesrc_bundle nb;
+	void *mem;
+	int rc = filesrc_bundle_copy(b, &nb, &mem);
+
+	if (rc < 0)
+		return rc;
+	/* kept even when publishing fails: later loads carry it, and calling
+	 * again with it retries */
+	if (fs->cur)
+		rc = filesrc_rebundle(fs, fs->cur, &nb);
+	free(fs->bundle_mem);
+	fs->bundle = nb;
+	fs->bundle_mem = mem;
+	fs->cfg.bundle = &fs->bundle;
+	return rc;
+}
+
 int filesrc_start(uv_loop_t *loop, const struct filesrc_config *cfg, struct hub *hub,
 		  struct filesrc **out, struct policy_error *err)
 {
@@ -241,6 +391,11 @@ int filesrc_start(uv_loop_t *loop, const struct filesrc_config *cfg, struct hub 
 		return -ENOMEM;
 	fs->cfg = *cfg;
 	fs->hub = hub;
+	if (cfg->bundle) {
+		if ((rc = filesrc_bundle_copy(cfg->bundle, &fs->bundle, &fs->bundle_mem)) < 0)
+			goto fail;
+		fs->cfg.bundle = &fs->bundle;
+	}
 	if ((rc = filesrc_apply(fs, err)) < 0)
 		goto fail;
 	if (cfg->registry)
@@ -255,6 +410,8 @@ int filesrc_start(uv_loop_t *loop, const struct filesrc_config *cfg, struct hub 
 	*out = fs;
 	return 0;
 fail:
+	filesrc_gen_free(fs->cur);
+	free(fs->bundle_mem);
 	free(fs);
 	return rc;
 }
@@ -269,5 +426,7 @@ void filesrc_stop(struct filesrc *fs)
 	if (!fs)
 		return;
 	fswatch_stop(fs->watch);
+	filesrc_gen_free(fs->cur);
+	free(fs->bundle_mem);
 	free(fs);
 }
