@@ -341,6 +341,8 @@ static int filesrc_rebundle(struct filesrc *fs, struct filesrc_gen *g,
 		g->slices[i].snapshot_len = lens[i];
 	}
 	filesrc_gen_version(g);
+	if (!strcmp(g->version, fs->version))
+		goto out; /* the same bundle: nothing to tell anyone */
 	if ((rc = hub_publish(fs->hub, g->slices, g->n)) < 0) {
 		log_event(LOG_LVL_ERROR, "config_bundle_failed",
 			  json_pack("{s:s, s:I}", "error", strerror(-rc), "bundle_sequence",

@@ -10,7 +10,7 @@ with file:line:column, and a later valid edit works; the stream outlives
 the idle timeout (2 s here); a Watch for another identity's workload is
 PERMISSION_DENIED, one without a client certificate UNAUTHENTICATED;
 removing the workload ends the stream with NOT_FOUND; a snapshot larger
-than --max-stream-queue (1 KiB here) ends its Watch with
+than --max-stream-queue (2 KiB here: a slice carries the trust bundle) ends its Watch with
 RESOURCE_EXHAUSTED instead of being queued; a cancelled stream
 and a closed connection leave nothing behind (cinch-control runs under
 ASan in the check build and must stop cleanly); --check-config refuses an
@@ -54,7 +54,7 @@ metadata:
   namespace: shop
   labels: {%s}
 spec: {serviceAccount: big, addresses: ["10.1.0.3"]}
-""" % ", ".join("k%02d: value-%02d-padding-padding" % (i, i) for i in range(40))
+""" % ", ".join("k%02d: value-%02d-padding-padding" % (i, i) for i in range(100))
 
 # web is allowed to call api on `port`: web's snapshot lists api as a peer
 # with that port, so changing it changes web's slice.
@@ -132,7 +132,7 @@ def main():
     from cinch.v1 import config_pb2, config_pb2_grpc
     check_config(tmp, reg, pol)
     ctl = Control(state, ["--registry", reg, "--policy", pol, "--idle-timeout", "2s",
-                          "--max-stream-queue", "1024"])
+                          "--max-stream-queue", "2048"])
     try:
         run(tmp, state, reg, pol, pb, pbg, config_pb2, config_pb2_grpc, ctl)
         check(ctl.stop() == 0, "cinch-control stops cleanly (no leak, no ASan report)")
@@ -193,8 +193,11 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
         check(w.namespace == "shop" and w.name == "web" and w.spiffe_id == WEB and
               w.service_account == "web" and list(w.addresses) == ["10.1.0.1"],
               "the snapshot is web's: %s" % w)
-        check(len(snap.version) > 0 and snap.policy_version == snap.version,
-              "with a version: %s" % snap.version)
+        check(len(snap.version) > 0 and snap.version == snap.policy_version + "-b1",
+              "with a version (the policy's and the bundle's): %s" % snap.version)
+        check(snap.bundle.trust_domain == "cluster.local" and snap.bundle.sequence == 1
+              and len(snap.bundle.x509_authorities) == 1,
+              "with the trust bundle: %s" % snap.bundle.sequence)
         check(peer_port(snap, "api") == [(8080, 8080)], "api is web's peer on 8080: %s" %
               peer_port(snap, "api"))
 
@@ -291,7 +294,7 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
     write(os.path.join(reg, "workloads.yaml"), REGISTRY)
     time.sleep(0.5)
 
-    # big's slice (40 labels) is more than the stream may queue.
+    # big's slice (100 labels) is more than the stream may queue.
     bkey = ec.generate_private_key(ec.SECP256R1())
     bresp, err = call(pb, pbg, ctl.grpc_port, bundle,
                       pb.SignRequest(csr=csr_for(bkey), credential=pb.Credential(

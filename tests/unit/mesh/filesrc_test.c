@@ -377,6 +377,9 @@ static void test_bundle_live(void **state)
 	assert_int_equal(sink.sends, 2);
 	assert_bundle((uint8_t *)sink.last, sink.last_len, 2, 2);
 	assert_string_not_equal(filesrc_version(fs), v1);
+	/* the same bundle again: nothing to send */
+	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
+	assert_int_equal(sink.sends, 2);
 
 	/* While an invalid edit is in place, a bundle still goes out. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
