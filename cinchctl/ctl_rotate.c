@@ -112,7 +112,7 @@ static int ctl_ca_rotate(const char *state, long long wait_ms)
 	struct timespec start, now, tick = {.tv_sec = 1};
 	json_int_t seq, last_min = -1;
 	char t[64];
-	int rc = 1;
+	int rc = 1, settling = 0;
 
 	if (!st)
 		return 2;
@@ -139,14 +139,18 @@ static int ctl_ca_rotate(const char *state, long long wait_ms)
 					       : "no agent connected: nobody to wait for");
 			break;
 		}
-		if (json_integer_value(min) != last_min) {
+		if (ctl_int(st, "agents_settled_at") > (json_int_t)time(NULL)) {
+			if (!settling++)
+				printf("waiting: cinch-control started recently, agents are "
+				       "reconnecting (until %s)\n",
+				       ctl_time(ctl_int(st, "agents_settled_at"), t, sizeof(t)));
+		} else if (json_is_integer(min) && json_integer_value(min) != last_min) {
 			last_min = json_integer_value(min);
 			printf("waiting: the lowest bundle sequence agents report is %lld, want "
-			       "%lld "
-			       "(agents report it after their next renewal)\n",
+			       "%lld (agents report it after their next renewal)\n",
 			       (long long)last_min, (long long)seq);
-			fflush(stdout);
 		}
+		fflush(stdout);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((now.tv_sec - start.tv_sec) * 1000LL +
 			    (now.tv_nsec - start.tv_nsec) / 1000000 >=

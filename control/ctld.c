@@ -48,6 +48,9 @@
 #include "version.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
+/* After a start, agents reconnect within their backoff (30 s at most):
+ * until then "every connected agent" is not yet every agent. */
+#define CTLD_AGENT_SETTLE_S 45
 
 /* ---- configuration */
 
@@ -452,6 +455,7 @@ struct ctld {
 	uv_timer_t cert_timer;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
 	int ready;
+	int64_t started_at; /* Unix seconds */
 };
 
 static int ctld_split_hostport(const char *s, char *host, size_t hlen, int *port)
@@ -585,6 +589,7 @@ static json_t *ctld_ca_status(const struct ctld *d)
 	int64_t activated = ca_activated_at(ca), now = (int64_t)time(NULL);
 	long ttl_max = ca_clamp_ttl(ca, LONG_MAX);
 	int64_t safe_at = activated ? activated + ttl_max : 0;
+	int64_t settled_at = d->started_at + CTLD_AGENT_SETTLE_S;
 	json_t *roots = json_array();
 	struct ca_root_info ri;
 
@@ -603,15 +608,17 @@ static json_t *ctld_ca_status(const struct ctld *d)
 	}
 	if (!roots)
 		return json_pack("{s:s}", "error", "out of memory");
-	/* min is UINT64_MAX with no agent connected: nobody to wait for */
-	return json_pack("{s:s, s:I, s:o, s:b, s:I, s:I, s:I, s:b, s:o, s:b}", "trust_domain",
+	/* min is UINT64_MAX with no agent connected: nobody to wait for,
+	 * once the agents had the time to reconnect after a start */
+	return json_pack("{s:s, s:I, s:o, s:b, s:I, s:I, s:I, s:b, s:o, s:I, s:b}", "trust_domain",
 			 ca_trust_domain(ca), "sequence", (json_int_t)seq, "roots", roots,
 			 "prepared", ca_rotation_prepared(ca), "activated_at",
 			 (json_int_t)activated, "svid_ttl_max", (json_int_t)ttl_max,
 			 "retire_safe_at", (json_int_t)safe_at, "retire_safe",
 			 activated && now >= safe_at, "agents_min_sequence",
 			 min == UINT64_MAX ? json_null() : json_integer((json_int_t)min),
-			 "agents_current", min >= seq);
+			 "agents_settled_at", (json_int_t)settled_at, "agents_current",
+			 min >= seq && now >= settled_at);
 }
 
 /* Opens the CA again after a rotation step and swaps it in everywhere. A
@@ -971,6 +978,7 @@ static int ctld_start(struct ctld *d)
 	uv_signal_start(&d->sigint, ctld_signal, SIGINT);
 	uv_signal_start(&d->sighup, ctld_sighup, SIGHUP);
 	d->ready = 1;
+	d->started_at = (int64_t)time(NULL);
 	log_event(LOG_LVL_INFO, "control_started",
 		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
 			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
