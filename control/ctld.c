@@ -643,6 +643,8 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->svc.renew.impl = ca;
 	d->config.peer.impl = ca;
 	d->metrics.ca_expiry = ca_not_after(ca);
+	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
+	d->metrics.ca_rotations++;
 	(void)ctld_server_cert_swap(d, "ca_rotation");
 	if (!d->src)
 		return 0;
@@ -696,8 +698,17 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 				  json_pack("{s:I, s:i}", "safe_at", (json_int_t)safe_at,
 					    "admin_uid", (int)peer_uid));
 	}
-	if ((rc = ca_rotate(&d->cc, step, now, &why)) < 0 || (rc = ctld_ca_reload(d, &why)) < 0) {
+	if ((rc = ca_rotate(&d->cc, step, now, &why)) < 0)
 		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
+	else
+		why = NULL; /* ca_rotate may leave text there on success */
+	if (rc == 0 && (rc = ctld_ca_reload(d, &why)) < 0) {
+		snprintf(msg, sizeof(msg),
+			 "%s: done on disk, but the CA cannot be opened again (%s): the "
+			 "previous state stays in force until cinch-control restarts",
+			 names[step], why ? why : strerror(-rc));
+	}
+	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_rotation_failed",
 			  json_pack("{s:s, s:s}", "step", names[step], "error", msg));
 		return json_pack("{s:s}", "error", msg);
@@ -915,6 +926,7 @@ static int ctld_start(struct ctld *d)
 		return rc;
 	}
 	d->metrics.ca_expiry = ca_not_after(d->ca);
+	d->metrics.bundle_sequence = ca_bundle_sequence(d->ca);
 	d->svc = (struct sign_service){
 		.ca = d->ca,
 		.join = {&auth_join_ops, d->tokens},

@@ -25,8 +25,8 @@
 struct filesrc_item {
 	char key[512];
 	char spiffe_id[SPIFFE_ID_MAX + 1];
-	char base[128];	   /* the compiler's version */
-	char version[128]; /* base, plus "-b<sequence>" with a bundle */
+	char base[64];	  /* the compiler's version */
+	char version[96]; /* base, plus "-b<sequence>" with a bundle */
 	char (*addr_text)[INET6_ADDRSTRLEN];
 	const char **addrs;
 	uint8_t *snap;
@@ -58,7 +58,8 @@ void filesrc_gen_free(struct filesrc_gen *g)
 }
 
 /* `snap` packed again (new *out, free()) with the bundle b (NULL: none)
- * and the version it->base with b's sequence, into `version` (128 bytes).
+ * and the version it->base with b's sequence, into `version` (as large as
+ * it->version).
  * it->base is taken from the snapshot when still empty. */
 static int filesrc_pack(struct filesrc_item *it, const uint8_t *snap, size_t len,
 			const struct filesrc_bundle *b, uint8_t **out, size_t *out_len,

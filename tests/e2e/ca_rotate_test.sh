@@ -17,11 +17,7 @@
 # Certificates live 2 minutes (--test-short-ttl), so agents renew about
 # every minute and the whole run takes about five. Root only (exit 77).
 set -u
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip iptables-restore curl socat setpriv openssl /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-MESH_STATE=$(mktemp -d /tmp/cna-rt.XXXXXX)
+MESHTEST_TOOLS="ip iptables-restore curl socat setpriv openssl /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnart-
 NETNS_BRIDGE=cnart0
@@ -29,34 +25,12 @@ MESH_NET=10.201.12
 MESH_ADMIN_PORT=15224
 MESH_TTL=2m
 MESH_CONTROL_ARGS="--test-short-ttl --svid-ttl-max 2m"
-# shellcheck source=../../deploy/local/mesh.sh
-. "$CINCH_SRC/deploy/local/mesh.sh"
+. "$CINCH_SRC/tests/lib/meshtest.sh"
 TRAFFIC=$MESH_STATE/traffic
-fail=0
 traffic_pid=
-check() {
-	local what=$1
-	shift
-	if "$@"; then echo "ok: $what"; else
-		echo "FAIL: $what"
-		fail=1
-	fi
-}
-cleanup() {
-	[ -z "$traffic_pid" ] || kill "$traffic_pid" 2>/dev/null
-	if [ $fail -ne 0 ]; then
-		for f in "$MESH_STATE"/*.log; do
-			echo "--- $f"
-			tail -n 30 "$f"
-		done
-	fi
-	mesh_down
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+meshtest_on_exit() { [ -z "$traffic_pid" ] || kill "$traffic_pid" 2>/dev/null; }
 
 API=$(mesh_addr api)
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 ca_status() { mesh_ctl ca status --json | json "$1"; }
 serial() { mesh_in "$1" curl -sS -m 5 http://127.0.0.1:15000/config | json 'd["cert_serial"]'; }
 # The issuer of the certificate POD's agent presents to a peer: a TLS
@@ -78,7 +52,8 @@ agents_report() {
 	mesh_ctl status --json | /usr/bin/python3 -c '
 import json, sys
 rows = json.load(sys.stdin)["workloads"]
-sys.exit(0 if len(rows) == 3 and all(r.get("bundle_sequence") == int(sys.argv[1]) for r in rows) else 1)' "$1"
+sys.exit(0 if len(rows) == 3 and all((r.get("report") or {}).get("bundle_sequence") == int(sys.argv[1])
+                                  for r in rows) else 1)' "$1"
 }
 
 # --- the mesh, and traffic that must never fail

@@ -14,37 +14,13 @@
 #     back again: agents resync (a change made while it was down applies).
 # Root only (exit 77 otherwise).
 set -u
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip iptables-restore curl socat setpriv /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-MESH_STATE=$(mktemp -d /tmp/cna-lm.XXXXXX)
+MESHTEST_TOOLS="ip iptables-restore curl socat setpriv /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnalm-
 NETNS_BRIDGE=cnalm0
 MESH_NET=10.201.11
 MESH_ADMIN_PORT=15214
-# shellcheck source=../../deploy/local/mesh.sh
-. "$CINCH_SRC/deploy/local/mesh.sh"
-fail=0
-check() {
-	local what=$1
-	shift
-	if "$@"; then echo "ok: $what"; else
-		echo "FAIL: $what"
-		fail=1
-	fi
-}
-cleanup() {
-	if [ $fail -ne 0 ]; then
-		for f in "$MESH_STATE"/*.log; do
-			echo "--- $f"
-			tail -n 30 "$f"
-		done
-	fi
-	mesh_down
-}
-trap cleanup EXIT INT TERM
+. "$CINCH_SRC/tests/lib/meshtest.sh"
 
 DB=$(mesh_addr db)
 API=$(mesh_addr api)
@@ -52,7 +28,6 @@ not() { ! "$@"; }
 web_to_db() { mesh_in web socat -T 2 - "TCP:$DB:5432" </dev/null 2>/dev/null | grep -q 'hello from db'; }
 web_to_api() { [ "$(mesh_in web curl -sS -m 5 "http://$API:8080/" 2>/dev/null)" = "hello from api" ]; }
 admin() { mesh_in "$1" curl -sS -m 5 "http://127.0.0.1:${3:-15000}$2"; }
-json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 policy_version() { admin "$1" /config | json 'd["policy_version"]'; }
 allow_web_to_db() {
 	cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF

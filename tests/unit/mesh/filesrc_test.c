@@ -218,42 +218,70 @@ static void run_for(uv_loop_t *loop, unsigned ms)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void test_live(void **state)
-{
+/* A running source: its loop, hub, and web's watch (w, NULL once gone). */
+struct live {
 	uv_loop_t loop;
 	struct hub *hub;
 	struct filesrc *fs;
 	struct hub_watch *w;
-	struct policy_error err;
-	struct sink sink = {0};
-	const char *why = NULL;
-	char reg_file[160], v1[FILESRC_VERSION_LEN + 1], bad[160];
+	struct sink sink;
+	char reg_file[160], v1[FILESRC_VERSION_LEN + 1];
+};
 
-	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
-	write_file(reg_file, registry_yaml);
+/* Writes the registry and the policy on port 8080, starts a source with
+ * `c` and opens web's watch, which gets its first snapshot. */
+static void live_start(struct live *lv, const struct filesrc_config *c)
+{
+	struct policy_error err;
+	const char *why = NULL;
+
+	memset(lv, 0, sizeof(*lv));
+	snprintf(lv->reg_file, sizeof(lv->reg_file), "%s/workloads.yaml", reg);
+	write_file(lv->reg_file, registry_yaml);
 	write_policy(8080);
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(hub_new(&hub), 0);
-	assert_int_equal(filesrc_start(&loop, &cfg, hub, &fs, &err), 0);
-	snprintf(v1, sizeof(v1), "%s", filesrc_version(fs));
-	assert_int_equal(strlen(v1), FILESRC_VERSION_LEN);
-	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone, &sink,
-					&w, &why),
+	assert_int_equal(uv_loop_init(&lv->loop), 0);
+	assert_int_equal(hub_new(&lv->hub), 0);
+	assert_int_equal(filesrc_start(&lv->loop, c, lv->hub, &lv->fs, &err), 0);
+	snprintf(lv->v1, sizeof(lv->v1), "%s", filesrc_version(lv->fs));
+	assert_int_equal(strlen(lv->v1), FILESRC_VERSION_LEN);
+	assert_int_equal(hub_watch_open(lv->hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone,
+					&lv->sink, &lv->w, &why),
 			 GRPC_OK);
-	assert_int_equal(sink.sends, 1);
+	assert_int_equal(lv->sink.sends, 1);
+}
+
+static void live_stop(struct live *lv)
+{
+	if (!lv->sink.gone)
+		hub_watch_close(lv->w);
+	filesrc_stop(lv->fs);
+	run_for(&lv->loop, 10);
+	hub_free(lv->hub);
+	assert_int_equal(uv_loop_close(&lv->loop), 0);
+}
+
+static void test_live(void **state)
+{
+	struct live lv;
+	char bad[160];
+
+	live_start(&lv, &cfg);
+	struct filesrc *fs = lv.fs;
+	struct sink *sink = &lv.sink;
+	char *v1 = lv.v1;
 
 	/* A valid edit reaches the watch within a second. */
 	write_policy(9090);
-	run_for(&loop, 1000);
-	assert_int_equal(sink.sends, 2);
+	run_for(&lv.loop, 1000);
+	assert_int_equal(sink->sends, 2);
 	assert_string_not_equal(filesrc_version(fs), v1);
-	snprintf(v1, sizeof(v1), "%s", filesrc_version(fs));
+	snprintf(v1, sizeof(lv.v1), "%s", filesrc_version(fs));
 
 	/* An invalid edit: nothing sent, the version stays. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
 	write_file(bad, "kind: AllowPolicy\n");
-	run_for(&loop, 600);
-	assert_int_equal(sink.sends, 2);
+	run_for(&lv.loop, 600);
+	assert_int_equal(sink->sends, 2);
 	assert_string_equal(filesrc_version(fs), v1);
 	assert_int_equal(filesrc_reload(fs), -EINVAL);
 
@@ -261,20 +289,17 @@ static void test_live(void **state)
 	 * sends nothing. */
 	assert_int_equal(remove(bad), 0);
 	write_policy(7070);
-	run_for(&loop, 1000);
-	assert_int_equal(sink.sends, 3);
+	run_for(&lv.loop, 1000);
+	assert_int_equal(sink->sends, 3);
 	assert_int_equal(filesrc_reload(fs), 0);
-	assert_int_equal(sink.sends, 3);
+	assert_int_equal(sink->sends, 3);
 
 	/* web leaves the registry: its watch ends. */
-	write_file(reg_file, batch_yaml);
+	write_file(lv.reg_file, batch_yaml);
 	assert_int_equal(filesrc_reload(fs), 0);
-	assert_int_equal(sink.gone, 1);
+	assert_int_equal(sink->gone, 1);
 
-	filesrc_stop(fs);
-	run_for(&loop, 10);
-	hub_free(hub);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	live_stop(&lv);
 }
 
 /* ---- the trust bundle */
@@ -346,40 +371,27 @@ static void test_bundle_live(void **state)
 {
 	struct filesrc_bundle b = {"cluster.local", 1, roots_ab, lens_ab, 1};
 	struct filesrc_config with = cfg;
-	uv_loop_t loop;
-	struct hub *hub;
-	struct filesrc *fs;
-	struct hub_watch *w;
-	struct policy_error err;
-	struct sink sink = {0};
-	const char *why = NULL;
-	char reg_file[160], v1[FILESRC_VERSION_LEN + 1], bad[160];
+	struct live lv;
+	char bad[160];
 
-	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
-	write_file(reg_file, registry_yaml);
-	write_policy(8080);
 	with.bundle = &b;
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(hub_new(&hub), 0);
-	assert_int_equal(filesrc_start(&loop, &with, hub, &fs, &err), 0);
+	live_start(&lv, &with);
 	b.sequence = 99; /* filesrc_start copied the bundle */
-	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone, &sink,
-					&w, &why),
-			 GRPC_OK);
-	assert_int_equal(sink.sends, 1);
-	assert_bundle((uint8_t *)sink.last, sink.last_len, 1, 1);
-	snprintf(v1, sizeof(v1), "%s", filesrc_version(fs));
+	struct filesrc *fs = lv.fs;
+	struct sink *sink = &lv.sink;
+	const char *v1 = lv.v1;
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 1, 1);
 
 	/* A new bundle reaches the watch at once, with a new version. */
 	b.sequence = 2;
 	b.n_roots = 2;
 	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
-	assert_int_equal(sink.sends, 2);
-	assert_bundle((uint8_t *)sink.last, sink.last_len, 2, 2);
+	assert_int_equal(sink->sends, 2);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 2, 2);
 	assert_string_not_equal(filesrc_version(fs), v1);
 	/* the same bundle again: nothing to send */
 	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
-	assert_int_equal(sink.sends, 2);
+	assert_int_equal(sink->sends, 2);
 
 	/* While an invalid edit is in place, a bundle still goes out. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
@@ -388,21 +400,17 @@ static void test_bundle_live(void **state)
 	b.sequence = 3;
 	b.n_roots = 1;
 	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
-	assert_int_equal(sink.sends, 3);
-	assert_bundle((uint8_t *)sink.last, sink.last_len, 3, 1);
+	assert_int_equal(sink->sends, 3);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 3, 1);
 
 	/* A later policy edit keeps the bundle in force. */
 	assert_int_equal(remove(bad), 0);
 	write_policy(9090);
 	assert_int_equal(filesrc_reload(fs), 0);
-	assert_int_equal(sink.sends, 4);
-	assert_bundle((uint8_t *)sink.last, sink.last_len, 3, 1);
+	assert_int_equal(sink->sends, 4);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 3, 1);
 
-	hub_watch_close(w);
-	filesrc_stop(fs);
-	run_for(&loop, 10);
-	hub_free(hub);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	live_stop(&lv);
 }
 
 int main(void)
