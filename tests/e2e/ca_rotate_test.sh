@@ -139,8 +139,8 @@ sleep 2
 touch "$TRAFFIC.stop"
 wait "$traffic_pid"
 traffic_pid=
-n_ok=$(wc -l <"$TRAFFIC.ok" 2>/dev/null || echo 0)
-n_fail=$(wc -l <"$TRAFFIC.fail" 2>/dev/null || echo 0)
+n_ok=$(wc -l 2>/dev/null <"$TRAFFIC.ok" || echo 0)
+n_fail=$(wc -l 2>/dev/null <"$TRAFFIC.fail" || echo 0)
 echo "traffic: $n_ok requests succeeded, $n_fail failed"
 check "traffic flowed all along (over 300 requests)" [ "$n_ok" -gt 300 ]
 check "ZERO failed requests web -> api across the rotation" [ "$n_fail" -eq 0 ]
