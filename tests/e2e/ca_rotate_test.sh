@@ -4,18 +4,19 @@
 # 10.201.12.0/24, with steady traffic web -> api (one curl every 0.2 s, each
 # a new mutual-TLS connection between the two agents) from start to end,
 # and ZERO failed requests allowed.
-#   - `cinchctl ca rotate --wait 0s` prepares a new root and times out
-#     (agents have not renewed yet): exit 1, the root stays prepared;
-#   - the control plane restarted then keeps the prepared root;
 #   - `cinchctl ca rotate` waits until every agent reports the new bundle
 #     (after its next renewal) and activates;
 #   - `cinchctl ca retire` right after is refused (not safe yet);
 #   - every agent renews onto the new root (its serial changes, and the
 #     certificate it presents is issued by the new root);
 #   - once safe (activation + --svid-ttl-max 2m), retire works: one root in
-#     the bundle, every agent reports the new sequence.
+#     the bundle, every agent reports the new sequence;
+#   - a second rotation: `cinchctl ca rotate --wait 0s` prepares a new root
+#     and times out (agents have not renewed yet): exit 1, the root stays
+#     prepared; the control plane restarted then keeps it; `cinchctl ca
+#     rotate` again goes on and activates it.
 # Certificates live 2 minutes (--test-short-ttl), so agents renew about
-# every minute and the whole run takes about five. Root only (exit 77).
+# every minute and the whole run takes about eight. Root only (exit 77).
 set -u
 MESHTEST_TOOLS="ip iptables-restore curl socat setpriv openssl /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
@@ -63,7 +64,7 @@ if ! mesh_up; then
 fi
 echo "ok: control plane and three agents ready"
 (
-	end=$(($(date +%s) + 540)) # bounded, whatever happens to the test
+	end=$(($(date +%s) + 840)) # bounded, whatever happens to the test
 	while [ ! -e "$TRAFFIC.stop" ] && [ "$(date +%s)" -lt "$end" ]; do
 		if [ "$(mesh_in web curl -sS -m 3 "http://$API:8080/" 2>>"$TRAFFIC.err")" = "hello from api" ]; then
 			echo ok >>"$TRAFFIC.ok"
@@ -75,28 +76,15 @@ echo "ok: control plane and three agents ready"
 ) &
 traffic_pid=$!
 declare -A serial0
-for p in web api db; do serial0[$p]=$(serial $p); done
+remember_serials() { for p in web api db; do serial0[$p]=$(serial $p); done; }
+remember_serials
 root0=$(signer_subject)
 check "before: api presents a certificate of the first root" \
 	[ "$(issuer_of api web 8080)" = "$root0" ]
 
-# --- prepare, time out, the control plane restarts: the new root stays
-out=$(mesh_ctl ca rotate --wait 0s 2>&1)
-rc=$?
-echo "$out"
-check "rotate --wait 0s: prepared, then timed out (exit 1)" \
-	[ $rc -eq 1 -a -n "$(echo "$out" | grep 'prepared: a new root joined')" ]
-check "... saying the new root stays prepared" grep -q 'stays prepared' <<<"$out"
-check "... two roots, sequence 2, prepared" \
-	[ "$(ca_status '(len(d["roots"]), d["sequence"], d["prepared"])')" = "(2, 2, True)" ]
-netns_kill control
-mesh_control_up || fail=1
-check "control restarted: the prepared root is still there" \
-	[ "$(ca_status '(len(d["roots"]), d["sequence"], d["prepared"])')" = "(2, 2, True)" ]
-check "... and the old root still signs" [ "$(signer_subject)" = "$root0" ]
-
 # --- rotate: wait for every agent, activate
-out=$(mesh_ctl ca rotate --wait 4m 2>&1)
+remember_serials
+out=$(mesh_ctl ca rotate --wait 3m 2>&1)
 rc=$?
 echo "$out"
 check "rotate: every agent reported the new bundle, then activated" \
@@ -112,15 +100,15 @@ check "retire right after activation is refused (exit 1)" \
 check "... and the bundle keeps both roots" [ "$(ca_status 'len(d["roots"])')" = 2 ]
 
 # --- agents renew onto the new root
-renewed() {
+renewed() { # renewed ROOT: every agent has a new serial, issued by ROOT
 	for p in web api db; do
 		[ "$(serial $p)" != "${serial0[$p]}" ] || return 1
 	done
-	[ "$(issuer_of api web 8080)" = "$root1" ] &&
-		[ "$(issuer_of db web 5432)" = "$root1" ] &&
-		[ "$(issuer_of web api 8080)" = "$root1" ]
+	[ "$(issuer_of api web 8080)" = "$1" ] &&
+		[ "$(issuer_of db web 5432)" = "$1" ] &&
+		[ "$(issuer_of web api 8080)" = "$1" ]
 }
-check "every agent renewed onto the new root (serial and issuer)" netns_wait 150 renewed
+check "every agent renewed onto the new root (serial and issuer)" netns_wait 150 renewed "$root1"
 
 # --- retire once safe
 safe() { [ "$(ca_status 'd["retire_safe"]')" = True ]; }
@@ -133,7 +121,30 @@ check "the bundle holds one root, the new one, sequence 3" \
 	[ "$(mesh_ctl bundle show --pem | grep -c 'BEGIN CERTIFICATE')" = 1 -a \
 	"$(ca_status '(d["sequence"], d["roots"][0]["role"])')" = "(3, 'signer')" ]
 check "every agent reports bundle sequence 3 (after its next renewal)" netns_wait 150 agents_report 3
-sleep 2
+
+# --- a second rotation: prepare, time out, restart: the new root stays
+out=$(mesh_ctl ca rotate --wait 0s 2>&1)
+rc=$?
+echo "$out"
+check "rotate --wait 0s: prepared, then timed out (exit 1)" \
+	[ $rc -eq 1 -a -n "$(echo "$out" | grep 'prepared: a new root joined')" ]
+check "... saying the new root stays prepared" grep -q 'stays prepared' <<<"$out"
+check "... two roots, sequence 4, prepared" \
+	[ "$(ca_status '(len(d["roots"]), d["sequence"], d["prepared"])')" = "(2, 4, True)" ]
+netns_kill control
+mesh_control_up || fail=1
+check "control restarted: the prepared root is still there" \
+	[ "$(ca_status '(len(d["roots"]), d["sequence"], d["prepared"])')" = "(2, 4, True)" ]
+check "... and the current root still signs" [ "$(signer_subject)" = "$root1" ]
+
+out=$(mesh_ctl ca rotate --wait 3m 2>&1)
+rc=$?
+echo "$out"
+check "after the restart, rotate goes on: activated" [ $rc -eq 0 -a -n "$(echo "$out" | grep '^activated')" ]
+root2=$(signer_subject)
+check "... a third root signs" [ -n "$root2" -a "$root2" != "$root1" ]
+remember_serials
+check "every agent renewed onto it (serial and issuer)" netns_wait 150 renewed "$root2"
 
 # --- not one request failed
 touch "$TRAFFIC.stop"
