@@ -525,8 +525,9 @@ out:
 }
 
 /* A new server certificate from the CA in force for new connections;
- * `why` names the trigger in the log. */
-static int ctld_server_cert_swap(struct ctld *d, const char *why)
+ * `why` names the trigger in the log. On failure (logged) the previous
+ * one stays. */
+static void ctld_server_cert_swap(struct ctld *d, const char *why)
 {
 	struct tls_ctx *tls;
 	int rc = ctld_new_tls(d, &tls);
@@ -534,19 +535,18 @@ static int ctld_server_cert_swap(struct ctld *d, const char *why)
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "server_cert_renewal_failed",
 			  json_pack("{s:s, s:s}", "trigger", why, "error", strerror(-rc)));
-		return rc;
+		return;
 	}
 	grpc_server_set_tls(d->grpc, tls);
 	tls_ctx_unref(d->tls);
 	d->tls = tls;
 	log_event(LOG_LVL_INFO, "server_cert_renewed",
 		  json_pack("{s:s, s:s}", "spiffe_id", d->spiffe_id, "trigger", why));
-	return 0;
 }
 
 static void ctld_renew_server_cert(uv_timer_t *t)
 {
-	(void)ctld_server_cert_swap(t->data, "half_lifetime");
+	ctld_server_cert_swap(t->data, "half_lifetime");
 }
 
 /* The CA's bundle as filesrc carries it in every slice. */
@@ -645,7 +645,7 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->metrics.ca_expiry = ca_not_after(ca);
 	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
 	d->metrics.ca_rotations++;
-	(void)ctld_server_cert_swap(d, "ca_rotation");
+	ctld_server_cert_swap(d, "ca_rotation");
 	if (!d->src)
 		return 0;
 	if ((rc = ctld_bundle_get(ca, &cb)) == 0) {
