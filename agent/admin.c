@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "adminhttp.h"
+#include "log.h"
 
 struct admin_ctx {
 	struct admin_state *st;
@@ -20,6 +21,8 @@ void admin_count(struct admin_state *st, const struct proxy_record *r)
 	int v = !strcmp(r->verdict, "allow") ? 0 : !strcmp(r->verdict, "deny") ? 1 : 2;
 
 	st->conns[out][v]++;
+	if (!strcmp(r->end, "policy_change"))
+		st->policy_closed[out]++;
 	st->bytes_out += r->bytes_out;
 	st->bytes_in += r->bytes_in;
 	if (v != 1 || !r->reason || !*r->reason)
@@ -31,6 +34,47 @@ void admin_count(struct admin_state *st, const struct proxy_record *r)
 			return;
 		}
 	}
+}
+
+void admin_probed(void *arg, int ok, const char *why)
+{
+	struct admin_state *st = arg;
+	enum admin_intercept was = st->intercept;
+
+	if (ok) {
+		st->intercept = ADMIN_IC_OK;
+		st->intercept_why[0] = '\0';
+		if (was != ADMIN_IC_OK)
+			log_event(
+				LOG_LVL_INFO, "interception_verified",
+				json_pack("{s:s}", "by", "self-probe through the redirect rules"));
+		return;
+	}
+	st->probe_failures++;
+	st->intercept = ADMIN_IC_BROKEN;
+	/* Loud on every change of state or of cause, not every round. */
+	if (was != ADMIN_IC_BROKEN || strcmp(st->intercept_why, why) != 0)
+		log_event(LOG_LVL_ERROR, "interception_broken",
+			  json_pack("{s:s, s:s}", "error", why, "effect",
+				    "not ready: the pod's traffic may bypass the mesh"));
+	snprintf(st->intercept_why, sizeof(st->intercept_why), "%s", why);
+}
+
+/* Ready: material loaded, and interception seen working (or not probed). */
+static const char *admin_not_ready(const struct admin_state *st)
+{
+	if (!st->ready)
+		return "no certificate or policy";
+	switch (st->intercept) {
+	case ADMIN_IC_OK:
+	case ADMIN_IC_SKIPPED:
+		return NULL;
+	case ADMIN_IC_PENDING:
+		return "interception not verified yet";
+	case ADMIN_IC_BROKEN:
+		break;
+	}
+	return st->intercept_why;
 }
 
 static char *admin_metrics(const struct admin_ctx *a)
@@ -75,9 +119,23 @@ static char *admin_metrics(const struct admin_ctx *a)
 		"cinch_agent_cert_expiry_timestamp_seconds %lld\n"
 		"# HELP cinch_agent_policy_info The policy version enforced.\n"
 		"# TYPE cinch_agent_policy_info gauge\n"
-		"cinch_agent_policy_info{version=\"%s\"} 1\n",
+		"cinch_agent_policy_info{version=\"%s\"} 1\n"
+		"# HELP cinch_agent_interception_verified 1 when the last self-probe went "
+		"through the redirect rules.\n"
+		"# TYPE cinch_agent_interception_verified gauge\n"
+		"cinch_agent_interception_verified %d\n"
+		"# HELP cinch_agent_probe_failures_total Self-probe rounds that failed.\n"
+		"# TYPE cinch_agent_probe_failures_total counter\n"
+		"cinch_agent_probe_failures_total %llu\n"
+		"# HELP cinch_agent_policy_closed_total Open connections closed because a new "
+		"policy denies them.\n"
+		"# TYPE cinch_agent_policy_closed_total counter\n"
+		"cinch_agent_policy_closed_total{direction=\"inbound\"} %llu\n"
+		"cinch_agent_policy_closed_total{direction=\"outbound\"} %llu\n",
 		(unsigned long long)st->bytes_out, (unsigned long long)st->bytes_in,
-		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version);
+		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version,
+		st->intercept == ADMIN_IC_OK, (unsigned long long)st->probe_failures,
+		(unsigned long long)st->policy_closed[0], (unsigned long long)st->policy_closed[1]);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
@@ -96,18 +154,24 @@ static void admin_serve(void *arg, const char *method, const char *path,
 	if (!strcmp(path, "/live")) {
 		out->body = strdup("live\n");
 	} else if (!strcmp(path, "/ready")) {
-		out->status = st->ready ? 200 : 503;
-		out->body = strdup(st->ready ? "ready\n" : "not ready: no certificate or policy\n");
+		const char *why = admin_not_ready(st);
+		out->status = why ? 503 : 200;
+		if (!why)
+			out->body = strdup("ready\n");
+		else if (asprintf(&out->body, "not ready: %s\n", why) < 0)
+			out->body = NULL;
 	} else if (!strcmp(path, "/metrics")) {
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		out->body = admin_metrics(a);
 	} else if (!strcmp(path, "/config")) {
+		static const char *const ic[] = {"pending", "verified", "broken", "not probed"};
 		json_t *j = json_pack(
-			"{s:s, s:s, s:s, s:I, s:s, s:{s:i, s:i, s:i}, s:b}", "spiffe_id",
+			"{s:s, s:s, s:s, s:I, s:s, s:{s:i, s:i, s:i}, s:b, s:s}", "spiffe_id",
 			st->spiffe_id, "workload", st->workload, "cert_serial", st->serial,
 			"cert_not_after", (json_int_t)st->cert_not_after, "policy_version",
 			st->policy_version, "ports", "outbound", st->outbound_port, "inbound",
-			st->inbound_port, "admin", st->admin_port, "ready", st->ready);
+			st->inbound_port, "admin", st->admin_port, "ready",
+			admin_not_ready(st) == NULL, "interception", ic[st->intercept]);
 		out->content_type = "application/json";
 		out->body = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 		json_decref(j);

@@ -1,9 +1,12 @@
 /* admin: the agent's admin port (15000, plain HTTP/1.1 on common/adminhttp):
  *   /live     200 while the process runs
- *   /ready    200 once a certificate and a policy are loaded, else 503
+ *   /ready    200 once a certificate and a policy are loaded and the
+ *             self-probe has seen interception work (probe.h), else 503
+ *             saying what is missing
  *   /metrics  Prometheus text: connections by direction and verdict,
  *             denials by reason, bytes by direction, open connections,
- *             certificate expiry, policy version
+ *             certificate expiry, policy version, interception verified,
+ *             probe failures, connections closed by a policy change
  *   /config   JSON: identity, workload, certificate serial and expiry,
  *             policy version, ports
  * The counters are fed by agentd from the access log records. */
@@ -17,8 +20,20 @@
 
 #define ADMIN_MAX_REASONS 32
 
+/* What the self-probe says of interception. */
+enum admin_intercept {
+	ADMIN_IC_PENDING = 0, /* no round finished yet */
+	ADMIN_IC_OK,
+	ADMIN_IC_BROKEN,
+	ADMIN_IC_SKIPPED, /* --no-probe */
+};
+
 struct admin_state {
-	int ready;
+	int ready; /* a certificate and a policy are loaded */
+	enum admin_intercept intercept;
+	char intercept_why[256];
+	uint64_t probe_failures;   /* rounds that failed */
+	uint64_t policy_closed[2]; /* [outbound?] closed by a policy change */
 	char spiffe_id[2100], workload[256], serial[64], policy_version[80];
 	int64_t cert_not_after;
 	uint16_t outbound_port, inbound_port, admin_port;
@@ -32,6 +47,11 @@ struct admin_state {
 
 /* Counts one finished connection. */
 void admin_count(struct admin_state *st, const struct proxy_record *r);
+
+/* The self-probe's result callback (probe_result_cb; arg: the
+ * admin_state): keeps /ready and the metrics current, and logs each change
+ * (interception_verified, or interception_broken at error level). */
+void admin_probed(void *arg, int ok, const char *why);
 
 struct adminhttp;
 /* Serves `st` (borrowed) and the proxy's open connections on host:port.

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "mtls.h"
 #include "pemfile.h"
 #include "policy.h"
+#include "probe.h"
 #include "proxy.h"
 #include "svid.h"
 
@@ -44,6 +46,7 @@ struct agentd {
 	struct live_opts live_opts; /* live mode when control_url is set */
 	struct live *live;
 	struct proxy *proxy;
+	struct probe *probe; /* NULL with --no-probe */
 	struct adminhttp *admin;
 	struct admin_state st;
 	struct fswatch *watch;
@@ -233,6 +236,27 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	return 0;
 }
 
+/* The proxy asks the probe about each accepted connection. */
+static int agentd_is_probe(void *arg, int outbound, const struct sockaddr_storage *src,
+			   const struct sockaddr_storage *dst)
+{
+	struct agentd *a = arg;
+	return probe_claim(a->probe, outbound, src, dst);
+}
+
+/* Probe IPv6 interception where the loopback has ::1 (init installs the
+ * ip6tables rules wherever IPv6 exists). */
+static int agentd_has_ipv6(void)
+{
+	struct sockaddr_storage addrs[64];
+	size_t n = agentd_addrs(addrs, 64);
+	for (size_t i = 0; i < n; i++)
+		if (addrs[i].ss_family == AF_INET6 &&
+		    IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addrs[i])->sin6_addr))
+			return 1;
+	return 0;
+}
+
 static void agentd_reload_files(void *arg)
 {
 	agentd_load(arg, "config_reloaded");
@@ -248,6 +272,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
+	probe_stop(a->probe);
 	proxy_stop(a->proxy);
 	adminhttp_stop(a->admin);
 	if (a->watch)
@@ -288,7 +313,16 @@ static void agentd_usage(FILE *out)
 		"                       live: $CINCH_POD_NAMESPACE/$CINCH_POD_NAME)\n"
 		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
 		"  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
-		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n");
+		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n"
+		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
+		"                       is PERMISSIVE; PERMISSIVE: the policy decides\n"
+		"  --max-conns N        open connections at most; more are refused (8192)\n"
+		"  --on-policy-change close|keep\n"
+		"                       open connections a new policy denies: closed\n"
+		"                       (default) or left to finish\n"
+		"  --probe-interval MS  how often the self-probe checks interception (10000)\n"
+		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
+		"                       rules work (for runs without `cinch-agent init`)\n");
 }
 
 int agentd_main(int argc, char **argv)
@@ -305,12 +339,17 @@ int agentd_main(int argc, char **argv)
 		{"idle-timeout", required_argument, NULL, 't'},
 		{"admin-port", required_argument, NULL, 'a'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"mtls-mode", required_argument, NULL, 'M'},
 		{"control", required_argument, NULL, 'C'},
 		{"token-file", required_argument, NULL, 'T'},
 		{"token-kind", required_argument, NULL, 'K'},
 		{"control-bundle", required_argument, NULL, 'B'},
 		{"trust-domain", required_argument, NULL, 'D'},
 		{"cert-ttl", required_argument, NULL, 'L'},
+		{"max-conns", required_argument, NULL, 'm'},
+		{"on-policy-change", required_argument, NULL, 'P'},
+		{"probe-interval", required_argument, NULL, 'r'},
+		{"no-probe", no_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -322,6 +361,9 @@ int agentd_main(int argc, char **argv)
 				  .handshake_ms = 10000,
 				  .idle_ms = 300000,
 				  .max_conns = 8192};
+	struct probe_config prc = {.interval_ms = 10000, .timeout_ms = 3000};
+	int no_probe = 0;
+	char *end;
 	enum log_level lvl = LOG_LVL_INFO;
 	uint16_t admin_port = 15000;
 	const char *control = NULL, *token_kind = NULL, *trust_domain = NULL;
@@ -366,6 +408,16 @@ int agentd_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'M':
+			/* the pod's cinch.dev/mtls-mode annotation: it may require
+			 * STRICT where the mesh is PERMISSIVE, never the reverse
+			 * (opening a pod to plaintext is the MeshPolicy's call) */
+			if (strcmp(optarg, "STRICT") && strcmp(optarg, "PERMISSIVE")) {
+				agentd_usage(stderr);
+				return 2;
+			}
+			pc.force_strict = !strcmp(optarg, "STRICT");
+			break;
 		case 'C':
 			control = optarg;
 			break;
@@ -383,6 +435,30 @@ int agentd_main(int argc, char **argv)
 			break;
 		case 'L':
 			a.live_opts.ttl_seconds = atoll(optarg);
+			break;
+		case 'm':
+			pc.max_conns = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || !pc.max_conns || optarg[0] == '-') {
+				agentd_usage(stderr);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (strcmp(optarg, "close") && strcmp(optarg, "keep")) {
+				agentd_usage(stderr);
+				return 2;
+			}
+			pc.keep_on_policy_change = !strcmp(optarg, "keep");
+			break;
+		case 'r':
+			prc.interval_ms = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || prc.interval_ms < 100 || optarg[0] == '-') {
+				agentd_usage(stderr);
+				return 2;
+			}
+			break;
+		case 'N':
+			no_probe = 1;
 			break;
 		case 'h':
 			agentd_usage(stdout);
@@ -403,10 +479,25 @@ int agentd_main(int argc, char **argv)
 	}
 	log_init("cinch-agent", stderr, lvl);
 	signal(SIGPIPE, SIG_IGN);
+	prc.ipv6 = agentd_has_ipv6();
+	if (no_probe) {
+		a.st.intercept = ADMIN_IC_SKIPPED;
+		log_event(LOG_LVL_WARN, "interception_not_probed",
+			  json_pack("{s:s}", "effect",
+				    "UNSAFE: ready without checking that the pod's traffic goes "
+				    "through the agent (--no-probe)"));
+	} else if (probe_start(a.loop, &prc, admin_probed, &a.st, &a.probe) < 0) {
+		return 1;
+	} else {
+		pc.probe = agentd_is_probe;
+		pc.probe_arg = &a;
+	}
 	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
 			  json_pack("{s:s}", "error", uv_strerror(rc)));
+		probe_stop(a.probe);
+		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
 	a.st.outbound_port = pc.outbound_port;
@@ -416,6 +507,7 @@ int agentd_main(int argc, char **argv)
 	    (rc = admin_start(a.loop, "::", admin_port, &a.st, a.proxy, &a.admin)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
 			  json_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
+		probe_stop(a.probe);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
@@ -424,6 +516,7 @@ int agentd_main(int argc, char **argv)
 		    : agentd_load(&a, "agent_started") < 0) {
 		if (a.admin)
 			adminhttp_stop(a.admin);
+		probe_stop(a.probe);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;

@@ -144,8 +144,17 @@ char *intercept_rules(const struct intercept_config *cfg, int family)
 	for (size_t i = 0; i < cfg->n_exclude_in; i++)
 		fprintf(f, "-A CINCH_INBOUND -p tcp --dport %u -j RETURN\n", cfg->exclude_in[i]);
 	fprintf(f, "-A CINCH_INBOUND -p tcp -j CINCH_IN_REDIRECT\n");
-	/* Outbound: the agent's own connections, loopback, the exclusions. */
+	/* Outbound: first the agent's self-probes (intercept.h), then the
+	 * agent's own connections, loopback, the exclusions. */
 	fprintf(f, "-A CINCH_OUT_REDIRECT -p tcp -j REDIRECT --to-ports %u\n", cfg->outbound_port);
+	for (int in = 0; in < 2; in++)
+		fprintf(f,
+			"-A CINCH_OUTPUT -d %s/%d -p tcp --dport %u -m owner --uid-owner %u "
+			"-j %s\n",
+			family == AF_INET ? INTERCEPT_PROBE_ADDR4 : INTERCEPT_PROBE_ADDR6,
+			family == AF_INET ? 32 : 128,
+			in ? INTERCEPT_PROBE_PORT_IN : INTERCEPT_PROBE_PORT_OUT, cfg->uid,
+			in ? "CINCH_IN_REDIRECT" : "CINCH_OUT_REDIRECT");
 	fprintf(f, "-A CINCH_OUTPUT -m owner --uid-owner %u -j RETURN\n", cfg->uid);
 	fprintf(f, "-A CINCH_OUTPUT -d %s -j RETURN\n",
 		family == AF_INET ? "127.0.0.0/8" : "::1/128");

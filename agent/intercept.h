@@ -8,6 +8,16 @@
  *             outbound port (15001), except loopback destinations,
  *             --exclude-outbound-ports and --exclude-cidrs
  *
+ * Two probe rules come first in the outbound chain: connections from the
+ * agent's own UID to the probe address (127.0.0.7, or ::1 for IPv6) on
+ * INTERCEPT_PROBE_PORT_OUT / _IN go through the outbound / inbound redirect
+ * chains. The agent connects there at start-up and periodically
+ * (agent/probe.c): a probe arriving on its own listener with that original
+ * destination shows the rules are in place and the redirect works. Nothing
+ * else can match them (only the agent's UID, only loopback), and without
+ * the rules the probe address has no listener, so a missing rule can only
+ * make the probe fail, never pass.
+ *
  * Both address families get the same rules (iptables and ip6tables). Every
  * change is one iptables-restore transaction over the whole nat table: the
  * current table is read, Cinch's chains and jumps taken out, the new ones
@@ -23,6 +33,12 @@
 
 #define INTERCEPT_MAX_LIST     64
 #define INTERCEPT_CHAIN_PREFIX "CINCH_"
+
+/* The self-probe's destinations (see above): reserved, never listened on. */
+#define INTERCEPT_PROBE_ADDR4	 "127.0.0.7"
+#define INTERCEPT_PROBE_ADDR6	 "::1"
+#define INTERCEPT_PROBE_PORT_OUT 15011
+#define INTERCEPT_PROBE_PORT_IN	 15016
 
 struct intercept_cidr {
 	int family; /* AF_INET or AF_INET6 */

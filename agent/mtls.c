@@ -13,6 +13,7 @@
 #include "mtls.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,12 +48,30 @@ struct mtls_conn {
 	struct mtls_ctx *ctx;
 	SSL *ssl; /* with tlsbio's memory BIOs */
 	int client;
-	char expected[SPIFFE_ID_MAX + 1];
-	char peer[SPIFFE_ID_MAX + 1];
+	/* Each connection holds only as many bytes of the IDs as they have
+	 * (thousands of idle connections are the common case): new strings. */
+	char *expected;	 /* client: the server's identity; NULL on a server */
+	char *peer;	 /* the peer's verified identity; NULL until then */
 	const char *why; /* what the verify callback refused */
 };
 
 static int mtls_ex_index = -1;
+
+/* c->peer from the SVID `leaf`. 0, or -EINVAL with *why, or -ENOMEM. */
+static int mtls_set_peer(struct mtls_conn *c, X509 *leaf, const char **why)
+{
+	char id[SPIFFE_ID_MAX + 1];
+
+	free(c->peer);
+	c->peer = NULL;
+	if (svid_spiffe_id(leaf, id, sizeof(id), why) < 0)
+		return -EINVAL;
+	if (!(c->peer = strdup(id))) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	return 0;
+}
 
 /* ---- verification */
 
@@ -84,9 +103,8 @@ static enum ssl_verify_result_t mtls_verify(SSL *ssl, uint8_t *alert)
 		c->why = "peer leaf is a CA certificate";
 		goto out;
 	}
-	if (svid_spiffe_id(leaf, c->peer, sizeof(c->peer), &why) < 0) {
+	if (mtls_set_peer(c, leaf, &why) < 0) {
 		c->why = why ? why : "peer certificate is not an X.509-SVID";
-		c->peer[0] = '\0';
 		goto out;
 	}
 	if (c->client && strcmp(c->peer, c->expected) != 0) {
@@ -115,7 +133,7 @@ static int mtls_new_session(SSL *ssl, SSL_SESSION *sess)
 		slot = &ctx->sessions[ctx->next_slot++ % MTLS_SESSION_SLOTS];
 	SSL_SESSION_free(slot->sess);
 	slot->sess = sess; /* we own the reference we return 1 for */
-	memcpy(slot->id, c->expected, sizeof(slot->id));
+	snprintf(slot->id, sizeof(slot->id), "%s", c->expected);
 	return 1;
 }
 
@@ -139,7 +157,9 @@ static SSL_CTX *mtls_ssl_ctx(STACK_OF(X509) * chain, EVP_PKEY *key, int server)
 		s, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
 		mtls_verify);
 	if (server) {
-		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_SERVER);
+		/* Resumption is by stateless TLS 1.3 tickets: no server-side cache
+		 * (it would keep every session, peer chain included, in memory). */
+		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_timeout(s, MTLS_TICKET_LIFETIME_S);
 	} else {
 		SSL_CTX_set_session_cache_mode(s,
@@ -266,7 +286,10 @@ static int mtls_conn_new(struct mtls_ctx *ctx, int client, const char *expected,
 	c->ctx = mtls_ctx_ref(ctx);
 	c->client = client;
 	if (client) {
-		snprintf(c->expected, sizeof(c->expected), "%s", expected);
+		if (!(c->expected = strdup(expected))) {
+			mtls_conn_free(c);
+			return -ENOMEM;
+		}
 		SSL_set_connect_state(c->ssl);
 		for (unsigned i = 0; i < MTLS_SESSION_SLOTS; i++)
 			if (ctx->sessions[i].sess && !strcmp(ctx->sessions[i].id, expected)) {
@@ -298,6 +321,8 @@ void mtls_conn_free(struct mtls_conn *c)
 		return;
 	SSL_free(c->ssl);
 	mtls_ctx_unref(c->ctx);
+	free(c->expected);
+	free(c->peer);
 	free(c);
 }
 
@@ -314,7 +339,7 @@ static int mtls_resumed_identity(struct mtls_conn *c, const char **why)
 	int64_t na;
 	int rc = -EPROTO;
 
-	if (!leaf || svid_spiffe_id(leaf, c->peer, sizeof(c->peer), why) < 0)
+	if (!leaf || mtls_set_peer(c, leaf, why) < 0)
 		*why = "resumed session without a peer identity";
 	else if (svid_time_unix(X509_get0_notAfter(leaf), &na) < 0 || na <= time(NULL))
 		*why = "resumed session of an expired peer certificate";
@@ -365,6 +390,11 @@ size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len)
 	return tlsbio_take(c->ssl, buf, len);
 }
 
+void mtls_conn_trim(struct mtls_conn *c)
+{
+	tlsbio_trim(c->ssl);
+}
+
 void mtls_conn_shutdown(struct mtls_conn *c)
 {
 	tlsbio_shutdown(c->ssl);
@@ -372,7 +402,7 @@ void mtls_conn_shutdown(struct mtls_conn *c)
 
 const char *mtls_conn_peer_id(const struct mtls_conn *c)
 {
-	return c->peer;
+	return c->peer ? c->peer : "";
 }
 
 const char *mtls_conn_version(const struct mtls_conn *c)

@@ -70,6 +70,8 @@ int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
 size_t mtls_conn_pending_out(const struct mtls_conn *c);
 size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len);
+/* Gives back the buffers of a quiet connection (see tlsbio_trim). */
+void mtls_conn_trim(struct mtls_conn *c);
 /* Queues close_notify (after the handshake). */
 void mtls_conn_shutdown(struct mtls_conn *c);
 

@@ -36,7 +36,7 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct pconn *conns;
-	unsigned n_conns;
+	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
 	int stopping, refs;
 };
 
@@ -52,15 +52,23 @@ struct pconn {
 	struct policy_slice *slice;
 	struct mtls_conn *down_tls, *up_tls;
 	struct sockaddr_storage src, dst;
-	char src_s[64], dst_s[64], peer_id[2100];
+	char src_s[64], dst_s[64];
+	char *peer_id; /* the peer's SPIFFE ID (verified, or expected); NULL: none */
 	uint16_t port;
 	struct policy_decision d;
-	uint8_t buf[16384];
-	size_t plain_len; /* inbound plaintext peeked, to send first */
+	uint8_t *plain; /* inbound plaintext read while peeking, to send first */
+	size_t plain_len;
 	uint64_t t0;
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
+	const char *end; /* why the relay was stopped, when the proxy stopped it */
+	unsigned probe;	 /* 1: the agent's self-probe, not counted as a connection */
 };
+
+/* What a connection reads before the relay (a peek, handshake records) is
+ * dealt with before the read callback returns, on the one loop: all
+ * connections read into this buffer. */
+static uint8_t pc_rbuf[16384];
 
 static void pc_write_tls(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t);
 static void pc_timeout(uv_timer_t *t);
@@ -95,7 +103,7 @@ static void pc_log(struct pconn *c, const char *end, uint64_t out, uint64_t in)
 		.src = c->src_s,
 		.dst = c->dst_s,
 		.local_id = c->tls ? mtls_ctx_spiffe_id(c->tls) : "",
-		.peer_id = c->peer_id,
+		.peer_id = c->peer_id ? c->peer_id : "",
 		.verdict = policy_verdict_name(c->d.verdict),
 		.rule = c->d.rule ? c->d.rule : "",
 		.reason = c->d.reason ? c->d.reason : "",
@@ -124,10 +132,13 @@ static void pc_free(struct pconn *c)
 	if (c->next)
 		c->next->pprev = c->pprev;
 	c->p->n_conns--;
+	c->p->n_probes -= c->probe;
 	mtls_conn_free(c->down_tls);
 	mtls_conn_free(c->up_tls);
 	mtls_ctx_unref(c->tls);
 	policy_slice_unref(c->slice);
+	free(c->plain);
+	free(c->peer_id);
 	struct proxy *p = c->p;
 	free(c);
 	proxy_unref(p);
@@ -142,17 +153,10 @@ static void pc_handle_closed(uv_handle_t *h)
 		pc_free(c);
 }
 
-/* The end of a connection that never reached the relay. */
-static void pc_refuse(struct pconn *c, const char *end, const char *reason)
+/* Closes a connection that never reached the relay, without a word. */
+static void pc_close(struct pconn *c)
 {
-	if (c->state == PC_CLOSING)
-		return;
 	c->state = PC_CLOSING;
-	if (reason) {
-		c->d.verdict = c->d.verdict == POLICY_ALLOW ? POLICY_DENY : c->d.verdict;
-		c->d.reason = reason;
-	}
-	pc_log(c, end, 0, 0);
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, pc_handle_closed);
 	c->down->data = c;
@@ -163,6 +167,19 @@ static void pc_refuse(struct pconn *c, const char *end, const char *reason)
 	}
 }
 
+/* The end of a connection that never reached the relay. */
+static void pc_refuse(struct pconn *c, const char *end, const char *reason)
+{
+	if (c->state == PC_CLOSING)
+		return;
+	if (reason) {
+		c->d.verdict = c->d.verdict == POLICY_ALLOW ? POLICY_DENY : c->d.verdict;
+		c->d.reason = reason;
+	}
+	pc_log(c, end, 0, 0);
+	pc_close(c);
+}
+
 static void pc_relay_done(void *arg, const struct relay_stats *st)
 {
 	struct pconn *c = arg;
@@ -171,7 +188,7 @@ static void pc_relay_done(void *arg, const struct relay_stats *st)
 	uint64_t out = c->outbound ? st->a_to_b : st->b_to_a;
 	uint64_t in = c->outbound ? st->b_to_a : st->a_to_b;
 
-	pc_log(c, ends[st->reason], out, in);
+	pc_log(c, c->end ? c->end : ends[st->reason], out, in);
 	c->down = c->up = NULL;
 	c->down_tls = c->up_tls = NULL; /* freed by the relay */
 	if (--c->handles == 0)
@@ -183,7 +200,7 @@ static void pc_start_relay(struct pconn *c)
 	struct proxy *p = c->p;
 	/* The inbound plaintext already read goes to the app first. */
 	if (c->plain_len) {
-		uv_buf_t b = uv_buf_init((char *)c->buf, (unsigned)c->plain_len);
+		uv_buf_t b = uv_buf_init((char *)c->plain, (unsigned)c->plain_len);
 		if (uv_try_write((uv_stream_t *)c->up, &b, 1) != (int)c->plain_len) {
 			pc_refuse(c, "reset", "could not pass the first bytes to the app");
 			return;
@@ -237,9 +254,9 @@ static void pc_write_tls(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t)
 
 static void pc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct pconn *c = h->data;
+	(void)h;
 	(void)hint;
-	*buf = uv_buf_init((char *)c->buf, sizeof(c->buf));
+	*buf = uv_buf_init((char *)pc_rbuf, sizeof(pc_rbuf));
 }
 
 static void pc_connect(struct pconn *c);
@@ -248,8 +265,10 @@ static void pc_connect(struct pconn *c);
 static void pc_decide_inbound(struct pconn *c)
 {
 	const char *id = c->down_tls ? mtls_conn_peer_id(c->down_tls) : NULL;
-	if (id)
-		snprintf(c->peer_id, sizeof(c->peer_id), "%s", id);
+	if (id && !(c->peer_id = strdup(id))) {
+		pc_refuse(c, "refused", "out of memory");
+		return;
+	}
 	policy_slice_decide_inbound(c->slice, id, (struct sockaddr *)&c->src, c->port, &c->d);
 	if (c->d.verdict == POLICY_DENY) {
 		pc_refuse(c, "denied", NULL);
@@ -293,17 +312,23 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (c->state == PC_PEEK) {
-		if (c->buf[0] == 0x16) { /* a TLS handshake record */
+		if (pc_rbuf[0] == 0x16) { /* a TLS handshake record */
 			if (mtls_conn_new_server(c->tls, &c->down_tls) < 0) {
 				pc_refuse(c, "refused", "out of memory");
 				return;
 			}
 			c->state = PC_HANDSHAKE;
-		} else if (policy_slice_mtls(c->slice) == POLICY_MTLS_STRICT) {
+		} else if (c->p->cfg.force_strict ||
+			   policy_slice_mtls(c->slice) == POLICY_MTLS_STRICT) {
 			c->d.verdict = POLICY_DENY;
 			pc_refuse(c, "denied", "plaintext refused: mTLS mode is STRICT");
 			return;
 		} else {
+			if (!(c->plain = malloc((size_t)n))) {
+				pc_refuse(c, "refused", "out of memory");
+				return;
+			}
+			memcpy(c->plain, pc_rbuf, (size_t)n);
 			c->plain_len = (size_t)n;
 			uv_read_stop(st);
 			pc_decide_inbound(c);
@@ -312,7 +337,7 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	}
 	struct mtls_conn *t = c->state == PC_HANDSHAKE ? c->down_tls : c->up_tls;
 	uv_tcp_t *s = c->state == PC_HANDSHAKE ? c->down : c->up;
-	if (mtls_conn_feed(t, c->buf, (size_t)n) < 0) {
+	if (mtls_conn_feed(t, pc_rbuf, (size_t)n) < 0) {
 		pc_refuse(c, "refused", "out of memory");
 		return;
 	}
@@ -375,7 +400,10 @@ static void pc_outbound(struct pconn *c)
 	const char *peer = policy_slice_peer(c->slice, (struct sockaddr *)&c->dst, c->port, &c->d);
 
 	if (peer) {
-		snprintf(c->peer_id, sizeof(c->peer_id), "%s", peer);
+		if (!(c->peer_id = strdup(peer))) {
+			pc_refuse(c, "refused", "out of memory");
+			return;
+		}
 		if (c->d.verdict == POLICY_DENY) {
 			pc_refuse(c, "denied", NULL);
 			return;
@@ -439,13 +467,19 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		pc_refuse(c, "refused", "no original destination: not a redirected connection");
 		return;
 	}
+	if (p->cfg.probe && p->cfg.probe(p->cfg.probe_arg, outbound, &c->src, &c->dst)) {
+		c->probe = 1; /* the agent's own self-probe: not a connection */
+		p->n_probes++;
+		pc_close(c);
+		return;
+	}
 	addr_str(&c->dst, c->dst_s, sizeof(c->dst_s));
 	c->port = addr_port(&c->dst);
 	if (!c->tls || !c->slice) {
 		pc_refuse(c, "refused", "no certificate or policy yet: failing closed");
 		return;
 	}
-	if (p->n_conns > p->cfg.max_conns) {
+	if (p->n_conns - p->n_probes > p->cfg.max_conns) {
 		pc_refuse(c, "refused", "connection limit reached");
 		return;
 	}
@@ -508,6 +542,73 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	return 0;
 }
 
+/* What `slice` decides for a connection that was already decided once:
+ * the same question as at accept, with what the connection has become
+ * (its peer's verified identity, the server identity it expected). */
+static void pc_redecide(const struct pconn *c, const struct policy_slice *slice,
+			struct policy_decision *d)
+{
+	const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
+	int meshed = c->peer_id != NULL;
+
+	if (!c->outbound) {
+		policy_slice_decide_inbound(slice, meshed ? c->peer_id : NULL,
+					    (const struct sockaddr *)&c->src, c->port, d);
+		return;
+	}
+	const char *peer = policy_slice_peer(slice, dst, c->port, d);
+	if (meshed && peer && !strcmp(peer, c->peer_id))
+		return;
+	if (!meshed && !peer) {
+		policy_slice_decide_egress(slice, dst, c->port, d);
+		return;
+	}
+	/* The destination changed kind or identity: this connection was made
+	 * for what it was, not for what it is now. */
+	*d = (struct policy_decision){
+		.verdict = POLICY_DENY,
+		.reason = !meshed ? "the destination is now a meshed workload: plaintext to it "
+				    "is no longer allowed"
+			  : !peer ? "the destination is no longer a meshed workload"
+				  : "the identity expected at the destination changed",
+	};
+}
+
+/* Applies the proxy's new slice to one open connection (proxy.h). */
+static void pc_policy_changed(struct pconn *c)
+{
+	struct policy_slice *slice = c->p->slice;
+	struct policy_decision d;
+
+	switch (c->state) {
+	case PC_PEEK:
+	case PC_HANDSHAKE: /* not decided yet: the new policy will */
+		policy_slice_unref(c->slice);
+		c->slice = policy_slice_ref(slice);
+		return;
+	case PC_CONNECT:
+	case PC_UP_HANDSHAKE:
+	case PC_RELAY:
+		break;
+	case PC_CLOSING:
+		return;
+	}
+	pc_redecide(c, slice, &d);
+	/* d borrows from the new slice: hold it before letting the old go. */
+	policy_slice_ref(slice);
+	policy_slice_unref(c->slice);
+	c->slice = slice;
+	c->d = d;
+	if (d.verdict != POLICY_DENY)
+		return;
+	if (c->state != PC_RELAY) {
+		pc_refuse(c, "policy_change", NULL);
+		return;
+	}
+	if (relay_stop(c->relay) == 0)
+		c->end = "policy_change"; /* logged in pc_relay_done */
+}
+
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice)
 {
 	struct mtls_ctx *old_tls = p->tls;
@@ -516,11 +617,17 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 	p->slice = slice ? policy_slice_ref(slice) : NULL;
 	mtls_ctx_unref(old_tls);
 	policy_slice_unref(old_slice);
+	if (!p->slice || p->slice == old_slice || p->cfg.keep_on_policy_change)
+		return;
+	for (struct pconn *c = p->conns, *next; c; c = next) {
+		next = c->next; /* closing never frees at once: c stays valid */
+		pc_policy_changed(c);
+	}
 }
 
 unsigned proxy_conns(const struct proxy *p)
 {
-	return p->n_conns;
+	return p->n_conns - p->n_probes;
 }
 
 static void proxy_listener_closed(uv_handle_t *h)

@@ -14,8 +14,10 @@
  *       original destination, then relay.
  *
  * Each connection takes a reference to the current material (TLS context
- * and policy slice) when accepted: proxy_set_material() affects only new
- * connections. One access-log line per connection (proxy_log_cb). */
+ * and policy slice) when accepted: the TLS credentials a live connection
+ * uses never change under it. A new policy, though, is applied to open
+ * connections too (unless keep_on_policy_change): see proxy_set_material().
+ * One access-log line per connection (proxy_log_cb). */
 #ifndef CINCH_AGENT_PROXY_H
 #define CINCH_AGENT_PROXY_H
 
@@ -25,11 +27,21 @@
 #include "mtls.h"
 #include "policy.h"
 
+/* Is an accepted connection (from src, to the original destination dst,
+ * on the outbound listener or not) the agent's own self-probe (probe.h)?
+ * 1: the proxy closes it without logging it. */
+typedef int (*proxy_probe_cb)(void *arg, int outbound, const struct sockaddr_storage *src,
+			      const struct sockaddr_storage *dst);
+
 struct proxy_config {
 	const char *host; /* listen address, "0.0.0.0" or "::" */
 	uint16_t outbound_port, inbound_port;
 	unsigned connect_ms, handshake_ms, idle_ms;
 	unsigned max_conns;
+	int keep_on_policy_change; /* see proxy_set_material() */
+	int force_strict;	   /* plaintext refused whatever the policy's mode */
+	proxy_probe_cb probe;	   /* NULL: no self-probe */
+	void *probe_arg;
 };
 
 /* What the access log says of one connection; strings borrowed for the
@@ -53,9 +65,14 @@ struct proxy;
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
 		struct proxy **out) __attribute__((warn_unused_result));
 /* The material new connections use (references taken; NULL: none, and new
- * connections are refused: fail closed). */
+ * connections are refused: fail closed). A new slice is also applied to
+ * the open connections: those that have not been decided yet will be
+ * decided by it; those already allowed are decided again, and the ones it
+ * denies are closed at once (unless keep_on_policy_change), logged with
+ * end "policy_change" and the rule and reason of the new decision. Those
+ * still allowed keep their TLS context and take the new decision. */
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice);
-/* Open connections. */
+/* Open connections (the self-probes are not counted). */
 unsigned proxy_conns(const struct proxy *p);
 /* Closes the listeners and every connection (run the loop afterwards). */
 void proxy_stop(struct proxy *p);

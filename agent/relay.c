@@ -10,23 +10,42 @@
  * A direction ends when its source has ended (FIN or close_notify) and
  * everything is written: then the sink gets close_notify (TLS) and a write
  * shutdown. The relay ends when both directions have, or at the first
- * reset, TLS error, idle timeout or relay_stop(). */
+ * reset, TLS error, idle timeout or relay_stop().
+ *
+ * Memory. What a read brings is dealt with before its callback returns
+ * (fed to TLS, encrypted, or copied to the sink's buffer), and the agent
+ * runs one loop on one thread: so every relay reads into one shared
+ * buffer, and decrypts into another. The only per-direction buffer is the
+ * sink's, wbuf, and it exists only while it holds bytes: taken when bytes
+ * arrive, given back when a write drains it. Given-back buffers wait in a
+ * small pool for the next taker (a busy connection takes and gives back
+ * at every write), so steady traffic allocates nothing and an idle
+ * connection holds no buffer at all. TLS to a plaintext sink decrypts
+ * straight into wbuf (no copy). */
 #include "relay.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RELAY_WCAP (RELAY_HIGH + 2 * RELAY_CHUNK + 1024)
+#define RELAY_POOL 8 /* sink buffers kept for reuse */
+
+/* The shared buffers (see the top of the file). */
+static uint8_t relay_rbuf[RELAY_CHUNK]; /* socket reads */
+static uint8_t relay_pbuf[RELAY_CHUNK]; /* plaintext from TLS, on its way to TLS */
+static uint8_t *relay_pool[RELAY_POOL];
+static int relay_pooled;
+static uint64_t relay_heap_trimmed_at; /* loop time of the last malloc_trim() */
+static int relay_heap_dirty;	       /* buffers given back since */
 
 struct rside;
 
 struct rdir {
 	struct relay *r;
 	struct rside *src, *dst;
-	uint8_t rbuf[RELAY_CHUNK]; /* socket reads */
-	uint8_t pbuf[RELAY_CHUNK]; /* plaintext out of a TLS source */
-	uint8_t wbuf[RELAY_WCAP];  /* to the sink */
+	uint8_t *wbuf; /* to the sink: RELAY_WCAP bytes while wlen > 0, else NULL */
 	size_t wlen, inflight;
 	uv_write_t wreq;
 	uv_shutdown_t sreq;
@@ -42,8 +61,10 @@ struct rside {
 };
 
 struct relay {
-	uv_timer_t idle;
+	uv_timer_t idle; /* ticks every min(idle_ms, RELAY_QUIET_MS / 2) */
 	unsigned idle_ms;
+	uint64_t last_read; /* loop time of the last read (a timer restart per read costs more) */
+	int trimmed;	    /* buffers given back since that read */
 	struct rside a, b;
 	struct rdir *ab, *ba;
 	relay_done_cb done;
@@ -53,6 +74,27 @@ struct relay {
 };
 
 static void relay_pump(struct rdir *d);
+
+/* Gives d a sink buffer if it has none. 0 or -ENOMEM. */
+static int relay_wbuf_take(struct rdir *d)
+{
+	if (d->wbuf)
+		return 0;
+	d->wbuf = relay_pooled ? relay_pool[--relay_pooled] : malloc(RELAY_WCAP);
+	return d->wbuf ? 0 : -ENOMEM;
+}
+
+/* Gives d's sink buffer back once it holds nothing. */
+static void relay_wbuf_release(struct rdir *d)
+{
+	if (!d->wbuf || d->wlen > 0)
+		return;
+	if (relay_pooled < RELAY_POOL)
+		relay_pool[relay_pooled++] = d->wbuf;
+	else
+		free(d->wbuf);
+	d->wbuf = NULL;
+}
 
 static void relay_closed(uv_handle_t *h)
 {
@@ -66,6 +108,9 @@ static void relay_closed(uv_handle_t *h)
 	r->done(r->arg, &st);
 	mtls_conn_free(r->a.tls);
 	mtls_conn_free(r->b.tls);
+	r->ab->wlen = r->ba->wlen = 0; /* no write is in flight any more */
+	relay_wbuf_release(r->ab);
+	relay_wbuf_release(r->ba);
 	free(r->a.tcp);
 	free(r->b.tcp);
 	free(r->ab);
@@ -94,33 +139,58 @@ static void relay_end(struct relay *r, enum relay_end_reason reason)
 	}
 }
 
-/* Appends what a TLS side has to send to the direction writing to it. */
-static void relay_take_tls(struct rside *s)
+/* Appends what a TLS side has to send to the direction writing to it.
+ * 0 or -ENOMEM. */
+static int relay_take_tls(struct rside *s)
 {
 	struct rdir *d = s->out;
-	if (!s->tls)
-		return;
+	if (!s->tls || mtls_conn_pending_out(s->tls) == 0)
+		return 0;
+	if (relay_wbuf_take(d) < 0)
+		return -ENOMEM;
 	while (d->wlen < RELAY_WCAP) {
 		size_t n = mtls_conn_take_out(s->tls, d->wbuf + d->wlen, RELAY_WCAP - d->wlen);
 		if (n == 0)
 			break;
 		d->wlen += n;
 	}
+	return 0;
 }
 
-/* Plaintext from d's source, on its way to d's sink. */
+/* Plaintext from d's source, on its way to d's sink. 0 or -EPROTO. */
 static int relay_emit(struct rdir *d, const uint8_t *data, size_t n)
 {
 	d->bytes += n;
-	if (d->dst->tls) {
-		if (mtls_conn_write(d->dst->tls, data, n) < 0)
-			return -EPROTO;
-		relay_take_tls(d->dst);
-		return 0;
-	}
+	if (d->dst->tls)
+		return mtls_conn_write(d->dst->tls, data, n) < 0 || relay_take_tls(d->dst) < 0
+			       ? -EPROTO
+			       : 0;
+	if (relay_wbuf_take(d) < 0)
+		return -EPROTO;
 	memcpy(d->wbuf + d->wlen, data, n); /* fits: see the top of the file */
 	d->wlen += n;
 	return 0;
+}
+
+/* One read of a TLS source's decrypted bytes into its direction: straight
+ * into the sink's buffer when the sink is plaintext. Like mtls_conn_read. */
+static int relay_read_tls(struct rdir *d)
+{
+	int n;
+
+	if (d->dst->tls) {
+		n = mtls_conn_read(d->src->tls, relay_pbuf, sizeof(relay_pbuf));
+		return n > 0 && relay_emit(d, relay_pbuf, (size_t)n) < 0 ? -EPROTO : n;
+	}
+	if (relay_wbuf_take(d) < 0)
+		return -EPROTO;
+	n = mtls_conn_read(d->src->tls, d->wbuf + d->wlen, RELAY_CHUNK); /* fits: wlen < HIGH */
+	if (n > 0) {
+		d->wlen += (size_t)n;
+		d->bytes += (size_t)n;
+	}
+	relay_wbuf_release(d); /* when nothing came */
+	return n;
 }
 
 /* Drains a TLS source's decrypted bytes into its direction. */
@@ -129,23 +199,23 @@ static int relay_drain_tls(struct rdir *d)
 	for (;;) {
 		if (d->wlen >= RELAY_HIGH)
 			return 0; /* the rest waits in the TLS buffers */
-		int n = mtls_conn_read(d->src->tls, d->pbuf, sizeof(d->pbuf));
+		int n = relay_read_tls(d);
 		if (n == 0)
 			return 0;
 		if (n == -EPIPE) {
 			d->src->read_eof = 1;
 			return 0;
 		}
-		if (n < 0 || relay_emit(d, d->pbuf, (size_t)n) < 0)
+		if (n < 0)
 			return -EPROTO;
 	}
 }
 
 static void relay_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct rside *s = h->data;
+	(void)h;
 	(void)hint;
-	*buf = uv_buf_init((char *)s->in->rbuf, sizeof(s->in->rbuf));
+	*buf = uv_buf_init((char *)relay_rbuf, sizeof(relay_rbuf));
 }
 
 static void relay_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -163,15 +233,16 @@ static void relay_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		relay_end(r, RELAY_RESET);
 		return;
 	} else {
-		uv_timer_again(&r->idle);
+		r->last_read = uv_now(r->idle.loop);
+		r->trimmed = 0;
 		if (s->tls) {
-			if (mtls_conn_feed(s->tls, d->rbuf, (size_t)n) < 0 ||
-			    relay_drain_tls(d) < 0) {
+			/* and what the TLS stack answers (tickets, key updates) */
+			if (mtls_conn_feed(s->tls, relay_rbuf, (size_t)n) < 0 ||
+			    relay_drain_tls(d) < 0 || relay_take_tls(s) < 0) {
 				relay_end(r, RELAY_TLS_ERROR);
 				return;
 			}
-			relay_take_tls(s); /* what the TLS stack answers (tickets, key updates) */
-		} else if (relay_emit(d, d->rbuf, (size_t)n) < 0) {
+		} else if (relay_emit(d, relay_rbuf, (size_t)n) < 0) {
 			relay_end(r, RELAY_TLS_ERROR);
 			return;
 		}
@@ -208,6 +279,7 @@ static void relay_written(uv_write_t *req, int status)
 	memmove(d->wbuf, d->wbuf + d->inflight, d->wlen - d->inflight);
 	d->wlen -= d->inflight;
 	d->inflight = 0;
+	relay_wbuf_release(d);
 	/* Room again: a TLS source may hold decrypted bytes we left there. */
 	if (d->src->tls && !d->src->read_eof && relay_drain_tls(d) < 0) {
 		relay_end(d->r, RELAY_TLS_ERROR);
@@ -235,7 +307,10 @@ static void relay_pump(struct rdir *d)
 	if (d->src->read_eof && !d->shut_started) {
 		if (d->dst->tls && d->wlen == 0) {
 			mtls_conn_shutdown(d->dst->tls); /* close_notify first */
-			relay_take_tls(d->dst);
+			if (relay_take_tls(d->dst) < 0) {
+				relay_end(r, RELAY_RESET);
+				return;
+			}
 			if (d->wlen) {
 				relay_pump(d);
 				return;
@@ -261,9 +336,31 @@ static void relay_pump(struct rdir *d)
 	}
 }
 
-static void relay_idle(uv_timer_t *t)
+static void relay_tick(uv_timer_t *t)
 {
-	relay_end(t->data, RELAY_IDLE);
+	struct relay *r = t->data;
+	uint64_t quiet = uv_now(t->loop) - r->last_read;
+
+	if (quiet >= r->idle_ms) {
+		relay_end(r, RELAY_IDLE);
+		return;
+	}
+	if (quiet >= RELAY_QUIET_MS && !r->trimmed) {
+		r->trimmed = 1;
+		relay_heap_dirty = 1;
+		if (r->a.tls)
+			mtls_conn_trim(r->a.tls);
+		if (r->b.tls)
+			mtls_conn_trim(r->b.tls);
+	}
+	/* What a burst of many connections freed stays resident in the heap
+	 * until given back: at most once a second for the process, by
+	 * whichever relay ticks first once a second has passed. */
+	if (relay_heap_dirty && uv_now(t->loop) - relay_heap_trimmed_at >= 1000) {
+		relay_heap_trimmed_at = uv_now(t->loop);
+		relay_heap_dirty = 0;
+		malloc_trim(0);
+	}
 }
 
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
@@ -295,12 +392,13 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	r->idle_ms = idle_ms;
 	uv_timer_init(loop, &r->idle);
 	r->idle.data = r;
-	uv_timer_start(&r->idle, relay_idle, idle_ms, idle_ms);
+	r->last_read = uv_now(loop);
+	unsigned tick = idle_ms < RELAY_QUIET_MS / 2 ? idle_ms : RELAY_QUIET_MS / 2;
+	uv_timer_start(&r->idle, relay_tick, tick, tick);
 	*out = r;
 	/* What the handshakes left: decrypted bytes and TLS messages to send. */
-	relay_take_tls(&r->a);
-	relay_take_tls(&r->b);
-	if ((a_tls && relay_drain_tls(r->ab) < 0) || (b_tls && relay_drain_tls(r->ba) < 0)) {
+	if (relay_take_tls(&r->a) < 0 || relay_take_tls(&r->b) < 0 ||
+	    (a_tls && relay_drain_tls(r->ab) < 0) || (b_tls && relay_drain_tls(r->ba) < 0)) {
 		relay_end(r, RELAY_TLS_ERROR);
 		return 0;
 	}
@@ -309,7 +407,10 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	return 0;
 }
 
-void relay_stop(struct relay *r)
+int relay_stop(struct relay *r)
 {
+	if (r->closing)
+		return -EALREADY;
 	relay_end(r, RELAY_STOPPED);
+	return 0;
 }

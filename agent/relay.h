@@ -8,10 +8,15 @@
  * on one side (a FIN, or a TLS close_notify) becomes a close_notify (on a
  * TLS sink) and a write shutdown on the other side, while the other
  * direction keeps flowing. A reset or a TLS error on either side resets
- * the other. No byte moves for `idle_ms`: both sides are closed.
+ * the other. Nothing read for `idle_ms`: both sides are closed (checked
+ * every RELAY_QUIET_MS / 2, or every idle_ms if shorter).
  *
- * Memory: each direction owns a fixed buffer pair, allocated with the
- * relay; nothing is allocated per read or per byte. The relay owns both
+ * Memory: reads go through buffers all relays share (one loop, one
+ * thread), and a direction holds a buffer only while it has bytes queued
+ * for its sink, taken from and given back to a small pool: an idle
+ * connection holds none, and nothing is allocated per read or per byte
+ * in steady traffic. After RELAY_QUIET_MS without a read, the TLS ends give
+ * their buffers back too (mtls_conn_trim). The relay owns both
  * TCP handles (malloc'd by the caller, freed by the relay) and both TLS
  * connections from relay_start on and closes them; the done callback runs
  * once, after both handles are closed and before the TLS connections are
@@ -24,8 +29,9 @@
 
 #include "mtls.h"
 
-#define RELAY_CHUNK 16384
-#define RELAY_HIGH  (64 * 1024)
+#define RELAY_CHUNK    16384
+#define RELAY_HIGH     (64 * 1024)
+#define RELAY_QUIET_MS 2000
 
 enum relay_end_reason {
 	RELAY_CLOSED = 0, /* both directions ended with end of stream */
@@ -51,7 +57,9 @@ struct relay;
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
 		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
 		struct relay **out) __attribute__((warn_unused_result));
-/* Closes both sides now (a policy change that closes the connection). */
-void relay_stop(struct relay *r);
+/* Closes both sides now (a policy change that closes the connection). 0,
+ * or -EALREADY when the relay was already ending for another reason (the
+ * done callback will say which). */
+int relay_stop(struct relay *r);
 
 #endif

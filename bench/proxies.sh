@@ -47,11 +47,15 @@ for t in wrk iperf3 stunnel4 haproxy nginx openssl python3; do
 done
 
 NETNS_STATE=$(mktemp -d /tmp/cinch-bench.XXXXXX)
-NETNS_PREFIX=cbn-
-NETNS_BRIDGE=cbn0
-NETNS_GW=10.210.0.1/24
-CLIENT_IP=10.210.0.10
-SERVER_IP=10.210.0.20
+# Namespaces, bridge and /24 are overridable, for a machine where others
+# run tests in namespaces of their own: BENCH_NETNS_PREFIX, BENCH_BRIDGE,
+# BENCH_NET (the /24 without its last byte).
+NETNS_PREFIX=${BENCH_NETNS_PREFIX:-cbn-}
+NETNS_BRIDGE=${BENCH_BRIDGE:-cbn0}
+BENCH_NET=${BENCH_NET:-10.210.0}
+NETNS_GW=$BENCH_NET.1/24
+CLIENT_IP=$BENCH_NET.10
+SERVER_IP=$BENCH_NET.20
 # shellcheck source=../deploy/local/netns.sh
 . "$ROOT/deploy/local/netns.sh"
 D=$NETNS_STATE
@@ -63,8 +67,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-in_client() { ip netns exec cbn-client "$@"; }
-in_server() { ip netns exec cbn-server "$@"; }
+in_client() { ip netns exec "${NETNS_PREFIX}client" "$@"; }
+in_server() { ip netns exec "${NETNS_PREFIX}server" "$@"; }
 
 # --- certificates: one CA, SPIFFE URI SANs, P-256 ---------------------------
 pki() {

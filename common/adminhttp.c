@@ -113,9 +113,11 @@ static void ah_written(uv_write_t *wr, int status)
 	ah_conn_close(wr->data);
 }
 
-static const char *ah_reason(int status)
+const char *adminhttp_reason(int status)
 {
 	switch (status) {
+	case 100:
+		return "Continue";
 	case 200:
 		return "OK";
 	case 400:
@@ -124,8 +126,16 @@ static const char *ah_reason(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
 	case 431:
 		return "Request Header Fields Too Large";
+	case 501:
+		return "Not Implemented";
 	case 503:
 		return "Service Unavailable";
 	default:
@@ -142,7 +152,7 @@ static void ah_respond(struct ahconn *c, const char *method, struct adminhttp_re
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-			 r->status, ah_reason(r->status),
+			 r->status, adminhttp_reason(r->status),
 			 r->content_type ? r->content_type : "text/plain; charset=utf-8", r->len);
 
 	c->out = malloc((size_t)n + body);

@@ -41,6 +41,10 @@ int adminhttp_start(uv_loop_t *loop, const char *host, int port, adminhttp_cb cb
  * callbacks (run the loop afterwards). NULL is a no-op. */
 void adminhttp_stop(struct adminhttp *s);
 
+/* The reason phrase of an HTTP status (RFC 9110 section 15), static;
+ * "Error" for a status this code does not send. */
+const char *adminhttp_reason(int status);
+
 /* Parses a request head in buf[0..len). 0 when complete (method and path
  * copied, NUL-terminated), -EAGAIN when more bytes are needed, -EBADMSG
  * when malformed (answer 400), -E2BIG when the head exceeds the limit

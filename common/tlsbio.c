@@ -21,6 +21,25 @@ int tlsbio_attach(SSL *ssl)
 	return 0;
 }
 
+/* The bytes a memory BIO holds allocated. */
+static size_t tlsbio_capacity(BIO *b)
+{
+	BUF_MEM *m = NULL;
+	BIO_get_mem_ptr(b, &m);
+	return m ? m->max : 0;
+}
+
+void tlsbio_trim(SSL *ssl)
+{
+	BIO *in = SSL_get_rbio(ssl), *out = SSL_get_wbio(ssl);
+
+	if (BIO_pending(in) > 0 || BIO_pending(out) > 0 ||
+	    tlsbio_capacity(in) + tlsbio_capacity(out) == 0)
+		return;
+	if (tlsbio_attach(ssl) < 0)
+		return; /* keeps the old pair, which still works */
+}
+
 int tlsbio_feed(SSL *ssl, const uint8_t *data, size_t len)
 {
 	return BIO_write(SSL_get_rbio(ssl), data, (int)len) == (int)len ? 0 : -ENOMEM;

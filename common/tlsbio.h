@@ -24,6 +24,11 @@ int tlsbio_write(SSL *ssl, const uint8_t *data, size_t len) __attribute__((warn_
 /* Ciphertext for the socket: how much, and up to len of it moved out. */
 size_t tlsbio_pending(const SSL *ssl);
 size_t tlsbio_take(SSL *ssl, uint8_t *buf, size_t len);
+/* Gives the memory BIOs' buffers back when both are empty (a fresh pair
+ * replaces them), for a connection that has gone quiet: a memory BIO keeps
+ * the largest size it ever grew to. Nothing to give back, or no memory
+ * for the new pair: nothing changes. */
+void tlsbio_trim(SSL *ssl);
 /* Queues close_notify when the handshake is done. */
 void tlsbio_shutdown(SSL *ssl);
 

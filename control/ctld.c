@@ -11,7 +11,7 @@
  * each step is persisted by ca_rotate(), then the CA is opened again and
  * swapped in: the Sign service, both renewal authenticators (Sign's and
  * Config's), a new gRPC server certificate (new connections), the bundle
- * every slice carries (filesrc, so agents learn it) and the metrics. A
+ * every slice carries (the store, so agents learn it) and the metrics. A
  * replaced struct ca is kept until the daemon exits, as anything that
  * borrowed it (a call in progress) may still read it; rotations are rare.
  * Retiring the old root is refused until no certificate it signed can
@@ -41,11 +41,16 @@
 #include "duration.h"
 #include "filesrc.h"
 #include "fsutil.h"
+#include "inject.h"
+#include "kapi.h"
+#include "kfeed.h"
 #include "hub.h"
 #include "log.h"
 #include "spiffe.h"
+#include "store.h"
 #include "token/token.h"
 #include "version.h"
+#include "webhook.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
 /* After a start, agents reconnect within their backoff (30 s at most):
@@ -75,6 +80,16 @@ enum {
 	OPT_IDLE_TIMEOUT,
 	OPT_LOG_LEVEL,
 	OPT_CHECK_CONFIG,
+	OPT_WEBHOOK_PORT,
+	OPT_WEBHOOK_CERT,
+	OPT_WEBHOOK_KEY,
+	OPT_WEBHOOK_MAX_CONNS,
+	OPT_INJECT_IMAGE,
+	OPT_INJECT_CLASSIC,
+	OPT_KUBE_API,
+	OPT_KUBE_CA,
+	OPT_KUBE_TOKEN,
+	OPT_KUBE_SOURCES,
 	OPT_REGISTRY,
 	OPT_POLICY,
 	OPT_MAX_QUEUE,
@@ -103,6 +118,16 @@ static const struct option ctld_opts[] = {
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+	{"webhook-port", required_argument, NULL, OPT_WEBHOOK_PORT},
+	{"webhook-cert", required_argument, NULL, OPT_WEBHOOK_CERT},
+	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
+	{"webhook-max-connections", required_argument, NULL, OPT_WEBHOOK_MAX_CONNS},
+	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
+	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
+	{"kube-api", required_argument, NULL, OPT_KUBE_API},
+	{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
+	{"kube-token", required_argument, NULL, OPT_KUBE_TOKEN},
+	{"kube-sources", required_argument, NULL, OPT_KUBE_SOURCES},
 	{"registry", required_argument, NULL, OPT_REGISTRY},
 	{"policy", required_argument, NULL, OPT_POLICY},
 	{"max-stream-queue", required_argument, NULL, OPT_MAX_QUEUE},
@@ -148,6 +173,27 @@ static void ctld_usage(FILE *out)
 		"                           RESOURCE_EXHAUSTED (1048576)\n"
 		"  --max-connections N      open connections (4096)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
+		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
+		"                           --listen host (15017; 0: off); runs when\n"
+		"  --webhook-cert FILE --webhook-key FILE\n"
+		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
+		"                           reloaded when the files change\n"
+		"  --webhook-max-connections N  open webhook connections (256)\n"
+		"  --inject-agent-image IMG the agent image the webhook injects\n"
+		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
+		"  --kube-api URL|in-cluster\n"
+		"                           authenticate agents by their projected\n"
+		"                           service-account token (TokenReview, audience\n"
+		"                           cinch) on this API server; in-cluster: from\n"
+		"                           KUBERNETES_SERVICE_HOST/PORT and the pod's\n"
+		"                           service-account files\n"
+		"  --kube-ca FILE --kube-token FILE\n"
+		"                           the API server's CA and our bearer token file\n"
+		"                           (with a URL)\n"
+		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
+		"                           (the workload registry) and the AllowPolicy,\n"
+		"                           MeshPolicy, EgressPolicy objects, joined with\n"
+		"                           the files in one set (on)\n"
 		"  --log-level LEVEL        debug, info, warn, error (info)\n"
 		"  --test-short-ttl         allow lifetimes down to 2m (rotation tests)\n"
 		"  --check-config           validate the flags, --config file, registry and\n"
@@ -307,6 +353,42 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 			break;
 		*(opt == OPT_HS_TIMEOUT ? &cfg->handshake_ms : &cfg->idle_ms) = (unsigned)v;
 		return 0;
+	case OPT_WEBHOOK_PORT:
+		if ((v = ctld_number(arg, 0, 65535)) < 0)
+			break;
+		cfg->webhook_port = (int)v;
+		return 0;
+	case OPT_WEBHOOK_MAX_CONNS:
+		if ((v = ctld_number(arg, 1, 100000)) < 0)
+			break;
+		cfg->webhook_max_conns = (unsigned)v;
+		return 0;
+	case OPT_WEBHOOK_CERT:
+		cfg->webhook_cert = arg;
+		return 0;
+	case OPT_WEBHOOK_KEY:
+		cfg->webhook_key = arg;
+		return 0;
+	case OPT_INJECT_IMAGE:
+		cfg->inject_image = arg;
+		return 0;
+	case OPT_INJECT_CLASSIC:
+		cfg->inject_classic = 1;
+		return 0;
+	case OPT_KUBE_API:
+		cfg->kube_api = arg;
+		return 0;
+	case OPT_KUBE_CA:
+		cfg->kube_ca = arg;
+		return 0;
+	case OPT_KUBE_TOKEN:
+		cfg->kube_token = arg;
+		return 0;
+	case OPT_KUBE_SOURCES:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+			break;
+		cfg->kube_sources_off = strcmp(arg, "off") == 0;
+		return 0;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(arg, &lvl) < 0)
 			break;
@@ -363,20 +445,22 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 /* --check-config: the registry and policy must load as they would at start. */
 static int ctld_check_sources(const struct ctld_config *cfg)
 {
-	struct filesrc_config fc = {cfg->trust_domain, cfg->registry, cfg->policy, NULL};
-	struct filesrc_gen *g;
+	struct store_inputs in = {.trust_domain = cfg->trust_domain,
+				  .registry = cfg->registry,
+				  .policy = cfg->policy};
+	struct store_gen *g;
 	struct policy_error err;
 	char where[300];
 
 	if (!cfg->registry && !cfg->policy)
 		return 0;
-	if (filesrc_load(&fc, &g, &err) < 0) {
-		filesrc_where(&err, where, sizeof(where));
+	if (store_load(&in, &g, &err) < 0) {
+		store_where(&err, where, sizeof(where));
 		fprintf(stderr, "cinch-control: %s: %s%s%s\n", where, err.path,
 			err.path[0] ? ": " : "", err.msg);
 		return -EINVAL;
 	}
-	filesrc_gen_free(g);
+	store_gen_free(g);
 	return 0;
 }
 
@@ -402,6 +486,8 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
 		.idle_ms = GRPC_IDLE_MS_DEFAULT,
 		.log_level = LOG_LVL_INFO,
+		.webhook_port = WEBHOOK_DEFAULT_PORT,
+		.webhook_max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -427,6 +513,15 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 			return rc < 0 ? rc : -EINVAL;
 	}
 	rc = ctld_getopt(argc, argv, cfg, NULL);
+	if (rc == 0 && !cfg->webhook_cert != !cfg->webhook_key) {
+		fprintf(stderr, "cinch-control: --webhook-cert and --webhook-key go together\n");
+		return -EINVAL;
+	}
+	if (rc == 0 && cfg->kube_api && strcmp(cfg->kube_api, "in-cluster") != 0 &&
+	    (!cfg->kube_ca || !cfg->kube_token)) {
+		fprintf(stderr, "cinch-control: --kube-api URL needs --kube-ca and --kube-token\n");
+		return -EINVAL;
+	}
 	if (rc == 0 && cfg->check_only)
 		rc = ctld_check_sources(cfg);
 	return rc;
@@ -448,8 +543,14 @@ struct ctld {
 	struct grpc_server *grpc;
 	struct adminhttp *admin;
 	struct ctlsock *ctl;
+	struct inject_config inject;
+	struct webhook *webhook;
+	struct kapi *kapi;
+	struct auth_k8s_config k8s_auth;
 	struct hub *hub;     /* the agents' slices, watches, reports */
-	struct filesrc *src; /* feeds the hub; NULL without --registry/--policy */
+	struct store *store; /* builds the hub's generations from its feeders: */
+	struct filesrc *src; /* NULL without --registry/--policy */
+	struct kfeed *kfeed; /* NULL without --kube-api or with --kube-sources off */
 	struct config_service config;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t cert_timer;
@@ -549,35 +650,25 @@ static void ctld_renew_server_cert(uv_timer_t *t)
 	ctld_server_cert_swap(t->data, "half_lifetime");
 }
 
-/* The CA's bundle as filesrc carries it in every slice. */
-struct ctld_bundle {
-	struct filesrc_bundle b;
-	const uint8_t **roots;
-	size_t *lens;
-};
-
-static int ctld_bundle_get(const struct ca *ca, struct ctld_bundle *out)
+/* The CA's bundle into every slice the store publishes (store_set_bundle:
+ * the generation in force too). */
+static int ctld_bundle_set(struct ctld *d)
 {
-	size_t n = ca_bundle_len(ca);
+	size_t n = ca_bundle_len(d->ca);
+	const uint8_t **roots = calloc(n ? n : 1, sizeof(*roots));
+	size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+	int rc = -ENOMEM;
 
-	out->roots = calloc(n ? n : 1, sizeof(*out->roots));
-	out->lens = calloc(n ? n : 1, sizeof(*out->lens));
-	if (!out->roots || !out->lens) {
-		free(out->roots);
-		free(out->lens);
-		return -ENOMEM;
+	if (roots && lens) {
+		for (size_t i = 0; i < n; i++)
+			roots[i] = ca_bundle_der(d->ca, i, &lens[i]);
+		struct store_bundle b = {ca_trust_domain(d->ca), ca_bundle_sequence(d->ca), roots,
+					 lens, n};
+		rc = store_set_bundle(d->store, &b);
 	}
-	for (size_t i = 0; i < n; i++)
-		out->roots[i] = ca_bundle_der(ca, i, &out->lens[i]);
-	out->b = (struct filesrc_bundle){ca_trust_domain(ca), ca_bundle_sequence(ca), out->roots,
-					 out->lens, n};
-	return 0;
-}
-
-static void ctld_bundle_put(struct ctld_bundle *cb)
-{
-	free(cb->roots);
-	free(cb->lens);
+	free(roots);
+	free(lens);
+	return rc;
 }
 
 /* ca_status: where a rotation stands (cinchctl ca status, and what
@@ -628,7 +719,6 @@ static json_t *ctld_ca_status(const struct ctld *d)
 static int ctld_ca_reload(struct ctld *d, const char **why)
 {
 	struct ca **kept = realloc(d->old_cas, sizeof(*kept) * (d->n_old_cas + 1));
-	struct ctld_bundle cb;
 	struct ca *ca;
 	int rc;
 
@@ -646,13 +736,7 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
 	d->metrics.ca_rotations++;
 	ctld_server_cert_swap(d, "ca_rotation");
-	if (!d->src)
-		return 0;
-	if ((rc = ctld_bundle_get(ca, &cb)) == 0) {
-		rc = filesrc_set_bundle(d->src, &cb.b);
-		ctld_bundle_put(&cb);
-	}
-	if (rc < 0)
+	if ((rc = ctld_bundle_set(d)) < 0)
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
 			  json_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
 				    "agents keep the previous bundle until the next change"));
@@ -741,7 +825,11 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		out->status = 200;
 		out->body = ctld_strdup_n("live\n", &out->len);
 	} else if (!strcmp(path, "/ready")) {
-		int ok = d->ready && time(NULL) + 60 < ca_not_after(d->ca);
+		/* With the Kubernetes sources, not before the first generation:
+		 * a replica behind the Service takes agents once it has their
+		 * slices. */
+		int ok = d->ready && time(NULL) + 60 < ca_not_after(d->ca) &&
+			 (!d->kfeed || store_version(d->store)[0]);
 		out->status = ok ? 200 : 503;
 		out->body = ctld_strdup_n(ok ? "ready\n" : "not ready\n", &out->len);
 	} else if (!strcmp(path, "/metrics")) {
@@ -784,8 +872,8 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 		return ctld_ca_rotate(d, req, peer_uid);
 	if (op && !strcmp(op, "status")) {
 		json_t *w = hub_status(d->hub);
-		return w ? json_pack("{s:s, s:o}", "version", d->src ? filesrc_version(d->src) : "",
-				     "workloads", w)
+		return w ? json_pack("{s:s, s:o}", "version", store_version(d->store), "workloads",
+				     w)
 			 : json_pack("{s:s}", "error", "out of memory");
 	}
 	if (!op || strcmp(op, "token_create") != 0)
@@ -824,8 +912,15 @@ static void ctld_stop(struct ctld *d)
 	grpc_server_stop(d->grpc);
 	adminhttp_stop(d->admin);
 	ctlsock_stop(d->ctl);
+	webhook_stop(d->webhook);
+	d->webhook = NULL;
 	filesrc_stop(d->src);
+	kfeed_stop(d->kfeed); /* before kapi_close: its requests are cancelled */
+	d->kfeed = NULL;
 	d->grpc = NULL;
+	if (d->kapi)
+		kapi_close(d->kapi, NULL, NULL); /* ends the token reviews in flight */
+	d->kapi = NULL;
 	d->admin = NULL;
 	d->ctl = NULL;
 	d->src = NULL;
@@ -843,6 +938,74 @@ static void ctld_signal(uv_signal_t *s, int signum)
 	ctld_stop(d);
 }
 
+/* The injection webhook, on the gRPC listen host, when it has a
+ * certificate (port 0 or no --webhook-cert: off, *port stays 0). */
+static int ctld_start_webhook(struct ctld *d, int *port)
+{
+	const struct ctld_config *cfg = d->cfg;
+	char host[128];
+	const char *why = NULL;
+	int grpc_port, rc;
+
+	if (cfg->webhook_port == 0 || !cfg->webhook_cert)
+		return 0;
+	inject_config_defaults(&d->inject);
+	d->inject.trust_domain = ca_trust_domain(d->ca);
+	if (cfg->inject_image)
+		d->inject.agent_image = cfg->inject_image;
+	d->inject.native_sidecar = !cfg->inject_classic;
+	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
+		return -EINVAL; /* checked before the gRPC server started */
+	struct webhook_config wc = {
+		.host = host,
+		.port = cfg->webhook_port,
+		.cert_path = cfg->webhook_cert,
+		.key_path = cfg->webhook_key,
+		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
+		.max_conns = cfg->webhook_max_conns,
+		.max_streams = WEBHOOK_MAX_STREAMS_DEFAULT,
+		.request_ms = WEBHOOK_REQUEST_MS_DEFAULT,
+		.idle_ms = WEBHOOK_IDLE_MS_DEFAULT,
+		.inject = &d->inject,
+	};
+	if ((rc = webhook_start(d->loop, &wc, &d->webhook, port, &why)) < 0)
+		log_event(LOG_LVL_ERROR, "webhook_failed",
+			  json_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
+				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+	return rc;
+}
+
+/* The Kubernetes API client behind service-account token authentication
+ * (--kube-api; none: Kubernetes tokens are refused as not configured). */
+static int ctld_start_kube(struct ctld *d)
+{
+	const struct ctld_config *cfg = d->cfg;
+	struct kapi_config kc;
+	const char *why = NULL;
+	int rc;
+
+	if (!cfg->kube_api)
+		return 0;
+	rc = strcmp(cfg->kube_api, "in-cluster") == 0
+		     ? kapi_config_in_cluster(&kc, &why)
+		     : kapi_config_explicit(&kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token,
+					    &why);
+	if (rc == 0) {
+		rc = kapi_new(d->loop, &kc, &d->kapi);
+		why = "cannot create the API client";
+		kapi_config_cleanup(&kc);
+	}
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "kube_api_failed",
+			  json_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
+		return rc;
+	}
+	d->k8s_auth =
+		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
+	d->svc.k8s.impl = &d->k8s_auth;
+	return 0;
+}
+
 static void ctld_sighup(uv_signal_t *s, int signum)
 {
 	struct ctld *d = s->data;
@@ -852,27 +1015,33 @@ static void ctld_sighup(uv_signal_t *s, int signum)
 		(void)filesrc_reload(d->src);
 }
 
-/* The hub, and the registry and policy files feeding it. */
+/* The hub, the store building its generations, and the feeders: the
+ * registry and policy files, the Kubernetes pods and policy objects. */
 static int ctld_start_mesh(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
-	struct ctld_bundle cb;
-	struct filesrc_config fc = {ca_trust_domain(d->ca), cfg->registry, cfg->policy, &cb.b};
+	struct filesrc_config fc = {cfg->registry, cfg->policy};
 	struct policy_error err;
 	char where[300];
 	int rc;
 
-	if ((rc = hub_new(&d->hub)) < 0)
+	if ((rc = hub_new(&d->hub)) < 0 ||
+	    (rc = store_new(ca_trust_domain(d->ca), d->hub, &d->store)) < 0)
+		return rc;
+	/* before any feeder: every generation carries the bundle */
+	if ((rc = ctld_bundle_set(d)) < 0)
 		return rc;
 	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	if (d->kapi && !cfg->kube_sources_off &&
+	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
+		log_event(LOG_LVL_ERROR, "kube_sources_failed",
+			  json_pack("{s:s}", "error", strerror(-rc)));
+		return rc;
+	}
 	if (!cfg->registry && !cfg->policy)
 		return 0;
-	if ((rc = ctld_bundle_get(d->ca, &cb)) < 0)
-		return rc;
-	rc = filesrc_start(d->loop, &fc, d->hub, &d->src, &err);
-	ctld_bundle_put(&cb);
-	if (rc < 0) {
-		filesrc_where(&err, where, sizeof(where));
+	if ((rc = filesrc_start(d->loop, &fc, d->store, &d->src, &err)) < 0) {
+		store_where(&err, where, sizeof(where));
 		log_event(LOG_LVL_ERROR, "config_invalid",
 			  json_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
 				    err.msg));
@@ -884,7 +1053,7 @@ static int ctld_start(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
 	char host[128], sock[PATH_MAX];
-	int port, grpc_port, admin_port, rc;
+	int port, grpc_port, admin_port, webhook_port = 0, rc;
 	const char *why = NULL;
 
 	d->cc = (struct ca_config){
@@ -934,6 +1103,8 @@ static int ctld_start(struct ctld *d)
 		.k8s = {&auth_k8s_ops, NULL},
 		.metrics = &d->metrics,
 	};
+	if ((rc = ctld_start_kube(d)) < 0)
+		return rc;
 
 	if ((rc = ctld_start_mesh(d)) < 0)
 		return rc;
@@ -972,6 +1143,8 @@ static int ctld_start(struct ctld *d)
 				    uv_strerror(rc)));
 		return rc;
 	}
+	if ((rc = ctld_start_webhook(d, &webhook_port)) < 0)
+		return rc;
 	snprintf(sock, sizeof(sock), "%s/admin.sock", cfg->state_dir);
 	if ((rc = ctlsock_start(d->loop, sock, ctld_ctl_cb, d, &d->ctl)) < 0) {
 		log_event(LOG_LVL_ERROR, "admin_socket_failed",
@@ -992,13 +1165,13 @@ static int ctld_start(struct ctld *d)
 	d->ready = 1;
 	d->started_at = (int64_t)time(NULL);
 	log_event(LOG_LVL_INFO, "control_started",
-		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
+		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
 			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
-			    grpc_port, "admin_port", admin_port, "admin_socket", sock, "state_dir",
-			    cfg->state_dir, "bundle_sequence",
+			    grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
+			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
 			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
 			    (json_int_t)ca_not_after(d->ca), "config_version",
-			    d->src ? filesrc_version(d->src) : ""));
+			    store_version(d->store)));
 	return 0;
 }
 
@@ -1014,9 +1187,14 @@ int ctld_run(const struct ctld_config *cfg)
 		grpc_server_stop(d.grpc);
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
+		webhook_stop(d.webhook);
+		kfeed_stop(d.kfeed);
+		if (d.kapi)
+			kapi_close(d.kapi, NULL, NULL);
 		filesrc_stop(d.src);
 	}
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	store_free(d.store);
 	hub_free(d.hub); /* every watch went with its connection */
 	tls_ctx_unref(d.tls);
 	token_store_free(d.tokens);

@@ -1,8 +1,10 @@
 /* ctld: the cinch-control daemon, put together: configuration (flags and an
  * optional JSON config file whose keys are the long flag names), the CA,
- * the join-token store, the embedded registry and policy source feeding
+ * the join-token store, the configuration store (registry and policy
+ * files, and with --kube-api the cluster's pods and policy objects) feeding
  * the mesh hub, the gRPC server on 15012 (Sign, Config), the admin HTTP
- * port on 15014 and the root-only admin socket, all on one libuv loop.
+ * port on 15014, the Kubernetes injection webhook on 15017 (when given a
+ * certificate) and the root-only admin socket, all on one libuv loop.
  *
  * main.c only calls ctld_parse() and ctld_run(); tests run the binary. */
 #ifndef CINCH_CONTROL_CTLD_H
@@ -27,7 +29,15 @@ struct ctld_config {
 	size_t max_msg, max_queue;
 	unsigned max_streams, max_conns, handshake_ms, idle_ms;
 	int log_level;
-	int check_only; /* --check-config: validate, print "ok", exit */
+	int webhook_port; /* 0: off */
+	unsigned webhook_max_conns;
+	const char *webhook_cert, *webhook_key; /* NULL: webhook off */
+	const char *inject_image;		/* NULL: inject.h's default */
+	int inject_classic;			/* classic sidecar, not native */
+	const char *kube_api;			/* URL or "in-cluster"; NULL: off */
+	const char *kube_ca, *kube_token;	/* with a URL */
+	int kube_sources_off;			/* --kube-sources off: TokenReview only */
+	int check_only;				/* --check-config: validate, print "ok", exit */
 };
 
 /* Fills `cfg` from the defaults, then the --config file (if any), then the

@@ -4,12 +4,14 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "grpcc.h"
 #include "ca/ca.h"
 #include "svid.h"
 #include "token/token.h"
+#include "tokenreview.h"
 
 static int auth_join_authenticate(void *impl, const struct auth_request *req,
 				  struct auth_result *out, const char **msg, const char **reason)
@@ -91,15 +93,118 @@ const struct auth_ops auth_renew_ops = {
 	.authenticate = auth_renew_authenticate,
 };
 
+/* ---- Kubernetes: TokenReview on the loop */
+
+struct auth_pending {
+	const struct auth_k8s_config *kc;
+	auth_done_cb done; /* NULL once cancelled */
+	void *arg;
+	char want[SPIFFE_ID_MAX + 1]; /* "" when none was asked for */
+};
+
+static void auth_k8s_review_cb(void *arg, int status, const struct tokenreview_identity *id,
+			       const char *why)
+{
+	struct auth_pending *p = arg;
+	struct auth_result res = {0};
+	const char *reason = NULL;
+	char msg[320];
+	int code;
+
+	if (!p->done) {
+		free(p);
+		return;
+	}
+	if (status == 0) {
+		code = GRPC_OK;
+		msg[0] = '\0';
+		snprintf(res.detail, sizeof(res.detail), "pod=%.30s/%.40s", id->ns, id->pod);
+		if (spiffe_id_format(res.id, sizeof(res.id), p->kc->trust_domain, id->ns, id->sa) <
+		    0) {
+			code = GRPC_UNAUTHENTICATED;
+			snprintf(msg, sizeof(msg),
+				 "the service account's names do not make a "
+				 "SPIFFE ID");
+			reason = "k8s_identity_invalid";
+		} else if (p->want[0] && strcmp(p->want, res.id) != 0) {
+			code = GRPC_PERMISSION_DENIED;
+			snprintf(msg, sizeof(msg), "the service-account token grants %.250s only",
+				 res.id);
+			reason = "identity_not_granted";
+		}
+	} else if (status == -EACCES) {
+		code = GRPC_UNAUTHENTICATED;
+		snprintf(msg, sizeof(msg), "kubernetes token refused: %.280s", why);
+		reason = "k8s_token_refused";
+	} else {
+		/* Not a verdict on the token: the agent may retry. */
+		code = GRPC_UNAVAILABLE;
+		snprintf(msg, sizeof(msg), "cannot validate the kubernetes token now: %.270s", why);
+		reason = "k8s_api_unavailable";
+	}
+	p->done(p->arg, code, &res, msg, reason);
+	free(p);
+}
+
+static int auth_k8s_start(void *impl, const struct auth_request *req, struct auth_result *out,
+			  const char **msg, const char **reason, auth_done_cb done, void *arg,
+			  struct auth_pending **pending)
+{
+	const struct auth_k8s_config *kc = impl;
+	struct auth_pending *p;
+
+	if (!kc) {
+		*msg = "kubernetes token authentication is not configured (--kube-api)";
+		*reason = "kubernetes_not_configured";
+		return GRPC_UNAUTHENTICATED;
+	}
+	if (!req->k8s_token || !*req->k8s_token) {
+		*msg = "empty kubernetes token";
+		*reason = "k8s_token_refused";
+		return GRPC_UNAUTHENTICATED;
+	}
+	if (!(p = calloc(1, sizeof(*p)))) {
+		*msg = "out of memory";
+		*reason = "internal";
+		return GRPC_INTERNAL;
+	}
+	p->kc = kc;
+	p->done = done;
+	p->arg = arg;
+	if (req->want)
+		snprintf(p->want, sizeof(p->want), "%s", req->want);
+	snprintf(out->detail, sizeof(out->detail), "tokenreview");
+	int rc = tokenreview_start(kc->kapi, req->k8s_token, AUTH_K8S_AUDIENCE, auth_k8s_review_cb,
+				   p);
+	if (rc < 0) {
+		free(p);
+		*msg = "cannot ask the Kubernetes API server to review the token";
+		*reason = "k8s_api_unavailable";
+		return GRPC_UNAVAILABLE;
+	}
+	*pending = p;
+	return AUTH_PENDING;
+}
+
+static void auth_k8s_cancel(struct auth_pending *p)
+{
+	p->done = NULL; /* freed when the review ends (kapi runs it exactly once) */
+}
+
+/* A transport that cannot wait (sign_call) cannot use TokenReview. */
 static int auth_k8s_authenticate(void *impl, const struct auth_request *req,
 				 struct auth_result *out, const char **msg, const char **reason)
 {
-	*msg = "kubernetes token authentication is not configured";
-	*reason = "kubernetes_not_configured";
+	if (!impl)
+		return auth_k8s_start(impl, req, out, msg, reason, NULL, NULL, NULL);
+	*msg = "kubernetes token authentication needs the asynchronous Sign path";
+	*reason = "kubernetes_sync_unsupported";
 	return GRPC_UNAUTHENTICATED;
 }
 
 const struct auth_ops auth_k8s_ops = {
 	.name = "kubernetes",
 	.authenticate = auth_k8s_authenticate,
+	.start = auth_k8s_start,
+	.cancel = auth_k8s_cancel,
 };

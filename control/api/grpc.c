@@ -544,22 +544,45 @@ static int gcall_refuse(struct gcall *st, int code, const char *msg, const char 
 	return gcall_answer_status(st, code, msg);
 }
 
-/* Identity/Sign: one answer at once. */
-static void gcall_sign(struct gcall *st, const uint8_t *msg, size_t len)
+/* The stream went before Sign answered: nothing is signed. */
+static void gcall_sign_gone(void *arg)
 {
-	struct sign_peer peer;
-	uint8_t *resp = NULL;
-	size_t resp_len = 0;
-	const char *why = "";
+	sign_cancel(arg);
+}
 
-	gcall_sign_peer(st, &peer);
-	int code = sign_call(st->c->srv->svc, &peer, msg, len, &resp, &resp_len, &why);
+/* Identity/Sign's answer, at once or from sign_start's callback. */
+static void gcall_sign_done(void *arg, int code, const char *why, uint8_t *resp,
+			    size_t resp_len)
+{
+	struct gcall *st = arg;
+
+	gcall_on_close(st, NULL, NULL);
 	if (code == GRPC_OK && gcall_send(st, resp, resp_len) < 0) {
 		code = GRPC_INTERNAL;
 		why = "out of memory";
 	}
 	free(resp);
 	gcall_finish(st, code, why);
+}
+
+/* Identity/Sign: one answer, at once or when a Kubernetes token has been
+ * reviewed. */
+static void gcall_sign(struct gcall *st, const uint8_t *msg, size_t len)
+{
+	struct sign_peer peer;
+	struct sign_pending *pending = NULL;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+	const char *why = "";
+
+	gcall_sign_peer(st, &peer);
+	int code = sign_start(st->c->srv->svc, &peer, msg, len, &resp, &resp_len, &why,
+			      gcall_sign_done, st, &pending);
+	if (code == SIGN_PENDING) {
+		gcall_on_close(st, gcall_sign_gone, pending);
+		return;
+	}
+	gcall_sign_done(st, code, why, resp, resp_len);
 }
 
 /* The client finished its request: check the framing and hand it over. */

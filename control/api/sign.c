@@ -27,16 +27,16 @@ void sign_refuse_early(struct sign_service *svc, const struct sign_peer *peer, i
 			    "grpc_status", code, "message", msg));
 }
 
-static void sign_refused(struct sign_service *svc, const struct sign_peer *peer,
-			 const char *auth, const char *want, const char *id, int code,
-			 const char *msg, const char *reason)
+static void sign_refused(struct sign_service *svc, const struct sign_peer *peer, const char *auth,
+			 const char *want, const char *id, int code, const char *msg,
+			 const char *reason)
 {
 	metrics_refused(svc->metrics, reason);
 	log_event(LOG_LVL_WARN, "sign_refused",
 		  json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:i, s:s}", "peer", peer->addr, "auth",
 			    auth, "requested_spiffe_id", want, "authenticated_spiffe_id",
-			    id && *id ? id : NULL, "reason", reason, "grpc_status", code,
-			    "message", msg));
+			    id && *id ? id : NULL, "reason", reason, "grpc_status", code, "message",
+			    msg));
 }
 
 /* Packs the SignResponse for an issued certificate. */
@@ -83,9 +83,8 @@ out:
 	return rc;
 }
 
-static const struct authenticator *sign_pick(struct sign_service *svc,
-					     const Cinch__V1__SignRequest *sr,
-					     struct auth_request *ar)
+static const struct authenticator *
+sign_pick(struct sign_service *svc, const Cinch__V1__SignRequest *sr, struct auth_request *ar)
 {
 	const Cinch__V1__Credential *c = sr->credential;
 	if (c && c->kind_case == CINCH__V1__CREDENTIAL__KIND_JOIN_TOKEN) {
@@ -99,15 +98,95 @@ static const struct authenticator *sign_pick(struct sign_service *svc,
 	return &svc->renew;
 }
 
-int sign_call(struct sign_service *svc, const struct sign_peer *peer, const uint8_t *req,
-	      size_t len, uint8_t **resp, size_t *resp_len, const char **msg)
+/* What a pending call keeps between step 4's start and its answer. */
+struct sign_pending {
+	struct sign_service *svc;
+	const struct authenticator *au;
+	struct auth_pending *auth;
+	sign_done_cb done;
+	void *arg;
+	EVP_PKEY *pub;
+	long ttl;
+	time_t now;
+	double t0;
+	char want[SPIFFE_ID_MAX + 1]; /* "" when none was asked for */
+	char addr[64];
+};
+
+/* Step 5, for an authenticated caller: sign, pack, audit, count. */
+static int sign_issue(struct sign_service *svc, const struct sign_peer *peer,
+		      const struct authenticator *au, const char *want,
+		      const struct auth_result *res, EVP_PKEY *pub, long ttl, time_t now, double t0,
+		      uint8_t **resp, size_t *resp_len, const char **msg)
+{
+	struct ca_issued is = {0};
+	enum ca_reason cr = CA_ER_NONE;
+	int code = GRPC_OK;
+
+	if (ca_sign_pubkey(svc->ca, pub, res->id, ttl, now, &is, &cr) < 0 ||
+	    sign_pack(svc->ca, &is, res->id, resp, resp_len) < 0) {
+		code = cr == CA_ER_CA_EXPIRED ? GRPC_UNAVAILABLE : GRPC_INTERNAL;
+		*msg = "the CA could not sign";
+		sign_refused(svc, peer, au->ops->name, want, res->id, code, *msg,
+			     ca_reason_name(cr == CA_ER_NONE ? CA_ER_INTERNAL : cr));
+		goto out;
+	}
+	*msg = "";
+	metrics_issued(svc->metrics, au->ops->name);
+	metrics_observe_sign(svc->metrics, sign_now_s() - t0);
+	log_event(LOG_LVL_INFO, "svid_issued",
+		  json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "serial", is.serial_hex, "spiffe_id",
+			    res->id, "expires_at_unix", (json_int_t)is.not_after, "auth",
+			    au->ops->name, "auth_detail", res->detail, "peer", peer->addr));
+out:
+	ca_issued_cleanup(&is);
+	return code;
+}
+
+static void sign_pending_free(struct sign_pending *p)
+{
+	ca_key_free(p->pub);
+	free(p);
+}
+
+static void sign_auth_done(void *arg, int code, const struct auth_result *res, const char *msg,
+			   const char *reason)
+{
+	struct sign_pending *p = arg;
+	struct sign_peer peer = {.addr = p->addr};
+	const char *want = p->want[0] ? p->want : NULL;
+	uint8_t *resp = NULL;
+	size_t resp_len = 0;
+
+	if (code == GRPC_OK)
+		code = sign_issue(p->svc, &peer, p->au, want, res, p->pub, p->ttl, p->now, p->t0,
+				  &resp, &resp_len, &msg);
+	else
+		sign_refused(p->svc, &peer, p->au->ops->name, want, res->id, code, msg, reason);
+	p->done(p->arg, code, msg, resp, resp_len);
+	sign_pending_free(p);
+}
+
+void sign_cancel(struct sign_pending *p)
+{
+	if (!p)
+		return;
+	p->au->ops->cancel(p->auth);
+	sign_pending_free(p);
+}
+
+int sign_start(struct sign_service *svc, const struct sign_peer *peer, const uint8_t *req,
+	       size_t len, uint8_t **resp, size_t *resp_len, const char **msg, sign_done_cb done,
+	       void *arg, struct sign_pending **pending)
 {
 	double t0 = sign_now_s();
 	Cinch__V1__SignRequest *sr = cinch__v1__sign_request__unpack(NULL, len, req);
-	struct auth_request ar = { .peer = peer->cert, .peer_chain = peer->chain,
-				   .peer_cache = peer->cache, .now = time(NULL) };
-	struct auth_result res = { 0 };
-	struct ca_issued is = { 0 };
+	struct auth_request ar = {.peer = peer->cert,
+				  .peer_chain = peer->chain,
+				  .peer_cache = peer->cache,
+				  .now = time(NULL)};
+	struct auth_result res = {0};
+	struct sign_pending *p = NULL;
 	const struct authenticator *au = NULL;
 	const char *reason = NULL, *why = NULL;
 	enum ca_reason cr;
@@ -145,32 +224,51 @@ int sign_call(struct sign_service *svc, const struct sign_peer *peer, const uint
 		reason = ca_reason_name(CA_ER_CA_EXPIRED);
 		goto refused;
 	}
-	code = au->ops->authenticate(au->impl, &ar, &res, msg, &reason);
+	if (done && au->ops->start) {
+		if (!(p = calloc(1, sizeof(*p)))) {
+			code = GRPC_INTERNAL;
+			*msg = "out of memory";
+			reason = "internal";
+			goto refused;
+		}
+		*p = (struct sign_pending){.svc = svc,
+					   .au = au,
+					   .done = done,
+					   .arg = arg,
+					   .pub = pub,
+					   .ttl = (long)sr->requested_ttl_seconds,
+					   .now = ar.now,
+					   .t0 = t0};
+		if (ar.want)
+			snprintf(p->want, sizeof(p->want), "%s", ar.want);
+		snprintf(p->addr, sizeof(p->addr), "%s", peer->addr);
+		code = au->ops->start(au->impl, &ar, &res, msg, &reason, sign_auth_done, p,
+				      &p->auth);
+		if (code == AUTH_PENDING) {
+			pub = NULL; /* the pending call's now */
+			*pending = p;
+			code = SIGN_PENDING;
+			goto out;
+		}
+		free(p);
+	} else {
+		code = au->ops->authenticate(au->impl, &ar, &res, msg, &reason);
+	}
 	if (code != GRPC_OK)
 		goto refused;
-	if (ca_sign_pubkey(svc->ca, pub, res.id, (long)sr->requested_ttl_seconds, ar.now, &is,
-			   &cr) < 0 ||
-	    sign_pack(svc->ca, &is, res.id, resp, resp_len) < 0) {
-		code = cr == CA_ER_CA_EXPIRED ? GRPC_UNAVAILABLE : GRPC_INTERNAL;
-		*msg = "the CA could not sign";
-		reason = ca_reason_name(cr == CA_ER_NONE ? CA_ER_INTERNAL : cr);
-		goto refused;
-	}
-	*msg = "";
-	metrics_issued(svc->metrics, au->ops->name);
-	metrics_observe_sign(svc->metrics, sign_now_s() - t0);
-	log_event(LOG_LVL_INFO, "svid_issued",
-		  json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "serial", is.serial_hex,
-			    "spiffe_id", res.id, "expires_at_unix", (json_int_t)is.not_after,
-			    "auth", au->ops->name, "auth_detail", res.detail,
-			    "peer", peer->addr));
-	code = GRPC_OK;
+	code = sign_issue(svc, peer, au, ar.want, &res, pub, (long)sr->requested_ttl_seconds,
+			  ar.now, t0, resp, resp_len, msg);
 	goto out;
 refused:
-	sign_refused(svc, peer, au->ops->name, ar.want, res.id, code, *msg, reason);
+	sign_refused(svc, peer, au ? au->ops->name : "none", ar.want, res.id, code, *msg, reason);
 out:
-	ca_issued_cleanup(&is);
 	ca_key_free(pub);
 	cinch__v1__sign_request__free_unpacked(sr, NULL);
 	return code;
+}
+
+int sign_call(struct sign_service *svc, const struct sign_peer *peer, const uint8_t *req,
+	      size_t len, uint8_t **resp, size_t *resp_len, const char **msg)
+{
+	return sign_start(svc, peer, req, len, resp, resp_len, msg, NULL, NULL, NULL);
 }

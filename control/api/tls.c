@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
+#include "pemfile.h"
 #include "tlsbio.h"
 
 struct tls_ctx {
@@ -23,26 +25,46 @@ struct tls_conn {
 	X509 *peer; /* cached by tls_conn_get0_peer */
 };
 
-/* RFC 7301: pick "h2" or refuse the connection. */
+/* RFC 7301: the first protocol of ours (`arg`, in wire format, in our
+ * order of preference) that the client offers. The gRPC context offers
+ * only "h2" and refuses a client without it; the HTTPS context offers
+ * "h2" then "http/1.1" and lets a client that names neither speak
+ * HTTP/1.1 (NOACK), as curl and openssl s_client without -alpn do. */
+struct tls_alpn {
+	const uint8_t *wire;
+	size_t len;
+	int required;
+};
+
+static const struct tls_alpn tls_alpn_grpc = {(const uint8_t *)"\x02h2", 3, 1};
+static const struct tls_alpn tls_alpn_https = {(const uint8_t *)"\x02h2\x08http/1.1", 12, 0};
+
 static int tls_alpn_select_cb(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t *in,
 			      unsigned inlen, void *arg)
 {
-	for (unsigned i = 0; i < inlen;) {
-		unsigned n = in[i];
-		if (i + 1 + n > inlen)
-			break;
-		if (n == 2 && !memcmp(in + i + 1, "h2", 2)) {
-			*out = in + i + 1;
-			*outlen = 2;
-			return SSL_TLSEXT_ERR_OK;
+	const struct tls_alpn *ours = arg;
+	for (size_t j = 0; j < ours->len; j += 1u + ours->wire[j]) {
+		const uint8_t *want = ours->wire + j + 1;
+		size_t wlen = ours->wire[j];
+		for (unsigned i = 0; i < inlen;) {
+			unsigned n = in[i];
+			if (i + 1 + n > inlen)
+				break;
+			if (n == wlen && !memcmp(in + i + 1, want, n)) {
+				*out = in + i + 1;
+				*outlen = (uint8_t)n;
+				return SSL_TLSEXT_ERR_OK;
+			}
+			i += 1 + n;
 		}
-		i += 1 + n;
 	}
-	return SSL_TLSEXT_ERR_ALERT_FATAL;
+	return ours->required ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
 }
 
-int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *bundle,
-		struct tls_ctx **out)
+/* The context both servers share: TLS 1.3, our certificate and chain, no
+ * session resumption. `bundle` NULL: no client certificate is asked for. */
+static int tls_ctx_build(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *bundle,
+			 const struct tls_alpn *alpn, struct tls_ctx **out)
 {
 	struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
 	SSL_CTX *s = SSL_CTX_new(TLS_method());
@@ -60,12 +82,14 @@ int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *b
 	for (size_t i = 0; chain && i < sk_X509_num(chain); i++)
 		if (!SSL_CTX_add1_chain_cert(s, sk_X509_value(chain, i)))
 			goto out;
-	if (!X509_STORE_up_ref(bundle))
-		goto out;
-	SSL_CTX_set_cert_store(s, bundle);
-	/* Request, verify if presented, do not require (see tls.h). */
-	SSL_CTX_set_verify(s, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_alpn_select_cb(s, tls_alpn_select_cb, NULL);
+	if (bundle) {
+		if (!X509_STORE_up_ref(bundle))
+			goto out;
+		SSL_CTX_set_cert_store(s, bundle);
+		/* Request, verify if presented, do not require (see tls.h). */
+		SSL_CTX_set_verify(s, SSL_VERIFY_PEER, NULL);
+	}
+	SSL_CTX_set_alpn_select_cb(s, tls_alpn_select_cb, (void *)alpn);
 	SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(s, 0);
 	ctx->ssl_ctx = s;
@@ -76,6 +100,44 @@ out:
 	ERR_clear_error();
 	SSL_CTX_free(s);
 	free(ctx);
+	return rc;
+}
+
+int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *bundle,
+		struct tls_ctx **out)
+{
+	return tls_ctx_build(cert, key, chain, bundle, &tls_alpn_grpc, out);
+}
+
+int tls_ctx_new_https_files(const char *cert_path, const char *key_path, struct tls_ctx **out,
+			    const char **why)
+{
+	STACK_OF(X509) *certs = pemfile_certs(cert_path);
+	BIO *b = BIO_new_file(key_path, "r");
+	EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	int rc = -EINVAL;
+
+	if (!certs) {
+		*why = "the certificate file cannot be read or holds no PEM certificate";
+		goto out;
+	}
+	if (!key) {
+		*why = "the key file cannot be read or holds no PEM private key";
+		goto out;
+	}
+	/* The first certificate is ours, the rest its chain. */
+	X509 *leaf = sk_X509_shift(certs);
+	rc = tls_ctx_build(leaf, key, certs, NULL, &tls_alpn_https, out);
+	X509_free(leaf);
+	if (rc < 0)
+		*why = rc == -ENOMEM ? "out of memory"
+				     : "the key does not match the certificate, or the "
+				       "certificate cannot be used";
+out:
+	ERR_clear_error();
+	EVP_PKEY_free(key);
+	BIO_free(b);
+	sk_X509_pop_free(certs, X509_free);
 	return rc;
 }
 
@@ -176,4 +238,12 @@ X509 *tls_conn_get0_peer(struct tls_conn *c)
 STACK_OF(X509) * tls_conn_get0_peer_chain(const struct tls_conn *c)
 {
 	return SSL_get_peer_cert_chain(c->ssl);
+}
+
+int tls_conn_is_h2(const struct tls_conn *c)
+{
+	const uint8_t *p;
+	unsigned len;
+	SSL_get0_alpn_selected(c->ssl, &p, &len);
+	return len == 2 && !memcmp(p, "h2", 2);
 }

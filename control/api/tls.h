@@ -15,7 +15,12 @@
  *   tls_conn_handshake() TLS_HS_WANT_READ until done (TLS_HS_DONE)
  *   tls_conn_read()      plaintext out, tls_conn_write() plaintext in
  *   tls_conn_take_out()  ciphertext for the socket
- * Errors are negative errno (-EPROTO for anything TLS refused). */
+ * Errors are negative errno (-EPROTO for anything TLS refused).
+ *
+ * The HTTPS context (tls_ctx_new_https_files, for the injection webhook)
+ * is the same engine with a certificate and key read from PEM files,
+ * ALPN "h2" or "http/1.1" (a client naming neither gets HTTP/1.1) and no
+ * client certificate asked for. */
 #ifndef CINCH_CONTROL_TLS_H
 #define CINCH_CONTROL_TLS_H
 
@@ -34,8 +39,13 @@ struct tls_conn;
 
 /* Builds a server context. Borrows cert, key, chain (intermediates, may be
  * NULL) and takes a reference to bundle. 0 and *out (new; tls_ctx_unref). */
-int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain, X509_STORE *bundle,
+int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *bundle,
 		struct tls_ctx **out) __attribute__((warn_unused_result));
+/* The HTTPS context from a PEM certificate file (our certificate first,
+ * then its intermediates) and a PEM key file. 0 and *out (new), or
+ * -EINVAL/-ENOMEM with a static reason in *why. */
+int tls_ctx_new_https_files(const char *cert_path, const char *key_path, struct tls_ctx **out,
+			    const char **why) __attribute__((warn_unused_result));
 void tls_ctx_ref(struct tls_ctx *ctx);
 void tls_ctx_unref(struct tls_ctx *ctx);
 
@@ -62,6 +72,8 @@ void tls_conn_shutdown(struct tls_conn *c);
 /* The peer's verified leaf and the intermediates it sent (borrowed, valid
  * while c lives; NULL if none). */
 X509 *tls_conn_get0_peer(struct tls_conn *c);
-STACK_OF(X509) *tls_conn_get0_peer_chain(const struct tls_conn *c);
+STACK_OF(X509) * tls_conn_get0_peer_chain(const struct tls_conn *c);
+/* 1 when the handshake chose ALPN "h2", else 0 (HTTP/1.1). */
+int tls_conn_is_h2(const struct tls_conn *c);
 
 #endif

@@ -18,9 +18,9 @@
 static const struct crd_kind {
 	const char *kind, *plural;
 } crd_kinds[] = {
-	{ "AllowPolicy", "allowpolicies" },
-	{ "MeshPolicy", "meshpolicies" },
-	{ "EgressPolicy", "egresspolicies" },
+	{"AllowPolicy", "allowpolicies"},
+	{"MeshPolicy", "meshpolicies"},
+	{"EgressPolicy", "egresspolicies"},
 };
 #define CRD_NKINDS (sizeof(crd_kinds) / sizeof(crd_kinds[0]))
 
@@ -38,6 +38,9 @@ struct crdsource {
 	struct crd_watch watches[CRD_NKINDS];
 	struct kview view;
 	json_t *reported; /* key -> last message written ("" = accepted) */
+	unsigned synced;  /* 1 << kind: listed once */
+	crdsource_cb cb;
+	void *arg;
 	unsigned inflight; /* status patches not yet answered */
 	int stopped, view_closed;
 };
@@ -100,6 +103,7 @@ static void crd_sync(void *arg, json_t *items)
 	size_t i;
 	json_t *obj;
 
+	cw->cs->synced |= 1u << (cw->kind - crd_kinds);
 	/* Replace this kind's objects, keep the other kinds'. */
 	snprintf(prefix, sizeof(prefix), "%s/", cw->kind->kind);
 	kview_drop_prefix(&cw->cs->view, prefix);
@@ -112,7 +116,18 @@ static void crd_event(void *arg, const char *type, json_t *obj)
 	crd_apply(cw, obj, strcmp(type, "DELETED") == 0);
 }
 
-static const struct kwatch_ops crd_ops = { .sync = crd_sync, .event = crd_event };
+/* The view's publish: held until every kind was listed once, so the
+ * consumer never sees a set with, say, the MeshPolicies but not yet the
+ * AllowPolicies (the last list schedules a publish, even when empty). */
+static void crd_view_cb(void *arg, json_t *docs)
+{
+	struct crdsource *cs = arg;
+
+	if (cs->synced == (1u << CRD_NKINDS) - 1)
+		cs->cb(cs->arg, docs);
+}
+
+static const struct kwatch_ops crd_ops = {.sync = crd_sync, .event = crd_event};
 
 static void crd_patch_cb(void *arg, int status, long code, json_t *body, const char *err)
 {
@@ -141,7 +156,8 @@ void crdsource_report(struct crdsource *cs, const json_t *rejected)
 	json_t *doc;
 	char path[800];
 
-	json_object_foreach(cs->view.docs, key, doc) {
+	json_object_foreach(cs->view.docs, key, doc)
+	{
 		const char *msg = crd_str(rejected, key);
 		const char *was = crd_str(cs->reported, key);
 		if (!msg)
@@ -155,10 +171,10 @@ void crdsource_report(struct crdsource *cs, const json_t *rejected)
 			continue;
 		snprintf(path, sizeof(path), CRD_GROUP_PATH "/namespaces/%s/%s/%s/status",
 			 crd_str(m, "namespace"), kind->plural, crd_str(m, "name"));
-		json_t *patch = json_pack(
-			"{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions", "type", "Accepted",
-			"status", *msg ? "False" : "True", "reason", *msg ? "Invalid" : "Valid",
-			"message", *msg ? msg : "accepted into the policy set");
+		json_t *patch = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions",
+					  "type", "Accepted", "status", *msg ? "False" : "True",
+					  "reason", *msg ? "Invalid" : "Valid", "message",
+					  *msg ? msg : "accepted into the policy set");
 		struct crd_patch *p = malloc(sizeof(*p) + strlen(key) + 1);
 		if (p) {
 			p->cs = cs;
@@ -185,7 +201,9 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 		return -ENOMEM;
 	cs->reported = json_object();
 	cs->k = k;
-	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, cb, arg)
+	cs->cb = cb;
+	cs->arg = arg;
+	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, crd_view_cb, cs)
 			      : -ENOMEM;
 	if (rc < 0) {
 		json_decref(cs->reported);

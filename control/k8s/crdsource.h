@@ -6,7 +6,8 @@
  * reads (apiVersion, kind, metadata.name/namespace/labels, spec); server
  * fields (uid, managedFields, status, ...) are dropped. After changes
  * settle, the whole set goes to the callback, sorted by kind, namespace and
- * name, and the consumer validates it as one policy set.
+ * name, and the consumer validates it as one policy set. The first set
+ * goes out only once every kind has been listed.
  *
  * The consumer reports back which objects it rejected and why
  * (crdsource_report); each object then gets a status condition

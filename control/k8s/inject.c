@@ -198,10 +198,12 @@ static json_t *inject_env_field(const char *name, const char *field)
 static json_t *inject_agent_container(const struct inject_config *cfg, const json_t *ann,
 				      const json_t *probes)
 {
-	json_t *args = json_pack("[s, s, s, s, s, s, s, s, s]", "run", "--control",
+	/* The projected token is a Kubernetes credential (TokenReview), not a
+	 * join token: --token-kind says so to the agent. */
+	json_t *args = json_pack("[s, s, s, s, s, s, s, s, s, s, s]", "run", "--control",
 				 cfg->control_address, "--trust-domain", cfg->trust_domain,
-				 "--token-file", INJECT_TOKEN_DIR "/token", "--control-bundle",
-				 INJECT_BUNDLE_DIR "/bundle.pem");
+				 "--token-file", INJECT_TOKEN_DIR "/token", "--token-kind",
+				 "kubernetes", "--control-bundle", INJECT_BUNDLE_DIR "/bundle.pem");
 	const char *mode = inject_str(ann, INJECT_ANN_PREFIX "mtls-mode");
 	if (args && mode) {
 		json_array_append_new(args, json_string("--mtls-mode"));

@@ -55,6 +55,14 @@ static void kview_changed(struct kview *v)
 
 void kview_set(struct kview *v, const char *key, json_t *doc)
 {
+	const json_t *was = json_object_get(v->docs, key);
+
+	/* The same document again (a pod's status churn, our own status
+	 * write on a policy object): no news, no rebuild downstream. */
+	if (doc ? json_equal(was, doc) : !was) {
+		json_decref(doc);
+		return;
+	}
 	if (doc)
 		json_object_set_new(v->docs, key, doc);
 	else
@@ -69,7 +77,8 @@ void kview_drop_prefix(struct kview *v, const char *prefix)
 	void *tmp;
 	size_t n = strlen(prefix);
 
-	json_object_foreach_safe(v->docs, tmp, key, d) {
+	json_object_foreach_safe(v->docs, tmp, key, d)
+	{
 		if (strncmp(key, prefix, n) == 0)
 			json_object_del(v->docs, key);
 	}

@@ -15,7 +15,7 @@
 typedef void (*kview_cb)(void *arg, json_t *docs);
 
 struct kview {
-	json_t *docs;     /* key -> document */
+	json_t *docs; /* key -> document */
 	uv_timer_t settle;
 	unsigned settle_ms;
 	kview_cb cb;
@@ -25,7 +25,8 @@ struct kview {
 
 int kview_init(struct kview *v, uv_loop_t *loop, unsigned settle_ms, kview_cb cb, void *arg)
 	__attribute__((warn_unused_result));
-/* Takes `doc`; NULL removes the key. Schedules a publish. */
+/* Takes `doc`; NULL removes the key. Schedules a publish, unless the key
+ * already had an equal document (or, for NULL, none). */
 void kview_set(struct kview *v, const char *key, json_t *doc);
 /* Removes every key starting with `prefix` ("": all); schedules a publish
  * (an empty set is news too). */

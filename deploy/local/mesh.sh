@@ -56,6 +56,19 @@ mesh_in() {
 }
 
 mesh_ctl() { "$MESH_BIN/cinchctl" "$@" --state-dir "$MESH_STATE/control"; }
+# mesh_allow_web_to_db: a policy file letting web reach db:5432 (the
+# demo's live change; the control plane picks it up)
+mesh_allow_web_to_db() {
+	cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: db-from-web, namespace: demo}
+spec:
+  selector: {workloads: [db]}
+  ports: [5432]
+  from: [{identities: ["spiffe://cluster.local/ns/demo/sa/web"]}]
+EOF
+}
 
 mesh_control_up() {
 	mkdir -p "$MESH_STATE/registry" "$MESH_STATE/policy"
@@ -75,8 +88,9 @@ mesh_control_up() {
 		mesh_fail "cinch-control did not become ready (log: $MESH_STATE/control.log)"
 }
 
-# mesh_pod_up POD: namespace, rules, token, agent, app.
-mesh_pod_up() {
+# mesh_pod_prepare POD: namespace, rules, the control plane's bundle and a
+# join token; what an init container and the pod's secrets would hold.
+mesh_pod_prepare() {
 	pod=$1
 	dir=$MESH_STATE/pods/$pod
 	mkdir -p "$dir"
@@ -89,22 +103,42 @@ mesh_pod_up() {
 		mesh_fail "cannot make $pod's token" || return 1
 	chown -R "$MESH_UID:$MESH_UID" "$dir"
 	chmod 0600 "$dir/token"
-	netns_spawn "agent-$pod" "$pod" setpriv --reuid "$MESH_UID" --regid "$MESH_UID" \
+}
+
+# mesh_agent_start POD: its agent, as the UID the rules let out.
+mesh_agent_start() {
+	dir=$MESH_STATE/pods/$1
+	netns_spawn "agent-$1" "$1" setpriv --reuid "$MESH_UID" --regid "$MESH_UID" \
 		--clear-groups "$MESH_BIN/cinch-agent" run --control "$MESH_NET.1:15012" \
 		--token-file "$dir/token" --control-bundle "$dir/control-bundle.pem" \
-		--workload "demo/$pod" ${MESH_AGENT_ARGS:-}
-	case $pod in
+		--workload "demo/$1" ${MESH_AGENT_ARGS:-}
+}
+
+# mesh_app_start POD: its app. (Python's HTTPServer would look its own
+# address up in DNS first, which a pod without DNS waits 10 s for.)
+mesh_app_start() {
+	dir=$MESH_STATE/pods/$1
+	case $1 in
 	api)
 		mkdir -p "$dir/www"
 		echo "hello from api" >"$dir/www/index.html"
-		netns_spawn "app-$pod" "$pod" /usr/bin/python3 -m http.server 8080 \
-			--bind "$(mesh_addr api)" --directory "$dir/www"
+		netns_spawn "app-$1" "$1" /usr/bin/python3 -c '
+import functools, http.server, socketserver, sys
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+socketserver.ThreadingTCPServer((sys.argv[1], 8080), h).serve_forever()' \
+			"$(mesh_addr api)" "$dir/www"
 		;;
 	db)
-		netns_spawn "app-$pod" "$pod" socat "TCP-LISTEN:5432,bind=$(mesh_addr db),fork,reuseaddr" \
+		netns_spawn "app-$1" "$1" socat "TCP-LISTEN:5432,bind=$(mesh_addr db),fork,reuseaddr" \
 			SYSTEM:'echo hello from db'
 		;;
 	esac
+}
+
+# mesh_pod_up POD: all of the above.
+mesh_pod_up() {
+	mesh_pod_prepare "$1" && mesh_agent_start "$1" && mesh_app_start "$1"
 }
 
 mesh_app_port() { case $1 in api) echo 8080 ;; db) echo 5432 ;; esac; }

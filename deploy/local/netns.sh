@@ -27,6 +27,8 @@ netns_pod_up() {
 	ns=$(netns_name "$1")
 	host="v${NETNS_PREFIX%-}-$1"
 	host=$(printf '%.15s' "$host")
+	# a veth left by a run that died while its namespace was held open
+	ip link del "$host" 2>/dev/null
 	ip netns add "$ns" &&
 		ip link add "$host" type veth peer name eth0 netns "$ns" &&
 		ip link set "$host" master "$NETNS_BRIDGE" up &&

@@ -7,110 +7,38 @@
 #   - web -> api:9090 is denied, and api's access log names the reason;
 #   - plaintext to api (STRICT) is refused; a client of another CA is
 #     refused; a stock TLS client with web's SVID (openssl s_client) gets in;
-#   - a policy file change denies new connections at once.
+#   - each agent's self-probe sees interception work before it is ready;
+#     the rules taken out, the agent turns not-ready (loudly), and ready
+#     again when they are back;
+#   - a policy file change denies new connections at once, and closes an
+#     open connection it denies (logged with end "policy_change").
+# The shared setup (pods, PKI, policy) is pods.sh.
 # Root only (exit 77 otherwise). Namespaces cna-e2e-*, subnet 10.201.9.0/24.
 #   agent_static_test.sh CINCH_AGENT
 set -u
 AGENT=$1
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip openssl curl setpriv tcpdump /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-WEB=cna-e2e-web-$$
-API=cna-e2e-api-$$
-D=$(mktemp -d /tmp/cna-e2e.XXXXXX)
-L=$(mktemp -d /tmp/cna-e2e-logs.XXXXXX) # apart: the agents watch D
-chmod 755 "$D"
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	ip netns del "$WEB" 2>/dev/null
-	ip netns del "$API" 2>/dev/null
-	rm -rf "$D" "$L"
-}
-trap cleanup EXIT INT TERM
-fail=0
-check() { local what=$1; shift; if ! "$@"; then echo "FAIL: $what"; fail=1; fi; }
-
-# --- PKI: one mesh CA, one foreign CA, SVIDs for web and api
-cd "$D"
-mkca() {
-	openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-	openssl req -x509 -new -key "$1.key" -days 1 -subj "/O=$1" \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
-		-out "$1.pem" 2>/dev/null
-}
-mksvid() { # mksvid NAME CA SA
-	openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-	openssl req -new -key "$1.key" -subj "/" -out "$1.csr" 2>/dev/null
-	printf 'subjectAltName=critical,URI:spiffe://cluster.local/ns/shop/sa/%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$1.ext"
-	openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -days 1 \
-		-extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
-mkca ca
-mkca foreign
-mksvid web ca web
-mksvid api ca api
-mksvid intruder foreign web
-chmod 644 ./*.key
-cat >workloads.yaml <<'Y'
-apiVersion: cinch.dev/v1alpha1
-kind: Workload
-metadata: {name: web, namespace: shop}
-spec: {serviceAccount: web, addresses: ["10.201.9.1"]}
----
-apiVersion: cinch.dev/v1alpha1
-kind: Workload
-metadata: {name: api, namespace: shop}
-spec: {serviceAccount: api, addresses: ["10.201.9.2"]}
-Y
-mkdir policy
-cat >policy/allow.yaml <<'Y'
-apiVersion: cinch.dev/v1alpha1
-kind: AllowPolicy
-metadata: {name: api-from-web, namespace: shop}
-spec:
-  selector: {workloads: [api]}
-  ports: [8080]
-  from: [{identities: ["spiffe://cluster.local/ns/shop/sa/web"]}]
-Y
-cd - >/dev/null
-
-# --- the pods
-ip netns add "$WEB" && ip netns add "$API" || exit 1
-ip link add "ew$$" netns "$WEB" type veth peer name "ea$$" netns "$API" || exit 1
-ip -n "$WEB" link set lo up && ip -n "$API" link set lo up
-ip -n "$WEB" addr add 10.201.9.1/24 dev "ew$$" && ip -n "$WEB" link set "ew$$" up
-ip -n "$API" addr add 10.201.9.2/24 dev "ea$$" && ip -n "$API" link set "ea$$" up
-for ns in "$WEB" "$API"; do
-	ip netns exec "$ns" "$AGENT" init >/dev/null 2>&1 || { echo "FAIL: init in $ns"; exit 1; }
-done
-agent() { # agent NS NAME
-	ip netns exec "$1" setpriv --reuid=1337 --regid=1337 --clear-groups \
-		"$AGENT" run --cert "$D/$2.pem" --key "$D/$2.key" --bundle "$D/ca.pem" \
-		--workloads "$D/workloads.yaml" --policy "$D/policy" 2>>"$L/$2.log" &
-	PIDS="$PIDS $!"
-}
-agent "$WEB" web
-agent "$API" api
+POD_TAG=cna-e2e
+POD_NET=10.201.9
+. "$(dirname "$0")/pods.sh"
+pods_need tcpdump socat
+pods_svid intruder foreign web
+pods_allow "8080, 8081"
+pods_agent "$WEB" web --probe-interval 300
+pods_agent "$API" api --probe-interval 300
+API_PID=$LAST
 mkdir -p "$D/www" && echo "hello from api" >"$D/www/index.html"
 for port in 8080 9090; do
 	ip netns exec "$API" /usr/bin/python3 -m http.server "$port" --bind 10.201.9.2 \
 		--directory "$D/www" >/dev/null 2>&1 &
 	PIDS="$PIDS $!"
 done
-waitfor() { # waitfor SECONDS CMD...
-	local end=$(($(date +%s) + $1)); shift
-	until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.1; done
-}
+pods_ticker "$API" 10.201.9.2 8081 100 # 10 s of ticks
 check "web agent started" waitfor 10 grep -q agent_started "$L/web.log"
 check "api agent started" waitfor 10 grep -q agent_started "$L/api.log"
-check "api app up" waitfor 10 ip netns exec "$API" setpriv --reuid=1337 --regid=1337 \
-	--clear-groups curl -sf http://10.201.9.2:9090/
+check "api app up" waitfor 10 as_agent "$API" curl -sf http://10.201.9.2:9090/
 
 # --- allowed, and encrypted on the wire
-ip netns exec "$API" tcpdump -i "ea$$" -w "$L/wire.pcap" -U tcp 2>/dev/null &
+ip netns exec "$API" tcpdump -i "$API_IF" -w "$L/wire.pcap" -U tcp 2>/dev/null &
 CAP=$!
 PIDS="$PIDS $CAP"
 sleep 1
@@ -157,7 +85,7 @@ check "the denial is logged with its rule-less reason" \
 	waitfor 5 grep -q '"peer_id":"spiffe://cluster.local/ns/shop/sa/web".*"verdict":"deny".*no rule allows' "$L/api.log"
 
 # --- the admin port (loopback is never captured)
-admin() { ip netns exec "$API" curl -s -m 5 "http://127.0.0.1:15000$1"; }
+admin() { pods_admin "$API" "$1"; }
 check "api agent ready" [ "$(admin /ready)" = ready ]
 check "/config names the identity" grep -q '"spiffe_id": "spiffe://cluster.local/ns/shop/sa/api"' <<<"$(admin /config)"
 m=$(admin /metrics)
@@ -165,8 +93,28 @@ check "/metrics counts the allowed inbound connection" \
 	grep -Eq '^cinch_agent_connections_total\{direction="inbound",verdict="allow"\} [1-9]' <<<"$m"
 check "/metrics counts denials by reason" grep -q '^cinch_agent_denials_total{reason="plaintext refused' <<<"$m"
 check "/metrics has the certificate expiry" grep -Eq '^cinch_agent_cert_expiry_timestamp_seconds [1-9]' <<<"$m"
+check "/metrics: interception verified" grep -q '^cinch_agent_interception_verified 1' <<<"$m"
 
-# --- a policy change denies new connections at once
+# --- the self-probe: interception seen working, then the rules taken out
+check "web's agent verified interception" grep -q '"event":"interception_verified"' "$L/web.log"
+check "api's agent verified interception" grep -q '"event":"interception_verified"' "$L/api.log"
+check "/config says interception verified" grep -q '"interception": "verified"' <<<"$(admin /config)"
+check "probes are not logged as connections" bash -c "! grep -q '127.0.0.7' '$L/api.log' '$L/web.log'"
+ip netns exec "$API" "$AGENT" init --remove >/dev/null 2>&1
+check "rules removed: api not ready" waitfor 5 bash -c "[ \"\$(ip netns exec $API curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15000/ready)\" = 503 ]"
+check "and says why" grep -q 'not ready: probe to 127.0.0.7:15011' <<<"$(admin /ready)"
+check "loudly, at error level" grep -q '"level":"error".*"event":"interception_broken"' "$L/api.log"
+check "/metrics counts the failed probes" grep -Eq '^cinch_agent_probe_failures_total [1-9]' <<<"$(admin /metrics)"
+check "/metrics: interception not verified" grep -q '^cinch_agent_interception_verified 0' <<<"$(admin /metrics)"
+ip netns exec "$API" "$AGENT" init >/dev/null 2>&1
+check "rules back: api ready again" waitfor 5 bash -c "[ \"\$(ip netns exec $API curl -s http://127.0.0.1:15000/ready)\" = ready ]"
+
+# --- a policy change denies new connections at once, and closes open ones
+# A stream of ticks (10 s) from api:8081 is open when the policy changes.
+ip netns exec "$WEB" timeout 20 socat -u TCP:10.201.9.2:8081 - >"$L/ticks" 2>/dev/null &
+DL=$!
+PIDS="$PIDS $DL"
+check "the stream is under way" waitfor 5 grep -q 'tick 2' "$L/ticks"
 rm "$D/policy/allow.yaml"
 cat >"$D/policy/none.yaml" <<'Y'
 apiVersion: cinch.dev/v1alpha1
@@ -180,10 +128,48 @@ Y
 check "the api agent reloaded" waitfor 5 grep -q config_reloaded "$L/api.log"
 ip netns exec "$WEB" curl -s -m 5 http://10.201.9.2:8080/ >/dev/null
 check "after the change, web -> api:8080 is refused" [ $? -ne 0 ]
-
-if [ $fail -ne 0 ]; then
-	echo "--- web agent log"; tail -n 20 "$L/web.log"
-	echo "--- api agent log"; tail -n 20 "$L/api.log"
+check "the open stream was cut" waitfor 5 bash -c "! kill -0 $DL"
+check "before its end ($(tail -n 1 "$L/ticks"))" bash -c "! grep -q 'tick 100' '$L/ticks'"
+# Both agents re-check it (web's as the caller, api's as the server): the
+# first to read the new policy closes it, so either may be the one to log.
+closer=$(grep -l '"end":"policy_change"' "$L/api.log" "$L/web.log" | head -n 1)
+check "an agent logged it closed by the policy change" [ -n "$closer" ]
+check "as denied, with the reason that now denies it" \
+	grep -Eq '"verdict":"deny".*"reason":"[^"]+".*"end":"policy_change"' "${closer:-/dev/null}"
+if [ "$closer" = "$L/api.log" ]; then
+	m=$(pods_admin "$API" /metrics) dir=inbound
+else
+	m=$(pods_admin "$WEB" /metrics) dir=outbound
 fi
+check "/metrics counts it" grep -Eq "^cinch_agent_policy_closed_total\\{direction=\"$dir\"\\} 1\$" <<<"$m"
+
+# --- PERMISSIVE, and the pod's --mtls-mode STRICT (its cinch.dev/mtls-mode
+# annotation) that refuses plaintext whatever the policy says
+cat >"$D/policy/permissive.yaml" <<'Y'
+apiVersion: cinch.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: default}
+spec: {mtls: PERMISSIVE}
+---
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: plain-from-web, namespace: shop}
+spec:
+  selector: {workloads: [api]}
+  ports: [9090]
+  from: [{unauthenticated: {ipBlocks: ["10.201.9.1/32"]}}]
+Y
+plain() { as_agent "$WEB" curl -sf -m 5 http://10.201.9.2:9090/ >/dev/null; }
+check "PERMISSIVE: plaintext from web's address is let in by its rule" waitfor 5 plain
+pods_stop "$API_PID"
+pods_agent "$API" api --probe-interval 300 --mtls-mode STRICT
+check "api's agent back with --mtls-mode STRICT" \
+	waitfor 10 bash -c "[ \"\$(ip netns exec $API curl -s -m 2 http://127.0.0.1:15000/ready)\" = ready ]"
+strict_lines() { grep -c 'plaintext refused: mTLS mode is STRICT' "$L/api.log"; }
+n0=$(strict_lines)
+plain
+check "--mtls-mode STRICT: the same plaintext is refused" [ $? -ne 0 ]
+check "... saying so" waitfor 5 bash -c "[ \$(grep -c 'plaintext refused: mTLS mode is STRICT' '$L/api.log') -gt $n0 ]"
+pods_report
 [ $fail -eq 0 ] && echo "agent_static_test: all passed"
 exit $fail

@@ -22,24 +22,8 @@ MESH_NET=10.201.11
 MESH_ADMIN_PORT=15214
 . "$CINCH_SRC/tests/lib/meshtest.sh"
 
-DB=$(mesh_addr db)
-API=$(mesh_addr api)
-not() { ! "$@"; }
-web_to_db() { mesh_in web socat -T 2 - "TCP:$DB:5432" </dev/null 2>/dev/null | grep -q 'hello from db'; }
-web_to_api() { [ "$(mesh_in web curl -sS -m 5 "http://$API:8080/" 2>/dev/null)" = "hello from api" ]; }
 admin() { mesh_in "$1" curl -sS -m 5 "http://127.0.0.1:${3:-15000}$2"; }
 policy_version() { admin "$1" /config | json 'd["policy_version"]'; }
-allow_web_to_db() {
-	cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF
-apiVersion: cinch.dev/v1alpha1
-kind: AllowPolicy
-metadata: {name: db-from-web, namespace: demo}
-spec:
-  selector: {workloads: [db]}
-  ports: [5432]
-  from: [{identities: ["spiffe://cluster.local/ns/demo/sa/web"]}]
-EOF
-}
 
 # --- bootstrap
 if ! mesh_up; then
@@ -79,7 +63,7 @@ netns_kill replay
 
 # --- a policy change reaches the agents
 v0=$(policy_version web)
-allow_web_to_db
+mesh_allow_web_to_db
 check "allowing web -> db takes effect" netns_wait 5 web_to_db
 check "web's agent enforces a new version" [ "$(policy_version web)" != "$v0" ]
 rm -f "$MESH_STATE/policy/db-from-web.yaml"
@@ -99,7 +83,7 @@ rm -f "$MESH_STATE/policy/broken.yaml"
 netns_kill control
 check "control down: new connections web -> api still work" web_to_api
 check "control down: agents stay ready" [ "$(admin web /ready)" = ready ]
-allow_web_to_db # made while the control plane is away
+mesh_allow_web_to_db # made while the control plane is away
 check "control down: the change is not enforced yet" not web_to_db
 mesh_control_up
 check "control back: agents resync and enforce the change" netns_wait 40 web_to_db

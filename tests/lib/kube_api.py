@@ -15,9 +15,23 @@ with a Status). Served:
                                                      send one MODIFIED, then stay
   PATCH /apis/cinch.dev/v1alpha1/namespaces/<ns>/<plural>/<name>/status
   GET  /debug/requests                               what was asked so far
+
+Live mode (for a real cinch-control): after POST /debug/live with
+{"pods": [...], "allowpolicies": [...], ...} the pods and the three CRD
+collections are a mutable store with a global resourceVersion instead of
+the scripts above: lists return it, watches replay what happened after
+their version and then stream changes as they are made, status PATCHes
+change the object and are watched as MODIFIED. The test drives it with
+  POST /debug/apply  {"collection", "type": ADDED|MODIFIED|DELETED,
+                      "object", "silent": true = no watch event, as if
+                      the event were lost to compaction}
+  POST /debug/expire {"collection"}: open watches get ERROR 410 and end,
+                      a watch from an older version gets HTTP 410
+  GET  /debug/object/<collection>/<ns>/<name>   the object as stored
 """
 import http.server
 import json
+import threading
 import time
 import urllib.parse
 
@@ -137,6 +151,45 @@ CRD_EVENTS = {
 }
 
 
+class Live:
+    """The live-mode store; every field under `cond`."""
+    COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies")
+
+    def __init__(self):
+        self.on = False
+        self.cond = threading.Condition()
+        self.rv = 1000
+        self.objs = {c: {} for c in self.COLLECTIONS}
+        self.history = {c: [] for c in self.COLLECTIONS}  # (rv, event)
+        self.expired = {c: 0 for c in self.COLLECTIONS}   # watches below: 410
+        self.epoch = {c: 0 for c in self.COLLECTIONS}     # bumped by expire
+
+    @staticmethod
+    def key(obj):
+        return "%s/%s" % (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    def apply(self, coll, typ, obj, silent=False):
+        with self.cond:
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            if typ == "DELETED":
+                self.objs[coll].pop(self.key(obj), None)
+            else:
+                self.objs[coll][self.key(obj)] = obj
+            if not silent:
+                self.history[coll].append((self.rv, {"type": typ, "object": obj}))
+            self.cond.notify_all()
+
+    def expire(self, coll):
+        with self.cond:
+            self.expired[coll] = self.rv
+            self.epoch[coll] += 1
+            self.cond.notify_all()
+
+
+LIVE = Live()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -156,6 +209,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               "status": "Failure", "reason": reason, "message": message,
                               "code": code})
 
+    def start_stream(self):
+        """A 200 whose body is chunks: watch events, one JSON line each."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
     def authorized(self):
         if self.headers.get("Authorization") != "Bearer control-token":
             self.status(401, "Unauthorized", "Unauthorized")
@@ -165,6 +229,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         REQUESTS.append("POST " + self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.startswith("/debug/"):
+            return self.debug_post(self.path, json.loads(body or b"{}"))
         if not self.authorized():
             return
         if self.path != "/apis/authentication.k8s.io/v1/tokenreviews":
@@ -192,6 +258,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.authorized():
             return
         parts = self.path.strip("/").split("/")
+        if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
+            with LIVE.cond:
+                obj = LIVE.objs.get(parts[5], {}).get("%s/%s" % (parts[4], parts[6]))
+            if obj is None:
+                return self.status(404, "NotFound", "not found")
+            obj = json.loads(json.dumps(obj))
+            obj["status"] = json.loads(body)["status"]
+            LIVE.apply(parts[5], "MODIFIED", obj)
+            return self.send_json(200, obj)
         if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
             for obj in CRDS.get(parts[5], []):
                 if obj["metadata"]["name"] == parts[6]:
@@ -205,9 +280,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(url.query))
         if url.path == "/debug/requests":
             return self.send_json(200, REQUESTS[:-1])
+        parts = url.path.strip("/").split("/")
+        if parts[:2] == ["debug", "object"] and len(parts) == 5:
+            with LIVE.cond:
+                obj = LIVE.objs.get(parts[2], {}).get(parts[3] + "/" + parts[4])
+            return self.send_json(200 if obj else 404, obj or {})
         if not self.authorized():
             return
-        parts = url.path.strip("/").split("/")
+        if LIVE.on and url.path == "/api/v1/pods":
+            return self.live_get("pods", q)
+        if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
+            return self.live_get(parts[3], q)
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and parts[4] == "pods":
             p = PODS.get(parts[5])
             if p is None:
@@ -230,6 +313,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
                              "metadata": {"resourceVersion": rv, "continue": cont},
                              "items": page})
 
+    def debug_post(self, path, req):
+        if path == "/debug/live":
+            LIVE.on = True
+            for coll in Live.COLLECTIONS:
+                for obj in req.get(coll, []):
+                    LIVE.apply(coll, "ADDED", obj)
+        elif path == "/debug/apply":
+            LIVE.apply(req["collection"], req["type"], req["object"], req.get("silent", False))
+        elif path == "/debug/expire":
+            LIVE.expire(req["collection"])
+        else:
+            return self.status(404, "NotFound", "not found")
+        self.send_json(200, {"resourceVersion": str(LIVE.rv)})
+
+    def live_get(self, coll, q):
+        if coll not in LIVE.objs:
+            return self.status(404, "NotFound", "not found")
+        if q.get("watch") not in ("1", "true"):
+            with LIVE.cond:
+                items = sorted(LIVE.objs[coll].values(), key=Live.key)
+                rv = str(LIVE.rv)
+            return self.send_json(200, {"kind": "List", "apiVersion": "v1",
+                                        "metadata": {"resourceVersion": rv, "continue": ""},
+                                        "items": items})
+        since = int(q.get("resourceVersion") or 0)
+        with LIVE.cond:
+            if since < LIVE.expired[coll]:
+                return self.status(410, "Expired", "too old resource version: %d (%d)" %
+                                   (since, LIVE.expired[coll]))
+            epoch = LIVE.epoch[coll]
+        self.start_stream()
+        chunk = self.chunk
+        deadline = time.monotonic() + float(q.get("timeoutSeconds") or 300)
+        while time.monotonic() < deadline:
+            with LIVE.cond:
+                LIVE.cond.wait_for(lambda: LIVE.epoch[coll] != epoch or
+                                   (LIVE.history[coll] and LIVE.history[coll][-1][0] > since),
+                                   timeout=1)
+                gone = LIVE.epoch[coll] != epoch
+                evs = [(rv, ev) for rv, ev in LIVE.history[coll] if rv > since]
+            if gone:
+                chunk(json.dumps(GONE).encode() + b"\n")
+                break
+            for rv, ev in evs:
+                chunk(json.dumps(ev).encode() + b"\n")
+                since = rv
+        chunk(b"")
+
     def crds(self, plural, q):
         if plural not in CRDS:
             return self.status(404, "NotFound", "not found")
@@ -237,30 +368,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "List", "apiVersion": "cinch.dev/v1alpha1",
                                         "metadata": {"resourceVersion": "5"},
                                         "items": CRDS[plural]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self.start_stream()
         for ev in CRD_EVENTS.get(plural, []):
             time.sleep(0.1)
-            data = json.dumps(ev).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            self.chunk(json.dumps(ev).encode() + b"\n")
         time.sleep(30)
 
     def watch(self, q):
         script = WATCH.get(q.get("resourceVersion"))
         if script is None or script == 410:
             return self.status(410, "Expired", "too old resource version")
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def chunk(data):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-
+        self.start_stream()
+        chunk = self.chunk
         if script == "hold":
             time.sleep(30)
         else:

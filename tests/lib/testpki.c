@@ -36,8 +36,7 @@ static int testpki_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	return ok;
 }
 
-static X509 *testpki_cert(EVP_PKEY *subject_key, const char *cn, long not_before_s,
-			  long lifetime_s)
+static X509 *testpki_cert(EVP_PKEY *subject_key, const char *cn, long not_before_s, long lifetime_s)
 {
 	X509 *cert = X509_new();
 	uint8_t serial[8];
@@ -52,7 +51,7 @@ static X509 *testpki_cert(EVP_PKEY *subject_key, const char *cn, long not_before
 	    !X509_set_pubkey(cert, subject_key))
 		goto err;
 	if (cn && !X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_UTF8,
-					       (const uint8_t *)cn, -1, -1, 0))
+					      (const uint8_t *)cn, -1, -1, 0))
 		goto err;
 	BN_free(bn);
 	return cert;
@@ -159,8 +158,8 @@ char *testpki_cert_pem(X509 *cert)
 char *testpki_key_pem(EVP_PKEY *key)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
-	return bio ? testpki_bio_string(bio, PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL,
-									  0, NULL, NULL))
+	return bio ? testpki_bio_string(bio, PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0,
+									   NULL, NULL))
 		   : NULL;
 }
 
@@ -173,4 +172,22 @@ int testpki_write(const char *dir, const char *name, const char *pem)
 		return -1;
 	int ok = fputs(pem, f) >= 0;
 	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+uint8_t *testpki_csr(EVP_PKEY *key, size_t *len)
+{
+	X509_REQ *req = X509_REQ_new();
+	uint8_t *der = NULL;
+	int n = -1;
+
+	if (req && X509_REQ_set_pubkey(req, key) &&
+	    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
+				       (const uint8_t *)"test", -1, -1, 0) &&
+	    X509_REQ_sign(req, key, EVP_sha256()))
+		n = i2d_X509_REQ(req, &der);
+	X509_REQ_free(req);
+	if (n <= 0)
+		return NULL;
+	*len = (size_t)n;
+	return der;
 }

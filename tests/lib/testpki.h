@@ -7,6 +7,7 @@
 #define CINCH_TESTPKI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/base.h>
 
 EVP_PKEY *testpki_key(void);
@@ -24,6 +25,10 @@ X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *c
 /* PEM text of a certificate or of a private key (PKCS#8), new; free(). */
 char *testpki_cert_pem(X509 *cert);
 char *testpki_key_pem(EVP_PKEY *key);
+
+/* A DER PKCS#10 request for `key` (subject CN=test, no extensions), new
+ * (OPENSSL_free); *len its size. NULL on failure. */
+uint8_t *testpki_csr(EVP_PKEY *key, size_t *len);
 
 /* Writes PEM text to dir/name; 0 or -1. */
 int testpki_write(const char *dir, const char *name, const char *pem);

@@ -7,6 +7,9 @@
 #   - traffic: the pod's outbound TCP reaches the outbound port, except the
 #     agent's UID, loopback and excluded CIDRs; inbound TCP reaches the
 #     inbound port, except excluded ports;
+#   - the self-probe rules: the agent's UID reaches the outbound / inbound
+#     port through 127.0.0.7:15011 / :15016 (and ::1 for IPv6), another UID
+#     does not;
 #   - bad flags change nothing; --remove takes only Cinch's rules out.
 # Root only (exit 77 otherwise). Namespaces cna-int-*, subnet 10.201.7.0/24.
 #   - the agent recovers each connection's original destination (IPv4 and
@@ -99,6 +102,10 @@ check "init again: same table" [ "$(save iptables-save)" = "$first" ]
 check "outbound captured" [ "$(get "$POD" 10.201.7.2 80)" = OUTBOUND ]
 check "agent UID not captured" [ "$(get_as "$POD" 1337 10.201.7.2 80)" = PEER ]
 check "another UID captured" [ "$(get_as "$POD" 1000 10.201.7.2 80)" = OUTBOUND ]
+check "outbound probe redirected" [ "$(get_as "$POD" 1337 127.0.0.7 15011)" = OUTBOUND ]
+check "inbound probe redirected" [ "$(get_as "$POD" 1337 127.0.0.7 15016)" = INBOUND ]
+check "probe address not redirected for another UID" [ -z "$(get_as "$POD" 1000 127.0.0.7 15011)" ]
+check "probe rules only on probe ports" [ -z "$(get_as "$POD" 1337 127.0.0.7 15012)" ]
 check "loopback not captured" [ "$(get "$POD" 127.0.0.1 8080)" = LOCAL ]
 check "excluded CIDR not captured" [ "$(get "$POD" 10.201.8.2 80)" = PEER ]
 check "excluded outbound port not captured" [ "$(get "$POD" 10.201.7.2 443)" = PEER443 ]
@@ -110,9 +117,11 @@ kill "$OUT_SERVER" "$IN_SERVER" 2>/dev/null
 wait "$OUT_SERVER" "$IN_SERVER" 2>/dev/null
 v6=0
 inpod ip -6 addr show dev "ci$$" | grep -q fd00:201:7::1 && v6=1
-inpod "$PROBE" 15001 $((2 + v6)) &
+lo6=0
+inpod ip -6 addr show dev lo | grep -q '::1/128' && lo6=1
+inpod "$PROBE" 15001 $((3 + v6 + lo6)) &
 PIDS="$PIDS $!"
-inpod "$PROBE" 15006 1 &
+inpod "$PROBE" 15006 $((2 + lo6)) &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do
 	l=$(inpod ss -ltnH)
@@ -125,6 +134,17 @@ check "inbound original destination" [ "$(get "$PEER" 10.201.7.1 8443)" = "10.20
 if [ $v6 -eq 1 ]; then
 	check "IPv6 original destination" [ "$(get "$POD" "[fd00:201:7::2]" 8080)" = "fd00:201:7::2 8080" ]
 fi
+# The self-probes, as the agent sees them (probe.c matches these).
+check "outbound probe's original destination" \
+	[ "$(get_as "$POD" 1337 127.0.0.7 15011)" = "127.0.0.7 15011" ]
+check "inbound probe's original destination" \
+	[ "$(get_as "$POD" 1337 127.0.0.7 15016)" = "127.0.0.7 15016" ]
+if [ $lo6 -eq 1 ]; then
+	check "IPv6 outbound probe's original destination" \
+		[ "$(get_as "$POD" 1337 "[::1]" 15011)" = "::1 15011" ]
+	check "IPv6 inbound probe's original destination" \
+		[ "$(get_as "$POD" 1337 "[::1]" 15016)" = "::1 15016" ]
+fi
 
 # Remove.
 inpod "$AGENT" init --remove 2>/dev/null
@@ -134,6 +154,7 @@ check "no Cinch rule left" bash -c "! grep -q CINCH <<<\"\$0\"" "$after"
 check "foreign rule still there" grep -q -- "10.201.7.99/32 -j RETURN" <<<"$after"
 check "inbound reaches the app again" [ "$(get "$PEER" 10.201.7.1 80)" = APP80 ]
 check "outbound direct again" [ "$(get "$POD" 10.201.7.2 80)" = PEER ]
+check "no probe redirect left" [ -z "$(get_as "$POD" 1337 127.0.0.7 15011)" ]
 
-[ $fail -eq 0 ] && echo "intercept_test: all passed (IPv6 checked: $v6)"
+[ $fail -eq 0 ] && echo "intercept_test: all passed (IPv6 checked: $v6, IPv6 probe: $lo6)"
 exit $fail

@@ -53,6 +53,18 @@ static void test_rules_per_family(void **state)
 	assert_non_null(strstr(v6, "-A CINCH_OUTPUT -d fd00::/8 -j RETURN"));
 	assert_non_null(strstr(v6, "-d ::1/128"));
 	assert_non_null(strstr(v4, "--uid-owner 1337 -j RETURN"));
+	/* the self-probe rules, before the agent's UID is let out */
+	const char *probe_out =
+		strstr(v4, "-A CINCH_OUTPUT -d 127.0.0.7/32 -p tcp --dport 15011 -m "
+			   "owner --uid-owner 1337 -j CINCH_OUT_REDIRECT");
+	const char *probe_in = strstr(v4, "-A CINCH_OUTPUT -d 127.0.0.7/32 -p tcp --dport 15016 -m "
+					  "owner --uid-owner 1337 -j CINCH_IN_REDIRECT");
+	assert_non_null(probe_out);
+	assert_non_null(probe_in);
+	assert_true(probe_in < strstr(v4, "--uid-owner 1337 -j RETURN"));
+	assert_true(probe_in < strstr(v4, "-d 127.0.0.0/8 -j RETURN"));
+	assert_non_null(strstr(v6, "-A CINCH_OUTPUT -d ::1/128 -p tcp --dport 15011 -m owner "
+				   "--uid-owner 1337 -j CINCH_OUT_REDIRECT"));
 	/* the agent's own ports are never redirected inbound */
 	assert_non_null(strstr(v4, "--dport 15006 -j RETURN"));
 	assert_non_null(strstr(v4, "--dport 15000 -j RETURN"));

@@ -8,7 +8,8 @@
  * and the peer an mtls server, their handshake done before the relay
  * starts. Cases: large transfers both ways with backpressure (plain and
  * TLS), half-close (the answer still arrives after the request's FIN), a
- * reset carried through, the idle timeout, relay_stop. */
+ * reset carried through, the idle timeout, relay_stop, and a TLS relay
+ * that goes quiet long enough to give its buffers back, then carries on. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -227,6 +228,8 @@ struct scenario {
 	int app_shuts, peer_shuts;
 	int peer_resets_after_ms; /* 0: never */
 	int stop_after_ms;	  /* relay_stop, 0: never */
+	int app_more_after_ms;	  /* then the app sends app_more more, and shuts */
+	size_t app_more;
 	unsigned idle_ms;
 };
 
@@ -258,6 +261,11 @@ static void later(uv_timer_t *t)
 		uv_tcp_close_reset(&g_out->peer.tcp, close_ep);
 	else if (sc->stop_after_ms)
 		relay_stop(g_out->relay);
+	else if (sc->app_more_after_ms) {
+		g_out->app.to_send += sc->app_more;
+		g_out->app.shut_after = 1;
+		ep_send_more(&g_out->app);
+	}
 	uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -298,10 +306,12 @@ static void run(const struct scenario *sc, struct outcome *o)
 			 0);
 	ep_start(&loop, &o->app, app_pair[0]);
 	ep_start(&loop, &o->peer, peer_pair[1]);
-	if (sc->peer_resets_after_ms || sc->stop_after_ms) {
+	if (sc->peer_resets_after_ms || sc->stop_after_ms || sc->app_more_after_ms) {
 		uv_timer_init(&loop, &t);
 		t.data = (void *)sc;
-		uv_timer_start(&t, later, sc->peer_resets_after_ms + sc->stop_after_ms, 0);
+		uv_timer_start(&t, later,
+			       sc->peer_resets_after_ms + sc->stop_after_ms + sc->app_more_after_ms,
+			       0);
 	}
 	/* Run until the relay is done and the endpoints have seen the end. */
 	for (int i = 0; i < 3000 && !(o->done && (o->app.got_eof || o->app.reset) &&
@@ -383,6 +393,25 @@ static void test_reset_carried(void **state)
 	assert_true(o.app.reset);
 }
 
+/* Quiet for longer than RELAY_QUIET_MS plus a tick: the relay gives its
+ * TLS buffers back (mtls_conn_trim) and the stream goes on intact. */
+static void test_quiet_then_more(void **state)
+{
+	static struct outcome o;
+	struct scenario sc = {.tls = 1,
+			      .app_sends = 100000,
+			      .peer_shuts = 1,
+			      .app_more_after_ms = RELAY_QUIET_MS * 3 / 2 + 200,
+			      .app_more = 300000,
+			      .idle_ms = 10000};
+	run(&sc, &o);
+	assert_int_equal(o.st.reason, RELAY_CLOSED);
+	assert_int_equal(o.peer.received, 400000);
+	assert_int_equal(o.st.a_to_b, 400000);
+	assert_false(o.peer.bad);
+	assert_true(o.app.got_eof);
+}
+
 static void test_idle(void **state)
 {
 	static struct outcome o;
@@ -428,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_half_close),
 		cmocka_unit_test(test_reset_carried),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_quiet_then_more),
 		cmocka_unit_test(test_stop),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -294,7 +294,8 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
     write(os.path.join(reg, "workloads.yaml"), REGISTRY)
     time.sleep(0.5)
 
-    # big's slice (100 labels) is more than the stream may queue.
+    # big's slice (100 labels) is more than the stream may queue (2 KiB;
+    # a Sign answer, about 1.2 KiB, fits).
     bkey = ec.generate_private_key(ec.SECP256R1())
     bresp, err = call(pb, pbg, ctl.grpc_port, bundle,
                       pb.SignRequest(csr=csr_for(bkey), credential=pb.Credential(

@@ -79,6 +79,11 @@ def common_checks(tag, before, after, agent):
     check(agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}, tag + ": agent no caps")
     check(agent["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15000},
           tag + ": startup probe on /ready")
+    args = agent["args"]
+    check(args[0] == "run" and
+          args[args.index("--token-file") + 1] == "/var/run/secrets/cinch/token" and
+          args[args.index("--token-kind") + 1] == "kubernetes",
+          tag + ": the agent presents the projected token as a Kubernetes credential")
     e = env(agent)
     for var, field in (("CINCH_POD_NAME", "metadata.name"),
                        ("CINCH_POD_NAMESPACE", "metadata.namespace"),

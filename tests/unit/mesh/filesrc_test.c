@@ -1,4 +1,4 @@
-/* filesrc tests on real temporary files: a registry and a policy
+/* filesrc (and the store it feeds) tests on real temporary files: a registry and a policy
  * directory compile into one slice per workload with stable versions; a
  * change touches only the versions of the slices it changes; an invalid
  * file is refused whole with its place; and live, through the hub: an edit
@@ -6,8 +6,8 @@
  * and keeps the version, a later valid edit (or filesrc_reload) works.
  * The trust bundle: every slice carries it, its sequence is part of the
  * slice's version, and a new one reaches every watch, even while the files
- * hold an invalid edit. The "roots" are opaque bytes here: filesrc does not
- * parse them. */
+ * hold an invalid edit. The "roots" are opaque bytes here: the store does
+ * not parse them. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,9 +92,10 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static const struct filesrc_config cfg = {"cluster.local", reg, pol, NULL};
+static const struct store_inputs cfg = {"cluster.local", reg, pol, {NULL}, NULL, NULL};
+static const struct filesrc_config fcfg = {reg, pol};
 
-static const struct hub_slice *find(const struct filesrc_gen *g, const char *key)
+static const struct hub_slice *find(const struct store_gen *g, const char *key)
 {
 	for (size_t i = 0; i < g->n; i++)
 		if (!strcmp(g->slices[i].workload, key))
@@ -104,14 +105,14 @@ static const struct hub_slice *find(const struct filesrc_gen *g, const char *key
 
 static void test_load_and_versions(void **state)
 {
-	struct filesrc_gen *g1, *g2, *g3, *g4;
+	struct store_gen *g1, *g2, *g3, *g4;
 	struct policy_error err;
 	char reg_file[160];
 
 	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
 	write_file(reg_file, registry_yaml);
 	write_policy(8080);
-	assert_int_equal(filesrc_load(&cfg, &g1, &err), 0);
+	assert_int_equal(store_load(&cfg, &g1, &err), 0);
 	assert_int_equal(g1->n, 2);
 	const struct hub_slice *web = find(g1, "shop/web"), *api = find(g1, "shop/api");
 	assert_non_null(web);
@@ -120,10 +121,10 @@ static void test_load_and_versions(void **state)
 	assert_int_equal(api->n_addresses, 1);
 	assert_string_equal(api->addresses[0], "10.1.0.2");
 	assert_true(strlen(web->version) > 0 && strcmp(web->version, api->version) != 0);
-	assert_int_equal(strlen(g1->version), FILESRC_VERSION_LEN);
+	assert_int_equal(strlen(g1->version), STORE_VERSION_LEN);
 
 	/* The same files again: the same versions. */
-	assert_int_equal(filesrc_load(&cfg, &g2, &err), 0);
+	assert_int_equal(store_load(&cfg, &g2, &err), 0);
 	assert_string_equal(g2->version, g1->version);
 	assert_string_equal(find(g2, "shop/web")->version, web->version);
 
@@ -131,7 +132,7 @@ static void test_load_and_versions(void **state)
 	 * its IPv6 address in canonical form (what the transport prints). */
 	snprintf(reg_file, sizeof(reg_file), "%s/batch.yaml", reg);
 	write_file(reg_file, batch_yaml);
-	assert_int_equal(filesrc_load(&cfg, &g3, &err), 0);
+	assert_int_equal(store_load(&cfg, &g3, &err), 0);
 	assert_int_equal(g3->n, 3);
 	assert_string_not_equal(g3->version, g1->version);
 	assert_string_equal(find(g3, "shop/web")->version, web->version);
@@ -140,20 +141,20 @@ static void test_load_and_versions(void **state)
 
 	/* Another port: api's slice changes (and web's, which calls it). */
 	write_policy(9090);
-	assert_int_equal(filesrc_load(&cfg, &g4, &err), 0);
+	assert_int_equal(store_load(&cfg, &g4, &err), 0);
 	assert_string_not_equal(find(g4, "shop/api")->version, api->version);
 	assert_string_not_equal(g4->version, g3->version);
 
-	filesrc_gen_free(g1);
-	filesrc_gen_free(g2);
-	filesrc_gen_free(g3);
-	filesrc_gen_free(g4);
-	filesrc_gen_free(NULL);
+	store_gen_free(g1);
+	store_gen_free(g2);
+	store_gen_free(g3);
+	store_gen_free(g4);
+	store_gen_free(NULL);
 }
 
 static void test_invalid_rejected_whole(void **state)
 {
-	struct filesrc_gen *g = NULL;
+	struct store_gen *g = NULL;
 	struct policy_error err;
 	char reg_file[160], bad[160];
 
@@ -167,7 +168,7 @@ static void test_invalid_rejected_whole(void **state)
 			"spec:\n"
 			"  selector: {workloads: [api]}\n"
 			"  portz: [1]\n");
-	assert_int_equal(filesrc_load(&cfg, &g, &err), -EINVAL);
+	assert_int_equal(store_load(&cfg, &g, &err), -EINVAL);
 	assert_null(g);
 	assert_string_equal(err.file, bad);
 	assert_int_equal(err.line, 6);
@@ -175,8 +176,9 @@ static void test_invalid_rejected_whole(void **state)
 	assert_true(err.msg[0] != '\0');
 
 	/* A path that does not exist. */
-	struct filesrc_config missing = {"cluster.local", "/nonexistent/registry", NULL, NULL};
-	assert_int_equal(filesrc_load(&missing, &g, &err), -EINVAL);
+	struct store_inputs missing = {
+		"cluster.local", "/nonexistent/registry", NULL, {NULL}, NULL, NULL};
+	assert_int_equal(store_load(&missing, &g, &err), -EINVAL);
 	assert_string_equal(err.file, "/nonexistent/registry");
 }
 
@@ -222,15 +224,17 @@ static void run_for(uv_loop_t *loop, unsigned ms)
 struct live {
 	uv_loop_t loop;
 	struct hub *hub;
+	struct store *st;
 	struct filesrc *fs;
 	struct hub_watch *w;
 	struct sink sink;
-	char reg_file[160], v1[FILESRC_VERSION_LEN + 1];
+	char reg_file[160], v1[STORE_VERSION_LEN + 1];
 };
 
-/* Writes the registry and the policy on port 8080, starts a source with
- * `c` and opens web's watch, which gets its first snapshot. */
-static void live_start(struct live *lv, const struct filesrc_config *c)
+/* Writes the registry and the policy on port 8080, starts a store with
+ * bundle `b` (NULL: none) fed by a file source and opens web's watch,
+ * which gets its first snapshot. */
+static void live_start(struct live *lv, const struct store_bundle *b)
 {
 	struct policy_error err;
 	const char *why = NULL;
@@ -241,9 +245,12 @@ static void live_start(struct live *lv, const struct filesrc_config *c)
 	write_policy(8080);
 	assert_int_equal(uv_loop_init(&lv->loop), 0);
 	assert_int_equal(hub_new(&lv->hub), 0);
-	assert_int_equal(filesrc_start(&lv->loop, c, lv->hub, &lv->fs, &err), 0);
-	snprintf(lv->v1, sizeof(lv->v1), "%s", filesrc_version(lv->fs));
-	assert_int_equal(strlen(lv->v1), FILESRC_VERSION_LEN);
+	assert_int_equal(store_new("cluster.local", lv->hub, &lv->st), 0);
+	if (b)
+		assert_int_equal(store_set_bundle(lv->st, b), 0);
+	assert_int_equal(filesrc_start(&lv->loop, &fcfg, lv->st, &lv->fs, &err), 0);
+	snprintf(lv->v1, sizeof(lv->v1), "%s", store_version(lv->st));
+	assert_int_equal(strlen(lv->v1), STORE_VERSION_LEN);
 	assert_int_equal(hub_watch_open(lv->hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone,
 					&lv->sink, &lv->w, &why),
 			 GRPC_OK);
@@ -256,6 +263,7 @@ static void live_stop(struct live *lv)
 		hub_watch_close(lv->w);
 	filesrc_stop(lv->fs);
 	run_for(&lv->loop, 10);
+	store_free(lv->st);
 	hub_free(lv->hub);
 	assert_int_equal(uv_loop_close(&lv->loop), 0);
 }
@@ -265,7 +273,8 @@ static void test_live(void **state)
 	struct live lv;
 	char bad[160];
 
-	live_start(&lv, &cfg);
+	live_start(&lv, NULL);
+	struct store *st = lv.st;
 	struct filesrc *fs = lv.fs;
 	struct sink *sink = &lv.sink;
 	char *v1 = lv.v1;
@@ -274,15 +283,15 @@ static void test_live(void **state)
 	write_policy(9090);
 	run_for(&lv.loop, 1000);
 	assert_int_equal(sink->sends, 2);
-	assert_string_not_equal(filesrc_version(fs), v1);
-	snprintf(v1, sizeof(lv.v1), "%s", filesrc_version(fs));
+	assert_string_not_equal(store_version(st), v1);
+	snprintf(v1, sizeof(lv.v1), "%s", store_version(st));
 
 	/* An invalid edit: nothing sent, the version stays. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
 	write_file(bad, "kind: AllowPolicy\n");
 	run_for(&lv.loop, 600);
 	assert_int_equal(sink->sends, 2);
-	assert_string_equal(filesrc_version(fs), v1);
+	assert_string_equal(store_version(st), v1);
 	assert_int_equal(filesrc_reload(fs), -EINVAL);
 
 	/* Fixed: the next valid state goes out; a reload of unchanged files
@@ -333,21 +342,21 @@ static void assert_bundle(const uint8_t *snap, size_t len, uint64_t seq, size_t 
 
 static void test_bundle_in_slices(void **state)
 {
-	struct filesrc_bundle b1 = {"cluster.local", 7, roots_ab, lens_ab, 1};
-	struct filesrc_config with = cfg;
-	struct filesrc_gen *g0, *g1, *g2;
+	struct store_bundle b1 = {"cluster.local", 7, roots_ab, lens_ab, 1};
+	struct store_inputs with = cfg;
+	struct store_gen *g0, *g1, *g2;
 	struct policy_error err;
 	char reg_file[160];
 
 	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
 	write_file(reg_file, registry_yaml);
 	write_policy(8080);
-	assert_int_equal(filesrc_load(&cfg, &g0, &err), 0);
+	assert_int_equal(store_load(&cfg, &g0, &err), 0);
 	with.bundle = &b1;
-	assert_int_equal(filesrc_load(&with, &g1, &err), 0);
+	assert_int_equal(store_load(&with, &g1, &err), 0);
 	b1.sequence = 8;
 	b1.n_roots = 2;
-	assert_int_equal(filesrc_load(&with, &g2, &err), 0);
+	assert_int_equal(store_load(&with, &g2, &err), 0);
 	assert_int_equal(g1->n, 2);
 	for (size_t i = 0; i < g1->n; i++) {
 		const struct hub_slice *s0 = find(g0, g1->slices[i].workload);
@@ -362,21 +371,20 @@ static void test_bundle_in_slices(void **state)
 	}
 	assert_string_not_equal(g0->version, g1->version);
 	assert_string_not_equal(g1->version, g2->version);
-	filesrc_gen_free(g0);
-	filesrc_gen_free(g1);
-	filesrc_gen_free(g2);
+	store_gen_free(g0);
+	store_gen_free(g1);
+	store_gen_free(g2);
 }
 
 static void test_bundle_live(void **state)
 {
-	struct filesrc_bundle b = {"cluster.local", 1, roots_ab, lens_ab, 1};
-	struct filesrc_config with = cfg;
+	struct store_bundle b = {"cluster.local", 1, roots_ab, lens_ab, 1};
 	struct live lv;
 	char bad[160];
 
-	with.bundle = &b;
-	live_start(&lv, &with);
-	b.sequence = 99; /* filesrc_start copied the bundle */
+	live_start(&lv, &b);
+	b.sequence = 99; /* store_set_bundle copied the bundle */
+	struct store *st = lv.st;
 	struct filesrc *fs = lv.fs;
 	struct sink *sink = &lv.sink;
 	const char *v1 = lv.v1;
@@ -385,12 +393,12 @@ static void test_bundle_live(void **state)
 	/* A new bundle reaches the watch at once, with a new version. */
 	b.sequence = 2;
 	b.n_roots = 2;
-	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
+	assert_int_equal(store_set_bundle(st, &b), 0);
 	assert_int_equal(sink->sends, 2);
 	assert_bundle((uint8_t *)sink->last, sink->last_len, 2, 2);
-	assert_string_not_equal(filesrc_version(fs), v1);
+	assert_string_not_equal(store_version(st), v1);
 	/* the same bundle again: nothing to send */
-	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
+	assert_int_equal(store_set_bundle(st, &b), 0);
 	assert_int_equal(sink->sends, 2);
 
 	/* While an invalid edit is in place, a bundle still goes out. */
@@ -399,7 +407,7 @@ static void test_bundle_live(void **state)
 	assert_int_equal(filesrc_reload(fs), -EINVAL);
 	b.sequence = 3;
 	b.n_roots = 1;
-	assert_int_equal(filesrc_set_bundle(fs, &b), 0);
+	assert_int_equal(store_set_bundle(st, &b), 0);
 	assert_int_equal(sink->sends, 3);
 	assert_bundle((uint8_t *)sink->last, sink->last_len, 3, 1);
 

@@ -1,0 +1,413 @@
+/* tlsserver: see tlsserver.h. The TCP handle and the timer of a
+ * connection close together; it is freed when the second close callback
+ * runs. The server counts a reference for its listener and one per
+ * connection, and is freed (after `stopped`) when the last goes. */
+#include "api/tlsserver.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define TLSSERVER_READ_BUF 16384
+
+enum tlsconn_state {
+	TLSCONN_ST_HANDSHAKE = 0,
+	TLSCONN_ST_OPEN,
+};
+
+struct tlsserver {
+	uv_tcp_t tcp;
+	struct tlsserver_config cfg;
+	const struct tlsserver_ops *ops;
+	struct tls_ctx *tls; /* for new connections */
+	void *owner;
+	void (*stopped)(void *owner);
+	struct tlsconn *conns;
+	unsigned n_conns;
+	int refs;
+	int stopping;
+};
+
+struct tlsconn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct tlsserver *srv;
+	struct tlsconn *next, **pprev;
+	struct tls_conn *tls;
+	void *data; /* the protocol's, freed by ops->free */
+	enum tlsconn_state state;
+	size_t inflight; /* bytes handed to uv_write, not yet written */
+	const char *timeout_reason;
+	int idle; /* reads restart the timer */
+	int reading;
+	int closing;
+	int pending_closes;
+	char peer[64];
+};
+
+struct tlswrite {
+	uv_write_t req;
+	struct tlsconn *c;
+	size_t len;
+	uint8_t data[];
+};
+
+static void tlsserver_unref(struct tlsserver *s)
+{
+	if (--s->refs > 0)
+		return;
+	if (s->stopped)
+		s->stopped(s->owner);
+	tls_ctx_unref(s->tls);
+	free(s);
+}
+
+/* ---- connection lifetime */
+
+static void tlsconn_close_cb(uv_handle_t *h)
+{
+	struct tlsconn *c = h->data;
+	struct tlsserver *s = c->srv;
+	if (--c->pending_closes > 0)
+		return;
+	s->ops->free(c);
+	tls_conn_free(c->tls);
+	s->n_conns--;
+	free(c);
+	tlsserver_unref(s);
+}
+
+void tlsconn_close(struct tlsconn *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	log_event(LOG_LVL_DEBUG, "tls_conn_closed",
+		  json_pack("{s:s, s:s, s:s, s:s}", "server", c->srv->cfg.name, "peer", c->peer,
+			    "state", c->state == TLSCONN_ST_HANDSHAKE ? "handshake" : "open",
+			    "reason", reason));
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	c->pending_closes = 2;
+	uv_close((uv_handle_t *)&c->tcp, tlsconn_close_cb);
+	uv_close((uv_handle_t *)&c->timer, tlsconn_close_cb);
+}
+
+int tlsconn_closing(const struct tlsconn *c)
+{
+	return c->closing;
+}
+
+static void tlsconn_timeout_cb(uv_timer_t *t)
+{
+	struct tlsconn *c = t->data;
+	tlsconn_close(c, c->timeout_reason);
+}
+
+void tlsconn_set_timeout(struct tlsconn *c, unsigned ms, int idle, const char *reason)
+{
+	c->idle = idle;
+	c->timeout_reason = reason;
+	uv_timer_start(&c->timer, tlsconn_timeout_cb, ms, idle ? ms : 0);
+}
+
+/* ---- output: TLS -> socket */
+
+static void tlsconn_write_cb(uv_write_t *req, int status)
+{
+	struct tlswrite *w = req->data;
+	struct tlsconn *c = w->c;
+	c->inflight -= w->len;
+	free(w);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		tlsconn_close(c, "write_error");
+		return;
+	}
+	tlsconn_advance(c);
+}
+
+/* Hands everything TLS has produced to the socket. */
+static int tlsconn_send(struct tlsconn *c)
+{
+	size_t n = tls_conn_pending_out(c->tls);
+	if (n == 0)
+		return 0;
+	struct tlswrite *w = malloc(sizeof(*w) + n);
+	if (!w)
+		return -ENOMEM;
+	w->c = c;
+	w->len = tls_conn_take_out(c->tls, w->data, n);
+	w->req.data = w;
+	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, tlsconn_write_cb);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	c->inflight += w->len;
+	return 0;
+}
+
+int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
+{
+	return tls_conn_write(c->tls, data, len);
+}
+
+size_t tlsconn_room(const struct tlsconn *c)
+{
+	size_t used = c->inflight + tls_conn_pending_out(c->tls);
+	return used < TLSSERVER_WRITE_HIGH ? TLSSERVER_WRITE_HIGH - used : 0;
+}
+
+/* ---- input and the driver */
+
+static void tlsconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	static char slab[65536]; /* one loop thread; consumed before the next read */
+	*buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void tlsconn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct tlsconn *c = st->data;
+	if (n == 0)
+		return;
+	if (n < 0) {
+		tlsconn_close(c, n == UV_EOF ? "peer_closed" : "read_error");
+		return;
+	}
+	if (tls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
+		tlsconn_close(c, "out_of_memory");
+		return;
+	}
+	if (c->idle)
+		uv_timer_again(&c->timer);
+	tlsconn_advance(c);
+}
+
+/* The handshake step: 0 to go on (done or waiting), <0 after closing. */
+static int tlsconn_handshake(struct tlsconn *c)
+{
+	const char *why = "";
+	int r = tls_conn_handshake(c->tls, &why);
+
+	if (r < 0) {
+		(void)tlsconn_send(c); /* the alert, best effort */
+		log_event(LOG_LVL_INFO, "tls_handshake_failed",
+			  json_pack("{s:s, s:s, s:s}", "server", c->srv->cfg.name, "peer", c->peer,
+				    "why", why));
+		tlsconn_close(c, "handshake_failed");
+		return r;
+	}
+	if (r == TLS_HS_DONE) {
+		c->state = TLSCONN_ST_OPEN;
+		uv_timer_stop(&c->timer);
+		if ((r = c->srv->ops->start(c)) < 0) {
+			tlsconn_close(c, "protocol_start_failed");
+			return r;
+		}
+	}
+	return 0;
+}
+
+void tlsconn_advance(struct tlsconn *c)
+{
+	uint8_t buf[TLSSERVER_READ_BUF];
+	const char *why;
+	int r;
+
+	if (c->closing)
+		return;
+	if (c->state == TLSCONN_ST_HANDSHAKE && tlsconn_handshake(c) < 0)
+		return;
+	while (c->state == TLSCONN_ST_OPEN && !c->closing) {
+		r = tls_conn_read(c->tls, buf, sizeof(buf));
+		if (r == 0)
+			break;
+		if (r < 0) {
+			tlsconn_close(c, r == -EPIPE ? "tls_close_notify" : "tls_error");
+			return;
+		}
+		if (c->srv->ops->input(c, buf, (size_t)r) < 0)
+			tlsconn_close(c, "protocol_error");
+	}
+	if (c->closing)
+		return;
+	if ((c->state == TLSCONN_ST_OPEN && c->srv->ops->flush && c->srv->ops->flush(c) < 0) ||
+	    tlsconn_send(c) < 0) {
+		tlsconn_close(c, "write_error");
+		return;
+	}
+	int want_read = c->inflight < TLSSERVER_WRITE_HIGH;
+	if (want_read != c->reading) {
+		if (want_read)
+			uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb);
+		else
+			uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = want_read;
+	}
+	if (c->state == TLSCONN_ST_OPEN && c->inflight == 0 && (why = c->srv->ops->done(c)))
+		tlsconn_close(c, why);
+}
+
+/* ---- accessors */
+
+void *tlsconn_owner(const struct tlsconn *c)
+{
+	return c->srv->owner;
+}
+
+void tlsconn_set_data(struct tlsconn *c, void *data)
+{
+	c->data = data;
+}
+
+void *tlsconn_data(const struct tlsconn *c)
+{
+	return c->data;
+}
+
+const char *tlsconn_peer(const struct tlsconn *c)
+{
+	return c->peer;
+}
+
+struct tls_conn *tlsconn_tls(struct tlsconn *c)
+{
+	return c->tls;
+}
+
+/* ---- listener */
+
+static void tlsconn_name_peer(struct tlsconn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss), port = 0;
+	char ip[INET6_ADDRSTRLEN] = "unknown";
+
+	ss.ss_family = AF_UNSPEC;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		} else if (ss.ss_family == AF_INET) {
+			uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
+		 port);
+}
+
+static void tlsserver_connection_cb(uv_stream_t *server, int status)
+{
+	struct tlsserver *s = server->data;
+	struct tlsconn *c;
+
+	if (status < 0 || !(c = calloc(1, sizeof(*c))))
+		return;
+	c->srv = s;
+	s->refs++;
+	s->n_conns++;
+	uv_tcp_init(server->loop, &c->tcp);
+	uv_timer_init(server->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->next = s->conns;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &s->conns;
+	s->conns = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		tlsconn_close(c, "accept_failed");
+		return;
+	}
+	tlsconn_name_peer(c);
+	if (s->n_conns > s->cfg.max_conns) {
+		log_event(LOG_LVL_WARN, "tls_conn_refused",
+			  json_pack("{s:s, s:s, s:s}", "server", s->cfg.name, "peer", c->peer,
+				    "reason", "too_many_connections"));
+		tlsconn_close(c, "too_many_connections");
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (tls_conn_new(s->tls, &c->tls) < 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb) < 0) {
+		tlsconn_close(c, "out_of_memory");
+		return;
+	}
+	tlsconn_set_timeout(c, s->cfg.handshake_ms, 0, "handshake_timeout");
+	c->reading = 1;
+}
+
+int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
+		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    struct tlsserver **out, int *port)
+{
+	struct tlsserver *s = calloc(1, sizeof(*s));
+	struct sockaddr_storage ss;
+	int rc, len = sizeof(ss);
+
+	if (!s)
+		return UV_ENOMEM;
+	s->cfg = *cfg;
+	s->cfg.host = NULL;
+	s->ops = ops;
+	s->owner = owner;
+	s->refs = 1;
+	if ((rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss)) < 0 &&
+	    (rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss)) < 0) {
+		free(s);
+		return rc;
+	}
+	if ((rc = uv_tcp_init(loop, &s->tcp)) < 0) {
+		free(s);
+		return rc;
+	}
+	s->tcp.data = s;
+	s->tls = tls;
+	tls_ctx_ref(tls);
+	if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
+	    (rc = uv_listen((uv_stream_t *)&s->tcp, 1024, tlsserver_connection_cb)) < 0 ||
+	    (rc = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len)) < 0) {
+		tlsserver_stop(s, NULL);
+		return rc;
+	}
+	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*out = s;
+	return 0;
+}
+
+static void tlsserver_close_cb(uv_handle_t *h)
+{
+	tlsserver_unref(h->data);
+}
+
+void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner))
+{
+	if (!s || s->stopping)
+		return;
+	s->stopping = 1;
+	s->stopped = stopped;
+	while (s->conns)
+		tlsconn_close(s->conns, "server_stopping");
+	uv_close((uv_handle_t *)&s->tcp, tlsserver_close_cb);
+}
+
+void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls)
+{
+	tls_ctx_ref(tls);
+	tls_ctx_unref(s->tls);
+	s->tls = tls;
+}
+
+unsigned tlsserver_conns(const struct tlsserver *s)
+{
+	return s->n_conns;
+}

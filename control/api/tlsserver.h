@@ -1,0 +1,96 @@
+/* tlsserver: a TCP listener on one libuv loop whose connections speak TLS
+ * (api/tls.h), with the protocol on top given as an ops table. It is the
+ * part every TLS server of cinch-control has in common (the injection
+ * webhook uses it; the gRPC server in api/grpc.c has its own copy of the
+ * same logic and can move onto it): accept, the connection limit, the
+ * handshake and its timeout, the plaintext pump, the write path with
+ * backpressure, one finalize path and the memory freed in close callbacks.
+ *
+ * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
+ * the one driver, run after every read and every finished write (and by
+ * the protocol after it queued an answer later, e.g. from a callback): it
+ * runs the handshake, hands plaintext to ops->input, lets ops->flush put
+ * pending output into TLS while there is room, moves TLS output to the
+ * socket, stops reading while more than TLSSERVER_WRITE_HIGH bytes wait
+ * for the peer, and closes the connection when ops->done says so.
+ *
+ * Lifetimes: the server owns its connections; a connection's protocol
+ * state (tlsconn_set_data) is freed by ops->free, called exactly once from
+ * the close callback. tlsserver_stop() closes everything; `stopped` runs
+ * once every handle is closed, after the last ops->free, so the owner may
+ * free what the protocol callbacks use only then. */
+#ifndef CINCH_CONTROL_TLSSERVER_H
+#define CINCH_CONTROL_TLSSERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api/tls.h"
+
+#define TLSSERVER_WRITE_HIGH (256 * 1024)
+
+struct tlsserver;
+struct tlsconn;
+
+struct tlsserver_ops {
+	/* The handshake finished: set up the protocol (tlsconn_set_data).
+	 * 0, or a negative errno to close the connection. */
+	int (*start)(struct tlsconn *c);
+	/* Plaintext from the peer (borrowed). 0, or a negative errno to close
+	 * (with the reason given to tlsconn_close, else "protocol_error"). */
+	int (*input)(struct tlsconn *c, const uint8_t *data, size_t len);
+	/* Optional: move pending output into TLS with tlsconn_write while
+	 * tlsconn_room() > 0. 0 or a negative errno (closes). */
+	int (*flush)(struct tlsconn *c);
+	/* Nothing is waiting to be written: a static reason to close the
+	 * connection now, or NULL to keep it. */
+	const char *(*done)(struct tlsconn *c);
+	/* The connection is gone: free the protocol state (may be NULL if
+	 * start never ran). */
+	void (*free)(struct tlsconn *c);
+};
+
+struct tlsserver_config {
+	const char *host; /* numeric address to listen on */
+	int port;	  /* 0: any free port */
+	unsigned max_conns;
+	unsigned handshake_ms; /* from accept to the end of the handshake */
+	const char *name;      /* log events <name>_conn_closed, ... (static) */
+};
+
+/* Starts listening. Copies cfg (except host, used during the call);
+ * borrows ops (static) and owner; takes a reference to tls. 0, *out and
+ * *port (the bound port), or a libuv error (nothing to stop). */
+int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
+		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    struct tlsserver **out, int *port) __attribute__((warn_unused_result));
+/* Closes the listener and every connection; `stopped(owner)` (may be
+ * NULL) runs once all is closed and freed. NULL: no-op. */
+void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner));
+/* New connections use `tls` (a reference is taken); open ones keep theirs. */
+void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls);
+unsigned tlsserver_conns(const struct tlsserver *s);
+
+/* ---- for the protocol, on its connection */
+
+void *tlsconn_owner(const struct tlsconn *c);
+void tlsconn_set_data(struct tlsconn *c, void *data);
+void *tlsconn_data(const struct tlsconn *c);
+const char *tlsconn_peer(const struct tlsconn *c); /* "ip:port" */
+struct tls_conn *tlsconn_tls(struct tlsconn *c);
+/* Plaintext for the peer, encrypted at once. 0 or -EPROTO. */
+int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
+	__attribute__((warn_unused_result));
+/* How much more output may be queued before the high-water mark. */
+size_t tlsconn_room(const struct tlsconn *c);
+/* (Re)arms the connection's one timer: close with `reason` (static) after
+ * ms; with `idle`, every read restarts it. Replaces the handshake timer. */
+void tlsconn_set_timeout(struct tlsconn *c, unsigned ms, int idle, const char *reason);
+/* Runs the driver: for output queued outside of ops->input. */
+void tlsconn_advance(struct tlsconn *c);
+/* Closes the connection (idempotent); ops->free runs later. */
+void tlsconn_close(struct tlsconn *c, const char *reason);
+int tlsconn_closing(const struct tlsconn *c);
+
+#endif

@@ -1,0 +1,207 @@
+/* store tests with API documents (what the Kubernetes feeders hand over),
+ * no files and no loop: documents of two feeds compile into one
+ * generation; a rejected API document is named by its key with the field
+ * path and message, and the set goes on with its last accepted version
+ * (or without it), so the others' changes still publish; nothing is
+ * published until every expected feed delivered; equal inputs give equal
+ * versions in two stores (two replicas). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "grpcc.h"
+#include "store.h"
+
+#define WEB_ID "spiffe://cluster.local/ns/shop/sa/web"
+
+static json_t *workload(const char *name, const char *sa, const char *label, const char *ip)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:[s]}}", "apiVersion",
+			 "cinch.dev/v1alpha1", "kind", "Workload", "metadata", "name", name,
+			 "namespace", "shop", "labels", "app", label, "spec", "serviceAccount", sa,
+			 "addresses", ip);
+}
+
+/* AllowPolicy api-from-web on `port` (70000: invalid). */
+static json_t *allow(const char *name, int port)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:{s:s}}, s:[i], s:[{s:[s]}]}}",
+			 "apiVersion", "cinch.dev/v1alpha1", "kind", "AllowPolicy", "metadata",
+			 "name", name, "namespace", "shop", "spec", "selector", "matchLabels",
+			 "app", "api", "ports", port, "from", "identities", WEB_ID);
+}
+
+static json_t *pods(void)
+{
+	return json_pack("[o, o]", workload("web-1", "web", "web", "10.1.0.1"),
+			 workload("api-1", "api", "api", "10.1.0.2"));
+}
+
+struct verdicts {
+	int calls;
+	json_t *last;
+};
+
+static void on_verdict(void *arg, const json_t *rejected)
+{
+	struct verdicts *v = arg;
+	v->calls++;
+	json_decref(v->last);
+	v->last = json_deep_copy(rejected);
+}
+
+struct sink {
+	int sends;
+};
+
+static int on_send(void *arg, const uint8_t *snap, size_t len)
+{
+	(void)snap;
+	(void)len;
+	((struct sink *)arg)->sends++;
+	return 0;
+}
+
+static void on_gone(void *arg)
+{
+	(void)arg;
+}
+
+static void set(struct store *st, enum store_feed f, json_t *docs)
+{
+	assert_non_null(docs);
+	store_set_docs(st, f, docs);
+	json_decref(docs);
+}
+
+static void test_feeds_and_quarantine(void **state)
+{
+	struct hub *hub;
+	struct store *st;
+	struct hub_watch *w;
+	struct verdicts v = {0};
+	struct sink sink = {0};
+	struct policy_error err;
+	const char *why;
+	char v1[STORE_VERSION_LEN + 1], v2[STORE_VERSION_LEN + 1];
+
+	assert_int_equal(hub_new(&hub), 0);
+	assert_int_equal(store_new("cluster.local", hub, &st), 0);
+	store_set_verdict_cb(st, on_verdict, &v);
+	store_expect(st, STORE_FEED_PODS);
+	store_expect(st, STORE_FEED_POLICIES);
+
+	/* Pods alone: validated, not published (the policies are not listed). */
+	set(st, STORE_FEED_PODS, pods());
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_string_equal(store_version(st), "");
+	assert_int_equal(v.calls, 0);
+
+	set(st, STORE_FEED_POLICIES, json_pack("[o]", allow("api-from-web", 8080)));
+	assert_int_equal(store_apply(st, &err), 0);
+	snprintf(v1, sizeof(v1), "%s", store_version(st));
+	assert_int_equal(strlen(v1), STORE_VERSION_LEN);
+	assert_int_equal(v.calls, 1);
+	assert_int_equal(json_object_size(v.last), 0);
+	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", "shop/web-1", "", on_send, on_gone,
+					&sink, &w, &why),
+			 GRPC_OK);
+	assert_int_equal(sink.sends, 1);
+
+	/* The policy turns invalid: its last accepted version stays, nothing
+	 * changes, the verdict names it with the field path. */
+	set(st, STORE_FEED_POLICIES, json_pack("[o]", allow("api-from-web", 70000)));
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_string_equal(store_version(st), v1);
+	assert_int_equal(sink.sends, 1);
+	assert_int_equal(v.calls, 2);
+	const char *msg =
+		json_string_value(json_object_get(v.last, "AllowPolicy/shop/api-from-web"));
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "spec.ports[0]"));
+
+	/* A new pod meanwhile still goes out (the bad object holds nobody
+	 * back), with the old policy. */
+	json_t *p = pods();
+	json_array_append_new(p, workload("web-2", "web", "web", "10.1.0.3"));
+	set(st, STORE_FEED_PODS, p);
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_string_not_equal(store_version(st), v1);
+	snprintf(v2, sizeof(v2), "%s", store_version(st));
+	assert_non_null(json_object_get(v.last, "AllowPolicy/shop/api-from-web"));
+
+	/* A new invalid object that never was accepted is left out. */
+	set(st, STORE_FEED_POLICIES,
+	    json_pack("[o, o]", allow("api-from-web", 70000), allow("new-bad", 0)));
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_string_equal(store_version(st), v2);
+	assert_int_equal(json_object_size(v.last), 2);
+
+	/* Fixed: accepted, published, verdict empty. */
+	set(st, STORE_FEED_POLICIES, json_pack("[o]", allow("api-from-web", 9090)));
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_string_not_equal(store_version(st), v2);
+	assert_int_equal(json_object_size(v.last), 0);
+	assert_int_equal(sink.sends, 2);
+
+	/* A pod that is invalid by itself (no address is not a Workload):
+	 * left out, the others stay. */
+	p = pods();
+	json_array_append_new(p, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[s]}}", "apiVersion",
+					   "cinch.dev/v1alpha1", "kind", "Workload", "metadata",
+					   "name", "odd", "namespace", "shop", "spec",
+					   "serviceAccount", "odd", "addresses", "not-an-ip"));
+	set(st, STORE_FEED_PODS, p);
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_non_null(json_object_get(v.last, "Workload/shop/odd"));
+
+	/* A document without a name rejects the build: nothing to name. */
+	set(st, STORE_FEED_POLICIES, json_pack("[{s:s}]", "kind", "AllowPolicy"));
+	snprintf(v1, sizeof(v1), "%s", store_version(st));
+	assert_int_equal(store_apply(st, &err), -EINVAL);
+	assert_string_equal(store_version(st), v1);
+	assert_true(err.msg[0] != '\0');
+
+	hub_watch_close(w);
+	store_free(st);
+	store_free(NULL);
+	hub_free(hub);
+	json_decref(v.last);
+}
+
+/* Two stores (two replicas) fed the same documents: the same version. */
+static void test_replicas_agree(void **state)
+{
+	struct hub *h[2];
+	struct store *st[2];
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(hub_new(&h[i]), 0);
+		assert_int_equal(store_new("cluster.local", h[i], &st[i]), 0);
+		set(st[i], STORE_FEED_PODS, pods());
+		set(st[i], STORE_FEED_POLICIES, json_pack("[o]", allow("a", 8080)));
+		assert_int_equal(store_apply(st[i], NULL), 0);
+	}
+	assert_string_equal(store_version(st[0]), store_version(st[1]));
+	assert_int_equal(strlen(store_version(st[0])), STORE_VERSION_LEN);
+	for (int i = 0; i < 2; i++) {
+		store_free(st[i]);
+		hub_free(h[i]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_feeds_and_quarantine),
+		cmocka_unit_test(test_replicas_agree),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
