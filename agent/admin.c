@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -77,6 +78,50 @@ static const char *admin_not_ready(const struct admin_state *st)
 	return st->intercept_why;
 }
 
+/* The identity lifecycle: how long this pod has before the mesh stops
+ * working for it if the control plane stays away (0: it has stopped), and
+ * in live mode how the certificate source and the configuration stream
+ * fare. */
+static void admin_metrics_lifecycle(FILE *f, const struct admin_state *st)
+{
+	time_t now = time(NULL);
+	long long left = st->ready && st->cert_not_after > now ? st->cert_not_after - now : 0;
+	struct svidsrc_status svid;
+	struct cfgwatch_status cfg;
+
+	fprintf(f,
+		"# HELP cinch_agent_ready 1 when /ready says ready: material loaded and "
+		"interception verified; 0 while failing closed.\n"
+		"# TYPE cinch_agent_ready gauge\n"
+		"cinch_agent_ready %d\n"
+		"# HELP cinch_agent_cert_remaining_seconds Seconds until the certificate expires "
+		"and the agent fails closed unless renewed (0: expired or none).\n"
+		"# TYPE cinch_agent_cert_remaining_seconds gauge\n"
+		"cinch_agent_cert_remaining_seconds %lld\n",
+		admin_not_ready(st) == NULL, left);
+	if (!st->live)
+		return;
+	live_status(st->live, &svid, &cfg);
+	fprintf(f,
+		"# HELP cinch_agent_svid_failures Consecutive failed certificate requests.\n"
+		"# TYPE cinch_agent_svid_failures gauge\n"
+		"cinch_agent_svid_failures %u\n"
+		"# HELP cinch_agent_svid_issued_total Certificates received from the control "
+		"plane.\n"
+		"# TYPE cinch_agent_svid_issued_total counter\n"
+		"cinch_agent_svid_issued_total %llu\n"
+		"# HELP cinch_agent_config_stream_connected 1 while the configuration stream is "
+		"open.\n"
+		"# TYPE cinch_agent_config_stream_connected gauge\n"
+		"cinch_agent_config_stream_connected %d\n"
+		"# HELP cinch_agent_config_stream_reconnects_total Configuration streams started "
+		"after the first.\n"
+		"# TYPE cinch_agent_config_stream_reconnects_total counter\n"
+		"cinch_agent_config_stream_reconnects_total %llu\n",
+		svid.failures, (unsigned long long)svid.issued, cfg.connected ? 1 : 0,
+		(unsigned long long)cfg.reconnects);
+}
+
 static char *admin_metrics(const struct admin_ctx *a)
 {
 	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
@@ -136,6 +181,7 @@ static char *admin_metrics(const struct admin_ctx *a)
 		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version,
 		st->intercept == ADMIN_IC_OK, (unsigned long long)st->probe_failures,
 		(unsigned long long)st->policy_closed[0], (unsigned long long)st->policy_closed[1]);
+	admin_metrics_lifecycle(f, st);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -6,7 +6,10 @@
  *   /metrics  Prometheus text: connections by direction and verdict,
  *             denials by reason, bytes by direction, open connections,
  *             certificate expiry, policy version, interception verified,
- *             probe failures, connections closed by a policy change
+ *             probe failures, connections closed by a policy change;
+ *             readiness and the time left on the certificate; in live
+ *             mode, the certificate source's consecutive failures and the
+ *             configuration stream
  *   /config   JSON: identity, workload, certificate serial and expiry,
  *             policy version, ports
  * The counters are fed by agentd from the access log records. */
@@ -16,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "live.h"
 #include "proxy.h"
 
 #define ADMIN_MAX_REASONS 32
@@ -36,6 +40,7 @@ struct admin_state {
 	uint64_t policy_closed[2]; /* [outbound?] closed by a policy change */
 	char spiffe_id[2100], workload[256], serial[64], policy_version[80];
 	int64_t cert_not_after;
+	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
 	uint16_t outbound_port, inbound_port, admin_port;
 	uint64_t conns[2][3];	      /* [outbound?][allow, deny, audit-deny] */
 	uint64_t bytes_out, bytes_in; /* app -> peer, peer -> app */

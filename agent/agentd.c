@@ -229,6 +229,7 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 		log_event(LOG_LVL_ERROR, "agent_start_failed", json_pack("{s:s}", "error", why));
 		return rc;
 	}
+	a->st.live = a->live;
 	log_event(LOG_LVL_INFO, "agent_started",
 		  json_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
 			    a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
@@ -277,6 +278,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 	adminhttp_stop(a->admin);
 	if (a->watch)
 		fswatch_stop(a->watch);
+	a->st.live = NULL;
 	if (a->live)
 		live_stop(a->live);
 	uv_close((uv_handle_t *)&a->sighup, NULL);

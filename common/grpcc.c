@@ -19,6 +19,7 @@ enum grpcc_frame_state {
 struct grpcc_call {
 	struct httpc_req *req;
 	grpcc_msg_cb on_message;
+	grpcc_open_cb on_open; /* NULL once called */
 	grpcc_done_cb on_done;
 	void *arg;
 	size_t max_message;
@@ -86,6 +87,11 @@ static void grpcc_on_header(struct httpc_req *r, const char *name, size_t nl, co
 		grpcc_percent_decode(c->message, sizeof(c->message), value, vl);
 	} else if (nl == 12 && strncasecmp(name, "content-type", 12) == 0) {
 		c->content_ok = vl >= 16 && strncmp(value, "application/grpc", 16) == 0;
+		if (c->content_ok && c->on_open) {
+			grpcc_open_cb cb = c->on_open;
+			c->on_open = NULL;
+			cb(c->arg);
+		}
 	}
 }
 
@@ -213,6 +219,7 @@ int grpcc_call(struct httpc *h, struct httpc_creds *creds, const struct grpcc_op
 		return -ENOMEM;
 	}
 	c->on_message = o->on_message;
+	c->on_open = o->on_open;
 	c->on_done = o->on_done;
 	c->arg = o->arg;
 	c->max_message = o->max_message;

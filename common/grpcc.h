@@ -51,6 +51,9 @@ struct grpcc_call;
 /* One response message, borrowed for the call. Return 0, or a negative
  * errno to cancel the call (done then reports CANCELLED). */
 typedef int (*grpcc_msg_cb)(void *arg, const uint8_t *msg, size_t len);
+/* The server answered as gRPC (response headers with content-type
+ * application/grpc): for a stream, it is open now, before any message. */
+typedef void (*grpcc_open_cb)(void *arg);
 /* The end: the gRPC status (transport failures map to UNAVAILABLE or
  * DEADLINE_EXCEEDED, as gRPC clients do) and its message, borrowed. */
 typedef void (*grpcc_done_cb)(void *arg, int code, const char *message);
@@ -63,6 +66,7 @@ struct grpcc_opts {
 	long timeout_ms;        /* 0: none (watch streams) */
 	size_t max_message;     /* largest response message accepted */
 	grpcc_msg_cb on_message;
+	grpcc_open_cb on_open;  /* optional: at most once, before any message */
 	grpcc_done_cb on_done;
 	void *arg;
 };

@@ -134,12 +134,21 @@ static int cfgwatch_on_message(void *arg, const uint8_t *msg, size_t len)
 	}
 	cfgwatch_send_report(w);
 	cinch__v1__snapshot__free_unpacked(snap, NULL);
-	w->st.connected = 1;
 	if (!w->got_snapshot) {
 		w->got_snapshot = 1;
 		backoff_reset(&w->backoff);
 	}
 	return 0;
+}
+
+/* The control plane answered: the stream is open, even when it has nothing
+ * to send (an agent that reconnects holding the current version is told
+ * nothing until the next change). */
+static void cfgwatch_on_open(void *arg)
+{
+	struct cfgwatch *w = arg;
+
+	w->st.connected = 1;
 }
 
 static void cfgwatch_on_done(void *arg, int code, const char *message)
@@ -180,6 +189,7 @@ static void cfgwatch_connect(uv_timer_t *t)
 			.request_len = len,
 			.max_message = w->max_snapshot,
 			.on_message = cfgwatch_on_message,
+			.on_open = cfgwatch_on_open,
 			.on_done = cfgwatch_on_done,
 			.arg = w,
 		};
@@ -232,6 +242,12 @@ void cfgwatch_set_creds(struct cfgwatch *w, struct httpc_creds *creds)
 {
 	httpc_creds_unref(w->creds);
 	w->creds = httpc_creds_ref(creds);
+	/* Waiting to reconnect: the old credentials may be why (an expired
+	 * certificate is refused at the handshake): try the new ones now
+	 * rather than at the end of a backoff of up to 30 s. At most once per
+	 * certificate, so no retry storm. */
+	if (!w->call && !w->stopped)
+		uv_timer_start(&w->timer, cfgwatch_connect, 0, 0);
 }
 
 void cfgwatch_set_report(struct cfgwatch *w, const struct cfgwatch_report *r)

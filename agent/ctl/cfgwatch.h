@@ -16,7 +16,8 @@
  *
  * Credentials change with every certificate renewal (cfgwatch_set_creds):
  * the open stream keeps the TLS session it was authenticated with, the
- * next connection uses the new credentials. */
+ * next connection uses the new credentials; a watch waiting to reconnect
+ * (its certificate expired, say) tries them at once. */
 #ifndef CINCH_AGENT_CFGWATCH_H
 #define CINCH_AGENT_CFGWATCH_H
 
@@ -47,7 +48,7 @@ struct cfgwatch_report {
 };
 
 struct cfgwatch_status {
-	int connected;	      /* a stream is open and has delivered */
+	int connected;	      /* a stream is open: the control plane answered */
 	char version[128];    /* last applied, "" before the first */
 	uint64_t snapshots;   /* received */
 	uint64_t rejected;    /* refused by on_snapshot or malformed */
@@ -63,7 +64,8 @@ struct cfgwatch;
 int cfgwatch_start(uv_loop_t *loop, struct httpc *h, struct httpc_creds *creds,
 		   const struct cfgwatch_opts *o, struct cfgwatch **out)
 	__attribute__((warn_unused_result));
-/* Replaces the credentials for the next connection (takes a reference). */
+/* Replaces the credentials for the next connection (takes a reference);
+ * when no stream is open, that connection starts now. */
 void cfgwatch_set_creds(struct cfgwatch *w, struct httpc_creds *creds);
 void cfgwatch_set_report(struct cfgwatch *w, const struct cfgwatch_report *r);
 /* Cancels the stream and frees the watch once its timer is closed (run the

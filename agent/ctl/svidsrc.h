@@ -85,14 +85,14 @@ int svidsrc_start(uv_loop_t *loop, struct httpc *h, const struct svidsrc_opts *o
  * its timers (run the loop afterwards). No callback runs after this. */
 void svidsrc_stop(struct svidsrc *s);
 void svidsrc_status(const struct svidsrc *s, struct svidsrc_status *out);
-/* Credentials for other calls to the control plane (the configuration
- * stream): the current certificate and key for mutual TLS, trusting the
- * bootstrap bundle and the last bundle received. -ENOENT while there is no
- * valid certificate; else as httpc_creds_new. */
 /* Certificates from DER (a SignResponse's chain, a TrustBundle's roots):
  * all of them or NULL when one is malformed. Free with
  * sk_X509_pop_free(sk, X509_free). */
 STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n);
+/* Credentials for other calls to the control plane (the configuration
+ * stream): the current certificate and key for mutual TLS, trusting the
+ * bootstrap bundle and the last bundle received. -ENOENT while there is no
+ * valid certificate; else as httpc_creds_new. */
 int svidsrc_mtls_creds(struct svidsrc *s, struct httpc_creds **out)
 	__attribute__((warn_unused_result));
 

@@ -18,6 +18,9 @@ Behaviour, keyed by the request:
         known_version="v3" -> v4 whose policy_version tells the last Report
                               received ("reported:<version>:<serial>:<error>"),
                               then stays open
+        workload="shop/quiet" -> response headers, no snapshot, stays open
+                              (what cinch-control tells an agent that holds
+                              the current version)
   Report applied_version="" -> INVALID_ARGUMENT
 """
 import argparse
@@ -75,6 +78,10 @@ def main():
 
     class Config(cgrpc.ConfigServicer):
         def Watch(self, req, ctx):
+            if req.workload == "shop/quiet":
+                ctx.send_initial_metadata(())
+                time.sleep(30)
+                return
             if req.known_version == "v3":
                 yield cpb.Snapshot(version="v4", policy_version="reported:" + ":".join(last_report))
                 time.sleep(30)

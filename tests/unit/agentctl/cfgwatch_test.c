@@ -109,11 +109,16 @@ struct run {
 	uv_timer_t stop_timer;
 	struct httpc *h;
 	struct cfgwatch *w;
-	const char *until, *refuse;
+	const char *until, *refuse, *workload; /* workload: "shop/api" if NULL */
 	char seen[256], policy_version[256];
 	char kept[128]; /* the version held when the snapshot after a refusal came */
 	int refused;
 	struct cfgwatch_status st;
+	/* switch_creds: the watch starts with a bundle that does not verify
+	 * the server and gets good credentials once it has failed 4 times */
+	int switch_creds;
+	uv_timer_t poll;
+	uint64_t failing_ms, switched_ms, snapshot_ms; /* loop time, 0: not yet */
 };
 
 static void run_stop(uv_timer_t *t)
@@ -124,6 +129,29 @@ static void run_stop(uv_timer_t *t)
 	cfgwatch_stop(r->w);
 	httpc_close(r->h, NULL, NULL);
 	uv_close((uv_handle_t *)t, NULL);
+	if (r->switch_creds)
+		uv_close((uv_handle_t *)&r->poll, NULL);
+}
+
+/* Every 50 ms: once the 4th attempt has started (it fails at the
+ * handshake in a few ms and the next one is 4 to 8 s away), wait 0.5 s
+ * and hand the watch credentials that work. */
+static void run_poll(uv_timer_t *t)
+{
+	struct run *r = t->data;
+	struct cfgwatch_status st;
+	struct httpc_creds *good = NULL;
+
+	cfgwatch_status(r->w, &st);
+	if (!r->failing_ms && st.reconnects >= 3)
+		r->failing_ms = uv_now(&r->loop);
+	if (r->failing_ms && !r->switched_ms && uv_now(&r->loop) >= r->failing_ms + 500) {
+		assert_int_equal(httpc_creds_new(fx.ca_pem, fx.cert_pem, fx.key_pem, &good), 0);
+		cfgwatch_set_creds(r->w, good);
+		httpc_creds_unref(good);
+		r->switched_ms = uv_now(&r->loop);
+		uv_timer_stop(t);
+	}
 }
 
 static int on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
@@ -132,6 +160,8 @@ static int on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 	size_t n = strlen(r->seen);
 
 	snprintf(r->seen + n, sizeof(r->seen) - n, "%s%s", n ? "," : "", snap->version);
+	if (!r->snapshot_ms)
+		r->snapshot_ms = uv_now(&r->loop);
 	if (r->refused == 1 && !r->until) {
 		/* the first snapshot after the refusal: what does the watch hold? */
 		struct cfgwatch_status st;
@@ -162,7 +192,7 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 	assert_int_equal(httpc_creds_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
 	struct cfgwatch_opts o = {
 		.control_url = url,
-		.workload = "shop/api",
+		.workload = r->workload ? r->workload : "shop/api",
 		.max_snapshot = 1 << 20,
 		.on_snapshot = on_snapshot,
 		.arg = r,
@@ -173,6 +203,11 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 	uv_timer_init(&r->loop, &r->stop_timer);
 	r->stop_timer.data = r;
 	uv_timer_start(&r->stop_timer, run_stop, seconds * 1000, 0);
+	if (r->switch_creds) {
+		uv_timer_init(&r->loop, &r->poll);
+		r->poll.data = r;
+		uv_timer_start(&r->poll, run_poll, 50, 50);
+	}
 	assert_int_equal(testloop_run(&r->loop, seconds + 10), 0);
 	assert_int_equal(uv_loop_close(&r->loop), 0);
 }
@@ -215,6 +250,34 @@ static void test_refusal_reported(void **state)
 	assert_true(r.st.rejected >= 1);
 }
 
+static void test_quiet_stream_connected(void **state)
+{
+	/* The control plane answers and has nothing to send (the agent holds
+	 * the current version): the stream is open all the same. */
+	struct run r = {.workload = "shop/quiet"};
+
+	run_watch(&r, fx.url, fx.ca_pem, 3);
+	assert_string_equal(r.seen, "");
+	assert_int_equal(r.st.connected, 1);
+	assert_int_equal(r.st.reconnects, 0);
+	assert_string_equal(r.st.last_error, "");
+}
+
+static void test_new_creds_reconnect_now(void **state)
+{
+	/* Refused at the handshake (as an expired certificate is), the watch
+	 * backs off; new credentials make it reconnect at once, not when the
+	 * backoff (4 s or more by then) would. */
+	struct run r = {.until = "v1", .switch_creds = 1};
+
+	run_watch(&r, fx.url, fx.other_pem, 20);
+	assert_true(r.switched_ms > 0);
+	assert_true(r.snapshot_ms >= r.switched_ms);
+	assert_true(r.snapshot_ms - r.switched_ms < 2500);
+	assert_string_equal(r.seen, "v1");
+	assert_int_equal(r.st.reconnects, 4);
+}
+
 static void test_control_down(void **state)
 {
 	/* Nothing listens on port 1 of loopback: the watch keeps retrying,
@@ -246,6 +309,8 @@ int main(void)
 		cmocka_unit_test(test_stream_report_reconnect),
 		cmocka_unit_test(test_refused_snapshot_keeps_last),
 		cmocka_unit_test(test_refusal_reported),
+		cmocka_unit_test(test_quiet_stream_connected),
+		cmocka_unit_test(test_new_creds_reconnect_now),
 		cmocka_unit_test(test_control_down),
 		cmocka_unit_test(test_untrusted_control),
 	};
