@@ -86,9 +86,15 @@ static int live_material(struct live *l, struct policy_slice *slice, STACK_OF(X5
 	return 0;
 }
 
+/* The bundle sequence reported is what the agent trusts everywhere: its
+ * peers by the snapshot's bundle, but the control plane only by the
+ * bundles of its Sign responses (svidsrc). The control switches signing
+ * (and its own certificate) to a new root once every agent reports it, so
+ * the report is the older of the two: a snapshot alone must not claim it. */
 static void live_report_creds(struct live *l)
 {
-	struct cfgwatch_report r = {.bundle_sequence = l->snap_roots ? l->snap_seq : l->svid_seq};
+	uint64_t seq = l->snap_roots && l->snap_seq < l->svid_seq ? l->snap_seq : l->svid_seq;
+	struct cfgwatch_report r = {.bundle_sequence = seq};
 	X509 *leaf = sk_X509_value(l->chain, 0);
 	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
 	char *hex = bn ? BN_bn2hex(bn) : NULL;

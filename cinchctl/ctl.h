@@ -22,5 +22,6 @@ int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */
 int ctl_cert(int argc, char **argv);   /* cinchctl cert ... (ctl_cert.c) */
 int ctl_policy(int argc, char **argv); /* cinchctl policy ... (ctl_policy.c) */
 int ctl_status(int argc, char **argv); /* cinchctl status (ctl_status.c) */
+int ctl_ca(int argc, char **argv);     /* cinchctl ca ... (ctl_rotate.c) */
 
 #endif

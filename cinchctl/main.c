@@ -13,6 +13,7 @@ static const struct {
 } ctl_families[] = {
 	{"token", ctl_token, "token create --identity NS/SA    a single-use join token"},
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
+	{"ca", ctl_ca, "ca rotate|retire|status           rotate the mesh's root"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
 	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
 	{"status", ctl_status, "status [--json]                    which agent enforces what"},

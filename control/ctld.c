@@ -5,7 +5,17 @@
  * SPIFFE ID, then the listeners. Any failure before the loop runs is
  * logged with its reason and exits 1 with nothing half-started. The
  * server certificate is re-issued at half its lifetime; connections keep
- * the context they started with. */
+ * the context they started with.
+ *
+ * Root rotation (`cinchctl ca rotate`, ctlsock ops ca_rotate, ca_status):
+ * each step is persisted by ca_rotate(), then the CA is opened again and
+ * swapped in: the Sign service, both renewal authenticators (Sign's and
+ * Config's), a new gRPC server certificate (new connections), the bundle
+ * every slice carries (the store, so agents learn it) and the metrics. A
+ * replaced struct ca is kept until the daemon exits, as anything that
+ * borrowed it (a call in progress) may still read it; rotations are rare.
+ * Retiring the old root is refused until no certificate it signed can
+ * still be valid: activated_at + the longest lifetime (--svid-ttl-max). */
 #include "ctld.h"
 
 #include <errno.h>
@@ -43,6 +53,9 @@
 #include "webhook.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
+/* After a start, agents reconnect within their backoff (30 s at most):
+ * until then "every connected agent" is not yet every agent. */
+#define CTLD_AGENT_SETTLE_S 45
 
 /* ---- configuration */
 
@@ -58,6 +71,7 @@ enum {
 	OPT_DNS,
 	OPT_IP,
 	OPT_TTL,
+	OPT_TTL_MAX,
 	OPT_TEST_SHORT_TTL,
 	OPT_MAX_MSG,
 	OPT_MAX_STREAMS,
@@ -95,6 +109,7 @@ static const struct option ctld_opts[] = {
 	{"server-dns", required_argument, NULL, OPT_DNS},
 	{"server-ip", required_argument, NULL, OPT_IP},
 	{"svid-ttl", required_argument, NULL, OPT_TTL},
+	{"svid-ttl-max", required_argument, NULL, OPT_TTL_MAX},
 	{"test-short-ttl", no_argument, NULL, OPT_TEST_SHORT_TTL},
 	{"max-message", required_argument, NULL, OPT_MAX_MSG},
 	{"max-streams", required_argument, NULL, OPT_MAX_STREAMS},
@@ -145,6 +160,9 @@ static void ctld_usage(FILE *out)
 		"                           localhost is always there)\n"
 		"  --server-ip ADDR         an address of it (repeatable; 127.0.0.1, ::1 always)\n"
 		"  --svid-ttl DURATION      default certificate lifetime, 5m..24h (1h)\n"
+		"  --svid-ttl-max DURATION  the longest lifetime granted, 5m..24h (24h);\n"
+		"                           retiring an old root waits this long after\n"
+		"                           the new one signs\n"
 		"  --registry PATH          Workload documents (file or directory), watched\n"
 		"  --policy PATH            policy documents (file or directory), watched;\n"
 		"                           both streamed to agents by cinch.v1.Config/Watch,\n"
@@ -297,10 +315,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 		cfg->server_ips[cfg->n_ips++] = arg;
 		return 0;
 	case OPT_TTL:
+	case OPT_TTL_MAX:
 		v = duration_ms(arg);
 		if (v < 0 || v % 1000)
 			break;
-		cfg->svid_ttl_s = (long)(v / 1000);
+		*(opt == OPT_TTL ? &cfg->svid_ttl_s : &cfg->ttl_max_s) = (long)(v / 1000);
 		return 0;
 	case OPT_TEST_SHORT_TTL:
 		cfg->ttl_min_s = CA_TTL_MIN_TEST_S;
@@ -426,7 +445,9 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 /* --check-config: the registry and policy must load as they would at start. */
 static int ctld_check_sources(const struct ctld_config *cfg)
 {
-	struct store_inputs in = {cfg->trust_domain, cfg->registry, cfg->policy, {NULL}, NULL};
+	struct store_inputs in = {.trust_domain = cfg->trust_domain,
+				  .registry = cfg->registry,
+				  .policy = cfg->policy};
 	struct store_gen *g;
 	struct policy_error err;
 	char where[300];
@@ -511,7 +532,10 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 struct ctld {
 	const struct ctld_config *cfg;
 	uv_loop_t *loop;
-	struct ca *ca;
+	struct ca_config cc; /* what ca_open and ca_rotate get */
+	struct ca *ca;	     /* the CA in force */
+	struct ca **old_cas; /* replaced by rotation, freed at exit */
+	size_t n_old_cas;
 	struct token_store *tokens;
 	struct metrics metrics;
 	struct sign_service svc;
@@ -532,6 +556,7 @@ struct ctld {
 	uv_timer_t cert_timer;
 	char spiffe_id[SPIFFE_ID_MAX + 1];
 	int ready;
+	int64_t started_at; /* Unix seconds */
 };
 
 static int ctld_split_hostport(const char *s, char *host, size_t hlen, int *port)
@@ -600,20 +625,187 @@ out:
 	return rc;
 }
 
-static void ctld_renew_server_cert(uv_timer_t *t)
+/* A new server certificate from the CA in force for new connections;
+ * `why` names the trigger in the log. On failure (logged) the previous
+ * one stays. */
+static void ctld_server_cert_swap(struct ctld *d, const char *why)
 {
-	struct ctld *d = t->data;
 	struct tls_ctx *tls;
+	int rc = ctld_new_tls(d, &tls);
 
-	if (ctld_new_tls(d, &tls) < 0) {
-		log_event(LOG_LVL_ERROR, "server_cert_renewal_failed", NULL);
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "server_cert_renewal_failed",
+			  json_pack("{s:s, s:s}", "trigger", why, "error", strerror(-rc)));
 		return;
 	}
 	grpc_server_set_tls(d->grpc, tls);
 	tls_ctx_unref(d->tls);
 	d->tls = tls;
 	log_event(LOG_LVL_INFO, "server_cert_renewed",
-		  json_pack("{s:s}", "spiffe_id", d->spiffe_id));
+		  json_pack("{s:s, s:s}", "spiffe_id", d->spiffe_id, "trigger", why));
+}
+
+static void ctld_renew_server_cert(uv_timer_t *t)
+{
+	ctld_server_cert_swap(t->data, "half_lifetime");
+}
+
+/* The CA's bundle into every slice the store publishes (store_set_bundle:
+ * the generation in force too). */
+static int ctld_bundle_set(struct ctld *d)
+{
+	size_t n = ca_bundle_len(d->ca);
+	const uint8_t **roots = calloc(n ? n : 1, sizeof(*roots));
+	size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+	int rc = -ENOMEM;
+
+	if (roots && lens) {
+		for (size_t i = 0; i < n; i++)
+			roots[i] = ca_bundle_der(d->ca, i, &lens[i]);
+		struct store_bundle b = {ca_trust_domain(d->ca), ca_bundle_sequence(d->ca), roots,
+					 lens, n};
+		rc = store_set_bundle(d->store, &b);
+	}
+	free(roots);
+	free(lens);
+	return rc;
+}
+
+/* ca_status: where a rotation stands (cinchctl ca status, and what
+ * cinchctl ca rotate waits on). */
+static json_t *ctld_ca_status(const struct ctld *d)
+{
+	const struct ca *ca = d->ca;
+	uint64_t seq = ca_bundle_sequence(ca), min = hub_min_bundle_sequence(d->hub);
+	int64_t activated = ca_activated_at(ca), now = (int64_t)time(NULL);
+	long ttl_max = ca_clamp_ttl(ca, LONG_MAX);
+	int64_t safe_at = activated ? activated + ttl_max : 0;
+	int64_t settled_at = d->started_at + CTLD_AGENT_SETTLE_S;
+	json_t *roots = json_array();
+	struct ca_root_info ri;
+
+	for (size_t i = 0; roots && i < ca_bundle_len(ca); i++) {
+		if (ca_root_info(ca, i, &ri) < 0 ||
+		    json_array_append_new(roots,
+					  json_pack("{s:s, s:I, s:I, s:s}", "subject", ri.subject,
+						    "not_before", (json_int_t)ri.not_before,
+						    "not_after", (json_int_t)ri.not_after, "role",
+						    ri.signer ? "signer"
+						    : ri.next ? "next"
+							      : "old")) < 0) {
+			json_decref(roots);
+			roots = NULL;
+		}
+	}
+	if (!roots)
+		return json_pack("{s:s}", "error", "out of memory");
+	/* min is UINT64_MAX with no agent connected: nobody to wait for,
+	 * once the agents had the time to reconnect after a start */
+	return json_pack("{s:s, s:I, s:o, s:b, s:I, s:I, s:I, s:b, s:o, s:I, s:b}", "trust_domain",
+			 ca_trust_domain(ca), "sequence", (json_int_t)seq, "roots", roots,
+			 "prepared", ca_rotation_prepared(ca), "activated_at",
+			 (json_int_t)activated, "svid_ttl_max", (json_int_t)ttl_max,
+			 "retire_safe_at", (json_int_t)safe_at, "retire_safe",
+			 activated && now >= safe_at, "agents_min_sequence",
+			 min == UINT64_MAX ? json_null() : json_integer((json_int_t)min),
+			 "agents_settled_at", (json_int_t)settled_at, "agents_current",
+			 min >= seq && now >= settled_at);
+}
+
+/* Opens the CA again after a rotation step and swaps it in everywhere. A
+ * failure to reopen leaves the old CA in force (the step is on disk: a
+ * restart picks it up); later failures are logged and leave that part on
+ * the new CA's previous state (old server certificate, old bundle). */
+static int ctld_ca_reload(struct ctld *d, const char **why)
+{
+	struct ca **kept = realloc(d->old_cas, sizeof(*kept) * (d->n_old_cas + 1));
+	struct ca *ca;
+	int rc;
+
+	if (!kept)
+		return -ENOMEM;
+	d->old_cas = kept;
+	if ((rc = ca_open(&d->cc, &ca, why)) < 0)
+		return rc;
+	d->old_cas[d->n_old_cas++] = d->ca;
+	d->ca = ca;
+	d->svc.ca = ca;
+	d->svc.renew.impl = ca;
+	d->config.peer.impl = ca;
+	d->metrics.ca_expiry = ca_not_after(ca);
+	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
+	d->metrics.ca_rotations++;
+	ctld_server_cert_swap(d, "ca_rotation");
+	if ((rc = ctld_bundle_set(d)) < 0)
+		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
+			  json_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
+				    "agents keep the previous bundle until the next change"));
+	return 0;
+}
+
+/* ca_rotate: one step ("prepare", "activate", "retire"; "force" lets a
+ * retire through before it is safe). Answers with ca_status and "step". */
+static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_uid)
+{
+	static const char *const names[] = {
+		[CA_ROTATE_PREPARE] = "prepare",
+		[CA_ROTATE_ACTIVATE] = "activate",
+		[CA_ROTATE_RETIRE] = "retire",
+	};
+	const char *name = json_string_value(json_object_get(req, "step")), *why = NULL;
+	int force = json_is_true(json_object_get(req, "force"));
+	time_t now = time(NULL);
+	enum ca_rotate_step step;
+	char msg[300];
+	json_t *r;
+	int rc;
+
+	for (step = CA_ROTATE_PREPARE; step <= CA_ROTATE_RETIRE; step++)
+		if (name && !strcmp(name, names[step]))
+			break;
+	if (step > CA_ROTATE_RETIRE)
+		return json_pack("{s:s}", "error", "step must be prepare, activate or retire");
+	if (step == CA_ROTATE_RETIRE && ca_activated_at(d->ca)) {
+		int64_t safe_at = ca_activated_at(d->ca) + ca_clamp_ttl(d->ca, LONG_MAX);
+		if ((int64_t)now < safe_at && !force) {
+			snprintf(msg, sizeof(msg),
+				 "retiring the old root is not safe yet: certificates it signed "
+				 "may be valid until %lld (Unix time, %lld s from now: the new "
+				 "root signs since %lld, lifetimes are up to %ld s); retry then, "
+				 "or force it",
+				 (long long)safe_at, (long long)(safe_at - now),
+				 (long long)ca_activated_at(d->ca), ca_clamp_ttl(d->ca, LONG_MAX));
+			return json_pack("{s:s}", "error", msg);
+		}
+		if ((int64_t)now < safe_at)
+			log_event(LOG_LVL_WARN, "ca_retire_forced",
+				  json_pack("{s:I, s:i}", "safe_at", (json_int_t)safe_at,
+					    "admin_uid", (int)peer_uid));
+	}
+	if ((rc = ca_rotate(&d->cc, step, now, &why)) < 0)
+		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
+	else
+		why = NULL; /* ca_rotate may leave text there on success */
+	if (rc == 0 && (rc = ctld_ca_reload(d, &why)) < 0) {
+		snprintf(msg, sizeof(msg),
+			 "%s: done on disk, but the CA cannot be opened again (%s): the "
+			 "previous state stays in force until cinch-control restarts",
+			 names[step], why ? why : strerror(-rc));
+	}
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "ca_rotation_failed",
+			  json_pack("{s:s, s:s}", "step", names[step], "error", msg));
+		return json_pack("{s:s}", "error", msg);
+	}
+	log_event(LOG_LVL_INFO, "ca_rotated",
+		  json_pack("{s:s, s:I, s:I, s:i}", "step", names[step], "bundle_sequence",
+			    (json_int_t)ca_bundle_sequence(d->ca), "roots",
+			    (json_int_t)ca_bundle_len(d->ca), "admin_uid", (int)peer_uid));
+	r = ctld_ca_status(d);
+	if (r && json_object_set_new(r, "step", json_string(names[step])) == 0)
+		return r;
+	json_decref(r);
+	return json_pack("{s:s}", "error", "out of memory");
 }
 
 static char *ctld_strdup_n(const char *s, size_t *len)
@@ -656,7 +848,8 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 	}
 }
 
-/* The admin socket: token creation and the bundle, for cinchctl. */
+/* The admin socket: token creation, the bundle, status and root rotation,
+ * for cinchctl. */
 static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 {
 	struct ctld *d = arg;
@@ -673,6 +866,10 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 		free(js);
 		return r ? r : json_pack("{s:s}", "error", "out of memory");
 	}
+	if (op && !strcmp(op, "ca_status"))
+		return ctld_ca_status(d);
+	if (op && !strcmp(op, "ca_rotate"))
+		return ctld_ca_rotate(d, req, peer_uid);
 	if (op && !strcmp(op, "status")) {
 		json_t *w = hub_status(d->hub);
 		return w ? json_pack("{s:s, s:o}", "version", store_version(d->store), "workloads",
@@ -680,7 +877,8 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 			 : json_pack("{s:s}", "error", "out of memory");
 	}
 	if (!op || strcmp(op, "token_create") != 0)
-		return json_pack("{s:s}", "error", "unknown op (token_create, bundle, status)");
+		return json_pack("{s:s}", "error",
+				 "unknown op (token_create, bundle, status, ca_status, ca_rotate)");
 
 	const char *ident = json_string_value(json_object_get(req, "identity"));
 	json_t *ttl_j = json_object_get(req, "ttl");
@@ -830,8 +1028,10 @@ static int ctld_start_mesh(struct ctld *d)
 	if ((rc = hub_new(&d->hub)) < 0 ||
 	    (rc = store_new(ca_trust_domain(d->ca), d->hub, &d->store)) < 0)
 		return rc;
-	d->config = (struct config_service){
-		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	/* before any feeder: every generation carries the bundle */
+	if ((rc = ctld_bundle_set(d)) < 0)
+		return rc;
+	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",
@@ -856,7 +1056,7 @@ static int ctld_start(struct ctld *d)
 	int port, grpc_port, admin_port, webhook_port = 0, rc;
 	const char *why = NULL;
 
-	struct ca_config cc = {
+	d->cc = (struct ca_config){
 		.trust_domain = cfg->trust_domain,
 		.state_dir = cfg->state_dir,
 		.cert_path = cfg->ca_cert,
@@ -865,7 +1065,7 @@ static int ctld_start(struct ctld *d)
 		.ttl_min_s = cfg->ttl_min_s,
 		.ttl_max_s = cfg->ttl_max_s,
 	};
-	if ((rc = ca_open(&cc, &d->ca, &why)) < 0) {
+	if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0) {
 		log_event(LOG_LVL_ERROR, "ca_failed",
 			  json_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
 				    cfg->state_dir));
@@ -895,6 +1095,7 @@ static int ctld_start(struct ctld *d)
 		return rc;
 	}
 	d->metrics.ca_expiry = ca_not_after(d->ca);
+	d->metrics.bundle_sequence = ca_bundle_sequence(d->ca);
 	d->svc = (struct sign_service){
 		.ca = d->ca,
 		.join = {&auth_join_ops, d->tokens},
@@ -962,6 +1163,7 @@ static int ctld_start(struct ctld *d)
 	uv_signal_start(&d->sigint, ctld_signal, SIGINT);
 	uv_signal_start(&d->sighup, ctld_sighup, SIGHUP);
 	d->ready = 1;
+	d->started_at = (int64_t)time(NULL);
 	log_event(LOG_LVL_INFO, "control_started",
 		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
 			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
@@ -997,6 +1199,9 @@ int ctld_run(const struct ctld_config *cfg)
 	tls_ctx_unref(d.tls);
 	token_store_free(d.tokens);
 	ca_free(d.ca);
+	for (size_t i = 0; i < d.n_old_cas; i++)
+		ca_free(d.old_cas[i]);
+	free(d.old_cas);
 	uv_loop_close(d.loop);
 	return rc < 0 ? 1 : 0;
 }

@@ -77,8 +77,15 @@ char *metrics_render(const struct metrics *m)
 	fprintf(f,
 		"# HELP cinch_control_ca_expiry_timestamp_seconds notAfter of the signing CA.\n"
 		"# TYPE cinch_control_ca_expiry_timestamp_seconds gauge\n"
-		"cinch_control_ca_expiry_timestamp_seconds %lld\n",
-		(long long)m->ca_expiry);
+		"cinch_control_ca_expiry_timestamp_seconds %lld\n"
+		"# HELP cinch_control_bundle_sequence Sequence of the trust bundle in force.\n"
+		"# TYPE cinch_control_bundle_sequence gauge\n"
+		"cinch_control_bundle_sequence %llu\n"
+		"# HELP cinch_control_ca_rotations_total Root rotation steps done.\n"
+		"# TYPE cinch_control_ca_rotations_total counter\n"
+		"cinch_control_ca_rotations_total %llu\n",
+		(long long)m->ca_expiry, (unsigned long long)m->bundle_sequence,
+		(unsigned long long)m->ca_rotations);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -5,6 +5,8 @@
  *                                               (ca_reason_name, token_...)
  *   cinch_control_sign_duration_seconds        histogram of Sign handling
  *   cinch_control_ca_expiry_timestamp_seconds  the signing CA's notAfter
+ *   cinch_control_bundle_sequence              the trust bundle's sequence
+ *   cinch_control_ca_rotations_total           root rotation steps done
  *
  * Labels are static strings owned by the modules that name them; the table
  * holds at most METRICS_MAX_LABELS of each (further ones count as "other").
@@ -16,7 +18,7 @@
 #include <stdint.h>
 
 #define METRICS_MAX_LABELS 24
-#define METRICS_N_BUCKETS 11
+#define METRICS_N_BUCKETS  11
 
 struct metrics_counter {
 	const char *label;
@@ -30,6 +32,8 @@ struct metrics {
 	uint64_t count;
 	double sum;
 	int64_t ca_expiry;
+	uint64_t bundle_sequence;
+	uint64_t ca_rotations;
 };
 
 void metrics_issued(struct metrics *m, const char *method);

@@ -1,9 +1,8 @@
 /* config_svc: see config_svc.h.
  *
  * A Watch is a struct cwatch, owned by the call: made when the hub accepts
- * the watch, freed once the call's close callback (cwatch_close_cb) has
- * closed the hub watch (unless the hub already did: workload gone) and the
- * expiry timer's handle. */
+ * the watch, freed by the call's close callback (cwatch_close_cb), which
+ * also closes the hub watch unless the hub already did (workload gone). */
 #include "api/config_svc.h"
 
 #include <errno.h>
@@ -16,12 +15,10 @@
 #include "grpcc.h"
 #include "log.h"
 #include "mesh/hub.h"
-#include "svid.h"
 
 struct cwatch {
 	struct gcall *call;
 	struct hub_watch *w; /* NULL once the hub closed it */
-	uv_timer_t expiry;   /* the client certificate's notAfter */
 	char peer_id[SPIFFE_ID_MAX + 1];
 	char addr[64];
 };
@@ -75,11 +72,6 @@ static void cwatch_gone_cb(void *arg)
 	gcall_finish(cw->call, GRPC_NOT_FOUND, "the workload left the registry");
 }
 
-static void cwatch_free(uv_handle_t *h)
-{
-	free(h->data);
-}
-
 static void cwatch_close_cb(void *arg)
 {
 	struct cwatch *cw = arg;
@@ -87,20 +79,7 @@ static void cwatch_close_cb(void *arg)
 	hub_watch_close(cw->w);
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
-	uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
-}
-
-/* A stream is authorized by the certificate it was opened with: when that
- * expires, the stream ends, and the agent comes back with its renewed one
- * (or not at all). */
-static void cwatch_expired(uv_timer_t *t)
-{
-	struct cwatch *cw = t->data;
-
-	log_event(LOG_LVL_INFO, "config_watch_expired",
-		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
-	gcall_finish(cw->call, GRPC_UNAUTHENTICATED,
-		     "the client certificate of this stream expired: reconnect with a valid one");
+	free(cw);
 }
 
 void config_svc_watch(struct config_service *svc, struct gcall *call, const uint8_t *req,
@@ -140,12 +119,6 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 		free(cw);
 		goto out;
 	}
-	int64_t not_after = 0, left_ms;
-	svid_time_unix(X509_get0_notAfter(peer.cert), &not_after);
-	left_ms = (not_after - (int64_t)time(NULL)) * 1000;
-	uv_timer_init(svc->loop, &cw->expiry);
-	cw->expiry.data = cw;
-	uv_timer_start(&cw->expiry, cwatch_expired, left_ms > 0 ? (uint64_t)left_ms : 0, 0);
 	log_event(LOG_LVL_INFO, "config_watch_opened",
 		  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 			    "workload", wr->workload, "known_version", wr->known_version));

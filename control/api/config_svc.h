@@ -10,10 +10,8 @@
  *
  *   Watch   hub_watch_open; each snapshot the hub sends becomes one message
  *           on the stream. The stream stays open until the workload leaves
- *           the registry (NOT_FOUND), the client certificate it was opened
- *           with expires (UNAUTHENTICATED), the client cancels, the
- *           connection closes, or the client reads too slowly
- *           (RESOURCE_EXHAUSTED);
+ *           the registry (NOT_FOUND), the client cancels, the connection
+ *           closes, or the client reads too slowly (RESOURCE_EXHAUSTED);
  *           in every case the hub watch is closed when the stream goes.
  *   Report  hub_report; an empty ReportResponse.
  *
@@ -25,7 +23,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "api/auth.h"
 
@@ -33,7 +30,6 @@ struct gcall;
 struct hub;
 
 struct config_service {
-	uv_loop_t *loop;
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
 };

@@ -757,6 +757,22 @@ int ca_rotate(const struct ca_config *cfg, enum ca_rotate_step step, time_t now,
 	return rc;
 }
 
+int ca_root_info(const struct ca *ca, size_t i, struct ca_root_info *out)
+{
+	X509 *x;
+
+	if (i >= ca->n_roots)
+		return -EINVAL;
+	x = ca->root_x509[i];
+	if (!X509_NAME_oneline(X509_get_subject_name(x), out->subject, sizeof(out->subject)))
+		out->subject[0] = '\0';
+	out->not_before = ca_asn1_to_unix(X509_get0_notBefore(x));
+	out->not_after = ca_asn1_to_unix(X509_get0_notAfter(x));
+	out->signer = X509_cmp(x, ca->cert) == 0;
+	out->next = ca->next && X509_cmp(x, ca->next) == 0;
+	return 0;
+}
+
 int ca_rotation_prepared(const struct ca *ca)
 {
 	return ca->prepared;

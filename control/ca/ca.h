@@ -160,6 +160,16 @@ enum ca_rotate_step {
 };
 int ca_rotate(const struct ca_config *cfg, enum ca_rotate_step step, time_t now, const char **why)
 	__attribute__((warn_unused_result));
+/* One root of the bundle as `cinchctl ca status` shows it. */
+struct ca_root_info {
+	char subject[256]; /* one line, "/O=.../CN=..." */
+	int64_t not_before, not_after;
+	int signer; /* the root that signs now */
+	int next;   /* the prepared root (not signing yet) */
+};
+/* Fills *out for root i (< ca_bundle_len); -EINVAL when i is out of range. */
+int ca_root_info(const struct ca *ca, size_t i, struct ca_root_info *out)
+	__attribute__((warn_unused_result));
 /* 1 when a next root is prepared (in the bundle, not signing yet). */
 int ca_rotation_prepared(const struct ca *ca);
 /* When the signer last changed (Unix seconds); 0 when no old root is left. */

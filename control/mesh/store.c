@@ -3,8 +3,9 @@
  * A generation's strings and snapshots live in one block per workload
  * (struct store_item), so freeing a generation is a walk over its items.
  * The store keeps its feeds' documents (copies), the API documents of the
- * generation in force (`accepted`, for the quarantine) and that
- * generation's version; the hub holds the slices. */
+ * generation in force (`accepted`, for the quarantine) and that generation
+ * itself (the hub holds its own copy of the slices), so a new trust bundle
+ * can be packed into every slice without building again. */
 #include "store.h"
 
 #include <arpa/inet.h>
@@ -25,7 +26,8 @@
 struct store_item {
 	char key[512];
 	char spiffe_id[SPIFFE_ID_MAX + 1];
-	char version[128];
+	char base[64];	  /* the compiler's version */
+	char version[96]; /* base, plus "-b<sequence>" with a bundle */
 	char (*addr_text)[INET6_ADDRSTRLEN];
 	const char **addrs;
 	uint8_t *snap;
@@ -40,7 +42,10 @@ struct store {
 	json_t *rejected;	    /* key -> message, as last told (logged once) */
 	store_verdict_cb cb;
 	void *arg;
-	unsigned expect; /* 1 << feed: publish only once these delivered */
+	unsigned expect;		      /* 1 << feed: publish only once these delivered */
+	struct store_bundle bundle, *bundlep; /* bundlep: &bundle or NULL */
+	void *bundle_mem;		      /* what bundle points into */
+	struct store_gen *cur;		      /* in force; NULL before one */
 	char version[STORE_VERSION_LEN + 1];
 };
 
@@ -59,24 +64,68 @@ void store_gen_free(struct store_gen *g)
 	free(g);
 }
 
-/* The snapshot's own version (the compiler's digest of its contents). */
-static int store_snap_version(const uint8_t *snap, size_t len, char *out, size_t outlen)
+/* `snap` packed again (new *out, free()) with the bundle b (NULL: none)
+ * and the version it->base with b's sequence, into `version` (as large as
+ * it->version). it->base is taken from the snapshot when still empty. */
+static int store_pack(struct store_item *it, const uint8_t *snap, size_t len,
+		      const struct store_bundle *b, uint8_t **out, size_t *out_len, char *version)
 {
 	Cinch__V1__Snapshot *s = cinch__v1__snapshot__unpack(NULL, len, snap);
-	int rc = s && s->version[0] && strlen(s->version) < outlen ? 0 : -ENOMEM;
+	Cinch__V1__TrustBundle tb = CINCH__V1__TRUST_BUNDLE__INIT, *was_bundle;
+	ProtobufCBinaryData *roots = NULL;
+	uint8_t *buf = NULL;
+	char *was_version;
+	size_t n;
+	int rc = -ENOMEM;
 
-	if (rc == 0)
-		snprintf(out, outlen, "%s", s->version);
+	if (!s)
+		return -ENOMEM;
+	if (!it->base[0] && s->version[0] && strlen(s->version) < sizeof(it->base))
+		snprintf(it->base, sizeof(it->base), "%s", s->version);
+	if (!it->base[0])
+		goto out;
+	snprintf(version, sizeof(it->version), "%s", it->base);
+	if (b) {
+		snprintf(version, sizeof(it->version), "%s-b%llu", it->base,
+			 (unsigned long long)b->sequence);
+		if (!(roots = calloc(b->n_roots ? b->n_roots : 1, sizeof(*roots))))
+			goto out;
+		for (size_t i = 0; i < b->n_roots; i++)
+			roots[i] = (ProtobufCBinaryData){b->root_lens[i], (uint8_t *)b->roots[i]};
+		tb.trust_domain = (char *)b->trust_domain;
+		tb.sequence = b->sequence;
+		tb.n_x509_authorities = b->n_roots;
+		tb.x509_authorities = roots;
+	}
+	/* borrowed into the unpacked message for packing, then put back so
+	 * free_unpacked frees only what it allocated */
+	was_bundle = s->bundle;
+	was_version = s->version;
+	s->bundle = b ? &tb : NULL;
+	s->version = version;
+	n = cinch__v1__snapshot__get_packed_size(s);
+	if ((buf = malloc(n ? n : 1))) {
+		cinch__v1__snapshot__pack(s, buf);
+		*out = buf;
+		*out_len = n;
+		rc = 0;
+	}
+	s->bundle = was_bundle;
+	s->version = was_version;
+out:
 	cinch__v1__snapshot__free_unpacked(s, NULL);
+	free(roots);
 	return rc;
 }
 
 /* One workload's slice into item/slice. */
 static int store_item_fill(const struct pset *s, const struct pcompiled *pc, size_t w,
-			   struct store_item *it, struct hub_slice *sl)
+			   const struct store_bundle *b, struct store_item *it,
+			   struct hub_slice *sl)
 {
 	const struct pworkload *wl = &s->workloads[w];
-	size_t len;
+	uint8_t *raw = NULL;
+	size_t len, raw_len;
 	int rc;
 
 	snprintf(it->key, sizeof(it->key), "%s/%s", wl->ns, wl->name);
@@ -93,9 +142,11 @@ static int store_item_fill(const struct pset *s, const struct pcompiled *pc, siz
 			return -EINVAL;
 		it->addrs[j] = it->addr_text[j];
 	}
-	if ((rc = pcompile_snapshot(pc, pcompile_index_of(pc, wl), &it->snap, &len)) < 0)
+	if ((rc = pcompile_snapshot(pc, pcompile_index_of(pc, wl), &raw, &raw_len)) < 0)
 		return rc;
-	if ((rc = store_snap_version(it->snap, len, it->version, sizeof(it->version))) < 0)
+	rc = store_pack(it, raw, raw_len, b, &it->snap, &len, it->version);
+	free(raw);
+	if (rc < 0)
 		return rc;
 	*sl = (struct hub_slice){
 		.workload = it->key,
@@ -125,7 +176,7 @@ static void store_gen_version(struct store_gen *g)
 		snprintf(g->version + 2 * i, 3, "%02x", d[i]);
 }
 
-static int store_compile(const struct pset *s, struct store_gen *g)
+static int store_compile(const struct pset *s, const struct store_bundle *b, struct store_gen *g)
 {
 	struct pcompiled *pc = NULL;
 	struct store_item *items;
@@ -138,7 +189,7 @@ static int store_compile(const struct pset *s, struct store_gen *g)
 	rc = items && g->slices ? 0 : -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < s->n_workloads; i++) {
 		g->n = i + 1;
-		rc = store_item_fill(s, pc, i, &items[i], &g->slices[i]);
+		rc = store_item_fill(s, pc, i, b, &items[i], &g->slices[i]);
 	}
 	pcompile_free(pc);
 	if (rc == 0)
@@ -206,7 +257,7 @@ int store_load(const struct store_inputs *in, struct store_gen **out, struct pol
 			rc = store_add_docs(s, in->docs[f], in->instead, err);
 	if (rc == 0)
 		rc = pset_finish(s, err);
-	if (rc == 0 && (rc = store_compile(s, g)) == -EINVAL)
+	if (rc == 0 && (rc = store_compile(s, in->bundle, g)) == -EINVAL)
 		snprintf(err->msg, sizeof(err->msg), "the set does not compile");
 	if (rc == -ENOMEM && !err->msg[0])
 		snprintf(err->msg, sizeof(err->msg), "out of memory");
@@ -249,6 +300,8 @@ void store_free(struct store *st)
 		json_decref(st->docs[f]);
 	json_decref(st->accepted);
 	json_decref(st->rejected);
+	store_gen_free(st->cur);
+	free(st->bundle_mem);
 	free(st->trust_domain);
 	free(st);
 }
@@ -379,8 +432,9 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 		return rc;
 	}
 	log_event(LOG_LVL_INFO, "config_published",
-		  json_pack("{s:s, s:s, s:I}", "version", g->version, "previous", st->version,
-			    "workloads", (json_int_t)g->n));
+		  json_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
+			    "workloads", (json_int_t)g->n, "bundle_sequence",
+			    (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
 	memcpy(st->version, g->version, sizeof(st->version));
 	return 0;
 }
@@ -404,6 +458,7 @@ int store_apply(struct store *st, struct policy_error *errp)
 			.policy = st->policy,
 			.docs = {st->docs[STORE_FEED_PODS], st->docs[STORE_FEED_POLICIES]},
 			.instead = instead,
+			.bundle = st->bundlep,
 		};
 		rc = store_load(&in, &g, err);
 	} while (rc == -EINVAL && store_quarantine(st, err, instead, rejected));
@@ -414,8 +469,12 @@ int store_apply(struct store *st, struct policy_error *errp)
 	}
 	if (rc == 0)
 		rc = store_publish(st, g, err);
-	if (rc == 0)
+	if (rc == 0) {
+		store_gen_free(st->cur);
+		st->cur = g;
+		g = NULL;
 		rc = store_remember(st, instead);
+	}
 	if (rc == 0) {
 		json_decref(st->rejected);
 		st->rejected = json_incref(rejected);
@@ -428,5 +487,92 @@ out:
 	store_gen_free(g);
 	json_decref(instead);
 	json_decref(rejected);
+	return rc;
+}
+
+/* A copy of `in` in one block (*mem, free()) that *out points into. */
+static int store_bundle_copy(const struct store_bundle *in, struct store_bundle *out, void **mem)
+{
+	size_t td = strlen(in->trust_domain) + 1, total = td;
+	uint8_t **roots;
+	size_t *lens;
+	uint8_t *p;
+
+	for (size_t i = 0; i < in->n_roots; i++)
+		total += in->root_lens[i];
+	total += in->n_roots * (sizeof(*roots) + sizeof(*lens));
+	if (!(*mem = malloc(total)))
+		return -ENOMEM;
+	roots = *mem;
+	lens = (size_t *)(roots + in->n_roots);
+	p = (uint8_t *)(lens + in->n_roots);
+	memcpy(p, in->trust_domain, td);
+	*out = (struct store_bundle){(const char *)p, in->sequence, (const uint8_t *const *)roots,
+				     lens, in->n_roots};
+	p += td;
+	for (size_t i = 0; i < in->n_roots; i++) {
+		memcpy(p, in->roots[i], in->root_lens[i]);
+		roots[i] = p;
+		lens[i] = in->root_lens[i];
+		p += in->root_lens[i];
+	}
+	return 0;
+}
+
+/* The generation in force packed again with bundle b and published. Every
+ * new snapshot is made before any is replaced, so a failure to pack leaves
+ * g as it was. */
+static int store_rebundle(struct store *st, struct store_gen *g, const struct store_bundle *b,
+			  struct policy_error *err)
+{
+	struct store_item *items = g->mem;
+	uint8_t **snaps = calloc(g->n ? g->n : 1, sizeof(*snaps));
+	size_t *lens = calloc(g->n ? g->n : 1, sizeof(*lens));
+	char(*versions)[sizeof(items->version)] = calloc(g->n ? g->n : 1, sizeof(*versions));
+	int rc = snaps && lens && versions ? 0 : -ENOMEM;
+
+	for (size_t i = 0; rc == 0 && i < g->n; i++)
+		rc = store_pack(&items[i], items[i].snap, g->slices[i].snapshot_len, b, &snaps[i],
+				&lens[i], versions[i]);
+	if (rc < 0) {
+		for (size_t i = 0; snaps && i < g->n; i++)
+			free(snaps[i]);
+		goto out;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		free(items[i].snap);
+		items[i].snap = snaps[i];
+		memcpy(items[i].version, versions[i], sizeof(items[i].version));
+		g->slices[i].snapshot = snaps[i];
+		g->slices[i].snapshot_len = lens[i];
+	}
+	store_gen_version(g);
+	rc = store_publish(st, g, err);
+out:
+	free(snaps);
+	free(lens);
+	free(versions);
+	return rc;
+}
+
+int store_set_bundle(struct store *st, const struct store_bundle *b)
+{
+	struct policy_error err = {0};
+	struct store_bundle nb;
+	void *mem;
+	int rc = store_bundle_copy(b, &nb, &mem);
+
+	if (rc < 0)
+		return rc;
+	/* kept even when publishing fails: later builds carry it, and calling
+	 * again with it retries */
+	free(st->bundle_mem);
+	st->bundle = nb;
+	st->bundle_mem = mem;
+	st->bundlep = &st->bundle;
+	if (st->cur && (rc = store_rebundle(st, st->cur, st->bundlep, &err)) < 0)
+		log_event(LOG_LVL_ERROR, "config_bundle_failed",
+			  json_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
+				    "bundle_sequence", (json_int_t)nb.sequence));
 	return rc;
 }

@@ -24,11 +24,19 @@
  * of its snapshot's contents), so an agent whose slice did not change
  * hears nothing. The generation's version is a digest of every workload's
  * key and version: equal inputs give equal versions, across restarts and
- * across replicas fed by the same API server. */
+ * across replicas fed by the same API server.
+ *
+ * The trust bundle: every slice, whatever fed it, carries the mesh's
+ * bundle (the roots an agent trusts its peers with, cinch.v1.TrustBundle)
+ * and its version gets "-b<sequence>" appended, so a new bundle
+ * (store_set_bundle, the CA's rotation) changes every slice and reaches
+ * every agent, even while a feeder holds an invalid edit: the store keeps
+ * the generation in force and re-packs it. */
 #ifndef CINCH_CONTROL_STORE_H
 #define CINCH_CONTROL_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -45,6 +53,16 @@ enum store_feed {
 	STORE_NFEEDS,
 };
 
+/* The mesh's trust bundle as slices carry it. Borrowed by store_load;
+ * store_set_bundle copies it. */
+struct store_bundle {
+	const char *trust_domain;
+	uint64_t sequence;
+	const uint8_t *const *roots; /* DER certificates */
+	const size_t *root_lens;
+	size_t n_roots;
+};
+
 /* What one generation is built from; everything borrowed. */
 struct store_inputs {
 	const char *trust_domain;
@@ -55,6 +73,7 @@ struct store_inputs {
 	/* Optional: key -> document used instead of the feed's (JSON null:
 	 * left out). The quarantine of rejected API documents. */
 	const json_t *instead;
+	const struct store_bundle *bundle; /* NULL: slices carry none */
 };
 
 /* One compiled generation: the slices as hub_publish wants them. */
@@ -104,6 +123,12 @@ void store_expect(struct store *st, enum store_feed feed);
  * (rejected and logged, *err says why; the old generation stays), -ENOMEM.
  * `err` may be NULL. */
 int store_apply(struct store *st, struct policy_error *err);
+/* Replaces the bundle every slice carries (copied) and publishes the
+ * generation in force again with it (none yet: later builds carry it).
+ * 0, or -ENOMEM / the hub's refusal: the agents did not get it then, but
+ * the bundle is kept for the next build, and calling again retries. */
+int store_set_bundle(struct store *st, const struct store_bundle *b)
+	__attribute__((warn_unused_result));
 /* The version in force ("" before the first publish). */
 const char *store_version(const struct store *st);
 

@@ -94,16 +94,7 @@ else
 fi
 
 step "4. a live policy change: allow web -> db:5432, then take it back"
-cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF
-apiVersion: cinch.dev/v1alpha1
-kind: AllowPolicy
-metadata: {name: db-from-web, namespace: demo}
-spec:
-  selector: {workloads: [db]}
-  ports: [5432]
-  from:
-    - identities: ["spiffe://$TD/ns/demo/sa/web"]
-EOF
+mesh_allow_web_to_db
 t0=$(date +%s%N)
 if netns_wait 5 sh -c "ip netns exec $(netns_name web) socat -T 2 - TCP:$(mesh_addr db):5432 </dev/null | grep -q 'hello from db'"; then
 	ok "wrote $MESH_STATE/policy/db-from-web.yaml: web -> db works after $((($(date +%s%N) - t0) / 1000000)) ms"

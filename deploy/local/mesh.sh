@@ -56,6 +56,19 @@ mesh_in() {
 }
 
 mesh_ctl() { "$MESH_BIN/cinchctl" "$@" --state-dir "$MESH_STATE/control"; }
+# mesh_allow_web_to_db: a policy file letting web reach db:5432 (the
+# demo's live change; the control plane picks it up)
+mesh_allow_web_to_db() {
+	cat >"$MESH_STATE/policy/db-from-web.yaml" <<EOF
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: db-from-web, namespace: demo}
+spec:
+  selector: {workloads: [db]}
+  ports: [5432]
+  from: [{identities: ["spiffe://cluster.local/ns/demo/sa/web"]}]
+EOF
+}
 
 mesh_control_up() {
 	mkdir -p "$MESH_STATE/registry" "$MESH_STATE/policy"

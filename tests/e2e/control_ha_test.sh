@@ -19,11 +19,7 @@
 #   - a policy change afterwards reaches the agents through B.
 # Root only (exit 77 otherwise).
 set -u
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip iptables iptables-restore curl socat setpriv openssl /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-MESH_STATE=$(mktemp -d /tmp/cna-ks.XXXXXX)
+MESHTEST_TOOLS="ip iptables iptables-restore curl socat setpriv openssl /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnaks-
 NETNS_BRIDGE=cnaks0
@@ -33,24 +29,16 @@ ADMIN_B=15245
 PORT_A=15112
 PORT_B=15113
 SVC=CNAKS-SVC
+. "$CINCH_SRC/tests/lib/meshtest.sh"
 CA=$MESH_STATE/ca.pem
 CA_KEY=$MESH_STATE/ca.key
-# shellcheck source=../../deploy/local/mesh.sh
-. "$CINCH_SRC/deploy/local/mesh.sh"
-# shellcheck source=mesh_checks.sh
-. "$CINCH_SRC/tests/e2e/mesh_checks.sh"
 svc_down() {
 	iptables -t nat -D PREROUTING -i "$NETNS_BRIDGE" -j "$SVC" 2>/dev/null
 	iptables -t nat -F "$SVC" 2>/dev/null
 	iptables -t nat -X "$SVC" 2>/dev/null
 	return 0
 }
-cleanup() {
-	mesh_report
-	svc_down
-	mesh_down
-}
-trap cleanup EXIT INT TERM
+meshtest_on_exit() { svc_down; }
 
 # svc_set PORT...: the Service's endpoints, as kube-proxy writes them (each
 # new connection picks one at random; established ones keep theirs).
@@ -137,7 +125,7 @@ check "the data path never failed during the failover ($oks ok, $fails failed)" 
 	[ "$fails" -eq 0 -a "$oks" -ge 10 ]
 
 # --- a change after the failover arrives through B
-allow_web_to_db
+mesh_allow_web_to_db
 check "a policy change reaches the agents through B" netns_wait 10 web_to_db
 check "and they report it to B" netns_wait 10 all_on_b
 

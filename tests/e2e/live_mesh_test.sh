@@ -14,25 +14,13 @@
 #     back again: agents resync (a change made while it was down applies).
 # Root only (exit 77 otherwise).
 set -u
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip iptables-restore curl socat setpriv /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-MESH_STATE=$(mktemp -d /tmp/cna-lm.XXXXXX)
+MESHTEST_TOOLS="ip iptables-restore curl socat setpriv /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnalm-
 NETNS_BRIDGE=cnalm0
 MESH_NET=10.201.11
 MESH_ADMIN_PORT=15214
-# shellcheck source=../../deploy/local/mesh.sh
-. "$CINCH_SRC/deploy/local/mesh.sh"
-# shellcheck source=mesh_checks.sh
-. "$CINCH_SRC/tests/e2e/mesh_checks.sh"
-cleanup() {
-	mesh_report
-	mesh_down
-}
-trap cleanup EXIT INT TERM
+. "$CINCH_SRC/tests/lib/meshtest.sh"
 
 admin() { mesh_in "$1" curl -sS -m 5 "http://127.0.0.1:${3:-15000}$2"; }
 policy_version() { admin "$1" /config | json 'd["policy_version"]'; }
@@ -75,7 +63,7 @@ netns_kill replay
 
 # --- a policy change reaches the agents
 v0=$(policy_version web)
-allow_web_to_db
+mesh_allow_web_to_db
 check "allowing web -> db takes effect" netns_wait 5 web_to_db
 check "web's agent enforces a new version" [ "$(policy_version web)" != "$v0" ]
 rm -f "$MESH_STATE/policy/db-from-web.yaml"
@@ -95,7 +83,7 @@ rm -f "$MESH_STATE/policy/broken.yaml"
 netns_kill control
 check "control down: new connections web -> api still work" web_to_api
 check "control down: agents stay ready" [ "$(admin web /ready)" = ready ]
-allow_web_to_db # made while the control plane is away
+mesh_allow_web_to_db # made while the control plane is away
 check "control down: the change is not enforced yet" not web_to_db
 mesh_control_up
 check "control back: agents resync and enforce the change" netns_wait 40 web_to_db

@@ -17,11 +17,7 @@
 # The whole run takes about 5 minutes (two lifetimes and a half); every
 # wait is bounded. Root only (exit 77 otherwise).
 set -u
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
-for t in ip iptables-restore curl socat setpriv /usr/bin/python3; do
-	command -v $t >/dev/null || { echo "SKIP: $t missing"; exit 77; }
-done
-MESH_STATE=$(mktemp -d /tmp/cnasr.XXXXXX)
+MESHTEST_TOOLS="ip iptables-restore curl socat setpriv /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnasr-
 NETNS_BRIDGE=cnasr0
@@ -29,13 +25,10 @@ MESH_NET=10.201.13
 MESH_ADMIN_PORT=15234
 MESH_TTL=2m
 MESH_CONTROL_ARGS=--test-short-ttl
-# shellcheck source=../../deploy/local/mesh.sh
-. "$CINCH_SRC/deploy/local/mesh.sh"
-# shellcheck source=mesh_checks.sh
-. "$CINCH_SRC/tests/e2e/mesh_checks.sh"
+. "$CINCH_SRC/tests/lib/meshtest.sh"
 TRAFFIC=$MESH_STATE/traffic # one line per request: "epoch_ms ok|fail detail"
 traffic_pid=
-cleanup() {
+meshtest_on_exit() {
 	if [ -n "$traffic_pid" ]; then
 		touch "$MESH_STATE/traffic.stop"
 		kill "$traffic_pid" 2>/dev/null
@@ -45,10 +38,7 @@ cleanup() {
 		echo "--- failed requests"
 		grep ' fail ' "$TRAFFIC" 2>/dev/null | head -n 20
 	fi
-	mesh_report
-	mesh_down
 }
-trap cleanup EXIT INT TERM
 
 API=$(mesh_addr api)
 now_ms() { date +%s%3N; }

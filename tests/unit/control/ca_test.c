@@ -626,6 +626,24 @@ static int rotate(struct fx *f, enum ca_rotate_step step, time_t now)
 	return ca_rotate(&cfg, step, now, &why);
 }
 
+/* What ca_root_info says of the bundle's two roots, in bundle order:
+ * "signer", "next" or "old" each. */
+static void assert_roles(const struct ca *ca, const char *r0, const char *r1)
+{
+	const char *want[2] = {r0, r1};
+	struct ca_root_info ri;
+
+	assert_int_equal(ca_bundle_len(ca), 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(ca_root_info(ca, i, &ri), 0);
+		assert_string_equal(ri.signer ? "signer" : ri.next ? "next" : "old", want[i]);
+		assert_true(ri.not_before < ri.not_after);
+		assert_true(ri.not_after > (int64_t)time(NULL) + 86400);
+		assert_non_null(strstr(ri.subject, "CN="));
+	}
+	assert_int_equal(ca_root_info(ca, 2, &ri), -EINVAL);
+}
+
 /* prepare -> activate -> retire: the bundle grows before the signer
  * changes, what the old root signed verifies until it is retired, and
  * every step survives a reopen. */
@@ -649,6 +667,7 @@ static void test_rotation(void **state)
 	X509 *mid_leaf = issue(ca, now);
 	assert_true(signed_by(mid_leaf, old_root)); /* still the old root signing */
 	assert_true(verifies(ca, old_leaf, now));
+	assert_roles(ca, "signer", "next");
 	ca_free(ca);
 
 	assert_int_equal(rotate(f, CA_ROTATE_ACTIVATE, now + 5), 0);
@@ -662,6 +681,7 @@ static void test_rotation(void **state)
 	assert_false(signed_by(new_leaf, old_root)); /* the new root signs now */
 	assert_true(verifies(ca, old_leaf, now));    /* the old root still trusted */
 	assert_true(verifies(ca, new_leaf, now));
+	assert_roles(ca, "old", "signer");
 	ca_free(ca);
 
 	assert_int_equal(rotate(f, CA_ROTATE_RETIRE, now), 0);

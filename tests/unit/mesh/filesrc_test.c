@@ -3,7 +3,11 @@
  * change touches only the versions of the slices it changes; an invalid
  * file is refused whole with its place; and live, through the hub: an edit
  * reaches an open watch within a second, an invalid edit reaches nobody
- * and keeps the version, a later valid edit (or filesrc_reload) works. */
+ * and keeps the version, a later valid edit (or filesrc_reload) works.
+ * The trust bundle: every slice carries it, its sequence is part of the
+ * slice's version, and a new one reaches every watch, even while the files
+ * hold an invalid edit. The "roots" are opaque bytes here: the store does
+ * not parse them. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "cinch/v1/config.pb-c.h"
 #include "filesrc.h"
 #include "grpcc.h"
 
@@ -87,7 +92,7 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static const struct store_inputs cfg = {"cluster.local", reg, pol, {NULL}, NULL};
+static const struct store_inputs cfg = {"cluster.local", reg, pol, {NULL}, NULL, NULL};
 static const struct filesrc_config fcfg = {reg, pol};
 
 static const struct hub_slice *find(const struct store_gen *g, const char *key)
@@ -172,7 +177,7 @@ static void test_invalid_rejected_whole(void **state)
 
 	/* A path that does not exist. */
 	struct store_inputs missing = {
-		"cluster.local", "/nonexistent/registry", NULL, {NULL}, NULL};
+		"cluster.local", "/nonexistent/registry", NULL, {NULL}, NULL, NULL};
 	assert_int_equal(store_load(&missing, &g, &err), -EINVAL);
 	assert_string_equal(err.file, "/nonexistent/registry");
 }
@@ -215,44 +220,77 @@ static void run_for(uv_loop_t *loop, unsigned ms)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void test_live(void **state)
-{
+/* A running source: its loop, hub, and web's watch (w, NULL once gone). */
+struct live {
 	uv_loop_t loop;
 	struct hub *hub;
 	struct store *st;
 	struct filesrc *fs;
 	struct hub_watch *w;
-	struct policy_error err;
-	struct sink sink = {0};
-	const char *why = NULL;
-	char reg_file[160], v1[STORE_VERSION_LEN + 1], bad[160];
+	struct sink sink;
+	char reg_file[160], v1[STORE_VERSION_LEN + 1];
+};
 
-	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
-	write_file(reg_file, registry_yaml);
+/* Writes the registry and the policy on port 8080, starts a store with
+ * bundle `b` (NULL: none) fed by a file source and opens web's watch,
+ * which gets its first snapshot. */
+static void live_start(struct live *lv, const struct store_bundle *b)
+{
+	struct policy_error err;
+	const char *why = NULL;
+
+	memset(lv, 0, sizeof(*lv));
+	snprintf(lv->reg_file, sizeof(lv->reg_file), "%s/workloads.yaml", reg);
+	write_file(lv->reg_file, registry_yaml);
 	write_policy(8080);
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(hub_new(&hub), 0);
-	assert_int_equal(store_new("cluster.local", hub, &st), 0);
-	assert_int_equal(filesrc_start(&loop, &fcfg, st, &fs, &err), 0);
-	snprintf(v1, sizeof(v1), "%s", store_version(st));
-	assert_int_equal(strlen(v1), STORE_VERSION_LEN);
-	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone, &sink,
-					&w, &why),
+	assert_int_equal(uv_loop_init(&lv->loop), 0);
+	assert_int_equal(hub_new(&lv->hub), 0);
+	assert_int_equal(store_new("cluster.local", lv->hub, &lv->st), 0);
+	if (b)
+		assert_int_equal(store_set_bundle(lv->st, b), 0);
+	assert_int_equal(filesrc_start(&lv->loop, &fcfg, lv->st, &lv->fs, &err), 0);
+	snprintf(lv->v1, sizeof(lv->v1), "%s", store_version(lv->st));
+	assert_int_equal(strlen(lv->v1), STORE_VERSION_LEN);
+	assert_int_equal(hub_watch_open(lv->hub, WEB_ID, "10.1.0.1", NULL, "", on_send, on_gone,
+					&lv->sink, &lv->w, &why),
 			 GRPC_OK);
-	assert_int_equal(sink.sends, 1);
+	assert_int_equal(lv->sink.sends, 1);
+}
+
+static void live_stop(struct live *lv)
+{
+	if (!lv->sink.gone)
+		hub_watch_close(lv->w);
+	filesrc_stop(lv->fs);
+	run_for(&lv->loop, 10);
+	store_free(lv->st);
+	hub_free(lv->hub);
+	assert_int_equal(uv_loop_close(&lv->loop), 0);
+}
+
+static void test_live(void **state)
+{
+	struct live lv;
+	char bad[160];
+
+	live_start(&lv, NULL);
+	struct store *st = lv.st;
+	struct filesrc *fs = lv.fs;
+	struct sink *sink = &lv.sink;
+	char *v1 = lv.v1;
 
 	/* A valid edit reaches the watch within a second. */
 	write_policy(9090);
-	run_for(&loop, 1000);
-	assert_int_equal(sink.sends, 2);
+	run_for(&lv.loop, 1000);
+	assert_int_equal(sink->sends, 2);
 	assert_string_not_equal(store_version(st), v1);
-	snprintf(v1, sizeof(v1), "%s", store_version(st));
+	snprintf(v1, sizeof(lv.v1), "%s", store_version(st));
 
 	/* An invalid edit: nothing sent, the version stays. */
 	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
 	write_file(bad, "kind: AllowPolicy\n");
-	run_for(&loop, 600);
-	assert_int_equal(sink.sends, 2);
+	run_for(&lv.loop, 600);
+	assert_int_equal(sink->sends, 2);
 	assert_string_equal(store_version(st), v1);
 	assert_int_equal(filesrc_reload(fs), -EINVAL);
 
@@ -260,21 +298,127 @@ static void test_live(void **state)
 	 * sends nothing. */
 	assert_int_equal(remove(bad), 0);
 	write_policy(7070);
-	run_for(&loop, 1000);
-	assert_int_equal(sink.sends, 3);
+	run_for(&lv.loop, 1000);
+	assert_int_equal(sink->sends, 3);
 	assert_int_equal(filesrc_reload(fs), 0);
-	assert_int_equal(sink.sends, 3);
+	assert_int_equal(sink->sends, 3);
 
 	/* web leaves the registry: its watch ends. */
-	write_file(reg_file, batch_yaml);
+	write_file(lv.reg_file, batch_yaml);
 	assert_int_equal(filesrc_reload(fs), 0);
-	assert_int_equal(sink.gone, 1);
+	assert_int_equal(sink->gone, 1);
 
-	filesrc_stop(fs);
-	run_for(&loop, 10);
-	store_free(st);
-	hub_free(hub);
-	assert_int_equal(uv_loop_close(&loop), 0);
+	live_stop(&lv);
+}
+
+/* ---- the trust bundle */
+
+static const uint8_t root_a[] = {0x30, 0x03, 0x02, 0x01, 0x0a};
+static const uint8_t root_b[] = {0x30, 0x03, 0x02, 0x01, 0x0b, 0x00};
+static const uint8_t *const roots_ab[] = {root_a, root_b};
+static const size_t lens_ab[] = {sizeof(root_a), sizeof(root_b)};
+
+/* Checks that a packed snapshot carries a bundle of `n` roots from roots_ab
+ * with `seq`, and that its version ends in "-b<seq>". */
+static void assert_bundle(const uint8_t *snap, size_t len, uint64_t seq, size_t n)
+{
+	Cinch__V1__Snapshot *s = cinch__v1__snapshot__unpack(NULL, len, snap);
+	char suffix[32];
+
+	assert_non_null(s);
+	assert_non_null(s->bundle);
+	assert_string_equal(s->bundle->trust_domain, "cluster.local");
+	assert_int_equal(s->bundle->sequence, seq);
+	assert_int_equal(s->bundle->n_x509_authorities, n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(s->bundle->x509_authorities[i].len, lens_ab[i]);
+		assert_memory_equal(s->bundle->x509_authorities[i].data, roots_ab[i], lens_ab[i]);
+	}
+	snprintf(suffix, sizeof(suffix), "-b%llu", (unsigned long long)seq);
+	assert_true(strlen(s->version) > strlen(suffix));
+	assert_string_equal(s->version + strlen(s->version) - strlen(suffix), suffix);
+	cinch__v1__snapshot__free_unpacked(s, NULL);
+}
+
+static void test_bundle_in_slices(void **state)
+{
+	struct store_bundle b1 = {"cluster.local", 7, roots_ab, lens_ab, 1};
+	struct store_inputs with = cfg;
+	struct store_gen *g0, *g1, *g2;
+	struct policy_error err;
+	char reg_file[160];
+
+	snprintf(reg_file, sizeof(reg_file), "%s/workloads.yaml", reg);
+	write_file(reg_file, registry_yaml);
+	write_policy(8080);
+	assert_int_equal(store_load(&cfg, &g0, &err), 0);
+	with.bundle = &b1;
+	assert_int_equal(store_load(&with, &g1, &err), 0);
+	b1.sequence = 8;
+	b1.n_roots = 2;
+	assert_int_equal(store_load(&with, &g2, &err), 0);
+	assert_int_equal(g1->n, 2);
+	for (size_t i = 0; i < g1->n; i++) {
+		const struct hub_slice *s0 = find(g0, g1->slices[i].workload);
+		const struct hub_slice *s2 = find(g2, g1->slices[i].workload);
+		assert_bundle(g1->slices[i].snapshot, g1->slices[i].snapshot_len, 7, 1);
+		assert_bundle(s2->snapshot, s2->snapshot_len, 8, 2);
+		/* the bundle changes the slice's version, which is the
+		 * snapshot's own */
+		assert_string_not_equal(s0->version, g1->slices[i].version);
+		assert_string_not_equal(g1->slices[i].version, s2->version);
+		assert_int_equal(strncmp(s0->version, s2->version, strlen(s0->version)), 0);
+	}
+	assert_string_not_equal(g0->version, g1->version);
+	assert_string_not_equal(g1->version, g2->version);
+	store_gen_free(g0);
+	store_gen_free(g1);
+	store_gen_free(g2);
+}
+
+static void test_bundle_live(void **state)
+{
+	struct store_bundle b = {"cluster.local", 1, roots_ab, lens_ab, 1};
+	struct live lv;
+	char bad[160];
+
+	live_start(&lv, &b);
+	b.sequence = 99; /* store_set_bundle copied the bundle */
+	struct store *st = lv.st;
+	struct filesrc *fs = lv.fs;
+	struct sink *sink = &lv.sink;
+	const char *v1 = lv.v1;
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 1, 1);
+
+	/* A new bundle reaches the watch at once, with a new version. */
+	b.sequence = 2;
+	b.n_roots = 2;
+	assert_int_equal(store_set_bundle(st, &b), 0);
+	assert_int_equal(sink->sends, 2);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 2, 2);
+	assert_string_not_equal(store_version(st), v1);
+	/* the same bundle again: nothing to send */
+	assert_int_equal(store_set_bundle(st, &b), 0);
+	assert_int_equal(sink->sends, 2);
+
+	/* While an invalid edit is in place, a bundle still goes out. */
+	snprintf(bad, sizeof(bad), "%s/bad.yaml", pol);
+	write_file(bad, "kind: AllowPolicy\n");
+	assert_int_equal(filesrc_reload(fs), -EINVAL);
+	b.sequence = 3;
+	b.n_roots = 1;
+	assert_int_equal(store_set_bundle(st, &b), 0);
+	assert_int_equal(sink->sends, 3);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 3, 1);
+
+	/* A later policy edit keeps the bundle in force. */
+	assert_int_equal(remove(bad), 0);
+	write_policy(9090);
+	assert_int_equal(filesrc_reload(fs), 0);
+	assert_int_equal(sink->sends, 4);
+	assert_bundle((uint8_t *)sink->last, sink->last_len, 3, 1);
+
+	live_stop(&lv);
 }
 
 int main(void)
@@ -283,6 +427,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_and_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_rejected_whole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bundle_in_slices, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bundle_live, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
