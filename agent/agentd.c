@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <uv.h>
@@ -80,13 +79,9 @@ static size_t agentd_addrs(struct sockaddr_storage *out, size_t max)
 /* What /config and /metrics say of the material in use. */
 static void agentd_describe(struct agentd *a, X509 *leaf, const struct policy_slice *slice)
 {
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
 	int64_t na = 0;
 
-	snprintf(a->st.serial, sizeof(a->st.serial), "%s", hex ? hex : "");
-	OPENSSL_free(hex);
-	BN_free(bn);
+	svid_serial_hex(leaf, a->st.serial, sizeof(a->st.serial));
 	svid_time_unix(X509_get0_notAfter(leaf), &na);
 	a->st.cert_not_after = na;
 	snprintf(a->st.spiffe_id, sizeof(a->st.spiffe_id), "%s", policy_slice_spiffe_id(slice));

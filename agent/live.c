@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/err.h>
-#include <openssl/mem.h>
 
 #include "fsutil.h"
 #include "httpc.h"
@@ -53,21 +51,6 @@ static void live_drop_certificate(struct live *l)
 	l->chain = l->svid_roots = NULL;
 }
 
-static STACK_OF(X509) * live_dup_certs(STACK_OF(X509) * in)
-{
-	STACK_OF(X509) *out = sk_X509_new_null();
-
-	for (size_t i = 0; out && i < sk_X509_num(in); i++) {
-		X509 *c = sk_X509_value(in, i);
-		if (!sk_X509_push(out, c)) {
-			sk_X509_pop_free(out, X509_free);
-			return NULL;
-		}
-		X509_up_ref(c);
-	}
-	return out;
-}
-
 /* Builds the TLS context for (certificate, slice, roots) and checks that
  * they belong together. 0 and *out, or -EINVAL/-ENOMEM with *why. */
 static int live_material(struct live *l, struct policy_slice *slice, STACK_OF(X509) * roots,
@@ -96,13 +79,9 @@ static void live_report_creds(struct live *l)
 	uint64_t seq = l->snap_roots && l->snap_seq < l->svid_seq ? l->snap_seq : l->svid_seq;
 	struct cfgwatch_report r = {.bundle_sequence = seq};
 	X509 *leaf = sk_X509_value(l->chain, 0);
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
 
-	snprintf(r.cert_serial_hex, sizeof(r.cert_serial_hex), "%s", hex ? hex : "");
+	svid_serial_hex(leaf, r.cert_serial_hex, sizeof(r.cert_serial_hex));
 	svid_time_unix(X509_get0_notAfter(leaf), &r.cert_not_after);
-	OPENSSL_free(hex);
-	BN_free(bn);
 	cfgwatch_set_report(l->cfg, &r);
 }
 
@@ -196,8 +175,8 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 		l->on_material(l->arg, NULL);
 		return;
 	}
-	l->chain = live_dup_certs(v->chain);
-	l->svid_roots = live_dup_certs(v->roots);
+	l->chain = X509_chain_up_ref(v->chain);
+	l->svid_roots = X509_chain_up_ref(v->roots);
 	if (!l->chain || !l->svid_roots) {
 		live_drop_certificate(l);
 		log_event(LOG_LVL_ERROR, "material_rejected",

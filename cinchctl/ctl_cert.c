@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <openssl/bio.h>
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -88,15 +87,13 @@ int ctl_cert(int argc, char **argv)
 		goto out;
 	}
 	X509 *leaf = sk_X509_value(certs, 0);
-	BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
-	char *hex = serial ? BN_bn2hex(serial) : NULL;
+	char serial[64];
+	int have_serial = svid_serial_hex(leaf, serial, sizeof(serial)) == 0;
 	if (svid_spiffe_id(leaf, id, sizeof(id), &why) == 0)
 		printf("%-12s %s\n", "spiffe_id", id);
 	else
 		printf("%-12s none: %s\n", "spiffe_id", why);
-	printf("%-12s %s\n", "serial", hex ? hex : "?");
-	OPENSSL_free(hex);
-	BN_free(serial);
+	printf("%-12s %s\n", "serial", have_serial ? serial : "?");
 	ctl_cert_name("subject", X509_get_subject_name(leaf));
 	ctl_cert_name("issuer", X509_get_issuer_name(leaf));
 	ctl_cert_time("not_before", X509_get0_notBefore(leaf));

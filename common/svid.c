@@ -2,8 +2,11 @@
 #include "svid.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/mem.h>
 #include <openssl/x509v3.h>
 
 #include "spiffe.h"
@@ -66,4 +69,21 @@ int svid_time_unix(const ASN1_TIME *t, int64_t *out)
 		return -EINVAL;
 	*out = (int64_t)days * 86400 + secs;
 	return 0;
+}
+
+int svid_serial_hex(const X509 *cert, char *out, size_t outlen)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	int rc = !bn ? -EINVAL : !hex ? -ENOMEM : 0;
+
+	if (outlen)
+		out[0] = '\0';
+	if (rc == 0 && (size_t)snprintf(out, outlen, "%s", hex) >= outlen) {
+		out[0] = '\0';
+		rc = -ENOSPC;
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return rc;
 }

@@ -21,4 +21,9 @@ int svid_spiffe_id(const X509 *cert, char *out, size_t outlen, const char **why)
  * or -EINVAL when `t` is not a valid time. */
 int svid_time_unix(const ASN1_TIME *t, int64_t *out);
 
+/* The certificate's serial number in upper-case hex, NUL-terminated, into
+ * out (outlen bytes; 41 fits any RFC 5280 serial). 0, -EINVAL, -ENOMEM or
+ * -ENOSPC; out is "" on failure. */
+int svid_serial_hex(const X509 *cert, char *out, size_t outlen);
+
 #endif
