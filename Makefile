@@ -7,6 +7,8 @@
 #   make check    deps + ASan/UBSan build (clang, -Werror, fuzzers) + ctest
 #   make demo     deps + build + the local mesh on this machine
 #   make bench    deps (with benchmark peers) + release build + bench/run
+#   make images   deps + release build + OCI image archives in build/images
+#                 (scripts/images.sh: Debian packages only, no daemon)
 #   make fmt      clang-format every C file
 
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -GNinja)
@@ -14,7 +16,7 @@ CTEST_ARGS ?=
 RELEASE := build/release
 CHECK := build/check
 
-.PHONY: all deps build check demo demo-down bench fmt clean
+.PHONY: all deps build check demo demo-down bench images fmt clean
 
 all: build
 
@@ -49,6 +51,9 @@ bench:
 	$(MAKE) build
 	@if [ -x bench/run ]; then bench/run; else \
 		echo "make bench: no benchmarks are built yet." >&2; exit 1; fi
+
+images: build
+	@sh scripts/images.sh --bin $(RELEASE)/bin --out build/images
 
 fmt:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
