@@ -19,6 +19,7 @@ Exit 0 when every check passed, 1 otherwise, 77 when kubectl is missing.
 import copy
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,13 +200,59 @@ def check_policies(src, validators, cinchctl):
             check(rc == 0, f"cinchctl policy check accepts the examples (rc {rc}: {out.strip()})")
 
 
+def check_example_flows(src, cinchctl):
+    """The example apps under the example policies, as a cluster would run
+    them: one Workload per pod the Deployments make, named like the pods a
+    ReplicaSet creates (so a policy that named pods would not match), with
+    the pod template's labels and service account. web -> api allowed,
+    web -> db refused, api -> db allowed."""
+    docs = kustomize(os.path.join(src, "deploy/k8s/examples"))
+    pods, ip = [], 10
+    for dep in by_kind(docs, "Deployment"):
+        tmpl = dep["spec"]["template"]
+        for i in range(dep["spec"].get("replicas", 1)):
+            ip += 1
+            pods.append({"apiVersion": "cinch.dev/v1alpha1", "kind": "Workload",
+                         "metadata": {"name": f"{dep['metadata']['name']}-6d4cf56db6-x{i}q7z",
+                                      "namespace": dep["metadata"]["namespace"],
+                                      "labels": tmpl["metadata"]["labels"]},
+                         "spec": {"serviceAccount": tmpl["spec"]["serviceAccountName"],
+                                  "addresses": [f"10.244.1.{ip}"]}})
+    by_app = {p["metadata"]["labels"]["app"]: p for p in pods}
+    check(set(by_app) == {"web", "api", "db"}, "examples run web, api and db")
+    with tempfile.TemporaryDirectory() as tmp:
+        pol = os.path.join(tmp, "policy")
+        os.mkdir(pol)
+        for d in docs:
+            if d["apiVersion"].startswith("cinch.dev/"):
+                with open(os.path.join(pol, f"{d['kind']}-{d['metadata']['name']}.yaml"), "w") as f:
+                    yaml.safe_dump(d, f)
+        wl = os.path.join(tmp, "workloads.yaml")
+        with open(wl, "w") as f:
+            yaml.safe_dump_all(pods, f)
+        for src_app, dst_app, port, want in (("web", "api", 8080, 0), ("web", "db", 5432, 1),
+                                             ("api", "db", 5432, 0)):
+            caller = f"spiffe://cluster.local/ns/shop/sa/{src_app}"
+            dst = by_app[dst_app]["metadata"]
+            r = subprocess.run([cinchctl, "policy", "explain", "--policy", pol, "--workloads", wl,
+                                "--from", caller, "--to", f"{dst['namespace']}/{dst['name']}",
+                                "--port", str(port)], capture_output=True, text=True)
+            check(r.returncode == want, f"examples: {src_app} -> {dst_app}:{port} "
+                  f"{'allowed' if want == 0 else 'refused'} (rc {r.returncode}: {r.stdout.strip()})")
+
+
 def check_control_config(docs, control):
     """The ConfigMap's control.json is a configuration cinch-control accepts,
     with the flags the Deployment adds."""
     cm = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "cinch-control"]
     check(len(cm) == 1, "control ConfigMap present")
     dep = by_kind(docs, "Deployment")[0]
-    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    # The kubelet expands $(VAR) in args from the container's env.
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+            for a in container["args"]]
+    check(not any("$(" in a for a in args), f"every $(VAR) in the control's args is set: {args}")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "control.json")
         with open(path, "w") as f:
@@ -217,6 +264,38 @@ def check_control_config(docs, control):
               "flags: %s" % r.stderr.strip())
 
 
+def images(docs):
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    control = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in control.get("env", [])}
+    agent = [c["image"] for c in pod.get("initContainers", []) if c["name"] == "agent-image"]
+    return control["image"], (agent or [None])[0], env.get("CINCH_AGENT_IMAGE")
+
+
+def check_images(src, docs):
+    """The images `make images` tags (the project version) are the ones the
+    manifests run and the injector injects; the registry is kustomize's
+    `images:` setting and moves both."""
+    with open(os.path.join(src, "CMakeLists.txt")) as f:
+        version = re.search(r"project\(cinch VERSION ([0-9.]+)", f.read()).group(1)
+    control, agent, injected = images(docs)
+    check(control == f"ghcr.io/cinch-mesh/cinch-control:{version}", f"control image {control}")
+    check(agent == f"ghcr.io/cinch-mesh/cinch-agent:{version}", f"agent image {agent}")
+    check(injected == agent, f"the injector's agent image is the checked one: {injected}")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(tmp, "k8s")
+        shutil.copytree(os.path.join(src, "deploy/k8s"), base)
+        kfile = os.path.join(base, "kustomization.yaml")
+        with open(kfile) as f:
+            k = f.read().replace("newName: ghcr.io/cinch-mesh/", "newName: registry.test/mesh/")
+        with open(kfile, "w") as f:
+            f.write(k)
+        control, agent, injected = images(kustomize(base))
+    check(control == f"registry.test/mesh/cinch-control:{version}" and
+          agent == injected == f"registry.test/mesh/cinch-agent:{version}",
+          f"kustomize's images setting moves all three: {control} {agent} {injected}")
+
+
 def main():
     src = sys.argv[1]
     opts = dict(zip(sys.argv[2::2], sys.argv[3::2]))
@@ -226,10 +305,13 @@ def main():
         return 77
     docs = kustomize(os.path.join(src, "deploy/k8s"))
     check_control_plane(docs)
+    check_images(src, docs)
     validators = check_crds(docs)
     if opts.get("--control"):
         check_control_config(docs, opts["--control"])
     check_policies(src, validators, cinchctl)
+    if cinchctl:
+        check_example_flows(src, cinchctl)
     print(f"{checks - failures}/{checks} checks passed")
     return 1 if failures else 0
 
