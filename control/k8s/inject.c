@@ -157,12 +157,16 @@ static int inject_check_cidrs(const char *list)
 
 /* --- what gets added ------------------------------------------------ */
 
+/* NET_ADMIN only: the agent image's iptables is the nf_tables backend,
+ * which programs the pod's rules over netlink (the legacy backend would
+ * also need NET_RAW). Both containers run under the runtime's default
+ * seccomp profile. */
 static json_t *inject_security_init(void)
 {
-	return json_pack("{s:i, s:b, s:b, s:b, s:{s:[s,s], s:[s]}}", "runAsUser", 0,
+	return json_pack("{s:i, s:b, s:b, s:b, s:{s:[s], s:[s]}, s:{s:s}}", "runAsUser", 0,
 			 "runAsNonRoot", 0, "allowPrivilegeEscalation", 0,
-			 "readOnlyRootFilesystem", 1, "capabilities", "add", "NET_ADMIN", "NET_RAW",
-			 "drop", "ALL");
+			 "readOnlyRootFilesystem", 1, "capabilities", "add", "NET_ADMIN", "drop",
+			 "ALL", "seccompProfile", "type", "RuntimeDefault");
 }
 
 /* The init container: installs the iptables rules, then exits. */
@@ -226,7 +230,7 @@ static json_t *inject_agent_container(const struct inject_config *cfg, const jso
 		" s:{s:{s:s, s:i}, s:i},"
 		" s:{s:{s:s, s:i}, s:i},"
 		" s:{s:{s:s, s:s}, s:{s:s}},"
-		" s:{s:i, s:i, s:b, s:b, s:b, s:{s:[s]}},"
+		" s:{s:i, s:i, s:b, s:b, s:b, s:{s:[s]}, s:{s:s}},"
 		" s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}]}",
 		"name", "cinch-agent", "image", cfg->agent_image, "args", args, "env", env,
 		"ports", "name", "cinch-admin", "containerPort", INJECT_ADMIN_PORT, "protocol", "TCP",
@@ -240,8 +244,8 @@ static json_t *inject_agent_container(const struct inject_config *cfg, const jso
 		"limits", "memory", cfg->memory_limit,
 		"securityContext", "runAsUser", (int)cfg->agent_uid, "runAsGroup",
 		(int)cfg->agent_uid, "runAsNonRoot", 1, "allowPrivilegeEscalation", 0,
-		"readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL",
-		"volumeMounts", "name", "cinch-token", "mountPath", INJECT_TOKEN_DIR, "readOnly", 1,
+		"readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL", "seccompProfile", "type",
+		"RuntimeDefault", "volumeMounts", "name", "cinch-token", "mountPath", INJECT_TOKEN_DIR, "readOnly", 1,
 		"name", "cinch-bundle", "mountPath", INJECT_BUNDLE_DIR, "readOnly", 1);
 	if (c && cfg->native_sidecar)
 		json_object_set_new(c, "restartPolicy", json_string("Always"));

@@ -3,7 +3,7 @@
  * An admission.k8s.io/v1 AdmissionReview comes in; an AdmissionReview goes
  * out with the request's uid and, when the pod is to join the mesh, an
  * RFC 6902 JSON Patch (base64) that adds:
- *   - `cinch-init`: runs `cinch-agent init` (NET_ADMIN and NET_RAW only);
+ *   - `cinch-init`: runs `cinch-agent init` (NET_ADMIN only);
  *   - `cinch-agent`: as a native sidecar (an init container with
  *     restartPolicy Always and a startup probe on /ready, Kubernetes 1.29+)
  *     placed before the app's own init containers so those run inside the

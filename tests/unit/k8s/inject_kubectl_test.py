@@ -1,6 +1,6 @@
 """inject_kubectl_test: every patch the injector returns applies to its pod
 with the real `kubectl patch --local --type=json`, and the patched pod is
-what we promise: cinch-init first with only NET_ADMIN and NET_RAW, the agent
+what we promise: cinch-init first with only NET_ADMIN, the agent
 as a native sidecar (or a classic container), the app's init containers
 after the agent, annotations, volumes and probes kept or rewritten as
 documented. No cluster is needed: kubectl patches the file locally.
@@ -70,13 +70,16 @@ def common_checks(tag, before, after, agent):
     init = after["spec"]["initContainers"]
     cinit = [c for c in init if c["name"] == "cinch-init"][0]
     sc = cinit["securityContext"]
-    check(sc["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
-          tag + ": init has NET_ADMIN and NET_RAW only")
+    check(sc["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+          tag + ": init has NET_ADMIN only")
+    check(sc.get("seccompProfile") == {"type": "RuntimeDefault"}, tag + ": init seccomp RuntimeDefault")
     check(sc["allowPrivilegeEscalation"] is False, tag + ": init no privilege escalation")
     check(cinit["args"][:3] == ["init", "--uid", "1337"], tag + ": init args")
 
     check(agent["securityContext"]["runAsUser"] == 1337, tag + ": agent runs as 1337")
     check(agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}, tag + ": agent no caps")
+    check(agent["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"},
+          tag + ": agent seccomp RuntimeDefault")
     check(agent["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15000},
           tag + ": startup probe on /ready")
     args = agent["args"]
