@@ -77,14 +77,21 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 				 struct policy_decision *out);
 
 /* Outbound to a meshed destination: the SPIFFE ID the server at `dst` must
- * present, or NULL when `dst` is not a meshed workload. When not NULL and
- * *out says DENY, the server side is known to refuse us on `port`. */
+ * present, or NULL when `dst` is not a peer (a workload that admits this
+ * one). When not NULL and *out says DENY, the server side is known to
+ * refuse us on `port`. */
 const char *policy_slice_peer(const struct policy_slice *s, const struct sockaddr *dst,
 			      uint16_t port, struct policy_decision *out);
 
-/* Outbound plaintext to a destination outside the mesh (EgressPolicy). */
+/* Outbound plaintext to a destination that is not a peer: refused when
+ * `dst` is meshed (policy_slice_meshed: a meshed workload that does not
+ * admit us), whatever the EgressPolicies say; else an EgressPolicy decides. */
 void policy_slice_decide_egress(const struct policy_slice *s, const struct sockaddr *dst,
 				uint16_t port, struct policy_decision *out);
+
+/* 1 when `dst` is in the snapshot's meshed set (meshed_cidrs): the address
+ * of a meshed workload, to which plaintext is never sent. */
+int policy_slice_meshed(const struct policy_slice *s, const struct sockaddr *dst);
 
 /* For explaining a decision: every inbound rule in evaluation order, with
  * whether its ports include `port` and whether one of its sources admits
