@@ -52,12 +52,16 @@ struct policy_error {
 	char msg[256];
 };
 
+/* The trust domain of the workloads' identities when none is given. */
+#define POLICY_TRUST_DOMAIN_DEFAULT "cluster.local"
+
 /* Static mode: parse the policy directory/file and the workload list, find
  * the workload `self` ("<ns>/<name>"), or when NULL the workload owning one
- * of `addrs` (the agent's interface addresses), and compile its slice.
- * *out is set only on success (a new reference). -EINVAL with *err filled
- * on any invalid input; nothing partial is ever returned. */
-int policy_slice_load(struct policy_slice **out, const char *policy_path,
+ * of `addrs` (the agent's interface addresses), and compile its slice, the
+ * workloads' identities in `trust_domain`. *out is set only on success (a
+ * new reference). -EINVAL with *err filled on any invalid input (an invalid
+ * trust domain too); nothing partial is ever returned. */
+int policy_slice_load(struct policy_slice **out, const char *trust_domain, const char *policy_path,
 		      const char *workloads_path, const char *self,
 		      const struct sockaddr_storage *addrs, size_t n_addrs,
 		      struct policy_error *err) __attribute__((warn_unused_result));

@@ -459,20 +459,25 @@ out:
 	return rc;
 }
 
-int policy_slice_load(struct policy_slice **out, const char *policy_path,
+int policy_slice_load(struct policy_slice **out, const char *trust_domain, const char *policy_path,
 		      const char *workloads_path, const char *self,
 		      const struct sockaddr_storage *addrs, size_t n_addrs,
 		      struct policy_error *err)
 {
-	struct pset *set = pset_new("cluster.local");
+	struct pset *set = NULL;
 	struct pcompiled *comp = NULL;
 	Cinch__V1__Snapshot *snap = NULL;
 	uint8_t *buf = NULL;
 	size_t len;
+	const char *why = NULL;
 	int rc = -ENOMEM;
 
 	memset(err, 0, sizeof(*err));
-	if (!set)
+	if (spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
+		rc = serr(err, "trust_domain", "not a trust domain", why);
+		goto out;
+	}
+	if (!(set = pset_new(trust_domain)))
 		goto out;
 	/* One directory may hold both: read it once. */
 	if ((rc = pset_add_path(set, policy_path, err)) < 0 ||

@@ -21,7 +21,8 @@
 #include "model.h"
 #include "policy.h"
 
-#define TD "spiffe://cluster.local"
+#define TD_NAME "cluster.local"
+#define TD	"spiffe://" TD_NAME
 
 static const char *const WORKLOADS =
 	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
@@ -144,7 +145,7 @@ static struct policy_slice *load(const char *self)
 	struct policy_error err;
 	path_of(p, sizeof(p), "policy");
 	path_of(w, sizeof(w), "workloads.yaml");
-	int rc = policy_slice_load(&s, p, w, self, NULL, 0, &err);
+	int rc = policy_slice_load(&s, TD_NAME, p, w, self, NULL, 0, &err);
 	if (rc != 0)
 		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
 			 err.path, err.msg);
@@ -303,7 +304,7 @@ static void test_self_by_address_and_version(void **state)
 
 	path_of(p, sizeof(p), "policy");
 	path_of(w, sizeof(w), "workloads.yaml");
-	assert_int_equal(policy_slice_load(&s, p, w, NULL, addrs, 2, &err), 0);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, addrs, 2, &err), 0);
 	assert_string_equal(policy_slice_workload(s), "shop/api");
 	s2 = load("shop/api");
 	assert_string_equal(policy_slice_version(s), policy_slice_version(s2));
@@ -320,9 +321,9 @@ static void test_self_by_address_and_version(void **state)
 	policy_slice_unref(NULL);
 	/* an address nobody owns */
 	struct sockaddr_storage none = addr("10.77.0.1");
-	assert_int_equal(policy_slice_load(&s, p, w, NULL, &none, 1, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, &none, 1, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "addresses"));
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
 }
 
 /* One bad document: the whole load fails, with this place and message. */
@@ -427,7 +428,7 @@ static void test_errors(void **state)
 		/* a good file and the bad one: the set is refused whole */
 		write_file("bad.yaml", c->doc);
 		path_of(p, sizeof(p), "bad.yaml");
-		int rc = policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err);
+		int rc = policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err);
 		if (rc != -EINVAL || s || err.line != c->line || err.column != c->column ||
 		    strcmp(err.path, c->path) || !strstr(err.msg, c->msg_part) ||
 		    !strstr(err.file, "bad.yaml")) {
@@ -451,7 +452,7 @@ static void test_set_level_errors(void **state)
 			       "spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n");
 	path_of(p, sizeof(p), "dup.yaml");
 	path_of(w, sizeof(w), "workloads.yaml");
-	assert_int_equal(policy_slice_load(&s, w, p, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, w, p, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "share the address 10.1.0.1"));
 	/* two MeshPolicies for one namespace */
 	write_file("mesh2.yaml",
@@ -463,17 +464,17 @@ static void test_set_level_errors(void **state)
 		 dir, dir, dir);
 	assert_int_equal(system(cmd), 0);
 	path_of(p, sizeof(p), "policy2");
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "two MeshPolicies"));
 	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", dir, dir);
 	assert_int_equal(system(cmd), 0);
 	/* a directory holds only policy files: anything else is an error */
 	write_file("policy2/README.md", "notes\n");
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "not a .yaml"));
 	snprintf(cmd, sizeof(cmd), "rm %s/policy2/README.md && mkdir %s/policy2/sub", dir, dir);
 	assert_int_equal(system(cmd), 0);
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "a directory inside"));
 	assert_null(s);
 }
@@ -517,6 +518,46 @@ static void test_snapshot_validation(void **state)
 	policy_slice_unref(s);
 }
 
+/* Static mode's trust domain (issue #12): the workloads' identities, the
+ * peers' and the namespace sources are of the trust domain given, and a
+ * caller of another one (same namespace and account) is a stranger. */
+static void test_trust_domain(void **state)
+{
+	char p[128], w[128];
+	struct policy_slice *s = NULL;
+	struct policy_decision d;
+	struct policy_error err;
+	struct sockaddr_storage a = addr("10.1.0.4");
+
+	path_of(p, sizeof(p), "policy");
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_int_equal(policy_slice_load(&s, "example.org", p, w, "shop/api", NULL, 0, &err), 0);
+	assert_string_equal(policy_slice_spiffe_id(s), "spiffe://example.org/ns/shop/sa/api");
+	/* legacy is open to everyone: a peer, under its identity of ours */
+	assert_string_equal(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d),
+			    "spiffe://example.org/ns/shop/sa/legacy");
+	/* db admits all of cluster.local/ns/shop: not api of example.org */
+	a = addr("10.1.0.3");
+	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d));
+	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
+	/* api-aa-shop#0: "namespaces: [shop]" on 9001, in our trust domain */
+	policy_slice_decide_inbound(s, "spiffe://example.org/ns/shop/sa/db", NULL, 9001, &d);
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	assert_string_equal(d.rule, "shop/api-aa-shop#0");
+	policy_slice_decide_inbound(s, TD "/ns/shop/sa/db", NULL, 9001, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	policy_slice_unref(s);
+	s = NULL;
+	static const char *const bad[] = {"", "Example.org", "example.org/x", "a b", "exa:mple"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(policy_slice_load(&s, bad[i], p, w, "shop/api", NULL, 0, &err),
+				 -EINVAL);
+		assert_null(s);
+		assert_string_equal(err.path, "trust_domain");
+		assert_non_null(strstr(err.msg, "not a trust domain"));
+	}
+}
+
 /* Hole 7 of issue #12: an EgressPolicy covering the pod network must not
  * send the app's plaintext to a meshed workload that does not admit it.
  * api may open anything in plaintext (0.0.0.0/0, ::/0); web, batch (they
@@ -555,7 +596,7 @@ static void test_meshed_never_plaintext(void **state)
 	write_file("policy-egress/shop.yaml", text);
 	free(text);
 	path_of(w, sizeof(w), "workloads.yaml");
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), 0);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sockaddr_storage a = addr(cases[i].ip);
 		assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
@@ -770,6 +811,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_validation),
 		cmocka_unit_test(test_snapshot_round_trip),
 		cmocka_unit_test(test_meshed_never_plaintext),
+		cmocka_unit_test(test_trust_domain),
 		cmocka_unit_test(test_meshed_cidrs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
