@@ -262,8 +262,7 @@ int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa)
 	} else if (sa->sa_family == AF_INET6) {
 		a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
 		if (c->family == AF_INET) { /* ::ffff:a.b.c.d is the IPv4 address */
-			static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-			if (memcmp(a, pfx, 12) != 0)
+			if (memcmp(a, pcidr_v4mapped, 12) != 0)
 				return 0;
 			memcpy(mapped, a + 12, 4);
 			a = mapped;
