@@ -20,7 +20,11 @@
 #     which carry the same secret, encrypted);
 #   - the EgressPolicy still works where it should (a listener outside the
 #     mesh, on the bridge address, answers web in plaintext) and web -> api
-#     still works over mTLS.
+#     still works over mTLS;
+#   - a plaintext connection opened to an address before it was known to be
+#     meshed (a pod "late", not in the registry yet) is closed by web's
+#     agent as soon as the registry says that address is a meshed workload
+#     that does not admit web (end policy_change, the same reason).
 # Namespaces cxb-pe-*, bridge cxbpe0, subnet 10.201.36.0/24. Root only
 # (exit 77 otherwise).
 set -u
@@ -31,6 +35,7 @@ NETNS_BRIDGE=cxbpe0
 MESH_NET=10.201.36
 MESH_ADMIN_PORT=15320
 . "$CINCH_SRC/tests/lib/meshtest.sh"
+meshtest_on_exit() { ip netns del "$(netns_name late)" 2>/dev/null || true; }
 
 SECRET=password=hunter2
 WEB=$(mesh_addr web) API=$(mesh_addr api) DB=$(mesh_addr db)
@@ -108,5 +113,26 @@ echo "capture: $n_db payload packets web<->db, $n_api web<->api, $n_secret with 
 check "the capture works: it saw web <-> api's TLS records" [ "$n_api" -gt 0 ]
 check "no packet with a payload between web and db" [ "$n_db" -eq 0 ]
 check "the secret never appears on the wire" [ "$n_secret" -eq 0 ]
+
+# --- a pod the mesh learns about while web talks to it in plaintext
+LATE=$MESH_NET.30
+netns_pod_up late "$LATE/24" || { echo "FAIL: cannot make pod late"; exit 1; }
+netns_spawn app-late late socat "TCP-LISTEN:9100,bind=$LATE,fork,reuseaddr" \
+	SYSTEM:'echo hello from late; sleep 60'
+netns_spawn client-late web sh -c "sleep 60 | socat - TCP:$LATE:9100"
+late_open() { grep -q 'hello from late' "$MESH_STATE/client-late.log"; }
+check "web -> late (not meshed yet): plaintext, as the EgressPolicy allows" netns_wait 10 late_open
+cat >"$MESH_STATE/registry/late.yaml" <<EOF
+apiVersion: cinch.dev/v1alpha1
+kind: Workload
+metadata: {name: late, namespace: demo}
+spec: {serviceAccount: late, addresses: ["$LATE"]}
+EOF
+check "late joins the registry: web's agent closes the plaintext connection to it" \
+	netns_wait 10 grep -q "\"dst\":\"$LATE:9100\".*\"verdict\":\"deny\".*\"reason\":\"the destination is meshed and does not admit this workload\".*\"end\":\"policy_change\"" \
+	"$MESH_STATE/agent-web.log"
+late_refused() { [ -z "$(mesh_in web socat -T 2 - "TCP:$LATE:9100" </dev/null 2>/dev/null)" ]; }
+check "... and new connections to it are refused" late_refused
+netns_kill client-late
 
 exit $fail
