@@ -232,9 +232,16 @@ int admin_start(uv_loop_t *loop, const char *host, uint16_t port, struct admin_s
 		struct proxy *p, struct adminhttp **out)
 {
 	static struct admin_ctx ctx; /* one admin port per process */
-	int bound;
+	/* What Prometheus and the kubelet's probes need from the pod network;
+	 * /config (identity, certificate serial, ports) and anything added
+	 * later stay on loopback. */
+	static const char *const network_paths[] = {"/metrics", "/ready", "/live", NULL};
+	int bound, rc;
 
 	ctx.st = st;
 	ctx.proxy = p;
-	return adminhttp_start(loop, host, port, admin_serve, &ctx, out, &bound);
+	if ((rc = adminhttp_start(loop, host, port, admin_serve, &ctx, out, &bound)) < 0)
+		return rc;
+	adminhttp_set_network_paths(*out, network_paths);
+	return 0;
 }

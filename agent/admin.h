@@ -1,4 +1,8 @@
-/* admin: the agent's admin port (15000, plain HTTP/1.1 on common/adminhttp):
+/* admin: the agent's admin port (15000, plain HTTP/1.1 on common/adminhttp).
+ * It listens on every address, but only /live, /ready and /metrics (what
+ * the kubelet's probes and Prometheus need) are served to the pod network;
+ * /config and every other path answer 403 unless the connection is on
+ * loopback (from inside the pod):
  *   /live     200 while the process runs
  *   /ready    200 once a certificate and a policy are loaded and the
  *             self-probe has seen interception work (probe.h), else 503

@@ -37,11 +37,13 @@
 #include "policy.h"
 #include "probe.h"
 #include "proxy.h"
+#include "spiffe.h"
 #include "svid.h"
 
 struct agentd {
 	uv_loop_t *loop;
 	const char *cert, *key, *bundle, *workloads, *policy, *workload;
+	const char *trust_domain;   /* static mode: of the workloads' identities */
 	struct live_opts live_opts; /* live mode when control_url is set */
 	struct live *live;
 	struct proxy *proxy;
@@ -115,8 +117,8 @@ static int agentd_load(struct agentd *a, const char *event)
 	}
 	if (mtls_ctx_new(chain, key, roots, &tls, &why) < 0)
 		goto out;
-	if (policy_slice_load(&slice, a->policy, a->workloads, a->workload, addrs, n_addrs, &perr) <
-	    0) {
+	if (policy_slice_load(&slice, a->trust_domain, a->policy, a->workloads, a->workload, addrs,
+			      n_addrs, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
 			  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
 				    perr.file, "line", perr.line, "column", perr.column, "path",
@@ -305,11 +307,13 @@ static void agentd_usage(FILE *out)
 		"  --bundle FILE        the trust bundle (PEM roots)\n"
 		"  --workloads PATH     the Workload documents (file or directory)\n"
 		"  --policy PATH        the policy documents (file or directory)\n"
+		"  --trust-domain TD    of the workloads' identities (cluster.local)\n"
 		"Both:\n"
 		"  --workload NS/NAME   which workload this is (default: found by address;\n"
 		"                       live: $CINCH_POD_NAMESPACE/$CINCH_POD_NAME)\n"
 		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
-		"  --admin-port N       /live /ready /metrics /config (15000; 0: none)\n"
+		"  --admin-port N       /live /ready /metrics; /config on loopback only\n"
+		"                       (15000; 0: none)\n"
 		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n"
 		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
 		"                       is PERMISSIVE; PERMISSIVE: the policy decides\n"
@@ -475,6 +479,15 @@ int agentd_main(int argc, char **argv)
 		return 2;
 	}
 	log_init("cinch-agent", stderr, lvl);
+	const char *why = NULL;
+	if (trust_domain && spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
+		log_event(LOG_LVL_ERROR, "usage",
+			  json_pack("{s:s, s:s, s:s}", "error",
+				    "--trust-domain is not a trust domain", "trust_domain",
+				    trust_domain, "why", why));
+		return 2;
+	}
+	a.trust_domain = trust_domain ? trust_domain : POLICY_TRUST_DOMAIN_DEFAULT;
 	signal(SIGPIPE, SIG_IGN);
 	prc.ipv6 = agentd_has_ipv6();
 	if (no_probe) {

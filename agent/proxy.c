@@ -569,8 +569,10 @@ static void pc_redecide(const struct pconn *c, const struct policy_slice *slice,
 		.verdict = POLICY_DENY,
 		.reason = !meshed ? "the destination is now a meshed workload: plaintext to it "
 				    "is no longer allowed"
-			  : !peer ? "the destination is no longer a meshed workload"
-				  : "the identity expected at the destination changed",
+			  : peer  ? "the identity expected at the destination changed"
+			  : policy_slice_meshed(slice, dst)
+				  ? "the destination no longer admits this workload"
+				  : "the destination is no longer a meshed workload",
 	};
 }
 

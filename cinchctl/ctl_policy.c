@@ -86,7 +86,7 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
  * *status 2 for a usage error or `invalid` for an invalid set. */
 static struct pset *ctl_open_set(int argc, char **argv, int invalid, int *status)
 {
-	struct pset *s = pset_new("cluster.local");
+	struct pset *s = pset_new(POLICY_TRUST_DOMAIN_DEFAULT);
 	struct policy_error err;
 	int rc;
 
@@ -180,7 +180,8 @@ static int ctl_policy_explain(int argc, char **argv)
 	}
 	struct policy_slice *s = NULL;
 	struct policy_error err;
-	if (policy_slice_load(&s, policy, workloads, to, NULL, 0, &err) < 0) {
+	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to, NULL, 0,
+			      &err) < 0) {
 		ctl_policy_err(&err);
 		return 2;
 	}
@@ -420,7 +421,8 @@ static int ctl_policy_test(int argc, char **argv)
 			goto out;
 		}
 		struct policy_slice *s = NULL;
-		if (policy_slice_load(&s, policy, workloads, to->text, NULL, 0, &err) < 0) {
+		if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to->text,
+				      NULL, 0, &err) < 0) {
 			ctl_policy_err(&err);
 			goto out;
 		}

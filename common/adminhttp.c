@@ -6,6 +6,7 @@
 #include "adminhttp.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@ struct adminhttp {
 	uv_tcp_t tcp;
 	adminhttp_cb cb;
 	void *arg;
+	const char *const *network_paths; /* NULL: every path to everyone */
 	struct ahconn *conns;
 	unsigned n_conns;
 	int refs; /* the listener and each connection */
@@ -28,6 +30,7 @@ struct ahconn {
 	char *out;
 	size_t len;
 	int closing, pending_closes, writing;
+	int loopback; /* both ends on loopback */
 	char buf[ADMINHTTP_MAX_HEAD];
 };
 
@@ -122,6 +125,8 @@ const char *adminhttp_reason(int status)
 		return "OK";
 	case 400:
 		return "Bad Request";
+	case 403:
+		return "Forbidden";
 	case 404:
 		return "Not Found";
 	case 405:
@@ -186,6 +191,39 @@ static void ah_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	*buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
 }
 
+static int ah_network_path(const struct adminhttp *s, const char *path)
+{
+	if (!s->network_paths)
+		return 1;
+	for (const char *const *p = s->network_paths; *p; p++)
+		if (!strcmp(*p, path))
+			return 1;
+	return 0;
+}
+
+static int ah_is_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+	if (a->ss_family != AF_INET6)
+		return 0;
+	const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+}
+
+/* Where the connection came from and to: loopback only when both ends are
+ * (a packet from the network to 127.0.0.1 is dropped as martian, but that
+ * is one sysctl away: route_localnet). Unknown: not loopback. */
+static int ah_conn_loopback(uv_tcp_t *t)
+{
+	struct sockaddr_storage local, peer;
+	int ll = sizeof(local), pl = sizeof(peer);
+
+	return uv_tcp_getsockname(t, (struct sockaddr *)&local, &ll) == 0 &&
+	       uv_tcp_getpeername(t, (struct sockaddr *)&peer, &pl) == 0 &&
+	       ah_is_loopback(&local) && ah_is_loopback(&peer);
+}
+
 static void ah_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
 	struct ahconn *c = st->data;
@@ -215,6 +253,12 @@ static void ah_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		ah_error(c, 405, "only GET and HEAD\n");
 		return;
 	}
+	if (!c->loopback && !ah_network_path(c->srv, path)) {
+		struct adminhttp_response r = {403, NULL, strdup("served on loopback only\n"), 0};
+		r.len = r.body ? strlen(r.body) : 0;
+		ah_respond(c, method, &r);
+		return;
+	}
 	struct adminhttp_response r = {404, NULL, NULL, 0};
 	c->srv->cb(c->srv->arg, method, path, &r);
 	ah_respond(c, method, &r);
@@ -238,7 +282,10 @@ static void ah_accept(uv_stream_t *server, int status)
 		c->next->pprev = &c->next;
 	c->pprev = &s->conns;
 	s->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || s->n_conns > ADMINHTTP_MAX_CONNS ||
+	int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+	if (rc == 0)
+		c->loopback = ah_conn_loopback(&c->tcp);
+	if (rc < 0 || s->n_conns > ADMINHTTP_MAX_CONNS ||
 	    uv_timer_start(&c->timer, ah_timeout, ADMINHTTP_TIMEOUT_MS, 0) < 0 ||
 	    uv_read_start((uv_stream_t *)&c->tcp, ah_alloc, ah_read) < 0)
 		ah_conn_close(c);
@@ -273,6 +320,11 @@ int adminhttp_start(uv_loop_t *loop, const char *host, int port, adminhttp_cb cb
 						    : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	*out = s;
 	return 0;
+}
+
+void adminhttp_set_network_paths(struct adminhttp *s, const char *const *paths)
+{
+	s->network_paths = paths;
 }
 
 static void ah_listener_closed(uv_handle_t *h)

@@ -37,6 +37,13 @@ struct adminhttp;
  * or a libuv error. */
 int adminhttp_start(uv_loop_t *loop, const char *host, int port, adminhttp_cb cb, void *arg,
 		    struct adminhttp **out, int *bound_port) __attribute__((warn_unused_result));
+/* The paths served to connections that do not come over loopback (a
+ * NULL-terminated list, borrowed: static), e.g. what Prometheus and the
+ * kubelet's probes need; every other path answers such a connection 403,
+ * without calling the owner. Loopback: both ends of the connection in
+ * 127.0.0.0/8 or ::1 (IPv4-mapped included). Without a list (the
+ * default), every path is served to every connection. */
+void adminhttp_set_network_paths(struct adminhttp *s, const char *const *paths);
 /* Closes the listener and every connection; memory goes in close
  * callbacks (run the loop afterwards). NULL is a no-op. */
 void adminhttp_stop(struct adminhttp *s);

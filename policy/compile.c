@@ -14,6 +14,7 @@
  * one its spec.from entries in order; the first rule that matches decides. */
 #include "compile.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,8 @@ struct pcompiled {
 	size_t n_lists;
 	json_t *byname, *byid, *byns, *bylabel; /* key -> workload or list index */
 	char **ids;				/* per workload: its SPIFFE ID */
+	char **meshed;				/* every snapshot's meshed_cidrs */
+	size_t n_meshed;
 };
 
 static int ipush(struct ilist *l, size_t x)
@@ -295,6 +298,9 @@ void pcompile_free(struct pcompiled *c)
 	}
 	for (size_t i = 0; i < c->n_lists; i++)
 		free(c->lists[i].v);
+	for (size_t i = 0; i < c->n_meshed; i++)
+		free(c->meshed[i]);
+	free(c->meshed);
 	free(c->open.v);
 	free(c->lists);
 	free(c->sel);
@@ -307,6 +313,71 @@ void pcompile_free(struct pcompiled *c)
 	json_decref(c->byns);
 	json_decref(c->bylabel);
 	free(c);
+}
+
+/* 2^k - 1 without overflowing at k = 128. */
+static paddr_t span_of(unsigned k)
+{
+	return k >= 128 ? ~(paddr_t)0 : ((paddr_t)1 << k) - 1;
+}
+
+/* Appends "addr/prefix" of the block [lo, lo + 2^k) to the meshed set. */
+static int meshed_push(struct pcompiled *c, int v6, paddr_t lo, unsigned k)
+{
+	unsigned n = v6 ? 16 : 4;
+	uint8_t b[16];
+	char ip[INET6_ADDRSTRLEN];
+
+	for (unsigned i = 0; i < n; i++)
+		b[n - 1 - i] = (uint8_t)(lo >> (8 * i));
+	inet_ntop(v6 ? AF_INET6 : AF_INET, b, ip, sizeof(ip));
+	if (asprintf(&c->meshed[c->n_meshed], "%s/%u", ip, 8 * n - k) < 0)
+		return -ENOMEM;
+	c->n_meshed++;
+	return 0;
+}
+
+/* The meshed set: every workload address, as the fewest CIDRs covering
+ * exactly them (runs of adjacent addresses merged, each run cut into
+ * aligned blocks), so a slice carries the whole mesh in a few strings when
+ * pod addresses are dense. Never more CIDRs than addresses. */
+static int meshed_cover(struct pcompiled *c)
+{
+	const struct pset *s = c->s;
+	struct prange *r;
+	size_t n = 0;
+	int rc = -ENOMEM;
+
+	for (size_t i = 0; i < s->n_workloads; i++)
+		n += s->workloads[i].n_addrs;
+	r = calloc(n + 1, sizeof(*r));
+	c->meshed = calloc(n + 1, sizeof(*c->meshed));
+	if (!r || !c->meshed)
+		goto out;
+	n = 0;
+	for (size_t i = 0; i < s->n_workloads; i++)
+		for (size_t j = 0; j < s->workloads[i].n_addrs; j++)
+			pcidr_range(&s->workloads[i].addrs[j], &r[n++]);
+	n = prange_normalize(r, n);
+	for (size_t i = 0; i < n; i++) {
+		int v6 = r[i].v6;
+		unsigned bits = v6 ? 128 : 32;
+		paddr_t lo = r[i].lo, hi = r[i].hi;
+		for (;;) {
+			unsigned k = 0;
+			while (k < bits && !(lo >> k & 1) && lo + span_of(k + 1) <= hi)
+				k++;
+			if (meshed_push(c, v6, lo, k) < 0)
+				goto out;
+			if (lo + span_of(k) >= hi)
+				break;
+			lo += span_of(k) + 1;
+		}
+	}
+	rc = 0;
+out:
+	free(r);
+	return rc;
 }
 
 int pcompile_new(const struct pset *s, struct pcompiled **out)
@@ -389,6 +460,8 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 			if (ipush(&c->egr[selected.v[k]], e) < 0)
 				goto out;
 	}
+	if (meshed_cover(c) < 0)
+		goto out;
 	/* Open workloads: nothing selects them and their default is audit, or
 	 * only audit-mode policies do: every caller gets through. */
 	for (size_t i = 0; i < nw; i++) {
@@ -582,6 +655,8 @@ int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t
 	snap.default_action = audit ? CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT
 				    : CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_DENY;
 	snap.workload = workload_msg(&a, s, &s->workloads[w]);
+	snap.meshed_cidrs = c->meshed;
+	snap.n_meshed_cidrs = c->n_meshed;
 	if (!snap.workload || inbound_rules(&a, c, w, &snap) < 0 ||
 	    egress_rules(&a, c, w, &snap) < 0 || peers(&a, c, w, &snap) < 0 || a.failed)
 		goto out;

@@ -9,8 +9,16 @@
  * (allowed_ports: the union of those rules' ports), and the workloads that
  * admit everyone (nothing selects them and their default is audit, or
  * only audit-mode policies do: [1-65535]). A workload that would refuse
- * this one on every port is not a peer: its agent refuses the connection,
- * and this one's refuses it early only when it knows the address. */
+ * this one on every port is not a peer: its agent would refuse the
+ * connection, and this one's refuses it before connecting, because it is
+ * in the meshed set.
+ *
+ * Every snapshot carries the meshed set (meshed_cidrs): the addresses of
+ * all workloads, as the fewest CIDRs covering exactly them. It is what
+ * lets an agent tell "meshed, and does not admit me" from "outside the
+ * mesh": the former is refused whatever the egress rules say, so no app
+ * plaintext ever goes to a meshed pod. Computed once per index, shared by
+ * every snapshot. */
 #ifndef CINCH_POLICY_COMPILE_H
 #define CINCH_POLICY_COMPILE_H
 

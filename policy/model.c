@@ -186,6 +186,72 @@ int pcidr_parse(const char *text, int host_only, struct pcidr *out)
 	return 0;
 }
 
+static const uint8_t pcidr_v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static paddr_t paddr_bytes(const uint8_t *a, size_t n)
+{
+	paddr_t x = 0;
+	for (size_t i = 0; i < n; i++)
+		x = x << 8 | a[i];
+	return x;
+}
+
+void pcidr_range(const struct pcidr *c, struct prange *out)
+{
+	unsigned bits = 32, prefix = c->prefix;
+	out->v6 = c->family == AF_INET6;
+	if (out->v6 && prefix >= 96 && !memcmp(c->addr, pcidr_v4mapped, 12)) {
+		out->v6 = 0;
+		prefix -= 96;
+		out->lo = paddr_bytes(c->addr + 12, 4);
+	} else {
+		bits = out->v6 ? 128 : 32;
+		out->lo = paddr_bytes(c->addr, bits / 8);
+	}
+	/* host bits are zero (pcidr_parse); a /0 of IPv6 is every address */
+	paddr_t span = bits - prefix >= 128 ? ~(paddr_t)0 : ((paddr_t)1 << (bits - prefix)) - 1;
+	out->hi = out->lo | span;
+}
+
+int prange_cmp(const void *x, const void *y)
+{
+	const struct prange *a = x, *b = y;
+	if (a->v6 != b->v6)
+		return a->v6 - b->v6;
+	return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
+size_t prange_normalize(struct prange *r, size_t n)
+{
+	size_t k = 0;
+
+	qsort(r, n, sizeof(*r), prange_cmp);
+	for (size_t i = 0; i < n; i++) {
+		struct prange *last = k ? &r[k - 1] : NULL;
+		/* r[i].lo > last->hi >= 0 before "- 1": no wrap */
+		if (last && last->v6 == r[i].v6 && (r[i].lo <= last->hi || r[i].lo - 1 == last->hi))
+			last->hi = r[i].hi > last->hi ? r[i].hi : last->hi;
+		else
+			r[k++] = r[i];
+	}
+	return k;
+}
+
+int paddr_of(const struct sockaddr *sa, int *v6, paddr_t *out)
+{
+	if (sa->sa_family == AF_INET) {
+		*v6 = 0;
+		*out = paddr_bytes((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family != AF_INET6)
+		return -EINVAL;
+	const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+	*v6 = memcmp(a, pcidr_v4mapped, 12) != 0;
+	*out = *v6 ? paddr_bytes(a, 16) : paddr_bytes(a + 12, 4);
+	return 0;
+}
+
 int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa)
 {
 	const uint8_t *a;
@@ -196,8 +262,7 @@ int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa)
 	} else if (sa->sa_family == AF_INET6) {
 		a = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
 		if (c->family == AF_INET) { /* ::ffff:a.b.c.d is the IPv4 address */
-			static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-			if (memcmp(a, pfx, 12) != 0)
+			if (memcmp(a, pcidr_v4mapped, 12) != 0)
 				return 0;
 			memcpy(mapped, a + 12, 4);
 			a = mapped;

@@ -141,6 +141,22 @@ int pset_finish(struct pset *s, struct policy_error *err) __attribute__((warn_un
 /* Helpers shared with the evaluator. */
 int pcidr_parse(const char *text, int host_only, struct pcidr *out);
 int pcidr_contains(const struct pcidr *c, const struct sockaddr *sa);
+/* An address or a CIDR as a range of integers (hi inclusive) in one of two
+ * spaces, IPv4 (v6 = 0, 32 bits) and IPv6; an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d) is IPv4, so both spellings of one host meet. */
+typedef unsigned __int128 paddr_t;
+struct prange {
+	int v6;
+	paddr_t lo, hi;
+};
+void pcidr_range(const struct pcidr *c, struct prange *out);
+/* Sorts r[0..n) (IPv4 first, then by start) and merges overlapping or
+ * adjacent ranges in place: the number of disjoint ranges left. */
+size_t prange_normalize(struct prange *r, size_t n);
+int prange_cmp(const void *a, const void *b); /* qsort/bsearch order */
+/* The destination of a connection in the same spaces: 0, or -EINVAL when
+ * it is neither IPv4 nor IPv6. */
+int paddr_of(const struct sockaddr *sa, int *v6, paddr_t *out);
 int pports_contains(const struct pports *p, uint16_t port);
 /* Does `sel` (in namespace `ns`) pick workload `w`? */
 int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w);

@@ -52,12 +52,16 @@ struct policy_error {
 	char msg[256];
 };
 
+/* The trust domain of the workloads' identities when none is given. */
+#define POLICY_TRUST_DOMAIN_DEFAULT "cluster.local"
+
 /* Static mode: parse the policy directory/file and the workload list, find
  * the workload `self` ("<ns>/<name>"), or when NULL the workload owning one
- * of `addrs` (the agent's interface addresses), and compile its slice.
- * *out is set only on success (a new reference). -EINVAL with *err filled
- * on any invalid input; nothing partial is ever returned. */
-int policy_slice_load(struct policy_slice **out, const char *policy_path,
+ * of `addrs` (the agent's interface addresses), and compile its slice, the
+ * workloads' identities in `trust_domain`. *out is set only on success (a
+ * new reference). -EINVAL with *err filled on any invalid input (an invalid
+ * trust domain too); nothing partial is ever returned. */
+int policy_slice_load(struct policy_slice **out, const char *trust_domain, const char *policy_path,
 		      const char *workloads_path, const char *self,
 		      const struct sockaddr_storage *addrs, size_t n_addrs,
 		      struct policy_error *err) __attribute__((warn_unused_result));
@@ -77,14 +81,21 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 				 struct policy_decision *out);
 
 /* Outbound to a meshed destination: the SPIFFE ID the server at `dst` must
- * present, or NULL when `dst` is not a meshed workload. When not NULL and
- * *out says DENY, the server side is known to refuse us on `port`. */
+ * present, or NULL when `dst` is not a peer (a workload that admits this
+ * one). When not NULL and *out says DENY, the server side is known to
+ * refuse us on `port`. */
 const char *policy_slice_peer(const struct policy_slice *s, const struct sockaddr *dst,
 			      uint16_t port, struct policy_decision *out);
 
-/* Outbound plaintext to a destination outside the mesh (EgressPolicy). */
+/* Outbound plaintext to a destination that is not a peer: refused when
+ * `dst` is meshed (policy_slice_meshed: a meshed workload that does not
+ * admit us), whatever the EgressPolicies say; else an EgressPolicy decides. */
 void policy_slice_decide_egress(const struct policy_slice *s, const struct sockaddr *dst,
 				uint16_t port, struct policy_decision *out);
+
+/* 1 when `dst` is in the snapshot's meshed set (meshed_cidrs): the address
+ * of a meshed workload, to which plaintext is never sent. */
+int policy_slice_meshed(const struct policy_slice *s, const struct sockaddr *dst);
 
 /* For explaining a decision: every inbound rule in evaluation order, with
  * whether its ports include `port` and whether one of its sources admits

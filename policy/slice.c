@@ -87,6 +87,8 @@ struct policy_slice {
 	size_t n_peers;
 	struct segress *egress;
 	size_t n_egress;
+	struct prange *meshed; /* the meshed set: disjoint, ascending, IPv4 first */
+	size_t n_meshed;
 	char workload[256];
 	char ns_prefix[SPIFFE_ID_MAX + 8]; /* "spiffe://<td>/ns/": namespace sources */
 	size_t ns_prefix_len;
@@ -122,6 +124,7 @@ static void slice_free(struct policy_slice *s)
 	free(s->rules);
 	free(s->peers);
 	free(s->egress);
+	free(s->meshed);
 	free(s->index);
 	free(s->rule_ids);
 	free(s->cidr_rules);
@@ -183,6 +186,27 @@ static int scidrs(char **texts, size_t n, int host_only, struct pcidr **out, siz
 			return -EINVAL;
 		*n_out = i + 1;
 	}
+	return 0;
+}
+
+/* The meshed set as disjoint ranges in order (overlapping or adjacent
+ * CIDRs merged), for a binary search. */
+static int slice_meshed_build(struct policy_slice *s, struct policy_error *err)
+{
+	const Cinch__V1__Snapshot *sn = s->snap;
+	char path[64];
+
+	s->meshed = calloc(sn->n_meshed_cidrs + 1, sizeof(*s->meshed));
+	if (!s->meshed)
+		return -ENOMEM;
+	for (size_t i = 0; i < sn->n_meshed_cidrs; i++) {
+		struct pcidr c;
+		snprintf(path, sizeof(path), "meshed_cidrs[%zu]", i);
+		if (pcidr_parse(sn->meshed_cidrs[i], 0, &c) < 0)
+			return serr(err, path, "not a CIDR", sn->meshed_cidrs[i]);
+		pcidr_range(&c, &s->meshed[i]);
+	}
+	s->n_meshed = prange_normalize(s->meshed, sn->n_meshed_cidrs);
 	return 0;
 }
 
@@ -287,7 +311,7 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 		    sports(e->ports, e->n_ports, &d->ports, 0) < 0)
 			return serr(err, path, "needs an id, valid CIDRs and ports", NULL);
 	}
-	return 0;
+	return slice_meshed_build(s, err);
 }
 
 /* FNV-1a: the hash of a prefix is a step of the hash of the whole, so one
@@ -435,20 +459,25 @@ out:
 	return rc;
 }
 
-int policy_slice_load(struct policy_slice **out, const char *policy_path,
+int policy_slice_load(struct policy_slice **out, const char *trust_domain, const char *policy_path,
 		      const char *workloads_path, const char *self,
 		      const struct sockaddr_storage *addrs, size_t n_addrs,
 		      struct policy_error *err)
 {
-	struct pset *set = pset_new("cluster.local");
+	struct pset *set = NULL;
 	struct pcompiled *comp = NULL;
 	Cinch__V1__Snapshot *snap = NULL;
 	uint8_t *buf = NULL;
 	size_t len;
+	const char *why = NULL;
 	int rc = -ENOMEM;
 
 	memset(err, 0, sizeof(*err));
-	if (!set)
+	if (spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
+		rc = serr(err, "trust_domain", "not a trust domain", why);
+		goto out;
+	}
+	if (!(set = pset_new(trust_domain)))
 		goto out;
 	/* One directory may hold both: read it once. */
 	if ((rc = pset_add_path(set, policy_path, err)) < 0 ||
@@ -622,9 +651,35 @@ const char *policy_slice_peer(const struct policy_slice *s, const struct sockadd
 	return NULL;
 }
 
+int policy_slice_meshed(const struct policy_slice *s, const struct sockaddr *dst)
+{
+	struct prange key;
+	size_t lo = 0, hi = s->n_meshed;
+
+	if (paddr_of(dst, &key.v6, &key.lo) < 0)
+		return 0;
+	/* the last range starting at or before dst */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (prange_cmp(&s->meshed[mid], &key) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && s->meshed[lo - 1].v6 == key.v6 && key.lo <= s->meshed[lo - 1].hi;
+}
+
 void policy_slice_decide_egress(const struct policy_slice *s, const struct sockaddr *dst,
 				uint16_t port, struct policy_decision *out)
 {
+	if (policy_slice_meshed(s, dst)) {
+		/* Meshed, and not a peer (policy_slice_peer() said so first):
+		 * it does not admit us, and its app must never see our
+		 * plaintext, whatever an EgressPolicy covers. */
+		decided(out, POLICY_DENY, NULL,
+			"the destination is meshed and does not admit this workload");
+		return;
+	}
 	for (size_t i = 0; i < s->n_egress; i++) {
 		const struct segress *e = &s->egress[i];
 		if (!pports_contains(&e->ports, port))

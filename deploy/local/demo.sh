@@ -120,7 +120,8 @@ cat <<EOF
 
 The mesh is still running. Explore it:
   ip netns exec $(netns_name web) curl http://$(mesh_addr api):8080/     # a pod calling another
-  curl http://$(mesh_addr api):15000/metrics                     # an agent's metrics (/config, /ready)
+  curl http://$(mesh_addr api):15000/metrics                     # an agent's metrics (/ready, /live)
+  ip netns exec $(netns_name api) curl http://127.0.0.1:15000/config  # its state: on loopback only
   $MESH_BIN/cinchctl status --state-dir $MESH_STATE/control
   \$EDITOR $MESH_STATE/policy/policy.yaml                  # change the policy live
   tail -f $MESH_STATE/agent-api.log                            # access log (JSON lines)

@@ -11,6 +11,8 @@
 #   POD_TAG    the namespace prefix given to the test (e.g. cna-e2e)
 #   POD_NET    its IPv4 /24 without the last byte (e.g. 10.201.9)
 #   POD_NET6   optional: an IPv6 /64 prefix ending in "::" (e.g. fd00:cafe:10::)
+#   POD_TD     optional: the trust domain of the SVIDs and the policy
+#              (cluster.local)
 # After it: WEB API (namespaces), WEB_IP API_IP (and WEB_IP6 API_IP6), WEB_IF
 # API_IF (their veth ends), D (PKI, workloads, policy: the agents watch it),
 # L (logs), PIDS (what cleanup kills), and the functions below.
@@ -21,6 +23,7 @@ pods_need() { # pods_need TOOL...: skip visibly when one is missing
 	for t in "$@"; do command -v "$t" >/dev/null || { echo "SKIP: $t missing"; exit 77; }; done
 }
 pods_need ip openssl curl setpriv /usr/bin/python3
+POD_TD=${POD_TD:-cluster.local}
 WEB=$POD_TAG-web-$$
 API=$POD_TAG-api-$$
 WEB_IF=ew$$
@@ -66,10 +69,10 @@ pods_ca() { # pods_ca NAME
 		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
 		-out "$D/$1.pem" 2>/dev/null
 }
-pods_svid() { # pods_svid NAME CA SA: an X.509-SVID for spiffe://cluster.local/ns/shop/sa/SA
+pods_svid() { # pods_svid NAME CA SA [TD]: an X.509-SVID for spiffe://TD/ns/shop/sa/SA (TD: $POD_TD)
 	openssl ecparam -name prime256v1 -genkey -noout -out "$D/$1.key" 2>/dev/null
 	openssl req -new -key "$D/$1.key" -subj "/" -out "$D/$1.csr" 2>/dev/null
-	printf 'subjectAltName=critical,URI:spiffe://cluster.local/ns/shop/sa/%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$D/$1.ext"
+	printf 'subjectAltName=critical,URI:spiffe://%s/ns/shop/sa/%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n' "${4:-$POD_TD}" "$3" >"$D/$1.ext"
 	openssl x509 -req -in "$D/$1.csr" -CA "$D/$2.pem" -CAkey "$D/$2.key" -CAcreateserial \
 		-days 1 -extfile "$D/$1.ext" -out "$D/$1.pem" 2>/dev/null
 	chmod 644 "$D/$1.key" # the agents run as UID 1337
@@ -100,7 +103,7 @@ metadata: {name: api-from-web, namespace: shop}
 spec:
   selector: {workloads: [api]}
   ports: [$1]
-  from: [{identities: ["spiffe://cluster.local/ns/shop/sa/web"]}]
+  from: [{identities: ["spiffe://$POD_TD/ns/shop/sa/web"]}]
 Y
 	mv "$D/policy/.allow.new" "$D/policy/allow.yaml"
 }

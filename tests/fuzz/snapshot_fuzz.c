@@ -31,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d);
 		policy_slice_peer(s, (struct sockaddr *)&b, 5432, &d);
 		policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
+		policy_slice_decide_egress(s, (struct sockaddr *)&b, 443, &d);
 		if (!d.reason || !policy_slice_version(s) || !policy_slice_workload(s))
 			abort();
 		policy_slice_unref(s);

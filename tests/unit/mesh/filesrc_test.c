@@ -128,16 +128,30 @@ static void test_load_and_versions(void **state)
 	assert_string_equal(g2->version, g1->version);
 	assert_string_equal(find(g2, "shop/web")->version, web->version);
 
-	/* An unrelated workload: a new generation, web and api unchanged;
-	 * its IPv6 address in canonical form (what the transport prints). */
+	/* A workload neither calls: a new generation, and web's and api's
+	 * slices change too (its address joins every slice's meshed set, so no
+	 * agent sends it plaintext); its IPv6 address in canonical form (what
+	 * the transport prints). */
 	snprintf(reg_file, sizeof(reg_file), "%s/batch.yaml", reg);
 	write_file(reg_file, batch_yaml);
 	assert_int_equal(store_load(&cfg, &g3, &err), 0);
 	assert_int_equal(g3->n, 3);
 	assert_string_not_equal(g3->version, g1->version);
-	assert_string_equal(find(g3, "shop/web")->version, web->version);
-	assert_string_equal(find(g3, "shop/api")->version, api->version);
+	assert_string_not_equal(find(g3, "shop/web")->version, web->version);
+	assert_string_not_equal(find(g3, "shop/api")->version, api->version);
 	assert_string_equal(find(g3, "jobs/batch")->addresses[0], "fd00::7");
+	/* what web's agent gets: api (admits it) as a peer, and every meshed
+	 * address, batch's included, so it never sends batch plaintext */
+	const struct hub_slice *w3 = find(g3, "shop/web");
+	Cinch__V1__Snapshot *sn = cinch__v1__snapshot__unpack(NULL, w3->snapshot_len, w3->snapshot);
+	assert_non_null(sn);
+	assert_int_equal(sn->n_peers, 1);
+	assert_string_equal(sn->peers[0]->name, "api");
+	assert_int_equal(sn->n_meshed_cidrs, 3);
+	assert_string_equal(sn->meshed_cidrs[0], "10.1.0.1/32");
+	assert_string_equal(sn->meshed_cidrs[1], "10.1.0.2/32");
+	assert_string_equal(sn->meshed_cidrs[2], "fd00::7/128");
+	cinch__v1__snapshot__free_unpacked(sn, NULL);
 
 	/* Another port: api's slice changes (and web's, which calls it). */
 	write_policy(9090);

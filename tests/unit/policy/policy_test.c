@@ -21,7 +21,8 @@
 #include "model.h"
 #include "policy.h"
 
-#define TD "spiffe://cluster.local"
+#define TD_NAME "cluster.local"
+#define TD	"spiffe://" TD_NAME
 
 static const char *const WORKLOADS =
 	"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
@@ -144,7 +145,7 @@ static struct policy_slice *load(const char *self)
 	struct policy_error err;
 	path_of(p, sizeof(p), "policy");
 	path_of(w, sizeof(w), "workloads.yaml");
-	int rc = policy_slice_load(&s, p, w, self, NULL, 0, &err);
+	int rc = policy_slice_load(&s, TD_NAME, p, w, self, NULL, 0, &err);
 	if (rc != 0)
 		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
 			 err.path, err.msg);
@@ -303,7 +304,7 @@ static void test_self_by_address_and_version(void **state)
 
 	path_of(p, sizeof(p), "policy");
 	path_of(w, sizeof(w), "workloads.yaml");
-	assert_int_equal(policy_slice_load(&s, p, w, NULL, addrs, 2, &err), 0);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, addrs, 2, &err), 0);
 	assert_string_equal(policy_slice_workload(s), "shop/api");
 	s2 = load("shop/api");
 	assert_string_equal(policy_slice_version(s), policy_slice_version(s2));
@@ -320,9 +321,9 @@ static void test_self_by_address_and_version(void **state)
 	policy_slice_unref(NULL);
 	/* an address nobody owns */
 	struct sockaddr_storage none = addr("10.77.0.1");
-	assert_int_equal(policy_slice_load(&s, p, w, NULL, &none, 1, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, &none, 1, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "addresses"));
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
 }
 
 /* One bad document: the whole load fails, with this place and message. */
@@ -427,7 +428,7 @@ static void test_errors(void **state)
 		/* a good file and the bad one: the set is refused whole */
 		write_file("bad.yaml", c->doc);
 		path_of(p, sizeof(p), "bad.yaml");
-		int rc = policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err);
+		int rc = policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err);
 		if (rc != -EINVAL || s || err.line != c->line || err.column != c->column ||
 		    strcmp(err.path, c->path) || !strstr(err.msg, c->msg_part) ||
 		    !strstr(err.file, "bad.yaml")) {
@@ -451,7 +452,7 @@ static void test_set_level_errors(void **state)
 			       "spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n");
 	path_of(p, sizeof(p), "dup.yaml");
 	path_of(w, sizeof(w), "workloads.yaml");
-	assert_int_equal(policy_slice_load(&s, w, p, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, w, p, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "share the address 10.1.0.1"));
 	/* two MeshPolicies for one namespace */
 	write_file("mesh2.yaml",
@@ -463,17 +464,17 @@ static void test_set_level_errors(void **state)
 		 dir, dir, dir);
 	assert_int_equal(system(cmd), 0);
 	path_of(p, sizeof(p), "policy2");
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "two MeshPolicies"));
 	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", dir, dir);
 	assert_int_equal(system(cmd), 0);
 	/* a directory holds only policy files: anything else is an error */
 	write_file("policy2/README.md", "notes\n");
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "not a .yaml"));
 	snprintf(cmd, sizeof(cmd), "rm %s/policy2/README.md && mkdir %s/policy2/sub", dir, dir);
 	assert_int_equal(system(cmd), 0);
-	assert_int_equal(policy_slice_load(&s, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "a directory inside"));
 	assert_null(s);
 }
@@ -515,6 +516,215 @@ static void test_snapshot_validation(void **state)
 	assert_string_equal(err.path, "workload.spiffe_id");
 	policy_slice_unref(s2);
 	policy_slice_unref(s);
+}
+
+/* Static mode's trust domain (issue #12): the workloads' identities, the
+ * peers' and the namespace sources are of the trust domain given, and a
+ * caller of another one (same namespace and account) is a stranger. */
+static void test_trust_domain(void **state)
+{
+	char p[128], w[128];
+	struct policy_slice *s = NULL;
+	struct policy_decision d;
+	struct policy_error err;
+	struct sockaddr_storage a = addr("10.1.0.4");
+
+	path_of(p, sizeof(p), "policy");
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_int_equal(policy_slice_load(&s, "example.org", p, w, "shop/api", NULL, 0, &err), 0);
+	assert_string_equal(policy_slice_spiffe_id(s), "spiffe://example.org/ns/shop/sa/api");
+	/* legacy is open to everyone: a peer, under its identity of ours */
+	assert_string_equal(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d),
+			    "spiffe://example.org/ns/shop/sa/legacy");
+	/* db admits all of cluster.local/ns/shop: not api of example.org */
+	a = addr("10.1.0.3");
+	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d));
+	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
+	/* api-aa-shop#0: "namespaces: [shop]" on 9001, in our trust domain */
+	policy_slice_decide_inbound(s, "spiffe://example.org/ns/shop/sa/db", NULL, 9001, &d);
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	assert_string_equal(d.rule, "shop/api-aa-shop#0");
+	policy_slice_decide_inbound(s, TD "/ns/shop/sa/db", NULL, 9001, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	policy_slice_unref(s);
+	s = NULL;
+	static const char *const bad[] = {"", "Example.org", "example.org/x", "a b", "exa:mple"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(policy_slice_load(&s, bad[i], p, w, "shop/api", NULL, 0, &err),
+				 -EINVAL);
+		assert_null(s);
+		assert_string_equal(err.path, "trust_domain");
+		assert_non_null(strstr(err.msg, "not a trust domain"));
+	}
+}
+
+/* Hole 7 of issue #12: an EgressPolicy covering the pod network must not
+ * send the app's plaintext to a meshed workload that does not admit it.
+ * api may open anything in plaintext (0.0.0.0/0, ::/0); web, batch (they
+ * admit nobody) and their other spellings are refused with a named reason
+ * before any byte leaves, the addresses between them are not meshed and
+ * go out as the EgressPolicy says. The same through a snapshot (live mode)
+ * and through the files (static mode). */
+static void test_meshed_never_plaintext(void **state)
+{
+	static const char *const egress_all =
+		"---\napiVersion: cinch.dev/v1alpha1\nkind: EgressPolicy\n"
+		"metadata: {name: api-anywhere, namespace: shop}\n"
+		"spec:\n  selector: {workloads: [api]}\n"
+		"  to: [{cidrs: [\"0.0.0.0/0\", \"::/0\"]}]\n";
+	static const struct {
+		const char *ip;
+		enum policy_verdict verdict;
+	} cases[] = {
+		{"10.1.0.1", POLICY_DENY},	  /* web: meshed, admits nobody */
+		{"::ffff:10.1.0.1", POLICY_DENY}, /* the same host, IPv4-mapped */
+		{"10.1.0.9", POLICY_DENY},	  /* batch, another namespace */
+		{"10.1.0.5", POLICY_ALLOW},	  /* between meshed pods, not one */
+		{"10.1.0.8", POLICY_ALLOW},	  {"fd00::3", POLICY_ALLOW},
+		{"203.0.113.7", POLICY_ALLOW},
+	};
+	char p[128], w[128], *text = malloc(strlen(POLICY) + strlen(egress_all) + 1);
+	struct policy_slice *s = NULL;
+	struct policy_decision d;
+	struct policy_error err;
+
+	assert_non_null(text);
+	strcpy(text, POLICY);
+	strcat(text, egress_all);
+	path_of(p, sizeof(p), "policy-egress");
+	mkdir(p, 0700);
+	write_file("policy-egress/shop.yaml", text);
+	free(text);
+	path_of(w, sizeof(w), "workloads.yaml");
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage a = addr(cases[i].ip);
+		assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
+		policy_slice_decide_egress(s, (struct sockaddr *)&a, 80, &d);
+		if (d.verdict != cases[i].verdict)
+			fail_msg("%s: %s (%s)", cases[i].ip, policy_verdict_name(d.verdict),
+				 d.reason);
+		if (d.verdict == POLICY_DENY) {
+			assert_null(d.rule);
+			assert_string_equal(d.reason,
+					    "the destination is meshed and does not admit this "
+					    "workload");
+		} else {
+			assert_string_equal(d.rule, "shop/api-anywhere#0");
+		}
+	}
+	/* db admits api on 5432 only: a peer, refused early on another port,
+	 * never sent in plaintext */
+	struct sockaddr_storage a = addr("10.1.0.3");
+	assert_non_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
+	assert_int_equal(d.verdict, POLICY_DENY);
+	policy_slice_unref(s);
+}
+
+/* The meshed set as it is compiled (adjacent addresses merged into aligned
+ * blocks, both spellings of an IPv4 host one, the ends of both address
+ * spaces without overflow) and as a slice reads it (validated: a bad CIDR
+ * refuses the snapshot whole). */
+static void test_meshed_cidrs(void **state)
+{
+	static const char *const ips[] = {
+		"10.2.0.0",	   "10.2.0.1",
+		"10.2.0.2",	   "10.2.0.3",
+		"10.2.0.4",	   "10.2.0.5",
+		"10.2.0.6",	   "10.2.0.7",
+		"::ffff:10.2.0.8", "10.2.0.10",
+		"255.255.255.254", "255.255.255.255",
+		"0.0.0.0",	   "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"fd00::1",
+	};
+	static const char *const want[] = {
+		"0.0.0.0/32",
+		"10.2.0.0/29",
+		"10.2.0.8/32",
+		"10.2.0.10/32",
+		"255.255.255.254/31",
+		"fd00::1/128",
+		"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128",
+	};
+	char w[128], doc[512], *text = calloc(1, 16384);
+	struct pset *set = pset_new("cluster.local");
+	struct pcompiled *c = NULL;
+	struct policy_error err;
+	uint8_t *buf = NULL;
+	size_t len;
+
+	assert_non_null(text);
+	assert_non_null(set);
+	for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+		snprintf(doc, sizeof(doc),
+			 "---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+			 "metadata: {name: w%zu, namespace: n}\n"
+			 "spec: {serviceAccount: w, addresses: [\"%s\"]}\n",
+			 i, ips[i]);
+		strcat(text, doc);
+	}
+	write_file("meshed.yaml", text);
+	free(text);
+	path_of(w, sizeof(w), "meshed.yaml");
+	if (pset_add_path(set, w, &err) < 0 || pset_finish(set, &err) < 0)
+		fail_msg("%s:%d: %s: %s", err.file, err.line, err.path, err.msg);
+	assert_int_equal(pcompile_new(set, &c), 0);
+	assert_int_equal(pcompile_snapshot(c, 0, &buf, &len), 0);
+	Cinch__V1__Snapshot *snap = cinch__v1__snapshot__unpack(NULL, len, buf);
+	assert_non_null(snap);
+	assert_int_equal(snap->n_meshed_cidrs, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < snap->n_meshed_cidrs; i++)
+		assert_string_equal(snap->meshed_cidrs[i], want[i]);
+
+	/* the agent's side: exactly those addresses are meshed */
+	struct policy_slice *s = NULL;
+	assert_int_equal(policy_slice_from_snapshot(&s, snap, &err), 0);
+	for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+		struct sockaddr_storage a = addr(ips[i]);
+		if (!policy_slice_meshed(s, (struct sockaddr *)&a))
+			fail_msg("%s is a workload's address, not meshed", ips[i]);
+	}
+	static const char *const outside[] = {
+		"10.2.0.9", "10.2.0.11", "9.255.255.255",  "255.255.255.253", "fd00::",
+		"fd00::2",  "::",	 "::ffff:10.2.0.9"};
+	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		struct sockaddr_storage a = addr(outside[i]);
+		if (policy_slice_meshed(s, (struct sockaddr *)&a))
+			fail_msg("%s is no workload's address, but meshed", outside[i]);
+	}
+	policy_slice_unref(s);
+
+	/* overlapping and unordered CIDRs from another control plane are
+	 * fine; anything not a CIDR refuses the snapshot whole */
+	char *mixed[] = {"10.9.0.0/16", "10.9.1.0/24", "fd00::/64", "10.8.255.255/32"};
+	char **compiled = snap->meshed_cidrs;
+	size_t n_compiled = snap->n_meshed_cidrs;
+	snap->meshed_cidrs = mixed;
+	snap->n_meshed_cidrs = 4;
+	assert_int_equal(policy_slice_from_snapshot(&s, snap, &err), 0);
+	struct sockaddr_storage a = addr("10.8.255.255");
+	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
+	a = addr("10.9.200.1");
+	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
+	a = addr("10.10.0.0");
+	assert_false(policy_slice_meshed(s, (struct sockaddr *)&a));
+	policy_slice_unref(s);
+	s = NULL;
+	static const char *const bad[] = {"10.9.0.1/16", "10.9.0.0/33", "not-an-ip", "",
+					  "fd00::/129"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		mixed[2] = (char *)bad[i];
+		assert_int_equal(policy_slice_from_snapshot(&s, snap, &err), -EINVAL);
+		assert_null(s);
+		assert_string_equal(err.path, "meshed_cidrs[2]");
+		assert_non_null(strstr(err.msg, "not a CIDR"));
+	}
+	snap->meshed_cidrs = compiled; /* the unpacked one's, to be freed */
+	snap->n_meshed_cidrs = n_compiled;
+	cinch__v1__snapshot__free_unpacked(snap, NULL);
+	free(buf);
+	pcompile_free(c);
+	pset_free(set);
 }
 
 /* What the control plane sends: the compiled snapshot of shop/api, its
@@ -561,6 +771,14 @@ static void test_snapshot_round_trip(void **state)
 	assert_string_equal(snap->peers[2]->name, "legacy");
 	assert_int_equal(snap->peers[2]->allowed_ports[0]->last, 65535);
 	assert_int_equal(snap->n_egress, 1);
+	/* the meshed set: every workload's address (10.1.0.1-4, .9, fd00::2),
+	 * the same in every slice, in the fewest CIDRs covering exactly them */
+	assert_int_equal(snap->n_meshed_cidrs, 5);
+	assert_string_equal(snap->meshed_cidrs[0], "10.1.0.1/32");
+	assert_string_equal(snap->meshed_cidrs[1], "10.1.0.2/31");
+	assert_string_equal(snap->meshed_cidrs[2], "10.1.0.4/32");
+	assert_string_equal(snap->meshed_cidrs[3], "10.1.0.9/32");
+	assert_string_equal(snap->meshed_cidrs[4], "fd00::2/128");
 	/* the encoding is deterministic: unpack and pack give the same bytes */
 	assert_int_equal(cinch__v1__snapshot__get_packed_size(snap), len);
 	again = malloc(len);
@@ -592,6 +810,9 @@ int main(void)
 		cmocka_unit_test(test_set_level_errors),
 		cmocka_unit_test(test_snapshot_validation),
 		cmocka_unit_test(test_snapshot_round_trip),
+		cmocka_unit_test(test_meshed_never_plaintext),
+		cmocka_unit_test(test_trust_domain),
+		cmocka_unit_test(test_meshed_cidrs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
