@@ -118,7 +118,7 @@ static int agentd_load(struct agentd *a, const char *event)
 	if (policy_slice_load(&slice, a->policy, a->workloads, a->workload, addrs, n_addrs, &perr) <
 	    0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
+			  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
 				    perr.file, "line", perr.line, "column", perr.column, "path",
 				    perr.path, "error", perr.msg));
 		why = NULL;
@@ -131,7 +131,7 @@ static int agentd_load(struct agentd *a, const char *event)
 	proxy_set_material(a->proxy, tls, slice);
 	agentd_describe(a, sk_X509_value(chain, 0), slice);
 	log_event(LOG_LVL_INFO, event,
-		  json_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
+		  log_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
 			    "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
 			    policy_slice_version(slice), "mtls",
 			    policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT"
@@ -140,7 +140,7 @@ static int agentd_load(struct agentd *a, const char *event)
 out:
 	if (rc < 0 && why)
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s}", "trigger", event, "error", why));
+			  log_pack("{s:s, s:s}", "trigger", event, "error", why));
 	sk_X509_pop_free(chain, X509_free);
 	sk_X509_pop_free(roots, X509_free);
 	EVP_PKEY_free(key);
@@ -156,7 +156,7 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 	admin_count(&a->st, r);
 	log_event(
 		LOG_LVL_INFO, "connection",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
+		log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
 			  "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
 			  r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
 			  r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
@@ -177,7 +177,7 @@ static void agentd_material(void *arg, const struct live_material *m)
 	proxy_set_material(a->proxy, m->tls, m->slice);
 	agentd_describe(a, m->leaf, m->slice);
 	log_event(LOG_LVL_INFO, "material_applied",
-		  json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
+		  log_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
 			    policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
 			    "policy_version", a->st.policy_version, "serial", a->st.serial,
 			    "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
@@ -206,7 +206,7 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	else
 		why = "--token-kind is join or kubernetes";
 	if (why) {
-		log_event(LOG_LVL_ERROR, "usage", json_pack("{s:s}", "error", why));
+		log_event(LOG_LVL_ERROR, "usage", log_pack("{s:s}", "error", why));
 		return -EINVAL;
 	}
 	o->control_url = url;
@@ -221,12 +221,12 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	o->on_material = agentd_material;
 	o->arg = a;
 	if ((rc = live_start(a->loop, o, &a->live, &why)) < 0) {
-		log_event(LOG_LVL_ERROR, "agent_start_failed", json_pack("{s:s}", "error", why));
+		log_event(LOG_LVL_ERROR, "agent_start_failed", log_pack("{s:s}", "error", why));
 		return rc;
 	}
 	a->st.live = a->live;
 	log_event(LOG_LVL_INFO, "agent_started",
-		  json_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
+		  log_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
 			    a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
 			    o->spiffe_id ? o->spiffe_id : "(granted)"));
 	return 0;
@@ -267,7 +267,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 			agentd_load(a, "config_reloaded");
 		return;
 	}
-	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
+	log_event(LOG_LVL_INFO, "agent_stopping", log_pack("{s:i}", "signal", signum));
 	probe_stop(a->probe);
 	proxy_stop(a->proxy);
 	adminhttp_stop(a->admin);
@@ -480,7 +480,7 @@ int agentd_main(int argc, char **argv)
 	if (no_probe) {
 		a.st.intercept = ADMIN_IC_SKIPPED;
 		log_event(LOG_LVL_WARN, "interception_not_probed",
-			  json_pack("{s:s}", "effect",
+			  log_pack("{s:s}", "effect",
 				    "UNSAFE: ready without checking that the pod's traffic goes "
 				    "through the agent (--no-probe)"));
 	} else if (probe_start(a.loop, &prc, admin_probed, &a.st, &a.probe) < 0) {
@@ -492,7 +492,7 @@ int agentd_main(int argc, char **argv)
 	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s}", "error", uv_strerror(rc)));
+			  log_pack("{s:s}", "error", uv_strerror(rc)));
 		probe_stop(a.probe);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
@@ -503,7 +503,7 @@ int agentd_main(int argc, char **argv)
 	if (admin_port &&
 	    (rc = admin_start(a.loop, "::", admin_port, &a.st, a.proxy, &a.admin)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
+			  log_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
 		probe_stop(a.probe);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
@@ -522,7 +522,7 @@ int agentd_main(int argc, char **argv)
 	if (is_static &&
 	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
 		log_event(LOG_LVL_WARN, "watch_failed",
-			  json_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
+			  log_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	uv_signal_init(a.loop, &a.sighup);
 	uv_signal_init(a.loop, &a.sigterm);
 	uv_signal_init(a.loop, &a.sigint);

@@ -350,7 +350,7 @@ static void store_log_rejected(const struct store *st, const struct policy_error
 
 	store_where(err, where, sizeof(where));
 	log_event(LOG_LVL_ERROR, "config_rejected",
-		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
+		  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
 			    err->file, "line", err->line, "column", err->column, "path", err->path,
 			    "error", err->msg, "kept_version", st->version, "kept", kept));
 }
@@ -422,7 +422,7 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 
 	if (!strcmp(g->version, st->version)) {
 		log_event(LOG_LVL_DEBUG, "config_unchanged",
-			  json_pack("{s:s}", "version", st->version));
+			  log_pack("{s:s}", "version", st->version));
 		return 0;
 	}
 	if ((rc = hub_publish(st->hub, g->slices, g->n)) < 0) {
@@ -432,7 +432,7 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 		return rc;
 	}
 	log_event(LOG_LVL_INFO, "config_published",
-		  json_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
+		  log_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
 			    "workloads", (json_int_t)g->n, "bundle_sequence",
 			    (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
 	memcpy(st->version, g->version, sizeof(st->version));
@@ -464,7 +464,7 @@ int store_apply(struct store *st, struct policy_error *errp)
 	} while (rc == -EINVAL && store_quarantine(st, err, instead, rejected));
 	if (rc == 0 && store_waiting(st)) {
 		log_event(LOG_LVL_INFO, "config_waiting",
-			  json_pack("{s:s}", "for", "the first list of the Kubernetes sources"));
+			  log_pack("{s:s}", "for", "the first list of the Kubernetes sources"));
 		goto out;
 	}
 	if (rc == 0)
@@ -572,7 +572,7 @@ int store_set_bundle(struct store *st, const struct store_bundle *b)
 	st->bundlep = &st->bundle;
 	if (st->cur && (rc = store_rebundle(st, st->cur, st->bundlep, &err)) < 0)
 		log_event(LOG_LVL_ERROR, "config_bundle_failed",
-			  json_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
+			  log_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
 				    "bundle_sequence", (json_int_t)nb.sequence));
 	return rc;
 }
