@@ -7,7 +7,8 @@
  *           slice streamed by it. Nothing to configure in the pod but a
  *           bootstrap token and the control plane's bundle.
  *
- * Reload: on SIGHUP and when any of the files changes (common/fswatch),
+ * Reload: on SIGHUP and when the content of one of the files changes
+ * (common/fswatch: not for a touch or for other files beside them),
  * everything is read and checked again; only a complete, valid set
  * replaces the material new connections use (live connections keep
  * theirs); anything invalid is logged with its reason and the last good
@@ -509,8 +510,15 @@ int agentd_main(int argc, char **argv)
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
+	/* Watched before the first read: see fswatch.h. */
+	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
+	if (is_static &&
+	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
+		log_event(LOG_LVL_WARN, "watch_failed",
+			  log_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	if (is_live ? agentd_start_live(&a, control, token_kind, trust_domain) < 0
 		    : agentd_load(&a, "agent_started") < 0) {
+		fswatch_stop(a.watch);
 		if (a.admin)
 			adminhttp_stop(a.admin);
 		probe_stop(a.probe);
@@ -518,11 +526,6 @@ int agentd_main(int argc, char **argv)
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
-	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
-	if (is_static &&
-	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
-		log_event(LOG_LVL_WARN, "watch_failed",
-			  log_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	uv_signal_init(a.loop, &a.sighup);
 	uv_signal_init(a.loop, &a.sigterm);
 	uv_signal_init(a.loop, &a.sigint);
