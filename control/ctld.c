@@ -938,6 +938,12 @@ static void ctld_signal(uv_signal_t *s, int signum)
 	ctld_stop(d);
 }
 
+/* inject_config.pod_exclusions: what the store's generation in force says. */
+static int ctld_pod_exclusions(void *arg, const char *ns)
+{
+	return store_pod_exclusions(arg, ns);
+}
+
 /* The injection webhook, on the gRPC listen host, when it has a
  * certificate (port 0 or no --webhook-cert: off, *port stays 0). */
 static int ctld_start_webhook(struct ctld *d, int *port)
@@ -954,6 +960,8 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	if (cfg->inject_image)
 		d->inject.agent_image = cfg->inject_image;
 	d->inject.native_sidecar = !cfg->inject_classic;
+	d->inject.pod_exclusions = ctld_pod_exclusions;
+	d->inject.pod_exclusions_arg = d->store;
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
 		return -EINVAL; /* checked before the gRPC server started */
 	struct webhook_config wc = {

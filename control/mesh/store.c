@@ -61,6 +61,7 @@ void store_gen_free(struct store_gen *g)
 	}
 	free(items);
 	free(g->slices);
+	json_decref(g->pod_exclusions);
 	free(g);
 }
 
@@ -257,6 +258,13 @@ int store_load(const struct store_inputs *in, struct store_gen **out, struct pol
 			rc = store_add_docs(s, in->docs[f], in->instead, err);
 	if (rc == 0)
 		rc = pset_finish(s, err);
+	if (rc == 0 && !(g->pod_exclusions = json_object()))
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < s->n_mesh; i++)
+		if (s->mesh[i].has_pod_exclusions &&
+		    json_object_set_new(g->pod_exclusions, s->mesh[i].ns ? s->mesh[i].ns : "",
+					json_boolean(s->mesh[i].allow_pod_exclusions)) < 0)
+			rc = -ENOMEM;
 	if (rc == 0 && (rc = store_compile(s, in->bundle, g)) == -EINVAL)
 		snprintf(err->msg, sizeof(err->msg), "the set does not compile");
 	if (rc == -ENOMEM && !err->msg[0])
@@ -336,6 +344,14 @@ static int store_waiting(const struct store *st)
 		if ((st->expect & (1u << f)) && !st->docs[f])
 			return 1;
 	return 0;
+}
+
+int store_pod_exclusions(const struct store *st, const char *ns)
+{
+	const json_t *m = st->cur ? st->cur->pod_exclusions : NULL;
+	const json_t *v = ns && *ns ? json_object_get(m, ns) : NULL;
+
+	return json_is_true(v ? v : json_object_get(m, ""));
 }
 
 const char *store_version(const struct store *st)
