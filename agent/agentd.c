@@ -120,8 +120,8 @@ static int agentd_load(struct agentd *a, const char *event)
 	    0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
 			  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
-				    perr.file, "line", perr.line, "column", perr.column, "path",
-				    perr.path, "error", perr.msg));
+				   perr.file, "line", perr.line, "column", perr.column, "path",
+				   perr.path, "error", perr.msg));
 		why = NULL;
 		goto out;
 	}
@@ -131,12 +131,12 @@ static int agentd_load(struct agentd *a, const char *event)
 	}
 	proxy_set_material(a->proxy, tls, slice);
 	agentd_describe(a, sk_X509_value(chain, 0), slice);
-	log_event(LOG_LVL_INFO, event,
-		  log_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
-			    "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
-			    policy_slice_version(slice), "mtls",
-			    policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT"
-									   : "PERMISSIVE"));
+	log_event(
+		LOG_LVL_INFO, event,
+		log_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
+			 "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
+			 policy_slice_version(slice), "mtls",
+			 policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT" : "PERMISSIVE"));
 	rc = 0;
 out:
 	if (rc < 0 && why)
@@ -155,14 +155,13 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 	struct agentd *a = arg;
 
 	admin_count(&a->st, r);
-	log_event(
-		LOG_LVL_INFO, "connection",
-		log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
-			  "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
-			  r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
-			  r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
-			  r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
-			  (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
+	log_event(LOG_LVL_INFO, "connection",
+		  log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
+			   "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
+			   r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
+			   r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
+			   r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
+			   (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
 }
 
 /* Live mode: the material changed (NULL: the certificate expired). */
@@ -179,10 +178,10 @@ static void agentd_material(void *arg, const struct live_material *m)
 	agentd_describe(a, m->leaf, m->slice);
 	log_event(LOG_LVL_INFO, "material_applied",
 		  log_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
-			    policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
-			    "policy_version", a->st.policy_version, "serial", a->st.serial,
-			    "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
-			    (json_int_t)m->bundle_sequence));
+			   policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
+			   "policy_version", a->st.policy_version, "serial", a->st.serial,
+			   "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
+			   (json_int_t)m->bundle_sequence));
 }
 
 /* Live mode: the control plane's address may come without a scheme (the
@@ -228,8 +227,8 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	a->st.live = a->live;
 	log_event(LOG_LVL_INFO, "agent_started",
 		  log_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
-			    a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
-			    o->spiffe_id ? o->spiffe_id : "(granted)"));
+			   a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
+			   o->spiffe_id ? o->spiffe_id : "(granted)"));
 	return 0;
 }
 
@@ -482,8 +481,8 @@ int agentd_main(int argc, char **argv)
 		a.st.intercept = ADMIN_IC_SKIPPED;
 		log_event(LOG_LVL_WARN, "interception_not_probed",
 			  log_pack("{s:s}", "effect",
-				    "UNSAFE: ready without checking that the pod's traffic goes "
-				    "through the agent (--no-probe)"));
+				   "UNSAFE: ready without checking that the pod's traffic goes "
+				   "through the agent (--no-probe)"));
 	} else if (probe_start(a.loop, &prc, admin_probed, &a.st, &a.probe) < 0) {
 		return 1;
 	} else {

@@ -100,7 +100,7 @@ static void live_rebuild(struct live *l)
 	    0) {
 		log_event(LOG_LVL_ERROR, "material_rejected",
 			  log_pack("{s:s, s:s}", "error", why, "effect",
-				    "the previous certificate and policy stay in use"));
+				   "the previous certificate and policy stay in use"));
 		return;
 	}
 	struct live_material m = {
@@ -128,7 +128,7 @@ static int live_on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 	if (policy_slice_from_snapshot(&slice, snap, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
 			  log_pack("{s:s, s:s, s:s}", "version", snap->version, "path", perr.path,
-				    "error", perr.msg));
+				   "error", perr.msg));
 		return -EINVAL;
 	}
 	if (snap->bundle && snap->bundle->n_x509_authorities) {
@@ -157,7 +157,7 @@ out:
 	if (why)
 		log_event(LOG_LVL_ERROR, "config_rejected",
 			  log_pack("{s:s, s:s, s:s}", "version", snap->version, "error", why,
-				    "effect", "the previous snapshot stays in force"));
+				   "effect", "the previous snapshot stays in force"));
 	mtls_ctx_unref(tls);
 	policy_slice_unref(slice);
 	sk_X509_pop_free(roots, X509_free);
@@ -189,7 +189,7 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 	if ((rc = svidsrc_mtls_creds(l->svid, &creds)) < 0) {
 		log_event(LOG_LVL_ERROR, "config_watch_failed",
 			  log_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
-				    "the configuration stream keeps its previous credentials"));
+				   "the configuration stream keeps its previous credentials"));
 	} else if (l->cfg) {
 		cfgwatch_set_creds(l->cfg, creds);
 	} else {

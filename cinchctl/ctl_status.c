@@ -116,8 +116,9 @@ static void ctl_status_table(const json_t *r)
 		       json_is_true(json_object_get(w, "in_sync")) ? "yes" : "no", exp,
 		       (long long)json_integer_value(json_object_get(w, "connected")),
 		       err && *err ? "  last snapshot refused: " : "",
-		       err && *err ? ctl_status_cell(json_object_get(rep, "error"), c[5], sizeof(c[5]))
-				   : "");
+		       err && *err
+			       ? ctl_status_cell(json_object_get(rep, "error"), c[5], sizeof(c[5]))
+			       : "");
 	}
 }
 

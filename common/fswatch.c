@@ -251,7 +251,9 @@ int fswatch_start(uv_loop_t *loop, const char *const *paths, size_t n, unsigned 
 		d->w = w;
 		d->ev.data = d;
 		d->path = w->paths[i];
-		d->base = is_dir ? NULL : strrchr(d->path, '/') ? strrchr(d->path, '/') + 1 : d->path;
+		d->base = is_dir		  ? NULL
+			  : strrchr(d->path, '/') ? strrchr(d->path, '/') + 1
+						  : d->path;
 		w->open_handles++;
 		w->n_dirs++;
 		rc = uv_fs_event_start(&d->ev, fswatch_event, dir, 0);

@@ -739,7 +739,7 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	if ((rc = ctld_bundle_set(d)) < 0)
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
 			  log_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
-				    "agents keep the previous bundle until the next change"));
+				   "agents keep the previous bundle until the next change"));
 	return 0;
 }
 
@@ -780,7 +780,7 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 		if ((int64_t)now < safe_at)
 			log_event(LOG_LVL_WARN, "ca_retire_forced",
 				  log_pack("{s:I, s:i}", "safe_at", (json_int_t)safe_at,
-					    "admin_uid", (int)peer_uid));
+					   "admin_uid", (int)peer_uid));
 	}
 	if ((rc = ca_rotate(&d->cc, step, now, &why)) < 0)
 		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
@@ -799,8 +799,8 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 	}
 	log_event(LOG_LVL_INFO, "ca_rotated",
 		  log_pack("{s:s, s:I, s:I, s:i}", "step", names[step], "bundle_sequence",
-			    (json_int_t)ca_bundle_sequence(d->ca), "roots",
-			    (json_int_t)ca_bundle_len(d->ca), "admin_uid", (int)peer_uid));
+			   (json_int_t)ca_bundle_sequence(d->ca), "roots",
+			   (json_int_t)ca_bundle_len(d->ca), "admin_uid", (int)peer_uid));
 	r = ctld_ca_status(d);
 	if (r && json_object_set_new(r, "step", json_string(names[step])) == 0)
 		return r;
@@ -901,7 +901,7 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 	token_hash_hex(tok, strlen(tok), h);
 	log_event(LOG_LVL_INFO, "token_created",
 		  log_pack("{s:s, s:s, s:I, s:i}", "spiffe_id", id, "token_sha256", h,
-			    "expires_at_unix", (json_int_t)expires, "admin_uid", (int)peer_uid));
+			   "expires_at_unix", (json_int_t)expires, "admin_uid", (int)peer_uid));
 	return json_pack("{s:s, s:s, s:I}", "token", tok, "identity", id, "expires_at",
 			 (json_int_t)expires);
 }
@@ -979,7 +979,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	if ((rc = webhook_start(d->loop, &wc, &d->webhook, port, &why)) < 0)
 		log_event(LOG_LVL_ERROR, "webhook_failed",
 			  log_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
-				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+				   cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
 	return rc;
 }
 
@@ -1052,7 +1052,7 @@ static int ctld_start_mesh(struct ctld *d)
 		store_where(&err, where, sizeof(where));
 		log_event(LOG_LVL_ERROR, "config_invalid",
 			  log_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
-				    err.msg));
+				   err.msg));
 	}
 	return rc;
 }
@@ -1076,13 +1076,13 @@ static int ctld_start(struct ctld *d)
 	if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0) {
 		log_event(LOG_LVL_ERROR, "ca_failed",
 			  log_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
-				    cfg->state_dir));
+				   cfg->state_dir));
 		return rc;
 	}
 	if ((rc = token_store_open(cfg->state_dir, ca_trust_domain(d->ca), &d->tokens)) < 0) {
 		log_event(LOG_LVL_ERROR, "token_store_failed",
 			  log_pack("{s:s}", "error",
-				    rc == -EBADMSG ? "tokens.json is corrupt" : strerror(-rc)));
+				   rc == -EBADMSG ? "tokens.json is corrupt" : strerror(-rc)));
 		return rc;
 	}
 	if (cfg->spiffe_id[0])
@@ -1098,8 +1098,8 @@ static int ctld_start(struct ctld *d)
 	if ((rc = ctld_new_tls(d, &d->tls)) < 0) {
 		log_event(LOG_LVL_ERROR, "server_cert_failed",
 			  log_pack("{s:s}", "error",
-				    "cannot issue the server certificate (check "
-				    "--server-dns and --server-ip)"));
+				   "cannot issue the server certificate (check "
+				   "--server-dns and --server-ip)"));
 		return rc;
 	}
 	d->metrics.ca_expiry = ca_not_after(d->ca);
@@ -1141,14 +1141,14 @@ static int ctld_start(struct ctld *d)
 	if (ctld_split_hostport(cfg->admin_listen, host, sizeof(host), &port) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
 			  log_pack("{s:s, s:s}", "option", "admin-listen", "value",
-				    cfg->admin_listen));
+				   cfg->admin_listen));
 		return -EINVAL;
 	}
 	if ((rc = adminhttp_start(d->loop, host, port, ctld_admin_cb, d, &d->admin, &admin_port)) <
 	    0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
 			  log_pack("{s:s, s:s}", "listen", cfg->admin_listen, "error",
-				    uv_strerror(rc)));
+				   uv_strerror(rc)));
 		return rc;
 	}
 	if ((rc = ctld_start_webhook(d, &webhook_port)) < 0)
@@ -1174,12 +1174,12 @@ static int ctld_start(struct ctld *d)
 	d->started_at = (int64_t)time(NULL);
 	log_event(LOG_LVL_INFO, "control_started",
 		  log_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
-			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
-			    grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
-			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
-			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
-			    (json_int_t)ca_not_after(d->ca), "config_version",
-			    store_version(d->store)));
+			   ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
+			   grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
+			   "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
+			   (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
+			   (json_int_t)ca_not_after(d->ca), "config_version",
+			   store_version(d->store)));
 	return 0;
 }
 

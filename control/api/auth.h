@@ -57,7 +57,7 @@ struct auth_request {
 
 struct auth_result {
 	char id[SPIFFE_ID_MAX + 1];
-	char detail[80]; /* for the audit line: token hash prefix, old serial */
+	char detail[80];   /* for the audit line: token hash prefix, old serial */
 	char reserved[65]; /* what commit/release settle: the join token's hash */
 };
 

@@ -24,7 +24,7 @@ void sign_refuse_early(struct sign_service *svc, const struct sign_peer *peer, i
 	metrics_refused(svc->metrics, reason);
 	log_event(LOG_LVL_WARN, "sign_refused",
 		  log_pack("{s:s, s:s, s:i, s:s}", "peer", peer->addr, "reason", reason,
-			    "grpc_status", code, "message", msg));
+			   "grpc_status", code, "message", msg));
 }
 
 static void sign_refused(struct sign_service *svc, const struct sign_peer *peer, const char *auth,
@@ -34,9 +34,9 @@ static void sign_refused(struct sign_service *svc, const struct sign_peer *peer,
 	metrics_refused(svc->metrics, reason);
 	log_event(LOG_LVL_WARN, "sign_refused",
 		  log_pack("{s:s, s:s, s:s?, s:s?, s:s, s:i, s:s}", "peer", peer->addr, "auth",
-			    auth, "requested_spiffe_id", want, "authenticated_spiffe_id",
-			    id && *id ? id : NULL, "reason", reason, "grpc_status", code, "message",
-			    msg));
+			   auth, "requested_spiffe_id", want, "authenticated_spiffe_id",
+			   id && *id ? id : NULL, "reason", reason, "grpc_status", code, "message",
+			   msg));
 }
 
 /* Packs the SignResponse for an issued certificate. */
@@ -146,8 +146,8 @@ static int sign_issue(struct sign_service *svc, const struct sign_peer *peer,
 	metrics_observe_sign(svc->metrics, sign_now_s() - t0);
 	log_event(LOG_LVL_INFO, "svid_issued",
 		  log_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "serial", is.serial_hex, "spiffe_id",
-			    res->id, "expires_at_unix", (json_int_t)is.not_after, "auth",
-			    au->ops->name, "auth_detail", res->detail, "peer", peer->addr));
+			   res->id, "expires_at_unix", (json_int_t)is.not_after, "auth",
+			   au->ops->name, "auth_detail", res->detail, "peer", peer->addr));
 	goto out;
 release:
 	if (au->ops->release)

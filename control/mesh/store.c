@@ -367,8 +367,8 @@ static void store_log_rejected(const struct store *st, const struct policy_error
 	store_where(err, where, sizeof(where));
 	log_event(LOG_LVL_ERROR, "config_rejected",
 		  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
-			    err->file, "line", err->line, "column", err->column, "path", err->path,
-			    "error", err->msg, "kept_version", st->version, "kept", kept));
+			   err->file, "line", err->line, "column", err->column, "path", err->path,
+			   "error", err->msg, "kept_version", st->version, "kept", kept));
 }
 
 /* The API document named `key` in the feeds, or NULL (a file, or none). */
@@ -449,8 +449,8 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 	}
 	log_event(LOG_LVL_INFO, "config_published",
 		  log_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
-			    "workloads", (json_int_t)g->n, "bundle_sequence",
-			    (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
+			   "workloads", (json_int_t)g->n, "bundle_sequence",
+			   (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
 	memcpy(st->version, g->version, sizeof(st->version));
 	return 0;
 }
@@ -589,6 +589,6 @@ int store_set_bundle(struct store *st, const struct store_bundle *b)
 	if (st->cur && (rc = store_rebundle(st, st->cur, st->bundlep, &err)) < 0)
 		log_event(LOG_LVL_ERROR, "config_bundle_failed",
 			  log_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
-				    "bundle_sequence", (json_int_t)nb.sequence));
+				   "bundle_sequence", (json_int_t)nb.sequence));
 	return rc;
 }

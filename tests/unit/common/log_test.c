@@ -92,9 +92,14 @@ static void emit_hostile(void)
 	 * '/', a UTF-16 surrogate, a byte that never occurs in UTF-8. */
 	log_event(LOG_LVL_WARN, "sign_refused",
 		  log_pack("{s:s, s:s, s:s, s:I, s:s?, s:s%}", "spiffe_id",
-			   "spiffe://td/ns/\x80" "evil", "csr_subject", "CN=caf\xc3",
-			   "token_name", "a\xc0\xaf" "b\xed\xa0\x80" "c\xff", "expires_at_unix",
-			   (json_int_t)42, "absent", NULL, "peer", "1.2.3.4\xfe:5", (size_t)9));
+			   "spiffe://td/ns/\x80"
+			   "evil",
+			   "csr_subject", "CN=caf\xc3", "token_name",
+			   "a\xc0\xaf"
+			   "b\xed\xa0\x80"
+			   "c\xff",
+			   "expires_at_unix", (json_int_t)42, "absent", NULL, "peer",
+			   "1.2.3.4\xfe:5", (size_t)9));
 }
 
 static void test_invalid_utf8_keeps_fields(void **state)
@@ -122,7 +127,8 @@ static void test_pack_language(void **state)
 {
 	/* Valid UTF-8 of every length passes unchanged. */
 	json_t *v = log_stringn("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf", 13);
-	assert_string_equal(json_string_value(v), "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf");
+	assert_string_equal(json_string_value(v),
+			    "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf");
 	json_decref(v);
 	/* Above U+10FFFF, and a NUL inside a counted string. */
 	v = log_stringn("\xf4\x90\x80\x80x\0y", 7);

@@ -58,8 +58,9 @@ static void test_tokens(void **state)
 
 	/* Asking for another identity is refused and does not burn the token. */
 	char rh[65];
-	assert_int_equal(token_reserve(ts, tok, strlen(tok), "spiffe://example.org/ns/default/sa/db",
-				       now + 1, id, rh, &why),
+	assert_int_equal(token_reserve(ts, tok, strlen(tok),
+				       "spiffe://example.org/ns/default/sa/db", now + 1, id, rh,
+				       &why),
 			 -EACCES);
 	assert_int_equal(why, TOKEN_ER_IDENTITY);
 	memset(id, 0, sizeof(id));
@@ -89,7 +90,8 @@ static void test_tokens(void **state)
 	assert_int_equal(why, TOKEN_ER_UNKNOWN);
 	assert_int_equal(token_commit(ts, "nope", now), -ENOENT);
 	/* tok2 expired at now + 60. */
-	assert_int_equal(token_reserve(ts, tok2, strlen(tok2), NULL, now + 60, id, rh, &why), -EPERM);
+	assert_int_equal(token_reserve(ts, tok2, strlen(tok2), NULL, now + 60, id, rh, &why),
+			 -EPERM);
 	assert_int_equal(why, TOKEN_ER_EXPIRED);
 	token_store_free(ts);
 

@@ -29,7 +29,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--allow-pod-exclusions") == 0) {
 			cfg.pod_exclusions = allow_all;
 		} else {
-			fprintf(stderr, "usage: inject_driver [--classic] [--allow-pod-exclusions]\n");
+			fprintf(stderr,
+				"usage: inject_driver [--classic] [--allow-pod-exclusions]\n");
 			return 2;
 		}
 	}

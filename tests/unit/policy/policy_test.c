@@ -419,7 +419,8 @@ static void test_errors(void **state)
 		 "allowPodExclusions: yes\n",
 		 5, 23, "spec.allowPodExclusions", "true or false"},
 		{"{\"apiVersion\": \"cinch.dev/v1alpha1\", \"kind\": \"MeshPolicy\",\n"
-		 " \"metadata\": {\"name\": \"m\"}, \"spec\": {\"allowPodExclusions\": \"true\"}}\n",
+		 " \"metadata\": {\"name\": \"m\"}, \"spec\": {\"allowPodExclusions\": "
+		 "\"true\"}}\n",
 		 2, 60, "spec.allowPodExclusions", "true or false"},
 	};
 	char p[128], w[128];
