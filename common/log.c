@@ -220,23 +220,22 @@ static json_t *log_scan_value(struct log_scan *sc)
 	case '[':
 		return log_scan_container(sc, ']');
 	case 's':
+		/* A NULL string is a JSON null, with or without '?': for a log
+		 * line, a missing value must not cost the others. */
 		str = va_arg(sc->ap, const char *);
 		if (*sc->f == '#') {
 			sc->f++;
 			int len = va_arg(sc->ap, int);
-			return str && len >= 0 ? log_stringn(str, (size_t)len) : NULL;
+			return !str ? json_null() : len < 0 ? NULL : log_stringn(str, (size_t)len);
 		}
 		if (*sc->f == '%') {
 			sc->f++;
 			size_t len = va_arg(sc->ap, size_t);
-			return str ? log_stringn(str, len) : NULL;
+			return str ? log_stringn(str, len) : json_null();
 		}
-		if (*sc->f == '?') {
+		if (*sc->f == '?')
 			sc->f++;
-			if (!str)
-				return json_null();
-		}
-		return str ? log_stringn(str, strlen(str)) : NULL;
+		return str ? log_stringn(str, strlen(str)) : json_null();
 	case 'n':
 		return json_null();
 	case 'b':

@@ -36,12 +36,13 @@ void log_init(const char *component, FILE *out, enum log_level min);
 int log_level_parse(const char *s, enum log_level *out);
 
 /* json_pack() for log fields, with its format language: objects {},
- * arrays [], keys s; values s, s? (NULL: null), s# (int length), s%
- * (size_t length), n, b, i, I, f, o, O, o? and O? ('o' takes the
- * reference, 'O' adds one). Strings are never refused: invalid UTF-8 is
- * escaped as above. NULL only when out of memory or for a format outside
- * that language (a programming error; every 'o' reference is then released,
- * as jansson does). */
+ * arrays [], keys s; values s, s?, s# (int length), s% (size_t length),
+ * n, b, i, I, f, o, O, o? and O? ('o' takes the reference, 'O' adds one).
+ * Strings are never refused: invalid UTF-8 is escaped as above, and a NULL
+ * string is null (with or without '?'). NULL only when out of memory, for
+ * a NULL 'o' without '?', or for a format outside that language (a
+ * programming error; every 'o' reference is then released, as jansson
+ * does). */
 json_t *log_pack(const char *fmt, ...) __attribute__((warn_unused_result));
 
 /* A JSON string of the n bytes at s, invalid UTF-8 escaped as \xNN. */

@@ -151,7 +151,13 @@ static void test_pack_language(void **state)
 	/* Outside the language, or a NULL where one is not allowed: NULL, and
 	 * every 'o' reference is released (the leak checker would say). */
 	assert_null(log_pack("{s:o, s:x}", "a", json_string("leak?"), "b"));
-	assert_null(log_pack("{s:s, s:o}", "a", NULL, "b", json_string("leak?")));
+	assert_null(log_pack("{s:i, s:s#, s:o}", "a", 1, "b", "x", -1, "c", json_string("leak?")));
+	/* A NULL string costs nothing but itself. */
+	v = log_pack("{s:s, s:s%, s:i}", "a", NULL, "b", NULL, (size_t)3, "c", 7);
+	dump = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(dump, "{\"a\":null,\"b\":null,\"c\":7}");
+	free(dump);
+	json_decref(v);
 	assert_null(log_pack("{s:o, s:o}", "a", json_string("leak?"), "b", NULL));
 	assert_null(log_pack("{s:i", "a", 1));
 	assert_null(log_pack("{s:i} x", "a", 1));
