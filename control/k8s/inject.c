@@ -302,7 +302,8 @@ static int inject_probes(struct inject_result *r, const json_t *container, size_
 		if (json_object_get(probe, "grpc")) {
 			snprintf(r->msg, sizeof(r->msg),
 				 "container %s: gRPC %s is not rewritten; exclude its port with "
-				 INJECT_ANN_PREFIX "exclude-inbound-ports", cname, kinds[k]);
+				 INJECT_ANN_PREFIX "exclude-inbound-ports (where the MeshPolicy "
+				 "allows pod exclusions)", cname, kinds[k]);
 			json_array_append_new(r->warnings, json_string(r->msg));
 			continue;
 		}
