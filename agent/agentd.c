@@ -7,7 +7,8 @@
  *           slice streamed by it. Nothing to configure in the pod but a
  *           bootstrap token and the control plane's bundle.
  *
- * Reload: on SIGHUP and when any of the files changes (common/fswatch),
+ * Reload: on SIGHUP and when the content of one of the files changes
+ * (common/fswatch: not for a touch or for other files beside them),
  * everything is read and checked again; only a complete, valid set
  * replaces the material new connections use (live connections keep
  * theirs); anything invalid is logged with its reason and the last good
@@ -120,9 +121,9 @@ static int agentd_load(struct agentd *a, const char *event)
 	if (policy_slice_load(&slice, a->trust_domain, a->policy, a->workloads, a->workload, addrs,
 			      n_addrs, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
-				    perr.file, "line", perr.line, "column", perr.column, "path",
-				    perr.path, "error", perr.msg));
+			  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s}", "trigger", event, "file",
+				   perr.file, "line", perr.line, "column", perr.column, "path",
+				   perr.path, "error", perr.msg));
 		why = NULL;
 		goto out;
 	}
@@ -132,17 +133,17 @@ static int agentd_load(struct agentd *a, const char *event)
 	}
 	proxy_set_material(a->proxy, tls, slice);
 	agentd_describe(a, sk_X509_value(chain, 0), slice);
-	log_event(LOG_LVL_INFO, event,
-		  json_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
-			    "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
-			    policy_slice_version(slice), "mtls",
-			    policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT"
-									   : "PERMISSIVE"));
+	log_event(
+		LOG_LVL_INFO, event,
+		log_pack("{s:s, s:s, s:s, s:s}", "workload", policy_slice_workload(slice),
+			 "spiffe_id", mtls_ctx_spiffe_id(tls), "policy_version",
+			 policy_slice_version(slice), "mtls",
+			 policy_slice_mtls(slice) == POLICY_MTLS_STRICT ? "STRICT" : "PERMISSIVE"));
 	rc = 0;
 out:
 	if (rc < 0 && why)
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s}", "trigger", event, "error", why));
+			  log_pack("{s:s, s:s}", "trigger", event, "error", why));
 	sk_X509_pop_free(chain, X509_free);
 	sk_X509_pop_free(roots, X509_free);
 	EVP_PKEY_free(key);
@@ -156,14 +157,13 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 	struct agentd *a = arg;
 
 	admin_count(&a->st, r);
-	log_event(
-		LOG_LVL_INFO, "connection",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
-			  "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
-			  r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
-			  r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
-			  r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
-			  (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
+	log_event(LOG_LVL_INFO, "connection",
+		  log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
+			   "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
+			   r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
+			   r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
+			   r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
+			   (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
 }
 
 /* Live mode: the material changed (NULL: the certificate expired). */
@@ -179,11 +179,11 @@ static void agentd_material(void *arg, const struct live_material *m)
 	proxy_set_material(a->proxy, m->tls, m->slice);
 	agentd_describe(a, m->leaf, m->slice);
 	log_event(LOG_LVL_INFO, "material_applied",
-		  json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
-			    policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
-			    "policy_version", a->st.policy_version, "serial", a->st.serial,
-			    "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
-			    (json_int_t)m->bundle_sequence));
+		  log_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
+			   policy_slice_workload(m->slice), "spiffe_id", a->st.spiffe_id,
+			   "policy_version", a->st.policy_version, "serial", a->st.serial,
+			   "cert_not_after", (json_int_t)a->st.cert_not_after, "bundle_sequence",
+			   (json_int_t)m->bundle_sequence));
 }
 
 /* Live mode: the control plane's address may come without a scheme (the
@@ -208,7 +208,7 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	else
 		why = "--token-kind is join or kubernetes";
 	if (why) {
-		log_event(LOG_LVL_ERROR, "usage", json_pack("{s:s}", "error", why));
+		log_event(LOG_LVL_ERROR, "usage", log_pack("{s:s}", "error", why));
 		return -EINVAL;
 	}
 	o->control_url = url;
@@ -223,14 +223,14 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	o->on_material = agentd_material;
 	o->arg = a;
 	if ((rc = live_start(a->loop, o, &a->live, &why)) < 0) {
-		log_event(LOG_LVL_ERROR, "agent_start_failed", json_pack("{s:s}", "error", why));
+		log_event(LOG_LVL_ERROR, "agent_start_failed", log_pack("{s:s}", "error", why));
 		return rc;
 	}
 	a->st.live = a->live;
 	log_event(LOG_LVL_INFO, "agent_started",
-		  json_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
-			    a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
-			    o->spiffe_id ? o->spiffe_id : "(granted)"));
+		  log_pack("{s:s, s:s, s:s, s:s}", "mode", "live", "control", url, "workload",
+			   a->workload ? a->workload : "(found by the control plane)", "spiffe_id",
+			   o->spiffe_id ? o->spiffe_id : "(granted)"));
 	return 0;
 }
 
@@ -269,7 +269,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 			agentd_load(a, "config_reloaded");
 		return;
 	}
-	log_event(LOG_LVL_INFO, "agent_stopping", json_pack("{s:i}", "signal", signum));
+	log_event(LOG_LVL_INFO, "agent_stopping", log_pack("{s:i}", "signal", signum));
 	probe_stop(a->probe);
 	proxy_stop(a->proxy);
 	adminhttp_stop(a->admin);
@@ -493,9 +493,9 @@ int agentd_main(int argc, char **argv)
 	if (no_probe) {
 		a.st.intercept = ADMIN_IC_SKIPPED;
 		log_event(LOG_LVL_WARN, "interception_not_probed",
-			  json_pack("{s:s}", "effect",
-				    "UNSAFE: ready without checking that the pod's traffic goes "
-				    "through the agent (--no-probe)"));
+			  log_pack("{s:s}", "effect",
+				   "UNSAFE: ready without checking that the pod's traffic goes "
+				   "through the agent (--no-probe)"));
 	} else if (probe_start(a.loop, &prc, admin_probed, &a.st, &a.probe) < 0) {
 		return 1;
 	} else {
@@ -505,7 +505,7 @@ int agentd_main(int argc, char **argv)
 	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s}", "error", uv_strerror(rc)));
+			  log_pack("{s:s}", "error", uv_strerror(rc)));
 		probe_stop(a.probe);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
@@ -516,14 +516,21 @@ int agentd_main(int argc, char **argv)
 	if (admin_port &&
 	    (rc = admin_start(a.loop, "::", admin_port, &a.st, a.proxy, &a.admin)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
+			  log_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
 		probe_stop(a.probe);
 		proxy_stop(a.proxy);
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
+	/* Watched before the first read: see fswatch.h. */
+	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
+	if (is_static &&
+	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
+		log_event(LOG_LVL_WARN, "watch_failed",
+			  log_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	if (is_live ? agentd_start_live(&a, control, token_kind, trust_domain) < 0
 		    : agentd_load(&a, "agent_started") < 0) {
+		fswatch_stop(a.watch);
 		if (a.admin)
 			adminhttp_stop(a.admin);
 		probe_stop(a.probe);
@@ -531,11 +538,6 @@ int agentd_main(int argc, char **argv)
 		uv_run(a.loop, UV_RUN_DEFAULT);
 		return 1;
 	}
-	const char *paths[] = {a.cert, a.key, a.bundle, a.workloads, a.policy};
-	if (is_static &&
-	    fswatch_start(a.loop, paths, 5, 200, agentd_reload_files, &a, &a.watch) < 0)
-		log_event(LOG_LVL_WARN, "watch_failed",
-			  json_pack("{s:s}", "effect", "files are reloaded on SIGHUP only"));
 	uv_signal_init(a.loop, &a.sighup);
 	uv_signal_init(a.loop, &a.sigterm);
 	uv_signal_init(a.loop, &a.sigint);

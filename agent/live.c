@@ -99,8 +99,8 @@ static void live_rebuild(struct live *l)
 	if (live_material(l, l->slice, l->snap_roots ? l->snap_roots : l->svid_roots, &tls, &why) <
 	    0) {
 		log_event(LOG_LVL_ERROR, "material_rejected",
-			  json_pack("{s:s, s:s}", "error", why, "effect",
-				    "the previous certificate and policy stay in use"));
+			  log_pack("{s:s, s:s}", "error", why, "effect",
+				   "the previous certificate and policy stay in use"));
 		return;
 	}
 	struct live_material m = {
@@ -127,8 +127,8 @@ static int live_on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 
 	if (policy_slice_from_snapshot(&slice, snap, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s, s:s}", "version", snap->version, "path", perr.path,
-				    "error", perr.msg));
+			  log_pack("{s:s, s:s, s:s}", "version", snap->version, "path", perr.path,
+				   "error", perr.msg));
 		return -EINVAL;
 	}
 	if (snap->bundle && snap->bundle->n_x509_authorities) {
@@ -156,8 +156,8 @@ static int live_on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 out:
 	if (why)
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:s, s:s}", "version", snap->version, "error", why,
-				    "effect", "the previous snapshot stays in force"));
+			  log_pack("{s:s, s:s, s:s}", "version", snap->version, "error", why,
+				   "effect", "the previous snapshot stays in force"));
 	mtls_ctx_unref(tls);
 	policy_slice_unref(slice);
 	sk_X509_pop_free(roots, X509_free);
@@ -180,7 +180,7 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 	if (!l->chain || !l->svid_roots) {
 		live_drop_certificate(l);
 		log_event(LOG_LVL_ERROR, "material_rejected",
-			  json_pack("{s:s}", "error", "out of memory"));
+			  log_pack("{s:s}", "error", "out of memory"));
 		return;
 	}
 	EVP_PKEY_up_ref(v->key);
@@ -188,8 +188,8 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 	l->svid_seq = v->bundle_sequence;
 	if ((rc = svidsrc_mtls_creds(l->svid, &creds)) < 0) {
 		log_event(LOG_LVL_ERROR, "config_watch_failed",
-			  json_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
-				    "the configuration stream keeps its previous credentials"));
+			  log_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
+				   "the configuration stream keeps its previous credentials"));
 	} else if (l->cfg) {
 		cfgwatch_set_creds(l->cfg, creds);
 	} else {
@@ -202,7 +202,7 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 		};
 		if ((rc = cfgwatch_start(l->loop, l->h, creds, &o, &l->cfg)) < 0)
 			log_event(LOG_LVL_ERROR, "config_watch_failed",
-				  json_pack("{s:s}", "error", strerror(-rc)));
+				  log_pack("{s:s}", "error", strerror(-rc)));
 	}
 	httpc_creds_unref(creds);
 	live_rebuild(l);

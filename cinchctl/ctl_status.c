@@ -3,7 +3,14 @@
  * should enforce and the one its agent last reported, its certificate's
  * expiry and how many agents watch it. Answered over the admin socket
  * (request {"op": "status"}, reply {"version": GEN, "workloads": [...]},
- * the objects of hub_status()). */
+ * the objects of hub_status()).
+ *
+ * Every cell of the table is printed through ctl_status_cell: the strings
+ * come from agents (their Report: applied version, error) and from the
+ * registry, and a terminal obeys what it is sent, so an agent reporting
+ * "\x1b[2J" or a newline could clear the operator's screen or forge rows.
+ * Control characters (C0, DEL, C1) and the bidirectional overrides that
+ * reorder what is shown are written as escapes instead. */
 #include "ctl.h"
 
 #include <getopt.h>
@@ -43,32 +50,75 @@ static void ctl_status_expiry(json_int_t at, time_t now, char *buf, size_t len)
 		snprintf(buf, len, "%s (in %lldd)", when, left / 86400);
 }
 
+/* A cell for `v` (a JSON string; anything else, or NULL, is "-") that a
+ * terminal shows as text: \\, \n, \r, \t, \xNN for other C0 bytes and
+ * DEL, \u{XXXX} for C1 controls and bidi overrides; cut at len with "...". */
+static const char *ctl_status_cell(const json_t *v, char *buf, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)json_string_value(v);
+	size_t k = 0;
+
+	if (!s)
+		return "-";
+	for (; *s && k + 12 < len; s++) {
+		unsigned cp = 0;
+		size_t skip = 0;
+		if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) {
+			cp = s[1]; /* U+0080..U+009F: C1, e.g. an 8-bit CSI */
+			skip = 1;
+		} else if (s[0] == 0xe2 && ((s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) ||
+					    (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9))) {
+			cp = 0x2000 | ((s[1] & 0x3f) << 6) | (s[2] & 0x3f); /* bidi */
+			skip = 2;
+		}
+		if (skip) {
+			k += (size_t)snprintf(buf + k, len - k, "\\u{%04x}", cp);
+			s += skip;
+		} else if (*s == '\\' || *s == '\n' || *s == '\r' || *s == '\t') {
+			buf[k++] = '\\';
+			buf[k++] = *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s == '\t' ? 't' : '\\';
+		} else if (*s < 0x20 || *s == 0x7f) {
+			k += (size_t)snprintf(buf + k, len - k, "\\x%02x", *s);
+		} else {
+			buf[k++] = (char)*s;
+		}
+	}
+	snprintf(buf + k, len - k, "%s", *s ? "..." : "");
+	return buf;
+}
+
 static void ctl_status_table(const json_t *r)
 {
 	const json_t *ws = json_object_get(r, "workloads"), *w;
 	time_t now = time(NULL);
 	size_t i;
 
+	char c[7][256];
+
 	printf("configuration version %s, %zu workloads\n",
-	       json_string_value(json_object_get(r, "version")), json_array_size(ws));
+	       ctl_status_cell(json_object_get(r, "version"), c[0], sizeof(c[0])),
+	       json_array_size(ws));
 	printf("%-24s %-48s %-17s %-17s %-7s %-36s %s\n", "WORKLOAD", "IDENTITY", "ENFORCES",
 	       "CURRENT", "IN-SYNC", "CERT-EXPIRES", "CONNECTED");
 	json_array_foreach(ws, i, w)
 	{
 		const json_t *rep = json_object_get(w, "report");
-		const char *applied = json_string_value(json_object_get(rep, "applied_version"));
 		const char *err = json_string_value(json_object_get(rep, "error"));
 		char exp[64];
 
 		ctl_status_expiry(json_integer_value(json_object_get(rep, "cert_expires_at")), now,
 				  exp, sizeof(exp));
 		printf("%-24s %-48s %-17s %-17s %-7s %-36s %lld%s%s\n",
-		       json_string_value(json_object_get(w, "workload")),
-		       json_string_value(json_object_get(w, "spiffe_id")), applied ? applied : "-",
-		       json_string_value(json_object_get(w, "version")),
+		       ctl_status_cell(json_object_get(w, "workload"), c[1], sizeof(c[1])),
+		       ctl_status_cell(json_object_get(w, "spiffe_id"), c[2], sizeof(c[2])),
+		       ctl_status_cell(json_object_get(rep, "applied_version"), c[3], sizeof(c[3])),
+		       ctl_status_cell(json_object_get(w, "version"), c[4], sizeof(c[4])),
 		       json_is_true(json_object_get(w, "in_sync")) ? "yes" : "no", exp,
 		       (long long)json_integer_value(json_object_get(w, "connected")),
-		       err && *err ? "  last snapshot refused: " : "", err && *err ? err : "");
+		       err && *err ? "  last snapshot refused: " : "",
+		       err && *err
+			       ? ctl_status_cell(json_object_get(rep, "error"), c[5], sizeof(c[5]))
+			       : "");
 	}
 }
 

@@ -7,8 +7,17 @@
  * `mv` replace files by renaming over them, which a watch on the file
  * itself would not survive. Events are coalesced: the callback runs once
  * changes have settled for `settle_ms`, so a `cp -r` of a whole directory
- * is one reload, not fifty. The callback then re-reads everything and
- * validates it whole; fswatch says nothing about what changed.
+ * is one reload, not fifty. Only changes that matter count: events for
+ * other names in a file's directory are ignored, and the callback runs
+ * only when the bytes the paths hold differ from what they held at the
+ * start or at the last callback (a SHA-256 of them; a touch, or the same
+ * content written again, is no change). The callback then re-reads
+ * everything and validates it whole; fswatch says nothing about what
+ * changed.
+ *
+ * Start the watch before the first read of the files: the start takes the
+ * first hash, so a change between the two causes a spare reload instead
+ * of a missed one.
  *
  * Embedded nowhere: fswatch_start allocates, fswatch_stop frees once the
  * loop has closed its handles (run the loop afterwards). */

@@ -635,14 +635,14 @@ static void ctld_server_cert_swap(struct ctld *d, const char *why)
 
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "server_cert_renewal_failed",
-			  json_pack("{s:s, s:s}", "trigger", why, "error", strerror(-rc)));
+			  log_pack("{s:s, s:s}", "trigger", why, "error", strerror(-rc)));
 		return;
 	}
 	grpc_server_set_tls(d->grpc, tls);
 	tls_ctx_unref(d->tls);
 	d->tls = tls;
 	log_event(LOG_LVL_INFO, "server_cert_renewed",
-		  json_pack("{s:s, s:s}", "spiffe_id", d->spiffe_id, "trigger", why));
+		  log_pack("{s:s, s:s}", "spiffe_id", d->spiffe_id, "trigger", why));
 }
 
 static void ctld_renew_server_cert(uv_timer_t *t)
@@ -738,8 +738,8 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	ctld_server_cert_swap(d, "ca_rotation");
 	if ((rc = ctld_bundle_set(d)) < 0)
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
-			  json_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
-				    "agents keep the previous bundle until the next change"));
+			  log_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
+				   "agents keep the previous bundle until the next change"));
 	return 0;
 }
 
@@ -779,8 +779,8 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 		}
 		if ((int64_t)now < safe_at)
 			log_event(LOG_LVL_WARN, "ca_retire_forced",
-				  json_pack("{s:I, s:i}", "safe_at", (json_int_t)safe_at,
-					    "admin_uid", (int)peer_uid));
+				  log_pack("{s:I, s:i}", "safe_at", (json_int_t)safe_at,
+					   "admin_uid", (int)peer_uid));
 	}
 	if ((rc = ca_rotate(&d->cc, step, now, &why)) < 0)
 		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
@@ -794,13 +794,13 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 	}
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_rotation_failed",
-			  json_pack("{s:s, s:s}", "step", names[step], "error", msg));
+			  log_pack("{s:s, s:s}", "step", names[step], "error", msg));
 		return json_pack("{s:s}", "error", msg);
 	}
 	log_event(LOG_LVL_INFO, "ca_rotated",
-		  json_pack("{s:s, s:I, s:I, s:i}", "step", names[step], "bundle_sequence",
-			    (json_int_t)ca_bundle_sequence(d->ca), "roots",
-			    (json_int_t)ca_bundle_len(d->ca), "admin_uid", (int)peer_uid));
+		  log_pack("{s:s, s:I, s:I, s:i}", "step", names[step], "bundle_sequence",
+			   (json_int_t)ca_bundle_sequence(d->ca), "roots",
+			   (json_int_t)ca_bundle_len(d->ca), "admin_uid", (int)peer_uid));
 	r = ctld_ca_status(d);
 	if (r && json_object_set_new(r, "step", json_string(names[step])) == 0)
 		return r;
@@ -900,8 +900,8 @@ static json_t *ctld_ctl_cb(void *arg, const json_t *req, unsigned peer_uid)
 	char h[65];
 	token_hash_hex(tok, strlen(tok), h);
 	log_event(LOG_LVL_INFO, "token_created",
-		  json_pack("{s:s, s:s, s:I, s:i}", "spiffe_id", id, "token_sha256", h,
-			    "expires_at_unix", (json_int_t)expires, "admin_uid", (int)peer_uid));
+		  log_pack("{s:s, s:s, s:I, s:i}", "spiffe_id", id, "token_sha256", h,
+			   "expires_at_unix", (json_int_t)expires, "admin_uid", (int)peer_uid));
 	return json_pack("{s:s, s:s, s:I}", "token", tok, "identity", id, "expires_at",
 			 (json_int_t)expires);
 }
@@ -934,8 +934,14 @@ static void ctld_signal(uv_signal_t *s, int signum)
 {
 	struct ctld *d = s->data;
 
-	log_event(LOG_LVL_INFO, "control_stopping", json_pack("{s:i}", "signal", signum));
+	log_event(LOG_LVL_INFO, "control_stopping", log_pack("{s:i}", "signal", signum));
 	ctld_stop(d);
+}
+
+/* inject_config.pod_exclusions: what the store's generation in force says. */
+static int ctld_pod_exclusions(void *arg, const char *ns)
+{
+	return store_pod_exclusions(arg, ns);
 }
 
 /* The injection webhook, on the gRPC listen host, when it has a
@@ -954,6 +960,8 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	if (cfg->inject_image)
 		d->inject.agent_image = cfg->inject_image;
 	d->inject.native_sidecar = !cfg->inject_classic;
+	d->inject.pod_exclusions = ctld_pod_exclusions;
+	d->inject.pod_exclusions_arg = d->store;
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
 		return -EINVAL; /* checked before the gRPC server started */
 	struct webhook_config wc = {
@@ -970,8 +978,8 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	};
 	if ((rc = webhook_start(d->loop, &wc, &d->webhook, port, &why)) < 0)
 		log_event(LOG_LVL_ERROR, "webhook_failed",
-			  json_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
-				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+			  log_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
+				   cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
 	return rc;
 }
 
@@ -997,7 +1005,7 @@ static int ctld_start_kube(struct ctld *d)
 	}
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "kube_api_failed",
-			  json_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
+			  log_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
 		return rc;
 	}
 	d->k8s_auth =
@@ -1010,7 +1018,7 @@ static void ctld_sighup(uv_signal_t *s, int signum)
 {
 	struct ctld *d = s->data;
 
-	log_event(LOG_LVL_INFO, "config_reload", json_pack("{s:s}", "trigger", "SIGHUP"));
+	log_event(LOG_LVL_INFO, "config_reload", log_pack("{s:s}", "trigger", "SIGHUP"));
 	if (d->src)
 		(void)filesrc_reload(d->src);
 }
@@ -1035,7 +1043,7 @@ static int ctld_start_mesh(struct ctld *d)
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",
-			  json_pack("{s:s}", "error", strerror(-rc)));
+			  log_pack("{s:s}", "error", strerror(-rc)));
 		return rc;
 	}
 	if (!cfg->registry && !cfg->policy)
@@ -1043,8 +1051,8 @@ static int ctld_start_mesh(struct ctld *d)
 	if ((rc = filesrc_start(d->loop, &fc, d->store, &d->src, &err)) < 0) {
 		store_where(&err, where, sizeof(where));
 		log_event(LOG_LVL_ERROR, "config_invalid",
-			  json_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
-				    err.msg));
+			  log_pack("{s:s, s:s, s:s}", "where", where, "path", err.path, "error",
+				   err.msg));
 	}
 	return rc;
 }
@@ -1067,14 +1075,14 @@ static int ctld_start(struct ctld *d)
 	};
 	if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0) {
 		log_event(LOG_LVL_ERROR, "ca_failed",
-			  json_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
-				    cfg->state_dir));
+			  log_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
+				   cfg->state_dir));
 		return rc;
 	}
 	if ((rc = token_store_open(cfg->state_dir, ca_trust_domain(d->ca), &d->tokens)) < 0) {
 		log_event(LOG_LVL_ERROR, "token_store_failed",
-			  json_pack("{s:s}", "error",
-				    rc == -EBADMSG ? "tokens.json is corrupt" : strerror(-rc)));
+			  log_pack("{s:s}", "error",
+				   rc == -EBADMSG ? "tokens.json is corrupt" : strerror(-rc)));
 		return rc;
 	}
 	if (cfg->spiffe_id[0])
@@ -1084,14 +1092,14 @@ static int ctld_start(struct ctld *d)
 		return -EINVAL;
 	if (spiffe_id_validate(d->spiffe_id, strlen(d->spiffe_id), &why) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
-			  json_pack("{s:s, s:s}", "option", "spiffe-id", "error", why));
+			  log_pack("{s:s, s:s}", "option", "spiffe-id", "error", why));
 		return -EINVAL;
 	}
 	if ((rc = ctld_new_tls(d, &d->tls)) < 0) {
 		log_event(LOG_LVL_ERROR, "server_cert_failed",
-			  json_pack("{s:s}", "error",
-				    "cannot issue the server certificate (check "
-				    "--server-dns and --server-ip)"));
+			  log_pack("{s:s}", "error",
+				   "cannot issue the server certificate (check "
+				   "--server-dns and --server-ip)"));
 		return rc;
 	}
 	d->metrics.ca_expiry = ca_not_after(d->ca);
@@ -1111,7 +1119,7 @@ static int ctld_start(struct ctld *d)
 
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &port) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
-			  json_pack("{s:s, s:s}", "option", "listen", "value", cfg->listen));
+			  log_pack("{s:s, s:s}", "option", "listen", "value", cfg->listen));
 		return -EINVAL;
 	}
 	struct grpc_config gc = {
@@ -1127,20 +1135,20 @@ static int ctld_start(struct ctld *d)
 	};
 	if ((rc = grpc_server_start(d->loop, &gc, d->tls, &d->svc, &d->grpc, &grpc_port)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s, s:s}", "listen", cfg->listen, "error", uv_strerror(rc)));
+			  log_pack("{s:s, s:s}", "listen", cfg->listen, "error", uv_strerror(rc)));
 		return rc;
 	}
 	if (ctld_split_hostport(cfg->admin_listen, host, sizeof(host), &port) < 0) {
 		log_event(LOG_LVL_ERROR, "config_invalid",
-			  json_pack("{s:s, s:s}", "option", "admin-listen", "value",
-				    cfg->admin_listen));
+			  log_pack("{s:s, s:s}", "option", "admin-listen", "value",
+				   cfg->admin_listen));
 		return -EINVAL;
 	}
 	if ((rc = adminhttp_start(d->loop, host, port, ctld_admin_cb, d, &d->admin, &admin_port)) <
 	    0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
-			  json_pack("{s:s, s:s}", "listen", cfg->admin_listen, "error",
-				    uv_strerror(rc)));
+			  log_pack("{s:s, s:s}", "listen", cfg->admin_listen, "error",
+				   uv_strerror(rc)));
 		return rc;
 	}
 	if ((rc = ctld_start_webhook(d, &webhook_port)) < 0)
@@ -1148,7 +1156,7 @@ static int ctld_start(struct ctld *d)
 	snprintf(sock, sizeof(sock), "%s/admin.sock", cfg->state_dir);
 	if ((rc = ctlsock_start(d->loop, sock, ctld_ctl_cb, d, &d->ctl)) < 0) {
 		log_event(LOG_LVL_ERROR, "admin_socket_failed",
-			  json_pack("{s:s, s:s}", "path", sock, "error", strerror(-rc)));
+			  log_pack("{s:s, s:s}", "path", sock, "error", strerror(-rc)));
 		return rc;
 	}
 	uv_timer_init(d->loop, &d->cert_timer);
@@ -1165,13 +1173,13 @@ static int ctld_start(struct ctld *d)
 	d->ready = 1;
 	d->started_at = (int64_t)time(NULL);
 	log_event(LOG_LVL_INFO, "control_started",
-		  json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
-			    ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
-			    grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
-			    "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
-			    (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
-			    (json_int_t)ca_not_after(d->ca), "config_version",
-			    store_version(d->store)));
+		  log_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:I, s:I, s:s}", "trust_domain",
+			   ca_trust_domain(d->ca), "spiffe_id", d->spiffe_id, "grpc_port",
+			   grpc_port, "admin_port", admin_port, "webhook_port", webhook_port,
+			   "admin_socket", sock, "state_dir", cfg->state_dir, "bundle_sequence",
+			   (json_int_t)ca_bundle_sequence(d->ca), "ca_not_after",
+			   (json_int_t)ca_not_after(d->ca), "config_version",
+			   store_version(d->store)));
 	return 0;
 }
 

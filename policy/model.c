@@ -686,7 +686,7 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 
 static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 {
-	static const char *const keys[] = {"mtls", "defaultAction", NULL};
+	static const char *const keys[] = {"mtls", "defaultAction", "allowPodExclusions", NULL};
 	const struct pdoc *d;
 	size_t o = vpush(v, "spec", 0);
 
@@ -712,6 +712,15 @@ static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 			return verr(v, d, "must be deny or audit, not \"%.40s\"", s);
 		m->has_default = 1;
 		m->default_audit = !strcmp(s, "audit");
+		vpop(v, o2);
+	}
+	if ((d = pdoc_get(spec, "allowPodExclusions"))) {
+		size_t o2 = vpush(v, "allowPodExclusions", 0);
+		if (d->kind != PDOC_SCALAR || d->quoted ||
+		    (strcmp(d->text, "true") && strcmp(d->text, "false")))
+			return verr(v, d, "must be true or false");
+		m->has_pod_exclusions = 1;
+		m->allow_pod_exclusions = !strcmp(d->text, "true");
 		vpop(v, o2);
 	}
 	vpop(v, o);

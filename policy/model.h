@@ -80,9 +80,10 @@ enum pmtls {
 struct pmesh {
 	char *ns; /* NULL: mesh-wide */
 	char *name;
-	int has_mtls, has_default;
+	int has_mtls, has_default, has_pod_exclusions;
 	enum pmtls mtls;
 	int default_audit;
+	int allow_pod_exclusions; /* cinch.dev/exclude-* honoured by the injector */
 };
 
 struct pegress_to {

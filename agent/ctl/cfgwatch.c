@@ -47,8 +47,8 @@ static void cfgwatch_report_done(void *arg, int code, const char *message)
 		return;
 	if (code != GRPC_OK)
 		log_event(LOG_LVL_WARN, "config_report_failed",
-			  json_pack("{s:s, s:s, s:s}", "version", w->st.version, "status",
-				    grpc_code_name(code), "message", message));
+			  log_pack("{s:s, s:s, s:s}", "version", w->st.version, "status",
+				   grpc_code_name(code), "message", message));
 	if (w->report_pending)
 		cfgwatch_send_report(w);
 }
@@ -97,8 +97,8 @@ static void cfgwatch_send_report(struct cfgwatch *w)
 	int rc = grpcc_call(w->h, w->creds, &o, &w->report_call);
 	if (rc < 0)
 		log_event(LOG_LVL_WARN, "config_report_failed",
-			  json_pack("{s:s, s:s, s:s}", "version", w->st.version, "status",
-				    "not sent", "error", strerror(-rc)));
+			  log_pack("{s:s, s:s, s:s}", "version", w->st.version, "status",
+				   "not sent", "error", strerror(-rc)));
 	free(buf);
 }
 
@@ -116,8 +116,8 @@ static int cfgwatch_on_message(void *arg, const uint8_t *msg, size_t len)
 	if (!snap) {
 		w->st.rejected++;
 		log_event(LOG_LVL_ERROR, "config_rejected",
-			  json_pack("{s:s, s:I}", "error", "malformed Snapshot or version too long",
-				    "bytes", (json_int_t)len));
+			  log_pack("{s:s, s:I}", "error", "malformed Snapshot or version too long",
+				   "bytes", (json_int_t)len));
 		return 0; /* keep the stream: the next snapshot may be good */
 	}
 	rc = w->on_snapshot(w->arg, snap);
@@ -125,9 +125,8 @@ static int cfgwatch_on_message(void *arg, const uint8_t *msg, size_t len)
 		w->st.rejected++;
 		snprintf(w->reject_error, sizeof(w->reject_error), "snapshot %.64s refused: %s",
 			 snap->version, strerror(-rc));
-		log_event(
-			LOG_LVL_ERROR, "config_rejected",
-			json_pack("{s:s, s:s}", "version", snap->version, "error", strerror(-rc)));
+		log_event(LOG_LVL_ERROR, "config_rejected",
+			  log_pack("{s:s, s:s}", "version", snap->version, "error", strerror(-rc)));
 	} else {
 		snprintf(w->st.version, sizeof(w->st.version), "%s", snap->version);
 		w->reject_error[0] = '\0';
@@ -164,8 +163,8 @@ static void cfgwatch_on_done(void *arg, int code, const char *message)
 		 message);
 	delay = backoff_next(&w->backoff);
 	log_event(LOG_LVL_WARN, "config_stream_ended",
-		  json_pack("{s:s, s:s, s:s, s:i}", "status", grpc_code_name(code), "message",
-			    message, "version", w->st.version, "retry_ms", (int)delay));
+		  log_pack("{s:s, s:s, s:s, s:i}", "status", grpc_code_name(code), "message",
+			   message, "version", w->st.version, "retry_ms", (int)delay));
 	uv_timer_start(&w->timer, cfgwatch_connect, delay, 0);
 }
 

@@ -83,9 +83,9 @@ static void svidsrc_fail(struct svidsrc *s, const char *what, const char *detail
 	s->st.failures++;
 	s->st.next_attempt = time(NULL) + delay / 1000;
 	log_event(LOG_LVL_WARN, "svid_request_failed",
-		  json_pack("{s:s, s:i, s:i, s:b}", "error", s->st.last_error, "failures",
-			    (int)s->st.failures, "retry_ms", (int)delay, "renewal",
-			    s->call_renewal));
+		  log_pack("{s:s, s:i, s:i, s:b}", "error", s->st.last_error, "failures",
+			   (int)s->st.failures, "retry_ms", (int)delay, "renewal",
+			   s->call_renewal));
 	uv_timer_start(&s->retry, svidsrc_attempt, delay, 0);
 }
 
@@ -327,9 +327,9 @@ static void svidsrc_expired(uv_timer_t *t)
 		return;
 	}
 	log_event(LOG_LVL_ERROR, "svid_expired",
-		  json_pack("{s:s, s:s, s:s}", "spiffe_id", s->spiffe_id, "serial", s->serial,
-			    "effect",
-			    "failing closed: no new connections until a certificate arrives"));
+		  log_pack("{s:s, s:s, s:s}", "spiffe_id", s->spiffe_id, "serial", s->serial,
+			   "effect",
+			   "failing closed: no new connections until a certificate arrives"));
 	svidsrc_drop_current(s);
 	s->st.not_after = 0;
 	s->on_svid(s->arg, NULL);
@@ -395,9 +395,9 @@ static void svidsrc_on_done(void *arg, int code, const char *message)
 	s->st.issued++;
 	s->st.not_after = s->not_after;
 	log_event(LOG_LVL_INFO, "svid_issued",
-		  json_pack("{s:s, s:s, s:I, s:I, s:b}", "spiffe_id", s->spiffe_id, "serial",
-			    s->serial, "not_after", (json_int_t)s->not_after, "bundle_sequence",
-			    (json_int_t)s->seq, "renewal", s->call_renewal));
+		  log_pack("{s:s, s:s, s:I, s:I, s:b}", "spiffe_id", s->spiffe_id, "serial",
+			   s->serial, "not_after", (json_int_t)s->not_after, "bundle_sequence",
+			   (json_int_t)s->seq, "renewal", s->call_renewal));
 	svidsrc_schedule_renewal(s);
 	struct svidsrc_svid v = {
 		.key = s->key,

@@ -23,7 +23,8 @@ static int auth_join_authenticate(void *impl, const struct auth_request *req,
 
 	token_hash_hex(req->join_token, len, h);
 	snprintf(out->detail, sizeof(out->detail), "token_sha256=%.16s", h);
-	int rc = token_redeem(ts, req->join_token, len, req->want, req->now, out->id, &why);
+	int rc = token_reserve(ts, req->join_token, len, req->want, req->now, out->id,
+			       out->reserved, &why);
 	if (rc == 0)
 		return GRPC_OK;
 	*reason = token_reason_name(why);
@@ -46,9 +47,21 @@ static int auth_join_authenticate(void *impl, const struct auth_request *req,
 	}
 }
 
+static int auth_join_commit(void *impl, const struct auth_result *res, time_t now)
+{
+	return token_commit(impl, res->reserved, now) < 0 ? GRPC_UNAVAILABLE : GRPC_OK;
+}
+
+static void auth_join_release(void *impl, const struct auth_result *res)
+{
+	token_release(impl, res->reserved);
+}
+
 const struct auth_ops auth_join_ops = {
 	.name = "join_token",
 	.authenticate = auth_join_authenticate,
+	.commit = auth_join_commit,
+	.release = auth_join_release,
 };
 
 /* Renewal: the same identity as the caller's current, valid SVID. The TLS

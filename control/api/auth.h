@@ -16,6 +16,11 @@
  * that grants another one must be refused as PERMISSION_DENIED without
  * being consumed.
  *
+ * A single-use credential is only reserved by a successful authenticate:
+ * the Sign service then calls `commit` once a certificate is signed
+ * (before giving it out) or `release` when signing failed, so a
+ * credential is spent exactly when a certificate was issued.
+ *
  * An asynchronous authenticator also has `start`: it answers like
  * `authenticate` when it can decide at once, or returns AUTH_PENDING and
  * calls `done` exactly once later from the loop, unless `cancel` runs
@@ -52,7 +57,8 @@ struct auth_request {
 
 struct auth_result {
 	char id[SPIFFE_ID_MAX + 1];
-	char detail[80]; /* for the audit line: token hash prefix, old serial */
+	char detail[80];   /* for the audit line: token hash prefix, old serial */
+	char reserved[65]; /* what commit/release settle: the join token's hash */
 };
 
 #define AUTH_PENDING (-EINPROGRESS)
@@ -74,6 +80,11 @@ struct auth_ops {
 		     struct auth_pending **pending);
 	/* After this, `done` does not run for p. */
 	void (*cancel)(struct auth_pending *p);
+	/* NULL when nothing is spent. After an OK: commit spends the
+	 * credential (0, or a gRPC status: then no certificate may be given
+	 * and release follows); release gives it back. */
+	int (*commit)(void *impl, const struct auth_result *res, time_t now);
+	void (*release)(void *impl, const struct auth_result *res);
 };
 
 struct authenticator {

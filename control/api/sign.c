@@ -23,8 +23,8 @@ void sign_refuse_early(struct sign_service *svc, const struct sign_peer *peer, i
 {
 	metrics_refused(svc->metrics, reason);
 	log_event(LOG_LVL_WARN, "sign_refused",
-		  json_pack("{s:s, s:s, s:i, s:s}", "peer", peer->addr, "reason", reason,
-			    "grpc_status", code, "message", msg));
+		  log_pack("{s:s, s:s, s:i, s:s}", "peer", peer->addr, "reason", reason,
+			   "grpc_status", code, "message", msg));
 }
 
 static void sign_refused(struct sign_service *svc, const struct sign_peer *peer, const char *auth,
@@ -33,10 +33,10 @@ static void sign_refused(struct sign_service *svc, const struct sign_peer *peer,
 {
 	metrics_refused(svc->metrics, reason);
 	log_event(LOG_LVL_WARN, "sign_refused",
-		  json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:i, s:s}", "peer", peer->addr, "auth",
-			    auth, "requested_spiffe_id", want, "authenticated_spiffe_id",
-			    id && *id ? id : NULL, "reason", reason, "grpc_status", code, "message",
-			    msg));
+		  log_pack("{s:s, s:s, s:s?, s:s?, s:s, s:i, s:s}", "peer", peer->addr, "auth",
+			   auth, "requested_spiffe_id", want, "authenticated_spiffe_id",
+			   id && *id ? id : NULL, "reason", reason, "grpc_status", code, "message",
+			   msg));
 }
 
 /* Packs the SignResponse for an issued certificate. */
@@ -129,15 +129,29 @@ static int sign_issue(struct sign_service *svc, const struct sign_peer *peer,
 		*msg = "the CA could not sign";
 		sign_refused(svc, peer, au->ops->name, want, res->id, code, *msg,
 			     ca_reason_name(cr == CA_ER_NONE ? CA_ER_INTERNAL : cr));
-		goto out;
+		goto release;
+	}
+	/* Spent only now, and on disk before the certificate goes out. */
+	if (au->ops->commit && (code = au->ops->commit(au->impl, res, now)) != GRPC_OK) {
+		free(*resp);
+		*resp = NULL;
+		*resp_len = 0;
+		*msg = "the token store cannot be written";
+		sign_refused(svc, peer, au->ops->name, want, res->id, code, *msg,
+			     "token_store_error");
+		goto release;
 	}
 	*msg = "";
 	metrics_issued(svc->metrics, au->ops->name);
 	metrics_observe_sign(svc->metrics, sign_now_s() - t0);
 	log_event(LOG_LVL_INFO, "svid_issued",
-		  json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "serial", is.serial_hex, "spiffe_id",
-			    res->id, "expires_at_unix", (json_int_t)is.not_after, "auth",
-			    au->ops->name, "auth_detail", res->detail, "peer", peer->addr));
+		  log_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "serial", is.serial_hex, "spiffe_id",
+			   res->id, "expires_at_unix", (json_int_t)is.not_after, "auth",
+			   au->ops->name, "auth_detail", res->detail, "peer", peer->addr));
+	goto out;
+release:
+	if (au->ops->release)
+		au->ops->release(au->impl, res);
 out:
 	ca_issued_cleanup(&is);
 	return code;

@@ -306,7 +306,8 @@ static int inject_probes(struct inject_result *r, const json_t *container, size_
 		if (json_object_get(probe, "grpc")) {
 			snprintf(r->msg, sizeof(r->msg),
 				 "container %s: gRPC %s is not rewritten; exclude its port with "
-				 INJECT_ANN_PREFIX "exclude-inbound-ports", cname, kinds[k]);
+				 INJECT_ANN_PREFIX "exclude-inbound-ports (where the MeshPolicy "
+				 "allows pod exclusions)", cname, kinds[k]);
 			json_array_append_new(r->warnings, json_string(r->msg));
 			continue;
 		}
@@ -378,6 +379,61 @@ static int inject_add_items(json_t *patch, const json_t *parent, const char *key
 	}
 	json_decref(items);
 	return rc;
+}
+
+/* Refuses the pod when one of its containers would run as the agent's
+ * UID: iptables lets that UID's traffic through unredirected. -EPERM with
+ * r filled, or 0. */
+static int inject_check_uids(const struct inject_config *cfg, const json_t *spec,
+			     struct inject_result *r)
+{
+	static const char *const lists[] = {"initContainers", "containers"};
+	const json_t *pod_uid = json_object_get(json_object_get(spec, "securityContext"), "runAsUser");
+	size_t i;
+	json_t *c;
+
+	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
+		json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+			const json_t *uid =
+				json_object_get(json_object_get(c, "securityContext"), "runAsUser");
+			if (!json_is_integer(uid))
+				uid = pod_uid;
+			if (!json_is_integer(uid) || json_integer_value(uid) != (json_int_t)cfg->agent_uid)
+				continue;
+			snprintf(r->msg, sizeof(r->msg),
+				 "container %.63s runs as UID %u, the mesh agent's: its traffic would "
+				 "bypass interception; run it as another user (securityContext.runAsUser)",
+				 inject_str(c, "name") ? inject_str(c, "name") : "(unnamed)",
+				 cfg->agent_uid);
+			inject_skip(r, INJECT_REFUSED, r->msg);
+			return -EPERM;
+		}
+	return 0;
+}
+
+/* Refuses cinch.dev/exclude-* annotations the MeshPolicy does not allow.
+ * -EPERM with r filled, or 0. */
+static int inject_check_exclusions(const struct inject_config *cfg, const char *ns,
+				   const json_t *ann, struct inject_result *r)
+{
+	static const char *const excl[] = {
+		INJECT_ANN_PREFIX "exclude-inbound-ports",
+		INJECT_ANN_PREFIX "exclude-outbound-ports",
+		INJECT_ANN_PREFIX "exclude-outbound-cidrs",
+	};
+
+	for (size_t i = 0; i < sizeof(excl) / sizeof(excl[0]); i++) {
+		if (!json_object_get(ann, excl[i]) ||
+		    (cfg->pod_exclusions && cfg->pod_exclusions(cfg->pod_exclusions_arg, ns)))
+			continue;
+		snprintf(r->msg, sizeof(r->msg),
+			 "annotation %s: this mesh does not let pods of namespace %.63s exclude "
+			 "traffic from interception (MeshPolicy spec.allowPodExclusions)",
+			 excl[i], ns ? ns : "");
+		inject_skip(r, INJECT_REFUSED, r->msg);
+		return -EPERM;
+	}
+	return 0;
 }
 
 static int inject_decide(const struct inject_config *cfg, const json_t *req,
@@ -454,6 +510,8 @@ static int inject_decide(const struct inject_config *cfg, const json_t *req,
 		if (cn && strncmp(cn, "cinch-", 6) == 0)
 			return inject_skip(r, INJECT_SKIPPED, "already has a cinch- container");
 	}
+	if (inject_check_uids(cfg, spec, r) < 0 || inject_check_exclusions(cfg, ns, ann, r) < 0)
+		return 0;
 
 	/* Probe rewrites first: they address containers by their original
 	 * index, which a classic-sidecar insertion would shift. */

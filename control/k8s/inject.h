@@ -20,7 +20,21 @@
  * Namespaces are selected by the webhook configuration's namespaceSelector
  * (cinch.dev/inject=enabled); this code adds the per-pod rules: the
  * control plane's namespace, hostNetwork pods, opted-out and already
- * injected pods are left alone. */
+ * injected pods are left alone.
+ *
+ * Two kinds of pod are refused, because the mesh could not hold its
+ * promise for them (issue #12):
+ *   - a container (app or init) that runs as the agent's UID (runAsUser in
+ *     its own or the pod's securityContext): the interception rules exempt
+ *     that UID, so its traffic would bypass the agent entirely;
+ *   - cinch.dev/exclude-inbound-ports, exclude-outbound-ports or
+ *     exclude-outbound-cidrs, unless the MeshPolicy in force lets the
+ *     pod's namespace loosen interception (spec.allowPodExclusions, default
+ *     false): a pod owner must not open a STRICT mesh by annotation. Refused
+ *     rather than ignored: a pod that silently runs without the exclusion
+ *     its owner asked for breaks in ways found late (a scrape, a health
+ *     check), while a refusal says why at `kubectl apply`. A UID set only
+ *     by the image's USER is not visible here (docs/kubernetes.md). */
 #ifndef CINCH_INJECT_H
 #define CINCH_INJECT_H
 
@@ -37,6 +51,10 @@ struct inject_config {
 	unsigned token_ttl_seconds;    /* projected token expiry, >= 600 */
 	int native_sidecar;            /* 0: classic sidecar (clusters < 1.29) */
 	const char *cpu_request, *memory_request, *memory_limit;
+	/* Whether pods of namespace `ns` may carry cinch.dev/exclude-*
+	 * annotations (the MeshPolicy's spec.allowPodExclusions). NULL: never. */
+	int (*pod_exclusions)(void *arg, const char *ns);
+	void *pod_exclusions_arg;
 };
 
 /* Fills `cfg` with the defaults documented in docs/kubernetes.md. */

@@ -37,20 +37,27 @@ int filesrc_start(uv_loop_t *loop, const struct filesrc_config *cfg, struct stor
 		return -ENOMEM;
 	fs->st = st;
 	store_set_files(st, cfg->registry, cfg->policy);
-	if ((rc = store_apply(st, err)) < 0)
-		goto fail;
 	if (cfg->registry)
 		paths[n++] = cfg->registry;
 	if (cfg->policy)
 		paths[n++] = cfg->policy;
+	/* Watched before the first read: see fswatch.h. */
 	if (n && (rc = fswatch_start(loop, paths, n, FILESRC_SETTLE_MS, filesrc_changed_cb, fs,
 				     &fs->watch)) < 0) {
-		snprintf(err->msg, sizeof(err->msg), "cannot watch: %s", strerror(-rc));
+		/* a missing or unreadable path: the reader's own words first */
+		int bad = store_apply(st, err);
+		if (bad < 0)
+			rc = bad;
+		else
+			snprintf(err->msg, sizeof(err->msg), "cannot watch: %s", strerror(-rc));
 		goto fail;
 	}
+	if ((rc = store_apply(st, err)) < 0)
+		goto fail;
 	*out = fs;
 	return 0;
 fail:
+	fswatch_stop(fs->watch);
 	free(fs);
 	return rc;
 }

@@ -3,8 +3,9 @@
  * (AllowPolicy, MeshPolicy, EgressPolicy documents), each a file or a
  * directory, named to the store and watched.
  *
- * Live: the paths are watched (common/fswatch, FILESRC_SETTLE_MS of quiet)
- * and every change rebuilds the store's generation (store_apply: the whole
+ * Live: the paths are watched (common/fswatch, FILESRC_SETTLE_MS of quiet;
+ * only their own names, and only when their bytes changed) and every
+ * change rebuilds the store's generation (store_apply: the whole
  * set, files and API documents, is accepted or rejected as one);
  * filesrc_reload() does the same on demand (SIGHUP). */
 #ifndef CINCH_CONTROL_FILESRC_H

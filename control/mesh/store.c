@@ -61,6 +61,7 @@ void store_gen_free(struct store_gen *g)
 	}
 	free(items);
 	free(g->slices);
+	json_decref(g->pod_exclusions);
 	free(g);
 }
 
@@ -257,6 +258,13 @@ int store_load(const struct store_inputs *in, struct store_gen **out, struct pol
 			rc = store_add_docs(s, in->docs[f], in->instead, err);
 	if (rc == 0)
 		rc = pset_finish(s, err);
+	if (rc == 0 && !(g->pod_exclusions = json_object()))
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < s->n_mesh; i++)
+		if (s->mesh[i].has_pod_exclusions &&
+		    json_object_set_new(g->pod_exclusions, s->mesh[i].ns ? s->mesh[i].ns : "",
+					json_boolean(s->mesh[i].allow_pod_exclusions)) < 0)
+			rc = -ENOMEM;
 	if (rc == 0 && (rc = store_compile(s, in->bundle, g)) == -EINVAL)
 		snprintf(err->msg, sizeof(err->msg), "the set does not compile");
 	if (rc == -ENOMEM && !err->msg[0])
@@ -338,6 +346,14 @@ static int store_waiting(const struct store *st)
 	return 0;
 }
 
+int store_pod_exclusions(const struct store *st, const char *ns)
+{
+	const json_t *m = st->cur ? st->cur->pod_exclusions : NULL;
+	const json_t *v = ns && *ns ? json_object_get(m, ns) : NULL;
+
+	return json_is_true(v ? v : json_object_get(m, ""));
+}
+
 const char *store_version(const struct store *st)
 {
 	return st->version;
@@ -350,9 +366,9 @@ static void store_log_rejected(const struct store *st, const struct policy_error
 
 	store_where(err, where, sizeof(where));
 	log_event(LOG_LVL_ERROR, "config_rejected",
-		  json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
-			    err->file, "line", err->line, "column", err->column, "path", err->path,
-			    "error", err->msg, "kept_version", st->version, "kept", kept));
+		  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
+			   err->file, "line", err->line, "column", err->column, "path", err->path,
+			   "error", err->msg, "kept_version", st->version, "kept", kept));
 }
 
 /* The API document named `key` in the feeds, or NULL (a file, or none). */
@@ -422,7 +438,7 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 
 	if (!strcmp(g->version, st->version)) {
 		log_event(LOG_LVL_DEBUG, "config_unchanged",
-			  json_pack("{s:s}", "version", st->version));
+			  log_pack("{s:s}", "version", st->version));
 		return 0;
 	}
 	if ((rc = hub_publish(st->hub, g->slices, g->n)) < 0) {
@@ -432,9 +448,9 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 		return rc;
 	}
 	log_event(LOG_LVL_INFO, "config_published",
-		  json_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
-			    "workloads", (json_int_t)g->n, "bundle_sequence",
-			    (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
+		  log_pack("{s:s, s:s, s:I, s:I}", "version", g->version, "previous", st->version,
+			   "workloads", (json_int_t)g->n, "bundle_sequence",
+			   (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
 	memcpy(st->version, g->version, sizeof(st->version));
 	return 0;
 }
@@ -464,7 +480,7 @@ int store_apply(struct store *st, struct policy_error *errp)
 	} while (rc == -EINVAL && store_quarantine(st, err, instead, rejected));
 	if (rc == 0 && store_waiting(st)) {
 		log_event(LOG_LVL_INFO, "config_waiting",
-			  json_pack("{s:s}", "for", "the first list of the Kubernetes sources"));
+			  log_pack("{s:s}", "for", "the first list of the Kubernetes sources"));
 		goto out;
 	}
 	if (rc == 0)
@@ -572,7 +588,7 @@ int store_set_bundle(struct store *st, const struct store_bundle *b)
 	st->bundlep = &st->bundle;
 	if (st->cur && (rc = store_rebundle(st, st->cur, st->bundlep, &err)) < 0)
 		log_event(LOG_LVL_ERROR, "config_bundle_failed",
-			  json_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
-				    "bundle_sequence", (json_int_t)nb.sequence));
+			  log_pack("{s:s, s:I}", "error", err.msg[0] ? err.msg : strerror(-rc),
+				   "bundle_sequence", (json_int_t)nb.sequence));
 	return rc;
 }

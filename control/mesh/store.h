@@ -82,6 +82,9 @@ struct store_gen {
 	size_t n;
 	char version[STORE_VERSION_LEN + 1];
 	void *mem; /* what the slices point into */
+	/* MeshPolicy spec.allowPodExclusions where set: namespace -> bool,
+	 * "" for the mesh-wide MeshPolicy (store_pod_exclusions). */
+	json_t *pod_exclusions;
 };
 
 /* Reads and compiles everything `in` names. 0 and *out (store_gen_free),
@@ -129,6 +132,11 @@ int store_apply(struct store *st, struct policy_error *err);
  * the bundle is kept for the next build, and calling again retries. */
 int store_set_bundle(struct store *st, const struct store_bundle *b)
 	__attribute__((warn_unused_result));
+/* Whether pods of namespace `ns` may loosen interception with the
+ * cinch.dev/exclude-* annotations, as the generation in force says: the
+ * namespace's MeshPolicy if it sets spec.allowPodExclusions, else the
+ * mesh-wide one's, else no (also before the first generation). */
+int store_pod_exclusions(const struct store *st, const char *ns);
 /* The version in force ("" before the first publish). */
 const char *store_version(const struct store *st);
 

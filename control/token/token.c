@@ -20,6 +20,7 @@ struct token_entry {
 	char hash[65];
 	char id[SPIFFE_ID_MAX + 1];
 	int64_t expires, used;
+	int reserved; /* between token_reserve and its commit or release */
 };
 
 struct token_store {
@@ -216,21 +217,26 @@ int token_create(struct token_store *ts, const char *ns, const char *sa, long tt
 	return 0;
 }
 
-int token_redeem(struct token_store *ts, const char *tok, size_t len, const char *want,
-		 time_t now, char *id, enum token_reason *why)
+static struct token_entry *token_find(struct token_store *ts, const char *hash)
+{
+	for (size_t i = 0; i < ts->n; i++)
+		if (!strcmp(ts->v[i].hash, hash))
+			return &ts->v[i];
+	return NULL;
+}
+
+int token_reserve(struct token_store *ts, const char *tok, size_t len, const char *want,
+		  time_t now, char *id, char *hash, enum token_reason *why)
 {
 	char h[65];
-	struct token_entry *e = NULL;
+	struct token_entry *e;
 
 	token_hash_hex(tok, len, h);
-	for (size_t i = 0; i < ts->n && !e; i++)
-		if (!strcmp(ts->v[i].hash, h))
-			e = &ts->v[i];
-	if (!e) {
+	if (!(e = token_find(ts, h))) {
 		*why = TOKEN_ER_UNKNOWN;
 		return -EPERM;
 	}
-	if (e->used) {
+	if (e->used || e->reserved) {
 		*why = TOKEN_ER_USED;
 		return -EPERM;
 	}
@@ -242,13 +248,33 @@ int token_redeem(struct token_store *ts, const char *tok, size_t len, const char
 		*why = TOKEN_ER_IDENTITY;
 		return -EACCES;
 	}
-	e->used = now;
-	if (token_save(ts) < 0) {
-		e->used = 0;
-		*why = TOKEN_ER_STORE;
-		return -EPERM;
-	}
+	e->reserved = 1;
 	memcpy(id, e->id, strlen(e->id) + 1);
+	memcpy(hash, h, sizeof(h));
 	*why = TOKEN_ER_NONE;
 	return 0;
+}
+
+int token_commit(struct token_store *ts, const char *hash, time_t now)
+{
+	struct token_entry *e = token_find(ts, hash);
+	int rc;
+
+	if (!e || !e->reserved)
+		return -ENOENT;
+	e->used = now;
+	if ((rc = token_save(ts)) < 0) {
+		e->used = 0;
+		return rc;
+	}
+	e->reserved = 0;
+	return 0;
+}
+
+void token_release(struct token_store *ts, const char *hash)
+{
+	struct token_entry *e = token_find(ts, hash);
+
+	if (e)
+		e->reserved = 0;
 }

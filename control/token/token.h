@@ -4,10 +4,16 @@
  * A token is "cjt_" + 43 base64url characters (256 random bits) bound to
  * one workload identity and a deadline. The store keeps only the SHA-256 of
  * each token, in <state>/tokens.json (0600, rewritten crash-safe on every
- * change), so a stolen state directory yields no usable token. Redeeming
- * marks the token used and persists that BEFORE the caller signs anything:
- * a crash can lose a certificate, never make a token usable twice. Entries
- * an hour past their deadline are pruned (they would be refused anyway).
+ * change), so a stolen state directory yields no usable token. Entries an
+ * hour past their deadline are pruned (they would be refused anyway).
+ *
+ * Spending is two steps, so that a token is spent only for a certificate
+ * actually issued: token_reserve checks the token and holds it (a second
+ * reserve is refused as used, so two callers can never both get one);
+ * then token_commit marks it used and persists that BEFORE the certificate
+ * leaves the process (a crash can lose a certificate, never make a token
+ * usable twice), or token_release hands it back when signing failed. A
+ * reservation lives in memory only: a restart releases it.
  *
  * Owned by the control's loop thread; not thread-safe. */
 #ifndef CINCH_CONTROL_TOKEN_H
@@ -50,13 +56,22 @@ void token_store_free(struct token_store *ts);
 int token_create(struct token_store *ts, const char *ns, const char *sa, long ttl_s, time_t now,
 		 char *tok, char *id, int64_t *expires) __attribute__((warn_unused_result));
 
-/* Redeems `tok` (len bytes): 0 and the bound identity in id (SPIFFE_ID_MAX
- * + 1 bytes), the token now used and persisted; or -EPERM with *why. When
+/* Reserves `tok` (len bytes): 0, the bound identity in id (SPIFFE_ID_MAX
+ * + 1 bytes) and the token's hash in hash (65 bytes: what commit and
+ * release take); or -EPERM with *why (reserved counts as used). When
  * `want` is not NULL and differs from the bound identity: -EACCES
- * (TOKEN_ER_IDENTITY) and the token stays unused, so a caller's mistake
+ * (TOKEN_ER_IDENTITY) and the token stays usable, so a caller's mistake
  * does not burn it. */
-int token_redeem(struct token_store *ts, const char *tok, size_t len, const char *want,
-		 time_t now, char *id, enum token_reason *why) __attribute__((warn_unused_result));
+int token_reserve(struct token_store *ts, const char *tok, size_t len, const char *want,
+		  time_t now, char *id, char *hash, enum token_reason *why)
+	__attribute__((warn_unused_result));
+/* Spends a reserved token: used, on disk. 0; -ENOENT when `hash` is not
+ * reserved; -errno when the store cannot be written (still reserved: the
+ * caller releases it and gives no certificate). */
+int token_commit(struct token_store *ts, const char *hash, time_t now)
+	__attribute__((warn_unused_result));
+/* Makes a reserved token usable again; anything else is a no-op. */
+void token_release(struct token_store *ts, const char *hash);
 
 /* The SHA-256 of a token, hex (65 bytes): what audit logs may show. */
 void token_hash_hex(const char *tok, size_t len, char out[65]);

@@ -1,6 +1,12 @@
 /* fswatch tests on a real temporary directory: writes, a burst of writes,
  * a file replaced by rename (what editors and ConfigMap updates do), a
- * missing path, and silence after stop. */
+ * missing path, and silence after stop. And what must not reload (issue
+ * #12, reload storms): a log file written beside a watched file, a dotfile
+ * in a watched directory, a touch, the same bytes written again or renamed
+ * over, a ConfigMap "..data" swap to the same content; each followed by a
+ * real change, which must reload exactly once. */
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -153,6 +159,144 @@ static int step_write_after_stop(struct run *r)
 	return r->step_no < 3;
 }
 
+static void path_of(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", dir, name);
+}
+
+/* A process logging beside the policy file, a line every 20 ms for 2 s. */
+static int step_neighbour_log(struct run *r)
+{
+	char path[128];
+	if (r->step_no < 10) {
+		path_of(path, sizeof(path), "agent.log");
+		for (int i = 0; i < 10; i++) {
+			FILE *f = fopen(path, "a");
+			assert_non_null(f);
+			fprintf(f, "{\"event\":\"tick\",\"n\":%d}\n", i);
+			assert_int_equal(fclose(f), 0);
+			usleep(20000);
+		}
+	}
+	if (r->step_no == 10)
+		assert_int_equal(r->fired, 0);
+	if (r->step_no == 11)
+		write_file("policy.yaml", "changed");
+	return r->step_no < 13;
+}
+
+static void test_neighbour_log_ignored(void **state)
+{
+	char file[128];
+	path_of(file, sizeof(file), "policy.yaml");
+	write_file("policy.yaml", "one");
+	struct run r = {.step = step_neighbour_log};
+	const char *paths[] = {file};
+	run(&r, paths, 1);
+	assert_int_equal(r.fired, 1);
+}
+
+/* Touch, the same bytes rewritten, the same bytes renamed over: nothing;
+ * then a change, then back to the first bytes: two reloads. */
+static int step_same_content(struct run *r)
+{
+	char path[128], tmp[128];
+	path_of(path, sizeof(path), "policy.yaml");
+	path_of(tmp, sizeof(tmp), ".policy.yaml.swp");
+	switch (r->step_no) {
+	case 0:
+		assert_int_equal(utimes(path, NULL), 0);
+		assert_int_equal(chmod(path, 0640), 0);
+		break;
+	case 1:
+		write_file("policy.yaml", "one");
+		break;
+	case 2:
+		write_file(".policy.yaml.swp", "one");
+		assert_int_equal(rename(tmp, path), 0);
+		break;
+	case 4:
+		assert_int_equal(r->fired, 0);
+		write_file("policy.yaml", "two");
+		break;
+	case 6:
+		assert_int_equal(r->fired, 1);
+		write_file("policy.yaml", "one");
+		break;
+	}
+	return r->step_no < 8;
+}
+
+static void test_same_content_no_reload(void **state)
+{
+	char file[128];
+	path_of(file, sizeof(file), "policy.yaml");
+	write_file("policy.yaml", "one");
+	struct run r = {.step = step_same_content};
+	const char *paths[] = {file};
+	run(&r, paths, 1);
+	assert_int_equal(r.fired, 2);
+}
+
+/* An editor's dotfiles in a watched directory are not read by anyone. */
+static int step_dotfile(struct run *r)
+{
+	if (r->step_no == 0)
+		write_file(".a.yaml.swp", "scratch");
+	if (r->step_no == 2) {
+		assert_int_equal(r->fired, 0);
+		write_file("b.yaml", "b");
+	}
+	return r->step_no < 4;
+}
+
+static void test_dotfile_in_dir_ignored(void **state)
+{
+	struct run r = {.step = step_dotfile};
+	const char *paths[] = {dir};
+	write_file("a.yaml", "a");
+	run(&r, paths, 1);
+	assert_int_equal(r.fired, 1);
+}
+
+/* A ConfigMap volume: policy.yaml -> ..data/policy.yaml, ..data -> a
+ * timestamped directory; an update swaps ..data by rename. */
+static void cm_version(const char *version, const char *text)
+{
+	char d[128], f[128], tmp[128], data[128];
+	snprintf(d, sizeof(d), "%s/..%s", dir, version);
+	assert_int_equal(mkdir(d, 0755), 0);
+	snprintf(f, sizeof(f), "..%s/policy.yaml", version);
+	write_file(f, text);
+	path_of(tmp, sizeof(tmp), "..data_tmp");
+	path_of(data, sizeof(data), "..data");
+	assert_int_equal(symlink(d + strlen(dir) + 1, tmp), 0);
+	assert_int_equal(rename(tmp, data), 0);
+}
+
+static int step_configmap(struct run *r)
+{
+	if (r->step_no == 0)
+		cm_version("v2", "one"); /* a resync: same content */
+	if (r->step_no == 2) {
+		assert_int_equal(r->fired, 0);
+		cm_version("v3", "two");
+	}
+	return r->step_no < 4;
+}
+
+static void test_configmap_swap(void **state)
+{
+	char file[128];
+	path_of(file, sizeof(file), "policy.yaml");
+	cm_version("v1", "one");
+	assert_int_equal(symlink("..data/policy.yaml", file), 0);
+	struct run r = {.step = step_configmap};
+	const char *paths[] = {file};
+	run(&r, paths, 1);
+	assert_int_equal(r.fired, 1);
+}
+
 static void test_silent_after_stop(void **state)
 {
 	struct run r = {.step = step_write_after_stop, .stop_at_step = 1};
@@ -180,11 +324,15 @@ static void test_missing_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_dir_write),
-		cmocka_unit_test(test_burst_is_one_reload),
-		cmocka_unit_test(test_file_replaced_by_rename),
-		cmocka_unit_test(test_silent_after_stop),
-		cmocka_unit_test(test_missing_path),
+		cmocka_unit_test_setup_teardown(test_dir_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_is_one_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_replaced_by_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_neighbour_log_ignored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_content_no_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dotfile_in_dir_ignored, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_configmap_swap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_silent_after_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_path, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

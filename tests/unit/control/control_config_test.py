@@ -218,6 +218,26 @@ def run(tmp, state, reg, pol, pb, pbg, cpb, cpbg, ctl):
         line = [l for l in table.splitlines() if l.startswith("shop/web ")]
         check(line and snap.version in line[0] and " yes " in line[0] and WEB in line[0],
               "cinchctl status table: %s" % table)
+        # An agent reporting terminal controls (clear screen, a title, a
+        # forged row, a right-to-left override): the table shows them as
+        # escapes, one line per workload, nothing a terminal would obey.
+        stub.Report(cpb.ReportRequest(
+            applied_version="\x1b[2J\x1b[H\x1b]0;pwned\x07",
+            error="refused\nshop/api  %s  ok  yes\r\u202e\u009b31m" % WEB,
+            bundle_sequence=1, cert_serial_hex=resp.serial_hex,
+            cert_expires_at_unix=resp.expires_at_unix), timeout=10)
+        table = cinchctl("status", "--state-dir", state).stdout
+        rows = table.splitlines()
+        check(not any(c in table for c in "\x1b\x07\r\u202e\u009b") and
+              len(rows) == 2 + len(status(state)["workloads"]),
+              "cinchctl status prints no control character from a report: %r" % table)
+        web_row = [l for l in rows if l.startswith("shop/web ")]
+        check(web_row and "\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07" in web_row[0] and
+              "refused\\nshop/api" in web_row[0] and "\\r\\u{202e}\\u{009b}31m" in web_row[0],
+              "the report's controls shown escaped: %r" % web_row)
+        stub.Report(cpb.ReportRequest(applied_version=snap.version, bundle_sequence=1,
+                                      cert_serial_hex=resp.serial_hex,
+                                      cert_expires_at_unix=resp.expires_at_unix), timeout=10)
 
         # A policy edit reaches the open stream within a second.
         t0 = time.monotonic()

@@ -6,7 +6,8 @@ Covers: a certificate for a join token, with every field of the SVID
 profile checked and `openssl verify` against the bundle; names the CSR asks
 for ignored; renewal over mutual TLS (same identity only); refusals (token
 reused, expired, unknown; identity not granted, which leaves the token
-usable; forged CSR; weak RSA key; oversized message; no credential at all)
+usable; forged CSR, garbage CSR, weak RSA key, which leave it usable too;
+one token raced by eight callers; oversized message; no credential at all)
 each with its gRPC code and an audit line; the admin port (/ready, /live,
 /metrics, /bundle in the SPIFFE format); cinchctl cert inspect; state
 directory permissions; a restart keeps the root and used tokens used.
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -360,26 +362,50 @@ def run(tmp, state, pb, pbg, ctl):
                                   requested_spiffe_id=web))
     check(err is None and ok.spiffe_id == web, "the token was not burnt by the refusal: %s" % err)
 
-    # Forged CSR: a signature that does not verify.
+    # Forged CSR: a signature that does not verify; not a CSR at all; a weak
+    # RSA key. All with one token: no certificate was issued, so it is not
+    # spent and still gets one afterwards (issue #12: spent only with a
+    # certificate issued).
+    spare = token(state, "shop/web")
     der = bytearray(csr_for(key2))
     der[-5] ^= 0xFF
     _, err = call(pb, pbg, ctl.grpc_port, bundle_pem,
-                  pb.SignRequest(csr=bytes(der),
-                                 credential=pb.Credential(join_token=token(state, "shop/web"))))
+                  pb.SignRequest(csr=bytes(der), credential=pb.Credential(join_token=spare)))
     check(err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT,
           "forged CSR refused: %s" % err)
-    # Not a CSR at all; a weak RSA key.
     _, err = call(pb, pbg, ctl.grpc_port, bundle_pem,
                   pb.SignRequest(csr=b"\x30\x03\x02\x01\x00",
-                                 credential=pb.Credential(join_token=token(state, "shop/web"))))
+                                 credential=pb.Credential(join_token=spare)))
     check(err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT,
           "garbage CSR refused: %s" % err)
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     _, err = call(pb, pbg, ctl.grpc_port, bundle_pem,
-                  pb.SignRequest(csr=csr_for(weak),
-                                 credential=pb.Credential(join_token=token(state, "shop/web"))))
+                  pb.SignRequest(csr=csr_for(weak), credential=pb.Credential(join_token=spare)))
     check(err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT and
           "2048" in err.details(), "RSA 1024 refused: %s" % err)
+    ok, err = call(pb, pbg, ctl.grpc_port, bundle_pem,
+                   pb.SignRequest(csr=csr_for(key2), credential=pb.Credential(join_token=spare)))
+    check(err is None and ok.spiffe_id == web,
+          "a token whose CSRs failed is still usable: %s" % err)
+    # One token, eight callers at once on eight connections: exactly one
+    # certificate, the others refused as used.
+    race = token(state, "shop/web")
+    results = []
+    def racer():
+        results.append(call(pb, pbg, ctl.grpc_port, bundle_pem,
+                            pb.SignRequest(csr=csr_for(key2),
+                                           credential=pb.Credential(join_token=race))))
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    won = [r for r, e in results if e is None]
+    lost = [e for r, e in results if e is not None]
+    check(len(results) == 8 and len(won) == 1 and
+          all(e.code() == grpc.StatusCode.UNAUTHENTICATED and "already used" in e.details()
+              for e in lost), "one token, eight concurrent uses: one certificate (%d of %d)"
+          % (len(won), len(results)))
     # Unknown token, no credential at all, an expired token.
     _, err = call(pb, pbg, ctl.grpc_port, bundle_pem,
                   pb.SignRequest(csr=csr_for(key2),
@@ -406,7 +432,7 @@ def run(tmp, state, pb, pbg, ctl):
     evs = ctl.events()
     issued = [e for e in evs if e["event"] == "svid_issued"]
     refused = [e for e in evs if e["event"] == "sign_refused"]
-    check(len(issued) == 3, "three certificates issued and audited (%d)" % len(issued))
+    check(len(issued) == 5, "five certificates issued and audited (%d)" % len(issued))
     check(all(e.get("serial") and e.get("spiffe_id") == web and e.get("auth") and
               e.get("expires_at_unix") for e in issued), "issued audit lines are complete")
     reasons = {e["reason"] for e in refused}
@@ -424,7 +450,7 @@ def run(tmp, state, pb, pbg, ctl):
             check(r.status == want, "%s answers %d" % (path, want))
     with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
         m = r.read().decode()
-    check(re.search(r'cinch_control_certs_issued_total\{method="join_token"\} 2', m) is not None,
+    check(re.search(r'cinch_control_certs_issued_total\{method="join_token"\} 4', m) is not None,
           "metrics count issued certificates by method")
     check(re.search(r'cinch_control_certs_issued_total\{method="renewal"\} 1', m) is not None,
           "metrics count renewals")
@@ -467,7 +493,6 @@ def run(tmp, state, pb, pbg, ctl):
     # A stuck client (TCP open, half a ClientHello, then nothing) does not
     # stall anyone, and is closed by the handshake timeout (--handshake-timeout 2s).
     import socket
-    import threading
     stuck = socket.create_connection(("127.0.0.1", ctl.grpc_port))
     stuck.sendall(b"\x16\x03\x01\x02\x00\x01")
     results = []

@@ -57,21 +57,41 @@ static void test_tokens(void **state)
 	free(buf);
 
 	/* Asking for another identity is refused and does not burn the token. */
-	assert_int_equal(token_redeem(ts, tok, strlen(tok), "spiffe://example.org/ns/default/sa/db",
-				      now + 1, id, &why),
+	char rh[65];
+	assert_int_equal(token_reserve(ts, tok, strlen(tok),
+				       "spiffe://example.org/ns/default/sa/db", now + 1, id, rh,
+				       &why),
 			 -EACCES);
 	assert_int_equal(why, TOKEN_ER_IDENTITY);
 	memset(id, 0, sizeof(id));
-	assert_int_equal(token_redeem(ts, tok, strlen(tok), NULL, now + 1, id, &why), 0);
+	/* Reserved: a second use is refused as used, even before it is spent;
+	 * released (the certificate was not issued), it works again. */
+	assert_int_equal(token_reserve(ts, tok, strlen(tok), NULL, now + 1, id, rh, &why), 0);
 	assert_string_equal(id, "spiffe://example.org/ns/default/sa/web");
-	assert_int_equal(token_redeem(ts, tok, strlen(tok), NULL, now + 2, id, &why), -EPERM);
+	assert_string_equal(rh, h);
+	assert_int_equal(token_reserve(ts, tok, strlen(tok), NULL, now + 1, id, h, &why), -EPERM);
 	assert_int_equal(why, TOKEN_ER_USED);
-	assert_int_equal(token_redeem(ts, "cjt_nope", 8, NULL, now, id, &why), -EPERM);
+	token_release(ts, rh);
+	assert_int_equal(fsutil_read_all(path, 1 << 20, &buf, &len), 0);
+	char *used = strstr(strstr(buf, h), "\"used\":"); /* a reservation is never on disk */
+	assert_non_null(used);
+	assert_int_equal(used[7], '0');
+	free(buf);
+	assert_int_equal(token_reserve(ts, tok, strlen(tok), NULL, now + 1, id, rh, &why), 0);
+	/* Committed: used, on disk; release after that changes nothing. */
+	assert_int_equal(token_commit(ts, rh, now + 1), 0);
+	assert_int_equal(token_commit(ts, rh, now + 1), -ENOENT);
+	token_release(ts, rh);
+	assert_int_equal(token_reserve(ts, tok, strlen(tok), NULL, now + 2, id, rh, &why), -EPERM);
+	assert_int_equal(why, TOKEN_ER_USED);
+	assert_int_equal(token_reserve(ts, "cjt_nope", 8, NULL, now, id, rh, &why), -EPERM);
 	assert_int_equal(why, TOKEN_ER_UNKNOWN);
-	assert_int_equal(token_redeem(ts, tok, strlen(tok) - 1, NULL, now, id, &why), -EPERM);
+	assert_int_equal(token_reserve(ts, tok, strlen(tok) - 1, NULL, now, id, rh, &why), -EPERM);
 	assert_int_equal(why, TOKEN_ER_UNKNOWN);
+	assert_int_equal(token_commit(ts, "nope", now), -ENOENT);
 	/* tok2 expired at now + 60. */
-	assert_int_equal(token_redeem(ts, tok2, strlen(tok2), NULL, now + 60, id, &why), -EPERM);
+	assert_int_equal(token_reserve(ts, tok2, strlen(tok2), NULL, now + 60, id, rh, &why),
+			 -EPERM);
 	assert_int_equal(why, TOKEN_ER_EXPIRED);
 	token_store_free(ts);
 
@@ -81,9 +101,13 @@ static void test_tokens(void **state)
 	assert_int_equal(token_create(ts, "x", "y", 600, now, tok3, id, &exp), 0);
 	token_store_free(ts);
 	assert_int_equal(token_store_open(dir, "example.org", &ts), 0);
-	assert_int_equal(token_redeem(ts, tok, strlen(tok), NULL, now + 3, id, &why), -EPERM);
+	assert_int_equal(token_reserve(ts, tok, strlen(tok), NULL, now + 3, id, rh, &why), -EPERM);
 	assert_int_equal(why, TOKEN_ER_USED);
-	assert_int_equal(token_redeem(ts, tok3, strlen(tok3), NULL, now + 3, id, &why), 0);
+	/* A reservation does not survive a restart (nothing was issued). */
+	assert_int_equal(token_reserve(ts, tok3, strlen(tok3), NULL, now + 3, id, rh, &why), 0);
+	token_store_free(ts);
+	assert_int_equal(token_store_open(dir, "example.org", &ts), 0);
+	assert_int_equal(token_reserve(ts, tok3, strlen(tok3), NULL, now + 3, id, rh, &why), 0);
 	assert_string_equal(id, "spiffe://example.org/ns/x/sa/y");
 	token_store_free(ts);
 

@@ -1,11 +1,19 @@
 /* inject_driver: feeds one AdmissionReview from stdin to inject_review()
  * and prints the answer, for the kubectl-based script test. Test-only.
- *   inject_driver [--classic] < review.json > answer.json */
+ *   inject_driver [--classic] [--allow-pod-exclusions] < review.json > answer.json
+ * --allow-pod-exclusions: as under a MeshPolicy with allowPodExclusions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inject.h"
+
+static int allow_all(void *arg, const char *ns)
+{
+	(void)arg;
+	(void)ns;
+	return 1;
+}
 
 int main(int argc, char **argv)
 {
@@ -15,8 +23,17 @@ int main(int argc, char **argv)
 	char *out = NULL;
 
 	inject_config_defaults(&cfg);
-	if (argc > 1 && strcmp(argv[1], "--classic") == 0)
-		cfg.native_sidecar = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--classic") == 0) {
+			cfg.native_sidecar = 0;
+		} else if (strcmp(argv[i], "--allow-pod-exclusions") == 0) {
+			cfg.pod_exclusions = allow_all;
+		} else {
+			fprintf(stderr,
+				"usage: inject_driver [--classic] [--allow-pod-exclusions]\n");
+			return 2;
+		}
+	}
 	size_t n = fread(buf, 1, sizeof(buf), stdin);
 	if (inject_review(&cfg, buf, n, &out, &why) < 0) {
 		fprintf(stderr, "inject_driver: %s\n", why);

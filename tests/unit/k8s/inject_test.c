@@ -2,7 +2,10 @@
  * (tests/unit/k8s/fixtures/): which pods are patched, left alone or refused
  * and why, that the uid is echoed, that a body that is no review at all is
  * refused without crashing, and that no truncation of a valid review
- * crashes. The patches themselves are applied with kubectl by
+ * crashes. Refusals that keep the mesh's promise (issue #12): a container
+ * running as the agent's UID 1337 (pod or container securityContext), and
+ * cinch.dev/exclude-* annotations unless the MeshPolicy allows them for
+ * the pod's namespace. The patches themselves are applied with kubectl by
  * inject_kubectl_test.py. */
 #include <errno.h>
 #include <setjmp.h>
@@ -31,8 +34,18 @@ static char *slurp(const char *name, size_t *len)
 	return buf;
 }
 
-/* Runs a fixture and returns the parsed "response" object (a new ref). */
-static json_t *answer(const char *name, int native)
+/* A mesh whose MeshPolicy lets namespace "shop" exclude ports. */
+static int allow_shop(void *arg, const char *ns)
+{
+	++*(int *)arg;
+	return ns && strcmp(ns, "shop") == 0;
+}
+
+static int allow_calls;
+
+/* Runs a fixture and returns the parsed "response" object (a new ref);
+ * `excl`: under a mesh that lets "shop" exclude ports. */
+static json_t *answer_in(const char *name, int native, int excl)
 {
 	struct inject_config cfg;
 	size_t len;
@@ -42,6 +55,10 @@ static json_t *answer(const char *name, int native)
 
 	inject_config_defaults(&cfg);
 	cfg.native_sidecar = native;
+	if (excl) {
+		cfg.pod_exclusions = allow_shop;
+		cfg.pod_exclusions_arg = &allow_calls;
+	}
 	int rc = inject_review(&cfg, body, len, &out, &why);
 	if (rc != 0)
 		fail_msg("%s: %d %s", name, rc, why);
@@ -62,22 +79,38 @@ struct outcome_case {
 	const char *uid;
 	int allowed, patched;
 	const char *reason; /* auditAnnotations.injection or status.message */
+	int excl;	    /* under a mesh that lets "shop" exclude ports */
 };
 
+#define NO_EXCLUSIONS(a)                                                                          \
+	"cinch: annotation cinch.dev/" a ": this mesh does not let pods of namespace shop "     \
+	"exclude traffic from interception (MeshPolicy spec.allowPodExclusions)"
+#define AGENT_UID(c)                                                                             \
+	"cinch: container " c " runs as UID 1337, the mesh agent's: its traffic would bypass "  \
+	"interception; run it as another user (securityContext.runAsUser)"
+
 static const struct outcome_case outcomes[] = {
-	{ "rs_pod.json", "705ab4f5-6393-11e8-b7cc-42010a800002", 1, 1, "injected" },
-	{ "init_pod.json", "11111111-2222-3333-4444-555555555555", 1, 1, "injected" },
-	{ "already_injected.json", "u-injected", 1, 0, "already injected" },
+	{ "rs_pod.json", "705ab4f5-6393-11e8-b7cc-42010a800002", 1, 1, "injected", 0 },
+	{ "init_pod.json", "11111111-2222-3333-4444-555555555555", 1, 1, "injected", 1 },
+	{ "init_pod.json", "11111111-2222-3333-4444-555555555555", 0, 0,
+	  NO_EXCLUSIONS("exclude-inbound-ports"), 0 },
+	{ "exclude_outbound.json", "u-exclude", 0, 0, NO_EXCLUSIONS("exclude-outbound-ports"), 0 },
+	{ "exclude_outbound.json", "u-exclude", 1, 1, "injected", 1 },
+	{ "uid_1337_pod.json", "u-uid-pod", 0, 0, AGENT_UID("web"), 0 },
+	{ "uid_1337_pod.json", "u-uid-pod", 0, 0, AGENT_UID("web"), 1 },
+	{ "uid_1337_init.json", "u-uid-init", 0, 0, AGENT_UID("setup"), 0 },
+	{ "uid_overridden.json", "u-uid-override", 1, 1, "injected", 0 },
+	{ "already_injected.json", "u-injected", 1, 0, "already injected", 0 },
 	{ "control_namespace.json", "u-system", 1, 0,
-	  "the control plane's namespace is never injected" },
-	{ "opted_out.json", "u-optout", 1, 0, "opted out with cinch.dev/inject" },
-	{ "host_network.json", "u-hostnet", 1, 0, "hostNetwork pods share the node's network" },
-	{ "deployment.json", "u-deploy", 1, 0, "not a v1 Pod" },
-	{ "update.json", "u-update", 1, 0, "not a CREATE" },
+	  "the control plane's namespace is never injected", 0 },
+	{ "opted_out.json", "u-optout", 1, 0, "opted out with cinch.dev/inject", 0 },
+	{ "host_network.json", "u-hostnet", 1, 0, "hostNetwork pods share the node's network", 0 },
+	{ "deployment.json", "u-deploy", 1, 0, "not a v1 Pod", 0 },
+	{ "update.json", "u-update", 1, 0, "not a CREATE", 0 },
 	{ "bad_annotation.json", "u-badann", 0, 0,
-	  "cinch: annotation cinch.dev/exclude-inbound-ports: invalid value \"80,http\"" },
+	  "cinch: annotation cinch.dev/exclude-inbound-ports: invalid value \"80,http\"", 0 },
 	{ "unknown_annotation.json", "u-typo", 0, 0,
-	  "cinch: unknown annotation cinch.dev/exclude-inbound-port" },
+	  "cinch: unknown annotation cinch.dev/exclude-inbound-port", 0 },
 };
 
 static void test_outcomes(void **state)
@@ -85,7 +118,7 @@ static void test_outcomes(void **state)
 	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
 		const struct outcome_case *c = &outcomes[i];
 		print_message("%s\n", c->fixture);
-		json_t *r = answer(c->fixture, 1);
+		json_t *r = answer_in(c->fixture, 1, c->excl);
 		assert_string_equal(json_string_value(json_object_get(r, "uid")), c->uid);
 		assert_int_equal(json_is_true(json_object_get(r, "allowed")), c->allowed);
 		assert_int_equal(json_object_get(r, "patch") != NULL, c->patched);
@@ -108,7 +141,9 @@ static void test_outcomes(void **state)
 
 static void test_grpc_probe_warned(void **state)
 {
-	json_t *r = answer("init_pod.json", 1);
+	allow_calls = 0;
+	json_t *r = answer_in("init_pod.json", 1, 1);
+	assert_true(allow_calls > 0); /* the mesh was asked, for namespace shop */
 	json_t *w = json_object_get(r, "warnings");
 	assert_int_equal(json_array_size(w), 1);
 	assert_non_null(strstr(json_string_value(json_array_get(w, 0)),

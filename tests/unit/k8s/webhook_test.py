@@ -22,7 +22,12 @@ with the openssl CLI), then:
   - openssl s_client: TLS 1.3, ALPN h2 and http/1.1 both chosen, the
     chain verifies for <service>.<namespace>.svc and not for another name;
   - the certificate files replaced on disk: new connections get the new
-    certificate without a restart.
+    certificate without a restart;
+  - pods that would escape the mesh (issue #12): cinch.dev/exclude-*
+    annotations refused until the mesh-wide MeshPolicy (a file under
+    --policy) sets allowPodExclusions: true, refused again when the pod's
+    namespace's own MeshPolicy says false; a container running as UID 1337
+    refused whatever the MeshPolicy says.
 Loopback only; everything started is stopped.
 
 usage: webhook_test.py <cinch-control> <inject_driver> <fixtures dir>
@@ -301,6 +306,58 @@ def check_silent_connection(port):
           "a silent connection is closed at the 10 s request timeout (%.1f s)" % took)
 
 
+MESH = """apiVersion: cinch.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: %s, namespace: %s}
+spec: {allowPodExclusions: %s}
+"""
+
+
+def review_answer(port, fixture):
+    code, _, body, err = curl(port, "--http2", open(os.path.join(FIXTURES, fixture), "rb").read())
+    try:
+        return json.loads(body).get("response", {}) if code == 200 else {"code": code}
+    except ValueError:
+        return {"body": body}
+
+
+def refused_for(resp, text):
+    return resp.get("allowed") is False and text in resp.get("status", {}).get("message", "")
+
+
+def check_pod_exclusions(port, policy):
+    excl = "does not let pods of namespace shop exclude traffic"
+    uid = "runs as UID 1337, the mesh agent's"
+    for fx in ("init_pod.json", "exclude_outbound.json"):
+        r = review_answer(port, fx)
+        check(refused_for(r, excl), "%s refused by default: %s" % (fx, r))
+    check(refused_for(review_answer(port, "uid_1337_pod.json"), uid), "UID 1337 refused")
+
+    # The mesh-wide MeshPolicy allows exclusions: the same review is patched,
+    # exactly as inject.c does it under such a mesh.
+    with open(os.path.join(policy, "mesh.yaml"), "w") as f:
+        f.write(MESH % ("mesh", "cinch-system", "true"))
+    deadline, r = time.time() + 10, {}
+    while time.time() < deadline and not r.get("allowed"):
+        time.sleep(0.2)
+        r = review_answer(port, "init_pod.json")
+    review = open(os.path.join(FIXTURES, "init_pod.json"), "rb").read()
+    want = json.loads(run([DRIVER, "--allow-pod-exclusions"], input=review).stdout)["response"]
+    check(r.get("allowed") is True and r == want,
+          "allowPodExclusions: true (mesh-wide): the pod is patched as inject.c does: %s" % r)
+    check(refused_for(review_answer(port, "uid_1337_pod.json"), uid),
+          "UID 1337 refused whatever the MeshPolicy says")
+
+    # The namespace's own MeshPolicy says no: it wins over the mesh-wide one.
+    with open(os.path.join(policy, "shop.yaml"), "w") as f:
+        f.write(MESH % ("shop", "shop", "false"))
+    deadline, r = time.time() + 10, {"allowed": True}
+    while time.time() < deadline and r.get("allowed"):
+        time.sleep(0.2)
+        r = review_answer(port, "init_pod.json")
+    check(refused_for(r, excl), "the namespace's allowPodExclusions: false wins: %s" % r)
+
+
 def main():
     global CA_PEM
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,13 +367,15 @@ def main():
              "-subj", "/CN=webhook test CA"], check=True)
         CA_PEM = ca + ".pem"
         pem, key = make_cert(tmp, "wh", ca, 1)
+        policy = os.path.join(tmp, "policy")
+        os.mkdir(policy)
         port = free_port()
         log = open(os.path.join(tmp, "control.log"), "w+")
         proc = subprocess.Popen(
             [CONTROL, "--state-dir", os.path.join(tmp, "state"), "--listen", "127.0.0.1:0",
              "--admin-listen", "127.0.0.1:0", "--webhook-port", str(port), "--webhook-cert",
              pem, "--webhook-key", key, "--webhook-max-connections", "8",
-             "--log-level", "debug"],
+             "--policy", policy, "--log-level", "debug"],
             stdout=subprocess.DEVNULL, stderr=log)
         try:
             deadline = time.time() + 20
@@ -336,6 +395,7 @@ def main():
             check_max_connections(port)
             check_silent_connection(port)
             check_reload(port, tmp, ca, pem, key)
+            check_pod_exclusions(port, policy)
             check(proc.poll() is None, "cinch-control still running after all of it")
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -4,7 +4,9 @@
  * path and message, and the set goes on with its last accepted version
  * (or without it), so the others' changes still publish; nothing is
  * published until every expected feed delivered; equal inputs give equal
- * versions in two stores (two replicas). */
+ * versions in two stores (two replicas); MeshPolicy allowPodExclusions as
+ * the injector asks for it (namespace over mesh-wide, default no, and
+ * kept when only that field changes, which changes no slice). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,11 +201,45 @@ static void test_replicas_agree(void **state)
 	}
 }
 
+static json_t *mesh(const char *ns, int allow)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:b}}", "apiVersion", "cinch.dev/v1alpha1",
+			 "kind", "MeshPolicy", "metadata", "name", "m", "namespace", ns, "spec",
+			 "allowPodExclusions", allow);
+}
+
+static void test_pod_exclusions(void **state)
+{
+	struct hub *h;
+	struct store *st;
+
+	assert_int_equal(hub_new(&h), 0);
+	assert_int_equal(store_new("cluster.local", h, &st), 0);
+	assert_int_equal(store_pod_exclusions(st, "shop"), 0); /* no generation yet */
+	set(st, STORE_FEED_PODS, pods());
+	set(st, STORE_FEED_POLICIES, json_pack("[o]", allow("a", 8080)));
+	assert_int_equal(store_apply(st, NULL), 0);
+	assert_int_equal(store_pod_exclusions(st, "shop"), 0); /* no MeshPolicy: no */
+	set(st, STORE_FEED_POLICIES,
+	    json_pack("[o, o]", allow("a", 8080), mesh("cinch-system", 1)));
+	assert_int_equal(store_apply(st, NULL), 0);
+	assert_int_equal(store_pod_exclusions(st, "shop"), 1);
+	assert_int_equal(store_pod_exclusions(st, "other"), 1);
+	set(st, STORE_FEED_POLICIES,
+	    json_pack("[o, o, o]", allow("a", 8080), mesh("cinch-system", 1), mesh("shop", 0)));
+	assert_int_equal(store_apply(st, NULL), 0);
+	assert_int_equal(store_pod_exclusions(st, "shop"), 0);
+	assert_int_equal(store_pod_exclusions(st, "other"), 1);
+	store_free(st);
+	hub_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_feeds_and_quarantine),
 		cmocka_unit_test(test_replicas_agree),
+		cmocka_unit_test(test_pod_exclusions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,7 @@ static const char *const POLICY =
 	"apiVersion: cinch.dev/v1alpha1\n"
 	"kind: MeshPolicy\n"
 	"metadata: {name: shop, namespace: shop}\n"
-	"spec: {mtls: PERMISSIVE}\n"
+	"spec: {mtls: PERMISSIVE, allowPodExclusions: false}\n"
 	"---\n"
 	"apiVersion: cinch.dev/v1alpha1\n"
 	"kind: EgressPolicy\n"
@@ -416,6 +416,13 @@ static void test_errors(void **state)
 		{"{\"apiVersion\": \"cinch.dev/v1alpha1\", \"kind\": \"MeshPolicy\",\n"
 		 " \"metadata\": {\"name\": \"m\"}, \"spec\": {\"defaultAction\": \"allow\"}}\n",
 		 2, 55, "spec.defaultAction", "deny or audit"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: m}\nspec:\n  "
+		 "allowPodExclusions: yes\n",
+		 5, 23, "spec.allowPodExclusions", "true or false"},
+		{"{\"apiVersion\": \"cinch.dev/v1alpha1\", \"kind\": \"MeshPolicy\",\n"
+		 " \"metadata\": {\"name\": \"m\"}, \"spec\": {\"allowPodExclusions\": "
+		 "\"true\"}}\n",
+		 2, 60, "spec.allowPodExclusions", "true or false"},
 	};
 	char p[128], w[128];
 	int failed = 0;
