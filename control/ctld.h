@@ -26,11 +26,11 @@ struct ctld_config {
 	const char *server_ips[CTLD_MAX_NAMES];
 	size_t n_dns, n_ips;
 	long svid_ttl_s, ttl_min_s, ttl_max_s;
-	size_t max_msg, max_queue;
-	unsigned max_streams, max_conns, handshake_ms, idle_ms;
+	size_t max_msg, max_queue, max_buffered;
+	unsigned max_streams, max_conns, max_per_source, handshake_ms, idle_ms;
 	int log_level;
 	int webhook_port; /* 0: off */
-	unsigned webhook_max_conns;
+	unsigned webhook_max_conns, webhook_max_per_source;
 	const char *webhook_cert, *webhook_key; /* NULL: webhook off */
 	const char *inject_image;		/* NULL: inject.h's default */
 	int inject_classic;			/* classic sidecar, not native */
