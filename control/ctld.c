@@ -43,6 +43,7 @@
 #include "fsutil.h"
 #include "inject.h"
 #include "kapi.h"
+#include "tokenreview.h"
 #include "kfeed.h"
 #include "hub.h"
 #include "log.h"
@@ -96,6 +97,8 @@ enum {
 	OPT_MAX_PER_SOURCE,
 	OPT_MAX_BUFFERED,
 	OPT_WEBHOOK_MAX_PER_SOURCE,
+	OPT_REVIEW_MAX_INFLIGHT,
+	OPT_REVIEW_RATE,
 };
 
 static const struct option ctld_opts[] = {
@@ -137,6 +140,8 @@ static const struct option ctld_opts[] = {
 	{"max-connections-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},
 	{"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
 	{"webhook-max-connections-per-source", required_argument, NULL, OPT_WEBHOOK_MAX_PER_SOURCE},
+	{"token-review-concurrency", required_argument, NULL, OPT_REVIEW_MAX_INFLIGHT},
+	{"token-review-rate", required_argument, NULL, OPT_REVIEW_RATE},
 	{0},
 };
 
@@ -199,6 +204,9 @@ static void ctld_usage(FILE *out)
 		"  --kube-ca FILE --kube-token FILE\n"
 		"                           the API server's CA and our bearer token file\n"
 		"                           (with a URL)\n"
+		"  --token-review-concurrency N  TokenReviews in flight at once (32)\n"
+		"  --token-review-rate N    new TokenReviews per second (20, burst 2N);\n"
+		"                           a Sign over either: UNAVAILABLE, retry later\n"
 		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
 		"                           (the workload registry) and the AllowPolicy,\n"
 		"                           MeshPolicy, EgressPolicy objects, joined with\n"
@@ -363,6 +371,13 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 		*(opt == OPT_MAX_PER_SOURCE ? &cfg->max_per_source : &cfg->webhook_max_per_source) =
 			(unsigned)v;
 		return 0;
+	case OPT_REVIEW_MAX_INFLIGHT:
+	case OPT_REVIEW_RATE:
+		if ((v = ctld_number(arg, 1, 100000)) < 0)
+			break;
+		*(opt == OPT_REVIEW_RATE ? &cfg->review_rate : &cfg->review_max_inflight) =
+			(unsigned)v;
+		return 0;
 	case OPT_MAX_BUFFERED:
 		if ((v = ctld_number(arg, 64 << 10, 1ll << 32)) < 0)
 			break;
@@ -512,6 +527,8 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.webhook_port = WEBHOOK_DEFAULT_PORT,
 		.webhook_max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
 		.webhook_max_per_source = WEBHOOK_MAX_PER_SOURCE_DEFAULT,
+		.review_max_inflight = TOKENREVIEW_MAX_INFLIGHT_DEFAULT,
+		.review_rate = TOKENREVIEW_RATE_DEFAULT,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -571,6 +588,7 @@ struct ctld {
 	struct webhook *webhook;
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
+	struct tokenreview_limit reviews;
 	struct hub *hub;     /* the agents' slices, watches, reports */
 	struct store *store; /* builds the hub's generations from its feeders: */
 	struct filesrc *src; /* NULL without --registry/--policy */
@@ -1025,8 +1043,10 @@ static int ctld_start_kube(struct ctld *d)
 			  json_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
 		return rc;
 	}
-	d->k8s_auth =
-		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
+	tokenreview_limit_init(&d->reviews, cfg->review_max_inflight, cfg->review_rate,
+			       2 * cfg->review_rate);
+	d->k8s_auth = (struct auth_k8s_config){
+		.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca), .limit = &d->reviews};
 	d->svc.k8s.impl = &d->k8s_auth;
 	return 0;
 }
