@@ -108,9 +108,10 @@ def tls_ctx():
 class Hostile:
     """One hostile connection: TLS without a client certificate, then h2."""
 
-    def __init__(self, ctx, src, port, cheat=False):
+    def __init__(self, ctx, src, port, cheat=False, small=False):
         self.dead = False
         self.cheat = cheat
+        self.small = small  # a 100-byte message: fills the last gaps of a budget
         self.sent = {}  # stream id -> bytes of DATA sent
         self.target = 0
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -165,6 +166,8 @@ class Hostile:
         window = self.h2.remote_settings.initial_window_size
         # Declare the most the window lets us send, finish one byte short.
         self.target = min(window, 65536 + 5) - 1
+        if self.small:
+            self.target = 5 + 100 - 1
         declared = self.target + 1 - 5
         self.pending_prefix = b"\x00" + declared.to_bytes(4, "big")
         if self.cheat:  # 64 streams and 64 KiB each, whatever the SETTINGS say
@@ -320,7 +323,7 @@ def phase(state, flags, fn, *args):
         check(rc == 0, "the control stopped cleanly (rc %s)" % rc)
 
 
-def flood(ctl, conns, n, sources, first):
+def flood(ctl, conns, n, sources, first, small=False):
     """n hostile connections from `sources` addresses 127.0.0.<first>...,
     pushing what the windows allow for up to FLOOD_SECONDS or until the
     RSS bound is crossed. Returns the peak RSS."""
@@ -331,7 +334,8 @@ def flood(ctl, conns, n, sources, first):
     for i in range(n):
         src = "127.0.0.%d" % (first + i % sources)
         try:
-            h = Hostile(ctx, src, ctl.grpc_port, cheat=(i % 100 == 99))
+            h = Hostile(ctx, src, ctl.grpc_port, cheat=(i % 100 == 99 and not small),
+                        small=small)
         except (OSError, ssl.SSLError):
             refused += 1
             continue
@@ -374,10 +378,12 @@ def renew(pb, pbg, port, agent):
 def run_budget(ctl, state, conns, pb, pbg, agent):
     """The byte budget: with --max-buffered 2 MiB (1 MiB for connections
     that have not authenticated), 200 hostile connections want more than
-    that; the excess is refused (RESOURCE_EXHAUSTED, logged), and an agent
-    renewing over mutual TLS still gets its certificate from the other
-    half."""
+    that; the excess is refused (RESOURCE_EXHAUSTED, logged); small
+    requests then fill what is left (a buffer takes at least 1 KiB), and an
+    agent renewing over mutual TLS still gets its certificate from the
+    other half."""
     flood(ctl, conns, 200, 4, 50)
+    flood(ctl, conns, 60, 1, 54, small=True)  # the last gaps, 1 KiB each
     evs = [e for e in ctl.events() if e["event"] == "grpc_budget_exhausted"]
     check(evs and all(not e["trusted"] and e["buffered"] <= e["limit"] == 1 << 20
                       for e in evs),
@@ -404,6 +410,10 @@ def run(ctl, state, conns, pb, pbg):
           "the flood is real: %d of %d connections still open" % (len(alive), FLOOD_CONNS))
     check(peak < RSS_LIMIT, "control RSS under %d MiB during the flood (peak %.1f MiB)" %
           (RSS_LIMIT >> 20, peak / 2**20))
+    rs = conns[0].h2.remote_settings
+    check(rs.max_concurrent_streams == 1 and rs.initial_window_size == 8192 + 5,
+          "a connection without a certificate is offered 1 stream and a window of one 8 KiB "
+          "message (%d, %d)" % (rs.max_concurrent_streams, rs.initial_window_size))
 
     # Real agents, during the flood.
     resp, key, err = sign_token(pb, pbg, state, port, bundle_pem)
