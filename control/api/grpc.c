@@ -422,7 +422,6 @@ static void gcall_sign(struct gcall *st, const uint8_t *msg, size_t len)
 static int gcall_dispatch(struct gcall *st)
 {
 	struct config_service *cs = st->c->srv->cfg.config;
-
 	const uint8_t *buf = st->req.data;
 
 	if (st->req.len < 5)
@@ -511,7 +510,8 @@ static int gh2_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const 
 /* The largest message the connection may send now. */
 static size_t gconn_max_msg(const struct gconn *c)
 {
-	return c->trusted ? c->srv->cfg.max_msg : GRPC_PREAUTH_MSG;
+	size_t max = c->srv->cfg.max_msg;
+	return c->trusted || max < GRPC_PREAUTH_MSG ? max : GRPC_PREAUTH_MSG;
 }
 
 static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
