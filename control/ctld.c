@@ -192,7 +192,7 @@ static void ctld_usage(FILE *out)
 		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
 		"                           reloaded when the files change\n"
 		"  --webhook-max-connections N  open webhook connections (256)\n"
-		"  --webhook-max-connections-per-source N  (32; 0: no cap)\n"
+		"  --webhook-max-connections-per-source N  (8; 0: no cap)\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
 		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
 		"  --kube-api URL|in-cluster\n"

@@ -71,6 +71,7 @@ struct wconn {
 	struct webhook *w;
 	nghttp2_session *h2;	 /* NULL: HTTP/1.1 */
 	struct wstream *streams; /* open HTTP/2 streams, freed with c */
+	size_t h2_held;		 /* body bytes they hold: at most max_body */
 	struct wh1 h1;
 };
 
@@ -273,13 +274,20 @@ static void wstream_settle(struct webhook *w, struct wstream *st)
 	st->rprev = NULL;
 }
 
+/* What a stream's body holds goes (answered early, overdue, or gone). */
+static void wstream_drop_body(struct wstream *st)
+{
+	st->c->h2_held -= st->req.len;
+	bytebuf_free(&st->req, &st->c->w->budget);
+}
+
 static void wstream_free(struct webhook *w, struct wstream *st)
 {
 	*st->pprev = st->next;
 	if (st->next)
 		st->next->pprev = st->pprev;
 	wstream_settle(w, st);
-	bytebuf_free(&st->req, &w->budget);
+	wstream_drop_body(st);
 	free(st->resp);
 	free(st);
 }
@@ -538,14 +546,19 @@ static int wh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, con
 
 	if (!st || st->answered)
 		return 0;
-	int rc = bytebuf_append(&st->req, &c->w->budget, data, len, c->w->cfg.max_body);
-	if (rc == -E2BIG)
+	/* One connection holds at most max_body in all, as an HTTP/1.1 one. */
+	int rc = c->h2_held + len > c->w->cfg.max_body && st->req.len + len <= c->w->cfg.max_body
+			 ? -ENOBUFS
+			 : bytebuf_append(&st->req, &c->w->budget, data, len, c->w->cfg.max_body);
+	if (rc == 0)
+		c->h2_held += len;
+	else if (rc == -E2BIG)
 		rc = wh2_error(c, st, 413,
 			       "content too large: the AdmissionReview exceeds the limit");
 	else if (rc == -ENOBUFS)
 		rc = wh2_error(c, st, 503, "busy: too many request bodies held, retry");
 	if (st->answered) /* refused: its bytes go now */
-		bytebuf_free(&st->req, &c->w->budget);
+		wstream_drop_body(st);
 	return rc < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
@@ -752,7 +765,7 @@ static void webhook_sweep_cb(uv_timer_t *t)
 			tlsconn_close(c->tc, "out_of_memory");
 			continue; /* its streams went with it */
 		}
-		bytebuf_free(&st->req, &w->budget);
+		wstream_drop_body(st);
 		tlsconn_kick(c->tc);
 	}
 }

@@ -38,7 +38,11 @@
  * connection without bytes received. Request bytes are held in buffers
  * that grow as the bytes arrive, never on the declared length, drawing on
  * one server-wide budget (WEBHOOK_BUDGET, api/bytebudget.h): a head
- * declaring 4 MiB costs what was sent, and only until request_ms.
+ * declaring 4 MiB costs what was sent, and only until request_ms. A
+ * connection holds at most max_body in all (an HTTP/2 stream that would
+ * go beyond it is answered 503), so one address holds at most
+ * max_per_source x max_body: with the defaults half the budget, and the
+ * API server's reviews find the other half.
  *
  * The server owns its connections; webhook_stop() closes everything and
  * the memory goes in close callbacks (run the loop afterwards). */
@@ -50,11 +54,12 @@
 
 #include "inject.h"
 
-#define WEBHOOK_DEFAULT_PORT	       15017
-#define WEBHOOK_PATH		       "/inject"
-#define WEBHOOK_MAX_BODY_DEFAULT       (4u << 20)
-#define WEBHOOK_MAX_CONNS_DEFAULT      256
-#define WEBHOOK_MAX_PER_SOURCE_DEFAULT 32
+#define WEBHOOK_DEFAULT_PORT	  15017
+#define WEBHOOK_PATH		  "/inject"
+#define WEBHOOK_MAX_BODY_DEFAULT  (4u << 20)
+#define WEBHOOK_MAX_CONNS_DEFAULT 256
+/* One address holds at most 8 x max_body (32 MiB), half the budget. */
+#define WEBHOOK_MAX_PER_SOURCE_DEFAULT 8
 #define WEBHOOK_MAX_STREAMS_DEFAULT    32
 #define WEBHOOK_REQUEST_MS_DEFAULT     10000
 #define WEBHOOK_IDLE_MS_DEFAULT	       60000

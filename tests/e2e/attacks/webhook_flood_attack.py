@@ -10,9 +10,10 @@ was answered 503.
 
 How (loopback only, raw TLS from Python's ssl, HTTP/2 frames with the h2
 package, everything bounded in count and time):
-  - HEADS (64) HTTP/1.1 connections from 127.0.0.2-3 (the per-source cap is
-    32) each send a head declaring Content-Length 4 MiB (the largest allowed)
-    and then trickle one byte every half second (half of them) or stall;
+  - HEADS (64) HTTP/1.1 connections from 127.0.0.20-27 (the per-source cap
+    is 8) each send a head declaring Content-Length 4 MiB (the largest
+    allowed) and then trickle one byte every half second (half of them) or
+    stall;
   - H2_CONNS HTTP/2 connections from 127.0.0.4 open 32 streams each, every
     one declaring 4 MiB and sending 1 KiB of it, and keep their connection
     alive with PINGs (which keeps the connection's idle timer from firing);
@@ -24,11 +25,17 @@ package, everything bounded in count and time):
     timeout (10 s), and every HTTP/2 stream still waiting for its body is
     answered 408 then, although its connection is not idle;
   - a head declaring 4 MiB + 1 is answered 413 at once;
-  - from one more address only 32 of 40 connections are kept
+  - from one more address only 8 of 16 connections are kept
     (--webhook-max-connections-per-source default), the rest closed at once
-    and logged.
+    and logged;
+  - whole bodies, not just heads: 20 connections from one address each send
+    4 MiB - 1 of a 4 MiB body and stall (80 MiB wanted, the budget is 64 MiB):
+    only 8 get in, and real reviews are still answered 200 over both
+    protocols;
+  - one HTTP/2 connection sends 1 MiB on each of 17 streams: a connection
+    holds at most 4 MiB, the streams beyond are answered 503.
 Fails on the old code: the real review gets 503, the HTTP/2 streams are never
-answered, and the 33rd connection from one address is served.
+answered, and every connection from one address is served.
 """
 import json
 import os
@@ -57,7 +64,7 @@ import webhook_test as wt  # noqa: E402  (reads its paths from argv)
 HEADS = 64
 H2_CONNS = 4
 H2_STREAMS = 32          # WEBHOOK_MAX_STREAMS_DEFAULT
-PER_SOURCE = 32          # WEBHOOK_MAX_PER_SOURCE_DEFAULT
+PER_SOURCE = 8           # WEBHOOK_MAX_PER_SOURCE_DEFAULT
 REQUEST_S = 10           # WEBHOOK_REQUEST_MS_DEFAULT
 DECLARED = 4 << 20       # WEBHOOK_MAX_BODY_DEFAULT
 
@@ -161,7 +168,7 @@ def attack(port, log):
     # HTTP/1.1 heads declaring 4 MiB, from two addresses.
     heads = []
     for i in range(HEADS):
-        s = connect("127.0.0.%d" % (2 + i % 2), port, "http/1.1")
+        s = connect("127.0.0.%d" % (20 + i % 8), port, "http/1.1")
         s.sendall(head(DECLARED) + b"{")
         heads.append(s)
     # HTTP/2 streams declaring 4 MiB.
@@ -234,8 +241,89 @@ def attack(port, log):
     evs = [json.loads(l) for l in log.read().splitlines() if l.startswith("{")]
     check(any(e["event"] == "webhook_conn_refused" and e.get("reason") == "too_many_from_source"
               for e in evs), "webhook_conn_refused too_many_from_source is logged")
+
+    # Whole bodies from one address.
+    bulk = []
+    for _ in range(20):
+        try:
+            s = connect("127.0.0.30", port, "http/1.1")
+            s.settimeout(10)
+            s.sendall(head(DECLARED) + b" " * (DECLARED - 1))
+            bulk.append(s)
+        except (OSError, ssl.SSLError):
+            pass
+    time.sleep(0.5)
+    kept = [s for s in bulk if not closed(s)]
+    check(len(kept) == PER_SOURCE, "whole 4 MiB bodies: %d of 20 connections from one address "
+          "hold one (want %d)" % (len(kept), PER_SOURCE))
+    for version in ("--http1.1", "--http2"):
+        code, patched, detail = real_review(port, version)
+        check(code == 200 and patched,
+              "a real AdmissionReview over %s while one address holds all it may: HTTP %d (%s)"
+              % (version, code, detail if not patched else "ok"))
+    for s in bulk:
+        s.close()
+
+    # One HTTP/2 connection, 1 MiB on each of 17 streams.
+    got = h2_bulk(port, 17, 1 << 20)
+    check(got.count(503) >= 17 - 4 and got.count(503) + got.count(None) == 17,
+          "HTTP/2: a connection holds at most 4 MiB, the streams beyond are answered 503 "
+          "(%s)" % got)
+
     code, patched, detail = real_review(port, "--http2")
     check(code == 200 and patched, "a real AdmissionReview after it all: HTTP %d" % code)
+
+
+def h2_bulk(port, streams, size):
+    """Sends `size` bytes on each of `streams` streams declaring `size`,
+    never ending them, as the windows allow, for up to 20 s. Returns the
+    :status each stream got (None: none)."""
+    s = connect("127.0.0.31", port, "h2")
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    sent, status = {}, {}
+    for _ in range(streams):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"https"),
+                                (b":path", b"/inject"), (b":authority", wt.HOST.encode()),
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(size).encode())])
+        sent[sid], status[sid] = 0, None
+    s.sendall(conn.data_to_send())
+    s.settimeout(0.2)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            data = s.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = int(dict(ev.headers)[b":status"])
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+            break
+        moved = 0
+        for sid in sent:
+            if status[sid] is not None or sent[sid] >= size:
+                continue
+            try:
+                n = min(size - sent[sid], conn.local_flow_control_window(sid), 16384)
+                if n > 0:
+                    conn.send_data(sid, b" " * n)
+                    sent[sid] += n
+                    moved += n
+            except (h2.exceptions.ProtocolError, h2.exceptions.FlowControlError):
+                status[sid] = status[sid] or -1
+        out = conn.data_to_send()
+        if out:
+            s.sendall(out)
+        if not moved and all(status[i] is not None or sent[i] >= size for i in sent):
+            break
+    s.close()
+    return [status[i] for i in sorted(status)]
 
 
 def main():
