@@ -32,6 +32,8 @@ struct tlsserver {
 	unsigned n_conns;
 	int refs;
 	int stopping;
+	uint64_t refused_logged_ms; /* uv_now of the last too_many_from_source line */
+	unsigned refused_unlogged;  /* refusals since, not logged */
 };
 
 struct tlsconn {
@@ -422,10 +424,19 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 		return;
 	}
 	if (s->cfg.max_per_source && tlsserver_from_source(s, c) > s->cfg.max_per_source) {
-		tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
-			      json_pack("{s:s, s:s, s:i}", "peer", c->peer, "reason",
-					"too_many_from_source", "max_per_source",
-					(int)s->cfg.max_per_source));
+		/* A flood of these must not become a flood of log lines. */
+		uint64_t now = uv_now(server->loop);
+		if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 1000) {
+			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
+				      json_pack("{s:s, s:s, s:i, s:i}", "peer", c->peer, "reason",
+						"too_many_from_source", "max_per_source",
+						(int)s->cfg.max_per_source, "not_logged",
+						(int)s->refused_unlogged));
+			s->refused_logged_ms = now;
+			s->refused_unlogged = 0;
+		} else {
+			s->refused_unlogged++;
+		}
 		tlsconn_close(c, "too_many_from_source");
 		return;
 	}

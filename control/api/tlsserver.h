@@ -10,7 +10,8 @@
  * Admission, before anything is read: at most max_conns connections, and
  * at most max_per_source from one peer address, so one host (an attacker
  * on the pod network) cannot take every slot; a connection over either is
- * closed at once (logged <name>_conn_refused with the reason). A
+ * closed at once (logged <name>_conn_refused with the reason, at most
+ * once a second for the per-source cap, with the count left out). A
  * connection that has not finished its handshake within handshake_ms is
  * closed. The buffers of an idle connection's TLS engine are given back
  * after every run of the driver (tls_conn_trim), so a quiet connection
@@ -22,8 +23,8 @@
  * runs the handshake, hands plaintext to ops->input, lets ops->flush put
  * pending output into TLS while there is room, moves TLS output to the
  * socket, stops reading while more than its write high-water mark
- * (TLSSERVER_WRITE_HIGH, or what the protocol set) waits for the peer, and closes the connection
- * when ops->done says so.
+ * (TLSSERVER_WRITE_HIGH, or what the protocol set) waits for the peer,
+ * and closes the connection when ops->done says so.
  *
  * Lifetimes: the server owns its connections; a connection's protocol
  * state (tlsconn_set_data) is freed by ops->free, called exactly once from
