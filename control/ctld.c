@@ -43,6 +43,7 @@
 #include "fsutil.h"
 #include "inject.h"
 #include "kapi.h"
+#include "tokenreview.h"
 #include "kfeed.h"
 #include "hub.h"
 #include "log.h"
@@ -93,6 +94,11 @@ enum {
 	OPT_REGISTRY,
 	OPT_POLICY,
 	OPT_MAX_QUEUE,
+	OPT_MAX_PER_SOURCE,
+	OPT_MAX_BUFFERED,
+	OPT_WEBHOOK_MAX_PER_SOURCE,
+	OPT_REVIEW_MAX_INFLIGHT,
+	OPT_REVIEW_RATE,
 };
 
 static const struct option ctld_opts[] = {
@@ -131,6 +137,11 @@ static const struct option ctld_opts[] = {
 	{"registry", required_argument, NULL, OPT_REGISTRY},
 	{"policy", required_argument, NULL, OPT_POLICY},
 	{"max-stream-queue", required_argument, NULL, OPT_MAX_QUEUE},
+	{"max-connections-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},
+	{"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
+	{"webhook-max-connections-per-source", required_argument, NULL, OPT_WEBHOOK_MAX_PER_SOURCE},
+	{"token-review-concurrency", required_argument, NULL, OPT_REVIEW_MAX_INFLIGHT},
+	{"token-review-rate", required_argument, NULL, OPT_REVIEW_RATE},
 	{0},
 };
 
@@ -172,6 +183,8 @@ static void ctld_usage(FILE *out)
 		"  --max-stream-queue BYTES unsent bytes per Watch before it ends with\n"
 		"                           RESOURCE_EXHAUSTED (1048576)\n"
 		"  --max-connections N      open connections (4096)\n"
+		"  --max-connections-per-source N  from one address (64; 0: no cap)\n"
+		"  --max-buffered BYTES     request bytes held by all connections (32 MiB)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
 		"                           --listen host (15017; 0: off); runs when\n"
@@ -179,6 +192,7 @@ static void ctld_usage(FILE *out)
 		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
 		"                           reloaded when the files change\n"
 		"  --webhook-max-connections N  open webhook connections (256)\n"
+		"  --webhook-max-connections-per-source N  (8; 0: no cap)\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
 		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
 		"  --kube-api URL|in-cluster\n"
@@ -190,6 +204,9 @@ static void ctld_usage(FILE *out)
 		"  --kube-ca FILE --kube-token FILE\n"
 		"                           the API server's CA and our bearer token file\n"
 		"                           (with a URL)\n"
+		"  --token-review-concurrency N  TokenReviews in flight at once (32)\n"
+		"  --token-review-rate N    new TokenReviews per second (20, burst 2N);\n"
+		"                           a Sign over either: UNAVAILABLE, retry later\n"
 		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
 		"                           (the workload registry) and the AllowPolicy,\n"
 		"                           MeshPolicy, EgressPolicy objects, joined with\n"
@@ -347,6 +364,25 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 			break;
 		cfg->max_conns = (unsigned)v;
 		return 0;
+	case OPT_MAX_PER_SOURCE:
+	case OPT_WEBHOOK_MAX_PER_SOURCE:
+		if ((v = ctld_number(arg, 0, 1000000)) < 0)
+			break;
+		*(opt == OPT_MAX_PER_SOURCE ? &cfg->max_per_source : &cfg->webhook_max_per_source) =
+			(unsigned)v;
+		return 0;
+	case OPT_REVIEW_MAX_INFLIGHT:
+	case OPT_REVIEW_RATE:
+		if ((v = ctld_number(arg, 1, 100000)) < 0)
+			break;
+		*(opt == OPT_REVIEW_RATE ? &cfg->review_rate : &cfg->review_max_inflight) =
+			(unsigned)v;
+		return 0;
+	case OPT_MAX_BUFFERED:
+		if ((v = ctld_number(arg, 64 << 10, 1ll << 32)) < 0)
+			break;
+		cfg->max_buffered = (size_t)v;
+		return 0;
 	case OPT_HS_TIMEOUT:
 	case OPT_IDLE_TIMEOUT:
 		if ((v = duration_ms(arg)) <= 0 || v > 86400000)
@@ -483,11 +519,16 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.max_queue = GRPC_MAX_QUEUE_DEFAULT,
 		.max_streams = GRPC_MAX_STREAMS_DEFAULT,
 		.max_conns = GRPC_MAX_CONNS_DEFAULT,
+		.max_per_source = GRPC_MAX_PER_SOURCE_DEFAULT,
+		.max_buffered = GRPC_MAX_BUFFERED_DEFAULT,
 		.handshake_ms = GRPC_HANDSHAKE_MS_DEFAULT,
 		.idle_ms = GRPC_IDLE_MS_DEFAULT,
 		.log_level = LOG_LVL_INFO,
 		.webhook_port = WEBHOOK_DEFAULT_PORT,
 		.webhook_max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
+		.webhook_max_per_source = WEBHOOK_MAX_PER_SOURCE_DEFAULT,
+		.review_max_inflight = TOKENREVIEW_MAX_INFLIGHT_DEFAULT,
+		.review_rate = TOKENREVIEW_RATE_DEFAULT,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -547,6 +588,7 @@ struct ctld {
 	struct webhook *webhook;
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
+	struct tokenreview_limit reviews;
 	struct hub *hub;     /* the agents' slices, watches, reports */
 	struct store *store; /* builds the hub's generations from its feeders: */
 	struct filesrc *src; /* NULL without --registry/--policy */
@@ -971,6 +1013,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 		.key_path = cfg->webhook_key,
 		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
 		.max_conns = cfg->webhook_max_conns,
+		.max_per_source = cfg->webhook_max_per_source,
 		.max_streams = WEBHOOK_MAX_STREAMS_DEFAULT,
 		.request_ms = WEBHOOK_REQUEST_MS_DEFAULT,
 		.idle_ms = WEBHOOK_IDLE_MS_DEFAULT,
@@ -1008,8 +1051,10 @@ static int ctld_start_kube(struct ctld *d)
 			  log_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
 		return rc;
 	}
-	d->k8s_auth =
-		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
+	tokenreview_limit_init(&d->reviews, cfg->review_max_inflight, cfg->review_rate,
+			       2 * cfg->review_rate);
+	d->k8s_auth = (struct auth_k8s_config){
+		.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca), .limit = &d->reviews};
 	d->svc.k8s.impl = &d->k8s_auth;
 	return 0;
 }
@@ -1129,6 +1174,8 @@ static int ctld_start(struct ctld *d)
 		.max_queue = cfg->max_queue,
 		.max_streams = cfg->max_streams,
 		.max_conns = cfg->max_conns,
+		.max_per_source = cfg->max_per_source,
+		.max_buffered = cfg->max_buffered,
 		.handshake_ms = cfg->handshake_ms,
 		.idle_ms = cfg->idle_ms,
 		.config = &d->config,

@@ -26,18 +26,19 @@ struct ctld_config {
 	const char *server_ips[CTLD_MAX_NAMES];
 	size_t n_dns, n_ips;
 	long svid_ttl_s, ttl_min_s, ttl_max_s;
-	size_t max_msg, max_queue;
-	unsigned max_streams, max_conns, handshake_ms, idle_ms;
+	size_t max_msg, max_queue, max_buffered;
+	unsigned max_streams, max_conns, max_per_source, handshake_ms, idle_ms;
 	int log_level;
 	int webhook_port; /* 0: off */
-	unsigned webhook_max_conns;
-	const char *webhook_cert, *webhook_key; /* NULL: webhook off */
-	const char *inject_image;		/* NULL: inject.h's default */
-	int inject_classic;			/* classic sidecar, not native */
-	const char *kube_api;			/* URL or "in-cluster"; NULL: off */
-	const char *kube_ca, *kube_token;	/* with a URL */
-	int kube_sources_off;			/* --kube-sources off: TokenReview only */
-	int check_only;				/* --check-config: validate, print "ok", exit */
+	unsigned webhook_max_conns, webhook_max_per_source;
+	const char *webhook_cert, *webhook_key;	   /* NULL: webhook off */
+	const char *inject_image;		   /* NULL: inject.h's default */
+	int inject_classic;			   /* classic sidecar, not native */
+	const char *kube_api;			   /* URL or "in-cluster"; NULL: off */
+	const char *kube_ca, *kube_token;	   /* with a URL */
+	int kube_sources_off;			   /* --kube-sources off: TokenReview only */
+	unsigned review_max_inflight, review_rate; /* TokenReviews: at once, per second */
+	int check_only;				   /* --check-config: validate, print "ok", exit */
 };
 
 /* Fills `cfg` from the defaults, then the --config file (if any), then the

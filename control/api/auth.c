@@ -187,12 +187,16 @@ static int auth_k8s_start(void *impl, const struct auth_request *req, struct aut
 	if (req->want)
 		snprintf(p->want, sizeof(p->want), "%s", req->want);
 	snprintf(out->detail, sizeof(out->detail), "tokenreview");
-	int rc = tokenreview_start(kc->kapi, req->k8s_token, AUTH_K8S_AUDIENCE, auth_k8s_review_cb,
-				   p);
+	int rc = tokenreview_start(kc->kapi, kc->limit, req->k8s_token, AUTH_K8S_AUDIENCE,
+				   auth_k8s_review_cb, p);
 	if (rc < 0) {
 		free(p);
-		*msg = "cannot ask the Kubernetes API server to review the token";
-		*reason = "k8s_api_unavailable";
+		*msg = rc == -EBUSY ? "too many kubernetes token reviews in progress, retry later"
+		       : rc == -EAGAIN
+			       ? "kubernetes token reviews are over their rate limit, retry later"
+			       : "cannot ask the Kubernetes API server to review the token";
+		*reason = rc == -EBUSY || rc == -EAGAIN ? "k8s_review_limited"
+							: "k8s_api_unavailable";
 		return GRPC_UNAVAILABLE;
 	}
 	*pending = p;

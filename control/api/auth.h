@@ -95,6 +95,7 @@ struct authenticator {
 extern const struct auth_ops auth_join_ops;  /* impl: struct token_store */
 extern const struct auth_ops auth_renew_ops; /* impl: const struct ca */
 struct kapi;
+struct tokenreview_limit;
 
 /* impl of auth_k8s_ops (NULL: Kubernetes tokens are refused as not
  * configured). Borrowed; kapi must outlive every review started: close it
@@ -102,6 +103,7 @@ struct kapi;
 struct auth_k8s_config {
 	struct kapi *kapi;
 	const char *trust_domain;
+	struct tokenreview_limit *limit; /* NULL: reviews are not bounded (tests) */
 };
 
 #define AUTH_K8S_AUDIENCE "cinch"

@@ -8,10 +8,14 @@
  * callback (gconn_free); gconn_closing lets the services go first.
  *
  * Streams: a request's DATA is collected (up to the 5-byte prefix plus
- * max_msg) and handed to the method's service when the client ends its
- * half of the stream. A stream that is refused early (too big, wrong path)
- * gets its trailers-only answer immediately and further DATA for it is
- * dropped.
+ * the connection's message limit, in a bytebuf drawing on the server's
+ * budget) and handed to the method's service when the client ends its
+ * half of the stream. A stream that is refused early (too big, wrong path,
+ * budget spent) gets its trailers-only answer immediately and further DATA
+ * for it is dropped (and its window opened again: it holds nothing).
+ *
+ * Trust (see grpc.h): gconn_start sizes an untrusted connection for one
+ * Sign; gconn_trust raises its SETTINGS once a call succeeded.
  *
  * Responses (struct gcall, see grpc.h): a service queues framed messages
  * and finally a status. The stream's nghttp2 data provider drains the
@@ -40,6 +44,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "api/bytebudget.h"
 #include "api/config_svc.h"
 #include "api/tlsserver.h"
 #include "grpcc.h"
@@ -54,6 +59,9 @@ struct grpc_server {
 	struct tlsserver *ts;
 	struct grpc_config cfg;
 	struct sign_service *svc;
+	/* Request bodies of all connections, in two halves of max_buffered:
+	 * untrusted connections cannot take what trusted ones need. */
+	struct bytebudget untrusted, trusted;
 };
 
 /* The HTTP/2 state of one connection (tlsconn_data of tc), from the end of
@@ -64,6 +72,7 @@ struct gconn {
 	struct gcall *calls; /* every stream with state, freed with the conn */
 	nghttp2_session *h2;
 	struct auth_peer_cache peer_cache;
+	int trusted; /* a verified client certificate, or a call succeeded */
 };
 
 enum gcall_method {
@@ -79,8 +88,8 @@ struct gcall {
 	struct gconn *c;
 	struct gcall *next, **pprev;
 	enum gcall_method method;
-	uint8_t *buf; /* the request */
-	size_t len, cap;
+	struct bytebuf req;	   /* the request, */
+	struct bytebudget *budget; /* drawing on this (by the trust at its start) */
 	int bad_method, bad_ct;
 	int answered; /* a response was submitted to nghttp2 */
 	int deferred; /* the data provider is waiting for gcall_send/finish */
@@ -94,6 +103,7 @@ struct gcall {
 };
 
 static void gcall_detach(struct gcall *st);
+static void gconn_trust(struct gconn *c);
 
 /* ---- connection lifetime (tlsserver's ops) */
 
@@ -106,7 +116,7 @@ static void gconn_free(struct tlsconn *tc)
 	while (c->calls) {
 		struct gcall *st = c->calls;
 		c->calls = st->next;
-		free(st->buf);
+		bytebuf_free(&st->req, st->budget);
 		free(st->q);
 		free(st);
 	}
@@ -382,6 +392,8 @@ static void gcall_sign_done(void *arg, int code, const char *why, uint8_t *resp,
 		code = GRPC_INTERNAL;
 		why = "out of memory";
 	}
+	if (code == GRPC_OK)
+		gconn_trust(st->c);
 	free(resp);
 	gcall_finish(st, code, why);
 }
@@ -410,35 +422,34 @@ static void gcall_sign(struct gcall *st, const uint8_t *msg, size_t len)
 static int gcall_dispatch(struct gcall *st)
 {
 	struct config_service *cs = st->c->srv->cfg.config;
+	const uint8_t *buf = st->req.data;
 
-	if (st->len < 5)
+	if (st->req.len < 5)
 		return gcall_refuse(st, GRPC_INVALID_ARGUMENT, "request carries no gRPC message",
 				    "request_malformed");
-	size_t declared = (size_t)st->buf[1] << 24 | (size_t)st->buf[2] << 16 |
-			  (size_t)st->buf[3] << 8 | st->buf[4];
-	if (st->buf[0] != 0)
+	size_t declared =
+		(size_t)buf[1] << 24 | (size_t)buf[2] << 16 | (size_t)buf[3] << 8 | buf[4];
+	if (buf[0] != 0)
 		return gcall_refuse(st, GRPC_UNIMPLEMENTED, "compressed messages are not supported",
 				    "request_compressed");
-	if (declared != st->len - 5)
+	if (declared != st->req.len - 5)
 		return gcall_refuse(st, GRPC_INVALID_ARGUMENT,
 				    "gRPC message length does not match the data",
 				    "request_malformed");
 	switch (st->method) {
 	case GCALL_M_SIGN:
-		gcall_sign(st, st->buf + 5, declared);
+		gcall_sign(st, buf + 5, declared);
 		break;
 	case GCALL_M_WATCH:
-		config_svc_watch(cs, st, st->buf + 5, declared);
+		config_svc_watch(cs, st, buf + 5, declared);
 		break;
 	case GCALL_M_REPORT:
-		config_svc_report(cs, st, st->buf + 5, declared);
+		config_svc_report(cs, st, buf + 5, declared);
 		break;
 	case GCALL_M_NONE:
 		return gcall_refuse(st, GRPC_UNIMPLEMENTED, "unknown method", "unknown_method");
 	}
-	free(st->buf); /* the request is done with */
-	st->buf = NULL;
-	st->len = st->cap = 0;
+	bytebuf_free(&st->req, st->budget); /* the request is done with */
 	return gcall_respond(st);
 }
 
@@ -455,6 +466,7 @@ static int gh2_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	st->id = frame->hd.stream_id;
 	st->c = c;
+	st->budget = c->trusted ? &c->srv->trusted : &c->srv->untrusted;
 	st->bad_method = st->bad_ct = 1;
 	st->next = c->calls;
 	if (st->next)
@@ -495,41 +507,57 @@ static int gh2_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const 
 	return 0;
 }
 
+/* The largest message the connection may send now. */
+static size_t gconn_max_msg(const struct gconn *c)
+{
+	size_t max = c->srv->cfg.max_msg;
+	return c->trusted || max < GRPC_PREAUTH_MSG ? max : GRPC_PREAUTH_MSG;
+}
+
 static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *data,
 			     size_t len, void *ud)
 {
 	struct gconn *c = ud;
 	struct gcall *st = nghttp2_session_get_stream_user_data(h2, id);
-	size_t limit = 5 + c->srv->cfg.max_msg;
+	size_t max = gconn_max_msg(c);
+	int rc;
 
-	if (!st || st->answered)
+	/* The connection window reopens as bytes arrive; the stream's only
+	 * for bytes not kept (see the top of the file). */
+	nghttp2_session_consume_connection(h2, len);
+	if (!st || st->answered) {
+		nghttp2_session_consume_stream(h2, id, len);
 		return 0;
-	if (st->len + len > limit) {
-		gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED, "message larger than the limit",
+	}
+	rc = bytebuf_append(&st->req, st->budget, data, len, 5 + max);
+	if (rc == -E2BIG) {
+		gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED,
+			     c->trusted ? "message larger than the limit"
+					: "message larger than the limit of a connection that has "
+					  "not authenticated",
 			     "message_too_large");
-		return 0;
-	}
-	if (st->len + len > st->cap) {
-		size_t cap = st->cap ? st->cap : 1024;
-		while (cap < st->len + len)
-			cap *= 2;
-		if (cap > limit)
-			cap = limit;
-		uint8_t *b = realloc(st->buf, cap);
-		if (!b)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
-		st->buf = b;
-		st->cap = cap;
-	}
-	memcpy(st->buf + st->len, data, len);
-	st->len += len;
-	/* Refuse as soon as the prefix declares too much, not after reading it. */
-	if (st->len >= 5) {
-		size_t declared = (size_t)st->buf[1] << 24 | (size_t)st->buf[2] << 16 |
-				  (size_t)st->buf[3] << 8 | st->buf[4];
-		if (declared > c->srv->cfg.max_msg)
+	} else if (rc == -ENOBUFS) {
+		log_event(LOG_LVL_WARN, "grpc_budget_exhausted",
+			  json_pack("{s:s, s:b, s:I, s:I}", "peer", tlsconn_peer(c->tc), "trusted",
+				    c->trusted, "buffered", (json_int_t)st->budget->used, "limit",
+				    (json_int_t)st->budget->limit));
+		gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED,
+			     "server busy: the request buffer budget is spent, retry later",
+			     "buffer_budget_exhausted");
+	} else if (rc < 0) {
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	} else if (st->req.len >= 5) {
+		/* Refuse as soon as the prefix declares too much, not after reading it. */
+		const uint8_t *b = st->req.data;
+		size_t declared =
+			(size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4];
+		if (declared > max)
 			gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED, "message larger than the limit",
 				     "message_too_large");
+	}
+	if (st->answered) { /* refused: what it held goes, its window reopens */
+		nghttp2_session_consume_stream(h2, id, st->req.len);
+		bytebuf_free(&st->req, st->budget);
 	}
 	return 0;
 }
@@ -573,7 +601,7 @@ static int gh2_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_c
 	*st->pprev = st->next;
 	if (st->next)
 		st->next->pprev = st->pprev;
-	free(st->buf);
+	bytebuf_free(&st->req, st->budget);
 	free(st->q);
 	free(st);
 	return 0;
@@ -586,6 +614,31 @@ static int gh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 	log_event(LOG_LVL_INFO, "grpc_h2_error",
 		  json_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
 	return 0;
+}
+
+/* SETTINGS for what the connection is trusted with (grpc.h): its stream
+ * windows carry exactly one message of the limit. */
+static int gconn_settings(struct gconn *c)
+{
+	const nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		 c->trusted ? c->srv->cfg.max_streams : GRPC_PREAUTH_STREAMS},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)(5 + gconn_max_msg(c))},
+		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
+	};
+	tlsconn_set_write_high(c->tc, c->trusted ? TLSSERVER_WRITE_HIGH : GRPC_PREAUTH_WRITE_HIGH);
+	return nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 3) == 0 ? 0 : -ENOMEM;
+}
+
+/* A call succeeded on an untrusted connection (a Sign for a token): it
+ * gets what a trusted one gets. */
+static void gconn_trust(struct gconn *c)
+{
+	if (c->trusted || tlsconn_closing(c->tc))
+		return;
+	c->trusted = 1;
+	if (gconn_settings(c) < 0)
+		tlsconn_close(c->tc, "out_of_memory");
 }
 
 static int gconn_start_h2(struct gconn *c)
@@ -607,6 +660,7 @@ static int gconn_start_h2(struct gconn *c)
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, gh2_stream_close_cb);
 	nghttp2_session_callbacks_set_error_callback2(cbs, gh2_error_cb);
 	nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
 	/* Rapid-reset protection (CVE-2023-44487), sized for real clients:
 	 * libcurl sends RST_STREAM after every finished call (seen with the
 	 * agent's client under load), so nghttp2's default (burst 1000, 33/s)
@@ -614,13 +668,8 @@ static int gconn_start_h2(struct gconn *c)
 	 * core can sign (docs/benchmarks.md), so only a reset flood, the
 	 * attack's pattern, is cut off. */
 	nghttp2_option_set_stream_reset_rate_limit(opt, 20000, 10000);
-	if (nghttp2_session_server_new2(&c->h2, cbs, c, opt) == 0) {
-		const nghttp2_settings_entry iv[] = {
-			{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->srv->cfg.max_streams},
-			{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 16384},
-		};
-		rc = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2) == 0 ? 0 : -ENOMEM;
-	}
+	if (nghttp2_session_server_new2(&c->h2, cbs, c, opt) == 0)
+		rc = gconn_settings(c);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	if (rc == 0)
@@ -639,6 +688,7 @@ static int gconn_start(struct tlsconn *tc)
 	}
 	c->tc = tc;
 	c->srv = tlsconn_owner(tc);
+	c->trusted = tls_conn_get0_peer(tlsconn_tls(tc)) != NULL; /* verified in the handshake */
 	tlsconn_set_data(tc, c);
 	if (gconn_start_h2(c) < 0) {
 		tlsconn_close(tc, "out_of_memory");
@@ -670,10 +720,13 @@ int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct tls
 	srv->cfg = *cfg;
 	srv->cfg.host = NULL;
 	srv->svc = svc;
+	srv->untrusted.limit = cfg->max_buffered / 2;
+	srv->trusted.limit = cfg->max_buffered - srv->untrusted.limit;
 	const struct tlsserver_config sc = {
 		.host = cfg->host,
 		.port = cfg->port,
 		.max_conns = cfg->max_conns,
+		.max_per_source = cfg->max_per_source,
 		.handshake_ms = cfg->handshake_ms,
 		.name = "grpc",
 		.open_state = "h2",

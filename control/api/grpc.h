@@ -11,6 +11,12 @@
  *   max_msg        a message declaring more -> RESOURCE_EXHAUSTED at once
  *   max_streams    SETTINGS_MAX_CONCURRENT_STREAMS per connection
  *   max_conns      further connections are closed on accept
+ *   max_per_source connections from one address (more are closed on accept)
+ *   max_buffered   request bytes held by the whole server (bytebudget.h), half
+ *                  for untrusted connections and half for trusted ones, so
+ *                  a flood of strangers cannot starve the agents; a stream
+ *                  whose body would go beyond its half is refused with
+ *                  RESOURCE_EXHAUSTED ("server busy") and reset
  *   handshake_ms   a TLS handshake must finish within it
  *   idle_ms        a connection with no bytes received for that long closes,
  *                  unless a call on it streams: then it is PINGed, and closed
@@ -20,6 +26,22 @@
  *                  RESOURCE_EXHAUSTED instead of growing
  *   write backlog  above TLSSERVER_WRITE_HIGH bytes queued to the socket, the
  *                  connection stops reading until the peer drains it
+ *
+ * Until a connection is trusted it gets little: anyone on the network can
+ * open one. Trusted means the TLS handshake verified a client certificate,
+ * or a call on the connection succeeded (a Sign with a join or Kubernetes
+ * token: the agent that has no certificate yet). Before that the connection
+ * is sized for one Sign request: GRPC_PREAUTH_STREAMS concurrent streams,
+ * messages up to GRPC_PREAUTH_MSG, stream flow-control windows of just that
+ * much and a write backlog of GRPC_PREAUTH_WRITE_HIGH; once trusted, a new
+ * SETTINGS frame gives it max_streams and windows for max_msg.
+ *
+ * Flow control holds what is buffered: a stream's window is opened again
+ * only as far as its bytes are handed on (a request is buffered until the
+ * client ends its half, so a stream never holds more than its initial
+ * window); the connection's window is opened as bytes arrive, the stream
+ * windows and the budget bound the rest. A peer that sends beyond a window
+ * is cut off by nghttp2 (FLOW_CONTROL_ERROR).
  *
  * The server owns its connections; grpc_server_stop() closes everything
  * and the memory goes in close callbacks (run the loop afterwards). */
@@ -32,21 +54,28 @@
 #include "api/sign.h"
 #include "api/tls.h"
 
-#define GRPC_DEFAULT_PORT	  15012
-#define GRPC_MAX_MSG_DEFAULT	  (64 * 1024)
-#define GRPC_MAX_STREAMS_DEFAULT  64
-#define GRPC_MAX_CONNS_DEFAULT	  4096
-#define GRPC_HANDSHAKE_MS_DEFAULT 10000
-#define GRPC_IDLE_MS_DEFAULT	  120000
-#define GRPC_MAX_QUEUE_DEFAULT	  (1024 * 1024)
+#define GRPC_DEFAULT_PORT	    15012
+#define GRPC_MAX_MSG_DEFAULT	    (64 * 1024)
+#define GRPC_MAX_STREAMS_DEFAULT    64
+#define GRPC_MAX_CONNS_DEFAULT	    4096
+#define GRPC_HANDSHAKE_MS_DEFAULT   10000
+#define GRPC_IDLE_MS_DEFAULT	    120000
+#define GRPC_MAX_QUEUE_DEFAULT	    (1024 * 1024)
+#define GRPC_MAX_PER_SOURCE_DEFAULT 64
+#define GRPC_MAX_BUFFERED_DEFAULT   (32u << 20)
+/* An untrusted connection: one Sign (a CSR, up to RSA 4096, and a
+ * token: a projected service-account token is 1-2 KiB) fits easily. */
+#define GRPC_PREAUTH_STREAMS	1
+#define GRPC_PREAUTH_MSG	(8 * 1024)
+#define GRPC_PREAUTH_WRITE_HIGH (16 * 1024)
 
 struct config_service;
 
 struct grpc_config {
 	const char *host; /* numeric address to listen on */
 	int port;	  /* 0: any free port */
-	size_t max_msg, max_queue;
-	unsigned max_streams, max_conns;
+	size_t max_msg, max_queue, max_buffered;
+	unsigned max_streams, max_conns, max_per_source;
 	unsigned handshake_ms, idle_ms;
 	struct config_service *config; /* borrowed; NULL: Config is UNIMPLEMENTED */
 };

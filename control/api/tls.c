@@ -223,6 +223,11 @@ size_t tls_conn_take_out(struct tls_conn *c, uint8_t *buf, size_t len)
 	return tlsbio_take(c->ssl, buf, len);
 }
 
+void tls_conn_trim(struct tls_conn *c)
+{
+	tlsbio_trim(c->ssl);
+}
+
 void tls_conn_shutdown(struct tls_conn *c)
 {
 	tlsbio_shutdown(c->ssl);

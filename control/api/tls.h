@@ -66,6 +66,9 @@ int tls_conn_write(struct tls_conn *c, const uint8_t *data, size_t len)
 /* Pending ciphertext: moves up to len bytes into buf, returns the count. */
 size_t tls_conn_take_out(struct tls_conn *c, uint8_t *buf, size_t len);
 size_t tls_conn_pending_out(const struct tls_conn *c);
+/* Gives back the memory the idle connection's buffers grew to (a memory
+ * BIO keeps its largest size): for a connection with nothing pending. */
+void tls_conn_trim(struct tls_conn *c);
 /* Queues a close_notify (if the handshake finished). */
 void tls_conn_shutdown(struct tls_conn *c);
 

@@ -32,6 +32,8 @@ struct tlsserver {
 	unsigned n_conns;
 	int refs;
 	int stopping;
+	uint64_t refused_logged_ms; /* uv_now of the last too_many_from_source line */
+	unsigned refused_unlogged;  /* refusals since, not logged */
 };
 
 struct tlsconn {
@@ -43,7 +45,8 @@ struct tlsconn {
 	struct tls_conn *tls;
 	void *data; /* the protocol's, freed by ops->free */
 	enum tlsconn_state state;
-	size_t inflight; /* bytes handed to uv_write, not yet written */
+	size_t inflight;   /* bytes handed to uv_write, not yet written */
+	size_t write_high; /* stop reading above this much unsent output */
 	const char *timeout_reason;
 	int idle;	 /* reads restart the timer */
 	unsigned rounds; /* idle periods in a row with nothing received */
@@ -197,7 +200,12 @@ int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 size_t tlsconn_room(const struct tlsconn *c)
 {
 	size_t used = c->inflight + tls_conn_pending_out(c->tls);
-	return used < TLSSERVER_WRITE_HIGH ? TLSSERVER_WRITE_HIGH - used : 0;
+	return used < c->write_high ? c->write_high - used : 0;
+}
+
+void tlsconn_set_write_high(struct tlsconn *c, size_t bytes)
+{
+	c->write_high = bytes;
 }
 
 int tlsconn_flush_h2(struct tlsconn *c, struct nghttp2_session *h2)
@@ -295,7 +303,8 @@ void tlsconn_advance(struct tlsconn *c)
 		tlsconn_close(c, "write_error");
 		return;
 	}
-	int want_read = c->inflight < TLSSERVER_WRITE_HIGH;
+	tls_conn_trim(c->tls); /* everything read and sent: its buffers can go */
+	int want_read = c->inflight < c->write_high;
 	if (want_read != c->reading) {
 		if (want_read)
 			uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb);
@@ -371,6 +380,16 @@ static void tlsconn_name_peer(struct tlsconn *c)
 	snprintf(c->ip, sizeof(c->ip), "%s", ip);
 }
 
+/* Open connections from c's peer address, c included. A walk: accepts
+ * are rare next to reads, and max_conns bounds it. */
+static unsigned tlsserver_from_source(const struct tlsserver *s, const struct tlsconn *c)
+{
+	unsigned n = 0;
+	for (const struct tlsconn *o = s->conns; o; o = o->next)
+		n += !strcmp(o->ip, c->ip);
+	return n;
+}
+
 static void tlsserver_connection_cb(uv_stream_t *server, int status)
 {
 	struct tlsserver *s = server->data;
@@ -379,6 +398,7 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 	if (status < 0 || !(c = calloc(1, sizeof(*c))))
 		return;
 	c->srv = s;
+	c->write_high = TLSSERVER_WRITE_HIGH;
 	s->refs++;
 	s->n_conns++;
 	uv_tcp_init(server->loop, &c->tcp);
@@ -401,6 +421,23 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 				      json_pack("{s:s, s:s}", "peer", c->peer, "reason",
 						"too_many_connections"));
 		tlsconn_close(c, "too_many_connections");
+		return;
+	}
+	if (s->cfg.max_per_source && tlsserver_from_source(s, c) > s->cfg.max_per_source) {
+		/* A flood of these must not become a flood of log lines. */
+		uint64_t now = uv_now(server->loop);
+		if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 1000) {
+			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
+				      json_pack("{s:s, s:s, s:i, s:i}", "peer", c->peer, "reason",
+						"too_many_from_source", "max_per_source",
+						(int)s->cfg.max_per_source, "not_logged",
+						(int)s->refused_unlogged));
+			s->refused_logged_ms = now;
+			s->refused_unlogged = 0;
+		} else {
+			s->refused_unlogged++;
+		}
+		tlsconn_close(c, "too_many_from_source");
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);

@@ -7,13 +7,24 @@
  * a deferred driver run (tlsconn_kick), one finalize path and the memory
  * freed in close callbacks.
  *
+ * Admission, before anything is read: at most max_conns connections, and
+ * at most max_per_source from one peer address, so one host (an attacker
+ * on the pod network) cannot take every slot; a connection over either is
+ * closed at once (logged <name>_conn_refused with the reason, at most
+ * once a second for the per-source cap, with the count left out). A
+ * connection that has not finished its handshake within handshake_ms is
+ * closed. The buffers of an idle connection's TLS engine are given back
+ * after every run of the driver (tls_conn_trim), so a quiet connection
+ * costs its fixed state only.
+ *
  * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
  * the one driver, run after every read and every finished write (and by
  * the protocol after it queued an answer later, e.g. from a callback): it
  * runs the handshake, hands plaintext to ops->input, lets ops->flush put
  * pending output into TLS while there is room, moves TLS output to the
- * socket, stops reading while more than TLSSERVER_WRITE_HIGH bytes wait
- * for the peer, and closes the connection when ops->done says so.
+ * socket, stops reading while more than its write high-water mark
+ * (TLSSERVER_WRITE_HIGH, or what the protocol set) waits for the peer,
+ * and closes the connection when ops->done says so.
  *
  * Lifetimes: the server owns its connections; a connection's protocol
  * state (tlsconn_set_data) is freed by ops->free, called exactly once from
@@ -69,10 +80,11 @@ struct tlsserver_config {
 	const char *host; /* numeric address to listen on */
 	int port;	  /* 0: any free port */
 	unsigned max_conns;
-	unsigned handshake_ms;	/* from accept to the end of the handshake */
-	const char *name;	/* log events <name>_conn_closed, ... (static) */
-	const char *open_state; /* the open state in logs (static; NULL: "open") */
-	int log_refused;	/* log <name>_conn_refused (WARN) at max_conns */
+	unsigned max_per_source; /* connections from one peer address (0: no cap) */
+	unsigned handshake_ms;	 /* from accept to the end of the handshake */
+	const char *name;	 /* log events <name>_conn_closed, ... (static) */
+	const char *open_state;	 /* the open state in logs (static; NULL: "open") */
+	int log_refused;	 /* log <name>_conn_refused (WARN) at max_conns */
 };
 
 /* Starts listening. Copies cfg (except host, used during the call);
@@ -103,6 +115,10 @@ int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
 /* How much more output may be queued before the high-water mark. */
 size_t tlsconn_room(const struct tlsconn *c);
+/* The connection's write high-water mark (TLSSERVER_WRITE_HIGH at accept):
+ * smaller for a peer not yet trusted, so one that never reads costs
+ * little. */
+void tlsconn_set_write_high(struct tlsconn *c, size_t bytes);
 /* The flush of an HTTP/2 protocol: moves h2's output into TLS while
  * there is room. 0 or -EPROTO. */
 int tlsconn_flush_h2(struct tlsconn *c, struct nghttp2_session *h2)

@@ -2,7 +2,9 @@
  *   REVIEW  POST tokenreviews -> authenticated? audience? bound pod?
  *   POD     GET the pod       -> same uid, alive, same service account
  * then the callback. The names taken from the review go into a URL and a
- * SPIFFE ID, so they are checked as DNS-1123 names first. */
+ * SPIFFE ID, so they are checked as DNS-1123 names first. The limit is
+ * taken in tokenreview_start and given back in tr_finish, the one place a
+ * started review ends. */
 #include "tokenreview.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TR_SA_PREFIX "system:serviceaccount:"
 #define TR_POD_NAME "authentication.kubernetes.io/pod-name"
@@ -17,6 +20,7 @@
 
 struct tokenreview {
 	struct kapi *k;
+	struct tokenreview_limit *limit; /* NULL: none */
 	tokenreview_cb cb;
 	void *arg;
 	char audience[64];
@@ -26,8 +30,43 @@ struct tokenreview {
 
 static void tr_finish(struct tokenreview *tr, int status)
 {
+	if (tr->limit)
+		tr->limit->inflight--;
 	tr->cb(tr->arg, status, status == 0 ? &tr->id : NULL, tr->reason);
 	free(tr);
+}
+
+void tokenreview_limit_init(struct tokenreview_limit *l, unsigned max_inflight, unsigned rate,
+			    unsigned burst)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	*l = (struct tokenreview_limit){.max_inflight = max_inflight,
+					.rate = rate,
+					.burst = burst,
+					.tokens = burst,
+					.last_s = (double)ts.tv_sec + ts.tv_nsec / 1e9};
+}
+
+/* Takes one review from the limit: 0, -EBUSY or -EAGAIN. */
+static int tr_limit_take(struct tokenreview_limit *l)
+{
+	struct timespec ts;
+	double now;
+
+	if (l->inflight >= l->max_inflight)
+		return -EBUSY;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	l->tokens += (now - l->last_s) * l->rate;
+	if (l->tokens > l->burst)
+		l->tokens = l->burst;
+	l->last_s = now;
+	if (l->tokens < 1)
+		return -EAGAIN;
+	l->tokens -= 1;
+	l->inflight++;
+	return 0;
 }
 
 __attribute__((format(printf, 3, 4))) static void tr_fail(struct tokenreview *tr, int status,
@@ -164,8 +203,8 @@ static void tr_review_cb(void *arg, int status, long code, json_t *body, const c
 		tr_fail(tr, rc, "cannot ask the API server for the pod");
 }
 
-int tokenreview_start(struct kapi *k, const char *token, const char *audience,
-		      tokenreview_cb cb, void *arg)
+int tokenreview_start(struct kapi *k, struct tokenreview_limit *limit, const char *token,
+		      const char *audience, tokenreview_cb cb, void *arg)
 {
 	struct tokenreview *tr;
 	json_t *body;
@@ -176,7 +215,12 @@ int tokenreview_start(struct kapi *k, const char *token, const char *audience,
 	tr = calloc(1, sizeof(*tr));
 	if (!tr)
 		return -ENOMEM;
+	if (limit && (rc = tr_limit_take(limit)) < 0) {
+		free(tr);
+		return rc;
+	}
 	tr->k = k;
+	tr->limit = limit;
 	tr->cb = cb;
 	tr->arg = arg;
 	strcpy(tr->audience, audience);
@@ -186,7 +230,10 @@ int tokenreview_start(struct kapi *k, const char *token, const char *audience,
 			      10000, tr_review_cb, tr, NULL)
 		  : -ENOMEM;
 	json_decref(body);
-	if (rc < 0)
+	if (rc < 0) {
+		if (limit)
+			limit->inflight--; /* not started: only the rate keeps it */
 		free(tr);
+	}
 	return rc;
 }

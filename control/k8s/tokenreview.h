@@ -7,7 +7,15 @@
  * claims of projected tokens; legacy Secret tokens are refused), and that
  * pod exists with the same uid, is not being deleted, has not finished and
  * runs as the same service account. The token itself is never logged or
- * kept. */
+ * kept.
+ *
+ * Anyone who can reach the control's gRPC port can send a Kubernetes token
+ * and so make it ask the API server, so the reviews one control starts are
+ * bounded (struct tokenreview_limit): at most max_inflight at once (a review
+ * counts until its callback, also when the Sign call that asked for it went
+ * away) and a token bucket of `rate` new reviews per second with room for
+ * `burst`. A review over either is not started: the caller refuses the call
+ * (UNAVAILABLE, the agent retries with backoff). */
 #ifndef CINCH_TOKENREVIEW_H
 #define CINCH_TOKENREVIEW_H
 
@@ -28,9 +36,28 @@ struct tokenreview_identity {
 typedef void (*tokenreview_cb)(void *arg, int status, const struct tokenreview_identity *id,
 			       const char *reason);
 
-/* Borrows `token` and `audience` for the call. The callback runs exactly
- * once when this returns 0, never otherwise. */
-int tokenreview_start(struct kapi *k, const char *token, const char *audience,
-		      tokenreview_cb cb, void *arg) __attribute__((warn_unused_result));
+#define TOKENREVIEW_MAX_INFLIGHT_DEFAULT 32
+#define TOKENREVIEW_RATE_DEFAULT	 20 /* per second; the burst is twice that */
+
+struct tokenreview_limit {
+	unsigned max_inflight;
+	unsigned rate, burst;
+	/* state, from tokenreview_limit_init */
+	unsigned inflight;
+	double tokens;
+	double last_s; /* CLOCK_MONOTONIC of the last refill */
+};
+
+/* The bucket starts full. */
+void tokenreview_limit_init(struct tokenreview_limit *l, unsigned max_inflight, unsigned rate,
+			    unsigned burst);
+
+/* Borrows `token` and `audience` for the call and `limit` (NULL: no limit)
+ * until the callback. The callback runs exactly once when this returns 0,
+ * never otherwise. -EBUSY: max_inflight reviews are running; -EAGAIN: over
+ * the rate; -EINVAL, -ENOMEM, or kapi's errors. */
+int tokenreview_start(struct kapi *k, struct tokenreview_limit *limit, const char *token,
+		      const char *audience, tokenreview_cb cb, void *arg)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -13,7 +13,14 @@
  *
  * HTTP/2: each stream collects its body and is answered when the client
  * ends its half; a stream refused early (path, method, size) is answered
- * at once and its further DATA dropped. nghttp2 owns flow control. */
+ * at once and its further DATA dropped. nghttp2 owns flow control. A
+ * stream still waiting for its body is on the server's `receiving` list
+ * in the order the streams began; the sweep timer answers those older than
+ * request_ms with 408 (the connection's own timer is an idle timer, which
+ * a client sending PINGs keeps from firing).
+ *
+ * Every request buffer grows as bytes arrive (api/bytebudget.h), from the
+ * server's budget. */
 #include "webhook.h"
 
 #include <errno.h>
@@ -26,6 +33,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "adminhttp.h"
+#include "api/bytebudget.h"
 #include "api/tls.h"
 #include "api/tlsserver.h"
 #include "fswatch.h"
@@ -33,20 +41,23 @@
 
 #define WH_RELOAD_SETTLE_MS 200
 #define WH_LINGER_MS	    1000
+#define WH_SWEEP_MS	    500
 
 struct webhook {
 	struct webhook_config cfg; /* cert_path and key_path point to ours */
+	uv_loop_t *loop;
 	char *cert_path, *key_path;
 	struct tlsserver *srv;
 	struct fswatch *watch;
-	struct stat cert_st, key_st; /* what the TLS context was loaded from */
-	size_t buffered;	     /* request bytes held by all connections */
+	struct stat cert_st, key_st;		     /* what the TLS context was loaded from */
+	struct bytebudget budget;		     /* request bytes held by all connections */
+	uv_timer_t *sweep;			     /* closed (and freed) by webhook_stop */
+	struct wstream *receiving, **receiving_tail; /* oldest first */
 };
 
 /* One HTTP/1.1 request being read. */
 struct wh1 {
-	char *buf;
-	size_t len, cap;
+	struct bytebuf req; /* head, then body */
 	struct webhook_h1_head head;
 	int have_head;
 	int answered; /* the answer is queued: input is dropped */
@@ -60,15 +71,18 @@ struct wconn {
 	struct webhook *w;
 	nghttp2_session *h2;	 /* NULL: HTTP/1.1 */
 	struct wstream *streams; /* open HTTP/2 streams, freed with c */
+	size_t h2_held;		 /* body bytes they hold: at most max_body */
 	struct wh1 h1;
 };
 
 /* One HTTP/2 request. */
 struct wstream {
 	int32_t id;
+	struct wconn *c;
 	struct wstream *next, **pprev;
-	char *buf;
-	size_t len, cap;
+	struct wstream *rnext, **rprev; /* on w->receiving until answered */
+	uint64_t deadline;		/* uv_now() by which the body must be in */
+	struct bytebuf req;
 	char method[16];
 	char path[2048];
 	char ctype[128];
@@ -247,13 +261,33 @@ int webhook_h1_parse(const char *buf, size_t len, struct webhook_h1_head *h)
 
 /* ---- connection lifetime */
 
+/* The stream is answered or goes: off the list of bodies awaited. */
+static void wstream_settle(struct webhook *w, struct wstream *st)
+{
+	if (!st->rprev)
+		return;
+	*st->rprev = st->rnext;
+	if (st->rnext)
+		st->rnext->rprev = st->rprev;
+	else
+		w->receiving_tail = st->rprev;
+	st->rprev = NULL;
+}
+
+/* What a stream's body holds goes (answered early, overdue, or gone). */
+static void wstream_drop_body(struct wstream *st)
+{
+	st->c->h2_held -= st->req.len;
+	bytebuf_free(&st->req, &st->c->w->budget);
+}
+
 static void wstream_free(struct webhook *w, struct wstream *st)
 {
 	*st->pprev = st->next;
 	if (st->next)
 		st->next->pprev = st->pprev;
-	w->buffered -= st->cap;
-	free(st->buf);
+	wstream_settle(w, st);
+	wstream_drop_body(st);
 	free(st->resp);
 	free(st);
 }
@@ -267,28 +301,8 @@ static void wconn_free(struct tlsconn *tc)
 	nghttp2_session_del(c->h2);
 	while (c->streams)
 		wstream_free(c->w, c->streams);
-	c->w->buffered -= c->h1.cap;
-	free(c->h1.buf);
+	bytebuf_free(&c->h1.req, &c->w->budget);
 	free(c);
-}
-
-/* Grows a request buffer to hold `want` bytes, within the server budget. */
-static int wh_reserve(struct webhook *w, char **buf, size_t *cap, size_t want)
-{
-	if (want <= *cap)
-		return 0;
-	size_t ncap = *cap ? *cap : 4096;
-	while (ncap < want)
-		ncap *= 2;
-	if (w->buffered - *cap + ncap > WEBHOOK_BUDGET)
-		return -ENOBUFS;
-	char *b = realloc(*buf, ncap);
-	if (!b)
-		return -ENOMEM;
-	w->buffered = w->buffered - *cap + ncap;
-	*buf = b;
-	*cap = ncap;
-	return 0;
 }
 
 /* ---- HTTP/1.1 */
@@ -338,14 +352,11 @@ static int wh1_check_head(struct wconn *c)
 		return wh1_error(c, st, text);
 	if (h->clen < 0)
 		return wh1_error(c, 411, "length required: send the body with Content-Length");
+	/* Nothing is reserved for the declared length: the buffer grows as
+	 * the body arrives (wh1_input). */
 	if ((unsigned long long)h->clen > c->w->cfg.max_body)
 		return wh1_error(c, 413,
 				 "content too large: the AdmissionReview exceeds the limit");
-	int rc = wh_reserve(c->w, &c->h1.buf, &c->h1.cap, h->head_len + (size_t)h->clen + 1);
-	if (rc == -ENOBUFS)
-		return wh1_error(c, 503, "busy: too many request bodies held, retry");
-	if (rc < 0)
-		return rc;
 	if (h->expect_continue) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		if (tlsconn_write(c->tc, (const uint8_t *)cont, sizeof(cont) - 1) < 0)
@@ -363,8 +374,8 @@ static int wh1_dispatch(struct wconn *c)
 	char *body;
 	size_t blen;
 	int rc = webhook_answer(c->w->cfg.inject, r->head.method, r->head.path, r->head.ctype,
-				r->buf + r->head.head_len, (size_t)r->head.clen, &status, &ctype,
-				&body, &blen);
+				(const char *)r->req.data + r->head.head_len, (size_t)r->head.clen,
+				&status, &ctype, &body, &blen);
 	if (rc < 0)
 		return rc;
 	wh_log(c, "http/1.1", r->head.method, r->head.path, status);
@@ -384,20 +395,18 @@ static int wh1_input(struct wconn *c, const uint8_t *data, size_t n)
 	while (n > 0 && !r->answered) {
 		size_t room =
 			r->have_head ? r->head.head_len + (size_t)r->head.clen : WEBHOOK_MAX_HEAD;
-		size_t take = n < room - r->len ? n : room - r->len;
+		size_t take = n < room - r->req.len ? n : room - r->req.len;
 		if (take == 0)
 			break;
-		rc = wh_reserve(c->w, &r->buf, &r->cap, r->len + take);
+		rc = bytebuf_append(&r->req, &c->w->budget, data, take, room);
 		if (rc == -ENOBUFS)
 			return wh1_error(c, 503, "busy: too many request bodies held, retry");
 		if (rc < 0)
 			return rc;
-		memcpy(r->buf + r->len, data, take);
-		r->len += take;
 		data += take;
 		n -= take;
 		if (!r->have_head) {
-			rc = webhook_h1_parse(r->buf, r->len, &r->head);
+			rc = webhook_h1_parse((const char *)r->req.data, r->req.len, &r->head);
 			if (rc == -EAGAIN)
 				continue;
 			if (rc > 0)
@@ -412,7 +421,7 @@ static int wh1_input(struct wconn *c, const uint8_t *data, size_t n)
 			if ((rc = wh1_check_head(c)) < 0)
 				return rc;
 		}
-		if (!r->answered && r->len >= r->head.head_len + (size_t)r->head.clen)
+		if (!r->answered && r->req.len >= r->head.head_len + (size_t)r->head.clen)
 			return wh1_dispatch(c);
 	}
 	return 0;
@@ -446,6 +455,7 @@ static int wh2_respond(struct wconn *c, struct wstream *st, int status, const ch
 {
 	wh_log(c, "h2", st->method, st->path, status);
 	st->answered = 1;
+	wstream_settle(c->w, st);
 	st->resp = body;
 	st->resp_len = len;
 	st->resp_type = ctype;
@@ -482,7 +492,12 @@ static int wh2_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	if (!st)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	st->id = frame->hd.stream_id;
+	st->c = c;
 	st->clen = -1;
+	st->deadline = uv_now(c->w->loop) + c->w->cfg.request_ms;
+	st->rprev = c->w->receiving_tail;
+	*c->w->receiving_tail = st;
+	c->w->receiving_tail = &st->rnext;
 	st->next = c->streams;
 	if (st->next)
 		st->next->pprev = &st->next;
@@ -531,21 +546,20 @@ static int wh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, con
 
 	if (!st || st->answered)
 		return 0;
-	if (st->len + len > c->w->cfg.max_body)
-		return wh2_error(c, st, 413,
-				 "content too large: the AdmissionReview exceeds the limit") < 0
-			       ? NGHTTP2_ERR_CALLBACK_FAILURE
-			       : 0;
-	int rc = wh_reserve(c->w, &st->buf, &st->cap, st->len + len);
-	if (rc == -ENOBUFS)
-		return wh2_error(c, st, 503, "busy: too many request bodies held, retry") < 0
-			       ? NGHTTP2_ERR_CALLBACK_FAILURE
-			       : 0;
-	if (rc < 0)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	memcpy(st->buf + st->len, data, len);
-	st->len += len;
-	return 0;
+	/* One connection holds at most max_body in all, as an HTTP/1.1 one. */
+	int rc = c->h2_held + len > c->w->cfg.max_body && st->req.len + len <= c->w->cfg.max_body
+			 ? -ENOBUFS
+			 : bytebuf_append(&st->req, &c->w->budget, data, len, c->w->cfg.max_body);
+	if (rc == 0)
+		c->h2_held += len;
+	else if (rc == -E2BIG)
+		rc = wh2_error(c, st, 413,
+			       "content too large: the AdmissionReview exceeds the limit");
+	else if (rc == -ENOBUFS)
+		rc = wh2_error(c, st, 503, "busy: too many request bodies held, retry");
+	if (st->answered) /* refused: its bytes go now */
+		wstream_drop_body(st);
+	return rc < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 static int wh2_dispatch(struct wconn *c, struct wstream *st)
@@ -554,8 +568,9 @@ static int wh2_dispatch(struct wconn *c, struct wstream *st)
 	const char *ctype;
 	char *body;
 	size_t len;
-	if (webhook_answer(c->w->cfg.inject, st->method, st->path, st->ctype, st->buf, st->len,
-			   &status, &ctype, &body, &len) < 0)
+	if (webhook_answer(c->w->cfg.inject, st->method, st->path, st->ctype,
+			   (const char *)st->req.data, st->req.len, &status, &ctype, &body,
+			   &len) < 0)
 		return -ENOMEM;
 	return wh2_respond(c, st, status, ctype, body, len);
 }
@@ -735,6 +750,31 @@ static void webhook_reload_cb(void *arg)
 		  json_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
 }
 
+/* Answers 408 to every HTTP/2 stream whose body is overdue, oldest
+ * first, and frees what it held. */
+static void webhook_sweep_cb(uv_timer_t *t)
+{
+	struct webhook *w = t->data;
+	uint64_t now = uv_now(t->loop);
+
+	while (w->receiving && w->receiving->deadline <= now) {
+		struct wstream *st = w->receiving;
+		struct wconn *c = st->c;
+		wstream_settle(w, st);
+		if (wh2_error(c, st, 408, "request timeout: the body did not arrive in time") < 0) {
+			tlsconn_close(c->tc, "out_of_memory");
+			continue; /* its streams went with it */
+		}
+		wstream_drop_body(st);
+		tlsconn_kick(c->tc);
+	}
+}
+
+static void webhook_sweep_close_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
 static void webhook_free(void *arg)
 {
 	struct webhook *w = arg;
@@ -755,6 +795,9 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 		return -ENOMEM;
 	w->cfg = *cfg;
 	w->cfg.host = NULL;
+	w->loop = loop;
+	w->budget.limit = WEBHOOK_BUDGET;
+	w->receiving_tail = &w->receiving;
 	w->cert_path = strdup(cfg->cert_path);
 	w->key_path = strdup(cfg->key_path);
 	w->cfg.cert_path = w->cert_path;
@@ -774,15 +817,25 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 		.host = cfg->host,
 		.port = cfg->port,
 		.max_conns = cfg->max_conns,
+		.max_per_source = cfg->max_per_source,
 		.handshake_ms = cfg->request_ms,
 		.name = "webhook",
 		.log_refused = 1,
 	};
-	if ((rc = tlsserver_start(loop, &sc, &webhook_ops, tls, w, &w->srv, port)) < 0) {
-		*why = uv_strerror(rc);
+	if (!(w->sweep = malloc(sizeof(*w->sweep)))) {
+		rc = -ENOMEM;
 		fswatch_stop(w->watch);
 		goto fail;
 	}
+	if ((rc = tlsserver_start(loop, &sc, &webhook_ops, tls, w, &w->srv, port)) < 0) {
+		*why = uv_strerror(rc);
+		fswatch_stop(w->watch);
+		free(w->sweep);
+		goto fail;
+	}
+	uv_timer_init(loop, w->sweep);
+	w->sweep->data = w;
+	uv_timer_start(w->sweep, webhook_sweep_cb, WH_SWEEP_MS, WH_SWEEP_MS);
 	tls_ctx_unref(tls);
 	*out = w;
 	return 0;
@@ -797,6 +850,7 @@ void webhook_stop(struct webhook *w)
 	if (!w)
 		return;
 	fswatch_stop(w->watch);
+	uv_close((uv_handle_t *)w->sweep, webhook_sweep_close_cb);
 	tlsserver_stop(w->srv, webhook_free);
 }
 

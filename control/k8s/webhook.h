@@ -23,16 +23,26 @@
  *        which the API server appends, is ignored)
  *   405  a method other than POST
  *   411  HTTP/1.1 without Content-Length; 501 for chunked bodies
+ *   408  an HTTP/2 request whose body did not arrive whole within request_ms
  *   413  a body larger than max_body (refused as soon as it is declared or
  *        seen to be larger, before it is read)
  *   415  a Content-Type other than application/json
  *   431  a request head larger than WEBHOOK_MAX_HEAD
  *   503  the server-wide buffer budget (WEBHOOK_BUDGET) is spent
  *
- * Limits: max_conns open connections (more are closed on accept),
- * max_streams concurrent HTTP/2 streams per connection, request_ms for
- * the TLS handshake and then again for an HTTP/1.1 request to arrive
- * whole, idle_ms for an HTTP/2 connection without bytes received.
+ * Limits: max_conns open connections (more are closed on accept), at most
+ * max_per_source of them from one address, max_streams concurrent HTTP/2
+ * streams per connection, request_ms for the TLS handshake and then again
+ * for a request to arrive whole (the HTTP/1.1 connection closes; an HTTP/2
+ * stream is answered 408 and its bytes freed), idle_ms for an HTTP/2
+ * connection without bytes received. Request bytes are held in buffers
+ * that grow as the bytes arrive, never on the declared length, drawing on
+ * one server-wide budget (WEBHOOK_BUDGET, api/bytebudget.h): a head
+ * declaring 4 MiB costs what was sent, and only until request_ms. A
+ * connection holds at most max_body in all (an HTTP/2 stream that would
+ * go beyond it is answered 503), so one address holds at most
+ * max_per_source x max_body: with the defaults half the budget, and the
+ * API server's reviews find the other half.
  *
  * The server owns its connections; webhook_stop() closes everything and
  * the memory goes in close callbacks (run the loop afterwards). */
@@ -44,14 +54,16 @@
 
 #include "inject.h"
 
-#define WEBHOOK_DEFAULT_PORT	    15017
-#define WEBHOOK_PATH		    "/inject"
-#define WEBHOOK_MAX_BODY_DEFAULT    (4u << 20)
-#define WEBHOOK_MAX_CONNS_DEFAULT   256
-#define WEBHOOK_MAX_STREAMS_DEFAULT 32
-#define WEBHOOK_REQUEST_MS_DEFAULT  10000
-#define WEBHOOK_IDLE_MS_DEFAULT	    60000
-#define WEBHOOK_MAX_HEAD	    16384
+#define WEBHOOK_DEFAULT_PORT	  15017
+#define WEBHOOK_PATH		  "/inject"
+#define WEBHOOK_MAX_BODY_DEFAULT  (4u << 20)
+#define WEBHOOK_MAX_CONNS_DEFAULT 256
+/* One address holds at most 8 x max_body (32 MiB), half the budget. */
+#define WEBHOOK_MAX_PER_SOURCE_DEFAULT 8
+#define WEBHOOK_MAX_STREAMS_DEFAULT    32
+#define WEBHOOK_REQUEST_MS_DEFAULT     10000
+#define WEBHOOK_IDLE_MS_DEFAULT	       60000
+#define WEBHOOK_MAX_HEAD	       16384
 /* Request bodies held at once by the whole server (a stream or request
  * that would go beyond it is answered 503). */
 #define WEBHOOK_BUDGET (64u << 20)
@@ -61,7 +73,7 @@ struct webhook_config {
 	int port;			  /* 0: any free port */
 	const char *cert_path, *key_path; /* PEM files, watched for changes */
 	size_t max_body;
-	unsigned max_conns, max_streams, request_ms, idle_ms;
+	unsigned max_conns, max_per_source, max_streams, request_ms, idle_ms;
 	const struct inject_config *inject; /* borrowed, must outlive the server */
 };
 

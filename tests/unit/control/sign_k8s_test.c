@@ -13,7 +13,11 @@
  * server that cannot be reached or refuses the control's own credentials
  * is UNAVAILABLE; nothing is signed on any refusal (metrics and response);
  * a cancelled call never calls back; the synchronous sign_call refuses
- * Kubernetes tokens, and without --kube-api they are "not configured". */
+ * Kubernetes tokens, and without --kube-api they are "not configured".
+ * A flood of Sign calls with Kubernetes tokens (issue #12: each one made
+ * the control ask the API server, without bound) starts no more reviews
+ * than the limit lets through, counted at the API server itself
+ * (/debug/requests): the rest are UNAVAILABLE at once with the reason. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +37,7 @@
 #include "grpcc.h"
 #include "kapi.h"
 #include "testkube.h"
+#include "tokenreview.h"
 #include "testloop.h"
 #include "testpki.h"
 
@@ -331,6 +336,99 @@ static void test_synchronous_path_and_not_configured(void **state)
 	rig_close(&r);
 }
 
+static void requests_cb(void *arg, int status, long code, json_t *body, const char *err)
+{
+	json_t **out = arg;
+	assert_int_equal(status, 0);
+	*out = json_incref(body);
+}
+
+/* TokenReviews the API server has received so far. */
+static size_t reviews_seen(struct rig *r)
+{
+	json_t *seen = NULL, *v;
+	size_t i, n = 0;
+
+	assert_int_equal(
+		kapi_json(r->kapi, "GET", "/debug/requests", NULL, 5000, requests_cb, &seen, NULL),
+		0);
+	if (testloop_run(&r->loop, 20) < 0)
+		fail_msg("no answer from /debug/requests");
+	json_array_foreach(seen, i, v)
+	{
+		n += !strcmp(json_string_value(v),
+			     "POST /apis/authentication.k8s.io/v1/tokenreviews");
+	}
+	json_decref(seen);
+	return n;
+}
+
+#define FLOOD 100
+
+/* One wave of FLOOD Sign calls at once; every other one started is
+ * cancelled at once (its client hung up: the review runs on and still
+ * counts). Returns how many started a review; the others must be refused
+ * with `want_msg` (or, for the rate, also the in-progress message). */
+static unsigned flood_wave(struct rig *r, const char *want_msg)
+{
+	static struct answer a[FLOOD];
+	struct sign_peer peer = {.addr = "127.0.0.1:5555"};
+	unsigned started = 0;
+	size_t len;
+	uint8_t *req = request("tok-web", NULL, &len);
+
+	for (int i = 0; i < FLOOD; i++) {
+		struct sign_pending *p = NULL;
+		uint8_t *resp = NULL;
+		size_t resp_len = 0;
+		const char *msg = NULL;
+		memset(&a[i], 0, sizeof(a[i]));
+		int rc = sign_start(&r->svc, &peer, req, len, &resp, &resp_len, &msg, done_cb,
+				    &a[i], &p);
+		if (rc == SIGN_PENDING) {
+			if (started++ % 2)
+				sign_cancel(p);
+			continue;
+		}
+		assert_int_equal(rc, GRPC_UNAVAILABLE);
+		if (strcmp(msg, want_msg) != 0)
+			assert_string_equal(msg, "too many kubernetes token reviews in progress, "
+						 "retry later");
+		assert_null(resp);
+	}
+	free(req);
+	if (testloop_run(&r->loop, 30) < 0)
+		fail_msg("the reviews did not end");
+	for (int i = 0; i < FLOOD; i++)
+		free(a[i].resp);
+	return started;
+}
+
+static void test_token_review_flood_is_bounded(void **state)
+{
+	struct rig r;
+	struct tokenreview_limit lim;
+
+	rig_open(&r, fx.server, fx.token);
+	tokenreview_limit_init(&lim, 4, 1, 4); /* 4 at once, 1/s, a burst of 4 */
+	r.kc.limit = &lim;
+	size_t before = reviews_seen(&r);
+
+	/* At once: the concurrency cap. */
+	unsigned first = flood_wave(&r, "too many kubernetes token reviews in progress, retry "
+					"later");
+	assert_int_equal(first, 4);
+	assert_int_equal(lim.inflight, 0);
+	/* Right after: the bucket is (nearly) empty, the rate refuses. */
+	unsigned second = flood_wave(&r, "kubernetes token reviews are over their rate limit, "
+					 "retry later");
+	assert_true(second <= 2);
+	assert_int_equal(count(r.metrics.refused, "k8s_review_limited"),
+			 2 * FLOOD - first - second);
+	assert_int_equal(reviews_seen(&r) - before, first + second);
+	rig_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_api_server_trouble_is_unavailable),
 		cmocka_unit_test(test_cancelled_call_never_answers),
 		cmocka_unit_test(test_synchronous_path_and_not_configured),
+		cmocka_unit_test(test_token_review_flood_is_bounded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -91,7 +91,7 @@ static void review(const char *server, const char *token_file, const char *token
 	uv_loop_t loop;
 	struct kapi *k = client(&loop, server, token_file);
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(tokenreview_start(k, token, "cinch", tr_cb, r), 0);
+	assert_int_equal(tokenreview_start(k, NULL, token, "cinch", tr_cb, r), 0);
 	run(&loop);
 	finish(&loop, k);
 	assert_int_equal(r->calls, 1);
