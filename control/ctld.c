@@ -37,6 +37,7 @@
 #include "api/grpc.h"
 #include "api/sign.h"
 #include "api/tls.h"
+#include "bundlecm.h"
 #include "ca/ca.h"
 #include "duration.h"
 #include "filesrc.h"
@@ -51,6 +52,7 @@
 #include "token/token.h"
 #include "version.h"
 #include "webhook.h"
+#include "webhookcert.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
 /* After a start, agents reconnect within their backoff (30 s at most):
@@ -93,6 +95,12 @@ enum {
 	OPT_REGISTRY,
 	OPT_POLICY,
 	OPT_MAX_QUEUE,
+	OPT_WEBHOOK_ISSUE,
+	OPT_WEBHOOK_SERVICE,
+	OPT_WEBHOOK_NAMESPACE,
+	OPT_WEBHOOK_CONFIGURATION,
+	OPT_WEBHOOK_CERT_TTL,
+	OPT_TRUST_BUNDLE_CMS,
 };
 
 static const struct option ctld_opts[] = {
@@ -122,6 +130,12 @@ static const struct option ctld_opts[] = {
 	{"webhook-cert", required_argument, NULL, OPT_WEBHOOK_CERT},
 	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
 	{"webhook-max-connections", required_argument, NULL, OPT_WEBHOOK_MAX_CONNS},
+	{"webhook-issue-cert", no_argument, NULL, OPT_WEBHOOK_ISSUE},
+	{"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
+	{"webhook-namespace", required_argument, NULL, OPT_WEBHOOK_NAMESPACE},
+	{"webhook-configuration", required_argument, NULL, OPT_WEBHOOK_CONFIGURATION},
+	{"webhook-cert-ttl", required_argument, NULL, OPT_WEBHOOK_CERT_TTL},
+	{"trust-bundle-configmaps", required_argument, NULL, OPT_TRUST_BUNDLE_CMS},
 	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
 	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
 	{"kube-api", required_argument, NULL, OPT_KUBE_API},
@@ -174,10 +188,22 @@ static void ctld_usage(FILE *out)
 		"  --max-connections N      open connections (4096)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
-		"                           --listen host (15017; 0: off); runs when\n"
+		"                           --listen host (15017; 0: off); runs with\n"
+		"  --webhook-issue-cert     a certificate our CA issues, in memory only,\n"
+		"                           for <service>.<namespace>.svc; with\n"
+		"                           --kube-api the caBundle of the webhook's\n"
+		"                           MutatingWebhookConfiguration is kept current\n"
 		"  --webhook-cert FILE --webhook-key FILE\n"
-		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
-		"                           reloaded when the files change\n"
+		"                           or the operator's: PEM, valid for\n"
+		"                           <service>.<ns>.svc, reloaded when the files\n"
+		"                           change (nothing is patched then)\n"
+		"  --webhook-service NAME --webhook-namespace NS\n"
+		"                           the Service the API server calls\n"
+		"                           (cinch-control, cinch-system)\n"
+		"  --webhook-configuration NAME\n"
+		"                           the MutatingWebhookConfiguration (cinch-injector)\n"
+		"  --webhook-cert-ttl DUR   issued certificate lifetime, 5m..7d (24h),\n"
+		"                           renewed at half of it\n"
 		"  --webhook-max-connections N  open webhook connections (256)\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
 		"  --inject-classic-sidecar inject a classic sidecar (clusters < 1.29)\n"
@@ -190,6 +216,11 @@ static void ctld_usage(FILE *out)
 		"  --kube-ca FILE --kube-token FILE\n"
 		"                           the API server's CA and our bearer token file\n"
 		"                           (with a URL)\n"
+		"  --trust-bundle-configmaps on|off\n"
+		"                           with --kube-api, keep the ConfigMap\n"
+		"                           cinch-trust-bundle (bundle.pem) current in\n"
+		"                           every namespace labelled cinch.dev/inject=\n"
+		"                           enabled (on)\n"
 		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
 		"                           (the workload registry) and the AllowPolicy,\n"
 		"                           MeshPolicy, EgressPolicy objects, joined with\n"
@@ -366,6 +397,29 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_WEBHOOK_CERT:
 		cfg->webhook_cert = arg;
 		return 0;
+	case OPT_WEBHOOK_ISSUE:
+		cfg->webhook_issue = 1;
+		return 0;
+	case OPT_WEBHOOK_SERVICE:
+		cfg->webhook_service = arg;
+		return 0;
+	case OPT_WEBHOOK_NAMESPACE:
+		cfg->webhook_namespace = arg;
+		return 0;
+	case OPT_WEBHOOK_CONFIGURATION:
+		cfg->webhook_configuration = arg;
+		return 0;
+	case OPT_WEBHOOK_CERT_TTL:
+		v = duration_ms(arg);
+		if (v < 1000 || v % 1000)
+			break;
+		cfg->webhook_cert_ttl_s = (long)(v / 1000); /* bounds: ctld_parse */
+		return 0;
+	case OPT_TRUST_BUNDLE_CMS:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+			break;
+		cfg->trust_bundle_cms = strcmp(arg, "on") == 0;
+		return 0;
 	case OPT_WEBHOOK_KEY:
 		cfg->webhook_key = arg;
 		return 0;
@@ -488,6 +542,11 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.log_level = LOG_LVL_INFO,
 		.webhook_port = WEBHOOK_DEFAULT_PORT,
 		.webhook_max_conns = WEBHOOK_MAX_CONNS_DEFAULT,
+		.webhook_service = WEBHOOKCERT_SERVICE,
+		.webhook_namespace = WEBHOOKCERT_NAMESPACE,
+		.webhook_configuration = WEBHOOKCERT_CONFIGURATION,
+		.webhook_cert_ttl_s = WEBHOOKCERT_LIFETIME_S,
+		.trust_bundle_cms = 1,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -515,6 +574,18 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 	rc = ctld_getopt(argc, argv, cfg, NULL);
 	if (rc == 0 && !cfg->webhook_cert != !cfg->webhook_key) {
 		fprintf(stderr, "cinch-control: --webhook-cert and --webhook-key go together\n");
+		return -EINVAL;
+	}
+	if (rc == 0 && cfg->webhook_cert && cfg->webhook_issue) {
+		fprintf(stderr, "cinch-control: --webhook-issue-cert or --webhook-cert/--webhook-key, "
+				"not both\n");
+		return -EINVAL;
+	}
+	/* --test-short-ttl: seconds, so a test sees renewals */
+	if (rc == 0 && (cfg->webhook_cert_ttl_s > WEBHOOKCERT_LIFETIME_MAX_S ||
+			(cfg->webhook_cert_ttl_s < WEBHOOKCERT_LIFETIME_MIN_S &&
+			 cfg->ttl_min_s != CA_TTL_MIN_TEST_S))) {
+		fprintf(stderr, "cinch-control: --webhook-cert-ttl: 5m..7d\n");
 		return -EINVAL;
 	}
 	if (rc == 0 && cfg->kube_api && strcmp(cfg->kube_api, "in-cluster") != 0 &&
@@ -545,6 +616,8 @@ struct ctld {
 	struct ctlsock *ctl;
 	struct inject_config inject;
 	struct webhook *webhook;
+	struct webhookcert *wcert; /* NULL: no certificate of ours (files, or none) */
+	struct bundlecm *bundlecm; /* NULL: no trust-bundle ConfigMaps kept */
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
 	struct hub *hub;     /* the agents' slices, watches, reports */
@@ -671,6 +744,18 @@ static int ctld_bundle_set(struct ctld *d)
 	return rc;
 }
 
+/* The bundle into the meshed namespaces' ConfigMaps (when kept). */
+static void ctld_bundle_cms_set(struct ctld *d)
+{
+	char *pem = d->bundlecm ? ca_bundle_pem(d->ca) : NULL;
+
+	if (d->bundlecm && (!pem || bundlecm_set_bundle(d->bundlecm, pem) < 0))
+		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
+			  json_pack("{s:s, s:s}", "error", "out of memory", "effect",
+				    "the trust-bundle ConfigMaps keep the previous bundle"));
+	free(pem);
+}
+
 /* ca_status: where a rotation stands (cinchctl ca status, and what
  * cinchctl ca rotate waits on). */
 static json_t *ctld_ca_status(const struct ctld *d)
@@ -736,6 +821,9 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
 	d->metrics.ca_rotations++;
 	ctld_server_cert_swap(d, "ca_rotation");
+	if (d->wcert)
+		webhookcert_set_ca(d->wcert, ca);
+	ctld_bundle_cms_set(d);
 	if ((rc = ctld_bundle_set(d)) < 0)
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
 			  json_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
@@ -833,6 +921,9 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		out->status = ok ? 200 : 503;
 		out->body = ctld_strdup_n(ok ? "ready\n" : "not ready\n", &out->len);
 	} else if (!strcmp(path, "/metrics")) {
+		d->metrics.webhook_cert_expiry = d->webhook ? webhook_cert_not_after(d->webhook) : 0;
+		d->metrics.trust_bundle_on = d->bundlecm != NULL;
+		d->metrics.trust_bundle_foreign = d->bundlecm ? bundlecm_foreign(d->bundlecm) : 0;
 		out->status = 200;
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		out->body = metrics_render(&d->metrics);
@@ -914,6 +1005,10 @@ static void ctld_stop(struct ctld *d)
 	ctlsock_stop(d->ctl);
 	webhook_stop(d->webhook);
 	d->webhook = NULL;
+	webhookcert_stop(d->wcert); /* before kapi_close, as kfeed */
+	d->wcert = NULL;
+	bundlecm_stop(d->bundlecm);
+	d->bundlecm = NULL;
 	filesrc_stop(d->src);
 	kfeed_stop(d->kfeed); /* before kapi_close: its requests are cancelled */
 	d->kfeed = NULL;
@@ -939,7 +1034,8 @@ static void ctld_signal(uv_signal_t *s, int signum)
 }
 
 /* The injection webhook, on the gRPC listen host, when it has a
- * certificate (port 0 or no --webhook-cert: off, *port stays 0). */
+ * certificate: the operator's files, or one our CA issues (port 0 or
+ * neither: off, *port stays 0). */
 static int ctld_start_webhook(struct ctld *d, int *port)
 {
 	const struct ctld_config *cfg = d->cfg;
@@ -947,7 +1043,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	const char *why = NULL;
 	int grpc_port, rc;
 
-	if (cfg->webhook_port == 0 || !cfg->webhook_cert)
+	if (cfg->webhook_port == 0 || (!cfg->webhook_cert && !cfg->webhook_issue))
 		return 0;
 	inject_config_defaults(&d->inject);
 	d->inject.trust_domain = ca_trust_domain(d->ca);
@@ -956,11 +1052,26 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	d->inject.native_sidecar = !cfg->inject_classic;
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
 		return -EINVAL; /* checked before the gRPC server started */
+	if (cfg->webhook_issue) {
+		struct webhookcert_config wcc = {
+			.service = cfg->webhook_service,
+			.namespace = cfg->webhook_namespace,
+			.lifetime_s = cfg->webhook_cert_ttl_s,
+			.configuration = cfg->webhook_configuration,
+			.kapi = d->kapi,
+		};
+		if ((rc = webhookcert_start(d->loop, &wcc, d->ca, &d->wcert, &why)) < 0) {
+			log_event(LOG_LVL_ERROR, "webhook_failed",
+				  json_pack("{s:i, s:s}", "port", cfg->webhook_port, "error", why));
+			return rc;
+		}
+	}
 	struct webhook_config wc = {
 		.host = host,
 		.port = cfg->webhook_port,
 		.cert_path = cfg->webhook_cert,
 		.key_path = cfg->webhook_key,
+		.tls = d->wcert ? webhookcert_get0_tls(d->wcert) : NULL,
 		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
 		.max_conns = cfg->webhook_max_conns,
 		.max_streams = WEBHOOK_MAX_STREAMS_DEFAULT,
@@ -970,8 +1081,27 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	};
 	if ((rc = webhook_start(d->loop, &wc, &d->webhook, port, &why)) < 0)
 		log_event(LOG_LVL_ERROR, "webhook_failed",
-			  json_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
+			  json_pack("{s:i, s:s?, s:s?, s:s}", "port", cfg->webhook_port, "cert",
 				    cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+	else if (d->wcert)
+		webhookcert_attach(d->wcert, d->webhook);
+	return rc;
+}
+
+/* The trust-bundle ConfigMaps of the meshed namespaces (bundlecm.h). */
+static int ctld_start_bundle_cms(struct ctld *d)
+{
+	char *pem;
+	int rc;
+
+	if (!d->cfg->trust_bundle_cms)
+		return 0;
+	if (!(pem = ca_bundle_pem(d->ca)))
+		return -ENOMEM;
+	if ((rc = bundlecm_start(d->loop, d->kapi, pem, &d->bundlecm)) < 0)
+		log_event(LOG_LVL_ERROR, "trust_bundle_configmaps_failed",
+			  json_pack("{s:s}", "error", strerror(-rc)));
+	free(pem);
 	return rc;
 }
 
@@ -1003,7 +1133,7 @@ static int ctld_start_kube(struct ctld *d)
 	d->k8s_auth =
 		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
 	d->svc.k8s.impl = &d->k8s_auth;
-	return 0;
+	return ctld_start_bundle_cms(d);
 }
 
 static void ctld_sighup(uv_signal_t *s, int signum)
@@ -1188,6 +1318,8 @@ int ctld_run(const struct ctld_config *cfg)
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
 		webhook_stop(d.webhook);
+		webhookcert_stop(d.wcert);
+		bundlecm_stop(d.bundlecm);
 		kfeed_stop(d.kfeed);
 		if (d.kapi)
 			kapi_close(d.kapi, NULL, NULL);

@@ -864,7 +864,7 @@ static X509 *ca_leaf(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id,
 
 	if (not_after > ca->not_after)
 		not_after = (time_t)ca->not_after;
-	if (!names || ca_push_name(names, GEN_URI, spiffe_id, strlen(spiffe_id)) < 0)
+	if (!names || (spiffe_id && ca_push_name(names, GEN_URI, spiffe_id, strlen(spiffe_id)) < 0))
 		goto err;
 	for (size_t i = 0; i < n_dns; i++)
 		if (ca_push_name(names, GEN_DNS, dns[i], strlen(dns[i])) < 0)

@@ -104,7 +104,9 @@ void ca_key_free(EVP_PKEY *key);
 
 /* A server certificate for the control itself: a fresh P-256 key (never
  * leaves this process), URI SAN spiffe_id plus DNS names and IP addresses.
- * Valid for `lifetime_s` (clamped to the CA). New *cert and *key. */
+ * Valid for `lifetime_s` (clamped to the CA). New *cert and *key.
+ * spiffe_id NULL: no URI SAN, a plain TLS server certificate for the DNS
+ * names (the injection webhook's: not an identity of the mesh). */
 int ca_issue_server(const struct ca *ca, const char *spiffe_id, const char *const *dns,
 		    size_t n_dns, const char *const *ips, size_t n_ips, long lifetime_s,
 		    X509 **cert, EVP_PKEY **key) __attribute__((warn_unused_result));
