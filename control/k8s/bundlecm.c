@@ -1,7 +1,6 @@
 /* bundlecm: see bundlecm.h. The view is three JSON objects keyed by
  * namespace: `nss` (selected namespaces), `cms` (our-named ConfigMaps as
- * last seen, from the watch or a write's answer) and `busy` (a write in
- * flight there). Reconciling runs from a timer, never inside a watch
+ * the watch last showed them) and `busy` (a write in flight there). Reconciling runs from a timer, never inside a watch
  * callback (that is inside curl's). `bc` is freed once both timers are
  * closed and no write is in flight. */
 #include "bundlecm.h"
@@ -93,9 +92,11 @@ static void bcm_write_cb(void *arg, int status, long code, json_t *body, const c
 		return;
 	}
 	json_object_del(bc->busy, wr->ns);
-	if (status == 0 && (code == 200 || code == 201) && json_is_object(body)) {
-		/* the object as written: no second write before the watch's event */
-		json_object_set(bc->cms, wr->ns, body);
+	if (status == 0 && (code == 200 || code == 201)) {
+		/* The watch brings the object as written (or what came after
+		 * it: the answer may arrive after a later event, so it is not
+		 * taken as the state). A reconcile before that event writes
+		 * again and gets a harmless 409. */
 		bc->backoff_ms = 0;
 		log_event(LOG_LVL_INFO, "trust_bundle_configmap_written",
 			  json_pack("{s:s, s:s, s:s}", "namespace", wr->ns, "configmap",
