@@ -1,6 +1,7 @@
 /* bundlecm: see bundlecm.h. The view is three JSON objects keyed by
  * namespace: `nss` (selected namespaces), `cms` (our-named ConfigMaps as
- * the watch last showed them) and `busy` (a write in flight there). Reconciling runs from a timer, never inside a watch
+ * the watch last showed them) and `busy` (a write in flight there: true,
+ * or "dirty" once an event for it came meanwhile). Reconciling runs from a timer, never inside a watch
  * callback (that is inside curl's). `bc` is freed once both timers are
  * closed and no write is in flight. */
 #include "bundlecm.h"
@@ -91,12 +92,16 @@ static void bcm_write_cb(void *arg, int status, long code, json_t *body, const c
 		bcm_maybe_free(bc);
 		return;
 	}
+	/* An event for this ConfigMap came while the write was in flight
+	 * (our write's own, or a later change): look again now. */
+	int dirty = json_is_string(json_object_get(bc->busy, wr->ns));
 	json_object_del(bc->busy, wr->ns);
+	if (dirty)
+		bcm_kick(bc);
 	if (status == 0 && (code == 200 || code == 201)) {
 		/* The watch brings the object as written (or what came after
 		 * it: the answer may arrive after a later event, so it is not
-		 * taken as the state). A reconcile before that event writes
-		 * again and gets a harmless 409. */
+		 * taken as the state). */
 		bc->backoff_ms = 0;
 		log_event(LOG_LVL_INFO, "trust_bundle_configmap_written",
 			  json_pack("{s:s, s:s, s:s}", "namespace", wr->ns, "configmap",
@@ -271,6 +276,8 @@ static void bcm_cm_apply(struct bundlecm *bc, json_t *obj, int deleted)
 		json_object_del(bc->cms, ns);
 	else
 		json_object_set(bc->cms, ns, obj);
+	if (json_object_get(bc->busy, ns)) /* see bcm_write_cb */
+		json_object_set_new(bc->busy, ns, json_string("dirty"));
 }
 
 static void bcm_cm_sync(void *arg, json_t *items)

@@ -85,6 +85,8 @@ def run(kube, ctl):
               and "/configmaps" in r]
     check(not [w for w in writes if "/cxg-b/" in w or "app-settings" in w],
           "no write ever went to cxg-b's ConfigMap or the unrelated one: %s" % writes)
+    check.eq(ctl.events("trust_bundle_configmap_write_failed"), [],
+             "no write failed (one replica: no conflicts)")
 
 
 def main():
