@@ -65,9 +65,10 @@ def pem_write(path, data):
     return path
 
 
-def test_ca(tmp, name, server_names=(), leaf_ip=None):
-    """A CA and, with names or an IP, a server certificate it signs: paths
-    of ca, ca_key, cert, key (PEM)."""
+def test_ca(tmp, name, server_names=(), leaf_ip=None, td_uri=None):
+    """A CA (with td_uri: a mesh CA for --ca-cert, naming its trust domain)
+    and, with names or an IP, a server certificate it signs: paths of ca,
+    ca_key, cert, key (PEM)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     subj = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
@@ -76,7 +77,12 @@ def test_ca(tmp, name, server_names=(), leaf_ip=None):
           .not_valid_before(now - datetime.timedelta(minutes=5))
           .not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(key, hashes.SHA256()))
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True))
+    if td_uri:
+        ca = ca.add_extension(x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(td_uri)]), critical=False)
+    ca = ca.sign(key, hashes.SHA256())
     out = {"ca": pem_write(os.path.join(tmp, name + "-ca.pem"),
                            ca.public_bytes(serialization.Encoding.PEM)),
            "ca_key": pem_write(os.path.join(tmp, name + "-ca.key"), key.private_bytes(

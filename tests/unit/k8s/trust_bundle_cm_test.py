@@ -24,16 +24,21 @@ Checks, each of which fails when its mechanism is taken out:
   - ours edited by someone is put back; ours deleted is created again;
   - root rotation through the admin socket (as `cinchctl ca rotate
     prepare`): every ConfigMap of ours follows to the two-root bundle,
-    the foreign one still untouched.
+    the foreign one still untouched;
+  - two replicas sharing one CA (--ca-cert, as deploy/k8s runs them)
+    against the same API server: the ConfigMaps converge to their one
+    bundle, stop changing, and a race costs at most a 409.
 
 usage: trust_bundle_cm_test.py <cinch-control>
 """
 import os
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
-from kubecontrol import Checks, Control, Kube, configmap, namespace, wait_for  # noqa: E402
+from kubecontrol import (Checks, Control, Kube, configmap, namespace, test_ca,  # noqa: E402
+                         wait_for)
 
 CONTROL = sys.argv[1]
 NAME = "cinch-trust-bundle"
@@ -89,6 +94,36 @@ def run(kube, ctl):
              "no write failed (one replica: no conflicts)")
 
 
+def ha(tmp):
+    """Two replicas sharing a CA (--ca-cert, as deploy/k8s runs them) keep
+    the same ConfigMaps: they converge, agree, and stop writing."""
+    pki = test_ca(tmp, "mesh", td_uri="spiffe://cluster.local")
+    nss = ["cxg-h%d" % i for i in range(4)]
+    kube = Kube(tmp, {"namespaces": [namespace(n, "enabled") for n in nss]})
+    ctls = []
+    try:
+        for r in ("a", "b"):
+            ctls.append(Control(CONTROL, os.path.join(tmp, "state-" + r),
+                                ["--webhook-port", "0", "--kube-sources", "off",
+                                 "--ca-cert", pki["ca"], "--ca-key", pki["ca_key"]] +
+                                kube.flags()))
+        bundle = ctls[0].bundle_pem()
+        check.eq(ctls[1].bundle_pem(), bundle, "HA: both replicas have one bundle")
+        check(wait_for(lambda: all(ours(kube, n, bundle) for n in nss)),
+              "HA: every labelled namespace gets the ConfigMap")
+        rvs = {n: kube.get("configmaps", n, NAME)["metadata"]["resourceVersion"] for n in nss}
+        time.sleep(2)
+        check.eq({n: kube.get("configmaps", n, NAME)["metadata"]["resourceVersion"]
+                  for n in nss}, rvs, "HA: the replicas do not keep rewriting them")
+        fails = [e for c in ctls for e in c.events("trust_bundle_configmap_write_failed")]
+        check(all(e.get("http_status") == 409 for e in fails),
+              "HA: a race between replicas only ever costs a 409: %s" % fails)
+    finally:
+        for c in ctls:
+            check.eq(c.stop(), 0, "HA: replica stops cleanly")
+        kube.stop()
+
+
 def main():
     objects = {
         "namespaces": [namespace("cxg-a", "enabled"), namespace("cxg-b", "enabled"),
@@ -107,6 +142,8 @@ def main():
                 check.eq(ctl.stop(), 0, "control stops cleanly")
         finally:
             kube.stop()
+        os.mkdir(os.path.join(tmp, "ha"))
+        ha(os.path.join(tmp, "ha"))
     return check.done()
 
 
