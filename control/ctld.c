@@ -677,20 +677,8 @@ static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
 	if (rc < 0)
 		return rc;
 	bundle = ca_bundle_store_new(d->ca);
-	chain = sk_X509_new_null();
-	rc = -ENOMEM;
-	for (size_t i = 0; chain && i < ca_chain_len(d->ca); i++) {
-		size_t len;
-		const uint8_t *p = ca_chain_der(d->ca, i, &len);
-		X509 *x = d2i_X509(NULL, &p, (long)len);
-		if (!x || !sk_X509_push(chain, x)) {
-			X509_free(x);
-			goto out;
-		}
-	}
-	if (bundle && chain)
-		rc = tls_ctx_new(cert, key, chain, bundle, out);
-out:
+	chain = ca_chain_new(d->ca);
+	rc = bundle && chain ? tls_ctx_new(cert, key, chain, bundle, out) : -ENOMEM;
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	X509_STORE_free(bundle);

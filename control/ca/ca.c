@@ -1038,6 +1038,22 @@ size_t ca_chain_len(const struct ca *ca)
 	return ca->n_chain;
 }
 
+STACK_OF(X509) * ca_chain_new(const struct ca *ca)
+{
+	STACK_OF(X509) *chain = sk_X509_new_null();
+
+	for (size_t i = 0; chain && i < ca->n_chain; i++) {
+		const uint8_t *p = ca->chain[i].der;
+		X509 *x = d2i_X509(NULL, &p, (long)ca->chain[i].len);
+		if (!x || !sk_X509_push(chain, x)) {
+			X509_free(x);
+			sk_X509_pop_free(chain, X509_free);
+			chain = NULL;
+		}
+	}
+	return chain;
+}
+
 const uint8_t *ca_chain_der(const struct ca *ca, size_t i, size_t *len)
 {
 	*len = ca->chain[i].len;

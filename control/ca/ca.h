@@ -128,6 +128,9 @@ long ca_clamp_ttl(const struct ca *ca, long ttl_s);
  * Borrowed DER (valid while ca lives). */
 size_t ca_chain_len(const struct ca *ca);
 const uint8_t *ca_chain_der(const struct ca *ca, size_t i, size_t *len);
+/* The same chain as a new stack (sk_X509_pop_free), for a TLS context;
+ * NULL on ENOMEM. */
+STACK_OF(X509) * ca_chain_new(const struct ca *ca);
 /* Roots of the bundle, borrowed DER, and the bundle's sequence number. */
 size_t ca_bundle_len(const struct ca *ca);
 const uint8_t *ca_bundle_der(const struct ca *ca, size_t i, size_t *len);

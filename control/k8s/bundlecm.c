@@ -1,9 +1,9 @@
 /* bundlecm: see bundlecm.h. The view is three JSON objects keyed by
  * namespace: `nss` (selected namespaces), `cms` (our-named ConfigMaps as
  * the watch last showed them) and `busy` (a write in flight there: true,
- * or "dirty" once an event for it came meanwhile). Reconciling runs from a timer, never inside a watch
- * callback (that is inside curl's). `bc` is freed once both timers are
- * closed and no write is in flight. */
+ * or "dirty" once an event for it came meanwhile). Reconciling runs from
+ * a timer, never inside a watch callback (that is inside curl's). `bc` is
+ * freed once both timers are closed and no write is in flight. */
 #include "bundlecm.h"
 
 #include <errno.h>
@@ -14,8 +14,8 @@
 #include "kwatch.h"
 #include "log.h"
 
-#define BCM_NS_PATH "/api/v1/namespaces?labelSelector=cinch.dev%2Finject%3Denabled"
-#define BCM_CM_PATH "/api/v1/configmaps?fieldSelector=metadata.name%3D" BUNDLECM_NAME
+#define BCM_NS_PATH	   "/api/v1/namespaces?labelSelector=cinch.dev%2Finject%3Denabled"
+#define BCM_CM_PATH	   "/api/v1/configmaps?fieldSelector=metadata.name%3D" BUNDLECM_NAME
 #define BCM_BACKOFF_MIN_MS 1000
 #define BCM_BACKOFF_MAX_MS 60000
 
@@ -25,7 +25,7 @@ struct bundlecm {
 	json_t *nss, *cms, *busy;
 	json_t *reported; /* namespace -> resourceVersion of a foreign one reported */
 	char *pem;
-	unsigned synced;  /* 1: namespaces listed, 2: ConfigMaps listed */
+	unsigned synced; /* 1: namespaces listed, 2: ConfigMaps listed */
 	unsigned foreign;
 	unsigned inflight;
 	int stopped, closing;
@@ -113,12 +113,12 @@ static void bcm_write_cb(void *arg, int status, long code, json_t *body, const c
 			json_object_del(bc->cms, wr->ns);
 		log_event(code == 409 ? LOG_LVL_INFO : LOG_LVL_WARN,
 			  "trust_bundle_configmap_write_failed",
-			  json_pack("{s:s, s:i, s:s}", "namespace", wr->ns, "http_status", (int)code,
-				    "error",
+			  json_pack("{s:s, s:i, s:s}", "namespace", wr->ns, "http_status",
+				    (int)code, "error",
 				    status < 0	  ? (err ? err : strerror(-status))
 				    : code == 409 ? "conflict: written meanwhile, looked at again"
-						  : bcm_str(body, "message") ? bcm_str(body, "message")
-									     : "HTTP error"));
+				    : bcm_str(body, "message") ? bcm_str(body, "message")
+							       : "HTTP error"));
 		bcm_failed(bc);
 	}
 	free(wr);
@@ -145,7 +145,8 @@ static void bcm_write(struct bundlecm *bc, const char *ns, const json_t *cm)
 		obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}}, s:{s:s}}", "apiVersion",
 				"v1", "kind", "ConfigMap", "metadata", "name", BUNDLECM_NAME,
 				"namespace", ns, "labels", BUNDLECM_OWNER_KEY, BUNDLECM_OWNER,
-				"app.kubernetes.io/part-of", "cinch", "data", BUNDLECM_KEY, bc->pem);
+				"app.kubernetes.io/part-of", "cinch", "data", BUNDLECM_KEY,
+				bc->pem);
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", ns);
 	}
 	if (wr && obj) {
@@ -153,7 +154,8 @@ static void bcm_write(struct bundlecm *bc, const char *ns, const json_t *cm)
 		memcpy(wr->ns, ns, nlen + 1);
 		bc->inflight++;
 		json_object_set_new(bc->busy, ns, json_true());
-		rc = kapi_json(bc->k, cm ? "PUT" : "POST", path, obj, 10000, bcm_write_cb, wr, NULL);
+		rc = kapi_json(bc->k, cm ? "PUT" : "POST", path, obj, 10000, bcm_write_cb, wr,
+			       NULL);
 		if (rc < 0) {
 			bc->inflight--;
 			json_object_del(bc->busy, ns);
@@ -203,7 +205,8 @@ static void bcm_reconcile_cb(uv_timer_t *t)
 	if (bc->stopped || bc->synced != 3)
 		return;
 	uv_timer_stop(&bc->retry);
-	json_object_foreach(bc->nss, ns, v) {
+	json_object_foreach(bc->nss, ns, v)
+	{
 		const json_t *cm = json_object_get(bc->cms, ns);
 		const char *have = bcm_str(json_object_get(cm, "data"), BUNDLECM_KEY);
 

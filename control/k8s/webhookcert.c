@@ -14,7 +14,7 @@
 
 #include "log.h"
 
-#define WC_MWC_PATH "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+#define WC_MWC_PATH	  "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
 #define WC_BACKOFF_MIN_MS 1000
 #define WC_BACKOFF_MAX_MS 60000
 #define WC_RETRY_ISSUE_MS 10000
@@ -25,15 +25,16 @@ struct webhookcert {
 	struct webhook *server;
 	struct tls_ctx *tls;
 	char *service, *namespace, *configuration;
-	char *want;	       /* base64 of the bundle PEM: the caBundle we keep */
-	char dns[2][300];      /* the certificate's names */
+	char *want;	  /* base64 of the bundle PEM: the caBundle we keep */
+	char dns[2][300]; /* the certificate's names */
 	long lifetime_s;
-	uint64_t resync_ms;    /* min(WEBHOOKCERT_RESYNC_MS, the renewal interval) */
-	uint64_t backoff_ms;   /* 0: no failure since the last success */
-	struct kapi_req *req;  /* the GET or PATCH in flight */
-	int again;	       /* a sync was asked for while one was in flight */
+	uint64_t resync_ms;   /* min(WEBHOOKCERT_RESYNC_MS, the renewal interval) */
+	uint64_t backoff_ms;  /* 0: no failure since the last success */
+	struct kapi_req *req; /* the GET or PATCH in flight */
+	int again;	      /* a sync was asked for while one was in flight */
+	int warned_not_ours;  /* webhook_configuration_not_ours logged */
 	int stopped;
-	int closing;	       /* timers whose close is still pending */
+	int closing; /* timers whose close is still pending */
 	uv_timer_t renew, sync;
 };
 
@@ -58,7 +59,7 @@ static char *wc_bundle_b64(const struct ca *ca)
 static int wc_issue(struct webhookcert *wc)
 {
 	const char *dns[2] = {wc->dns[0], wc->dns[1]};
-	STACK_OF(X509) *chain = sk_X509_new_null();
+	STACK_OF(X509) *chain = ca_chain_new(wc->ca); /* intermediates, if any */
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	struct tls_ctx *tls = NULL;
@@ -67,19 +68,8 @@ static int wc_issue(struct webhookcert *wc)
 	if (!chain)
 		return -ENOMEM;
 	if ((rc = ca_issue_server(wc->ca, NULL, dns, 2, NULL, 0, wc->lifetime_s, &cert, &key)) <
-	    0)
-		goto out;
-	rc = -ENOMEM;
-	for (size_t i = 0; i < ca_chain_len(wc->ca); i++) { /* intermediates, if any */
-		size_t len;
-		const uint8_t *p = ca_chain_der(wc->ca, i, &len);
-		X509 *x = d2i_X509(NULL, &p, (long)len);
-		if (!x || !sk_X509_push(chain, x)) {
-			X509_free(x);
-			goto out;
-		}
-	}
-	if ((rc = tls_ctx_new_https(cert, key, chain, &tls)) < 0)
+		    0 ||
+	    (rc = tls_ctx_new_https(cert, key, chain, &tls)) < 0)
 		goto out;
 	tls_ctx_unref(wc->tls);
 	wc->tls = tls;
@@ -160,11 +150,9 @@ static void wc_sync_error(struct webhookcert *wc, const char *what, int status, 
 			  const char *err)
 {
 	log_event(LOG_LVL_WARN, "webhook_ca_bundle_sync_failed",
-		  json_pack("{s:s, s:s, s:i, s:s, s:I}", "configuration", wc->configuration, "step",
+		  json_pack("{s:s, s:s, s:i, s:s}", "configuration", wc->configuration, "step",
 			    what, "http_status", (int)code, "error",
-			    status < 0 ? (err ? err : strerror(-status)) : "HTTP error",
-			    "retry_ms", (json_int_t)(wc->backoff_ms ? wc->backoff_ms * 2
-								    : WC_BACKOFF_MIN_MS)));
+			    status < 0 ? (err ? err : strerror(-status)) : "HTTP error"));
 }
 
 static void wc_patch_cb(void *arg, int status, long code, json_t *body, const char *err)
@@ -199,7 +187,8 @@ static json_t *wc_patch_for(struct webhookcert *wc, const json_t *obj, size_t *o
 	size_t i;
 
 	*ours = 0;
-	json_array_foreach(hooks, i, h) {
+	json_array_foreach(hooks, i, h)
+	{
 		const json_t *cc = json_object_get(h, "clientConfig");
 		const json_t *svc = json_object_get(cc, "service");
 		const char *name = json_string_value(json_object_get(h, "name"));
@@ -243,10 +232,11 @@ static void wc_get_cb(void *arg, int status, long code, json_t *body, const char
 		return;
 	}
 	json_t *patch = wc_patch_for(wc, body, &ours);
-	if (ours == 0)
+	if (ours == 0 && !wc->warned_not_ours) /* once: it is re-read every minute */
 		log_event(LOG_LVL_WARN, "webhook_configuration_not_ours",
 			  json_pack("{s:s, s:s, s:s}", "configuration", wc->configuration,
 				    "service", wc->service, "namespace", wc->namespace));
+	wc->warned_not_ours = ours == 0;
 	if (!patch) {
 		wc_sync_done(wc, 0);
 		return;
