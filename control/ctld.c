@@ -243,6 +243,17 @@ static long long ctld_number(const char *s, long long min, long long max)
 	return errno || end == s || *end || v < min || v > max ? -1 : v;
 }
 
+/* A DNS label (RFC 1123), as Service and namespace names are: the webhook
+ * certificate's names are built from them. */
+static int ctld_dns_label(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
 /* The config file as "--key=value" arguments, kept for the process (cfg
  * points into them). Arrays give one argument per element. */
 static int ctld_config_args(const char *path, char ***out, int *n_out)
@@ -401,10 +412,11 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 		cfg->webhook_issue = 1;
 		return 0;
 	case OPT_WEBHOOK_SERVICE:
-		cfg->webhook_service = arg;
-		return 0;
 	case OPT_WEBHOOK_NAMESPACE:
-		cfg->webhook_namespace = arg;
+		if (!ctld_dns_label(arg))
+			break;
+		*(opt == OPT_WEBHOOK_SERVICE ? &cfg->webhook_service : &cfg->webhook_namespace) =
+			arg;
 		return 0;
 	case OPT_WEBHOOK_CONFIGURATION:
 		cfg->webhook_configuration = arg;

@@ -27,7 +27,9 @@ Checks, each of which fails when its mechanism is taken out:
     the caBundle holds both roots; after activate the served certificate
     chains to the new root alone;
   - an operator's certificate (--webhook-cert/--webhook-key): served, and
-    the control never PATCHes the MutatingWebhookConfiguration.
+    the control never PATCHes the MutatingWebhookConfiguration;
+  - bad flags (a Service or namespace name that is no DNS label, a
+    lifetime out of range, both certificate sources) refused at start.
 Ports: the webhook on 21710/21711 (the range given to these tests).
 
 usage: webhook_selfcert_test.py <cinch-control> <src dir>
@@ -205,7 +207,23 @@ def run_issued(tmp, kube, ctl):
               "(%s)" % err)
 
 
+def bad_flags():
+    """Bad input is refused at start with a clear message, nothing started."""
+    import subprocess
+    for args, why in ((["--webhook-service", "Bad_Name!"], "--webhook-service"),
+                      (["--webhook-namespace", "a.b"], "--webhook-namespace"),
+                      (["--webhook-cert-ttl", "10s"], "--webhook-cert-ttl: 5m..7d"),
+                      (["--webhook-cert-ttl", "8d"], "--webhook-cert-ttl"),
+                      (["--webhook-issue-cert", "--webhook-cert", "c", "--webhook-key", "k"],
+                       "not both"),
+                      (["--trust-bundle-configmaps", "maybe"], "--trust-bundle-configmaps")):
+        r = subprocess.run([CONTROL, "--check-config", *args], capture_output=True, text=True,
+                           timeout=20)
+        check(r.returncode == 2 and why in r.stderr, "%s refused: %r" % (args, r.stderr))
+
+
 def main():
+    bad_flags()
     with tempfile.TemporaryDirectory(prefix="cxg-selfcert-") as tmp:
         kube = Kube(tmp, {"namespaces": [namespace("cinch-system")], MWC: [mwc_object()]})
         try:
