@@ -37,6 +37,7 @@
 #include "api/grpc.h"
 #include "api/sign.h"
 #include "api/tls.h"
+#include "bundlecm.h"
 #include "ca/ca.h"
 #include "duration.h"
 #include "filesrc.h"
@@ -52,6 +53,7 @@
 #include "token/token.h"
 #include "version.h"
 #include "webhook.h"
+#include "webhookcert.h"
 
 #define CTLD_SERVER_CERT_S (24 * 3600)
 /* After a start, agents reconnect within their backoff (30 s at most):
@@ -99,6 +101,12 @@ enum {
 	OPT_WEBHOOK_MAX_PER_SOURCE,
 	OPT_REVIEW_MAX_INFLIGHT,
 	OPT_REVIEW_RATE,
+	OPT_WEBHOOK_ISSUE,
+	OPT_WEBHOOK_SERVICE,
+	OPT_WEBHOOK_NAMESPACE,
+	OPT_WEBHOOK_CONFIGURATION,
+	OPT_WEBHOOK_CERT_TTL,
+	OPT_TRUST_BUNDLE_CMS,
 };
 
 static const struct option ctld_opts[] = {
@@ -128,6 +136,12 @@ static const struct option ctld_opts[] = {
 	{"webhook-cert", required_argument, NULL, OPT_WEBHOOK_CERT},
 	{"webhook-key", required_argument, NULL, OPT_WEBHOOK_KEY},
 	{"webhook-max-connections", required_argument, NULL, OPT_WEBHOOK_MAX_CONNS},
+	{"webhook-issue-cert", no_argument, NULL, OPT_WEBHOOK_ISSUE},
+	{"webhook-service", required_argument, NULL, OPT_WEBHOOK_SERVICE},
+	{"webhook-namespace", required_argument, NULL, OPT_WEBHOOK_NAMESPACE},
+	{"webhook-configuration", required_argument, NULL, OPT_WEBHOOK_CONFIGURATION},
+	{"webhook-cert-ttl", required_argument, NULL, OPT_WEBHOOK_CERT_TTL},
+	{"trust-bundle-configmaps", required_argument, NULL, OPT_TRUST_BUNDLE_CMS},
 	{"inject-agent-image", required_argument, NULL, OPT_INJECT_IMAGE},
 	{"inject-classic-sidecar", no_argument, NULL, OPT_INJECT_CLASSIC},
 	{"kube-api", required_argument, NULL, OPT_KUBE_API},
@@ -187,10 +201,22 @@ static void ctld_usage(FILE *out)
 		"  --max-buffered BYTES     request bytes held by all connections (32 MiB)\n"
 		"  --handshake-timeout DUR  (10s)   --idle-timeout DUR (120s)\n"
 		"  --webhook-port PORT      Kubernetes injection webhook, HTTPS on the\n"
-		"                           --listen host (15017; 0: off); runs when\n"
+		"                           --listen host (15017; 0: off); runs with\n"
+		"  --webhook-issue-cert     a certificate our CA issues, in memory only,\n"
+		"                           for <service>.<namespace>.svc; with\n"
+		"                           --kube-api the caBundle of the webhook's\n"
+		"                           MutatingWebhookConfiguration is kept current\n"
 		"  --webhook-cert FILE --webhook-key FILE\n"
-		"                           are given: PEM, valid for <service>.<ns>.svc,\n"
-		"                           reloaded when the files change\n"
+		"                           or the operator's: PEM, valid for\n"
+		"                           <service>.<ns>.svc, reloaded when the files\n"
+		"                           change (nothing is patched then)\n"
+		"  --webhook-service NAME --webhook-namespace NS\n"
+		"                           the Service the API server calls\n"
+		"                           (cinch-control, cinch-system)\n"
+		"  --webhook-configuration NAME\n"
+		"                           the MutatingWebhookConfiguration (cinch-injector)\n"
+		"  --webhook-cert-ttl DUR   issued certificate lifetime, 5m..7d (24h),\n"
+		"                           renewed at half of it\n"
 		"  --webhook-max-connections N  open webhook connections (256)\n"
 		"  --webhook-max-connections-per-source N  (8; 0: no cap)\n"
 		"  --inject-agent-image IMG the agent image the webhook injects\n"
@@ -207,6 +233,11 @@ static void ctld_usage(FILE *out)
 		"  --token-review-concurrency N  TokenReviews in flight at once (32)\n"
 		"  --token-review-rate N    new TokenReviews per second (20, burst 2N);\n"
 		"                           a Sign over either: UNAVAILABLE, retry later\n"
+		"  --trust-bundle-configmaps on|off\n"
+		"                           with --kube-api, keep the ConfigMap\n"
+		"                           cinch-trust-bundle (bundle.pem) current in\n"
+		"                           every namespace labelled cinch.dev/inject=\n"
+		"                           enabled (on)\n"
 		"  --kube-sources on|off    with --kube-api, also watch the meshed pods\n"
 		"                           (the workload registry) and the AllowPolicy,\n"
 		"                           MeshPolicy, EgressPolicy objects, joined with\n"
@@ -227,6 +258,17 @@ static long long ctld_number(const char *s, long long min, long long max)
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	return errno || end == s || *end || v < min || v > max ? -1 : v;
+}
+
+/* A DNS label (RFC 1123), as Service and namespace names are: the webhook
+ * certificate's names are built from them. */
+static int ctld_dns_label(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
 }
 
 /* The config file as "--key=value" arguments, kept for the process (cfg
@@ -402,6 +444,30 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_WEBHOOK_CERT:
 		cfg->webhook_cert = arg;
 		return 0;
+	case OPT_WEBHOOK_ISSUE:
+		cfg->webhook_issue = 1;
+		return 0;
+	case OPT_WEBHOOK_SERVICE:
+	case OPT_WEBHOOK_NAMESPACE:
+		if (!ctld_dns_label(arg))
+			break;
+		*(opt == OPT_WEBHOOK_SERVICE ? &cfg->webhook_service : &cfg->webhook_namespace) =
+			arg;
+		return 0;
+	case OPT_WEBHOOK_CONFIGURATION:
+		cfg->webhook_configuration = arg;
+		return 0;
+	case OPT_WEBHOOK_CERT_TTL:
+		v = duration_ms(arg);
+		if (v < 1000 || v % 1000)
+			break;
+		cfg->webhook_cert_ttl_s = (long)(v / 1000); /* bounds: ctld_parse */
+		return 0;
+	case OPT_TRUST_BUNDLE_CMS:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+			break;
+		cfg->trust_bundle_cms = strcmp(arg, "on") == 0;
+		return 0;
 	case OPT_WEBHOOK_KEY:
 		cfg->webhook_key = arg;
 		return 0;
@@ -529,6 +595,11 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		.webhook_max_per_source = WEBHOOK_MAX_PER_SOURCE_DEFAULT,
 		.review_max_inflight = TOKENREVIEW_MAX_INFLIGHT_DEFAULT,
 		.review_rate = TOKENREVIEW_RATE_DEFAULT,
+		.webhook_service = WEBHOOKCERT_SERVICE,
+		.webhook_namespace = WEBHOOKCERT_NAMESPACE,
+		.webhook_configuration = WEBHOOKCERT_CONFIGURATION,
+		.webhook_cert_ttl_s = WEBHOOKCERT_LIFETIME_S,
+		.trust_bundle_cms = 1,
 	};
 	/* First pass: --help, --version and where the config file is. */
 	scratch = *cfg;
@@ -556,6 +627,18 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 	rc = ctld_getopt(argc, argv, cfg, NULL);
 	if (rc == 0 && !cfg->webhook_cert != !cfg->webhook_key) {
 		fprintf(stderr, "cinch-control: --webhook-cert and --webhook-key go together\n");
+		return -EINVAL;
+	}
+	if (rc == 0 && cfg->webhook_cert && cfg->webhook_issue) {
+		fprintf(stderr, "cinch-control: --webhook-issue-cert or --webhook-cert/--webhook-key, "
+				"not both\n");
+		return -EINVAL;
+	}
+	/* --test-short-ttl: seconds, so a test sees renewals */
+	if (rc == 0 && (cfg->webhook_cert_ttl_s > WEBHOOKCERT_LIFETIME_MAX_S ||
+			(cfg->webhook_cert_ttl_s < WEBHOOKCERT_LIFETIME_MIN_S &&
+			 cfg->ttl_min_s != CA_TTL_MIN_TEST_S))) {
+		fprintf(stderr, "cinch-control: --webhook-cert-ttl: 5m..7d\n");
 		return -EINVAL;
 	}
 	if (rc == 0 && cfg->kube_api && strcmp(cfg->kube_api, "in-cluster") != 0 &&
@@ -586,6 +669,8 @@ struct ctld {
 	struct ctlsock *ctl;
 	struct inject_config inject;
 	struct webhook *webhook;
+	struct webhookcert *wcert; /* NULL: no certificate of ours (files, or none) */
+	struct bundlecm *bundlecm; /* NULL: no trust-bundle ConfigMaps kept */
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
 	struct tokenreview_limit reviews;
@@ -646,20 +731,8 @@ static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
 	if (rc < 0)
 		return rc;
 	bundle = ca_bundle_store_new(d->ca);
-	chain = sk_X509_new_null();
-	rc = -ENOMEM;
-	for (size_t i = 0; chain && i < ca_chain_len(d->ca); i++) {
-		size_t len;
-		const uint8_t *p = ca_chain_der(d->ca, i, &len);
-		X509 *x = d2i_X509(NULL, &p, (long)len);
-		if (!x || !sk_X509_push(chain, x)) {
-			X509_free(x);
-			goto out;
-		}
-	}
-	if (bundle && chain)
-		rc = tls_ctx_new(cert, key, chain, bundle, out);
-out:
+	chain = ca_chain_new(d->ca);
+	rc = bundle && chain ? tls_ctx_new(cert, key, chain, bundle, out) : -ENOMEM;
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	X509_STORE_free(bundle);
@@ -711,6 +784,18 @@ static int ctld_bundle_set(struct ctld *d)
 	free(roots);
 	free(lens);
 	return rc;
+}
+
+/* The bundle into the meshed namespaces' ConfigMaps (when kept). */
+static void ctld_bundle_cms_set(struct ctld *d)
+{
+	char *pem = d->bundlecm ? ca_bundle_pem(d->ca) : NULL;
+
+	if (d->bundlecm && (!pem || bundlecm_set_bundle(d->bundlecm, pem) < 0))
+		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
+			  json_pack("{s:s, s:s}", "error", "out of memory", "effect",
+				    "the trust-bundle ConfigMaps keep the previous bundle"));
+	free(pem);
 }
 
 /* ca_status: where a rotation stands (cinchctl ca status, and what
@@ -778,6 +863,9 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
 	d->metrics.ca_rotations++;
 	ctld_server_cert_swap(d, "ca_rotation");
+	if (d->wcert)
+		webhookcert_set_ca(d->wcert, ca);
+	ctld_bundle_cms_set(d);
 	if ((rc = ctld_bundle_set(d)) < 0)
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
 			  log_pack("{s:s, s:s}", "error", strerror(-rc), "effect",
@@ -875,6 +963,9 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		out->status = ok ? 200 : 503;
 		out->body = ctld_strdup_n(ok ? "ready\n" : "not ready\n", &out->len);
 	} else if (!strcmp(path, "/metrics")) {
+		d->metrics.webhook_cert_expiry = d->webhook ? webhook_cert_not_after(d->webhook) : 0;
+		d->metrics.trust_bundle_on = d->bundlecm != NULL;
+		d->metrics.trust_bundle_foreign = d->bundlecm ? bundlecm_foreign(d->bundlecm) : 0;
 		out->status = 200;
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		out->body = metrics_render(&d->metrics);
@@ -956,6 +1047,10 @@ static void ctld_stop(struct ctld *d)
 	ctlsock_stop(d->ctl);
 	webhook_stop(d->webhook);
 	d->webhook = NULL;
+	webhookcert_stop(d->wcert); /* before kapi_close, as kfeed */
+	d->wcert = NULL;
+	bundlecm_stop(d->bundlecm);
+	d->bundlecm = NULL;
 	filesrc_stop(d->src);
 	kfeed_stop(d->kfeed); /* before kapi_close: its requests are cancelled */
 	d->kfeed = NULL;
@@ -987,7 +1082,8 @@ static int ctld_pod_exclusions(void *arg, const char *ns)
 }
 
 /* The injection webhook, on the gRPC listen host, when it has a
- * certificate (port 0 or no --webhook-cert: off, *port stays 0). */
+ * certificate: the operator's files, or one our CA issues (port 0 or
+ * neither: off, *port stays 0). */
 static int ctld_start_webhook(struct ctld *d, int *port)
 {
 	const struct ctld_config *cfg = d->cfg;
@@ -995,7 +1091,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	const char *why = NULL;
 	int grpc_port, rc;
 
-	if (cfg->webhook_port == 0 || !cfg->webhook_cert)
+	if (cfg->webhook_port == 0 || (!cfg->webhook_cert && !cfg->webhook_issue))
 		return 0;
 	inject_config_defaults(&d->inject);
 	d->inject.trust_domain = ca_trust_domain(d->ca);
@@ -1006,11 +1102,26 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 	d->inject.pod_exclusions_arg = d->store;
 	if (ctld_split_hostport(cfg->listen, host, sizeof(host), &grpc_port) < 0)
 		return -EINVAL; /* checked before the gRPC server started */
+	if (cfg->webhook_issue) {
+		struct webhookcert_config wcc = {
+			.service = cfg->webhook_service,
+			.namespace = cfg->webhook_namespace,
+			.lifetime_s = cfg->webhook_cert_ttl_s,
+			.configuration = cfg->webhook_configuration,
+			.kapi = d->kapi,
+		};
+		if ((rc = webhookcert_start(d->loop, &wcc, d->ca, &d->wcert, &why)) < 0) {
+			log_event(LOG_LVL_ERROR, "webhook_failed",
+				  json_pack("{s:i, s:s}", "port", cfg->webhook_port, "error", why));
+			return rc;
+		}
+	}
 	struct webhook_config wc = {
 		.host = host,
 		.port = cfg->webhook_port,
 		.cert_path = cfg->webhook_cert,
 		.key_path = cfg->webhook_key,
+		.tls = d->wcert ? webhookcert_get0_tls(d->wcert) : NULL,
 		.max_body = WEBHOOK_MAX_BODY_DEFAULT,
 		.max_conns = cfg->webhook_max_conns,
 		.max_per_source = cfg->webhook_max_per_source,
@@ -1023,6 +1134,25 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 		log_event(LOG_LVL_ERROR, "webhook_failed",
 			  log_pack("{s:i, s:s, s:s, s:s}", "port", cfg->webhook_port, "cert",
 				   cfg->webhook_cert, "key", cfg->webhook_key, "error", why));
+	else if (d->wcert)
+		webhookcert_attach(d->wcert, d->webhook);
+	return rc;
+}
+
+/* The trust-bundle ConfigMaps of the meshed namespaces (bundlecm.h). */
+static int ctld_start_bundle_cms(struct ctld *d)
+{
+	char *pem;
+	int rc;
+
+	if (!d->cfg->trust_bundle_cms)
+		return 0;
+	if (!(pem = ca_bundle_pem(d->ca)))
+		return -ENOMEM;
+	if ((rc = bundlecm_start(d->loop, d->kapi, pem, &d->bundlecm)) < 0)
+		log_event(LOG_LVL_ERROR, "trust_bundle_configmaps_failed",
+			  log_pack("{s:s}", "error", strerror(-rc)));
+	free(pem);
 	return rc;
 }
 
@@ -1056,7 +1186,7 @@ static int ctld_start_kube(struct ctld *d)
 	d->k8s_auth = (struct auth_k8s_config){
 		.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca), .limit = &d->reviews};
 	d->svc.k8s.impl = &d->k8s_auth;
-	return 0;
+	return ctld_start_bundle_cms(d);
 }
 
 static void ctld_sighup(uv_signal_t *s, int signum)
@@ -1243,6 +1373,8 @@ int ctld_run(const struct ctld_config *cfg)
 		adminhttp_stop(d.admin);
 		ctlsock_stop(d.ctl);
 		webhook_stop(d.webhook);
+		webhookcert_stop(d.wcert);
+		bundlecm_stop(d.bundlecm);
 		kfeed_stop(d.kfeed);
 		if (d.kapi)
 			kapi_close(d.kapi, NULL, NULL);

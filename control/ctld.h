@@ -3,8 +3,10 @@
  * the join-token store, the configuration store (registry and policy
  * files, and with --kube-api the cluster's pods and policy objects) feeding
  * the mesh hub, the gRPC server on 15012 (Sign, Config), the admin HTTP
- * port on 15014, the Kubernetes injection webhook on 15017 (when given a
- * certificate) and the root-only admin socket, all on one libuv loop.
+ * port on 15014, the Kubernetes injection webhook on 15017 (with a
+ * certificate given, or issued by the control itself), the trust-bundle
+ * ConfigMaps of the meshed namespaces and the root-only admin socket, all
+ * on one libuv loop.
  *
  * main.c only calls ctld_parse() and ctld_run(); tests run the binary. */
 #ifndef CINCH_CONTROL_CTLD_H
@@ -31,7 +33,11 @@ struct ctld_config {
 	int log_level;
 	int webhook_port; /* 0: off */
 	unsigned webhook_max_conns, webhook_max_per_source;
-	const char *webhook_cert, *webhook_key;	   /* NULL: webhook off */
+	const char *webhook_cert, *webhook_key;	   /* the operator's, watched, or */
+	int webhook_issue;			   /* issued by our CA (webhookcert.h) */
+	const char *webhook_service, *webhook_namespace, *webhook_configuration;
+	long webhook_cert_ttl_s;
+	int trust_bundle_cms;			   /* with kube_api: bundlecm.h (on) */
 	const char *inject_image;		   /* NULL: inject.h's default */
 	int inject_classic;			   /* classic sidecar, not native */
 	const char *kube_api;			   /* URL or "in-cluster"; NULL: off */

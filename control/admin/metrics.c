@@ -86,6 +86,20 @@ char *metrics_render(const struct metrics *m)
 		"cinch_control_ca_rotations_total %llu\n",
 		(long long)m->ca_expiry, (unsigned long long)m->bundle_sequence,
 		(unsigned long long)m->ca_rotations);
+	if (m->webhook_cert_expiry)
+		fprintf(f,
+			"# HELP cinch_control_webhook_cert_expiry_timestamp_seconds notAfter of the "
+			"injection webhook's serving certificate.\n"
+			"# TYPE cinch_control_webhook_cert_expiry_timestamp_seconds gauge\n"
+			"cinch_control_webhook_cert_expiry_timestamp_seconds %lld\n",
+			(long long)m->webhook_cert_expiry);
+	if (m->trust_bundle_on)
+		fprintf(f,
+			"# HELP cinch_control_trust_bundle_foreign_configmaps Meshed namespaces "
+			"whose trust-bundle ConfigMap cinch-control does not own (left alone).\n"
+			"# TYPE cinch_control_trust_bundle_foreign_configmaps gauge\n"
+			"cinch_control_trust_bundle_foreign_configmaps %u\n",
+			m->trust_bundle_foreign);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

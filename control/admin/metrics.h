@@ -7,6 +7,14 @@
  *   cinch_control_ca_expiry_timestamp_seconds  the signing CA's notAfter
  *   cinch_control_bundle_sequence              the trust bundle's sequence
  *   cinch_control_ca_rotations_total           root rotation steps done
+ *   cinch_control_webhook_cert_expiry_timestamp_seconds
+ *                                               notAfter of the injection
+ *                                               webhook's certificate (with
+ *                                               the webhook on)
+ *   cinch_control_trust_bundle_foreign_configmaps
+ *                                               meshed namespaces whose
+ *                                               cinch-trust-bundle is not
+ *                                               ours (with the distribution on)
  *
  * Labels are static strings owned by the modules that name them; the table
  * holds at most METRICS_MAX_LABELS of each (further ones count as "other").
@@ -34,6 +42,9 @@ struct metrics {
 	int64_t ca_expiry;
 	uint64_t bundle_sequence;
 	uint64_t ca_rotations;
+	int64_t webhook_cert_expiry; /* 0: no webhook */
+	int trust_bundle_on;	     /* the ConfigMaps are distributed: */
+	unsigned trust_bundle_foreign;
 };
 
 void metrics_issued(struct metrics *m, const char *method);

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "pemfile.h"
+#include "svid.h"
 #include "tlsbio.h"
 
 struct tls_ctx {
@@ -109,6 +110,11 @@ int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *b
 	return tls_ctx_build(cert, key, chain, bundle, &tls_alpn_grpc, out);
 }
 
+int tls_ctx_new_https(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, struct tls_ctx **out)
+{
+	return tls_ctx_build(cert, key, chain, NULL, &tls_alpn_https, out);
+}
+
 int tls_ctx_new_https_files(const char *cert_path, const char *key_path, struct tls_ctx **out,
 			    const char **why)
 {
@@ -127,7 +133,7 @@ int tls_ctx_new_https_files(const char *cert_path, const char *key_path, struct 
 	}
 	/* The first certificate is ours, the rest its chain. */
 	X509 *leaf = sk_X509_shift(certs);
-	rc = tls_ctx_build(leaf, key, certs, NULL, &tls_alpn_https, out);
+	rc = tls_ctx_new_https(leaf, key, certs, out);
 	X509_free(leaf);
 	if (rc < 0)
 		*why = rc == -ENOMEM ? "out of memory"
@@ -139,6 +145,16 @@ out:
 	BIO_free(b);
 	sk_X509_pop_free(certs, X509_free);
 	return rc;
+}
+
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx->ssl_ctx);
+	int64_t t = 0;
+
+	if (!cert || svid_time_unix(X509_get0_notAfter(cert), &t) < 0)
+		t = 0;
+	return t;
 }
 
 void tls_ctx_ref(struct tls_ctx *ctx)

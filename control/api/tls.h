@@ -17,8 +17,9 @@
  *   tls_conn_take_out()  ciphertext for the socket
  * Errors are negative errno (-EPROTO for anything TLS refused).
  *
- * The HTTPS context (tls_ctx_new_https_files, for the injection webhook)
- * is the same engine with a certificate and key read from PEM files,
+ * The HTTPS context (tls_ctx_new_https_files or tls_ctx_new_https, for the
+ * injection webhook) is the same engine with a certificate and key read
+ * from PEM files or handed over in memory,
  * ALPN "h2" or "http/1.1" (a client naming neither gets HTTP/1.1) and no
  * client certificate asked for. */
 #ifndef CINCH_CONTROL_TLS_H
@@ -46,6 +47,13 @@ int tls_ctx_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, X509_STORE *b
  * -EINVAL/-ENOMEM with a static reason in *why. */
 int tls_ctx_new_https_files(const char *cert_path, const char *key_path, struct tls_ctx **out,
 			    const char **why) __attribute__((warn_unused_result));
+/* The same from a certificate and key in memory (the webhook certificate
+ * cinch-control issues itself): borrows all three; `chain` (intermediates)
+ * may be NULL. 0 and *out (new), or -EINVAL/-ENOMEM. */
+int tls_ctx_new_https(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, struct tls_ctx **out)
+	__attribute__((warn_unused_result));
+/* The notAfter of the context's certificate (Unix seconds), 0 if unknown. */
+int64_t tls_ctx_not_after(const struct tls_ctx *ctx);
 void tls_ctx_ref(struct tls_ctx *ctx);
 void tls_ctx_unref(struct tls_ctx *ctx);
 

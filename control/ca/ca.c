@@ -864,7 +864,7 @@ static X509 *ca_leaf(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id,
 
 	if (not_after > ca->not_after)
 		not_after = (time_t)ca->not_after;
-	if (!names || ca_push_name(names, GEN_URI, spiffe_id, strlen(spiffe_id)) < 0)
+	if (!names || (spiffe_id && ca_push_name(names, GEN_URI, spiffe_id, strlen(spiffe_id)) < 0))
 		goto err;
 	for (size_t i = 0; i < n_dns; i++)
 		if (ca_push_name(names, GEN_DNS, dns[i], strlen(dns[i])) < 0)
@@ -1036,6 +1036,22 @@ int64_t ca_not_after(const struct ca *ca)
 size_t ca_chain_len(const struct ca *ca)
 {
 	return ca->n_chain;
+}
+
+STACK_OF(X509) * ca_chain_new(const struct ca *ca)
+{
+	STACK_OF(X509) *chain = sk_X509_new_null();
+
+	for (size_t i = 0; chain && i < ca->n_chain; i++) {
+		const uint8_t *p = ca->chain[i].der;
+		X509 *x = d2i_X509(NULL, &p, (long)ca->chain[i].len);
+		if (!x || !sk_X509_push(chain, x)) {
+			X509_free(x);
+			sk_X509_pop_free(chain, X509_free);
+			chain = NULL;
+		}
+	}
+	return chain;
 }
 
 const uint8_t *ca_chain_der(const struct ca *ca, size_t i, size_t *len)

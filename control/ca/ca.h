@@ -104,7 +104,9 @@ void ca_key_free(EVP_PKEY *key);
 
 /* A server certificate for the control itself: a fresh P-256 key (never
  * leaves this process), URI SAN spiffe_id plus DNS names and IP addresses.
- * Valid for `lifetime_s` (clamped to the CA). New *cert and *key. */
+ * Valid for `lifetime_s` (clamped to the CA). New *cert and *key.
+ * spiffe_id NULL: no URI SAN, a plain TLS server certificate for the DNS
+ * names (the injection webhook's: not an identity of the mesh). */
 int ca_issue_server(const struct ca *ca, const char *spiffe_id, const char *const *dns,
 		    size_t n_dns, const char *const *ips, size_t n_ips, long lifetime_s,
 		    X509 **cert, EVP_PKEY **key) __attribute__((warn_unused_result));
@@ -126,6 +128,9 @@ long ca_clamp_ttl(const struct ca *ca, long ttl_s);
  * Borrowed DER (valid while ca lives). */
 size_t ca_chain_len(const struct ca *ca);
 const uint8_t *ca_chain_der(const struct ca *ca, size_t i, size_t *len);
+/* The same chain as a new stack (sk_X509_pop_free), for a TLS context;
+ * NULL on ENOMEM. */
+STACK_OF(X509) * ca_chain_new(const struct ca *ca);
 /* Roots of the bundle, borrowed DER, and the bundle's sequence number. */
 size_t ca_bundle_len(const struct ca *ca);
 const uint8_t *ca_bundle_der(const struct ca *ca, size_t i, size_t *len);

@@ -224,9 +224,9 @@ static void kapi_on_done(struct httpc_req *hr, int status, long code, const char
 	free(r);
 }
 
-static int kapi_start(struct kapi *k, const char *method, const char *path, const json_t *body,
-		      long timeout_ms, kapi_line_cb on_line, kapi_json_cb cb, void *arg,
-		      struct kapi_req **out)
+static int kapi_start(struct kapi *k, const char *method, const char *path,
+		      const char *patch_type, const json_t *body, long timeout_ms,
+		      kapi_line_cb on_line, kapi_json_cb cb, void *arg, struct kapi_req **out)
 {
 	char url[2048], *token = NULL, *auth = NULL, *text = NULL;
 	struct kapi_req *r = NULL;
@@ -253,12 +253,10 @@ static int kapi_start(struct kapi *k, const char *method, const char *path, cons
 	r->cb = cb;
 	r->on_line = on_line;
 	r->arg = arg;
-	/* PATCH bodies are JSON merge patches (RFC 7386). */
-	const char *headers[] = { "Accept: application/json",
-				  strcmp(method, "PATCH") == 0
-					  ? "Content-Type: application/merge-patch+json"
-					  : "Content-Type: application/json",
-				  auth, NULL };
+	char ctype[80];
+	snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+		 strcmp(method, "PATCH") ? "application/json" : patch_type);
+	const char *headers[] = { "Accept: application/json", ctype, auth, NULL };
 	struct httpc_req_opts o = {
 		.method = method, .url = url, .headers = headers, .body = text,
 		.body_len = text ? strlen(text) : 0, .timeout_ms = timeout_ms,
@@ -287,13 +285,20 @@ out:
 int kapi_json(struct kapi *k, const char *method, const char *path, const json_t *body,
 	      long timeout_ms, kapi_json_cb cb, void *arg, struct kapi_req **out)
 {
-	return kapi_start(k, method, path, body, timeout_ms, NULL, cb, arg, out);
+	/* PATCH bodies are JSON merge patches (RFC 7386) unless kapi_patch. */
+	return kapi_start(k, method, path, KAPI_PATCH_MERGE, body, timeout_ms, NULL, cb, arg, out);
+}
+
+int kapi_patch(struct kapi *k, const char *path, const char *type, const json_t *body,
+	       long timeout_ms, kapi_json_cb cb, void *arg, struct kapi_req **out)
+{
+	return kapi_start(k, "PATCH", path, type, body, timeout_ms, NULL, cb, arg, out);
 }
 
 int kapi_stream(struct kapi *k, const char *path, kapi_line_cb on_line, kapi_json_cb done,
 		void *arg, struct kapi_req **out)
 {
-	return kapi_start(k, "GET", path, NULL, 0, on_line, done, arg, out);
+	return kapi_start(k, "GET", path, NULL, NULL, 0, on_line, done, arg, out);
 }
 
 void kapi_cancel(struct kapi_req *r)

@@ -59,6 +59,19 @@ typedef int (*kapi_line_cb)(void *arg, const char *line, size_t len);
 int kapi_json(struct kapi *k, const char *method, const char *path, const json_t *body,
 	      long timeout_ms, kapi_json_cb cb, void *arg, struct kapi_req **out)
 	__attribute__((warn_unused_result));
+/* The PATCH types the API server takes (Content-Type): a JSON merge patch
+ * (RFC 7386, lists replaced whole), a strategic merge patch (built-in
+ * types only; lists with a merge key, e.g. a MutatingWebhookConfiguration's
+ * webhooks by name, are merged element by element), a JSON Patch (RFC
+ * 6902). A metadata.resourceVersion in a merge patch is a precondition:
+ * 409 Conflict when the object has moved on. */
+#define KAPI_PATCH_MERGE     "application/merge-patch+json"
+#define KAPI_PATCH_STRATEGIC "application/strategic-merge-patch+json"
+#define KAPI_PATCH_JSON	     "application/json-patch+json"
+/* kapi_json's PATCH with the given type (one of the above). */
+int kapi_patch(struct kapi *k, const char *path, const char *type, const json_t *body,
+	       long timeout_ms, kapi_json_cb cb, void *arg, struct kapi_req **out)
+	__attribute__((warn_unused_result));
 /* A GET whose body is a stream of lines; `done` runs once at the end with
  * a NULL body. */
 int kapi_stream(struct kapi *k, const char *path, kapi_line_cb on_line, kapi_json_cb done,

@@ -34,6 +34,12 @@ struct kwatch {
 static void kwatch_list(struct kwatch *w);
 static void kwatch_watch(struct kwatch *w);
 
+/* What joins our parameters to the collection (which may carry a selector). */
+static char kwatch_sep(const struct kwatch *w)
+{
+	return strchr(w->collection, '?') ? '&' : '?';
+}
+
 static void kwatch_timer_cb(uv_timer_t *t)
 {
 	struct kwatch *w = t->data;
@@ -113,10 +119,11 @@ static void kwatch_list(struct kwatch *w)
 	w->state = KWATCH_ST_LIST;
 	w->rv[0] = '\0';
 	if (w->cont[0])
-		snprintf(path, sizeof(path), "%s?limit=%d&continue=%s", w->collection, KWATCH_PAGE,
-			 w->cont);
+		snprintf(path, sizeof(path), "%s%climit=%d&continue=%s", w->collection,
+			 kwatch_sep(w), KWATCH_PAGE, w->cont);
 	else
-		snprintf(path, sizeof(path), "%s?limit=%d", w->collection, KWATCH_PAGE);
+		snprintf(path, sizeof(path), "%s%climit=%d", w->collection, kwatch_sep(w),
+			 KWATCH_PAGE);
 	rc = kapi_json(w->k, "GET", path, NULL, 60000, kwatch_list_cb, w, &w->req);
 	if (rc < 0)
 		kwatch_backoff(w, rc, "cannot start a list");
@@ -193,8 +200,8 @@ static void kwatch_watch(struct kwatch *w)
 
 	w->state = KWATCH_ST_WATCH;
 	snprintf(path, sizeof(path),
-		 "%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=290",
-		 w->collection, w->rv);
+		 "%s%cwatch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=290",
+		 w->collection, kwatch_sep(w), w->rv);
 	rc = kapi_stream(w->k, path, kwatch_line_cb, kwatch_watch_cb, w, &w->req);
 	if (rc < 0)
 		kwatch_backoff(w, rc, "cannot start a watch");
@@ -207,7 +214,7 @@ int kwatch_start(uv_loop_t *loop, struct kapi *k, const char *collection,
 {
 	struct kwatch *w;
 
-	if (collection[0] != '/' || strlen(collection) > 400 || strchr(collection, '?'))
+	if (collection[0] != '/' || strlen(collection) > 400)
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
 	if (!w)

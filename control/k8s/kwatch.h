@@ -24,7 +24,10 @@ struct kwatch_ops {
 	void (*error)(void *arg, int status, const char *what);
 };
 
-/* `collection` is an API path such as "/api/v1/pods" (copied). Borrows
+/* `collection` is an API path such as "/api/v1/pods" (copied), optionally
+ * with a query that narrows it ("?labelSelector=..." or "?fieldSelector=
+ * metadata.name%3D...", URL-encoded by the caller); lists and watches add
+ * their own parameters after it. Borrows
  * `ops` and `loop` for the watch's life. *out set on success. */
 int kwatch_start(uv_loop_t *loop, struct kapi *k, const char *collection,
 		 const struct kwatch_ops *ops, void *arg, struct kwatch **out)

@@ -50,6 +50,7 @@ struct webhook {
 	struct tlsserver *srv;
 	struct fswatch *watch;
 	struct stat cert_st, key_st;		     /* what the TLS context was loaded from */
+	int64_t not_after;			     /* of the context new connections get */
 	struct bytebudget budget;		     /* request bytes held by all connections */
 	uv_timer_t *sweep;			     /* closed (and freed) by webhook_stop */
 	struct wstream *receiving, **receiving_tail; /* oldest first */
@@ -744,7 +745,7 @@ static void webhook_reload_cb(void *arg)
 				    "error", why));
 		return;
 	}
-	tlsserver_set_tls(w->srv, tls);
+	webhook_set_tls(w, tls);
 	tls_ctx_unref(tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_reloaded",
 		  json_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
@@ -775,12 +776,49 @@ static void webhook_sweep_close_cb(uv_handle_t *h)
 	free(h);
 }
 
+void webhook_set_tls(struct webhook *w, struct tls_ctx *tls)
+{
+	tlsserver_set_tls(w->srv, tls);
+	w->not_after = tls_ctx_not_after(tls);
+}
+
+int64_t webhook_cert_not_after(const struct webhook *w)
+{
+	return w->not_after;
+}
+
 static void webhook_free(void *arg)
 {
 	struct webhook *w = arg;
 	free(w->cert_path);
 	free(w->key_path);
 	free(w);
+}
+
+/* The operator's certificate files: loaded, and watched for changes. */
+static int webhook_watch_files(uv_loop_t *loop, struct webhook *w, struct tls_ctx **tls,
+			       const char **why)
+{
+	int rc;
+
+	*why = "out of memory";
+	w->cert_path = strdup(w->cfg.cert_path);
+	w->key_path = strdup(w->cfg.key_path);
+	w->cfg.cert_path = w->cert_path;
+	w->cfg.key_path = w->key_path;
+	if (!w->cert_path || !w->key_path)
+		return -ENOMEM;
+	webhook_files_changed(w, &w->cert_st, &w->key_st);
+	if ((rc = tls_ctx_new_https_files(w->cert_path, w->key_path, tls, why)) < 0)
+		return rc;
+	const char *paths[] = {w->cert_path, w->key_path};
+	if ((rc = fswatch_start(loop, paths, 2, WH_RELOAD_SETTLE_MS, webhook_reload_cb, w,
+				&w->watch)) < 0) {
+		tls_ctx_unref(*tls);
+		*tls = NULL;
+		*why = "cannot watch the certificate files";
+	}
+	return rc;
 }
 
 int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webhook **out,
@@ -798,21 +836,14 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 	w->loop = loop;
 	w->budget.limit = WEBHOOK_BUDGET;
 	w->receiving_tail = &w->receiving;
-	w->cert_path = strdup(cfg->cert_path);
-	w->key_path = strdup(cfg->key_path);
-	w->cfg.cert_path = w->cert_path;
-	w->cfg.key_path = w->key_path;
-	if (!w->cert_path || !w->key_path)
-		goto fail;
-	webhook_files_changed(w, &w->cert_st, &w->key_st);
-	if ((rc = tls_ctx_new_https_files(w->cert_path, w->key_path, &tls, why)) < 0)
-		goto fail;
-	const char *paths[] = {w->cert_path, w->key_path};
-	if ((rc = fswatch_start(loop, paths, 2, WH_RELOAD_SETTLE_MS, webhook_reload_cb, w,
-				&w->watch)) < 0) {
-		*why = "cannot watch the certificate files";
+	w->cfg.tls = NULL;
+	if (cfg->tls) { /* issued in memory: the owner renews it */
+		tls = cfg->tls;
+		tls_ctx_ref(tls);
+	} else if ((rc = webhook_watch_files(loop, w, &tls, why)) < 0) {
 		goto fail;
 	}
+	w->not_after = tls_ctx_not_after(tls);
 	struct tlsserver_config sc = {
 		.host = cfg->host,
 		.port = cfg->port,

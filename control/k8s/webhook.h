@@ -6,8 +6,9 @@
  *
  * Transport: api/tlsserver.h (TCP, TLS 1.3 with api/tls.h's HTTPS
  * context: certificate and key from PEM files, reloaded when they change
- * on disk, e.g. a cert-manager Secret mount; connections keep the context
- * they started with), then
+ * on disk, e.g. a cert-manager Secret mount, or the certificate the
+ * control issues itself (webhookcert.h) handed over in memory; connections
+ * keep the context they started with), then
  * HTTP/2 when ALPN chose "h2" (what the API server uses) or HTTP/1.1
  * otherwise (one request per connection, answered with Connection: close).
  *
@@ -50,6 +51,7 @@
 #define CINCH_WEBHOOK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "inject.h"
@@ -71,7 +73,9 @@
 struct webhook_config {
 	const char *host;		  /* numeric address to listen on */
 	int port;			  /* 0: any free port */
-	const char *cert_path, *key_path; /* PEM files, watched for changes */
+	const char *cert_path, *key_path; /* PEM files, watched for changes, or */
+	struct tls_ctx *tls;		  /* a context in memory (cert_path NULL;
+					   * webhook_set_tls swaps it) */
 	size_t max_body;
 	unsigned max_conns, max_per_source, max_streams, request_ms, idle_ms;
 	const struct inject_config *inject; /* borrowed, must outlive the server */
@@ -79,11 +83,16 @@ struct webhook_config {
 
 struct webhook;
 
-/* Loads the certificate and starts listening. Copies cfg (paths
- * included). 0, *out and *port (the bound port), or a negative errno with
+/* Loads the certificate (or takes a reference to cfg->tls) and starts
+ * listening. Copies cfg (paths included). 0, *out and *port (the bound port), or a negative errno with
  * a static reason in *why. */
 int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webhook **out,
 		  int *port, const char **why) __attribute__((warn_unused_result));
+/* New connections get `tls` (a reference is taken), open ones keep
+ * theirs: the issued certificate's renewal. */
+void webhook_set_tls(struct webhook *w, struct tls_ctx *tls);
+/* notAfter (Unix seconds) of the certificate new connections get. */
+int64_t webhook_cert_not_after(const struct webhook *w);
 /* Closes the listener, the file watch and every connection. NULL: no-op. */
 void webhook_stop(struct webhook *w);
 /* Connections currently open (for logs and tests). */

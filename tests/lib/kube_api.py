@@ -28,12 +28,37 @@ change the object and are watched as MODIFIED. The test drives it with
   POST /debug/expire {"collection"}: open watches get ERROR 410 and end,
                       a watch from an older version gets HTTP 410
   GET  /debug/object/<collection>/<ns>/<name>   the object as stored
+                      (<ns> empty for cluster-scoped objects)
+
+Live mode also serves, as the API server does (request paths, list kinds,
+Status bodies and codes), the collections cinch-control keeps objects in:
+  namespaces (cluster-scoped), configmaps (namespaced; also listed and
+  watched across all namespaces at /api/v1/configmaps) and
+  mutatingwebhookconfigurations (admissionregistration.k8s.io/v1):
+  GET list / ?watch=1 with labelSelector (k=v, k!=v, k; comma = and) and
+      fieldSelector (metadata.name=, metadata.namespace=); a watch with a
+      label selector sends ADDED/DELETED when an object starts/stops
+      matching, as the watch cache does
+  GET one: 404 NotFound Status when missing
+  POST (create): 201; 409 AlreadyExists; 404 when the namespace is missing
+  PUT (update): 200; 409 Conflict when metadata.resourceVersion is not the
+      stored one ("the object has been modified"); 404 when missing
+  PATCH with Content-Type application/merge-patch+json (RFC 7386),
+      application/strategic-merge-patch+json (lists with a merge key, e.g.
+      webhooks by name, merged element-wise; others replaced) or
+      application/json-patch+json (RFC 6902 add/replace/remove/test);
+      415 for any other type; a metadata.resourceVersion in a merge patch
+      is a precondition (409)
+Every request is recorded (GET /debug/requests) as "METHOD path" (PATCH:
+also its Content-Type and body).
 """
+import copy
 import http.server
 import json
 import threading
 import time
 import urllib.parse
+import uuid
 
 import testhttps
 
@@ -151,9 +176,109 @@ CRD_EVENTS = {
 }
 
 
+# Strategic merge patch: the merge key of the lists we serve (from the
+# types' patchMergeKey tags); other lists are replaced whole.
+SMP_MERGE_KEYS = {"webhooks": "name"}
+LIST_KINDS = {"namespaces": "NamespaceList", "configmaps": "ConfigMapList",
+              "mutatingwebhookconfigurations": "MutatingWebhookConfigurationList"}
+CLUSTER_SCOPED = ("namespaces", "mutatingwebhookconfigurations")
+
+
+def merge_patch(target, patch):
+    """RFC 7386."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def strategic_patch(target, patch, field=None):
+    """A strategic merge patch: maps merge, lists with a merge key merge by
+    it, other lists are replaced."""
+    if isinstance(patch, list):
+        key = SMP_MERGE_KEYS.get(field)
+        if not key or not isinstance(target, list):
+            return copy.deepcopy(patch)
+        out = copy.deepcopy(target)
+        for el in patch:
+            idx = [i for i, t in enumerate(out) if t.get(key) == el.get(key)]
+            if idx:
+                out[idx[0]] = strategic_patch(out[idx[0]], el)
+            else:
+                out.append(copy.deepcopy(el))
+        return out
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = strategic_patch(out.get(k), v, k)
+    return out
+
+
+def json_patch(target, ops):
+    """RFC 6902 add/replace/remove/test; ValueError when an op fails."""
+    out = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent = out
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = parts[-1]
+        if isinstance(parent, list):
+            last = len(parent) if last == "-" else int(last)
+        if op["op"] == "test":
+            if parent[last] != op["value"]:
+                raise ValueError("test failed at " + op["path"])
+        elif op["op"] == "remove":
+            del parent[last]
+        elif op["op"] in ("add", "replace"):
+            if isinstance(parent, list) and op["op"] == "add":
+                parent.insert(last, op["value"])
+            else:
+                if op["op"] == "replace" and not isinstance(parent, list) and last not in parent:
+                    raise ValueError("replace of a missing member " + op["path"])
+                parent[last] = op["value"]
+        else:
+            raise ValueError("unsupported op " + op["op"])
+    return out
+
+
+def selected(obj, q):
+    """Whether obj matches the request's labelSelector and fieldSelector."""
+    meta = obj.get("metadata", {})
+    labels = meta.get("labels") or {}
+    for req in filter(None, q.get("labelSelector", "").split(",")):
+        if "!=" in req:
+            k, v = req.split("!=", 1)
+            if labels.get(k) == v:
+                return False
+        elif "=" in req:
+            k, v = req.replace("==", "=").split("=", 1)
+            if labels.get(k) != v:
+                return False
+        elif req not in labels:
+            return False
+    for req in filter(None, q.get("fieldSelector", "").split(",")):
+        k, v = req.replace("==", "=").split("=", 1)
+        have = {"metadata.name": meta.get("name"),
+                "metadata.namespace": meta.get("namespace", "")}.get(k)
+        if have != v:
+            return False
+    return True
+
+
 class Live:
     """The live-mode store; every field under `cond`."""
-    COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies")
+    COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies", "namespaces",
+                   "configmaps", "mutatingwebhookconfigurations")
 
     def __init__(self):
         self.on = False
@@ -172,13 +297,15 @@ class Live:
         with self.cond:
             self.rv += 1
             obj["metadata"]["resourceVersion"] = str(self.rv)
+            old = self.objs[coll].get(self.key(obj))
             if typ == "DELETED":
                 self.objs[coll].pop(self.key(obj), None)
             else:
                 self.objs[coll][self.key(obj)] = obj
             if not silent:
-                self.history[coll].append((self.rv, {"type": typ, "object": obj}))
+                self.history[coll].append((self.rv, {"type": typ, "object": obj}, old))
             self.cond.notify_all()
+            return obj
 
     def expire(self, coll):
         with self.cond:
@@ -233,6 +360,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.debug_post(self.path, json.loads(body or b"{}"))
         if not self.authorized():
             return
+        if self.live_rest("POST", body):
+            return
         if self.path != "/apis/authentication.k8s.io/v1/tokenreviews":
             return self.status(404, "NotFound", "not found")
         review = json.loads(body)
@@ -257,6 +386,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                             body.decode()))
         if not self.authorized():
             return
+        if self.live_rest("PATCH", body):
+            return
         parts = self.path.strip("/").split("/")
         if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
             with LIVE.cond:
@@ -274,6 +405,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.send_json(200, obj)
         self.status(404, "NotFound", "not found")
 
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        REQUESTS.append("PUT " + self.path)
+        if not self.authorized():
+            return
+        if not self.live_rest("PUT", body):
+            self.status(404, "NotFound", "not found")
+
     def do_GET(self):
         REQUESTS.append("GET " + self.path)
         url = urllib.parse.urlparse(self.path)
@@ -286,6 +425,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 obj = LIVE.objs.get(parts[2], {}).get(parts[3] + "/" + parts[4])
             return self.send_json(200 if obj else 404, obj or {})
         if not self.authorized():
+            return
+        if self.live_rest("GET", None):
             return
         if LIVE.on and url.path == "/api/v1/pods":
             return self.live_get("pods", q)
@@ -327,14 +468,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.status(404, "NotFound", "not found")
         self.send_json(200, {"resourceVersion": str(LIVE.rv)})
 
-    def live_get(self, coll, q):
+    def live_get(self, coll, q, ns=None):
         if coll not in LIVE.objs:
             return self.status(404, "NotFound", "not found")
+        if ns:
+            q = dict(q, fieldSelector=",".join(
+                filter(None, [q.get("fieldSelector"), "metadata.namespace=" + ns])))
         if q.get("watch") not in ("1", "true"):
             with LIVE.cond:
-                items = sorted(LIVE.objs[coll].values(), key=Live.key)
+                items = sorted((o for o in LIVE.objs[coll].values() if selected(o, q)),
+                               key=Live.key)
                 rv = str(LIVE.rv)
-            return self.send_json(200, {"kind": "List", "apiVersion": "v1",
+            api = "admissionregistration.k8s.io/v1" if coll in LIST_KINDS and \
+                coll.startswith("mutating") else "v1"
+            return self.send_json(200, {"kind": LIST_KINDS.get(coll, "List"), "apiVersion": api,
                                         "metadata": {"resourceVersion": rv, "continue": ""},
                                         "items": items})
         since = int(q.get("resourceVersion") or 0)
@@ -352,14 +499,156 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    (LIVE.history[coll] and LIVE.history[coll][-1][0] > since),
                                    timeout=1)
                 gone = LIVE.epoch[coll] != epoch
-                evs = [(rv, ev) for rv, ev in LIVE.history[coll] if rv > since]
+                evs = [(rv, ev, old) for rv, ev, old in LIVE.history[coll] if rv > since]
             if gone:
                 chunk(json.dumps(GONE).encode() + b"\n")
                 break
-            for rv, ev in evs:
-                chunk(json.dumps(ev).encode() + b"\n")
+            for rv, ev, old in evs:
                 since = rv
+                ev = self.filtered(ev, old, q)
+                if ev:
+                    chunk(json.dumps(ev).encode() + b"\n")
         chunk(b"")
+
+    @staticmethod
+    def filtered(ev, old, q):
+        """A watch event as a selector-filtered watch sends it, or None."""
+        if not q.get("labelSelector") and not q.get("fieldSelector"):
+            return ev
+        now = selected(ev["object"], q) and ev["type"] != "DELETED"
+        was = old is not None and selected(old, q)
+        if ev["type"] == "DELETED":
+            return ev if was else None
+        if now:
+            return ev if was or ev["type"] == "ADDED" else dict(ev, type="ADDED")
+        return {"type": "DELETED", "object": ev["object"]} if was else None
+
+    def route(self, path):
+        """(collection, namespace, name) of a live REST path, or None."""
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "v1"]:
+            rest = parts[2:]
+            if rest == ["namespaces"]:
+                return "namespaces", None, None
+            if rest == ["configmaps"]:
+                return "configmaps", None, None
+            if len(rest) == 2 and rest[0] == "namespaces":
+                return "namespaces", None, rest[1]
+            if len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == "configmaps":
+                return "configmaps", rest[1], rest[3] if len(rest) == 4 else None
+        if parts[:3] == ["apis", "admissionregistration.k8s.io", "v1"] and \
+                len(parts) in (4, 5) and parts[3] == "mutatingwebhookconfigurations":
+            return parts[3], None, parts[4] if len(parts) == 5 else None
+        return None
+
+    def not_found(self, coll, name):
+        self.send_json(404, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                             "status": "Failure", "reason": "NotFound", "code": 404,
+                             "message": '%s "%s" not found' % (coll, name),
+                             "details": {"name": name, "kind": coll}})
+
+    def conflict(self, coll, name, reason, message):
+        self.send_json(409, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                             "status": "Failure", "reason": reason, "code": 409,
+                             "message": message, "details": {"name": name, "kind": coll}})
+
+    def stored(self, coll, ns, name):
+        with LIVE.cond:
+            obj = LIVE.objs[coll].get("%s/%s" % (ns or "", name))
+            return copy.deepcopy(obj) if obj else None
+
+    def live_rest(self, method, body):
+        """The live REST collections; False when the path is not one."""
+        url = urllib.parse.urlparse(self.path)
+        r = self.route(url.path) if LIVE.on else None
+        if r is None:
+            return False
+        coll, ns, name = r
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if method == "GET" and name is None:
+            self.live_get(coll, q, ns)
+        elif method == "GET":
+            obj = self.stored(coll, ns, name)
+            self.send_json(200, obj) if obj else self.not_found(coll, name)
+        elif method == "POST" and name is None:
+            self.create(coll, ns, json.loads(body))
+        elif method == "PUT" and name is not None:
+            self.update(coll, ns, name, json.loads(body))
+        elif method == "PATCH" and name is not None:
+            self.patch(coll, ns, name, body)
+        else:
+            self.status(405, "MethodNotAllowed", "the server does not allow this method")
+        return True
+
+    def create(self, coll, ns, obj):
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name")
+        if not name:
+            return self.status(422, "Invalid", "metadata.name: Required value")
+        if coll not in CLUSTER_SCOPED:
+            if meta.setdefault("namespace", ns) != ns:
+                return self.status(400, "BadRequest", "the namespace of the provided object "
+                                   "does not match the namespace sent on the request")
+            if self.stored("namespaces", None, ns) is None:
+                return self.not_found("namespaces", ns)
+        with LIVE.cond:
+            if self.stored(coll, ns, name) is not None:
+                return self.conflict(coll, name, "AlreadyExists",
+                                     '%s "%s" already exists' % (coll, name))
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            obj = LIVE.apply(coll, "ADDED", obj)
+        self.send_json(201, obj)
+
+    def update(self, coll, ns, name, obj):
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") != name:
+            return self.status(400, "BadRequest", "the name of the object (%s) does not "
+                               "match the name on the URL (%s)" % (meta.get("name"), name))
+        with LIVE.cond:
+            cur = self.stored(coll, ns, name)
+            if cur is None:
+                return self.not_found(coll, name)
+            rv = meta.get("resourceVersion")
+            if rv and rv != cur["metadata"]["resourceVersion"]:
+                return self.conflict(coll, name, "Conflict",
+                                     'Operation cannot be fulfilled on %s "%s": the object '
+                                     'has been modified; please apply your changes to the '
+                                     'latest version and try again' % (coll, name))
+            for k in ("uid", "creationTimestamp", "namespace"):
+                if k in cur["metadata"]:
+                    meta[k] = cur["metadata"][k]
+            obj = LIVE.apply(coll, "MODIFIED", obj)
+        self.send_json(200, obj)
+
+    def patch(self, coll, ns, name, body):
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        kinds = {"application/merge-patch+json": merge_patch,
+                 "application/strategic-merge-patch+json": strategic_patch,
+                 "application/json-patch+json": json_patch}
+        if ctype not in kinds:
+            return self.status(415, "UnsupportedMediaType",
+                               "the body of the request was in an unknown format - accepted "
+                               "media types include: application/json-patch+json, "
+                               "application/merge-patch+json, "
+                               "application/strategic-merge-patch+json")
+        p = json.loads(body)
+        with LIVE.cond:
+            cur = self.stored(coll, ns, name)
+            if cur is None:
+                return self.not_found(coll, name)
+            want = p.get("metadata", {}).get("resourceVersion") if isinstance(p, dict) else None
+            if want and want != cur["metadata"]["resourceVersion"]:
+                return self.conflict(coll, name, "Conflict",
+                                     'Operation cannot be fulfilled on %s "%s": the object '
+                                     'has been modified; please apply your changes to the '
+                                     'latest version and try again' % (coll, name))
+            try:
+                obj = kinds[ctype](cur, p)
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                return self.status(422, "Invalid", "the patch cannot be applied: %s" % e)
+            obj = LIVE.apply(coll, "MODIFIED", obj)
+        self.send_json(200, obj)
 
     def crds(self, plural, q):
         if plural not in CRDS:
