@@ -361,7 +361,8 @@ int agentd_main(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	int li = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		switch (c) {
 		case 'c':
 			a.cert = optarg;
@@ -433,7 +434,10 @@ int agentd_main(int argc, char **argv)
 		case 'S': {
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end || !*optarg || optarg[0] == '-' || v > 1000000 || (!v && c != 'R')) {
-				agentd_usage(stderr);
+				fprintf(stderr,
+					"cinch-agent run: --%s \"%s\": expected a whole number from "
+					"%d to 1000000\n",
+					opts[li].name, optarg, c != 'R');
 				return 2;
 			}
 			reserve_set |= c == 'R';
