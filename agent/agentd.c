@@ -433,11 +433,12 @@ int agentd_main(int argc, char **argv)
 		case 'H':
 		case 'S': {
 			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || !*optarg || optarg[0] == '-' || v > 1000000 || (!v && c != 'R')) {
+			unsigned long min = c != 'R';
+			if (*end || !*optarg || optarg[0] == '-' || v < min || v > 1000000) {
 				fprintf(stderr,
-					"cinch-agent run: --%s \"%s\": expected a whole number from "
-					"%d to 1000000\n",
-					opts[li].name, optarg, c != 'R');
+					"cinch-agent run: --%s \"%s\": expected a whole number "
+					"from %lu to 1000000\n",
+					opts[li].name, optarg, min);
 				return 2;
 			}
 			reserve_set |= c == 'R';

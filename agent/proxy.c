@@ -269,17 +269,20 @@ static void pc_promote(struct proxy *p)
 }
 
 /* An inbound connection is finished (decided) or closing: it gives back
- * its place in the budget. */
+ * its place in the budget. Only a freed handshake place lets a waiting
+ * connection in (a refused or timed-out one that had none does not: so a
+ * flood of refusals costs no walk of the wait list). */
 static void pc_unfinished_end(struct pconn *c)
 {
 	struct proxy *p = c->p;
 	struct pc_src *e = c->srcent;
+	int freed = c->hs_place;
 
 	if (!e)
 		return;
 	if (c->state == PC_WAIT)
 		pc_wait_unlink(c);
-	if (c->hs_place) {
+	if (freed) {
 		c->hs_place = 0;
 		e->active--;
 		p->n_hs--;
@@ -292,7 +295,7 @@ static void pc_unfinished_end(struct pconn *c)
 		*b = e->next;
 		free(e);
 	}
-	if (!p->stopping)
+	if (freed && !p->stopping)
 		pc_promote(p);
 }
 

@@ -23,7 +23,8 @@ static struct sockaddr_storage addr(const char *ip, uint16_t port)
 		ss.ss_family = AF_INET;
 		((struct sockaddr_in *)&ss)->sin_port = htons(port);
 	} else {
-		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr),
+				 1);
 		ss.ss_family = AF_INET6;
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
 	}
@@ -71,7 +72,7 @@ static void test_match(void **state)
 	struct sockaddr_storage lo = addr("127.0.0.1", 8080), far = addr("192.0.2.1", 8080);
 	(void)state;
 	assert_true(localaddr_match(&la, 5000, SA(lo), 1));
-	assert_false(localaddr_match(&la, 5000, SA(lo), 0)); /* never "own" */
+	assert_false(localaddr_match(&la, 5000, SA(lo), 0));  /* never "own" */
 	assert_false(localaddr_match(&la, 5000, SA(far), 1)); /* TEST-NET-1: nobody's */
 	assert_true(la.valid);
 	assert_true(la.n >= 1); /* at least the loopback's */
