@@ -19,12 +19,16 @@
 #      nothing).
 #   2. Listeners and self-loops. out connects straight to api's 15001 and
 #      15006 (IPv4 and IPv6), web's app reaches api:15001 through its own
-#      agent (the broad rule allows it), api's app connects to its own
-#      15001 and 15006, and a foreign nat rule in api sends out's
-#      connections to 15001: each is refused with its reason, once: no
-#      connection of the agent to itself, none left open, the metrics
-#      count them. A burst of 40 such connections runs while web's real
-#      calls keep working.
+#      agent (the broad rule allows it), api's app connects to
+#      127.0.0.1:15001: first `cinch-agent init`'s guard must reject them
+#      all in the kernel (api's agent sees none), then, the guard taken
+#      out, the agent must refuse each itself as not redirected. api's app
+#      connecting to its own address on 15001 and 15006 (redirected, so
+#      past the guard) and a foreign nat rule in api sending out's
+#      connections to 15001 are refused by the agent with their reasons,
+#      once: no connection of the agent to itself, none left open, the
+#      metrics count them. A burst of 40 such connections runs while web's
+#      real calls keep working.
 #   3. Flood. out opens 300 TCP connections to api:8080 and sends nothing,
 #      held at most 10 s, against an agent with --max-conns 300,
 #      --max-handshakes 32 and --handshake-timeout 6s (before the fix, 300
@@ -172,23 +176,36 @@ check "api's page still served to web" web_to_api
 # --- 2. the agent's listeners from outside, and self-loops
 NOT_REDIR='not redirected: a direct connection to the agent'"'"'s port'
 SELF_LOOP="self-loop: the destination is one of the agent's own ports"
-direct() { # direct NS HOST PORT: what a direct TCP connection gets back for "hello" ([v6]"
+direct() { # direct NS HOST PORT: what a direct TCP connection gets back for "hello" ([v6]")
 	echo hello | ip netns exec "$1" socat -T 2 - TCP:"$2":"$3",connect-timeout=2 2>/dev/null
 }
-before=$(grep -c '"event":"connection"' "$L/api.log")
-for target in "$API_IP 15001" "$API_IP 15006" "[$API_IP6] 15001" "[$API_IP6] 15006"; do
-	set -- $target
-	check "out -> $1:$2 directly gets nothing" [ -z "$(direct "$OUT" "$1" "$2")" ]
-done
-check "each refused as not redirected" waitfor 5 logged 4 "\"reason\":\"$NOT_REDIR\""
-out=$(ip netns exec "$WEB" curl -s -m 5 "http://$API_IP:15001/")
-check "web's app -> api:15001 (allowed by the broad rule) gets nothing" [ -z "$out" ]
-check "refused at api as not redirected" waitfor 5 logged 5 "\"reason\":\"$NOT_REDIR\""
+lines() { grep -c '"event":"connection"' "$L/api.log"; }
+direct_attacks() { # the direct connections to api's ports, from out, web's app and api's app
+	local target
+	for target in "$API_IP 15001" "$API_IP 15006" "[$API_IP6] 15001" "[$API_IP6] 15006"; do
+		set -- $target
+		check "out -> $1:$2 directly gets nothing" [ -z "$(direct "$OUT" "$1" "$2")" ]
+	done
+	check "web's app -> api:15001 (allowed by the broad rule) gets nothing" \
+		[ -z "$(ip netns exec "$WEB" curl -s -m 5 "http://$API_IP:15001/")" ]
+	check "api's app -> 127.0.0.1:15001 gets nothing" [ -z "$(direct "$API" 127.0.0.1 15001)" ]
+}
+# 2a. init's guard rejects them in the kernel: api's agent never sees them
+n0=$(lines)
+direct_attacks
+check "api's agent saw none of them (the guard rejected them)" [ "$(lines)" -eq "$n0" ]
+# 2b. without the guard, the agent refuses them itself
+ip netns exec "$API" iptables -D INPUT -p tcp -j CINCH_GUARD
+ip netns exec "$API" ip6tables -D INPUT -p tcp -j CINCH_GUARD
+before=$(lines)
+direct_attacks
+check "each refused by the agent as not redirected" waitfor 5 logged 6 "\"reason\":\"$NOT_REDIR\""
+check "including the IPv6 ones" waitfor 5 logged 2 "\"dst\":\"\\[$API_IP6\\]:1500[16]\".*\"reason\":\"$NOT_REDIR\""
+# redirected connections to the agent's own ports pass the guard: the agent
 for port in 15001 15006; do
 	check "api's app -> its own $API_IP:$port gets nothing" [ -z "$(direct "$API" "$API_IP" "$port")" ]
 done
 check "both refused as self-loops" waitfor 5 logged 2 "\"dst\":\"$API_IP:1500[16]\".*\"reason\":\"$SELF_LOOP\""
-check "api's app -> 127.0.0.1:15001 gets nothing" [ -z "$(direct "$API" 127.0.0.1 15001)" ]
 # someone else's rule sends network traffic to the outbound port
 ip netns exec "$API" iptables -t nat -I PREROUTING -p tcp --dport 9999 -j REDIRECT --to-ports 15001
 check "out -> api:9999, redirected to 15001 by a foreign rule, gets nothing" \
@@ -206,16 +223,17 @@ done
 check "web's real calls succeed during the burst" web_to_api
 wait_bursts() { ! pgrep -f "socat -T 2 - TCP:$API_IP:1500" >/dev/null; }
 waitfor 10 wait_bursts
-after=$(grep -c '"event":"connection"' "$L/api.log")
-# 8 attacks + 40 in the burst + web's curl(s): a loop would be hundreds
-check "no self-connect storm ($((after - before)) connection lines)" [ $((after - before)) -le 53 ]
+after=$(lines)
+# 9 attacks + 40 in the burst + web's curl(s): a loop would be hundreds
+check "no self-connect storm ($((after - before)) connection lines)" [ $((after - before)) -le 54 ]
 check "no connection left open" waitfor 5 bash -c \
 	"ip netns exec $API curl -s http://127.0.0.1:15000/metrics | grep -q '^cinch_agent_open_connections 0'"
 check "/metrics counts the direct connections" \
-	[ "$(metric "cinch_agent_denials_total{reason=\"$NOT_REDIR\"}")" -ge 25 ]
+	[ "$(metric "cinch_agent_denials_total{reason=\"$NOT_REDIR\"}")" -ge 26 ]
 check "/metrics counts the self-loops" \
 	[ "$(metric "cinch_agent_denials_total{reason=\"$SELF_LOOP\"}")" -ge 22 ]
 check "api's agent still up" kill -0 "$API_PID"
+ip netns exec "$API" "$AGENT" init >/dev/null 2>&1 || echo "FAIL: init again in api"
 
 # --- 3. a flood of silent connections
 rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$API_PID/status"; } # kB
