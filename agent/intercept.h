@@ -33,7 +33,9 @@
  * current tables are read, Cinch's chains and jumps taken out, the new ones
  * put in, and the result restored at once. So applying twice gives the same
  * tables (idempotent), removing leaves others' rules as they were, and a
- * failure changes nothing. */
+ * failure changes nothing (with iptables' nf_tables backend, the default,
+ * the run is one transaction; the legacy backend commits table by table,
+ * nat first, so a filter table it refuses leaves the new nat rules). */
 #ifndef CINCH_AGENT_INTERCEPT_H
 #define CINCH_AGENT_INTERCEPT_H
 
