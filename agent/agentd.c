@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,9 +28,11 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "duration.h"
 #include "adminhttp.h"
 #include "fswatch.h"
 #include "live.h"
+#include "localaddr.h"
 #include "log.h"
 #include "mtls.h"
 #include "pemfile.h"
@@ -54,30 +55,6 @@ struct agentd {
 	struct fswatch *watch;
 	uv_signal_t sighup, sigterm, sigint;
 };
-
-/* The local addresses, to find which workload this is: every interface's,
- * up or not yet (libuv's list skips links whose carrier is still being
- * settled, which is the state of a pod's interface at start-up). */
-static size_t agentd_addrs(struct sockaddr_storage *out, size_t max)
-{
-	struct ifaddrs *ifs, *i;
-	size_t k = 0;
-
-	if (getifaddrs(&ifs) < 0)
-		return 0;
-	for (i = ifs; i && k < max; i = i->ifa_next) {
-		if (!i->ifa_addr ||
-		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
-			continue;
-		memset(&out[k], 0, sizeof(out[k]));
-		memcpy(&out[k], i->ifa_addr,
-		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-							 : sizeof(struct sockaddr_in6));
-		k++;
-	}
-	freeifaddrs(ifs);
-	return k;
-}
 
 /* What /config and /metrics say of the material in use. */
 static void agentd_describe(struct agentd *a, X509 *leaf, const struct policy_slice *slice)
@@ -104,7 +81,7 @@ static int agentd_load(struct agentd *a, const char *event)
 	struct policy_slice *slice = NULL;
 	struct policy_error perr;
 	struct sockaddr_storage addrs[64];
-	size_t n_addrs = a->workload ? 0 : agentd_addrs(addrs, 64);
+	size_t n_addrs = a->workload ? 0 : localaddr_list(addrs, 64);
 	const char *why = NULL;
 	int rc = -EINVAL;
 
@@ -247,7 +224,7 @@ static int agentd_is_probe(void *arg, int outbound, const struct sockaddr_storag
 static int agentd_has_ipv6(void)
 {
 	struct sockaddr_storage addrs[64];
-	size_t n = agentd_addrs(addrs, 64);
+	size_t n = localaddr_list(addrs, 64);
 	for (size_t i = 0; i < n; i++)
 		if (addrs[i].ss_family == AF_INET6 &&
 		    IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&addrs[i])->sin6_addr))
@@ -318,6 +295,16 @@ static void agentd_usage(FILE *out)
 		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
 		"                       is PERMISSIVE; PERMISSIVE: the policy decides\n"
 		"  --max-conns N        open connections at most; more are refused (8192)\n"
+		"  --outbound-reserve N of those, places only the app's outbound\n"
+		"                       connections may take (a quarter of --max-conns)\n"
+		"  --max-handshakes N   inbound connections in their handshake at once, half\n"
+		"                       of them from one address at most; others wait (256)\n"
+		"  --max-pending-per-source N\n"
+		"                       inbound connections from one address not through\n"
+		"                       their handshake yet; more are refused (half the\n"
+		"                       places inbound may take)\n"
+		"  --handshake-timeout DURATION\n"
+		"                       from accept to the end of the handshake (10s)\n"
 		"  --on-policy-change close|keep\n"
 		"                       open connections a new policy denies: closed\n"
 		"                       (default) or left to finish\n"
@@ -348,6 +335,10 @@ int agentd_main(int argc, char **argv)
 		{"trust-domain", required_argument, NULL, 'D'},
 		{"cert-ttl", required_argument, NULL, 'L'},
 		{"max-conns", required_argument, NULL, 'm'},
+		{"outbound-reserve", required_argument, NULL, 'R'},
+		{"max-handshakes", required_argument, NULL, 'H'},
+		{"max-pending-per-source", required_argument, NULL, 'S'},
+		{"handshake-timeout", required_argument, NULL, 'X'},
 		{"on-policy-change", required_argument, NULL, 'P'},
 		{"probe-interval", required_argument, NULL, 'r'},
 		{"no-probe", no_argument, NULL, 'N'},
@@ -361,9 +352,12 @@ int agentd_main(int argc, char **argv)
 				  .connect_ms = 10000,
 				  .handshake_ms = 10000,
 				  .idle_ms = 300000,
-				  .max_conns = 8192};
+				  .max_conns = 8192,
+				  .max_handshakes = 256};
 	struct probe_config prc = {.interval_ms = 10000, .timeout_ms = 3000};
-	int no_probe = 0;
+	int no_probe = 0, reserve_set = 0, per_source_set = 0;
+	unsigned reserve = 0;
+	long long ms;
 	char *end;
 	enum log_level lvl = LOG_LVL_INFO;
 	uint16_t admin_port = 15000;
@@ -371,7 +365,8 @@ int agentd_main(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	int li = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		switch (c) {
 		case 'c':
 			a.cert = optarg;
@@ -438,11 +433,35 @@ int agentd_main(int argc, char **argv)
 			a.live_opts.ttl_seconds = atoll(optarg);
 			break;
 		case 'm':
-			pc.max_conns = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !pc.max_conns || optarg[0] == '-') {
-				agentd_usage(stderr);
+		case 'R':
+		case 'H':
+		case 'S': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long min = c != 'R';
+			if (*end || !*optarg || optarg[0] == '-' || v < min || v > 1000000) {
+				fprintf(stderr,
+					"cinch-agent run: --%s \"%s\": expected a whole number "
+					"from %lu to 1000000\n",
+					opts[li].name, optarg, min);
 				return 2;
 			}
+			reserve_set |= c == 'R';
+			per_source_set |= c == 'S';
+			*(c == 'm'   ? &pc.max_conns
+			  : c == 'R' ? &reserve
+			  : c == 'H' ? &pc.max_handshakes
+				     : &pc.max_pending_per_source) = (unsigned)v;
+			break;
+		}
+		case 'X':
+			if ((ms = duration_ms(optarg)) < 100 || ms > 600000) {
+				fprintf(stderr,
+					"cinch-agent run: --handshake-timeout \"%s\": expected a "
+					"duration from 100ms to 10m (\"500ms\", \"5s\", \"1m\")\n",
+					optarg);
+				return 2;
+			}
+			pc.handshake_ms = (unsigned)ms;
 			break;
 		case 'P':
 			if (strcmp(optarg, "close") && strcmp(optarg, "keep")) {
@@ -478,6 +497,16 @@ int agentd_main(int argc, char **argv)
 		agentd_usage(stderr);
 		return 2;
 	}
+	pc.outbound_reserve = reserve_set ? reserve : pc.max_conns / 4;
+	if (pc.outbound_reserve >= pc.max_conns) {
+		fprintf(stderr, "cinch-agent run: --outbound-reserve must be below --max-conns\n");
+		return 2;
+	}
+	/* Half the inbound places: one address alone never keeps the others
+	 * out, and a caller's burst of new connections waits rather than being
+	 * refused. */
+	if (!per_source_set)
+		pc.max_pending_per_source = (pc.max_conns - pc.outbound_reserve + 1) / 2;
 	log_init("cinch-agent", stderr, lvl);
 	const char *why = NULL;
 	if (trust_domain && spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
@@ -502,6 +531,7 @@ int agentd_main(int argc, char **argv)
 		pc.probe = agentd_is_probe;
 		pc.probe_arg = &a;
 	}
+	pc.admin_port = admin_port;
 	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",

@@ -17,8 +17,9 @@ static void init_usage(FILE *out)
 		"\n"
 		"Installs, in this network namespace, the iptables rules that send the pod's\n"
 		"TCP through its agent: inbound to the inbound port, outbound from every UID\n"
-		"but the agent's to the outbound port. One iptables-restore transaction per\n"
-		"address family; running it again changes nothing.\n"
+		"but the agent's to the outbound port; and the guard that rejects TCP to\n"
+		"those two ports unless it came through the redirect. One iptables-restore\n"
+		"run per address family; running it again changes nothing.\n"
 		"\n"
 		"  --uid N                      the agent's UID, never captured (1337)\n"
 		"  --inbound-port N             (15006)\n"
@@ -118,8 +119,15 @@ int init_main(int argc, char **argv)
 			char *r = intercept_rules(&cfg, fam ? AF_INET6 : AF_INET);
 			if (!r)
 				return 1;
-			printf("# %s (nat table)\n%s", fam ? "ip6tables" : "iptables", r);
+			char *g = intercept_guard_rules(&cfg);
+			if (!g) {
+				free(r);
+				return 1;
+			}
+			printf("# %s (nat table)\n%s# %s (filter table)\n%s",
+			       fam ? "ip6tables" : "iptables", r, fam ? "ip6tables" : "iptables", g);
 			free(r);
+			free(g);
 		}
 		return 0;
 	}

@@ -174,14 +174,55 @@ char *intercept_rules(const struct intercept_config *cfg, int family)
 	return buf;
 }
 
-char *intercept_merge(const char *saved, const char *rules)
+char *intercept_guard_rules(const struct intercept_config *cfg)
 {
-	static const char *const builtins[] = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"};
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	fprintf(f, ":CINCH_GUARD - [0:0]\n");
+	for (int in = 0; in < 2; in++)
+		fprintf(f,
+			"-A CINCH_GUARD -p tcp --dport %u -m conntrack ! --ctstate DNAT "
+			"-j REJECT --reject-with tcp-reset\n",
+			in ? cfg->inbound_port : cfg->outbound_port);
+	fprintf(f, "-A INPUT -p tcp -j CINCH_GUARD\n");
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* Writes the rule lines of `rules` (NULL: none) to f. */
+static void merge_put_rules(FILE *f, const char *rules)
+{
+	for (const char *p = rules; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+		if (*p == '-')
+			fwrite(p, 1, n, f);
+		p += n;
+	}
+}
+
+char *intercept_merge(const char *saved, const char *table, const char *rules)
+{
+	static const char *const nat_builtins[] = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING",
+						   NULL};
+	static const char *const filter_builtins[] = {"INPUT", "FORWARD", "OUTPUT", NULL};
+	const char *const *builtins = strcmp(table, "nat") ? filter_builtins : nat_builtins;
+	int ours_first = strcmp(table, "nat") != 0;
 	char *buf = NULL, *decls = NULL, *body = NULL;
 	size_t len = 0, dlen = 0, blen = 0;
 	FILE *f = open_memstream(&buf, &len), *d = open_memstream(&decls, &dlen),
 	     *b = open_memstream(&body, &blen);
-	int in_nat = 0, have[4] = {0};
+	int in_table = 0, have[4] = {0};
+	char header[16];
+
+	snprintf(header, sizeof(header), "*%s", table);
 
 	if (!f || !d || !b)
 		goto fail;
@@ -193,22 +234,22 @@ char *intercept_merge(const char *saved, const char *rules)
 			memcpy(line, p, n);
 			line[n] = '\0';
 			if (line[0] == '*')
-				in_nat = !strcmp(line, "*nat");
-			else if (in_nat && line[0] == ':') {
-				for (int i = 0; i < 4; i++)
+				in_table = !strcmp(line, header);
+			else if (in_table && line[0] == ':') {
+				for (int i = 0; builtins[i]; i++)
 					if (!strncmp(line + 1, builtins[i], strlen(builtins[i])) &&
 					    line[1 + strlen(builtins[i])] == ' ')
 						have[i] = 1;
 				if (!strstr(line, INTERCEPT_CHAIN_PREFIX))
 					fprintf(d, "%s\n", line);
-			} else if (in_nat && line[0] == '-' &&
+			} else if (in_table && line[0] == '-' &&
 				   !strstr(line, INTERCEPT_CHAIN_PREFIX)) {
 				fprintf(b, "%s\n", line);
 			}
 		}
 		p += n + (nl ? 1 : 0);
 	}
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; builtins[i]; i++)
 		if (!have[i])
 			fprintf(d, ":%s ACCEPT [0:0]\n", builtins[i]);
 	if (fclose(d) != 0 || fclose(b) != 0) {
@@ -217,7 +258,7 @@ char *intercept_merge(const char *saved, const char *rules)
 	}
 	d = b = NULL;
 	/* Declarations first (built-ins, others', ours), then the rules. */
-	fprintf(f, "*nat\n%s", decls);
+	fprintf(f, "%s\n%s", header, decls);
 	if (rules) {
 		for (const char *p = rules; *p;) {
 			const char *nl = strchr(p, '\n');
@@ -227,16 +268,11 @@ char *intercept_merge(const char *saved, const char *rules)
 			p += n;
 		}
 	}
+	if (ours_first)
+		merge_put_rules(f, rules);
 	fputs(body, f);
-	if (rules) {
-		for (const char *p = rules; *p;) {
-			const char *nl = strchr(p, '\n');
-			size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
-			if (*p == '-')
-				fwrite(p, 1, n, f);
-			p += n;
-		}
-	}
+	if (!ours_first)
+		merge_put_rules(f, rules);
 	fputs("COMMIT\n", f);
 	free(decls);
 	free(body);
@@ -327,28 +363,53 @@ fail:;
 	return e ? e : -EIO;
 }
 
+/* The restore input for one table: its saved state merged with `rules`. */
+static int merge_table(const char *save, const char *table, const char *rules, FILE *input)
+{
+	char *saved = NULL, *merged = NULL;
+	char *save_argv[] = {(char *)save, "-t", (char *)table, NULL};
+	int rc = run_tool(save_argv, NULL, &saved);
+
+	if (rc != 0) {
+		fprintf(stderr, "cinch-agent init: %s -t %s failed (%d)\n", save, table, rc);
+		rc = rc < 0 ? rc : -EIO;
+	} else if (!(merged = intercept_merge(saved, table, rules))) {
+		rc = -ENOMEM;
+	} else {
+		fputs(merged, input);
+	}
+	free(saved);
+	free(merged);
+	return rc;
+}
+
 static int apply_family(const struct intercept_config *cfg, int family, int remove)
 {
 	const char *save = family == AF_INET ? "iptables-save" : "ip6tables-save";
 	const char *restore = family == AF_INET ? "iptables-restore" : "ip6tables-restore";
-	char *saved = NULL, *rules = NULL, *input = NULL;
+	char *rules = NULL, *guard = NULL, *input = NULL;
+	size_t input_len = 0;
+	FILE *in = NULL;
 	int rc;
 
-	char *save_argv[] = {(char *)save, "-t", "nat", NULL};
-	rc = run_tool(save_argv, NULL, &saved);
-	if (rc != 0) {
-		fprintf(stderr, "cinch-agent init: %s failed (%d)\n", save, rc);
-		rc = rc < 0 ? rc : -EIO;
-		goto out;
-	}
-	if (!remove && !(rules = intercept_rules(cfg, family))) {
+	if (!remove && (!(rules = intercept_rules(cfg, family)) ||
+			!(guard = intercept_guard_rules(cfg)))) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (!(input = intercept_merge(saved, rules))) {
+	if (!(in = open_memstream(&input, &input_len))) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	if ((rc = merge_table(save, "nat", rules, in)) != 0 ||
+	    (rc = merge_table(save, "filter", guard, in)) != 0)
+		goto out;
+	if (fclose(in) != 0) {
+		in = NULL;
+		rc = -ENOMEM;
+		goto out;
+	}
+	in = NULL;
 	char *restore_argv[] = {(char *)restore, "-w", "5", NULL};
 	rc = run_tool(restore_argv, input, NULL);
 	if (rc != 0) {
@@ -357,8 +418,10 @@ static int apply_family(const struct intercept_config *cfg, int family, int remo
 		rc = rc < 0 ? rc : -EIO;
 	}
 out:
-	free(saved);
+	if (in)
+		fclose(in);
 	free(rules);
+	free(guard);
 	free(input);
 	return rc;
 }

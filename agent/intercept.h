@@ -18,12 +18,24 @@
  * the rules the probe address has no listener, so a missing rule can only
  * make the probe fail, never pass.
  *
+ * The guard (filter table, INPUT, before anyone else's rules): TCP to the
+ * outbound or the inbound port is rejected (a reset) unless its destination
+ * was rewritten by NAT (conntrack state DNAT), i.e. unless it came through
+ * one of the redirects above. Nothing from the network reaches 15001, and
+ * 15006 only through the redirect; the app cannot reach the agent's ports
+ * on loopback directly, and the agent cannot connect to its own listeners
+ * (a self-loop). The agent checks the same itself (proxy.h) and says why
+ * it refused; the guard keeps such connections from using its sockets at
+ * all.
+ *
  * Both address families get the same rules (iptables and ip6tables). Every
- * change is one iptables-restore transaction over the whole nat table: the
- * current table is read, Cinch's chains and jumps taken out, the new ones
+ * change is one iptables-restore run over the nat and filter tables: the
+ * current tables are read, Cinch's chains and jumps taken out, the new ones
  * put in, and the result restored at once. So applying twice gives the same
- * table (idempotent), removing leaves others' rules as they were, and a
- * failure changes nothing. */
+ * tables (idempotent), removing leaves others' rules as they were, and a
+ * failure changes nothing (with iptables' nf_tables backend, the default,
+ * the run is one transaction; the legacy backend commits table by table,
+ * nat first, so a filter table it refuses leaves the new nat rules). */
 #ifndef CINCH_AGENT_INTERCEPT_H
 #define CINCH_AGENT_INTERCEPT_H
 
@@ -67,11 +79,17 @@ int intercept_parse_cidrs(const char *list, struct intercept_cidr *out, size_t *
  * (chain declarations and rules, no *nat/COMMIT). New string (free()). */
 char *intercept_rules(const struct intercept_config *cfg, int family);
 
-/* `saved` (iptables-save output of the nat table, or "" when empty) with
- * Cinch's chains and jumps taken out and, unless `rules` is NULL, the given
- * ones put in: a complete "*nat ... COMMIT" input for iptables-restore.
- * New string (free()), NULL on ENOMEM. */
-char *intercept_merge(const char *saved, const char *rules);
+/* Cinch's part of the filter table (the guard, above), the same for both
+ * families, in the same syntax. New string (free()). */
+char *intercept_guard_rules(const struct intercept_config *cfg);
+
+/* `saved` (iptables-save output holding `table`, "nat" or "filter", or ""
+ * when empty) with Cinch's chains and jumps taken out of that table and,
+ * unless `rules` is NULL, the given ones put in: a complete "*TABLE ...
+ * COMMIT" input for iptables-restore. In nat, Cinch's rules come after
+ * others' in each chain; in filter (the guard) before them. New string
+ * (free()), NULL on ENOMEM. */
+char *intercept_merge(const char *saved, const char *table, const char *rules);
 
 /* Applies (or with remove, takes out) the rules for both families through
  * iptables-save / iptables-restore (and the ip6tables ones). 0, or -errno

@@ -1,12 +1,33 @@
 /* proxy: see proxy.h.
  *
  * A connection's states (one function each, driven by libuv callbacks):
- *   inbound:  PEEK -> [TLS: HANDSHAKE] -> decide -> CONNECT -> RELAY
+ *   inbound:  [WAIT] -> PEEK -> [TLS: HANDSHAKE] -> decide -> CONNECT -> RELAY
  *   outbound: decide -> CONNECT -> [meshed: UP_HANDSHAKE] -> RELAY
  * Before RELAY the connection owns its sockets and one timer (connect and
  * handshake deadlines); at RELAY the sockets go to the relay, and the
  * connection ends in the relay's done callback. Every end before that goes
- * through pc_refuse(), which logs and closes. */
+ * through pc_refuse(), which logs and closes.
+ *
+ * Budgets. Anyone on the pod network can open TCP connections to the pod
+ * (they are redirected to the inbound port) and send nothing; those must
+ * not take the places of the app's outbound calls nor of real callers:
+ *   - max_conns bounds every open connection, and inbound ones may take
+ *     only max_conns - outbound_reserve of them: the rest is the app's;
+ *   - an inbound connection is "unfinished" from accept until its
+ *     handshake is done (or its plaintext decided): at most
+ *     max_handshakes of them read and handshake at once, and at most
+ *     half of those places (PC_HS_SHARE) go to one source address; the others
+ *     WAIT, accepted but unread (no TLS state, about a kilobyte each),
+ *     and take a place in arrival order when one frees, skipping sources
+ *     at their share. So a burst from one caller is delayed, not refused,
+ *     and a source that holds its places with silent connections delays
+ *     only itself;
+ *   - at most max_pending_per_source unfinished connections (waiting or
+ *     handshaking) per source address: beyond, refused at once;
+ *   - handshake_ms runs from accept, waiting included: every unfinished
+ *     connection is gone after it.
+ * The sources with unfinished connections are kept in a small hash table
+ * (struct pc_src), an entry freed with its last unfinished connection. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -15,16 +36,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "localaddr.h"
 #include "origdst.h"
 #include "relay.h"
 
 enum pc_state {
-	PC_PEEK = 0,
+	PC_PEEK = 0, /* also the state of a connection being accepted */
+	PC_WAIT,     /* inbound: accepted, unread, until a handshake place frees */
 	PC_HANDSHAKE,
 	PC_CONNECT,
 	PC_UP_HANDSHAKE,
 	PC_RELAY,
 	PC_CLOSING,
+};
+
+#define PC_SRC_BUCKETS 256
+/* A source's share of the handshake places. */
+#define PC_HS_SHARE(max) ((max) / 2 ? (max) / 2 : 1)
+
+/* A source address with unfinished inbound connections (see the top). */
+struct pc_src {
+	struct pc_src *next; /* in its bucket */
+	struct sockaddr_storage addr;
+	unsigned pending; /* unfinished connections from it */
+	unsigned active;  /* of those, in PEEK or HANDSHAKE */
 };
 
 struct proxy {
@@ -37,6 +72,11 @@ struct proxy {
 	void *arg;
 	struct pconn *conns;
 	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
+	unsigned n_in;		    /* inbound connections (probes aside) */
+	unsigned n_hs;		    /* inbound connections in PEEK or HANDSHAKE */
+	struct pconn *wait_first, *wait_last; /* PC_WAIT, in arrival order */
+	struct pc_src *srcs[PC_SRC_BUCKETS];
+	struct localaddr own; /* the pod's addresses, for pc_misdirected() */
 	int stopping, refs;
 };
 
@@ -63,6 +103,10 @@ struct pconn {
 	struct relay *relay;
 	const char *end; /* why the relay was stopped, when the proxy stopped it */
 	unsigned probe;	 /* 1: the agent's self-probe, not counted as a connection */
+	unsigned inbound_counted; /* 1: counted in p->n_in */
+	struct pc_src *srcent;	  /* while unfinished (inbound): its source */
+	int hs_place;		  /* 1: holds a handshake place (PEEK, HANDSHAKE) */
+	struct pconn *wprev, *wnext; /* in the wait list while PC_WAIT */
 };
 
 /* What a connection reads before the relay (a peek, handshake records) is
@@ -133,6 +177,7 @@ static void pc_free(struct pconn *c)
 		c->next->pprev = c->pprev;
 	c->p->n_conns--;
 	c->p->n_probes -= c->probe;
+	c->p->n_in -= c->inbound_counted;
 	mtls_conn_free(c->down_tls);
 	mtls_conn_free(c->up_tls);
 	mtls_ctx_unref(c->tls);
@@ -153,9 +198,111 @@ static void pc_handle_closed(uv_handle_t *h)
 		pc_free(c);
 }
 
+/* ---- the handshake budget (see the top of the file) */
+
+static unsigned pc_src_hash(const struct sockaddr_storage *a)
+{
+	const uint8_t *b = a->ss_family == AF_INET
+				   ? (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr
+				   : ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+	size_t n = a->ss_family == AF_INET ? 4 : 16;
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h % PC_SRC_BUCKETS;
+}
+
+/* The entry of `addr`, made if needed. NULL on ENOMEM. */
+static struct pc_src *pc_src_get(struct proxy *p, const struct sockaddr_storage *addr)
+{
+	struct pc_src **b = &p->srcs[pc_src_hash(addr)], *e;
+
+	for (e = *b; e; e = e->next)
+		if (localaddr_same((const struct sockaddr *)&e->addr, (const struct sockaddr *)addr,
+				   0))
+			return e;
+	if (!(e = calloc(1, sizeof(*e))))
+		return NULL;
+	e->addr = *addr;
+	e->next = *b;
+	*b = e;
+	return e;
+}
+
+static void pc_wait_unlink(struct pconn *c)
+{
+	struct proxy *p = c->p;
+
+	*(c->wprev ? &c->wprev->wnext : &p->wait_first) = c->wnext;
+	*(c->wnext ? &c->wnext->wprev : &p->wait_last) = c->wprev;
+	c->wprev = c->wnext = NULL;
+}
+
+static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void pc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+/* A waiting (or new) inbound connection takes a handshake place. */
+static void pc_begin_handshake(struct pconn *c)
+{
+	if (c->state == PC_WAIT)
+		pc_wait_unlink(c);
+	c->hs_place = 1;
+	c->srcent->active++;
+	c->p->n_hs++;
+	c->state = PC_PEEK;
+	uv_read_start((uv_stream_t *)c->down, pc_alloc, pc_read);
+}
+
+/* Places freed: the waiting connections take them in arrival order,
+ * skipping those whose source holds its share. */
+static void pc_promote(struct proxy *p)
+{
+	unsigned share = PC_HS_SHARE(p->cfg.max_handshakes);
+
+	for (struct pconn *w = p->wait_first, *next; w && p->n_hs < p->cfg.max_handshakes;
+	     w = next) {
+		next = w->wnext;
+		if (w->srcent->active < share)
+			pc_begin_handshake(w);
+	}
+}
+
+/* An inbound connection is finished (decided) or closing: it gives back
+ * its place in the budget. Only a freed handshake place lets a waiting
+ * connection in (a refused or timed-out one that had none does not: so a
+ * flood of refusals costs no walk of the wait list). */
+static void pc_unfinished_end(struct pconn *c)
+{
+	struct proxy *p = c->p;
+	struct pc_src *e = c->srcent;
+	int freed = c->hs_place;
+
+	if (!e)
+		return;
+	if (c->state == PC_WAIT)
+		pc_wait_unlink(c);
+	if (freed) {
+		c->hs_place = 0;
+		e->active--;
+		p->n_hs--;
+	}
+	c->srcent = NULL;
+	if (--e->pending == 0) {
+		struct pc_src **b = &p->srcs[pc_src_hash(&e->addr)];
+		while (*b != e)
+			b = &(*b)->next;
+		*b = e->next;
+		free(e);
+	}
+	if (freed && !p->stopping)
+		pc_promote(p);
+}
+
 /* Closes a connection that never reached the relay, without a word. */
 static void pc_close(struct pconn *c)
 {
+	pc_unfinished_end(c);
 	c->state = PC_CLOSING;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, pc_handle_closed);
@@ -264,6 +411,7 @@ static void pc_connect(struct pconn *c);
 /* Inbound, after the TLS handshake or for plaintext: the policy. */
 static void pc_decide_inbound(struct pconn *c)
 {
+	pc_unfinished_end(c);
 	const char *id = c->down_tls ? mtls_conn_peer_id(c->down_tls) : NULL;
 	if (id && !(c->peer_id = strdup(id))) {
 		pc_refuse(c, "refused", "out of memory");
@@ -422,6 +570,73 @@ static void pc_outbound(struct pconn *c)
 	pc_connect(c);
 }
 
+/* The reasons pc_misdirected() refuses with (log lines and the
+ * cinch_agent_denials_total label). */
+#define PC_ER_NOT_REDIRECTED "not redirected: a direct connection to the agent's port"
+#define PC_ER_SELF_LOOP	     "self-loop: the destination is one of the agent's own ports"
+#define PC_ER_NOT_LOCAL_SRC  "outbound connection from outside the pod"
+#define PC_ER_NOT_OWN_DST    "original destination is not this pod's address"
+
+/* Why the agent must not carry an accepted connection whatever the policy
+ * says (proxy.h), or NULL. */
+static const char *pc_misdirected(struct pconn *c)
+{
+	struct proxy *p = c->p;
+	struct sockaddr_storage local;
+	const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
+	int len = sizeof(local);
+	uint64_t now = uv_now(p->loop);
+
+	/* REDIRECT rewrites the destination, so conntrack's original one
+	 * differs from the socket's; without NAT they are the same. */
+	if (uv_tcp_getsockname(c->down, (struct sockaddr *)&local, &len) < 0 ||
+	    localaddr_same((const struct sockaddr *)&local, dst, 1))
+		return PC_ER_NOT_REDIRECTED;
+	if ((c->port == p->cfg.outbound_port || c->port == p->cfg.inbound_port ||
+	     (p->cfg.admin_port && c->port == p->cfg.admin_port)) &&
+	    localaddr_match(&p->own, now, dst, 1))
+		return PC_ER_SELF_LOOP;
+	if (c->outbound && !localaddr_match(&p->own, now, (const struct sockaddr *)&c->src, 1))
+		return PC_ER_NOT_LOCAL_SRC;
+	if (!c->outbound && !localaddr_match(&p->own, now, dst, 0))
+		return PC_ER_NOT_OWN_DST;
+	return NULL;
+}
+
+#define PC_ER_INBOUND_LIMIT  "inbound connection limit reached (the rest is kept for outbound)"
+#define PC_ER_SOURCE_PENDING "too many unfinished handshakes from this address"
+
+/* An inbound connection after the checks of accept: into the budget. */
+static void pc_accept_inbound(struct pconn *c)
+{
+	struct proxy *p = c->p;
+	struct pc_src *e;
+
+	if (p->n_in > p->cfg.max_conns - p->cfg.outbound_reserve) {
+		pc_refuse(c, "refused", PC_ER_INBOUND_LIMIT);
+		return;
+	}
+	if (!(e = pc_src_get(p, &c->src))) {
+		pc_refuse(c, "refused", "out of memory");
+		return;
+	}
+	e->pending++;
+	c->srcent = e;
+	if (e->pending > p->cfg.max_pending_per_source) {
+		pc_refuse(c, "refused", PC_ER_SOURCE_PENDING);
+		return;
+	}
+	uv_timer_start(&c->timer, pc_timeout, p->cfg.handshake_ms, 0);
+	if (p->n_hs < p->cfg.max_handshakes && e->active < PC_HS_SHARE(p->cfg.max_handshakes)) {
+		pc_begin_handshake(c);
+		return;
+	}
+	c->state = PC_WAIT;
+	c->wprev = p->wait_last;
+	*(p->wait_last ? &p->wait_last->wnext : &p->wait_first) = c;
+	p->wait_last = c;
+}
+
 static void proxy_accept(uv_stream_t *l, int status, int outbound)
 {
 	struct proxy *p = l->data;
@@ -473,8 +688,15 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		pc_close(c);
 		return;
 	}
+	c->inbound_counted = !outbound;
+	p->n_in += c->inbound_counted;
 	addr_str(&c->dst, c->dst_s, sizeof(c->dst_s));
 	c->port = addr_port(&c->dst);
+	const char *misdirected = pc_misdirected(c);
+	if (misdirected) {
+		pc_refuse(c, "refused", misdirected);
+		return;
+	}
 	if (!c->tls || !c->slice) {
 		pc_refuse(c, "refused", "no valid certificate or policy: failing closed");
 		return;
@@ -488,9 +710,7 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 		pc_outbound(c);
 		return;
 	}
-	c->state = PC_PEEK;
-	uv_timer_start(&c->timer, pc_timeout, p->cfg.handshake_ms, 0);
-	uv_read_start((uv_stream_t *)c->down, pc_alloc, pc_read);
+	pc_accept_inbound(c);
 }
 
 static void proxy_accept_out(uv_stream_t *l, int status)
@@ -526,6 +746,11 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	struct proxy *p = calloc(1, sizeof(*p));
 	int rc;
 
+	if (!cfg->max_conns || cfg->outbound_reserve >= cfg->max_conns || !cfg->max_handshakes ||
+	    !cfg->max_pending_per_source) {
+		free(p);
+		return UV_EINVAL;
+	}
 	if (!p)
 		return UV_ENOMEM;
 	p->loop = loop;
@@ -583,6 +808,7 @@ static void pc_policy_changed(struct pconn *c)
 	struct policy_decision d;
 
 	switch (c->state) {
+	case PC_WAIT:
 	case PC_PEEK:
 	case PC_HANDSHAKE: /* not decided yet: the new policy will */
 		policy_slice_unref(c->slice);

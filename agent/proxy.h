@@ -11,7 +11,22 @@
  *       client certificate required, the caller's SPIFFE ID and the
  *       original port decided by the policy; plaintext: refused in STRICT,
  *       decided by address in PERMISSIVE. Allowed: TCP to the app at the
- *       original destination, then relay.
+ *       original destination, which is one of the pod's own addresses
+ *       (checked at accept, see below), then relay.
+ *
+ * Before anything else each accepted connection must be one the agent may
+ * carry at all (refused, logged and counted otherwise, whatever the
+ * policy):
+ *   - redirected: its original destination differs from the listener's
+ *     own address (a direct connection to 15001 or 15006 is not the app's
+ *     traffic, nor a caller's to the app);
+ *   - not a self-loop: its original destination is not one of the agent's
+ *     own ports (outbound, inbound, admin) on a local address;
+ *   - outbound: from a local source (the app in this pod);
+ *   - inbound: to one of the pod's own, non-loopback addresses
+ *     (localaddr.h): the agent dials the app there, so a caller can reach
+ *     only what the pod serves on its own address, never another host nor
+ *     a service bound to the pod's loopback.
  *
  * Each connection takes a reference to the current material (TLS context
  * and policy slice) when accepted: the TLS credentials a live connection
@@ -36,8 +51,12 @@ typedef int (*proxy_probe_cb)(void *arg, int outbound, const struct sockaddr_sto
 struct proxy_config {
 	const char *host; /* listen address, "0.0.0.0" or "::" */
 	uint16_t outbound_port, inbound_port;
+	uint16_t admin_port; /* 0: none; a destination like the listeners' */
 	unsigned connect_ms, handshake_ms, idle_ms;
-	unsigned max_conns;
+	/* The budgets (proxy.c): open connections; of those, places inbound
+	 * may not take; inbound connections in their handshake at once;
+	 * unfinished inbound connections from one address. */
+	unsigned max_conns, outbound_reserve, max_handshakes, max_pending_per_source;
 	int keep_on_policy_change; /* see proxy_set_material() */
 	int force_strict;	   /* plaintext refused whatever the policy's mode */
 	proxy_probe_cb probe;	   /* NULL: no self-probe */
@@ -61,7 +80,8 @@ typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);
 
 struct proxy;
 
-/* Listens on both ports. 0 and *out, or a libuv error. */
+/* Listens on both ports. 0 and *out, or a libuv error (UV_EINVAL: a
+ * budget of 0, or outbound_reserve not below max_conns). */
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
 		struct proxy **out) __attribute__((warn_unused_result));
 /* The material new connections use (references taken; NULL: none, and new

@@ -8,7 +8,8 @@
 #   - 1,000 connections open at the same time all complete (the server
 #     answers none until all 1,000 have arrived through both agents);
 #   - IPv6: the same rules and agents carry a request to api's IPv6 address;
-#   - --max-conns: beyond the limit new connections are refused (logged),
+#   - --max-conns (with no place kept for outbound): beyond the limit new
+#     connections are refused (logged),
 #     the agent stays up, and accepts again once others close;
 #   - --on-policy-change keep: an open stream that a new policy denies
 #     finishes (new connections are refused);
@@ -89,7 +90,9 @@ pods_stop "$API_AGENT"
 pods_agent "$WEB" web --on-policy-change keep
 WEB_AGENT=$LAST
 # probes every 200 ms: they must never take one of the 20 places
-pods_agent "$API" api --on-policy-change keep --max-conns 20 --probe-interval 200
+pods_agent "$API" api --on-policy-change keep --max-conns 20 --outbound-reserve 0 \
+	--max-pending-per-source 20 \
+	--probe-interval 200
 API_AGENT=$LAST
 check "agents ready again" waitfor 15 bash -c \
 	"[ \"\$(ip netns exec $API curl -s http://127.0.0.1:15000/ready)\" = ready ] &&

@@ -10,6 +10,8 @@
 #   - the self-probe rules: the agent's UID reaches the outbound / inbound
 #     port through 127.0.0.7:15011 / :15016 (and ::1 for IPv6), another UID
 #     does not;
+#   - the guard: the agent's ports reached directly (from the peer, on
+#     loopback, by the agent's own UID, over IPv6) are rejected;
 #   - bad flags change nothing; --remove takes only Cinch's rules out.
 # Root only (exit 77 otherwise). Namespaces cna-int-*, subnet 10.201.7.0/24.
 #   - the agent recovers each connection's original destination (IPv4 and
@@ -111,6 +113,18 @@ check "excluded CIDR not captured" [ "$(get "$POD" 10.201.8.2 80)" = PEER ]
 check "excluded outbound port not captured" [ "$(get "$POD" 10.201.7.2 443)" = PEER443 ]
 check "inbound captured" [ "$(get "$PEER" 10.201.7.1 80)" = INBOUND ]
 check "excluded inbound port reaches the app" [ "$(get "$PEER" 10.201.7.1 9090)" = APP9090 ]
+# The guard: the agent's ports only through the redirect.
+check "guard installed" grep -q -- "-A INPUT -p tcp -j CINCH_GUARD" <<<"$(inpod iptables-save -t filter)"
+check "direct to the outbound port from the network rejected" [ -z "$(get "$PEER" 10.201.7.1 15001)" ]
+check "direct to the inbound port from the network rejected" [ -z "$(get "$PEER" 10.201.7.1 15006)" ]
+check "direct to the outbound port on loopback rejected" [ -z "$(get "$POD" 127.0.0.1 15001)" ]
+check "the agent's UID cannot reach its own inbound port directly" \
+	[ -z "$(get_as "$POD" 1337 10.201.7.1 15006)" ]
+if [ -e /proc/net/if_inet6 ]; then
+	check "IPv6 guard installed" grep -q CINCH_GUARD <<<"$(inpod ip6tables-save -t filter)"
+	check "direct to the inbound port over IPv6 rejected" \
+		[ -z "$(get "$PEER" "[fd00:201:7::1]" 15006)" ]
+fi
 
 # Original destinations, as the agent will read them.
 kill "$OUT_SERVER" "$IN_SERVER" 2>/dev/null
@@ -153,6 +167,7 @@ after=$(save iptables-save)
 check "no Cinch rule left" bash -c "! grep -q CINCH <<<\"\$0\"" "$after"
 check "foreign rule still there" grep -q -- "10.201.7.99/32 -j RETURN" <<<"$after"
 check "inbound reaches the app again" [ "$(get "$PEER" 10.201.7.1 80)" = APP80 ]
+check "no guard left" bash -c "! ip netns exec $POD iptables-save -t filter | grep -q CINCH"
 check "outbound direct again" [ "$(get "$POD" 10.201.7.2 80)" = PEER ]
 check "no probe redirect left" [ -z "$(get_as "$POD" 1337 127.0.0.7 15011)" ]
 

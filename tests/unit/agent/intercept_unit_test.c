@@ -85,7 +85,7 @@ static void test_merge(void **state)
 	struct intercept_config cfg;
 	intercept_config_defaults(&cfg);
 	char *rules = intercept_rules(&cfg, AF_INET);
-	char *m = intercept_merge(saved, rules), *r = intercept_merge(saved, NULL);
+	char *m = intercept_merge(saved, "nat", rules), *r = intercept_merge(saved, "nat", NULL);
 
 	/* ours replaced, theirs kept, other tables untouched, one transaction */
 	assert_non_null(strstr(m, ":THEIRS - [0:0]"));
@@ -104,7 +104,7 @@ static void test_merge(void **state)
 	assert_null(strstr(r, "CINCH_"));
 	assert_non_null(strstr(r, "THEIRS"));
 	/* an empty table gets the built-in chains declared */
-	char *e = intercept_merge("", rules);
+	char *e = intercept_merge("", "nat", rules);
 	assert_non_null(strstr(e, ":PREROUTING ACCEPT [0:0]"));
 	assert_non_null(strstr(e, ":POSTROUTING ACCEPT [0:0]"));
 	free(e);
@@ -113,12 +113,45 @@ static void test_merge(void **state)
 	free(rules);
 }
 
+/* The guard: in the filter table, ahead of others' INPUT rules (an ACCEPT of
+ * theirs must not let direct connections to the agent's ports through). */
+static void test_guard(void **state)
+{
+	static const char saved[] = "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+				    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n"
+				    ":OUTPUT ACCEPT [0:0]\n:CINCH_GUARD - [0:0]\n"
+				    "-A INPUT -j ACCEPT\n-A INPUT -p tcp -j CINCH_GUARD\n"
+				    "-A CINCH_GUARD -p tcp --dport 1 -j REJECT\nCOMMIT\n";
+	struct intercept_config cfg;
+	(void)state;
+	intercept_config_defaults(&cfg);
+	char *g = intercept_guard_rules(&cfg);
+	assert_non_null(strstr(g, "-A CINCH_GUARD -p tcp --dport 15001 -m conntrack ! --ctstate "
+				  "DNAT -j REJECT --reject-with tcp-reset\n"));
+	assert_non_null(strstr(g, "--dport 15006 -m conntrack ! --ctstate DNAT"));
+	char *m = intercept_merge(saved, "filter", g), *r = intercept_merge(saved, "filter", NULL);
+	assert_true(strncmp(m, "*filter\n", 8) == 0);
+	assert_null(strstr(m, "*nat"));
+	assert_non_null(strstr(m, ":FORWARD DROP [0:0]"));
+	const char *jump = strstr(m, "-A INPUT -p tcp -j CINCH_GUARD");
+	assert_non_null(jump);
+	assert_null(strstr(jump + 1, "-A INPUT -p tcp -j CINCH_GUARD")); /* replaced, once */
+	assert_true(jump < strstr(m, "-A INPUT -j ACCEPT"));		   /* first */
+	assert_null(strstr(m, "--dport 1 -j REJECT"));			   /* old guard gone */
+	assert_null(strstr(r, "CINCH_"));
+	assert_non_null(strstr(r, "-A INPUT -j ACCEPT"));
+	free(g);
+	free(m);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lists),
 		cmocka_unit_test(test_rules_per_family),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_guard),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
