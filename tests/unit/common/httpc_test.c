@@ -26,14 +26,14 @@
 #include "testpki.h"
 #include "testproc.h"
 
-#define CLIENT_ID	"spiffe://cluster.local/ns/shop/sa/web"
-#define CLIENT_ID_NEW	"spiffe://cluster.local/ns/shop/sa/web-renewed"
+#define CLIENT_ID     "spiffe://cluster.local/ns/shop/sa/web"
+#define CLIENT_ID_NEW "spiffe://cluster.local/ns/shop/sa/web-renewed"
 
 struct fixture {
 	char dir[64];
 	char *ca_pem, *other_ca_pem, *client_cert_pem, *client_key_pem;
 	char *new_cert_pem, *new_key_pem; /* a second client certificate */
-	struct testproc plain, mtls; /* servers: without and with client auth */
+	struct testproc plain, mtls;	  /* servers: without and with client auth */
 };
 
 static struct fixture fx;
