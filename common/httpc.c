@@ -395,8 +395,7 @@ void httpc_close(struct httpc *h, void (*cb)(void *arg), void *arg)
 /* The sockets of a connection and the creds it was made with (see the
  * top): curl calls these with the creds of the request that opened the
  * connection, for every socket it opens and closes. */
-static curl_socket_t httpc_sock_open(void *clientp, curlsocktype purpose,
-				     struct curl_sockaddr *a)
+static curl_socket_t httpc_sock_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 
