@@ -12,7 +12,20 @@
  * callers start requests from on_data (an agent reports a snapshot while
  * the stream delivering it is being read): a request started while curl
  * is running is linked but "deferred", and added to the multi handle as
- * soon as curl_multi_socket_action() returns. */
+ * soon as curl_multi_socket_action() returns.
+ *
+ * Connection reuse: curl gives a request a live connection whose TLS
+ * settings match, comparing the CA and client-certificate FILE NAMES, and
+ * ours are /proc/self/fd/N, which names whatever memfd has number N now.
+ * Were N closed with its creds while a connection made with them lived,
+ * the next creds would get N again and curl would send their requests on
+ * that connection, authenticated by the old certificate (an expired or
+ * retired one, which the control plane then refuses on every call). So
+ * every socket of a connection holds a reference to the creds it was
+ * opened with (httpc_sock_open/close): their memfds, hence their names,
+ * outlive the last connection made with them, and a request reuses only a
+ * connection made with its own creds. For the same reason curl's TLS
+ * session cache, which outlives connections, is off. */
 #include "httpc.h"
 
 #include <errno.h>
@@ -21,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -378,6 +392,24 @@ void httpc_close(struct httpc *h, void (*cb)(void *arg), void *arg)
 
 /* --- requests -------------------------------------------------------- */
 
+/* The sockets of a connection and the creds it was made with (see the
+ * top): curl calls these with the creds of the request that opened the
+ * connection, for every socket it opens and closes. */
+static curl_socket_t httpc_sock_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+	if (fd != CURL_SOCKET_BAD)
+		httpc_creds_ref(clientp);
+	return fd;
+}
+
+static int httpc_sock_close(void *clientp, curl_socket_t fd)
+{
+	httpc_creds_unref(clientp);
+	return close(fd);
+}
+
 static size_t httpc_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct httpc_req *r = userdata;
@@ -470,6 +502,11 @@ int httpc_request(struct httpc *h, const struct httpc_req_opts *o, struct httpc_
 	if (o->low_speed_s)
 		bad |= curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) |
 		       curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, o->low_speed_s);
+	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, httpc_sock_open) |
+	       curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, creds) |
+	       curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, httpc_sock_close) |
+	       curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, creds);
+	bad |= curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	/* Trust only the anchors given, never the system store. */
 	bad |= curl_easy_setopt(e, CURLOPT_CAINFO, creds->paths[HTTPC_CA]);
 	bad |= curl_easy_setopt(e, CURLOPT_CAPATH, NULL);

@@ -14,7 +14,9 @@
  *    sealed memfd and given to curl as /proc/self/fd/N: the private key
  *    stays in this process's memory and never touches a filesystem.
  *    Requests made with new creds (after a rotation) open new connections;
- *    live ones keep theirs.
+ *    live ones keep theirs. A request reuses only a connection made with
+ *    the same creds object (a connection holds a reference to its creds,
+ *    so their file names stay theirs: httpc.c).
  *  - struct httpc_req: one request; lives from httpc_request() returning 0
  *    until its on_done callback returns, which happens exactly once.
  *

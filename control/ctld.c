@@ -10,7 +10,8 @@
  * Root rotation (`cinchctl ca rotate`, ctlsock ops ca_rotate, ca_status):
  * each step is persisted by ca_rotate(), then the CA is opened again and
  * swapped in: the Sign service, both renewal authenticators (Sign's and
- * Config's), a new gRPC server certificate (new connections), the bundle
+ * Config's; every call and every open Watch is authenticated again against
+ * the new bundle), a new gRPC server certificate (new connections), the bundle
  * every slice carries (the store, so agents learn it) and the metrics. A
  * replaced struct ca is kept until the daemon exits, as anything that
  * borrowed it (a call in progress) may still read it; rotations are rare.
@@ -859,6 +860,7 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	d->svc.ca = ca;
 	d->svc.renew.impl = ca;
 	d->config.peer.impl = ca;
+	config_svc_recheck(&d->config); /* open Watch streams: the new bundle decides */
 	d->metrics.ca_expiry = ca_not_after(ca);
 	d->metrics.bundle_sequence = ca_bundle_sequence(ca);
 	d->metrics.ca_rotations++;
@@ -1214,7 +1216,8 @@ static int ctld_start_mesh(struct ctld *d)
 	/* before any feeder: every generation carries the bundle */
 	if ((rc = ctld_bundle_set(d)) < 0)
 		return rc;
-	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	d->config = (struct config_service){
+		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",

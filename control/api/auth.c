@@ -65,9 +65,10 @@ const struct auth_ops auth_join_ops = {
 };
 
 /* Renewal: the same identity as the caller's current, valid SVID. The TLS
- * layer already verified the chain; verifying again here adds the SVID
- * rules (CA:FALSE, one SPIFFE URI of our trust domain) and keeps renewal
- * correct even if the TLS settings change. */
+ * layer verified the chain at the handshake, against the bundle of that
+ * moment; verifying again here adds the SVID rules (CA:FALSE, one SPIFFE
+ * URI of our trust domain) and the bundle in force now (the connection's
+ * cache, auth.h, skips only what cannot have changed since). */
 static int auth_renew_authenticate(void *impl, const struct auth_request *req,
 				   struct auth_result *out, const char **msg, const char **reason)
 {
@@ -80,16 +81,22 @@ static int auth_renew_authenticate(void *impl, const struct auth_request *req,
 		return GRPC_UNAUTHENTICATED;
 	}
 	struct auth_peer_cache *pc = req->peer_cache;
-	if (pc && pc->id[0] && req->now < pc->not_after) {
+	uint64_t seq = ca_bundle_sequence(ca);
+	if (pc && pc->id[0] && pc->bundle_sequence == seq && pc->not_before <= req->now &&
+	    req->now < pc->not_after) {
 		memcpy(out->id, pc->id, sizeof(out->id));
 	} else if (ca_verify_svid(ca, req->peer, req->peer_chain, req->now, out->id,
 				  sizeof(out->id), &why) < 0) {
+		if (pc)
+			pc->id[0] = '\0';
 		*msg = "client certificate is not a valid SVID of this trust domain";
 		*reason = "renewal_cert_invalid";
 		return GRPC_UNAUTHENTICATED;
 	} else if (pc) {
 		memcpy(pc->id, out->id, sizeof(pc->id));
-		if (svid_time_unix(X509_get0_notAfter(req->peer), &pc->not_after) < 0)
+		pc->bundle_sequence = seq;
+		if (svid_time_unix(X509_get0_notBefore(req->peer), &pc->not_before) < 0 ||
+		    svid_time_unix(X509_get0_notAfter(req->peer), &pc->not_after) < 0)
 			pc->id[0] = '\0';
 	}
 	snprintf(out->detail, sizeof(out->detail), "renewal");

@@ -38,11 +38,15 @@
 #include "spiffe.h"
 
 /* What renewal learnt about a connection's client certificate, kept by the
- * connection: the chain is verified once per connection (the certificate
- * cannot change under it), its expiry on every call. */
+ * connection. The certificate cannot change under a connection, but what
+ * makes it valid can: every call checks its validity window, and its chain
+ * is verified again whenever the trust bundle is not the one it was
+ * verified against (a rotation added or retired a root). So a connection
+ * authenticates each call with what is in force then, never only once. */
 struct auth_peer_cache {
 	char id[SPIFFE_ID_MAX + 1]; /* "" until verified */
-	int64_t not_after;
+	int64_t not_before, not_after;
+	uint64_t bundle_sequence; /* of the bundle it was verified against */
 };
 
 struct auth_request {

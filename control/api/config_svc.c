@@ -1,8 +1,17 @@
 /* config_svc: see config_svc.h.
  *
  * A Watch is a struct cwatch, owned by the call: made when the hub accepts
- * the watch, freed by the call's close callback (cwatch_close_cb), which
- * also closes the hub watch unless the hub already did (workload gone). */
+ * the watch, on the service's list of open watches until the call's close
+ * callback (cwatch_close_cb) takes it off, closes the hub watch (unless the
+ * hub already did: workload gone) and its timer; freed in the timer's close
+ * callback.
+ *
+ * A stream is authorized by the client certificate of its connection for
+ * as long as that certificate authenticates a new call would: cwatch_check
+ * runs the same authenticator as a call (with the connection's cache) when
+ * the stream opens, at the certificate's notAfter (the timer) and after
+ * every change of trust (config_svc_recheck), and ends the stream with
+ * UNAUTHENTICATED the first time it refuses. */
 #include "api/config_svc.h"
 
 #include <errno.h>
@@ -15,10 +24,14 @@
 #include "grpcc.h"
 #include "log.h"
 #include "mesh/hub.h"
+#include "svid.h"
 
 struct cwatch {
+	struct config_service *svc;
 	struct gcall *call;
 	struct hub_watch *w; /* NULL once the hub closed it */
+	struct cwatch *next, **pprev;
+	uv_timer_t expiry; /* the client certificate's notAfter */
 	char peer_id[SPIFFE_ID_MAX + 1];
 	char addr[64];
 };
@@ -72,14 +85,67 @@ static void cwatch_gone_cb(void *arg)
 	gcall_finish(cw->call, GRPC_NOT_FOUND, "the workload left the registry");
 }
 
+static void cwatch_free(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 static void cwatch_close_cb(void *arg)
 {
 	struct cwatch *cw = arg;
 
 	hub_watch_close(cw->w);
+	*cw->pprev = cw->next;
+	if (cw->next)
+		cw->next->pprev = cw->pprev;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
-	free(cw);
+	uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
+}
+
+static void cwatch_expired(uv_timer_t *t);
+
+/* Is the stream's client certificate still good for a call now? If so,
+ * the timer is armed for its notAfter; if not, the stream ends. */
+static void cwatch_check(struct cwatch *cw)
+{
+	struct gcall_peer peer;
+	struct auth_result who = {0};
+	const char *msg = "";
+	int64_t not_after = 0;
+	struct timespec ts;
+	int code = config_svc_peer(cw->svc, cw->call, &peer, &who, &msg);
+
+	if (code == GRPC_OK && strcmp(who.id, cw->peer_id) != 0) {
+		code = GRPC_UNAUTHENTICATED; /* cannot happen: one certificate per connection */
+		msg = "the client certificate names another identity than at the start";
+	}
+	if (code != GRPC_OK) {
+		uv_timer_stop(&cw->expiry);
+		log_event(LOG_LVL_INFO, "config_watch_unauthenticated",
+			  json_pack("{s:s, s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id,
+				    "message", msg));
+		gcall_finish(cw->call, GRPC_UNAUTHENTICATED, msg);
+		return;
+	}
+	/* to the millisecond of notAfter: the check then fails (at notAfter
+	 * a certificate is expired), or, if the clock moved, runs again */
+	svid_time_unix(X509_get0_notAfter(peer.cert), &not_after);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t left_ms = not_after * 1000 - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	uv_timer_start(&cw->expiry, cwatch_expired, left_ms > 0 ? (uint64_t)left_ms : 1000, 0);
+}
+
+static void cwatch_expired(uv_timer_t *t)
+{
+	cwatch_check(t->data);
+}
+
+void config_svc_recheck(struct config_service *svc)
+{
+	/* gcall_finish only queues the end: no watch leaves the list here */
+	for (struct cwatch *cw = svc->watches; cw; cw = cw->next)
+		cwatch_check(cw);
 }
 
 void config_svc_watch(struct config_service *svc, struct gcall *call, const uint8_t *req,
@@ -106,9 +172,13 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 		msg = "out of memory";
 		goto out;
 	}
+	cw->svc = svc;
 	cw->call = call;
+	cw->pprev = &cw->next; /* off the list until the hub accepts it */
 	memcpy(cw->peer_id, who.id, sizeof(cw->peer_id));
 	snprintf(cw->addr, sizeof(cw->addr), "%s", peer.addr);
+	uv_timer_init(svc->loop, &cw->expiry);
+	cw->expiry.data = cw;
 	/* The hub may send the first snapshot before it returns: the call
 	 * queues it, and the close callback is in place before anything. */
 	gcall_on_close(call, cwatch_close_cb, cw);
@@ -116,9 +186,15 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 			      cwatch_send_cb, cwatch_gone_cb, cw, &cw->w, &msg);
 	if (code != GRPC_OK) {
 		gcall_on_close(call, NULL, NULL);
-		free(cw);
+		uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
 		goto out;
 	}
+	cw->next = svc->watches;
+	if (cw->next)
+		cw->next->pprev = &cw->next;
+	cw->pprev = &svc->watches;
+	svc->watches = cw;
+	cwatch_check(cw); /* arms the timer: the certificate was good just now */
 	log_event(LOG_LVL_INFO, "config_watch_opened",
 		  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 			    "workload", wr->workload, "known_version", wr->known_version));

@@ -10,9 +10,13 @@
  *
  *   Watch   hub_watch_open; each snapshot the hub sends becomes one message
  *           on the stream. The stream stays open until the workload leaves
- *           the registry (NOT_FOUND), the client cancels, the connection
- *           closes, or the client reads too slowly (RESOURCE_EXHAUSTED);
- *           in every case the hub watch is closed when the stream goes.
+ *           the registry (NOT_FOUND), the client certificate stops
+ *           authenticating it (UNAUTHENTICATED: at its notAfter, or when a
+ *           new trust bundle no longer verifies it, config_svc_recheck),
+ *           the client cancels, the connection closes, or the client reads
+ *           too slowly (RESOURCE_EXHAUSTED); in every case the hub watch is
+ *           closed when the stream goes. The agent then comes back with
+ *           its current certificate, on a connection made with it.
  *   Report  hub_report; an empty ReportResponse.
  *
  * Refusals: no or invalid client certificate UNAUTHENTICATED; a workload
@@ -23,16 +27,25 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "api/auth.h"
 
 struct gcall;
 struct hub;
+struct cwatch;
 
 struct config_service {
+	uv_loop_t *loop;
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
+	struct cwatch *watches;	   /* the open Watch streams (config_svc.c) */
 };
+
+/* The authenticator's trust changed (peer.impl is a new CA: a root was
+ * added or retired): every open Watch is authenticated again at once, and
+ * those whose certificate no longer verifies end with UNAUTHENTICATED. */
+void config_svc_recheck(struct config_service *svc);
 
 /* The method handlers grpc.c calls with the request message (borrowed). */
 void config_svc_watch(struct config_service *svc, struct gcall *call, const uint8_t *req,

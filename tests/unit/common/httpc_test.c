@@ -4,7 +4,8 @@
  * client SVID; a second root that nobody trusts. It checks the answers and
  * the errors: wrong CA, refused connection, timeout, abort from on_data,
  * cancel, mTLS with the key held in a memfd, bad arguments, many requests
- * at once, and close with requests in flight. Each scenario runs the loop
+ * at once, close with requests in flight, and that a request with new creds
+ * never rides a connection made with freed ones (same memfd numbers). Each scenario runs the loop
  * until every on_done ran, for at most 15 s (tests/lib/testloop). */
 #include <errno.h>
 #include <setjmp.h>
@@ -25,12 +26,14 @@
 #include "testpki.h"
 #include "testproc.h"
 
-#define CLIENT_ID "spiffe://cluster.local/ns/shop/sa/web"
+#define CLIENT_ID     "spiffe://cluster.local/ns/shop/sa/web"
+#define CLIENT_ID_NEW "spiffe://cluster.local/ns/shop/sa/web-renewed"
 
 struct fixture {
 	char dir[64];
 	char *ca_pem, *other_ca_pem, *client_cert_pem, *client_key_pem;
-	struct testproc plain, mtls; /* servers: without and with client auth */
+	char *new_cert_pem, *new_key_pem; /* a second client certificate */
+	struct testproc plain, mtls;	  /* servers: without and with client auth */
 };
 
 static struct fixture fx;
@@ -59,21 +62,26 @@ static int setup(void **state)
 {
 	static const char *const server_sans[] = {"DNS:localhost", "IP:127.0.0.1"};
 	static const char *const client_sans[] = {CLIENT_ID};
+	static const char *const new_sans[] = {CLIENT_ID_NEW};
 	EVP_PKEY *ca_key = testpki_key(), *other_key = testpki_key();
 	EVP_PKEY *server_key = testpki_key(), *client_key = testpki_key();
+	EVP_PKEY *new_key = testpki_key();
 	X509 *ca = testpki_root(ca_key, "httpc test root", 1);
 	X509 *other = testpki_root(other_key, "untrusted root", 1);
 	X509 *server = testpki_leaf(ca, ca_key, server_key, server_sans, 2, -60, 3600);
 	X509 *client = testpki_leaf(ca, ca_key, client_key, client_sans, 1, -60, 3600);
+	X509 *renewed = testpki_leaf(ca, ca_key, new_key, new_sans, 1, -60, 3600);
 	int rc = -1;
 
 	strcpy(fx.dir, "/tmp/httpc_test.XXXXXX");
-	if (!mkdtemp(fx.dir) || !server || !client || !other)
+	if (!mkdtemp(fx.dir) || !server || !client || !other || !renewed)
 		goto out;
 	fx.ca_pem = testpki_cert_pem(ca);
 	fx.other_ca_pem = testpki_cert_pem(other);
 	fx.client_cert_pem = testpki_cert_pem(client);
 	fx.client_key_pem = testpki_key_pem(client_key);
+	fx.new_cert_pem = testpki_cert_pem(renewed);
+	fx.new_key_pem = testpki_key_pem(new_key);
 	char *server_pem = testpki_cert_pem(server), *server_key_pem = testpki_key_pem(server_key);
 	if (testpki_write(fx.dir, "ca.pem", fx.ca_pem) == 0 &&
 	    testpki_write(fx.dir, "server.pem", server_pem) == 0 &&
@@ -87,6 +95,8 @@ out:
 	X509_free(other);
 	X509_free(server);
 	X509_free(client);
+	X509_free(renewed);
+	EVP_PKEY_free(new_key);
 	EVP_PKEY_free(ca_key);
 	EVP_PKEY_free(other_key);
 	EVP_PKEY_free(server_key);
@@ -106,6 +116,8 @@ static int teardown(void **state)
 	free(fx.other_ca_pem);
 	free(fx.client_cert_pem);
 	free(fx.client_key_pem);
+	free(fx.new_cert_pem);
+	free(fx.new_key_pem);
 	return 0;
 }
 
@@ -450,6 +462,54 @@ static void test_many_then_close(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* GET /whoami on one client with creds made from (cert, key), the creds
+ * freed once the request holds them: the identity the server saw. */
+static void whoami(uv_loop_t *loop, struct httpc *h, const char *cert, const char *key,
+		   struct result *res)
+{
+	struct httpc_creds *creds;
+	char url[64];
+
+	snprintf(url, sizeof(url), "https://localhost:%d/whoami", fx.mtls.port);
+	memset(res, 0, sizeof(*res));
+	assert_int_equal(httpc_creds_new(fx.ca_pem, cert, key, &creds), 0);
+	struct httpc_req_opts o = {.method = "GET",
+				   .url = url,
+				   .timeout_ms = 5000,
+				   .on_data = on_data,
+				   .on_done = on_done,
+				   .data = res};
+	assert_int_equal(httpc_request(h, &o, creds, NULL), 0);
+	httpc_creds_unref(creds);
+	run(loop);
+	assert_int_equal(res->status, 0);
+	assert_int_equal(res->code, 200);
+}
+
+/* A renewal: the first creds are freed with their request, but their
+ * (keep-alive) connection lives on; the new creds' memfds then usually get
+ * the same numbers, so the same /proc/self/fd names. The server must see
+ * the new certificate: curl may not reuse the old connection for them. */
+static void test_new_creds_new_connection(void **state)
+{
+	static struct result res;
+	uv_loop_t loop;
+	struct httpc *h;
+	int closed = 0;
+
+	uv_loop_init(&loop);
+	assert_int_equal(httpc_new(&loop, &h), 0);
+	whoami(&loop, h, fx.client_cert_pem, fx.client_key_pem, &res);
+	assert_memory_equal(res.body, CLIENT_ID "\n", strlen(CLIENT_ID) + 1);
+	whoami(&loop, h, fx.new_cert_pem, fx.new_key_pem, &res);
+	assert_int_equal(res.body_len, strlen(CLIENT_ID_NEW) + 1);
+	assert_memory_equal(res.body, CLIENT_ID_NEW "\n", res.body_len);
+	httpc_close(h, closed_cb, &closed);
+	run(&loop);
+	assert_int_equal(closed, 1);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +524,7 @@ int main(void)
 		cmocka_unit_test(test_mtls),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_many_then_close),
+		cmocka_unit_test(test_new_creds_new_connection),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
