@@ -443,6 +443,11 @@ static int ctl_policy_test(int argc, char **argv)
 	struct policy_error err;
 	unsigned pass = 0, fail = 0;
 	int c, rc = 2;
+	/* Each destination's slice, loaded once for all its cases: cases[i]
+	 * borrows slices[k] where tos[k] is its `to`. */
+	struct policy_slice **slices = NULL;
+	const char **tos = NULL;
+	size_t n_slices = 0;
 
 	if (ctl_wants_help(argc, argv))
 		return 0;
@@ -466,6 +471,12 @@ static int ctl_policy_test(int argc, char **argv)
 		fprintf(stderr, "%s: expected one document with a list `cases`\n", argv[optind]);
 		goto out;
 	}
+	slices = calloc(cases->n + 1, sizeof(*slices));
+	tos = calloc(cases->n + 1, sizeof(*tos));
+	if (!slices || !tos) {
+		fprintf(stderr, "cinchctl: out of memory\n");
+		goto out;
+	}
 	for (size_t i = 0; i < cases->n; i++) {
 		const struct pdoc *t = cases->items[i];
 		const struct pdoc *name = pdoc_get(t, "name"), *from = pdoc_get(t, "from"),
@@ -487,9 +498,16 @@ static int ctl_policy_test(int argc, char **argv)
 			goto out;
 		}
 		struct policy_slice *s = NULL;
-		if (policy_slice_load(&s, policy, workloads, to->text, NULL, 0, &err) < 0) {
-			ctl_policy_err(&err);
-			goto out;
+		for (size_t k = 0; k < n_slices && !s; k++)
+			if (!strcmp(tos[k], to->text))
+				s = slices[k];
+		if (!s) {
+			if (policy_slice_load(&s, policy, workloads, to->text, NULL, 0, &err) < 0) {
+				ctl_policy_err(&err);
+				goto out;
+			}
+			tos[n_slices] = to->text;
+			slices[n_slices++] = s;
 		}
 		struct policy_decision d;
 		long p = strtol(port->text, NULL, 10);
@@ -508,11 +526,14 @@ static int ctl_policy_test(int argc, char **argv)
 			       port->text);
 			fail++;
 		}
-		policy_slice_unref(s);
 	}
 	printf("%u passed, %u failed\n", pass, fail);
 	rc = fail ? 1 : 0;
 out:
+	for (size_t k = 0; k < n_slices; k++)
+		policy_slice_unref(slices[k]);
+	free(slices);
+	free(tos);
 	for (size_t i = 0; i < n_docs; i++)
 		pdoc_free(docs[i]);
 	free(docs);
