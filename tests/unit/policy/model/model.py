@@ -756,6 +756,9 @@ def main():
             if bad:
                 failed = (i, world, layout, bad, channel)
                 break
+            if stats["worlds"] % 500 == 0 and a.worlds > 500:
+                print("... %d worlds, %d queries, %.0f s" % (stats["worlds"], stats["queries"], time.time() - t0),
+                      file=sys.stderr, flush=True)
         if failed:
             i, world, layout, bad, channel = failed
             q, why = bad[0]
