@@ -104,6 +104,16 @@ grep -q "m2.yaml:8:18: metadata.name: two MeshPolicies for the whole mesh" "$D/o
 printf 'apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: w, namespace: shop}\nspec:\n  selector: {workloads: [api]}\n  from: [{identities: ["spiffe://cluster.local/ns/jobs/*"]}]\n' >"$D/w.yaml"
 expect 1 "a wildcard for a namespace" "$C" policy check "$D/w.yaml"
 grep -q "w.yaml:6:.*spec.from\[0\].identities\[0\]:.*namespaces: \[jobs\]" "$D/out" || { echo "FAIL: wildcard message"; cat "$D/out"; fail=1; }
+# lint's words follow the one meaning: a namespace and its .../sa/* wildcard
+# are the same grant (so the later one is shadowed); another wildcard is one
+# segment below its prefix
+mkdir "$D/l"
+cp "$D/p/w.yaml" "$D/l/"
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: l, namespace: shop}\nspec:\n  selector: {workloads: [api]}\n  ports: [80]\n  from:\n    - namespaces: [jobs]\n    - identities: ["spiffe://cluster.local/ns/jobs/sa/*"]\n    - identities: ["spiffe://cluster.local/gw/*"]\n' >"$D/l/l.yaml"
+expect 1 "lint of wildcards" "$C" policy lint "$D/l"
+grep -q "shop/l#1: grants every workload of a namespace: spiffe://cluster.local/ns/jobs/sa/\*" "$D/out" || { echo "FAIL: sa wildcard wording"; cat "$D/out"; fail=1; }
+grep -q "shop/l#1: shadowed" "$D/out" || { echo "FAIL: namespace = sa wildcard"; cat "$D/out"; fail=1; }
+grep -q "shop/l#2: grants every SPIFFE ID of one more segment: spiffe://cluster.local/gw/\*" "$D/out" || { echo "FAIL: other wildcard wording"; cat "$D/out"; fail=1; }
 echo "ports: [99999]" >>"$D/p/a.yaml"
 expect 1 "check of an invalid set" "$C" policy check "$D/p"
 [ $fail -eq 0 ] && echo "cli_test: all passed"
