@@ -40,7 +40,7 @@ struct world {
 
 static void world_clear(struct world *w)
 {
-	for (size_t i = 0; w->set && i < w->set->n_workloads; i++)
+	for (size_t i = 0; w->set && w->slices && i < w->set->n_workloads; i++)
 		policy_slice_unref(w->slices[i]);
 	free(w->slices);
 	pset_free(w->set);

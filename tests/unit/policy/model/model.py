@@ -12,8 +12,9 @@ A generator makes random valid worlds (namespaces, workloads with labels,
 IPv4 and IPv6 addresses, MeshPolicies for the mesh and for namespaces,
 AllowPolicies with every selector and source kind, audit mode, ports and
 ranges) and writes them as real policy and workload files; a few worlds
-carry a wildcard the docs say is refused, and then refusal is what is
-checked. Queries are aimed at the rules: hits, near misses, wildcard depth,
+carry what the docs say is refused (a wildcard that admits no workload, a
+second MeshPolicy for the whole mesh), and then what is checked is the
+refusal, with the file, line, column and field. Queries are aimed at the rules: hits, near misses, wildcard depth,
 IPv4-mapped callers, the edges of port ranges. Each query is asked of:
 
   - the library, through `harness` (files -> pset -> per-workload snapshot
@@ -187,6 +188,9 @@ def decide(world, w, caller, port):
 
 def refusal(world):
     """The field the docs say makes the set invalid, or None."""
+    scopes = [MESH_NS if m["ns"] is None else m["ns"] for m in world["mesh"]]
+    if len(set(scopes)) != len(scopes):  # two MeshPolicies for one scope
+        return "metadata.name"
     for p in world["allow"]:
         for i, entry in enumerate(p["from"]):
             (kind, texts), = entry.items()
@@ -330,9 +334,13 @@ def gen_policy(rng, world, ns, name, nss):
     return pol
 
 
-def add_refused_wildcard(rng, world):
-    """A wildcard the docs refuse, in one policy (the world is then invalid)."""
-    if not world["allow"]:
+def add_refused(rng, world):
+    """What the docs refuse: a second MeshPolicy for the whole mesh, or a
+    wildcard that admits no workload."""
+    if rng.random() < 0.3 or not world["allow"]:
+        world["mesh"].append(dict(name="second", ns=rng.choice([None, MESH_NS]), **rand_mesh_fields(rng)))
+        if not [m for m in world["mesh"] if m["ns"] in (None, MESH_NS) and m["name"] != "second"]:
+            world["mesh"].append(dict(name="first", ns=rng.choice([None, MESH_NS])))
         return
     p = rng.choice(world["allow"])
     ns = rng.choice(NAMESPACES)
@@ -533,14 +541,21 @@ class Harness:
         return self.p.wait()
 
 
+def placed(error, field):
+    """Does an error name a file, a line and column (not 0) and `field`?"""
+    m = re.search(r"\.(yaml|json):([0-9]+):([0-9]+): (\S+): ", error)
+    return bool(m) and int(m.group(2)) > 0 and int(m.group(3)) > 0 and m.group(4).rstrip(":") == field
+
+
 def check_library(h, world, root, queries):
     """Disagreements between the model and the library: [(query, text)]."""
     bad = []
     r = h.ask({"load": {"policy": os.path.join(root, "p"), "workloads": os.path.join(root, "w")}})
     want_refused = refusal(world)
     if want_refused:
-        if "error" not in r or want_refused not in r["error"]:
-            bad.append((None, "the docs refuse this set at %s; the library says %s" % (want_refused, r)))
+        if "error" not in r or not placed(r["error"], want_refused):
+            bad.append((None, "the docs refuse this set at %s (with its file, line and column); "
+                        "the library says %s" % (want_refused, r)))
         return bad
     if "error" in r:
         return [(None, "the library refuses a valid set: %s" % r["error"])]
@@ -572,7 +587,7 @@ def check_cinchctl(cinchctl, world, root, queries, n_explain, rng):
     want_refused = refusal(world)
     if want_refused:  # a valid set: `policy test` below loads it, or fails
         r = subprocess.run([cinchctl, "policy", "check", p, w], capture_output=True, text=True)
-        if r.returncode != 1 or want_refused not in r.stderr:
+        if r.returncode != 1 or not placed(r.stderr, want_refused):
             bad.append((None, "the docs refuse this set at %s; cinchctl policy check: exit %d %s" % (
                 want_refused, r.returncode, r.stderr.strip())))
         return bad
@@ -735,7 +750,7 @@ def main():
             rng = random.Random("%d:%d" % (a.seed, i))
             world = gen_world(rng)
             if rng.random() < a.refused:
-                add_refused_wildcard(rng, world)
+                add_refused(rng, world)
             layout = {"files": rng.randint(1, 3), "json": rng.random() < 0.2}
             queries = [] if refusal(world) else gen_queries(rng, world, a.queries)
             write_world(world, tmp, layout)
