@@ -8,6 +8,7 @@
 #   make demo     deps + build + the local mesh on this machine
 #   make bench    deps (with benchmark peers) + release build + bench/run
 #   make fmt      clang-format every C file
+#   make policy-model [SEED=N WORLDS=N]  the policy's reference model, long
 
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -GNinja)
 CTEST_ARGS ?=
@@ -49,6 +50,18 @@ bench:
 	$(MAKE) build
 	@if [ -x bench/run ]; then bench/run; else \
 		echo "make bench: no benchmarks are built yet." >&2; exit 1; fi
+
+# The reference model of docs/policy.md against the engine, for as long as
+# you like (policy.model in `make check` runs one fixed seed briefly):
+#   make policy-model [SEED=N] [WORLDS=N]
+SEED ?= $(shell date +%s)
+WORLDS ?= 10000
+.PHONY: policy-model
+policy-model:
+	cmake --build $(CHECK) --target policy_model_harness cinchctl
+	ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 tests/unit/policy/model/model.py --seed $(SEED) \
+		--worlds $(WORLDS) --harness $(CHECK)/bin/policy_model_harness \
+		--cinchctl $(CHECK)/bin/cinchctl
 
 fmt:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
