@@ -10,6 +10,7 @@
 #   make images   deps + release build + OCI image archives in build/images
 #                 (scripts/images.sh: Debian packages only, no daemon)
 #   make fmt      clang-format every C file
+#   make policy-model [SEED=N WORLDS=N]  the policy's reference model, long
 
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -GNinja)
 CTEST_ARGS ?=
@@ -54,6 +55,18 @@ bench:
 
 images: build
 	@sh scripts/images.sh --bin $(RELEASE)/bin --out build/images
+
+# The reference model of docs/policy.md against the engine, for as long as
+# you like (policy.model in `make check` runs one fixed seed briefly):
+#   make policy-model [SEED=N] [WORLDS=N]
+SEED ?= $(shell date +%s)
+WORLDS ?= 10000
+.PHONY: policy-model
+policy-model:
+	cmake --build $(CHECK) --target policy_model_harness cinchctl
+	ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 tests/unit/policy/model/model.py --seed $(SEED) \
+		--worlds $(WORLDS) --harness $(CHECK)/bin/policy_model_harness \
+		--cinchctl $(CHECK)/bin/cinchctl
 
 fmt:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

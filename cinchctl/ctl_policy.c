@@ -11,6 +11,7 @@
 #include "model.h"
 #include "pdoc.h"
 #include "policy.h"
+#include "spiffe.h"
 
 static const char *ctl_policy_usage =
 	"usage: cinchctl policy check [--policy PATH] [--workloads PATH] [PATH...]\n"
@@ -28,7 +29,43 @@ static const char *ctl_policy_usage =
 	"namespaces or of everyone, rules on every port, workloads no rule covers;\n"
 	"exit 1 when it found any.\n"
 	"test: runs a file of cases (cases: [{name, from, to, port, expect, rule}],\n"
-	"expect allow|deny|audit-deny) against the policy; exit 1 when one fails.\n";
+	"expect allow|deny|audit-deny) against the policy; exit 1 when one fails.\n"
+	"Every verb takes --help (this text, exit 0).\n";
+
+/* `--help` or `-h` anywhere among a verb's arguments: the usage on stdout
+ * (asked for, so not an error), before any option parsing complains. */
+static int ctl_wants_help(int argc, char **argv)
+{
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(ctl_policy_usage, stdout);
+			return 1;
+		}
+	return 0;
+}
+
+/* A caller: a SPIFFE ID (*id, validated: the TLS layer only ever hands
+ * the policy valid ones) or an IP address (*src, then *id NULL). NULL, or
+ * why it is neither (static). */
+static const char *ctl_caller(const char *from, const char **id, struct sockaddr_storage *src)
+{
+	const char *why = NULL;
+
+	memset(src, 0, sizeof(*src));
+	*id = NULL;
+	if (!strncmp(from, "spiffe://", 9)) {
+		if (spiffe_id_validate(from, strlen(from), &why) < 0)
+			return why;
+		*id = from;
+	} else if (inet_pton(AF_INET, from, &((struct sockaddr_in *)src)->sin_addr) == 1) {
+		src->ss_family = AF_INET;
+	} else if (inet_pton(AF_INET6, from, &((struct sockaddr_in6 *)src)->sin6_addr) == 1) {
+		src->ss_family = AF_INET6;
+	} else {
+		return "neither a SPIFFE ID nor an IP address";
+	}
+	return NULL;
+}
 
 /* "file:line:col: path: message", leaving out what is unknown. */
 static void ctl_policy_err(const struct policy_error *e)
@@ -109,9 +146,11 @@ static struct pset *ctl_open_set(int argc, char **argv, int invalid, int *status
 static int ctl_policy_check(int argc, char **argv)
 {
 	int status;
-	struct pset *s = ctl_open_set(argc, argv, 1, &status);
+	struct pset *s;
 
-	if (!s)
+	if (ctl_wants_help(argc, argv))
+		return 0;
+	if (!(s = ctl_open_set(argc, argv, 1, &status)))
 		return status;
 	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads\n",
 	       s->n_allow, s->n_mesh, s->n_egress, s->n_workloads);
@@ -151,6 +190,8 @@ static int ctl_policy_explain(int argc, char **argv)
 	long port = 0;
 	int c;
 
+	if (ctl_wants_help(argc, argv))
+		return 0;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -185,17 +226,10 @@ static int ctl_policy_explain(int argc, char **argv)
 		ctl_policy_err(&err);
 		return 2;
 	}
-	struct sockaddr_storage src = {0};
-	const char *id = NULL;
-	if (!strncmp(from, "spiffe://", 9)) {
-		id = from;
-	} else if (inet_pton(AF_INET, from, &((struct sockaddr_in *)&src)->sin_addr) == 1) {
-		src.ss_family = AF_INET;
-	} else if (inet_pton(AF_INET6, from, &((struct sockaddr_in6 *)&src)->sin6_addr) == 1) {
-		src.ss_family = AF_INET6;
-	} else {
-		fprintf(stderr, "cinchctl: --from: neither a SPIFFE ID nor an IP address: %s\n",
-			from);
+	struct sockaddr_storage src;
+	const char *id, *why = ctl_caller(from, &id, &src);
+	if (why) {
+		fprintf(stderr, "cinchctl: --from: %s: %s\n", why, from);
 		policy_slice_unref(s);
 		return 2;
 	}
@@ -226,15 +260,30 @@ static void ctl_lint(const struct pallow *a, size_t rule, const char *msg, const
 		snprintf(id, sizeof(id), "%s/%s", a->ns, a->name);
 	else
 		snprintf(id, sizeof(id), "%s/%s#%zu", a->ns, a->name, rule);
-	printf("%s:%d: %s: %s%s%s\n", a->file, a->line, id, msg, detail ? ": " : "",
+	printf("%s:%d: %s: %s%s%s\n", a->where.file, a->line, id, msg, detail ? ": " : "",
 	       detail ? detail : "");
 	ctl_lint_n++;
+}
+
+/* The prefix whose one-more-segment IDs a source admits: a wildcard's
+ * text, "spiffe://<td>/ns/<ns>/sa/" for a namespace (docs/policy.md: the
+ * two mean the same); NULL for an exact ID or a CIDR. */
+static const char *ctl_src_prefix(const struct psrc *x, const char *td, char *buf, size_t len)
+{
+	if (x->kind == PSRC_IDENTITY_PREFIX)
+		return x->text;
+	if (x->kind != PSRC_NAMESPACE)
+		return NULL;
+	snprintf(buf, len, "spiffe://%s/ns/%s/sa/", td, x->text);
+	return buf;
 }
 
 /* Does source `x` admit everything source `y` admits? */
 static int ctl_src_covers(const struct psrc *x, const struct psrc *y, const char *td)
 {
-	char ns_pfx[512];
+	char xb[512], yb[512];
+	const char *xp = ctl_src_prefix(x, td, xb, sizeof(xb));
+	const char *yp = ctl_src_prefix(y, td, yb, sizeof(yb));
 
 	if (x->kind == PSRC_UNAUTH_CIDR || y->kind == PSRC_UNAUTH_CIDR) {
 		if (x->kind != y->kind || x->cidr.family != y->cidr.family ||
@@ -247,21 +296,19 @@ static int ctl_src_covers(const struct psrc *x, const struct psrc *y, const char
 			memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, y->cidr.addr, 16);
 		return pcidr_contains(&x->cidr, (struct sockaddr *)&ss);
 	}
-	switch (x->kind) {
-	case PSRC_IDENTITY:
+	if (!xp) /* an exact ID covers only itself */
 		return y->kind == PSRC_IDENTITY && !strcmp(x->text, y->text);
-	case PSRC_IDENTITY_PREFIX:
-		return y->kind != PSRC_NAMESPACE && !strncmp(y->text, x->text, strlen(x->text)) &&
-		       (y->kind == PSRC_IDENTITY_PREFIX ? !strcmp(y->text, x->text)
-							: !strchr(y->text + strlen(x->text), '/'));
-	case PSRC_NAMESPACE:
-		if (y->kind == PSRC_NAMESPACE)
-			return !strcmp(x->text, y->text);
-		snprintf(ns_pfx, sizeof(ns_pfx), "spiffe://%s/ns/%s/", td, x->text);
-		return !strncmp(y->text, ns_pfx, strlen(ns_pfx));
-	default:
-		return 0;
-	}
+	if (yp)
+		return !strcmp(xp, yp);
+	return !strncmp(y->text, xp, strlen(xp)) && !strchr(y->text + strlen(xp), '/');
+}
+
+/* A wildcard that grants a whole namespace: "spiffe://<td>/ns/<ns>/sa/". */
+static int ctl_is_namespace_wildcard(const char *prefix)
+{
+	const char *p = strchr(prefix + strlen("spiffe://"), '/');
+	const char *sa = p && !strncmp(p, "/ns/", 4) ? strchr(p + 4, '/') : NULL;
+	return sa && sa > p + 4 && !strcmp(sa, "/sa/");
 }
 
 static int ctl_ports_cover(const struct pports *x, const struct pports *y)
@@ -304,9 +351,18 @@ static void ctl_lint_set(const struct pset *s)
 		for (size_t f = 0; f < a->n_from; f++)
 			for (size_t k = 0; k < a->n_src[f]; k++) {
 				const struct psrc *x = &a->from[f][k];
-				if (x->kind == PSRC_NAMESPACE || x->kind == PSRC_IDENTITY_PREFIX)
+				char wild[SPIFFE_ID_MAX + 2];
+				snprintf(wild, sizeof(wild), "%s*", x->text);
+				if (x->kind == PSRC_NAMESPACE)
 					ctl_lint(a, f, "grants every workload of a namespace",
 						 x->text);
+				else if (x->kind == PSRC_IDENTITY_PREFIX &&
+					 ctl_is_namespace_wildcard(x->text))
+					ctl_lint(a, f, "grants every workload of a namespace",
+						 wild);
+				else if (x->kind == PSRC_IDENTITY_PREFIX)
+					ctl_lint(a, f, "grants every SPIFFE ID of one more segment",
+						 wild);
 				else if (x->kind == PSRC_UNAUTH_CIDR && x->cidr.prefix == 0)
 					ctl_lint(a, f, "grants every plaintext caller anywhere",
 						 x->text);
@@ -360,9 +416,11 @@ static void ctl_lint_set(const struct pset *s)
 static int ctl_policy_lint(int argc, char **argv)
 {
 	int status;
-	struct pset *s = ctl_open_set(argc, argv, 2, &status);
+	struct pset *s;
 
-	if (!s)
+	if (ctl_wants_help(argc, argv))
+		return 0;
+	if (!(s = ctl_open_set(argc, argv, 2, &status)))
 		return status;
 	ctl_lint_n = 0;
 	ctl_lint_set(s);
@@ -386,7 +444,14 @@ static int ctl_policy_test(int argc, char **argv)
 	struct policy_error err;
 	unsigned pass = 0, fail = 0;
 	int c, rc = 2;
+	/* Each destination's slice, loaded once for all its cases: cases[i]
+	 * borrows slices[k] where tos[k] is its `to`. */
+	struct policy_slice **slices = NULL;
+	const char **tos = NULL;
+	size_t n_slices = 0;
 
+	if (ctl_wants_help(argc, argv))
+		return 0;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'p')
@@ -407,6 +472,12 @@ static int ctl_policy_test(int argc, char **argv)
 		fprintf(stderr, "%s: expected one document with a list `cases`\n", argv[optind]);
 		goto out;
 	}
+	slices = calloc(cases->n + 1, sizeof(*slices));
+	tos = calloc(cases->n + 1, sizeof(*tos));
+	if (!slices || !tos) {
+		fprintf(stderr, "cinchctl: out of memory\n");
+		goto out;
+	}
 	for (size_t i = 0; i < cases->n; i++) {
 		const struct pdoc *t = cases->items[i];
 		const struct pdoc *name = pdoc_get(t, "name"), *from = pdoc_get(t, "from"),
@@ -420,20 +491,26 @@ static int ctl_policy_test(int argc, char **argv)
 				argv[optind], t->line, i);
 			goto out;
 		}
-		struct policy_slice *s = NULL;
-		if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to->text,
-				      NULL, 0, &err) < 0) {
-			ctl_policy_err(&err);
+		struct sockaddr_storage src;
+		const char *id, *why = ctl_caller(from->text, &id, &src);
+		if (why) {
+			fprintf(stderr, "%s:%d:%d: cases[%zu].from: %s: %s\n", argv[optind],
+				from->line, from->column, i, why, from->text);
 			goto out;
 		}
-		struct sockaddr_storage src = {0};
-		const char *id = !strncmp(from->text, "spiffe://", 9) ? from->text : NULL;
-		if (!id &&
-		    inet_pton(AF_INET, from->text, &((struct sockaddr_in *)&src)->sin_addr) == 1)
-			src.ss_family = AF_INET;
-		else if (!id && inet_pton(AF_INET6, from->text,
-					  &((struct sockaddr_in6 *)&src)->sin6_addr) == 1)
-			src.ss_family = AF_INET6;
+		struct policy_slice *s = NULL;
+		for (size_t k = 0; k < n_slices && !s; k++)
+			if (!strcmp(tos[k], to->text))
+				s = slices[k];
+		if (!s) {
+			if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to->text,
+					      NULL, 0, &err) < 0) {
+				ctl_policy_err(&err);
+				goto out;
+			}
+			tos[n_slices] = to->text;
+			slices[n_slices++] = s;
+		}
 		struct policy_decision d;
 		long p = strtol(port->text, NULL, 10);
 		policy_slice_decide_inbound(s, id, id ? NULL : (struct sockaddr *)&src,
@@ -451,11 +528,14 @@ static int ctl_policy_test(int argc, char **argv)
 			       port->text);
 			fail++;
 		}
-		policy_slice_unref(s);
 	}
 	printf("%u passed, %u failed\n", pass, fail);
 	rc = fail ? 1 : 0;
 out:
+	for (size_t k = 0; k < n_slices; k++)
+		policy_slice_unref(slices[k]);
+	free(slices);
+	free(tos);
 	for (size_t i = 0; i < n_docs; i++)
 		pdoc_free(docs[i]);
 	free(docs);

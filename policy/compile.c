@@ -237,6 +237,13 @@ static int select_workloads(struct pcompiled *c, const struct pselector *sel, co
 
 	if (sel->n_workloads) {
 		for (size_t i = 0; i < sel->n_workloads; i++) {
+			/* A name listed twice still picks its workload once
+			 * (found by the reference model: its rules came twice). */
+			int again = 0;
+			for (size_t k = 0; k < i && !again; k++)
+				again = !strcmp(sel->workloads[k], sel->workloads[i]);
+			if (again)
+				continue;
 			snprintf(key, sizeof(key), "%s/%s", ns, sel->workloads[i]);
 			json_t *w = json_object_get(c->byname, key);
 			if (w && pselector_matches(sel, ns, &s->workloads[json_integer_value(w)]) &&

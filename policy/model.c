@@ -23,6 +23,7 @@ struct vctx {
 	const char *file;
 	struct policy_error *err;
 	char path[128];
+	const struct pdoc *parent; /* the mapping last asked for a field (vget) */
 	int failed, nomem;
 };
 
@@ -34,6 +35,8 @@ verr(struct vctx *v, const struct pdoc *at, const char *fmt, ...)
 	if (v->failed)
 		return -EINVAL;
 	v->failed = 1;
+	if (!at) /* a missing field: where its mapping is */
+		at = v->parent;
 	memset(v->err, 0, sizeof(*v->err));
 	policy_error_set_file(v->err, v->file);
 	v->err->line = at ? at->line : 0;
@@ -61,6 +64,14 @@ static void vpop(struct vctx *v, size_t old)
 	v->path[old] = '\0';
 }
 
+/* The value of `key` in `map` (NULL when absent); an error about the
+ * missing value is then placed at `map`. */
+static const struct pdoc *vget(struct vctx *v, const struct pdoc *map, const char *key)
+{
+	v->parent = map;
+	return pdoc_get(map, key);
+}
+
 static char *vdup(struct vctx *v, const char *s)
 {
 	char *d = strdup(s);
@@ -78,8 +89,8 @@ static const char *kind_name(enum pdoc_kind k)
 static int vmap(struct vctx *v, const struct pdoc *map, const char *const *allowed)
 {
 	if (!map || map->kind != PDOC_MAP)
-		return verr(v, map, "must be a mapping, not %s",
-			    map ? kind_name(map->kind) : "missing");
+		return map ? verr(v, map, "must be a mapping, not %s", kind_name(map->kind))
+			   : verr(v, map, "required: a mapping");
 	for (size_t i = 0; i < map->n; i++) {
 		const char *k = map->items[2 * i]->text;
 		int ok = 0;
@@ -98,7 +109,10 @@ static int vmap(struct vctx *v, const struct pdoc *map, const char *const *allow
 static const char *vstr(struct vctx *v, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SCALAR) {
-		verr(v, d, "must be a string, not %s", d ? kind_name(d->kind) : "missing");
+		if (d)
+			verr(v, d, "must be a string, not %s", kind_name(d->kind));
+		else
+			verr(v, d, "required: a string");
 		return NULL;
 	}
 	if (!d->quoted && (!strcmp(d->text, "null") || !strcmp(d->text, "~") || !d->text[0])) {
@@ -111,7 +125,8 @@ static const char *vstr(struct vctx *v, const struct pdoc *d)
 static int vseq(struct vctx *v, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SEQ)
-		return verr(v, d, "must be a list, not %s", d ? kind_name(d->kind) : "missing");
+		return d ? verr(v, d, "must be a list, not %s", kind_name(d->kind))
+			 : verr(v, d, "required: a list");
 	if (d->n == 0)
 		return verr(v, d, "must not be empty");
 	return 0;
@@ -354,6 +369,8 @@ static int vcidrs(struct vctx *v, const struct pdoc *d, int host_only, struct pc
 				    s);
 		if (!((*out)[i].text = vdup(v, s)))
 			return -ENOMEM;
+		(*out)[i].line = d->items[i]->line;
+		(*out)[i].column = d->items[i]->column;
 		*n = i + 1;
 		vpop(v, o);
 	}
@@ -395,8 +412,8 @@ static int vselector(struct vctx *v, const struct pdoc *d, struct pselector *sel
 
 	if (vmap(v, d, keys) < 0)
 		return -EINVAL;
-	ml = pdoc_get(d, "matchLabels");
-	wl = pdoc_get(d, "workloads");
+	ml = vget(v, d, "matchLabels");
+	wl = vget(v, d, "workloads");
 	if (!ml && !wl)
 		return verr(v, d,
 			    "needs matchLabels or workloads (a selector that picks "
@@ -451,6 +468,25 @@ int pselector_matches(const struct pselector *sel, const char *ns, const struct 
 	return 1;
 }
 
+/* A wildcard `s` (valid, ending in "/" "*") in the workload tree
+ * ("/ns/...") that is not ".../ns/<ns>/sa/" "*": since "*" is exactly one
+ * last segment,
+ * it would admit only IDs such as ".../ns/shop/x", never a workload's
+ * (spiffe://<td>/ns/<ns>/sa/<sa>). It is what someone writes meaning a
+ * whole namespace, so it is refused rather than kept admitting nothing. */
+static int vwildcard_admits_nothing(const char *s, size_t len)
+{
+	const char *path = strchr(s + strlen("spiffe://"), '/');
+	size_t plen = (size_t)(s + len - 1 - path); /* "/ns/<ns>/sa/" without the '*' */
+	const char *ns_end;
+
+	if (strncmp(path, "/ns/", 4) != 0)
+		return 0;
+	ns_end = memchr(path + 4, '/', plen - 4);
+	return !ns_end || ns_end == path + 4 || (size_t)(path + plen - ns_end) != 4 ||
+	       strncmp(ns_end, "/sa/", 4) != 0;
+}
+
 /* One spec.from[] entry: exactly one of identities, namespaces,
  * unauthenticated. */
 static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size_t *n)
@@ -474,7 +510,7 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		if (vmap(v, val, unauth_keys) < 0)
 			return -EINVAL;
 		size_t o2 = vpush(v, "ipBlocks", 0);
-		int rc = vcidrs(v, pdoc_get(val, "ipBlocks"), 0, &c, &nc);
+		int rc = vcidrs(v, vget(v, val, "ipBlocks"), 0, &c, &nc);
 		if (rc == 0 && !(*out = calloc(nc, sizeof(**out))))
 			rc = v->nomem = -ENOMEM;
 		for (size_t i = 0; rc == 0 && i < nc; i++) {
@@ -529,6 +565,17 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 					    "segment (it would grant the whole trust "
 					    "domain): \"%.100s\"",
 					    s);
+			if (wild && vwildcard_admits_nothing(s, len)) {
+				/* Name the namespace the author probably meant. */
+				const char *ns = strstr(s + strlen("spiffe://"), "/ns/") + 4;
+				int nl = (int)strcspn(ns, "/*");
+				return verr(v, val->items[i],
+					    "\"%.100s\" admits no workload: \"*\" is exactly one "
+					    "last segment, and a workload is .../ns/<ns>/sa/<sa>; "
+					    "for every workload of a namespace write "
+					    "namespaces: [%.*s]",
+					    s, nl ? (nl > 63 ? 63 : nl) : 4, nl ? ns : "<ns>");
+			}
 		}
 		src->text = vdup(v, src->kind == PSRC_IDENTITY_PREFIX ? s : s);
 		if (!src->text)
@@ -642,15 +689,15 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 	const struct pdoc *d;
 	size_t o = vpush(v, "spec", 0);
 
-	if (vmap(v, spec, keys) < 0 || vselector(v, pdoc_get(spec, "selector"), &a->sel) < 0)
+	if (vmap(v, spec, keys) < 0 || vselector(v, vget(v, spec, "selector"), &a->sel) < 0)
 		return -EINVAL;
-	if ((d = pdoc_get(spec, "ports"))) {
+	if ((d = vget(v, spec, "ports"))) {
 		size_t o2 = vpush(v, "ports", 0);
 		if (vports(v, d, &a->ports) < 0)
 			return -EINVAL;
 		vpop(v, o2);
 	}
-	if ((d = pdoc_get(spec, "mode"))) {
+	if ((d = vget(v, spec, "mode"))) {
 		size_t o2 = vpush(v, "mode", 0);
 		const char *m = vstr(v, d);
 		if (!m)
@@ -660,7 +707,7 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 		a->audit = !strcmp(m, "audit");
 		vpop(v, o2);
 	}
-	d = pdoc_get(spec, "from");
+	d = vget(v, spec, "from");
 	size_t o2 = vpush(v, "from", 0);
 	if (!d)
 		return verr(v, spec,
@@ -692,7 +739,7 @@ static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 
 	if (vmap(v, spec, keys) < 0)
 		return -EINVAL;
-	if ((d = pdoc_get(spec, "mtls"))) {
+	if ((d = vget(v, spec, "mtls"))) {
 		size_t o2 = vpush(v, "mtls", 0);
 		const char *s = vstr(v, d);
 		if (!s)
@@ -703,7 +750,7 @@ static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 		m->mtls = strcmp(s, "STRICT") ? PMTLS_PERMISSIVE : PMTLS_STRICT;
 		vpop(v, o2);
 	}
-	if ((d = pdoc_get(spec, "defaultAction"))) {
+	if ((d = vget(v, spec, "defaultAction"))) {
 		size_t o2 = vpush(v, "defaultAction", 0);
 		const char *s = vstr(v, d);
 		if (!s)
@@ -734,9 +781,9 @@ static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
 	const struct pdoc *d;
 	size_t o = vpush(v, "spec", 0);
 
-	if (vmap(v, spec, keys) < 0 || vselector(v, pdoc_get(spec, "selector"), &e->sel) < 0)
+	if (vmap(v, spec, keys) < 0 || vselector(v, vget(v, spec, "selector"), &e->sel) < 0)
 		return -EINVAL;
-	d = pdoc_get(spec, "to");
+	d = vget(v, spec, "to");
 	size_t o2 = vpush(v, "to", 0);
 	if (vseq(v, d) < 0)
 		return -EINVAL;
@@ -750,10 +797,10 @@ static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
 		if (vmap(v, t, to_keys) < 0)
 			return -EINVAL;
 		size_t o4 = vpush(v, "cidrs", 0);
-		if (vcidrs(v, pdoc_get(t, "cidrs"), 0, &e->to[i].cidrs, &e->to[i].n_cidrs) < 0)
+		if (vcidrs(v, vget(v, t, "cidrs"), 0, &e->to[i].cidrs, &e->to[i].n_cidrs) < 0)
 			return -EINVAL;
 		vpop(v, o4);
-		if ((p = pdoc_get(t, "ports"))) {
+		if ((p = vget(v, t, "ports"))) {
 			o4 = vpush(v, "ports", 0);
 			if (vports(v, p, &e->to[i].ports) < 0)
 				return -EINVAL;
@@ -774,11 +821,11 @@ static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *
 	if (vmap(v, spec, keys) < 0)
 		return -EINVAL;
 	size_t o2 = vpush(v, "serviceAccount", 0);
-	if (!(w->sa = vdns(v, pdoc_get(spec, "serviceAccount"), 1)))
+	if (!(w->sa = vdns(v, vget(v, spec, "serviceAccount"), 1)))
 		return -EINVAL;
 	vpop(v, o2);
 	o2 = vpush(v, "addresses", 0);
-	if (vcidrs(v, pdoc_get(spec, "addresses"), 1, &w->addrs, &w->n_addrs) < 0)
+	if (vcidrs(v, vget(v, spec, "addresses"), 1, &w->addrs, &w->n_addrs) < 0)
 		return -EINVAL;
 	vpop(v, o2);
 	vpop(v, o);
@@ -795,6 +842,16 @@ static int grow(void **arr, size_t n, size_t size)
 	return 0;
 }
 
+static void pwhere_set(struct pwhere *w, const char *file, const struct pdoc *at)
+{
+	struct policy_error named; /* the file named as errors name it */
+
+	policy_error_set_file(&named, file);
+	memcpy(w->file, named.file, sizeof(w->file));
+	w->line = at->line;
+	w->column = at->column;
+}
+
 int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
 {
 	static const char *const top_keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
@@ -803,6 +860,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	const struct pdoc *meta, *d;
 	const char *api, *kind;
 	char *name = NULL, *ns = NULL;
+	struct pwhere where = {.line = 0};
 	struct plabel *labels = NULL;
 	size_t n_labels = 0, o;
 	int rc = -EINVAL;
@@ -811,20 +869,20 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	if (vmap(&v, doc, top_keys) < 0)
 		goto out;
 	o = vpush(&v, "apiVersion", 0);
-	if (!(api = vstr(&v, pdoc_get(doc, "apiVersion"))))
+	if (!(api = vstr(&v, vget(&v, doc, "apiVersion"))))
 		goto out;
 	if (strcmp(api, PSET_API_VERSION) != 0) {
-		verr(&v, pdoc_get(doc, "apiVersion"), "must be " PSET_API_VERSION ", not \"%.60s\"",
+		verr(&v, vget(&v, doc, "apiVersion"), "must be " PSET_API_VERSION ", not \"%.60s\"",
 		     api);
 		goto out;
 	}
 	vpop(&v, o);
 	o = vpush(&v, "kind", 0);
-	if (!(kind = vstr(&v, pdoc_get(doc, "kind"))))
+	if (!(kind = vstr(&v, vget(&v, doc, "kind"))))
 		goto out;
 	if (strcmp(kind, "AllowPolicy") && strcmp(kind, "MeshPolicy") &&
 	    strcmp(kind, "EgressPolicy") && strcmp(kind, "Workload")) {
-		verr(&v, pdoc_get(doc, "kind"),
+		verr(&v, vget(&v, doc, "kind"),
 		     "must be AllowPolicy, MeshPolicy, EgressPolicy or "
 		     "Workload, not \"%.60s\"",
 		     kind);
@@ -832,15 +890,16 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	}
 	vpop(&v, o);
 	o = vpush(&v, "metadata", 0);
-	meta = pdoc_get(doc, "metadata");
+	meta = vget(&v, doc, "metadata");
 	if (vmap(&v, meta, meta_keys) < 0)
 		goto out;
 	size_t o2 = vpush(&v, "name", 0);
-	if (!(name = vdns(&v, pdoc_get(meta, "name"), 1)))
+	if (!(name = vdns(&v, vget(&v, meta, "name"), 1)))
 		goto out;
+	pwhere_set(&where, file, vget(&v, meta, "name"));
 	vpop(&v, o2);
 	o2 = vpush(&v, "namespace", 0);
-	if ((d = pdoc_get(meta, "namespace"))) {
+	if ((d = vget(&v, meta, "namespace"))) {
 		if (!(ns = vdns(&v, d, 0)))
 			goto out;
 	} else if (strcmp(kind, "MeshPolicy") != 0) {
@@ -848,23 +907,23 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		goto out;
 	}
 	vpop(&v, o2);
-	if ((d = pdoc_get(meta, "labels"))) {
+	if ((d = vget(&v, meta, "labels"))) {
 		o2 = vpush(&v, "labels", 0);
 		if (vlabels(&v, d, &labels, &n_labels) < 0)
 			goto out;
 		vpop(&v, o2);
 	}
 	vpop(&v, o);
-	d = pdoc_get(doc, "spec");
+	d = vget(&v, doc, "spec");
 	if (!d) {
-		verr(&v, doc, "spec: required");
+		o = vpush(&v, "spec", 0);
+		verr(&v, doc, "required");
 		goto out;
 	}
 
 	rc = -ENOMEM;
 	if (!strcmp(kind, "AllowPolicy")) {
-		struct pallow a = {.ns = ns, .name = name, .line = doc->line};
-		snprintf(a.file, sizeof(a.file), "%s", file);
+		struct pallow a = {.ns = ns, .name = name, .where = where, .line = doc->line};
 		ns = name = NULL;
 		if (vallow(&v, d, &a) < 0 || grow((void **)&s->allow, s->n_allow, sizeof(a)) < 0) {
 			pallow_clear(&a);
@@ -872,7 +931,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		}
 		s->allow[s->n_allow++] = a;
 	} else if (!strcmp(kind, "MeshPolicy")) {
-		struct pmesh m = {.ns = ns, .name = name};
+		struct pmesh m = {.ns = ns, .name = name, .where = where};
 		ns = name = NULL;
 		/* A MeshPolicy in the control plane's namespace is mesh-wide. */
 		if (m.ns && !strcmp(m.ns, s->mesh_namespace)) {
@@ -886,7 +945,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		}
 		s->mesh[s->n_mesh++] = m;
 	} else if (!strcmp(kind, "EgressPolicy")) {
-		struct pegress e = {.ns = ns, .name = name};
+		struct pegress e = {.ns = ns, .name = name, .where = where};
 		ns = name = NULL;
 		if (vegress(&v, d, &e) < 0 ||
 		    grow((void **)&s->egress, s->n_egress, sizeof(e)) < 0) {
@@ -895,8 +954,11 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		}
 		s->egress[s->n_egress++] = e;
 	} else {
-		struct pworkload w = {
-			.ns = ns, .name = name, .labels = labels, .n_labels = n_labels};
+		struct pworkload w = {.ns = ns,
+				      .name = name,
+				      .labels = labels,
+				      .n_labels = n_labels,
+				      .where = where};
 		ns = name = NULL;
 		labels = NULL;
 		n_labels = 0;
@@ -1034,11 +1096,29 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 	return rc;
 }
 
-static int dup_err(struct policy_error *err, const char *what, const char *ns, const char *name)
+/* A set-level error, placed at the later document's `where` and field. */
+static int __attribute__((format(printf, 4, 5)))
+set_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt, ...)
 {
+	va_list ap;
+
 	memset(err, 0, sizeof(*err));
-	snprintf(err->msg, sizeof(err->msg), "two %s named %s/%s", what, ns ? ns : "(mesh)", name);
+	memcpy(err->file, at->file, sizeof(err->file));
+	err->line = at->line;
+	err->column = at->column;
+	snprintf(err->path, sizeof(err->path), "%s", field);
+	err->whole_set = 1;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
 	return -EINVAL;
+}
+
+static int dup_err(struct policy_error *err, const char *what, const char *ns, const char *name,
+		   const struct pwhere *later, const struct pwhere *first)
+{
+	return set_err(err, later, "metadata.name", "a second %s named %s/%s (the first: %s:%d)",
+		       what, ns ? ns : "(mesh)", name, first->file, first->line);
 }
 
 static int same(const char *a, const char *b)
@@ -1052,42 +1132,48 @@ int pset_finish(struct pset *s, struct policy_error *err)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->allow[i].ns, s->allow[j].ns) &&
 			    same(s->allow[i].name, s->allow[j].name))
-				return dup_err(err, "AllowPolicies", s->allow[i].ns,
-					       s->allow[i].name);
+				return dup_err(err, "AllowPolicy", s->allow[i].ns, s->allow[i].name,
+					       &s->allow[i].where, &s->allow[j].where);
 	for (size_t i = 0; i < s->n_egress; i++)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->egress[i].ns, s->egress[j].ns) &&
 			    same(s->egress[i].name, s->egress[j].name))
-				return dup_err(err, "EgressPolicies", s->egress[i].ns,
-					       s->egress[i].name);
+				return dup_err(err, "EgressPolicy", s->egress[i].ns,
+					       s->egress[i].name, &s->egress[i].where,
+					       &s->egress[j].where);
 	for (size_t i = 0; i < s->n_mesh; i++)
 		for (size_t j = 0; j < i; j++)
-			if (same(s->mesh[i].ns, s->mesh[j].ns)) {
-				memset(err, 0, sizeof(*err));
-				snprintf(err->msg, sizeof(err->msg),
-					 "two MeshPolicies for %s (%s and %s): which one applies "
-					 "would be a guess",
-					 s->mesh[i].ns ? s->mesh[i].ns : "the whole mesh",
-					 s->mesh[j].name, s->mesh[i].name);
-				return -EINVAL;
-			}
+			if (same(s->mesh[i].ns, s->mesh[j].ns))
+				return set_err(err, &s->mesh[i].where, "metadata.name",
+					       "two MeshPolicies for %s%s (%s here, %s at %s:%d): "
+					       "which one applies would be a guess",
+					       s->mesh[i].ns ? "namespace " : "the whole mesh",
+					       s->mesh[i].ns ? s->mesh[i].ns : "", s->mesh[i].name,
+					       s->mesh[j].name, s->mesh[j].where.file,
+					       s->mesh[j].where.line);
 	for (size_t i = 0; i < s->n_workloads; i++) {
 		struct pworkload *w = &s->workloads[i];
 		for (size_t j = 0; j < i; j++) {
 			struct pworkload *x = &s->workloads[j];
 			if (same(w->ns, x->ns) && same(w->name, x->name))
-				return dup_err(err, "Workloads", w->ns, w->name);
+				return dup_err(err, "Workload", w->ns, w->name, &w->where,
+					       &x->where);
 			for (size_t a = 0; a < w->n_addrs; a++)
 				for (size_t b = 0; b < x->n_addrs; b++)
 					if (w->addrs[a].family == x->addrs[b].family &&
 					    !memcmp(w->addrs[a].addr, x->addrs[b].addr, 16)) {
-						memset(err, 0, sizeof(*err));
-						snprintf(err->msg, sizeof(err->msg),
-							 "workloads %s/%s and %s/%s share the "
-							 "address %s",
-							 x->ns, x->name, w->ns, w->name,
-							 w->addrs[a].text);
-						return -EINVAL;
+						struct pwhere at = w->where;
+						char field[64];
+						at.line = w->addrs[a].line;
+						at.column = w->addrs[a].column;
+						snprintf(field, sizeof(field),
+							 "spec.addresses[%zu]", a);
+						return set_err(err, &at, field,
+							       "workloads %s/%s and %s/%s share "
+							       "the address %s (%s/%s: %s:%d)",
+							       x->ns, x->name, w->ns, w->name,
+							       w->addrs[a].text, x->ns, x->name,
+							       x->where.file, x->where.line);
 					}
 		}
 	}

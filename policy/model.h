@@ -33,8 +33,21 @@ struct pcidr {
 	uint8_t addr[16];
 	unsigned prefix;
 	char *text;
+	int line, column; /* where it was written (0: unknown) */
 };
 
+/* Where a document came from, for the errors about the set as a whole
+ * (pset_finish): its file and the position of its metadata.name (0 when
+ * the source has none, as a document from the Kubernetes API). */
+struct pwhere {
+	char file[256];
+	int line, column;
+};
+
+/* What a source admits (docs/policy.md): an exact ID; a wildcard, any ID
+ * that is its prefix plus exactly one last segment; a namespace, exactly
+ * the workload identities spiffe://<td>/ns/<ns>/sa/<sa> of the set's
+ * trust domain (the same as the wildcard "spiffe://<td>/ns/<ns>/sa/" + "*"). */
 enum psrc_kind {
 	PSRC_IDENTITY = 0,    /* exact SPIFFE ID */
 	PSRC_IDENTITY_PREFIX, /* ".../sa/" + "*" written: text holds the part before "*" */
@@ -68,8 +81,8 @@ struct pallow {
 	size_t *n_src;
 	size_t n_from;
 	int audit;
-	char file[256];
-	int line;
+	struct pwhere where;
+	int line; /* the document's first line (lint names it) */
 };
 
 enum pmtls {
@@ -84,6 +97,7 @@ struct pmesh {
 	enum pmtls mtls;
 	int default_audit;
 	int allow_pod_exclusions; /* cinch.dev/exclude-* honoured by the injector */
+	struct pwhere where;
 };
 
 struct pegress_to {
@@ -97,6 +111,7 @@ struct pegress {
 	struct pselector sel;
 	struct pegress_to *to;
 	size_t n_to;
+	struct pwhere where;
 };
 
 struct pworkload {
@@ -105,6 +120,7 @@ struct pworkload {
 	size_t n_labels;
 	struct pcidr *addrs; /* host addresses (prefix = full length) */
 	size_t n_addrs;
+	struct pwhere where;
 };
 
 struct pset {
@@ -136,7 +152,8 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 	__attribute__((warn_unused_result));
 
 /* Checks of the set as a whole: duplicate names, two workloads with one
- * address, two mesh-wide MeshPolicies. 0 or -EINVAL with *err. */
+ * address, two MeshPolicies for one scope. 0 or -EINVAL with *err, which
+ * names the later document's file, line, column and field. */
 int pset_finish(struct pset *s, struct policy_error *err) __attribute__((warn_unused_result));
 
 /* Helpers shared with the evaluator. */

@@ -50,6 +50,8 @@ struct policy_error {
 	int line, column; /* 0 when unknown */
 	char path[128];	  /* field path, "spec.from[1].identities[0]" */
 	char msg[256];
+	int whole_set; /* a conflict between documents (two with one name): the
+			* place is the later one's, but neither alone is wrong */
 };
 
 /* The trust domain of the workloads' identities when none is given. */

@@ -57,10 +57,12 @@ struct segress {
 };
 
 /* The identity index: every identity-kind source as a key (an exact ID;
- * a wildcard's prefix ".../sa/"; a namespace's "spiffe://<td>/ns/<ns>/"),
- * each key with the ascending list of rules it appears in. A caller's ID
- * has at most three such keys (itself, up to its last '/', up to its
- * namespace), so a decision is three hash lookups whatever the number of
+ * a wildcard's prefix, up to and with its last '/'; a namespace's
+ * "spiffe://<td>/ns/<ns>/sa/", the prefix of exactly its workload
+ * identities), each key with the ascending list of rules it appears in.
+ * A wildcard "*" and a namespace both stand for exactly one last segment
+ * (docs/policy.md), so a caller's ID has two keys (itself, and itself up
+ * to its last '/'): a decision is two hash lookups whatever the number of
  * rules. Open addressing; the table is at least twice the keys. */
 struct skey {
 	const char *key; /* not NUL-terminated at len */
@@ -370,11 +372,11 @@ static int slice_index(struct policy_slice *s)
 			}
 			d->rule = (uint32_t)i;
 			if (x->kind == PSRC_NAMESPACE) {
-				size_t len = strlen(s->ns_prefix) + x->len + 2;
+				size_t len = strlen(s->ns_prefix) + x->len + sizeof("/sa/");
 				char *key = malloc(len);
 				if (!key)
 					goto out;
-				snprintf(key, len, "%s%s/", s->ns_prefix, x->text);
+				snprintf(key, len, "%s%s/sa/", s->ns_prefix, x->text);
 				s->keystore[s->n_keystore++] = key;
 				d->key = key;
 				d->len = len - 1;
@@ -518,21 +520,35 @@ static void decided(struct policy_decision *out, enum policy_verdict v, const ch
 	out->reason = reason;
 }
 
+/* A caller's ID as the rules see it: a valid SPIFFE ID (the TLS layer
+ * checks the peer's; cinchctl's --from is anyone's text), or no identity
+ * rule admits it. */
+static int slice_id_ok(const char *id)
+{
+	return id && spiffe_id_validate(id, strlen(id), NULL) == 0;
+}
+
+/* Does `id` (valid) start with prefix[0..len) and hold exactly one more
+ * segment? */
+static int one_segment_below(const char *id, const char *prefix, size_t len)
+{
+	return !strncmp(id, prefix, len) && id[len] && !strchr(id + len, '/');
+}
+
+/* Source `x` against a caller: `id` valid (slice_id_ok) or NULL. */
 static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const char *id,
 		       const struct sockaddr *src)
 {
-	size_t pl;
+	size_t pl = s->ns_prefix_len;
 
 	switch (x->kind) {
 	case PSRC_IDENTITY:
 		return id && !strcmp(id, x->text);
 	case PSRC_IDENTITY_PREFIX:
-		return id && !strncmp(id, x->text, x->len) && id[x->len] &&
-		       !strchr(id + x->len, '/');
-	case PSRC_NAMESPACE:
-		pl = strlen(s->ns_prefix);
+		return id && one_segment_below(id, x->text, x->len);
+	case PSRC_NAMESPACE: /* spiffe://<td>/ns/<ns>/sa/<one segment> */
 		return id && !strncmp(id, s->ns_prefix, pl) && !strncmp(id + pl, x->text, x->len) &&
-		       id[pl + x->len] == '/';
+		       one_segment_below(id + pl + x->len, "/sa/", 4);
 	case PSRC_UNAUTH_CIDR:
 		return !id && src && pcidr_contains(&x->cidr, src);
 	}
@@ -571,32 +587,23 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 		return;
 	}
 	size_t best = SIZE_MAX;
-	if (spiffe_id && (!*spiffe_id || spiffe_id[strlen(spiffe_id) - 1] == '/')) {
-		/* Not an ID (an empty last segment): no identity rule admits it. */
+	if (spiffe_id && !slice_id_ok(spiffe_id)) {
+		/* Not a SPIFFE ID: no identity rule admits it. */
 	} else if (spiffe_id) {
-		/* The caller's keys: itself, up to its last '/', and up to
-		 * "/ns/<ns>/" (the fifth '/') when it is of our trust domain;
-		 * their hashes in one pass. */
-		uint64_t h = SKEY_FNV_INIT, h_last = 0, h_ns = 0;
-		size_t len = 0, l_last = 0, l_ns = 0;
-		unsigned slashes = 0;
+		/* The caller's keys: itself, and itself up to its last '/'
+		 * (wildcards and namespaces); their hashes in one pass. */
+		uint64_t h = SKEY_FNV_INIT, h_last = 0;
+		size_t len = 0, l_last = 0;
 		for (; spiffe_id[len]; len++) {
 			h = SKEY_FNV_STEP(h, spiffe_id[len]);
 			if (spiffe_id[len] == '/') {
 				h_last = h;
 				l_last = len + 1;
-				if (++slashes == 5) {
-					h_ns = h;
-					l_ns = len + 1;
-				}
 			}
 		}
 		best = slice_lookup(s, spiffe_id, len, h, port, best);
 		if (l_last)
 			best = slice_lookup(s, spiffe_id, l_last, h_last, port, best);
-		if (l_ns && l_ns != l_last && l_ns > s->ns_prefix_len &&
-		    !memcmp(spiffe_id, s->ns_prefix, s->ns_prefix_len))
-			best = slice_lookup(s, spiffe_id, l_ns, h_ns, port, best);
 	} else {
 		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
 			const struct srule *r = &s->rules[s->cidr_rules[i]];
@@ -696,10 +703,14 @@ void policy_slice_decide_egress(const struct policy_slice *s, const struct socka
 void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
 			    const struct sockaddr *src, uint16_t port, policy_rule_cb cb, void *arg)
 {
+	/* An ID that is not a SPIFFE ID is admitted by no source, as in
+	 * decide_inbound. */
+	int valid = !spiffe_id || slice_id_ok(spiffe_id);
+
 	for (size_t i = 0; i < s->n_rules; i++) {
 		const struct srule *r = &s->rules[i];
 		int admits = 0;
-		for (size_t k = 0; k < r->n_src && !admits; k++)
+		for (size_t k = 0; k < r->n_src && valid && !admits; k++)
 			admits = ssrc_admits(s, &r->src[k], spiffe_id, src);
 		cb(arg, r->id, pports_contains(&r->ports, port), admits);
 	}

@@ -393,7 +393,7 @@ static int store_quarantine(const struct store *st, const struct policy_error *e
 	const json_t *cur = json_object_get(instead, err->file);
 	const json_t *old = json_object_get(st->accepted, err->file);
 
-	if (!store_find_doc(st, err->file) || (cur && json_is_null(cur)) ||
+	if (err->whole_set || !store_find_doc(st, err->file) || (cur && json_is_null(cur)) ||
 	    json_object_size(instead) >= STORE_MAX_QUARANTINE)
 		return 0;
 	json_t *msg = json_sprintf("%s%s%s", err->path, err->path[0] ? ": " : "", err->msg);

@@ -80,6 +80,40 @@ printf '{"apiVersion": "cinch.dev/v1alpha1", // a comment\n "kind": "MeshPolicy"
 expect 1 "a JSON file with a comment" "$C" policy check "$D/c.json"
 grep -q "c.json:1:.*not valid JSON" "$D/out" || { echo "FAIL: JSON error without place"; cat "$D/out"; fail=1; }
 expect 2 "check with an unknown flag" "$C" policy check --bogus "$D/p"
+# issue #19: every verb's --help is the usage on stdout, exit 0, and no
+# "unrecognized option" from getopt before it
+for verb in check lint test explain; do
+	for h in --help -h; do
+		"$C" policy $verb $h >"$D/out" 2>"$D/err"; got=$?
+		if [ $got -ne 0 ] || [ -s "$D/err" ] || ! grep -q "^usage: cinchctl policy" "$D/out"; then
+			echo "FAIL: policy $verb $h: exit $got"; cat "$D/out" "$D/err"; fail=1
+		fi
+	done
+done
+# a --from that is not a SPIFFE ID is an error, not a silent deny
+expect 2 "explain with an invalid SPIFFE ID" "$C" policy explain --policy "$D/p" --workloads "$D/p" \
+	--from "spiffe://cluster.local/ns/shop/sa/a b" --to shop/api --port 8080
+printf 'cases:\n  - {name: a, from: "spiffe://cluster.local/ns/shop/sa/", to: shop/api, port: 1, expect: deny}\n' >"$D/t.yaml"
+expect 2 "test with an invalid SPIFFE ID" "$C" policy test "$D/t.yaml" --policy "$D/p" --workloads "$D/p"
+grep -q "t.yaml:2:.*cases\[0\].from" "$D/out" || { echo "FAIL: bad from without place"; cat "$D/out"; fail=1; }
+# issue #19: two MeshPolicies for the whole mesh: file, line, column, field
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: a}\nspec: {}\n---\napiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: b}\nspec: {}\n' >"$D/m2.yaml"
+expect 1 "two mesh-wide MeshPolicies" "$C" policy check "$D/m2.yaml"
+grep -q "m2.yaml:8:18: metadata.name: two MeshPolicies for the whole mesh" "$D/out" || { echo "FAIL: no place"; cat "$D/out"; fail=1; }
+# a wildcard that admits no workload is refused, pointing to namespaces:
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: w, namespace: shop}\nspec:\n  selector: {workloads: [api]}\n  from: [{identities: ["spiffe://cluster.local/ns/jobs/*"]}]\n' >"$D/w.yaml"
+expect 1 "a wildcard for a namespace" "$C" policy check "$D/w.yaml"
+grep -q "w.yaml:6:.*spec.from\[0\].identities\[0\]:.*namespaces: \[jobs\]" "$D/out" || { echo "FAIL: wildcard message"; cat "$D/out"; fail=1; }
+# lint's words follow the one meaning: a namespace and its .../sa/* wildcard
+# are the same grant (so the later one is shadowed); another wildcard is one
+# segment below its prefix
+mkdir "$D/l"
+cp "$D/p/w.yaml" "$D/l/"
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: l, namespace: shop}\nspec:\n  selector: {workloads: [api]}\n  ports: [80]\n  from:\n    - namespaces: [jobs]\n    - identities: ["spiffe://cluster.local/ns/jobs/sa/*"]\n    - identities: ["spiffe://cluster.local/gw/*"]\n' >"$D/l/l.yaml"
+expect 1 "lint of wildcards" "$C" policy lint "$D/l"
+grep -q "shop/l#1: grants every workload of a namespace: spiffe://cluster.local/ns/jobs/sa/\*" "$D/out" || { echo "FAIL: sa wildcard wording"; cat "$D/out"; fail=1; }
+grep -q "shop/l#1: shadowed" "$D/out" || { echo "FAIL: namespace = sa wildcard"; cat "$D/out"; fail=1; }
+grep -q "shop/l#2: grants every SPIFFE ID of one more segment: spiffe://cluster.local/gw/\*" "$D/out" || { echo "FAIL: other wildcard wording"; cat "$D/out"; fail=1; }
 echo "ports: [99999]" >>"$D/p/a.yaml"
 expect 1 "check of an invalid set" "$C" policy check "$D/p"
 [ $fail -eq 0 ] && echo "cli_test: all passed"

@@ -192,6 +192,14 @@ static void test_inbound_table(void **state)
 		{"shop/api", TD "/ns/jobs/sa/batch", NULL, 8080, POLICY_ALLOW,
 		 "shop/api-from-web#1", "allowed"},
 		{"shop/api", TD "/ns/jobs-x/sa/batch", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		/* issue #19: a namespace admits its workload identities only */
+		{"shop/api", TD "/ns/jobs/anything", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		{"shop/api", TD "/ns/jobs/sa/batch/x", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		{"shop/api", TD "/ns/jobs/x/batch", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		{"shop/api", TD "/ns/jobs/sa", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		/* not a SPIFFE ID: no identity rule admits it */
+		{"shop/api", TD "/ns/jobs/sa/../batch", NULL, 8080, POLICY_DENY, NULL, "no rule"},
+		{"shop/api", TD "/ns/jobs/sa/a b", NULL, 8080, POLICY_DENY, NULL, "no rule"},
 		{"shop/api", "spiffe://other.td/ns/jobs/sa/batch", NULL, 8080, POLICY_DENY, NULL,
 		 "no rule"},
 		{"shop/api", TD "/ns/shop/sa/db", NULL, 8080, POLICY_DENY, NULL, "no rule"},
@@ -210,6 +218,7 @@ static void test_inbound_table(void **state)
 		{"shop/db", TD "/ns/shop/sa/api", NULL, 5432, POLICY_ALLOW, "shop/db-from-shop#0",
 		 "allowed"},
 		{"shop/db", TD "/ns/shop/sa/api/x", NULL, 5432, POLICY_DENY, NULL, "no rule"},
+		{"shop/db", TD "/ns/shop/api", NULL, 5432, POLICY_DENY, NULL, "no rule"},
 		{"shop/db", TD "/ns/shop/sa/", NULL, 5432, POLICY_DENY, NULL, "no rule"},
 		{"shop/db", TD "/ns/jobs/sa/batch", NULL, 5432, POLICY_DENY, NULL, "no rule"},
 		/* audit-only: would-be denials are allowed and flagged */
@@ -366,6 +375,46 @@ static void test_errors(void **state)
 		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
 		 "/*\"]\n",
 		 7, 20, "spec.from[0].identities[0]", "whole trust domain"},
+		/* issue #19: "*" is one last segment, so .../ns/jobs/ "*" would admit
+		 * no workload: refused, pointing to namespaces */
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/ns/jobs/*\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "write namespaces: [jobs]"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/ns/jobs/sa/batch/*\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "admits no workload"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from:\n    - identities: [\"" TD
+		 "/ns/*\"]\n",
+		 7, 20, "spec.from[0].identities[0]", "admits no workload"},
+		/* a missing field: placed where its mapping is */
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  from: [{namespaces: [shop]}]\n",
+		 5, 3, "spec.selector", "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {namespace: shop}\n"
+		 "spec: {}\n",
+		 3, 11, "metadata.name", "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: w, namespace: "
+		 "shop}\nspec: {addresses: [\"10.2.0.1\"]}\n",
+		 4, 7, "spec.serviceAccount", "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: EgressPolicy\nmetadata: {name: e, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n",
+		 5, 3, "spec.to", "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
+		 "namespace: shop}\n"
+		 "spec:\n  selector: {workloads: [api]}\n  from: [{unauthenticated: {}}]\n",
+		 6, 28, "spec.from[0].unauthenticated.ipBlocks", "required"},
+		{"kind: MeshPolicy\nmetadata: {name: m}\nspec: {}\n", 1, 1, "apiVersion",
+		 "required"},
+		{"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: m}\n", 1, 1,
+		 "spec", "required"},
 		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
 		 "namespace: shop}\n"
 		 "spec:\n  selector: {workloads: [api]}\n  from: [{unauthenticated: {ipBlocks: "
@@ -461,6 +510,10 @@ static void test_set_level_errors(void **state)
 	path_of(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, w, p, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "share the address 10.1.0.1"));
+	assert_non_null(strstr(err.file, "dup.yaml"));
+	assert_int_equal(err.line, 4);
+	assert_int_equal(err.column, 41);
+	assert_string_equal(err.path, "spec.addresses[0]");
 	/* two MeshPolicies for one namespace */
 	write_file("mesh2.yaml",
 		   "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
@@ -473,6 +526,42 @@ static void test_set_level_errors(void **state)
 	path_of(p, sizeof(p), "policy2");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "two MeshPolicies"));
+	assert_non_null(strstr(err.file, "shop.yaml")); /* sorts after mesh2.yaml */
+	assert_int_equal(err.line, 46);
+	assert_int_equal(err.column, 18);
+	assert_string_equal(err.path, "metadata.name");
+	/* issue #19: two for the whole mesh (no namespace, and the control
+	 * plane's): refused with file, line, column and field */
+	write_file("mesh3.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+				 "metadata: {name: a}\nspec: {mtls: STRICT}\n---\n"
+				 "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+				 "metadata: {name: b, namespace: cinch-system}\nspec: {}\n");
+	path_of(p, sizeof(p), "mesh3.yaml");
+	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "two MeshPolicies for the whole mesh"));
+	assert_non_null(strstr(err.file, "mesh3.yaml"));
+	assert_int_equal(err.line, 8);
+	assert_int_equal(err.column, 18);
+	assert_string_equal(err.path, "metadata.name");
+	/* two AllowPolicies with one name */
+	write_file("dupname.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
+				   "metadata: {name: api-plain, namespace: shop}\n"
+				   "spec: {selector: {workloads: [api]}, from: [{namespaces: "
+				   "[shop]}]}\n");
+	path_of(p, sizeof(p), "dupname.yaml");
+	char both[300];
+	snprintf(both, sizeof(both), "%s/policy", dir);
+	struct pset *set = pset_new("cluster.local");
+	assert_int_equal(pset_add_path(set, both, &err), 0);
+	assert_int_equal(pset_add_path(set, p, &err), 0);
+	assert_int_equal(pset_finish(set, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "a second AllowPolicy named shop/api-plain"));
+	assert_non_null(strstr(err.file, "dupname.yaml"));
+	assert_int_equal(err.line, 3);
+	assert_int_equal(err.column, 18);
+	assert_string_equal(err.path, "metadata.name");
+	pset_free(set);
+	path_of(p, sizeof(p), "policy2");
 	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", dir, dir);
 	assert_int_equal(system(cmd), 0);
 	/* a directory holds only policy files: anything else is an error */
@@ -734,6 +823,86 @@ static void test_meshed_cidrs(void **state)
 	pset_free(set);
 }
 
+struct each_rule_seen {
+	const char *rule;
+	int source_match;
+};
+
+static void each_rule_cb(void *arg, const char *rule, int port_match, int source_match)
+{
+	struct each_rule_seen *seen = arg;
+	if (port_match && source_match && !seen->rule)
+		seen->rule = rule;
+}
+
+/* Issue #19 and #12 hole 8: a wildcard "*" is exactly one last segment and
+ * a namespace is exactly its workload identities, in enforcement
+ * (decide_inbound, its index) and in explain (each_rule) alike. Files can
+ * no longer say ".../ns/jobs/" "*" (test_errors), so the rules come as a
+ * snapshot, as the control plane would send them. */
+static void test_wildcard_one_segment(void **state)
+{
+	static const struct {
+		const char *caller, *rule; /* rule NULL: denied */
+	} cases[] = {
+		{TD "/ns/jobs/x", "shop/w#0"},
+		{TD "/ns/jobs/sa", "shop/w#0"},
+		{TD "/ns/jobs/sa/batch", "shop/w#1"},
+		{TD "/ns/jobs/a/b/c", NULL},
+		{TD "/ns/jobs/sa/batch/x", NULL},
+		{TD "/ns/jobs/anything/", NULL},
+		{TD "/ns/jobs", NULL},
+		{TD "/ns/other/sa/batch", NULL},
+		{TD "/gw/edge", "shop/w#2"},
+		{TD "/gw/edge/x", NULL},
+		{"spiffe://other.td/ns/jobs/sa/batch", NULL},
+	};
+	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
+	Cinch__V1__Workload w = CINCH__V1__WORKLOAD__INIT;
+	Cinch__V1__InboundRule r[3], *rp[3];
+	Cinch__V1__Source src[3], *sp[3];
+	const char *ids[3] = {"shop/w#0", "shop/w#1", "shop/w#2"};
+	struct policy_slice *s = NULL;
+	struct policy_error err;
+
+	w.namespace_ = "shop";
+	w.name = "api";
+	w.spiffe_id = TD "/ns/shop/sa/api";
+	snap.version = "v1";
+	snap.workload = &w;
+	for (int i = 0; i < 3; i++) {
+		cinch__v1__inbound_rule__init(&r[i]);
+		cinch__v1__source__init(&src[i]);
+		r[i].id = (char *)ids[i];
+		r[i].n_sources = 1;
+		sp[i] = &src[i];
+		r[i].sources = &sp[i];
+		rp[i] = &r[i];
+	}
+	src[0].kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
+	src[0].identity = TD "/ns/jobs/*";
+	src[1].kind_case = CINCH__V1__SOURCE__KIND_NAMESPACE;
+	src[1].namespace_ = "jobs";
+	src[2].kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
+	src[2].identity = TD "/gw/*";
+	snap.n_inbound = 3;
+	snap.inbound = rp;
+	assert_int_equal(policy_slice_from_snapshot(&s, &snap, &err), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct policy_decision d;
+		struct each_rule_seen seen = {0};
+		policy_slice_decide_inbound(s, cases[i].caller, NULL, 80, &d);
+		policy_slice_each_rule(s, cases[i].caller, NULL, 80, each_rule_cb, &seen);
+		if (cases[i].rule ? !d.rule || strcmp(d.rule, cases[i].rule) : !!d.rule)
+			fail_msg("%s: decided by %s, want %s", cases[i].caller,
+				 d.rule ? d.rule : "none", cases[i].rule ? cases[i].rule : "none");
+		if (!seen.rule != !d.rule || (d.rule && strcmp(seen.rule, d.rule)))
+			fail_msg("%s: explain says %s, enforcement %s", cases[i].caller,
+				 seen.rule ? seen.rule : "none", d.rule ? d.rule : "none");
+	}
+	policy_slice_unref(s);
+}
+
 /* What the control plane sends: the compiled snapshot of shop/api, its
  * contents, its exact re-encoding, and the slice the agent loads from it. */
 static void test_snapshot_round_trip(void **state)
@@ -820,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_meshed_never_plaintext),
 		cmocka_unit_test(test_trust_domain),
 		cmocka_unit_test(test_meshed_cidrs),
+		cmocka_unit_test(test_wildcard_one_segment),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
