@@ -302,8 +302,8 @@ static void run(const struct scenario *sc, struct outcome *o)
 	assert_int_equal(uv_tcp_open(a, app_pair[1]), 0);
 	assert_int_equal(uv_tcp_init(&loop, b), 0);
 	assert_int_equal(uv_tcp_open(b, peer_pair[0]), 0);
-	assert_int_equal(relay_start(&loop, a, NULL, b, b_tls, sc->idle_ms, on_done, o, &o->relay),
-			 0);
+	assert_int_equal(
+		relay_start(&loop, a, NULL, b, b_tls, sc->idle_ms, NULL, on_done, o, &o->relay), 0);
 	ep_start(&loop, &o->app, app_pair[0]);
 	ep_start(&loop, &o->peer, peer_pair[1]);
 	if (sc->peer_resets_after_ms || sc->stop_after_ms || sc->app_more_after_ms) {
