@@ -146,6 +146,14 @@ got=$(ip netns exec "$WEB" timeout 5 socat -T 3 - "TCP:$API_IP:8081" </dev/null 
 check "web -> api:8081: web's app got nothing" [ -z "$got" ]
 check "web's agent logged the destination's reason" waitfor 5 bash -c "grep -q '\"end\":\"refused_by_peer\".*\"peer_refusal\":{\"by\":\"$TD/api\",\"port\":8081,\"code\":\"policy_deny\",\"reason\":\"no rule allows this identity on this port\"}' '$L/web.log'"
 check "... and counted it" [ "$(metric "$WEB" 'cinch_agent_refused_by_peer_total{reason="policy_deny"}')" = 1 ]
+# an app that sends its request at once: api's agent closes with it
+# unread (a reset), and the frame must still be read before the reset
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$WEB" timeout 5 socat -T 3 - "TCP:$API_IP:8081" >>"$L/req.out" 2>/dev/null
+done
+check "... also when the app has sent its request: 10 of 10 ($(grep -c '"code":"policy_deny"' "$L/web.log") with the first)" \
+	waitfor 5 bash -c "[ \$(grep -c '\"code\":\"policy_deny\"' '$L/web.log') -eq 11 ]"
+check "... and the app got nothing" [ ! -s "$L/req.out" ]
 check "api's agent denied it" grep -q "\"dst\":\"$API_IP:8081\".*\"peer_id\":\"$TD/web\",\"verdict\":\"deny\"" "$L/api.log"
 outlines 8081 | tail -n 1 | sed 's/^/  web: /'
 
