@@ -80,9 +80,9 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct pconn *conns;
-	unsigned n_conns, n_probes;	      /* n_conns counts the self-probes too */
-	unsigned n_in;			      /* inbound connections (probes aside) */
-	unsigned n_hs;			      /* inbound connections in PEEK or HANDSHAKE */
+	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
+	unsigned n_in;		    /* inbound connections (probes aside) */
+	unsigned n_hs;		    /* inbound connections in PEEK or HANDSHAKE */
 	struct pconn *wait_first, *wait_last; /* PC_WAIT, in arrival order */
 	struct pc_src *srcs[PC_SRC_BUCKETS];
 	struct localaddr own; /* the pod's addresses, for pc_misdirected() */
@@ -110,14 +110,16 @@ struct pconn {
 	uint64_t t0;
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
-	const char *end;	     /* why the relay was stopped, when the proxy stopped it */
-	unsigned probe;		     /* 1: the agent's self-probe, not counted as a connection */
-	unsigned inbound_counted;    /* 1: counted in p->n_in */
-	struct pc_src *srcent;	     /* while unfinished (inbound): its source */
-	int hs_place;		     /* 1: holds a handshake place (PEEK, HANDSHAKE) */
+	const char *end; /* why the relay was stopped, when the proxy stopped it */
+	unsigned probe;	 /* 1: the agent's self-probe, not counted as a connection */
+	unsigned inbound_counted; /* 1: counted in p->n_in */
+	struct pc_src *srcent;	  /* while unfinished (inbound): its source */
+	int hs_place;		  /* 1: holds a handshake place (PEEK, HANDSHAKE) */
 	struct pconn *wprev, *wnext; /* in the wait list while PC_WAIT */
-	struct verdict_rx vrx;	     /* outbound to an agent: its verdict frame */
-	struct verdict_refusal *refusal; /* outbound: why the destination refused */
+
+	/* Outbound to an agent (verdict.h): its frame, and why it refused. */
+	struct verdict_rx vrx;
+	struct verdict_refusal *refusal;
 };
 
 /* What a connection reads before the relay (a peek, handshake records) is
@@ -344,8 +346,14 @@ static void pc_refuse(struct pconn *c, const char *end, const char *reason)
 static void pc_relay_done(void *arg, const struct relay_stats *st)
 {
 	struct pconn *c = arg;
-	static const char *const ends[] = {"closed", "reset",	"tls_error",
-					   "idle",   "stopped", "refused_by_peer"};
+	static const char *const ends[] = {
+		[RELAY_CLOSED] = "closed",
+		[RELAY_RESET] = "reset",
+		[RELAY_TLS_ERROR] = "tls_error",
+		[RELAY_IDLE] = "idle",
+		[RELAY_STOPPED] = "stopped",
+		[RELAY_REFUSED] = "refused_by_peer",
+	};
 	/* down is the relay's a side: the app when outbound, the peer inbound */
 	uint64_t out = c->outbound ? st->a_to_b : st->b_to_a;
 	uint64_t in = c->outbound ? st->b_to_a : st->a_to_b;
