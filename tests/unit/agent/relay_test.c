@@ -11,8 +11,10 @@
  * reset carried through, the idle timeout, relay_stop, a TLS relay
  * that goes quiet long enough to give its buffers back, then carries on,
  * and a head callback (the agents' verdict frame, relay.h) that takes the
- * peer's first bytes across several reads and lets the rest through, or
- * ends the relay before any byte reached the app. */
+ * peer's first bytes across several reads and lets the rest through
+ * (without holding the app's request meanwhile: a peer that answers only
+ * after the request still gets it), or ends the relay before any byte
+ * reached the app. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -120,6 +122,7 @@ struct ep {
 	uint32_t seed; /* the stream is (seed + i) * 131 */
 	uint32_t peer_seed;
 	int shut_after, got_eof, bad, reset, closed;
+	size_t send_after; /* sends nothing until it has received this much */
 	uv_write_t wr;
 	uv_shutdown_t sh;
 	uint8_t rbuf[65536], wbuf[65536 + 1024], pbuf[65536];
@@ -187,6 +190,10 @@ static void ep_check(struct ep *e, const uint8_t *p, size_t n)
 		if (p[i] != byte_at(e->peer_seed, e->received + i))
 			e->bad = 1;
 	e->received += n;
+	if (e->send_after && e->received >= e->send_after) {
+		e->send_after = 0;
+		ep_send_more(e);
+	}
 }
 
 static void ep_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -220,7 +227,8 @@ static void ep_start(uv_loop_t *loop, struct ep *e, int fd)
 	assert_int_equal(uv_tcp_open(&e->tcp, fd), 0);
 	e->tcp.data = e;
 	assert_int_equal(uv_read_start((uv_stream_t *)&e->tcp, ep_alloc, ep_read), 0);
-	ep_send_more(e);
+	if (!e->send_after)
+		ep_send_more(e);
 }
 
 /* ---- one scenario */
@@ -235,6 +243,7 @@ struct scenario {
 	size_t app_more;
 	unsigned idle_ms;
 	size_t head_take; /* a head callback takes the peer's first bytes; 0: none */
+	int peer_answers; /* the peer sends only once it has the app's bytes */
 	int head_refuses; /* ... then ends the relay */
 };
 
@@ -324,6 +333,7 @@ static void run(const struct scenario *sc, struct outcome *o)
 	o->app.shut_after = sc->app_shuts;
 	o->app.received = sc->head_refuses ? 0 : sc->head_take; /* the app's stream starts after */
 	o->peer.shut_after = sc->peer_shuts;
+	o->peer.send_after = sc->peer_answers ? sc->app_sends : 0;
 	assert_int_equal(uv_tcp_init(&loop, a), 0);
 	assert_int_equal(uv_tcp_open(a, app_pair[1]), 0);
 	assert_int_equal(uv_tcp_init(&loop, b), 0);
@@ -462,6 +472,28 @@ static void test_head_takes_the_first_bytes(void **state)
 	assert_false(o.app.bad || o.peer.bad);
 }
 
+/* No wait for the head: the peer sends (its frame, then its answer) only
+ * once the app's request has reached it, so a relay that held the app's
+ * bytes until the head is done would never end. */
+static void test_head_does_not_hold_the_request(void **state)
+{
+	static struct outcome o;
+	struct scenario sc = {.tls = 1,
+			      .app_sends = 5000,
+			      .peer_sends = 70000,
+			      .app_shuts = 1,
+			      .peer_shuts = 1,
+			      .peer_answers = 1,
+			      .idle_ms = 3000,
+			      .head_take = 2};
+	run(&sc, &o);
+	assert_int_equal(o.st.reason, RELAY_CLOSED);
+	assert_int_equal(o.peer.received, 5000);
+	assert_int_equal(o.app.received, 70000);
+	assert_int_equal(o.st.b_to_a, 70000 - 2);
+	assert_false(o.app.bad || o.peer.bad);
+}
+
 /* The head ends the relay: nothing of the peer's reached the app. */
 static void test_head_refuses(void **state)
 {
@@ -525,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_reset_carried),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_head_takes_the_first_bytes),
+		cmocka_unit_test(test_head_does_not_hold_the_request),
 		cmocka_unit_test(test_head_refuses),
 		cmocka_unit_test(test_quiet_then_more),
 		cmocka_unit_test(test_stop),
