@@ -26,6 +26,8 @@ void admin_count(struct admin_state *st, const struct proxy_record *r)
 		st->policy_closed[out]++;
 	st->bytes_out += r->bytes_out;
 	st->bytes_in += r->bytes_in;
+	if (r->peer_refusal)
+		st->refused_by_peer[r->peer_refusal->code]++;
 	if (v != 1 || !r->reason || !*r->reason)
 		return;
 	for (int i = 0; i < ADMIN_MAX_REASONS; i++) {
@@ -181,6 +183,13 @@ static char *admin_metrics(const struct admin_ctx *a)
 		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version,
 		st->intercept == ADMIN_IC_OK, (unsigned long long)st->probe_failures,
 		(unsigned long long)st->policy_closed[0], (unsigned long long)st->policy_closed[1]);
+	fprintf(f, "# HELP cinch_agent_refused_by_peer_total Outbound connections the "
+		   "destination's agent refused, by the reason it gave.\n"
+		   "# TYPE cinch_agent_refused_by_peer_total counter\n");
+	for (int i = 0; i < VERDICT_N_CODES; i++)
+		fprintf(f, "cinch_agent_refused_by_peer_total{reason=\"%s\"} %llu\n",
+			verdict_code_name((enum verdict_code)i),
+			(unsigned long long)st->refused_by_peer[i]);
 	admin_metrics_lifecycle(f, st);
 	if (fclose(f) != 0) {
 		free(buf);

@@ -10,7 +10,9 @@
  *   /metrics  Prometheus text: connections by direction and verdict,
  *             denials by reason, bytes by direction, open connections,
  *             certificate expiry, policy version, interception verified,
- *             probe failures, connections closed by a policy change;
+ *             probe failures, connections closed by a policy change,
+ *             outbound connections refused by the destination's agent
+ *             (verdict.h) by code;
  *             readiness and the time left on the certificate; in live
  *             mode, the certificate source's consecutive failures and the
  *             configuration stream
@@ -52,6 +54,7 @@ struct admin_state {
 		const char *reason; /* static strings of the proxy and the policy */
 		uint64_t n;
 	} denials[ADMIN_MAX_REASONS];
+	uint64_t refused_by_peer[VERDICT_N_CODES]; /* outbound, by the destination's agent */
 };
 
 /* Counts one finished connection. */

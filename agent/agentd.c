@@ -133,14 +133,23 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 {
 	struct agentd *a = arg;
 
+	const struct verdict_refusal *pr = r->peer_refusal;
+	json_t *line;
+
 	admin_count(&a->st, r);
-	log_event(LOG_LVL_INFO, "connection",
-		  log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
-			   "direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
-			   r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule",
-			   r->rule, "reason", r->reason, "tls_version", r->tls_version, "cipher",
-			   r->cipher, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
-			   (json_int_t)r->bytes_in, "duration_s", r->duration_s, "end", r->end));
+	line = log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
+			"direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
+			r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule", r->rule,
+			"reason", r->reason, "tls_version", r->tls_version, "cipher", r->cipher,
+			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
+			"duration_s", r->duration_s, "end", r->end);
+	/* The destination's reason, as its agent told us (docs/agent.md). */
+	if (pr && line)
+		json_object_set_new(line, "peer_refusal",
+				    log_pack("{s:s, s:i, s:s, s:s}", "by", r->peer_id, "port",
+					     (int)pr->port, "code", verdict_code_name(pr->code),
+					     "reason", pr->reason));
+	log_event(LOG_LVL_INFO, "connection", line);
 }
 
 /* Live mode: the material changed (NULL: the certificate expired). */

@@ -9,7 +9,12 @@
  * made), whose expiry is checked on the server.
  *
  * Client sessions: a small cache in the context, one session per expected
- * identity, filled by the new-session callback. */
+ * identity, filled by the new-session callback.
+ *
+ * ALPN: the client offers VERDICT_ALPN only (what the app speaks is inside
+ * the tunnel); the server selects it when offered and selects nothing
+ * otherwise, so a stock client's own ALPN list (h2, http/1.1) is ignored
+ * as it always was. */
 #include "mtls.h"
 
 #include <errno.h>
@@ -26,6 +31,7 @@
 #include "spiffe.h"
 #include "svid.h"
 #include "tlsbio.h"
+#include "verdict.h"
 
 #define MTLS_SESSION_SLOTS     256
 #define MTLS_TICKET_LIFETIME_S 600
@@ -137,6 +143,25 @@ static int mtls_new_session(SSL *ssl, SSL_SESSION *sess)
 	return 1;
 }
 
+/* The ALPN list of the client: one length-prefixed protocol. */
+static const char mtls_alpn[] = "\x0c" VERDICT_ALPN;
+_Static_assert(sizeof(VERDICT_ALPN) - 1 == 0x0c, "mtls_alpn's length byte");
+
+static int mtls_alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+			    unsigned in_len, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	for (unsigned i = 0; i < in_len && i + 1u + in[i] <= in_len; i += 1u + in[i])
+		if (in[i] == sizeof(VERDICT_ALPN) - 1 &&
+		    !memcmp(in + i + 1, VERDICT_ALPN, sizeof(VERDICT_ALPN) - 1)) {
+			*out = in + i + 1;
+			*out_len = in[i];
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
 static SSL_CTX *mtls_ssl_ctx(STACK_OF(X509) * chain, EVP_PKEY *key, int server)
 {
 	SSL_CTX *s = SSL_CTX_new(TLS_method());
@@ -157,6 +182,7 @@ static SSL_CTX *mtls_ssl_ctx(STACK_OF(X509) * chain, EVP_PKEY *key, int server)
 		s, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
 		mtls_verify);
 	if (server) {
+		SSL_CTX_set_alpn_select_cb(s, mtls_alpn_select, NULL);
 		/* Resumption is by stateless TLS 1.3 tickets: no server-side cache
 		 * (it would keep every session, peer chain included, in memory). */
 		SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_OFF);
@@ -165,6 +191,10 @@ static SSL_CTX *mtls_ssl_ctx(STACK_OF(X509) * chain, EVP_PKEY *key, int server)
 		SSL_CTX_set_session_cache_mode(s,
 					       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
 		SSL_CTX_sess_set_new_cb(s, mtls_new_session);
+		/* BoringSSL: 0 is success here */
+		if (SSL_CTX_set_alpn_protos(s, (const uint8_t *)mtls_alpn, sizeof(mtls_alpn) - 1) !=
+		    0)
+			goto fail;
 	}
 	return s;
 fail:
@@ -414,6 +444,15 @@ const char *mtls_conn_cipher(const struct mtls_conn *c)
 {
 	const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
 	return ci ? SSL_CIPHER_get_name(ci) : "";
+}
+
+int mtls_conn_agent_peer(const struct mtls_conn *c)
+{
+	const uint8_t *p;
+	unsigned n;
+
+	SSL_get0_alpn_selected(c->ssl, &p, &n);
+	return n == sizeof(VERDICT_ALPN) - 1 && !memcmp(p, VERDICT_ALPN, n);
 }
 
 int mtls_conn_resumed(const struct mtls_conn *c)

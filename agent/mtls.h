@@ -81,5 +81,8 @@ const char *mtls_conn_peer_id(const struct mtls_conn *c);
 const char *mtls_conn_version(const struct mtls_conn *c);
 const char *mtls_conn_cipher(const struct mtls_conn *c);
 int mtls_conn_resumed(const struct mtls_conn *c);
+/* After the handshake: 1 when both ends are agents (they negotiated
+ * VERDICT_ALPN, verdict.h), else 0. */
+int mtls_conn_agent_peer(const struct mtls_conn *c);
 
 #endif

@@ -27,7 +27,15 @@
  *   - handshake_ms runs from accept, waiting included: every unfinished
  *     connection is gone after it.
  * The sources with unfinished connections are kept in a small hash table
- * (struct pc_src), an entry freed with its last unfinished connection. */
+ * (struct pc_src), an entry freed with its last unfinished connection.
+ *
+ * Between agents (they negotiated VERDICT_ALPN, verdict.h) the inbound
+ * side tells the caller its decision in the first bytes of its stream:
+ * two bytes on an allow, the reason on a refusal (pc_tell_refusal). The
+ * outbound side starts its relay at once all the same, and takes the
+ * frame off the server's stream (pc_verdict_head): an allow costs no
+ * round trip, a refusal ends the relay and is logged and counted on the
+ * caller's side. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -39,6 +47,7 @@
 #include "localaddr.h"
 #include "origdst.h"
 #include "relay.h"
+#include "verdict.h"
 
 enum pc_state {
 	PC_PEEK = 0, /* also the state of a connection being accepted */
@@ -107,6 +116,10 @@ struct pconn {
 	struct pc_src *srcent;	  /* while unfinished (inbound): its source */
 	int hs_place;		  /* 1: holds a handshake place (PEEK, HANDSHAKE) */
 	struct pconn *wprev, *wnext; /* in the wait list while PC_WAIT */
+
+	/* Outbound to an agent (verdict.h): its frame, and why it refused. */
+	struct verdict_rx vrx;
+	struct verdict_refusal *refusal;
 };
 
 /* What a connection reads before the relay (a peek, handshake records) is
@@ -157,6 +170,7 @@ static void pc_log(struct pconn *c, const char *end, uint64_t out, uint64_t in)
 		.bytes_in = in,
 		.duration_s = (double)(uv_hrtime() - c->t0) / 1e9,
 		.end = end,
+		.peer_refusal = c->refusal,
 	};
 	c->p->log(c->p->arg, &r);
 }
@@ -184,6 +198,8 @@ static void pc_free(struct pconn *c)
 	policy_slice_unref(c->slice);
 	free(c->plain);
 	free(c->peer_id);
+	free(c->refusal);
+	verdict_rx_cleanup(&c->vrx);
 	struct proxy *p = c->p;
 	free(c);
 	proxy_unref(p);
@@ -330,7 +346,14 @@ static void pc_refuse(struct pconn *c, const char *end, const char *reason)
 static void pc_relay_done(void *arg, const struct relay_stats *st)
 {
 	struct pconn *c = arg;
-	static const char *const ends[] = {"closed", "reset", "tls_error", "idle", "stopped"};
+	static const char *const ends[] = {
+		[RELAY_CLOSED] = "closed",
+		[RELAY_RESET] = "reset",
+		[RELAY_TLS_ERROR] = "tls_error",
+		[RELAY_IDLE] = "idle",
+		[RELAY_STOPPED] = "stopped",
+		[RELAY_REFUSED] = "refused_by_peer",
+	};
 	/* down is the relay's a side: the app when outbound, the peer inbound */
 	uint64_t out = c->outbound ? st->a_to_b : st->b_to_a;
 	uint64_t in = c->outbound ? st->b_to_a : st->a_to_b;
@@ -340,6 +363,27 @@ static void pc_relay_done(void *arg, const struct relay_stats *st)
 	c->down_tls = c->up_tls = NULL; /* freed by the relay */
 	if (--c->handles == 0)
 		pc_free(c);
+}
+
+/* Outbound to an agent: the server's first bytes are its verdict frame
+ * (relay_head_cb). A refusal, or a frame that is not one, ends the
+ * relay: the app sees its connection closed, as without the frame. */
+static int pc_verdict_head(void *arg, const uint8_t *data, size_t n, size_t *used)
+{
+	struct pconn *c = arg;
+	struct verdict_refusal r;
+	const char *why = NULL;
+	int rc = verdict_rx_feed(&c->vrx, data, n, used, &r, &why);
+
+	if (rc == VERDICT_RX_MORE || rc == VERDICT_RX_ALLOW)
+		return rc == VERDICT_RX_ALLOW;
+	if (rc < 0) { /* our own words, never the peer's bytes */
+		r = (struct verdict_refusal){.code = VERDICT_INVALID, .port = c->port};
+		snprintf(r.reason, sizeof(r.reason), "%s", why ? why : "invalid refusal message");
+	}
+	if ((c->refusal = malloc(sizeof(*c->refusal))))
+		*c->refusal = r;
+	return -1;
 }
 
 static void pc_start_relay(struct pconn *c)
@@ -357,8 +401,9 @@ static void pc_start_relay(struct pconn *c)
 	uv_read_stop((uv_stream_t *)c->down);
 	if (c->up)
 		uv_read_stop((uv_stream_t *)c->up);
+	int agent = c->outbound && c->up_tls && mtls_conn_agent_peer(c->up_tls);
 	if (relay_start(p->loop, c->down, c->down_tls, c->up, c->up_tls, p->cfg.idle_ms,
-			pc_relay_done, c, &c->relay) < 0) {
+			agent ? pc_verdict_head : NULL, pc_relay_done, c, &c->relay) < 0) {
 		pc_refuse(c, "refused", "out of memory");
 		return;
 	}
@@ -408,6 +453,28 @@ static void pc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void pc_connect(struct pconn *c);
 
+/* Inbound, refused, the caller an agent: the reason goes to it (verdict.h)
+ * before the connection closes. It never waits: the frame and
+ * close_notify are a few hundred bytes for a socket whose send buffer is
+ * empty after the handshake; what does not go at once is dropped (the
+ * caller then sees a plain close, as from an agent without the frame). */
+static void pc_tell_refusal(struct pconn *c)
+{
+	uint8_t frame[2 + VERDICT_MAX], out[4096];
+	int n = verdict_encode_refusal(frame, sizeof(frame), VERDICT_POLICY_DENY, c->d.reason,
+				       c->port);
+	size_t len;
+
+	if (n < 0 || mtls_conn_write(c->down_tls, frame, (size_t)n) < 0)
+		return;
+	mtls_conn_shutdown(c->down_tls);
+	while ((len = mtls_conn_take_out(c->down_tls, out, sizeof(out))) > 0) {
+		uv_buf_t b = uv_buf_init((char *)out, (unsigned)len);
+		if (uv_try_write((uv_stream_t *)c->down, &b, 1) != (int)len)
+			return;
+	}
+}
+
 /* Inbound, after the TLS handshake or for plaintext: the policy. */
 static void pc_decide_inbound(struct pconn *c)
 {
@@ -418,9 +485,21 @@ static void pc_decide_inbound(struct pconn *c)
 		return;
 	}
 	policy_slice_decide_inbound(c->slice, id, (struct sockaddr *)&c->src, c->port, &c->d);
+	int agent = c->down_tls && mtls_conn_agent_peer(c->down_tls);
 	if (c->d.verdict == POLICY_DENY) {
+		if (agent)
+			pc_tell_refusal(c);
 		pc_refuse(c, "denied", NULL);
 		return;
+	}
+	if (agent) {
+		if (mtls_conn_write(c->down_tls, verdict_allow, sizeof(verdict_allow)) < 0) {
+			pc_refuse(c, "refused", "out of memory");
+			return;
+		}
+		pc_write_tls(c, c->down, c->down_tls);
+		if (c->state == PC_CLOSING)
+			return;
 	}
 	pc_connect(c);
 }

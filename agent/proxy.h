@@ -41,6 +41,7 @@
 
 #include "mtls.h"
 #include "policy.h"
+#include "verdict.h"
 
 /* Is an accepted connection (from src, to the original destination dst,
  * on the outbound listener or not) the agent's own self-probe (probe.h)?
@@ -74,6 +75,9 @@ struct proxy_record {
 	uint64_t bytes_out, bytes_in;	  /* app -> peer, peer -> app */
 	double duration_s;
 	const char *end; /* "closed", "reset", "idle", "refused", ... */
+	/* Outbound: why the destination's agent refused us (verdict.h; it is
+	 * peer_id); NULL when it did not. */
+	const struct verdict_refusal *peer_refusal;
 };
 
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);

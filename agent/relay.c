@@ -51,6 +51,7 @@ struct rdir {
 	uv_shutdown_t sreq;
 	int shut_started, ended;
 	uint64_t bytes;
+	relay_head_cb head; /* b to a: until the head callback is done */
 };
 
 struct rside {
@@ -172,12 +173,33 @@ static int relay_emit(struct rdir *d, const uint8_t *data, size_t n)
 	return 0;
 }
 
+/* Plaintext from d's source while d has a head callback: what it does not
+ * take goes on. 0, -EPROTO, or -ECONNREFUSED (the callback ends the relay). */
+static int relay_head(struct rdir *d, const uint8_t *data, size_t n)
+{
+	size_t used = n;
+	int rc = d->head(d->r->arg, data, n, &used);
+
+	if (rc < 0)
+		return -ECONNREFUSED;
+	if (rc == 0)
+		return 0;
+	d->head = NULL;
+	return used < n ? relay_emit(d, data + used, n - used) : 0;
+}
+
 /* One read of a TLS source's decrypted bytes into its direction: straight
- * into the sink's buffer when the sink is plaintext. Like mtls_conn_read. */
+ * into the sink's buffer when the sink is plaintext. Like mtls_conn_read,
+ * and -ECONNREFUSED (relay_head). */
 static int relay_read_tls(struct rdir *d)
 {
 	int n;
 
+	if (d->head) {
+		n = mtls_conn_read(d->src->tls, relay_pbuf, sizeof(relay_pbuf));
+		int rc = n > 0 ? relay_head(d, relay_pbuf, (size_t)n) : 0;
+		return rc < 0 ? rc : n;
+	}
 	if (d->dst->tls) {
 		n = mtls_conn_read(d->src->tls, relay_pbuf, sizeof(relay_pbuf));
 		return n > 0 && relay_emit(d, relay_pbuf, (size_t)n) < 0 ? -EPROTO : n;
@@ -207,8 +229,15 @@ static int relay_drain_tls(struct rdir *d)
 			return 0;
 		}
 		if (n < 0)
-			return -EPROTO;
+			return n == -ECONNREFUSED ? n : -EPROTO;
 	}
+}
+
+/* The end of a relay whose bytes could not go on (rc < 0, from the
+ * functions above). */
+static void relay_fail(struct relay *r, int rc)
+{
+	relay_end(r, rc == -ECONNREFUSED ? RELAY_REFUSED : RELAY_TLS_ERROR);
 }
 
 static void relay_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -235,15 +264,17 @@ static void relay_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	} else {
 		r->last_read = uv_now(r->idle.loop);
 		r->trimmed = 0;
+		int rc = 0;
 		if (s->tls) {
 			/* and what the TLS stack answers (tickets, key updates) */
 			if (mtls_conn_feed(s->tls, relay_rbuf, (size_t)n) < 0 ||
-			    relay_drain_tls(d) < 0 || relay_take_tls(s) < 0) {
-				relay_end(r, RELAY_TLS_ERROR);
+			    (rc = relay_drain_tls(d)) < 0 || (rc = relay_take_tls(s)) < 0) {
+				relay_fail(r, rc);
 				return;
 			}
-		} else if (relay_emit(d, relay_rbuf, (size_t)n) < 0) {
-			relay_end(r, RELAY_TLS_ERROR);
+		} else if ((rc = d->head ? relay_head(d, relay_rbuf, (size_t)n)
+					 : relay_emit(d, relay_rbuf, (size_t)n)) < 0) {
+			relay_fail(r, rc);
 			return;
 		}
 	}
@@ -281,8 +312,9 @@ static void relay_written(uv_write_t *req, int status)
 	d->inflight = 0;
 	relay_wbuf_release(d);
 	/* Room again: a TLS source may hold decrypted bytes we left there. */
-	if (d->src->tls && !d->src->read_eof && relay_drain_tls(d) < 0) {
-		relay_end(d->r, RELAY_TLS_ERROR);
+	int rc;
+	if (d->src->tls && !d->src->read_eof && (rc = relay_drain_tls(d)) < 0) {
+		relay_fail(d->r, rc);
 		return;
 	}
 	relay_pump(d);
@@ -364,8 +396,8 @@ static void relay_tick(uv_timer_t *t)
 }
 
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
-		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
-		struct relay **out)
+		struct mtls_conn *b_tls, unsigned idle_ms, relay_head_cb head, relay_done_cb done,
+		void *arg, struct relay **out)
 {
 	struct relay *r = calloc(1, sizeof(*r));
 
@@ -384,7 +416,7 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	r->a = (struct rside){.tcp = a, .tls = a_tls, .in = r->ab, .out = r->ba};
 	r->b = (struct rside){.tcp = b, .tls = b_tls, .in = r->ba, .out = r->ab};
 	*r->ab = (struct rdir){.r = r, .src = &r->a, .dst = &r->b};
-	*r->ba = (struct rdir){.r = r, .src = &r->b, .dst = &r->a};
+	*r->ba = (struct rdir){.r = r, .src = &r->b, .dst = &r->a, .head = head};
 	a->data = &r->a;
 	b->data = &r->b;
 	r->done = done;
@@ -397,9 +429,11 @@ int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t 
 	uv_timer_start(&r->idle, relay_tick, tick, tick);
 	*out = r;
 	/* What the handshakes left: decrypted bytes and TLS messages to send. */
+	int rc = 0;
 	if (relay_take_tls(&r->a) < 0 || relay_take_tls(&r->b) < 0 ||
-	    (a_tls && relay_drain_tls(r->ab) < 0) || (b_tls && relay_drain_tls(r->ba) < 0)) {
-		relay_end(r, RELAY_TLS_ERROR);
+	    (a_tls && (rc = relay_drain_tls(r->ab)) < 0) ||
+	    (b_tls && (rc = relay_drain_tls(r->ba)) < 0)) {
+		relay_fail(r, rc);
 		return 0;
 	}
 	relay_pump(r->ab);

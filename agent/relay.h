@@ -20,7 +20,14 @@
  * TCP handles (malloc'd by the caller, freed by the relay) and both TLS
  * connections from relay_start on and closes them; the done callback runs
  * once, after both handles are closed and before the TLS connections are
- * freed (it may still ask them what they negotiated). */
+ * freed (it may still ask them what they negotiated).
+ *
+ * A head callback, when given, sees the first plaintext bytes that come
+ * from side b before anything of them reaches side a, and says how many
+ * of them are its own (a preamble the two ends of b speak, verdict.h):
+ * those are neither relayed nor counted. It is called until it says done;
+ * it may also end the relay (RELAY_REFUSED). The other direction is not
+ * held meanwhile: a's bytes flow to b at once. */
 #ifndef CINCH_AGENT_RELAY_H
 #define CINCH_AGENT_RELAY_H
 
@@ -39,6 +46,7 @@ enum relay_end_reason {
 	RELAY_TLS_ERROR,  /* a TLS record did not decrypt */
 	RELAY_IDLE,	  /* idle timeout */
 	RELAY_STOPPED,	  /* relay_stop() */
+	RELAY_REFUSED,	  /* the head callback ended it */
 };
 
 struct relay_stats {
@@ -47,16 +55,21 @@ struct relay_stats {
 };
 
 typedef void (*relay_done_cb)(void *arg, const struct relay_stats *st);
+/* b's first plaintext bytes (data, n): 0 when it took them all and wants
+ * more, 1 when done (*used: how many it took; the rest is relayed), or
+ * < 0 to end the relay (RELAY_REFUSED). */
+typedef int (*relay_head_cb)(void *arg, const uint8_t *data, size_t n, size_t *used);
 
 struct relay;
 
 /* Starts relaying between a (with a_tls or NULL) and b (b_tls or NULL).
  * Bytes the TLS ends already decrypted (data that came with the end of
- * the handshake) are delivered first. 0 and *out, or -ENOMEM (then the
- * caller still owns everything). */
+ * the handshake) are delivered first (through head, NULL: none). 0 and
+ * *out, or -ENOMEM (then the caller still owns everything). head and done
+ * get arg. */
 int relay_start(uv_loop_t *loop, uv_tcp_t *a, struct mtls_conn *a_tls, uv_tcp_t *b,
-		struct mtls_conn *b_tls, unsigned idle_ms, relay_done_cb done, void *arg,
-		struct relay **out) __attribute__((warn_unused_result));
+		struct mtls_conn *b_tls, unsigned idle_ms, relay_head_cb head, relay_done_cb done,
+		void *arg, struct relay **out) __attribute__((warn_unused_result));
 /* Closes both sides now (a policy change that closes the connection). 0,
  * or -EALREADY when the relay was already ending for another reason (the
  * done callback will say which). */

@@ -6,6 +6,9 @@
 #   2. web -> db:5432 is refused, and by what;
 #   3. plaintext from outside the mesh to api is refused (STRICT);
 #   4. a policy change takes effect live: web -> db allowed, then not;
+#      taken back while web's agent is cut off from the control plane (its
+#      view is stale), db's agent refuses web and web's agent logs why
+#      (the denial reason reaching the caller, docs/agent.md);
 #   5. which version of the policy each pod enforces.
 # Exits 0 when every step behaved as shown (non-zero otherwise) and leaves
 # the mesh running; `make demo-down` (down.sh) removes it.
@@ -41,6 +44,41 @@ for k in ("verdict", "local_id", "peer_id", "rule", "reason", "tls_version", "ci
 PY
 }
 field() { sed -n "s/^$1=//p" <<<"$2"; }
+# peer_refusal LOGFILE: the newest outbound connection refused by the
+# destination's agent, in a line, with the reason that agent gave.
+peer_refusal() {
+	/usr/bin/python3 - "$1" <<'PY'
+import json, sys
+last = None
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("event") == "connection" and "peer_refusal" in e:
+        last = e
+if last is not None:
+    r = last["peer_refusal"]
+    by = r["by"].split("/ns/", 1)[-1].replace("/sa/", "/")
+    print('refused by %s: %s (port %s, code %s)' % (by, r["reason"], r["port"], r["code"]))
+    print('"end":"%s","peer_refusal":%s' % (last.get("end"), json.dumps(r, separators=(",", ":"))))
+PY
+}
+# web_cut on|off: web's agent cut off from the control plane (or not):
+# it keeps the policy it has (a stale view, as when a push is late).
+web_cut() {
+	local op=-I
+	[ "$1" = off ] && op=-D
+	mesh_in web iptables -w "$op" INPUT -s "$MESH_NET.1" -p tcp --sport 15012 -j DROP &&
+		mesh_in web iptables -w "$op" OUTPUT -d "$MESH_NET.1" -p tcp --dport 15012 -j DROP
+}
+# web_refuses_db: web -> db:5432 is refused by web's own agent (its view is
+# current again)
+web_refuses_db() {
+	ip netns exec "$(netns_name web)" socat -T 2 - "TCP:$(mesh_addr db):5432" </dev/null
+	sleep 0.2
+	[ "$(field verdict "$(last_conn "$MESH_STATE/agent-web.log" outbound)")" = deny ]
+}
 show() { sed 's/^/      /' <<<"$1"; }
 
 step "Starting the local mesh (control plane + pods web, api, db)"
@@ -101,12 +139,32 @@ if netns_wait 5 sh -c "ip netns exec $(netns_name web) socat -T 2 - TCP:$(mesh_a
 else
 	bad "web -> db still refused 5 s after the policy allowed it"
 fi
+# Taken back while web's agent does not hear of it: web still lets the
+# call go, db's agent refuses it and tells web's agent why.
+web_cut on || bad "cannot cut web off from the control plane"
 rm -f "$MESH_STATE/policy/db-from-web.yaml"
 t0=$(date +%s%N)
 if netns_wait 5 sh -c "! ip netns exec $(netns_name web) socat -T 2 - TCP:$(mesh_addr db):5432 </dev/null | grep -q 'hello from db'"; then
 	ok "removed it: web -> db refused again after $((($(date +%s%N) - t0) / 1000000)) ms"
 else
 	bad "web -> db still allowed 5 s after the policy was removed"
+fi
+sleep 0.3
+pr=$(peer_refusal "$MESH_STATE/agent-web.log")
+if [ -n "$pr" ]; then
+	ok "web's agent was cut off from the control plane, so web still let the call go;"
+	ok "db's agent refused it, and web's own agent log says why (no access to db's needed):"
+	show "$pr"
+	m=$(mesh_in web curl -s -m 2 http://127.0.0.1:15000/metrics | grep '^cinch_agent_refused_by_peer_total{reason="policy_deny"}')
+	show "$m"
+else
+	bad "web's agent logged no refusal by db's agent"
+fi
+web_cut off
+if netns_wait 30 web_refuses_db; then
+	ok "web back in touch with the control plane: its own agent refuses web -> db again"
+else
+	bad "web's agent did not catch up with the policy 35 s after it was back in touch"
 fi
 
 step "5. what each pod enforces (cinchctl status)"

@@ -176,6 +176,9 @@ static void test_handshake_and_data(void **state)
 	assert_string_equal(mtls_conn_peer_id(cl), API);
 	assert_string_equal(mtls_conn_peer_id(sv), WEB); /* the caller's identity */
 	assert_string_equal(mtls_conn_version(cl), "TLSv1.3");
+	/* two agents: both know the other is one (verdict.h) */
+	assert_int_equal(mtls_conn_agent_peer(cl), 1);
+	assert_int_equal(mtls_conn_agent_peer(sv), 1);
 	assert_non_null(strstr(mtls_conn_cipher(sv), "TLS_"));
 	transfer(cl, sv, 300000, 0);
 	transfer(sv, cl, 100000, 0);
@@ -239,6 +242,8 @@ static void test_resumption(void **state)
 		assert_int_equal(mtls_conn_resumed(cl), round > 0);
 		assert_string_equal(mtls_conn_peer_id(cl), API);
 		assert_string_equal(mtls_conn_peer_id(sv), WEB);
+		assert_int_equal(mtls_conn_agent_peer(cl), 1); /* resumed: negotiated again */
+		assert_int_equal(mtls_conn_agent_peer(sv), 1);
 		mtls_conn_free(cl);
 		mtls_conn_free(sv);
 	}

@@ -8,8 +8,13 @@
  * and the peer an mtls server, their handshake done before the relay
  * starts. Cases: large transfers both ways with backpressure (plain and
  * TLS), half-close (the answer still arrives after the request's FIN), a
- * reset carried through, the idle timeout, relay_stop, and a TLS relay
- * that goes quiet long enough to give its buffers back, then carries on. */
+ * reset carried through, the idle timeout, relay_stop, a TLS relay
+ * that goes quiet long enough to give its buffers back, then carries on,
+ * and a head callback (the agents' verdict frame, relay.h) that takes the
+ * peer's first bytes across several reads and lets the rest through
+ * (without holding the app's request meanwhile: a peer that answers only
+ * after the request still gets it), or ends the relay before any byte
+ * reached the app. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -117,6 +122,7 @@ struct ep {
 	uint32_t seed; /* the stream is (seed + i) * 131 */
 	uint32_t peer_seed;
 	int shut_after, got_eof, bad, reset, closed;
+	size_t send_after; /* sends nothing until it has received this much */
 	uv_write_t wr;
 	uv_shutdown_t sh;
 	uint8_t rbuf[65536], wbuf[65536 + 1024], pbuf[65536];
@@ -184,6 +190,10 @@ static void ep_check(struct ep *e, const uint8_t *p, size_t n)
 		if (p[i] != byte_at(e->peer_seed, e->received + i))
 			e->bad = 1;
 	e->received += n;
+	if (e->send_after && e->received >= e->send_after) {
+		e->send_after = 0;
+		ep_send_more(e);
+	}
 }
 
 static void ep_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -217,7 +227,8 @@ static void ep_start(uv_loop_t *loop, struct ep *e, int fd)
 	assert_int_equal(uv_tcp_open(&e->tcp, fd), 0);
 	e->tcp.data = e;
 	assert_int_equal(uv_read_start((uv_stream_t *)&e->tcp, ep_alloc, ep_read), 0);
-	ep_send_more(e);
+	if (!e->send_after)
+		ep_send_more(e);
 }
 
 /* ---- one scenario */
@@ -231,6 +242,9 @@ struct scenario {
 	int app_more_after_ms;	  /* then the app sends app_more more, and shuts */
 	size_t app_more;
 	unsigned idle_ms;
+	size_t head_take; /* a head callback takes the peer's first bytes; 0: none */
+	int peer_answers; /* the peer sends only once it has the app's bytes */
+	int head_refuses; /* ... then ends the relay */
 };
 
 struct outcome {
@@ -238,9 +252,28 @@ struct outcome {
 	struct relay_stats st;
 	int done;
 	struct relay *relay;
+	size_t head_seen;
+	int head_calls;
 };
 
 static struct outcome *g_out;
+static const struct scenario *g_sc;
+
+static int head_cb(void *arg, const uint8_t *data, size_t n, size_t *used)
+{
+	struct outcome *o = arg;
+	size_t want = g_sc->head_take - o->head_seen, take = n < want ? n : want;
+
+	o->head_calls++;
+	for (size_t i = 0; i < take; i++)
+		if (data[i] != byte_at(o->peer.seed, o->head_seen + i))
+			o->app.bad = 1;
+	o->head_seen += take;
+	*used = take;
+	if (o->head_seen < g_sc->head_take)
+		return 0;
+	return g_sc->head_refuses ? -1 : 1;
+}
 
 static void on_done(void *arg, const struct relay_stats *st)
 {
@@ -280,6 +313,7 @@ static void run(const struct scenario *sc, struct outcome *o)
 
 	memset(o, 0, sizeof(*o));
 	g_out = o;
+	g_sc = sc;
 	assert_int_equal(uv_loop_init(&loop), 0);
 	tcp_pair(app_pair);  /* app_pair[0]: the app, [1]: relay side a */
 	tcp_pair(peer_pair); /* peer_pair[0]: relay side b, [1]: the peer */
@@ -297,12 +331,15 @@ static void run(const struct scenario *sc, struct outcome *o)
 	o->app.to_send = sc->app_sends;
 	o->peer.to_send = sc->peer_sends;
 	o->app.shut_after = sc->app_shuts;
+	o->app.received = sc->head_refuses ? 0 : sc->head_take; /* the app's stream starts after */
 	o->peer.shut_after = sc->peer_shuts;
+	o->peer.send_after = sc->peer_answers ? sc->app_sends : 0;
 	assert_int_equal(uv_tcp_init(&loop, a), 0);
 	assert_int_equal(uv_tcp_open(a, app_pair[1]), 0);
 	assert_int_equal(uv_tcp_init(&loop, b), 0);
 	assert_int_equal(uv_tcp_open(b, peer_pair[0]), 0);
-	assert_int_equal(relay_start(&loop, a, NULL, b, b_tls, sc->idle_ms, on_done, o, &o->relay),
+	assert_int_equal(relay_start(&loop, a, NULL, b, b_tls, sc->idle_ms,
+				     sc->head_take ? head_cb : NULL, on_done, o, &o->relay),
 			 0);
 	ep_start(&loop, &o->app, app_pair[0]);
 	ep_start(&loop, &o->peer, peer_pair[1]);
@@ -412,6 +449,68 @@ static void test_quiet_then_more(void **state)
 	assert_true(o.app.got_eof);
 }
 
+/* The head takes 40000 bytes (several reads of the TLS source), the rest
+ * reaches the app intact and only the rest is counted; the app's bytes
+ * flowed to the peer meanwhile. */
+static void test_head_takes_the_first_bytes(void **state)
+{
+	static struct outcome o;
+	struct scenario sc = {.tls = 1,
+			      .app_sends = 100000,
+			      .peer_sends = 1 << 20,
+			      .app_shuts = 1,
+			      .peer_shuts = 1,
+			      .idle_ms = 10000,
+			      .head_take = 40000};
+	run(&sc, &o);
+	assert_int_equal(o.st.reason, RELAY_CLOSED);
+	assert_true(o.head_calls >= 2);
+	assert_int_equal(o.head_seen, 40000);
+	assert_int_equal(o.app.received, 1 << 20); /* counted from 40000 on */
+	assert_int_equal(o.st.b_to_a, (1 << 20) - 40000);
+	assert_int_equal(o.peer.received, 100000);
+	assert_false(o.app.bad || o.peer.bad);
+}
+
+/* No wait for the head: the peer sends (its frame, then its answer) only
+ * once the app's request has reached it, so a relay that held the app's
+ * bytes until the head is done would never end. */
+static void test_head_does_not_hold_the_request(void **state)
+{
+	static struct outcome o;
+	struct scenario sc = {.tls = 1,
+			      .app_sends = 5000,
+			      .peer_sends = 70000,
+			      .app_shuts = 1,
+			      .peer_shuts = 1,
+			      .peer_answers = 1,
+			      .idle_ms = 3000,
+			      .head_take = 2};
+	run(&sc, &o);
+	assert_int_equal(o.st.reason, RELAY_CLOSED);
+	assert_int_equal(o.peer.received, 5000);
+	assert_int_equal(o.app.received, 70000);
+	assert_int_equal(o.st.b_to_a, 70000 - 2);
+	assert_false(o.app.bad || o.peer.bad);
+}
+
+/* The head ends the relay: nothing of the peer's reached the app. */
+static void test_head_refuses(void **state)
+{
+	static struct outcome o;
+	struct scenario sc = {.tls = 1,
+			      .peer_sends = 1 << 20,
+			      .idle_ms = 10000,
+			      .head_take = 20,
+			      .head_refuses = 1};
+	run(&sc, &o);
+	assert_int_equal(o.done, 1);
+	assert_int_equal(o.st.reason, RELAY_REFUSED);
+	assert_int_equal(o.app.received, 0);
+	assert_int_equal(o.st.b_to_a, 0);
+	assert_true(o.app.got_eof || o.app.reset);
+}
+
 static void test_idle(void **state)
 {
 	static struct outcome o;
@@ -457,6 +556,9 @@ int main(void)
 		cmocka_unit_test(test_half_close),
 		cmocka_unit_test(test_reset_carried),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_head_takes_the_first_bytes),
+		cmocka_unit_test(test_head_does_not_hold_the_request),
+		cmocka_unit_test(test_head_refuses),
 		cmocka_unit_test(test_quiet_then_more),
 		cmocka_unit_test(test_stop),
 	};
