@@ -927,6 +927,17 @@ static int ctld_ca_secret_push(struct ctld *d, const char *step, char *msg, size
 	return rc;
 }
 
+/* casecret's accept: the files from the Secret open as a CA. */
+static int ctld_ca_secret_accept(void *arg, const char **why)
+{
+	struct ctld *d = arg;
+	struct ca *ca = NULL;
+	int rc = ca_open(&d->cc, &ca, why);
+
+	ca_free(ca);
+	return rc;
+}
+
 /* A change of the Secret made by another replica is in the files: open it
  * and hand the new bundle to agents, the webhook and the ConfigMaps. */
 static void ctld_ca_secret_changed(void *arg)
@@ -986,7 +997,8 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
 	else
 		why = NULL; /* ca_rotate may leave text there on success */
-	if (rc == 0 && d->casecret && (rc = ctld_ca_secret_push(d, names[step], msg, sizeof(msg))) < 0)
+	if (rc == 0 && d->casecret &&
+	    (rc = ctld_ca_secret_push(d, names[step], msg, sizeof(msg))) < 0)
 		goto failed;
 	if (rc == 0 && (rc = ctld_ca_reload(d, &why)) < 0) {
 		snprintf(msg, sizeof(msg),
@@ -1241,8 +1253,7 @@ static int ctld_start_kube_client(struct ctld *d, struct kapi_config *kc)
 
 	rc = strcmp(cfg->kube_api, "in-cluster") == 0
 		     ? kapi_config_in_cluster(kc, &why)
-		     : kapi_config_explicit(kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token,
-					    &why);
+		     : kapi_config_explicit(kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token, &why);
 	if (rc == 0 && (rc = kapi_new(d->loop, kc, &d->kapi)) < 0) {
 		why = "cannot create the API client";
 		kapi_config_cleanup(kc);
@@ -1272,7 +1283,13 @@ static int ctld_open_ca(struct ctld *d, const struct kapi_config *kc)
 	slash = strchr(cfg->ca_secret, '/'); /* checked by ctld_apply */
 	snprintf(ns, sizeof(ns), "%.*s", (int)(slash - cfg->ca_secret), cfg->ca_secret);
 	struct casecret_config csc = {
-		.namespace = ns, .name = slash + 1, .state_dir = cfg->state_dir, .kc = kc};
+		.namespace = ns,
+		.name = slash + 1,
+		.state_dir = cfg->state_dir,
+		.kc = kc,
+		.accept = ctld_ca_secret_accept,
+		.accept_arg = d,
+	};
 	if ((rc = fsutil_mkdir(cfg->state_dir, 0700)) < 0 ||
 	    (rc = casecret_new(d->loop, d->kapi, &csc, &d->casecret)) < 0) {
 		why = "cannot prepare the state directory";

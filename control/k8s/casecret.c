@@ -33,6 +33,8 @@ struct casecret {
 	char *rv;
 	struct kwatch *watch;
 	uv_timer_t kick;
+	int (*accept)(void *arg, const char **why);
+	void *accept_arg;
 	void (*changed)(void *arg);
 	void *arg;
 };
@@ -290,6 +292,17 @@ int casecret_pull(struct casecret *cs, long wait_ms, int *changed, const char **
 		if (!cs->data || !json_equal(cs->data, data)) {
 			if ((rc = cs_write(cs, data, why)) == 0)
 				*changed = 1;
+			if (rc == 0 && cs->accept && cs->accept(cs->accept_arg, why) < 0) {
+				/* back to what was in force (nothing at start) */
+				json_t *none = json_object();
+				const char *ignored;
+				if (!none || cs_write(cs, cs->data ? cs->data : none, &ignored) < 0)
+					log_event(LOG_LVL_ERROR, "ca_secret_restore_failed",
+						  json_pack("{s:s}", "dir", cs->dir));
+				json_decref(none);
+				*changed = 0;
+				rc = -EBADMSG;
+			}
 		}
 		if (rc == 0)
 			cs_seen(cs, body, json_incref(data));
@@ -316,8 +329,7 @@ int casecret_push(struct casecret *cs, long wait_ms, const char **why)
 	if (cs->rv) {
 		json_object_set_new(json_object_get(obj, "metadata"), "resourceVersion",
 				    json_string(cs->rv));
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", cs->ns,
-			 cs->name);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", cs->ns, cs->name);
 	} else {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", cs->ns);
 	}
@@ -360,8 +372,8 @@ static void cs_kick_cb(uv_timer_t *t)
 
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_secret_refused",
-			  json_pack("{s:s, s:s, s:s, s:s}", "namespace", cs->ns, "secret",
-				    cs->name, "error", why, "effect",
+			  json_pack("{s:s, s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,
+				    "error", why, "effect",
 				    "the CA in force stays; nothing is written to the Secret"));
 		return;
 	}
@@ -429,6 +441,8 @@ int casecret_new(uv_loop_t *loop, struct kapi *k, const struct casecret_config *
 		return -ENOMEM;
 	cs->loop = loop;
 	cs->k = k;
+	cs->accept = cfg->accept;
+	cs->accept_arg = cfg->accept_arg;
 	cs->kc.server = strdup(cfg->kc->server);
 	cs->kc.ca_pem = strdup(cfg->kc->ca_pem);
 	cs->kc.token_path = strdup(cfg->kc->token_path);

@@ -24,7 +24,8 @@
  * list, a value that is not base64 or over CASECRET_MAX_VALUE, or lacking
  * ca.key/ca.crt/bundle.pem/bundle.seq (or one of next.key/next.crt) is
  * refused (-EPERM foreign, -EBADMSG malformed), never written and never
- * adopted. The key material is never logged.
+ * adopted; so is one whose files do not open as a CA (`accept`): the
+ * files are put back as they were. The key material is never logged.
  *
  * pull and push are synchronous: they run their own private loop and
  * client (so they may be called from a callback of the main loop), with a
@@ -49,6 +50,11 @@ struct casecret_config {
 	const char *namespace, *name; /* validated DNS labels */
 	const char *state_dir;	      /* the files are in <state_dir>/ca */
 	const struct kapi_config *kc; /* copied: for the private clients */
+	/* Whether the files just written from the Secret make a CA (the
+	 * caller opens them); <0 and *why: the files go back to what they
+	 * were and the Secret is refused (-EBADMSG). */
+	int (*accept)(void *arg, const char **why);
+	void *accept_arg;
 };
 
 int casecret_new(uv_loop_t *loop, struct kapi *k, const struct casecret_config *cfg,

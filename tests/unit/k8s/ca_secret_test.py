@@ -228,6 +228,15 @@ def run(tmp, kube, pbs):
         kube.apply("secrets", "MODIFIED", foreign)
         check(wait_for(lambda: b.find("ca_secret_refused")), "an unlabelled Secret is refused")
         check.eq(rd(os.path.join(sb, "ca", "ca.crt")), new, "the CA in force stays")
+        # ours, complete, but not a CA: refused, the files put back
+        n = len(b.events("ca_secret_refused"))
+        bad = kube.get("secrets", "cinch-system", "cinch-ca")
+        bad["metadata"]["labels"] = dict(OURS)
+        kube.apply("secrets", "MODIFIED", bad)
+        check(wait_for(lambda: len(b.events("ca_secret_refused")) > n),
+              "a labelled Secret whose ca.crt is no certificate is refused")
+        check.eq(rd(os.path.join(sb, "ca", "ca.crt")), new,
+                 "its files are put back: the CA in force stays on disk too")
         kube.apply("secrets", "MODIFIED", cur)  # back to ours
         check.eq(rd(os.path.join(sb, "ca", "ca.crt")), new, "ours again: the same CA")
     finally:
@@ -271,6 +280,19 @@ def run(tmp, kube, pbs):
     start_refused(kube, tmp, "cxs-f/cinch-ca", "foreign")
     start_refused(kube, tmp, "cxs-m/cinch-ca", "partial")
     start_refused(kube, tmp, "cxs-m/cinch-ca-x", "unknown-key")
+    start_refused(kube, tmp, "cxs-m/cinch-ca-bad", "not-a-ca")
+    check(not os.listdir(os.path.join(tmp, "state-not-a-ca", "ca")),
+          "not-a-ca: the files written from it are removed again")
+
+    # ---- flags
+    for bad in (["--ca-secret", "cinch-system/cinch-ca"],
+                ["--ca-secret", "cinch-system/cinch-ca", "--ca-cert", "c", "--ca-key", "k"] +
+                kube.flags(),
+                ["--ca-secret", "cinch-ca"] + kube.flags(),
+                ["--ca-secret", "cinch-system/../x"] + kube.flags()):
+        p = subprocess.run([CONTROL, "--check-config"] + bad, capture_output=True, text=True)
+        check(p.returncode == 2 and "ca-secret" in p.stderr,
+              "refused: %s (rc %d: %s)" % (" ".join(bad[:4]), p.returncode, p.stderr.strip()))
 
 
 def main():
@@ -286,6 +308,8 @@ def main():
                                              "bundle.pem": b"x", "bundle.seq": b"1"}),
                 secret("cxs-m", "cinch-ca", {"ca.crt": b"x", "bundle.pem": b"x",
                                              "bundle.seq": b"1"}, OURS),
+                secret("cxs-m", "cinch-ca-bad", {"ca.key": kpem, "ca.crt": b"x",
+                                                 "bundle.pem": b"x", "bundle.seq": b"1"}, OURS),
                 secret("cxs-m", "cinch-ca-x", {"ca.key": kpem, "ca.crt": b"x",
                                                "bundle.pem": b"x", "bundle.seq": b"1",
                                                "../x": b"x"}, OURS),
