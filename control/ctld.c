@@ -1,7 +1,9 @@
 /* ctld: see ctld.h.
  *
- * Start-up order: CA (creates or loads the root, refuses a broken state
- * directory), token store, server certificate for the control's own
+ * Start-up order: with --kube-api the API client (with --ca-secret the CA
+ * comes from the API server: casecret.h, a bounded synchronous wait), CA
+ * (creates or loads the root, refuses a broken state directory), token
+ * store, server certificate for the control's own
  * SPIFFE ID, then the listeners. Any failure before the loop runs is
  * logged with its reason and exits 1 with nothing half-started. The
  * server certificate is re-issued at half its lifetime; connections keep
@@ -15,7 +17,10 @@
  * replaced struct ca is kept until the daemon exits, as anything that
  * borrowed it (a call in progress) may still read it; rotations are rare.
  * Retiring the old root is refused until no certificate it signed can
- * still be valid: activated_at + the longest lifetime (--svid-ttl-max). */
+ * still be valid: activated_at + the longest lifetime (--svid-ttl-max).
+ * With --ca-secret a step is also written to the Secret before it is
+ * answered (failure: undone, the Secret's state adopted), and a change
+ * another replica wrote there is swapped in the same way. */
 #include "ctld.h"
 
 #include <errno.h>

@@ -18,13 +18,18 @@ Checks, each of which fails when its mechanism is taken out:
   - a rotation whose PUT meets a Secret that moved meanwhile (a stale
     resourceVersion, made here by a silent change) is reported failed and
     undone; the Secret is not overwritten;
-  - the Secret losing our label while running: refused, the CA stays;
+  - the Secret losing our label while running: refused, the CA stays; a
+    labelled one whose ca.crt is no certificate: refused, the files put
+    back as they were;
   - a restart with the state directory wiped keeps the CA;
   - two controls started at once on a missing Secret converge on one CA;
   - a foreign Secret (no label), a partial one and one with a key that is
     not a file of <state>/ca ("../x") are refused at start: the control
     does not start, the Secret is left exactly as it was, nothing is
-    written outside the state directory.
+    written outside the state directory; so is a labelled, complete one
+    that is not a CA, whose files are removed again;
+  - --ca-secret without --kube-api, with --ca-cert, or not NS/NAME of DNS
+    labels is refused by --check-config.
 
 usage: ca_secret_test.py <cinch-control>
 """
@@ -241,7 +246,7 @@ def run(tmp, kube, pbs):
         check.eq(rd(os.path.join(sb, "ca", "ca.crt")), new, "ours again: the same CA")
     finally:
         if b:
-            b.stop()
+            check.eq(b.stop(), 0, "the second control stops cleanly")
         check.eq(a.stop(), 0, "the first control stops cleanly")
 
     # ---- a restart with the state wiped keeps the CA
@@ -251,7 +256,7 @@ def run(tmp, kube, pbs):
         check.eq(rd(os.path.join(sa, "ca", "ca.crt")), new, "a restart keeps the CA")
         check(a.find("ca_secret_adopted"), "from the Secret")
     finally:
-        a.stop()
+        check.eq(a.stop(), 0, "the restarted control stops cleanly")
 
     # ---- a race on a missing Secret converges
     got = {}
@@ -274,7 +279,7 @@ def run(tmp, kube, pbs):
               "exactly one created it")
     finally:
         for c in got.values():
-            c.stop()
+            check.eq(c.stop(), 0, "a racing control stops cleanly")
 
     # ---- refused at start
     start_refused(kube, tmp, "cxs-f/cinch-ca", "foreign")
