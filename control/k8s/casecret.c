@@ -368,8 +368,15 @@ static void cs_kick_cb(uv_timer_t *t)
 	struct casecret *cs = t->data;
 	const char *why = NULL;
 	int changed = 0;
-	int rc = casecret_pull(cs, CASECRET_CALL_MS, &changed, &why);
+	int rc = casecret_pull(cs, CASECRET_EVENT_MS, &changed, &why);
 
+	if (rc == -ETIMEDOUT || rc == -EIO || rc == -ENOMEM) {
+		log_event(LOG_LVL_WARN, "ca_secret_read_failed",
+			  json_pack("{s:s, s:s, s:s, s:i}", "namespace", cs->ns, "secret", cs->name,
+				    "error", why, "retry_ms", CASECRET_EVENT_RETRY_MS));
+		uv_timer_start(&cs->kick, cs_kick_cb, CASECRET_EVENT_RETRY_MS, 0);
+		return;
+	}
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_secret_refused",
 			  json_pack("{s:s, s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,

@@ -42,7 +42,11 @@
 #define CASECRET_OWNER	   "cinch-control"
 #define CASECRET_MAX_VALUE (64u << 10)
 #define CASECRET_WAIT_MS   30000 /* start-up: how long the API server may take */
-#define CASECRET_CALL_MS   10000 /* later calls (rotation, watch events) */
+#define CASECRET_CALL_MS   10000 /* a rotation step's write (an admin waits) */
+/* The GET after a watch event: the main loop waits for it, so it is short;
+ * when the API server does not answer it is tried again after RETRY. */
+#define CASECRET_EVENT_MS	3000
+#define CASECRET_EVENT_RETRY_MS 5000
 
 struct casecret;
 
