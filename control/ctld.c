@@ -1,7 +1,9 @@
 /* ctld: see ctld.h.
  *
- * Start-up order: CA (creates or loads the root, refuses a broken state
- * directory), token store, server certificate for the control's own
+ * Start-up order: with --kube-api the API client (with --ca-secret the CA
+ * comes from the API server: casecret.h, a bounded synchronous wait), CA
+ * (creates or loads the root, refuses a broken state directory), token
+ * store, server certificate for the control's own
  * SPIFFE ID, then the listeners. Any failure before the loop runs is
  * logged with its reason and exits 1 with nothing half-started. The
  * server certificate is re-issued at half its lifetime; connections keep
@@ -16,7 +18,10 @@
  * replaced struct ca is kept until the daemon exits, as anything that
  * borrowed it (a call in progress) may still read it; rotations are rare.
  * Retiring the old root is refused until no certificate it signed can
- * still be valid: activated_at + the longest lifetime (--svid-ttl-max). */
+ * still be valid: activated_at + the longest lifetime (--svid-ttl-max).
+ * With --ca-secret a step is also written to the Secret before it is
+ * answered (failure: undone, the Secret's state adopted), and a change
+ * another replica wrote there is swapped in the same way. */
 #include "ctld.h"
 
 #include <errno.h>
@@ -39,6 +44,7 @@
 #include "api/sign.h"
 #include "api/tls.h"
 #include "bundlecm.h"
+#include "casecret.h"
 #include "ca/ca.h"
 #include "duration.h"
 #include "filesrc.h"
@@ -108,6 +114,7 @@ enum {
 	OPT_WEBHOOK_CONFIGURATION,
 	OPT_WEBHOOK_CERT_TTL,
 	OPT_TRUST_BUNDLE_CMS,
+	OPT_CA_SECRET,
 };
 
 static const struct option ctld_opts[] = {
@@ -120,6 +127,7 @@ static const struct option ctld_opts[] = {
 	{"admin-listen", required_argument, NULL, OPT_ADMIN},
 	{"ca-cert", required_argument, NULL, OPT_CA_CERT},
 	{"ca-key", required_argument, NULL, OPT_CA_KEY},
+	{"ca-secret", required_argument, NULL, OPT_CA_SECRET},
 	{"spiffe-id", required_argument, NULL, OPT_SPIFFE_ID},
 	{"server-dns", required_argument, NULL, OPT_DNS},
 	{"server-ip", required_argument, NULL, OPT_IP},
@@ -180,6 +188,11 @@ static void ctld_usage(FILE *out)
 		"                           sign with this root or intermediate (chain up\n"
 		"                           to the root in FILE); default: a root of our own\n"
 		"                           in the state directory, made on first start\n"
+		"                           (root rotation is refused with --ca-cert)\n"
+		"  --ca-secret NS/NAME      with --kube-api, keep the CA's state (key\n"
+		"                           included) in this Secret, made and managed by\n"
+		"                           the control: replicas share one CA and root\n"
+		"                           rotation reaches all of them\n"
 		"  --spiffe-id ID           the control's own identity\n"
 		"                           (spiffe://TD/ns/cinch-system/sa/cinch-control)\n"
 		"  --server-dns NAME        a DNS name of the gRPC certificate (repeatable;\n"
@@ -355,6 +368,19 @@ static int ctld_apply(struct ctld_config *cfg, int opt, const char *arg)
 	case OPT_CA_KEY:
 		cfg->ca_key = arg;
 		return 0;
+	case OPT_CA_SECRET: {
+		/* NAMESPACE/NAME, both DNS labels (a path segment each) */
+		const char *slash = strchr(arg, '/');
+		char ns[64];
+		if (!slash || (size_t)(slash - arg) >= sizeof(ns))
+			break;
+		memcpy(ns, arg, (size_t)(slash - arg));
+		ns[slash - arg] = '\0';
+		if (!ctld_dns_label(ns) || !ctld_dns_label(slash + 1))
+			break;
+		cfg->ca_secret = arg;
+		return 0;
+	}
 	case OPT_REGISTRY:
 		cfg->registry = arg;
 		return 0;
@@ -647,6 +673,11 @@ int ctld_parse(int argc, char **argv, struct ctld_config *cfg)
 		fprintf(stderr, "cinch-control: --kube-api URL needs --kube-ca and --kube-token\n");
 		return -EINVAL;
 	}
+	if (rc == 0 && cfg->ca_secret && (cfg->ca_cert || !cfg->kube_api)) {
+		fprintf(stderr, "cinch-control: --ca-secret needs --kube-api and excludes "
+				"--ca-cert/--ca-key\n");
+		return -EINVAL;
+	}
 	if (rc == 0 && cfg->check_only)
 		rc = ctld_check_sources(cfg);
 	return rc;
@@ -672,6 +703,7 @@ struct ctld {
 	struct webhook *webhook;
 	struct webhookcert *wcert; /* NULL: no certificate of ours (files, or none) */
 	struct bundlecm *bundlecm; /* NULL: no trust-bundle ConfigMaps kept */
+	struct casecret *casecret; /* NULL: the CA's state is local (no --ca-secret) */
 	struct kapi *kapi;
 	struct auth_k8s_config k8s_auth;
 	struct tokenreview_limit reviews;
@@ -875,6 +907,60 @@ static int ctld_ca_reload(struct ctld *d, const char **why)
 	return 0;
 }
 
+/* With --ca-secret, a rotation step done on disk is written to the Secret
+ * (PUT with the version last seen). If that fails the step is undone here:
+ * the Secret's state is pulled back into the files and opened, which also
+ * adopts what another replica wrote meanwhile (409). -errno and msg. */
+static int ctld_ca_secret_push(struct ctld *d, const char *step, char *msg, size_t len)
+{
+	const char *why = NULL, *why2 = NULL;
+	int changed, rc = casecret_push(d->casecret, CASECRET_CALL_MS, &why);
+
+	if (rc == 0)
+		return 0;
+	if (casecret_pull(d->casecret, CASECRET_CALL_MS, &changed, &why2) < 0 ||
+	    ctld_ca_reload(d, &why2) < 0) {
+		snprintf(msg, len,
+			 "%s: done on disk, but the Secret %s cannot be written (%s) nor read "
+			 "back (%s): this replica differs from the others until it restarts",
+			 step, d->cfg->ca_secret, why, why2 ? why2 : "?");
+		return rc;
+	}
+	snprintf(msg, len,
+		 rc == -EEXIST ? "%s: the Secret %s changed meanwhile (another replica rotated?): "
+				 "its state is in force now; check `cinchctl ca status` and retry"
+			       : "%s: the Secret %s cannot be written (%s): the step is undone",
+		 step, d->cfg->ca_secret, why);
+	return rc;
+}
+
+/* casecret's accept: the files from the Secret open as a CA. */
+static int ctld_ca_secret_accept(void *arg, const char **why)
+{
+	struct ctld *d = arg;
+	struct ca *ca = NULL;
+	int rc = ca_open(&d->cc, &ca, why);
+
+	ca_free(ca);
+	return rc;
+}
+
+/* A change of the Secret made by another replica is in the files: open it
+ * and hand the new bundle to agents, the webhook and the ConfigMaps. */
+static void ctld_ca_secret_changed(void *arg)
+{
+	struct ctld *d = arg;
+	const char *why = NULL;
+	int rc = ctld_ca_reload(d, &why);
+
+	log_event(rc < 0 ? LOG_LVL_ERROR : LOG_LVL_INFO,
+		  rc < 0 ? "ca_secret_reload_failed" : "ca_secret_adopted",
+		  log_pack("{s:s, s:s, s:I, s:I}", "secret", d->cfg->ca_secret, "error",
+			   rc < 0 ? (why ? why : strerror(-rc)) : "", "bundle_sequence",
+			   (json_int_t)ca_bundle_sequence(d->ca), "roots",
+			   (json_int_t)ca_bundle_len(d->ca)));
+}
+
 /* ca_rotate: one step ("prepare", "activate", "retire"; "force" lets a
  * retire through before it is safe). Answers with ca_status and "step". */
 static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_uid)
@@ -918,12 +1004,16 @@ static json_t *ctld_ca_rotate(struct ctld *d, const json_t *req, unsigned peer_u
 		snprintf(msg, sizeof(msg), "%s: %s", names[step], why ? why : strerror(-rc));
 	else
 		why = NULL; /* ca_rotate may leave text there on success */
+	if (rc == 0 && d->casecret &&
+	    (rc = ctld_ca_secret_push(d, names[step], msg, sizeof(msg))) < 0)
+		goto failed;
 	if (rc == 0 && (rc = ctld_ca_reload(d, &why)) < 0) {
 		snprintf(msg, sizeof(msg),
 			 "%s: done on disk, but the CA cannot be opened again (%s): the "
 			 "previous state stays in force until cinch-control restarts",
 			 names[step], why ? why : strerror(-rc));
 	}
+failed:
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_rotation_failed",
 			  log_pack("{s:s, s:s}", "step", names[step], "error", msg));
@@ -1053,6 +1143,8 @@ static void ctld_stop(struct ctld *d)
 	d->wcert = NULL;
 	bundlecm_stop(d->bundlecm);
 	d->bundlecm = NULL;
+	casecret_stop(d->casecret);
+	d->casecret = NULL;
 	filesrc_stop(d->src);
 	kfeed_stop(d->kfeed); /* before kapi_close: its requests are cancelled */
 	d->kfeed = NULL;
@@ -1158,31 +1250,103 @@ static int ctld_start_bundle_cms(struct ctld *d)
 	return rc;
 }
 
-/* The Kubernetes API client behind service-account token authentication
+/* The Kubernetes API client (--kube-api), made before the CA is opened:
+ * with --ca-secret the CA comes from the API server. */
+static int ctld_start_kube_client(struct ctld *d, struct kapi_config *kc)
+{
+	const struct ctld_config *cfg = d->cfg;
+	const char *why = NULL;
+	int rc;
+
+	rc = strcmp(cfg->kube_api, "in-cluster") == 0
+		     ? kapi_config_in_cluster(kc, &why)
+		     : kapi_config_explicit(kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token, &why);
+	if (rc == 0 && (rc = kapi_new(d->loop, kc, &d->kapi)) < 0) {
+		why = "cannot create the API client";
+		kapi_config_cleanup(kc);
+	}
+	if (rc < 0)
+		log_event(LOG_LVL_ERROR, "kube_api_failed",
+			  log_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
+	return rc;
+}
+
+/* The CA: from the flags or the state directory (ca.h), or with
+ * --ca-secret from the Secret, which the first replica creates from the
+ * root ca_open() makes here and the others adopt (casecret.h). Start-up
+ * waits for the API server up to CASECRET_WAIT_MS (not ready meanwhile). */
+static int ctld_open_ca(struct ctld *d, const struct kapi_config *kc)
+{
+	const struct ctld_config *cfg = d->cfg;
+	const char *why = NULL, *slash;
+	char ns[64];
+	int changed, rc;
+
+	if (!cfg->ca_secret) {
+		if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0)
+			goto ca_failed;
+		return 0;
+	}
+	slash = strchr(cfg->ca_secret, '/'); /* checked by ctld_apply */
+	snprintf(ns, sizeof(ns), "%.*s", (int)(slash - cfg->ca_secret), cfg->ca_secret);
+	struct casecret_config csc = {
+		.namespace = ns,
+		.name = slash + 1,
+		.state_dir = cfg->state_dir,
+		.kc = kc,
+		.accept = ctld_ca_secret_accept,
+		.accept_arg = d,
+	};
+	if ((rc = fsutil_mkdir(cfg->state_dir, 0700)) < 0 ||
+	    (rc = casecret_new(d->loop, d->kapi, &csc, &d->casecret)) < 0) {
+		why = "cannot prepare the state directory";
+		goto ca_failed;
+	}
+	rc = casecret_pull(d->casecret, CASECRET_WAIT_MS, &changed, &why);
+	if (rc == -ENOENT) {
+		/* none yet: a root of our own, then offered to the others */
+		if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0)
+			goto ca_failed;
+		rc = casecret_push(d->casecret, CASECRET_WAIT_MS, &why);
+		if (rc == -EEXIST) { /* another replica was first: theirs */
+			ca_free(d->ca);
+			d->ca = NULL;
+			rc = casecret_pull(d->casecret, CASECRET_WAIT_MS, &changed, &why);
+		} else if (rc == 0) {
+			log_event(LOG_LVL_INFO, "ca_secret_created",
+				  log_pack("{s:s}", "secret", cfg->ca_secret));
+		}
+	}
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "ca_secret_refused",
+			  log_pack("{s:s, s:s, s:s}", "secret", cfg->ca_secret, "error", why,
+				   "effect", "not started; the Secret is left as it is"));
+		return rc;
+	}
+	if (!d->ca) {
+		if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0)
+			goto ca_failed;
+		log_event(LOG_LVL_INFO, "ca_secret_adopted",
+			  log_pack("{s:s, s:s, s:I, s:I}", "secret", cfg->ca_secret, "error", "",
+				   "bundle_sequence", (json_int_t)ca_bundle_sequence(d->ca),
+				   "roots", (json_int_t)ca_bundle_len(d->ca)));
+	}
+	return casecret_watch(d->casecret, ctld_ca_secret_changed, d);
+ca_failed:
+	log_event(LOG_LVL_ERROR, "ca_failed",
+		  log_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
+			   cfg->state_dir));
+	return rc;
+}
+
+/* Service-account token authentication and the trust-bundle ConfigMaps
  * (--kube-api; none: Kubernetes tokens are refused as not configured). */
 static int ctld_start_kube(struct ctld *d)
 {
 	const struct ctld_config *cfg = d->cfg;
-	struct kapi_config kc;
-	const char *why = NULL;
-	int rc;
 
 	if (!cfg->kube_api)
 		return 0;
-	rc = strcmp(cfg->kube_api, "in-cluster") == 0
-		     ? kapi_config_in_cluster(&kc, &why)
-		     : kapi_config_explicit(&kc, cfg->kube_api, cfg->kube_ca, cfg->kube_token,
-					    &why);
-	if (rc == 0) {
-		rc = kapi_new(d->loop, &kc, &d->kapi);
-		why = "cannot create the API client";
-		kapi_config_cleanup(&kc);
-	}
-	if (rc < 0) {
-		log_event(LOG_LVL_ERROR, "kube_api_failed",
-			  log_pack("{s:s, s:s}", "kube_api", cfg->kube_api, "error", why));
-		return rc;
-	}
 	tokenreview_limit_init(&d->reviews, cfg->review_max_inflight, cfg->review_rate,
 			       2 * cfg->review_rate);
 	d->k8s_auth = (struct auth_k8s_config){
@@ -1251,12 +1415,17 @@ static int ctld_start(struct ctld *d)
 		.ttl_min_s = cfg->ttl_min_s,
 		.ttl_max_s = cfg->ttl_max_s,
 	};
-	if ((rc = ca_open(&d->cc, &d->ca, &why)) < 0) {
-		log_event(LOG_LVL_ERROR, "ca_failed",
-			  log_pack("{s:s, s:s}", "error", why ? why : strerror(-rc), "state_dir",
-				   cfg->state_dir));
-		return rc;
+	if (cfg->kube_api) {
+		struct kapi_config kc;
+		if ((rc = ctld_start_kube_client(d, &kc)) < 0)
+			return rc;
+		rc = ctld_open_ca(d, &kc);
+		kapi_config_cleanup(&kc);
+	} else {
+		rc = ctld_open_ca(d, NULL);
 	}
+	if (rc < 0)
+		return rc;
 	if ((rc = token_store_open(cfg->state_dir, ca_trust_domain(d->ca), &d->tokens)) < 0) {
 		log_event(LOG_LVL_ERROR, "token_store_failed",
 			  log_pack("{s:s}", "error",
@@ -1378,6 +1547,7 @@ int ctld_run(const struct ctld_config *cfg)
 		webhook_stop(d.webhook);
 		webhookcert_stop(d.wcert);
 		bundlecm_stop(d.bundlecm);
+		casecret_stop(d.casecret);
 		kfeed_stop(d.kfeed);
 		if (d.kapi)
 			kapi_close(d.kapi, NULL, NULL);

@@ -22,6 +22,7 @@ struct ctld_config {
 	const char *listen;	  /* "host:port" of the gRPC server */
 	const char *admin_listen; /* "host:port" of the admin HTTP port */
 	const char *ca_cert, *ca_key;
+	const char *ca_secret; /* "NS/NAME" (casecret.h) or NULL */
 	const char *spiffe_id;	       /* the control's own identity ("" = default) */
 	const char *registry, *policy; /* Workload / policy documents, or NULL */
 	const char *server_dns[CTLD_MAX_NAMES];

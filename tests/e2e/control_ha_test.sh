@@ -71,7 +71,8 @@ agents_ready() {
 	done
 }
 
-# --- the shared CA (the cinch-ca Secret of deploy/k8s)
+# --- the shared CA, given with --ca-cert (deploy/k8s shares it through the
+# Secret cinch-ca instead, --ca-secret: tests/unit/k8s/ca_secret_test.py)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-keyout "$CA_KEY" -out "$CA" -subj "/O=cinch ha test CA" \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \

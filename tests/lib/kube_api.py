@@ -33,7 +33,8 @@ change the object and are watched as MODIFIED. The test drives it with
 Live mode also serves, as the API server does (request paths, list kinds,
 Status bodies and codes), the collections cinch-control keeps objects in:
   namespaces (cluster-scoped), configmaps (namespaced; also listed and
-  watched across all namespaces at /api/v1/configmaps) and
+  watched across all namespaces at /api/v1/configmaps), secrets (namespaced,
+  at /api/v1/namespaces/<ns>/secrets only) and
   mutatingwebhookconfigurations (admissionregistration.k8s.io/v1):
   GET list / ?watch=1 with labelSelector (k=v, k!=v, k; comma = and) and
       fieldSelector (metadata.name=, metadata.namespace=); a watch with a
@@ -180,6 +181,7 @@ CRD_EVENTS = {
 # types' patchMergeKey tags); other lists are replaced whole.
 SMP_MERGE_KEYS = {"webhooks": "name"}
 LIST_KINDS = {"namespaces": "NamespaceList", "configmaps": "ConfigMapList",
+              "secrets": "SecretList",
               "mutatingwebhookconfigurations": "MutatingWebhookConfigurationList"}
 CLUSTER_SCOPED = ("namespaces", "mutatingwebhookconfigurations")
 
@@ -278,7 +280,7 @@ def selected(obj, q):
 class Live:
     """The live-mode store; every field under `cond`."""
     COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies", "namespaces",
-                   "configmaps", "mutatingwebhookconfigurations")
+                   "configmaps", "secrets", "mutatingwebhookconfigurations")
 
     def __init__(self):
         self.on = False
@@ -534,8 +536,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return "configmaps", None, None
             if len(rest) == 2 and rest[0] == "namespaces":
                 return "namespaces", None, rest[1]
-            if len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == "configmaps":
-                return "configmaps", rest[1], rest[3] if len(rest) == 4 else None
+            if len(rest) in (3, 4) and rest[0] == "namespaces" and \
+                    rest[2] in ("configmaps", "secrets"):
+                return rest[2], rest[1], rest[3] if len(rest) == 4 else None
         if parts[:3] == ["apis", "admissionregistration.k8s.io", "v1"] and \
                 len(parts) in (4, 5) and parts[3] == "mutatingwebhookconfigurations":
             return parts[3], None, parts[4] if len(parts) == 5 else None

@@ -1,6 +1,6 @@
 """kubecontrol: what the tests of cinch-control's Kubernetes duties share
 (tests/unit/k8s/webhook_selfcert_test.py, trust_bundle_cm_test.py,
-rbac_usage_test.py): the test API server (kube_api.py, live mode) with a
+rbac_usage_test.py, ca_secret_test.py): the test API server (kube_api.py, live mode) with a
 PKI made here, a cinch-control running against it whose JSON log is read
 as it comes, the admin socket, bounded polls and typed checks.
 

@@ -18,6 +18,7 @@ Exit 0 when every check passed, 1 otherwise, 77 when kubectl is missing.
 """
 import copy
 import glob
+import json
 import os
 import re
 import shutil
@@ -96,7 +97,13 @@ def check_control_plane(docs):
     pod = dep["spec"]["template"]["spec"]
     check(pod["securityContext"].get("runAsNonRoot") is True, "control runs as non-root")
     secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
-    check("cinch-ca" in secrets, "replicas share the CA from the cinch-ca Secret")
+    args = [a for c in pod["containers"] for a in c.get("args", [])]
+    check(not secrets and not any(a.startswith(("--ca-cert", "--ca-key")) for a in args),
+          "no hand-made CA Secret mounted, no --ca-cert/--ca-key")
+    conf = json.loads([d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] ==
+                       "cinch-control"][0]["data"]["control.json"])
+    check(conf.get("ca-secret") == "cinch-system/cinch-ca",
+          "replicas share the CA the control keeps in the Secret cinch-system/cinch-ca")
     ports = {p["name"]: p["containerPort"] for c in pod["containers"] for p in c["ports"]}
     check(ports.get("grpc") == 15012 and ports.get("webhook") == 15017,
           "container serves gRPC on 15012 and the webhook on 15017")

@@ -4,13 +4,15 @@ by a rule, and every rule is needed by some request.
 
 How: a real cinch-control runs with every Kubernetes duty on (the pod and
 policy sources, TokenReview authentication, the webhook certificate it
-issues with its caBundle upkeep, the trust-bundle ConfigMaps) against
+issues with its caBundle upkeep, the trust-bundle ConfigMaps, the CA kept
+in the Secret cinch-system/cinch-ca as deploy/k8s runs it) against
 tests/lib/kube_api.py in live mode, and is driven until each duty has
 acted: an agent's Sign with a projected token (TokenReview, then the pod),
 a policy the library refuses (its status written), a meshed namespace
 without the ConfigMap (created) and one with a stale one of ours
-(updated), the webhook configuration without caBundle (patched). The
-test API server records every request; each is turned into the
+(updated), the webhook configuration without caBundle (patched), the CA
+Secret missing (read, created, then watched) and a root rotation step (the
+Secret updated). The test API server records every request; each is turned into the
 attributes the API server's authorizer sees, as its request-info does
 (k8s.io/apiserver/pkg/endpoints/request/requestinfo.go): API group,
 resource and subresource, namespace, name, and the verb (GET on a name:
@@ -212,6 +214,11 @@ def drive(tmp, kube, ctl):
           "trust bundle ConfigMap created")
     check(wait_for(lambda: ctl.find("trust_bundle_configmap_written", namespace="cxg-r2")),
           "trust bundle ConfigMap updated")
+    check(ctl.find("ca_secret_created"), "the CA Secret created")
+    check(wait_for(lambda: any(r.startswith("GET /api/v1/namespaces/cinch-system/secrets?") and
+                               "watch=" in r for r in kube.requests())), "the CA Secret watched")
+    r = ctl.ctl({"op": "ca_rotate", "step": "prepare"})
+    check("error" not in r, "a rotation step, written to the CA Secret: %s" % r)
     for coll, obj in REFUSED:
         ns = obj["metadata"]["namespace"]
         check(wait_for(lambda: (kube.get(coll, ns, "refused") or {}).get("status")),
@@ -231,7 +238,8 @@ def main():
         kube = Kube(tmp, objects())
         try:
             ctl = Control(CONTROL, os.path.join(tmp, "state"),
-                          ["--webhook-port", "21720", "--webhook-issue-cert"] + kube.flags())
+                          ["--webhook-port", "21720", "--webhook-issue-cert",
+                           "--ca-secret", "cinch-system/cinch-ca"] + kube.flags())
             try:
                 drive(tmp, kube, ctl)
                 lines = [r for r in kube.requests() if not r.startswith(("GET /debug",
