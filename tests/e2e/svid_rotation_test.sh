@@ -124,7 +124,7 @@ for p in web api; do
 	check "$p's /config showed 3 serials or more ($n)" [ "$n" -ge 3 ]
 done
 sleep 2 # requests started just after the last renewal
-clean_traffic "across the rotations" "$t_start" "$(now_ms)" 300
+clean_traffic "across the rotations" "$t_start" "$(now_ms)" 100
 check "api's agent logged the renewals' traffic as mutual TLS from web" \
 	grep -q '"peer_id":"spiffe://cluster.local/ns/demo/sa/web".*"verdict":"allow"' \
 	"$MESH_STATE/agent-api.log"
