@@ -7,8 +7,11 @@
  *   /ready    200 once a certificate and a policy are loaded and the
  *             self-probe has seen interception work (probe.h), else 503
  *             saying what is missing
- *   /metrics  Prometheus text: connections by direction and verdict,
- *             denials by reason, bytes by direction, open connections,
+ *   /metrics  Prometheus text (every family in docs/metrics.md): build
+ *             and process metrics; connections by direction and verdict,
+ *             denials by reason, bytes by direction and flow, TLS
+ *             handshake and connection duration histograms and handshake
+ *             failures by cause (per direction), open connections,
  *             certificate expiry, policy version, interception verified,
  *             probe failures, connections closed by a policy change;
  *             readiness and the time left on the certificate; in live
@@ -24,9 +27,12 @@
 #include <uv.h>
 
 #include "live.h"
+#include "promtext.h"
 #include "proxy.h"
 
 #define ADMIN_MAX_REASONS 32
+/* The causes of failed TLS handshakes (admin.c names them). */
+#define ADMIN_N_HS_CAUSES 8
 
 /* What the self-probe says of interception. */
 enum admin_intercept {
@@ -47,7 +53,9 @@ struct admin_state {
 	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
 	uint16_t outbound_port, inbound_port, admin_port;
 	uint64_t conns[2][3];	      /* [outbound?][allow, deny, audit-deny] */
-	uint64_t bytes_out, bytes_in; /* app -> peer, peer -> app */
+	uint64_t bytes[2][2];	      /* [outbound?][from the peer?] */
+	struct promtext_hist handshake[2], duration[2]; /* [outbound?] */
+	uint64_t hs_failures[2][ADMIN_N_HS_CAUSES];	/* [outbound?][cause] */
 	struct {
 		const char *reason; /* static strings of the proxy and the policy */
 		uint64_t n;

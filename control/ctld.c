@@ -1039,7 +1039,8 @@ static int ctld_start_mesh(struct ctld *d)
 	/* before any feeder: every generation carries the bundle */
 	if ((rc = ctld_bundle_set(d)) < 0)
 		return rc;
-	d->config = (struct config_service){.hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+	d->config = (struct config_service){
+		.hub = d->hub, .peer = {&auth_renew_ops, d->ca}, .metrics = &d->metrics};
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",

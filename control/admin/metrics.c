@@ -8,6 +8,7 @@
 static const double metrics_bounds[METRICS_N_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 };
+static const struct promtext_buckets metrics_sign_buckets = {metrics_bounds, METRICS_N_BUCKETS};
 
 static void metrics_count(struct metrics_counter *t, const char *label)
 {
@@ -36,11 +37,7 @@ void metrics_refused(struct metrics *m, const char *reason)
 
 void metrics_observe_sign(struct metrics *m, double s)
 {
-	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
-		if (s <= metrics_bounds[i])
-			m->buckets[i]++;
-	m->count++;
-	m->sum += s;
+	promtext_hist_observe(&m->sign, &metrics_sign_buckets, s);
 }
 
 char *metrics_render(const struct metrics *m)
@@ -51,6 +48,8 @@ char *metrics_render(const struct metrics *m)
 
 	if (!f)
 		return NULL;
+	promtext_build_info(f, "cinch_control");
+	promtext_process(f);
 	fputs("# HELP cinch_control_certs_issued_total Certificates issued, by authentication "
 	      "method.\n# TYPE cinch_control_certs_issued_total counter\n",
 	      f);
@@ -66,14 +65,8 @@ char *metrics_render(const struct metrics *m)
 	fputs("# HELP cinch_control_sign_duration_seconds Time to handle one Sign call.\n"
 	      "# TYPE cinch_control_sign_duration_seconds histogram\n",
 	      f);
-	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
-		fprintf(f, "cinch_control_sign_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			metrics_bounds[i], (unsigned long long)m->buckets[i]);
-	fprintf(f,
-		"cinch_control_sign_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-		"cinch_control_sign_duration_seconds_sum %.6f\n"
-		"cinch_control_sign_duration_seconds_count %llu\n",
-		(unsigned long long)m->count, m->sum, (unsigned long long)m->count);
+	promtext_hist_write(f, "cinch_control_sign_duration_seconds", NULL, &metrics_sign_buckets,
+			    &m->sign);
 	fprintf(f,
 		"# HELP cinch_control_ca_expiry_timestamp_seconds notAfter of the signing CA.\n"
 		"# TYPE cinch_control_ca_expiry_timestamp_seconds gauge\n"
@@ -86,6 +79,28 @@ char *metrics_render(const struct metrics *m)
 		"cinch_control_ca_rotations_total %llu\n",
 		(long long)m->ca_expiry, (unsigned long long)m->bundle_sequence,
 		(unsigned long long)m->ca_rotations);
+	fprintf(f,
+		"# HELP cinch_control_watch_streams Config Watch streams open (one per "
+		"connected agent).\n"
+		"# TYPE cinch_control_watch_streams gauge\n"
+		"cinch_control_watch_streams %lld\n"
+		"# HELP cinch_control_snapshots_sent_total Configuration snapshots sent on "
+		"Watch streams.\n"
+		"# TYPE cinch_control_snapshots_sent_total counter\n"
+		"cinch_control_snapshots_sent_total %llu\n"
+		"# HELP cinch_control_config_reports_total Agents' Reports of a snapshot: "
+		"applied (the ack) or rejected.\n"
+		"# TYPE cinch_control_config_reports_total counter\n"
+		"cinch_control_config_reports_total{result=\"applied\"} %llu\n"
+		"cinch_control_config_reports_total{result=\"rejected\"} %llu\n"
+		"# HELP cinch_control_config_refused_total Config service calls refused, by "
+		"method.\n"
+		"# TYPE cinch_control_config_refused_total counter\n"
+		"cinch_control_config_refused_total{method=\"Watch\"} %llu\n"
+		"cinch_control_config_refused_total{method=\"Report\"} %llu\n",
+		(long long)m->watch_streams, (unsigned long long)m->snapshots_sent,
+		(unsigned long long)m->reports[0], (unsigned long long)m->reports[1],
+		(unsigned long long)m->config_refused[0], (unsigned long long)m->config_refused[1]);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -7,6 +7,13 @@
  *   cinch_control_ca_expiry_timestamp_seconds  the signing CA's notAfter
  *   cinch_control_bundle_sequence              the trust bundle's sequence
  *   cinch_control_ca_rotations_total           root rotation steps done
+ *   cinch_control_watch_streams                Config Watch streams open
+ *   cinch_control_snapshots_sent_total         snapshots sent on them
+ *   cinch_control_config_reports_total{result} agents' Reports: applied
+ *                                               (the ack) or rejected
+ *   cinch_control_config_refused_total{method} Watch/Report calls refused
+ * with cinch_control_build_info and the process_* families (promtext.h).
+ * Every family is described in docs/metrics.md.
  *
  * Labels are static strings owned by the modules that name them; the table
  * holds at most METRICS_MAX_LABELS of each (further ones count as "other").
@@ -16,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "promtext.h"
 
 #define METRICS_MAX_LABELS 24
 #define METRICS_N_BUCKETS  11
@@ -28,12 +37,14 @@ struct metrics_counter {
 struct metrics {
 	struct metrics_counter issued[METRICS_MAX_LABELS];
 	struct metrics_counter refused[METRICS_MAX_LABELS];
-	uint64_t buckets[METRICS_N_BUCKETS];
-	uint64_t count;
-	double sum;
+	struct promtext_hist sign;
 	int64_t ca_expiry;
 	uint64_t bundle_sequence;
 	uint64_t ca_rotations;
+	int64_t watch_streams;
+	uint64_t snapshots_sent;
+	uint64_t reports[2];	    /* [rejected?] */
+	uint64_t config_refused[2]; /* [Report?] */
 };
 
 void metrics_issued(struct metrics *m, const char *method);

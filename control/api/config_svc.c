@@ -18,6 +18,7 @@
 
 struct cwatch {
 	struct gcall *call;
+	struct metrics *metrics; /* borrowed */
 	struct hub_watch *w; /* NULL once the hub closed it */
 	char peer_id[SPIFFE_ID_MAX + 1];
 	char addr[64];
@@ -58,6 +59,8 @@ static int cwatch_send_cb(void *arg, const uint8_t *snap, size_t len)
 	struct cwatch *cw = arg;
 	int rc = gcall_send(cw->call, snap, len);
 
+	if (rc >= 0)
+		cw->metrics->snapshots_sent++;
 	if (rc == -ENOBUFS)
 		log_event(LOG_LVL_WARN, "config_watch_overflow",
 			  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
@@ -77,6 +80,7 @@ static void cwatch_close_cb(void *arg)
 	struct cwatch *cw = arg;
 
 	hub_watch_close(cw->w);
+	cw->metrics->watch_streams--;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
 	free(cw);
@@ -107,6 +111,8 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 		goto out;
 	}
 	cw->call = call;
+	cw->metrics = svc->metrics;
+	svc->metrics->watch_streams++; /* the close callback takes it back */
 	memcpy(cw->peer_id, who.id, sizeof(cw->peer_id));
 	snprintf(cw->addr, sizeof(cw->addr), "%s", peer.addr);
 	/* The hub may send the first snapshot before it returns: the call
@@ -116,6 +122,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 			      cwatch_send_cb, cwatch_gone_cb, cw, &cw->w, &msg);
 	if (code != GRPC_OK) {
 		gcall_on_close(call, NULL, NULL);
+		svc->metrics->watch_streams--;
 		free(cw);
 		goto out;
 	}
@@ -124,6 +131,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 			    "workload", wr->workload, "known_version", wr->known_version));
 out:
 	if (code != GRPC_OK) {
+		svc->metrics->config_refused[0]++;
 		config_svc_refused("Watch", &peer, who.id, code, msg);
 		gcall_finish(call, code, msg);
 	}
@@ -159,12 +167,15 @@ void config_svc_report(struct config_service *svc, struct gcall *call, const uin
 		code = GRPC_INTERNAL;
 		msg = "out of memory";
 	}
-	if (code != GRPC_OK)
+	if (code != GRPC_OK) {
+		svc->metrics->config_refused[1]++;
 		config_svc_refused("Report", &peer, who.id, code, msg);
-	else
+	} else {
+		svc->metrics->reports[rr->error && *rr->error ? 1 : 0]++;
 		log_event(LOG_LVL_DEBUG, "config_reported",
 			  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 				    "applied_version", rr->applied_version, "error", rr->error));
+	}
 	gcall_finish(call, code, msg);
 	cinch__v1__report_request__free_unpacked(rr, NULL);
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admin/metrics.h"
 #include "api/auth.h"
 
 struct gcall;
@@ -32,6 +33,7 @@ struct hub;
 struct config_service {
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
+	struct metrics *metrics;   /* borrowed; Watch and Report counters */
 };
 
 /* The method handlers grpc.c calls with the request message (borrowed). */
