@@ -378,8 +378,11 @@ int mtls_conn_handshake(struct mtls_conn *c, const char **why)
 	*why = c->why ? c->why : e ? ERR_reason_error_string(e) : "handshake failed";
 	if (!*why)
 		*why = "handshake failed";
-	if (!c->cause)
-		c->cause = "protocol";
+	if (!c->cause) /* a client that sent no certificate never reaches mtls_verify */
+		c->cause = ERR_GET_LIB(e) == ERR_LIB_SSL &&
+				   ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+			   ? "no_client_cert"
+			   : "protocol";
 	ERR_clear_error();
 	return -EPROTO;
 }

@@ -13,11 +13,13 @@
 #     control's Watch streams (one per agent) and the process metrics;
 #   - a denied connection (web -> db) shows in Prometheus as an increase of
 #     cinch_agent_denials_total (bounded poll: scrapes are 1 s apart);
+#   - TLS clients without a certificate, or with one of another CA, are
+#     counted in cinch_agent_handshake_failures_total by their cause;
 #   - every PromQL expression of deploy/grafana/cinch-mesh.json names a
 #     metric this Prometheus has seen.
 # Root only, and skipped (77) when prometheus or promtool is missing.
 set -u
-MESHTEST_TOOLS="ip iptables-restore curl socat setpriv /usr/bin/python3 prometheus promtool"
+MESHTEST_TOOLS="ip iptables-restore curl socat openssl setpriv /usr/bin/python3 prometheus promtool"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cxh-
 NETNS_BRIDGE=cxh0
@@ -99,6 +101,22 @@ check "web -> db refused" not web_to_db
 check "Prometheus sees the denial counter increase (from $before)" netns_wait 15 \
 	eval '[ "$(denials)" -gt "${before:-0}" ]'
 check "the denial is by reason" has 'cinch_agent_denials_total{reason!=""} > 0'
+
+# --- handshake failures by cause: TLS clients from outside the mesh (the
+# root namespace) at api:8080, which api's agent intercepts
+hs_fail() { q "sum(cinch_agent_handshake_failures_total{direction=\"inbound\",cause=\"$1\"})"; }
+tls_to_api() {
+	timeout 5 openssl s_client -connect "$(mesh_addr api):8080" -quiet "$@" </dev/null >/dev/null 2>&1
+}
+tls_to_api
+check "a TLS client without a certificate: cause no_client_cert" netns_wait 10 \
+	eval '[ "$(hs_fail no_client_cert)" -ge 1 ]'
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=rogue \
+	-keyout "$MESH_STATE/prom/rogue.key" -out "$MESH_STATE/prom/rogue.pem" 2>/dev/null
+tls_to_api -cert "$MESH_STATE/prom/rogue.pem" -key "$MESH_STATE/prom/rogue.key"
+check "a certificate of another CA: cause untrusted_chain" netns_wait 10 \
+	eval '[ "$(hs_fail untrusted_chain)" -ge 1 ]'
+check "and neither counts as expired" [ "$(hs_fail expired)" = 0 ]
 
 # --- the Grafana dashboard asks only for what exists
 curl -sS -m 5 "http://$PROM/api/v1/label/__name__/values" | json '"\n".join(d["data"])' \
