@@ -44,6 +44,7 @@
 #include "inject.h"
 #include "kapi.h"
 #include "kfeed.h"
+#include "kwatch.h"
 #include "hub.h"
 #include "log.h"
 #include "spiffe.h"
@@ -835,6 +836,9 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 	} else if (!strcmp(path, "/metrics")) {
 		out->status = 200;
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		kwatch_totals(&d->metrics.kube_watch_errors, &d->metrics.kube_relists);
+		webhook_counts(d->webhook, &d->metrics.webhook_requests,
+			       &d->metrics.webhook_errors);
 		out->body = metrics_render(&d->metrics);
 		out->len = out->body ? strlen(out->body) : 0;
 	} else if (!strcmp(path, "/bundle")) {
@@ -1009,7 +1013,9 @@ static int ctld_start_kube(struct ctld *d)
 		return rc;
 	}
 	d->k8s_auth =
-		(struct auth_k8s_config){.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca)};
+		(struct auth_k8s_config){.kapi = d->kapi,
+					 .trust_domain = ca_trust_domain(d->ca),
+					 .metrics = &d->metrics};
 	d->svc.k8s.impl = &d->k8s_auth;
 	return 0;
 }

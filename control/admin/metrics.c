@@ -9,6 +9,18 @@ static const double metrics_bounds[METRICS_N_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 };
 static const struct promtext_buckets metrics_sign_buckets = {metrics_bounds, METRICS_N_BUCKETS};
+/* A TokenReview is a round trip to the API server: 5 ms to 10 s (kapi's
+ * request timeout). */
+static const double metrics_tr_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const struct promtext_buckets metrics_tr_buckets = {
+	metrics_tr_bounds, sizeof(metrics_tr_bounds) / sizeof(metrics_tr_bounds[0])};
+
+void metrics_tokenreview(struct metrics *m, double s, const char *failure)
+{
+	promtext_hist_observe(&m->tokenreview, &metrics_tr_buckets, s);
+	if (failure)
+		m->tokenreview_failures[strcmp(failure, "refused") != 0]++;
+}
 
 static void metrics_count(struct metrics_counter *t, const char *label)
 {
@@ -101,6 +113,37 @@ char *metrics_render(const struct metrics *m)
 		(long long)m->watch_streams, (unsigned long long)m->snapshots_sent,
 		(unsigned long long)m->reports[0], (unsigned long long)m->reports[1],
 		(unsigned long long)m->config_refused[0], (unsigned long long)m->config_refused[1]);
+	promtext_family(f, "cinch_control_tokenreview_duration_seconds", "histogram",
+			"Time the Kubernetes API server took to review an agent's service-account "
+			"token.");
+	promtext_hist_write(f, "cinch_control_tokenreview_duration_seconds", NULL,
+			    &metrics_tr_buckets, &m->tokenreview);
+	fprintf(f,
+		"# HELP cinch_control_tokenreview_failures_total TokenReviews that did not "
+		"validate the token: refused (not valid) or unavailable (no verdict).\n"
+		"# TYPE cinch_control_tokenreview_failures_total counter\n"
+		"cinch_control_tokenreview_failures_total{reason=\"refused\"} %llu\n"
+		"cinch_control_tokenreview_failures_total{reason=\"unavailable\"} %llu\n"
+		"# HELP cinch_control_kube_watch_errors_total Kubernetes watches and lists that "
+		"failed and backed off.\n"
+		"# TYPE cinch_control_kube_watch_errors_total counter\n"
+		"cinch_control_kube_watch_errors_total %llu\n"
+		"# HELP cinch_control_kube_relists_total Full relists after the API server "
+		"expired a watch's resourceVersion (410 Gone).\n"
+		"# TYPE cinch_control_kube_relists_total counter\n"
+		"cinch_control_kube_relists_total %llu\n"
+		"# HELP cinch_control_webhook_requests_total Requests the injection webhook "
+		"answered.\n"
+		"# TYPE cinch_control_webhook_requests_total counter\n"
+		"cinch_control_webhook_requests_total %llu\n"
+		"# HELP cinch_control_webhook_errors_total Webhook requests answered with an "
+		"HTTP error.\n"
+		"# TYPE cinch_control_webhook_errors_total counter\n"
+		"cinch_control_webhook_errors_total %llu\n",
+		(unsigned long long)m->tokenreview_failures[0],
+		(unsigned long long)m->tokenreview_failures[1],
+		(unsigned long long)m->kube_watch_errors, (unsigned long long)m->kube_relists,
+		(unsigned long long)m->webhook_requests, (unsigned long long)m->webhook_errors);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -12,6 +12,12 @@
  *   cinch_control_config_reports_total{result} agents' Reports: applied
  *                                               (the ack) or rejected
  *   cinch_control_config_refused_total{method} Watch/Report calls refused
+ *   cinch_control_tokenreview_duration_seconds histogram of TokenReviews
+ *   cinch_control_tokenreview_failures_total{reason}  refused, unavailable
+ *   cinch_control_kube_watch_errors_total      watches that backed off
+ *   cinch_control_kube_relists_total           relists after 410 Gone
+ *   cinch_control_webhook_requests_total       injection webhook requests
+ *   cinch_control_webhook_errors_total         of them answered with an error
  * with cinch_control_build_info and the process_* families (promtext.h).
  * Every family is described in docs/metrics.md.
  *
@@ -45,11 +51,19 @@ struct metrics {
 	uint64_t snapshots_sent;
 	uint64_t reports[2];	    /* [rejected?] */
 	uint64_t config_refused[2]; /* [Report?] */
+	struct promtext_hist tokenreview;
+	uint64_t tokenreview_failures[2]; /* [unavailable?] (else refused) */
+	/* Copied from the modules that keep them just before rendering. */
+	uint64_t kube_watch_errors, kube_relists;
+	uint64_t webhook_requests, webhook_errors;
 };
 
 void metrics_issued(struct metrics *m, const char *method);
 void metrics_refused(struct metrics *m, const char *reason);
 void metrics_observe_sign(struct metrics *m, double seconds);
+/* One TokenReview that took `seconds`; failure: NULL, "refused" (the API
+ * server said the token is not valid) or "unavailable" (no verdict). */
+void metrics_tokenreview(struct metrics *m, double seconds, const char *failure);
 /* The exposition text, new string (free()), NULL on ENOMEM. */
 char *metrics_render(const struct metrics *m);
 

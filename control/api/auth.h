@@ -37,6 +37,8 @@
 
 #include "spiffe.h"
 
+struct metrics;
+
 /* What renewal learnt about a connection's client certificate, kept by the
  * connection: the chain is verified once per connection (the certificate
  * cannot change under it), its expiry on every call. */
@@ -102,6 +104,7 @@ struct kapi;
 struct auth_k8s_config {
 	struct kapi *kapi;
 	const char *trust_domain;
+	struct metrics *metrics; /* borrowed; TokenReview timings, or NULL */
 };
 
 #define AUTH_K8S_AUDIENCE "cinch"

@@ -15,6 +15,7 @@
 #     cinch_agent_denials_total (bounded poll: scrapes are 1 s apart);
 #   - TLS clients without a certificate, or with one of another CA, are
 #     counted in cinch_agent_handshake_failures_total by their cause;
+#   - every cinch_* and process_* family scraped is in docs/metrics.md;
 #   - every PromQL expression of deploy/grafana/cinch-mesh.json names a
 #     metric this Prometheus has seen.
 # Root only, and skipped (77) when prometheus or promtool is missing.
@@ -124,4 +125,15 @@ curl -sS -m 5 "http://$PROM/api/v1/label/__name__/values" | json '"\n".join(d["d
 check "the dashboard names only metrics Prometheus has seen" \
 	/usr/bin/python3 "$CINCH_SRC/tests/lib/dashboard_names.py" \
 	"$CINCH_SRC/deploy/grafana/cinch-mesh.json" "$MESH_STATE/prom/names"
+undocumented() {
+	/usr/bin/python3 -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+from dashboard_names import known_names
+seen = {n for n in open(sys.argv[2]).read().split() if n.startswith(("cinch_", "process_"))}
+missing = sorted(seen - known_names(sys.argv[3]))
+print("\n".join("undocumented: " + n for n in missing))
+sys.exit(1 if missing else 0)' "$CINCH_SRC/tests/lib" "$MESH_STATE/prom/names" "$CINCH_SRC/docs/metrics.md"
+}
+check "every family Prometheus scraped is in docs/metrics.md" undocumented
 exit $fail

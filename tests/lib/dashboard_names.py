@@ -51,7 +51,16 @@ def known_names(path):
     text = open(path, encoding="utf-8").read()
     if not path.endswith(".md"):
         return set(text.split())
-    fams = set(re.findall(r"^\|\s*`([a-z_:][a-z0-9_:]*)`", text, re.M))
+    fams = set()
+    in_table = False  # in a table whose first column is "name"
+    for line in text.splitlines():
+        cells = line.split("|")
+        if len(cells) < 3:
+            in_table = False
+        elif cells[1].strip() == "name":
+            in_table = True
+        elif in_table:
+            fams.update(re.findall(r"`([a-z_:][a-z0-9_:]*)`", cells[1]))
     for f in list(fams):
         fams.update({f + "_bucket", f + "_sum", f + "_count"})
     return fams
