@@ -837,6 +837,8 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		out->status = 200;
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 		kwatch_totals(&d->metrics.kube_watch_errors, &d->metrics.kube_relists);
+		store_counts(d->store, &d->metrics.config_generations,
+			     &d->metrics.config_rejected);
 		webhook_counts(d->webhook, &d->metrics.webhook_requests,
 			       &d->metrics.webhook_errors);
 		out->body = metrics_render(&d->metrics);

@@ -124,6 +124,14 @@ char *metrics_render(const struct metrics *m)
 		"# TYPE cinch_control_tokenreview_failures_total counter\n"
 		"cinch_control_tokenreview_failures_total{reason=\"refused\"} %llu\n"
 		"cinch_control_tokenreview_failures_total{reason=\"unavailable\"} %llu\n"
+		"# HELP cinch_control_config_generations_total Mesh configurations (policy and "
+		"registry generations) published to the Watch streams.\n"
+		"# TYPE cinch_control_config_generations_total counter\n"
+		"cinch_control_config_generations_total %llu\n"
+		"# HELP cinch_control_config_rejected_total Configuration changes rejected as "
+		"invalid (the last good configuration stays).\n"
+		"# TYPE cinch_control_config_rejected_total counter\n"
+		"cinch_control_config_rejected_total %llu\n"
 		"# HELP cinch_control_kube_watch_errors_total Kubernetes watches and lists that "
 		"failed and backed off.\n"
 		"# TYPE cinch_control_kube_watch_errors_total counter\n"
@@ -142,6 +150,7 @@ char *metrics_render(const struct metrics *m)
 		"cinch_control_webhook_errors_total %llu\n",
 		(unsigned long long)m->tokenreview_failures[0],
 		(unsigned long long)m->tokenreview_failures[1],
+		(unsigned long long)m->config_generations, (unsigned long long)m->config_rejected,
 		(unsigned long long)m->kube_watch_errors, (unsigned long long)m->kube_relists,
 		(unsigned long long)m->webhook_requests, (unsigned long long)m->webhook_errors);
 	if (fclose(f) != 0) {

@@ -12,6 +12,8 @@
  *   cinch_control_config_reports_total{result} agents' Reports: applied
  *                                               (the ack) or rejected
  *   cinch_control_config_refused_total{method} Watch/Report calls refused
+ *   cinch_control_config_generations_total     configurations published
+ *   cinch_control_config_rejected_total        changes rejected (invalid)
  *   cinch_control_tokenreview_duration_seconds histogram of TokenReviews
  *   cinch_control_tokenreview_failures_total{reason}  refused, unavailable
  *   cinch_control_kube_watch_errors_total      watches that backed off
@@ -55,6 +57,7 @@ struct metrics {
 	uint64_t tokenreview_failures[2]; /* [unavailable?] (else refused) */
 	/* Copied from the modules that keep them just before rendering. */
 	uint64_t kube_watch_errors, kube_relists;
+	uint64_t config_generations, config_rejected;
 	uint64_t webhook_requests, webhook_errors;
 };
 

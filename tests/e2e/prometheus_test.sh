@@ -94,6 +94,7 @@ check "the certificate time left of every agent" netns_wait 10 \
 check "control's Watch streams: one per agent" netns_wait 10 \
 	eval '[ "$(q cinch_control_watch_streams)" = 3 ]'
 check "control counts the snapshots it sent" netns_wait 10 has 'cinch_control_snapshots_sent_total >= 3'
+check "control counts the configuration it published" has 'cinch_control_config_generations_total >= 1'
 
 # --- a denial, seen as a counter increase
 denials() { q 'sum(cinch_agent_denials_total) or vector(0)'; }
