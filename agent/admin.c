@@ -44,12 +44,32 @@ static int admin_hs_cause(const char *name)
 	return 5;
 }
 
+/* The per-peer slot of `id` ("" : no identity), claiming a free one while
+ * fewer than peer_cap are taken; the "other" slot when full or too long. */
+static unsigned admin_peer_slot(struct admin_state *st, const char *id)
+{
+	const char *name = *id ? id : "none";
+	unsigned i;
+
+	if (strlen(name) > ADMIN_PEER_ID_MAX)
+		return ADMIN_MAX_PEERS;
+	for (i = 0; i < st->peer_cap && st->peers[i].id[0]; i++)
+		if (!strcmp(st->peers[i].id, name))
+			return i;
+	if (i == st->peer_cap)
+		return ADMIN_MAX_PEERS;
+	memcpy(st->peers[i].id, name, strlen(name) + 1);
+	return i;
+}
+
 void admin_count(struct admin_state *st, const struct proxy_record *r)
 {
 	int out = !strcmp(r->direction, "outbound");
 	int v = !strcmp(r->verdict, "allow") ? 0 : !strcmp(r->verdict, "deny") ? 1 : 2;
 
 	st->conns[out][v]++;
+	if (st->peer_cap)
+		st->peers[admin_peer_slot(st, r->peer_id)].conns[out][v]++;
 	if (!strcmp(r->end, "policy_change"))
 		st->policy_closed[out]++;
 	st->bytes[out][0] += r->bytes_out;
@@ -156,6 +176,37 @@ static void admin_metrics_lifecycle(FILE *f, const struct admin_state *st)
 		(unsigned long long)cfg.reconnects);
 }
 
+/* A label value, escaped as the text format wants. */
+static void admin_put_label(FILE *f, const char *v)
+{
+	for (const char *p = v; *p; p++)
+		fputs(*p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (char[]){*p, 0}, f);
+}
+
+static void admin_metrics_peers(FILE *f, const struct admin_state *st)
+{
+	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
+
+	promtext_family(f, "cinch_agent_peer_connections_total", "counter",
+			"Connections ended, by peer identity (the first --peer-metrics "
+			"identities seen; then other), direction and verdict.");
+	for (unsigned i = 0; i <= ADMIN_MAX_PEERS; i++) {
+		const char *id = i == ADMIN_MAX_PEERS ? "other" : st->peers[i].id;
+		if (!*id)
+			continue;
+		for (int d = 0; d < 2; d++)
+			for (int v = 0; v < 3; v++) {
+				if (!st->peers[i].conns[d][v])
+					continue;
+				fprintf(f, "cinch_agent_peer_connections_total{peer=\"");
+				admin_put_label(f, id);
+				fprintf(f, "\",direction=\"%s\",verdict=\"%s\"} %llu\n",
+					admin_dirs[d], verdicts[v],
+					(unsigned long long)st->peers[i].conns[d][v]);
+			}
+	}
+}
+
 /* Handshake and connection durations, handshake failures by cause. */
 static void admin_metrics_tls(FILE *f, const struct admin_state *st)
 {
@@ -214,10 +265,11 @@ static char *admin_metrics(const struct admin_ctx *a)
 		   "# TYPE cinch_agent_denials_total counter\n");
 	for (int i = 0; i < ADMIN_MAX_REASONS && st->denials[i].reason; i++) {
 		fprintf(f, "cinch_agent_denials_total{reason=\"");
-		for (const char *p = st->denials[i].reason; *p; p++)
-			fputs(*p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : (char[]){*p, 0}, f);
+		admin_put_label(f, st->denials[i].reason);
 		fprintf(f, "\"} %llu\n", (unsigned long long)st->denials[i].n);
 	}
+	if (st->peer_cap)
+		admin_metrics_peers(f, st);
 	promtext_family(f, "cinch_agent_bytes_total", "counter",
 			"Bytes relayed, by the connection's direction and by flow (sent: from the "
 			"app to the peer, received: from the peer to the app).");

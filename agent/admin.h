@@ -17,6 +17,8 @@
  *             readiness and the time left on the certificate; in live
  *             mode, the certificate source's consecutive failures and the
  *             configuration stream
+ *             with --peer-metrics N, connections by peer identity, for
+ *             the first N identities seen (then peer="other")
  *   /config   JSON: identity, workload, certificate serial and expiry,
  *             policy version, ports
  * The counters are fed by agentd from the access log records. */
@@ -31,6 +33,11 @@
 #include "proxy.h"
 
 #define ADMIN_MAX_REASONS 32
+/* Per-peer counters (--peer-metrics N, off by default): at most this many
+ * identities, each at most ADMIN_PEER_ID_MAX bytes; the rest count as
+ * peer="other". */
+#define ADMIN_MAX_PEERS	  64
+#define ADMIN_PEER_ID_MAX 255
 /* The causes of failed TLS handshakes (admin.c names them). */
 #define ADMIN_N_HS_CAUSES 8
 
@@ -56,6 +63,11 @@ struct admin_state {
 	uint64_t bytes[2][2];	      /* [outbound?][from the peer?] */
 	struct promtext_hist handshake[2], duration[2]; /* [outbound?] */
 	uint64_t hs_failures[2][ADMIN_N_HS_CAUSES];	/* [outbound?][cause] */
+	unsigned peer_cap; /* 0: no per-peer counters; else <= ADMIN_MAX_PEERS */
+	struct {
+		char id[ADMIN_PEER_ID_MAX + 1]; /* "" : free; "none": no identity */
+		uint64_t conns[2][3];		/* as conns */
+	} peers[ADMIN_MAX_PEERS + 1];		/* the last: "other" */
 	struct {
 		const char *reason; /* static strings of the proxy and the policy */
 		uint64_t n;

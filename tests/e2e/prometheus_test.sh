@@ -15,6 +15,8 @@
 #     cinch_agent_denials_total (bounded poll: scrapes are 1 s apart);
 #   - TLS clients without a certificate, or with one of another CA, are
 #     counted in cinch_agent_handshake_failures_total by their cause;
+#   - with --peer-metrics 1, api's agent counts web's identity apart and
+#     every later identity (or none) as peer="other";
 #   - every cinch_* and process_* family scraped is in docs/metrics.md;
 #   - every PromQL expression of deploy/grafana/cinch-mesh.json names a
 #     metric this Prometheus has seen.
@@ -27,6 +29,8 @@ NETNS_BRIDGE=cxh0
 MESH_NET=10.201.64
 MESH_ADMIN_PORT=15360
 PROM=127.0.0.1:21931
+# Per-peer counters on, capped at one identity per agent.
+MESH_AGENT_ARGS="--peer-metrics 1"
 . "$CINCH_SRC/tests/lib/meshtest.sh"
 
 # q PROMQL: the query's first value ("" when it has none)
@@ -119,6 +123,16 @@ tls_to_api -cert "$MESH_STATE/prom/rogue.pem" -key "$MESH_STATE/prom/rogue.key"
 check "a certificate of another CA: cause untrusted_chain" netns_wait 10 \
 	eval '[ "$(hs_fail untrusted_chain)" -ge 1 ]'
 check "and neither counts as expired" [ "$(hs_fail expired)" = 0 ]
+
+# --- per-peer counters: the first identity has its own series, the rest
+# (here the clients above, which had none) count as peer="other"
+API_I="$(mesh_addr api):15000"
+check "api counts web's connections under web's identity" has \
+	"cinch_agent_peer_connections_total{instance=\"$API_I\",peer=\"spiffe://cluster.local/ns/demo/sa/web\",direction=\"inbound\",verdict=\"allow\"} > 0"
+check "and the others under peer=\"other\"" has \
+	"cinch_agent_peer_connections_total{instance=\"$API_I\",peer=\"other\"} > 0"
+check "no more than the cap plus other" \
+	[ "$(q "count(count by (peer) (cinch_agent_peer_connections_total{instance=\"$API_I\"}))")" = 2 ]
 
 # --- the Grafana dashboard asks only for what exists
 curl -sS -m 5 "http://$PROM/api/v1/label/__name__/values" | json '"\n".join(d["data"])' \
