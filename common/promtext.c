@@ -36,8 +36,7 @@ void promtext_hist_write(FILE *f, const char *name, const char *labels,
 	for (size_t i = 0; i < b->n && i < PROMTEXT_MAX_BUCKETS; i++)
 		fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, l, sep, b->bounds[i],
 			(unsigned long long)h->buckets[i]);
-	fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, l, sep,
-		(unsigned long long)h->count);
+	fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, l, sep, (unsigned long long)h->count);
 	if (labels) {
 		fprintf(f, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, l, h->sum, name, l,
 			(unsigned long long)h->count);
@@ -53,8 +52,8 @@ void promtext_build_info(FILE *f, const char *prefix)
 		"# HELP %s_build_info The build: Cinch version and the linked libraries' "
 		"versions; always 1.\n# TYPE %s_build_info gauge\n"
 		"%s_build_info{version=\"%s\",boringssl=\"%d\",libuv=\"%s\",nghttp2=\"%s\"} 1\n",
-		prefix, prefix, prefix, CINCH_VERSION, BORINGSSL_API_VERSION,
-		uv_version_string(), nghttp2_version(0)->version_str);
+		prefix, prefix, prefix, CINCH_VERSION, BORINGSSL_API_VERSION, uv_version_string(),
+		nghttp2_version(0)->version_str);
 }
 
 /* Open descriptors: the entries of /proc/self/fd, less the one that
@@ -134,8 +133,7 @@ void promtext_process(FILE *f)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		promtext_family(f, "process_max_fds", "gauge",
 				"Maximum number of open file descriptors.");
-		fprintf(f, "process_max_fds %lld\n", rl.rlim_cur == RLIM_INFINITY
-							     ? -1LL
-							     : (long long)rl.rlim_cur);
+		fprintf(f, "process_max_fds %lld\n",
+			rl.rlim_cur == RLIM_INFINITY ? -1LL : (long long)rl.rlim_cur);
 	}
 }
