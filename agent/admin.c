@@ -14,8 +14,8 @@
 
 /* Handshakes take a round trip or two on a cluster network: 1 ms to 2.5 s
  * (the default handshake deadline is 10 s, beyond the last bucket: +Inf). */
-static const double admin_hs_bounds[] = {0.001, 0.0025, 0.005, 0.01,  0.025, 0.05,
-					 0.1,	0.25,	0.5,   1.0,   2.5};
+static const double admin_hs_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+					 0.1,	0.25,	0.5,   1.0,  2.5};
 /* Connections live from a request to hours (pooled, streaming): 10 ms to
  * 1 h. */
 static const double admin_dur_bounds[] = {0.01, 0.1, 1, 10, 60, 300, 900, 3600};
@@ -180,7 +180,11 @@ static void admin_metrics_lifecycle(FILE *f, const struct admin_state *st)
 static void admin_put_label(FILE *f, const char *v)
 {
 	for (const char *p = v; *p; p++)
-		fputs(*p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (char[]){*p, 0}, f);
+		fputs(*p == '"'	   ? "\\\""
+		      : *p == '\\' ? "\\\\"
+		      : *p == '\n' ? "\\n"
+				   : (char[]){*p, 0},
+		      f);
 }
 
 static void admin_metrics_peers(FILE *f, const struct admin_state *st)
@@ -233,7 +237,8 @@ static void admin_metrics_tls(FILE *f, const struct admin_state *st)
 	for (int d = 0; d < 2; d++)
 		for (int i = 0; i < ADMIN_N_HS_CAUSES; i++)
 			fprintf(f,
-				"cinch_agent_handshake_failures_total{direction=\"%s\",cause=\"%s\"} "
+				"cinch_agent_handshake_failures_total{direction=\"%s\",cause=\"%"
+				"s\"} "
 				"%llu\n",
 				admin_dirs[d], admin_hs_causes[i],
 				(unsigned long long)st->hs_failures[d][i]);
@@ -259,8 +264,7 @@ static char *admin_metrics(const struct admin_ctx *a)
 			fprintf(f,
 				"cinch_agent_connections_total{direction=\"%s\",verdict=\"%s\"} "
 				"%llu\n",
-				admin_dirs[d], verdicts[v],
-				(unsigned long long)st->conns[d][v]);
+				admin_dirs[d], verdicts[v], (unsigned long long)st->conns[d][v]);
 	fprintf(f, "# HELP cinch_agent_denials_total Refused connections, by reason.\n"
 		   "# TYPE cinch_agent_denials_total counter\n");
 	for (int i = 0; i < ADMIN_MAX_REASONS && st->denials[i].reason; i++) {

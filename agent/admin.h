@@ -59,8 +59,8 @@ struct admin_state {
 	int64_t cert_not_after;
 	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
 	uint16_t outbound_port, inbound_port, admin_port;
-	uint64_t conns[2][3];	      /* [outbound?][allow, deny, audit-deny] */
-	uint64_t bytes[2][2];	      /* [outbound?][from the peer?] */
+	uint64_t conns[2][3];				/* [outbound?][allow, deny, audit-deny] */
+	uint64_t bytes[2][2];				/* [outbound?][from the peer?] */
 	struct promtext_hist handshake[2], duration[2]; /* [outbound?] */
 	uint64_t hs_failures[2][ADMIN_N_HS_CAUSES];	/* [outbound?][cause] */
 	unsigned peer_cap; /* 0: no per-peer counters; else <= ADMIN_MAX_PEERS */

@@ -467,8 +467,10 @@ int agentd_main(int argc, char **argv)
 			break;
 		case 'E':
 			a.st.peer_cap = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !*optarg || optarg[0] == '-' || a.st.peer_cap > ADMIN_MAX_PEERS) {
-				fprintf(stderr, "cinch-agent: --peer-metrics: a number from 0 to %d\n",
+			if (*end || !*optarg || optarg[0] == '-' ||
+			    a.st.peer_cap > ADMIN_MAX_PEERS) {
+				fprintf(stderr,
+					"cinch-agent: --peer-metrics: a number from 0 to %d\n",
 					ADMIN_MAX_PEERS);
 				return 2;
 			}

@@ -50,8 +50,8 @@ struct mtls_conn {
 	int client;
 	/* Each connection holds only as many bytes of the IDs as they have
 	 * (thousands of idle connections are the common case): new strings. */
-	char *expected;	 /* client: the server's identity; NULL on a server */
-	char *peer;	 /* the peer's verified identity; NULL until then */
+	char *expected;	   /* client: the server's identity; NULL on a server */
+	char *peer;	   /* the peer's verified identity; NULL until then */
 	const char *why;   /* what the verify callback refused */
 	const char *cause; /* its cause, a name of mtls_conn_failure_cause */
 };
@@ -379,10 +379,11 @@ int mtls_conn_handshake(struct mtls_conn *c, const char **why)
 	if (!*why)
 		*why = "handshake failed";
 	if (!c->cause) /* a client that sent no certificate never reaches mtls_verify */
-		c->cause = ERR_GET_LIB(e) == ERR_LIB_SSL &&
-				   ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
-			   ? "no_client_cert"
-			   : "protocol";
+		c->cause =
+			ERR_GET_LIB(e) == ERR_LIB_SSL &&
+					ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+				? "no_client_cert"
+				: "protocol";
 	ERR_clear_error();
 	return -EPROTO;
 }

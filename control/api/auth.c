@@ -130,7 +130,7 @@ static void auth_k8s_review_cb(void *arg, int status, const struct tokenreview_i
 
 	if (p->kc->metrics)
 		metrics_tokenreview(p->kc->metrics, (double)(uv_hrtime() - p->t0) / 1e9,
-				    status == 0 ? NULL
+				    status == 0		? NULL
 				    : status == -EACCES ? "refused"
 							: "unavailable");
 	if (!p->done) {

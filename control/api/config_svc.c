@@ -19,7 +19,7 @@
 struct cwatch {
 	struct gcall *call;
 	struct metrics *metrics; /* borrowed */
-	struct hub_watch *w; /* NULL once the hub closed it */
+	struct hub_watch *w;	 /* NULL once the hub closed it */
 	char peer_id[SPIFFE_ID_MAX + 1];
 	char addr[64];
 };

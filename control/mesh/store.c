@@ -360,8 +360,7 @@ const char *store_version(const struct store *st)
 	return st->version;
 }
 
-static void store_log_rejected(struct store *st, const struct policy_error *err,
-			       const char *kept)
+static void store_log_rejected(struct store *st, const struct policy_error *err, const char *kept)
 {
 	char where[300];
 
