@@ -85,12 +85,18 @@ check "some traffic first: web -> api allowed" web_to_api
 check "build_info of the control" netns_wait 10 has 'cinch_control_build_info{version!=""} == 1'
 check "build_info of each agent" netns_wait 10 \
 	eval '[ "$(q "count(cinch_agent_build_info == 1)")" = 3 ]'
+check "the dashboard's agent memory query finds the three agents" netns_wait 10 \
+	eval '[ "$(q "count(process_resident_memory_bytes and on (instance) cinch_agent_build_info)")" = 3 ]'
 check "process metrics of every binary" netns_wait 10 \
 	eval '[ "$(q "count(process_resident_memory_bytes > 0)")" = 4 ]'
 check "cinch_agent_connections_total: web's allowed outbound connection" netns_wait 10 \
 	has 'cinch_agent_connections_total{direction="outbound",verdict="allow"} > 0'
 check "the handshake histogram's buckets, counting api's inbound handshake" netns_wait 10 \
 	has 'cinch_agent_handshake_duration_seconds_bucket{direction="inbound",le="+Inf"} > 0'
+check "web's outbound handshake is timed too" \
+	has 'cinch_agent_handshake_duration_seconds_count{direction="outbound"} > 0'
+check "the connection duration histogram has web's connection" netns_wait 10 \
+	has 'cinch_agent_connection_duration_seconds_count{direction="outbound"} > 0'
 check "a handshake latency quantile" netns_wait 10 \
 	has 'histogram_quantile(0.5, sum by (le) (cinch_agent_handshake_duration_seconds_bucket))'
 check "the certificate time left of every agent" netns_wait 10 \
