@@ -10,11 +10,57 @@
 
 #include "adminhttp.h"
 #include "log.h"
+#include "promtext.h"
+
+/* Handshakes take a round trip or two on a cluster network: 1 ms to 2.5 s
+ * (the default handshake deadline is 10 s, beyond the last bucket: +Inf). */
+static const double admin_hs_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+					 0.1,	0.25,	0.5,   1.0,  2.5};
+/* Connections live from a request to hours (pooled, streaming): 10 ms to
+ * 1 h. */
+static const double admin_dur_bounds[] = {0.01, 0.1, 1, 10, 60, 300, 900, 3600};
+static const struct promtext_buckets admin_hs_buckets = {
+	admin_hs_bounds, sizeof(admin_hs_bounds) / sizeof(admin_hs_bounds[0])};
+static const struct promtext_buckets admin_dur_buckets = {
+	admin_dur_bounds, sizeof(admin_dur_bounds) / sizeof(admin_dur_bounds[0])};
+/* The bounded label values of cinch_agent_handshake_failures_total. */
+static const char *const admin_hs_causes[ADMIN_N_HS_CAUSES] = {
+	"peer_identity_mismatch", "untrusted_chain", "expired", "no_client_cert",
+	"invalid_svid",		  "protocol",	     "timeout", "reset"};
+static const char *const admin_dirs[2] = {"inbound", "outbound"};
 
 struct admin_ctx {
 	struct admin_state *st;
 	struct proxy *proxy;
 };
+
+/* The index of a handshake failure cause; a name not in the table (none
+ * should exist) counts as "protocol". */
+static int admin_hs_cause(const char *name)
+{
+	for (int i = 0; i < ADMIN_N_HS_CAUSES; i++)
+		if (!strcmp(admin_hs_causes[i], name))
+			return i;
+	return 5;
+}
+
+/* The per-peer slot of `id` ("" : no identity), claiming a free one while
+ * fewer than peer_cap are taken; the "other" slot when full or too long. */
+static unsigned admin_peer_slot(struct admin_state *st, const char *id)
+{
+	const char *name = *id ? id : "none";
+	unsigned i;
+
+	if (strlen(name) > ADMIN_PEER_ID_MAX)
+		return ADMIN_MAX_PEERS;
+	for (i = 0; i < st->peer_cap && st->peers[i].id[0]; i++)
+		if (!strcmp(st->peers[i].id, name))
+			return i;
+	if (i == st->peer_cap)
+		return ADMIN_MAX_PEERS;
+	memcpy(st->peers[i].id, name, strlen(name) + 1);
+	return i;
+}
 
 void admin_count(struct admin_state *st, const struct proxy_record *r)
 {
@@ -22,10 +68,18 @@ void admin_count(struct admin_state *st, const struct proxy_record *r)
 	int v = !strcmp(r->verdict, "allow") ? 0 : !strcmp(r->verdict, "deny") ? 1 : 2;
 
 	st->conns[out][v]++;
+	if (st->peer_cap)
+		st->peers[admin_peer_slot(st, r->peer_id)].conns[out][v]++;
 	if (!strcmp(r->end, "policy_change"))
 		st->policy_closed[out]++;
-	st->bytes_out += r->bytes_out;
-	st->bytes_in += r->bytes_in;
+	st->bytes[out][0] += r->bytes_out;
+	st->bytes[out][1] += r->bytes_in;
+	if (r->handshake_s >= 0)
+		promtext_hist_observe(&st->handshake[out], &admin_hs_buckets, r->handshake_s);
+	if (r->relayed)
+		promtext_hist_observe(&st->duration[out], &admin_dur_buckets, r->duration_s);
+	if (r->handshake_failure)
+		st->hs_failures[out][admin_hs_cause(r->handshake_failure)]++;
 	if (r->peer_refusal)
 		st->refused_by_peer[r->peer_refusal->code]++;
 	if (v != 1 || !r->reason || !*r->reason)
@@ -124,6 +178,74 @@ static void admin_metrics_lifecycle(FILE *f, const struct admin_state *st)
 		(unsigned long long)cfg.reconnects);
 }
 
+/* A label value, escaped as the text format wants. */
+static void admin_put_label(FILE *f, const char *v)
+{
+	for (const char *p = v; *p; p++)
+		fputs(*p == '"'	   ? "\\\""
+		      : *p == '\\' ? "\\\\"
+		      : *p == '\n' ? "\\n"
+				   : (char[]){*p, 0},
+		      f);
+}
+
+static void admin_metrics_peers(FILE *f, const struct admin_state *st)
+{
+	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
+
+	promtext_family(f, "cinch_agent_peer_connections_total", "counter",
+			"Connections ended, by peer identity (the first --peer-metrics "
+			"identities seen; then other), direction and verdict.");
+	for (unsigned i = 0; i <= ADMIN_MAX_PEERS; i++) {
+		const char *id = i == ADMIN_MAX_PEERS ? "other" : st->peers[i].id;
+		if (!*id)
+			continue;
+		for (int d = 0; d < 2; d++)
+			for (int v = 0; v < 3; v++) {
+				if (!st->peers[i].conns[d][v])
+					continue;
+				fprintf(f, "cinch_agent_peer_connections_total{peer=\"");
+				admin_put_label(f, id);
+				fprintf(f, "\",direction=\"%s\",verdict=\"%s\"} %llu\n",
+					admin_dirs[d], verdicts[v],
+					(unsigned long long)st->peers[i].conns[d][v]);
+			}
+	}
+}
+
+/* Handshake and connection durations, handshake failures by cause. */
+static void admin_metrics_tls(FILE *f, const struct admin_state *st)
+{
+	char l[32];
+
+	promtext_family(f, "cinch_agent_handshake_duration_seconds", "histogram",
+			"Time from the first TLS record to a finished mTLS handshake, by "
+			"direction.");
+	for (int d = 0; d < 2; d++) {
+		snprintf(l, sizeof(l), "direction=\"%s\"", admin_dirs[d]);
+		promtext_hist_write(f, "cinch_agent_handshake_duration_seconds", l,
+				    &admin_hs_buckets, &st->handshake[d]);
+	}
+	promtext_family(f, "cinch_agent_connection_duration_seconds", "histogram",
+			"Lifetime of the connections relayed, from accept to close, by "
+			"direction.");
+	for (int d = 0; d < 2; d++) {
+		snprintf(l, sizeof(l), "direction=\"%s\"", admin_dirs[d]);
+		promtext_hist_write(f, "cinch_agent_connection_duration_seconds", l,
+				    &admin_dur_buckets, &st->duration[d]);
+	}
+	promtext_family(f, "cinch_agent_handshake_failures_total", "counter",
+			"TLS handshakes that failed, by direction and cause.");
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < ADMIN_N_HS_CAUSES; i++)
+			fprintf(f,
+				"cinch_agent_handshake_failures_total{direction=\"%s\",cause=\"%"
+				"s\"} "
+				"%llu\n",
+				admin_dirs[d], admin_hs_causes[i],
+				(unsigned long long)st->hs_failures[d][i]);
+}
+
 static char *admin_metrics(const struct admin_ctx *a)
 {
 	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
@@ -134,6 +256,8 @@ static char *admin_metrics(const struct admin_ctx *a)
 
 	if (!f)
 		return NULL;
+	promtext_build_info(f, "cinch_agent");
+	promtext_process(f);
 	fprintf(f, "# HELP cinch_agent_connections_total Connections ended, by direction and "
 		   "verdict.\n"
 		   "# TYPE cinch_agent_connections_total counter\n");
@@ -142,21 +266,26 @@ static char *admin_metrics(const struct admin_ctx *a)
 			fprintf(f,
 				"cinch_agent_connections_total{direction=\"%s\",verdict=\"%s\"} "
 				"%llu\n",
-				d ? "outbound" : "inbound", verdicts[v],
-				(unsigned long long)st->conns[d][v]);
+				admin_dirs[d], verdicts[v], (unsigned long long)st->conns[d][v]);
 	fprintf(f, "# HELP cinch_agent_denials_total Refused connections, by reason.\n"
 		   "# TYPE cinch_agent_denials_total counter\n");
 	for (int i = 0; i < ADMIN_MAX_REASONS && st->denials[i].reason; i++) {
 		fprintf(f, "cinch_agent_denials_total{reason=\"");
-		for (const char *p = st->denials[i].reason; *p; p++)
-			fputs(*p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : (char[]){*p, 0}, f);
+		admin_put_label(f, st->denials[i].reason);
 		fprintf(f, "\"} %llu\n", (unsigned long long)st->denials[i].n);
 	}
+	if (st->peer_cap)
+		admin_metrics_peers(f, st);
+	promtext_family(f, "cinch_agent_bytes_total", "counter",
+			"Bytes relayed, by the connection's direction and by flow (sent: from the "
+			"app to the peer, received: from the peer to the app).");
+	for (int d = 0; d < 2; d++)
+		for (int fl = 0; fl < 2; fl++)
+			fprintf(f, "cinch_agent_bytes_total{direction=\"%s\",flow=\"%s\"} %llu\n",
+				admin_dirs[d], fl ? "received" : "sent",
+				(unsigned long long)st->bytes[d][fl]);
+	admin_metrics_tls(f, st);
 	fprintf(f,
-		"# HELP cinch_agent_bytes_total Bytes relayed, by direction.\n"
-		"# TYPE cinch_agent_bytes_total counter\n"
-		"cinch_agent_bytes_total{direction=\"out\"} %llu\n"
-		"cinch_agent_bytes_total{direction=\"in\"} %llu\n"
 		"# HELP cinch_agent_open_connections Connections open now.\n"
 		"# TYPE cinch_agent_open_connections gauge\n"
 		"cinch_agent_open_connections %u\n"
@@ -179,7 +308,6 @@ static char *admin_metrics(const struct admin_ctx *a)
 		"# TYPE cinch_agent_policy_closed_total counter\n"
 		"cinch_agent_policy_closed_total{direction=\"inbound\"} %llu\n"
 		"cinch_agent_policy_closed_total{direction=\"outbound\"} %llu\n",
-		(unsigned long long)st->bytes_out, (unsigned long long)st->bytes_in,
 		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version,
 		st->intercept == ADMIN_IC_OK, (unsigned long long)st->probe_failures,
 		(unsigned long long)st->policy_closed[0], (unsigned long long)st->policy_closed[1]);

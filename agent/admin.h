@@ -7,8 +7,11 @@
  *   /ready    200 once a certificate and a policy are loaded and the
  *             self-probe has seen interception work (probe.h), else 503
  *             saying what is missing
- *   /metrics  Prometheus text: connections by direction and verdict,
- *             denials by reason, bytes by direction, open connections,
+ *   /metrics  Prometheus text (every family in docs/metrics.md): build
+ *             and process metrics; connections by direction and verdict,
+ *             denials by reason, bytes by direction and flow, TLS
+ *             handshake and connection duration histograms and handshake
+ *             failures by cause (per direction), open connections,
  *             certificate expiry, policy version, interception verified,
  *             probe failures, connections closed by a policy change,
  *             outbound connections refused by the destination's agent
@@ -16,6 +19,8 @@
  *             readiness and the time left on the certificate; in live
  *             mode, the certificate source's consecutive failures and the
  *             configuration stream
+ *             with --peer-metrics N, connections by peer identity, for
+ *             the first N identities seen (then peer="other")
  *   /config   JSON: identity, workload, certificate serial and expiry,
  *             policy version, ports
  * The counters are fed by agentd from the access log records. */
@@ -26,9 +31,17 @@
 #include <uv.h>
 
 #include "live.h"
+#include "promtext.h"
 #include "proxy.h"
 
 #define ADMIN_MAX_REASONS 32
+/* Per-peer counters (--peer-metrics N, off by default): at most this many
+ * identities, each at most ADMIN_PEER_ID_MAX bytes; the rest count as
+ * peer="other". */
+#define ADMIN_MAX_PEERS	  64
+#define ADMIN_PEER_ID_MAX 255
+/* The causes of failed TLS handshakes (admin.c names them). */
+#define ADMIN_N_HS_CAUSES 8
 
 /* What the self-probe says of interception. */
 enum admin_intercept {
@@ -48,8 +61,15 @@ struct admin_state {
 	int64_t cert_not_after;
 	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
 	uint16_t outbound_port, inbound_port, admin_port;
-	uint64_t conns[2][3];	      /* [outbound?][allow, deny, audit-deny] */
-	uint64_t bytes_out, bytes_in; /* app -> peer, peer -> app */
+	uint64_t conns[2][3];				/* [outbound?][allow, deny, audit-deny] */
+	uint64_t bytes[2][2];				/* [outbound?][from the peer?] */
+	struct promtext_hist handshake[2], duration[2]; /* [outbound?] */
+	uint64_t hs_failures[2][ADMIN_N_HS_CAUSES];	/* [outbound?][cause] */
+	unsigned peer_cap; /* 0: no per-peer counters; else <= ADMIN_MAX_PEERS */
+	struct {
+		char id[ADMIN_PEER_ID_MAX + 1]; /* "" : free; "none": no identity */
+		uint64_t conns[2][3];		/* as conns */
+	} peers[ADMIN_MAX_PEERS + 1];		/* the last: "other" */
 	struct {
 		const char *reason; /* static strings of the proxy and the policy */
 		uint64_t n;

@@ -318,6 +318,9 @@ static void agentd_usage(FILE *out)
 		"                       open connections a new policy denies: closed\n"
 		"                       (default) or left to finish\n"
 		"  --probe-interval MS  how often the self-probe checks interception (10000)\n"
+		"  --peer-metrics N     count connections by peer identity in /metrics\n"
+		"                       for the first N identities (at most 64; others:\n"
+		"                       peer=\"other\"); 0, the default: off\n"
 		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
 		"                       rules work (for runs without `cinch-agent init`)\n");
 }
@@ -351,6 +354,7 @@ int agentd_main(int argc, char **argv)
 		{"on-policy-change", required_argument, NULL, 'P'},
 		{"probe-interval", required_argument, NULL, 'r'},
 		{"no-probe", no_argument, NULL, 'N'},
+		{"peer-metrics", required_argument, NULL, 'E'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -488,6 +492,16 @@ int agentd_main(int argc, char **argv)
 			break;
 		case 'N':
 			no_probe = 1;
+			break;
+		case 'E':
+			a.st.peer_cap = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || !*optarg || optarg[0] == '-' ||
+			    a.st.peer_cap > ADMIN_MAX_PEERS) {
+				fprintf(stderr,
+					"cinch-agent: --peer-metrics: a number from 0 to %d\n",
+					ADMIN_MAX_PEERS);
+				return 2;
+			}
 			break;
 		case 'h':
 			agentd_usage(stdout);

@@ -56,9 +56,10 @@ struct mtls_conn {
 	int client;
 	/* Each connection holds only as many bytes of the IDs as they have
 	 * (thousands of idle connections are the common case): new strings. */
-	char *expected;	 /* client: the server's identity; NULL on a server */
-	char *peer;	 /* the peer's verified identity; NULL until then */
-	const char *why; /* what the verify callback refused */
+	char *expected;	   /* client: the server's identity; NULL on a server */
+	char *peer;	   /* the peer's verified identity; NULL until then */
+	const char *why;   /* what the verify callback refused */
+	const char *cause; /* its cause, a name of mtls_conn_failure_cause */
 };
 
 static int mtls_ex_index = -1;
@@ -93,6 +94,7 @@ static enum ssl_verify_result_t mtls_verify(SSL *ssl, uint8_t *alert)
 	*alert = SSL_AD_BAD_CERTIFICATE;
 	if (!chain || sk_X509_num(chain) == 0 || !vctx) {
 		c->why = "no peer certificate";
+		c->cause = "no_client_cert";
 		*alert = SSL_AD_CERTIFICATE_REQUIRED;
 		goto out;
 	}
@@ -102,19 +104,25 @@ static enum ssl_verify_result_t mtls_verify(SSL *ssl, uint8_t *alert)
 							: X509_PURPOSE_SSL_CLIENT) ||
 	    X509_verify_cert(vctx) != 1) {
 		c->why = "peer certificate does not verify against the trust bundle";
+		c->cause = X509_STORE_CTX_get_error(vctx) == X509_V_ERR_CERT_HAS_EXPIRED
+				   ? "expired"
+				   : "untrusted_chain";
 		*alert = SSL_AD_UNKNOWN_CA;
 		goto out;
 	}
 	if (X509_check_ca(leaf) != 0) {
 		c->why = "peer leaf is a CA certificate";
+		c->cause = "invalid_svid";
 		goto out;
 	}
 	if (mtls_set_peer(c, leaf, &why) < 0) {
 		c->why = why ? why : "peer certificate is not an X.509-SVID";
+		c->cause = "invalid_svid";
 		goto out;
 	}
 	if (c->client && strcmp(c->peer, c->expected) != 0) {
 		c->why = "server presents another identity than expected at this address";
+		c->cause = "peer_identity_mismatch";
 		goto out;
 	}
 	rc = ssl_verify_ok;
@@ -369,14 +377,18 @@ static int mtls_resumed_identity(struct mtls_conn *c, const char **why)
 	int64_t na;
 	int rc = -EPROTO;
 
-	if (!leaf || mtls_set_peer(c, leaf, why) < 0)
+	if (!leaf || mtls_set_peer(c, leaf, why) < 0) {
 		*why = "resumed session without a peer identity";
-	else if (svid_time_unix(X509_get0_notAfter(leaf), &na) < 0 || na <= time(NULL))
+		c->cause = "invalid_svid";
+	} else if (svid_time_unix(X509_get0_notAfter(leaf), &na) < 0 || na <= time(NULL)) {
 		*why = "resumed session of an expired peer certificate";
-	else if (c->client && strcmp(c->peer, c->expected) != 0)
+		c->cause = "expired";
+	} else if (c->client && strcmp(c->peer, c->expected) != 0) {
 		*why = "resumed session of another identity";
-	else
+		c->cause = "peer_identity_mismatch";
+	} else {
 		rc = 0;
+	}
 	X509_free(leaf);
 	return rc;
 }
@@ -396,8 +408,19 @@ int mtls_conn_handshake(struct mtls_conn *c, const char **why)
 	*why = c->why ? c->why : e ? ERR_reason_error_string(e) : "handshake failed";
 	if (!*why)
 		*why = "handshake failed";
+	if (!c->cause) /* a client that sent no certificate never reaches mtls_verify */
+		c->cause =
+			ERR_GET_LIB(e) == ERR_LIB_SSL &&
+					ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+				? "no_client_cert"
+				: "protocol";
 	ERR_clear_error();
 	return -EPROTO;
+}
+
+const char *mtls_conn_failure_cause(const struct mtls_conn *c)
+{
+	return c->cause ? c->cause : "protocol";
 }
 
 int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len)

@@ -62,6 +62,10 @@ int mtls_conn_feed(struct mtls_conn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
 /* >= 0: an enum mtls_hs; -EPROTO with *why. */
 int mtls_conn_handshake(struct mtls_conn *c, const char **why) __attribute__((warn_unused_result));
+/* After mtls_conn_handshake failed: why, as one of a bounded set of names
+ * (static): "no_client_cert", "untrusted_chain", "expired", "invalid_svid",
+ * "peer_identity_mismatch", or "protocol" (anything else TLS refused). */
+const char *mtls_conn_failure_cause(const struct mtls_conn *c);
 /* > 0 bytes read; 0 when more ciphertext is needed; -EPIPE at close_notify;
  * -EPROTO on an error. */
 int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len);

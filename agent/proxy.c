@@ -108,6 +108,9 @@ struct pconn {
 	uint8_t *plain; /* inbound plaintext read while peeking, to send first */
 	size_t plain_len;
 	uint64_t t0;
+	uint64_t t_hs;		/* when the TLS handshake began */
+	double hs_s;		/* its duration once done, else < 0 */
+	const char *hs_failure; /* see proxy_record.handshake_failure */
 	int handles; /* open handles of the connection itself */
 	struct relay *relay;
 	const char *end; /* why the relay was stopped, when the proxy stopped it */
@@ -171,6 +174,9 @@ static void pc_log(struct pconn *c, const char *end, uint64_t out, uint64_t in)
 		.duration_s = (double)(uv_hrtime() - c->t0) / 1e9,
 		.end = end,
 		.peer_refusal = c->refusal,
+		.relayed = c->state == PC_RELAY,
+		.handshake_s = c->hs_s,
+		.handshake_failure = c->hs_failure,
 	};
 	c->p->log(c->p->arg, &r);
 }
@@ -514,11 +520,13 @@ static void pc_handshake_step(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t)
 		return;
 	if (r < 0) {
 		c->d.verdict = POLICY_DENY;
+		c->hs_failure = mtls_conn_failure_cause(t);
 		pc_refuse(c, "handshake_failed", why);
 		return;
 	}
 	if (r != MTLS_HS_DONE)
 		return;
+	c->hs_s = (double)(uv_hrtime() - c->t_hs) / 1e9;
 	/* What follows the handshake waits in the socket for the relay. */
 	uv_read_stop((uv_stream_t *)s);
 	if (c->state == PC_HANDSHAKE)
@@ -535,6 +543,8 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (n == 0 || c->state == PC_CLOSING)
 		return;
 	if (n < 0) {
+		if (c->state == PC_HANDSHAKE || c->state == PC_UP_HANDSHAKE)
+			c->hs_failure = "reset";
 		pc_refuse(c, "reset", "peer closed before the connection was set up");
 		return;
 	}
@@ -545,6 +555,7 @@ static void pc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 				return;
 			}
 			c->state = PC_HANDSHAKE;
+			c->t_hs = uv_hrtime();
 		} else if (c->p->cfg.force_strict ||
 			   policy_slice_mtls(c->slice) == POLICY_MTLS_STRICT) {
 			c->d.verdict = POLICY_DENY;
@@ -585,6 +596,7 @@ static void pc_connected(uv_connect_t *req, int status)
 	}
 	if (c->outbound && c->up_tls) {
 		c->state = PC_UP_HANDSHAKE;
+		c->t_hs = uv_hrtime();
 		uv_timer_start(&c->timer, pc_timeout, c->p->cfg.handshake_ms, 0);
 		uv_read_start((uv_stream_t *)c->up, pc_alloc, pc_read);
 		pc_handshake_step(c, c->up, c->up_tls);
@@ -596,6 +608,8 @@ static void pc_connected(uv_connect_t *req, int status)
 static void pc_timeout(uv_timer_t *t)
 {
 	struct pconn *c = t->data;
+	if (c->state == PC_HANDSHAKE || c->state == PC_UP_HANDSHAKE)
+		c->hs_failure = "timeout";
 	pc_refuse(c, "timeout",
 		  c->state == PC_CONNECT ? "connect timed out" : "handshake timed out");
 }
@@ -729,6 +743,7 @@ static void proxy_accept(uv_stream_t *l, int status, int outbound)
 	p->refs++;
 	c->outbound = outbound;
 	c->t0 = uv_hrtime();
+	c->hs_s = -1;
 	c->down = malloc(sizeof(*c->down));
 	uv_timer_init(p->loop, &c->timer);
 	c->timer.data = c;

@@ -74,10 +74,15 @@ struct proxy_record {
 	const char *tls_version, *cipher; /* "" when plaintext */
 	uint64_t bytes_out, bytes_in;	  /* app -> peer, peer -> app */
 	double duration_s;
-	const char *end; /* "closed", "reset", "idle", "refused", ... */
 	/* Outbound: why the destination's agent refused us (verdict.h; it is
 	 * peer_id); NULL when it did not. */
 	const struct verdict_refusal *peer_refusal;
+	const char *end;	       /* "closed", "reset", "idle", "refused", ... */
+	int relayed;		       /* it reached the relay (duration_s is its lifetime) */
+	double handshake_s;	       /* the TLS handshake's duration; < 0: none finished */
+	const char *handshake_failure; /* a TLS handshake began and failed: the
+					* cause (mtls_conn_failure_cause, or
+					* "timeout", "reset"); else NULL */
 };
 
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);

@@ -53,6 +53,7 @@
 #include "kapi.h"
 #include "tokenreview.h"
 #include "kfeed.h"
+#include "kwatch.h"
 #include "hub.h"
 #include "log.h"
 #include "spiffe.h"
@@ -1060,6 +1061,11 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		d->metrics.trust_bundle_foreign = d->bundlecm ? bundlecm_foreign(d->bundlecm) : 0;
 		out->status = 200;
 		out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		kwatch_totals(&d->metrics.kube_watch_errors, &d->metrics.kube_relists);
+		store_counts(d->store, &d->metrics.config_generations,
+			     &d->metrics.config_rejected);
+		webhook_counts(d->webhook, &d->metrics.webhook_requests,
+			       &d->metrics.webhook_errors);
 		out->body = metrics_render(&d->metrics);
 		out->len = out->body ? strlen(out->body) : 0;
 	} else if (!strcmp(path, "/bundle")) {
@@ -1350,7 +1356,8 @@ static int ctld_start_kube(struct ctld *d)
 	tokenreview_limit_init(&d->reviews, cfg->review_max_inflight, cfg->review_rate,
 			       2 * cfg->review_rate);
 	d->k8s_auth = (struct auth_k8s_config){
-		.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca), .limit = &d->reviews};
+		.kapi = d->kapi, .trust_domain = ca_trust_domain(d->ca), .limit = &d->reviews,
+		.metrics = &d->metrics};
 	d->svc.k8s.impl = &d->k8s_auth;
 	return ctld_start_bundle_cms(d);
 }
@@ -1381,7 +1388,8 @@ static int ctld_start_mesh(struct ctld *d)
 	if ((rc = ctld_bundle_set(d)) < 0)
 		return rc;
 	d->config = (struct config_service){
-		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca}};
+		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca},
+		.metrics = &d->metrics};
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",

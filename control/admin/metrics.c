@@ -8,6 +8,19 @@
 static const double metrics_bounds[METRICS_N_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 };
+static const struct promtext_buckets metrics_sign_buckets = {metrics_bounds, METRICS_N_BUCKETS};
+/* A TokenReview is a round trip to the API server: 5 ms to 10 s (kapi's
+ * request timeout). */
+static const double metrics_tr_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const struct promtext_buckets metrics_tr_buckets = {
+	metrics_tr_bounds, sizeof(metrics_tr_bounds) / sizeof(metrics_tr_bounds[0])};
+
+void metrics_tokenreview(struct metrics *m, double s, const char *failure)
+{
+	promtext_hist_observe(&m->tokenreview, &metrics_tr_buckets, s);
+	if (failure)
+		m->tokenreview_failures[strcmp(failure, "refused") != 0]++;
+}
 
 static void metrics_count(struct metrics_counter *t, const char *label)
 {
@@ -36,11 +49,7 @@ void metrics_refused(struct metrics *m, const char *reason)
 
 void metrics_observe_sign(struct metrics *m, double s)
 {
-	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
-		if (s <= metrics_bounds[i])
-			m->buckets[i]++;
-	m->count++;
-	m->sum += s;
+	promtext_hist_observe(&m->sign, &metrics_sign_buckets, s);
 }
 
 char *metrics_render(const struct metrics *m)
@@ -51,6 +60,8 @@ char *metrics_render(const struct metrics *m)
 
 	if (!f)
 		return NULL;
+	promtext_build_info(f, "cinch_control");
+	promtext_process(f);
 	fputs("# HELP cinch_control_certs_issued_total Certificates issued, by authentication "
 	      "method.\n# TYPE cinch_control_certs_issued_total counter\n",
 	      f);
@@ -66,14 +77,8 @@ char *metrics_render(const struct metrics *m)
 	fputs("# HELP cinch_control_sign_duration_seconds Time to handle one Sign call.\n"
 	      "# TYPE cinch_control_sign_duration_seconds histogram\n",
 	      f);
-	for (size_t i = 0; i < METRICS_N_BUCKETS; i++)
-		fprintf(f, "cinch_control_sign_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			metrics_bounds[i], (unsigned long long)m->buckets[i]);
-	fprintf(f,
-		"cinch_control_sign_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-		"cinch_control_sign_duration_seconds_sum %.6f\n"
-		"cinch_control_sign_duration_seconds_count %llu\n",
-		(unsigned long long)m->count, m->sum, (unsigned long long)m->count);
+	promtext_hist_write(f, "cinch_control_sign_duration_seconds", NULL, &metrics_sign_buckets,
+			    &m->sign);
 	fprintf(f,
 		"# HELP cinch_control_ca_expiry_timestamp_seconds notAfter of the signing CA.\n"
 		"# TYPE cinch_control_ca_expiry_timestamp_seconds gauge\n"
@@ -100,6 +105,68 @@ char *metrics_render(const struct metrics *m)
 			"# TYPE cinch_control_trust_bundle_foreign_configmaps gauge\n"
 			"cinch_control_trust_bundle_foreign_configmaps %u\n",
 			m->trust_bundle_foreign);
+	fprintf(f,
+		"# HELP cinch_control_watch_streams Config Watch streams open (one per "
+		"connected agent).\n"
+		"# TYPE cinch_control_watch_streams gauge\n"
+		"cinch_control_watch_streams %lld\n"
+		"# HELP cinch_control_snapshots_sent_total Configuration snapshots sent on "
+		"Watch streams.\n"
+		"# TYPE cinch_control_snapshots_sent_total counter\n"
+		"cinch_control_snapshots_sent_total %llu\n"
+		"# HELP cinch_control_config_reports_total Agents' Reports of a snapshot: "
+		"applied (the ack) or rejected.\n"
+		"# TYPE cinch_control_config_reports_total counter\n"
+		"cinch_control_config_reports_total{result=\"applied\"} %llu\n"
+		"cinch_control_config_reports_total{result=\"rejected\"} %llu\n"
+		"# HELP cinch_control_config_refused_total Config service calls refused, by "
+		"method.\n"
+		"# TYPE cinch_control_config_refused_total counter\n"
+		"cinch_control_config_refused_total{method=\"Watch\"} %llu\n"
+		"cinch_control_config_refused_total{method=\"Report\"} %llu\n",
+		(long long)m->watch_streams, (unsigned long long)m->snapshots_sent,
+		(unsigned long long)m->reports[0], (unsigned long long)m->reports[1],
+		(unsigned long long)m->config_refused[0], (unsigned long long)m->config_refused[1]);
+	promtext_family(f, "cinch_control_tokenreview_duration_seconds", "histogram",
+			"Time the Kubernetes API server took to review an agent's service-account "
+			"token.");
+	promtext_hist_write(f, "cinch_control_tokenreview_duration_seconds", NULL,
+			    &metrics_tr_buckets, &m->tokenreview);
+	fprintf(f,
+		"# HELP cinch_control_tokenreview_failures_total TokenReviews that did not "
+		"validate the token: refused (not valid) or unavailable (no verdict).\n"
+		"# TYPE cinch_control_tokenreview_failures_total counter\n"
+		"cinch_control_tokenreview_failures_total{reason=\"refused\"} %llu\n"
+		"cinch_control_tokenreview_failures_total{reason=\"unavailable\"} %llu\n"
+		"# HELP cinch_control_config_generations_total Mesh configurations (policy and "
+		"registry generations) published to the Watch streams.\n"
+		"# TYPE cinch_control_config_generations_total counter\n"
+		"cinch_control_config_generations_total %llu\n"
+		"# HELP cinch_control_config_rejected_total Configuration changes rejected as "
+		"invalid (the last good configuration stays).\n"
+		"# TYPE cinch_control_config_rejected_total counter\n"
+		"cinch_control_config_rejected_total %llu\n"
+		"# HELP cinch_control_kube_watch_errors_total Kubernetes watches and lists that "
+		"failed and backed off.\n"
+		"# TYPE cinch_control_kube_watch_errors_total counter\n"
+		"cinch_control_kube_watch_errors_total %llu\n"
+		"# HELP cinch_control_kube_relists_total Full relists after the API server "
+		"expired a watch's resourceVersion (410 Gone).\n"
+		"# TYPE cinch_control_kube_relists_total counter\n"
+		"cinch_control_kube_relists_total %llu\n"
+		"# HELP cinch_control_webhook_requests_total Requests the injection webhook "
+		"answered.\n"
+		"# TYPE cinch_control_webhook_requests_total counter\n"
+		"cinch_control_webhook_requests_total %llu\n"
+		"# HELP cinch_control_webhook_errors_total Webhook requests answered with an "
+		"HTTP error.\n"
+		"# TYPE cinch_control_webhook_errors_total counter\n"
+		"cinch_control_webhook_errors_total %llu\n",
+		(unsigned long long)m->tokenreview_failures[0],
+		(unsigned long long)m->tokenreview_failures[1],
+		(unsigned long long)m->config_generations, (unsigned long long)m->config_rejected,
+		(unsigned long long)m->kube_watch_errors, (unsigned long long)m->kube_relists,
+		(unsigned long long)m->webhook_requests, (unsigned long long)m->webhook_errors);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
+#include "admin/metrics.h"
 #include "grpcc.h"
 #include "ca/ca.h"
 #include "svid.h"
@@ -120,6 +123,7 @@ struct auth_pending {
 	auth_done_cb done; /* NULL once cancelled */
 	void *arg;
 	char want[SPIFFE_ID_MAX + 1]; /* "" when none was asked for */
+	uint64_t t0;		      /* when the review was asked for (uv_hrtime) */
 };
 
 static void auth_k8s_review_cb(void *arg, int status, const struct tokenreview_identity *id,
@@ -131,6 +135,11 @@ static void auth_k8s_review_cb(void *arg, int status, const struct tokenreview_i
 	char msg[320];
 	int code;
 
+	if (p->kc->metrics)
+		metrics_tokenreview(p->kc->metrics, (double)(uv_hrtime() - p->t0) / 1e9,
+				    status == 0		? NULL
+				    : status == -EACCES ? "refused"
+							: "unavailable");
 	if (!p->done) {
 		free(p);
 		return;
@@ -189,6 +198,7 @@ static int auth_k8s_start(void *impl, const struct auth_request *req, struct aut
 		return GRPC_INTERNAL;
 	}
 	p->kc = kc;
+	p->t0 = uv_hrtime();
 	p->done = done;
 	p->arg = arg;
 	if (req->want)

@@ -37,6 +37,8 @@
 
 #include "spiffe.h"
 
+struct metrics;
+
 /* What renewal learnt about a connection's client certificate, kept by the
  * connection. The certificate cannot change under a connection, but what
  * makes it valid can: every call checks its validity window, and its chain
@@ -108,6 +110,7 @@ struct auth_k8s_config {
 	struct kapi *kapi;
 	const char *trust_domain;
 	struct tokenreview_limit *limit; /* NULL: reviews are not bounded (tests) */
+	struct metrics *metrics; /* borrowed; TokenReview timings, or NULL */
 };
 
 #define AUTH_K8S_AUDIENCE "cinch"

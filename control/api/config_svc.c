@@ -29,6 +29,7 @@
 struct cwatch {
 	struct config_service *svc;
 	struct gcall *call;
+	struct metrics *metrics; /* borrowed */
 	struct hub_watch *w; /* NULL once the hub closed it */
 	struct cwatch *next, **pprev;
 	uv_timer_t expiry; /* the client certificate's notAfter */
@@ -71,6 +72,8 @@ static int cwatch_send_cb(void *arg, const uint8_t *snap, size_t len)
 	struct cwatch *cw = arg;
 	int rc = gcall_send(cw->call, snap, len);
 
+	if (rc >= 0)
+		cw->metrics->snapshots_sent++;
 	if (rc == -ENOBUFS)
 		log_event(LOG_LVL_WARN, "config_watch_overflow",
 			  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
@@ -98,6 +101,7 @@ static void cwatch_close_cb(void *arg)
 	*cw->pprev = cw->next;
 	if (cw->next)
 		cw->next->pprev = cw->pprev;
+	cw->metrics->watch_streams--;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
 	uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
@@ -175,6 +179,8 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 	cw->svc = svc;
 	cw->call = call;
 	cw->pprev = &cw->next; /* off the list until the hub accepts it */
+	cw->metrics = svc->metrics;
+	svc->metrics->watch_streams++; /* the close callback takes it back */
 	memcpy(cw->peer_id, who.id, sizeof(cw->peer_id));
 	snprintf(cw->addr, sizeof(cw->addr), "%s", peer.addr);
 	uv_timer_init(svc->loop, &cw->expiry);
@@ -186,6 +192,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 			      cwatch_send_cb, cwatch_gone_cb, cw, &cw->w, &msg);
 	if (code != GRPC_OK) {
 		gcall_on_close(call, NULL, NULL);
+		svc->metrics->watch_streams--;
 		uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
 		goto out;
 	}
@@ -200,6 +207,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 			    "workload", wr->workload, "known_version", wr->known_version));
 out:
 	if (code != GRPC_OK) {
+		svc->metrics->config_refused[0]++;
 		config_svc_refused("Watch", &peer, who.id, code, msg);
 		gcall_finish(call, code, msg);
 	}
@@ -235,12 +243,15 @@ void config_svc_report(struct config_service *svc, struct gcall *call, const uin
 		code = GRPC_INTERNAL;
 		msg = "out of memory";
 	}
-	if (code != GRPC_OK)
+	if (code != GRPC_OK) {
+		svc->metrics->config_refused[1]++;
 		config_svc_refused("Report", &peer, who.id, code, msg);
-	else
+	} else {
+		svc->metrics->reports[rr->error && *rr->error ? 1 : 0]++;
 		log_event(LOG_LVL_DEBUG, "config_reported",
 			  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 				    "applied_version", rr->applied_version, "error", rr->error));
+	}
 	gcall_finish(call, code, msg);
 	cinch__v1__report_request__free_unpacked(rr, NULL);
 }

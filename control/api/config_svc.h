@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "admin/metrics.h"
 #include "api/auth.h"
 
 struct gcall;
@@ -40,6 +41,7 @@ struct config_service {
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
 	struct cwatch *watches;	   /* the open Watch streams (config_svc.c) */
+	struct metrics *metrics;   /* borrowed; Watch and Report counters */
 };
 
 /* The authenticator's trust changed (peer.impl is a new CA: a root was

@@ -21,6 +21,7 @@
 #include "cinch_config.h"
 
 #define INJECT_ADMIN_PORT 15000
+#define INJECT_ADMIN_PORT_S "15000" /* the same, for annotations */
 #define INJECT_TOKEN_DIR "/var/run/secrets/cinch"
 #define INJECT_BUNDLE_DIR "/var/run/cinch/bundle"
 #define INJECT_ANN_PREFIX "cinch.dev/"
@@ -527,15 +528,29 @@ static int inject_decide(const struct inject_config *cfg, const json_t *req,
 	snprintf(record, sizeof(record),
 		 "{\"version\":\"%s\",\"mode\":\"%s\",\"containers\":[\"cinch-init\",\"cinch-agent\"]}",
 		 CINCH_VERSION, cfg->native_sidecar ? "native-sidecar" : "sidecar");
-	if (rc == 0 && !json_is_object(ann))
-		rc = inject_op(r->patch, "add", "/metadata/annotations",
-			       json_pack("{s:s}", INJECT_ANN_PREFIX "injected", record));
-	else if (rc == 0) {
-		char esc[64];
-		snprintf(path, sizeof(path), "/metadata/annotations/%s",
-			 inject_ptr_escape(INJECT_ANN_PREFIX "injected", esc, sizeof(esc)));
-		rc = inject_op(r->patch, "add", path, json_string(record));
+	/* With the record, the usual scrape annotations for the agent's
+	 * /metrics, unless the pod already says how it is scraped. */
+	json_t *adds = inject_str(ann, "prometheus.io/scrape")
+			       ? json_pack("{s:s}", INJECT_ANN_PREFIX "injected", record)
+			       : json_pack("{s:s, s:s, s:s, s:s}", INJECT_ANN_PREFIX "injected", record,
+					   "prometheus.io/scrape", "true", "prometheus.io/port",
+					   INJECT_ADMIN_PORT_S, "prometheus.io/path", "/metrics");
+	if (!adds)
+		rc = -ENOMEM;
+	if (rc == 0 && !json_is_object(ann)) {
+		rc = inject_op(r->patch, "add", "/metadata/annotations", json_incref(adds));
+	} else if (rc == 0) {
+		const char *k;
+		json_t *v;
+		char esc[128];
+		json_object_foreach(adds, k, v) {
+			snprintf(path, sizeof(path), "/metadata/annotations/%s",
+				 inject_ptr_escape(k, esc, sizeof(esc)));
+			if (rc == 0)
+				rc = inject_op(r->patch, "add", path, json_incref(v));
+		}
 	}
+	json_decref(adds);
 
 	json_t *init = inject_init_container(cfg, ann);
 	json_t *agent = inject_agent_container(cfg, ann, probes);

@@ -50,10 +50,20 @@ static void kwatch_timer_cb(uv_timer_t *t)
 		kwatch_list(w);
 }
 
+/* Process-wide tallies for the metrics (loop thread only). */
+static uint64_t kwatch_n_errors, kwatch_n_relists;
+
+void kwatch_totals(uint64_t *errors, uint64_t *relists)
+{
+	*errors = kwatch_n_errors;
+	*relists = kwatch_n_relists;
+}
+
 static void kwatch_backoff(struct kwatch *w, int status, const char *what)
 {
 	uint64_t delay = 500;
 
+	kwatch_n_errors++;
 	if (w->ops->error)
 		w->ops->error(w->arg, status, what);
 	for (unsigned i = 0; i < w->failures && delay < 30000; i++)
@@ -179,6 +189,7 @@ static void kwatch_watch_cb(void *arg, int status, long code, json_t *body, cons
 		return;
 	if (w->relist || code == 410) {
 		w->relist = 0;
+		kwatch_n_relists++;
 		kwatch_list(w);
 	} else if (status == 0 && code == 200) {
 		kwatch_watch(w); /* the server's timeoutSeconds: carry on */

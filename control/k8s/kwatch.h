@@ -37,6 +37,11 @@ int kwatch_start(uv_loop_t *loop, struct kapi *k, const char *collection,
  * backoff timer's close completes (the loop must run). */
 void kwatch_stop(struct kwatch *w);
 
+/* Since the start, over every watch of the process: failures that made a
+ * watch back off, and relists forced by the API server (410 Gone: our
+ * resourceVersion was too old). */
+void kwatch_totals(uint64_t *errors, uint64_t *relists);
+
 /* Page size of lists; the API server may send fewer. */
 #define KWATCH_PAGE 500
 

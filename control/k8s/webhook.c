@@ -54,6 +54,7 @@ struct webhook {
 	struct bytebudget budget;		     /* request bytes held by all connections */
 	uv_timer_t *sweep;			     /* closed (and freed) by webhook_stop */
 	struct wstream *receiving, **receiving_tail; /* oldest first */
+	uint64_t requests, errors; /* answered; of them not 200 */
 };
 
 /* One HTTP/1.1 request being read. */
@@ -328,9 +329,17 @@ static int wh1_respond(struct wconn *c, int status, const char *ctype, const cha
 static void wh_log(struct wconn *c, const char *proto, const char *method, const char *path,
 		   int status)
 {
+	c->w->requests++;
+	c->w->errors += status != 200;
 	log_event(status == 200 ? LOG_LVL_DEBUG : LOG_LVL_INFO, "webhook_request",
 		  json_pack("{s:s, s:s, s:s, s:s, s:i}", "peer", tlsconn_peer(c->tc), "proto",
 			    proto, "method", method, "path", path, "status", status));
+}
+
+void webhook_counts(const struct webhook *w, uint64_t *requests, uint64_t *errors)
+{
+	*requests = w ? w->requests : 0;
+	*errors = w ? w->errors : 0;
 }
 
 static int wh1_error(struct wconn *c, int status, const char *text)

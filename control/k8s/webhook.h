@@ -97,6 +97,9 @@ int64_t webhook_cert_not_after(const struct webhook *w);
 void webhook_stop(struct webhook *w);
 /* Connections currently open (for logs and tests). */
 unsigned webhook_conns(const struct webhook *w);
+/* Requests answered, and those answered with another status than 200
+ * (w may be NULL: none). */
+void webhook_counts(const struct webhook *w, uint64_t *requests, uint64_t *errors);
 
 /* The answer to one HTTP request, whatever the HTTP version: pure, so it
  * is tested and fuzzed without sockets. `content_type` may be NULL (not

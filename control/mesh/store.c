@@ -47,6 +47,7 @@ struct store {
 	void *bundle_mem;		      /* what bundle points into */
 	struct store_gen *cur;		      /* in force; NULL before one */
 	char version[STORE_VERSION_LEN + 1];
+	uint64_t n_published, n_rejected; /* for the metrics */
 };
 
 void store_gen_free(struct store_gen *g)
@@ -359,11 +360,11 @@ const char *store_version(const struct store *st)
 	return st->version;
 }
 
-static void store_log_rejected(const struct store *st, const struct policy_error *err,
-			       const char *kept)
+static void store_log_rejected(struct store *st, const struct policy_error *err, const char *kept)
 {
 	char where[300];
 
+	st->n_rejected++;
 	store_where(err, where, sizeof(where));
 	log_event(LOG_LVL_ERROR, "config_rejected",
 		  log_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "where", where, "file",
@@ -387,7 +388,7 @@ static const json_t *store_find_doc(const struct store *st, const char *key)
 /* The error names an API document: build again with its last accepted
  * version, or without it (then also when that version failed too).
  * 1 when there is something left to try. */
-static int store_quarantine(const struct store *st, const struct policy_error *err, json_t *instead,
+static int store_quarantine(struct store *st, const struct policy_error *err, json_t *instead,
 			    json_t *rejected)
 {
 	const json_t *cur = json_object_get(instead, err->file);
@@ -452,7 +453,14 @@ static int store_publish(struct store *st, const struct store_gen *g, struct pol
 			   "workloads", (json_int_t)g->n, "bundle_sequence",
 			   (json_int_t)(st->bundlep ? st->bundlep->sequence : 0)));
 	memcpy(st->version, g->version, sizeof(st->version));
+	st->n_published++;
 	return 0;
+}
+
+void store_counts(const struct store *st, uint64_t *published, uint64_t *rejected)
+{
+	*published = st ? st->n_published : 0;
+	*rejected = st ? st->n_rejected : 0;
 }
 
 int store_apply(struct store *st, struct policy_error *errp)

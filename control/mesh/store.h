@@ -139,5 +139,8 @@ int store_set_bundle(struct store *st, const struct store_bundle *b)
 int store_pod_exclusions(const struct store *st, const char *ns);
 /* The version in force ("" before the first publish). */
 const char *store_version(const struct store *st);
+/* Since the start: generations published, and changes rejected (each one
+ * logged as config_rejected). st may be NULL: none. */
+void store_counts(const struct store *st, uint64_t *published, uint64_t *rejected);
 
 #endif

@@ -329,6 +329,18 @@ def run(tmp, kube, a, shared, ctls, pb, pbg, cpb, cpbg):
           "after 410 Gone the relist brings api-3: %s" % (snap and peer_port(snap, "api-3")))
     check(lists() > before, "the pods were listed again")
     last = snap.version if snap else ""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % a.admin_port, timeout=5) as r:
+        m = {l.split(" ")[0]: float(l.split(" ")[1]) for l in r.read().decode().splitlines()
+             if l and not l.startswith("#")}
+    check(m.get("cinch_control_kube_relists_total", 0) >= 1, "metrics count the relist")
+    check(m.get("cinch_control_config_rejected_total", 0) >= 1,
+          "metrics count the rejected AllowPolicy")
+    check(m.get("cinch_control_config_generations_total", 0) >= 4,
+          "metrics count the generations published: %s"
+          % m.get("cinch_control_config_generations_total"))
+    check(m.get("cinch_control_watch_streams") == 1, "metrics: one Watch stream open")
+    check(m.get("cinch_control_snapshots_sent_total", 0) >= 6,
+          "metrics count the snapshots sent: %s" % m.get("cinch_control_snapshots_sent_total"))
 
     ha(tmp, kube, a, shared, ctls, creds, req, st, ch, last, cpb, cpbg)
 

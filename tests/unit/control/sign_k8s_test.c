@@ -90,7 +90,8 @@ static void rig_open(struct rig *r, const char *server, const char *token_file)
 		fail_msg("kapi config: %s", why);
 	assert_int_equal(kapi_new(&r->loop, &kcfg, &r->kapi), 0);
 	kapi_config_cleanup(&kcfg);
-	r->kc = (struct auth_k8s_config){.kapi = r->kapi, .trust_domain = "cluster.local"};
+	r->kc = (struct auth_k8s_config){
+		.kapi = r->kapi, .trust_domain = "cluster.local", .metrics = &r->metrics};
 	r->svc = (struct sign_service){
 		.ca = r->ca, .k8s = {&auth_k8s_ops, &r->kc}, .metrics = &r->metrics};
 }
@@ -214,6 +215,9 @@ static void test_bound_token_gets_its_service_account_identity(void **state)
 	assert_int_equal(a.code, GRPC_OK);
 	free(a.resp);
 	assert_int_equal(count(r.metrics.issued, "kubernetes"), 2);
+	/* Both reviews timed, neither a failure. */
+	assert_int_equal(r.metrics.tokenreview.count, 2);
+	assert_int_equal(r.metrics.tokenreview_failures[0] + r.metrics.tokenreview_failures[1], 0);
 	rig_close(&r);
 }
 
@@ -255,6 +259,11 @@ static void test_refusals_sign_nothing(void **state)
 		assert_int_equal(count(r.metrics.refused, cases[i].reason), before + 1);
 	}
 	assert_int_equal(count(r.metrics.issued, "kubernetes"), 0);
+	/* Five reviews; the API server refused the four tokens it did not
+	 * validate (the first one is valid, for another identity). */
+	assert_int_equal(r.metrics.tokenreview.count, 5);
+	assert_int_equal(r.metrics.tokenreview_failures[0], 4);
+	assert_int_equal(r.metrics.tokenreview_failures[1], 0);
 	rig_close(&r);
 }
 
@@ -271,6 +280,8 @@ static void test_api_server_trouble_is_unavailable(void **state)
 				      "could not be reached"));
 	assert_null(a.resp);
 	assert_int_equal(count(r.metrics.refused, "k8s_api_unavailable"), 1);
+	assert_int_equal(r.metrics.tokenreview_failures[1], 1);
+	assert_int_equal(r.metrics.tokenreview_failures[0], 0);
 	rig_close(&r);
 
 	/* The API server refuses the control's own credentials (HTTP 401). */

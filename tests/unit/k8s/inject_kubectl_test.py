@@ -68,6 +68,11 @@ def common_checks(tag, before, after, agent):
     check(injected["containers"] == ["cinch-init", "cinch-agent"], tag + ": injected record")
     for k, v in (before["metadata"].get("annotations") or {}).items():
         check(meta["annotations"].get(k) == v, tag + ": annotation %s kept" % k)
+    if "prometheus.io/scrape" not in (before["metadata"].get("annotations") or {}):
+        check({k: meta["annotations"].get(k) for k in
+               ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")} ==
+              {"prometheus.io/scrape": "true", "prometheus.io/port": "15000",
+               "prometheus.io/path": "/metrics"}, tag + ": scrape annotations for the agent")
 
     init = after["spec"]["initContainers"]
     cinit = [c for c in init if c["name"] == "cinch-init"][0]

@@ -43,6 +43,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import time
 
 CONTROL, DRIVER, FIXTURES = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -358,6 +359,17 @@ def check_pod_exclusions(port, policy):
     check(refused_for(r, excl), "the namespace's allowPodExclusions: false wins: %s" % r)
 
 
+def check_metrics(admin):
+    """The requests above are counted, and those answered with an error."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5) as r:
+        m = {l.split(" ")[0]: float(l.split(" ")[1]) for l in r.read().decode().splitlines()
+             if l and not l.startswith("#")}
+    req = m.get("cinch_control_webhook_requests_total", 0)
+    err = m.get("cinch_control_webhook_errors_total", 0)
+    check(req >= 10 and 1 <= err < req,
+          "metrics count webhook requests (%d) and errors (%d)" % (req, err))
+
+
 def main():
     global CA_PEM
     with tempfile.TemporaryDirectory() as tmp:
@@ -396,6 +408,9 @@ def main():
             check_silent_connection(port)
             check_reload(port, tmp, ca, pem, key)
             check_pod_exclusions(port, policy)
+            log.seek(0)
+            admin = int(re.search(r'"admin_port":(\d+)', log.read()).group(1))
+            check_metrics(admin)
             check(proc.poll() is None, "cinch-control still running after all of it")
         finally:
             proc.send_signal(signal.SIGTERM)
