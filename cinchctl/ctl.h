@@ -7,6 +7,7 @@
 #ifndef CINCH_CTL_H
 #define CINCH_CTL_H
 
+#include <getopt.h>
 #include <jansson.h>
 
 #define CTL_DEFAULT_STATE_DIR "/var/lib/cinch-control"
@@ -16,6 +17,16 @@
  * (new reference), or NULL after printing why to stderr. A reply with an
  * "error" member is printed and NULL is returned too. */
 json_t *ctl_admin_call(const char *state_dir, const json_t *req);
+
+/* "cinchctl CMD: MSG" and a hint to --help on stderr; returns 2. */
+int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* getopt_long(argc, argv, "h", opts) that names an unknown flag or a flag
+ * without its value in one line (ctl_usage_error) and then returns '?'. */
+int ctl_getopt(const char *cmd, int argc, char **argv, const struct option *opts);
+/* `arg`, or for "-" a path holding what stdin held (read once; NULL when
+ * it could not be read); ctl_display_path() turns that path back to "-". */
+const char *ctl_path(const char *arg);
+const char *ctl_display_path(const char *path);
 
 int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
 int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */

@@ -34,9 +34,9 @@ static const char *ctl_policy_usage =
 static void ctl_policy_err(const struct policy_error *e)
 {
 	if (e->file[0] && e->line)
-		fprintf(stderr, "%s:%d:%d: ", e->file, e->line, e->column);
+		fprintf(stderr, "%s:%d:%d: ", ctl_display_path(e->file), e->line, e->column);
 	else if (e->file[0])
-		fprintf(stderr, "%s: ", e->file);
+		fprintf(stderr, "%s: ", ctl_display_path(e->file));
 	if (e->path[0])
 		fprintf(stderr, "%s: ", e->path);
 	fprintf(stderr, "%s\n", e->msg);
@@ -51,16 +51,21 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 {
 	const char *seen[64];
 	size_t n_seen = 0;
+	char cmd[32];
 
+	snprintf(cmd, sizeof(cmd), "policy %s", argv[1]);
 	ctl_load_failed = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *path = argv[i];
 		if (!strcmp(path, "--policy") || !strcmp(path, "--workloads")) {
 			if (++i == argc)
-				break;
+				return ctl_usage_error(cmd, "%s needs a value", path);
 			path = argv[i];
 		} else if (path[0] == '-' && path[1]) {
-			fputs(ctl_policy_usage, stderr);
+			return ctl_usage_error(cmd, "unknown flag %s", path);
+		}
+		if (!(path = ctl_path(path))) {
+			fprintf(stderr, "cinchctl %s: -: cannot read standard input\n", cmd);
 			return 2;
 		}
 		int dup = 0;
@@ -75,10 +80,8 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 			return 1;
 		}
 	}
-	if (n_seen == 0) {
-		fputs(ctl_policy_usage, stderr);
-		return 2;
-	}
+	if (n_seen == 0)
+		return ctl_usage_error(cmd, "missing a PATH (files, directories or - for stdin)");
 	return 0;
 }
 
@@ -145,20 +148,23 @@ static int ctl_policy_explain(int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"to", required_argument, NULL, 't'},
 		{"port", required_argument, NULL, 'P'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	static const char *cmd = "policy explain";
 	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL;
 	long port = 0;
+	char *end;
 	int c;
 
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'p':
-			policy = optarg;
+			policy = ctl_path(optarg);
 			break;
 		case 'w':
-			workloads = optarg;
+			workloads = ctl_path(optarg);
 			break;
 		case 'f':
 			from = optarg;
@@ -167,17 +173,25 @@ static int ctl_policy_explain(int argc, char **argv)
 			to = optarg;
 			break;
 		case 'P':
-			port = strtol(optarg, NULL, 10);
+			port = strtol(optarg, &end, 10);
+			if (*end || end == optarg || port < 1 || port > 65535)
+				return ctl_usage_error(cmd, "--port: not a port (1-65535): %s",
+						       optarg);
 			break;
+		case 'h':
+			fputs(ctl_policy_usage, stdout);
+			return 0;
 		default:
-			fputs(ctl_policy_usage, stderr);
 			return 2;
 		}
 	}
-	if (!policy || !workloads || !from || !to || port < 1 || port > 65535) {
-		fputs(ctl_policy_usage, stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return ctl_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (!from || !to || !port)
+		return ctl_usage_error(cmd, "missing %s",
+				       !from ? "--from" : !to ? "--to" : "--port");
 	struct policy_slice *s = NULL;
 	struct policy_error err;
 	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to, NULL, 0,
@@ -378,8 +392,10 @@ static int ctl_policy_test(int argc, char **argv)
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"workloads", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	static const char *cmd = "policy test";
 	const char *policy = NULL, *workloads = NULL;
 	struct pdoc **docs = NULL;
 	size_t n_docs = 0;
@@ -388,16 +404,23 @@ static int ctl_policy_test(int argc, char **argv)
 	int c, rc = 2;
 
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'p')
-			policy = optarg;
-		else if (c == 'w')
-			workloads = optarg;
-		else
-			goto usage;
+	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
+		if (c == 'p') {
+			policy = ctl_path(optarg);
+		} else if (c == 'w') {
+			workloads = ctl_path(optarg);
+		} else if (c == 'h') {
+			fputs(ctl_policy_usage, stdout);
+			return 0;
+		} else {
+			return 2;
+		}
 	}
-	if (!policy || !workloads || optind != argc - 1)
-		goto usage;
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (optind != argc - 1)
+		return ctl_usage_error(cmd, optind == argc ? "missing the FILE of cases"
+							   : "one FILE of cases, not several");
 	if (pdoc_parse_file(argv[optind], &docs, &n_docs, &err) < 0) {
 		ctl_policy_err(&err);
 		return 2;
@@ -460,13 +483,24 @@ out:
 		pdoc_free(docs[i]);
 	free(docs);
 	return rc;
-usage:
-	fputs(ctl_policy_usage, stderr);
-	return 2;
+}
+
+/* --help anywhere among a verb's arguments (check and lint read the
+ * others as paths). */
+static int ctl_policy_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
 }
 
 int ctl_policy(int argc, char **argv)
 {
+	if (ctl_policy_wants_help(argc, argv)) {
+		fputs(ctl_policy_usage, stdout);
+		return 0;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "lint"))
 		return ctl_policy_lint(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "test"))
@@ -475,6 +509,7 @@ int ctl_policy(int argc, char **argv)
 		return ctl_policy_check(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "explain"))
 		return ctl_policy_explain(argc, argv);
-	fputs(ctl_policy_usage, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-	return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	if (argc < 2)
+		return ctl_usage_error("policy", "missing a verb (check, lint, test, explain)");
+	return ctl_usage_error("policy", "unknown verb \"%s\"", argv[1]);
 }
