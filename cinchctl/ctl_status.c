@@ -84,7 +84,7 @@ int ctl_status(int argc, char **argv)
 	int json = 0, c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt("status", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 's':
 			state = optarg;
@@ -96,14 +96,11 @@ int ctl_status(int argc, char **argv)
 			fputs(ctl_status_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_status_usage, stderr);
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fputs(ctl_status_usage, stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return ctl_usage_error("status", "unexpected argument %s", argv[optind]);
 	json_t *req = json_pack("{s:s}", "op", "status");
 	json_t *r = req ? ctl_admin_call(state, req) : NULL;
 	json_decref(req);

@@ -35,7 +35,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		usage(stderr);
+		fprintf(stderr, "cinchctl: missing a command\nRun 'cinchctl --help' for usage.\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -49,7 +49,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
 		if (!strcmp(argv[1], ctl_families[i].name))
 			return ctl_families[i].run(argc - 1, argv + 1);
-	fprintf(stderr, "cinchctl: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "cinchctl: unknown command \"%s\"\nRun 'cinchctl --help' for usage.\n",
+		argv[1]);
 	return 2;
 }
