@@ -464,8 +464,8 @@ int agentd_main(int argc, char **argv)
 		case 'h':
 			agentd_usage(stdout);
 			return 0;
-		default:
-			agentd_usage(stderr);
+		default: /* getopt named the flag */
+			fputs("Run 'cinch-agent run --help' for usage.\n", stderr);
 			return 2;
 		}
 	}
