@@ -27,7 +27,29 @@ int ctl_getopt(const char *cmd, int argc, char **argv, const struct option *opts
  * it could not be read); ctl_display_path() turns that path back to "-". */
 const char *ctl_path(const char *arg);
 const char *ctl_display_path(const char *path);
+/* From now on, errors in `path` name it `name` (static). */
+void ctl_name_path(const char *path, const char *name);
 
+/* A cluster's API server (ctl_kube.c): kubeconfig (the file given, else
+ * $KUBECONFIG, else ~/.kube/config) or the pod's service account. NULL
+ * after printing why. Calls block until answered (10 s at most). */
+struct ctl_kube;
+struct ctl_kube *ctl_kube_open(const char *kubeconfig);
+void ctl_kube_close(struct ctl_kube *k);
+/* A JSON GET answered 2xx: the body (new reference); else NULL and why. */
+json_t *ctl_kube_get(struct ctl_kube *k, const char *path, char *why, size_t whylen);
+/* A text GET: the body (free it) and *code (0: no answer, with why). */
+char *ctl_kube_text(struct ctl_kube *k, const char *path, long *code, char *why, size_t whylen);
+
+/* ctl_cluster.c: the cluster's policies and injected pods as two files
+ * for the policy library (paths into policy/workloads, len bytes each);
+ * 0, or -1 after printing why. */
+int ctl_cluster_policy(struct ctl_kube *k, char *policy, char *workloads, size_t len);
+/* [{namespace, pod, spiffe_id, ready, version?, error?}] of every injected
+ * pod's agent, asked through the pod proxy; NULL after printing why. */
+json_t *ctl_cluster_agents(struct ctl_kube *k);
+
+int ctl_check(int argc, char **argv);  /* cinchctl check (ctl_cluster.c) */
 int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
 int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */
 int ctl_cert(int argc, char **argv);   /* cinchctl cert ... (ctl_cert.c) */

@@ -6,7 +6,8 @@
  * `-` as a path is standard input: it is copied once into an anonymous
  * memory file whose /proc/self/fd path is handed to the policy library,
  * so a verb that reads its policy several times (policy test) reads the
- * same bytes each time; errors name it "-" again (ctl_display_path). */
+ * same bytes each time; errors name it "-" again (ctl_display_path), as
+ * they name what was read from a cluster (ctl_name_path). */
 #include "ctl.h"
 
 #include <errno.h>
@@ -47,6 +48,20 @@ int ctl_getopt(const char *cmd, int argc, char **argv, const struct option *opts
 }
 
 static char ctl_stdin_path[32];
+static struct {
+	char path[32];
+	const char *name;
+} ctl_names[4];
+
+void ctl_name_path(const char *path, const char *name)
+{
+	for (size_t i = 0; i < sizeof(ctl_names) / sizeof(ctl_names[0]); i++)
+		if (!ctl_names[i].name) {
+			snprintf(ctl_names[i].path, sizeof(ctl_names[i].path), "%s", path);
+			ctl_names[i].name = name;
+			return;
+		}
+}
 
 const char *ctl_path(const char *arg)
 {
@@ -71,10 +86,14 @@ const char *ctl_path(const char *arg)
 	}
 	/* the descriptor stays open for the life of the process */
 	snprintf(ctl_stdin_path, sizeof(ctl_stdin_path), "/proc/self/fd/%d", fd);
+	ctl_name_path(ctl_stdin_path, "-");
 	return ctl_stdin_path;
 }
 
 const char *ctl_display_path(const char *path)
 {
-	return ctl_stdin_path[0] && !strcmp(path, ctl_stdin_path) ? "-" : path;
+	for (size_t i = 0; i < sizeof(ctl_names) / sizeof(ctl_names[0]); i++)
+		if (ctl_names[i].name && !strcmp(path, ctl_names[i].path))
+			return ctl_names[i].name;
+	return path;
 }

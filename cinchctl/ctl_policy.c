@@ -19,6 +19,12 @@ static const char *ctl_policy_usage =
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
 	"\n"
+	"A PATH is a file, a directory of them (kustomization.yaml skipped) or -\n"
+	"for stdin; what `kubectl get -o yaml|json` prints is read as it is.\n"
+	"--from-cluster [--kubeconfig FILE] reads the AllowPolicy, MeshPolicy and\n"
+	"EgressPolicy objects and the injected pods (as Workloads) of the cluster,\n"
+	"in place of --policy and --workloads where those are not given.\n"
+	"\n"
 	"check: validates policy and workload files (or directories of them) as one\n"
 	"set; exit 0 when valid, 1 with the exact place of the first error.\n"
 	"explain: would this connection flow? Prints the verdict, the rule that made\n"
@@ -42,6 +48,21 @@ static void ctl_policy_err(const struct policy_error *e)
 	fprintf(stderr, "%s\n", e->msg);
 }
 
+/* The cluster's policies and workloads as two paths (p, w: 32 bytes);
+ * 0, or 2 after printing why. */
+static int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
+{
+	struct ctl_kube *k = ctl_kube_open(kubeconfig);
+	int rc = k && ctl_cluster_policy(k, p, w, 32) == 0 ? 0 : 2;
+
+	ctl_kube_close(k);
+	if (rc == 0) {
+		ctl_name_path(p, "cluster:policies");
+		ctl_name_path(w, "cluster:workloads");
+	}
+	return rc;
+}
+
 /* check and lint take paths as arguments, and --policy / --workloads
  * like the other verbs; a path given twice is read once. 0 when loaded,
  * 1 with *err (ctl_load_failed set), 2 on a usage error (printed). */
@@ -49,14 +70,26 @@ static int ctl_load_failed;
 
 static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_error *err)
 {
-	const char *seen[64];
+	const char *seen[64], *kubeconfig = NULL;
 	size_t n_seen = 0;
 	char cmd[32];
+	static char cp[32], cw[32];
+	int cluster = 0;
 
 	snprintf(cmd, sizeof(cmd), "policy %s", argv[1]);
 	ctl_load_failed = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *path = argv[i];
+		if (!strcmp(path, "--from-cluster")) {
+			cluster = 1;
+			continue;
+		}
+		if (!strcmp(path, "--kubeconfig")) {
+			if (++i == argc)
+				return ctl_usage_error(cmd, "%s needs a value", path);
+			kubeconfig = argv[i];
+			continue;
+		}
 		if (!strcmp(path, "--policy") || !strcmp(path, "--workloads")) {
 			if (++i == argc)
 				return ctl_usage_error(cmd, "%s needs a value", path);
@@ -79,6 +112,17 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 			ctl_load_failed = 1;
 			return 1;
 		}
+	}
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
+	if (cluster) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		if (pset_add_path(s, cp, err) < 0 || pset_add_path(s, cw, err) < 0) {
+			ctl_load_failed = 1;
+			return 1;
+		}
+		n_seen++;
 	}
 	if (n_seen == 0)
 		return ctl_usage_error(cmd, "missing a PATH (files, directories or - for stdin)");
@@ -148,14 +192,16 @@ static int ctl_policy_explain(int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"to", required_argument, NULL, 't'},
 		{"port", required_argument, NULL, 'P'},
+		{"from-cluster", no_argument, NULL, 'c'},
+		{"kubeconfig", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	static const char *cmd = "policy explain";
-	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL;
+	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL, *kubeconfig = NULL;
 	long port = 0;
-	char *end;
-	int c;
+	char *end, cp[32], cw[32];
+	int c, cluster = 0;
 
 	optind = 2;
 	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
@@ -178,6 +224,12 @@ static int ctl_policy_explain(int argc, char **argv)
 				return ctl_usage_error(cmd, "--port: not a port (1-65535): %s",
 						       optarg);
 			break;
+		case 'c':
+			cluster = 1;
+			break;
+		case 'k':
+			kubeconfig = optarg;
+			break;
 		case 'h':
 			fputs(ctl_policy_usage, stdout);
 			return 0;
@@ -187,11 +239,19 @@ static int ctl_policy_explain(int argc, char **argv)
 	}
 	if (optind < argc)
 		return ctl_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (!policy || !workloads)
-		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
 	if (!from || !to || !port)
 		return ctl_usage_error(cmd, "missing %s",
 				       !from ? "--from" : !to ? "--to" : "--port");
+	if (cluster && (!policy || !workloads)) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		policy = policy ? policy : cp;
+		workloads = workloads ? workloads : cw;
+	}
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
 	struct policy_slice *s = NULL;
 	struct policy_error err;
 	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to, NULL, 0,
@@ -392,11 +452,15 @@ static int ctl_policy_test(int argc, char **argv)
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"workloads", required_argument, NULL, 'w'},
+		{"from-cluster", no_argument, NULL, 'c'},
+		{"kubeconfig", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	static const char *cmd = "policy test";
-	const char *policy = NULL, *workloads = NULL;
+	const char *policy = NULL, *workloads = NULL, *kubeconfig = NULL;
+	char cp[32], cw[32];
+	int cluster = 0;
 	struct pdoc **docs = NULL;
 	size_t n_docs = 0;
 	struct policy_error err;
@@ -409,6 +473,10 @@ static int ctl_policy_test(int argc, char **argv)
 			policy = ctl_path(optarg);
 		} else if (c == 'w') {
 			workloads = ctl_path(optarg);
+		} else if (c == 'c') {
+			cluster = 1;
+		} else if (c == 'k') {
+			kubeconfig = optarg;
 		} else if (c == 'h') {
 			fputs(ctl_policy_usage, stdout);
 			return 0;
@@ -416,11 +484,19 @@ static int ctl_policy_test(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!policy || !workloads)
-		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
 	if (optind != argc - 1)
 		return ctl_usage_error(cmd, optind == argc ? "missing the FILE of cases"
 							   : "one FILE of cases, not several");
+	if (cluster && (!policy || !workloads)) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		policy = policy ? policy : cp;
+		workloads = workloads ? workloads : cw;
+	}
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
 	if (pdoc_parse_file(argv[optind], &docs, &n_docs, &err) < 0) {
 		ctl_policy_err(&err);
 		return 2;

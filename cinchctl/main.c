@@ -16,7 +16,8 @@ static const struct {
 	{"ca", ctl_ca, "ca rotate|retire|status           rotate the mesh's root"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
 	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
-	{"status", ctl_status, "status [--json]                    which agent enforces what"},
+	{"status", ctl_status, "status [--json] [--cluster]        which agent enforces what"},
+	{"check", ctl_check, "check [--kubeconfig F]            is the cluster's mesh healthy"},
 };
 
 static void usage(FILE *out)

@@ -28,6 +28,12 @@ change the object and are watched as MODIFIED. The test drives it with
   POST /debug/expire {"collection"}: open watches get ERROR 410 and end,
                       a watch from an older version gets HTTP 410
   GET  /debug/object/<collection>/<ns>/<name>   the object as stored
+
+Cluster mode (for cinchctl check/status/policy --from-cluster): after POST
+/debug/cluster {"objects": {PATH: OBJECT}, "proxy": {PATH: [CODE, TEXT]}}
+a GET of exactly PATH (with its query) answers OBJECT as JSON, or CODE
+with TEXT as text/plain (what the pod proxy relays from a pod's port);
+the test writes the objects in the shape the API server sends them.
 """
 import http.server
 import json
@@ -188,6 +194,7 @@ class Live:
 
 
 LIVE = Live()
+CLUSTER = {"objects": {}, "proxy": {}}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -287,6 +294,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200 if obj else 404, obj or {})
         if not self.authorized():
             return
+        if self.path in CLUSTER["objects"]:
+            return self.send_json(200, CLUSTER["objects"][self.path])
+        if self.path in CLUSTER["proxy"]:
+            code, text = CLUSTER["proxy"][self.path]
+            body = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        if CLUSTER["objects"] and not LIVE.on:
+            return self.status(404, "NotFound", "the server could not find the requested "
+                               "resource")
         if LIVE.on and url.path == "/api/v1/pods":
             return self.live_get("pods", q)
         if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
@@ -321,6 +341,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     LIVE.apply(coll, "ADDED", obj)
         elif path == "/debug/apply":
             LIVE.apply(req["collection"], req["type"], req["object"], req.get("silent", False))
+        elif path == "/debug/cluster":
+            CLUSTER.update(req)
         elif path == "/debug/expire":
             LIVE.expire(req["collection"])
         else:

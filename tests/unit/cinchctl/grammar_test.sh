@@ -26,6 +26,7 @@ cinchctl ca rotate --help
 cinchctl ca retire --help
 cinchctl ca status --help
 cinchctl status --help
+cinchctl check --help
 cinchctl policy --help
 cinchctl policy check --help
 cinchctl policy lint --help
@@ -66,6 +67,10 @@ cinchctl ca rotate --wait soon|--wait: not a duration
 cinchctl ca status --force|--force belongs to ca retire
 cinchctl status --frob|unknown flag --frob
 cinchctl status --state-dir|--state-dir needs a value
+cinchctl check extra|unexpected argument extra
+cinchctl check --kubeconfig|--kubeconfig needs a value
+cinchctl status --cluster --state-dir /x|--state-dir is for the admin socket
+cinchctl policy explain --kubeconfig k --from 10.0.0.1 --to a/b --port 80|--kubeconfig goes with --from-cluster
 cinchctl policy|missing a verb
 cinchctl policy frob|unknown verb "frob"
 cinchctl policy check|missing a PATH
