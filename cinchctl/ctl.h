@@ -40,6 +40,9 @@ void ctl_kube_close(struct ctl_kube *k);
 json_t *ctl_kube_get(struct ctl_kube *k, const char *path, char *why, size_t whylen);
 /* A text GET: the body (free it) and *code (0: no answer, with why). */
 char *ctl_kube_text(struct ctl_kube *k, const char *path, long *code, char *why, size_t whylen);
+/* The API server's clock (its Date header) minus ours, in seconds; 0, or
+ * -1 with why. */
+int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whylen);
 
 /* ctl_cluster.c: the cluster's policies and injected pods as two files
  * for the policy library (paths into policy/workloads, len bytes each);

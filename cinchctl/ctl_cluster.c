@@ -42,6 +42,11 @@
 #define CTL_AGENT_ADMIN_PORT 15000
 #define CTL_CONTROL_ADMIN    15014
 #define CTL_CERT_WARN_S	     (7 * 86400)
+/* Certificates live for hours and are checked to the second: a few
+ * seconds of skew are noise, a minute makes fresh certificates "not yet
+ * valid" on one side. */
+#define CTL_SKEW_WARN_S 5
+#define CTL_SKEW_FAIL_S 60
 
 static const char *const ctl_crd_plurals[] = {"allowpolicies", "meshpolicies", "egresspolicies"};
 
@@ -458,6 +463,23 @@ static void ctl_check_mesh(struct ctl_kube *k)
 	json_decref(agents);
 }
 
+static void ctl_check_clock(struct ctl_kube *k)
+{
+	long long skew = 0;
+	char why[300];
+
+	if (ctl_kube_clock(k, &skew, why, sizeof(why)) < 0)
+		ctl_check_line("warn", "clock", "not measured: %s", why);
+	else if (llabs(skew) >= CTL_SKEW_FAIL_S)
+		ctl_check_line("FAIL", "clock", "the API server's clock is %+lld s from this machine's",
+			       skew);
+	else if (llabs(skew) >= CTL_SKEW_WARN_S)
+		ctl_check_line("warn", "clock", "the API server's clock is %+lld s from this machine's",
+			       skew);
+	else
+		ctl_check_line("ok", "clock", "%+lld s between this machine and the API server", skew);
+}
+
 static const char *ctl_check_usage =
 	"usage: cinchctl check [--kubeconfig FILE]\n"
 	"\n"
@@ -467,7 +489,9 @@ static const char *ctl_check_usage =
 	"pod proxy), the webhook's caBundle (PEM, not expiring within 7 days),\n"
 	"the trust bundle ConfigMap " CTL_BUNDLE_CM " in each namespace with\n"
 	"injected pods and equal in all, each injected pod's agent ready and\n"
-	"enforcing the version most agents enforce.\n"
+	"enforcing the version most agents enforce, and the clock skew between\n"
+	"this machine and the API server (its Date header; warn from 5 s, FAIL\n"
+	"from 60 s).\n"
 	"The cluster: --kubeconfig FILE, else $KUBECONFIG, else ~/.kube/config,\n"
 	"else the pod's service account.\n"
 	"Exit status: 0 no FAIL, 1 a FAIL, 2 usage error or no cluster.\n";
@@ -503,6 +527,7 @@ int ctl_check(int argc, char **argv)
 	ctl_check_control(k);
 	ctl_check_webhook(k);
 	ctl_check_mesh(k);
+	ctl_check_clock(k);
 	ctl_kube_close(k);
 	return ctl_check_failed ? 1 : 0;
 }

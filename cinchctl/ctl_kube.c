@@ -9,7 +9,10 @@
  * data or certificate-authority) and user (token or tokenFile) are used;
  * client certificates and exec plugins are refused with a message, since
  * kapi speaks bearer tokens only. An inline token is put in an anonymous
- * memory file, because kapi reads the token from a file per request. */
+ * memory file, because kapi reads the token from a file per request.
+ *
+ * The clock of the API server is its Date header (RFC 9110), which kapi
+ * does not show: ctl_kube_clock asks /version with httpc directly. */
 #include "ctl.h"
 
 #include <errno.h>
@@ -17,11 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/base64.h>
 
+#include "httpc.h"
 #include "kapi.h"
 #include "pdoc.h"
 
@@ -31,6 +37,7 @@
 struct ctl_kube {
 	uv_loop_t loop;
 	struct kapi *api;
+	struct kapi_config cfg;
 	int token_fd; /* the memfd of an inline token, or -1 */
 };
 
@@ -181,8 +188,9 @@ struct ctl_kube *ctl_kube_open(const char *kubeconfig)
 		snprintf(why, sizeof(why), "cannot start the Kubernetes client");
 		rc = -1;
 	}
-	kapi_config_cleanup(&c);
+	k->cfg = c;
 	if (rc < 0) {
+		kapi_config_cleanup(&k->cfg);
 		fprintf(stderr, "cinchctl: %s\n", why);
 		if (k->token_fd >= 0)
 			close(k->token_fd);
@@ -208,9 +216,99 @@ void ctl_kube_close(struct ctl_kube *k)
 		uv_run(&k->loop, UV_RUN_ONCE);
 	uv_run(&k->loop, UV_RUN_NOWAIT);
 	uv_loop_close(&k->loop);
+	kapi_config_cleanup(&k->cfg);
 	if (k->token_fd >= 0)
 		close(k->token_fd);
 	free(k);
+}
+
+struct ctl_kube_date {
+	int done;
+	time_t date; /* 0: no Date header */
+	char why[256];
+};
+
+static void ctl_kube_date_header(struct httpc_req *r, const char *name, size_t name_len,
+				 const char *value, size_t value_len)
+{
+	struct ctl_kube_date *d = httpc_req_data(r);
+	char v[64];
+	struct tm tm = {0};
+
+	if (name_len != 4 || strncasecmp(name, "date", 4) || value_len >= sizeof(v))
+		return;
+	memcpy(v, value, value_len);
+	v[value_len] = '\0';
+	/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+	if (strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		d->date = timegm(&tm);
+}
+
+static void ctl_kube_date_done(struct httpc_req *r, int status, long code, const char *err)
+{
+	struct ctl_kube_date *d = httpc_req_data(r);
+
+	d->done = 1;
+	if (status < 0)
+		snprintf(d->why, sizeof(d->why), "%s", err && *err ? err : strerror(-status));
+}
+
+int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whylen)
+{
+	struct ctl_kube_date d = {0};
+	struct httpc *h = NULL;
+	struct httpc_creds *creds = NULL;
+	char url[1024], *token = ctl_kube_read(k->cfg.token_path), *auth = NULL;
+	int closed = 0, rc = -1;
+
+	snprintf(url, sizeof(url), "%s/version", k->cfg.server);
+	if (!token || asprintf(&auth, "Authorization: Bearer %.*s", (int)strcspn(token, "\r\n"),
+			       token) < 0) {
+		auth = NULL;
+		snprintf(why, whylen, "cannot read the token");
+		goto out;
+	}
+	const char *headers[] = {"Accept: application/json", auth, NULL};
+	struct httpc_req_opts o = {.method = "GET",
+				   .url = url,
+				   .headers = headers,
+				   .timeout_ms = CTL_KUBE_TIMEOUT_MS,
+				   .on_header = ctl_kube_date_header,
+				   .on_done = ctl_kube_date_done,
+				   .data = &d};
+	if (httpc_new(&k->loop, &h) < 0 || httpc_creds_new(k->cfg.ca_pem, NULL, NULL, &creds) < 0 ||
+	    httpc_request(h, &o, creds, NULL) < 0) {
+		snprintf(why, whylen, "cannot send the request");
+		goto out;
+	}
+	time_t before = time(NULL);
+	while (!d.done)
+		uv_run(&k->loop, UV_RUN_ONCE);
+	time_t after = time(NULL);
+	if (d.why[0])
+		snprintf(why, whylen, "%s", d.why);
+	else if (!d.date)
+		snprintf(why, whylen, "the API server sent no Date header");
+	else {
+		*skew_s = (long long)d.date - (long long)(before + (after - before) / 2);
+		rc = 0;
+	}
+out:
+	if (h) {
+		httpc_close(h, ctl_kube_closed, &closed);
+		while (!closed)
+			uv_run(&k->loop, UV_RUN_ONCE);
+	}
+	httpc_creds_unref(creds);
+	if (token) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
+	if (auth) {
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
+	return rc;
 }
 
 struct ctl_kube_call {

@@ -33,6 +33,7 @@ Cluster mode (for cinchctl check/status/policy --from-cluster): after POST
 /debug/cluster {"objects": {PATH: OBJECT}, "proxy": {PATH: [CODE, TEXT]}}
 a GET of exactly PATH (with its query) answers OBJECT as JSON, or CODE
 with TEXT as text/plain (what the pod proxy relays from a pod's port);
+"date_offset": N moves the Date header of every answer N seconds;
 the test writes the objects in the shape the API server sends them.
 """
 import http.server
@@ -203,6 +204,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def date_time_string(self, timestamp=None):
+        """The Date header, off by CLUSTER["date_offset"] seconds."""
+        return super().date_time_string((timestamp or time.time()) +
+                                        CLUSTER.get("date_offset", 0))
+
     def send_json(self, code, obj):
         body = json.dumps(obj).encode()
         self.send_response(code)
@@ -294,6 +300,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200 if obj else 404, obj or {})
         if not self.authorized():
             return
+        if url.path == "/version" and CLUSTER["objects"]:
+            return self.send_json(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.2",
+                                        "platform": "linux/amd64"})
         if self.path in CLUSTER["objects"]:
             return self.send_json(200, CLUSTER["objects"][self.path])
         if self.path in CLUSTER["proxy"]:

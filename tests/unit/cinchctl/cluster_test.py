@@ -261,7 +261,8 @@ users:
                  "ok    control replica: cinch-control-7d9f-a1: ready",
                  "ok    webhook: inject.cinch.dev: caBundle of 1 certificate, valid until",
                  "ok    agents: 3 ready, all enforcing version g7",
-                 "ok    trust bundle: cinch-trust-bundle present and equal in 2 namespaces"):
+                 "ok    trust bundle: cinch-trust-bundle present and equal in 2 namespaces",
+                 "ok    clock: "):
         check(want in out, "check says: " + want, out)
 
     rc, out = ctl("check", kubeconfig=False, extra_env={"KUBECONFIG": kc})
@@ -320,6 +321,15 @@ users:
     fault("an agent the proxy cannot reach",
           lambda o, p: p.pop("/api/v1/namespaces/bank/pods/db-4a2e-z3:15000/proxy/metrics"),
           "FAIL  agent: bank/db-4a2e-z3: not ready (HTTP 404")
+    for off, rc_want, want in ((600, 1, "FAIL  clock: the API server's clock is +6"),
+                               (-20, 0, "warn  clock: the API server's clock is -")):
+        c = copy.deepcopy(h)
+        c["date_offset"] = off
+        load(c)
+        rc, out = ctl("check")
+        check(rc == rc_want and want in out, "check on a clock %+d s off: %s" % (off, want),
+              out)
+    h["date_offset"] = 0
     c = copy.deepcopy(h)
     c["objects"][wh]["webhooks"][0]["clientConfig"]["caBundle"] = b64file("wh-soon.crt")
     load(c)
