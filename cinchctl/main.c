@@ -15,8 +15,8 @@ static const struct {
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
 	{"ca", ctl_ca, "ca rotate|retire|status           rotate the mesh's root"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
-	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
-	{"status", ctl_status, "status [--json] [--cluster]        which agent enforces what"},
+	{"policy", ctl_policy, "policy check|lint|test|explain    validate and ask the policy"},
+	{"status", ctl_status, "status [--json] [--cluster]       which agent enforces what"},
 	{"check", ctl_check, "check [--kubeconfig F]            is the cluster's mesh healthy"},
 };
 
@@ -24,7 +24,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: cinchctl COMMAND ...   (cinchctl COMMAND --help for more)\n"
 		     "\n"
-		     "Operate a Cinch mesh: tokens, certificates, bundles, policy.\n"
+		     "Operate a Cinch mesh: tokens, certificates, bundles, policy, health.\n"
 		     "\n");
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
 		fprintf(out, "  %s\n", ctl_families[i].help);

@@ -34,6 +34,7 @@ cinchctl policy test --help
 cinchctl policy explain --help
 cinch-agent --help
 cinch-agent run --help
+cinch-agent run --idle-timeout 5s --idle-timeout 300000 --probe-interval 300 --probe-interval 10s --cert-ttl 1h --cert-ttl 3600 --help
 cinch-agent init --help
 cinch-control --help
 L
@@ -87,6 +88,9 @@ cinch-agent frob|unknown command "frob"
 cinch-agent --frob|--frob
 cinch-agent run --frob|--frob
 cinch-agent init --frob|--frob
+cinch-agent run --idle-timeout 5x|--idle-timeout: not a duration
+cinch-agent run --probe-interval 50ms|--probe-interval: not a duration
+cinch-agent run --cert-ttl 1500ms|--cert-ttl: not a duration
 cinch-agent init extra|unexpected argument "extra"
 cinch-control --frob|--frob
 L
