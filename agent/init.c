@@ -110,8 +110,9 @@ int init_main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "cinch-agent init: unexpected argument \"%s\"\n"
-				"Run 'cinch-agent init --help' for usage.\n",
+		fprintf(stderr,
+			"cinch-agent init: unexpected argument \"%s\"\n"
+			"Run 'cinch-agent init --help' for usage.\n",
 			argv[optind]);
 		return 2;
 	}

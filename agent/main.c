@@ -10,17 +10,18 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: cinch-agent COMMAND [options]   (cinch-agent COMMAND --help for more)\n"
-		     "       cinch-agent [--help] [--version]\n"
-		     "\n"
-		     "The Cinch sidecar: intercepts a pod's TCP, speaks mutual TLS 1.3 with\n"
-		     "SPIFFE identities to other agents and enforces allow rules.\n"
-		     "\n"
-		     "  run            the agent itself (the sidecar container)\n"
-		     "  init           install the traffic interception (the init container)\n"
-		     "\n"
-		     "  -h, --help     show this help\n"
-		     "  -V, --version  print the version and the linked library versions\n");
+	fprintf(out,
+		"usage: cinch-agent COMMAND [options]   (cinch-agent COMMAND --help for more)\n"
+		"       cinch-agent [--help] [--version]\n"
+		"\n"
+		"The Cinch sidecar: intercepts a pod's TCP, speaks mutual TLS 1.3 with\n"
+		"SPIFFE identities to other agents and enforces allow rules.\n"
+		"\n"
+		"  run            the agent itself (the sidecar container)\n"
+		"  init           install the traffic interception (the init container)\n"
+		"\n"
+		"  -h, --help     show this help\n"
+		"  -V, --version  print the version and the linked library versions\n");
 }
 
 int main(int argc, char **argv)
@@ -46,15 +47,18 @@ int main(int argc, char **argv)
 			version_print(stdout, "cinch-agent");
 			return 0;
 		default:
-			fprintf(stderr, "cinch-agent: unknown flag %s\nRun 'cinch-agent --help' for usage.\n",
+			fprintf(stderr,
+				"cinch-agent: unknown flag %s\nRun 'cinch-agent --help' for "
+				"usage.\n",
 				argv[optind - 1]);
 			return 2;
 		}
 	}
-	fprintf(stderr, optind < argc ? "cinch-agent: unknown command \"%s\"\n"
-						  "Run 'cinch-agent --help' for usage.\n"
-				       : "cinch-agent: missing a command (run or init)%s\n"
-					 "Run 'cinch-agent --help' for usage.\n",
+	fprintf(stderr,
+		optind < argc ? "cinch-agent: unknown command \"%s\"\n"
+				"Run 'cinch-agent --help' for usage.\n"
+			      : "cinch-agent: missing a command (run or init)%s\n"
+				"Run 'cinch-agent --help' for usage.\n",
 		optind < argc ? argv[optind] : "");
 	return 2;
 }

@@ -81,8 +81,7 @@ int ctl_token(int argc, char **argv)
 	else
 		fputs(json_string_value(json_object_get(r, "token")), stdout);
 	fputc('\n', stdout);
-	if (!json)
-	{
+	if (!json) {
 		time_t at = (time_t)json_integer_value(json_object_get(r, "expires_at"));
 		struct tm tm;
 		char when[32] = "?";

@@ -81,7 +81,7 @@ int ctl_cert(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return ctl_usage_error("cert inspect", optind == argc ? "missing the FILE"
-								     : "one FILE, not several");
+								      : "one FILE, not several");
 	certs = pemfile_certs(argv[optind]);
 	if (!certs) {
 		fprintf(stderr, "cinchctl: %s: no PEM certificate in it\n", argv[optind]);

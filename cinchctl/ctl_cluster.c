@@ -53,8 +53,8 @@ static const char *const ctl_crd_plurals[] = {"allowpolicies", "meshpolicies", "
 /* `v` as a v1 List in a new memory file; its path in `path`. */
 static int ctl_cluster_memfile(json_t *items, char *path, size_t len)
 {
-	json_t *list = json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List", "items",
-				 items);
+	json_t *list =
+		json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List", "items", items);
 	char *text = list ? json_dumps(list, JSON_INDENT(1)) : NULL;
 	int fd = text ? memfd_create("cinchctl-cluster", 0) : -1;
 	int rc = -1;
@@ -102,7 +102,8 @@ int ctl_cluster_policy(struct ctl_kube *k, char *policy, char *workloads, size_t
 			json_array_append_new(ws, w);
 	}
 	json_decref(l);
-	if (ctl_cluster_memfile(docs, policy, len) < 0 || ctl_cluster_memfile(ws, workloads, len) < 0) {
+	if (ctl_cluster_memfile(docs, policy, len) < 0 ||
+	    ctl_cluster_memfile(ws, workloads, len) < 0) {
 		fprintf(stderr, "cinchctl: cannot hold what the cluster sent\n");
 		goto out;
 	}
@@ -120,7 +121,8 @@ static const char *ctl_metric(const char *t, const char *name, const char *label
 {
 	size_t nl = strlen(name);
 
-	for (const char *line = t; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (const char *line = t; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (strncmp(line, name, nl) || (line[nl] != ' ' && line[nl] != '{'))
 			continue;
 		const char *v;
@@ -176,14 +178,14 @@ json_t *ctl_cluster_agents(struct ctl_kube *k)
 		char id[600];
 		long code = 0;
 		snprintf(id, sizeof(id), "spiffe://" POLICY_TRUST_DOMAIN_DEFAULT "/ns/%s/sa/%s", ns,
-			 json_string_value(json_object_get(json_object_get(w, "spec"),
-							   "serviceAccount")));
+			 json_string_value(
+				 json_object_get(json_object_get(w, "spec"), "serviceAccount")));
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", ns,
 			 name, CTL_AGENT_ADMIN_PORT);
 		why[0] = '\0';
 		char *t = ctl_kube_text(k, path, &code, why, sizeof(why));
 		const char *ready = t && code == 200 ? ctl_metric(t, "cinch_agent_ready", NULL, buf,
-								   sizeof(buf))
+								  sizeof(buf))
 						     : NULL;
 		int is_ready = ready && !strcmp(ready, "1");
 		json_t *a = json_pack("{s:o, s:o, s:o, s:b}", "namespace", ctl_cluster_text(ns),
@@ -195,7 +197,8 @@ json_t *ctl_cluster_agents(struct ctl_kube *k)
 		if (code != 200 || !ready)
 			json_object_set_new(
 				a, "error",
-				ctl_cluster_text(why[0] ? why : "no cinch_agent_ready in its metrics"));
+				ctl_cluster_text(why[0] ? why
+							: "no cinch_agent_ready in its metrics"));
 		json_array_append_new(out, a);
 		free(t);
 		json_decref(w);
@@ -230,7 +233,8 @@ static int ctl_condition(const json_t *obj, const char *type)
 	json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, c)
 	{
 		if (!strcmp(json_string_value(json_object_get(c, "type")) ?: "", type))
-			return !strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True");
+			return !strcmp(json_string_value(json_object_get(c, "status")) ?: "",
+				       "True");
 	}
 	return 0;
 }
@@ -271,18 +275,21 @@ static void ctl_check_control(struct ctl_kube *k)
 		ctl_check_line("FAIL", "control", "deployment " CTL_NS "/" CTL_CONTROL ": %s", why);
 		return;
 	}
-	json_int_t want = ctl_int(d, "spec", "replicas"), ready = ctl_int(d, "status", "readyReplicas");
+	json_int_t want = ctl_int(d, "spec", "replicas"),
+		   ready = ctl_int(d, "status", "readyReplicas");
 	json_int_t updated = ctl_int(d, "status", "updatedReplicas");
 	json_int_t gen = ctl_int(d, "metadata", "generation");
 	json_int_t seen = ctl_int(d, "status", "observedGeneration");
 	if (ready < 1)
-		ctl_check_line("FAIL", "control", "no replica ready (%lld wanted)", (long long)want);
+		ctl_check_line("FAIL", "control", "no replica ready (%lld wanted)",
+			       (long long)want);
 	else if (ready < want || updated < want || seen < gen)
-		ctl_check_line("warn", "control",
-			       "%lld of %lld replicas ready, %lld updated, generation %lld observed "
-			       "%lld (a rollout in progress?)",
-			       (long long)ready, (long long)want, (long long)updated, (long long)gen,
-			       (long long)seen);
+		ctl_check_line(
+			"warn", "control",
+			"%lld of %lld replicas ready, %lld updated, generation %lld observed "
+			"%lld (a rollout in progress?)",
+			(long long)ready, (long long)want, (long long)updated, (long long)gen,
+			(long long)seen);
 	else
 		ctl_check_line("ok", "control", "%lld of %lld replicas ready and updated",
 			       (long long)ready, (long long)want);
@@ -377,11 +384,12 @@ static void ctl_check_webhook(struct ctl_kube *k)
 		else if (soonest <= time(NULL))
 			ctl_check_line("FAIL", "webhook", "%s: caBundle expired at %s", name, when);
 		else if (soonest - time(NULL) < CTL_CERT_WARN_S)
-			ctl_check_line("warn", "webhook", "%s: caBundle expires at %s, within 7 days",
-				       name, when);
+			ctl_check_line("warn", "webhook",
+				       "%s: caBundle expires at %s, within 7 days", name, when);
 		else
-			ctl_check_line("ok", "webhook", "%s: caBundle of %d certificate%s, valid until %s",
-				       name, n, n == 1 ? "" : "s", when);
+			ctl_check_line("ok", "webhook",
+				       "%s: caBundle of %d certificate%s, valid until %s", name, n,
+				       n == 1 ? "" : "s", when);
 	}
 	if (json_array_size(json_object_get(wc, "webhooks")) == 0)
 		ctl_check_line("FAIL", "webhook", CTL_WEBHOOK ": no webhooks in it");
@@ -424,13 +432,13 @@ static void ctl_check_mesh(struct ctl_kube *k)
 		const char *pod = json_string_value(json_object_get(a, "pod"));
 		const char *v = json_string_value(json_object_get(a, "version"));
 		if (!json_object_get(seen, ns)) {
-			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/" CTL_BUNDLE_CM,
-				 ns);
+			snprintf(path, sizeof(path),
+				 "/api/v1/namespaces/%s/configmaps/" CTL_BUNDLE_CM, ns);
 			json_t *cm = ctl_kube_get(k, path, why, sizeof(why));
 			json_t *data = cm ? json_object_get(cm, "data") : NULL;
 			if (!cm)
-				ctl_check_line("FAIL", "trust bundle", "%s/" CTL_BUNDLE_CM ": %s", ns,
-					       why);
+				ctl_check_line("FAIL", "trust bundle", "%s/" CTL_BUNDLE_CM ": %s",
+					       ns, why);
 			else if (!first)
 				first = json_incref(data);
 			else if (!json_equal(first, data))
@@ -443,10 +451,11 @@ static void ctl_check_mesh(struct ctl_kube *k)
 		}
 		if (!json_is_true(json_object_get(a, "ready")))
 			ctl_check_line("FAIL", "agent", "%s/%s: not ready (%s)", ns, pod,
-				       json_string_value(json_object_get(a, "error")) ?: "not ready");
+				       json_string_value(json_object_get(a, "error"))
+					       ?: "not ready");
 		else if (!v || strcmp(v, cur))
-			ctl_check_line("FAIL", "agent", "%s/%s: enforces version \"%.64s\", not %s", ns,
-				       pod, v ? v : "", cur);
+			ctl_check_line("FAIL", "agent", "%s/%s: enforces version \"%.64s\", not %s",
+				       ns, pod, v ? v : "", cur);
 		else
 			ok++;
 	}
@@ -471,13 +480,14 @@ static void ctl_check_clock(struct ctl_kube *k)
 	if (ctl_kube_clock(k, &skew, why, sizeof(why)) < 0)
 		ctl_check_line("warn", "clock", "not measured: %s", why);
 	else if (llabs(skew) >= CTL_SKEW_FAIL_S)
-		ctl_check_line("FAIL", "clock", "the API server's clock is %+lld s from this machine's",
-			       skew);
+		ctl_check_line("FAIL", "clock",
+			       "the API server's clock is %+lld s from this machine's", skew);
 	else if (llabs(skew) >= CTL_SKEW_WARN_S)
-		ctl_check_line("warn", "clock", "the API server's clock is %+lld s from this machine's",
-			       skew);
+		ctl_check_line("warn", "clock",
+			       "the API server's clock is %+lld s from this machine's", skew);
 	else
-		ctl_check_line("ok", "clock", "%+lld s between this machine and the API server", skew);
+		ctl_check_line("ok", "clock", "%+lld s between this machine and the API server",
+			       skew);
 }
 
 static const char *ctl_check_usage =

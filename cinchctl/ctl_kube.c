@@ -80,8 +80,8 @@ static char *ctl_kube_read(const char *path)
 }
 
 /* Fills `c` from the kubeconfig at `path`; 0, or -1 with *why. */
-static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_config *c,
-			   char *why, size_t whylen)
+static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_config *c, char *why,
+			   size_t whylen)
 {
 	struct pdoc **docs = NULL;
 	size_t n = 0;
@@ -96,8 +96,8 @@ static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_con
 	const struct pdoc *root = n == 1 ? docs[0] : NULL;
 	const char *cur = ctl_kube_str(root, "current-context");
 	const struct pdoc *ctx = ctl_kube_named(root, "contexts", cur, "context");
-	const struct pdoc *cl = ctl_kube_named(root, "clusters", ctl_kube_str(ctx, "cluster"),
-					       "cluster");
+	const struct pdoc *cl =
+		ctl_kube_named(root, "clusters", ctl_kube_str(ctx, "cluster"), "cluster");
 	const struct pdoc *user = ctl_kube_named(root, "users", ctl_kube_str(ctx, "user"), "user");
 	if (!cl || !ctl_kube_str(cl, "server")) {
 		snprintf(why, whylen, "%s: no cluster with a server for the current context \"%s\"",
@@ -262,8 +262,8 @@ int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whyl
 	int closed = 0, rc = -1;
 
 	snprintf(url, sizeof(url), "%s/version", k->cfg.server);
-	if (!token || asprintf(&auth, "Authorization: Bearer %.*s", (int)strcspn(token, "\r\n"),
-			       token) < 0) {
+	if (!token ||
+	    asprintf(&auth, "Authorization: Bearer %.*s", (int)strcspn(token, "\r\n"), token) < 0) {
 		auth = NULL;
 		snprintf(why, whylen, "cannot read the token");
 		goto out;

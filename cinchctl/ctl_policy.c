@@ -243,7 +243,9 @@ static int ctl_policy_explain(int argc, char **argv)
 		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
 	if (!from || !to || !port)
 		return ctl_usage_error(cmd, "missing %s",
-				       !from ? "--from" : !to ? "--to" : "--port");
+				       !from ? "--from"
+				       : !to ? "--to"
+					     : "--port");
 	if (cluster && (!policy || !workloads)) {
 		if (ctl_from_cluster(kubeconfig, cp, cw))
 			return 2;

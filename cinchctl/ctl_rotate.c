@@ -216,8 +216,9 @@ int ctl_ca(int argc, char **argv)
 		switch (c) {
 		case 'w':
 			if ((wait_ms = duration_ms(optarg)) < 0)
-				return ctl_usage_error(name, "--wait: not a duration (300ms, 5s, "
-							     "10m, 1h): %s",
+				return ctl_usage_error(name,
+						       "--wait: not a duration (300ms, 5s, "
+						       "10m, 1h): %s",
 						       optarg);
 			break;
 		case 'f':
@@ -242,10 +243,10 @@ int ctl_ca(int argc, char **argv)
 	if ((force && strcmp(cmd, "retire")) || (json && strcmp(cmd, "status")) ||
 	    (wait_ms != CTL_ROTATE_WAIT_DEFAULT_MS && strcmp(cmd, "rotate")))
 		return ctl_usage_error(name, "%s belongs to ca %s",
-				       force ? "--force"
+				       force  ? "--force"
 				       : json ? "--json"
 					      : "--wait",
-				       force ? "retire"
+				       force  ? "retire"
 				       : json ? "status"
 					      : "rotate");
 	if (!strcmp(cmd, "rotate"))

@@ -89,8 +89,7 @@ static int ctl_status_cluster(const char *kubeconfig, int json)
 	ctl_kube_close(k);
 	if (!agents)
 		return 2;
-	json_array_foreach(agents, i, a)
-		ready += json_is_true(json_object_get(a, "ready"));
+	json_array_foreach(agents, i, a) ready += json_is_true(json_object_get(a, "ready"));
 	if (json) {
 		json_dumpf(agents, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
@@ -156,7 +155,8 @@ int ctl_status(int argc, char **argv)
 	if (optind < argc)
 		return ctl_usage_error("status", "unexpected argument %s", argv[optind]);
 	if (cluster && state)
-		return ctl_usage_error("status", "--state-dir is for the admin socket, not --cluster");
+		return ctl_usage_error("status",
+				       "--state-dir is for the admin socket, not --cluster");
 	if (cluster)
 		return ctl_status_cluster(kubeconfig, json);
 	if (!state)

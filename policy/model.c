@@ -790,8 +790,8 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 {
 	/* What the API server adds to an object (kubectl get -o yaml prints
 	 * it) is accepted and ignored: status, and the server-set metadata. */
-	static const char *const top_keys[] = {"apiVersion", "kind", "metadata", "spec", "status",
-					       NULL};
+	static const char *const top_keys[] = {"apiVersion", "kind",   "metadata",
+					       "spec",	     "status", NULL};
 	static const char *const meta_keys[] = {"name",
 						"namespace",
 						"labels",
