@@ -46,13 +46,13 @@ static json_int_t ctl_int(const json_t *o, const char *key)
 	return json_integer_value(json_object_get(o, key));
 }
 
-/* "2026-11-30 13:45:50 UTC" */
+/* RFC 3339: "2026-11-30T13:45:50Z" */
 static const char *ctl_time(json_int_t t, char *buf, size_t len)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
 		snprintf(buf, len, "%lld", (long long)t);
 	return buf;
 }
