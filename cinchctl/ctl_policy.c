@@ -302,8 +302,8 @@ static void ctl_lint(const struct pallow *a, size_t rule, const char *msg, const
 		snprintf(id, sizeof(id), "%s/%s", a->ns, a->name);
 	else
 		snprintf(id, sizeof(id), "%s/%s#%zu", a->ns, a->name, rule);
-	printf("%s:%d: %s: %s%s%s\n", a->file, a->line, id, msg, detail ? ": " : "",
-	       detail ? detail : "");
+	printf("%s:%d: %s: %s%s%s\n", ctl_display_path(a->file), a->line, id, msg,
+	       detail ? ": " : "", detail ? detail : "");
 	ctl_lint_n++;
 }
 

@@ -374,6 +374,10 @@ users:
     rc, out = ctl("policy", "check", "--from-cluster")
     check(rc == 0 and "2 AllowPolicies, 0 MeshPolicies, 0 EgressPolicies, 3 Workloads" in out,
           "policy check --from-cluster: the CRs and the injected pods", out)
+    rc, out = ctl("policy", "lint", "--from-cluster")
+    check(rc == 1 and "/proc/" not in out and "1 finding" in out and
+          "workload shop/web-5c7d-x1: no AllowPolicy selects it" in out,
+          "policy lint --from-cluster: the web pod no rule selects", out)
     c = copy.deepcopy(h)
     c["objects"]["/apis/cinch.dev/v1alpha1/allowpolicies"]["items"][0]["spec"]["ports"] = \
         [70000]
