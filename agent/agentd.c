@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include "admin.h"
 #include "duration.h"
 #include "adminhttp.h"
+#include "duration.h"
 #include "fswatch.h"
 #include "live.h"
 #include "localaddr.h"
@@ -285,7 +287,8 @@ static void agentd_usage(FILE *out)
 		"  --control-bundle FILE  PEM roots that verify the control plane\n"
 		"  --trust-domain TD    with $CINCH_POD_NAMESPACE and $CINCH_SERVICE_ACCOUNT:\n"
 		"                       the identity the certificate must carry\n"
-		"  --cert-ttl SECONDS   certificate lifetime asked for (default: control's)\n"
+		"  --cert-ttl DURATION  certificate lifetime asked for, whole seconds: 3600,\n"
+		"                       1h (default: control's)\n"
 		"Static mode: from files (reloaded on SIGHUP and when they change; live\n"
 		"connections keep what they started with):\n"
 		"  --cert FILE          this workload's certificate chain (PEM, leaf first)\n"
@@ -300,7 +303,7 @@ static void agentd_usage(FILE *out)
 		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
 		"  --admin-port N       /live /ready /metrics; /config on loopback only\n"
 		"                       (15000; 0: none)\n"
-		"  --idle-timeout MS    (300000)  --log-level LEVEL (info)\n"
+		"  --idle-timeout MS    (300000; or a duration: 5m)  --log-level LEVEL (info)\n"
 		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
 		"                       is PERMISSIVE; PERMISSIVE: the policy decides\n"
 		"  --max-conns N        open connections at most; more are refused (8192)\n"
@@ -317,12 +320,23 @@ static void agentd_usage(FILE *out)
 		"  --on-policy-change close|keep\n"
 		"                       open connections a new policy denies: closed\n"
 		"                       (default) or left to finish\n"
-		"  --probe-interval MS  how often the self-probe checks interception (10000)\n"
+		"  --probe-interval MS  how often the self-probe checks interception (10000;\n"
+		"                       or a duration: 10s; at least 100ms)\n"
 		"  --peer-metrics N     count connections by peer identity in /metrics\n"
 		"                       for the first N identities (at most 64; others:\n"
 		"                       peer=\"other\"); 0, the default: off\n"
 		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
 		"                       rules work (for runs without `cinch-agent init`)\n");
+}
+
+/* A duration flag that does not parse: named in one line, exit 2. */
+static int agentd_bad_duration(const char *flag, const char *value)
+{
+	fprintf(stderr,
+		"cinch-agent run: --%s: not a duration (300ms, 5s, 10m, 1h): %s\n"
+		"Run 'cinch-agent run --help' for usage.\n",
+		flag, value);
+	return 2;
 }
 
 int agentd_main(int argc, char **argv)
@@ -406,7 +420,9 @@ int agentd_main(int argc, char **argv)
 			pc.inbound_port = (uint16_t)atoi(optarg);
 			break;
 		case 't':
-			pc.idle_ms = (unsigned)atoi(optarg);
+			if ((ms = duration_ms_bare_ms(optarg)) < 1 || ms > UINT_MAX)
+				return agentd_bad_duration("idle-timeout", optarg);
+			pc.idle_ms = (unsigned)ms;
 			break;
 		case 'a':
 			admin_port = (uint16_t)atoi(optarg);
@@ -443,7 +459,9 @@ int agentd_main(int argc, char **argv)
 			trust_domain = optarg;
 			break;
 		case 'L':
-			a.live_opts.ttl_seconds = atoll(optarg);
+			if ((ms = duration_ms(optarg)) < 1000 || ms % 1000)
+				return agentd_bad_duration("cert-ttl", optarg);
+			a.live_opts.ttl_seconds = ms / 1000;
 			break;
 		case 'm':
 		case 'R':
@@ -484,11 +502,9 @@ int agentd_main(int argc, char **argv)
 			pc.keep_on_policy_change = !strcmp(optarg, "keep");
 			break;
 		case 'r':
-			prc.interval_ms = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || prc.interval_ms < 100 || optarg[0] == '-') {
-				agentd_usage(stderr);
-				return 2;
-			}
+			if ((ms = duration_ms_bare_ms(optarg)) < 100 || ms > UINT_MAX)
+				return agentd_bad_duration("probe-interval", optarg);
+			prc.interval_ms = (unsigned)ms;
 			break;
 		case 'N':
 			no_probe = 1;
@@ -506,8 +522,8 @@ int agentd_main(int argc, char **argv)
 		case 'h':
 			agentd_usage(stdout);
 			return 0;
-		default:
-			agentd_usage(stderr);
+		default: /* getopt named the flag */
+			fputs("Run 'cinch-agent run --help' for usage.\n", stderr);
 			return 2;
 		}
 	}

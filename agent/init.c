@@ -100,8 +100,8 @@ int init_main(int argc, char **argv)
 		case 'h':
 			init_usage(stdout);
 			return 0;
-		default:
-			init_usage(stderr);
+		default: /* getopt named the flag */
+			fputs("Run 'cinch-agent init --help' for usage.\n", stderr);
 			return 2;
 		}
 		if (bad) {
@@ -111,7 +111,10 @@ int init_main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		init_usage(stderr);
+		fprintf(stderr,
+			"cinch-agent init: unexpected argument \"%s\"\n"
+			"Run 'cinch-agent init --help' for usage.\n",
+			argv[optind]);
 		return 2;
 	}
 	if (dry) {

@@ -10,14 +10,18 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: cinch-agent init [options]   (cinch-agent init --help)\n"
-		     "       cinch-agent [--help] [--version]\n"
-		     "\n"
-		     "The Cinch sidecar: intercepts a pod's TCP, speaks mutual TLS 1.3 with\n"
-		     "SPIFFE identities to other agents and enforces allow rules.\n"
-		     "\n"
-		     "  -h, --help     show this help\n"
-		     "  -V, --version  print the version and the linked library versions\n");
+	fprintf(out,
+		"usage: cinch-agent COMMAND [options]   (cinch-agent COMMAND --help for more)\n"
+		"       cinch-agent [--help] [--version]\n"
+		"\n"
+		"The Cinch sidecar: intercepts a pod's TCP, speaks mutual TLS 1.3 with\n"
+		"SPIFFE identities to other agents and enforces allow rules.\n"
+		"\n"
+		"  run            the agent itself (the sidecar container)\n"
+		"  init           install the traffic interception (the init container)\n"
+		"\n"
+		"  -h, --help     show this help\n"
+		"  -V, --version  print the version and the linked library versions\n");
 }
 
 int main(int argc, char **argv)
@@ -33,6 +37,7 @@ int main(int argc, char **argv)
 		return init_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "run"))
 		return agentd_main(argc - 1, argv + 1);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -42,10 +47,18 @@ int main(int argc, char **argv)
 			version_print(stdout, "cinch-agent");
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr,
+				"cinch-agent: unknown flag %s\nRun 'cinch-agent --help' for "
+				"usage.\n",
+				argv[optind - 1]);
 			return 2;
 		}
 	}
-	fprintf(stderr, "cinch-agent: a command is needed: run or init (see --help)\n");
+	fprintf(stderr,
+		optind < argc ? "cinch-agent: unknown command \"%s\"\n"
+				"Run 'cinch-agent --help' for usage.\n"
+			      : "cinch-agent: missing a command (run or init)%s\n"
+				"Run 'cinch-agent --help' for usage.\n",
+		optind < argc ? argv[optind] : "");
 	return 2;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "duration.h"
 
@@ -31,12 +32,15 @@ int ctl_token(int argc, char **argv)
 	long long ttl_ms = 600000;
 	int json = 0, c;
 
-	if (argc < 2 || strcmp(argv[1], "create") != 0) {
-		fputs(ctl_token_usage, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-		return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(ctl_token_usage, stdout);
+		return 0;
 	}
+	if (argc < 2 || strcmp(argv[1], "create") != 0)
+		return argc < 2 ? ctl_usage_error("token", "missing a verb (create)")
+				: ctl_usage_error("token", "unknown verb \"%s\"", argv[1]);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt("token create", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'i':
 			identity = optarg;
@@ -49,24 +53,23 @@ int ctl_token(int argc, char **argv)
 			break;
 		case 't':
 			ttl_ms = duration_ms(optarg);
-			if (ttl_ms < 1000 || ttl_ms % 1000) {
-				fprintf(stderr, "cinchctl: --ttl: not a duration in seconds: %s\n",
-					optarg);
-				return 2;
-			}
+			if (ttl_ms < 1000 || ttl_ms % 1000)
+				return ctl_usage_error("token create",
+						       "--ttl: not a duration in whole seconds "
+						       "(30s, 10m, 1h): %s",
+						       optarg);
 			break;
 		case 'h':
 			fputs(ctl_token_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_token_usage, stderr);
 			return 2;
 		}
 	}
-	if (!identity || optind < argc) {
-		fputs(ctl_token_usage, stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return ctl_usage_error("token create", "unexpected argument %s", argv[optind]);
+	if (!identity)
+		return ctl_usage_error("token create", "missing --identity");
 	json_t *req = json_pack("{s:s, s:s, s:I}", "op", "token_create", "identity", identity,
 				"ttl", (json_int_t)(ttl_ms / 1000));
 	json_t *r = req ? ctl_admin_call(state, req) : NULL;
@@ -78,10 +81,15 @@ int ctl_token(int argc, char **argv)
 	else
 		fputs(json_string_value(json_object_get(r, "token")), stdout);
 	fputc('\n', stdout);
-	if (!json)
-		fprintf(stderr, "for %s, single use, until %lld (Unix time)\n",
-			json_string_value(json_object_get(r, "identity")),
-			(long long)json_integer_value(json_object_get(r, "expires_at")));
+	if (!json) {
+		time_t at = (time_t)json_integer_value(json_object_get(r, "expires_at"));
+		struct tm tm;
+		char when[32] = "?";
+		if (gmtime_r(&at, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		fprintf(stderr, "for %s, single use, until %s\n",
+			json_string_value(json_object_get(r, "identity")), when);
+	}
 	json_decref(r);
 	return 0;
 }
@@ -103,12 +111,15 @@ int ctl_bundle(int argc, char **argv)
 	const char *state = CTL_DEFAULT_STATE_DIR;
 	int pem = 0, c;
 
-	if (argc < 2 || strcmp(argv[1], "show") != 0) {
-		fputs(ctl_bundle_usage, stderr);
-		return 2;
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(ctl_bundle_usage, stdout);
+		return 0;
 	}
+	if (argc < 2 || strcmp(argv[1], "show") != 0)
+		return argc < 2 ? ctl_usage_error("bundle", "missing a verb (show)")
+				: ctl_usage_error("bundle", "unknown verb \"%s\"", argv[1]);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt("bundle show", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'p':
 			pem = 1;
@@ -120,10 +131,11 @@ int ctl_bundle(int argc, char **argv)
 			fputs(ctl_bundle_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_bundle_usage, stderr);
 			return 2;
 		}
 	}
+	if (optind < argc)
+		return ctl_usage_error("bundle show", "unexpected argument %s", argv[optind]);
 	json_t *req = json_pack("{s:s}", "op", "bundle");
 	json_t *r = req ? ctl_admin_call(state, req) : NULL;
 	json_decref(req);

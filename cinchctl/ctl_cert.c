@@ -59,12 +59,15 @@ int ctl_cert(int argc, char **argv)
 	char id[SPIFFE_ID_MAX + 1];
 	int c, rc = 2;
 
-	if (argc < 2 || strcmp(argv[1], "inspect") != 0) {
-		fputs(ctl_cert_usage, stderr);
-		return 2;
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(ctl_cert_usage, stdout);
+		return 0;
 	}
+	if (argc < 2 || strcmp(argv[1], "inspect") != 0)
+		return argc < 2 ? ctl_usage_error("cert", "missing a verb (inspect)")
+				: ctl_usage_error("cert", "unknown verb \"%s\"", argv[1]);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt("cert inspect", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'b':
 			bundle_path = optarg;
@@ -73,14 +76,12 @@ int ctl_cert(int argc, char **argv)
 			fputs(ctl_cert_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_cert_usage, stderr);
 			return 2;
 		}
 	}
-	if (optind != argc - 1) {
-		fputs(ctl_cert_usage, stderr);
-		return 2;
-	}
+	if (optind != argc - 1)
+		return ctl_usage_error("cert inspect", optind == argc ? "missing the FILE"
+								      : "one FILE, not several");
 	certs = pemfile_certs(argv[optind]);
 	if (!certs) {
 		fprintf(stderr, "cinchctl: %s: no PEM certificate in it\n", argv[optind]);

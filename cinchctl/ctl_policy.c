@@ -20,6 +20,12 @@ static const char *ctl_policy_usage =
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
 	"\n"
+	"A PATH is a file, a directory of them (kustomization.yaml skipped) or -\n"
+	"for stdin; what `kubectl get -o yaml|json` prints is read as it is.\n"
+	"--from-cluster [--kubeconfig FILE] reads the AllowPolicy, MeshPolicy and\n"
+	"EgressPolicy objects and the injected pods (as Workloads) of the cluster,\n"
+	"in place of --policy and --workloads where those are not given.\n"
+	"\n"
 	"check: validates policy and workload files (or directories of them) as one\n"
 	"set; exit 0 when valid, 1 with the exact place of the first error.\n"
 	"explain: would this connection flow? Prints the verdict, the rule that made\n"
@@ -71,12 +77,27 @@ static const char *ctl_caller(const char *from, const char **id, struct sockaddr
 static void ctl_policy_err(const struct policy_error *e)
 {
 	if (e->file[0] && e->line)
-		fprintf(stderr, "%s:%d:%d: ", e->file, e->line, e->column);
+		fprintf(stderr, "%s:%d:%d: ", ctl_display_path(e->file), e->line, e->column);
 	else if (e->file[0])
-		fprintf(stderr, "%s: ", e->file);
+		fprintf(stderr, "%s: ", ctl_display_path(e->file));
 	if (e->path[0])
 		fprintf(stderr, "%s: ", e->path);
 	fprintf(stderr, "%s\n", e->msg);
+}
+
+/* The cluster's policies and workloads as two paths (p, w: 32 bytes);
+ * 0, or 2 after printing why. */
+static int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
+{
+	struct ctl_kube *k = ctl_kube_open(kubeconfig);
+	int rc = k && ctl_cluster_policy(k, p, w, 32) == 0 ? 0 : 2;
+
+	ctl_kube_close(k);
+	if (rc == 0) {
+		ctl_name_path(p, "cluster:policies");
+		ctl_name_path(w, "cluster:workloads");
+	}
+	return rc;
 }
 
 /* check and lint take paths as arguments, and --policy / --workloads
@@ -86,18 +107,35 @@ static int ctl_load_failed;
 
 static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_error *err)
 {
-	const char *seen[64];
+	const char *seen[64], *kubeconfig = NULL;
 	size_t n_seen = 0;
+	char cmd[32];
+	static char cp[32], cw[32];
+	int cluster = 0;
 
+	snprintf(cmd, sizeof(cmd), "policy %s", argv[1]);
 	ctl_load_failed = 0;
 	for (int i = 2; i < argc; i++) {
 		const char *path = argv[i];
+		if (!strcmp(path, "--from-cluster")) {
+			cluster = 1;
+			continue;
+		}
+		if (!strcmp(path, "--kubeconfig")) {
+			if (++i == argc)
+				return ctl_usage_error(cmd, "%s needs a value", path);
+			kubeconfig = argv[i];
+			continue;
+		}
 		if (!strcmp(path, "--policy") || !strcmp(path, "--workloads")) {
 			if (++i == argc)
-				break;
+				return ctl_usage_error(cmd, "%s needs a value", path);
 			path = argv[i];
 		} else if (path[0] == '-' && path[1]) {
-			fputs(ctl_policy_usage, stderr);
+			return ctl_usage_error(cmd, "unknown flag %s", path);
+		}
+		if (!(path = ctl_path(path))) {
+			fprintf(stderr, "cinchctl %s: -: cannot read standard input\n", cmd);
 			return 2;
 		}
 		int dup = 0;
@@ -112,10 +150,19 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 			return 1;
 		}
 	}
-	if (n_seen == 0) {
-		fputs(ctl_policy_usage, stderr);
-		return 2;
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
+	if (cluster) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		if (pset_add_path(s, cp, err) < 0 || pset_add_path(s, cw, err) < 0) {
+			ctl_load_failed = 1;
+			return 1;
+		}
+		n_seen++;
 	}
+	if (n_seen == 0)
+		return ctl_usage_error(cmd, "missing a PATH (files, directories or - for stdin)");
 	return 0;
 }
 
@@ -184,22 +231,27 @@ static int ctl_policy_explain(int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"to", required_argument, NULL, 't'},
 		{"port", required_argument, NULL, 'P'},
+		{"from-cluster", no_argument, NULL, 'c'},
+		{"kubeconfig", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL;
+	static const char *cmd = "policy explain";
+	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL, *kubeconfig = NULL;
 	long port = 0;
-	int c;
+	char *end, cp[32], cw[32];
+	int c, cluster = 0;
 
 	if (ctl_wants_help(argc, argv))
 		return 0;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'p':
-			policy = optarg;
+			policy = ctl_path(optarg);
 			break;
 		case 'w':
-			workloads = optarg;
+			workloads = ctl_path(optarg);
 			break;
 		case 'f':
 			from = optarg;
@@ -208,17 +260,41 @@ static int ctl_policy_explain(int argc, char **argv)
 			to = optarg;
 			break;
 		case 'P':
-			port = strtol(optarg, NULL, 10);
+			port = strtol(optarg, &end, 10);
+			if (*end || end == optarg || port < 1 || port > 65535)
+				return ctl_usage_error(cmd, "--port: not a port (1-65535): %s",
+						       optarg);
 			break;
+		case 'c':
+			cluster = 1;
+			break;
+		case 'k':
+			kubeconfig = optarg;
+			break;
+		case 'h':
+			fputs(ctl_policy_usage, stdout);
+			return 0;
 		default:
-			fputs(ctl_policy_usage, stderr);
 			return 2;
 		}
 	}
-	if (!policy || !workloads || !from || !to || port < 1 || port > 65535) {
-		fputs(ctl_policy_usage, stderr);
-		return 2;
+	if (optind < argc)
+		return ctl_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
+	if (!from || !to || !port)
+		return ctl_usage_error(cmd, "missing %s",
+				       !from ? "--from"
+				       : !to ? "--to"
+					     : "--port");
+	if (cluster && (!policy || !workloads)) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		policy = policy ? policy : cp;
+		workloads = workloads ? workloads : cw;
 	}
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
 	struct policy_slice *s = NULL;
 	struct policy_error err;
 	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to, NULL, 0,
@@ -260,8 +336,8 @@ static void ctl_lint(const struct pallow *a, size_t rule, const char *msg, const
 		snprintf(id, sizeof(id), "%s/%s", a->ns, a->name);
 	else
 		snprintf(id, sizeof(id), "%s/%s#%zu", a->ns, a->name, rule);
-	printf("%s:%d: %s: %s%s%s\n", a->where.file, a->line, id, msg, detail ? ": " : "",
-	       detail ? detail : "");
+	printf("%s:%d: %s: %s%s%s\n", ctl_display_path(a->where.file), a->line, id, msg,
+	       detail ? ": " : "", detail ? detail : "");
 	ctl_lint_n++;
 }
 
@@ -436,9 +512,15 @@ static int ctl_policy_test(int argc, char **argv)
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"workloads", required_argument, NULL, 'w'},
+		{"from-cluster", no_argument, NULL, 'c'},
+		{"kubeconfig", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *policy = NULL, *workloads = NULL;
+	static const char *cmd = "policy test";
+	const char *policy = NULL, *workloads = NULL, *kubeconfig = NULL;
+	char cp[32], cw[32];
+	int cluster = 0;
 	struct pdoc **docs = NULL;
 	size_t n_docs = 0;
 	struct policy_error err;
@@ -453,16 +535,35 @@ static int ctl_policy_test(int argc, char **argv)
 	if (ctl_wants_help(argc, argv))
 		return 0;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'p')
-			policy = optarg;
-		else if (c == 'w')
-			workloads = optarg;
-		else
-			goto usage;
+	while ((c = ctl_getopt(cmd, argc, argv, opts)) != -1) {
+		if (c == 'p') {
+			policy = ctl_path(optarg);
+		} else if (c == 'w') {
+			workloads = ctl_path(optarg);
+		} else if (c == 'c') {
+			cluster = 1;
+		} else if (c == 'k') {
+			kubeconfig = optarg;
+		} else if (c == 'h') {
+			fputs(ctl_policy_usage, stdout);
+			return 0;
+		} else {
+			return 2;
+		}
 	}
-	if (!policy || !workloads || optind != argc - 1)
-		goto usage;
+	if (kubeconfig && !cluster)
+		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
+	if (optind != argc - 1)
+		return ctl_usage_error(cmd, optind == argc ? "missing the FILE of cases"
+							   : "one FILE of cases, not several");
+	if (cluster && (!policy || !workloads)) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		policy = policy ? policy : cp;
+		workloads = workloads ? workloads : cw;
+	}
+	if (!policy || !workloads)
+		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
 	if (pdoc_parse_file(argv[optind], &docs, &n_docs, &err) < 0) {
 		ctl_policy_err(&err);
 		return 2;
@@ -540,13 +641,24 @@ out:
 		pdoc_free(docs[i]);
 	free(docs);
 	return rc;
-usage:
-	fputs(ctl_policy_usage, stderr);
-	return 2;
+}
+
+/* --help anywhere among a verb's arguments (check and lint read the
+ * others as paths). */
+static int ctl_policy_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
 }
 
 int ctl_policy(int argc, char **argv)
 {
+	if (ctl_policy_wants_help(argc, argv)) {
+		fputs(ctl_policy_usage, stdout);
+		return 0;
+	}
 	if (argc >= 2 && !strcmp(argv[1], "lint"))
 		return ctl_policy_lint(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "test"))
@@ -555,6 +667,7 @@ int ctl_policy(int argc, char **argv)
 		return ctl_policy_check(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "explain"))
 		return ctl_policy_explain(argc, argv);
-	fputs(ctl_policy_usage, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-	return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+	if (argc < 2)
+		return ctl_usage_error("policy", "missing a verb (check, lint, test, explain)");
+	return ctl_usage_error("policy", "unknown verb \"%s\"", argv[1]);
 }

@@ -46,13 +46,13 @@ static json_int_t ctl_int(const json_t *o, const char *key)
 	return json_integer_value(json_object_get(o, key));
 }
 
-/* "2026-11-30 13:45:50 UTC" */
+/* RFC 3339: "2026-11-30T13:45:50Z" */
 static const char *ctl_time(json_int_t t, char *buf, size_t len)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
 		snprintf(buf, len, "%lld", (long long)t);
 	return buf;
 }
@@ -206,18 +206,20 @@ int ctl_ca(int argc, char **argv)
 		fputs(ctl_ca_usage, stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "rotate") && strcmp(cmd, "retire") && strcmp(cmd, "status")) {
-		fputs(ctl_ca_usage, stderr);
-		return 2;
-	}
+	if (strcmp(cmd, "rotate") && strcmp(cmd, "retire") && strcmp(cmd, "status"))
+		return !*cmd ? ctl_usage_error("ca", "missing a verb (rotate, retire, status)")
+			     : ctl_usage_error("ca", "unknown verb \"%s\"", cmd);
+	char name[16];
+	snprintf(name, sizeof(name), "ca %s", cmd);
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt(name, argc, argv, opts)) != -1) {
 		switch (c) {
 		case 'w':
-			if ((wait_ms = duration_ms(optarg)) < 0) {
-				fprintf(stderr, "cinchctl: --wait: not a duration: %s\n", optarg);
-				return 2;
-			}
+			if ((wait_ms = duration_ms(optarg)) < 0)
+				return ctl_usage_error(name,
+						       "--wait: not a duration (300ms, 5s, "
+						       "10m, 1h): %s",
+						       optarg);
 			break;
 		case 'f':
 			force = 1;
@@ -232,16 +234,21 @@ int ctl_ca(int argc, char **argv)
 			fputs(ctl_ca_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_ca_usage, stderr);
 			return 2;
 		}
 	}
 	/* each flag belongs to one command */
-	if (optind < argc || (force && strcmp(cmd, "retire")) || (json && strcmp(cmd, "status")) ||
-	    (wait_ms != CTL_ROTATE_WAIT_DEFAULT_MS && strcmp(cmd, "rotate"))) {
-		fputs(ctl_ca_usage, stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return ctl_usage_error(name, "unexpected argument %s", argv[optind]);
+	if ((force && strcmp(cmd, "retire")) || (json && strcmp(cmd, "status")) ||
+	    (wait_ms != CTL_ROTATE_WAIT_DEFAULT_MS && strcmp(cmd, "rotate")))
+		return ctl_usage_error(name, "%s belongs to ca %s",
+				       force  ? "--force"
+				       : json ? "--json"
+					      : "--wait",
+				       force  ? "retire"
+				       : json ? "status"
+					      : "rotate");
 	if (!strcmp(cmd, "rotate"))
 		return ctl_ca_rotate(state, wait_ms);
 	if (!strcmp(cmd, "status")) {

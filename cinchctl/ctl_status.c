@@ -20,12 +20,19 @@
 
 static const char *ctl_status_usage =
 	"usage: cinchctl status [--json] [--state-dir DIR]\n"
+	"       cinchctl status --cluster [--kubeconfig FILE] [--json]\n"
 	"\n"
 	"One line per workload: its identity, the version of its configuration\n"
 	"it enforces (as its agent reported) and the current one, whether they\n"
 	"match, its certificate's expiry and the number of connected agents.\n"
 	"--json prints cinch-control's answer as it is. Needs root (the request\n"
-	"goes over <state-dir>/admin.sock, default " CTL_DEFAULT_STATE_DIR ").\n";
+	"goes over <state-dir>/admin.sock, default " CTL_DEFAULT_STATE_DIR ").\n"
+	"\n"
+	"--cluster: the whole mesh through the API server instead (--kubeconfig\n"
+	"FILE, else $KUBECONFIG, ~/.kube/config, the pod's service account): one\n"
+	"line per injected pod, its identity, whether its agent is ready and the\n"
+	"configuration version it enforces, read from the agent's /metrics\n"
+	"through the pod proxy. Exit status 1 when an agent is not ready.\n";
 
 /* "2026-11-30T14:00:00Z (in 42m)" or "-". */
 static void ctl_status_expiry(json_int_t at, time_t now, char *buf, size_t len)
@@ -122,19 +129,58 @@ static void ctl_status_table(const json_t *r)
 	}
 }
 
+/* --cluster: the agents of every injected pod, through the API server. */
+static int ctl_status_cluster(const char *kubeconfig, int json)
+{
+	struct ctl_kube *k = ctl_kube_open(kubeconfig);
+	json_t *agents = k ? ctl_cluster_agents(k) : NULL, *a;
+	size_t i, ready = 0;
+
+	ctl_kube_close(k);
+	if (!agents)
+		return 2;
+	json_array_foreach(agents, i, a) ready += json_is_true(json_object_get(a, "ready"));
+	if (json) {
+		json_dumpf(agents, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	} else {
+		printf("%zu injected pods, %zu agents ready\n", json_array_size(agents), ready);
+		printf("%-40s %-56s %-5s %-17s %s\n", "POD", "IDENTITY", "READY", "ENFORCES",
+		       "ERROR");
+		json_array_foreach(agents, i, a)
+		{
+			/* ctl_cluster_agents made every string printable */
+			char pod[520];
+			snprintf(pod, sizeof(pod), "%s/%s",
+				 json_string_value(json_object_get(a, "namespace")),
+				 json_string_value(json_object_get(a, "pod")));
+			printf("%-40s %-56s %-5s %-17s %s\n", pod,
+			       json_string_value(json_object_get(a, "spiffe_id")),
+			       json_is_true(json_object_get(a, "ready")) ? "yes" : "no",
+			       json_string_value(json_object_get(a, "version")) ?: "-",
+			       json_string_value(json_object_get(a, "error")) ?: "");
+		}
+	}
+	int rc = ready == json_array_size(agents) ? 0 : 1;
+	json_decref(agents);
+	return rc;
+}
+
 int ctl_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, 's'},
 		{"json", no_argument, NULL, 'j'},
+		{"cluster", no_argument, NULL, 'c'},
+		{"kubeconfig", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *state = CTL_DEFAULT_STATE_DIR;
-	int json = 0, c;
+	const char *state = NULL, *kubeconfig = NULL;
+	int json = 0, cluster = 0, c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = ctl_getopt("status", argc, argv, opts)) != -1) {
 		switch (c) {
 		case 's':
 			state = optarg;
@@ -142,18 +188,29 @@ int ctl_status(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 'c':
+			cluster = 1;
+			break;
+		case 'k':
+			kubeconfig = optarg;
+			cluster = 1;
+			break;
 		case 'h':
 			fputs(ctl_status_usage, stdout);
 			return 0;
 		default:
-			fputs(ctl_status_usage, stderr);
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fputs(ctl_status_usage, stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return ctl_usage_error("status", "unexpected argument %s", argv[optind]);
+	if (cluster && state)
+		return ctl_usage_error("status",
+				       "--state-dir is for the admin socket, not --cluster");
+	if (cluster)
+		return ctl_status_cluster(kubeconfig, json);
+	if (!state)
+		state = CTL_DEFAULT_STATE_DIR;
 	json_t *req = json_pack("{s:s}", "op", "status");
 	json_t *r = req ? ctl_admin_call(state, req) : NULL;
 	json_decref(req);

@@ -15,15 +15,16 @@ static const struct {
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
 	{"ca", ctl_ca, "ca rotate|retire|status           rotate the mesh's root"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
-	{"policy", ctl_policy, "policy check|explain ...          validate and ask the policy"},
-	{"status", ctl_status, "status [--json]                    which agent enforces what"},
+	{"policy", ctl_policy, "policy check|lint|test|explain    validate and ask the policy"},
+	{"status", ctl_status, "status [--json] [--cluster]       which agent enforces what"},
+	{"check", ctl_check, "check [--kubeconfig F]            is the cluster's mesh healthy"},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: cinchctl COMMAND ...   (cinchctl COMMAND --help for more)\n"
 		     "\n"
-		     "Operate a Cinch mesh: tokens, certificates, bundles, policy.\n"
+		     "Operate a Cinch mesh: tokens, certificates, bundles, policy, health.\n"
 		     "\n");
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
 		fprintf(out, "  %s\n", ctl_families[i].help);
@@ -35,7 +36,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		usage(stderr);
+		fprintf(stderr, "cinchctl: missing a command\nRun 'cinchctl --help' for usage.\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -49,7 +50,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)
 		if (!strcmp(argv[1], ctl_families[i].name))
 			return ctl_families[i].run(argc - 1, argv + 1);
-	fprintf(stderr, "cinchctl: unknown command \"%s\"\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "cinchctl: unknown command \"%s\"\nRun 'cinchctl --help' for usage.\n",
+		argv[1]);
 	return 2;
 }

@@ -26,3 +26,10 @@ long long duration_ms(const char *s)
 			return v > LLONG_MAX / units[i].ms ? -1 : v * units[i].ms;
 	return -1;
 }
+
+long long duration_ms_bare_ms(const char *s)
+{
+	long long ms = duration_ms(s);
+
+	return ms >= 0 && s[strspn(s, "0123456789")] == '\0' ? ms / 1000 : ms;
+}

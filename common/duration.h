@@ -7,5 +7,9 @@
 /* Milliseconds, or -1 when `s` is not a duration (negative, overflow,
  * unknown unit, trailing text). */
 long long duration_ms(const char *s);
+/* The same for the flags documented in milliseconds before durations
+ * came (cinch-agent run --idle-timeout MS): a bare number is milliseconds,
+ * "300" is 300 ms; with a unit as above, "5s" is 5000. */
+long long duration_ms_bare_ms(const char *s);
 
 #endif

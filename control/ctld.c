@@ -554,8 +554,8 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 			if (config_path)
 				*config_path = optarg;
 			break;
-		case '?':
-			ctld_usage(stderr);
+		case '?': /* getopt named the flag */
+			fputs("Run 'cinch-control --help' for usage.\n", stderr);
 			return -EINVAL;
 		default:
 			if (ctld_apply(cfg, c, optarg) < 0) {

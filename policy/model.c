@@ -854,8 +854,26 @@ static void pwhere_set(struct pwhere *w, const char *file, const struct pdoc *at
 
 int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
 {
-	static const char *const top_keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
-	static const char *const meta_keys[] = {"name", "namespace", "labels", "annotations", NULL};
+	/* What the API server adds to an object (kubectl get -o yaml prints
+	 * it) is accepted and ignored: status, and the server-set metadata. */
+	static const char *const top_keys[] = {"apiVersion", "kind",   "metadata",
+					       "spec",	     "status", NULL};
+	static const char *const meta_keys[] = {"name",
+						"namespace",
+						"labels",
+						"annotations",
+						"uid",
+						"resourceVersion",
+						"generation",
+						"creationTimestamp",
+						"deletionTimestamp",
+						"deletionGracePeriodSeconds",
+						"managedFields",
+						"ownerReferences",
+						"finalizers",
+						"selfLink",
+						"generateName",
+						NULL};
 	struct vctx v = {.file = file, .err = err};
 	const struct pdoc *meta, *d;
 	const char *api, *kind;
@@ -1012,6 +1030,20 @@ static int check_json(const char *path, struct policy_error *err)
 	return -EINVAL;
 }
 
+/* The items of a `kind: List` (what `kubectl get -o yaml` prints for
+ * several objects, apiVersion v1 or none), or NULL for any other document. */
+static const struct pdoc *list_items(const struct pdoc *doc)
+{
+	const struct pdoc *kind = pdoc_get(doc, "kind"), *api = pdoc_get(doc, "apiVersion");
+	const struct pdoc *items = pdoc_get(doc, "items");
+
+	if (!kind || kind->kind != PDOC_SCALAR || strcmp(kind->text, "List") ||
+	    (api && (api->kind != PDOC_SCALAR || strcmp(api->text, "v1"))) || !items ||
+	    items->kind != PDOC_SEQ)
+		return NULL;
+	return items;
+}
+
 static int add_file(struct pset *s, const char *path, struct policy_error *err)
 {
 	struct pdoc **docs = NULL;
@@ -1022,9 +1054,12 @@ static int add_file(struct pset *s, const char *path, struct policy_error *err)
 	if (rc == 0)
 		rc = pdoc_parse_file(path, &docs, &n, err);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (json && docs[i]->kind == PDOC_SEQ)
-			for (size_t k = 0; rc == 0 && k < docs[i]->n; k++)
-				rc = pset_add_doc(s, path, docs[i]->items[k], err);
+		const struct pdoc *items = list_items(docs[i]);
+		if (!items && json && docs[i]->kind == PDOC_SEQ)
+			items = docs[i];
+		if (items)
+			for (size_t k = 0; rc == 0 && k < items->n; k++)
+				rc = pset_add_doc(s, path, items->items[k], err);
 		else
 			rc = pset_add_doc(s, path, docs[i], err);
 	}
@@ -1065,6 +1100,9 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 		char full[4096];
 		if (e->d_name[0] == '.')
 			continue; /* dotfiles, and Kubernetes ConfigMap "..data" links */
+		if (!strcmp(e->d_name, "kustomization.yaml") ||
+		    !strcmp(e->d_name, "kustomization.yml") || !strcmp(e->d_name, "Kustomization"))
+			continue; /* kustomize's file, not a policy */
 		size_t pl = strlen(path);
 		snprintf(full, sizeof(full), "%.*s/%s",
 			 (int)(pl > 1 && path[pl - 1] == '/' ? pl - 1 : pl), path, e->d_name);

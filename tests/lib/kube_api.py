@@ -52,6 +52,13 @@ Status bodies and codes), the collections cinch-control keeps objects in:
       is a precondition (409)
 Every request is recorded (GET /debug/requests) as "METHOD path" (PATCH:
 also its Content-Type and body).
+
+Cluster mode (for cinchctl check/status/policy --from-cluster): after POST
+/debug/cluster {"objects": {PATH: OBJECT}, "proxy": {PATH: [CODE, TEXT]}}
+a GET of exactly PATH (with its query) answers OBJECT as JSON, or CODE
+with TEXT as text/plain (what the pod proxy relays from a pod's port);
+"date_offset": N moves the Date header of every answer N seconds;
+the test writes the objects in the shape the API server sends them.
 """
 import copy
 import http.server
@@ -317,6 +324,7 @@ class Live:
 
 
 LIVE = Live()
+CLUSTER = {"objects": {}, "proxy": {}}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -324,6 +332,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def date_time_string(self, timestamp=None):
+        """The Date header, off by CLUSTER["date_offset"] seconds."""
+        return super().date_time_string((timestamp or time.time()) +
+                                        CLUSTER.get("date_offset", 0))
 
     def send_json(self, code, obj):
         body = json.dumps(obj).encode()
@@ -430,6 +443,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.live_rest("GET", None):
             return
+        if url.path == "/version" and CLUSTER["objects"]:
+            return self.send_json(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.2",
+                                        "platform": "linux/amd64"})
+        if self.path in CLUSTER["objects"]:
+            return self.send_json(200, CLUSTER["objects"][self.path])
+        if self.path in CLUSTER["proxy"]:
+            code, text = CLUSTER["proxy"][self.path]
+            body = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        if CLUSTER["objects"] and not LIVE.on:
+            return self.status(404, "NotFound", "the server could not find the requested "
+                               "resource")
         if LIVE.on and url.path == "/api/v1/pods":
             return self.live_get("pods", q)
         if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
@@ -464,6 +493,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     LIVE.apply(coll, "ADDED", obj)
         elif path == "/debug/apply":
             LIVE.apply(req["collection"], req["type"], req["object"], req.get("silent", False))
+        elif path == "/debug/cluster":
+            CLUSTER.update(req)
         elif path == "/debug/expire":
             LIVE.expire(req["collection"])
         else:
