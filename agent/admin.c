@@ -104,7 +104,7 @@ void admin_probed(void *arg, int ok, const char *why)
 		if (was != ADMIN_IC_OK)
 			log_event(
 				LOG_LVL_INFO, "interception_verified",
-				json_pack("{s:s}", "by", "self-probe through the redirect rules"));
+				log_pack("{s:s}", "by", "self-probe through the redirect rules"));
 		return;
 	}
 	st->probe_failures++;
@@ -112,7 +112,7 @@ void admin_probed(void *arg, int ok, const char *why)
 	/* Loud on every change of state or of cause, not every round. */
 	if (was != ADMIN_IC_BROKEN || strcmp(st->intercept_why, why) != 0)
 		log_event(LOG_LVL_ERROR, "interception_broken",
-			  json_pack("{s:s, s:s}", "error", why, "effect",
+			  log_pack("{s:s, s:s}", "error", why, "effect",
 				    "not ready: the pod's traffic may bypass the mesh"));
 	snprintf(st->intercept_why, sizeof(st->intercept_why), "%s", why);
 }

@@ -550,7 +550,7 @@ int agentd_main(int argc, char **argv)
 	const char *why = NULL;
 	if (trust_domain && spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
 		log_event(LOG_LVL_ERROR, "usage",
-			  json_pack("{s:s, s:s, s:s}", "error",
+			  log_pack("{s:s, s:s, s:s}", "error",
 				    "--trust-domain is not a trust domain", "trust_domain",
 				    trust_domain, "why", why));
 		return 2;

@@ -827,7 +827,7 @@ static void ctld_bundle_cms_set(struct ctld *d)
 
 	if (d->bundlecm && (!pem || bundlecm_set_bundle(d->bundlecm, pem) < 0))
 		log_event(LOG_LVL_ERROR, "bundle_publish_failed",
-			  json_pack("{s:s, s:s}", "error", "out of memory", "effect",
+			  log_pack("{s:s, s:s}", "error", "out of memory", "effect",
 				    "the trust-bundle ConfigMaps keep the previous bundle"));
 	free(pem);
 }
@@ -1212,7 +1212,7 @@ static int ctld_start_webhook(struct ctld *d, int *port)
 		};
 		if ((rc = webhookcert_start(d->loop, &wcc, d->ca, &d->wcert, &why)) < 0) {
 			log_event(LOG_LVL_ERROR, "webhook_failed",
-				  json_pack("{s:i, s:s}", "port", cfg->webhook_port, "error", why));
+				  log_pack("{s:i, s:s}", "port", cfg->webhook_port, "error", why));
 			return rc;
 		}
 	}

@@ -63,7 +63,7 @@ static void config_svc_refused(const char *method, const struct gcall_peer *peer
 			       int code, const char *msg)
 {
 	log_event(LOG_LVL_INFO, "config_refused",
-		  json_pack("{s:s, s:s, s:s, s:s, s:s}", "method", method, "peer", peer->addr,
+		  log_pack("{s:s, s:s, s:s, s:s, s:s}", "method", method, "peer", peer->addr,
 			    "spiffe_id", id, "status", grpc_code_name(code), "message", msg));
 }
 
@@ -76,7 +76,7 @@ static int cwatch_send_cb(void *arg, const uint8_t *snap, size_t len)
 		cw->metrics->snapshots_sent++;
 	if (rc == -ENOBUFS)
 		log_event(LOG_LVL_WARN, "config_watch_overflow",
-			  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
+			  log_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
 	return rc;
 }
 
@@ -103,7 +103,7 @@ static void cwatch_close_cb(void *arg)
 		cw->next->pprev = cw->pprev;
 	cw->metrics->watch_streams--;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
-		  json_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
+		  log_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
 	uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
 }
 
@@ -127,7 +127,7 @@ static void cwatch_check(struct cwatch *cw)
 	if (code != GRPC_OK) {
 		uv_timer_stop(&cw->expiry);
 		log_event(LOG_LVL_INFO, "config_watch_unauthenticated",
-			  json_pack("{s:s, s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id,
+			  log_pack("{s:s, s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id,
 				    "message", msg));
 		gcall_finish(cw->call, GRPC_UNAUTHENTICATED, msg);
 		return;
@@ -203,7 +203,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 	svc->watches = cw;
 	cwatch_check(cw); /* arms the timer: the certificate was good just now */
 	log_event(LOG_LVL_INFO, "config_watch_opened",
-		  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
+		  log_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 			    "workload", wr->workload, "known_version", wr->known_version));
 out:
 	if (code != GRPC_OK) {
@@ -249,7 +249,7 @@ void config_svc_report(struct config_service *svc, struct gcall *call, const uin
 	} else {
 		svc->metrics->reports[rr->error && *rr->error ? 1 : 0]++;
 		log_event(LOG_LVL_DEBUG, "config_reported",
-			  json_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
+			  log_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,
 				    "applied_version", rr->applied_version, "error", rr->error));
 	}
 	gcall_finish(call, code, msg);

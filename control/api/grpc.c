@@ -538,7 +538,7 @@ static int gh2_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t id, con
 			     "message_too_large");
 	} else if (rc == -ENOBUFS) {
 		log_event(LOG_LVL_WARN, "grpc_budget_exhausted",
-			  json_pack("{s:s, s:b, s:I, s:I}", "peer", tlsconn_peer(c->tc), "trusted",
+			  log_pack("{s:s, s:b, s:I, s:I}", "peer", tlsconn_peer(c->tc), "trusted",
 				    c->trusted, "buffered", (json_int_t)st->budget->used, "limit",
 				    (json_int_t)st->budget->limit));
 		gcall_refuse(st, GRPC_RESOURCE_EXHAUSTED,
@@ -612,7 +612,7 @@ static int gh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 {
 	struct gconn *c = ud;
 	log_event(LOG_LVL_INFO, "grpc_h2_error",
-		  json_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
+		  log_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
 	return 0;
 }
 

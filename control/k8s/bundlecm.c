@@ -104,7 +104,7 @@ static void bcm_write_cb(void *arg, int status, long code, json_t *body, const c
 		 * taken as the state). */
 		bc->backoff_ms = 0;
 		log_event(LOG_LVL_INFO, "trust_bundle_configmap_written",
-			  json_pack("{s:s, s:s, s:s}", "namespace", wr->ns, "configmap",
+			  log_pack("{s:s, s:s, s:s}", "namespace", wr->ns, "configmap",
 				    BUNDLECM_NAME, "op", code == 201 ? "create" : "update"));
 	} else {
 		/* 409: created or changed meanwhile; the watch brings it and the
@@ -113,7 +113,7 @@ static void bcm_write_cb(void *arg, int status, long code, json_t *body, const c
 			json_object_del(bc->cms, wr->ns);
 		log_event(code == 409 ? LOG_LVL_INFO : LOG_LVL_WARN,
 			  "trust_bundle_configmap_write_failed",
-			  json_pack("{s:s, s:i, s:s}", "namespace", wr->ns, "http_status",
+			  log_pack("{s:s, s:i, s:s}", "namespace", wr->ns, "http_status",
 				    (int)code, "error",
 				    status < 0	  ? (err ? err : strerror(-status))
 				    : code == 409 ? "conflict: written meanwhile, looked at again"
@@ -165,7 +165,7 @@ static void bcm_write(struct bundlecm *bc, const char *ns, const json_t *cm)
 	if (rc < 0) {
 		free(wr);
 		log_event(LOG_LVL_WARN, "trust_bundle_configmap_write_failed",
-			  json_pack("{s:s, s:s}", "namespace", ns, "error", strerror(-rc)));
+			  log_pack("{s:s, s:s}", "namespace", ns, "error", strerror(-rc)));
 		bcm_failed(bc);
 	}
 }
@@ -188,7 +188,7 @@ static void bcm_report(struct bundlecm *bc, const char *ns, const json_t *cm)
 		return;
 	json_object_set_new(bc->reported, ns, json_string(rv ? rv : ""));
 	log_event(LOG_LVL_WARN, "trust_bundle_configmap_foreign",
-		  json_pack("{s:s, s:s, s:s}", "namespace", ns, "configmap", BUNDLECM_NAME,
+		  log_pack("{s:s, s:s, s:s}", "namespace", ns, "configmap", BUNDLECM_NAME,
 			    "effect",
 			    "left alone (no label " BUNDLECM_OWNER_KEY "=" BUNDLECM_OWNER
 			    "): injected pods of this namespace mount it as the trust bundle; "
@@ -307,7 +307,7 @@ static void bcm_watch_error(void *arg, int status, const char *what)
 {
 	(void)arg;
 	log_event(LOG_LVL_WARN, "trust_bundle_watch_failed",
-		  json_pack("{s:s, s:s}", "what", what, "error", strerror(-status)));
+		  log_pack("{s:s, s:s}", "what", what, "error", strerror(-status)));
 }
 
 static const struct kwatch_ops bcm_ns_ops = {

@@ -298,7 +298,7 @@ int casecret_pull(struct casecret *cs, long wait_ms, int *changed, const char **
 				const char *ignored;
 				if (!none || cs_write(cs, cs->data ? cs->data : none, &ignored) < 0)
 					log_event(LOG_LVL_ERROR, "ca_secret_restore_failed",
-						  json_pack("{s:s}", "dir", cs->dir));
+						  log_pack("{s:s}", "dir", cs->dir));
 				json_decref(none);
 				*changed = 0;
 				rc = -EBADMSG;
@@ -372,14 +372,14 @@ static void cs_kick_cb(uv_timer_t *t)
 
 	if (rc == -ETIMEDOUT || rc == -EIO || rc == -ENOMEM) {
 		log_event(LOG_LVL_WARN, "ca_secret_read_failed",
-			  json_pack("{s:s, s:s, s:s, s:i}", "namespace", cs->ns, "secret", cs->name,
+			  log_pack("{s:s, s:s, s:s, s:i}", "namespace", cs->ns, "secret", cs->name,
 				    "error", why, "retry_ms", CASECRET_EVENT_RETRY_MS));
 		uv_timer_start(&cs->kick, cs_kick_cb, CASECRET_EVENT_RETRY_MS, 0);
 		return;
 	}
 	if (rc < 0) {
 		log_event(LOG_LVL_ERROR, "ca_secret_refused",
-			  json_pack("{s:s, s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,
+			  log_pack("{s:s, s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,
 				    "error", why, "effect",
 				    "the CA in force stays; nothing is written to the Secret"));
 		return;
@@ -396,7 +396,7 @@ static void cs_event(void *arg, const char *type, json_t *obj)
 
 	if (!strcmp(type, "DELETED")) {
 		log_event(LOG_LVL_WARN, "ca_secret_deleted",
-			  json_pack("{s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,
+			  log_pack("{s:s, s:s, s:s}", "namespace", cs->ns, "secret", cs->name,
 				    "effect",
 				    "the CA in force stays; a restart of every replica "
 				    "makes a new root"));
@@ -419,7 +419,7 @@ static void cs_watch_error(void *arg, int status, const char *what)
 {
 	(void)arg;
 	log_event(LOG_LVL_WARN, "ca_secret_watch_failed",
-		  json_pack("{s:s, s:s}", "what", what, "error", strerror(-status)));
+		  log_pack("{s:s, s:s}", "what", what, "error", strerror(-status)));
 }
 
 static const struct kwatch_ops cs_ops = {

@@ -332,7 +332,7 @@ static void wh_log(struct wconn *c, const char *proto, const char *method, const
 	c->w->requests++;
 	c->w->errors += status != 200;
 	log_event(status == 200 ? LOG_LVL_DEBUG : LOG_LVL_INFO, "webhook_request",
-		  json_pack("{s:s, s:s, s:s, s:s, s:i}", "peer", tlsconn_peer(c->tc), "proto",
+		  log_pack("{s:s, s:s, s:s, s:s, s:i}", "peer", tlsconn_peer(c->tc), "proto",
 			    proto, "method", method, "path", path, "status", status));
 }
 
@@ -624,7 +624,7 @@ static int wh2_error_cb(nghttp2_session *h2, int code, const char *msg, size_t l
 {
 	struct wconn *c = ud;
 	log_event(LOG_LVL_INFO, "webhook_h2_error",
-		  json_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
+		  log_pack("{s:s, s:s%}", "peer", tlsconn_peer(c->tc), "error", msg, len));
 	return 0;
 }
 
@@ -750,14 +750,14 @@ static void webhook_reload_cb(void *arg)
 	w->key_st = key;
 	if (tls_ctx_new_https_files(w->cert_path, w->key_path, &tls, &why) < 0) {
 		log_event(LOG_LVL_WARN, "webhook_cert_reload_failed",
-			  json_pack("{s:s, s:s, s:s}", "cert", w->cert_path, "key", w->key_path,
+			  log_pack("{s:s, s:s, s:s}", "cert", w->cert_path, "key", w->key_path,
 				    "error", why));
 		return;
 	}
 	webhook_set_tls(w, tls);
 	tls_ctx_unref(tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_reloaded",
-		  json_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
+		  log_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
 }
 
 /* Answers 408 to every HTTP/2 stream whose body is overdue, oldest

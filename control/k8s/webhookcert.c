@@ -76,7 +76,7 @@ static int wc_issue(struct webhookcert *wc)
 	if (wc->server)
 		webhook_set_tls(wc->server, tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_issued",
-		  json_pack("{s:s, s:s, s:I}", "dns", wc->dns[0], "dns_fqdn", wc->dns[1],
+		  log_pack("{s:s, s:s, s:I}", "dns", wc->dns[0], "dns_fqdn", wc->dns[1],
 			    "not_after", (json_int_t)tls_ctx_not_after(tls)));
 out:
 	X509_free(cert);
@@ -106,7 +106,7 @@ static void wc_issue_and_arm(struct webhookcert *wc, const char *trigger)
 
 	if (rc < 0)
 		log_event(LOG_LVL_ERROR, "webhook_cert_renewal_failed",
-			  json_pack("{s:s, s:s, s:I}", "trigger", trigger, "error", strerror(-rc),
+			  log_pack("{s:s, s:s, s:I}", "trigger", trigger, "error", strerror(-rc),
 				    "current_not_after", (json_int_t)tls_ctx_not_after(wc->tls)));
 	wc_arm(wc, rc == 0);
 }
@@ -150,7 +150,7 @@ static void wc_sync_error(struct webhookcert *wc, const char *what, int status, 
 			  const char *err)
 {
 	log_event(LOG_LVL_WARN, "webhook_ca_bundle_sync_failed",
-		  json_pack("{s:s, s:s, s:i, s:s}", "configuration", wc->configuration, "step",
+		  log_pack("{s:s, s:s, s:i, s:s}", "configuration", wc->configuration, "step",
 			    what, "http_status", (int)code, "error",
 			    status < 0 ? (err ? err : strerror(-status)) : "HTTP error"));
 }
@@ -165,7 +165,7 @@ static void wc_patch_cb(void *arg, int status, long code, json_t *body, const ch
 		return;
 	if (status == 0 && code == 200) {
 		log_event(LOG_LVL_INFO, "webhook_ca_bundle_patched",
-			  json_pack("{s:s}", "configuration", wc->configuration));
+			  log_pack("{s:s}", "configuration", wc->configuration));
 		wc_sync_done(wc, 0);
 	} else if (status == 0 && code == 409) { /* written meanwhile: read again */
 		wc->again = 1;
@@ -223,7 +223,7 @@ static void wc_get_cb(void *arg, int status, long code, json_t *body, const char
 	if (status < 0 || code != 200) {
 		if (status == 0 && code == 404)
 			log_event(LOG_LVL_WARN, "webhook_configuration_missing",
-				  json_pack("{s:s, s:s}", "configuration", wc->configuration,
+				  log_pack("{s:s, s:s}", "configuration", wc->configuration,
 					    "effect",
 					    "nothing to keep current; looked for again later"));
 		else
@@ -234,7 +234,7 @@ static void wc_get_cb(void *arg, int status, long code, json_t *body, const char
 	json_t *patch = wc_patch_for(wc, body, &ours);
 	if (ours == 0 && !wc->warned_not_ours) /* once: it is re-read every minute */
 		log_event(LOG_LVL_WARN, "webhook_configuration_not_ours",
-			  json_pack("{s:s, s:s, s:s}", "configuration", wc->configuration,
+			  log_pack("{s:s, s:s, s:s}", "configuration", wc->configuration,
 				    "service", wc->service, "namespace", wc->namespace));
 	wc->warned_not_ours = ours == 0;
 	if (!patch) {
