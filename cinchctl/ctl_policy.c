@@ -104,6 +104,7 @@ static int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
  * like the other verbs; a path given twice is read once. 0 when loaded,
  * 1 with *err (ctl_load_failed set), 2 on a usage error (printed). */
 static int ctl_load_failed;
+static int ctl_loaded_cluster; /* the set holds the cluster's pods */
 
 static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_error *err)
 {
@@ -152,6 +153,7 @@ static int ctl_load_set(struct pset *s, int argc, char **argv, struct policy_err
 	}
 	if (kubeconfig && !cluster)
 		return ctl_usage_error(cmd, "--kubeconfig goes with --from-cluster");
+	ctl_loaded_cluster = cluster;
 	if (cluster) {
 		if (ctl_from_cluster(kubeconfig, cp, cw))
 			return 2;
@@ -190,6 +192,29 @@ static struct pset *ctl_open_set(int argc, char **argv, int invalid, int *status
 	return s;
 }
 
+/* In a cluster a workload is a pod, named anew by every rollout: a
+ * selector naming workloads matches today's pods and nothing after the
+ * next deployment. check says so (a warning: the set is still valid). */
+static void ctl_warn_pod_name(const char *kind, const char *ns, const char *name,
+			      const struct pwhere *w, const struct pselector *sel)
+{
+	if (sel->n_workloads)
+		fprintf(stderr,
+			"%s:%d: warning: %s %s/%s selects workloads by name; in a cluster they "
+			"are pods, renamed by every rollout: select them by matchLabels\n",
+			ctl_display_path(w->file), w->line, kind, ns, name);
+}
+
+static void ctl_warn_pod_names(const struct pset *s)
+{
+	for (size_t i = 0; i < s->n_allow; i++)
+		ctl_warn_pod_name("AllowPolicy", s->allow[i].ns, s->allow[i].name,
+				  &s->allow[i].where, &s->allow[i].sel);
+	for (size_t i = 0; i < s->n_egress; i++)
+		ctl_warn_pod_name("EgressPolicy", s->egress[i].ns, s->egress[i].name,
+				  &s->egress[i].where, &s->egress[i].sel);
+}
+
 static int ctl_policy_check(int argc, char **argv)
 {
 	int status;
@@ -199,6 +224,8 @@ static int ctl_policy_check(int argc, char **argv)
 		return 0;
 	if (!(s = ctl_open_set(argc, argv, 1, &status)))
 		return status;
+	if (ctl_loaded_cluster)
+		ctl_warn_pod_names(s);
 	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads\n",
 	       s->n_allow, s->n_mesh, s->n_egress, s->n_workloads);
 	pset_free(s);
@@ -604,8 +631,8 @@ static int ctl_policy_test(int argc, char **argv)
 			if (!strcmp(tos[k], to->text))
 				s = slices[k];
 		if (!s) {
-			if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to->text,
-					      NULL, 0, &err) < 0) {
+			if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads,
+					      to->text, NULL, 0, &err) < 0) {
 				ctl_policy_err(&err);
 				goto out;
 			}

@@ -374,6 +374,9 @@ users:
     rc, out = ctl("policy", "check", "--from-cluster")
     check(rc == 0 and "2 AllowPolicies, 0 MeshPolicies, 0 EgressPolicies, 3 Workloads" in out,
           "policy check --from-cluster: the CRs and the injected pods", out)
+    check("warning: AllowPolicy bank/api-to-db selects workloads by name" in out and
+          "web-to-api selects" not in out,
+          "policy check --from-cluster: a workloads: selector against pods is warned of", out)
     rc, out = ctl("policy", "lint", "--from-cluster")
     check(rc == 1 and "/proc/" not in out and "1 finding" in out and
           "workload shop/web-5c7d-x1: no AllowPolicy selects it" in out,
