@@ -309,6 +309,10 @@ static void ctl_check_control(struct ctl_kube *k)
 		ctl_check_line("FAIL", "control replicas", "%s", why);
 		return;
 	}
+	/* In sync: every ready replica enforces the same configuration
+	 * version (cinch_control_config_info on its /metrics). */
+	char first[128] = "", buf[128];
+	int n_versions = 0, differ = 0;
 	json_array_foreach(json_object_get(pods, "items"), i, p)
 	{
 		const char *name =
@@ -320,13 +324,35 @@ static void ctl_check_control(struct ctl_kube *k)
 			 name, CTL_CONTROL_ADMIN);
 		why[0] = '\0';
 		free(ctl_kube_text(k, path, &code, why, sizeof(why)));
-		if (code == 200)
-			ctl_check_line("ok", "control replica", "%s: ready", name);
-		else
+		if (code != 200) {
 			ctl_check_line("FAIL", "control replica", "%s: not ready (%s)", name,
 				       why[0] ? why : "no answer");
+			continue;
+		}
+		snprintf(path, sizeof(path),
+			 "/api/v1/namespaces/" CTL_NS "/pods/%s:%d/proxy/metrics", name,
+			 CTL_CONTROL_ADMIN);
+		char *t = ctl_kube_text(k, path, &code, why, sizeof(why));
+		const char *ver = t && code == 200 ? ctl_metric(t, "cinch_control_config_info",
+								"version", buf, sizeof(buf))
+						   : NULL;
+		free(t);
+		ctl_check_line("ok", "control replica", "%s: ready, configuration %s", name,
+			       ver ? ver : "(not reported)");
+		if (!ver)
+			continue;
+		if (n_versions++ == 0)
+			snprintf(first, sizeof(first), "%s", ver);
+		else
+			differ |= strcmp(first, ver) != 0;
 	}
 	json_decref(pods);
+	if (differ)
+		ctl_check_line("FAIL", "control replicas in sync",
+			       "the replicas enforce different configurations (see above)");
+	else if (n_versions > 1)
+		ctl_check_line("ok", "control replicas in sync", "%d replicas on %s", n_versions,
+			       first);
 }
 
 static void ctl_check_webhook(struct ctl_kube *k)

@@ -1064,6 +1064,7 @@ static void ctld_admin_cb(void *arg, const char *method, const char *path,
 		kwatch_totals(&d->metrics.kube_watch_errors, &d->metrics.kube_relists);
 		store_counts(d->store, &d->metrics.config_generations,
 			     &d->metrics.config_rejected);
+		d->metrics.config_version = store_version(d->store);
 		webhook_counts(d->webhook, &d->metrics.webhook_requests,
 			       &d->metrics.webhook_errors);
 		out->body = metrics_render(&d->metrics);

@@ -93,7 +93,8 @@ char *metrics_render(const struct metrics *m)
 		(unsigned long long)m->ca_rotations);
 	if (m->webhook_cert_expiry)
 		fprintf(f,
-			"# HELP cinch_control_webhook_cert_expiry_timestamp_seconds notAfter of the "
+			"# HELP cinch_control_webhook_cert_expiry_timestamp_seconds notAfter of "
+			"the "
 			"injection webhook's serving certificate.\n"
 			"# TYPE cinch_control_webhook_cert_expiry_timestamp_seconds gauge\n"
 			"cinch_control_webhook_cert_expiry_timestamp_seconds %lld\n",
@@ -132,6 +133,13 @@ char *metrics_render(const struct metrics *m)
 			"token.");
 	promtext_hist_write(f, "cinch_control_tokenreview_duration_seconds", NULL,
 			    &metrics_tr_buckets, &m->tokenreview);
+	if (m->config_version && m->config_version[0])
+		fprintf(f,
+			"# HELP cinch_control_config_info The configuration in force: its version "
+			"(a digest of its contents, the same on every replica in sync).\n"
+			"# TYPE cinch_control_config_info gauge\n"
+			"cinch_control_config_info{version=\"%s\"} 1\n",
+			m->config_version);
 	fprintf(f,
 		"# HELP cinch_control_tokenreview_failures_total TokenReviews that did not "
 		"validate the token: refused (not valid) or unavailable (no verdict).\n"

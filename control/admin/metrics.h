@@ -21,6 +21,9 @@
  *                                               (the ack) or rejected
  *   cinch_control_config_refused_total{method} Watch/Report calls refused
  *   cinch_control_config_generations_total     configurations published
+ *   cinch_control_config_info{version}         1, labelled with the version
+ *                                               of the configuration in force
+ *                                               (replicas in sync agree)
  *   cinch_control_config_rejected_total        changes rejected (invalid)
  *   cinch_control_tokenreview_duration_seconds histogram of TokenReviews
  *   cinch_control_tokenreview_failures_total{reason}  refused, unavailable
@@ -69,6 +72,7 @@ struct metrics {
 	/* Copied from the modules that keep them just before rendering. */
 	uint64_t kube_watch_errors, kube_relists;
 	uint64_t config_generations, config_rejected;
+	const char *config_version; /* borrowed from the store; "" before the first */
 	uint64_t webhook_requests, webhook_errors;
 };
 

@@ -130,6 +130,9 @@ def lst(kind, api, items):
 
 
 BUNDLE = {"bundle.pem": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"}
+CONTROL_METRICS = ("# HELP cinch_control_config_info The configuration in force.\n"
+                   "# TYPE cinch_control_config_info gauge\n"
+                   "cinch_control_config_info{version=\"%s\"} 1\n")
 METRICS = ('# HELP cinch_agent_ready 1 when /ready says ready\n# TYPE cinch_agent_ready gauge\n'
            'cinch_agent_ready %d\n# HELP cinch_agent_policy_info The policy version enforced.\n'
            '# TYPE cinch_agent_policy_info gauge\ncinch_agent_policy_info{version="%s"} 1\n')
@@ -157,6 +160,8 @@ def healthy():
     for c in controls:
         proxy["/api/v1/namespaces/cinch-system/pods/%s:15014/proxy/ready"
               % c["metadata"]["name"]] = [200, "ready\n"]
+        proxy["/api/v1/namespaces/cinch-system/pods/%s:15014/proxy/metrics"
+              % c["metadata"]["name"]] = [200, CONTROL_METRICS % "5f0c2e9a11b7d403"]
     objects["/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
             "cinch-injector"] = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
@@ -258,7 +263,8 @@ users:
     check(rc == 0 and "FAIL" not in out, "check: a healthy mesh is all ok, exit 0", out)
     for want in ("ok    crd: allowpolicies.cinch.dev: Established",
                  "ok    control: 2 of 2 replicas ready and updated",
-                 "ok    control replica: cinch-control-7d9f-a1: ready",
+                 "ok    control replica: cinch-control-7d9f-a1: ready, configuration 5f0c2e9a11b7d403",
+                 "ok    control replicas in sync: 2 replicas on 5f0c2e9a11b7d403",
                  "ok    webhook: inject.cinch.dev: caBundle of 1 certificate, valid until",
                  "ok    agents: 3 ready, all enforcing version g7",
                  "ok    trust bundle: cinch-trust-bundle present and equal in 2 namespaces",
@@ -297,6 +303,11 @@ users:
               "/api/v1/namespaces/cinch-system/pods/cinch-control-7d9f-b2:15014/proxy/ready",
               [503, "not ready\n"]),
           "FAIL  control replica: cinch-control-7d9f-b2: not ready")
+    fault("control replicas on different configurations",
+          lambda o, p: p.__setitem__(
+              "/api/v1/namespaces/cinch-system/pods/cinch-control-7d9f-b2:15014/proxy/metrics",
+              [200, CONTROL_METRICS % "77aa01c3d2e4f5b6"]),
+          "FAIL  control replicas in sync: the replicas enforce different configurations")
     fault("a control Deployment without a ready replica",
           lambda o, p: o["/apis/apps/v1/namespaces/cinch-system/deployments/cinch-control"]
           ["status"].__setitem__("readyReplicas", 0),
