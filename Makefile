@@ -7,6 +7,8 @@
 #   make check    deps + ASan/UBSan build (clang, -Werror, fuzzers) + ctest
 #   make demo     deps + build + the local mesh on this machine
 #   make bench    deps (with benchmark peers) + release build + bench/run
+#   make fuzz     deps + the check build + every fuzzer for FUZZ_TIME seconds
+#                 (600) each, FUZZ_TARGETS to pick some (scripts/fuzz.sh)
 #   make fmt      clang-format every C file
 
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -GNinja)
@@ -14,7 +16,10 @@ CTEST_ARGS ?=
 RELEASE := build/release
 CHECK := build/check
 
-.PHONY: all deps build check demo demo-down bench fmt clean
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?=
+
+.PHONY: all deps build check fuzz demo demo-down bench fmt clean
 
 all: build
 
@@ -34,6 +39,12 @@ check: deps
 	cd $(CHECK) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure --no-tests=error $(CTEST_ARGS)
+
+fuzz: deps
+	cmake -S . -B $(CHECK) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_COMPILER=clang -DCINCH_WERROR=ON -DCINCH_SANITIZE=ON -DCINCH_FUZZ=ON
+	cmake --build $(CHECK)
+	FUZZ_TIME=$(FUZZ_TIME) FUZZ_TARGETS="$(FUZZ_TARGETS)" sh scripts/fuzz.sh $(CHECK)
 
 demo: build
 	@if [ -x deploy/local/demo.sh ]; then deploy/local/demo.sh; else \
