@@ -9,6 +9,8 @@
 #   make bench    deps (with benchmark peers) + release build + bench/run
 #   make images   deps + release build + OCI image archives in build/images
 #                 (scripts/images.sh: Debian packages only, no daemon)
+#   make fuzz     deps + the check build + every fuzzer for FUZZ_TIME seconds
+#                 (600) each, FUZZ_TARGETS to pick some (scripts/fuzz.sh)
 #   make fmt      clang-format every C file
 #   make policy-model [SEED=N WORLDS=N]  the policy's reference model, long
 
@@ -17,7 +19,10 @@ CTEST_ARGS ?=
 RELEASE := build/release
 CHECK := build/check
 
-.PHONY: all deps build check demo demo-down bench images fmt clean
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?=
+
+.PHONY: all deps build check fuzz demo demo-down bench images fmt clean
 
 all: build
 
@@ -37,6 +42,12 @@ check: deps
 	cd $(CHECK) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure --no-tests=error $(CTEST_ARGS)
+
+fuzz: deps
+	cmake -S . -B $(CHECK) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_COMPILER=clang -DCINCH_WERROR=ON -DCINCH_SANITIZE=ON -DCINCH_FUZZ=ON
+	cmake --build $(CHECK)
+	FUZZ_TIME=$(FUZZ_TIME) FUZZ_TARGETS="$(FUZZ_TARGETS)" sh scripts/fuzz.sh $(CHECK)
 
 demo: build
 	@if [ -x deploy/local/demo.sh ]; then deploy/local/demo.sh; else \
