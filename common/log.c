@@ -18,7 +18,7 @@ static struct {
 	const char *component;
 	FILE *out;
 	enum log_level min;
-} log_cfg = { "cinch", NULL, LOG_LVL_INFO };
+} log_cfg = {"cinch", NULL, LOG_LVL_INFO};
 
 static const char *const log_level_names[] = {
 	[LOG_LVL_DEBUG] = "debug",
@@ -122,6 +122,17 @@ static size_t log_utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+int log_utf8_valid(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), len;
+
+	for (size_t i = 0; i < n; i += len)
+		if (!(len = log_utf8_len(u + i, n - i)))
+			return 0;
+	return 1;
+}
+
 json_t *log_stringn(const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
@@ -155,8 +166,7 @@ struct log_scan {
 
 static void log_scan_skip(struct log_scan *sc)
 {
-	while (*sc->f == ' ' || *sc->f == '\t' || *sc->f == '\n' || *sc->f == ',' ||
-	       *sc->f == ':')
+	while (*sc->f == ' ' || *sc->f == '\t' || *sc->f == '\n' || *sc->f == ',' || *sc->f == ':')
 		sc->f++;
 }
 
@@ -195,7 +205,8 @@ static json_t *log_scan_container(struct log_scan *sc, char close)
 		if (!v || sc->err) {
 			json_decref(v);
 			sc->err = 1;
-		} else if ((key ? json_object_set_new(c, key, v) : json_array_append_new(c, v)) < 0) {
+		} else if ((key ? json_object_set_new(c, key, v) : json_array_append_new(c, v)) <
+			   0) {
 			sc->err = 1; /* both take v even when they fail */
 		}
 		if (sc->err && !*sc->f)

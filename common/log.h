@@ -45,6 +45,11 @@ int log_level_parse(const char *s, enum log_level *out);
  * does). */
 json_t *log_pack(const char *fmt, ...) __attribute__((warn_unused_result));
 
+/* 1 when the NUL-terminated s is valid UTF-8 (RFC 3629, the rule log_pack
+ * escapes by), else 0: for protocol strings that must be UTF-8, such as
+ * proto3 `string` fields, which protobuf-c does not check. */
+int log_utf8_valid(const char *s);
+
 /* A JSON string of the n bytes at s, invalid UTF-8 escaped as \xNN. */
 json_t *log_stringn(const char *s, size_t n) __attribute__((warn_unused_result));
 

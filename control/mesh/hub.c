@@ -8,6 +8,7 @@
  * (and drops workloads that left the registry), so a policy push does not
  * erase what agents said. */
 #include "hub.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -317,6 +318,14 @@ int hub_report(struct hub *h, const char *peer_id, const char *peer_addr, const 
 		*why = "applied_version is empty";
 		return GRPC_INVALID_ARGUMENT;
 	}
+	/* proto3 strings are UTF-8 (protobuf-c does not check): refused as
+	 * the caller's error, never stored for an operator's terminal */
+	const char *strs[] = {r->applied_version, r->cert_serial_hex, r->error};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (strs[i] && !log_utf8_valid(strs[i])) {
+			*why = "a string field is not valid UTF-8";
+			return GRPC_INVALID_ARGUMENT;
+		}
 	json_t *rep =
 		json_pack("{s:s, s:I, s:s, s:I, s:s, s:I}", "applied_version", r->applied_version,
 			  "bundle_sequence", (json_int_t)r->bundle_sequence, "cert_serial_hex",

@@ -243,6 +243,15 @@ static void test_reports_and_status(void **state)
 	struct hub_report empty = {"", 1, "0b", 0, ""};
 	assert_int_equal(hub_report(h, API, "10.0.0.3", NULL, &empty, 102, &why),
 			 GRPC_INVALID_ARGUMENT);
+	/* Strings that are not UTF-8 (proto3 requires it): the caller's
+	 * error, not the server's, and nothing stored. */
+	struct hub_report bad = {"1", 1, "0b", 0, "disk \xff\xfe full"};
+	assert_int_equal(hub_report(h, API, "10.0.0.3", NULL, &bad, 102, &why),
+			 GRPC_INVALID_ARGUMENT);
+	assert_string_equal(why, "a string field is not valid UTF-8");
+	struct hub_report badv = {"\xc0\xaf", 1, "0b", 0, ""}; /* overlong '/' */
+	assert_int_equal(hub_report(h, API, "10.0.0.3", NULL, &badv, 102, &why),
+			 GRPC_INVALID_ARGUMENT);
 
 	/* api moves to version 2 and has not reported it yet. */
 	publish(h, "1", "2", 1);
