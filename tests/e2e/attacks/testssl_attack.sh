@@ -50,9 +50,12 @@ ACCEPTED="cert_expirationStatus cert_notAfter cert_revocation"
 #     certificate expiring within 30 days HIGH.
 #   cert_revocation: no CRL or OCSP URI; a private CA whose certificates
 #     expire within the hour, and a retired root leaves every bundle.
-ACCEPTED_AGENT="cert_trust"
+ACCEPTED_AGENT="cert_trust optimal_proto"
 #   cert_trust (agent only): an SVID names a SPIFFE ID (URI SAN), never the
 #     address testssl dialled; agents check the URI SAN, not host names.
+#   optimal_proto (agent only, a WARN "Your OpenSSL cannot connect"): the
+#     agent requires a client certificate, so testssl's plain openssl
+#     handshake is aborted (certificate required): the defence itself.
 LOW_OK="DNS_CAArecord"
 #   DNS_CAArecord: no public DNS name; certificates come from the mesh CA.
 
@@ -99,6 +102,7 @@ scan() { # scan NAME HOST:PORT IP CAFILE [NS]: testssl's JSON in $D/ssl/NAME.jso
 # SCANS picks some (by hand: SCANS=grpc), all three by default.
 SCANS=${SCANS:-agent grpc webhook}
 t0=$(date +%s)
+scans=()
 for name in $SCANS; do
 	case $name in
 	agent) scan agent "$API_IP:8080" "$API_IP" "$D/ca.pem" "$WEB" & ;;
@@ -107,8 +111,9 @@ for name in $SCANS; do
 	webhook) scan webhook "cinch-control.cinch-system.svc:$WEBHOOK_PORT" 127.0.0.1 \
 		"$D/whca.pem" & ;;
 	esac
+	scans+=($!)
 done
-wait
+wait "${scans[@]}" # the scans only: the agent and the control run on
 cat "$L/testssl-times"
 
 # --- the verdicts
@@ -139,7 +144,7 @@ if not f or not f["finding"].startswith("offered"):
 rank = {"DEBUG": 0, "OK": 0, "INFO": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 for f in findings:
     sev = f["severity"]
-    if sev == "WARN":
+    if sev == "WARN" and f["id"] not in accepted:
         fail("testssl could not finish: %s: %s" % (f["id"], f["finding"]))
     r = rank.get(sev, 0)
     if r == 1 and f["id"] not in low_ok and f["id"] not in accepted:
