@@ -65,8 +65,8 @@ int localaddr_is_loopback(const struct sockaddr *a)
 
 int localaddr_same(const struct sockaddr *a, const struct sockaddr *b, int ports)
 {
-	const uint8_t *ab, *bb;
-	uint16_t ap, bp;
+	const uint8_t *ab = NULL, *bb = NULL;
+	uint16_t ap = 0, bp = 0;
 	size_t an = localaddr_bytes(a, &ab, &ap), bn = localaddr_bytes(b, &bb, &bp);
 
 	return an && an == bn && !memcmp(ab, bb, an) && (!ports || ap == bp);

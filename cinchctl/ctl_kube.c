@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,18 @@ struct ctl_kube {
 
 /* The item of a kubeconfig list (clusters, users, contexts) called
  * `name`, and its member `what` ("cluster", ...). */
+/* A message into why[len], cut if it must be: paths may be long (gcc
+ * cannot see that the messages fit, and a cut message is still useful). */
+static void __attribute__((format(printf, 3, 4)))
+ctl_kube_why(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
+
 static const struct pdoc *ctl_kube_named(const struct pdoc *root, const char *list,
 					 const char *name, const char *what)
 {
@@ -90,7 +103,7 @@ static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_con
 	int rc = -1;
 
 	if (pdoc_parse_file(path, &docs, &n, &err) < 0) {
-		snprintf(why, whylen, "%s:%d: %s", path, err.line, err.msg);
+		ctl_kube_why(why, whylen, "%s:%d: %s", path, err.line, err.msg);
 		return -1;
 	}
 	const struct pdoc *root = n == 1 ? docs[0] : NULL;
@@ -100,8 +113,9 @@ static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_con
 		ctl_kube_named(root, "clusters", ctl_kube_str(ctx, "cluster"), "cluster");
 	const struct pdoc *user = ctl_kube_named(root, "users", ctl_kube_str(ctx, "user"), "user");
 	if (!cl || !ctl_kube_str(cl, "server")) {
-		snprintf(why, whylen, "%s: no cluster with a server for the current context \"%s\"",
-			 path, cur ? cur : "");
+		ctl_kube_why(why, whylen,
+			     "%s: no cluster with a server for the current context \"%s\"", path,
+			     cur ? cur : "");
 		goto out;
 	}
 	if ((v = ctl_kube_str(cl, "certificate-authority-data"))) {
@@ -109,16 +123,18 @@ static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_con
 		if (!EVP_DecodedLength(&max, strlen(v)) || !(c->ca_pem = calloc(1, max + 1)) ||
 		    !EVP_DecodeBase64((uint8_t *)c->ca_pem, &len, max, (const uint8_t *)v,
 				      strlen(v))) {
-			snprintf(why, whylen, "%s: certificate-authority-data is not base64", path);
+			ctl_kube_why(why, whylen, "%s: certificate-authority-data is not base64",
+				     path);
 			goto out;
 		}
 	} else if ((v = ctl_kube_str(cl, "certificate-authority"))) {
 		if (!(c->ca_pem = ctl_kube_read(v))) {
-			snprintf(why, whylen, "%s: %s", v, strerror(errno));
+			ctl_kube_why(why, whylen, "%s: %s", v, strerror(errno));
 			goto out;
 		}
 	} else {
-		snprintf(why, whylen, "%s: the cluster has no certificate-authority(-data)", path);
+		ctl_kube_why(why, whylen, "%s: the cluster has no certificate-authority(-data)",
+			     path);
 		goto out;
 	}
 	if ((v = ctl_kube_str(user, "tokenFile"))) {
@@ -127,21 +143,21 @@ static int ctl_kube_config(struct ctl_kube *k, const char *path, struct kapi_con
 		char p[32];
 		k->token_fd = memfd_create("cinchctl-token", MFD_CLOEXEC);
 		if (k->token_fd < 0 || write(k->token_fd, v, strlen(v)) != (ssize_t)strlen(v)) {
-			snprintf(why, whylen, "cannot hold the token: %s", strerror(errno));
+			ctl_kube_why(why, whylen, "cannot hold the token: %s", strerror(errno));
 			goto out;
 		}
 		snprintf(p, sizeof(p), "/proc/self/fd/%d", k->token_fd);
 		c->token_path = strdup(p);
 	} else {
-		snprintf(why, whylen,
-			 "%s: the user of context \"%s\" has no token or tokenFile (client "
-			 "certificates and exec plugins are not supported)",
-			 path, cur ? cur : "");
+		ctl_kube_why(why, whylen,
+			     "%s: the user of context \"%s\" has no token or tokenFile (client "
+			     "certificates and exec plugins are not supported)",
+			     path, cur ? cur : "");
 		goto out;
 	}
 	c->server = strdup(ctl_kube_str(cl, "server"));
 	if (!c->server || !c->token_path) {
-		snprintf(why, whylen, "out of memory");
+		ctl_kube_why(why, whylen, "out of memory");
 		goto out;
 	}
 	size_t sl = strlen(c->server);
@@ -265,7 +281,7 @@ int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whyl
 	if (!token ||
 	    asprintf(&auth, "Authorization: Bearer %.*s", (int)strcspn(token, "\r\n"), token) < 0) {
 		auth = NULL;
-		snprintf(why, whylen, "cannot read the token");
+		ctl_kube_why(why, whylen, "cannot read the token");
 		goto out;
 	}
 	const char *headers[] = {"Accept: application/json", auth, NULL};
@@ -278,7 +294,7 @@ int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whyl
 				   .data = &d};
 	if (httpc_new(&k->loop, &h) < 0 || httpc_creds_new(k->cfg.ca_pem, NULL, NULL, &creds) < 0 ||
 	    httpc_request(h, &o, creds, NULL) < 0) {
-		snprintf(why, whylen, "cannot send the request");
+		ctl_kube_why(why, whylen, "cannot send the request");
 		goto out;
 	}
 	time_t before = time(NULL);
@@ -286,9 +302,9 @@ int ctl_kube_clock(struct ctl_kube *k, long long *skew_s, char *why, size_t whyl
 		uv_run(&k->loop, UV_RUN_ONCE);
 	time_t after = time(NULL);
 	if (d.why[0])
-		snprintf(why, whylen, "%s", d.why);
+		ctl_kube_why(why, whylen, "%s", d.why);
 	else if (!d.date)
-		snprintf(why, whylen, "the API server sent no Date header");
+		ctl_kube_why(why, whylen, "the API server sent no Date header");
 	else {
 		*skew_s = (long long)d.date - (long long)(before + (after - before) / 2);
 		rc = 0;
@@ -368,14 +384,14 @@ json_t *ctl_kube_get(struct ctl_kube *k, const char *path, char *why, size_t why
 
 	if (kapi_json(k->api, "GET", path, NULL, CTL_KUBE_TIMEOUT_MS, ctl_kube_done, &c, NULL) <
 	    0) {
-		snprintf(why, whylen, "cannot send the request");
+		ctl_kube_why(why, whylen, "cannot send the request");
 		return NULL;
 	}
 	while (!c.done)
 		uv_run(&k->loop, UV_RUN_ONCE);
 	if (c.code >= 200 && c.code <= 299 && c.body)
 		return c.body;
-	snprintf(why, whylen, "%s", c.why[0] ? c.why : "not JSON");
+	ctl_kube_why(why, whylen, "%s", c.why[0] ? c.why : "not JSON");
 	json_decref(c.body);
 	return NULL;
 }
@@ -386,7 +402,7 @@ char *ctl_kube_text(struct ctl_kube *k, const char *path, long *code, char *why,
 	uv_timer_t timer;
 
 	if (kapi_stream(k->api, path, ctl_kube_line, ctl_kube_done, &c, &c.req) < 0) {
-		snprintf(why, whylen, "cannot send the request");
+		ctl_kube_why(why, whylen, "cannot send the request");
 		return NULL;
 	}
 	uv_timer_init(&k->loop, &timer);
@@ -400,7 +416,7 @@ char *ctl_kube_text(struct ctl_kube *k, const char *path, long *code, char *why,
 	json_decref(c.body);
 	*code = c.code;
 	if (c.why[0])
-		snprintf(why, whylen, "%s", c.why);
+		ctl_kube_why(why, whylen, "%s", c.why);
 	if (!c.text)
 		c.text = strdup("");
 	return c.text;

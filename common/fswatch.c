@@ -222,7 +222,7 @@ int fswatch_start(uv_loop_t *loop, const char *const *paths, size_t n, unsigned 
 {
 	struct fswatch *w;
 	char dir[4096];
-	int rc = 0, is_dir;
+	int rc = 0, is_dir = 0; /* set by fswatch_dir_of before any use */
 
 	if (!n || !cb)
 		return -EINVAL;

@@ -77,7 +77,7 @@ static int wc_issue(struct webhookcert *wc)
 		webhook_set_tls(wc->server, tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_issued",
 		  log_pack("{s:s, s:s, s:I}", "dns", wc->dns[0], "dns_fqdn", wc->dns[1],
-			    "not_after", (json_int_t)tls_ctx_not_after(tls)));
+			   "not_after", (json_int_t)tls_ctx_not_after(tls)));
 out:
 	X509_free(cert);
 	EVP_PKEY_free(key); /* BoringSSL clears the key's memory */
@@ -107,7 +107,7 @@ static void wc_issue_and_arm(struct webhookcert *wc, const char *trigger)
 	if (rc < 0)
 		log_event(LOG_LVL_ERROR, "webhook_cert_renewal_failed",
 			  log_pack("{s:s, s:s, s:I}", "trigger", trigger, "error", strerror(-rc),
-				    "current_not_after", (json_int_t)tls_ctx_not_after(wc->tls)));
+				   "current_not_after", (json_int_t)tls_ctx_not_after(wc->tls)));
 	wc_arm(wc, rc == 0);
 }
 
@@ -150,9 +150,9 @@ static void wc_sync_error(struct webhookcert *wc, const char *what, int status, 
 			  const char *err)
 {
 	log_event(LOG_LVL_WARN, "webhook_ca_bundle_sync_failed",
-		  log_pack("{s:s, s:s, s:i, s:s}", "configuration", wc->configuration, "step",
-			    what, "http_status", (int)code, "error",
-			    status < 0 ? (err ? err : strerror(-status)) : "HTTP error"));
+		  log_pack("{s:s, s:s, s:i, s:s}", "configuration", wc->configuration, "step", what,
+			   "http_status", (int)code, "error",
+			   status < 0 ? (err ? err : strerror(-status)) : "HTTP error"));
 }
 
 static void wc_patch_cb(void *arg, int status, long code, json_t *body, const char *err)
@@ -224,8 +224,8 @@ static void wc_get_cb(void *arg, int status, long code, json_t *body, const char
 		if (status == 0 && code == 404)
 			log_event(LOG_LVL_WARN, "webhook_configuration_missing",
 				  log_pack("{s:s, s:s}", "configuration", wc->configuration,
-					    "effect",
-					    "nothing to keep current; looked for again later"));
+					   "effect",
+					   "nothing to keep current; looked for again later"));
 		else
 			wc_sync_error(wc, "get", status, code, err);
 		wc_sync_done(wc, status < 0 || code != 404);
@@ -234,8 +234,8 @@ static void wc_get_cb(void *arg, int status, long code, json_t *body, const char
 	json_t *patch = wc_patch_for(wc, body, &ours);
 	if (ours == 0 && !wc->warned_not_ours) /* once: it is re-read every minute */
 		log_event(LOG_LVL_WARN, "webhook_configuration_not_ours",
-			  log_pack("{s:s, s:s, s:s}", "configuration", wc->configuration,
-				    "service", wc->service, "namespace", wc->namespace));
+			  log_pack("{s:s, s:s, s:s}", "configuration", wc->configuration, "service",
+				   wc->service, "namespace", wc->namespace));
 	wc->warned_not_ours = ours == 0;
 	if (!patch) {
 		wc_sync_done(wc, 0);
@@ -309,12 +309,13 @@ int webhookcert_start(uv_loop_t *loop, const struct webhookcert_config *cfg, con
 		return -ENOMEM;
 	}
 	if ((size_t)snprintf(wc->dns[0], sizeof(wc->dns[0]), "%s.%s.svc", wc->service,
-			     wc->namespace) >= sizeof(wc->dns[0]) - 14) {
+			     wc->namespace) >= sizeof(wc->dns[0]) ||
+	    (size_t)snprintf(wc->dns[1], sizeof(wc->dns[1]), "%s.cluster.local", wc->dns[0]) >=
+		    sizeof(wc->dns[1])) {
 		*why = "the webhook's service and namespace names are too long";
 		wc_free(wc);
 		return -EINVAL;
 	}
-	snprintf(wc->dns[1], sizeof(wc->dns[1]), "%s.cluster.local", wc->dns[0]);
 	if ((rc = wc_issue(wc)) < 0) {
 		*why = "the CA cannot issue the webhook certificate (check the service and "
 		       "namespace names: DNS labels)";

@@ -166,7 +166,7 @@ static void test_hostile_frames(void **state)
 		"not a JSON object");
 	memset(big, 'a', 300);
 	big[300] = '\0';
-	char obj[512];
+	char obj[sizeof(big) + 64];
 	snprintf(obj, sizeof(obj),
 		 "{\"v\":1,\"code\":\"policy_deny\",\"reason\":\"%s\",\"port\":1}", big);
 	expect_bad(obj, "reason");
