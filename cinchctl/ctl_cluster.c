@@ -41,7 +41,10 @@
 #define CTL_BUNDLE_CM	     "cinch-trust-bundle"
 #define CTL_AGENT_ADMIN_PORT 15000
 #define CTL_CONTROL_ADMIN    15014
-#define CTL_CERT_WARN_S	     (7 * 86400)
+/* The control renews its webhook certificate at half of its life (a day
+ * by default): an hour left means renewals are failing. */
+#define CTL_WEBHOOK_CERT_WARN_S 3600
+#define CTL_CERT_WARN_S		(7 * 86400)
 /* Certificates live for hours and are checked to the second: a few
  * seconds of skew are noise, a minute makes fresh certificates "not yet
  * valid" on one side. */
@@ -336,6 +339,25 @@ static void ctl_check_control(struct ctl_kube *k)
 		const char *ver = t && code == 200 ? ctl_metric(t, "cinch_control_config_info",
 								"version", buf, sizeof(buf))
 						   : NULL;
+		/* the webhook's serving certificate as this replica serves it */
+		char exp[32];
+		const char *na =
+			t && code == 200
+				? ctl_metric(t,
+					     "cinch_control_webhook_cert_expiry_timestamp_seconds",
+					     NULL, exp, sizeof(exp))
+				: NULL;
+		long long left = na ? strtoll(na, NULL, 10) - (long long)time(NULL) : 0;
+		if (na && left <= 0)
+			ctl_check_line("FAIL", "webhook certificate", "%s: serves an expired one",
+				       name);
+		else if (na && left < CTL_WEBHOOK_CERT_WARN_S)
+			ctl_check_line("warn", "webhook certificate",
+				       "%s: serves one that expires in %lld s (renewal failing?)",
+				       name, left);
+		else if (na)
+			ctl_check_line("ok", "webhook certificate", "%s: valid for %lld h more",
+				       name, left / 3600);
 		free(t);
 		ctl_check_line("ok", "control replica", "%s: ready, configuration %s", name,
 			       ver ? ver : "(not reported)");

@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 
 CTL, KUBE_API = sys.argv[1], sys.argv[2]
@@ -132,7 +133,9 @@ def lst(kind, api, items):
 BUNDLE = {"bundle.pem": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"}
 CONTROL_METRICS = ("# HELP cinch_control_config_info The configuration in force.\n"
                    "# TYPE cinch_control_config_info gauge\n"
-                   "cinch_control_config_info{version=\"%s\"} 1\n")
+                   "cinch_control_config_info{version=\"%s\"} 1\n"
+                   "# TYPE cinch_control_webhook_cert_expiry_timestamp_seconds gauge\n"
+                   "cinch_control_webhook_cert_expiry_timestamp_seconds %d\n")
 METRICS = ('# HELP cinch_agent_ready 1 when /ready says ready\n# TYPE cinch_agent_ready gauge\n'
            'cinch_agent_ready %d\n# HELP cinch_agent_policy_info The policy version enforced.\n'
            '# TYPE cinch_agent_policy_info gauge\ncinch_agent_policy_info{version="%s"} 1\n')
@@ -161,7 +164,7 @@ def healthy():
         proxy["/api/v1/namespaces/cinch-system/pods/%s:15014/proxy/ready"
               % c["metadata"]["name"]] = [200, "ready\n"]
         proxy["/api/v1/namespaces/cinch-system/pods/%s:15014/proxy/metrics"
-              % c["metadata"]["name"]] = [200, CONTROL_METRICS % "5f0c2e9a11b7d403"]
+              % c["metadata"]["name"]] = [200, CONTROL_METRICS % ("5f0c2e9a11b7d403", time.time() + 12.5 * 3600)]
     objects["/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
             "cinch-injector"] = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
@@ -265,6 +268,7 @@ users:
                  "ok    control: 2 of 2 replicas ready and updated",
                  "ok    control replica: cinch-control-7d9f-a1: ready, configuration 5f0c2e9a11b7d403",
                  "ok    control replicas in sync: 2 replicas on 5f0c2e9a11b7d403",
+                 "ok    webhook certificate: cinch-control-7d9f-a1: valid for 12 h more",
                  "ok    webhook: inject.cinch.dev: caBundle of 1 certificate, valid until",
                  "ok    agents: 3 ready, all enforcing version g7",
                  "ok    trust bundle: cinch-trust-bundle present and equal in 2 namespaces",
@@ -306,8 +310,13 @@ users:
     fault("control replicas on different configurations",
           lambda o, p: p.__setitem__(
               "/api/v1/namespaces/cinch-system/pods/cinch-control-7d9f-b2:15014/proxy/metrics",
-              [200, CONTROL_METRICS % "77aa01c3d2e4f5b6"]),
+              [200, CONTROL_METRICS % ("77aa01c3d2e4f5b6", time.time() + 12.5 * 3600)]),
           "FAIL  control replicas in sync: the replicas enforce different configurations")
+    fault("a replica serving an expired webhook certificate",
+          lambda o, p: p.__setitem__(
+              "/api/v1/namespaces/cinch-system/pods/cinch-control-7d9f-b2:15014/proxy/metrics",
+              [200, CONTROL_METRICS % ("5f0c2e9a11b7d403", time.time() - 60)]),
+          "FAIL  webhook certificate: cinch-control-7d9f-b2: serves an expired one")
     fault("a control Deployment without a ready replica",
           lambda o, p: o["/apis/apps/v1/namespaces/cinch-system/deployments/cinch-control"]
           ["status"].__setitem__("readyReplicas", 0),
