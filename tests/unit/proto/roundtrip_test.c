@@ -33,6 +33,9 @@ static const ProtobufCMessageDescriptor *const all_messages[] = {
 	&cinch__v1__inbound_rule__descriptor,
 	&cinch__v1__peer__descriptor,
 	&cinch__v1__egress_rule__descriptor,
+	&cinch__v1__service__descriptor,
+	&cinch__v1__service_port__descriptor,
+	&cinch__v1__endpoint__descriptor,
 	&cinch__v1__report_request__descriptor,
 	&cinch__v1__report_response__descriptor,
 };
