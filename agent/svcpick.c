@@ -226,7 +226,8 @@ enum svcpick_why svcpick_choose(struct svcpick *p, const struct policy_service *
 	} else {
 		size_t a = svcpick_rand(p) % n_fresh, b = svcpick_rand(p) % (n_fresh - 1);
 		b += b >= a;
-		pick = svcpick_cost(states[b], now_ms) < svcpick_cost(states[a], now_ms) ? b : a;
+		double ca = svcpick_cost(states[a], now_ms), cb = svcpick_cost(states[b], now_ms);
+		pick = cb * SVCPICK_EQUAL < ca ? b : a;
 	}
 	*ep = cand[pick];
 	*st = states[pick];
