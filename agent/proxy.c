@@ -108,7 +108,6 @@ struct pc_svc {
 	uint64_t t_try;
 	char key[320];
 	char endpoint[64]; /* "addr:port" of the current one */
-	char reason[400];
 };
 
 struct pconn {
@@ -697,11 +696,12 @@ static void pc_service_dst(const struct policy_endpoint *e, const struct sockadd
 		((struct sockaddr_in6 *)out)->sin6_port = htons(port);
 }
 
+/* why: static text (the denial counters keep the pointer, admin.h); the
+ * log line names the Service beside it. */
 static void pc_service_refuse(struct pconn *c, const char *why)
 {
-	snprintf(c->svc.reason, sizeof(c->svc.reason), "service %s: %s", c->svc.key, why);
 	c->d.verdict = POLICY_DENY;
-	pc_refuse(c, "denied", c->svc.reason);
+	pc_refuse(c, "denied", why);
 }
 
 /* A call to a virtual IP: choose an endpoint and make it the destination.

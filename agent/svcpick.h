@@ -54,7 +54,8 @@ enum svcpick_why {
 	SVCPICK_ALL_TRIED,   /* every candidate already tried by this call */
 	SVCPICK_NOMEM,
 };
-const char *svcpick_why_text(enum svcpick_why w); /* for the refusal reason */
+/* The refusal reason: static text (the agent's denial counters keep it). */
+const char *svcpick_why_text(enum svcpick_why w);
 
 /* An endpoint of `v` (borrowed) for a call to its port_index-th port
  * (SIZE_MAX: none such), skipping the states in tried[0..n_tried) (the

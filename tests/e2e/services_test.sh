@@ -23,7 +23,12 @@
 #      mesh CA, no agent): its handshake is refused by the pinning, the call
 #      goes to another endpoint, the impostor never sees a request.
 #   4. A Service with no ready endpoint: refused at once (< 1 s) with the
-#      reason "service shop/empty: no ready endpoint".
+#      reason (web's access log: "service":"shop/empty", "reason":"the
+#      Service has no ready endpoint").
+#   5. A virtual IP is never plaintext egress: shop/locked's only endpoint
+#      (api-0 on 9999) does not admit web, and an EgressPolicy lets web
+#      reach all of 10.201.181.0/24: the call is refused before connecting,
+#      as to a meshed pod that does not admit it.
 # Namespaces svc-*, pods 10.201.81.0/24, VIPs 10.201.181.0/24. Root only.
 #   services_test.sh CINCH_AGENT
 set -u
@@ -97,6 +102,13 @@ spec:
   selector: {matchLabels: {app: api}}
   ports: [8080]
   from: [{identities: ["spiffe://$TD/ns/shop/sa/web"]}]
+---
+apiVersion: cinch.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: web-to-vips, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  to: [{cidrs: ["$VNET.0/24"]}]
 Y
 services() { # services "EXTRA ENDPOINTS": the Services, written atomically
 	cat >"$D/policy/.svc.new" <<Y
@@ -140,6 +152,18 @@ metadata: {name: empty-1, namespace: shop, labels: {kubernetes.io/service-name: 
 addressType: IPv4
 endpoints: [{addresses: [$NET.2], conditions: {ready: false, serving: false, terminating: true}}]
 ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: locked, namespace: shop}
+spec: {clusterIP: $VNET.30, ports: [{port: 80, targetPort: 9999}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: locked-1, namespace: shop, labels: {kubernetes.io/service-name: locked}}
+addressType: IPv4
+endpoints: [{addresses: [$NET.2]}]
+ports: [{port: 9999}]
 Y
 	mv "$D/policy/.svc.new" "$D/policy/svc.yaml"
 }
@@ -324,10 +348,17 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 check "a call to shop/empty fails ($out)" [ "${out#ERR}" != "$out" ]
 check "at once (${ms} ms, python start included)" [ "$ms" -lt 1500 ]
 check "web's agent says why" \
-	waitfor 5 grep -q '"reason":"service shop/empty: no ready endpoint"' "$L/web.log"
+	waitfor 5 grep -q '"reason":"the Service has no ready endpoint".*"service":"shop/empty"' "$L/web.log"
+
+# --- 5. a virtual IP is never plaintext, whatever the egress rules say
+out=$(client $VNET.30 80 1 new 1)
+check "a call to shop/locked fails ($out)" [ "${out#ERR}" != "$out" ]
+check "refused before connecting: meshed, does not admit web" \
+	waitfor 5 grep -q "\"dst\":\"$VNET.30:80\".*\"reason\":\"the destination is meshed and does not admit this workload\"" "$L/web.log"
 
 if [ $fail -ne 0 ]; then
 	echo "--- web agent log (tail)"
 	tail -n 15 "$L/web.log"
+	grep -h "$VNET.30" "$L/web.log" | tail -n 3
 fi
 exit $fail

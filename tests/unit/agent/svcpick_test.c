@@ -195,7 +195,8 @@ static void test_tiers_and_refusals(void **state)
 	assert_int_equal(svcpick_choose(p, &svc, 0, 100, tried, 1, &ep, &tried[1]), SVCPICK_OK);
 	svcpick_done(tried[1], 0, 0, 100);
 	assert_int_equal(svcpick_choose(p, &svc, 0, 100, tried, 2, &ep, &st), SVCPICK_ALL_TRIED);
-	assert_string_equal(svcpick_why_text(SVCPICK_NO_READY), "no ready endpoint");
+	assert_string_equal(svcpick_why_text(SVCPICK_NO_READY),
+			    "the Service has no ready endpoint");
 	svcpick_put(tried[0], 0);
 	svcpick_put(tried[1], 0);
 	/* the sweep drops the states nobody holds that no slice has */
