@@ -149,7 +149,7 @@ static json_t *walk(json_t *j, const char *path, char *last, size_t len)
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", path);
 	char *dot = strrchr(buf, '.');
-	snprintf(last, len, "%s", dot ? dot + 1 : buf);
+	snprintf(last, len, "%.100s", dot ? dot + 1 : buf);
 	if (!dot)
 		return j;
 	*dot = '\0';
