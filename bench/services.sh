@@ -9,11 +9,13 @@
 # 8080) with both servers in its EndpointSlice. wrk (1 thread, 32
 # connections, keep-alive; then every request on a new connection) calls
 #   pod  srv0's address 10.201.81.2:8080 (one endpoint, no choice)
-#   vip  the ClusterIP: the client's agent picks an endpoint per connection
-#        (svcpick.h) and rewrites the destination
-# in turn, ROUNDS times; medians. All on the same cores: the client agent's
-# one event loop is the bottleneck either way, so the difference is what
-# the endpoint choice costs (with two servers to spread over on the VIP).
+#   vip1 the ClusterIP of a Service whose only endpoint is srv0: the same
+#        server, through the endpoint choice (the cost of the VIP path)
+#   vip  the ClusterIP of a Service with both servers: the client's agent
+#        picks one per connection (svcpick.h)
+# in turn, ROUNDS times; medians. All on the same two cores: pod and vip1
+# load the same processes, vip spreads over one more server (and its
+# agent) competing for them.
 #
 # Control and agent: services_bench with 10, 1,000 and 10,000 Services.
 #
@@ -38,6 +40,7 @@ for t in wrk nginx openssl setpriv; do
 done
 NET=10.201.81
 VIP=10.201.181.10
+VIP1=10.201.181.11
 TD=cluster.local
 HUB=svcb-hub-$$
 D=$(mktemp -d /tmp/svcb.XXXXXX)
@@ -103,6 +106,18 @@ metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: ap
 addressType: IPv4
 endpoints: [{addresses: [$NET.2]}, {addresses: [$NET.3]}]
 ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: one, namespace: shop}
+spec: {clusterIP: $VIP1, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: one-1, namespace: shop, labels: {kubernetes.io/service-name: one}}
+addressType: IPv4
+endpoints: [{addresses: [$NET.2]}]
+ports: [{name: http, port: 8080}]
 Y
 ip netns add "$HUB"
 ip -n "$HUB" link add br0 type bridge
@@ -148,8 +163,9 @@ wrk_rps() { # wrk_rps URL [ARGS]: requests/s
 }
 OUT=$(mktemp)
 for _ in $(seq "$ROUNDS"); do
-	for t in pod vip; do
+	for t in pod vip1 vip; do
 		url=http://$NET.2:8080/
+		[ $t = vip1 ] && url=http://$VIP1/
 		[ $t = vip ] && url=http://$VIP/
 		echo "$t keep $(wrk_rps $url)" >>"$OUT"
 		echo "$t new $(wrk_rps $url -H 'Connection: close')" >>"$OUT"
@@ -172,7 +188,8 @@ print("Medians of %s rounds of %s s, wrk 1 thread 32 connections; %s Service "
       "connections logged by the client's agent.\n" % (sys.argv[3], sys.argv[4], sys.argv[5]))
 print("| to | keep-alive requests/s | new connections/s |")
 print("|---|---|---|")
-for t, name in (("pod", "pod IP (srv0:8080)"), ("vip", "Service VIP (:80, 2 endpoints)")):
+for t, name in (("pod", "pod IP (srv0:8080)"), ("vip1", "Service VIP, 1 endpoint (srv0)"),
+                ("vip", "Service VIP, 2 endpoints")):
     print("| %s | %.0f | %.0f |" % (name, m((t, "keep")), m((t, "new"))))
 c = {}
 for line in open(sys.argv[2]):
