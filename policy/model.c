@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "ksvc.h"
 #include "spiffe.h"
 
 struct vctx {
@@ -672,6 +673,12 @@ void pset_free(struct pset *s)
 		pegress_clear(&s->egress[i]);
 	for (size_t i = 0; i < s->n_workloads; i++)
 		pworkload_clear(&s->workloads[i]);
+	for (size_t i = 0; i < s->n_services; i++)
+		ksvc_clear(&s->services[i]);
+	for (size_t i = 0; i < s->n_slices; i++)
+		kslice_clear(&s->slices[i]);
+	free(s->services);
+	free(s->slices);
 	free(s->allow);
 	free(s->mesh);
 	free(s->egress);
@@ -884,6 +891,8 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	int rc = -EINVAL;
 
 	memset(err, 0, sizeof(*err));
+	if (ksvc_kind_of(doc) != KSVC_NONE)
+		return ksvc_add_doc(s, file, doc, err);
 	if (vmap(&v, doc, top_keys) < 0)
 		goto out;
 	o = vpush(&v, "apiVersion", 0);
@@ -1215,5 +1224,5 @@ int pset_finish(struct pset *s, struct policy_error *err)
 					}
 		}
 	}
-	return 0;
+	return ksvc_finish(s, err);
 }

@@ -123,6 +123,9 @@ struct pworkload {
 	struct pwhere where;
 };
 
+struct ksvc;   /* ksvc.h */
+struct kslice; /* ksvc.h */
+
 struct pset {
 	char *trust_domain;   /* for the workloads' SPIFFE IDs */
 	char *mesh_namespace; /* MeshPolicy here is mesh-wide ("cinch-system") */
@@ -134,13 +137,18 @@ struct pset {
 	size_t n_egress;
 	struct pworkload *workloads;
 	size_t n_workloads;
+	struct ksvc *services; /* v1 Services (ksvc.h) */
+	size_t n_services;
+	struct kslice *slices; /* discovery.k8s.io/v1 EndpointSlices */
+	size_t n_slices;
 };
 
 /* An empty set for `trust_domain` (copied). NULL on ENOMEM. */
 struct pset *pset_new(const char *trust_domain);
 void pset_free(struct pset *s);
 
-/* Validates one document and adds it to the set: any of the four kinds.
+/* Validates one document and adds it to the set: any of the four kinds,
+ * or a Kubernetes Service or EndpointSlice (ksvc.h).
  * `file` names the source for errors. 0, or -EINVAL with *err filled (the
  * set is then unchanged), -ENOMEM. */
 int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)

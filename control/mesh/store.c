@@ -480,10 +480,11 @@ int store_apply(struct store *st, struct policy_error *errp)
 			.trust_domain = st->trust_domain,
 			.registry = st->registry,
 			.policy = st->policy,
-			.docs = {st->docs[STORE_FEED_PODS], st->docs[STORE_FEED_POLICIES]},
 			.instead = instead,
 			.bundle = st->bundlep,
 		};
+		for (int f = 0; f < STORE_NFEEDS; f++)
+			in.docs[f] = st->docs[f];
 		rc = store_load(&in, &g, err);
 	} while (rc == -EINVAL && store_quarantine(st, err, instead, rejected));
 	if (rc == 0 && store_waiting(st)) {

@@ -50,6 +50,7 @@
 enum store_feed {
 	STORE_FEED_PODS = 0,
 	STORE_FEED_POLICIES,
+	STORE_FEED_SERVICES, /* v1 Services and discovery.k8s.io/v1 EndpointSlices */
 	STORE_NFEEDS,
 };
 

@@ -1,0 +1,774 @@
+/* ksvc: see ksvc.h.
+ *
+ * Validation walks the document with a field path kept in a kctx, as the
+ * policy model does, but with the API's rules: unknown fields are ignored,
+ * a JSON null (or YAML ~) is the same as an absent field, and a scalar's
+ * type comes from how it was written (an unquoted 8080 is a number, a
+ * quoted "http" a string), the way the API server's decoder reads it. The
+ * document is read into a local struct and appended to the set only when
+ * everything was valid. */
+#include "ksvc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kctx {
+	const char *file;
+	struct policy_error *err;
+	char path[128];
+	int failed, nomem;
+};
+
+static int __attribute__((format(printf, 3, 4)))
+kerr(struct kctx *k, const struct pdoc *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (k->failed)
+		return -EINVAL;
+	k->failed = 1;
+	memset(k->err, 0, sizeof(*k->err));
+	policy_error_set_file(k->err, k->file);
+	k->err->line = at ? at->line : 0;
+	k->err->column = at ? at->column : 0;
+	snprintf(k->err->path, sizeof(k->err->path), "%s", k->path);
+	va_start(ap, fmt);
+	vsnprintf(k->err->msg, sizeof(k->err->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Path handling: push returns the old length to pop back to. */
+static size_t kpush(struct kctx *k, const char *key, long index)
+{
+	size_t old = strlen(k->path);
+	if (key)
+		snprintf(k->path + old, sizeof(k->path) - old, "%s%s", old ? "." : "", key);
+	else
+		snprintf(k->path + old, sizeof(k->path) - old, "[%ld]", index);
+	return old;
+}
+
+static void kpop(struct kctx *k, size_t old)
+{
+	k->path[old] = '\0';
+}
+
+static char *kdup(struct kctx *k, const char *s)
+{
+	char *d = strdup(s);
+	if (!d)
+		k->nomem = k->failed = 1;
+	return d;
+}
+
+static int is_null(const struct pdoc *d)
+{
+	return d && d->kind == PDOC_SCALAR && !d->quoted &&
+	       (!strcmp(d->text, "null") || !strcmp(d->text, "~") || !d->text[0]);
+}
+
+/* The value of `key` in `map`, NULL when absent or null. */
+static const struct pdoc *kget(const struct pdoc *map, const char *key)
+{
+	const struct pdoc *d = map && map->kind == PDOC_MAP ? pdoc_get(map, key) : NULL;
+	return is_null(d) ? NULL : d;
+}
+
+static int kmap(struct kctx *k, const struct pdoc *d)
+{
+	return d && d->kind == PDOC_MAP ? 0 : kerr(k, d, "must be a mapping");
+}
+
+/* A list, or NULL (absent or null: an empty list). -EINVAL: not a list. */
+static int klist(struct kctx *k, const struct pdoc *d, size_t max)
+{
+	if (!d)
+		return 0;
+	if (d->kind != PDOC_SEQ)
+		return kerr(k, d, "must be a list");
+	if (d->n > max)
+		return kerr(k, d, "more than %zu entries", max);
+	return 0;
+}
+
+static const char *kstr(struct kctx *k, const struct pdoc *d)
+{
+	if (!d || d->kind != PDOC_SCALAR) {
+		kerr(k, d, d ? "must be a string" : "required: a string");
+		return NULL;
+	}
+	return d->text;
+}
+
+/* A number written as one (not quoted) in [lo, hi]. */
+static int kint(struct kctx *k, const struct pdoc *d, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	if (!d || d->kind != PDOC_SCALAR || d->quoted || !d->text[0])
+		return kerr(k, d, d ? "must be a number" : "required: a number");
+	v = strtol(d->text, &end, 10);
+	if (*end || v < lo || v > hi)
+		return kerr(k, d, "must be a number from %ld to %ld, not \"%.40s\"", lo, hi,
+			    d->text);
+	*out = v;
+	return 0;
+}
+
+/* A boolean condition: -1 when nil. */
+static int kbool(struct kctx *k, const struct pdoc *d, int *out)
+{
+	if (!d) {
+		*out = -1;
+		return 0;
+	}
+	if (d->kind != PDOC_SCALAR || d->quoted || (strcmp(d->text, "true") && strcmp(d->text, "false")))
+		return kerr(k, d, "must be true or false");
+	*out = !strcmp(d->text, "true");
+	return 0;
+}
+
+/* RFC 1123 label (63) or subdomain (253). */
+static int dns_ok(const char *s, int subdomain)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > (subdomain ? 253u : 63u))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if ((!alnum && c != '-' && !(subdomain && c == '.')) ||
+		    (!alnum && (i == 0 || i == n - 1)))
+			return 0;
+	}
+	return 1;
+}
+
+/* IANA_SVC_NAME: 1-15 of [a-z0-9-], a letter at least, no "--", no '-'
+ * at either end (what the API server allows a named port to be). */
+static int svc_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	int letter = 0;
+	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-' || strstr(s, "--"))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			letter = 1;
+		else if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+			return 0;
+	}
+	return letter;
+}
+
+static char *kprotocol(struct kctx *k, const struct pdoc *d)
+{
+	const char *p = d ? kstr(k, d) : "TCP";
+	if (!p)
+		return NULL;
+	if (strcmp(p, "TCP") && strcmp(p, "UDP") && strcmp(p, "SCTP")) {
+		kerr(k, d, "must be TCP, UDP or SCTP, not \"%.40s\"", p);
+		return NULL;
+	}
+	return kdup(k, p);
+}
+
+/* metadata.name and metadata.namespace; `labels` gets metadata.labels. */
+static int kmeta(struct kctx *k, const struct pdoc *doc, char **ns, char **name,
+		 struct pwhere *where, const struct pdoc **labels)
+{
+	const struct pdoc *meta = kget(doc, "metadata"), *d;
+	size_t o = kpush(k, "metadata", 0);
+	const char *s;
+
+	if (kmap(k, meta) < 0)
+		return -EINVAL;
+	size_t o2 = kpush(k, "name", 0);
+	if (!(s = kstr(k, d = kget(meta, "name"))))
+		return -EINVAL;
+	if (!dns_ok(s, 1))
+		return kerr(k, d, "not a valid DNS-1123 name: \"%.100s\"", s);
+	if (!(*name = kdup(k, s)))
+		return -ENOMEM;
+	policy_error_set_file(k->err, k->file);
+	memcpy(where->file, k->err->file, sizeof(where->file));
+	where->line = d->line;
+	where->column = d->column;
+	kpop(k, o2);
+	o2 = kpush(k, "namespace", 0);
+	if (!(s = kstr(k, d = kget(meta, "namespace"))))
+		return -EINVAL;
+	if (!dns_ok(s, 0))
+		return kerr(k, d, "not a valid DNS-1123 label: \"%.100s\"", s);
+	if (!(*ns = kdup(k, s)))
+		return -ENOMEM;
+	kpop(k, o2);
+	*labels = kget(meta, "labels");
+	if (*labels && (*labels)->kind != PDOC_MAP) {
+		kpush(k, "labels", 0);
+		return kerr(k, *labels, "must be a mapping of label to value");
+	}
+	kpop(k, o);
+	return 0;
+}
+
+/* An IP address (no prefix) into *out, its text the canonical form. */
+static int kaddr(struct kctx *k, const struct pdoc *d, struct pcidr *out)
+{
+	char canon[INET6_ADDRSTRLEN];
+	const char *s = kstr(k, d);
+
+	if (!s)
+		return -EINVAL;
+	if (pcidr_parse(s, 1, out) < 0)
+		return kerr(k, d, "not an IP address: \"%.60s\"", s);
+	inet_ntop(out->family, out->addr, canon, sizeof(canon));
+	if (!(out->text = kdup(k, canon)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* ---- Service */
+
+static int family_of(const char *s)
+{
+	return !strcmp(s, "IPv4") ? AF_INET : !strcmp(s, "IPv6") ? AF_INET6 : 0;
+}
+
+/* spec.clusterIP, spec.clusterIPs and spec.ipFamilies into v. */
+static int kvips(struct kctx *k, const struct pdoc *spec, struct ksvc *v)
+{
+	const struct pdoc *one = kget(spec, "clusterIP"), *list = kget(spec, "clusterIPs");
+	const struct pdoc *fams = kget(spec, "ipFamilies"), *type = kget(spec, "type");
+	const char *first = NULL, *t;
+	size_t o;
+
+	o = kpush(k, "type", 0);
+	if (type && !(t = kstr(k, type)))
+		return -EINVAL;
+	if (type && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer") &&
+	    strcmp(t, "ExternalName"))
+		return kerr(k, type, "must be ClusterIP, NodePort, LoadBalancer or ExternalName");
+	kpop(k, o);
+	if (type && !strcmp(t, "ExternalName"))
+		return 0; /* a DNS alias: no virtual IP, nothing to carry */
+	o = kpush(k, "clusterIP", 0);
+	if (one && !(first = kstr(k, one)))
+		return -EINVAL;
+	kpop(k, o);
+	o = kpush(k, "clusterIPs", 0);
+	if (klist(k, list, 2) < 0)
+		return -EINVAL;
+	kpop(k, o);
+	o = kpush(k, "ipFamilies", 0);
+	if (klist(k, fams, 2) < 0)
+		return -EINVAL;
+	for (size_t i = 0; fams && i < fams->n; i++) {
+		size_t o2 = kpush(k, NULL, (long)i);
+		const char *f = kstr(k, fams->items[i]);
+		if (!f)
+			return -EINVAL;
+		if (!family_of(f))
+			return kerr(k, fams->items[i], "must be IPv4 or IPv6, not \"%.40s\"", f);
+		kpop(k, o2);
+	}
+	kpop(k, o);
+	if (list && list->n && first && first[0]) {
+		const char *l0 = list->items[0]->kind == PDOC_SCALAR ? list->items[0]->text : "";
+		if (strcmp(l0, first)) {
+			kpush(k, "clusterIPs[0]", 0);
+			return kerr(k, list->items[0], "must be spec.clusterIP (\"%.60s\")", first);
+		}
+	}
+	if ((first && !strcmp(first, "None")) ||
+	    (list && list->n && list->items[0]->kind == PDOC_SCALAR &&
+	     !strcmp(list->items[0]->text, "None"))) {
+		if (list && list->n > 1) {
+			kpush(k, "clusterIPs", 0);
+			return kerr(k, list, "a headless Service (None) has no other clusterIP");
+		}
+		v->headless = 1;
+		return 0;
+	}
+	size_t n = list && list->n ? list->n : first && first[0] ? 1 : 0;
+	if (!n)
+		return 0; /* none allocated */
+	if (!(v->vips = calloc(n, sizeof(*v->vips))))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct pdoc *d = list && list->n ? list->items[i] : one;
+		o = list && list->n ? kpush(k, "clusterIPs", 0) : kpush(k, "clusterIP", 0);
+		size_t o2 = list && list->n ? kpush(k, NULL, (long)i) : strlen(k->path);
+		v->n_vips = i + 1;
+		if (kaddr(k, d, &v->vips[i]) < 0)
+			return -EINVAL;
+		if (i > 0 && v->vips[i].family == v->vips[0].family)
+			return kerr(k, d, "two addresses of one family");
+		if (fams && i < fams->n && family_of(fams->items[i]->text) != v->vips[i].family)
+			return kerr(k, d, "not of family spec.ipFamilies[%zu] (%s)", i,
+				    fams->items[i]->text);
+		kpop(k, o2);
+		kpop(k, o);
+	}
+	return 0;
+}
+
+static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port *p)
+{
+	const struct pdoc *x;
+	const char *s;
+	long n;
+	size_t o;
+
+	if (kmap(k, d) < 0)
+		return -EINVAL;
+	o = kpush(k, "name", 0);
+	if ((x = kget(d, "name"))) {
+		if (!(s = kstr(k, x)))
+			return -EINVAL;
+		if (s[0] && !dns_ok(s, 0))
+			return kerr(k, x, "not a valid DNS-1123 label: \"%.60s\"", s);
+	}
+	if (!(p->name = kdup(k, x ? x->text : "")))
+		return -ENOMEM;
+	kpop(k, o);
+	o = kpush(k, "protocol", 0);
+	if (!(p->protocol = kprotocol(k, kget(d, "protocol"))))
+		return -EINVAL;
+	kpop(k, o);
+	o = kpush(k, "port", 0);
+	if (kint(k, kget(d, "port"), 1, 65535, &n) < 0)
+		return -EINVAL;
+	p->port = (uint16_t)n;
+	kpop(k, o);
+	o = kpush(k, "targetPort", 0);
+	if (!(x = kget(d, "targetPort"))) {
+		p->target = p->port;
+	} else if (x->kind == PDOC_SCALAR && x->quoted) {
+		/* IntOrString as a string: a container port's name */
+		if (!svc_name_ok(x->text))
+			return kerr(k, x, "not a port number or a port name (IANA_SVC_NAME): "
+					  "\"%.40s\"",
+				    x->text);
+		if (!(p->target_name = kdup(k, x->text)))
+			return -ENOMEM;
+	} else {
+		if (kint(k, x, 1, 65535, &n) < 0)
+			return -EINVAL;
+		p->target = (uint16_t)n;
+	}
+	kpop(k, o);
+	return 0;
+}
+
+static int kservice(struct kctx *k, const struct pdoc *doc, struct ksvc *v)
+{
+	const struct pdoc *spec = kget(doc, "spec"), *ports, *labels;
+	size_t o;
+
+	if (kmeta(k, doc, &v->ns, &v->name, &v->where, &labels) < 0)
+		return -EINVAL;
+	o = kpush(k, "spec", 0);
+	if (kmap(k, spec) < 0 || kvips(k, spec, v) < 0)
+		return -EINVAL;
+	ports = kget(spec, "ports");
+	size_t o2 = kpush(k, "ports", 0);
+	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
+		return -EINVAL;
+	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; ports && i < ports->n; i++) {
+		size_t o3 = kpush(k, NULL, (long)i);
+		struct ksvc_port *p = &v->ports[i];
+		v->n_ports = i + 1;
+		if (kservice_port(k, ports->items[i], p) < 0)
+			return -EINVAL;
+		if (ports->n > 1 && !p->name[0]) {
+			kpush(k, "name", 0);
+			return kerr(k, ports->items[i], "required when a Service has several ports");
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (ports->n > 1 && !strcmp(v->ports[j].name, p->name))
+				return kerr(k, ports->items[i], "a second port named \"%s\"",
+					    p->name);
+			if (v->ports[j].port == p->port && !strcmp(v->ports[j].protocol, p->protocol))
+				return kerr(k, ports->items[i], "a second %s port %u", p->protocol,
+					    p->port);
+		}
+		kpop(k, o3);
+	}
+	kpop(k, o2);
+	kpop(k, o);
+	return 0;
+}
+
+/* ---- EndpointSlice */
+
+static int kendpoint(struct kctx *k, const struct pdoc *d, int family, struct kslice_ep *e)
+{
+	const struct pdoc *addrs = kget(d, "addresses"), *cond;
+	size_t o;
+
+	if (kmap(k, d) < 0)
+		return -EINVAL;
+	o = kpush(k, "addresses", 0);
+	if (!addrs)
+		return kerr(k, d, "required: a list of addresses");
+	if (klist(k, addrs, KSVC_MAX_ADDRESSES) < 0)
+		return -EINVAL;
+	if (addrs->n == 0)
+		return kerr(k, addrs, "must not be empty");
+	if (family && !(e->addrs = calloc(addrs->n, sizeof(*e->addrs))))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; i < addrs->n; i++) {
+		size_t o2 = kpush(k, NULL, (long)i);
+		if (!kstr(k, addrs->items[i]))
+			return -EINVAL;
+		if (family) {
+			e->n_addrs = i + 1;
+			if (kaddr(k, addrs->items[i], &e->addrs[i]) < 0)
+				return -EINVAL;
+			if (e->addrs[i].family != family)
+				return kerr(k, addrs->items[i], "not of the addressType %s",
+					    family == AF_INET ? "IPv4" : "IPv6");
+		}
+		kpop(k, o2);
+	}
+	kpop(k, o);
+	o = kpush(k, "conditions", 0);
+	cond = kget(d, "conditions");
+	if (cond && kmap(k, cond) < 0)
+		return -EINVAL;
+	size_t o2 = kpush(k, "ready", 0);
+	if (kbool(k, kget(cond, "ready"), &e->ready) < 0)
+		return -EINVAL;
+	kpop(k, o2);
+	o2 = kpush(k, "serving", 0);
+	if (kbool(k, kget(cond, "serving"), &e->serving) < 0)
+		return -EINVAL;
+	kpop(k, o2);
+	o2 = kpush(k, "terminating", 0);
+	if (kbool(k, kget(cond, "terminating"), &e->terminating) < 0)
+		return -EINVAL;
+	kpop(k, o2);
+	kpop(k, o);
+	/* the API's nil meanings (ksvc.h) */
+	if (e->ready < 0)
+		e->ready = 1;
+	if (e->serving < 0)
+		e->serving = e->ready;
+	if (e->terminating < 0)
+		e->terminating = 0;
+	return 0;
+}
+
+static int kslice_port(struct kctx *k, const struct pdoc *d, struct kslice_port *p)
+{
+	const struct pdoc *x;
+	long n;
+	size_t o;
+
+	if (kmap(k, d) < 0)
+		return -EINVAL;
+	o = kpush(k, "name", 0);
+	x = kget(d, "name");
+	if (x && !kstr(k, x))
+		return -EINVAL;
+	if (x && x->text[0] && !dns_ok(x->text, 0))
+		return kerr(k, x, "not a valid DNS-1123 label: \"%.60s\"", x->text);
+	if (!(p->name = kdup(k, x ? x->text : "")))
+		return -ENOMEM;
+	kpop(k, o);
+	o = kpush(k, "protocol", 0);
+	if (!(p->protocol = kprotocol(k, kget(d, "protocol"))))
+		return -EINVAL;
+	kpop(k, o);
+	o = kpush(k, "port", 0);
+	if ((x = kget(d, "port"))) {
+		if (kint(k, x, 1, 65535, &n) < 0)
+			return -EINVAL;
+		p->port = (uint16_t)n;
+	}
+	kpop(k, o);
+	return 0;
+}
+
+static int kslice(struct kctx *k, const struct pdoc *doc, struct kslice *v)
+{
+	const struct pdoc *labels, *t, *eps, *ports, *svc;
+	const char *s;
+	int family;
+	size_t o;
+
+	if (kmeta(k, doc, &v->ns, &v->name, &v->where, &labels) < 0)
+		return -EINVAL;
+	if ((svc = kget(labels, KSVC_SERVICE_NAME_LABEL))) {
+		o = kpush(k, "metadata.labels." KSVC_SERVICE_NAME_LABEL, 0);
+		if (!(s = kstr(k, svc)))
+			return -EINVAL;
+		if (!dns_ok(s, 1))
+			return kerr(k, svc, "not a valid Service name: \"%.100s\"", s);
+		if (!(v->service = kdup(k, s)))
+			return -ENOMEM;
+		kpop(k, o);
+	}
+	o = kpush(k, "addressType", 0);
+	if (!(s = kstr(k, t = kget(doc, "addressType"))))
+		return -EINVAL;
+	family = family_of(s);
+	v->fqdn = !strcmp(s, "FQDN");
+	if (!family && !v->fqdn)
+		return kerr(k, t, "must be IPv4, IPv6 or FQDN, not \"%.40s\"", s);
+	kpop(k, o);
+	eps = kget(doc, "endpoints");
+	o = kpush(k, "endpoints", 0);
+	if (klist(k, eps, KSVC_MAX_ENDPOINTS) < 0)
+		return -EINVAL;
+	if (eps && !(v->eps = calloc(eps->n ? eps->n : 1, sizeof(*v->eps))))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; eps && i < eps->n; i++) {
+		size_t o2 = kpush(k, NULL, (long)i);
+		v->n_eps = i + 1;
+		if (kendpoint(k, eps->items[i], family, &v->eps[i]) < 0)
+			return -EINVAL;
+		kpop(k, o2);
+	}
+	kpop(k, o);
+	ports = kget(doc, "ports");
+	o = kpush(k, "ports", 0);
+	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
+		return -EINVAL;
+	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; ports && i < ports->n; i++) {
+		size_t o2 = kpush(k, NULL, (long)i);
+		v->n_ports = i + 1;
+		if (kslice_port(k, ports->items[i], &v->ports[i]) < 0)
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(v->ports[j].name, v->ports[i].name) &&
+			    !strcmp(v->ports[j].protocol, v->ports[i].protocol))
+				return kerr(k, ports->items[i], "a second %s port named \"%s\"",
+					    v->ports[i].protocol, v->ports[i].name);
+		kpop(k, o2);
+	}
+	kpop(k, o);
+	return 0;
+}
+
+/* ---- the API */
+
+enum ksvc_kind ksvc_kind_of(const struct pdoc *doc)
+{
+	const struct pdoc *api = kget(doc, "apiVersion"), *kind = kget(doc, "kind");
+
+	if (!api || !kind || api->kind != PDOC_SCALAR || kind->kind != PDOC_SCALAR)
+		return KSVC_NONE;
+	if (!strcmp(api->text, "v1") && !strcmp(kind->text, "Service"))
+		return KSVC_SERVICE;
+	if (!strcmp(api->text, "discovery.k8s.io/v1") && !strcmp(kind->text, "EndpointSlice"))
+		return KSVC_SLICE;
+	return KSVC_NONE;
+}
+
+void ksvc_clear(struct ksvc *v)
+{
+	for (size_t i = 0; i < v->n_vips; i++)
+		free(v->vips[i].text);
+	for (size_t i = 0; i < v->n_ports; i++) {
+		free(v->ports[i].name);
+		free(v->ports[i].protocol);
+		free(v->ports[i].target_name);
+	}
+	free(v->vips);
+	free(v->ports);
+	free(v->ns);
+	free(v->name);
+	memset(v, 0, sizeof(*v));
+}
+
+void kslice_clear(struct kslice *v)
+{
+	for (size_t i = 0; i < v->n_eps; i++) {
+		for (size_t j = 0; j < v->eps[i].n_addrs; j++)
+			free(v->eps[i].addrs[j].text);
+		free(v->eps[i].addrs);
+	}
+	for (size_t i = 0; i < v->n_ports; i++) {
+		free(v->ports[i].name);
+		free(v->ports[i].protocol);
+	}
+	free(v->eps);
+	free(v->ports);
+	free(v->ns);
+	free(v->name);
+	free(v->service);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Validates doc into *svc or *sl (by its kind); cleared on failure. */
+static int ksvc_parse(const char *file, const struct pdoc *doc, struct ksvc *svc,
+		      struct kslice *sl, struct policy_error *err)
+{
+	struct kctx k = {.file = file, .err = err};
+	enum ksvc_kind kind = ksvc_kind_of(doc);
+	int rc;
+
+	memset(err, 0, sizeof(*err));
+	if (kind == KSVC_NONE) {
+		kerr(&k, doc, "not a v1 Service nor a discovery.k8s.io/v1 EndpointSlice");
+		return -EINVAL;
+	}
+	rc = kind == KSVC_SERVICE ? kservice(&k, doc, svc) : kslice(&k, doc, sl);
+	if (rc == 0)
+		return 0;
+	if (kind == KSVC_SERVICE)
+		ksvc_clear(svc);
+	else
+		kslice_clear(sl);
+	if (k.nomem) {
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
+	}
+	return -EINVAL;
+}
+
+static int grow(void **arr, size_t n, size_t size)
+{
+	void *p = realloc(*arr, (n + 1) * size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	return 0;
+}
+
+int ksvc_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
+{
+	struct ksvc svc = {0};
+	struct kslice sl = {0};
+	int rc = ksvc_parse(file, doc, &svc, &sl, err);
+
+	if (rc < 0)
+		return rc;
+	if (svc.name) {
+		if (grow((void **)&s->services, s->n_services, sizeof(svc)) < 0) {
+			ksvc_clear(&svc);
+			return -ENOMEM;
+		}
+		s->services[s->n_services++] = svc;
+	} else {
+		if (grow((void **)&s->slices, s->n_slices, sizeof(sl)) < 0) {
+			kslice_clear(&sl);
+			return -ENOMEM;
+		}
+		s->slices[s->n_slices++] = sl;
+	}
+	return 0;
+}
+
+int ksvc_check_json(const json_t *doc, struct policy_error *err)
+{
+	struct pdoc *d = pdoc_from_json(doc);
+	struct ksvc svc = {0};
+	struct kslice sl = {0};
+	int rc;
+
+	if (!d) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->msg, sizeof(err->msg), "out of memory, or a value JSON cannot hold");
+		return -ENOMEM;
+	}
+	rc = ksvc_parse("", d, &svc, &sl, err);
+	ksvc_clear(&svc);
+	kslice_clear(&sl);
+	pdoc_free(d);
+	return rc;
+}
+
+uint16_t ksvc_target_port(const struct ksvc_port *sp, const struct kslice *sl)
+{
+	for (size_t i = 0; i < sl->n_ports; i++) {
+		const struct kslice_port *p = &sl->ports[i];
+		if (!strcmp(p->name, sp->name) && !strcmp(p->protocol, sp->protocol))
+			return p->port ? p->port : sp->target;
+	}
+	return 0;
+}
+
+const struct ksvc *ksvc_find(const struct pset *s, const char *ns, const char *name)
+{
+	for (size_t i = 0; i < s->n_services; i++)
+		if (!strcmp(s->services[i].ns, ns) && !strcmp(s->services[i].name, name))
+			return &s->services[i];
+	return NULL;
+}
+
+static int __attribute__((format(printf, 4, 5)))
+kset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(err, 0, sizeof(*err));
+	memcpy(err->file, at->file, sizeof(err->file));
+	err->line = at->line;
+	err->column = at->column;
+	snprintf(err->path, sizeof(err->path), "%s", field);
+	err->whole_set = 1;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int same_host(const struct pcidr *a, const struct pcidr *b)
+{
+	return a->family == b->family && !memcmp(a->addr, b->addr, 16);
+}
+
+int ksvc_finish(const struct pset *s, struct policy_error *err)
+{
+	for (size_t i = 0; i < s->n_services; i++) {
+		const struct ksvc *v = &s->services[i];
+		for (size_t j = 0; j < i; j++) {
+			const struct ksvc *x = &s->services[j];
+			if (!strcmp(v->ns, x->ns) && !strcmp(v->name, x->name))
+				return kset_err(err, &v->where, "metadata.name",
+						"a second Service named %s/%s (the first: %s:%d)",
+						v->ns, v->name, x->where.file, x->where.line);
+			for (size_t a = 0; a < v->n_vips; a++)
+				for (size_t b = 0; b < x->n_vips; b++)
+					if (same_host(&v->vips[a], &x->vips[b]))
+						return kset_err(err, &v->where, "spec.clusterIPs",
+								"Services %s/%s and %s/%s share "
+								"the virtual IP %s",
+								x->ns, x->name, v->ns, v->name,
+								v->vips[a].text);
+		}
+		for (size_t w = 0; w < s->n_workloads; w++)
+			for (size_t a = 0; a < v->n_vips; a++)
+				for (size_t b = 0; b < s->workloads[w].n_addrs; b++)
+					if (same_host(&v->vips[a], &s->workloads[w].addrs[b]))
+						return kset_err(err, &v->where, "spec.clusterIPs",
+								"the virtual IP %s of Service %s/%s "
+								"is the address of workload %s/%s",
+								v->vips[a].text, v->ns, v->name,
+								s->workloads[w].ns,
+								s->workloads[w].name);
+	}
+	for (size_t i = 0; i < s->n_slices; i++)
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->slices[i].ns, s->slices[j].ns) &&
+			    !strcmp(s->slices[i].name, s->slices[j].name))
+				return kset_err(err, &s->slices[i].where, "metadata.name",
+						"a second EndpointSlice named %s/%s (the first: "
+						"%s:%d)",
+						s->slices[i].ns, s->slices[i].name,
+						s->slices[j].where.file, s->slices[j].where.line);
+	return 0;
+}
