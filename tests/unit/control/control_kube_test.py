@@ -11,7 +11,16 @@ version stays in force, config_rejected names the object and field), and
 the object's status gets Accepted=False with the field path and message,
 then True again once fixed; a pod added meanwhile still goes out; a pod
 that stops running leaves the registry; a watch ended by 410 Gone relists
-and picks up what it missed. High availability: a second replica sharing
+and picks up what it missed. Services: v1 Services and discovery.k8s.io/v1
+EndpointSlices, from fixtures in the exact shape an API server sends them
+(tests/unit/k8s/fixtures/services_list.json, endpointslices_list.json:
+managedFields, uid, resourceVersion, creationTimestamp, status,
+ipFamilyPolicy, internalTrafficPolicy, list items without apiVersion/kind,
+endpoints with nodeName/targetRef/zone/hints), are listed and watched
+across all namespaces before the control is ready; a Service the parser
+refuses is left out with config_rejected naming it and its field, the
+version in force stays; a watch ended by 410 Gone relists them. High
+availability: a second replica sharing
 the CA (same --ca-cert/--ca-key, its own state directory and ports) serves
 the same version; when the first goes away the client, with the same
 certificate, watches the second and has nothing to re-apply. Both replicas
@@ -46,6 +55,7 @@ import control_grpc_test as base
 from control_config_test import Stream, peer_port
 
 KUBE_API = sys.argv[3]
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fixtures")
 WEB = "spiffe://%s/ns/shop/sa/web" % TD
 POLICY_PATH = "allowpolicies/shop/api-from-web"
 
@@ -156,6 +166,18 @@ MESH = {"apiVersion": "cinch.dev/v1alpha1", "kind": "MeshPolicy",
         "metadata": {"name": "default", "namespace": "cinch-system"}, "spec": {"mtls": "STRICT"}}
 
 
+def fixture_items(name, kind, api_version):
+    """A List fixture's items as the live store keeps them: with the
+    apiVersion and kind that watch events carry (list items have none)."""
+    with open(os.path.join(FIXTURES, name)) as f:
+        lst = json.load(f)
+    return [dict(item, apiVersion=api_version, kind=kind) for item in lst["items"]]
+
+
+SERVICES = fixture_items("services_list.json", "Service", "v1")
+SLICES = fixture_items("endpointslices_list.json", "EndpointSlice", "discovery.k8s.io/v1")
+
+
 def wait_for(what, fn, timeout=10, ctls=()):
     """fn() until it returns something true, at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -207,6 +229,8 @@ def main():
                      pod("job-done", "api", "api", "10.1.0.14", phase="Succeeded")],
             "allowpolicies": [allow(8080)],
             "meshpolicies": [MESH],
+            "services": json.loads(json.dumps(SERVICES)),
+            "endpointslices": json.loads(json.dumps(SLICES)),
         })
         pki = ca_pair(tmp, "mesh", td_uri="spiffe://" + TD)
         shared = ["--ca-cert", pki["ca"], "--ca-key", pki["ca_key"]] + kube.flags()
@@ -342,7 +366,44 @@ def run(tmp, kube, a, shared, ctls, pb, pbg, cpb, cpbg):
     check(m.get("cinch_control_snapshots_sent_total", 0) >= 6,
           "metrics count the snapshots sent: %s" % m.get("cinch_control_snapshots_sent_total"))
 
+    last = services(kube, a, st, cpb, ctls) or last
     ha(tmp, kube, a, shared, ctls, creds, req, st, ch, last, cpb, cpbg)
+
+
+def services(kube, a, st, cpb, ctls):
+    """The Service source (control/k8s/svcsource.c). Returns the version
+    of the last snapshot it saw, or None."""
+    reqs = kube.req("GET", "/debug/requests")
+    for coll in ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"):
+        check(any(r.startswith("GET %s?" % coll) and "watch=" not in r for r in reqs) and
+              any(r.startswith("GET %s?" % coll) and "watch=1" in r for r in reqs),
+              "%s listed and watched across all namespaces" % coll)
+    check(not [e for e in a.events() if e["event"] == "config_rejected" and
+               e.get("where", "").split("/")[0] in ("Service", "EndpointSlice")],
+          "the fixtures (a real API server's objects, every field) are accepted")
+    good = status_workloads(a.state)["version"]
+
+    # A Service the parser refuses: left out, named with its field.
+    bad = json.loads(json.dumps(SERVICES[0]))
+    bad["spec"]["ports"][0]["port"] = 70000
+    kube.apply("services", "MODIFIED", bad)
+    rej = wait_for("a refused Service is logged",
+                   lambda: [e for e in a.events() if e["event"] == "config_rejected" and
+                            e.get("where") == "Service/shop/api"], ctls=ctls)
+    check(rej and rej[-1]["path"] == "spec.ports[0].port",
+          "config_rejected names the Service and the field: %s" % rej[-1:])
+    check(status_workloads(a.state)["version"] == good, "the version in force stays")
+    kube.apply("services", "MODIFIED", json.loads(json.dumps(SERVICES[0])))
+
+    # 410 Gone on the EndpointSlices' watch: relisted.
+    lists = lambda: len([r for r in kube.req("GET", "/debug/requests")
+                         if r.startswith("GET /apis/discovery.k8s.io/v1/endpointslices?") and
+                         "watch=" not in r])
+    before = lists()
+    kube.req("POST", "/debug/expire", {"collection": "endpointslices"})
+    wait_for("after 410 Gone the EndpointSlices are listed again", lambda: lists() > before,
+             ctls=ctls)
+    return None
 
 
 def ha(tmp, kube, a, shared, ctls, creds, req, st, ch, last, cpb, cpbg):
