@@ -29,8 +29,8 @@
 #         api.demo.svc.cluster.local (and api.demo.svc, api.demo, api) to
 #         the VIP (ip netns exec mounts it over /etc/hosts);
 #       the Service and EndpointSlice documents in Kubernetes' own format
-#         (v1, discovery.k8s.io/v1), as an API server returns them, in
-#         $MESH_STATE/registry/services.yaml for the control plane.
+#         (v1, discovery.k8s.io/v1), as an API server returns them, in the
+#         registry the control plane watches ($MESH_STATE/registry/services.yaml).
 #   With MESH_API_REPLICAS=2 (make demo's), api runs as two pods, api and
 #   api-2 (workload api-2, the same service account), both endpoints of
 #   the api Service.
@@ -272,7 +272,8 @@ metadata: {name: api-2, namespace: demo, labels: {app: api}}
 spec: {serviceAccount: api, addresses: ["$(mesh_addr api-2)"]}
 EOF
 	fi
-	[ -e "$MESH_STATE/services.yaml" ] || mesh_service_docs >"$MESH_STATE/services.yaml"
+	[ -e "$MESH_STATE/registry/services.yaml" ] ||
+		mesh_service_docs >"$MESH_STATE/registry/services.yaml"
 	[ -e "$MESH_STATE/policy/policy.yaml" ] ||
 		cp "$MESH_SRC/policy.yaml" "$MESH_STATE/policy/policy.yaml"
 	netns_spawn control - "$MESH_BIN/cinch-control" \

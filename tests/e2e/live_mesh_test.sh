@@ -58,6 +58,8 @@ check "cinchctl status: all four pods enforce the current version" netns_wait 10
 
 # --- Services: names, the VIP's DNAT from outside the mesh, the hairpin
 VIP=$MESH_NET.240
+check "the control plane took the registry's Services and EndpointSlices (Kubernetes' format)" \
+	bash -c "grep -q 'kind: EndpointSlice' '$MESH_STATE/registry/services.yaml' && ! grep -q config_rejected '$MESH_STATE/control.log'"
 check "web resolves api.demo.svc.cluster.local to the api VIP" \
 	[ "$(mesh_in web getent hosts api.demo.svc.cluster.local | awk '{print $1}')" = "$VIP" ]
 check "... and api.demo, api" [ "$(mesh_in web getent hosts api | awk '{print $1}')" = "$VIP" ]

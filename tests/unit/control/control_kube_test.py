@@ -13,7 +13,7 @@ then True again once fixed; a pod added meanwhile still goes out; a pod
 that stops running leaves the registry; a watch ended by 410 Gone relists
 and picks up what it missed. Services: v1 Services and discovery.k8s.io/v1
 EndpointSlices, from fixtures in the exact shape an API server sends them
-(tests/unit/k8s/fixtures/services_list.json, endpointslices_list.json:
+(tests/unit/k8s/fixtures/services/: services_list.json, endpointslices_list.json:
 managedFields, uid, resourceVersion, creationTimestamp, status,
 ipFamilyPolicy, internalTrafficPolicy, list items without apiVersion/kind,
 endpoints with nodeName/targetRef/zone/hints), are listed and watched
@@ -55,7 +55,8 @@ import control_grpc_test as base
 from control_config_test import Stream, peer_port
 
 KUBE_API = sys.argv[3]
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fixtures")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fixtures",
+                        "services")
 WEB = "spiffe://%s/ns/shop/sa/web" % TD
 POLICY_PATH = "allowpolicies/shop/api-from-web"
 
