@@ -24,6 +24,7 @@
 #include <openssl/sha.h>
 
 #include "cinch/v1/config.pb-c.h"
+#include "ksvc.h"
 #include "spiffe.h"
 
 struct arena {
@@ -175,6 +176,25 @@ struct ilist {
 	size_t n, cap;
 };
 
+/* One endpoint of a Service as every caller sees it; a meshed pod's
+ * entries in several EndpointSlices (one per family) are merged. */
+struct cep {
+	long wl; /* the workload owning its addresses; -1: outside the mesh */
+	const struct kslice_ep *e;
+	const char *addrs[2 * KSVC_MAX_ADDRESSES];
+	size_t n_addrs;
+	uint16_t *targets; /* per carried port (csvc.ports) */
+};
+
+/* A Service with a virtual IP: its TCP ports and its endpoints. */
+struct csvc {
+	const struct ksvc *v;
+	const struct ksvc_port **ports;
+	size_t n_ports;
+	struct cep *eps;
+	size_t n_eps;
+};
+
 struct pcompiled {
 	const struct pset *s;
 	const struct pallow **order; /* AllowPolicies in evaluation order */
@@ -188,6 +208,8 @@ struct pcompiled {
 	char **ids;				/* per workload: its SPIFFE ID */
 	char **meshed;				/* every snapshot's meshed_cidrs */
 	size_t n_meshed;
+	struct csvc *svcs; /* Services with a virtual IP, by namespace and name */
+	size_t n_svcs;
 };
 
 static int ipush(struct ilist *l, size_t x)
@@ -307,6 +329,13 @@ void pcompile_free(struct pcompiled *c)
 		free(c->lists[i].v);
 	for (size_t i = 0; i < c->n_meshed; i++)
 		free(c->meshed[i]);
+	for (size_t i = 0; c->svcs && i < c->n_svcs; i++) {
+		for (size_t k = 0; k < c->svcs[i].n_eps; k++)
+			free(c->svcs[i].eps[k].targets);
+		free(c->svcs[i].eps);
+		free(c->svcs[i].ports);
+	}
+	free(c->svcs);
 	free(c->meshed);
 	free(c->open.v);
 	free(c->lists);
@@ -357,6 +386,8 @@ static int meshed_cover(struct pcompiled *c)
 
 	for (size_t i = 0; i < s->n_workloads; i++)
 		n += s->workloads[i].n_addrs;
+	for (size_t i = 0; i < s->n_services; i++)
+		n += s->services[i].n_vips;
 	r = calloc(n + 1, sizeof(*r));
 	c->meshed = calloc(n + 1, sizeof(*c->meshed));
 	if (!r || !c->meshed)
@@ -365,6 +396,12 @@ static int meshed_cover(struct pcompiled *c)
 	for (size_t i = 0; i < s->n_workloads; i++)
 		for (size_t j = 0; j < s->workloads[i].n_addrs; j++)
 			pcidr_range(&s->workloads[i].addrs[j], &r[n++]);
+	/* Virtual IPs too: a call to one is meshed, never plaintext (a
+	 * Service this workload may call is carried in its snapshot; any
+	 * other is refused like a meshed pod that does not admit it). */
+	for (size_t i = 0; i < s->n_services; i++)
+		for (size_t j = 0; j < s->services[i].n_vips; j++)
+			pcidr_range(&s->services[i].vips[j], &r[n++]);
 	n = prange_normalize(r, n);
 	for (size_t i = 0; i < n; i++) {
 		int v6 = r[i].v6;
@@ -384,6 +421,109 @@ static int meshed_cover(struct pcompiled *c)
 	rc = 0;
 out:
 	free(r);
+	return rc;
+}
+
+/* ---- Services */
+
+static int csvc_cmp(const void *x, const void *y)
+{
+	const struct csvc *a = x, *b = y;
+	int c = strcmp(a->v->ns, b->v->ns);
+	return c ? c : strcmp(a->v->name, b->v->name);
+}
+
+static int cep_cmp(const void *x, const void *y)
+{
+	const struct cep *a = x, *b = y;
+	return strcmp(a->n_addrs ? a->addrs[0] : "", b->n_addrs ? b->addrs[0] : "");
+}
+
+/* The endpoints of one Service from every EndpointSlice naming it. */
+static int csvc_endpoints(const struct pcompiled *c, json_t *byaddr, struct csvc *cs)
+{
+	const struct pset *s = c->s;
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_slices; i++) {
+		const struct kslice *sl = &s->slices[i];
+		if (!sl->fqdn && sl->service && !strcmp(sl->ns, cs->v->ns) &&
+		    !strcmp(sl->service, cs->v->name))
+			n += sl->n_eps;
+	}
+	if (!(cs->eps = calloc(n + 1, sizeof(*cs->eps))))
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_slices; i++) {
+		const struct kslice *sl = &s->slices[i];
+		if (sl->fqdn || !sl->service || strcmp(sl->ns, cs->v->ns) ||
+		    strcmp(sl->service, cs->v->name))
+			continue;
+		for (size_t k = 0; k < sl->n_eps; k++) {
+			const struct kslice_ep *e = &sl->eps[k];
+			long wl = -1;
+			for (size_t a = 0; a < e->n_addrs && wl < 0; a++) {
+				json_t *x = json_object_get(byaddr, e->addrs[a].text);
+				wl = x ? (long)json_integer_value(x) : -1;
+			}
+			struct cep *ep = NULL;
+			for (size_t m = 0; wl >= 0 && m < cs->n_eps && !ep; m++)
+				if (cs->eps[m].wl == wl)
+					ep = &cs->eps[m];
+			if (!ep) {
+				ep = &cs->eps[cs->n_eps++];
+				ep->wl = wl;
+				ep->e = e;
+				if (!(ep->targets = calloc(cs->n_ports + 1, sizeof(*ep->targets))))
+					return -ENOMEM;
+			}
+			for (size_t a = 0; a < e->n_addrs && ep->n_addrs < 2 * KSVC_MAX_ADDRESSES;
+			     a++)
+				ep->addrs[ep->n_addrs++] = e->addrs[a].text;
+			for (size_t p = 0; p < cs->n_ports; p++)
+				if (!ep->targets[p])
+					ep->targets[p] = ksvc_target_port(cs->ports[p], sl);
+		}
+	}
+	qsort(cs->eps, cs->n_eps, sizeof(*cs->eps), cep_cmp);
+	return 0;
+}
+
+/* Every Service with a virtual IP, with its endpoints resolved to meshed
+ * workloads (by address) and target ports. */
+static int services_index(struct pcompiled *c)
+{
+	const struct pset *s = c->s;
+	json_t *byaddr = json_object();
+	char ip[INET6_ADDRSTRLEN];
+	int rc = -ENOMEM;
+
+	if (!byaddr || !(c->svcs = calloc(s->n_services + 1, sizeof(*c->svcs))))
+		goto out;
+	for (size_t i = 0; i < s->n_workloads; i++)
+		for (size_t j = 0; j < s->workloads[i].n_addrs; j++) {
+			const struct pcidr *a = &s->workloads[i].addrs[j];
+			inet_ntop(a->family, a->addr, ip, sizeof(ip));
+			if (json_object_set_new(byaddr, ip, json_integer((json_int_t)i)) < 0)
+				goto out;
+		}
+	for (size_t i = 0; i < s->n_services; i++) {
+		const struct ksvc *v = &s->services[i];
+		if (!v->n_vips)
+			continue; /* headless, ExternalName, none allocated: pod addresses */
+		struct csvc *cs = &c->svcs[c->n_svcs++];
+		cs->v = v;
+		if (!(cs->ports = calloc(v->n_ports + 1, sizeof(*cs->ports))))
+			goto out;
+		for (size_t p = 0; p < v->n_ports; p++)
+			if (!strcmp(v->ports[p].protocol, "TCP"))
+				cs->ports[cs->n_ports++] = &v->ports[p];
+		if (csvc_endpoints(c, byaddr, cs) < 0)
+			goto out;
+	}
+	qsort(c->svcs, c->n_svcs, sizeof(*c->svcs), csvc_cmp);
+	rc = 0;
+out:
+	json_decref(byaddr);
 	return rc;
 }
 
@@ -467,7 +607,7 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 			if (ipush(&c->egr[selected.v[k]], e) < 0)
 				goto out;
 	}
-	if (meshed_cover(c) < 0)
+	if (meshed_cover(c) < 0 || services_index(c) < 0)
 		goto out;
 	/* Open workloads: nothing selects them and their default is audit, or
 	 * only audit-mode policies do: every caller gets through. */
@@ -599,7 +739,8 @@ static Cinch__V1__Peer *peer_msg(struct arena *a, const struct pcompiled *c, siz
 
 /* The peers of w: the workloads whose rules admit it (with the union of
  * those rules' ports), and the open ones (every port). Sorts w's pairs. */
-static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1__Snapshot *snap)
+static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1__Snapshot *snap,
+		 size_t **peer_wl)
 {
 	static const struct pport all = {1, 65535};
 	static const struct pports every = {(struct pport *)&all, 1};
@@ -611,7 +752,8 @@ static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1
 	if (n)
 		qsort(pl->v, n, 2 * sizeof(size_t), pair_cmp);
 	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n + 1));
-	if (!snap->peers)
+	*peer_wl = aalloc(a, sizeof(**peer_wl) * (n + c->open.n + 1));
+	if (!snap->peers || !*peer_wl)
 		return -ENOMEM;
 	/* Merge the sorted pairs and the (ascending) open list. */
 	while (i < n || o < c->open.n) {
@@ -639,12 +781,123 @@ static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1
 		if (!m || !(m->allowed_ports = port_ranges(a, everything ? &every : &got,
 							   &m->n_allowed_ports)))
 			goto out;
+		(*peer_wl)[snap->n_peers] = cur;
 		snap->peers[snap->n_peers++] = m;
 	}
 	rc = 0;
 out:
 	free(acc);
 	return rc;
+}
+
+static int size_cmp(const void *x, const void *y)
+{
+	size_t a = *(const size_t *)x, b = *(const size_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* Does peer list (ascending workload indices peer_wl, n entries) let the
+ * caller reach workload `wl` on `port`? */
+static int admits(const Cinch__V1__Snapshot *snap, const size_t *peer_wl, long wl, uint16_t port)
+{
+	size_t key = (size_t)wl;
+	const size_t *at = bsearch(&key, peer_wl, snap->n_peers, sizeof(key), size_cmp);
+	if (!at)
+		return 0;
+	const Cinch__V1__Peer *p = snap->peers[at - peer_wl];
+	for (size_t i = 0; i < p->n_allowed_ports; i++)
+		if (port >= p->allowed_ports[i]->first && port <= p->allowed_ports[i]->last)
+			return 1;
+	return p->n_allowed_ports == 0;
+}
+
+static Cinch__V1__Service *service_msg(struct arena *a, const struct pcompiled *c,
+				       const struct csvc *cs, const Cinch__V1__Snapshot *snap,
+				       const size_t *peer_wl)
+{
+	Cinch__V1__Service *m = aalloc(a, sizeof(*m));
+	int reachable = cs->n_eps == 0, refused = 0;
+
+	if (!m)
+		return NULL;
+	cinch__v1__service__init(m);
+	m->namespace_ = cs->v->ns;
+	m->name = cs->v->name;
+	m->virtual_ips = aalloc(a, sizeof(char *) * (cs->v->n_vips + 1));
+	m->ports = aalloc(a, sizeof(*m->ports) * (cs->n_ports + 1));
+	m->endpoints = aalloc(a, sizeof(*m->endpoints) * (cs->n_eps + 1));
+	if (a->failed)
+		return NULL;
+	for (size_t i = 0; i < cs->v->n_vips; i++)
+		m->virtual_ips[m->n_virtual_ips++] = cs->v->vips[i].text;
+	for (size_t i = 0; i < cs->n_ports; i++) {
+		Cinch__V1__ServicePort *p = aalloc(a, sizeof(*p));
+		if (!p)
+			return NULL;
+		cinch__v1__service_port__init(p);
+		p->name = cs->ports[i]->name;
+		p->port = cs->ports[i]->port;
+		p->protocol = cs->ports[i]->protocol;
+		m->ports[m->n_ports++] = p;
+	}
+	for (size_t i = 0; i < cs->n_eps; i++) {
+		const struct cep *ep = &cs->eps[i];
+		Cinch__V1__Endpoint *e = aalloc(a, sizeof(*e));
+		int any = 0;
+		if (!e)
+			return NULL;
+		cinch__v1__endpoint__init(e);
+		e->target_ports = aalloc(a, sizeof(uint32_t) * (cs->n_ports + 1));
+		if (!e->target_ports)
+			return NULL;
+		/* A meshed endpoint's port this caller is not admitted on is
+		 * left out (0): its agent would refuse the connection. */
+		for (size_t p = 0; p < cs->n_ports; p++) {
+			uint16_t t = ep->targets[p];
+			if (t && ep->wl >= 0 && !admits(snap, peer_wl, ep->wl, t)) {
+				refused = 1;
+				t = 0;
+			}
+			e->target_ports[e->n_target_ports++] = t;
+			any |= t != 0;
+		}
+		if (!any)
+			continue;
+		reachable = 1;
+		e->addresses = (char **)ep->addrs;
+		e->n_addresses = ep->n_addrs;
+		e->ready = ep->e->ready;
+		e->serving = ep->e->serving;
+		e->terminating = ep->e->terminating;
+		if (ep->wl >= 0) {
+			const struct pworkload *wl = &c->s->workloads[ep->wl];
+			char name[600];
+			snprintf(name, sizeof(name), "%s/%s", wl->ns, wl->name);
+			e->spiffe_id = c->ids[ep->wl];
+			e->workload = astr(a, name);
+		}
+		m->endpoints[m->n_endpoints++] = e;
+	}
+	/* Every endpoint refuses this caller: not a Service it may call (its
+	 * virtual IPs are in the meshed set, so a call is refused early). */
+	if (!reachable && refused)
+		return NULL;
+	return a->failed ? NULL : m;
+}
+
+/* The Services w may call (compile.h), in namespace and name order. */
+static int services(struct arena *a, const struct pcompiled *c, Cinch__V1__Snapshot *snap,
+		    const size_t *peer_wl)
+{
+	snap->services = aalloc(a, sizeof(*snap->services) * (c->n_svcs + 1));
+	for (size_t i = 0; snap->services && i < c->n_svcs; i++) {
+		Cinch__V1__Service *m = service_msg(a, c, &c->svcs[i], snap, peer_wl);
+		if (m)
+			snap->services[snap->n_services++] = m;
+		else if (a->failed)
+			return -ENOMEM;
+	}
+	return a->failed ? -ENOMEM : 0;
 }
 
 int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t *len)
@@ -654,6 +907,7 @@ int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t
 	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
 	int permissive, audit, rc = -ENOMEM;
 	uint8_t *out = NULL, digest[SHA256_DIGEST_LENGTH];
+	size_t *peer_wl = NULL;
 	char version[32];
 
 	mesh_settings(s, s->workloads[w].ns, &permissive, &audit);
@@ -665,7 +919,8 @@ int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t
 	snap.meshed_cidrs = c->meshed;
 	snap.n_meshed_cidrs = c->n_meshed;
 	if (!snap.workload || inbound_rules(&a, c, w, &snap) < 0 ||
-	    egress_rules(&a, c, w, &snap) < 0 || peers(&a, c, w, &snap) < 0 || a.failed)
+	    egress_rules(&a, c, w, &snap) < 0 || peers(&a, c, w, &snap, &peer_wl) < 0 ||
+	    services(&a, c, &snap, peer_wl) < 0 || a.failed)
 		goto out;
 	/* The version: a digest of everything else, so equal versions are
 	 * equal contents. */

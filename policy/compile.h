@@ -18,7 +18,18 @@
  * lets an agent tell "meshed, and does not admit me" from "outside the
  * mesh": the former is refused whatever the egress rules say, so no app
  * plaintext ever goes to a meshed pod. Computed once per index, shared by
- * every snapshot. */
+ * every snapshot. The virtual IPs of every Service are in it too.
+ *
+ * Services (ksvc.h): a snapshot carries the Services with a virtual IP its
+ * workload may call: at least one endpoint admits it on that endpoint's
+ * target port (by the peers' allowed ports), or an endpoint is outside
+ * the mesh (egress rules decide at the agent), or the Service has no
+ * endpoint at all (the agent refuses at once, "no ready endpoint"). Each
+ * with every virtual IP, its TCP ports, and its endpoints (a meshed pod's
+ * entries of several EndpointSlices merged): addresses, conditions,
+ * SPIFFE ID and workload when meshed, and per Service port the target
+ * port (0: not served, or not admitted). In namespace and name order,
+ * endpoints by address, so versions compare by bytes. */
 #ifndef CINCH_POLICY_COMPILE_H
 #define CINCH_POLICY_COMPILE_H
 

@@ -128,7 +128,8 @@ static int kbool(struct kctx *k, const struct pdoc *d, int *out)
 		*out = -1;
 		return 0;
 	}
-	if (d->kind != PDOC_SCALAR || d->quoted || (strcmp(d->text, "true") && strcmp(d->text, "false")))
+	if (d->kind != PDOC_SCALAR || d->quoted ||
+	    (strcmp(d->text, "true") && strcmp(d->text, "false")))
 		return kerr(k, d, "must be true or false");
 	*out = !strcmp(d->text, "true");
 	return 0;
@@ -350,11 +351,14 @@ static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port 
 	o = kpush(k, "targetPort", 0);
 	if (!(x = kget(d, "targetPort"))) {
 		p->target = p->port;
-	} else if (x->kind == PDOC_SCALAR && x->quoted) {
-		/* IntOrString as a string: a container port's name */
+	} else if (x->kind == PDOC_SCALAR &&
+		   (x->quoted || strspn(x->text, "0123456789") != strlen(x->text))) {
+		/* IntOrString as a string (quoted, or YAML's plain `http`): a
+		 * container port's name */
 		if (!svc_name_ok(x->text))
-			return kerr(k, x, "not a port number or a port name (IANA_SVC_NAME): "
-					  "\"%.40s\"",
+			return kerr(k, x,
+				    "not a port number or a port name (IANA_SVC_NAME): "
+				    "\"%.40s\"",
 				    x->text);
 		if (!(p->target_name = kdup(k, x->text)))
 			return -ENOMEM;
@@ -391,13 +395,15 @@ static int kservice(struct kctx *k, const struct pdoc *doc, struct ksvc *v)
 			return -EINVAL;
 		if (ports->n > 1 && !p->name[0]) {
 			kpush(k, "name", 0);
-			return kerr(k, ports->items[i], "required when a Service has several ports");
+			return kerr(k, ports->items[i],
+				    "required when a Service has several ports");
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (ports->n > 1 && !strcmp(v->ports[j].name, p->name))
 				return kerr(k, ports->items[i], "a second port named \"%s\"",
 					    p->name);
-			if (v->ports[j].port == p->port && !strcmp(v->ports[j].protocol, p->protocol))
+			if (v->ports[j].port == p->port &&
+			    !strcmp(v->ports[j].protocol, p->protocol))
 				return kerr(k, ports->items[i], "a second %s port %u", p->protocol,
 					    p->port);
 		}
@@ -613,8 +619,8 @@ void kslice_clear(struct kslice *v)
 }
 
 /* Validates doc into *svc or *sl (by its kind); cleared on failure. */
-static int ksvc_parse(const char *file, const struct pdoc *doc, struct ksvc *svc,
-		      struct kslice *sl, struct policy_error *err)
+static int ksvc_parse(const char *file, const struct pdoc *doc, struct ksvc *svc, struct kslice *sl,
+		      struct policy_error *err)
 {
 	struct kctx k = {.file = file, .err = err};
 	enum ksvc_kind kind = ksvc_kind_of(doc);
@@ -754,12 +760,12 @@ int ksvc_finish(const struct pset *s, struct policy_error *err)
 			for (size_t a = 0; a < v->n_vips; a++)
 				for (size_t b = 0; b < s->workloads[w].n_addrs; b++)
 					if (same_host(&v->vips[a], &s->workloads[w].addrs[b]))
-						return kset_err(err, &v->where, "spec.clusterIPs",
-								"the virtual IP %s of Service %s/%s "
-								"is the address of workload %s/%s",
-								v->vips[a].text, v->ns, v->name,
-								s->workloads[w].ns,
-								s->workloads[w].name);
+						return kset_err(
+							err, &v->where, "spec.clusterIPs",
+							"the virtual IP %s of Service %s/%s "
+							"is the address of workload %s/%s",
+							v->vips[a].text, v->ns, v->name,
+							s->workloads[w].ns, s->workloads[w].name);
 	}
 	for (size_t i = 0; i < s->n_slices; i++)
 		for (size_t j = 0; j < i; j++)

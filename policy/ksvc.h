@@ -107,8 +107,7 @@ int ksvc_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 /* The checks of the set as a whole (pset_finish calls it): two Services
  * or two EndpointSlices with one name, a virtual IP of two Services or of
  * a workload. 0 or -EINVAL with *err (whole_set). */
-int ksvc_finish(const struct pset *s, struct policy_error *err)
-	__attribute__((warn_unused_result));
+int ksvc_finish(const struct pset *s, struct policy_error *err) __attribute__((warn_unused_result));
 
 /* Validates one API object (borrowed) alone, as the set would: 0, or
  * -EINVAL with *err (the field path and what is wrong), -ENOMEM. For the

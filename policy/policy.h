@@ -107,6 +107,41 @@ void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
 			    const struct sockaddr *src, uint16_t port, policy_rule_cb cb,
 			    void *arg);
 
+/* Services (Snapshot.services): what a call to a virtual IP may reach.
+ * Everything borrowed from the slice. */
+struct policy_endpoint {
+	const struct sockaddr_storage *addrs; /* port 0 */
+	size_t n_addrs;
+	const char *addr_text; /* the first address, for logs and keys */
+	int ready, serving, terminating;
+	const char *spiffe_id;	      /* "" outside the mesh (egress rules decide) */
+	const char *workload;	      /* "<ns>/<name>"; "" outside the mesh */
+	const uint32_t *target_ports; /* per Service port; 0: not to be used */
+};
+
+struct policy_service_port {
+	const char *name;
+	uint16_t port;
+};
+
+struct policy_service {
+	const char *key; /* "<ns>/<name>" */
+	const struct policy_service_port *ports;
+	size_t n_ports;
+	const struct policy_endpoint *eps;
+	size_t n_eps;
+};
+
+/* The Service whose virtual IP `dst` is, or NULL; *port_index is then the
+ * index of `port` among its ports, or SIZE_MAX when it has no such port.
+ * A binary search: no allocation. */
+const struct policy_service *policy_slice_service(const struct policy_slice *s,
+						  const struct sockaddr *dst, uint16_t port,
+						  size_t *port_index);
+/* The i-th Service (i < policy_slice_n_services), in the snapshot's order. */
+size_t policy_slice_n_services(const struct policy_slice *s);
+const struct policy_service *policy_slice_service_at(const struct policy_slice *s, size_t i);
+
 enum policy_mtls policy_slice_mtls(const struct policy_slice *s);
 const char *policy_slice_version(const struct policy_slice *s);
 /* This workload: "<ns>/<name>" and its SPIFFE ID. */

@@ -71,6 +71,22 @@ struct skey {
 	uint32_t first, count; /* range in rule_ids */
 };
 
+/* A Service of the snapshot, with what its public view points into. */
+struct ssvc {
+	struct policy_service pub;
+	char key[320];
+	struct policy_service_port *ports;
+	struct policy_endpoint *eps;
+	struct sockaddr_storage *addrs; /* every endpoint's, in one block */
+};
+
+/* A virtual IP, for the binary search of policy_slice_service. */
+struct svip {
+	int v6;
+	paddr_t a;
+	size_t svc;
+};
+
 struct policy_slice {
 	unsigned refs;
 	struct skey *index; /* n_index slots, power of two; key NULL: empty */
@@ -91,6 +107,10 @@ struct policy_slice {
 	size_t n_egress;
 	struct prange *meshed; /* the meshed set: disjoint, ascending, IPv4 first */
 	size_t n_meshed;
+	struct ssvc *svcs;
+	size_t n_svcs;
+	struct svip *vips; /* ascending */
+	size_t n_vips;
 	char workload[256];
 	char ns_prefix[SPIFFE_ID_MAX + 8]; /* "spiffe://<td>/ns/": namespace sources */
 	size_t ns_prefix_len;
@@ -123,6 +143,13 @@ static void slice_free(struct policy_slice *s)
 		free(s->egress[i].cidrs);
 		free(s->egress[i].ports.r);
 	}
+	for (size_t i = 0; i < s->n_svcs; i++) {
+		free(s->svcs[i].ports);
+		free(s->svcs[i].eps);
+		free(s->svcs[i].addrs);
+	}
+	free(s->svcs);
+	free(s->vips);
 	free(s->rules);
 	free(s->peers);
 	free(s->egress);
@@ -209,6 +236,134 @@ static int slice_meshed_build(struct policy_slice *s, struct policy_error *err)
 		pcidr_range(&c, &s->meshed[i]);
 	}
 	s->n_meshed = prange_normalize(s->meshed, sn->n_meshed_cidrs);
+	return 0;
+}
+
+static int svip_cmp(const void *x, const void *y)
+{
+	const struct svip *a = x, *b = y;
+	if (a->v6 != b->v6)
+		return a->v6 ? 1 : -1;
+	return a->a < b->a ? -1 : a->a > b->a;
+}
+
+/* One address of the snapshot into a sockaddr (port 0). */
+static int saddr(const char *text, struct sockaddr_storage *out)
+{
+	struct pcidr c;
+	memset(out, 0, sizeof(*out));
+	if (pcidr_parse(text, 1, &c) < 0)
+		return -EINVAL;
+	out->ss_family = (sa_family_t)c.family;
+	if (c.family == AF_INET)
+		memcpy(&((struct sockaddr_in *)out)->sin_addr, c.addr, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)out)->sin6_addr, c.addr, 16);
+	return 0;
+}
+
+/* Snapshot.services into s->svcs and the virtual IP index. A bad field is
+ * an error naming it ("services[2].endpoints[0].target_ports"). */
+static int slice_services_build(struct policy_slice *s, struct policy_error *err)
+{
+	const Cinch__V1__Snapshot *sn = s->snap;
+	const char *why = NULL;
+	size_t n_vips = 0;
+	char path[128];
+
+	for (size_t i = 0; i < sn->n_services; i++)
+		n_vips += sn->services[i]->n_virtual_ips;
+	s->svcs = calloc(sn->n_services + 1, sizeof(*s->svcs));
+	s->vips = calloc(n_vips + 1, sizeof(*s->vips));
+	if (!s->svcs || !s->vips)
+		return -ENOMEM;
+	for (size_t i = 0; i < sn->n_services; i++) {
+		const Cinch__V1__Service *m = sn->services[i];
+		struct ssvc *v = &s->svcs[i];
+		size_t n_addrs = 0;
+		s->n_svcs = i + 1;
+		snprintf(path, sizeof(path), "services[%zu]", i);
+		if (!m->namespace_[0] || !m->name[0] || strchr(m->namespace_, '/') ||
+		    strchr(m->name, '/'))
+			return serr(err, path, "needs a namespace and a name", NULL);
+		snprintf(v->key, sizeof(v->key), "%s/%s", m->namespace_, m->name);
+		v->pub.key = v->key;
+		snprintf(path, sizeof(path), "services[%zu].virtual_ips", i);
+		if (m->n_virtual_ips == 0)
+			return serr(err, path, "a Service without a virtual IP", NULL);
+		for (size_t k = 0; k < m->n_virtual_ips; k++) {
+			struct pcidr c;
+			snprintf(path, sizeof(path), "services[%zu].virtual_ips[%zu]", i, k);
+			if (pcidr_parse(m->virtual_ips[k], 1, &c) < 0)
+				return serr(err, path, "not an IP address", m->virtual_ips[k]);
+			struct prange r;
+			pcidr_range(&c, &r);
+			s->vips[s->n_vips++] = (struct svip){r.v6, r.lo, i};
+		}
+		if (!(v->ports = calloc(m->n_ports + 1, sizeof(*v->ports))))
+			return -ENOMEM;
+		for (size_t k = 0; k < m->n_ports; k++) {
+			const Cinch__V1__ServicePort *p = m->ports[k];
+			snprintf(path, sizeof(path), "services[%zu].ports[%zu]", i, k);
+			if (p->port < 1 || p->port > 65535 || strcmp(p->protocol, "TCP"))
+				return serr(err, path, "a TCP port from 1 to 65535", NULL);
+			for (size_t j = 0; j < k; j++)
+				if (v->ports[j].port == p->port)
+					return serr(err, path, "a second entry for one port", NULL);
+			v->ports[k] = (struct policy_service_port){p->name, (uint16_t)p->port};
+		}
+		v->pub.ports = v->ports;
+		v->pub.n_ports = m->n_ports;
+		for (size_t e = 0; e < m->n_endpoints; e++)
+			n_addrs += m->endpoints[e]->n_addresses;
+		v->eps = calloc(m->n_endpoints + 1, sizeof(*v->eps));
+		v->addrs = calloc(n_addrs + 1, sizeof(*v->addrs));
+		if (!v->eps || !v->addrs)
+			return -ENOMEM;
+		n_addrs = 0;
+		for (size_t e = 0; e < m->n_endpoints; e++) {
+			const Cinch__V1__Endpoint *me = m->endpoints[e];
+			struct policy_endpoint *d = &v->eps[e];
+			snprintf(path, sizeof(path), "services[%zu].endpoints[%zu]", i, e);
+			if (me->n_addresses == 0)
+				return serr(err, path, "an endpoint without an address", NULL);
+			d->addrs = &v->addrs[n_addrs];
+			d->addr_text = me->addresses[0];
+			for (size_t k = 0; k < me->n_addresses; k++) {
+				snprintf(path, sizeof(path),
+					 "services[%zu].endpoints[%zu].addresses[%zu]", i, e, k);
+				if (saddr(me->addresses[k], &v->addrs[n_addrs++]) < 0)
+					return serr(err, path, "not an IP address",
+						    me->addresses[k]);
+			}
+			d->n_addrs = me->n_addresses;
+			snprintf(path, sizeof(path), "services[%zu].endpoints[%zu].spiffe_id", i,
+				 e);
+			if (me->spiffe_id[0] &&
+			    spiffe_id_validate(me->spiffe_id, strlen(me->spiffe_id), &why) < 0)
+				return serr(err, path, "not a SPIFFE ID", why);
+			snprintf(path, sizeof(path), "services[%zu].endpoints[%zu].target_ports", i,
+				 e);
+			if (me->n_target_ports != m->n_ports)
+				return serr(err, path, "one entry per Service port", NULL);
+			for (size_t k = 0; k < me->n_target_ports; k++)
+				if (me->target_ports[k] > 65535)
+					return serr(err, path, "a port from 0 to 65535", NULL);
+			d->target_ports = me->target_ports;
+			d->ready = me->ready;
+			d->serving = me->serving;
+			d->terminating = me->terminating;
+			d->spiffe_id = me->spiffe_id;
+			d->workload = me->workload;
+		}
+		v->pub.eps = v->eps;
+		v->pub.n_eps = m->n_endpoints;
+	}
+	qsort(s->vips, s->n_vips, sizeof(*s->vips), svip_cmp);
+	for (size_t i = 1; i < s->n_vips; i++)
+		if (!svip_cmp(&s->vips[i - 1], &s->vips[i]))
+			return serr(err, "services", "one virtual IP in two Services",
+				    s->svcs[s->vips[i].svc].key);
 	return 0;
 }
 
@@ -313,7 +468,8 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 		    sports(e->ports, e->n_ports, &d->ports, 0) < 0)
 			return serr(err, path, "needs an id, valid CIDRs and ports", NULL);
 	}
-	return slice_meshed_build(s, err);
+	int rc = slice_meshed_build(s, err);
+	return rc < 0 ? rc : slice_services_build(s, err);
 }
 
 /* FNV-1a: the hash of a prefix is a step of the hash of the whole, so one
@@ -734,4 +890,33 @@ const char *policy_slice_workload(const struct policy_slice *s)
 const char *policy_slice_spiffe_id(const struct policy_slice *s)
 {
 	return s->snap->workload->spiffe_id;
+}
+
+const struct policy_service *policy_slice_service(const struct policy_slice *s,
+						  const struct sockaddr *dst, uint16_t port,
+						  size_t *port_index)
+{
+	struct svip key = {0};
+
+	if (!s->n_vips || paddr_of(dst, &key.v6, &key.a) < 0)
+		return NULL;
+	const struct svip *at = bsearch(&key, s->vips, s->n_vips, sizeof(key), svip_cmp);
+	if (!at)
+		return NULL;
+	const struct policy_service *v = &s->svcs[at->svc].pub;
+	*port_index = SIZE_MAX;
+	for (size_t i = 0; i < v->n_ports; i++)
+		if (v->ports[i].port == port)
+			*port_index = i;
+	return v;
+}
+
+size_t policy_slice_n_services(const struct policy_slice *s)
+{
+	return s->n_svcs;
+}
+
+const struct policy_service *policy_slice_service_at(const struct policy_slice *s, size_t i)
+{
+	return &s->svcs[i].pub;
 }

@@ -30,7 +30,8 @@ static const char *const SERVICE_JSON =
 	"  \"creationTimestamp\": \"2026-12-01T10:00:00Z\", \"labels\": {\"app\": \"api\"},"
 	"  \"annotations\": {\"kubectl.kubernetes.io/last-applied-configuration\": \"{}\"},"
 	"  \"managedFields\": [{\"manager\": \"kubectl\", \"operation\": \"Update\","
-	"   \"apiVersion\": \"v1\", \"fieldsType\": \"FieldsV1\", \"fieldsV1\": {\"f:spec\": {}}}]},"
+	"   \"apiVersion\": \"v1\", \"fieldsType\": \"FieldsV1\", \"fieldsV1\": {\"f:spec\": "
+	"{}}}]},"
 	" \"spec\": {\"type\": \"ClusterIP\", \"clusterIP\": \"10.96.0.10\","
 	"  \"clusterIPs\": [\"10.96.0.10\", \"fd00:96::a\"],"
 	"  \"ipFamilies\": [\"IPv4\", \"IPv6\"], \"ipFamilyPolicy\": \"PreferDualStack\","
@@ -55,7 +56,8 @@ static const char *const SLICE_JSON =
 	" \"addressType\": \"IPv4\","
 	" \"endpoints\": [{\"addresses\": [\"10.1.0.2\"],"
 	"   \"conditions\": {\"ready\": true, \"serving\": true, \"terminating\": false},"
-	"   \"nodeName\": \"node-a\", \"zone\": \"z1\", \"hints\": {\"forZones\": [{\"name\": \"z1\"}]},"
+	"   \"nodeName\": \"node-a\", \"zone\": \"z1\", \"hints\": {\"forZones\": [{\"name\": "
+	"\"z1\"}]},"
 	"   \"targetRef\": {\"kind\": \"Pod\", \"namespace\": \"shop\", \"name\": \"api-0\"}},"
 	"  {\"addresses\": [\"10.1.0.5\"], \"conditions\": {}},"
 	"  {\"addresses\": [\"10.1.0.6\"],"
@@ -152,7 +154,8 @@ static json_t *walk(json_t *j, const char *path, char *last, size_t len)
 		return j;
 	*dot = '\0';
 	for (char *save = NULL, *t = strtok_r(buf, ".", &save); t; t = strtok_r(NULL, ".", &save))
-		j = json_is_array(j) ? json_array_get(j, strtoul(t, NULL, 10)) : json_object_get(j, t);
+		j = json_is_array(j) ? json_array_get(j, strtoul(t, NULL, 10))
+				     : json_object_get(j, t);
 	return j;
 }
 
@@ -264,7 +267,8 @@ static void test_files(void **state)
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
-	      "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+	      "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: "
+	      "8080}\n"
 	      "---\n"
 	      "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
 	      "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {port: 80}\n",
@@ -282,7 +286,8 @@ static void test_files(void **state)
 
 	f = fopen(path, "w");
 	fputs("apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
-	      "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: 99999}\n",
+	      "spec:\n  clusterIP: 10.96.0.10\n  ports:\n  - {name: http, port: 80, targetPort: "
+	      "99999}\n",
 	      f);
 	fclose(f);
 	s = pset_new("cluster.local");
