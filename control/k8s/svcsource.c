@@ -49,8 +49,7 @@ json_t *svcsource_document(const char *kind, const json_t *obj)
 	const json_t *meta = json_object_get(obj, "metadata");
 	json_t *doc;
 
-	if (!k || !json_is_object(obj) ||
-	    !json_string_value(json_object_get(meta, "name")) ||
+	if (!k || !json_is_object(obj) || !json_string_value(json_object_get(meta, "name")) ||
 	    !json_string_value(json_object_get(meta, "namespace")))
 		return NULL;
 	if (!(doc = json_deep_copy(obj)))
