@@ -45,8 +45,8 @@ for line in open(sys.argv[1], errors="replace"):
     if e.get("event") == "connection" and e.get("direction") == sys.argv[2]:
         last = e
 for k in ("verdict", "local_id", "peer_id", "rule", "reason", "tls_version", "cipher",
-          "src", "dst", "bytes_in", "bytes_out"):
-    if last is not None:
+          "src", "dst", "service", "endpoint", "bytes_in", "bytes_out"):
+    if last is not None and (k in last or k not in ("service", "endpoint")):
         print("%s=%s" % (k, last.get(k, "")))
 PY
 }
