@@ -357,7 +357,7 @@ mesh_up() {
 		[ -x "$MESH_BIN/$b" ] || mesh_fail "$MESH_BIN/$b is missing: build first (make)" ||
 			return 1
 	done
-	for t in ip iptables-restore setpriv curl socat /usr/bin/python3; do
+	for t in ip iptables iptables-restore sysctl setpriv curl socat getent /usr/bin/python3; do
 		command -v "$t" >/dev/null || mesh_fail "$t is missing (scripts/deps.sh installs it)" ||
 			return 1
 	done

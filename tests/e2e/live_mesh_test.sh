@@ -21,7 +21,7 @@
 #     masqueraded) to an api pod.
 # Root only (exit 77 otherwise).
 set -u
-MESHTEST_TOOLS="ip iptables-restore curl socat setpriv /usr/bin/python3"
+MESHTEST_TOOLS="ip iptables iptables-restore curl socat setpriv getent /usr/bin/python3"
 MESH_BIN=$CINCH_BUILD/bin
 NETNS_PREFIX=cnalm-
 NETNS_BRIDGE=cnalm0
