@@ -1274,9 +1274,12 @@ static void pwhere_set(struct pwhere *w, const char *file, const struct pdoc *at
 static int namespace_name_label(struct vctx *v, struct pnamespace *n)
 {
 	const char *have = plabel_get(n->labels, n->n_labels, PNS_NAME_LABEL);
+	if (have && strcmp(have, n->name)) {
+		snprintf(v->path, sizeof(v->path), "metadata.labels." PNS_NAME_LABEL);
+		return verr(v, NULL, "must be the name of the namespace");
+	}
 	if (have)
-		return strcmp(have, n->name) ? verr(v, NULL, PNS_NAME_LABEL " must be the name")
-					     : 0;
+		return 0;
 	struct plabel *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
 	if (!l)
 		return v->nomem = -ENOMEM;
