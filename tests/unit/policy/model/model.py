@@ -132,16 +132,22 @@ def selects(pol, w):
 
 
 def mesh_settings(world, ns):
-    """The whole mesh's MeshPolicy (no namespace, or cinch-system), then the
-    namespace's, field by field; defaults STRICT and deny."""
+    """The whole mesh's MeshPolicy (no namespace, or cinch-system) over the
+    defaults STRICT and deny; then the namespace's fields where they tighten
+    (STRICT over PERMISSIVE, deny over audit): loosening needs a guardrail,
+    and this model's worlds have none."""
     mtls, default = "STRICT", "deny"
-    for scope in ("mesh", "ns"):
-        for m in world["mesh"]:
-            whole = m["ns"] in (None, MESH_NS)
-            if (scope == "mesh") != whole or (scope == "ns" and m["ns"] != ns):
-                continue
+    for m in world["mesh"]:
+        if m["ns"] in (None, MESH_NS):
             mtls = m.get("mtls", mtls)
             default = m.get("defaultAction", default)
+    for m in world["mesh"]:
+        if m["ns"] in (None, MESH_NS) or m["ns"] != ns:
+            continue
+        if m.get("mtls") == "STRICT":
+            mtls = "STRICT"
+        if m.get("defaultAction") == "deny":
+            default = "deny"
     return mtls, default
 
 
