@@ -181,7 +181,8 @@ struct pcompiled {
 	struct ilist *sel;	     /* per workload: indices into order, ascending */
 	struct ilist *egr;	     /* per workload: indices into s->egress */
 	struct ilist *peers;	     /* per workload: (peer, order index) pairs */
-	struct ilist open;	     /* workloads every caller may reach */
+	struct ilist open;	     /* (workload, ptab index or SIZE_MAX: every port)
+				      * pairs every caller may reach, by workload */
 	struct ilist *lists;	     /* the maps' values */
 	size_t n_lists;
 	json_t *byname, *byid, *byns, *bylabel; /* key -> workload or list index */
@@ -276,6 +277,12 @@ static struct pexpand *pexpand_of(const struct pcompiled *c, const struct psrc *
 	return &c->exp[json_integer_value(json_object_get(c->byexp, key))];
 }
 
+static int size_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int ns_name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -327,11 +334,23 @@ static int pexpand_add(struct pcompiled *c, const struct psrc *x, const char *ow
 			return -ENOMEM;
 		for (size_t k = 0; l && k < l->n; k++) {
 			const struct pworkload *w = &s->workloads[l->v[k]];
-			if ((!x->pod_sel || pselector_labels_match(x->pod_sel, w->labels, w->n_labels)) &&
-			    ipush(&e->wl, l->v[k]) < 0)
-				return -ENOMEM;
+			if (!x->pod_sel || pselector_labels_match(x->pod_sel, w->labels, w->n_labels)) {
+				/* the identity is what is admitted: every workload
+				 * that has it (a shared service account) is a caller */
+				struct ilist *same = ilist_at(c, c->byid, c->ids[l->v[k]], 0);
+				for (size_t m = 0; same && m < same->n; m++)
+					if (ipush(&e->wl, same->v[m]) < 0)
+						return -ENOMEM;
+			}
 		}
 	}
+	if (e->wl.n)
+		qsort(e->wl.v, e->wl.n, sizeof(size_t), size_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < e->wl.n; i++)
+		if (!u || e->wl.v[u - 1] != e->wl.v[i])
+			e->wl.v[u++] = e->wl.v[i];
+	e->wl.n = u;
 	return 0;
 }
 
@@ -492,7 +511,7 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	size_t nw = s->n_workloads, n_labels = 0;
 	struct ilist selected = {0};
 	char key[1024];
-	uint8_t *anyone = NULL; /* per workload: a guardrail allows every caller */
+	struct ilist *anyone = NULL; /* per workload: guardrail allows of every caller (ptab) */
 	int rc = -ENOMEM;
 
 	if (!c)
@@ -522,7 +541,7 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 		}
 	c->exp = calloc(n_sel + 1, sizeof(*c->exp));
 	c->ptab = calloc(s->n_allow + n_grules + 1, sizeof(*c->ptab));
-	anyone = calloc(nw + 1, 1);
+	anyone = calloc(nw + 1, sizeof(*anyone));
 	c->byname = json_object();
 	c->byid = json_object();
 	c->byns = json_object();
@@ -591,7 +610,8 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 					continue;
 				const struct ilist *callers = admitted(c, x);
 				for (size_t q = 0; x->kind == PSRC_ANY && q < selected.n; q++)
-					anyone[selected.v[q]] = 1; /* open: every caller */
+					if (ipush(&anyone[selected.v[q]], pt) < 0)
+						goto out;
 				for (size_t m = 0; callers && m < callers->n; m++)
 					for (size_t q = 0; q < selected.n; q++)
 						if (ipush(&c->peers[callers->v[m]], selected.v[q]) <
@@ -632,22 +652,28 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	if (meshed_cover(c) < 0)
 		goto out;
 	/* Open workloads: nothing selects them and their default is audit, or
-	 * only audit-mode policies do: every caller gets through. */
+	 * only audit-mode policies do: every caller gets through, on every
+	 * port (SIZE_MAX); and on the ports of a guardrail's allow of every
+	 * caller. (workload, ptab index) pairs, by workload. */
 	for (size_t i = 0; i < nw; i++) {
 		struct pmesh_settings ms;
 		int enforce = 0;
 		pset_mesh_settings(s, s->workloads[i].ns, &ms);
 		for (size_t k = 0; k < c->sel[i].n; k++)
 			enforce |= !c->order[c->sel[i].v[k]]->audit;
-		if (((c->sel[i].n == 0 && ms.default_audit) || (c->sel[i].n && !enforce) ||
-		     anyone[i]) &&
-		    ipush(&c->open, i) < 0)
+		if (((c->sel[i].n == 0 && ms.default_audit) || (c->sel[i].n && !enforce)) &&
+		    (ipush(&c->open, i) < 0 || ipush(&c->open, SIZE_MAX) < 0))
 			goto out;
+		for (size_t k = 0; k < anyone[i].n; k++)
+			if (ipush(&c->open, i) < 0 || ipush(&c->open, anyone[i].v[k]) < 0)
+				goto out;
 	}
 	*out = c;
 	c = NULL;
 	rc = 0;
 out:
+	for (size_t i = 0; anyone && i < nw; i++)
+		free(anyone[i].v);
 	free(anyone);
 	free(selected.v);
 	pcompile_free(c);
@@ -862,30 +888,33 @@ static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1
 
 	if (n)
 		qsort(pl->v, n, 2 * sizeof(size_t), pair_cmp);
-	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n + 1));
+	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n / 2 + 1));
 	if (!snap->peers)
 		return -ENOMEM;
-	/* Merge the sorted pairs and the (ascending) open list. */
-	while (i < n || o < c->open.n) {
+	/* Merge the sorted pairs and the (sorted) open pairs. */
+	while (i < n || o < c->open.n / 2) {
 		size_t p = i < n ? pl->v[2 * i] : SIZE_MAX;
-		size_t q = o < c->open.n ? c->open.v[o] : SIZE_MAX;
+		size_t q = o < c->open.n / 2 ? c->open.v[2 * o] : SIZE_MAX;
 		size_t cur = p < q ? p : q, n_acc = 0;
-		int everything = q == cur;
-		for (; i < n && pl->v[2 * i] == cur; i++) {
-			const struct pports *pp = c->ptab[pl->v[2 * i + 1]];
-			if (pp->n == 0)
-				everything = 1;
-			if (everything)
-				continue;
-			struct pport *g = realloc(acc, sizeof(*g) * (n_acc + pp->n));
-			if (!g)
-				goto out;
-			acc = g;
-			memcpy(acc + n_acc, pp->r, sizeof(*g) * pp->n);
-			n_acc += pp->n;
+		int everything = 0;
+		for (int from_open = 0; from_open < 2; from_open++) {
+			const struct ilist *l = from_open ? &c->open : pl;
+			size_t *k = from_open ? &o : &i, lim = from_open ? c->open.n / 2 : n;
+			for (; *k < lim && l->v[2 * *k] == cur; (*k)++) {
+				size_t pt = l->v[2 * *k + 1];
+				const struct pports *pp = pt == SIZE_MAX ? NULL : c->ptab[pt];
+				if (!pp || pp->n == 0)
+					everything = 1;
+				if (everything)
+					continue;
+				struct pport *g = realloc(acc, sizeof(*g) * (n_acc + pp->n));
+				if (!g)
+					goto out;
+				acc = g;
+				memcpy(acc + n_acc, pp->r, sizeof(*g) * pp->n);
+				n_acc += pp->n;
+			}
 		}
-		if (q == cur)
-			o++;
 		Cinch__V1__Peer *m = peer_msg(a, c, cur);
 		struct pports got = {acc, n_acc};
 		if (!m || !(m->allowed_ports = port_ranges(a, everything ? &every : &got,

@@ -666,15 +666,25 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 		decided(out, POLICY_DENY, NULL, "plaintext refused: mTLS mode is STRICT");
 		return;
 	}
-	size_t best = slice_first(s, spiffe_id, src, port, 0);
-	if (best != SIZE_MAX && s->rules[best].action == CINCH__V1__RULE_ACTION__RULE_ACTION_PASS)
-		best = slice_first(s, spiffe_id, src, port, s->n_guard);
-	if (best != SIZE_MAX && s->rules[best].action == CINCH__V1__RULE_ACTION__RULE_ACTION_DENY) {
-		if (s->rules[best].audit)
-			decided(out, POLICY_AUDIT_DENY, s->rules[best].id,
-				"would be denied by a guardrail in audit mode");
+	/* An audit-mode guardrail's deny changes nothing: it is noted, and
+	 * the evaluation goes on; when the connection then flows, it is
+	 * "audit-deny" naming that rule. */
+	const struct srule *audit = NULL;
+	size_t best, from = 0;
+	for (;;) {
+		best = slice_first(s, spiffe_id, src, port, from);
+		if (best == SIZE_MAX)
+			break;
+		const struct srule *r = &s->rules[best];
+		if (r->action == CINCH__V1__RULE_ACTION__RULE_ACTION_PASS)
+			from = s->n_guard;
+		else if (r->action == CINCH__V1__RULE_ACTION__RULE_ACTION_DENY && r->audit)
+			audit = audit ? audit : r, from = best + 1;
 		else
-			decided(out, POLICY_DENY, s->rules[best].id, "denied by a guardrail");
+			break;
+	}
+	if (best != SIZE_MAX && s->rules[best].action == CINCH__V1__RULE_ACTION__RULE_ACTION_DENY) {
+		decided(out, POLICY_DENY, s->rules[best].id, "denied by a guardrail");
 		return;
 	}
 	if (best != SIZE_MAX) {
@@ -682,6 +692,13 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 			s->rules[best].guard ? "allowed by a guardrail"
 			: spiffe_id	     ? "allowed"
 					     : "allowed: unauthenticated caller in an ipBlock");
+		if (audit)
+			decided(out, POLICY_AUDIT_DENY, audit->id,
+				"would be denied by a guardrail in audit mode");
+		return;
+	}
+	if (audit && (s->n_rules > s->n_guard ? !s->any_enforce : s->default_audit)) {
+		decided(out, POLICY_AUDIT_DENY, audit->id, "would be denied by a guardrail in audit mode");
 		return;
 	}
 	if (s->any_enforce)
@@ -782,8 +799,9 @@ void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
 	for (size_t i = 0; i < s->n_rules; i++) {
 		const struct srule *r = &s->rules[i];
 		int admits = 0;
-		for (size_t k = 0; k < r->n_src && valid && !admits; k++)
-			admits = ssrc_admits(s, &r->src[k], spiffe_id, src);
+		for (size_t k = 0; k < r->n_src && !admits; k++) /* every caller: valid or not */
+			admits = (valid || r->src[k].kind == PSRC_ANY) &&
+				 ssrc_admits(s, &r->src[k], spiffe_id, src);
 		cb(arg, r->id, pports_contains(&r->ports, port), admits);
 	}
 }
