@@ -68,7 +68,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: hs_bench CA CERT KEY SECONDS\n");
 		return 2;
 	}
-	SSL_CTX *sc = hs_ctx(argv[1], argv[2], argv[3], 1), *cc = hs_ctx(argv[1], argv[2], argv[3], 0);
+	SSL_CTX *sc = hs_ctx(argv[1], argv[2], argv[3], 1),
+		*cc = hs_ctx(argv[1], argv[2], argv[3], 0);
 	double secs = atof(argv[4]);
 	struct timespec t0, t;
 	long n = 0;

@@ -27,9 +27,16 @@
 # off: new connections/s with full handshakes only, against the machine's
 # limit (hs_bench: both ends of full mutual handshakes on one core). And
 # 10,000 concurrent connections held through the agent pair (each side's
-# RSS before and while they are held).
+# RSS before and while they are held; fewer where the descriptor limit is
+# lower, see HOLD_N).
 #
 #   bench/proxies.sh [--rounds N] [--seconds S] [--bin DIR] [--out FILE]
+#   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR]
+#   bench/proxies.sh --hold-only [--bin DIR]
+# --profile: no table; the agent pair only, under keep-alive load (wrk) and
+# bulk (iperf3): `perf record -g` of both agents, then `strace -c -f` of
+# each, with the requests and bytes carried, into DIR (perf.data, the
+# reports, and summary.txt with syscalls per request and per 16 KiB).
 # Needs root and the tools of `scripts/deps.sh bench`.
 set -euo pipefail
 
@@ -39,13 +46,18 @@ ROUNDS=3
 SECS=8
 BIN=$ROOT/build/release/bin
 OUT=""
+PROFILE=""
+HOLD_ONLY=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--seconds) SECS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--bin) BIN=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE]" >&2; exit 2 ;;
+	--profile) PROFILE=$2; shift 2 ;;
+	--hold-only) HOLD_ONLY=1; shift ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" >&2
+	   exit 2 ;;
 	esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "proxies.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -245,8 +257,7 @@ WL
 	chmod 644 "$D"/*.pem "$D/workloads.yaml"
 	for side in client server; do
 		in_$side "$BIN/cinch-agent" init >/dev/null
-		# 10,000 connections held: two descriptors each per agent
-		netns_spawn "proxy-$side" $side prlimit --nofile=65536:65536 setpriv --reuid=1337 --regid=1337 --clear-groups \
+		netns_spawn "proxy-$side" $side setpriv --reuid=1337 --regid=1337 --clear-groups \
 			"$BIN/cinch-agent" run --cert "$D/$side.pem" --key "$D/$side-key.pem" \
 			--bundle "$D/ca.pem" --workloads "$D/workloads.yaml" \
 			--policy "$D/workloads.yaml" --log-level warn --max-conns 30000 \
@@ -298,6 +309,13 @@ side_ticks() {
 }
 both_ticks() { echo "$(side_ticks client) $(side_ticks server)"; }
 HZ=$(getconf CLK_TCK)
+# Connections held through the agent pair: 10,000, or fewer where the
+# descriptor limit cannot be raised (each agent holds two per connection:
+# a container without CAP_SYS_RESOURCE keeps its hard limit).
+ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
+HOLD_N=$(( $(ulimit -n) / 2 - 64 ))
+[ "$HOLD_N" -gt 10000 ] && HOLD_N=10000
 
 # wrk's summary as "rps p50_ms p99_ms".
 wrk_run() {
@@ -409,7 +427,7 @@ hold_conns() {
 	before="$(side_rss client) $(side_rss server)"
 	in_client python3 "$HERE/hold.py" "$(http_url "$peer")" "$n" "$D/hold.ready" 15 &
 	holder=$!
-	if ! netns_wait 90 test -f "$D/hold.ready"; then
+	if ! netns_wait 250 test -f "$D/hold.ready"; then
 		kill $holder 2>/dev/null || true
 		wait $holder 2>/dev/null || true
 		echo "$peer: $n connections not held" >&2
@@ -423,6 +441,57 @@ hold_conns() {
 	echo "$n $before $after"
 }
 
+# The agent pair under load, profiled (--profile): perf first, strace
+# second (strace slows every syscall, so its run gives counts, not speed).
+profile() {
+	local out=$1 url pids w ka rps gbit
+	mkdir -p "$out"
+	RESUME=on
+	start_cinch
+	url=$(http_url cinch)
+	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "cinch: no traffic" >&2; return 1; }
+	pids="$(side_pids client | head -1),$(side_pids server | head -1)"
+	for w in keepalive bulk; do
+		perf record -g -o "$out/perf-$w.data" -p "$pids" -- sleep "$SECS" >/dev/null 2>&1 &
+		local rec=$!
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/load-$w.txt"; else iperf_run cinch >"$out/load-$w.txt"; fi
+		wait $rec || true
+		perf report -i "$out/perf-$w.data" --no-children --sort symbol --stdio 2>/dev/null |
+			grep -v '^$' | head -60 >"$out/perf-$w.txt" || true
+		perf report -i "$out/perf-$w.data" --no-children --sort dso --stdio 2>/dev/null |
+			grep -v '^#' | grep -v '^$' | head -15 >"$out/perf-$w-dso.txt" || true
+		local tracers=""
+		for side in client server; do
+			strace -c -f -o "$out/strace-$w-$side.txt" -p "$(side_pids $side | head -1)" &
+			tracers="$tracers $!"
+		done
+		sleep 1
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/strace-load-$w.txt"; else iperf_run cinch >"$out/strace-load-$w.txt"; fi
+		# shellcheck disable=SC2086
+		kill -INT $tracers 2>/dev/null || true
+		# shellcheck disable=SC2086
+		wait $tracers 2>/dev/null || true
+	done
+	ka=$(cut -d' ' -f1 "$out/strace-load-keepalive.txt")
+	gbit=$(cat "$out/strace-load-bulk.txt")
+	python3 - "$out" "$ka" "$gbit" "$SECS" <<'EOF' | tee "$out/summary.txt"
+import re, sys
+out, rps, gbit, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+for w, unit, n in (("keepalive", "request", rps * secs), ("bulk", "16 KiB", gbit * 1e9 / 8 * secs / 16384)):
+    for side in ("client", "server"):
+        calls = {}
+        for line in open("%s/strace-%s-%s.txt" % (out, w, side)):
+            f = line.split()
+            if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                calls[f[-1]] = int(f[3])
+        tot = sum(calls.values())
+        top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+        print("%s, %s agent: %.2f syscalls per %s (%s)" % (w, side, tot / max(n, 1), unit,
+              ", ".join("%s %.2f" % (k, v / max(n, 1)) for k, v in top)))
+EOF
+	stop_peer cinch
+}
+
 main() {
 	# (called as conditions: netns.sh's functions expect no `set -e`)
 	netns_bridge_up || { echo "proxies.sh: cannot make the bridge" >&2; exit 1; }
@@ -430,6 +499,19 @@ main() {
 	netns_pod_up server "$SERVER_IP/24" || { echo "proxies.sh: cannot make the pods" >&2; exit 1; }
 	pki
 	origin
+	if [ -n "$PROFILE" ]; then
+		profile "$PROFILE"
+		return
+	fi
+	if [ -n "$HOLD_ONLY" ]; then # the connections held, alone
+		RESUME=on
+		start_cinch
+		netns_wait 10 in_client curl -fsS -o /dev/null "$(http_url cinch)" || return 1
+		hold_conns cinch "$HOLD_N" >"$D/hold"
+		stop_peer cinch
+		python3 "$HERE/table.py" /dev/null 1 0 /dev/null 0 "$D/hold"
+		return
+	fi
 	local peers="direct stunnel haproxy nginx"
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	: >"$D/results"
@@ -445,8 +527,8 @@ main() {
 			echo "round $r: $p" >&2
 			measure "$p" >>"$D/results" || true
 			if [ "$p" = cinch ] && [ "$r" = 1 ]; then
-				echo "round $r: $p, 10,000 connections held" >&2
-				hold_conns "$p" 10000 >>"$D/hold" || true
+				echo "round $r: $p, $HOLD_N connections held" >&2
+				hold_conns "$p" "$HOLD_N" >>"$D/hold" || true
 			fi
 			[ "$p" = direct ] && continue
 			stop_peer "$p"

@@ -51,6 +51,12 @@ def main():
         raw = medians(path, len(cols))
     med = {p: dict(zip(cols, v)) for p, v in raw.items()}
     base = med.get("direct")
+    if med:
+        main_table(med, base, rounds, secs)
+    extra_tables(med, base, cols)
+
+
+def main_table(med, base, rounds, secs):
     print(f"Medians of {rounds} rounds, {secs} s per measurement, all peers side by side "
           "in one run on the same two namespaces.\n")
     print("| peer | keep-alive req/s | × plaintext | p50 / p99 ms (saturated) "
@@ -88,7 +94,10 @@ def main():
             if key in ("idle", "per"):
                 cv, b = cv / 1024, b / 1024
             print("| %s | %.2f | %.2f | %s |" % (label, cv, b, ratio(cv, b)))
-    if "cpu_req_c" in cols:
+
+
+def extra_tables(med, base, cols):
+    if "cpu_req_c" in cols and med:
         print("\nCPU per unit of work and idle memory after the load, per side "
               "(client / server; CPU is utime + stime from /proc):\n")
         print("| peer | CPU ms per 10k requests | CPU s per GB | RSS MiB 1 s after load "
@@ -111,6 +120,9 @@ def main():
     if len(sys.argv) > 6:
         full = {p: v[0] for p, v in medians(sys.argv[4], 1).items()}
         limit = float(sys.argv[5] or 0)
+    else:
+        full, limit = {}, 0
+    if full:
         print("\nFull handshakes only (every peer restarted with TLS resumption off), "
               "new connections/s; the machine's limit: %.0f full mutual handshakes/s on "
               "one core, both ends (hs_bench; an agent does one end, each on its core).\n"
@@ -120,6 +132,7 @@ def main():
         for p, v in full.items():
             print("| %s | %.0f | %s | %.0f |" % (p, v, ratio(v, limit),
                                                  med[p]["nc"] if p in med else 0))
+    if len(sys.argv) > 6:
         for line in open(sys.argv[6]):
             f = [float(x) for x in line.split()]
             if len(f) != 5:

@@ -48,9 +48,9 @@ struct h2c_conn;
 
 struct h2c_req {
 	struct h2c *h;
-	struct h2c_conn *conn;       /* NULL once finished */
-	struct h2c_req *prev, *next; /* on conn->reqs */
-	int32_t stream_id;           /* 0 until submitted */
+	struct h2c_conn *conn;	       /* NULL once finished */
+	struct h2c_req *prev, *next;   /* on conn->reqs */
+	int32_t stream_id;	       /* 0 until submitted */
 	char *method, *path, *headers; /* headers: "name\0value\0" n_headers times */
 	size_t n_headers;
 	uint8_t *body;
@@ -72,10 +72,10 @@ struct h2c_conn {
 	struct h2c_creds *creds;
 	enum h2c_state state;
 	char host[256], port[8], authority[272];
-	int goaway;       /* the server said GOAWAY: no new streams here */
-	int ping_out;     /* a PING sent and not answered yet */
-	int refs;         /* open handles and a pending getaddrinfo */
-	int resolving;    /* gai in flight */
+	int goaway;    /* the server said GOAWAY: no new streams here */
+	int ping_out;  /* a PING sent and not answered yet */
+	int refs;      /* open handles and a pending getaddrinfo */
+	int resolving; /* gai in flight */
 	uv_getaddrinfo_t gai;
 	struct addrinfo *ai, *ai_next;
 	uv_tcp_t tcp;
@@ -86,13 +86,13 @@ struct h2c_conn {
 	nghttp2_session *ng;
 	struct h2c_req *reqs;
 	unsigned n_reqs;
-	char why[512];    /* what we told nghttp2 (GOAWAY we sent) */
+	char why[512]; /* what we told nghttp2 (GOAWAY we sent) */
 };
 
 struct h2c {
 	uv_loop_t *loop;
 	struct h2c_conn *conns;
-	unsigned live;    /* connections and request timers not freed yet */
+	unsigned live; /* connections and request timers not freed yet */
 	int closing;
 	void (*closed_cb)(void *arg);
 	void *closed_arg;
@@ -314,8 +314,10 @@ static ssize_t h2c_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_
 	return (ssize_t)n;
 }
 
-#define H2C_NV(n, v, vl) \
-	{ (uint8_t *)(n), (uint8_t *)(v), strlen(n), (vl), NGHTTP2_NV_FLAG_NONE }
+#define H2C_NV(n, v, vl)                                                                           \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), strlen(n), (vl), NGHTTP2_NV_FLAG_NONE              \
+	}
 
 /* Puts a waiting request on the wire as a new stream. */
 static void h2c_req_submit(struct h2c_conn *c, struct h2c_req *r)
@@ -349,8 +351,8 @@ static struct h2c_req *h2c_stream_req(nghttp2_session *s, int32_t id)
 	return id > 0 ? nghttp2_session_get_stream_user_data(s, id) : NULL;
 }
 
-static int h2c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-			 size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int h2c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+			 const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
 	struct h2c_req *r = h2c_stream_req(s, f->hd.stream_id);
 	if (!r || f->hd.type != NGHTTP2_HEADERS)
@@ -530,8 +532,7 @@ static void h2c_conn_arm(struct h2c_conn *c)
 		uv_unref((uv_handle_t *)&c->timer);
 		uv_unref((uv_handle_t *)&c->tcp);
 	}
-	uv_timer_start(&c->timer, h2c_timer_cb, c->n_reqs ? H2C_PING_MS : H2C_IDLE_MS,
-		       H2C_PING_MS);
+	uv_timer_start(&c->timer, h2c_timer_cb, c->n_reqs ? H2C_PING_MS : H2C_IDLE_MS, H2C_PING_MS);
 }
 
 static void h2c_write_done(uv_write_t *w, int status)
@@ -638,7 +639,8 @@ static void h2c_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	if (nread < 0) {
 		snprintf(why, sizeof(why), "%s closed the connection%s%s", c->authority,
-			 nread == UV_EOF ? "" : ": ", nread == UV_EOF ? "" : uv_strerror((int)nread));
+			 nread == UV_EOF ? "" : ": ",
+			 nread == UV_EOF ? "" : uv_strerror((int)nread));
 		h2c_conn_fail(c, -ECONNRESET, why);
 		return;
 	}
@@ -654,7 +656,8 @@ static void h2c_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			break;
 		if (n < 0) {
 			h2c_conn_fail(c, n == -EPIPE ? -ECONNRESET : -EPROTO,
-				      n == -EPIPE ? "the server closed TLS" : "TLS failed while reading");
+				      n == -EPIPE ? "the server closed TLS"
+						  : "TLS failed while reading");
 			return;
 		}
 		ssize_t rc = nghttp2_session_mem_recv(c->ng, plain, (size_t)n);
@@ -707,7 +710,7 @@ static void h2c_connected(uv_connect_t *cr, int status)
 	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (ip ? !X509_VERIFY_PARAM_set1_ip_asc(vp, c->host)
 	       : !X509_VERIFY_PARAM_set1_host(vp, c->host, strlen(c->host)) ||
-			 !SSL_set_tlsext_host_name(c->ssl, c->host)) {
+			    !SSL_set_tlsext_host_name(c->ssl, c->host)) {
 		h2c_conn_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
@@ -738,8 +741,7 @@ static void h2c_try_next(struct h2c_conn *c, int last_err)
 		uv_close((uv_handle_t *)&c->tcp, h2c_retry_closed);
 		return;
 	}
-	snprintf(why, sizeof(why), "cannot connect to %s: %s", c->authority,
-		 uv_strerror(last_err));
+	snprintf(why, sizeof(why), "cannot connect to %s: %s", c->authority, uv_strerror(last_err));
 	h2c_conn_fail(c, last_err, why);
 }
 
@@ -776,8 +778,8 @@ static struct h2c_conn *h2c_conn_new(struct h2c *h, struct h2c_creds *creds, con
 	c->creds = h2c_creds_ref(creds);
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	snprintf(c->port, sizeof(c->port), "%s", port);
-	snprintf(c->authority, sizeof(c->authority), strchr(host, ':') ? "[%s]:%s" : "%s:%s",
-		 host, port);
+	snprintf(c->authority, sizeof(c->authority), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host,
+		 port);
 	uv_timer_init(h->loop, &c->timer);
 	c->timer.data = c;
 	c->refs = 1; /* the timer */

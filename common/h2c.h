@@ -32,9 +32,9 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define H2C_PING_MS 30000
-#define H2C_IDLE_MS 60000
-#define H2C_MAX_HEADERS 64
+#define H2C_PING_MS	     30000
+#define H2C_IDLE_MS	     60000
+#define H2C_MAX_HEADERS	     64
 #define H2C_MAX_HEADER_BYTES 16384
 
 struct h2c;
@@ -56,17 +56,17 @@ typedef int (*h2c_data_cb)(struct h2c_req *r, const char *data, size_t len);
 typedef void (*h2c_done_cb)(struct h2c_req *r, int status, long http_code, const char *err);
 
 struct h2c_req_opts {
-	const char *method;             /* "POST", "GET" */
-	const char *url;                /* https://host:port/path (port required) */
-	const char *const *headers;     /* NULL-terminated "name: value", copied */
-	const void *body;               /* copied; NULL for none */
+	const char *method;	    /* "POST", "GET" */
+	const char *url;	    /* https://host:port/path (port required) */
+	const char *const *headers; /* NULL-terminated "name: value", copied */
+	const void *body;	    /* copied; NULL for none */
 	size_t body_len;
-	long timeout_ms;                /* whole request; 0: none (watch streams) */
-	long connect_timeout_ms;        /* resolve + connect + TLS; 0: 10 s */
-	h2c_header_cb on_header;        /* optional */
-	h2c_data_cb on_data;            /* optional: body discarded when NULL */
-	h2c_done_cb on_done;            /* required */
-	void *data;                     /* the caller's, see h2c_req_data() */
+	long timeout_ms;	 /* whole request; 0: none (watch streams) */
+	long connect_timeout_ms; /* resolve + connect + TLS; 0: 10 s */
+	h2c_header_cb on_header; /* optional */
+	h2c_data_cb on_data;	 /* optional: body discarded when NULL */
+	h2c_done_cb on_done;	 /* required */
+	void *data;		 /* the caller's, see h2c_req_data() */
 };
 
 /* *out set on success; -ENOMEM. */

@@ -39,15 +39,15 @@ static int start(struct testproc *p, const char *cert, const char *key, const ch
 	char c[128], k[128];
 	snprintf(c, sizeof(c), "%s/%s", fx.dir, cert);
 	snprintf(k, sizeof(k), "%s/%s", fx.dir, key);
-	char *argv[] = { "/usr/bin/python3", H2_HOSTILE, "--cert", c, "--key", k, "--alpn",
-			 (char *)alpn, "--lifetime", "120", NULL };
+	char *argv[] = {"/usr/bin/python3", H2_HOSTILE,	  "--cert",	c,     "--key", k,
+			"--alpn",	    (char *)alpn, "--lifetime", "120", NULL};
 	return testproc_start(p, argv);
 }
 
 static int setup(void **state)
 {
-	static const char *const ip_sans[] = { "IP:127.0.0.1" };
-	static const char *const dns_sans[] = { "DNS:other.example" };
+	static const char *const ip_sans[] = {"IP:127.0.0.1"};
+	static const char *const dns_sans[] = {"DNS:other.example"};
 	EVP_PKEY *ca_key = testpki_key(), *skey = testpki_key(), *ckey = testpki_key();
 	X509 *ca = testpki_root(ca_key, "h2c test root", 1);
 	X509 *good = testpki_leaf(ca, ca_key, skey, ip_sans, 1, -60, 3600);
@@ -127,10 +127,15 @@ static void call_url(const char *base_url, const char *mode, long timeout_ms, st
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(h2c_new(&loop, &h), 0);
 	assert_int_equal(h2c_creds_new(fx.ca_pem, NULL, NULL, &creds), 0);
-	struct grpcc_opts opts = { .base_url = base_url, .method = method,
-				   .request = (const uint8_t *)"q", .request_len = 1,
-				   .timeout_ms = timeout_ms, .max_message = 1 << 20,
-				   .on_message = on_msg, .on_done = on_done, .arg = o };
+	struct grpcc_opts opts = {.base_url = base_url,
+				  .method = method,
+				  .request = (const uint8_t *)"q",
+				  .request_len = 1,
+				  .timeout_ms = timeout_ms,
+				  .max_message = 1 << 20,
+				  .on_message = on_msg,
+				  .on_done = on_done,
+				  .arg = o};
 	assert_int_equal(grpcc_call(h, creds, &opts, NULL), 0);
 	h2c_creds_unref(creds);
 	assert_int_equal(testloop_run(&loop, 20), 0);
@@ -149,7 +154,7 @@ static void call(struct testproc *p, const char *mode, long timeout_ms, struct o
 
 static void expect(const char *mode, int code, const char *in_message)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call(&fx.srv, mode, 5000, &o);
 	if (o.code != code || o.messages || (in_message && !strstr(o.message, in_message)))
 		fail_msg("%s: got %s \"%s\" (%d messages), want %s with \"%s\"", mode,
@@ -159,7 +164,7 @@ static void expect(const char *mode, int code, const char *in_message)
 
 static void test_well_formed(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call(&fx.srv, "ok", 5000, &o);
 	assert_int_equal(o.code, GRPC_OK);
 	assert_int_equal(o.messages, 1);
@@ -207,7 +212,7 @@ static void test_broken_streams(void **state)
 
 static void test_deadline(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call(&fx.srv, "hang", 400, &o);
 	assert_int_equal(o.code, GRPC_DEADLINE_EXCEEDED);
 	assert_int_equal(o.messages, 0);
@@ -217,7 +222,7 @@ static void test_deadline(void **state)
  * VERIFYHOST did. */
 static void test_wrong_host_name(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call(&fx.other_name, "ok", 5000, &o);
 	assert_int_equal(o.code, GRPC_UNAVAILABLE);
 	assert_int_equal(o.messages, 0);
@@ -227,7 +232,7 @@ static void test_wrong_host_name(void **state)
 
 static void test_no_http2(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call(&fx.no_h2, "ok", 5000, &o);
 	assert_int_equal(o.code, GRPC_UNAVAILABLE);
 	assert_int_equal(o.messages, 0);
@@ -235,7 +240,7 @@ static void test_no_http2(void **state)
 
 static void test_unreachable(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	call_url("https://127.0.0.1:1", "ok", 5000, &o);
 	assert_int_equal(o.code, GRPC_UNAVAILABLE);
 	assert_non_null(strstr(o.message, "cannot connect"));
@@ -268,17 +273,20 @@ static void test_bad_arguments_and_cancel(void **state)
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(h2c_new(&loop, &h), 0);
 	assert_int_equal(h2c_creds_new(fx.ca_pem, NULL, NULL, &creds), 0);
-	static const char *const bad[] = { "http://127.0.0.1:1/", "https://:1/", "https://h:0/",
-					   "https://h:99999/", "https://h:1x/", "https://[::1/" };
+	static const char *const bad[] = {"http://127.0.0.1:1/", "https://:1/",	  "https://h:0/",
+					  "https://h:99999/",	 "https://h:1x/", "https://[::1/"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct h2c_req_opts o = { .method = "GET", .url = bad[i], .on_done = done_count,
-					  .data = &n };
+		struct h2c_req_opts o = {
+			.method = "GET", .url = bad[i], .on_done = done_count, .data = &n};
 		assert_int_equal(h2c_request(h, &o, creds, NULL), -EINVAL);
 	}
-	const char *const no_colon[] = { "no colon", NULL };
+	const char *const no_colon[] = {"no colon", NULL};
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/x", fx.srv.port);
-	struct h2c_req_opts o = { .method = "GET", .url = url, .headers = no_colon,
-				  .on_done = done_count, .data = &n };
+	struct h2c_req_opts o = {.method = "GET",
+				 .url = url,
+				 .headers = no_colon,
+				 .on_done = done_count,
+				 .data = &n};
 	assert_int_equal(h2c_request(h, &o, creds, NULL), -EINVAL);
 	/* cancelled while connecting: done once, now; the connection goes */
 	o.headers = NULL;
