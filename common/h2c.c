@@ -74,6 +74,7 @@ struct h2c_conn {
 	char host[256], port[8], authority[272];
 	int goaway;    /* the server said GOAWAY: no new streams here */
 	int ping_out;  /* a PING sent and not answered yet */
+	int in_recv;   /* inside nghttp2_session_mem_recv: no mem_send now */
 	int refs;      /* open handles and a pending getaddrinfo */
 	int resolving; /* gai in flight */
 	uv_getaddrinfo_t gai;
@@ -546,6 +547,8 @@ static void h2c_write_done(uv_write_t *w, int status)
 /* Everything nghttp2 and TLS have to send, out to the socket. */
 static void h2c_flush(struct h2c_conn *c)
 {
+	if (c->in_recv) /* a callback's request or cancel: h2c_read_cb flushes next */
+		return;
 	if (c->state == H2C_READY) {
 		const uint8_t *p;
 		ssize_t n;
@@ -660,7 +663,9 @@ static void h2c_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 						  : "TLS failed while reading");
 			return;
 		}
+		c->in_recv = 1;
 		ssize_t rc = nghttp2_session_mem_recv(c->ng, plain, (size_t)n);
+		c->in_recv = 0;
 		if (rc < 0) {
 			snprintf(why, sizeof(why), "HTTP/2 failure: %s", nghttp2_strerror((int)rc));
 			h2c_conn_fail(c, -EPROTO, why);
