@@ -95,6 +95,7 @@ struct h2c {
 	struct h2c_conn *conns;
 	unsigned live; /* connections and request timers not freed yet */
 	int closing;
+	unsigned ping_ms; /* H2C_PING_MS, or h2c_set_ping_ms's */
 	void (*closed_cb)(void *arg);
 	void *closed_arg;
 };
@@ -121,6 +122,7 @@ int h2c_new(uv_loop_t *loop, struct h2c **out)
 	if (!h)
 		return -ENOMEM;
 	h->loop = loop;
+	h->ping_ms = H2C_PING_MS;
 	*out = h;
 	return 0;
 }
@@ -511,7 +513,7 @@ static void h2c_timer_cb(uv_timer_t *t)
 		h2c_conn_fail(c, -ECANCELED, "idle connection closed");
 	} else if (c->ping_out) {
 		snprintf(why, sizeof(why), "%s did not answer a PING within %d ms", c->authority,
-			 H2C_PING_MS);
+			 c->h->ping_ms);
 		h2c_conn_fail(c, -ETIMEDOUT, why);
 	} else {
 		if (nghttp2_submit_ping(c->ng, NGHTTP2_FLAG_NONE, NULL) == 0)
@@ -533,7 +535,8 @@ static void h2c_conn_arm(struct h2c_conn *c)
 		uv_unref((uv_handle_t *)&c->timer);
 		uv_unref((uv_handle_t *)&c->tcp);
 	}
-	uv_timer_start(&c->timer, h2c_timer_cb, c->n_reqs ? H2C_PING_MS : H2C_IDLE_MS, H2C_PING_MS);
+	uv_timer_start(&c->timer, h2c_timer_cb, c->n_reqs ? c->h->ping_ms : H2C_IDLE_MS,
+		       c->h->ping_ms);
 }
 
 static void h2c_write_done(uv_write_t *w, int status)
@@ -944,4 +947,9 @@ void h2c_close(struct h2c *h, void (*cb)(void *arg), void *arg)
 	while (h->conns)
 		h2c_conn_fail(h->conns, -ECANCELED, "cancelled");
 	h2c_unlive(h);
+}
+
+void h2c_set_ping_ms(struct h2c *h, unsigned ms)
+{
+	h->ping_ms = ms ? ms : H2C_PING_MS;
 }

@@ -97,4 +97,8 @@ void h2c_cancel(struct h2c_req *r);
 
 void *h2c_req_data(const struct h2c_req *r);
 
+/* The PING period of connections opened from now on (0: H2C_PING_MS); for
+ * tests. */
+void h2c_set_ping_ms(struct h2c *h, unsigned ms);
+
 #endif

@@ -18,6 +18,8 @@ segment:
   reset         RST_STREAM (INTERNAL_ERROR) after the headers
   garbage       bytes that are not HTTP/2 frames on the connection
   hang          headers, then nothing (PINGs are still answered by h2)
+  silent        headers, then nothing read or answered for 20 s (a
+                control that vanished without a FIN)
   goaway        GOAWAY (PROTOCOL_ERROR) and the connection closed
 
 --alpn sets the protocol offered (http/1.1 to test a server that does not
@@ -113,6 +115,11 @@ def answer(c, s, sid, mode):
         s.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 64)
     elif mode == "hang":
         c.send_headers(sid, hdrs)
+    elif mode == "silent":
+        c.send_headers(sid, hdrs)
+        s.sendall(c.data_to_send())
+        time.sleep(20)  # reads nothing more: PINGs go unanswered
+        return "close"
     elif mode == "goaway":
         c.close_connection(error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR)
         return "close"

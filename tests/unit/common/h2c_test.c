@@ -5,10 +5,10 @@
  * 200 response headers, a stream ended before its headers, a reset stream,
  * bytes that are not HTTP/2, GOAWAY, a server that answers nothing (the
  * deadline), a certificate for another host name, a server without
- * HTTP/2 (ALPN), a closed port, a name that does not resolve, and bad
- * arguments. Each must end in one clear gRPC status, without a crash or a
- * leak (ASan), and nothing is delivered as a message that was not one.
- * The well-formed case runs first, so a failure of the others is theirs. */
+ * HTTP/2 (ALPN), a server that stops answering (PINGs), a closed port, a name that does not
+ * resolve, and bad arguments. Each must end in one clear gRPC status, without a crash or a leak
+ * (ASan), and nothing is delivered as a message that was not one. The well-formed case runs first,
+ * so a failure of the others is theirs. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,6 +92,8 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+static unsigned ping_ms; /* 0: h2c's default */
+
 struct outcome {
 	int done, code, messages;
 	char message[256];
@@ -126,6 +128,7 @@ static void call_url(const char *base_url, const char *mode, long timeout_ms, st
 	snprintf(method, sizeof(method), "/test.Hostile/%s", mode);
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(h2c_new(&loop, &h), 0);
+	h2c_set_ping_ms(h, ping_ms);
 	assert_int_equal(h2c_creds_new(fx.ca_pem, NULL, NULL, &creds), 0);
 	struct grpcc_opts opts = {.base_url = base_url,
 				  .method = method,
@@ -216,6 +219,19 @@ static void test_deadline(void **state)
 	call(&fx.srv, "hang", 400, &o);
 	assert_int_equal(o.code, GRPC_DEADLINE_EXCEEDED);
 	assert_int_equal(o.messages, 0);
+}
+
+/* A stream without a deadline (a Watch) on a control that stops answering
+ * without closing the connection: an unanswered PING ends it. */
+static void test_silent_server(void **state)
+{
+	struct outcome o = {0};
+	ping_ms = 200;
+	call(&fx.srv, "silent", 0, &o);
+	ping_ms = 0;
+	assert_int_equal(o.code, GRPC_DEADLINE_EXCEEDED);
+	if (!strstr(o.message, "PING"))
+		fail_msg("want an unanswered PING, got \"%s\"", o.message);
 }
 
 /* A certificate from the right CA for another name: refused, as libcurl's
@@ -314,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_headers),
 		cmocka_unit_test(test_broken_streams),
 		cmocka_unit_test(test_deadline),
+		cmocka_unit_test(test_silent_server),
 		cmocka_unit_test(test_wrong_host_name),
 		cmocka_unit_test(test_no_http2),
 		cmocka_unit_test(test_unreachable),
