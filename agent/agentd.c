@@ -48,6 +48,7 @@ struct agentd {
 	uv_loop_t *loop;
 	const char *cert, *key, *bundle, *workloads, *policy, *workload;
 	const char *trust_domain;   /* static mode: of the workloads' identities */
+	int no_resumption;          /* --no-resumption: every handshake a full one */
 	struct live_opts live_opts; /* live mode when control_url is set */
 	struct live *live;
 	struct proxy *proxy;
@@ -97,6 +98,8 @@ static int agentd_load(struct agentd *a, const char *event)
 	}
 	if (mtls_ctx_new(chain, key, roots, &tls, &why) < 0)
 		goto out;
+	if (a->no_resumption)
+		mtls_ctx_no_resumption(tls);
 	if (policy_slice_load(&slice, a->trust_domain, a->policy, a->workloads, a->workload, addrs,
 			      n_addrs, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
@@ -331,7 +334,9 @@ static void agentd_usage(FILE *out)
 		"                       for the first N identities (at most 64; others:\n"
 		"                       peer=\"other\"); 0, the default: off\n"
 		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
-		"                       rules work (for runs without `cinch-agent init`)\n");
+		"                       rules work (for runs without `cinch-agent init`)\n"
+		"  --no-resumption      static mode: no TLS session resumption, every\n"
+		"                       handshake a full one (for benchmarks)\n");
 }
 
 /* A duration flag that does not parse: named in one line, exit 2. */
@@ -373,6 +378,7 @@ int agentd_main(int argc, char **argv)
 		{"on-policy-change", required_argument, NULL, 'P'},
 		{"probe-interval", required_argument, NULL, 'r'},
 		{"no-probe", no_argument, NULL, 'N'},
+		{"no-resumption", no_argument, NULL, 'Z'},
 		{"peer-metrics", required_argument, NULL, 'E'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -513,6 +519,9 @@ int agentd_main(int argc, char **argv)
 			break;
 		case 'N':
 			no_probe = 1;
+			break;
+		case 'Z':
+			a.no_resumption = 1;
 			break;
 		case 'E':
 			a.st.peer_cap = (unsigned)strtoul(optarg, &end, 10);

@@ -283,6 +283,12 @@ nomem:
 	return -ENOMEM;
 }
 
+void mtls_ctx_no_resumption(struct mtls_ctx *ctx)
+{
+	SSL_CTX_set_options(ctx->server, SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(ctx->client, SSL_SESS_CACHE_OFF);
+}
+
 struct mtls_ctx *mtls_ctx_ref(struct mtls_ctx *ctx)
 {
 	ctx->refs++;

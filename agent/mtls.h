@@ -47,6 +47,9 @@ int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 		 struct mtls_ctx **out, const char **why) __attribute__((warn_unused_result));
 struct mtls_ctx *mtls_ctx_ref(struct mtls_ctx *ctx);
 void mtls_ctx_unref(struct mtls_ctx *ctx); /* NULL is a no-op */
+/* No resumption from now on: the server side issues no ticket, the client
+ * side keeps no session (for benchmarks of full handshakes). */
+void mtls_ctx_no_resumption(struct mtls_ctx *ctx);
 /* This workload's own SPIFFE ID. */
 const char *mtls_ctx_spiffe_id(const struct mtls_ctx *ctx);
 

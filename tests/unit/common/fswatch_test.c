@@ -41,7 +41,7 @@ static int teardown(void **state)
 
 static void write_file(const char *name, const char *text)
 {
-	char path[128];
+	char path[256];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
