@@ -145,6 +145,11 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 			"reason", r->reason, "tls_version", r->tls_version, "cipher", r->cipher,
 			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
 			"duration_s", r->duration_s, "end", r->end);
+	/* A Service call: which Service, and the endpoint chosen. */
+	if (r->service && r->service[0] && line) {
+		json_object_set_new(line, "service", json_string(r->service));
+		json_object_set_new(line, "endpoint", json_string(r->endpoint));
+	}
 	/* The destination's reason, as its agent told us (docs/agent.md). */
 	if (pr && line)
 		json_object_set_new(line, "peer_refusal",
@@ -551,8 +556,8 @@ int agentd_main(int argc, char **argv)
 	if (trust_domain && spiffe_td_validate(trust_domain, strlen(trust_domain), &why) < 0) {
 		log_event(LOG_LVL_ERROR, "usage",
 			  log_pack("{s:s, s:s, s:s}", "error",
-				    "--trust-domain is not a trust domain", "trust_domain",
-				    trust_domain, "why", why));
+				   "--trust-domain is not a trust domain", "trust_domain",
+				   trust_domain, "why", why));
 		return 2;
 	}
 	a.trust_domain = trust_domain ? trust_domain : POLICY_TRUST_DOMAIN_DEFAULT;

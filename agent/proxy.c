@@ -45,8 +45,10 @@
 #include <string.h>
 
 #include "localaddr.h"
+#include "log.h"
 #include "origdst.h"
 #include "relay.h"
+#include "svcpick.h"
 #include "verdict.h"
 
 enum pc_state {
@@ -80,13 +82,32 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct pconn *conns;
-	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
-	unsigned n_in;		    /* inbound connections (probes aside) */
-	unsigned n_hs;		    /* inbound connections in PEEK or HANDSHAKE */
+	unsigned n_conns, n_probes;	      /* n_conns counts the self-probes too */
+	unsigned n_in;			      /* inbound connections (probes aside) */
+	unsigned n_hs;			      /* inbound connections in PEEK or HANDSHAKE */
 	struct pconn *wait_first, *wait_last; /* PC_WAIT, in arrival order */
 	struct pc_src *srcs[PC_SRC_BUCKETS];
 	struct localaddr own; /* the pod's addresses, for pc_misdirected() */
+	struct svcpick *pick; /* endpoint choice for Service calls */
 	int stopping, refs;
+};
+
+/* Endpoints one Service call may try before it fails (each one that fails
+ * to connect or handshake is skipped by the next calls: svcpick.h). */
+#define PC_SVC_TRIES 3
+
+/* A call to a Service's virtual IP (pc_service): what the app dialed, the
+ * endpoints tried (the last one is the current), for the log. */
+struct pc_svc {
+	int on;
+	struct sockaddr_storage vip;
+	uint16_t vport;
+	struct svcpick_ep *tried[PC_SVC_TRIES];
+	unsigned n_tried;
+	int open; /* the current attempt is in flight (not failed) */
+	uint64_t t_try;
+	char key[320];
+	char endpoint[64]; /* "addr:port" of the current one */
 };
 
 struct pconn {
@@ -111,18 +132,19 @@ struct pconn {
 	uint64_t t_hs;		/* when the TLS handshake began */
 	double hs_s;		/* its duration once done, else < 0 */
 	const char *hs_failure; /* see proxy_record.handshake_failure */
-	int handles; /* open handles of the connection itself */
+	int handles;		/* open handles of the connection itself */
 	struct relay *relay;
-	const char *end; /* why the relay was stopped, when the proxy stopped it */
-	unsigned probe;	 /* 1: the agent's self-probe, not counted as a connection */
-	unsigned inbound_counted; /* 1: counted in p->n_in */
-	struct pc_src *srcent;	  /* while unfinished (inbound): its source */
-	int hs_place;		  /* 1: holds a handshake place (PEEK, HANDSHAKE) */
+	const char *end;	     /* why the relay was stopped, when the proxy stopped it */
+	unsigned probe;		     /* 1: the agent's self-probe, not counted as a connection */
+	unsigned inbound_counted;    /* 1: counted in p->n_in */
+	struct pc_src *srcent;	     /* while unfinished (inbound): its source */
+	int hs_place;		     /* 1: holds a handshake place (PEEK, HANDSHAKE) */
 	struct pconn *wprev, *wnext; /* in the wait list while PC_WAIT */
 
 	/* Outbound to an agent (verdict.h): its frame, and why it refused. */
 	struct verdict_rx vrx;
 	struct verdict_refusal *refusal;
+	struct pc_svc svc;
 };
 
 /* What a connection reads before the relay (a peek, handshake records) is
@@ -177,6 +199,8 @@ static void pc_log(struct pconn *c, const char *end, uint64_t out, uint64_t in)
 		.relayed = c->state == PC_RELAY,
 		.handshake_s = c->hs_s,
 		.handshake_failure = c->hs_failure,
+		.service = c->svc.on ? c->svc.key : "",
+		.endpoint = c->svc.on ? c->svc.endpoint : "",
 	};
 	c->p->log(c->p->arg, &r);
 }
@@ -187,6 +211,7 @@ static void proxy_unref(struct proxy *p)
 		return;
 	mtls_ctx_unref(p->tls);
 	policy_slice_unref(p->slice);
+	svcpick_free(p->pick);
 	free(p);
 }
 
@@ -206,6 +231,8 @@ static void pc_free(struct pconn *c)
 	free(c->peer_id);
 	free(c->refusal);
 	verdict_rx_cleanup(&c->vrx);
+	for (unsigned i = 0; i < c->svc.n_tried; i++)
+		svcpick_put(c->svc.tried[i], i + 1 == c->svc.n_tried && c->svc.open);
 	struct proxy *p = c->p;
 	free(c);
 	proxy_unref(p);
@@ -353,12 +380,9 @@ static void pc_relay_done(void *arg, const struct relay_stats *st)
 {
 	struct pconn *c = arg;
 	static const char *const ends[] = {
-		[RELAY_CLOSED] = "closed",
-		[RELAY_RESET] = "reset",
-		[RELAY_TLS_ERROR] = "tls_error",
-		[RELAY_IDLE] = "idle",
-		[RELAY_STOPPED] = "stopped",
-		[RELAY_REFUSED] = "refused_by_peer",
+		[RELAY_CLOSED] = "closed",	 [RELAY_RESET] = "reset",
+		[RELAY_TLS_ERROR] = "tls_error", [RELAY_IDLE] = "idle",
+		[RELAY_STOPPED] = "stopped",	 [RELAY_REFUSED] = "refused_by_peer",
 	};
 	/* down is the relay's a side: the app when outbound, the peer inbound */
 	uint64_t out = c->outbound ? st->a_to_b : st->b_to_a;
@@ -392,9 +416,13 @@ static int pc_verdict_head(void *arg, const uint8_t *data, size_t n, size_t *use
 	return -1;
 }
 
+static void pc_service_ok(struct pconn *c);
+
 static void pc_start_relay(struct pconn *c)
 {
 	struct proxy *p = c->p;
+	if (c->outbound)
+		pc_service_ok(c);
 	/* The inbound plaintext already read goes to the app first. */
 	if (c->plain_len) {
 		uv_buf_t b = uv_buf_init((char *)c->plain, (unsigned)c->plain_len);
@@ -458,6 +486,7 @@ static void pc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 }
 
 static void pc_connect(struct pconn *c);
+static int pc_service_retry(struct pconn *c, const char *why);
 
 /* Inbound, refused, the caller an agent: the reason goes to it (verdict.h)
  * before the connection closes. It never waits: the frame and
@@ -519,6 +548,8 @@ static void pc_handshake_step(struct pconn *c, uv_tcp_t *s, struct mtls_conn *t)
 	if (c->state == PC_CLOSING)
 		return;
 	if (r < 0) {
+		if (c->outbound && pc_service_retry(c, why))
+			return;
 		c->d.verdict = POLICY_DENY;
 		c->hs_failure = mtls_conn_failure_cause(t);
 		pc_refuse(c, "handshake_failed", why);
@@ -591,6 +622,8 @@ static void pc_connected(uv_connect_t *req, int status)
 	if (c->state == PC_CLOSING)
 		return;
 	if (status < 0) {
+		if (c->outbound && pc_service_retry(c, uv_strerror(status)))
+			return;
 		pc_refuse(c, "connect_failed", uv_strerror(status));
 		return;
 	}
@@ -608,6 +641,9 @@ static void pc_connected(uv_connect_t *req, int status)
 static void pc_timeout(uv_timer_t *t)
 {
 	struct pconn *c = t->data;
+	/* (a connect in progress is not retried: its request is pending) */
+	if (c->state == PC_UP_HANDSHAKE && pc_service_retry(c, "handshake timed out"))
+		return;
 	if (c->state == PC_HANDSHAKE || c->state == PC_UP_HANDSHAKE)
 		c->hs_failure = "timeout";
 	pc_refuse(c, "timeout",
@@ -635,9 +671,133 @@ static void pc_connect(struct pconn *c)
 		pc_refuse(c, "connect_failed", "cannot connect");
 }
 
+/* ---- Service calls (svcpick.h): the one place where a virtual IP
+ * becomes an endpoint. From there on the connection is the same as one
+ * to the endpoint's address and target port: its policy, its identity
+ * pinned, its egress rules when it is outside the mesh. */
+
+static void pc_outbound(struct pconn *c);
+
+/* The endpoint's address of the virtual IP's family (else its first), with
+ * the target port. */
+static void pc_service_dst(const struct policy_endpoint *e, const struct sockaddr_storage *vip,
+			   uint16_t port, struct sockaddr_storage *out)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < e->n_addrs; i++)
+		if (e->addrs[i].ss_family == vip->ss_family) {
+			k = i;
+			break;
+		}
+	*out = e->addrs[k];
+	if (out->ss_family == AF_INET)
+		((struct sockaddr_in *)out)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)out)->sin6_port = htons(port);
+}
+
+/* why: static text (the denial counters keep the pointer, admin.h); the
+ * log line names the Service beside it. */
+static void pc_service_refuse(struct pconn *c, const char *why)
+{
+	c->d.verdict = POLICY_DENY;
+	pc_refuse(c, "denied", why);
+}
+
+/* A call to a virtual IP: choose an endpoint and make it the destination.
+ * 0: go on (c->dst is the endpoint, or was no virtual IP); -1: refused. */
+static int pc_service(struct pconn *c)
+{
+	struct proxy *p = c->p;
+	struct policy_decision d;
+	struct svcpick_ep *st;
+	size_t port_index, ep;
+	const struct policy_service *v;
+
+	if (!c->svc.on) {
+		v = policy_slice_service(c->slice, (struct sockaddr *)&c->dst, c->port,
+					 &port_index);
+		if (!v)
+			return 0;
+		c->svc.on = 1;
+		c->svc.vip = c->dst;
+		c->svc.vport = c->port;
+		snprintf(c->svc.key, sizeof(c->svc.key), "%s", v->key);
+	} else if (!(v = policy_slice_service(c->slice, (struct sockaddr *)&c->svc.vip,
+					      c->svc.vport, &port_index))) {
+		pc_service_refuse(c, "no longer a Service this workload may call");
+		return -1;
+	}
+	enum svcpick_why why = svcpick_choose(p->pick, v, port_index, uv_now(p->loop), c->svc.tried,
+					      c->svc.n_tried, &ep, &st);
+	if (why != SVCPICK_OK) {
+		pc_service_refuse(c, svcpick_why_text(why));
+		return -1;
+	}
+	const struct policy_endpoint *e = &v->eps[ep];
+	c->svc.tried[c->svc.n_tried++] = st;
+	c->svc.open = 1;
+	c->svc.t_try = uv_hrtime();
+	pc_service_dst(e, &c->svc.vip, (uint16_t)e->target_ports[port_index], &c->dst);
+	c->port = (uint16_t)e->target_ports[port_index];
+	addr_str(&c->dst, c->svc.endpoint, sizeof(c->svc.endpoint));
+	/* The identity the slice names for this endpoint is the one pinned:
+	 * it must be the peer's that its address is (one workload, one ID). */
+	const char *peer = policy_slice_peer(c->slice, (struct sockaddr *)&c->dst, c->port, &d);
+	if (e->spiffe_id[0] ? !peer || strcmp(peer, e->spiffe_id) : peer != NULL) {
+		pc_service_refuse(c, "the endpoint's identity is not its workload's");
+		return -1;
+	}
+	return 0;
+}
+
+/* The current endpoint connected (and handshook): it is healthy. */
+static void pc_service_ok(struct pconn *c)
+{
+	if (!c->svc.on || !c->svc.open || !c->svc.n_tried)
+		return;
+	svcpick_done(c->svc.tried[c->svc.n_tried - 1], 1, (uv_hrtime() - c->svc.t_try) / 1000,
+		     uv_now(c->p->loop));
+}
+
+/* The connect or handshake to the current endpoint failed, before any
+ * byte of the app went anywhere: it is skipped for a while, and the call
+ * tries another endpoint. 1: retrying; 0: not a Service call, or no tries
+ * left (the caller refuses as it would have). */
+static int pc_service_retry(struct pconn *c, const char *why)
+{
+	if (!c->svc.on || !c->svc.open || !c->svc.n_tried)
+		return 0;
+	svcpick_done(c->svc.tried[c->svc.n_tried - 1], 0, 0, uv_now(c->p->loop));
+	c->svc.open = 0;
+	log_event(LOG_LVL_WARN, "service_endpoint_failed",
+		  log_pack("{s:s, s:s, s:s, s:s, s:i}", "src", c->src_s, "service", c->svc.key,
+			   "endpoint", c->svc.endpoint, "error", why ? why : "", "try",
+			   (int)c->svc.n_tried));
+	if (c->svc.n_tried >= PC_SVC_TRIES)
+		return 0;
+	uv_timer_stop(&c->timer);
+	if (c->up) {
+		c->up->data = c;
+		uv_close((uv_handle_t *)c->up, pc_handle_closed);
+		c->up = NULL;
+	}
+	mtls_conn_free(c->up_tls);
+	c->up_tls = NULL;
+	free(c->peer_id);
+	c->peer_id = NULL;
+	c->hs_failure = NULL;
+	c->dst = c->svc.vip;
+	c->port = c->svc.vport;
+	pc_outbound(c);
+	return 1;
+}
+
 /* Outbound: the destination decides. */
 static void pc_outbound(struct pconn *c)
 {
+	if (pc_service(c) < 0)
+		return;
 	const char *peer = policy_slice_peer(c->slice, (struct sockaddr *)&c->dst, c->port, &c->d);
 
 	if (peer) {
@@ -852,6 +1012,10 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	p->log = log;
 	p->arg = arg;
 	p->refs = 1;
+	if (!(p->pick = svcpick_new(uv_hrtime()))) {
+		free(p);
+		return UV_ENOMEM;
+	}
 	if ((rc = proxy_listen(p, &p->out_l, cfg->outbound_port, proxy_accept_out)) < 0 ||
 	    (rc = proxy_listen(p, &p->in_l, cfg->inbound_port, proxy_accept_in)) < 0) {
 		proxy_stop(p);
@@ -939,6 +1103,8 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 	p->slice = slice ? policy_slice_ref(slice) : NULL;
 	mtls_ctx_unref(old_tls);
 	policy_slice_unref(old_slice);
+	if (p->slice != old_slice)
+		svcpick_sweep(p->pick, p->slice);
 	if (!p->slice || p->slice == old_slice || p->cfg.keep_on_policy_change)
 		return;
 	for (struct pconn *c = p->conns, *next; c; c = next) {

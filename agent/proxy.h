@@ -83,6 +83,9 @@ struct proxy_record {
 	const char *handshake_failure; /* a TLS handshake began and failed: the
 					* cause (mtls_conn_failure_cause, or
 					* "timeout", "reset"); else NULL */
+	/* A call to a Service's virtual IP (dst): the Service "<ns>/<name>"
+	 * and the endpoint chosen, "addr:port" (svcpick.h); "" otherwise. */
+	const char *service, *endpoint;
 };
 
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);

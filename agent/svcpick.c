@@ -65,13 +65,13 @@ const char *svcpick_why_text(enum svcpick_why w)
 	case SVCPICK_OK:
 		return "ok";
 	case SVCPICK_NO_PORT:
-		return "no such port";
+		return "the Service has no such port";
 	case SVCPICK_NO_ENDPOINT:
-		return "no endpoint this workload may call on this port";
+		return "no endpoint of the Service this workload may call on this port";
 	case SVCPICK_NO_READY:
-		return "no ready endpoint";
+		return "the Service has no ready endpoint";
 	case SVCPICK_ALL_TRIED:
-		return "every endpoint failed to connect or handshake";
+		return "every endpoint of the Service tried failed to connect or handshake";
 	case SVCPICK_NOMEM:
 		return "out of memory";
 	}
@@ -226,7 +226,8 @@ enum svcpick_why svcpick_choose(struct svcpick *p, const struct policy_service *
 	} else {
 		size_t a = svcpick_rand(p) % n_fresh, b = svcpick_rand(p) % (n_fresh - 1);
 		b += b >= a;
-		pick = svcpick_cost(states[b], now_ms) < svcpick_cost(states[a], now_ms) ? b : a;
+		double ca = svcpick_cost(states[a], now_ms), cb = svcpick_cost(states[b], now_ms);
+		pick = cb * SVCPICK_EQUAL < ca ? b : a;
 	}
 	*ep = cand[pick];
 	*st = states[pick];

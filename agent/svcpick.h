@@ -14,9 +14,12 @@
  * Choice: power of two choices. Two distinct candidates at random, the
  * one with the lower cost wins: (in-flight connections + 1) x its recent
  * connect+handshake latency (an EWMA, decaying towards 0 while it is not
- * measured, so an idle endpoint is tried again and measured afresh). P2C
- * avoids both the herd of least-loaded (every caller on the one that
- * looked best) and random's blindness to a slow endpoint.
+ * measured, so an idle endpoint is tried again and measured afresh).
+ * Costs within SVCPICK_EQUAL of each other count as equal (the first
+ * drawn wins): latency noise, or one cold first handshake, must not send
+ * every call to one of two equal endpoints. P2C avoids both the herd of
+ * least-loaded (every caller on the one that looked best) and random's
+ * blindness to a slow or busy endpoint.
  *
  * State: one entry per (Service, endpoint address), kept across policy
  * snapshots (so a backoff survives an unrelated push), held by the
@@ -33,7 +36,8 @@
 
 #define SVCPICK_BACKOFF_MS     1000u
 #define SVCPICK_BACKOFF_MAX_MS 30000u
-#define SVCPICK_EWMA_TAU_MS    2000u /* decay of an unmeasured latency */
+#define SVCPICK_EWMA_TAU_MS    1000u /* decay of an unmeasured latency */
+#define SVCPICK_EQUAL	       1.5   /* cost ratio below which two are equal */
 
 struct svcpick;
 struct svcpick_ep; /* one endpoint's state (held while a connection uses it) */
@@ -50,7 +54,8 @@ enum svcpick_why {
 	SVCPICK_ALL_TRIED,   /* every candidate already tried by this call */
 	SVCPICK_NOMEM,
 };
-const char *svcpick_why_text(enum svcpick_why w); /* for the refusal reason */
+/* The refusal reason: static text (the agent's denial counters keep it). */
+const char *svcpick_why_text(enum svcpick_why w);
 
 /* An endpoint of `v` (borrowed) for a call to its port_index-th port
  * (SIZE_MAX: none such), skipping the states in tried[0..n_tried) (the

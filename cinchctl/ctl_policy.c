@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compile.h"
+#include "ksvc.h"
 #include "model.h"
 #include "pdoc.h"
 #include "policy.h"
@@ -19,6 +21,7 @@ static const char *ctl_policy_usage =
 	"       cinchctl policy test FILE --policy PATH --workloads PATH\n"
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
+	"       cinchctl policy explain ... --to svc/NS/SERVICE --port N\n"
 	"\n"
 	"A PATH is a file, a directory of them (kustomization.yaml skipped) or -\n"
 	"for stdin; what `kubectl get -o yaml|json` prints is read as it is.\n"
@@ -30,7 +33,9 @@ static const char *ctl_policy_usage =
 	"set; exit 0 when valid, 1 with the exact place of the first error.\n"
 	"explain: would this connection flow? Prints the verdict, the rule that made\n"
 	"it or why none did; exit 0 when it would flow, 1 when denied, 2 on error\n"
-	"(as `kubectl auth can-i`).\n"
+	"(as `kubectl auth can-i`). To a Service (svc/NS/NAME, a v1 Service and its\n"
+	"EndpointSlices among the files): through its port mapping, one verdict per\n"
+	"endpoint on its target port; it flows when a ready endpoint allows it.\n"
 	"lint: rules that select no workload, shadowed rules, grants of whole\n"
 	"namespaces or of everyone, rules on every port, workloads no rule covers;\n"
 	"exit 1 when it found any.\n"
@@ -250,6 +255,123 @@ static void ctl_near_rule(void *arg, const char *rule, int port_match, int sourc
 	n->shown++;
 }
 
+/* One endpoint of a Service call, decided as its agent would: 1 when it
+ * would take the call. */
+static int ctl_explain_endpoint(const struct pset *set, const char *policy, const char *workloads,
+				const char *id, const struct sockaddr_storage *src,
+				const struct kslice_ep *e, uint16_t target)
+{
+	struct sockaddr_storage a = {.ss_family = (sa_family_t)e->addrs[0].family};
+	const char *state = e->ready ? "ready" : e->serving ? "serving, not ready" : "not ready";
+	char self[600];
+
+	if (a.ss_family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&a)->sin_addr, e->addrs[0].addr, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&a)->sin6_addr, e->addrs[0].addr, 16);
+	printf("  endpoint %s (%s) -> port %u: ", e->addrs[0].text, state, target);
+	if (!target) {
+		printf("does not serve this port\n");
+		return 0;
+	}
+	const struct pworkload *w = pcompile_find(set, NULL, &a, 1);
+	if (!w) {
+		printf("outside the mesh: the caller's egress rules decide\n");
+		return e->ready;
+	}
+	snprintf(self, sizeof(self), "%s/%s", w->ns, w->name);
+	struct policy_slice *s = NULL;
+	struct policy_error err;
+	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, self, NULL, 0,
+			      &err) < 0) {
+		printf("error\n");
+		ctl_policy_err(&err);
+		return 0;
+	}
+	struct policy_decision d;
+	policy_slice_decide_inbound(s, id, id ? NULL : (const struct sockaddr *)src, target, &d);
+	printf("workload %s: %s\n", self, policy_verdict_name(d.verdict));
+	printf("    rule:   %s\n    reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
+	policy_slice_unref(s);
+	return e->ready && d.verdict != POLICY_DENY;
+}
+
+/* explain --to svc/NS/NAME: through the Service's port mapping to each
+ * endpoint's target port (named ports resolved through its EndpointSlice).
+ * 0: a ready endpoint would take the call; 1: none; 2: error. */
+static int ctl_explain_service(const char *policy, const char *workloads, const char *from,
+			       const char *to, long port)
+{
+	const char *ns = to + 4, *slash = strchr(ns, '/');
+	struct pset *set = pset_new(POLICY_TRUST_DOMAIN_DEFAULT);
+	struct policy_error err;
+	char nsbuf[256];
+	int rc = 2, flows = 0;
+
+	if (!set)
+		return 2;
+	if (!slash || slash == ns || !slash[1] || (size_t)(slash - ns) >= sizeof(nsbuf)) {
+		fprintf(stderr, "cinchctl: --to: not svc/NAMESPACE/NAME: %s\n", to);
+		goto out;
+	}
+	memcpy(nsbuf, ns, (size_t)(slash - ns));
+	nsbuf[slash - ns] = '\0';
+	/* one path for both (as the agents' files may be): read once */
+	if (pset_add_path(set, policy, &err) < 0 ||
+	    (strcmp(policy, workloads) && pset_add_path(set, workloads, &err) < 0) ||
+	    pset_finish(set, &err) < 0) {
+		ctl_policy_err(&err);
+		goto out;
+	}
+	struct sockaddr_storage src;
+	const char *id, *why = ctl_caller(from, &id, &src);
+	if (why) {
+		fprintf(stderr, "cinchctl: --from: %s: %s\n", why, from);
+		goto out;
+	}
+	const struct ksvc *v = ksvc_find(set, nsbuf, slash + 1);
+	if (!v) {
+		fprintf(stderr, "cinchctl: --to: no Service %s/%s in the files\n", nsbuf,
+			slash + 1);
+		goto out;
+	}
+	const struct ksvc_port *sp = NULL;
+	for (size_t i = 0; i < v->n_ports && !sp; i++)
+		if (v->ports[i].port == port && !strcmp(v->ports[i].protocol, "TCP"))
+			sp = &v->ports[i];
+	printf("%s -> service %s/%s port %ld", from, v->ns, v->name, port);
+	if (!sp) {
+		printf(": deny\n  reason: the Service has no TCP port %ld\n", port);
+		rc = 1;
+		goto out;
+	}
+	if (sp->target_name)
+		printf(" (%s%s-> target port \"%s\")\n", sp->name, sp->name[0] ? " " : "",
+		       sp->target_name);
+	else
+		printf(" (%s%s-> target port %u)\n", sp->name, sp->name[0] ? " " : "", sp->target);
+	if (v->headless)
+		printf("  headless: callers resolve the endpoints' own addresses\n");
+	size_t n = 0;
+	for (size_t i = 0; i < set->n_slices; i++) {
+		const struct kslice *sl = &set->slices[i];
+		if (sl->fqdn || !sl->service || strcmp(sl->ns, v->ns) ||
+		    strcmp(sl->service, v->name))
+			continue;
+		for (size_t k = 0; k < sl->n_eps; k++, n++)
+			flows |= ctl_explain_endpoint(set, policy, workloads, id, &src, &sl->eps[k],
+						      ksvc_target_port(sp, sl));
+	}
+	if (!n)
+		printf("  no endpoint: the call is refused at once\n");
+	printf("%s\n", flows ? "allow: a ready endpoint takes the call"
+			     : "deny: no ready endpoint would take the call");
+	rc = flows ? 0 : 1;
+out:
+	pset_free(set);
+	return rc;
+}
+
 static int ctl_policy_explain(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -322,6 +444,8 @@ static int ctl_policy_explain(int argc, char **argv)
 	}
 	if (!policy || !workloads)
 		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (!strncmp(to, "svc/", 4))
+		return ctl_explain_service(policy, workloads, from, to, port);
 	struct policy_slice *s = NULL;
 	struct policy_error err;
 	if (policy_slice_load(&s, POLICY_TRUST_DOMAIN_DEFAULT, policy, workloads, to, NULL, 0,

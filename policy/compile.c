@@ -439,25 +439,29 @@ static int cep_cmp(const void *x, const void *y)
 	return strcmp(a->n_addrs ? a->addrs[0] : "", b->n_addrs ? b->addrs[0] : "");
 }
 
-/* The endpoints of one Service from every EndpointSlice naming it. */
-static int csvc_endpoints(const struct pcompiled *c, json_t *byaddr, struct csvc *cs)
+/* The EndpointSlices naming a Service, sorted by namespace and Service
+ * so that each Service finds its own by binary search (not a scan of all
+ * slices per Service: 10,000 Services would be 10^8 compares). */
+static int kslice_cmp(const void *x, const void *y)
 {
-	const struct pset *s = c->s;
+	const struct kslice *a = *(const struct kslice *const *)x,
+			    *b = *(const struct kslice *const *)y;
+	int c = strcmp(a->ns, b->ns);
+	return c ? c : strcmp(a->service, b->service);
+}
+
+/* The endpoints of one Service from the slices byname[lo..hi) naming it. */
+static int csvc_endpoints(json_t *byaddr, struct csvc *cs, const struct kslice *const *slices,
+			  size_t n_slices)
+{
 	size_t n = 0;
 
-	for (size_t i = 0; i < s->n_slices; i++) {
-		const struct kslice *sl = &s->slices[i];
-		if (!sl->fqdn && sl->service && !strcmp(sl->ns, cs->v->ns) &&
-		    !strcmp(sl->service, cs->v->name))
-			n += sl->n_eps;
-	}
+	for (size_t i = 0; i < n_slices; i++)
+		n += slices[i]->n_eps;
 	if (!(cs->eps = calloc(n + 1, sizeof(*cs->eps))))
 		return -ENOMEM;
-	for (size_t i = 0; i < s->n_slices; i++) {
-		const struct kslice *sl = &s->slices[i];
-		if (sl->fqdn || !sl->service || strcmp(sl->ns, cs->v->ns) ||
-		    strcmp(sl->service, cs->v->name))
-			continue;
+	for (size_t i = 0; i < n_slices; i++) {
+		const struct kslice *sl = slices[i];
 		for (size_t k = 0; k < sl->n_eps; k++) {
 			const struct kslice_ep *e = &sl->eps[k];
 			long wl = -1;
@@ -494,11 +498,17 @@ static int services_index(struct pcompiled *c)
 {
 	const struct pset *s = c->s;
 	json_t *byaddr = json_object();
+	const struct kslice **named = calloc(s->n_slices + 1, sizeof(*named));
 	char ip[INET6_ADDRSTRLEN];
+	size_t n_named = 0;
 	int rc = -ENOMEM;
 
-	if (!byaddr || !(c->svcs = calloc(s->n_services + 1, sizeof(*c->svcs))))
+	if (!byaddr || !named || !(c->svcs = calloc(s->n_services + 1, sizeof(*c->svcs))))
 		goto out;
+	for (size_t i = 0; i < s->n_slices; i++)
+		if (!s->slices[i].fqdn && s->slices[i].service)
+			named[n_named++] = &s->slices[i];
+	qsort(named, n_named, sizeof(*named), kslice_cmp);
 	for (size_t i = 0; i < s->n_workloads; i++)
 		for (size_t j = 0; j < s->workloads[i].n_addrs; j++) {
 			const struct pcidr *a = &s->workloads[i].addrs[j];
@@ -517,12 +527,26 @@ static int services_index(struct pcompiled *c)
 		for (size_t p = 0; p < v->n_ports; p++)
 			if (!strcmp(v->ports[p].protocol, "TCP"))
 				cs->ports[cs->n_ports++] = &v->ports[p];
-		if (csvc_endpoints(c, byaddr, cs) < 0)
+		/* the first slice naming it, then the run of them */
+		struct kslice key = {.ns = v->ns, .service = v->name};
+		const struct kslice *kp = &key;
+		size_t lo = 0, hi = n_named;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (kslice_cmp(&named[mid], &kp) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (hi = lo; hi < n_named && !kslice_cmp(&named[hi], &kp); hi++)
+			;
+		if (csvc_endpoints(byaddr, cs, named + lo, hi - lo) < 0)
 			goto out;
 	}
 	qsort(c->svcs, c->n_svcs, sizeof(*c->svcs), csvc_cmp);
 	rc = 0;
 out:
+	free(named);
 	json_decref(byaddr);
 	return rc;
 }

@@ -732,49 +732,106 @@ kset_err(struct policy_error *err, const struct pwhere *at, const char *field, c
 	return -EINVAL;
 }
 
-static int same_host(const struct pcidr *a, const struct pcidr *b)
+/* The checks sort (name, or address) so that 10,000 Services cost
+ * n log n, not n^2. A row: an address or a name, and who has it. */
+struct krow {
+	const struct pcidr *addr; /* NULL: a name row */
+	const char *ns, *name;
+	long svc; /* index in services, or -1 - workload index */
+	size_t order;
+};
+
+static int krow_cmp(const void *x, const void *y)
 {
-	return a->family == b->family && !memcmp(a->addr, b->addr, 16);
+	const struct krow *a = x, *b = y;
+	int c;
+	if (a->addr) {
+		c = a->addr->family - b->addr->family;
+		c = c ? c : memcmp(a->addr->addr, b->addr->addr, 16);
+	} else {
+		c = strcmp(a->ns, b->ns);
+		c = c ? c : strcmp(a->name, b->name);
+	}
+	return c ? c : (a->order > b->order) - (a->order < b->order);
+}
+
+static int ksvc_dup_err(const struct pset *s, struct policy_error *err, const struct krow *first,
+			const struct krow *later)
+{
+	const struct ksvc *v = &s->services[later->svc];
+	if (!later->addr)
+		return kset_err(err, &v->where, "metadata.name",
+				"a second Service named %s/%s (the first: %s:%d)", v->ns, v->name,
+				s->services[first->svc].where.file,
+				s->services[first->svc].where.line);
+	if (first->svc < 0) {
+		const struct pworkload *w = &s->workloads[-1 - first->svc];
+		return kset_err(
+			err, &v->where, "spec.clusterIPs",
+			"the virtual IP %s of Service %s/%s is the address of workload %s/%s",
+			later->addr->text, v->ns, v->name, w->ns, w->name);
+	}
+	const struct ksvc *x = &s->services[first->svc];
+	return kset_err(err, &v->where, "spec.clusterIPs",
+			"Services %s/%s and %s/%s share the virtual IP %s", x->ns, x->name, v->ns,
+			v->name, later->addr->text);
 }
 
 int ksvc_finish(const struct pset *s, struct policy_error *err)
 {
-	for (size_t i = 0; i < s->n_services; i++) {
-		const struct ksvc *v = &s->services[i];
-		for (size_t j = 0; j < i; j++) {
-			const struct ksvc *x = &s->services[j];
-			if (!strcmp(v->ns, x->ns) && !strcmp(v->name, x->name))
-				return kset_err(err, &v->where, "metadata.name",
-						"a second Service named %s/%s (the first: %s:%d)",
-						v->ns, v->name, x->where.file, x->where.line);
-			for (size_t a = 0; a < v->n_vips; a++)
-				for (size_t b = 0; b < x->n_vips; b++)
-					if (same_host(&v->vips[a], &x->vips[b]))
-						return kset_err(err, &v->where, "spec.clusterIPs",
-								"Services %s/%s and %s/%s share "
-								"the virtual IP %s",
-								x->ns, x->name, v->ns, v->name,
-								v->vips[a].text);
-		}
-		for (size_t w = 0; w < s->n_workloads; w++)
-			for (size_t a = 0; a < v->n_vips; a++)
-				for (size_t b = 0; b < s->workloads[w].n_addrs; b++)
-					if (same_host(&v->vips[a], &s->workloads[w].addrs[b]))
-						return kset_err(
-							err, &v->where, "spec.clusterIPs",
-							"the virtual IP %s of Service %s/%s "
-							"is the address of workload %s/%s",
-							v->vips[a].text, v->ns, v->name,
-							s->workloads[w].ns, s->workloads[w].name);
+	size_t n = s->n_services, n_rows = 0, n_addr = 0;
+	struct krow *rows;
+	int rc = 0;
+
+	for (size_t i = 0; i < s->n_services; i++)
+		n += s->services[i].n_vips;
+	for (size_t i = 0; i < s->n_workloads; i++)
+		n += s->workloads[i].n_addrs;
+	n += s->n_slices;
+	if (!(rows = calloc(n + 1, sizeof(*rows)))) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
 	}
-	for (size_t i = 0; i < s->n_slices; i++)
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(s->slices[i].ns, s->slices[j].ns) &&
-			    !strcmp(s->slices[i].name, s->slices[j].name))
-				return kset_err(err, &s->slices[i].where, "metadata.name",
-						"a second EndpointSlice named %s/%s (the first: "
-						"%s:%d)",
-						s->slices[i].ns, s->slices[i].name,
-						s->slices[j].where.file, s->slices[j].where.line);
-	return 0;
+	/* names: the later document is the one named in the error */
+	for (size_t i = 0; i < s->n_services; i++)
+		rows[n_rows++] =
+			(struct krow){NULL, s->services[i].ns, s->services[i].name, (long)i, i};
+	qsort(rows, n_rows, sizeof(*rows), krow_cmp);
+	for (size_t i = 1; i < n_rows && !rc; i++)
+		if (!strcmp(rows[i].ns, rows[i - 1].ns) && !strcmp(rows[i].name, rows[i - 1].name))
+			rc = ksvc_dup_err(s, err, &rows[i - 1], &rows[i]);
+	/* addresses: workloads' first, so a virtual IP on a pod names both */
+	for (size_t w = 0; w < s->n_workloads && !rc; w++)
+		for (size_t a = 0; a < s->workloads[w].n_addrs; a++, n_addr++)
+			rows[n_addr] = (struct krow){&s->workloads[w].addrs[a], NULL, NULL,
+						     -1 - (long)w, n_addr};
+	for (size_t i = 0; i < s->n_services && !rc; i++)
+		for (size_t a = 0; a < s->services[i].n_vips; a++, n_addr++)
+			rows[n_addr] =
+				(struct krow){&s->services[i].vips[a], NULL, NULL, (long)i, n_addr};
+	if (!rc)
+		qsort(rows, n_addr, sizeof(*rows), krow_cmp);
+	for (size_t i = 1; i < n_addr && !rc; i++)
+		if (rows[i].svc >= 0 && rows[i].addr->family == rows[i - 1].addr->family &&
+		    !memcmp(rows[i].addr->addr, rows[i - 1].addr->addr, 16))
+			rc = ksvc_dup_err(s, err, &rows[i - 1], &rows[i]);
+	/* EndpointSlice names */
+	n_rows = 0;
+	for (size_t i = 0; i < s->n_slices && !rc; i++)
+		rows[n_rows++] =
+			(struct krow){NULL, s->slices[i].ns, s->slices[i].name, (long)i, i};
+	if (!rc)
+		qsort(rows, n_rows, sizeof(*rows), krow_cmp);
+	for (size_t i = 1; i < n_rows && !rc; i++)
+		if (!strcmp(rows[i].ns, rows[i - 1].ns) &&
+		    !strcmp(rows[i].name, rows[i - 1].name)) {
+			const struct kslice *a = &s->slices[rows[i - 1].svc],
+					    *b = &s->slices[rows[i].svc];
+			rc = kset_err(err, &b->where, "metadata.name",
+				      "a second EndpointSlice named %s/%s (the first: %s:%d)",
+				      b->ns, b->name, a->where.file, a->where.line);
+		}
+	free(rows);
+	return rc;
 }

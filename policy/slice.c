@@ -361,9 +361,11 @@ static int slice_services_build(struct policy_slice *s, struct policy_error *err
 	}
 	qsort(s->vips, s->n_vips, sizeof(*s->vips), svip_cmp);
 	for (size_t i = 1; i < s->n_vips; i++)
-		if (!svip_cmp(&s->vips[i - 1], &s->vips[i]))
-			return serr(err, "services", "one virtual IP in two Services",
-				    s->svcs[s->vips[i].svc].key);
+		if (!svip_cmp(&s->vips[i - 1], &s->vips[i])) {
+			char which[128];
+			snprintf(which, sizeof(which), "%.100s", s->svcs[s->vips[i].svc].key);
+			return serr(err, "services", "one virtual IP in two Services", which);
+		}
 	return 0;
 }
 

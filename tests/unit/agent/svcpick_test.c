@@ -63,18 +63,25 @@ static void test_p2c_spread(void **state)
 	if (n[0] < 300 || n[1] < 300)
 		fail_msg("equal endpoints, skewed: %zu / %zu", n[0], n[1]);
 
-	/* long connections held on one endpoint: new ones go to the other */
-	struct svcpick_ep *held[20];
-	size_t ep, on0 = 0;
-	for (int i = 0; i < 20; i++) {
+	/* ten long connections held on endpoint 0: new ones go to endpoint 1
+	 * until their in-flight counts are comparable */
+	struct svcpick_ep *held[30];
+	size_t ep, on1 = 0;
+	svc.n_eps = 1;
+	for (int i = 0; i < 10; i++) {
 		assert_int_equal(svcpick_choose(p, &svc, 0, 3000, NULL, 0, &ep, &held[i]),
 				 SVCPICK_OK);
 		svcpick_done(held[i], 1, 200, 3000);
-		on0 += ep == 0;
 	}
-	/* with two endpoints P2C compares both: in-flight decides */
-	if (on0 < 8 || on0 > 12)
-		fail_msg("20 held connections split %zu / %zu", on0, 20 - on0);
+	svc.n_eps = 2;
+	for (int i = 10; i < 20; i++) {
+		assert_int_equal(svcpick_choose(p, &svc, 0, 3000, NULL, 0, &ep, &held[i]),
+				 SVCPICK_OK);
+		svcpick_done(held[i], 1, 200, 3000);
+		on1 += ep == 1;
+	}
+	if (on1 < 8)
+		fail_msg("10 held on endpoint 0, yet %zu of 10 new ones went to it", 10 - on1);
 	for (int i = 0; i < 20; i++)
 		svcpick_put(held[i], 1);
 
@@ -188,7 +195,8 @@ static void test_tiers_and_refusals(void **state)
 	assert_int_equal(svcpick_choose(p, &svc, 0, 100, tried, 1, &ep, &tried[1]), SVCPICK_OK);
 	svcpick_done(tried[1], 0, 0, 100);
 	assert_int_equal(svcpick_choose(p, &svc, 0, 100, tried, 2, &ep, &st), SVCPICK_ALL_TRIED);
-	assert_string_equal(svcpick_why_text(SVCPICK_NO_READY), "no ready endpoint");
+	assert_string_equal(svcpick_why_text(SVCPICK_NO_READY),
+			    "the Service has no ready endpoint");
 	svcpick_put(tried[0], 0);
 	svcpick_put(tried[1], 0);
 	/* the sweep drops the states nobody holds that no slice has */

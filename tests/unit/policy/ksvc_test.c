@@ -149,7 +149,7 @@ static json_t *walk(json_t *j, const char *path, char *last, size_t len)
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", path);
 	char *dot = strrchr(buf, '.');
-	snprintf(last, len, "%s", dot ? dot + 1 : buf);
+	snprintf(last, len, "%.100s", dot ? dot + 1 : buf);
 	if (!dot)
 		return j;
 	*dot = '\0';
@@ -299,13 +299,45 @@ static void test_files(void **state)
 	rmdir(dir);
 }
 
+/* Conflicts between documents: the later one is named, whole_set. */
+static void test_set_conflicts(void **state)
+{
+	(void)state;
+	static const char *const wl =
+		"{\"apiVersion\": \"cinch.dev/v1alpha1\", \"kind\": \"Workload\","
+		" \"metadata\": {\"name\": \"api-0\", \"namespace\": \"shop\"},"
+		" \"spec\": {\"serviceAccount\": \"api\", \"addresses\": [\"10.96.0.10\"]}}";
+	struct {
+		const char *a, *b, *path, *msg;
+	} cases[] = {
+		{SERVICE_JSON, SERVICE_JSON, "metadata.name", "a second Service named shop/api"},
+		{SLICE_JSON, SLICE_JSON, "metadata.name",
+		 "a second EndpointSlice named shop/api-x7k2p"},
+		{wl, SERVICE_JSON, "spec.clusterIPs", "is the address of workload shop/api-0"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pset *s = pset_new("cluster.local");
+		struct policy_error err;
+		json_t *a = load(cases[i].a), *b = load(cases[i].b);
+		assert_int_equal(add_json(s, a, &err), 0);
+		assert_int_equal(add_json(s, b, &err), 0);
+		assert_int_equal(pset_finish(s, &err), -EINVAL);
+		assert_string_equal(err.path, cases[i].path);
+		if (!strstr(err.msg, cases[i].msg))
+			fail_msg("case %zu: %s", i, err.msg);
+		assert_true(err.whole_set);
+		json_decref(a);
+		json_decref(b);
+		pset_free(s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_real_objects),
-		cmocka_unit_test(test_bad_fields),
-		cmocka_unit_test(test_headless_and_none),
-		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_real_objects),	  cmocka_unit_test(test_bad_fields),
+		cmocka_unit_test(test_headless_and_none), cmocka_unit_test(test_files),
+		cmocka_unit_test(test_set_conflicts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
