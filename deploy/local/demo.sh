@@ -94,7 +94,7 @@ if ! mesh_up; then
 	exit 1
 fi
 for p in $MESH_PODS; do
-	ok "pod $p at $(mesh_addr "$p"): agent ready, identity spiffe://$TD/ns/demo/sa/$p"
+	ok "pod $p at $(mesh_addr "$p"): agent ready, identity spiffe://$TD/ns/demo/sa/${p%-[0-9]}"
 done
 
 step "1. web -> api:8080 (allowed by demo/api-from-web)"
@@ -115,18 +115,15 @@ fi
 step "1b. web -> the api Service by name: http://api.demo.svc.cluster.local/ (port 80 -> 8080 of $(mesh_endpoints api | paste -sd' ' -))"
 VIP=$(mesh_in web getent hosts api.demo.svc.cluster.local | awk '{print $1}')
 ok "web resolves api.demo.svc.cluster.local to $VIP (/etc/netns/$(netns_name web)/hosts)"
-# 20 new connections, then 20 requests on one keep-alive connection
+# 20 calls, each on a new connection (the app answers HTTP/1.0)
 declare -A served=()
 for i in $(seq 20); do
 	who=$(mesh_in web curl -s -m 5 http://api.demo.svc.cluster.local/pod)
 	[ -n "$who" ] && served[$who]=$((${served[$who]:-0} + 1))
 done
-urls=()
-for i in $(seq 20); do urls+=(http://api.demo.svc.cluster.local/pod); done
-kept=$(mesh_in web curl -s -m 10 "${urls[@]}" | sort | uniq -c | awk '{printf "%s x%s ", $2, $1}')
 sleep 0.3
 if [ "${served[api]:-0}" -gt 0 ] && [ "${served[api-2]:-0}" -gt 0 ]; then
-	ok "20 new connections: api served ${served[api]}, api-2 served ${served[api-2]}; one keep-alive connection: $kept"
+	ok "20 calls by name, each on a new connection: api served ${served[api]}, api-2 served ${served[api-2]}"
 	for p in $(mesh_endpoints api); do
 		c=$(last_conn "$MESH_STATE/agent-$p.log" inbound)
 		ok "pod $p ($(mesh_addr "$p")): its agent let web in over mutual TLS as $(field local_id "$c"):"

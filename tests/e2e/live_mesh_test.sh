@@ -18,7 +18,10 @@
 #     takes a client outside the mesh (the host) to both api pods at
 #     random (each pod's agent refuses the plaintext: STRICT), and a pod's
 #     uncaptured call through the VIP comes back over the bridge (hairpin,
-#     masqueraded) to an api pod.
+#     masqueraded) to an api pod; web calls the api Service by name
+#     (http://api.demo.svc.cluster.local/, port 80 -> 8080): its agent takes
+#     the call to the VIP, both api pods serve, every call is mutual TLS
+#     with api's identity pinned, and the host's DNAT never sees it.
 # Root only (exit 77 otherwise).
 set -u
 MESHTEST_TOOLS="ip iptables iptables-restore curl socat setpriv getent /usr/bin/python3"
@@ -76,6 +79,24 @@ n0=$(both_refusals)
 mesh_in web setpriv --reuid 1337 --regid 1337 --clear-groups curl -s -m 2 "http://$VIP/" >/dev/null
 check "web's uncaptured call through the VIP came back to an api pod (hairpin, masqueraded to $MESH_NET.1)" \
 	netns_wait 5 eval '[ "$(both_refusals)" -gt "$n0" ]'
+
+# --- the api Service by name, through web's agent (meshed, both pods)
+# new connections to the api VIP the host's nat chains took
+via_host() { iptables -w -t nat -L "$(mesh_chain)" -v -x -n | awk -v c="$(mesh_chain SVC-API)" '$3 == c {print $1}'; }
+p0=$(via_host)
+declare -A served=()
+for i in $(seq 20); do
+	w=$(mesh_in web curl -s -m 5 http://api.demo.svc.cluster.local/pod)
+	served[${w:-none}]=$((${served[${w:-none}]:-0} + 1))
+done
+both_served() { [ "${served[api]:-0}" -gt 0 ] && [ "${served[api-2]:-0}" -gt 0 ] && [ "${served[none]:-0}" -eq 0 ]; }
+check "web -> api.demo.svc.cluster.local: 20 answers, from both api pods (api ${served[api]:-0}, api-2 ${served[api-2]:-0}, none ${served[none]:-0})" both_served
+meshed_calls() { grep -c "\"dst\":\"$VIP:80\".*\"peer_id\":\"spiffe://cluster.local/ns/demo/sa/api\".*\"tls_version\":\"TLSv1.3\"" "$MESH_STATE/agent-web.log"; }
+check "web's agent made each a mutual TLS call with api's identity pinned" netns_wait 5 eval '[ "$(meshed_calls)" -ge 20 ]'
+check "none of them went through the host's DNAT ($p0 connections to the VIP before, $(via_host) after)" \
+	[ "$(via_host)" = "$p0" ]
+check "both api pods' agents let web in over mutual TLS" \
+	eval 'grep -q "\"peer_id\":\"spiffe://cluster.local/ns/demo/sa/web\".*\"verdict\":\"allow\".*TLSv1.3" "$MESH_STATE/agent-api.log" && grep -q "\"peer_id\":\"spiffe://cluster.local/ns/demo/sa/web\".*\"verdict\":\"allow\".*TLSv1.3" "$MESH_STATE/agent-api-2.log"'
 
 # --- a spent token is refused
 mkdir -p "$MESH_STATE/replay"
