@@ -776,43 +776,58 @@ static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t 
 	return best;
 }
 
-/* The first rule from `from` on that matches (caller valid or NULL),
- * SIZE_MAX when none does. */
-static size_t slice_first(const struct policy_slice *s, const char *spiffe_id,
-			  const struct sockaddr *src, uint16_t port, size_t from)
+/* A caller as the index sees it, computed once per decision: whether its
+ * ID is a SPIFFE ID, and the hashes of its two keys (itself, and itself up
+ * to its last '/': wildcards and namespaces), in one pass. */
+struct scaller {
+	const char *id; /* NULL: plaintext */
+	const struct sockaddr *src;
+	int valid;
+	uint64_t h, h_last;
+	size_t len, l_last;
+};
+
+static void scaller_init(struct scaller *c, const char *spiffe_id, const struct sockaddr *src)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = spiffe_id;
+	c->src = src;
+	c->valid = spiffe_id && slice_id_ok(spiffe_id);
+	if (!c->valid)
+		return;
+	c->h = SKEY_FNV_INIT;
+	for (; spiffe_id[c->len]; c->len++) {
+		c->h = SKEY_FNV_STEP(c->h, spiffe_id[c->len]);
+		if (spiffe_id[c->len] == '/') {
+			c->h_last = c->h;
+			c->l_last = c->len + 1;
+		}
+	}
+}
+
+/* The first rule from `from` on that matches, SIZE_MAX when none does. */
+static size_t slice_first(const struct policy_slice *s, const struct scaller *c, uint16_t port,
+			  size_t from)
 {
 	size_t best = SIZE_MAX;
 
 	for (size_t i = 0; i < s->n_any_rules && s->any_rules[i] < best; i++)
 		if (s->any_rules[i] >= from && pports_contains(&s->rules[s->any_rules[i]].ports, port))
 			best = s->any_rules[i];
-	if (spiffe_id && !slice_id_ok(spiffe_id)) {
-		/* Not a SPIFFE ID: no identity rule admits it. */
-	} else if (spiffe_id) {
-		/* The caller's keys: itself, and itself up to its last '/'
-		 * (wildcards and namespaces); their hashes in one pass. */
-		uint64_t h = SKEY_FNV_INIT, h_last = 0;
-		size_t len = 0, l_last = 0;
-		for (; spiffe_id[len]; len++) {
-			h = SKEY_FNV_STEP(h, spiffe_id[len]);
-			if (spiffe_id[len] == '/') {
-				h_last = h;
-				l_last = len + 1;
-			}
-		}
-		best = slice_lookup(s, spiffe_id, len, h, port, from, best);
-		if (l_last)
-			best = slice_lookup(s, spiffe_id, l_last, h_last, port, from, best);
-	} else {
+	if (c->valid) {
+		best = slice_lookup(s, c->id, c->len, c->h, port, from, best);
+		if (c->l_last)
+			best = slice_lookup(s, c->id, c->l_last, c->h_last, port, from, best);
+	} else if (!c->id) {
 		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
 			const struct srule *r = &s->rules[s->cidr_rules[i]];
 			if (s->cidr_rules[i] < from || !pports_contains(&r->ports, port))
 				continue;
 			for (size_t k = 0; k < r->n_src && best == SIZE_MAX; k++)
-				if (ssrc_admits(s, &r->src[k], NULL, src))
+				if (ssrc_admits(s, &r->src[k], NULL, c->src))
 					best = s->cidr_rules[i];
 		}
-	}
+	} /* else not a SPIFFE ID: no identity rule admits it */
 	return best;
 }
 
@@ -829,8 +844,10 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 	 * "audit-deny" naming that rule. */
 	const struct srule *audit = NULL;
 	size_t best, from = 0;
+	struct scaller caller;
+	scaller_init(&caller, spiffe_id, src);
 	for (;;) {
-		best = slice_first(s, spiffe_id, src, port, from);
+		best = slice_first(s, &caller, port, from);
 		if (best == SIZE_MAX)
 			break;
 		const struct srule *r = &s->rules[best];
