@@ -8,10 +8,12 @@
  *      nothing else of it is kept), each connection line reduced to its
  *      flow (direction, caller, destination address and port, today's
  *      verdict and rule) and counted in a hash table of distinct flows;
- *   2. replay: the proposed set is compiled once (pcompile_new); each
- *      workload a flow names gets, once, its slice from its snapshot, the
- *      bytes the control plane streams and the agent loads
- *      (policy_slice_from_snapshot); each distinct flow is decided by that
+ *   2. replay: the proposed set is compiled once (pcompile_new); the
+ *      flows are taken workload by workload, each workload's slice made
+ *      from its snapshot, the bytes the control plane streams and the
+ *      agent loads (policy_slice_from_snapshot), and dropped after its
+ *      flows (one slice held at a time: each carries its peers, so all
+ *      of a large mesh's would not fit); each distinct flow is decided by that
  *      slice with the calls agent/proxy.c makes: inbound,
  *      policy_slice_decide_inbound at the workload owning the destination
  *      address; outbound, policy_slice_peer then policy_slice_decide_egress
@@ -76,7 +78,7 @@ static int wi_next(struct wi_reader *r, char **line, size_t *len, int *too_long)
 			*line = p;
 			*len = n;
 			r->start += n + (nl ? 1 : 0);
-			*too_long = r->skipping;
+			*too_long = r->skipping || n > WI_LINE_MAX;
 			r->skipping = 0;
 			return 1;
 		}
@@ -112,6 +114,7 @@ struct wi_flow {
 	char *key; /* caller, destination address, rule: three strings */
 	size_t klen;
 	const char *caller, *daddr, *rule; /* into key */
+	long w;				   /* replay: the workload that decides it */
 };
 
 struct wi_table {
@@ -255,9 +258,247 @@ static int wi_addr(const char *s, struct sockaddr_storage *ss, uint16_t *port, c
 	return 0;
 }
 
-static const char *wi_str(const json_t *o, const char *key)
+/* ---- one line of JSON: the fields whatif reads
+ *
+ * jansson builds a tree of every value of the line, a dozen allocations
+ * for fields whatif never looks at; it was 80 % of the time (one core,
+ * about 95,000 lines/s). This scanner checks the whole line's JSON syntax
+ * (RFC 8259: one object, strings with their escapes, numbers, literals,
+ * nested values up to WI_DEPTH) without building anything, and keeps the
+ * values of the fields below, decoded in place in the line. What it reads
+ * must be printable ASCII (SPIFFE IDs, addresses, rule names, names of
+ * verdicts and ends are): anything else is malformed, so nothing a log
+ * holds reaches the terminal unfiltered. A field given twice is malformed;
+ * other fields' strings are checked for syntax, not for UTF-8. */
+
+enum {
+	WF_EVENT = 0,
+	WF_DIRECTION,
+	WF_SRC,
+	WF_DST,
+	WF_PEER_ID,
+	WF_VERDICT,
+	WF_RULE,
+	WF_END,
+	WF_N,
+};
+
+static const char *const wi_field_names[WF_N] = {
+	[WF_EVENT] = "event", [WF_DIRECTION] = "direction", [WF_SRC] = "src",
+	[WF_DST] = "dst",     [WF_PEER_ID] = "peer_id",	    [WF_VERDICT] = "verdict",
+	[WF_RULE] = "rule",   [WF_END] = "end",
+};
+
+#define WI_DEPTH 32
+
+struct wi_scan {
+	char *p, *end;
+	const char *why; /* static text */
+	const char *v[WF_N];
+	int nonstring[WF_N]; /* the field is there, with another type */
+};
+
+static void wi_ws(struct wi_scan *x)
 {
-	return json_string_value(json_object_get(o, key));
+	while (x->p < x->end && (*x->p == ' ' || *x->p == '\t' || *x->p == '\r' || *x->p == '\n'))
+		x->p++;
+}
+
+static int wi_fail(struct wi_scan *x, const char *why)
+{
+	if (!x->why)
+		x->why = why;
+	return -1;
+}
+
+static int wi_hex(char c)
+{
+	return c >= '0' && c <= '9'	  ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+/* A string at x->p (its opening quote). keep: decode it in place and
+ * NUL-terminate it (into *out), printable ASCII only. */
+static int wi_string(struct wi_scan *x, int keep, const char **out)
+{
+	char *w = ++x->p, *start = w;
+	int ascii = 1;
+
+	for (;;) {
+		if (x->p == x->end)
+			return wi_fail(x, "a string that does not end");
+		unsigned char c = (unsigned char)*x->p++;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return wi_fail(x, "a control character in a string");
+		if (c == '\\') {
+			if (x->p == x->end)
+				return wi_fail(x, "a string that does not end");
+			c = (unsigned char)*x->p++;
+			switch (c) {
+			case '"': case '\\': case '/': break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'u': {
+				unsigned u = 0;
+				for (int i = 0; i < 4; i++) {
+					int h = x->p < x->end ? wi_hex(*x->p) : -1;
+					if (h < 0)
+						return wi_fail(x, "a \\u escape without 4 hex digits");
+					u = u << 4 | (unsigned)h;
+					x->p++;
+				}
+				c = u < 0x80 ? (unsigned char)u : 0x80; /* 0x80: not ASCII */
+				break;
+			}
+			default:
+				return wi_fail(x, "an unknown escape in a string");
+			}
+		}
+		if (keep) {
+			ascii &= c >= 0x20 && c <= 0x7e;
+			*w++ = (char)c;
+		}
+	}
+	if (keep) {
+		if (!ascii)
+			return wi_fail(x, "a key, or a field whatif reads, that is not "
+					  "printable ASCII");
+		*w = '\0'; /* at or before the closing quote, already passed */
+		*out = start;
+	}
+	return 0;
+}
+
+static int wi_value(struct wi_scan *x, int depth);
+
+/* An object or an array at x->p; `top`: the line's object, whose fields
+ * of wi_field_names are kept. */
+static int wi_container(struct wi_scan *x, int depth, int top)
+{
+	int object = *x->p++ == '{';
+	char close = object ? '}' : ']';
+
+	if (depth > WI_DEPTH)
+		return wi_fail(x, "values nested too deep");
+	wi_ws(x);
+	if (x->p < x->end && *x->p == close) {
+		x->p++;
+		return 0;
+	}
+	for (;;) {
+		int field = -1;
+		if (object) {
+			const char *key = NULL;
+			if (x->p == x->end || *x->p != '"')
+				return wi_fail(x, "an object key that is not a string");
+			/* The line's own keys decoded (an agent writes ASCII
+			 * ones), so an escaped spelling is the same field. */
+			if (wi_string(x, top, &key) < 0)
+				return -1;
+			for (int i = 0; i < WF_N && field < 0 && key; i++)
+				if (!strcmp(wi_field_names[i], key))
+					field = i;
+			wi_ws(x);
+			if (x->p == x->end || *x->p != ':')
+				return wi_fail(x, "a ':' expected after an object key");
+			x->p++;
+			wi_ws(x);
+		}
+		if (field >= 0) {
+			if (x->v[field] || x->nonstring[field])
+				return wi_fail(x, "a field given twice");
+			if (x->p < x->end && *x->p == '"') {
+				if (wi_string(x, 1, &x->v[field]) < 0)
+					return -1;
+			} else {
+				x->nonstring[field] = 1;
+				if (wi_value(x, depth + 1) < 0)
+					return -1;
+			}
+		} else if (wi_value(x, depth + 1) < 0) {
+			return -1;
+		}
+		wi_ws(x);
+		if (x->p == x->end)
+			return wi_fail(x, object ? "an object that does not end"
+						 : "an array that does not end");
+		if (*x->p == close) {
+			x->p++;
+			return 0;
+		}
+		if (*x->p++ != ',')
+			return wi_fail(x, "a ',' expected between values");
+		wi_ws(x);
+	}
+}
+
+static int wi_value(struct wi_scan *x, int depth)
+{
+	static const char *const lit[] = {"true", "false", "null"};
+
+	if (x->p == x->end)
+		return wi_fail(x, "a value expected");
+	if (*x->p == '"')
+		return wi_string(x, 0, NULL);
+	if (*x->p == '{' || *x->p == '[')
+		return wi_container(x, depth, 0);
+	for (size_t i = 0; i < 3; i++) {
+		size_t l = strlen(lit[i]);
+		if ((size_t)(x->end - x->p) >= l && !memcmp(x->p, lit[i], l)) {
+			x->p += l;
+			return 0;
+		}
+	}
+	/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+	char *p = x->p, *e = x->end;
+	if (p < e && *p == '-')
+		p++;
+	if (p < e && *p == '0')
+		p++;
+	else if (p < e && *p >= '1' && *p <= '9')
+		while (p < e && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return wi_fail(x, "a value expected");
+	if (p < e && *p == '.') {
+		if (++p == e || *p < '0' || *p > '9')
+			return wi_fail(x, "a number without digits after '.'");
+		while (p < e && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		if (++p < e && (*p == '+' || *p == '-'))
+			p++;
+		if (p == e || *p < '0' || *p > '9')
+			return wi_fail(x, "a number without digits in its exponent");
+		while (p < e && *p >= '0' && *p <= '9')
+			p++;
+	}
+	x->p = p;
+	return 0;
+}
+
+/* Scans line[0..len) (writable: strings are decoded in place): 0, or -1
+ * with x->why and the column (1-based) in *col. */
+static int wi_scan_line(struct wi_scan *x, char *line, size_t len, size_t *col)
+{
+	memset(x, 0, sizeof(*x));
+	x->p = line;
+	x->end = line + len;
+	wi_ws(x);
+	if (x->p == x->end || *x->p != '{')
+		wi_fail(x, "'{' expected");
+	else if (wi_container(x, 0, 1) == 0 && (wi_ws(x), x->p != x->end))
+		wi_fail(x, "more after the object");
+	*col = (size_t)(x->p - line) + 1;
+	return x->why ? -1 : 0;
 }
 
 /* Today's verdict of a connection line: 1 and *out, 0 when the policy did
@@ -288,14 +529,12 @@ static char wi_key[3 * WI_LINE_MAX];
 
 /* One line: NULL when it was counted (or skipped), else why it is
  * malformed (static text). -ENOMEM through *oom. */
-static const char *wi_line(struct wi_table *t, struct wi_stats *st, const char *line, size_t len,
+static const char *wi_line(struct wi_table *t, struct wi_stats *st, char *line, size_t len,
 			   int *oom)
 {
 	static char why[200];
-	json_error_t jerr;
-	json_t *j;
-	const char *msg = NULL;
-	size_t i = 0;
+	struct wi_scan x;
+	size_t i = 0, col;
 
 	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
 		i++;
@@ -303,62 +542,48 @@ static const char *wi_line(struct wi_table *t, struct wi_stats *st, const char *
 		st->skipped++;
 		return NULL;
 	}
-	j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j) {
-		snprintf(why, sizeof(why), "not JSON: %s (column %d)", jerr.text, jerr.column);
+	if (wi_scan_line(&x, line, len, &col) < 0) {
+		snprintf(why, sizeof(why), "not JSON: %s (column %zu)", x.why, col);
 		return why;
 	}
-	const char *event = wi_str(j, "event");
-	if (!json_is_object(j) || !event) {
-		msg = "not an agent's log line: no \"event\"";
-		goto out;
-	}
+	const char *event = x.v[WF_EVENT];
+	if (!event)
+		return "not an agent's log line: no \"event\"";
 	if (strcmp(event, "connection")) {
 		st->skipped++;
-		goto out;
+		return NULL;
 	}
 	st->connections++;
-	const char *dir = wi_str(j, "direction"), *src = wi_str(j, "src"), *dst = wi_str(j, "dst"),
-		   *peer = wi_str(j, "peer_id"), *verdict = wi_str(j, "verdict"),
-		   *rule = wi_str(j, "rule"), *end = wi_str(j, "end");
-	const char *missing = !dir	 ? "direction"
-			      : !src	 ? "src"
-			      : !dst	 ? "dst"
-			      : !peer	 ? "peer_id"
-			      : !verdict ? "verdict"
-			      : !rule	 ? "rule"
-			      : !end	 ? "end"
-					 : NULL;
-	if (missing) {
-		snprintf(why, sizeof(why), "connection line without a string \"%s\"", missing);
-		msg = why;
-		goto out;
-	}
+	for (int k = 0; k < WF_N; k++)
+		if (!x.v[k]) {
+			snprintf(why, sizeof(why), "connection line without a string \"%s\"",
+				 wi_field_names[k]);
+			return why;
+		}
+	const char *dir = x.v[WF_DIRECTION], *src = x.v[WF_SRC], *dst = x.v[WF_DST],
+		   *peer = x.v[WF_PEER_ID], *verdict = x.v[WF_VERDICT], *rule = x.v[WF_RULE],
+		   *end = x.v[WF_END];
 	struct wi_flow f = {0};
 	char stext[INET6_ADDRSTRLEN], dtext[INET6_ADDRSTRLEN];
 	uint16_t sport;
 	if (!strcmp(dir, "outbound"))
 		f.outbound = 1;
 	else if (strcmp(dir, "inbound")) {
-		msg = "connection line: \"direction\" is neither inbound nor outbound";
-		goto out;
+		return "connection line: \"direction\" is neither inbound nor outbound";
 	}
 	if (wi_addr(src, &f.src, &sport, stext, sizeof(stext)) < 0) {
-		msg = "connection line: \"src\" is not an address:port";
-		goto out;
+		return "connection line: \"src\" is not an address:port";
 	}
 	if (wi_addr(dst, &f.dst, &f.port, dtext, sizeof(dtext)) < 0 || f.port == 0) {
-		msg = "connection line: \"dst\" is not an address:port";
-		goto out;
+		return "connection line: \"dst\" is not an address:port";
 	}
 	int decided = wi_today(verdict, rule, end, &f.today);
 	if (decided < 0) {
-		msg = "connection line: \"verdict\" is not allow, deny or audit-deny";
-		goto out;
+		return "connection line: \"verdict\" is not allow, deny or audit-deny";
 	}
 	if (!decided) {
 		st->undecided++;
-		goto out;
+		return NULL;
 	}
 	/* The caller as the policy sees it: its SPIFFE ID, or for plaintext
 	 * (and every outbound connection: its source is this workload) its
@@ -370,9 +595,7 @@ static const char *wi_line(struct wi_table *t, struct wi_stats *st, const char *
 	memcpy(wi_key + cl + dl + 2, rule, rl + 1);
 	if (wi_count(t, &f, wi_key, cl + dl + rl + 3) < 0)
 		*oom = 1;
-out:
-	json_decref(j);
-	return msg;
+	return NULL;
 }
 
 /* Reads one file (or "-", standard input) into the table: 0, or 2 after
@@ -382,8 +605,8 @@ static int wi_read(struct wi_table *t, struct wi_stats *st, const char *path, ch
 {
 	struct wi_reader r = {.buf = buf};
 	const char *name = strcmp(path, "-") ? path : "-";
-	char *line;
-	size_t len, n = 0;
+	char *line = NULL;
+	size_t len = 0, n = 0;
 	int too_long, rc, oom = 0;
 
 	r.fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
@@ -423,8 +646,7 @@ struct wi_replay {
 	struct pcompiled *comp;
 	struct wi_owner *owners; /* every workload address, sorted */
 	size_t n_owners;
-	struct policy_slice **slices; /* per workload, compiled when first asked */
-	char **names;		      /* per workload, "ns/name" */
+	char **names; /* per workload, "ns/name" */
 };
 
 static int wi_owner_cmp(const void *a, const void *b)
@@ -465,9 +687,8 @@ static int wi_replay_init(struct wi_replay *x, const struct pset *s)
 	for (size_t i = 0; i < s->n_workloads; i++)
 		n += s->workloads[i].n_addrs;
 	x->owners = calloc(n + 1, sizeof(*x->owners));
-	x->slices = calloc(s->n_workloads + 1, sizeof(*x->slices));
 	x->names = calloc(s->n_workloads + 1, sizeof(*x->names));
-	if (!x->owners || !x->slices || !x->names)
+	if (!x->owners || !x->names)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_workloads; i++) {
 		const struct pworkload *w = &s->workloads[i];
@@ -486,40 +707,34 @@ static int wi_replay_init(struct wi_replay *x, const struct pset *s)
 
 static void wi_replay_cleanup(struct wi_replay *x)
 {
-	for (size_t i = 0; x->set && i < x->set->n_workloads; i++) {
-		if (x->slices)
-			policy_slice_unref(x->slices[i]);
-		if (x->names)
-			free(x->names[i]);
-	}
-	free(x->slices);
+	for (size_t i = 0; x->names && i < x->set->n_workloads; i++)
+		free(x->names[i]);
 	free(x->names);
 	free(x->owners);
 	pcompile_free(x->comp);
 }
 
 /* Workload w's slice, as its agent would load it from the control plane:
- * the compiled snapshot, packed, unpacked and loaded. NULL on failure
- * (printed). */
+ * the compiled snapshot, packed, unpacked and loaded. A new reference, or
+ * NULL on failure (printed). */
 static struct policy_slice *wi_slice(struct wi_replay *x, size_t w)
 {
 	uint8_t *buf = NULL;
 	size_t len;
 	Cinch__V1__Snapshot *snap = NULL;
+	struct policy_slice *s = NULL;
 	struct policy_error err;
 
-	if (x->slices[w])
-		return x->slices[w];
 	if (pcompile_snapshot(x->comp, pcompile_index_of(x->comp, &x->set->workloads[w]), &buf,
 			      &len) < 0 ||
 	    !(snap = cinch__v1__snapshot__unpack(NULL, len, buf)))
 		fprintf(stderr, "cinchctl %s: out of memory\n", wi_cmd);
-	else if (policy_slice_from_snapshot(&x->slices[w], snap, &err) < 0)
+	else if (policy_slice_from_snapshot(&s, snap, &err) < 0)
 		ctl_policy_err(&err);
 	if (snap)
 		cinch__v1__snapshot__free_unpacked(snap, NULL);
 	free(buf);
-	return x->slices[w];
+	return s;
 }
 
 /* A flow decided anew, or not replayed (no workload owns its address). */
@@ -529,6 +744,7 @@ struct wi_change {
 	uint8_t outbound;
 	enum policy_verdict old, new;
 	const char *old_rule, *new_rule, *reason; /* "" for none */
+	char *own; /* new_rule and reason, copied: the slice goes first */
 	uint64_t count;
 	int kind; /* WI_REFUSED ... */
 };
@@ -550,12 +766,13 @@ static int wi_kind_of(enum policy_verdict old, enum policy_verdict now)
 	return WI_OTHER;
 }
 
-/* Decides flow f with the proposed set: 1 and *c when its verdict
- * changes (or it cannot be replayed), 0 when not, -1 on failure. */
-static int wi_decide(struct wi_replay *x, const struct wi_flow *f, struct wi_change *c)
+/* Decides flow f with s, the slice of its workload f->w (NULL when no
+ * workload owns its address): 1 and *c when its verdict changes (or it
+ * cannot be replayed), 0 when not, -1 on ENOMEM. */
+static int wi_decide(const struct wi_replay *x, const struct policy_slice *s,
+		     const struct wi_flow *f, struct wi_change *c)
 {
-	long w = wi_owner_of(x, f->outbound ? &f->src : &f->dst);
-	long dw = f->outbound ? wi_owner_of(x, &f->dst) : w;
+	long w = f->w, dw = f->outbound ? wi_owner_of(x, &f->dst) : w;
 	struct policy_decision d;
 
 	*c = (struct wi_change){
@@ -578,9 +795,6 @@ static int wi_decide(struct wi_replay *x, const struct wi_flow *f, struct wi_cha
 	}
 	if (f->outbound)
 		c->source = x->names[w];
-	struct policy_slice *s = wi_slice(x, (size_t)w);
-	if (!s)
-		return -1;
 	if (!f->outbound) {
 		const char *id = strncmp(f->caller, "spiffe://", 9) ? NULL : f->caller;
 		policy_slice_decide_inbound(s, id, (const struct sockaddr *)&f->src, f->port, &d);
@@ -589,9 +803,13 @@ static int wi_decide(struct wi_replay *x, const struct wi_flow *f, struct wi_cha
 	}
 	if (d.verdict == f->today)
 		return 0;
+	const char *rule = d.rule ? d.rule : "", *reason = d.reason ? d.reason : "";
+	size_t rl = strlen(rule) + 1, nl = strlen(reason) + 1;
+	if (!(c->own = malloc(rl + nl)))
+		return -1;
 	c->new = d.verdict;
-	c->new_rule = d.rule ? d.rule : "";
-	c->reason = d.reason ? d.reason : "";
+	c->new_rule = memcpy(c->own, rule, rl);
+	c->reason = memcpy(c->own + rl, reason, nl);
 	c->kind = wi_kind_of(f->today, d.verdict);
 	return 1;
 }
@@ -729,23 +947,44 @@ static int wi_print_json(const struct wi_change *g, size_t n, const struct wi_st
 
 /* Replays every flow of t and prints the report: 0 nothing allowed today
  * would be refused, 1 something would, 2 on failure. */
+static int wi_flow_cmp(const void *a, const void *b)
+{
+	long x = (*(struct wi_flow *const *)a)->w, y = (*(struct wi_flow *const *)b)->w;
+	return x < y ? -1 : x > y;
+}
+
+/* Replays every flow of t (one workload after the other, so one slice is
+ * held at a time) and prints the report: 0 nothing allowed today would be
+ * refused, 1 something would, 2 on failure. */
 static int wi_report(const struct pset *s, const struct wi_table *t, const struct wi_stats *st,
 		     size_t n_files, int json)
 {
 	struct wi_replay x;
+	struct wi_flow **fl = NULL;
 	struct wi_change *g = NULL;
+	struct policy_slice *slice = NULL;
 	uint64_t by_kind[WI_N_KINDS] = {0};
-	size_t n = 0, m = 0;
+	size_t n = 0, m = 0, nf = 0;
 	int rc = 2;
 
-	if (wi_replay_init(&x, s) < 0 || !(g = calloc(t->n + 1, sizeof(*g)))) {
-		fprintf(stderr, "cinchctl %s: out of memory\n", wi_cmd);
-		goto out;
-	}
-	for (size_t i = 0; i < t->cap; i++) {
-		int r = t->slot[i] ? wi_decide(&x, t->slot[i], &g[n]) : 0;
+	if (wi_replay_init(&x, s) < 0 || !(g = calloc(t->n + 1, sizeof(*g))) ||
+	    !(fl = calloc(t->n + 1, sizeof(*fl))))
+		goto oom;
+	for (size_t i = 0; i < t->cap; i++)
+		if ((fl[nf] = t->slot[i])) {
+			fl[nf]->w = wi_owner_of(&x, fl[nf]->outbound ? &fl[nf]->src : &fl[nf]->dst);
+			nf++;
+		}
+	qsort(fl, nf, sizeof(*fl), wi_flow_cmp);
+	for (size_t i = 0; i < nf; i++) {
+		if (fl[i]->w >= 0 && (i == 0 || fl[i]->w != fl[i - 1]->w)) {
+			policy_slice_unref(slice);
+			if (!(slice = wi_slice(&x, (size_t)fl[i]->w)))
+				goto out;
+		}
+		int r = wi_decide(&x, slice, fl[i], &g[n]);
 		if (r < 0)
-			goto out;
+			goto oom;
 		n += (size_t)r;
 	}
 	qsort(g, n, sizeof(*g), wi_change_cmp);
@@ -753,10 +992,13 @@ static int wi_report(const struct pset *s, const struct wi_table *t, const struc
 		by_kind[g[i].kind] += g[i].count;
 		if (m && !wi_change_cmp(&g[m - 1], &g[i])) {
 			g[m - 1].count += g[i].count;
+			free(g[i].own);
+			g[i].own = NULL;
 			continue;
 		}
 		g[m++] = g[i];
 	}
+	n = m;
 	if (json) {
 		if (wi_print_json(g, m, st, by_kind) < 0)
 			goto out;
@@ -764,8 +1006,15 @@ static int wi_report(const struct pset *s, const struct wi_table *t, const struc
 		wi_print_text(g, m, st, by_kind, n_files);
 	}
 	rc = by_kind[WI_REFUSED] ? 1 : 0;
+	goto out;
+oom:
+	fprintf(stderr, "cinchctl %s: out of memory\n", wi_cmd);
 out:
+	for (size_t i = 0; g && i < n; i++)
+		free(g[i].own);
 	free(g);
+	free(fl);
+	policy_slice_unref(slice);
 	wi_replay_cleanup(&x);
 	return rc;
 }
