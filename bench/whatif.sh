@@ -100,10 +100,13 @@ r = json.load(open(d + "/out.json"))
 rows = [[float(x) for x in l.split()] for l in open(d + "/rounds")]
 med = lambda i: statistics.median(x[i] for x in rows)
 size = os.path.getsize(d + "/day.log")
-print("Medians of %s runs, one core, the log in the page cache.\n" % rounds)
-print("| log lines | MB | connections | distinct groups changed | wall s | lines/s | MB/s | max RSS MiB |")
-print("|---|---|---|---|---|---|---|---|")
-print("| %d | %.0f | %d | %d | %.2f | %.0f k | %.0f | %.0f |" % (
+print("Medians of %s runs, one core, the log in the page cache; CPU is user + system.\n"
+      % rounds)
+cpu = statistics.median(x[1] + x[2] for x in rows)
+print("| log lines | MB | connections | groups changed | wall s | lines/s | MB/s "
+      "| CPU s | lines per CPU-second | max RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+print("| %d | %.0f | %d | %d | %.2f | %.0f k | %.0f | %.2f | %.0f k | %.0f |" % (
     n, size / 1e6, r["connections"], len(r["changes"]), med(0), n / med(0) / 1e3,
-    size / 1e6 / med(0), med(3) / 1024))
+    size / 1e6 / med(0), cpu, n / cpu / 1e3, med(3) / 1024))
 PY
