@@ -166,6 +166,23 @@ would change between allow and audit-deny:
 EOF
 check "audit-mode flows: the enforced one refused (exit 1), the allowed one listed" 1
 
+# An allowed connection whose app then refused it: the agent writes deny
+# with the rule kept (pc_refuse) and it was allowed; without a rule it
+# was never decided (a connect to the app before any decision cannot
+# happen, so no log holds one: these are edited copies of a real line).
+grep -m 1 '"inbound".*"10.201.10.2:8081".*"allow"' "$F/stress.log" |
+	sed 's/"verdict":"allow"/"verdict":"deny"/; s/"reason":"allowed"/"reason":"connection refused"/; s/"end":"closed"/"end":"connect_failed"/' >failed.log
+sed 's/"rule":"[^"]*"/"rule":""/' failed.log >failed2.log && cat failed2.log >>failed.log
+run policy whatif --flows failed.log --policy policy-narrow.yaml $W
+cat >want <<EOF
+would be refused (allowed today):
+  inbound  spiffe://cluster.local/ns/shop/sa/web -> shop/api:8081  1 connection
+    allow by shop/api-from-web#0 -> deny: no rule allows this identity on this port
+2 connections in 1 file: 1 replayed, 1 not decided by a policy, 0 not replayed; 0 other lines skipped
+1 would be refused, 0 would be allowed, 0 would change between allow and audit-deny
+EOF
+check "allowed, then failed at the app: allowed today; without its rule: undecided" 1
+
 # 6. an address no workload of the proposed set owns: not replayed, said
 sed 's/10\.201\.10\.1"/10.201.10.1", "10.201.10.9"/' "$F/workloads.yaml" |
 	grep -v 'name: api' | sed '/^---$/,$d' >web-only.yaml
