@@ -44,6 +44,7 @@
 
 #include "cinch/v1/config.pb-c.h"
 #include "compile.h"
+#include "ctl_logline.h"
 #include "model.h"
 #include "policy.h"
 
@@ -258,19 +259,7 @@ static int wi_addr(const char *s, struct sockaddr_storage *ss, uint16_t *port, c
 	return 0;
 }
 
-/* ---- one line of JSON: the fields whatif reads
- *
- * jansson builds a tree of every value of the line, a dozen allocations
- * for fields whatif never looks at; it was 80 % of the time (one core,
- * about 95,000 lines/s). This scanner checks the whole line's JSON syntax
- * (RFC 8259: one object, strings with their escapes, numbers, literals,
- * nested values up to WI_DEPTH) without building anything, and keeps the
- * values of the fields below, decoded in place in the line. What it reads
- * must be printable ASCII (SPIFFE IDs, addresses, rule names, names of
- * verdicts and ends are): anything else is malformed, so nothing a log
- * holds reaches the terminal unfiltered. A field given twice is malformed;
- * other fields' strings are checked for syntax, not for UTF-8. */
-
+/* The fields of a log line whatif reads (ctl_logline). */
 enum {
 	WF_EVENT = 0,
 	WF_DIRECTION,
@@ -288,218 +277,6 @@ static const char *const wi_field_names[WF_N] = {
 	[WF_DST] = "dst",     [WF_PEER_ID] = "peer_id",	    [WF_VERDICT] = "verdict",
 	[WF_RULE] = "rule",   [WF_END] = "end",
 };
-
-#define WI_DEPTH 32
-
-struct wi_scan {
-	char *p, *end;
-	const char *why; /* static text */
-	const char *v[WF_N];
-	int nonstring[WF_N]; /* the field is there, with another type */
-};
-
-static void wi_ws(struct wi_scan *x)
-{
-	while (x->p < x->end && (*x->p == ' ' || *x->p == '\t' || *x->p == '\r' || *x->p == '\n'))
-		x->p++;
-}
-
-static int wi_fail(struct wi_scan *x, const char *why)
-{
-	if (!x->why)
-		x->why = why;
-	return -1;
-}
-
-static int wi_hex(char c)
-{
-	return c >= '0' && c <= '9'	  ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-				      : -1;
-}
-
-/* A string at x->p (its opening quote). keep: decode it in place and
- * NUL-terminate it (into *out), printable ASCII only. */
-static int wi_string(struct wi_scan *x, int keep, const char **out)
-{
-	char *w = ++x->p, *start = w;
-	int ascii = 1;
-
-	for (;;) {
-		if (x->p == x->end)
-			return wi_fail(x, "a string that does not end");
-		unsigned char c = (unsigned char)*x->p++;
-		if (c == '"')
-			break;
-		if (c < 0x20)
-			return wi_fail(x, "a control character in a string");
-		if (c == '\\') {
-			if (x->p == x->end)
-				return wi_fail(x, "a string that does not end");
-			c = (unsigned char)*x->p++;
-			switch (c) {
-			case '"': case '\\': case '/': break;
-			case 'b': c = '\b'; break;
-			case 'f': c = '\f'; break;
-			case 'n': c = '\n'; break;
-			case 'r': c = '\r'; break;
-			case 't': c = '\t'; break;
-			case 'u': {
-				unsigned u = 0;
-				for (int i = 0; i < 4; i++) {
-					int h = x->p < x->end ? wi_hex(*x->p) : -1;
-					if (h < 0)
-						return wi_fail(x, "a \\u escape without 4 hex digits");
-					u = u << 4 | (unsigned)h;
-					x->p++;
-				}
-				c = u < 0x80 ? (unsigned char)u : 0x80; /* 0x80: not ASCII */
-				break;
-			}
-			default:
-				return wi_fail(x, "an unknown escape in a string");
-			}
-		}
-		if (keep) {
-			ascii &= c >= 0x20 && c <= 0x7e;
-			*w++ = (char)c;
-		}
-	}
-	if (keep) {
-		if (!ascii)
-			return wi_fail(x, "a key, or a field whatif reads, that is not "
-					  "printable ASCII");
-		*w = '\0'; /* at or before the closing quote, already passed */
-		*out = start;
-	}
-	return 0;
-}
-
-static int wi_value(struct wi_scan *x, int depth);
-
-/* An object or an array at x->p; `top`: the line's object, whose fields
- * of wi_field_names are kept. */
-static int wi_container(struct wi_scan *x, int depth, int top)
-{
-	int object = *x->p++ == '{';
-	char close = object ? '}' : ']';
-
-	if (depth > WI_DEPTH)
-		return wi_fail(x, "values nested too deep");
-	wi_ws(x);
-	if (x->p < x->end && *x->p == close) {
-		x->p++;
-		return 0;
-	}
-	for (;;) {
-		int field = -1;
-		if (object) {
-			const char *key = NULL;
-			if (x->p == x->end || *x->p != '"')
-				return wi_fail(x, "an object key that is not a string");
-			/* The line's own keys decoded (an agent writes ASCII
-			 * ones), so an escaped spelling is the same field. */
-			if (wi_string(x, top, &key) < 0)
-				return -1;
-			for (int i = 0; i < WF_N && field < 0 && key; i++)
-				if (!strcmp(wi_field_names[i], key))
-					field = i;
-			wi_ws(x);
-			if (x->p == x->end || *x->p != ':')
-				return wi_fail(x, "a ':' expected after an object key");
-			x->p++;
-			wi_ws(x);
-		}
-		if (field >= 0) {
-			if (x->v[field] || x->nonstring[field])
-				return wi_fail(x, "a field given twice");
-			if (x->p < x->end && *x->p == '"') {
-				if (wi_string(x, 1, &x->v[field]) < 0)
-					return -1;
-			} else {
-				x->nonstring[field] = 1;
-				if (wi_value(x, depth + 1) < 0)
-					return -1;
-			}
-		} else if (wi_value(x, depth + 1) < 0) {
-			return -1;
-		}
-		wi_ws(x);
-		if (x->p == x->end)
-			return wi_fail(x, object ? "an object that does not end"
-						 : "an array that does not end");
-		if (*x->p == close) {
-			x->p++;
-			return 0;
-		}
-		if (*x->p++ != ',')
-			return wi_fail(x, "a ',' expected between values");
-		wi_ws(x);
-	}
-}
-
-static int wi_value(struct wi_scan *x, int depth)
-{
-	static const char *const lit[] = {"true", "false", "null"};
-
-	if (x->p == x->end)
-		return wi_fail(x, "a value expected");
-	if (*x->p == '"')
-		return wi_string(x, 0, NULL);
-	if (*x->p == '{' || *x->p == '[')
-		return wi_container(x, depth, 0);
-	for (size_t i = 0; i < 3; i++) {
-		size_t l = strlen(lit[i]);
-		if ((size_t)(x->end - x->p) >= l && !memcmp(x->p, lit[i], l)) {
-			x->p += l;
-			return 0;
-		}
-	}
-	/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-	char *p = x->p, *e = x->end;
-	if (p < e && *p == '-')
-		p++;
-	if (p < e && *p == '0')
-		p++;
-	else if (p < e && *p >= '1' && *p <= '9')
-		while (p < e && *p >= '0' && *p <= '9')
-			p++;
-	else
-		return wi_fail(x, "a value expected");
-	if (p < e && *p == '.') {
-		if (++p == e || *p < '0' || *p > '9')
-			return wi_fail(x, "a number without digits after '.'");
-		while (p < e && *p >= '0' && *p <= '9')
-			p++;
-	}
-	if (p < e && (*p == 'e' || *p == 'E')) {
-		if (++p < e && (*p == '+' || *p == '-'))
-			p++;
-		if (p == e || *p < '0' || *p > '9')
-			return wi_fail(x, "a number without digits in its exponent");
-		while (p < e && *p >= '0' && *p <= '9')
-			p++;
-	}
-	x->p = p;
-	return 0;
-}
-
-/* Scans line[0..len) (writable: strings are decoded in place): 0, or -1
- * with x->why and the column (1-based) in *col. */
-static int wi_scan_line(struct wi_scan *x, char *line, size_t len, size_t *col)
-{
-	memset(x, 0, sizeof(*x));
-	x->p = line;
-	x->end = line + len;
-	wi_ws(x);
-	if (x->p == x->end || *x->p != '{')
-		wi_fail(x, "'{' expected");
-	else if (wi_container(x, 0, 1) == 0 && (wi_ws(x), x->p != x->end))
-		wi_fail(x, "more after the object");
-	*col = (size_t)(x->p - line) + 1;
-	return x->why ? -1 : 0;
-}
 
 /* Today's verdict of a connection line: 1 and *out, 0 when the policy did
  * not decide it, -1 for a verdict that is none. agent/proxy.c starts every
@@ -533,8 +310,8 @@ static const char *wi_line(struct wi_table *t, struct wi_stats *st, char *line, 
 			   int *oom)
 {
 	static char why[200];
-	struct wi_scan x;
-	size_t i = 0, col;
+	struct ctl_logline x;
+	size_t i = 0;
 
 	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
 		i++;
@@ -542,8 +319,8 @@ static const char *wi_line(struct wi_table *t, struct wi_stats *st, char *line, 
 		st->skipped++;
 		return NULL;
 	}
-	if (wi_scan_line(&x, line, len, &col) < 0) {
-		snprintf(why, sizeof(why), "not JSON: %s (column %zu)", x.why, col);
+	if (ctl_logline_scan(&x, line, len, wi_field_names, WF_N) < 0) {
+		snprintf(why, sizeof(why), "not JSON: %s (column %zu)", x.why, x.column);
 		return why;
 	}
 	const char *event = x.v[WF_EVENT];
