@@ -144,6 +144,9 @@ check "two files after one --flows" 1
 	<"$F/stress.log" >out 2>&1
 rc=$?
 check "--flows twice, one of them stdin" 1
+"$C" policy whatif --flows "$F/api.log" "$F/stress.log" --policy - $W <policy-narrow.yaml >out 2>&1
+rc=$?
+check "the proposal on standard input" 1
 run policy whatif --flows "$F/stress.log" "$F/stress.log" --policy policy-wide.yaml $W
 grep -q "deny -> allow: meshed destination" out && grep -q "shop/api:8081  2 connections" out &&
 	grep -q "^62 connections in 2 files" out && [ "$rc" -eq 0 ]
