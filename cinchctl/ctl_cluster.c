@@ -51,7 +51,16 @@
 #define CTL_SKEW_WARN_S 5
 #define CTL_SKEW_FAIL_S 60
 
-static const char *const ctl_crd_plurals[] = {"allowpolicies", "meshpolicies", "egresspolicies"};
+static const char *const ctl_crd_plurals[] = {"allowpolicies", "meshpolicies", "egresspolicies",
+					       "guardrailpolicies"};
+
+/* What the policy set is read from: the policy CRDs, and the Namespaces
+ * for their labels (namespaceSelector). */
+static const char *const ctl_policy_lists[] = {
+	"/apis/cinch.dev/v1alpha1/allowpolicies",     "/apis/cinch.dev/v1alpha1/meshpolicies",
+	"/apis/cinch.dev/v1alpha1/egresspolicies",    "/apis/cinch.dev/v1alpha1/guardrailpolicies",
+	"/api/v1/namespaces",
+};
 
 /* `v` as a v1 List in a new memory file; its path in `path`. */
 static int ctl_cluster_memfile(json_t *items, char *path, size_t len)
@@ -80,8 +89,8 @@ int ctl_cluster_policy(struct ctl_kube *k, char *policy, char *workloads, size_t
 	size_t i;
 	int rc = -1;
 
-	for (size_t p = 0; p < 3; p++) {
-		snprintf(path, sizeof(path), "/apis/cinch.dev/v1alpha1/%s", ctl_crd_plurals[p]);
+	for (size_t p = 0; p < sizeof(ctl_policy_lists) / sizeof(ctl_policy_lists[0]); p++) {
+		snprintf(path, sizeof(path), "%s", ctl_policy_lists[p]);
 		if (!(l = ctl_kube_get(k, path, why, sizeof(why)))) {
 			fprintf(stderr, "cinchctl: GET %s: %s\n", path, why);
 			goto out;
@@ -246,7 +255,7 @@ static void ctl_check_crds(struct ctl_kube *k)
 {
 	char path[200], why[300], name[64];
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(ctl_crd_plurals) / sizeof(ctl_crd_plurals[0]); i++) {
 		snprintf(name, sizeof(name), "%s.cinch.dev", ctl_crd_plurals[i]);
 		snprintf(path, sizeof(path),
 			 "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s", name);

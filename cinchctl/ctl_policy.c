@@ -228,8 +228,13 @@ static int ctl_policy_check(int argc, char **argv)
 		return status;
 	if (ctl_loaded_cluster)
 		ctl_warn_pod_names(s);
-	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads\n",
+	printf("ok: %zu AllowPolicies, %zu MeshPolicies, %zu EgressPolicies, %zu Workloads",
 	       s->n_allow, s->n_mesh, s->n_egress, s->n_workloads);
+	if (s->n_guards)
+		printf(", %zu GuardrailPolicies", s->n_guards);
+	if (s->n_namespaces)
+		printf(", %zu Namespaces", s->n_namespaces);
+	printf("\n");
 	pset_free(s);
 	return 0;
 }
@@ -244,7 +249,8 @@ struct ctl_near {
 static void ctl_near_rule(void *arg, const char *rule, int port_match, int source_match)
 {
 	struct ctl_near *n = arg;
-	if (port_match == source_match || n->shown == 3)
+	/* a guardrail's rule is not one to widen: it names itself when it decides */
+	if (port_match == source_match || n->shown == 3 || !strncmp(rule, "GuardrailPolicy/", 16))
 		return;
 	printf("  near:   %s %s\n", rule,
 	       source_match ? "admits this caller, but not on this port"
@@ -343,7 +349,7 @@ static int ctl_policy_explain(int argc, char **argv)
 	printf("%s -> %s port %ld: %s\n", from, policy_slice_workload(s), port,
 	       policy_verdict_name(d.verdict));
 	printf("  rule:   %s\n  reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
-	if (d.verdict != POLICY_ALLOW) {
+	if (d.verdict != POLICY_ALLOW && !d.rule) { /* not when a guardrail refused */
 		struct ctl_near near = {0, (uint16_t)port};
 		policy_slice_each_rule(s, id, id ? NULL : (struct sockaddr *)&src, (uint16_t)port,
 				       ctl_near_rule, &near);
@@ -390,6 +396,11 @@ static int ctl_src_covers(const struct psrc *x, const struct psrc *y, const char
 	const char *xp = ctl_src_prefix(x, td, xb, sizeof(xb));
 	const char *yp = ctl_src_prefix(y, td, yb, sizeof(yb));
 
+	/* a selector's callers depend on labels: only a rule with the very
+	 * same selector is known to cover it (not worth a finding) */
+	if (x->kind == PSRC_SELECTOR || y->kind == PSRC_SELECTOR || x->kind == PSRC_ANY ||
+	    y->kind == PSRC_ANY)
+		return x->kind == PSRC_ANY;
 	if (x->kind == PSRC_UNAUTH_CIDR || y->kind == PSRC_UNAUTH_CIDR) {
 		if (x->kind != y->kind || x->cidr.family != y->cidr.family ||
 		    x->cidr.prefix > y->cidr.prefix)
@@ -441,6 +452,189 @@ static int ctl_same_selection(const struct pset *s, const struct pallow *a, cons
 	return 1;
 }
 
+/* ---- lint: guardrails */
+
+/* The namespace every caller of allow source y is in ("" when unknown). */
+static const char *ctl_src_ns(const struct pset *s, const struct psrc *y, char *ns, size_t len)
+{
+	char pfx[300];
+
+	if (y->kind == PSRC_NAMESPACE)
+		return y->text;
+	if (y->kind != PSRC_IDENTITY && y->kind != PSRC_IDENTITY_PREFIX)
+		return "";
+	int pl = snprintf(pfx, sizeof(pfx), "spiffe://%s/ns/", s->trust_domain);
+	const char *rest = !strncmp(y->text, pfx, (size_t)pl) ? y->text + pl : NULL;
+	const char *slash = rest ? strchr(rest, '/') : NULL;
+	if (!slash || strncmp(slash, "/sa/", 4) || (size_t)(slash - rest) >= len)
+		return "";
+	memcpy(ns, rest, (size_t)(slash - rest));
+	ns[slash - rest] = '\0';
+	return ns;
+}
+
+/* Selector x (of a guardrail) against selector y of a policy in `own`,
+ * over the namespaces the set knows: 1 when x picks every caller of every
+ * namespace y picks, -1 when they share no namespace, else 0. */
+static int ctl_guard_sel_meets(const struct pset *s, const struct psrc *x, const struct psrc *y,
+			       const char *own)
+{
+	int all = 1, some = 0;
+
+	for (size_t i = 0; i < s->n_namespaces + s->n_workloads; i++) {
+		const char *n = i < s->n_namespaces ? s->namespaces[i].name
+						    : s->workloads[i - s->n_namespaces].ns;
+		int yin = y->ns_sel ? pset_namespace_matches(s, y->ns_sel, n) : !strcmp(n, own);
+		int xin = !x->ns_sel || pset_namespace_matches(s, x->ns_sel, n);
+		if (!yin)
+			continue;
+		all &= xin;
+		some |= xin;
+	}
+	return !some ? -1 : all && !x->pod_sel ? 1 : 0;
+}
+
+/* Does guardrail source x match every caller allow source y (of a policy
+ * in `own`) admits (1), provably none of them (-1), or some perhaps (0)? */
+static int ctl_guard_src_meets(const struct pset *s, const struct psrc *x, const struct psrc *y,
+			       const char *own)
+{
+	char buf[64];
+	const char *ns = ctl_src_ns(s, y, buf, sizeof(buf));
+
+	if (x->kind == PSRC_ANY)
+		return 1;
+	if (x->kind == PSRC_SELECTOR && y->kind == PSRC_SELECTOR)
+		return ctl_guard_sel_meets(s, x, y, own);
+	if (x->kind == PSRC_SELECTOR && x->ns_sel && *ns &&
+	    !pset_namespace_matches(s, x->ns_sel, ns))
+		return -1;
+	if (x->kind == PSRC_SELECTOR)
+		return x->ns_sel && !x->pod_sel && *ns ? 1 : 0;
+	if (y->kind == PSRC_SELECTOR || y->kind == PSRC_ANY)
+		return 0;
+	if (ctl_src_covers(x, y, s->trust_domain))
+		return 1;
+	if ((x->kind == PSRC_UNAUTH_CIDR) != (y->kind == PSRC_UNAUTH_CIDR))
+		return -1; /* plaintext callers and identities are apart */
+	char xb[64];
+	const char *xns = ctl_src_ns(s, x, xb, sizeof(xb));
+	return *xns && *ns && strcmp(xns, ns) ? -1 : 0;
+}
+
+static int ctl_ports_meet(const struct pports *x, const struct pports *y)
+{
+	if (!x->n || !y->n)
+		return 1;
+	for (size_t i = 0; i < x->n; i++)
+		for (size_t j = 0; j < y->n; j++)
+			if (x->r[i].lo <= y->r[j].hi && y->r[j].lo <= x->r[i].hi)
+				return 1;
+	return 0;
+}
+
+/* The first enforce-mode guardrail deny that refuses all of rule f of
+ * `a` at workload w before any guardrail rule could allow or pass some of
+ * it: NULL when the rule can still decide something there. */
+static const struct pguard *ctl_guard_kills(const struct pset *s, const struct pallow *a, size_t f,
+					    const struct pworkload *w, size_t *rule)
+{
+	const struct pguard *best = NULL;
+	size_t best_rule = 0;
+
+	/* guardrails in evaluation order: priority, then name */
+	for (;;) {
+		const struct pguard *next = NULL;
+		for (size_t i = 0; i < s->n_guards; i++) {
+			const struct pguard *g = &s->guards[i];
+			if (best && (g->priority < best->priority ||
+				     (g->priority == best->priority && strcmp(g->name, best->name) <= 0)))
+				continue;
+			if (!next || g->priority < next->priority ||
+			    (g->priority == next->priority && strcmp(g->name, next->name) < 0))
+				next = g;
+		}
+		if (!next)
+			return NULL;
+		best = next;
+		if (!pguard_selects(s, best, w))
+			continue;
+		for (best_rule = 0; best_rule < best->n_rules; best_rule++) {
+			const struct pguard_rule *r = &best->rules[best_rule];
+			int all = 1, apart = 1;
+			for (size_t k = 0; k < a->n_src[f]; k++) {
+				int one = 0, none = 1;
+				for (size_t m = 0; m < r->n_src; m++) {
+					int meets = ctl_guard_src_meets(s, &r->src[m], &a->from[f][k],
+									a->ns);
+					one |= meets == 1;
+					none &= meets == -1;
+				}
+				all &= one;
+				apart &= none;
+			}
+			if (apart || !ctl_ports_meet(&r->ports, &a->ports))
+				continue;
+			if (r->action == PACT_DENY && !best->audit && all &&
+			    ctl_ports_cover(&r->ports, &a->ports)) {
+				*rule = best_rule;
+				return best;
+			}
+			/* an allow or pass that may meet this rule's traffic: not
+			 * provably dead (nor is it after a partial deny) */
+			if (r->action != PACT_DENY)
+				return NULL;
+		}
+	}
+}
+
+/* Rules a guardrail makes dead: at every workload the policy selects, an
+ * enforce-mode guardrail denies all of the rule's callers on all of its
+ * ports before anything could let them through; and namespace
+ * MeshPolicies whose loosening no guardrail allows. */
+static void ctl_lint_guards(const struct pset *s)
+{
+	char why[400];
+
+	for (size_t i = 0; i < s->n_allow; i++) {
+		const struct pallow *a = &s->allow[i];
+		for (size_t f = 0; f < a->n_from; f++) {
+			const struct pguard *g = NULL;
+			size_t rule = 0, selected = 0;
+			int dead = 1;
+			for (size_t w = 0; w < s->n_workloads && dead; w++) {
+				if (!pselector_matches(&a->sel, a->ns, &s->workloads[w]))
+					continue;
+				selected++;
+				dead = (g = ctl_guard_kills(s, a, f, &s->workloads[w], &rule)) != NULL;
+			}
+			if (selected && dead) {
+				snprintf(why, sizeof(why), "GuardrailPolicy/%s#%zu", g->name, rule);
+				ctl_lint(a, f, "dead: a guardrail denies everything it allows", why);
+			}
+		}
+	}
+	for (size_t i = 0; i < s->n_mesh; i++) {
+		const struct pmesh *m = &s->mesh[i];
+		struct pmesh_settings ms;
+		if (!m->ns)
+			continue;
+		pset_mesh_settings(s, m->ns, &ms);
+		if (!ms.refused)
+			continue;
+		printf("%s:%d: MeshPolicy %s/%s: loosens the mesh's %s%s%s%s%s: not applied (no "
+		       "GuardrailPolicy allowLoosening for this namespace)\n",
+		       ctl_display_path(m->where.file), m->where.line, m->ns, m->name,
+		       ms.refused & PGUARD_LOOSEN_MTLS ? "mtls" : "",
+		       ms.refused & PGUARD_LOOSEN_MTLS && ms.refused > PGUARD_LOOSEN_MTLS ? ", " : "",
+		       ms.refused & PGUARD_LOOSEN_DEFAULT ? "defaultAction" : "",
+		       ms.refused & PGUARD_LOOSEN_DEFAULT && ms.refused & PGUARD_LOOSEN_EGRESS ? ", "
+											 : "",
+		       ms.refused & PGUARD_LOOSEN_EGRESS ? "egress" : "");
+		ctl_lint_n++;
+	}
+}
+
 static void ctl_lint_set(const struct pset *s)
 {
 	for (size_t i = 0; i < s->n_allow; i++) {
@@ -457,7 +651,7 @@ static void ctl_lint_set(const struct pset *s)
 			for (size_t k = 0; k < a->n_src[f]; k++) {
 				const struct psrc *x = &a->from[f][k];
 				char wild[SPIFFE_ID_MAX + 2];
-				snprintf(wild, sizeof(wild), "%s*", x->text);
+				snprintf(wild, sizeof(wild), "%s*", x->text ? x->text : "");
 				if (x->kind == PSRC_NAMESPACE)
 					ctl_lint(a, f, "grants every workload of a namespace",
 						 x->text);
@@ -504,18 +698,27 @@ static void ctl_lint_set(const struct pset *s)
 		}
 	}
 	for (size_t w = 0; w < s->n_workloads; w++) {
+		const struct pworkload *wl = &s->workloads[w];
+		struct pmesh_settings ms;
 		int covered = 0;
 		for (size_t i = 0; i < s->n_allow && !covered; i++)
-			covered = pselector_matches(&s->allow[i].sel, s->allow[i].ns,
-						    &s->workloads[w]);
+			covered = pselector_matches(&s->allow[i].sel, s->allow[i].ns, wl);
+		pset_mesh_settings(s, wl->ns, &ms);
 		if (!covered) {
-			printf("workload %s/%s: no AllowPolicy selects it: every connection to it "
-			       "is "
-			       "refused by default\n",
-			       s->workloads[w].ns, s->workloads[w].name);
+			/* what enforcement does: the namespace's default, as it
+			 * applies (a loosening no guardrail allows does not) */
+			printf("workload %s/%s: no AllowPolicy selects it: every connection %s\n",
+			       wl->ns, wl->name,
+			       !ms.default_audit  ? (s->n_guards ? "no guardrail allows is refused by "
+								   "default"
+								 : "to it is refused by default")
+			       : s->n_guards ? "no guardrail decides is let through and logged "
+					       "(defaultAction audit)"
+					     : "to it is let through and logged (defaultAction audit)");
 			ctl_lint_n++;
 		}
 	}
+	ctl_lint_guards(s);
 }
 
 static int ctl_policy_lint(int argc, char **argv)

@@ -97,24 +97,6 @@ const struct pworkload *pcompile_find(const struct pset *s, const char *self,
 	return found;
 }
 
-/* The MeshPolicy settings that apply in namespace `ns`: the namespace's
- * own fields win over the mesh-wide ones, which win over the defaults. */
-static void mesh_settings(const struct pset *s, const char *ns, int *permissive, int *audit)
-{
-	*permissive = 0;
-	*audit = 0;
-	for (int pass = 0; pass < 2; pass++)
-		for (size_t i = 0; i < s->n_mesh; i++) {
-			const struct pmesh *m = &s->mesh[i];
-			if (pass == 0 ? m->ns != NULL : !m->ns || strcmp(m->ns, ns))
-				continue;
-			if (m->has_mtls)
-				*permissive = m->mtls == PMTLS_PERMISSIVE;
-			if (m->has_default)
-				*audit = m->default_audit;
-		}
-}
-
 static Cinch__V1__PortRange **port_ranges(struct arena *a, const struct pports *p, size_t *n)
 {
 	Cinch__V1__PortRange **r = aalloc(a, sizeof(*r) * (p->n ? p->n : 1));
@@ -175,13 +157,32 @@ struct ilist {
 	size_t n, cap;
 };
 
+/* What a selector source (namespaceSelector, podSelector) stands for in
+ * this set: the namespaces it admits whole (namespaceSelector alone), or
+ * the workloads it picks (their identities). */
+struct pexpand {
+	const struct psrc *src;
+	struct ilist ns; /* indices into nsnames */
+	struct ilist wl; /* workload indices, ascending */
+};
+
 struct pcompiled {
 	const struct pset *s;
 	const struct pallow **order; /* AllowPolicies in evaluation order */
+	const struct pguard **gorder; /* GuardrailPolicies in evaluation order */
+	struct ilist *gsel;	      /* per workload: indices into gorder, ascending */
+	const struct pports **ptab;   /* peers' second halves: n_allow policies' ports, then
+					 every guardrail rule's */
+	char **nsnames;		      /* every namespace: Namespace documents' and workloads' */
+	size_t n_nsnames;
+	struct pexpand *exp; /* one per selector source */
+	size_t n_exp;
+	json_t *byexp; /* "%p" of a selector source -> index into exp */
 	struct ilist *sel;	     /* per workload: indices into order, ascending */
 	struct ilist *egr;	     /* per workload: indices into s->egress */
 	struct ilist *peers;	     /* per workload: (peer, order index) pairs */
-	struct ilist open;	     /* workloads every caller may reach */
+	struct ilist open;	     /* (workload, ptab index or SIZE_MAX: every port)
+				      * pairs every caller may reach, by workload */
 	struct ilist *lists;	     /* the maps' values */
 	size_t n_lists;
 	json_t *byname, *byid, *byns, *bylabel; /* key -> workload or list index */
@@ -235,6 +236,15 @@ static int select_workloads(struct pcompiled *c, const struct pselector *sel, co
 	const struct pset *s = c->s;
 	char key[1024];
 
+	if (!sel->n_workloads && !sel->n_labels) { /* `{}` or matchExpressions only */
+		struct ilist *l = ilist_at(c, c->byns, ns, 0);
+		for (size_t i = 0; l && i < l->n; i++)
+			if (pselector_matches(sel, ns, &s->workloads[l->v[i]]) &&
+			    ipush(out, l->v[i]) < 0)
+				return -ENOMEM;
+		return 0;
+	}
+
 	if (sel->n_workloads) {
 		for (size_t i = 0; i < sel->n_workloads; i++) {
 			/* A name listed twice still picks its workload once
@@ -260,6 +270,99 @@ static int select_workloads(struct pcompiled *c, const struct pselector *sel, co
 	return 0;
 }
 
+static struct pexpand *pexpand_of(const struct pcompiled *c, const struct psrc *x)
+{
+	char key[32];
+	snprintf(key, sizeof(key), "%p", (const void *)x);
+	return &c->exp[json_integer_value(json_object_get(c->byexp, key))];
+}
+
+static int size_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int ns_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every namespace of the set, sorted, once. */
+static int nsnames_build(struct pcompiled *c)
+{
+	const struct pset *s = c->s;
+	size_t n = 0;
+
+	c->nsnames = calloc(s->n_namespaces + s->n_workloads + 1, sizeof(char *));
+	if (!c->nsnames)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_namespaces; i++)
+		c->nsnames[n++] = s->namespaces[i].name;
+	for (size_t i = 0; i < s->n_workloads; i++)
+		c->nsnames[n++] = s->workloads[i].ns;
+	qsort(c->nsnames, n, sizeof(char *), ns_name_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (!c->n_nsnames || strcmp(c->nsnames[c->n_nsnames - 1], c->nsnames[i]))
+			c->nsnames[c->n_nsnames++] = c->nsnames[i];
+	return 0;
+}
+
+/* Expands selector source x of a policy in namespace `own` (NULL: a
+ * guardrail, every namespace): NetworkPolicy's meaning, namespaceSelector
+ * alone admits whole namespaces, a podSelector the workloads it picks in
+ * the namespaces the namespaceSelector picks (the policy's own when there
+ * is none). */
+static int pexpand_add(struct pcompiled *c, const struct psrc *x, const char *own)
+{
+	const struct pset *s = c->s;
+	struct pexpand *e = &c->exp[c->n_exp];
+	char key[32];
+
+	e->src = x;
+	snprintf(key, sizeof(key), "%p", (const void *)x);
+	if (json_object_set_new(c->byexp, key, json_integer((json_int_t)c->n_exp++)))
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n_nsnames; i++) {
+		const char *ns = c->nsnames[i];
+		int in = x->ns_sel ? pset_namespace_matches(s, x->ns_sel, ns)
+				   : !own || !strcmp(own, ns);
+		if (!in)
+			continue;
+		struct ilist *l = ilist_at(c, c->byns, ns, 0);
+		if (!x->pod_sel && ipush(&e->ns, i) < 0)
+			return -ENOMEM;
+		for (size_t k = 0; l && k < l->n; k++) {
+			const struct pworkload *w = &s->workloads[l->v[k]];
+			if (!x->pod_sel || pselector_labels_match(x->pod_sel, w->labels, w->n_labels)) {
+				/* the identity is what is admitted: every workload
+				 * that has it (a shared service account) is a caller */
+				struct ilist *same = ilist_at(c, c->byid, c->ids[l->v[k]], 0);
+				for (size_t m = 0; same && m < same->n; m++)
+					if (ipush(&e->wl, same->v[m]) < 0)
+						return -ENOMEM;
+			}
+		}
+	}
+	if (e->wl.n)
+		qsort(e->wl.v, e->wl.n, sizeof(size_t), size_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < e->wl.n; i++)
+		if (!u || e->wl.v[u - 1] != e->wl.v[i])
+			e->wl.v[u++] = e->wl.v[i];
+	e->wl.n = u;
+	return 0;
+}
+
+static int pguard_cmp(const void *a, const void *b)
+{
+	const struct pguard *x = *(const struct pguard *const *)a,
+			    *y = *(const struct pguard *const *)b;
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
 /* The workloads a source admits (identity kinds only). NULL: none. */
 static const struct ilist *admitted(struct pcompiled *c, const struct psrc *x)
 {
@@ -271,6 +374,8 @@ static const struct ilist *admitted(struct pcompiled *c, const struct psrc *x)
 		return ilist_at(c, c->byid, x->text, 0);
 	case PSRC_NAMESPACE:
 		return ilist_at(c, c->byns, x->text, 0);
+	case PSRC_SELECTOR:
+		return &pexpand_of(c, x)->wl;
 	case PSRC_IDENTITY_PREFIX:
 		/* Only "spiffe://<td>/ns/<ns>/sa/" can admit workloads. */
 		pl = (size_t)snprintf(pfx, sizeof(pfx), "spiffe://%s/ns/", c->s->trust_domain);
@@ -303,6 +408,19 @@ void pcompile_free(struct pcompiled *c)
 		if (c->ids)
 			free(c->ids[i]);
 	}
+	for (size_t i = 0; i < nw; i++)
+		if (c->gsel)
+			free(c->gsel[i].v);
+	for (size_t i = 0; i < c->n_exp; i++) {
+		free(c->exp[i].ns.v);
+		free(c->exp[i].wl.v);
+	}
+	free(c->exp);
+	free(c->gsel);
+	free(c->gorder);
+	free(c->ptab);
+	free(c->nsnames);
+	json_decref(c->byexp);
 	for (size_t i = 0; i < c->n_lists; i++)
 		free(c->lists[i].v);
 	for (size_t i = 0; i < c->n_meshed; i++)
@@ -393,6 +511,7 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	size_t nw = s->n_workloads, n_labels = 0;
 	struct ilist selected = {0};
 	char key[1024];
+	struct ilist *anyone = NULL; /* per workload: guardrail allows of every caller (ptab) */
 	int rc = -ENOMEM;
 
 	if (!c)
@@ -406,12 +525,30 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	c->ids = calloc(nw + 1, sizeof(*c->ids));
 	c->lists = calloc(3 * nw + n_labels + 1, sizeof(*c->lists));
 	c->order = calloc(s->n_allow + 1, sizeof(*c->order));
+	c->gorder = calloc(s->n_guards + 1, sizeof(*c->gorder));
+	c->gsel = calloc(nw + 1, sizeof(*c->gsel));
+	c->byexp = json_object();
+	size_t n_sel = 0, n_grules = 0;
+	for (size_t i = 0; i < s->n_allow; i++)
+		for (size_t f = 0; f < s->allow[i].n_from; f++)
+			for (size_t k = 0; k < s->allow[i].n_src[f]; k++)
+				n_sel += s->allow[i].from[f][k].kind == PSRC_SELECTOR;
+	for (size_t i = 0; i < s->n_guards; i++)
+		for (size_t r = 0; r < s->guards[i].n_rules; r++) {
+			n_grules++;
+			for (size_t k = 0; k < s->guards[i].rules[r].n_src; k++)
+				n_sel += s->guards[i].rules[r].src[k].kind == PSRC_SELECTOR;
+		}
+	c->exp = calloc(n_sel + 1, sizeof(*c->exp));
+	c->ptab = calloc(s->n_allow + n_grules + 1, sizeof(*c->ptab));
+	anyone = calloc(nw + 1, sizeof(*anyone));
 	c->byname = json_object();
 	c->byid = json_object();
 	c->byns = json_object();
 	c->bylabel = json_object();
 	if (!c->sel || !c->egr || !c->peers || !c->ids || !c->lists || !c->order || !c->byname ||
-	    !c->byid || !c->byns || !c->bylabel)
+	    !c->byid || !c->byns || !c->bylabel || !c->gorder || !c->gsel || !c->byexp || !c->exp ||
+	    !c->ptab || !anyone || nsnames_build(c) < 0)
 		goto out;
 
 	for (size_t i = 0; i < nw; i++) {
@@ -439,6 +576,51 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	for (size_t i = 0; i < s->n_allow; i++)
 		c->order[i] = &s->allow[i];
 	qsort(c->order, s->n_allow, sizeof(*c->order), allow_cmp);
+	for (size_t i = 0; i < s->n_allow; i++) {
+		const struct pallow *a = c->order[i];
+		c->ptab[i] = &a->ports;
+		for (size_t f = 0; f < a->n_from; f++)
+			for (size_t k = 0; k < a->n_src[f]; k++)
+				if (a->from[f][k].kind == PSRC_SELECTOR &&
+				    pexpand_add(c, &a->from[f][k], a->ns) < 0)
+					goto out;
+	}
+	for (size_t i = 0; i < s->n_guards; i++)
+		c->gorder[i] = &s->guards[i];
+	qsort(c->gorder, s->n_guards, sizeof(*c->gorder), pguard_cmp);
+	size_t pt = s->n_allow;
+	for (size_t g = 0; g < s->n_guards; g++) {
+		const struct pguard *gd = c->gorder[g];
+		selected.n = 0;
+		for (size_t i = 0; i < nw; i++)
+			if (pguard_selects(s, gd, &s->workloads[i]) &&
+			    (ipush(&c->gsel[i], g) < 0 || ipush(&selected, i) < 0))
+				goto out;
+		for (size_t r = 0; r < gd->n_rules; r++, pt++) {
+			const struct pguard_rule *gr = &gd->rules[r];
+			c->ptab[pt] = &gr->ports;
+			for (size_t k = 0; k < gr->n_src; k++) {
+				const struct psrc *x = &gr->src[k];
+				if (x->kind == PSRC_SELECTOR && pexpand_add(c, x, NULL) < 0)
+					goto out;
+				/* A guardrail's allow makes its callers peers of its
+				 * subject (a deny is left to the destination's agent:
+				 * the caller's side only ever allows more). */
+				if (gr->action != PACT_ALLOW)
+					continue;
+				const struct ilist *callers = admitted(c, x);
+				for (size_t q = 0; x->kind == PSRC_ANY && q < selected.n; q++)
+					if (ipush(&anyone[selected.v[q]], pt) < 0)
+						goto out;
+				for (size_t m = 0; callers && m < callers->n; m++)
+					for (size_t q = 0; q < selected.n; q++)
+						if (ipush(&c->peers[callers->v[m]], selected.v[q]) <
+							    0 ||
+						    ipush(&c->peers[callers->v[m]], pt) < 0)
+							goto out;
+			}
+		}
+	}
 	for (size_t i = 0; i < s->n_allow; i++) {
 		const struct pallow *a = c->order[i];
 		selected.n = 0;
@@ -470,20 +652,29 @@ int pcompile_new(const struct pset *s, struct pcompiled **out)
 	if (meshed_cover(c) < 0)
 		goto out;
 	/* Open workloads: nothing selects them and their default is audit, or
-	 * only audit-mode policies do: every caller gets through. */
+	 * only audit-mode policies do: every caller gets through, on every
+	 * port (SIZE_MAX); and on the ports of a guardrail's allow of every
+	 * caller. (workload, ptab index) pairs, by workload. */
 	for (size_t i = 0; i < nw; i++) {
-		int permissive, audit, enforce = 0;
-		mesh_settings(s, s->workloads[i].ns, &permissive, &audit);
+		struct pmesh_settings ms;
+		int enforce = 0;
+		pset_mesh_settings(s, s->workloads[i].ns, &ms);
 		for (size_t k = 0; k < c->sel[i].n; k++)
 			enforce |= !c->order[c->sel[i].v[k]]->audit;
-		if (((c->sel[i].n == 0 && audit) || (c->sel[i].n && !enforce)) &&
-		    ipush(&c->open, i) < 0)
+		if (((c->sel[i].n == 0 && ms.default_audit) || (c->sel[i].n && !enforce)) &&
+		    (ipush(&c->open, i) < 0 || ipush(&c->open, SIZE_MAX) < 0))
 			goto out;
+		for (size_t k = 0; k < anyone[i].n; k++)
+			if (ipush(&c->open, i) < 0 || ipush(&c->open, anyone[i].v[k]) < 0)
+				goto out;
 	}
 	*out = c;
 	c = NULL;
 	rc = 0;
 out:
+	for (size_t i = 0; anyone && i < nw; i++)
+		free(anyone[i].v);
+	free(anyone);
 	free(selected.v);
 	pcompile_free(c);
 	return rc;
@@ -496,6 +687,107 @@ size_t pcompile_index_of(const struct pcompiled *c, const struct pworkload *w)
 
 /* ---- one snapshot */
 
+static int str_ptr_cmp(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* Appends to r the sources of x, a selector expanded to namespaces or to
+ * its workloads' identities (each once). */
+static int emit_source(struct arena *a, const struct pcompiled *c, const struct psrc *src,
+		       Cinch__V1__InboundRule *r, size_t *cap)
+{
+	const struct pexpand *e = src->kind == PSRC_SELECTOR ? pexpand_of(c, src) : NULL;
+	size_t want = e ? e->ns.n + e->wl.n : 1;
+	const char **ids = NULL;
+	size_t n_ids = 0;
+
+	if (r->n_sources + want > *cap) {
+		size_t ncap = 2 * (*cap + want);
+		Cinch__V1__Source **g = aalloc(a, sizeof(*g) * ncap);
+		if (!g)
+			return -ENOMEM;
+		if (r->n_sources)
+			memcpy(g, r->sources, sizeof(*g) * r->n_sources);
+		r->sources = g;
+		*cap = ncap;
+	}
+	if (e && e->wl.n && src->pod_sel) {
+		if (!(ids = malloc(sizeof(*ids) * e->wl.n)))
+			return -ENOMEM;
+		for (size_t i = 0; i < e->wl.n; i++)
+			ids[i] = c->ids[e->wl.v[i]];
+		qsort(ids, e->wl.n, sizeof(*ids), str_ptr_cmp);
+		for (size_t i = 0; i < e->wl.n; i++)
+			if (!n_ids || strcmp(ids[n_ids - 1], ids[i]))
+				ids[n_ids++] = ids[i];
+	}
+	for (size_t i = 0; i < (e ? (src->pod_sel ? n_ids : e->ns.n) : 1); i++) {
+		Cinch__V1__Source *m = aalloc(a, sizeof(*m));
+		if (!m)
+			break;
+		cinch__v1__source__init(m);
+		if (e && src->pod_sel) {
+			m->kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
+			m->identity = astr(a, ids[i]);
+		} else if (e || src->kind == PSRC_NAMESPACE) {
+			m->kind_case = CINCH__V1__SOURCE__KIND_NAMESPACE;
+			m->namespace_ = astr(a, e ? c->nsnames[e->ns.v[i]] : src->text);
+		} else if (src->kind == PSRC_UNAUTH_CIDR) {
+			m->kind_case = CINCH__V1__SOURCE__KIND_UNAUTHENTICATED_CIDR;
+			m->unauthenticated_cidr = astr(a, src->text);
+		} else if (src->kind == PSRC_ANY) {
+			m->kind_case = CINCH__V1__SOURCE__KIND_ANY_CALLER;
+			m->any_caller = 1;
+		} else {
+			char buf[SPIFFE_ID_MAX + 3];
+			snprintf(buf, sizeof(buf), "%s%s", src->text,
+				 src->kind == PSRC_IDENTITY_PREFIX ? "*" : "");
+			m->kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
+			m->identity = astr(a, buf);
+		}
+		r->sources[r->n_sources++] = m;
+	}
+	free(ids);
+	return a->failed ? -ENOMEM : 0;
+}
+
+/* One rule into the snapshot. A namespace's rule whose sources expand to
+ * nothing (a selector that picks no one) is still there, admitting no one:
+ * its policy still selects the workload, so what no rule allows is denied,
+ * not left to the default action. A guardrail's is left out: it decides
+ * nothing. */
+static int emit_rule(struct arena *a, const struct pcompiled *c, Cinch__V1__Snapshot *snap,
+		     const char *id, const struct pports *ports, const struct psrc *src, size_t n,
+		     int audit, int guard, enum paction act)
+{
+	Cinch__V1__InboundRule *r = aalloc(a, sizeof(*r));
+	size_t cap = 0;
+
+	if (!r)
+		return -ENOMEM;
+	cinch__v1__inbound_rule__init(r);
+	for (size_t k = 0; k < n; k++)
+		if (emit_source(a, c, &src[k], r, &cap) < 0)
+			return -ENOMEM;
+	if (!r->n_sources && guard)
+		return 0;
+	if (!r->sources && !(r->sources = aalloc(a, sizeof(*r->sources))))
+		return -ENOMEM;
+	r->id = astr(a, id);
+	r->mode = audit ? CINCH__V1__RULE_MODE__RULE_MODE_AUDIT
+			: CINCH__V1__RULE_MODE__RULE_MODE_ENFORCE;
+	r->ports = port_ranges(a, ports, &r->n_ports);
+	r->guardrail = guard;
+	if (guard)
+		r->action = act == PACT_DENY   ? CINCH__V1__RULE_ACTION__RULE_ACTION_DENY
+			    : act == PACT_PASS ? CINCH__V1__RULE_ACTION__RULE_ACTION_PASS
+					       : CINCH__V1__RULE_ACTION__RULE_ACTION_ALLOW;
+	snap->inbound[snap->n_inbound++] = r;
+	return a->failed ? -ENOMEM : 0;
+}
+
+/* The guardrails' rules (priority, name, position), then the namespace's. */
 static int inbound_rules(struct arena *a, const struct pcompiled *c, size_t w,
 			 Cinch__V1__Snapshot *snap)
 {
@@ -504,45 +796,31 @@ static int inbound_rules(struct arena *a, const struct pcompiled *c, size_t w,
 
 	for (size_t i = 0; i < c->sel[w].n; i++)
 		total += c->order[c->sel[w].v[i]]->n_from;
+	for (size_t i = 0; i < c->gsel[w].n; i++)
+		total += c->gorder[c->gsel[w].v[i]]->n_rules;
 	snap->inbound = aalloc(a, sizeof(*snap->inbound) * (total + 1));
-	for (size_t i = 0; snap->inbound && i < c->sel[w].n; i++) {
-		const struct pallow *al = c->order[c->sel[w].v[i]];
-		for (size_t f = 0; f < al->n_from; f++) {
-			Cinch__V1__InboundRule *r = aalloc(a, sizeof(*r));
-			if (!r)
-				break;
-			cinch__v1__inbound_rule__init(r);
-			snprintf(id, sizeof(id), "%s/%s#%zu", al->ns, al->name, f);
-			r->id = astr(a, id);
-			r->mode = al->audit ? CINCH__V1__RULE_MODE__RULE_MODE_AUDIT
-					    : CINCH__V1__RULE_MODE__RULE_MODE_ENFORCE;
-			r->ports = port_ranges(a, &al->ports, &r->n_ports);
-			r->sources = aalloc(a, sizeof(*r->sources) * (al->n_src[f] + 1));
-			for (size_t k = 0; r->sources && k < al->n_src[f]; k++) {
-				const struct psrc *src = &al->from[f][k];
-				Cinch__V1__Source *m = aalloc(a, sizeof(*m));
-				if (!m)
-					break;
-				cinch__v1__source__init(m);
-				if (src->kind == PSRC_NAMESPACE) {
-					m->kind_case = CINCH__V1__SOURCE__KIND_NAMESPACE;
-					m->namespace_ = astr(a, src->text);
-				} else if (src->kind == PSRC_UNAUTH_CIDR) {
-					m->kind_case = CINCH__V1__SOURCE__KIND_UNAUTHENTICATED_CIDR;
-					m->unauthenticated_cidr = astr(a, src->text);
-				} else {
-					char buf[SPIFFE_ID_MAX + 3];
-					snprintf(buf, sizeof(buf), "%s%s", src->text,
-						 src->kind == PSRC_IDENTITY_PREFIX ? "*" : "");
-					m->kind_case = CINCH__V1__SOURCE__KIND_IDENTITY;
-					m->identity = astr(a, buf);
-				}
-				r->sources[r->n_sources++] = m;
-			}
-			snap->inbound[snap->n_inbound++] = r;
+	if (!snap->inbound)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->gsel[w].n; i++) {
+		const struct pguard *g = c->gorder[c->gsel[w].v[i]];
+		for (size_t r = 0; r < g->n_rules; r++) {
+			const struct pguard_rule *gr = &g->rules[r];
+			snprintf(id, sizeof(id), "GuardrailPolicy/%s#%zu", g->name, r);
+			if (emit_rule(a, c, snap, id, &gr->ports, gr->src, gr->n_src, g->audit, 1,
+				      gr->action) < 0)
+				return -ENOMEM;
 		}
 	}
-	return a->failed ? -ENOMEM : 0;
+	for (size_t i = 0; i < c->sel[w].n; i++) {
+		const struct pallow *al = c->order[c->sel[w].v[i]];
+		for (size_t f = 0; f < al->n_from; f++) {
+			snprintf(id, sizeof(id), "%s/%s#%zu", al->ns, al->name, f);
+			if (emit_rule(a, c, snap, id, &al->ports, al->from[f], al->n_src[f],
+				      al->audit, 0, PACT_ALLOW) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 static int egress_rules(struct arena *a, const struct pcompiled *c, size_t w,
@@ -610,30 +888,33 @@ static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1
 
 	if (n)
 		qsort(pl->v, n, 2 * sizeof(size_t), pair_cmp);
-	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n + 1));
+	snap->peers = aalloc(a, sizeof(*snap->peers) * (n + c->open.n / 2 + 1));
 	if (!snap->peers)
 		return -ENOMEM;
-	/* Merge the sorted pairs and the (ascending) open list. */
-	while (i < n || o < c->open.n) {
+	/* Merge the sorted pairs and the (sorted) open pairs. */
+	while (i < n || o < c->open.n / 2) {
 		size_t p = i < n ? pl->v[2 * i] : SIZE_MAX;
-		size_t q = o < c->open.n ? c->open.v[o] : SIZE_MAX;
+		size_t q = o < c->open.n / 2 ? c->open.v[2 * o] : SIZE_MAX;
 		size_t cur = p < q ? p : q, n_acc = 0;
-		int everything = q == cur;
-		for (; i < n && pl->v[2 * i] == cur; i++) {
-			const struct pallow *al = c->order[pl->v[2 * i + 1]];
-			if (al->ports.n == 0)
-				everything = 1;
-			if (everything)
-				continue;
-			struct pport *g = realloc(acc, sizeof(*g) * (n_acc + al->ports.n));
-			if (!g)
-				goto out;
-			acc = g;
-			memcpy(acc + n_acc, al->ports.r, sizeof(*g) * al->ports.n);
-			n_acc += al->ports.n;
+		int everything = 0;
+		for (int from_open = 0; from_open < 2; from_open++) {
+			const struct ilist *l = from_open ? &c->open : pl;
+			size_t *k = from_open ? &o : &i, lim = from_open ? c->open.n / 2 : n;
+			for (; *k < lim && l->v[2 * *k] == cur; (*k)++) {
+				size_t pt = l->v[2 * *k + 1];
+				const struct pports *pp = pt == SIZE_MAX ? NULL : c->ptab[pt];
+				if (!pp || pp->n == 0)
+					everything = 1;
+				if (everything)
+					continue;
+				struct pport *g = realloc(acc, sizeof(*g) * (n_acc + pp->n));
+				if (!g)
+					goto out;
+				acc = g;
+				memcpy(acc + n_acc, pp->r, sizeof(*g) * pp->n);
+				n_acc += pp->n;
+			}
 		}
-		if (q == cur)
-			o++;
 		Cinch__V1__Peer *m = peer_msg(a, c, cur);
 		struct pports got = {acc, n_acc};
 		if (!m || !(m->allowed_ports = port_ranges(a, everything ? &every : &got,
@@ -652,15 +933,19 @@ int pcompile_snapshot(const struct pcompiled *c, size_t w, uint8_t **buf, size_t
 	const struct pset *s = c->s;
 	struct arena a = {0};
 	Cinch__V1__Snapshot snap = CINCH__V1__SNAPSHOT__INIT;
-	int permissive, audit, rc = -ENOMEM;
+	struct pmesh_settings ms;
+	int rc = -ENOMEM;
 	uint8_t *out = NULL, digest[SHA256_DIGEST_LENGTH];
 	char version[32];
 
-	mesh_settings(s, s->workloads[w].ns, &permissive, &audit);
-	snap.mtls_mode = permissive ? CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE
-				    : CINCH__V1__MTLS_MODE__MTLS_MODE_STRICT;
-	snap.default_action = audit ? CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT
-				    : CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_DENY;
+	pset_mesh_settings(s, s->workloads[w].ns, &ms);
+	snap.mtls_mode = ms.permissive ? CINCH__V1__MTLS_MODE__MTLS_MODE_PERMISSIVE
+				       : CINCH__V1__MTLS_MODE__MTLS_MODE_STRICT;
+	snap.default_action = ms.default_audit ? CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT
+					       : CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_DENY;
+	snap.egress_mode = ms.egress == PEGRESS_ALLOW   ? CINCH__V1__EGRESS_MODE__EGRESS_MODE_ALLOW
+			   : ms.egress == PEGRESS_AUDIT ? CINCH__V1__EGRESS_MODE__EGRESS_MODE_AUDIT
+							: CINCH__V1__EGRESS_MODE__EGRESS_MODE_DENY;
 	snap.workload = workload_msg(&a, s, &s->workloads[w]);
 	snap.meshed_cidrs = c->meshed;
 	snap.n_meshed_cidrs = c->n_meshed;

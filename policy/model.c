@@ -20,6 +20,7 @@
 #include "spiffe.h"
 
 struct vctx {
+	const struct pset *set;
 	const char *file;
 	struct policy_error *err;
 	char path[128];
@@ -404,26 +405,116 @@ static int vlabels(struct vctx *v, const struct pdoc *d, struct plabel **out, si
 	return 0;
 }
 
-static int vselector(struct vctx *v, const struct pdoc *d, struct pselector *sel)
+/* A label value (Kubernetes': at most 63 characters, alphanumerics, '-',
+ * '_' and '.', starting and ending alphanumeric; may be empty). */
+static int label_value_ok(const char *s)
 {
-	static const char *const keys[] = {"matchLabels", "workloads", NULL};
-	size_t o = vpush(v, "selector", 0);
-	const struct pdoc *ml, *wl;
+	size_t n = strlen(s);
+	if (n > 63)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && c != '-' && c != '_' && c != '.')
+			return 0;
+		if (!alnum && (i == 0 || i == n - 1))
+			return 0;
+	}
+	return 1;
+}
 
-	if (vmap(v, d, keys) < 0)
+/* matchExpressions: [{key, operator, values}] */
+static int vexprs(struct vctx *v, const struct pdoc *d, struct pselector *sel)
+{
+	static const char *const keys[] = {"key", "operator", "values", NULL};
+	static const char *const ops[] = {"In", "NotIn", "Exists", "DoesNotExist", NULL};
+
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	if (!(sel->exprs = calloc(d->n, sizeof(*sel->exprs))))
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o = vpush(v, NULL, (long)i);
+		struct plexpr *x = &sel->exprs[i];
+		const struct pdoc *e = d->items[i], *vals;
+		const char *key, *op;
+		sel->n_exprs = i + 1;
+		if (vmap(v, e, keys) < 0)
+			return -EINVAL;
+		size_t o2 = vpush(v, "key", 0);
+		if (!(key = vstr(v, vget(v, e, "key"))) || !(x->key = vdup(v, key)))
+			return -EINVAL;
+		vpop(v, o2);
+		o2 = vpush(v, "operator", 0);
+		if (!(op = vstr(v, vget(v, e, "operator"))))
+			return -EINVAL;
+		size_t k = 0;
+		while (ops[k] && strcmp(ops[k], op))
+			k++;
+		if (!ops[k])
+			return verr(v, vget(v, e, "operator"),
+				    "must be In, NotIn, Exists or DoesNotExist, not \"%.40s\"", op);
+		x->op = (enum plexpr_op)k;
+		vpop(v, o2);
+		o2 = vpush(v, "values", 0);
+		vals = vget(v, e, "values");
+		if (x->op == PLEXPR_EXISTS || x->op == PLEXPR_DOES_NOT_EXIST) {
+			if (vals && !(vals->kind == PDOC_SEQ && vals->n == 0))
+				return verr(v, vals, "must be absent for %s", op);
+		} else {
+			if (!vals)
+				return verr(v, e, "required for %s: a non-empty list", op);
+			if (vseq(v, vals) < 0)
+				return -EINVAL;
+			if (!(x->values = calloc(vals->n, sizeof(char *))))
+				return v->nomem = -ENOMEM;
+			for (size_t j = 0; j < vals->n; j++) {
+				size_t o3 = vpush(v, NULL, (long)j);
+				const char *val = vals->items[j]->kind == PDOC_SCALAR
+							  ? vals->items[j]->text
+							  : NULL;
+				if (!val || !label_value_ok(val))
+					return verr(v, vals->items[j], "not a label value");
+				if (!(x->values[j] = vdup(v, val)))
+					return -ENOMEM;
+				x->n_values = j + 1;
+				vpop(v, o3);
+			}
+		}
+		vpop(v, o2);
+		vpop(v, o);
+	}
+	return 0;
+}
+
+/* A selector at field `field`: matchLabels, matchExpressions and, for a
+ * workload selector, workloads; `{}` selects everything (written so on
+ * purpose: every empty list or mapping inside is still an error). */
+static int vselector_as(struct vctx *v, const struct pdoc *d, struct pselector *sel,
+			const char *field, int workloads)
+{
+	static const char *const wkeys[] = {"matchLabels", "matchExpressions", "workloads", NULL};
+	static const char *const lkeys[] = {"matchLabels", "matchExpressions", NULL};
+	size_t o = vpush(v, field, 0);
+	const struct pdoc *ml, *me, *wl;
+
+	if (vmap(v, d, workloads ? wkeys : lkeys) < 0)
 		return -EINVAL;
 	ml = vget(v, d, "matchLabels");
-	wl = vget(v, d, "workloads");
-	if (!ml && !wl)
-		return verr(v, d,
-			    "needs matchLabels or workloads (a selector that picks "
-			    "everything must say so with matchLabels of a common label)");
+	me = vget(v, d, "matchExpressions");
+	wl = workloads ? vget(v, d, "workloads") : NULL;
 	if (ml) {
 		size_t o2 = vpush(v, "matchLabels", 0);
 		if (vlabels(v, ml, &sel->labels, &sel->n_labels) < 0)
 			return -EINVAL;
 		if (sel->n_labels == 0)
-			return verr(v, ml, "must not be empty");
+			return verr(v, ml, "must not be empty (a selector of everything is {})");
+		vpop(v, o2);
+	}
+	if (me) {
+		size_t o2 = vpush(v, "matchExpressions", 0);
+		if (vexprs(v, me, sel) < 0)
+			return -EINVAL;
 		vpop(v, o2);
 	}
 	if (wl) {
@@ -446,6 +537,57 @@ static int vselector(struct vctx *v, const struct pdoc *d, struct pselector *sel
 	return 0;
 }
 
+static int vselector(struct vctx *v, const struct pdoc *d, struct pselector *sel)
+{
+	return vselector_as(v, d, sel, "selector", 1);
+}
+
+static const char *plabel_get(const struct plabel *l, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(l[i].key, key))
+			return l[i].value;
+	return NULL;
+}
+
+int pselector_labels_match(const struct pselector *sel, const struct plabel *l, size_t n)
+{
+	for (size_t i = 0; i < sel->n_labels; i++) {
+		const char *have = plabel_get(l, n, sel->labels[i].key);
+		if (!have || strcmp(have, sel->labels[i].value))
+			return 0;
+	}
+	for (size_t i = 0; i < sel->n_exprs; i++) {
+		const struct plexpr *x = &sel->exprs[i];
+		const char *have = plabel_get(l, n, x->key);
+		int in = 0;
+		for (size_t j = 0; have && j < x->n_values && !in; j++)
+			in = !strcmp(have, x->values[j]);
+		if ((x->op == PLEXPR_IN && !in) || (x->op == PLEXPR_NOT_IN && in) ||
+		    (x->op == PLEXPR_EXISTS && !have) || (x->op == PLEXPR_DOES_NOT_EXIST && have))
+			return 0;
+	}
+	return 1;
+}
+
+#define PNS_NAME_LABEL "kubernetes.io/metadata.name"
+
+int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns)
+{
+	for (size_t i = 0; i < s->n_namespaces; i++)
+		if (!strcmp(s->namespaces[i].name, ns))
+			return pselector_labels_match(sel, s->namespaces[i].labels,
+						      s->namespaces[i].n_labels);
+	struct plabel only = {(char *)PNS_NAME_LABEL, (char *)ns};
+	return pselector_labels_match(sel, &only, 1);
+}
+
+int pguard_selects(const struct pset *s, const struct pguard *g, const struct pworkload *w)
+{
+	return (!g->ns_sel || pset_namespace_matches(s, g->ns_sel, w->ns)) &&
+	       (!g->pod_sel || pselector_labels_match(g->pod_sel, w->labels, w->n_labels));
+}
+
 int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w)
 {
 	if (strcmp(ns, w->ns) != 0)
@@ -457,15 +599,7 @@ int pselector_matches(const struct pselector *sel, const char *ns, const struct 
 		if (!found)
 			return 0;
 	}
-	for (size_t i = 0; i < sel->n_labels; i++) {
-		int found = 0;
-		for (size_t j = 0; j < w->n_labels && !found; j++)
-			found = !strcmp(sel->labels[i].key, w->labels[j].key) &&
-				!strcmp(sel->labels[i].value, w->labels[j].value);
-		if (!found)
-			return 0;
-	}
-	return 1;
+	return pselector_labels_match(sel, w->labels, w->n_labels);
 }
 
 /* A wildcard `s` (valid, ending in "/" "*") in the workload tree
@@ -487,19 +621,73 @@ static int vwildcard_admits_nothing(const char *s, size_t len)
 	       strncmp(ns_end, "/sa/", 4) != 0;
 }
 
+static void pselector_clear(struct pselector *s);
+
+/* A namespaceSelector or podSelector of a source, on the heap. */
+static struct pselector *vselector_new(struct vctx *v, const struct pdoc *d, const char *field)
+{
+	struct pselector *sel = calloc(1, sizeof(*sel));
+	if (!sel) {
+		v->nomem = v->failed = 1;
+		return NULL;
+	}
+	if (vselector_as(v, d, sel, field, 0) < 0) {
+		pselector_clear(sel);
+		free(sel);
+		return NULL;
+	}
+	return sel;
+}
+
+/* serviceAccounts: ["<ns>/<name>"]: the workload identity of that service
+ * account in the set's trust domain, whatever that domain is. */
+static int vservice_account(struct vctx *v, const struct pdoc *d, const char *s, struct psrc *src)
+{
+	const char *slash = strchr(s, '/');
+	char ns[64], id[SPIFFE_ID_MAX + 1];
+
+	if (!slash || (size_t)(slash - s) >= sizeof(ns))
+		return verr(v, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
+	memcpy(ns, s, (size_t)(slash - s));
+	ns[slash - s] = '\0';
+	if (!dns_name_ok(ns, 0) || !dns_name_ok(slash + 1, 1) ||
+	    spiffe_id_format(id, sizeof(id), v->set->trust_domain, ns, slash + 1) < 0)
+		return verr(v, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
+	src->kind = PSRC_IDENTITY;
+	return (src->text = vdup(v, id)) ? 0 : -ENOMEM;
+}
+
 /* One spec.from[] entry: exactly one of identities, namespaces,
- * unauthenticated. */
+ * serviceAccounts, unauthenticated, or a namespaceSelector and/or a
+ * podSelector (with NetworkPolicy's meaning: pods of the namespaces the
+ * first picks, of the policy's own namespace when it is absent, that the
+ * second picks; in a guardrail, which has no namespace, of every
+ * namespace). */
 static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size_t *n)
 {
-	static const char *const keys[] = {"identities", "namespaces", "unauthenticated", NULL};
+	static const char *const keys[] = {"identities",	"namespaces",  "unauthenticated",
+					   "serviceAccounts",	"namespaceSelector", "podSelector",
+					   NULL};
 	static const char *const unauth_keys[] = {"ipBlocks", NULL};
 
 	if (vmap(v, d, keys) < 0)
 		return -EINVAL;
+	const struct pdoc *nss = pdoc_get(d, "namespaceSelector"), *pods = pdoc_get(d, "podSelector");
+	if ((nss || pods) && d->n == (size_t)(!!nss + !!pods)) {
+		if (!(*out = calloc(1, sizeof(**out))))
+			return v->nomem = -ENOMEM;
+		(*out)->kind = PSRC_SELECTOR;
+		*n = 1;
+		if ((nss && !((*out)->ns_sel = vselector_new(v, nss, "namespaceSelector"))) ||
+		    (pods && !((*out)->pod_sel = vselector_new(v, pods, "podSelector"))))
+			return -EINVAL;
+		return 0;
+	}
 	if (d->n != 1)
 		return verr(v, d,
-			    "must hold exactly one of identities, namespaces, unauthenticated "
-			    "(write several entries for several kinds)");
+			    "must hold exactly one of identities, namespaces, serviceAccounts, "
+			    "unauthenticated, or namespaceSelector and podSelector (write several "
+			    "entries for several kinds)");
 	const char *kind = d->items[0]->text;
 	const struct pdoc *val = d->items[1];
 	size_t o = vpush(v, kind, 0);
@@ -541,6 +729,13 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		const char *why = NULL;
 		if (!s)
 			return -EINVAL;
+		if (!strcmp(kind, "serviceAccounts")) {
+			if (vservice_account(v, val->items[i], s, src) < 0)
+				return -EINVAL;
+			*n = i + 1;
+			vpop(v, o2);
+			continue;
+		}
 		if (!strcmp(kind, "namespaces")) {
 			src->kind = PSRC_NAMESPACE;
 			if (!dns_name_ok(s, 0))
@@ -593,14 +788,61 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 
 static void pselector_clear(struct pselector *s)
 {
+	if (!s)
+		return;
 	for (size_t i = 0; i < s->n_labels; i++) {
 		free(s->labels[i].key);
 		free(s->labels[i].value);
 	}
 	free(s->labels);
+	for (size_t i = 0; i < s->n_exprs; i++) {
+		free(s->exprs[i].key);
+		for (size_t j = 0; j < s->exprs[i].n_values; j++)
+			free(s->exprs[i].values[j]);
+		free(s->exprs[i].values);
+	}
+	free(s->exprs);
 	for (size_t i = 0; i < s->n_workloads; i++)
 		free(s->workloads[i]);
 	free(s->workloads);
+}
+
+static void psel_free(struct pselector *sel)
+{
+	pselector_clear(sel);
+	free(sel);
+}
+
+static void psrcs_free(struct psrc *x, size_t n)
+{
+	for (size_t j = 0; x && j < n; j++) {
+		free(x[j].text);
+		psel_free(x[j].ns_sel);
+		psel_free(x[j].pod_sel);
+	}
+	free(x);
+}
+
+static void pguard_clear(struct pguard *g)
+{
+	free(g->name);
+	psel_free(g->ns_sel);
+	psel_free(g->pod_sel);
+	for (size_t i = 0; i < g->n_rules; i++) {
+		free(g->rules[i].ports.r);
+		psrcs_free(g->rules[i].src, g->rules[i].n_src);
+	}
+	free(g->rules);
+}
+
+static void pnamespace_clear(struct pnamespace *n)
+{
+	free(n->name);
+	for (size_t i = 0; i < n->n_labels; i++) {
+		free(n->labels[i].key);
+		free(n->labels[i].value);
+	}
+	free(n->labels);
 }
 
 static void pallow_clear(struct pallow *a)
@@ -609,11 +851,8 @@ static void pallow_clear(struct pallow *a)
 	free(a->name);
 	pselector_clear(&a->sel);
 	free(a->ports.r);
-	for (size_t i = 0; i < a->n_from; i++) {
-		for (size_t j = 0; a->from[i] && j < a->n_src[i]; j++)
-			free(a->from[i][j].text);
-		free(a->from[i]);
-	}
+	for (size_t i = 0; i < a->n_from; i++)
+		psrcs_free(a->from[i], a->n_src[i]);
 	free(a->from);
 	free(a->n_src);
 }
@@ -672,6 +911,12 @@ void pset_free(struct pset *s)
 		pegress_clear(&s->egress[i]);
 	for (size_t i = 0; i < s->n_workloads; i++)
 		pworkload_clear(&s->workloads[i]);
+	for (size_t i = 0; i < s->n_guards; i++)
+		pguard_clear(&s->guards[i]);
+	for (size_t i = 0; i < s->n_namespaces; i++)
+		pnamespace_clear(&s->namespaces[i]);
+	free(s->guards);
+	free(s->namespaces);
 	free(s->allow);
 	free(s->mesh);
 	free(s->egress);
@@ -733,7 +978,8 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 
 static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 {
-	static const char *const keys[] = {"mtls", "defaultAction", "allowPodExclusions", NULL};
+	static const char *const keys[] = {"mtls", "defaultAction", "allowPodExclusions", "egress",
+					   NULL};
 	const struct pdoc *d;
 	size_t o = vpush(v, "spec", 0);
 
@@ -759,6 +1005,19 @@ static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 			return verr(v, d, "must be deny or audit, not \"%.40s\"", s);
 		m->has_default = 1;
 		m->default_audit = !strcmp(s, "audit");
+		vpop(v, o2);
+	}
+	if ((d = vget(v, spec, "egress"))) {
+		size_t o2 = vpush(v, "egress", 0);
+		const char *s = vstr(v, d);
+		if (!s)
+			return -EINVAL;
+		if (strcmp(s, "deny") && strcmp(s, "audit") && strcmp(s, "allow"))
+			return verr(v, d, "must be deny, audit or allow, not \"%.40s\"", s);
+		m->has_egress = 1;
+		m->egress = !strcmp(s, "deny")	  ? PEGRESS_DENY
+			    : !strcmp(s, "audit") ? PEGRESS_AUDIT
+						  : PEGRESS_ALLOW;
 		vpop(v, o2);
 	}
 	if ((d = pdoc_get(spec, "allowPodExclusions"))) {
@@ -813,6 +1072,164 @@ static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
 	return 0;
 }
 
+
+static int vguard_rule(struct vctx *v, const struct pdoc *d, struct pguard_rule *r)
+{
+	static const char *const keys[] = {"action", "ports", "from", NULL};
+	const struct pdoc *x;
+	const char *act;
+
+	if (vmap(v, d, keys) < 0)
+		return -EINVAL;
+	size_t o = vpush(v, "action", 0);
+	if (!(act = vstr(v, vget(v, d, "action"))))
+		return -EINVAL;
+	if (strcmp(act, "allow") && strcmp(act, "deny") && strcmp(act, "pass"))
+		return verr(v, vget(v, d, "action"), "must be allow, deny or pass, not \"%.40s\"",
+			    act);
+	r->action = !strcmp(act, "allow") ? PACT_ALLOW : !strcmp(act, "deny") ? PACT_DENY : PACT_PASS;
+	vpop(v, o);
+	if ((x = vget(v, d, "ports"))) {
+		o = vpush(v, "ports", 0);
+		if (vports(v, x, &r->ports) < 0)
+			return -EINVAL;
+		vpop(v, o);
+	}
+	if (!(x = vget(v, d, "from"))) { /* every caller */
+		if (!(r->src = calloc(1, sizeof(*r->src))))
+			return v->nomem = -ENOMEM;
+		r->src->kind = PSRC_ANY;
+		r->n_src = 1;
+		return 0;
+	}
+	o = vpush(v, "from", 0);
+	if (vseq(v, x) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < x->n; i++) {
+		size_t o2 = vpush(v, NULL, (long)i);
+		struct psrc *got = NULL;
+		size_t n = 0;
+		int rc = vsource(v, x->items[i], &got, &n);
+		struct psrc *all = rc < 0 ? NULL : realloc(r->src, (r->n_src + n) * sizeof(*all));
+		if (!all) {
+			if (rc == 0)
+				v->nomem = v->failed = 1;
+			psrcs_free(got, n);
+			return rc < 0 ? rc : -ENOMEM;
+		}
+		memcpy(all + r->n_src, got, n * sizeof(*all));
+		free(got);
+		r->src = all;
+		r->n_src += n;
+		vpop(v, o2);
+	}
+	vpop(v, o);
+	return 0;
+}
+
+static int vguard(struct vctx *v, const struct pdoc *spec, struct pguard *g)
+{
+	static const char *const keys[] = {"priority", "subject",	 "rules",
+					   "mode",     "allowLoosening", NULL};
+	static const char *const subj_keys[] = {"namespaceSelector", "podSelector", NULL};
+	const struct pdoc *d, *ns, *pods;
+	size_t o = vpush(v, "spec", 0), o2;
+
+	if (vmap(v, spec, keys) < 0)
+		return -EINVAL;
+	o2 = vpush(v, "priority", 0);
+	d = vget(v, spec, "priority");
+	uint16_t prio;
+	if (!vstr(v, d))
+		return -EINVAL;
+	if (!strcmp(d->text, "0"))
+		prio = 0;
+	else if (d->quoted || port_num(d->text, strlen(d->text), &prio) < 0 || prio > 1000)
+		return verr(v, d, "must be a number from 0 to 1000 (lower first), not \"%.40s\"",
+			    d->text);
+	g->priority = prio;
+	vpop(v, o2);
+	o2 = vpush(v, "subject", 0);
+	d = vget(v, spec, "subject");
+	if (vmap(v, d, subj_keys) < 0)
+		return -EINVAL;
+	ns = pdoc_get(d, "namespaceSelector");
+	pods = pdoc_get(d, "podSelector");
+	if (!ns && !pods)
+		return verr(v, d,
+			    "needs namespaceSelector or podSelector (every workload: "
+			    "namespaceSelector: {})");
+	if ((ns && !(g->ns_sel = vselector_new(v, ns, "namespaceSelector"))) ||
+	    (pods && !(g->pod_sel = vselector_new(v, pods, "podSelector"))))
+		return -EINVAL;
+	vpop(v, o2);
+	if ((d = vget(v, spec, "mode"))) {
+		o2 = vpush(v, "mode", 0);
+		const char *m = vstr(v, d);
+		if (!m)
+			return -EINVAL;
+		if (strcmp(m, "enforce") && strcmp(m, "audit"))
+			return verr(v, d, "must be enforce or audit, not \"%.40s\"", m);
+		g->audit = !strcmp(m, "audit");
+		vpop(v, o2);
+	}
+	if ((d = vget(v, spec, "allowLoosening"))) {
+		o2 = vpush(v, "allowLoosening", 0);
+		if (vseq(v, d) < 0)
+			return -EINVAL;
+		for (size_t i = 0; i < d->n; i++) {
+			size_t o3 = vpush(v, NULL, (long)i);
+			const char *f = vstr(v, d->items[i]);
+			if (!f)
+				return -EINVAL;
+			if (!strcmp(f, "mtls"))
+				g->loosen |= PGUARD_LOOSEN_MTLS;
+			else if (!strcmp(f, "defaultAction"))
+				g->loosen |= PGUARD_LOOSEN_DEFAULT;
+			else if (!strcmp(f, "egress"))
+				g->loosen |= PGUARD_LOOSEN_EGRESS;
+			else
+				return verr(v, d->items[i],
+					    "must be mtls, defaultAction or egress, not \"%.40s\"", f);
+			vpop(v, o3);
+		}
+		vpop(v, o2);
+	}
+	d = vget(v, spec, "rules");
+	o2 = vpush(v, "rules", 0);
+	if (!d && !g->loosen)
+		return verr(v, spec, "required: rules (or allowLoosening)");
+	if (d) {
+		if (vseq(v, d) < 0)
+			return -EINVAL;
+		if (!(g->rules = calloc(d->n, sizeof(*g->rules))))
+			return v->nomem = -ENOMEM;
+		g->n_rules = d->n;
+		for (size_t i = 0; i < d->n; i++) {
+			size_t o3 = vpush(v, NULL, (long)i);
+			if (vguard_rule(v, d->items[i], &g->rules[i]) < 0)
+				return -EINVAL;
+			vpop(v, o3);
+		}
+	}
+	vpop(v, o2);
+	vpop(v, o);
+	return 0;
+}
+
+/* A v1 Namespace: metadata only (spec.finalizers and status, which the API
+ * server writes, are accepted and not read). */
+static int vnamespace(struct vctx *v, const struct pdoc *spec)
+{
+	static const char *const keys[] = {"finalizers", NULL};
+	size_t o = vpush(v, "spec", 0);
+
+	if (spec && vmap(v, spec, keys) < 0)
+		return -EINVAL;
+	vpop(v, o);
+	return 0;
+}
+
 static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *w)
 {
 	static const char *const keys[] = {"serviceAccount", "addresses", NULL};
@@ -852,6 +1269,27 @@ static void pwhere_set(struct pwhere *w, const char *file, const struct pdoc *at
 	w->column = at->column;
 }
 
+/* The label the API server puts on every Namespace: its name. A document
+ * that says otherwise is not a namespace the API server would hold. */
+static int namespace_name_label(struct vctx *v, struct pnamespace *n)
+{
+	const char *have = plabel_get(n->labels, n->n_labels, PNS_NAME_LABEL);
+	if (have && strcmp(have, n->name)) {
+		snprintf(v->path, sizeof(v->path), "metadata.labels." PNS_NAME_LABEL);
+		return verr(v, NULL, "must be the name of the namespace");
+	}
+	if (have)
+		return 0;
+	struct plabel *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
+	if (!l)
+		return v->nomem = -ENOMEM;
+	n->labels = l;
+	l[n->n_labels].key = vdup(v, PNS_NAME_LABEL);
+	l[n->n_labels].value = vdup(v, n->name);
+	n->n_labels++;
+	return v->nomem ? -ENOMEM : 0;
+}
+
 int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
 {
 	/* What the API server adds to an object (kubectl get -o yaml prints
@@ -874,7 +1312,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 						"selfLink",
 						"generateName",
 						NULL};
-	struct vctx v = {.file = file, .err = err};
+	struct vctx v = {.set = s, .file = file, .err = err};
 	const struct pdoc *meta, *d;
 	const char *api, *kind;
 	char *name = NULL, *ns = NULL;
@@ -889,9 +1327,12 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	o = vpush(&v, "apiVersion", 0);
 	if (!(api = vstr(&v, vget(&v, doc, "apiVersion"))))
 		goto out;
-	if (strcmp(api, PSET_API_VERSION) != 0) {
-		verr(&v, vget(&v, doc, "apiVersion"), "must be " PSET_API_VERSION ", not \"%.60s\"",
-		     api);
+	/* v1 Namespaces, for their labels; every other kind is ours */
+	const struct pdoc *kd = pdoc_get(doc, "kind");
+	int is_ns = kd && kd->kind == PDOC_SCALAR && !strcmp(kd->text, "Namespace");
+	if (strcmp(api, is_ns ? "v1" : PSET_API_VERSION) != 0) {
+		verr(&v, vget(&v, doc, "apiVersion"), "must be %s, not \"%.60s\"",
+		     is_ns ? "v1 for a Namespace" : PSET_API_VERSION, api);
 		goto out;
 	}
 	vpop(&v, o);
@@ -899,10 +1340,11 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	if (!(kind = vstr(&v, vget(&v, doc, "kind"))))
 		goto out;
 	if (strcmp(kind, "AllowPolicy") && strcmp(kind, "MeshPolicy") &&
-	    strcmp(kind, "EgressPolicy") && strcmp(kind, "Workload")) {
+	    strcmp(kind, "EgressPolicy") && strcmp(kind, "Workload") &&
+	    strcmp(kind, "GuardrailPolicy") && !is_ns) {
 		verr(&v, vget(&v, doc, "kind"),
-		     "must be AllowPolicy, MeshPolicy, EgressPolicy or "
-		     "Workload, not \"%.60s\"",
+		     "must be AllowPolicy, MeshPolicy, EgressPolicy, GuardrailPolicy, "
+		     "Workload or (apiVersion v1) Namespace, not \"%.60s\"",
 		     kind);
 		goto out;
 	}
@@ -917,10 +1359,14 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	pwhere_set(&where, file, vget(&v, meta, "name"));
 	vpop(&v, o2);
 	o2 = vpush(&v, "namespace", 0);
-	if ((d = vget(&v, meta, "namespace"))) {
+	int cluster_scoped = is_ns || !strcmp(kind, "GuardrailPolicy");
+	if ((d = vget(&v, meta, "namespace")) && cluster_scoped) {
+		verr(&v, d, "a %s is cluster-scoped: no namespace", kind);
+		goto out;
+	} else if (d) {
 		if (!(ns = vdns(&v, d, 0)))
 			goto out;
-	} else if (strcmp(kind, "MeshPolicy") != 0) {
+	} else if (strcmp(kind, "MeshPolicy") != 0 && !cluster_scoped) {
 		verr(&v, meta, "required for %s", kind);
 		goto out;
 	}
@@ -933,14 +1379,34 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	}
 	vpop(&v, o);
 	d = vget(&v, doc, "spec");
-	if (!d) {
+	if (!d && !is_ns) {
 		o = vpush(&v, "spec", 0);
 		verr(&v, doc, "required");
 		goto out;
 	}
 
 	rc = -ENOMEM;
-	if (!strcmp(kind, "AllowPolicy")) {
+	if (is_ns) {
+		struct pnamespace n = {.name = name, .labels = labels, .n_labels = n_labels,
+				       .where = where};
+		name = NULL;
+		labels = NULL;
+		n_labels = 0;
+		if (vnamespace(&v, d) < 0 || namespace_name_label(&v, &n) < 0 ||
+		    grow((void **)&s->namespaces, s->n_namespaces, sizeof(n)) < 0) {
+			pnamespace_clear(&n);
+			goto fail;
+		}
+		s->namespaces[s->n_namespaces++] = n;
+	} else if (!strcmp(kind, "GuardrailPolicy")) {
+		struct pguard g = {.name = name, .where = where, .line = doc->line};
+		name = NULL;
+		if (vguard(&v, d, &g) < 0 || grow((void **)&s->guards, s->n_guards, sizeof(g)) < 0) {
+			pguard_clear(&g);
+			goto fail;
+		}
+		s->guards[s->n_guards++] = g;
+	} else if (!strcmp(kind, "AllowPolicy")) {
 		struct pallow a = {.ns = ns, .name = name, .where = where, .line = doc->line};
 		ns = name = NULL;
 		if (vallow(&v, d, &a) < 0 || grow((void **)&s->allow, s->n_allow, sizeof(a)) < 0) {
@@ -1155,8 +1621,8 @@ set_err(struct policy_error *err, const struct pwhere *at, const char *field, co
 static int dup_err(struct policy_error *err, const char *what, const char *ns, const char *name,
 		   const struct pwhere *later, const struct pwhere *first)
 {
-	return set_err(err, later, "metadata.name", "a second %s named %s/%s (the first: %s:%d)",
-		       what, ns ? ns : "(mesh)", name, first->file, first->line);
+	return set_err(err, later, "metadata.name", "a second %s named %s%s%s (the first: %s:%d)",
+		       what, ns ? ns : "", ns ? "/" : "", name, first->file, first->line);
 }
 
 static int same(const char *a, const char *b)
@@ -1179,6 +1645,16 @@ int pset_finish(struct pset *s, struct policy_error *err)
 				return dup_err(err, "EgressPolicy", s->egress[i].ns,
 					       s->egress[i].name, &s->egress[i].where,
 					       &s->egress[j].where);
+	for (size_t i = 0; i < s->n_guards; i++)
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->guards[i].name, s->guards[j].name))
+				return dup_err(err, "GuardrailPolicy", NULL, s->guards[i].name,
+					       &s->guards[i].where, &s->guards[j].where);
+	for (size_t i = 0; i < s->n_namespaces; i++)
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->namespaces[i].name, s->namespaces[j].name))
+				return dup_err(err, "Namespace", NULL, s->namespaces[i].name,
+					       &s->namespaces[i].where, &s->namespaces[j].where);
 	for (size_t i = 0; i < s->n_mesh; i++)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->mesh[i].ns, s->mesh[j].ns))
@@ -1216,4 +1692,52 @@ int pset_finish(struct pset *s, struct policy_error *err)
 		}
 	}
 	return 0;
+}
+
+void pset_mesh_settings(const struct pset *s, const char *ns, struct pmesh_settings *out)
+{
+	const struct pmesh *own = NULL;
+	unsigned may = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < s->n_mesh; i++) {
+		const struct pmesh *m = &s->mesh[i];
+		if (m->ns) {
+			if (!strcmp(m->ns, ns))
+				own = m;
+			continue;
+		}
+		if (m->has_mtls)
+			out->permissive = m->mtls == PMTLS_PERMISSIVE;
+		if (m->has_default)
+			out->default_audit = m->default_audit;
+		if (m->has_egress)
+			out->egress = m->egress;
+	}
+	if (!own)
+		return;
+	for (size_t i = 0; i < s->n_guards; i++)
+		if (s->guards[i].loosen &&
+		    (!s->guards[i].ns_sel || pset_namespace_matches(s, s->guards[i].ns_sel, ns)))
+			may |= s->guards[i].loosen;
+	/* Tightening always applies; loosening only where a guardrail allows. */
+	if (own->has_mtls) {
+		int p = own->mtls == PMTLS_PERMISSIVE;
+		if (p > out->permissive && !(may & PGUARD_LOOSEN_MTLS))
+			out->refused |= PGUARD_LOOSEN_MTLS;
+		else
+			out->permissive = p;
+	}
+	if (own->has_default) {
+		if (own->default_audit > out->default_audit && !(may & PGUARD_LOOSEN_DEFAULT))
+			out->refused |= PGUARD_LOOSEN_DEFAULT;
+		else
+			out->default_audit = own->default_audit;
+	}
+	if (own->has_egress) {
+		if (own->egress > out->egress && !(may & PGUARD_LOOSEN_EGRESS))
+			out->refused |= PGUARD_LOOSEN_EGRESS;
+		else
+			out->egress = own->egress;
+	}
 }

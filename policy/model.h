@@ -1,5 +1,6 @@
-/* model: the validated policy set: AllowPolicy, MeshPolicy, EgressPolicy
- * and Workload documents (docs/policy.md), read from pdoc trees with every
+/* model: the validated policy set: AllowPolicy, MeshPolicy, EgressPolicy,
+ * GuardrailPolicy and Workload documents, and v1 Namespace objects for
+ * their labels (docs/policy.md), read from pdoc trees with every
  * field checked. Nothing is silently ignored: an unknown field, an
  * unsupported value, a port out of range is an error naming the file, line,
  * column and field path. A set is validated whole: pset_add_* either adds
@@ -53,23 +54,48 @@ enum psrc_kind {
 	PSRC_IDENTITY_PREFIX, /* ".../sa/" + "*" written: text holds the part before "*" */
 	PSRC_NAMESPACE,
 	PSRC_UNAUTH_CIDR,
-};
-
-struct psrc {
-	enum psrc_kind kind;
-	char *text;
-	struct pcidr cidr; /* PSRC_UNAUTH_CIDR */
+	PSRC_SELECTOR, /* namespaceSelector and/or podSelector: compile expands it */
+	PSRC_ANY,      /* every caller: a guardrail rule without `from` */
 };
 
 struct plabel {
 	char *key, *value;
 };
 
+/* matchExpressions operators, with Kubernetes' LabelSelector semantics:
+ * In (the key is present with one of the values), NotIn (absent, or
+ * present with none of them), Exists, DoesNotExist. */
+enum plexpr_op {
+	PLEXPR_IN = 0,
+	PLEXPR_NOT_IN,
+	PLEXPR_EXISTS,
+	PLEXPR_DOES_NOT_EXIST,
+};
+
+struct plexpr {
+	char *key;
+	enum plexpr_op op;
+	char **values;
+	size_t n_values;
+};
+
+/* A workload selector (AllowPolicy, EgressPolicy) or a label selector
+ * (namespaceSelector, podSelector, a guardrail's subject): every part
+ * present must match; none present (`{}`, written so) selects everything. */
 struct pselector {
 	struct plabel *labels; /* matchLabels, all must match */
 	size_t n_labels;
+	struct plexpr *exprs; /* matchExpressions, all must match */
+	size_t n_exprs;
 	char **workloads; /* names in the policy's namespace */
 	size_t n_workloads;
+};
+
+struct psrc {
+	enum psrc_kind kind;
+	char *text;
+	struct pcidr cidr;		   /* PSRC_UNAUTH_CIDR */
+	struct pselector *ns_sel, *pod_sel; /* PSRC_SELECTOR: either may be NULL */
 };
 
 /* One AllowPolicy; each spec.from entry is a rule "<ns>/<name>#<index>". */
@@ -85,6 +111,58 @@ struct pallow {
 	int line; /* the document's first line (lint names it) */
 };
 
+enum paction {
+	PACT_ALLOW = 0,
+	PACT_DENY,
+	PACT_PASS, /* hand over to the namespace's AllowPolicies */
+};
+
+/* One rule of a GuardrailPolicy: its `from` ORed into one rule, named
+ * "GuardrailPolicy/<name>#<index>" (a namespace is lowercase, so no
+ * AllowPolicy's rule can be named so). */
+struct pguard_rule {
+	enum paction action;
+	struct pports ports;
+	struct psrc *src; /* PSRC_ANY alone when `from` is absent */
+	size_t n_src;
+};
+
+/* Loosenings of the mesh-wide MeshPolicy a guardrail lets the namespaces
+ * of its subject make (PGUARD_LOOSEN_*). */
+#define PGUARD_LOOSEN_MTLS    1u
+#define PGUARD_LOOSEN_DEFAULT 2u
+#define PGUARD_LOOSEN_EGRESS  4u
+
+/* A GuardrailPolicy: cluster-scoped, evaluated before every AllowPolicy,
+ * ordered by priority (lower first), then name. */
+struct pguard {
+	char *name;
+	unsigned priority; /* 0-1000 */
+	struct pselector *ns_sel, *pod_sel; /* spec.subject; NULL: unconstrained */
+	struct pguard_rule *rules;
+	size_t n_rules;
+	int audit; /* spec.mode: audit: a deny is logged, not enforced */
+	unsigned loosen; /* PGUARD_LOOSEN_* */
+	struct pwhere where;
+	int line;
+};
+
+/* A v1 Namespace: only its name and labels matter (namespaceSelector).
+ * "kubernetes.io/metadata.name: <name>" is always among the labels, as
+ * the API server sets it. */
+struct pnamespace {
+	char *name;
+	struct plabel *labels;
+	size_t n_labels;
+	struct pwhere where;
+};
+
+enum pegress_mode {
+	PEGRESS_DENY = 0,
+	PEGRESS_AUDIT,
+	PEGRESS_ALLOW,
+};
+
 enum pmtls {
 	PMTLS_STRICT = 0,
 	PMTLS_PERMISSIVE,
@@ -93,9 +171,10 @@ enum pmtls {
 struct pmesh {
 	char *ns; /* NULL: mesh-wide */
 	char *name;
-	int has_mtls, has_default, has_pod_exclusions;
+	int has_mtls, has_default, has_pod_exclusions, has_egress;
 	enum pmtls mtls;
 	int default_audit;
+	enum pegress_mode egress;
 	int allow_pod_exclusions; /* cinch.dev/exclude-* honoured by the injector */
 	struct pwhere where;
 };
@@ -134,6 +213,19 @@ struct pset {
 	size_t n_egress;
 	struct pworkload *workloads;
 	size_t n_workloads;
+	struct pguard *guards;
+	size_t n_guards;
+	struct pnamespace *namespaces;
+	size_t n_namespaces;
+};
+
+/* What applies in one namespace (pset_mesh_settings). */
+struct pmesh_settings {
+	int permissive, default_audit;
+	enum pegress_mode egress;
+	/* which of the namespace's MeshPolicy fields were not applied: they
+	 * loosen the mesh-wide ones and no guardrail allows it (PGUARD_LOOSEN_*) */
+	unsigned refused;
 };
 
 /* An empty set for `trust_domain` (copied). NULL on ENOMEM. */
@@ -178,5 +270,18 @@ int paddr_of(const struct sockaddr *sa, int *v6, paddr_t *out);
 int pports_contains(const struct pports *p, uint16_t port);
 /* Does `sel` (in namespace `ns`) pick workload `w`? */
 int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w);
+/* Does the label part of `sel` (matchLabels, matchExpressions) match
+ * these labels? */
+int pselector_labels_match(const struct pselector *sel, const struct plabel *l, size_t n);
+/* Does `sel` match the labels of namespace `ns` (its Namespace document's,
+ * or only "kubernetes.io/metadata.name" when the set has none)? */
+int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns);
+/* Does guardrail `g` apply to workload `w`? */
+int pguard_selects(const struct pset *s, const struct pguard *g, const struct pworkload *w);
+/* The MeshPolicy settings of namespace `ns`: the mesh-wide MeshPolicy over
+ * the defaults (STRICT, deny, egress deny); then the namespace's own
+ * fields where they tighten, or where a guardrail whose subject's
+ * namespaceSelector matches `ns` allows loosening that field. */
+void pset_mesh_settings(const struct pset *s, const char *ns, struct pmesh_settings *out);
 
 #endif

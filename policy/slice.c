@@ -8,8 +8,10 @@
  *
  * Evaluation order of an inbound decision (docs/policy.md):
  *   1. a plaintext caller in STRICT mode is refused;
- *   2. the rules, in order: the first whose ports include the port and one
- *      of whose sources admits the caller allows it;
+ *   2. the rules, in order (the guardrails' first): the first whose ports
+ *      include the port and one of whose sources admits the caller decides
+ *      by its action: allow, deny (audit-deny for an audit-mode guardrail),
+ *      or pass, which skips the other guardrail rules to the namespace's;
  *   3. no rule: refused when an enforce-mode policy selects the workload;
  *      "audit-deny" (allowed, logged) when only audit-mode ones do; when no
  *      policy selects it, the default action (deny, or audit). */
@@ -39,6 +41,8 @@ struct srule {
 	struct ssrc *src;
 	size_t n_src;
 	int audit;
+	int guard;		/* a guardrail's: before every other rule */
+	Cinch__V1__RuleAction action; /* ALLOW, DENY or PASS (guardrails only) */
 };
 
 struct speer {
@@ -78,11 +82,15 @@ struct policy_slice {
 	uint32_t *rule_ids;
 	uint32_t *cidr_rules; /* rules with unauthenticated sources, ascending */
 	size_t n_cidr_rules;
+	uint32_t *any_rules; /* rules admitting every caller (guardrails'), ascending */
+	size_t n_any_rules;
+	size_t n_guard; /* rules[0..n_guard) are the guardrails' */
 	char **keystore; /* namespace keys built here */
 	size_t n_keystore;
 	Cinch__V1__Snapshot *snap;
 	enum policy_mtls mtls;
 	int default_audit, any_enforce;
+	int egress_mode; /* Cinch__V1__EgressMode, UNSPECIFIED as DENY */
 	struct srule *rules;
 	size_t n_rules;
 	struct speer *peers;
@@ -130,6 +138,7 @@ static void slice_free(struct policy_slice *s)
 	free(s->index);
 	free(s->rule_ids);
 	free(s->cidr_rules);
+	free(s->any_rules);
 	for (size_t i = 0; i < s->n_keystore; i++)
 		free(s->keystore[i]);
 	free(s->keystore);
@@ -236,6 +245,9 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 	if (sn->default_action > CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT)
 		return serr(err, "default_action", "unknown action", NULL);
 	s->default_audit = sn->default_action == CINCH__V1__DEFAULT_ACTION__DEFAULT_ACTION_AUDIT;
+	if (sn->egress_mode > CINCH__V1__EGRESS_MODE__EGRESS_MODE_ALLOW)
+		return serr(err, "egress_mode", "unknown mode", NULL);
+	s->egress_mode = sn->egress_mode;
 
 	s->rules = calloc(sn->n_inbound + 1, sizeof(*s->rules));
 	s->peers = calloc(sn->n_peers + 1, sizeof(*s->peers));
@@ -249,13 +261,30 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 		snprintf(path, sizeof(path), "inbound[%zu]", i);
 		d->id = r->id;
 		d->audit = r->mode == CINCH__V1__RULE_MODE__RULE_MODE_AUDIT;
-		s->any_enforce |= !d->audit;
+		d->guard = r->guardrail;
+		d->action = r->action == CINCH__V1__RULE_ACTION__RULE_ACTION_UNSPECIFIED
+				    ? CINCH__V1__RULE_ACTION__RULE_ACTION_ALLOW
+				    : r->action;
+		if (!d->guard)
+			s->any_enforce |= !d->audit;
+		/* A namespace's rule may admit no one (a selector that picks no
+		 * one): its policy still selects the workload. */
 		if (!r->id[0] || r->mode > CINCH__V1__RULE_MODE__RULE_MODE_AUDIT ||
-		    r->n_sources == 0)
+		    (r->n_sources == 0 && d->guard))
 			return serr(err, path, "needs an id, a known mode and a source", NULL);
+		/* Guardrails first, and only they deny or pass: a namespace's
+		 * rule that denied could refuse what a guardrail hands over. */
+		if (d->guard ? i != s->n_guard : d->action != CINCH__V1__RULE_ACTION__RULE_ACTION_ALLOW)
+			return serr(err, path,
+				    "a guardrail rule after a namespace rule, or a namespace rule "
+				    "that does not allow",
+				    NULL);
+		if (d->action > CINCH__V1__RULE_ACTION__RULE_ACTION_PASS)
+			return serr(err, path, "unknown action", NULL);
+		s->n_guard += d->guard;
 		if (sports(r->ports, r->n_ports, &d->ports, 0) < 0)
 			return serr(err, path, "bad port range", NULL);
-		d->src = calloc(r->n_sources, sizeof(*d->src));
+		d->src = calloc(r->n_sources + 1, sizeof(*d->src));
 		if (!d->src)
 			return -ENOMEM;
 		for (size_t k = 0; k < r->n_sources; k++) {
@@ -276,6 +305,8 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 				x->len = strlen(m->namespace_);
 				if (!x->len || strchr(x->text, '/'))
 					return serr(err, path, "source: bad namespace", NULL);
+			} else if (m->kind_case == CINCH__V1__SOURCE__KIND_ANY_CALLER && d->guard) {
+				x->kind = PSRC_ANY;
 			} else if (m->kind_case == CINCH__V1__SOURCE__KIND_UNAUTHENTICATED_CIDR) {
 				x->kind = PSRC_UNAUTH_CIDR;
 				x->text = m->unauthenticated_cidr;
@@ -358,16 +389,18 @@ static int slice_index(struct policy_slice *s)
 	e = calloc(cap + 1, sizeof(*e));
 	s->rule_ids = calloc(cap + 1, sizeof(*s->rule_ids));
 	s->cidr_rules = calloc(s->n_rules + 1, sizeof(*s->cidr_rules));
+	s->any_rules = calloc(s->n_rules + 1, sizeof(*s->any_rules));
 	s->keystore = calloc(cap + 1, sizeof(*s->keystore));
-	if (!e || !s->rule_ids || !s->cidr_rules || !s->keystore)
+	if (!e || !s->rule_ids || !s->cidr_rules || !s->any_rules || !s->keystore)
 		goto out;
 	for (size_t i = 0; i < s->n_rules; i++) {
-		int has_cidr = 0;
+		int has_cidr = 0, has_any = 0;
 		for (size_t k = 0; k < s->rules[i].n_src; k++) {
 			const struct ssrc *x = &s->rules[i].src[k];
 			struct skey_entry *d = &e[n];
-			if (x->kind == PSRC_UNAUTH_CIDR) {
-				has_cidr = 1;
+			if (x->kind == PSRC_UNAUTH_CIDR || x->kind == PSRC_ANY) {
+				has_cidr |= x->kind == PSRC_UNAUTH_CIDR;
+				has_any |= x->kind == PSRC_ANY;
 				continue;
 			}
 			d->rule = (uint32_t)i;
@@ -388,6 +421,8 @@ static int slice_index(struct policy_slice *s)
 		}
 		if (has_cidr)
 			s->cidr_rules[s->n_cidr_rules++] = (uint32_t)i;
+		if (has_any)
+			s->any_rules[s->n_any_rules++] = (uint32_t)i;
 	}
 	qsort(e, n, sizeof(*e), skey_entry_cmp);
 	for (size_t i = 0; i < n; i++)
@@ -551,14 +586,19 @@ static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const
 		       one_segment_below(id + pl + x->len, "/sa/", 4);
 	case PSRC_UNAUTH_CIDR:
 		return !id && src && pcidr_contains(&x->cidr, src);
+	case PSRC_ANY:
+		return 1;
+	case PSRC_SELECTOR: /* compiled away: never in a slice */
+		return 0;
 	}
 	return 0;
 }
 
-/* The first rule (below `best`) under key spiffe_id[0..len) whose ports
- * include `port`; `best` when none is earlier. */
+/* The first rule (from `from` on, below `best`) under key
+ * spiffe_id[0..len) whose ports include `port`; `best` when none is
+ * earlier. */
 static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t len, uint64_t hash,
-			   uint16_t port, size_t best)
+			   uint16_t port, size_t from, size_t best)
 {
 	size_t h = hash & (s->n_index - 1);
 
@@ -570,11 +610,66 @@ static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t 
 			uint32_t r = s->rule_ids[b->first + i];
 			if (r >= best)
 				break;
-			if (pports_contains(&s->rules[r].ports, port))
+			if (r >= from && pports_contains(&s->rules[r].ports, port))
 				return r;
 		}
 		break;
 	}
+	return best;
+}
+
+/* A caller as the index sees it, computed once per decision: whether its
+ * ID is a SPIFFE ID, and the hashes of its two keys (itself, and itself up
+ * to its last '/': wildcards and namespaces), in one pass. */
+struct scaller {
+	const char *id; /* NULL: plaintext */
+	const struct sockaddr *src;
+	int valid;
+	uint64_t h, h_last;
+	size_t len, l_last;
+};
+
+static void scaller_init(struct scaller *c, const char *spiffe_id, const struct sockaddr *src)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = spiffe_id;
+	c->src = src;
+	c->valid = spiffe_id && slice_id_ok(spiffe_id);
+	if (!c->valid)
+		return;
+	c->h = SKEY_FNV_INIT;
+	for (; spiffe_id[c->len]; c->len++) {
+		c->h = SKEY_FNV_STEP(c->h, spiffe_id[c->len]);
+		if (spiffe_id[c->len] == '/') {
+			c->h_last = c->h;
+			c->l_last = c->len + 1;
+		}
+	}
+}
+
+/* The first rule from `from` on that matches, SIZE_MAX when none does. */
+static size_t slice_first(const struct policy_slice *s, const struct scaller *c, uint16_t port,
+			  size_t from)
+{
+	size_t best = SIZE_MAX;
+
+	for (size_t i = 0; i < s->n_any_rules && s->any_rules[i] < best; i++)
+		if (s->any_rules[i] >= from && pports_contains(&s->rules[s->any_rules[i]].ports, port))
+			best = s->any_rules[i];
+	if (c->valid) {
+		best = slice_lookup(s, c->id, c->len, c->h, port, from, best);
+		if (c->l_last)
+			best = slice_lookup(s, c->id, c->l_last, c->h_last, port, from, best);
+	} else if (!c->id) {
+		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
+			const struct srule *r = &s->rules[s->cidr_rules[i]];
+			if (s->cidr_rules[i] < from || !pports_contains(&r->ports, port))
+				continue;
+			for (size_t k = 0; k < r->n_src && best == SIZE_MAX; k++)
+				if (ssrc_admits(s, &r->src[k], NULL, c->src))
+					best = s->cidr_rules[i];
+		}
+	} /* else not a SPIFFE ID: no identity rule admits it */
 	return best;
 }
 
@@ -586,44 +681,48 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 		decided(out, POLICY_DENY, NULL, "plaintext refused: mTLS mode is STRICT");
 		return;
 	}
-	size_t best = SIZE_MAX;
-	if (spiffe_id && !slice_id_ok(spiffe_id)) {
-		/* Not a SPIFFE ID: no identity rule admits it. */
-	} else if (spiffe_id) {
-		/* The caller's keys: itself, and itself up to its last '/'
-		 * (wildcards and namespaces); their hashes in one pass. */
-		uint64_t h = SKEY_FNV_INIT, h_last = 0;
-		size_t len = 0, l_last = 0;
-		for (; spiffe_id[len]; len++) {
-			h = SKEY_FNV_STEP(h, spiffe_id[len]);
-			if (spiffe_id[len] == '/') {
-				h_last = h;
-				l_last = len + 1;
-			}
-		}
-		best = slice_lookup(s, spiffe_id, len, h, port, best);
-		if (l_last)
-			best = slice_lookup(s, spiffe_id, l_last, h_last, port, best);
-	} else {
-		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
-			const struct srule *r = &s->rules[s->cidr_rules[i]];
-			if (!pports_contains(&r->ports, port))
-				continue;
-			for (size_t k = 0; k < r->n_src && best == SIZE_MAX; k++)
-				if (ssrc_admits(s, &r->src[k], NULL, src))
-					best = s->cidr_rules[i];
-		}
+	/* An audit-mode guardrail's deny changes nothing: it is noted, and
+	 * the evaluation goes on; when the connection then flows, it is
+	 * "audit-deny" naming that rule. */
+	const struct srule *audit = NULL;
+	size_t best, from = 0;
+	struct scaller caller;
+	scaller_init(&caller, spiffe_id, src);
+	for (;;) {
+		best = slice_first(s, &caller, port, from);
+		if (best == SIZE_MAX)
+			break;
+		const struct srule *r = &s->rules[best];
+		if (r->action == CINCH__V1__RULE_ACTION__RULE_ACTION_PASS)
+			from = s->n_guard;
+		else if (r->action == CINCH__V1__RULE_ACTION__RULE_ACTION_DENY && r->audit)
+			audit = audit ? audit : r, from = best + 1;
+		else
+			break;
+	}
+	if (best != SIZE_MAX && s->rules[best].action == CINCH__V1__RULE_ACTION__RULE_ACTION_DENY) {
+		decided(out, POLICY_DENY, s->rules[best].id, "denied by a guardrail");
+		return;
 	}
 	if (best != SIZE_MAX) {
 		decided(out, POLICY_ALLOW, s->rules[best].id,
-			spiffe_id ? "allowed" : "allowed: unauthenticated caller in an ipBlock");
+			s->rules[best].guard ? "allowed by a guardrail"
+			: spiffe_id	     ? "allowed"
+					     : "allowed: unauthenticated caller in an ipBlock");
+		if (audit)
+			decided(out, POLICY_AUDIT_DENY, audit->id,
+				"would be denied by a guardrail in audit mode");
+		return;
+	}
+	if (audit && (s->n_rules > s->n_guard ? !s->any_enforce : s->default_audit)) {
+		decided(out, POLICY_AUDIT_DENY, audit->id, "would be denied by a guardrail in audit mode");
 		return;
 	}
 	if (s->any_enforce)
 		decided(out, POLICY_DENY, NULL,
 			spiffe_id ? "no rule allows this identity on this port"
 				  : "no unauthenticated rule allows this address on this port");
-	else if (s->n_rules)
+	else if (s->n_rules > s->n_guard)
 		decided(out, POLICY_AUDIT_DENY, NULL,
 			"would be denied: only audit-mode policies select this workload");
 	else if (s->default_audit)
@@ -697,7 +796,14 @@ void policy_slice_decide_egress(const struct policy_slice *s, const struct socka
 				return;
 			}
 	}
-	decided(out, POLICY_DENY, NULL, "no EgressPolicy allows this destination and port");
+	if (s->egress_mode == CINCH__V1__EGRESS_MODE__EGRESS_MODE_ALLOW)
+		decided(out, POLICY_ALLOW, NULL, "outside the mesh; egress mode allow");
+	else if (s->egress_mode == CINCH__V1__EGRESS_MODE__EGRESS_MODE_AUDIT)
+		decided(out, POLICY_AUDIT_DENY, NULL,
+			"would be denied: no EgressPolicy allows this destination and port; "
+			"egress mode audit");
+	else
+		decided(out, POLICY_DENY, NULL, "no EgressPolicy allows this destination and port");
 }
 
 void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
@@ -710,8 +816,9 @@ void policy_slice_each_rule(const struct policy_slice *s, const char *spiffe_id,
 	for (size_t i = 0; i < s->n_rules; i++) {
 		const struct srule *r = &s->rules[i];
 		int admits = 0;
-		for (size_t k = 0; k < r->n_src && valid && !admits; k++)
-			admits = ssrc_admits(s, &r->src[k], spiffe_id, src);
+		for (size_t k = 0; k < r->n_src && !admits; k++) /* every caller: valid or not */
+			admits = (valid || r->src[k].kind == PSRC_ANY) &&
+				 ssrc_admits(s, &r->src[k], spiffe_id, src);
 		cb(arg, r->id, pports_contains(&r->ports, port), admits);
 	}
 }

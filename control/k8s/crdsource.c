@@ -15,12 +15,18 @@
 
 #define CRD_GROUP_PATH "/apis/cinch.dev/v1alpha1"
 
+/* Each kind: where it is listed, whether it lives in a namespace, and
+ * whether its verdict is written back (a status subresource). v1
+ * Namespaces come for their labels (namespaceSelector), read only. */
 static const struct crd_kind {
-	const char *kind, *plural;
+	const char *kind, *plural, *group_path;
+	int namespaced, status;
 } crd_kinds[] = {
-	{"AllowPolicy", "allowpolicies"},
-	{"MeshPolicy", "meshpolicies"},
-	{"EgressPolicy", "egresspolicies"},
+	{"AllowPolicy", "allowpolicies", CRD_GROUP_PATH, 1, 1},
+	{"MeshPolicy", "meshpolicies", CRD_GROUP_PATH, 1, 1},
+	{"EgressPolicy", "egresspolicies", CRD_GROUP_PATH, 1, 1},
+	{"GuardrailPolicy", "guardrailpolicies", CRD_GROUP_PATH, 0, 1},
+	{"Namespace", "namespaces", "/api/v1", 0, 0},
 };
 #define CRD_NKINDS (sizeof(crd_kinds) / sizeof(crd_kinds[0]))
 
@@ -69,13 +75,22 @@ json_t *crdsource_document(const json_t *obj)
 	const json_t *meta = json_object_get(obj, "metadata");
 	const char *kind = crd_str(obj, "kind"), *api = crd_str(obj, "apiVersion");
 	const char *name = crd_str(meta, "name"), *ns = crd_str(meta, "namespace");
+	int is_ns = kind && api && !strcmp(kind, "Namespace") && !strcmp(api, "v1");
 	json_t *doc, *m;
 
-	if (!kind || !api || !name || !ns || !json_is_object(json_object_get(obj, "spec")))
+	/* A Namespace is its name and labels; the rest of it means nothing to
+	 * the policy. A cluster-scoped kind has no namespace (the policy set
+	 * says whether a kind needs one). */
+	if (!kind || !api || !name ||
+	    (!is_ns && !json_is_object(json_object_get(obj, "spec"))))
 		return NULL;
-	m = json_pack("{s:s, s:s}", "name", name, "namespace", ns);
+	m = json_pack("{s:s}", "name", name);
+	if (m && ns && !is_ns)
+		json_object_set_new(m, "namespace", json_string(ns));
 	if (m && json_is_object(json_object_get(meta, "labels")))
 		json_object_set_new(m, "labels", json_deep_copy(json_object_get(meta, "labels")));
+	if (is_ns)
+		return json_pack("{s:s, s:s, s:o}", "apiVersion", api, "kind", kind, "metadata", m);
 	doc = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", api, "kind", kind, "metadata", m,
 			"spec", json_deep_copy(json_object_get(obj, "spec")));
 	return doc;
@@ -87,6 +102,9 @@ static void crd_apply(struct crd_watch *cw, const json_t *obj, int deleted)
 	const char *name = crd_str(meta, "name"), *ns = crd_str(meta, "namespace");
 	char key[700];
 
+	/* the key store_doc_key gives: "<Kind>/<ns>/<name>", ns "" when none */
+	if (!cw->kind->namespaced)
+		ns = "";
 	if (!name || !ns ||
 	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", cw->kind->kind, ns, name) >= sizeof(key))
 		return;
@@ -167,10 +185,15 @@ void crdsource_report(struct crdsource *cs, const json_t *rejected)
 		const char *slash = strchr(key, '/');
 		const struct crd_kind *kind = crd_kind_of(key, (size_t)(slash - key));
 		const json_t *m = json_object_get(doc, "metadata");
-		if (!kind)
+		if (!kind || !kind->status)
 			continue;
-		snprintf(path, sizeof(path), CRD_GROUP_PATH "/namespaces/%s/%s/%s/status",
-			 crd_str(m, "namespace"), kind->plural, crd_str(m, "name"));
+		if (kind->namespaced)
+			snprintf(path, sizeof(path), "%s/namespaces/%s/%s/%s/status",
+				 kind->group_path, crd_str(m, "namespace"), kind->plural,
+				 crd_str(m, "name"));
+		else
+			snprintf(path, sizeof(path), "%s/%s/%s/status", kind->group_path,
+				 kind->plural, crd_str(m, "name"));
 		json_t *patch = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions",
 					  "type", "Accepted", "status", *msg ? "False" : "True",
 					  "reason", *msg ? "Invalid" : "Valid", "message",
@@ -214,7 +237,7 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 		struct crd_watch *cw = &cs->watches[i];
 		cw->cs = cs;
 		cw->kind = &crd_kinds[i];
-		snprintf(path, sizeof(path), CRD_GROUP_PATH "/%s", crd_kinds[i].plural);
+		snprintf(path, sizeof(path), "%s/%s", crd_kinds[i].group_path, crd_kinds[i].plural);
 		rc = kwatch_start(loop, k, path, &crd_ops, cw, &cw->watch);
 	}
 	if (rc < 0) {

@@ -1,6 +1,7 @@
 /* crdsource: the policy documents platform teams apply as Kubernetes
- * objects (AllowPolicy, MeshPolicy, EgressPolicy in cinch.dev/v1alpha1),
- * fed into the same policy store as files.
+ * objects (AllowPolicy, MeshPolicy, EgressPolicy and the cluster-scoped
+ * GuardrailPolicy in cinch.dev/v1alpha1), and v1 Namespaces for their
+ * labels (namespaceSelector), fed into the same policy store as files.
  *
  * One kwatch per kind. Each object is reduced to what the policy library
  * reads (apiVersion, kind, metadata.name/namespace/labels, spec); server

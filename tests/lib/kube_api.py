@@ -175,7 +175,18 @@ CRDS = {
     ],
     "meshpolicies": [crd("MeshPolicy", "cinch-system", "default", {"mtls": "STRICT"})],
     "egresspolicies": [],
+    "guardrailpolicies": [dict(crd("GuardrailPolicy", None, "no-dev", {
+        "priority": 10, "subject": {"namespaceSelector": {"matchLabels": {"env": "prod"}}},
+        "rules": [{"action": "deny", "from": [{"namespaceSelector": {
+            "matchLabels": {"env": "dev"}}}]}]}))],
 }
+for _g in CRDS["guardrailpolicies"]:  # cluster-scoped: no namespace
+    del _g["metadata"]["namespace"]
+# v1 Namespaces outside live mode (crdsource reads their labels)
+NAMESPACES = [{"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "shop", "uid": "u-shop", "resourceVersion": "5",
+                            "labels": {"env": "prod", "kubernetes.io/metadata.name": "shop"}},
+               "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}]
 CRD_EVENTS = {
     "allowpolicies": [{"type": "MODIFIED", "object": crd(
         "AllowPolicy", "shop", "api-from-web",
@@ -286,7 +297,8 @@ def selected(obj, q):
 
 class Live:
     """The live-mode store; every field under `cond`."""
-    COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies", "namespaces",
+    COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies",
+                   "guardrailpolicies", "namespaces",
                    "configmaps", "secrets", "mutatingwebhookconfigurations")
 
     def __init__(self):
@@ -404,6 +416,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.live_rest("PATCH", body):
             return
         parts = self.path.strip("/").split("/")
+        if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 6:
+            parts = parts[:3] + ["namespaces", ""] + parts[3:]  # cluster-scoped
         if LIVE.on and parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and parts[-1] == "status":
             with LIVE.cond:
                 obj = LIVE.objs.get(parts[5], {}).get("%s/%s" % (parts[4], parts[6]))
@@ -470,6 +484,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, p)
         if parts[:3] == ["apis", "cinch.dev", "v1alpha1"] and len(parts) == 4:
             return self.crds(parts[3], q)
+        if url.path == "/api/v1/namespaces":
+            if q.get("watch") in ("1", "true"):
+                self.start_stream()
+                time.sleep(30)
+                return None
+            return self.send_json(200, {"kind": "NamespaceList", "apiVersion": "v1",
+                                        "metadata": {"resourceVersion": "5"},
+                                        "items": NAMESPACES})
         if url.path != "/api/v1/pods":
             return self.status(404, "NotFound", "not found")
         if q.get("watch") in ("1", "true"):

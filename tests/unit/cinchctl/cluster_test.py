@@ -78,7 +78,7 @@ def meta(name, ns=None, rv="1", **extra):
 
 def crd(plural, established=True):
     kind = {"allowpolicies": "AllowPolicy", "meshpolicies": "MeshPolicy",
-            "egresspolicies": "EgressPolicy"}[plural]
+            "egresspolicies": "EgressPolicy", "guardrailpolicies": "GuardrailPolicy"}[plural]
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": meta(plural + ".cinch.dev", generation=1),
             "spec": {"group": "cinch.dev", "scope": "Namespaced",
@@ -144,7 +144,7 @@ SEL = "app.kubernetes.io/name%3Dcinch-control"
 
 def healthy():
     objects, proxy = {}, {}
-    for p in ("allowpolicies", "meshpolicies", "egresspolicies"):
+    for p in ("allowpolicies", "meshpolicies", "egresspolicies", "guardrailpolicies"):
         objects["/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.cinch.dev" % p] = \
             crd(p)
     dep = {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -202,6 +202,20 @@ def healthy():
                                                            "cinch.dev/v1alpha1", [])
     objects["/apis/cinch.dev/v1alpha1/egresspolicies"] = lst("EgressPolicyList",
                                                              "cinch.dev/v1alpha1", [])
+    # a guardrail (cluster-scoped) on bank's namespace label: web never
+    # reaches bank, whatever bank's AllowPolicies say
+    guard = cr("GuardrailPolicy", None, "bank-from-shop",
+               {"priority": 10, "subject": {"namespaceSelector": {"matchLabels": {"tier": "money"}}},
+                "rules": [{"action": "deny", "ports": [9100],
+                           "from": [{"serviceAccounts": ["shop/web"]}]}]})
+    guard["metadata"]["labels"] = {"team": "platform"}
+    objects["/apis/cinch.dev/v1alpha1/guardrailpolicies"] = lst(
+        "GuardrailPolicyList", "cinch.dev/v1alpha1", [guard])
+    objects["/api/v1/namespaces"] = lst("NamespaceList", "v1", [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": meta("bank", None, labels={"tier": "money",
+                                                 "kubernetes.io/metadata.name": "bank"}),
+         "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}])
     return {"objects": objects, "proxy": proxy}
 
 
@@ -417,6 +431,11 @@ users:
     check(rc == 1 and "spiffe://cluster.local/ns/shop/sa/web -> shop/api-6b8f-y2:8080  "
           "3 connections" in out and "allow by shop/web-to-api#0 -> deny" in out,
           "policy whatif --policy FILE --from-cluster: the proposal at the cluster's pods", out)
+    rc, out = ctl("policy", "explain", "--from-cluster", "--from",
+                  "spiffe://cluster.local/ns/shop/sa/web", "--to", "bank/db-4a2e-z3",
+                  "--port", "9100")
+    check(rc == 1 and "rule:   GuardrailPolicy/bank-from-shop#0" in out,
+          "policy explain --from-cluster: the cluster's guardrail (by namespace label) named", out)
     rc, out = ctl("policy", "check", "--from-cluster")
     check(rc == 0 and "2 AllowPolicies, 0 MeshPolicies, 0 EgressPolicies, 3 Workloads" in out,
           "policy check --from-cluster: the CRs and the injected pods", out)

@@ -142,7 +142,7 @@ def check_control_plane(docs):
           "RBAC: no cluster-wide read of Secrets")
     check(not any("*" in r["verbs"] or "*" in r["resources"] for r in rules),
           "RBAC: no wildcards")
-    for plural in ("allowpolicies", "meshpolicies", "egresspolicies"):
+    for plural in ("allowpolicies", "meshpolicies", "egresspolicies", "guardrailpolicies"):
         check(allowed("cinch.dev", plural, "watch"), f"RBAC: watch {plural}")
         check(allowed("cinch.dev", plural + "/status", "patch"), f"RBAC: patch {plural}/status")
 
@@ -151,7 +151,8 @@ def check_crds(docs):
     crds = {c["spec"]["names"]["kind"]: c for c in by_kind(docs, "CustomResourceDefinition")}
     validators = {}
     for kind, plural in (("AllowPolicy", "allowpolicies"), ("MeshPolicy", "meshpolicies"),
-                         ("EgressPolicy", "egresspolicies")):
+                         ("EgressPolicy", "egresspolicies"),
+                         ("GuardrailPolicy", "guardrailpolicies")):
         crd = crds.get(kind)
         check(crd is not None, f"CRD for {kind}")
         if crd is None:

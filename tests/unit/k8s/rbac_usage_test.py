@@ -148,9 +148,10 @@ def compare(rules, reqs):
 
 def refused(kind, ns, spec):
     """A policy object the policy library refuses (its status is written)."""
-    return {"apiVersion": "cinch.dev/v1alpha1", "kind": kind,
-            "metadata": {"name": "refused", "namespace": ns, "uid": "uid-" + kind,
-                         "generation": 1}, "spec": spec}
+    meta = {"name": "refused", "namespace": ns, "uid": "uid-" + kind, "generation": 1}
+    if ns is None:  # cluster-scoped
+        del meta["namespace"]
+    return {"apiVersion": "cinch.dev/v1alpha1", "kind": kind, "metadata": meta, "spec": spec}
 
 
 REFUSED = [
@@ -160,6 +161,8 @@ REFUSED = [
     ("egresspolicies", refused("EgressPolicy", "shop", {
         "selector": {"matchLabels": {"app": "api"}},
         "to": [{"cidrs": ["payments.example.com"]}]})),
+    ("guardrailpolicies", refused("GuardrailPolicy", None, {
+        "priority": 2000, "subject": {"podSelector": {}}, "rules": [{"action": "deny"}]})),
 ]
 
 
@@ -220,7 +223,7 @@ def drive(tmp, kube, ctl):
     r = ctl.ctl({"op": "ca_rotate", "step": "prepare"})
     check("error" not in r, "a rotation step, written to the CA Secret: %s" % r)
     for coll, obj in REFUSED:
-        ns = obj["metadata"]["namespace"]
+        ns = obj["metadata"].get("namespace", "")
         check(wait_for(lambda: (kube.get(coll, ns, "refused") or {}).get("status")),
               "refused %s's status written" % obj["kind"])
 

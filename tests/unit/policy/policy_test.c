@@ -95,6 +95,14 @@ static const char *const POLICY =
 	"spec: {mtls: PERMISSIVE, allowPodExclusions: false}\n"
 	"---\n"
 	"apiVersion: cinch.dev/v1alpha1\n"
+	"kind: GuardrailPolicy\n"
+	"metadata: {name: shop-may-be-permissive}\n"
+	"spec:\n"
+	"  priority: 0\n"
+	"  subject: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}}\n"
+	"  allowLoosening: [mtls]\n"
+	"---\n"
+	"apiVersion: cinch.dev/v1alpha1\n"
 	"kind: EgressPolicy\n"
 	"metadata: {name: api-out, namespace: shop}\n"
 	"spec:\n"
@@ -427,8 +435,8 @@ static void test_errors(void **state)
 		 6, 9, "spec.mode", "enforce or audit"},
 		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
 		 "namespace: shop}\n"
-		 "spec:\n  selector: {}\n  from: [{namespaces: [shop]}]\n",
-		 5, 13, "spec.selector", "matchLabels or workloads"},
+		 "spec:\n  selector: {matchLabels: {}}\n  from: [{namespaces: [shop]}]\n",
+		 5, 27, "spec.selector.matchLabels", "must not be empty"},
 		{"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: a, "
 		 "namespace: shop}\n"
 		 "spec:\n  selector: {workloads: [api]}\n  ports: [\"9000-8000\"]\n  from: "
