@@ -14,7 +14,8 @@
 #     field, a bad verdict or address) and files (missing, a directory):
 #     exit 2 naming file:line, no report; lines of other events skipped;
 #   - a 4 MiB line (bounded: reported, never buffered whole) next to a
-#     60 KiB connection line that is read.
+#     60 KiB connection line that is read;
+#   - a new GuardrailPolicy refusing what the namespace's policy allows.
 #   whatif_test.sh CINCHCTL FIXTURES
 set -u
 C=$1
@@ -347,7 +348,35 @@ no verdict would change
 EOF
 check "a 60 KiB connection line is read" 0
 
-# 10. the command line
+# 10. a guardrail (GuardrailPolicy, evaluated before every AllowPolicy)
+# refuses what the namespace's policy still allows: the proposal keeps
+# api-from-web on 8080-8083 and adds a deny of 8081 to every caller of api.
+cat policy-wide.yaml - >guardrail.yaml <<'EOF2'
+---
+apiVersion: cinch.dev/v1alpha1
+kind: GuardrailPolicy
+metadata: {name: no-8081}
+spec:
+  priority: 10
+  subject: {podSelector: {matchLabels: {app: api}}}
+  rules:
+    - action: deny
+      ports: [8081]
+EOF2
+run policy whatif --flows "$F/stress.log" --policy guardrail.yaml $W
+cat >want <<EOF2
+would be refused (allowed today):
+  inbound  spiffe://cluster.local/ns/shop/sa/web -> shop/api:8081  18 connections
+    allow by shop/api-from-web#0 -> deny by GuardrailPolicy/no-8081#0: denied by a guardrail
+would be allowed (refused today):
+  outbound shop/web -> shop/api:8081  1 connection
+    deny -> allow: meshed destination
+31 connections in 1 file: 30 replayed, 1 not decided by a policy, 0 not replayed; 9 other lines skipped
+18 would be refused, 1 would be allowed, 0 would change between allow and audit-deny
+EOF2
+check "a new guardrail refuses what the namespace's policy allows: exit 1, the guardrail named" 1
+
+# 11. the command line
 run policy whatif --policy policy-narrow.yaml $W
 cat >want <<EOF
 cinchctl policy whatif: missing --flows
