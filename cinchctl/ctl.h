@@ -52,6 +52,16 @@ int ctl_cluster_policy(struct ctl_kube *k, char *policy, char *workloads, size_t
  * pod's agent, asked through the pod proxy; NULL after printing why. */
 json_t *ctl_cluster_agents(struct ctl_kube *k);
 
+/* ctl_policy.c, for ctl_whatif.c: a policy error as "file:line:col: path:
+ * message" on stderr, leaving out what is unknown; the cluster's policies
+ * and workloads as two paths (p, w: 32 bytes each), 0 or 2 after printing
+ * why. */
+struct policy_error;
+void ctl_policy_err(const struct policy_error *e);
+int ctl_from_cluster(const char *kubeconfig, char *p, char *w);
+/* cinchctl policy whatif (ctl_whatif.c) */
+int ctl_policy_whatif(int argc, char **argv);
+
 int ctl_check(int argc, char **argv);  /* cinchctl check (ctl_cluster.c) */
 int ctl_token(int argc, char **argv);  /* cinchctl token ... (ctl_ca.c) */
 int ctl_bundle(int argc, char **argv); /* cinchctl bundle ... (ctl_ca.c) */

@@ -1,5 +1,6 @@
-/* ctl_policy: `cinchctl policy check` and `cinchctl policy explain`, on
- * files, with the same library the agents enforce with (policy/). */
+/* ctl_policy: `cinchctl policy check`, `lint`, `test` and `explain`, on
+ * files, with the same library the agents enforce with (policy/);
+ * `whatif` is ctl_whatif.c. */
 #include "ctl.h"
 
 #include <arpa/inet.h>
@@ -22,6 +23,7 @@ static const char *ctl_policy_usage =
 	"       cinchctl policy explain --policy PATH --workloads PATH\n"
 	"                               --from SPIFFE-ID|IP --to NS/WORKLOAD --port N\n"
 	"       cinchctl policy explain ... --to svc/NS/SERVICE --port N\n"
+	"       cinchctl policy whatif --flows FILE... --policy PATH... --workloads PATH...\n"
 	"\n"
 	"A PATH is a file, a directory of them (kustomization.yaml skipped) or -\n"
 	"for stdin; what `kubectl get -o yaml|json` prints is read as it is.\n"
@@ -41,6 +43,9 @@ static const char *ctl_policy_usage =
 	"exit 1 when it found any.\n"
 	"test: runs a file of cases (cases: [{name, from, to, port, expect, rule}],\n"
 	"expect allow|deny|audit-deny) against the policy; exit 1 when one fails.\n"
+	"whatif: replays agents' access logs against the policy, prints the flows\n"
+	"whose verdict would change; exit 1 when one allowed today would be refused\n"
+	"(cinchctl policy whatif --help).\n"
 	"Every verb takes --help (this text, exit 0).\n";
 
 /* `--help` or `-h` anywhere among a verb's arguments: the usage on stdout
@@ -78,8 +83,7 @@ static const char *ctl_caller(const char *from, const char **id, struct sockaddr
 	return NULL;
 }
 
-/* "file:line:col: path: message", leaving out what is unknown. */
-static void ctl_policy_err(const struct policy_error *e)
+void ctl_policy_err(const struct policy_error *e)
 {
 	if (e->file[0] && e->line)
 		fprintf(stderr, "%s:%d:%d: ", ctl_display_path(e->file), e->line, e->column);
@@ -90,9 +94,7 @@ static void ctl_policy_err(const struct policy_error *e)
 	fprintf(stderr, "%s\n", e->msg);
 }
 
-/* The cluster's policies and workloads as two paths (p, w: 32 bytes);
- * 0, or 2 after printing why. */
-static int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
+int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
 {
 	struct ctl_kube *k = ctl_kube_open(kubeconfig);
 	int rc = k && ctl_cluster_policy(k, p, w, 32) == 0 ? 0 : 2;
@@ -1009,6 +1011,8 @@ static int ctl_policy_wants_help(int argc, char **argv)
 
 int ctl_policy(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "whatif"))
+		return ctl_policy_whatif(argc, argv); /* its own --help */
 	if (ctl_policy_wants_help(argc, argv)) {
 		fputs(ctl_policy_usage, stdout);
 		return 0;
@@ -1022,6 +1026,6 @@ int ctl_policy(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "explain"))
 		return ctl_policy_explain(argc, argv);
 	if (argc < 2)
-		return ctl_usage_error("policy", "missing a verb (check, lint, test, explain)");
+		return ctl_usage_error("policy", "missing a verb (check, lint, test, explain, whatif)");
 	return ctl_usage_error("policy", "unknown verb \"%s\"", argv[1]);
 }

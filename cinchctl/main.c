@@ -16,7 +16,7 @@ static const struct {
 	{"bundle", ctl_bundle, "bundle show [--pem]               the mesh's trust bundle"},
 	{"ca", ctl_ca, "ca rotate|retire|status           rotate the mesh's root"},
 	{"cert", ctl_cert, "cert inspect FILE [--bundle F]    what a certificate says"},
-	{"policy", ctl_policy, "policy check|lint|test|explain    validate and ask the policy"},
+	{"policy", ctl_policy, "policy check|lint|test|explain|whatif  validate and ask the policy"},
 	{"status", ctl_status, "status [--json] [--cluster]       which agent enforces what"},
 	{"check", ctl_check, "check [--kubeconfig F]            is the cluster's mesh healthy"},
 };

@@ -12,7 +12,7 @@ a CRD not Established, an empty or expiring caBundle, a control replica
 not ready, a namespace without the trust bundle ConfigMap or with a
 different one, an agent not ready, an agent on another version. Then
 `status --cluster` (an agent's escape sequence must not reach the
-terminal) and `policy explain|test|check --from-cluster`.
+terminal) and `policy explain|test|check|whatif --from-cluster`.
 
   cluster_test.py CINCHCTL KUBE_API_PY
 """
@@ -405,6 +405,32 @@ users:
                 "to: bank/db-4a2e-z3, port: 5432, expect: deny}\n")
     rc, out = ctl("policy", "test", os.path.join(D, "cases.yaml"), "--from-cluster")
     check(rc == 0 and "2 passed, 0 failed" in out, "policy test --from-cluster", out)
+    # whatif: the agents' log against the cluster's own policy (nothing
+    # changes), then against a proposal from a file, replayed at the
+    # cluster's pods
+    line = ('{"direction":"inbound","src":"[::ffff:%s]:5%d","dst":"%s","local_id":"",'
+            '"peer_id":"%s","verdict":"%s","rule":"%s","reason":"","end":"%s",'
+            '"event":"connection"}\n')
+    with open(os.path.join(D, "agents.log"), "w") as f:
+        for i in range(3):
+            f.write(line % ("10.1.0.1", i, "10.1.0.2:8080", "spiffe://cluster.local/ns/shop/sa/web",
+                            "allow", "shop/web-to-api#0", "closed"))
+        f.write(line % ("10.1.0.1", 9, "10.1.1.3:5432", "spiffe://cluster.local/ns/shop/sa/web",
+                        "deny", "", "denied"))
+    with open(os.path.join(D, "proposal.yaml"), "w") as f:
+        f.write("apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
+                "metadata: {name: web-to-api, namespace: shop}\n"
+                "spec: {selector: {matchLabels: {app: api}}, ports: [8443],\n"
+                "       from: [{identities: ['spiffe://cluster.local/ns/shop/sa/web']}]}\n")
+    rc, out = ctl("policy", "whatif", "--flows", os.path.join(D, "agents.log"), "--from-cluster")
+    check(rc == 0 and "no verdict would change" in out and
+          "4 connections in 1 file: 4 replayed" in out,
+          "policy whatif --from-cluster: the cluster's policy changes nothing", out)
+    rc, out = ctl("policy", "whatif", "--flows", os.path.join(D, "agents.log"), "--policy",
+                  os.path.join(D, "proposal.yaml"), "--from-cluster")
+    check(rc == 1 and "spiffe://cluster.local/ns/shop/sa/web -> shop/api-6b8f-y2:8080  "
+          "3 connections" in out and "allow by shop/web-to-api#0 -> deny" in out,
+          "policy whatif --policy FILE --from-cluster: the proposal at the cluster's pods", out)
     rc, out = ctl("policy", "explain", "--from-cluster", "--from",
                   "spiffe://cluster.local/ns/shop/sa/web", "--to", "bank/db-4a2e-z3",
                   "--port", "9100")

@@ -32,6 +32,8 @@ cinchctl policy check --help
 cinchctl policy lint --help
 cinchctl policy test --help
 cinchctl policy explain --help
+cinchctl policy whatif --help
+cinchctl policy whatif --flows x.log --help
 cinch-agent --help
 cinch-agent run --help
 cinch-agent run --idle-timeout 5s --idle-timeout 300000 --probe-interval 300 --probe-interval 10s --cert-ttl 1h --cert-ttl 3600 --help
@@ -83,6 +85,13 @@ cinchctl policy explain --policy p --workloads w --from 10.0.0.1 --to a/b --port
 cinchctl policy explain --policy p --workloads w --from 10.0.0.1 --to a/b --port 80x|--port: not a port
 cinchctl policy test --policy p --workloads w|missing the FILE of cases
 cinchctl policy test cases.yaml --workloads w|missing --policy
+cinchctl policy whatif --policy p --workloads w|missing --flows
+cinchctl policy whatif --flows|--flows needs a value
+cinchctl policy whatif --flows f.log --workloads w|missing --policy
+cinchctl policy whatif --flows f.log --policy p --workloads w --output yaml|--output: text or json
+cinchctl policy whatif --flows f.log --frob|unknown flag --frob
+cinchctl policy whatif extra --flows f.log|unexpected argument extra
+cinchctl policy whatif --flows f.log --kubeconfig k|--kubeconfig goes with --from-cluster
 cinch-agent|missing a command
 cinch-agent frob|unknown command "frob"
 cinch-agent --frob|--frob
