@@ -11,12 +11,15 @@
 #      all answered, by both endpoints; every connection is mTLS (TLS 1.3)
 #      with the endpoint's identity pinned (web's access log: service,
 #      endpoint, peer_id; the api agents' logs: web's identity).
-#   2. api-1 (agent and app) killed mid-run, then brought back: no call
-#      fails, because a connect refused is retried on the other endpoint
-#      before any app byte moves (at most 3 endpoints per call), and after
-#      the first failure the agent skips api-1 for its backoff: the failed
+#   2. api-1 (agent and app) killed mid-run (250 calls on new connections,
+#      one per 20 ms), then brought back: no call fails after the agent has
+#      seen api-1 fail, because a connect refused is retried on the other
+#      endpoint before any app byte moves (at most 3 endpoints per call);
+#      at most one call fails at all, the one whose request was already
+#      relayed to api-1 when it died (no proxy can replay it). After the
+#      first failure the agent skips api-1 for its backoff: the failed
 #      attempts stay few (<= 6 in the ~2.5 s it is down, about one per
-#      backoff; without the backoff, one per call that picks it, dozens).
+#      backoff; without the backoff, one per call that picks it: dozens).
 #      Back up, it serves again once its backoff ends.
 #   3. An endpoint listed in the slice for a pod of identity sa/api that
 #      presents another identity (a TLS server with an sa/evil SVID of the
@@ -29,6 +32,10 @@
 #      (api-0 on 9999) does not admit web, and an EgressPolicy lets web
 #      reach all of 10.201.181.0/24: the call is refused before connecting,
 #      as to a meshed pod that does not admit it.
+#   6. An endpoint outside the mesh (a plain server at 10.201.81.5, no
+#      agent) is egress: shop/ext's call leaves in plaintext because an
+#      EgressPolicy allows that address, and is logged with no peer
+#      identity and the egress rule.
 # Namespaces svc-*, pods 10.201.81.0/24, VIPs 10.201.181.0/24. Root only.
 #   services_test.sh CINCH_AGENT
 set -u
@@ -108,7 +115,7 @@ kind: EgressPolicy
 metadata: {name: web-to-vips, namespace: shop}
 spec:
   selector: {matchLabels: {app: web}}
-  to: [{cidrs: ["$VNET.0/24"]}]
+  to: [{cidrs: ["$VNET.0/24", "$NET.5/32"]}]
 Y
 services() { # services "EXTRA ENDPOINTS": the Services, written atomically
 	cat >"$D/policy/.svc.new" <<Y
@@ -164,6 +171,18 @@ metadata: {name: locked-1, namespace: shop, labels: {kubernetes.io/service-name:
 addressType: IPv4
 endpoints: [{addresses: [$NET.2]}]
 ports: [{port: 9999}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: shop}
+spec: {clusterIP: $VNET.40, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ext-1, namespace: shop, labels: {kubernetes.io/service-name: ext}}
+addressType: IPv4
+endpoints: [{addresses: [$NET.5]}]
+ports: [{port: 8080}]
 Y
 	mv "$D/policy/.svc.new" "$D/policy/svc.yaml"
 }
@@ -234,7 +253,7 @@ if mode == "new":
             print(b if s == 200 else "ERR status %d" % s, flush=True)
             c.close()
         except Exception as e:
-            print("ERR %r" % e, flush=True)
+            print("ERR t=%.3f %r" % (time.time(), e), flush=True)
         time.sleep(gap)
 else:
     for k in range(conns):
@@ -259,8 +278,11 @@ agent "$WEB" web web
 agent "$API0" api api0
 agent "$API1" api api1
 API1_AGENT=$LAST
+# outside the mesh: a plain server at .5 (in the impostor's pod, no agent)
+ip -n "$BAD" addr add "$NET.5/24" dev sp4$$
+app "$BAD" ext $NET.5
 # the impostor: a TLS server with an sa/evil SVID of the mesh CA
-ip netns exec "$BAD" openssl s_server -accept 8080 -cert "$D/evil.pem" -key "$D/evil.key" \
+ip netns exec "$BAD" openssl s_server -accept $NET.4:8080 -cert "$D/evil.pem" -key "$D/evil.key" \
 	-CAfile "$D/ca.pem" -www -quiet >"$L/evil.log" 2>&1 &
 PIDS="$PIDS $!"
 for n in web api0 api1; do
@@ -315,8 +337,30 @@ API1_APP=$LAST
 agent "$API1" api api1
 wait "$CL"
 c2_ok=$(grep -c '^api-[01]$' "$L/c2.txt")
-check "no call failed while api-1 was down ($c2_ok of 250 answered; errors: $(grep -c ^ERR "$L/c2.txt"))" \
-	[ "$c2_ok" -eq 250 ]
+# errors_after FILE ENDPOINT: failed calls after the agent's first failed
+# attempt on ENDPOINT (the client's and the agent's clocks are the same)
+errors_after() {
+	/usr/bin/python3 - "$1" "$L/web.log" "$2" <<'P'
+import datetime, json, re, sys
+first = None
+for line in open(sys.argv[2]):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if j.get("event") == "service_endpoint_failed" and j.get("endpoint") == sys.argv[3]:
+        first = datetime.datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        break
+ts = [float(m.group(1)) for m in (re.match(r"ERR t=([\d.]+)", l) for l in open(sys.argv[1])) if m]
+print(len([t for t in ts if first is None or t > first]))
+P
+}
+after=$(errors_after "$L/c2.txt" $NET.3:8080)
+check "no call failed after the agent saw api-1 fail ($after; all errors: $(grep -c ^ERR "$L/c2.txt"))" \
+	[ "$after" -eq 0 ]
+check "at most one call failed at all: the one in flight on api-1 when it died ($c2_ok of 250 answered)" \
+	[ "$c2_ok" -ge 249 ]
 nf=$(failed_attempts $NET.3:8080)
 check "the agent saw api-1 fail and retried elsewhere ($nf failed attempts, bound 1..6)" \
 	[ "$nf" -ge 1 -a "$nf" -le 6 ]
@@ -355,6 +399,12 @@ out=$(client $VNET.30 80 1 new 1)
 check "a call to shop/locked fails ($out)" [ "${out#ERR}" != "$out" ]
 check "refused before connecting: meshed, does not admit web" \
 	waitfor 5 grep -q "\"dst\":\"$VNET.30:80\".*\"reason\":\"the destination is meshed and does not admit this workload\"" "$L/web.log"
+
+# --- 6. an endpoint outside the mesh: egress decides, plaintext
+out=$(client $VNET.40 80 1 new 1)
+check "a call to shop/ext reaches the endpoint outside the mesh ($out)" [ "$out" = ext ]
+check "logged as egress: no peer identity, the egress rule" \
+	waitfor 5 grep -q "\"peer_id\":\"\",\"verdict\":\"allow\",\"rule\":\"shop/web-to-vips#0\".*\"service\":\"shop/ext\",\"endpoint\":\"$NET.5:8080\"" "$L/web.log"
 
 if [ $fail -ne 0 ]; then
 	echo "--- web agent log (tail)"
