@@ -8,11 +8,13 @@
 
 #include "crdsource.h"
 #include "podsource.h"
+#include "svcsource.h"
 
 struct kfeed {
 	struct store *st;
 	struct podsource *pods;
 	struct crdsource *crds;
+	struct svcsource *svcs;
 };
 
 static void kfeed_pods_cb(void *arg, json_t *workloads)
@@ -28,6 +30,14 @@ static void kfeed_crds_cb(void *arg, json_t *docs)
 	struct kfeed *kf = arg;
 
 	store_set_docs(kf->st, STORE_FEED_POLICIES, docs);
+	(void)store_apply(kf->st, NULL);
+}
+
+static void kfeed_svcs_cb(void *arg, json_t *docs)
+{
+	struct kfeed *kf = arg;
+
+	store_set_docs(kf->st, STORE_FEED_SERVICES, docs);
 	(void)store_apply(kf->st, NULL);
 }
 
@@ -48,8 +58,10 @@ int kfeed_start(uv_loop_t *loop, struct kapi *k, struct store *st, struct kfeed 
 	kf->st = st;
 	store_expect(st, STORE_FEED_PODS);
 	store_expect(st, STORE_FEED_POLICIES);
+	store_expect(st, STORE_FEED_SERVICES);
 	if ((rc = crdsource_start(loop, k, kfeed_crds_cb, kf, &kf->crds)) < 0 ||
-	    (rc = podsource_start(loop, k, kfeed_pods_cb, kf, &kf->pods)) < 0) {
+	    (rc = podsource_start(loop, k, kfeed_pods_cb, kf, &kf->pods)) < 0 ||
+	    (rc = svcsource_start(loop, k, kfeed_svcs_cb, kf, &kf->svcs)) < 0) {
 		kfeed_stop(kf);
 		return rc;
 	}
@@ -67,5 +79,7 @@ void kfeed_stop(struct kfeed *kf)
 		podsource_stop(kf->pods);
 	if (kf->crds)
 		crdsource_stop(kf->crds);
+	if (kf->svcs)
+		svcsource_stop(kf->svcs);
 	free(kf);
 }

@@ -1,7 +1,8 @@
 /* kfeed: the Kubernetes feeders of the configuration store (store.h):
- * the pod source's Workloads and the CRD source's policy documents join
- * the file documents in one set. The store publishes nothing before both
- * have listed once (store_expect), and its verdicts go back to the policy
+ * the pod source's Workloads, the CRD source's policy documents and the
+ * Service source's Services and EndpointSlices join the file documents in
+ * one set. The store publishes nothing before all three have listed once
+ * (store_expect), and its verdicts go back to the policy
  * objects as their Accepted condition (crdsource_report): a rejected
  * object says why on itself, with the field path and the library's
  * message. */

@@ -1,8 +1,14 @@
 #!/bin/bash
 # demo.sh: `make demo`. Starts the local mesh (mesh.sh: cinch-control and
-# three pods, web, api and db, each with its rules, token, agent and app),
+# four pods, web, api (two replicas: api and api-2) and db, each with its
+# rules, token, agent and app; the Services api and db with virtual IPs),
 # then shows, and checks, what the mesh does:
 #   1. web -> api:8080 works, over mutual TLS, with both identities;
+#   1b. web -> the api Service by name (api.demo.svc.cluster.local:80):
+#      web's agent picks an api pod and calls it over mutual TLS, and both
+#      api pods serve; a client outside the mesh (this host) reaches the
+#      VIP too, DNATed by the host as kube-proxy does, and is refused by
+#      the api pod it lands on (plaintext, STRICT);
 #   2. web -> db:5432 is refused, and by what;
 #   3. plaintext from outside the mesh to api is refused (STRICT);
 #   4. a policy change takes effect live: web -> db allowed, then not;
@@ -13,10 +19,11 @@
 # Exits 0 when every step behaved as shown (non-zero otherwise) and leaves
 # the mesh running; `make demo-down` (down.sh) removes it.
 set -u
+MESH_API_REPLICAS=${MESH_API_REPLICAS:-2}
 . "$(dirname "$0")/mesh.sh"
 
 TD=cluster.local
-failed=0
+failed=0 degraded=0
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ok() { printf '   ok: %s\n' "$*"; }
 bad() {
@@ -38,8 +45,8 @@ for line in open(sys.argv[1], errors="replace"):
     if e.get("event") == "connection" and e.get("direction") == sys.argv[2]:
         last = e
 for k in ("verdict", "local_id", "peer_id", "rule", "reason", "tls_version", "cipher",
-          "src", "dst", "bytes_in", "bytes_out"):
-    if last is not None:
+          "src", "dst", "service", "endpoint", "bytes_in", "bytes_out"):
+    if last is not None and (k in last or k not in ("service", "endpoint")):
         print("%s=%s" % (k, last.get(k, "")))
 PY
 }
@@ -81,13 +88,13 @@ web_refuses_db() {
 }
 show() { sed 's/^/      /' <<<"$1"; }
 
-step "Starting the local mesh (control plane + pods web, api, db)"
+step "Starting the local mesh (control plane + pods $MESH_PODS, Services api and db)"
 if ! mesh_up; then
 	echo "The mesh did not come up; what was made is removed by: make demo-down" >&2
 	exit 1
 fi
 for p in $MESH_PODS; do
-	ok "pod $p at $(mesh_addr "$p"): agent ready, identity spiffe://$TD/ns/demo/sa/$p"
+	ok "pod $p at $(mesh_addr "$p"): agent ready, identity spiffe://$TD/ns/demo/sa/${p%-[0-9]}"
 done
 
 step "1. web -> api:8080 (allowed by demo/api-from-web)"
@@ -103,6 +110,48 @@ if [ "$body" = "hello from api" ] && [ "$(field verdict "$c")" = allow ] &&
 else
 	bad "web -> api: got '$body'; api's agent logged:"
 	show "$c"
+fi
+
+step "1b. web -> the api Service by name: http://api.demo.svc.cluster.local/ (port 80 -> 8080 of $(mesh_endpoints api | paste -sd' ' -))"
+VIP=$(mesh_in web getent hosts api.demo.svc.cluster.local | awk '{print $1}')
+ok "web resolves api.demo.svc.cluster.local to $VIP (/etc/netns/$(netns_name web)/hosts)"
+# 20 calls, each on a new connection (the app answers HTTP/1.0)
+declare -A served=()
+for i in $(seq 20); do
+	who=$(mesh_in web curl -s -m 5 http://api.demo.svc.cluster.local/pod)
+	[ -n "$who" ] && served[$who]=$((${served[$who]:-0} + 1))
+done
+sleep 0.3
+if [ "${served[api]:-0}" -gt 0 ] && [ "${served[api-2]:-0}" -gt 0 ]; then
+	ok "20 calls by name, each on a new connection: api served ${served[api]}, api-2 served ${served[api-2]}"
+	for p in $(mesh_endpoints api); do
+		c=$(last_conn "$MESH_STATE/agent-$p.log" inbound)
+		ok "pod $p ($(mesh_addr "$p")): its agent let web in over mutual TLS as $(field local_id "$c"):"
+		show "$c"
+	done
+	c=$(last_conn "$MESH_STATE/agent-web.log" outbound)
+	ok "web's agent: the call to the VIP went to an api pod, its identity pinned:"
+	show "$c"
+else
+	c=$(last_conn "$MESH_STATE/agent-web.log" outbound)
+	if [ "$(field verdict "$c")" = deny ] && [ "$(field dst "$c")" = "$VIP:80" ]; then
+		printf '   \033[33mDEGRADED\033[0m: web'"'"'s agent does not choose Service endpoints in this build\n'
+		printf '   (issue #13, the agent'"'"'s part): it treats the VIP as egress and refuses it:\n'
+		show "$c"
+		degraded=1
+	else
+		bad "web -> the api Service: answers ${served[*]:-none}; web's agent logged:"
+		show "$c"
+	fi
+fi
+n0=$(cat "$MESH_STATE"/agent-api*.log | grep -c 'plaintext refused')
+curl -s -m 3 "http://$VIP/" >/dev/null 2>&1
+sleep 0.3
+if [ "$(cat "$MESH_STATE"/agent-api*.log | grep -c 'plaintext refused')" -gt "$n0" ]; then
+	ok "this host (outside the mesh) -> $VIP:80: the host's nat chain $(mesh_chain SVC-API) DNATed it to an api pod, whose agent refused the plaintext:"
+	show "$(iptables -w -t nat -S "$(mesh_chain SVC-API)" | grep -- '-A')"
+else
+	bad "a plaintext call from this host to $VIP:80 reached no api pod's agent"
 fi
 
 step "2. web -> db:5432 (no rule allows it: default deny)"
@@ -183,8 +232,11 @@ The mesh is still running. Explore it:
   $MESH_BIN/cinchctl status --state-dir $MESH_STATE/control
   \$EDITOR $MESH_STATE/policy/policy.yaml                  # change the policy live
   tail -f $MESH_STATE/agent-api.log                            # access log (JSON lines)
+  ip netns exec $(netns_name web) curl http://api.demo.svc.cluster.local/pod   # the api Service, by name
+  iptables -t nat -S $(mesh_chain)                       # the Services' DNAT (kube-proxy's shape)
 Stop it and remove everything it made:  make demo-down
 EOF
+[ $degraded -eq 0 ] || echo "demo: step 1b ran degraded (see above)" >&2
 if [ $failed -ne 0 ]; then
 	echo "demo: some steps did not behave as shown above" >&2
 	exit 1

@@ -34,8 +34,11 @@ Live mode also serves, as the API server does (request paths, list kinds,
 Status bodies and codes), the collections cinch-control keeps objects in:
   namespaces (cluster-scoped), configmaps (namespaced; also listed and
   watched across all namespaces at /api/v1/configmaps), secrets (namespaced,
-  at /api/v1/namespaces/<ns>/secrets only) and
-  mutatingwebhookconfigurations (admissionregistration.k8s.io/v1):
+  at /api/v1/namespaces/<ns>/secrets only),
+  mutatingwebhookconfigurations (admissionregistration.k8s.io/v1), and,
+  listed and watched across all namespaces only, services (/api/v1/services)
+  and endpointslices (/apis/discovery.k8s.io/v1/endpointslices), whose list
+  items come without apiVersion/kind as the API server sends built-in kinds:
   GET list / ?watch=1 with labelSelector (k=v, k!=v, k; comma = and) and
       fieldSelector (metadata.name=, metadata.namespace=); a watch with a
       label selector sends ADDED/DELETED when an object starts/stops
@@ -189,7 +192,14 @@ CRD_EVENTS = {
 SMP_MERGE_KEYS = {"webhooks": "name"}
 LIST_KINDS = {"namespaces": "NamespaceList", "configmaps": "ConfigMapList",
               "secrets": "SecretList",
-              "mutatingwebhookconfigurations": "MutatingWebhookConfigurationList"}
+              "mutatingwebhookconfigurations": "MutatingWebhookConfigurationList",
+              "services": "ServiceList", "endpointslices": "EndpointSliceList"}
+LIST_API = {"mutatingwebhookconfigurations": "admissionregistration.k8s.io/v1",
+            "endpointslices": "discovery.k8s.io/v1"}
+# Built-in kinds whose list items carry no apiVersion/kind, as the API
+# server sends them (its list encoding drops each item's TypeMeta; watch
+# events' objects keep it). Custom resources' items keep theirs.
+BARE_ITEMS = ("services", "endpointslices")
 CLUSTER_SCOPED = ("namespaces", "mutatingwebhookconfigurations")
 
 
@@ -287,7 +297,8 @@ def selected(obj, q):
 class Live:
     """The live-mode store; every field under `cond`."""
     COLLECTIONS = ("pods", "allowpolicies", "meshpolicies", "egresspolicies", "namespaces",
-                   "configmaps", "secrets", "mutatingwebhookconfigurations")
+                   "configmaps", "secrets", "mutatingwebhookconfigurations", "services",
+                   "endpointslices")
 
     def __init__(self):
         self.on = False
@@ -512,8 +523,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 items = sorted((o for o in LIVE.objs[coll].values() if selected(o, q)),
                                key=Live.key)
                 rv = str(LIVE.rv)
-            api = "admissionregistration.k8s.io/v1" if coll in LIST_KINDS and \
-                coll.startswith("mutating") else "v1"
+            api = LIST_API.get(coll, "v1")
+            if coll in BARE_ITEMS:
+                items = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")}
+                         for o in items]
             return self.send_json(200, {"kind": LIST_KINDS.get(coll, "List"), "apiVersion": api,
                                         "metadata": {"resourceVersion": rv, "continue": ""},
                                         "items": items})
@@ -563,13 +576,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rest = parts[2:]
             if rest == ["namespaces"]:
                 return "namespaces", None, None
-            if rest == ["configmaps"]:
-                return "configmaps", None, None
+            if rest in (["configmaps"], ["services"]):
+                return rest[0], None, None
             if len(rest) == 2 and rest[0] == "namespaces":
                 return "namespaces", None, rest[1]
             if len(rest) in (3, 4) and rest[0] == "namespaces" and \
                     rest[2] in ("configmaps", "secrets"):
                 return rest[2], rest[1], rest[3] if len(rest) == 4 else None
+        if parts == ["apis", "discovery.k8s.io", "v1", "endpointslices"]:
+            return "endpointslices", None, None
         if parts[:3] == ["apis", "admissionregistration.k8s.io", "v1"] and \
                 len(parts) in (4, 5) and parts[3] == "mutatingwebhookconfigurations":
             return parts[3], None, parts[4] if len(parts) == 5 else None

@@ -11,7 +11,19 @@ version stays in force, config_rejected names the object and field), and
 the object's status gets Accepted=False with the field path and message,
 then True again once fixed; a pod added meanwhile still goes out; a pod
 that stops running leaves the registry; a watch ended by 410 Gone relists
-and picks up what it missed. High availability: a second replica sharing
+and picks up what it missed. Services: v1 Services and discovery.k8s.io/v1
+EndpointSlices, from fixtures in the exact shape an API server sends them
+(tests/unit/k8s/fixtures/services/: services_list.json, endpointslices_list.json:
+managedFields, uid, resourceVersion, creationTimestamp, status,
+ipFamilyPolicy, internalTrafficPolicy, list items without apiVersion/kind,
+endpoints with nodeName/targetRef/zone/hints), are listed and watched
+across all namespaces before the control is ready and reach web-1's
+snapshot (both ClusterIPs, ports, endpoints with conditions and identity);
+a changed EndpointSlice (a new meshed endpoint) and a changed Service (its
+port) reach it, a deleted Service leaves it; a Service the parser refuses
+is left out with config_rejected naming it and its field, nothing is sent;
+a Service lost to compaction comes back with the relist after 410 Gone. High
+availability: a second replica sharing
 the CA (same --ca-cert/--ca-key, its own state directory and ports) serves
 the same version; when the first goes away the client, with the same
 certificate, watches the second and has nothing to re-apply. Both replicas
@@ -46,6 +58,8 @@ import control_grpc_test as base
 from control_config_test import Stream, peer_port
 
 KUBE_API = sys.argv[3]
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "fixtures",
+                        "services")
 WEB = "spiffe://%s/ns/shop/sa/web" % TD
 POLICY_PATH = "allowpolicies/shop/api-from-web"
 
@@ -156,6 +170,18 @@ MESH = {"apiVersion": "cinch.dev/v1alpha1", "kind": "MeshPolicy",
         "metadata": {"name": "default", "namespace": "cinch-system"}, "spec": {"mtls": "STRICT"}}
 
 
+def fixture_items(name, kind, api_version):
+    """A List fixture's items as the live store keeps them: with the
+    apiVersion and kind that watch events carry (list items have none)."""
+    with open(os.path.join(FIXTURES, name)) as f:
+        lst = json.load(f)
+    return [dict(item, apiVersion=api_version, kind=kind) for item in lst["items"]]
+
+
+SERVICES = fixture_items("services_list.json", "Service", "v1")
+SLICES = fixture_items("endpointslices_list.json", "EndpointSlice", "discovery.k8s.io/v1")
+
+
 def wait_for(what, fn, timeout=10, ctls=()):
     """fn() until it returns something true, at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -207,6 +233,8 @@ def main():
                      pod("job-done", "api", "api", "10.1.0.14", phase="Succeeded")],
             "allowpolicies": [allow(8080)],
             "meshpolicies": [MESH],
+            "services": json.loads(json.dumps(SERVICES)),
+            "endpointslices": json.loads(json.dumps(SLICES)),
         })
         pki = ca_pair(tmp, "mesh", td_uri="spiffe://" + TD)
         shared = ["--ca-cert", pki["ca"], "--ca-key", pki["ca_key"]] + kube.flags()
@@ -342,7 +370,111 @@ def run(tmp, kube, a, shared, ctls, pb, pbg, cpb, cpbg):
     check(m.get("cinch_control_snapshots_sent_total", 0) >= 6,
           "metrics count the snapshots sent: %s" % m.get("cinch_control_snapshots_sent_total"))
 
+    last = services(kube, a, st, cpb, ctls, snap) or last
     ha(tmp, kube, a, shared, ctls, creds, req, st, ch, last, cpb, cpbg)
+
+
+def svc(snap, name):
+    """The Service shop/<name> of a snapshot, or None."""
+    for v in (snap.services if snap else []):
+        if v.namespace == "shop" and v.name == name:
+            return v
+    return None
+
+
+def endpoints(v):
+    """A Service's endpoints as {first address: (ready, serving, terminating,
+    spiffe_id, target_ports)}."""
+    return {e.addresses[0]: (e.ready, e.serving, e.terminating, e.spiffe_id, list(e.target_ports))
+            for e in (v.endpoints if v else [])}
+
+
+def services(kube, a, st, cpb, ctls, snap):
+    """The Service source (control/k8s/svcsource.c), from the snapshot
+    `snap` (the last one web-1 got: pods web-1, api-2, api-3; web may call
+    app=api on 7070). Returns the version of the last snapshot it saw, or
+    None."""
+    reqs = kube.req("GET", "/debug/requests")
+    for coll in ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"):
+        check(any(r.startswith("GET %s?" % coll) and "watch=" not in r for r in reqs) and
+              any(r.startswith("GET %s?" % coll) and "watch=1" in r for r in reqs),
+              "%s listed and watched across all namespaces" % coll)
+    check(not [e for e in a.events() if e["event"] == "config_rejected" and
+               e.get("where", "").split("/")[0] in ("Service", "EndpointSlice")],
+          "the fixtures (a real API server's objects, every field) are accepted")
+    v = svc(snap, "api")
+    check(v is not None and list(v.virtual_ips) == ["10.96.0.20", "fd00:10:96::20"] and
+          [(p.name, p.port, p.protocol) for p in v.ports] == [("http", 80, "TCP"),
+                                                               ("grpc", 9090, "TCP")],
+          "web's snapshot has the api Service: both ClusterIPs, its ports: %s" % v)
+    eps = endpoints(v)
+    check(eps.get("10.1.0.20") == (False, True, True, "", [8080, 9090]),
+          "the terminating pod outside the mesh: serving, not ready, no identity: %s" % eps)
+    check(svc(snap, "api-headless") is None, "a headless Service has no virtual IP to carry")
+    last = None
+
+    # Change: the IPv4 EndpointSlice now has api-2, serving http on 7070.
+    sl = json.loads(json.dumps(SLICES[0]))
+    api2 = json.loads(json.dumps(sl["endpoints"][0]))
+    api2["addresses"] = ["10.1.0.15"]
+    api2["targetRef"].update(name="api-2", uid="uid-api-2")
+    sl["endpoints"] = [api2]
+    sl["ports"][0]["port"] = 7070
+    kube.apply("endpointslices", "MODIFIED", sl)
+    snap = next_snap(st, cpb)
+    eps = endpoints(svc(snap, "api"))
+    check(eps.get("10.1.0.15") == (True, True, False, "spiffe://%s/ns/shop/sa/api" % TD,
+                                   [7070, 0]),
+          "a changed EndpointSlice reaches the agent: api-2, meshed, admitted on 7070 "
+          "(9090 is not allowed): %s" % eps)
+    last = snap.version if snap else last
+
+    # Change: the Service's port.
+    sv = json.loads(json.dumps(SERVICES[0]))
+    sv["spec"]["ports"][0]["port"] = 8000
+    kube.apply("services", "MODIFIED", sv)
+    snap = next_snap(st, cpb)
+    v = svc(snap, "api")
+    check(v is not None and [p.port for p in v.ports] == [8000, 9090],
+          "a changed Service reaches the agent: %s" % (v and [p.port for p in v.ports]))
+    last = snap.version if snap else last
+
+    # A Service the parser refuses: left out, named with its field.
+    good = status_workloads(a.state)["version"]
+    bad = json.loads(json.dumps(sv))
+    bad["spec"]["ports"][0]["port"] = 70000
+    kube.apply("services", "MODIFIED", bad)
+    rej = wait_for("a refused Service is logged",
+                   lambda: [e for e in a.events() if e["event"] == "config_rejected" and
+                            e.get("where") == "Service/shop/api"], ctls=ctls)
+    check(rej and rej[-1]["path"] == "spec.ports[0].port",
+          "config_rejected names the Service and the field: %s" % rej[-1:])
+    _, nothing = st.next(1.5)
+    check(nothing is None, "a refused Service sends nothing (its last accepted version stays)")
+    check(status_workloads(a.state)["version"] == good, "the version in force stays")
+
+    # Delete: gone from the snapshot.
+    kube.apply("services", "DELETED", bad)
+    snap = next_snap(st, cpb)
+    check(snap is not None and svc(snap, "api") is None,
+          "a deleted Service leaves the agent's snapshot")
+    last = snap.version if snap else last
+
+    # 410 Gone: a Service added without a watch event (lost to compaction),
+    # then the watch expires: the relist brings it.
+    lists = lambda: len([r for r in kube.req("GET", "/debug/requests")
+                         if r.startswith("GET /api/v1/services?") and "watch=" not in r])
+    before = lists()
+    kube.apply("services", "ADDED", json.loads(json.dumps(SERVICES[0])), silent=True)
+    _, nothing = st.next(1)
+    check(nothing is None, "a lost Service event is not seen: %r" % (nothing,))
+    kube.req("POST", "/debug/expire", {"collection": "services"})
+    snap = next_snap(st, cpb, 8)
+    v = svc(snap, "api")
+    check(v is not None and [p.port for p in v.ports] == [80, 9090],
+          "after 410 Gone the relist brings the api Service back: %s" % v)
+    check(lists() > before, "the Services were listed again")
+    return snap.version if snap else last
 
 
 def ha(tmp, kube, a, shared, ctls, creds, req, st, ch, last, cpb, cpbg):
