@@ -641,9 +641,14 @@ static void pc_connected(uv_connect_t *req, int status)
 static void pc_timeout(uv_timer_t *t)
 {
 	struct pconn *c = t->data;
-	/* (a connect in progress is not retried: its request is pending) */
+	/* A connect in progress is not retried (its request is still pending
+	 * on the handle), but the endpoint is marked failed all the same. */
 	if (c->state == PC_UP_HANDSHAKE && pc_service_retry(c, "handshake timed out"))
 		return;
+	if (c->state == PC_CONNECT && c->svc.on && c->svc.open) {
+		svcpick_done(c->svc.tried[c->svc.n_tried - 1], 0, 0, uv_now(c->p->loop));
+		c->svc.open = 0;
+	}
 	if (c->state == PC_HANDSHAKE || c->state == PC_UP_HANDSHAKE)
 		c->hs_failure = "timeout";
 	pc_refuse(c, "timeout",

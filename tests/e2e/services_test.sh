@@ -11,12 +11,15 @@
 #      all answered, by both endpoints; every connection is mTLS (TLS 1.3)
 #      with the endpoint's identity pinned (web's access log: service,
 #      endpoint, peer_id; the api agents' logs: web's identity).
-#   2. api-1 (agent and app) killed mid-run, then brought back: no call
-#      fails, because a connect refused is retried on the other endpoint
-#      before any app byte moves (at most 3 endpoints per call), and after
-#      the first failure the agent skips api-1 for its backoff: the failed
+#   2. api-1 (agent and app) killed mid-run (250 calls on new connections,
+#      one per 20 ms), then brought back: no call fails after the agent has
+#      seen api-1 fail, because a connect refused is retried on the other
+#      endpoint before any app byte moves (at most 3 endpoints per call);
+#      at most one call fails at all, the one whose request was already
+#      relayed to api-1 when it died (no proxy can replay it). After the
+#      first failure the agent skips api-1 for its backoff: the failed
 #      attempts stay few (<= 6 in the ~2.5 s it is down, about one per
-#      backoff; without the backoff, one per call that picks it, dozens).
+#      backoff; without the backoff, one per call that picks it: dozens).
 #      Back up, it serves again once its backoff ends.
 #   3. An endpoint listed in the slice for a pod of identity sa/api that
 #      presents another identity (a TLS server with an sa/evil SVID of the
@@ -29,7 +32,16 @@
 #      (api-0 on 9999) does not admit web, and an EgressPolicy lets web
 #      reach all of 10.201.181.0/24: the call is refused before connecting,
 #      as to a meshed pod that does not admit it.
-# Namespaces svc-*, pods 10.201.81.0/24, VIPs 10.201.181.0/24. Root only.
+#   7. The same over IPv6: shop/api is dual-stack (a second ClusterIP
+#      fd20:201:181::10 and an IPv6 EndpointSlice of the same pods): calls
+#      to the IPv6 VIP are intercepted (ip6tables), reach both pods at
+#      their IPv6 addresses over mTLS with api's identity pinned.
+#   6. An endpoint outside the mesh (a plain server at 10.201.81.5, no
+#      agent) is egress: shop/ext's call leaves in plaintext because an
+#      EgressPolicy allows that address, and is logged with no peer
+#      identity and the egress rule.
+# Namespaces svc-*, pods 10.201.81.0/24 and fd20:201:81::/64, VIPs
+# 10.201.181.0/24 and fd20:201:181::/64. Root only.
 #   services_test.sh CINCH_AGENT
 set -u
 AGENT=$1
@@ -39,6 +51,8 @@ for t in ip openssl setpriv socat /usr/bin/python3; do
 done
 NET=10.201.81
 VNET=10.201.181
+NET6=fd20:201:81:
+VNET6=fd20:201:181:
 TD=cluster.local
 HUB=svc-hub-$$
 D=$(mktemp -d /tmp/svc-e2e.XXXXXX)
@@ -84,14 +98,14 @@ svid api api
 svid evil evil
 
 # --- the registry: workloads, policy, the Services in Kubernetes' format
-workload() { # workload NAME SA IP
-	printf -- '---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: %s, namespace: shop, labels: {app: %s}}\nspec: {serviceAccount: %s, addresses: ["%s"]}\n' "$1" "$2" "$2" "$3"
+workload() { # workload NAME SA ADDRESSES
+	printf -- '---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: %s, namespace: shop, labels: {app: %s}}\nspec: {serviceAccount: %s, addresses: [%s]}\n' "$1" "$2" "$2" "$3"
 }
 {
-	workload web web $NET.1
-	workload api-0 api $NET.2
-	workload api-1 api $NET.3
-	workload api-2 api $NET.4 # the impostor's address, registered as sa/api
+	workload web web "\"$NET.1\", \"$NET6:1\""
+	workload api-0 api "\"$NET.2\", \"$NET6:2\""
+	workload api-1 api "\"$NET.3\", \"$NET6:3\""
+	workload api-2 api "\"$NET.4\"" # the impostor's address, registered as sa/api
 } >"$D/workloads.yaml"
 mkdir "$D/policy"
 cat >"$D/policy/allow.yaml" <<Y
@@ -108,7 +122,7 @@ kind: EgressPolicy
 metadata: {name: web-to-vips, namespace: shop}
 spec:
   selector: {matchLabels: {app: web}}
-  to: [{cidrs: ["$VNET.0/24"]}]
+  to: [{cidrs: ["$VNET.0/24", "$NET.5/32"]}]
 Y
 services() { # services "EXTRA ENDPOINTS": the Services, written atomically
 	cat >"$D/policy/.svc.new" <<Y
@@ -118,8 +132,9 @@ metadata: {name: api, namespace: shop, uid: 1d3c, resourceVersion: "7"}
 spec:
   type: ClusterIP
   clusterIP: $VNET.10
-  clusterIPs: [$VNET.10]
-  ipFamilies: [IPv4]
+  clusterIPs: [$VNET.10, "$VNET6:10"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: PreferDualStack
   selector: {app: api}
   sessionAffinity: None
   ports: [{name: http, protocol: TCP, port: 80, targetPort: http}]
@@ -139,6 +154,20 @@ endpoints:
 - addresses: [$NET.3]
   conditions: {ready: true, serving: true, terminating: false}
 $1
+ports: [{name: http, protocol: TCP, port: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: api-v6xyz
+  namespace: shop
+  labels: {kubernetes.io/service-name: api}
+addressType: IPv6
+endpoints:
+- addresses: ["$NET6:2"]
+  conditions: {ready: true, serving: true, terminating: false}
+- addresses: ["$NET6:3"]
+  conditions: {ready: true, serving: true, terminating: false}
 ports: [{name: http, protocol: TCP, port: 8080}]
 ---
 apiVersion: v1
@@ -164,6 +193,18 @@ metadata: {name: locked-1, namespace: shop, labels: {kubernetes.io/service-name:
 addressType: IPv4
 endpoints: [{addresses: [$NET.2]}]
 ports: [{port: 9999}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: shop}
+spec: {clusterIP: $VNET.40, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ext-1, namespace: shop, labels: {kubernetes.io/service-name: ext}}
+addressType: IPv4
+endpoints: [{addresses: [$NET.5]}]
+ports: [{port: 8080}]
 Y
 	mv "$D/policy/.svc.new" "$D/policy/svc.yaml"
 }
@@ -181,7 +222,9 @@ pod() { # pod NAME INDEX [noinit]: namespace svc-NAME-$$ at $NET.INDEX
 	ip -n "$ns" link set lo up
 	ip -n "$ns" addr add "$NET.$2/24" dev "sp$2$$"
 	ip -n "$ns" link set "sp$2$$" up
+	ip -n "$ns" addr add "$NET6:$2/64" dev "sp$2$$" nodad
 	ip -n "$ns" route add "$VNET.0/24" dev "sp$2$$" # the VIPs: routed, then intercepted
+	ip -n "$ns" -6 route add "$VNET6:/64" dev "sp$2$$"
 	[ "${3:-}" = noinit ] && return
 	ip netns exec "$ns" "$AGENT" init >/dev/null 2>&1 || { echo "FAIL: init in $ns"; exit 1; }
 }
@@ -202,7 +245,7 @@ agent() { # agent NS NAME LOG: a static agent; LAST is its PID
 	PIDS="$PIDS $LAST"
 }
 cat >"$D/app.py" <<'P'
-import http.server, sys
+import http.server, socket, sys
 name, ip = sys.argv[1], sys.argv[2]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -214,7 +257,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b)
     def log_message(self, *a):
         pass
-http.server.ThreadingHTTPServer((ip, 8080), H).serve_forever()
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+S((ip, 8080), H).serve_forever()  # "::": both families
 P
 # client.py HOST PORT N new|keep CONNS [GAP_S]: one line per call, the body
 # or "ERR <why>"; keep: CONNS connections, N/CONNS calls on each.
@@ -234,7 +279,7 @@ if mode == "new":
             print(b if s == 200 else "ERR status %d" % s, flush=True)
             c.close()
         except Exception as e:
-            print("ERR %r" % e, flush=True)
+            print("ERR t=%.3f %r" % (time.time(), e), flush=True)
         time.sleep(gap)
 else:
     for k in range(conns):
@@ -252,15 +297,18 @@ app() { # app NS NAME IP: LAST is its PID
 	LAST=$!
 	PIDS="$PIDS $LAST"
 }
-app "$API0" api-0 $NET.2
-app "$API1" api-1 $NET.3
+app "$API0" api-0 ::
+app "$API1" api-1 ::
 API1_APP=$LAST
 agent "$WEB" web web
 agent "$API0" api api0
 agent "$API1" api api1
 API1_AGENT=$LAST
+# outside the mesh: a plain server at .5 (in the impostor's pod, no agent)
+ip -n "$BAD" addr add "$NET.5/24" dev sp4$$
+app "$BAD" ext $NET.5
 # the impostor: a TLS server with an sa/evil SVID of the mesh CA
-ip netns exec "$BAD" openssl s_server -accept 8080 -cert "$D/evil.pem" -key "$D/evil.key" \
+ip netns exec "$BAD" openssl s_server -accept $NET.4:8080 -cert "$D/evil.pem" -key "$D/evil.key" \
 	-CAfile "$D/ca.pem" -www -quiet >"$L/evil.log" 2>&1 &
 PIDS="$PIDS $!"
 for n in web api0 api1; do
@@ -307,16 +355,46 @@ client $VNET.10 80 250 new 1 0.02 >"$L/c2.txt" &
 CL=$!
 PIDS="$PIDS $CL"
 sleep 1
-kill "$API1_AGENT" "$API1_APP"
-wait "$API1_AGENT" "$API1_APP" 2>/dev/null
+# the agent first: an app dead behind a live agent fails calls after the
+# handshake, which no caller's agent can tell from an app's own error
+kill "$API1_AGENT"
+wait "$API1_AGENT" 2>/dev/null
+kill "$API1_APP"
+wait "$API1_APP" 2>/dev/null
 sleep 2.5
-app "$API1" api-1 $NET.3
+app "$API1" api-1 ::
 API1_APP=$LAST
+# the app listening before its agent takes calls (a readiness probe's job
+# in a cluster: the slice here says ready all along)
+waitfor 10 ip netns exec "$API1" /usr/bin/python3 -c "import socket; socket.create_connection(('$NET.3', 8080), 1)"
 agent "$API1" api api1
 wait "$CL"
 c2_ok=$(grep -c '^api-[01]$' "$L/c2.txt")
-check "no call failed while api-1 was down ($c2_ok of 250 answered; errors: $(grep -c ^ERR "$L/c2.txt"))" \
-	[ "$c2_ok" -eq 250 ]
+# errors_after FILE ENDPOINT: failed calls after the agent's first failed
+# attempt on ENDPOINT (the client's and the agent's clocks are the same)
+errors_after() {
+	/usr/bin/python3 - "$1" "$L/web.log" "$2" <<'P'
+import datetime, json, re, sys
+first = None
+for line in open(sys.argv[2]):
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if j.get("event") == "service_endpoint_failed" and j.get("endpoint") == sys.argv[3]:
+        first = datetime.datetime.strptime(j["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        break
+ts = [float(m.group(1)) for m in (re.match(r"ERR t=([\d.]+)", l) for l in open(sys.argv[1])) if m]
+print(len([t for t in ts if first is None or t > first]))
+P
+}
+after=$(errors_after "$L/c2.txt" $NET.3:8080)
+check "no call failed after the agent saw api-1 fail ($after; all errors: $(grep -c ^ERR "$L/c2.txt"))" \
+	[ "$after" -eq 0 ]
+[ "$after" -eq 0 ] || grep -h '^ERR\|service_endpoint_failed' "$L/c2.txt" "$L/web.log"
+check "at most one call failed at all: the one in flight on api-1 when it died ($c2_ok of 250 answered)" \
+	[ "$c2_ok" -ge 249 ]
 nf=$(failed_attempts $NET.3:8080)
 check "the agent saw api-1 fail and retried elsewhere ($nf failed attempts, bound 1..6)" \
 	[ "$nf" -ge 1 -a "$nf" -le 6 ]
@@ -355,6 +433,25 @@ out=$(client $VNET.30 80 1 new 1)
 check "a call to shop/locked fails ($out)" [ "${out#ERR}" != "$out" ]
 check "refused before connecting: meshed, does not admit web" \
 	waitfor 5 grep -q "\"dst\":\"$VNET.30:80\".*\"reason\":\"the destination is meshed and does not admit this workload\"" "$L/web.log"
+
+# --- 6. an endpoint outside the mesh: egress decides, plaintext
+out=$(client $VNET.40 80 1 new 1)
+check "a call to shop/ext reaches the endpoint outside the mesh ($out)" [ "$out" = ext ]
+check "logged as egress: no peer identity, the egress rule" \
+	waitfor 5 grep -q "\"peer_id\":\"\",\"verdict\":\"allow\",\"rule\":\"shop/web-to-vips#0\".*\"service\":\"shop/ext\",\"endpoint\":\"$NET.5:8080\"" "$L/web.log"
+
+# --- 7. the same over IPv6
+client "$VNET6:10" 80 40 new 1 >"$L/c7.txt"
+c7_0=$(count api-0 "$L/c7.txt")
+c7_1=$(count api-1 "$L/c7.txt")
+check "40 calls to the IPv6 VIP answered by both pods ($c7_0 / $c7_1; errors: $(grep -c ^ERR "$L/c7.txt"))" \
+	[ $((c7_0 + c7_1)) -eq 40 -a "$c7_0" -gt 0 -a "$c7_1" -gt 0 ]
+sleep 0.5
+n6=$(grep -c "\"dst\":\"\[$VNET6:10\]:80\"" "$L/web.log")
+n6ok=$(grep "\"dst\":\"\[$VNET6:10\]:80\"" "$L/web.log" | grep -c "\"peer_id\":\"spiffe://$TD/ns/shop/sa/api\".*\"tls_version\":\"TLSv1.3\".*\"endpoint\":\"\[$NET6:[23]\]:8080\"")
+check "each an mTLS call to a pod's IPv6 address, api's identity pinned ($n6ok of $n6)" \
+	[ "$n6" -ge 40 -a "$n6ok" -eq "$n6" ]
+echo "web's access log, one IPv6 call: $(grep "\"dst\":\"\[$VNET6:10\]:80\"" "$L/web.log" | head -1)"
 
 if [ $fail -ne 0 ]; then
 	echo "--- web agent log (tail)"

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "cinch/v1/config.pb-c.h"
 #include "grpcc.h"
 #include "store.h"
 
@@ -234,10 +235,95 @@ static void test_pod_exclusions(void **state)
 	hub_free(h);
 }
 
+/* The Services feed (v1 Service + discovery.k8s.io/v1 EndpointSlice as the
+ * API sends them): web's snapshot carries the Service; a bad one is kept
+ * at its last accepted version, named with its field path. */
+struct svc_sink {
+	int sends;
+	size_t n_services, n_endpoints;
+};
+
+static int on_svc_send(void *arg, const uint8_t *snap, size_t len)
+{
+	struct svc_sink *k = arg;
+	Cinch__V1__Snapshot *s = cinch__v1__snapshot__unpack(NULL, len, snap);
+	assert_non_null(s);
+	k->sends++;
+	k->n_services = s->n_services;
+	k->n_endpoints = s->n_services ? s->services[0]->n_endpoints : 0;
+	cinch__v1__snapshot__free_unpacked(s, NULL);
+	return 0;
+}
+
+static json_t *service(int port)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:[{s:s, s:i, s:s}]}}",
+			 "apiVersion", "v1", "kind", "Service", "metadata", "name", "api",
+			 "namespace", "shop", "resourceVersion", "12", "spec", "clusterIP",
+			 "10.96.0.10", "ports", "name", "http", "port", port, "targetPort", "http");
+}
+
+static json_t *endpoint_slice(void)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:[s], s:{s:b}}],"
+			 " s:[{s:s, s:i}]}",
+			 "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata",
+			 "name", "api-x", "namespace", "shop", "labels",
+			 "kubernetes.io/service-name", "api", "addressType", "IPv4", "endpoints",
+			 "addresses", "10.1.0.2", "conditions", "ready", 1, "ports", "name", "http",
+			 "port", 8080);
+}
+
+static void test_services_feed(void **state)
+{
+	struct hub *hub;
+	struct store *st;
+	struct hub_watch *w;
+	struct verdicts v = {0};
+	struct svc_sink k = {0};
+	struct policy_error err;
+	const char *why;
+	(void)state;
+
+	assert_int_equal(hub_new(&hub), 0);
+	assert_int_equal(store_new("cluster.local", hub, &st), 0);
+	store_set_verdict_cb(st, on_verdict, &v);
+	set(st, STORE_FEED_PODS, pods());
+	set(st, STORE_FEED_POLICIES, json_pack("[o]", allow("api-from-web", 8080)));
+	set(st, STORE_FEED_SERVICES, json_pack("[o, o]", service(80), endpoint_slice()));
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_int_equal(hub_watch_open(hub, WEB_ID, "10.1.0.1", "shop/web-1", "", on_svc_send,
+					on_gone, &k, &w, &why),
+			 GRPC_OK);
+	assert_int_equal(k.sends, 1);
+	assert_int_equal(k.n_services, 1);
+	assert_int_equal(k.n_endpoints, 1);
+
+	/* port 0: refused with its path, the accepted version stays */
+	set(st, STORE_FEED_SERVICES, json_pack("[o, o]", service(0), endpoint_slice()));
+	assert_int_equal(store_apply(st, &err), 0);
+	const char *msg = json_string_value(json_object_get(v.last, "Service/shop/api"));
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "spec.ports[0].port"));
+	assert_int_equal(k.sends, 1);
+	assert_int_equal(k.n_services, 1);
+
+	/* the Service deleted: web's next snapshot has none */
+	set(st, STORE_FEED_SERVICES, json_pack("[o]", endpoint_slice()));
+	assert_int_equal(store_apply(st, &err), 0);
+	assert_int_equal(k.sends, 2);
+	assert_int_equal(k.n_services, 0);
+	hub_watch_close(w);
+	store_free(st);
+	hub_free(hub);
+	json_decref(v.last);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_feeds_and_quarantine),
+		cmocka_unit_test(test_services_feed),
 		cmocka_unit_test(test_replicas_agree),
 		cmocka_unit_test(test_pod_exclusions),
 	};
