@@ -441,6 +441,11 @@ static void conn_connect_cb(uv_connect_t *req, int status)
 							: CONN_ER_CONNECT_REFUSED);
 		return;
 	}
+	if (c->ops->connected) {
+		c->ops->connected(c);
+		if (conn_closing(c))
+			return;
+	}
 	conn_start(c);
 }
 

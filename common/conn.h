@@ -140,6 +140,9 @@ extern const struct conn_xprt_ops conn_xprt_plain;
 /* The owner's callbacks; each gets the conn (c->owner is the owner's).
  * Only `closed` is required. */
 struct conn_ops {
+	/* CONNECTING done: the TCP connection is up, HANDSHAKE begins
+	 * (conn_connect only). */
+	void (*connected)(struct conn *c);
 	/* HANDSHAKE done: the transport is up (peer identity known). */
 	void (*open)(struct conn *c);
 	/* Plaintext from the peer. 0, or < 0 to stop: the owner then
