@@ -11,7 +11,9 @@
  * libuv keeps polling the listener and the next connection is served
  * (without the uv_accept the second connection is never accepted and the
  * test times out); a connect to a closed port ends with
- * connect_refused; every state and reason has its own name. Plain
+ * connect_refused; a write to a peer that reset, by a server that does
+ * not read, ends the conn at once with the error; every state and reason
+ * has its own name. Plain
  * transport only: the TLS transport is tested with the agent
  * (tests/unit/agent/conn_test.c). */
 #include <errno.h>
@@ -45,6 +47,8 @@ struct world {
 	uv_tcp_t listener;
 	uint16_t port;
 	int refuse_next; /* the accept callback refuses (as on ENOMEM) */
+	int quiet;	 /* the server does not read; it writes once, 200 ms in */
+	uv_timer_t quiet_timer;
 	int accepted;
 	struct peer *server[4];
 };
@@ -100,6 +104,10 @@ static void peer_closed(struct conn *c)
 
 static void client_open(struct conn *c)
 {
+	if (W.quiet) { /* resets at once */
+		conn_finalize(c, CONN_ER_RESET);
+		return;
+	}
 	uint8_t *big = malloc(BIG);
 
 	assert_non_null(big);
@@ -127,6 +135,16 @@ static const struct conn_ops client_ops = {
 	.closed = peer_closed,
 };
 
+/* The quiet server writes to a peer that has reset: the only way it can
+ * learn of it, since it does not read. */
+static void quiet_write(uv_timer_t *t)
+{
+	struct peer *p = t->data;
+
+	(void)conn_write(&p->c, (const uint8_t *)"late", 4);
+	uv_close((uv_handle_t *)t, NULL);
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
 	struct world *w = l->data;
@@ -146,6 +164,12 @@ static void on_connection(uv_stream_t *l, int status)
 	w->server[w->accepted++] = p;
 	conn_start(&p->c);
 	assert_int_equal(p->c.state, CONN_ST_OPEN);
+	if (w->quiet) {
+		assert_int_equal(uv_timer_init(&w->loop, &w->quiet_timer), 0);
+		w->quiet_timer.data = p;
+		assert_int_equal(uv_timer_start(&w->quiet_timer, quiet_write, 200, 0), 0);
+		return;
+	}
 	conn_read_start(&p->c);
 }
 
@@ -276,6 +300,26 @@ static void test_connect_refused(void **state)
 	assert_int_equal(cl.c.state, CONN_ST_CLOSED);
 }
 
+/* A write to a peer that reset ends the conn at once with the error
+ * (the agent once dropped such errors: they surfaced seconds later as a
+ * timeout). The server never reads, so the write is what must notice. */
+static void test_write_error(void **state)
+{
+	struct peer cl;
+	(void)state;
+
+	W.quiet = 1;
+	connect_client(&cl, W.port);
+	run_until_closed(&cl);
+	for (int i = 0; i < 50 && !W.accepted; i++)
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+	assert_int_equal(W.accepted, 1);
+	run_until_closed(W.server[0]);
+	assert_true(W.server[0]->reason == CONN_ER_RESET ||
+		    W.server[0]->reason == CONN_ER_WRITE_ERROR);
+	assert_true(conn_reason_resets(W.server[0]->reason));
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -303,6 +347,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_accept_refused_keeps_listening, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
 		cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
