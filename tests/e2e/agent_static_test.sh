@@ -38,10 +38,10 @@ check "api agent started" waitfor 10 grep -q agent_started "$L/api.log"
 check "api app up" waitfor 10 as_agent "$API" curl -sf http://10.201.9.2:9090/
 
 # --- allowed, and encrypted on the wire
-ip netns exec "$API" tcpdump -i "$API_IF" -w "$L/wire.pcap" -U tcp 2>/dev/null &
+ip netns exec "$API" tcpdump -i "$API_IF" -w "$L/wire.pcap" -U tcp 2>"$L/tcpdump.err" &
 CAP=$!
 PIDS="$PIDS $CAP"
-sleep 1
+check "the capture started" waitfor 10 grep -q 'listening on' "$L/tcpdump.err"
 body=$(ip netns exec "$WEB" curl -s -m 5 http://10.201.9.2:8080/index.html?secret=tangerine)
 check "web reaches api:8080 through both agents ($body)" [ "$body" = "hello from api" ]
 sleep 0.5
