@@ -146,8 +146,10 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
 			"duration_s", r->duration_s, "end", r->end);
 	/* A connection error, by its name (the verdict stays the policy's). */
-	if (r->error != CONN_ER_NONE && line)
+	if (r->error != CONN_ER_NONE && line) {
 		json_object_set_new(line, "error", json_string(conn_reason_name(r->error)));
+		json_object_set_new(line, "state", json_string(r->state));
+	}
 	/* The destination's reason, as its agent told us (docs/agent.md). */
 	if (pr && line)
 		json_object_set_new(line, "peer_refusal",

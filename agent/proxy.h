@@ -98,8 +98,10 @@ struct proxy_record {
 	 * is never a denial: the verdict stays the policy's (allow for a
 	 * failed connect to an allowed destination). */
 	enum conn_reason error;
-	int denied; /* refused by the policy or the agent's own rules
-		     * (cinch_agent_denials_total{reason}) */
+	const char
+		*state; /* where it ended (session_state_name: "peek", "connect", "relay", ...) */
+	int denied;	/* refused by the policy or the agent's own rules
+			 * (cinch_agent_denials_total{reason}) */
 };
 
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);

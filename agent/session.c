@@ -90,6 +90,7 @@ static void session_log(struct session *s)
 		.handshake_failure = s->hs_failure,
 		.error = error ? s->reason : CONN_ER_NONE,
 		.denied = s->reason == CONN_ER_DENIED,
+		.state = session_state_name(s->ended_in),
 	};
 	p->log(p->arg, &r);
 }
@@ -144,6 +145,7 @@ void session_finalize(struct session *s, enum conn_reason reason, const char *en
 	s->end = end ? end : session_end_word(reason);
 	s->why = why;
 	proxy_unfinished_end(s);
+	s->ended_in = s->state;
 	s->state = SESSION_ST_CLOSING;
 	if (!s->probe)
 		session_log(s);

@@ -125,6 +125,7 @@ struct session {
 	struct verdict_refusal *refusal;
 	/* session_finalize's: */
 	enum conn_reason reason;
+	enum session_state ended_in;
 	const char *end, *why;
 };
 

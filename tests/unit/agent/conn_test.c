@@ -75,7 +75,7 @@ void *__wrap_calloc(size_t n, size_t size)
 
 struct rec {
 	int outbound;
-	char verdict[16], end[32], reason[160], tls[16];
+	char verdict[16], end[32], reason[160], tls[16], state[16];
 	enum conn_reason error;
 	int denied;
 	uint64_t bytes_out, bytes_in;
@@ -127,6 +127,7 @@ static void on_log(void *arg, const struct proxy_record *r)
 	snprintf(x->end, sizeof(x->end), "%s", r->end);
 	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
 	snprintf(x->tls, sizeof(x->tls), "%s", r->tls_version);
+	snprintf(x->state, sizeof(x->state), "%s", r->state);
 	x->error = r->error;
 	x->denied = r->denied;
 	x->bytes_out = r->bytes_out;
@@ -530,6 +531,7 @@ static void test_pinning_failure(void **state)
 	struct rec *w = &W.web.recs[0];
 	assert_string_equal(w->end, "handshake_failed");
 	assert_int_equal(w->error, CONN_ER_PEER_IDENTITY_MISMATCH);
+	assert_string_equal(w->state, "up_handshake");
 	assert_string_equal(w->verdict, "allow"); /* the policy allowed it */
 	assert_int_equal(w->denied, 0);
 	assert_non_null(strstr(w->reason, "identity"));
@@ -577,6 +579,7 @@ static void test_connect_refused_is_no_denial(void **state)
 	assert_int_equal(r->error, CONN_ER_CONNECT_REFUSED);
 	assert_int_equal(r->denied, 0);
 	assert_string_equal(r->end, "connect_failed");
+	assert_string_equal(r->state, "connect");
 	free(k.got);
 }
 
