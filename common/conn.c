@@ -94,30 +94,49 @@ void conn_loop_trim_heap(struct conn_loop *cl)
 
 /* ---- the write queue */
 
+/* A buffer for at least `need` bytes: a small one for a small need (a
+ * handshake flight, a verdict frame: most connections never write more
+ * at once), else a pooled one of CONN_WCAP, else a new one. */
+static uint8_t *conn_buf_get(struct conn_loop *cl, size_t need, size_t *cap)
+{
+	if (need <= CONN_SMALL) {
+		*cap = CONN_SMALL;
+		return malloc(CONN_SMALL);
+	}
+	if (need <= CONN_WCAP && cl->pooled) {
+		*cap = CONN_WCAP;
+		return cl->pool[--cl->pooled];
+	}
+	*cap = need > CONN_WCAP ? need : CONN_WCAP;
+	return malloc(*cap);
+}
+
+/* Gives a buffer back: to the pool when it is of the pooled size. */
+static void conn_buf_put(struct conn_loop *cl, uint8_t *buf, size_t cap)
+{
+	if (cap == CONN_WCAP && cl->pooled < CONN_POOL)
+		cl->pool[cl->pooled++] = buf;
+	else
+		free(buf);
+}
+
 /* Room for n more bytes in c's queue. 0 or -ENOMEM. */
 static int conn_wbuf_reserve(struct conn *c, size_t n)
 {
-	struct conn_loop *cl = c->cl;
+	size_t cap;
 	uint8_t *nb;
 
-	if (!c->wbuf) {
-		size_t cap = n > CONN_WCAP ? n : CONN_WCAP;
-		c->wbuf = cap == CONN_WCAP && cl->pooled ? cl->pool[--cl->pooled] : malloc(cap);
-		if (!c->wbuf)
-			return -ENOMEM;
-		c->wcap = cap;
+	if (c->wbuf && c->wcap - c->wlen >= n)
 		return 0;
-	}
-	if (c->wcap - c->wlen >= n)
-		return 0;
-	size_t cap = c->wcap * 2 > c->wlen + n ? c->wcap * 2 : c->wlen + n;
-	if (c->inflight && !c->retired) { /* the write in flight keeps the old one */
-		if (!(nb = malloc(cap)))
-			return -ENOMEM;
-		memcpy(nb, c->wbuf, c->wlen);
-		c->retired = c->wbuf;
-	} else if (!(nb = realloc(c->wbuf, cap))) {
+	if (!(nb = conn_buf_get(c->cl, c->wlen + n > c->wcap * 2 ? c->wlen + n : c->wcap * 2,
+				&cap)))
 		return -ENOMEM;
+	if (c->wbuf) {
+		memcpy(nb, c->wbuf, c->wlen);
+		if (c->inflight && !c->retired) /* the write in flight keeps the old one */
+			c->retired = c->wbuf;
+		else
+			conn_buf_put(c->cl, c->wbuf, c->wcap);
 	}
 	c->wbuf = nb;
 	c->wcap = cap;
@@ -127,14 +146,9 @@ static int conn_wbuf_reserve(struct conn *c, size_t n)
 /* Gives c's buffer back once it holds nothing. */
 static void conn_wbuf_release(struct conn *c)
 {
-	struct conn_loop *cl = c->cl;
-
 	if (!c->wbuf || c->wlen > 0 || c->inflight > 0)
 		return;
-	if (c->wcap == CONN_WCAP && cl->pooled < CONN_POOL)
-		cl->pool[cl->pooled++] = c->wbuf;
-	else
-		free(c->wbuf);
+	conn_buf_put(c->cl, c->wbuf, c->wcap);
 	c->wbuf = NULL;
 	c->wcap = 0;
 }

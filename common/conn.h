@@ -61,8 +61,9 @@
 #define CONN_CHUNK   16384	 /* one socket read; one TLS record */
 #define CONN_HIGH    (64 * 1024) /* write queue high-water mark (backpressure) */
 #define CONN_WCAP    (CONN_HIGH + 2 * CONN_CHUNK + 1024) /* a pooled write buffer */
-#define CONN_POOL    8					 /* write buffers kept per loop for reuse */
-#define CONN_SPARES  4					 /* accept helper: handles to refuse with */
+#define CONN_SMALL   4096 /* a first write buffer for a small write */
+#define CONN_POOL    8	  /* write buffers kept per loop for reuse */
+#define CONN_SPARES  4	  /* accept helper: handles to refuse with */
 #define CONN_BACKLOG 1024
 
 enum conn_state {
