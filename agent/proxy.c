@@ -51,7 +51,7 @@
 #define PROXY_ER_NO_MATERIAL	 "no valid certificate or policy: failing closed"
 #define PROXY_ER_NO_ORIGINAL_DST "no original destination: not a redirected connection"
 
-static void addr_str(const struct sockaddr_storage *a, char *out, size_t len)
+void proxy_addr_str(const struct sockaddr_storage *a, char *out, size_t len)
 {
 	char ip[64] = "?";
 
@@ -261,7 +261,7 @@ void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
 		return;
 	}
 	uv_tcp_getpeername(&s->down.h.tcp, (struct sockaddr *)&s->src, &len);
-	addr_str(&s->src, s->src_s, sizeof(s->src_s));
+	proxy_addr_str(&s->src, s->src_s, sizeof(s->src_s));
 	if (proxy_origdst(s) < 0) {
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_NO_ORIGINAL_DST);
 		return;
@@ -274,7 +274,7 @@ void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
 	}
 	s->inbound_counted = !outbound;
 	p->n_in += s->inbound_counted;
-	addr_str(&s->dst, s->dst_s, sizeof(s->dst_s));
+	proxy_addr_str(&s->dst, s->dst_s, sizeof(s->dst_s));
 	s->port = addr_port(&s->dst);
 	const char *misdirected = proxy_misdirected(s);
 	if (misdirected) {
@@ -325,6 +325,10 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	p->log = log;
 	p->arg = arg;
 	p->refs = 1;
+	if (!(p->pick = svcpick_new(uv_hrtime()))) {
+		free(p);
+		return UV_ENOMEM;
+	}
 	list_init(&p->sessions);
 	list_init(&p->waiting);
 	for (int i = 0; i < SESSION_SRC_BUCKETS; i++)
@@ -353,6 +357,7 @@ void proxy_unref(struct proxy *p)
 		return;
 	mtls_ctx_unref(p->tls);
 	policy_slice_unref(p->slice);
+	svcpick_free(p->pick); /* the sessions that held its states are gone */
 	conn_loop_cleanup(&p->cl);
 	free(p);
 }
@@ -434,6 +439,8 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 	p->slice = slice ? policy_slice_ref(slice) : NULL;
 	mtls_ctx_unref(old_tls);
 	policy_slice_unref(old_slice);
+	if (p->slice != old_slice)
+		svcpick_sweep(p->pick, p->slice);
 	if (!p->slice || p->slice == old_slice || p->cfg.keep_on_policy_change)
 		return;
 	/* finalizing never frees at once: next stays valid */

@@ -41,6 +41,7 @@
 #include "mtls.h"
 #include "policy.h"
 #include "proxy.h"
+#include "svcpick.h"
 #include "verdict.h"
 
 enum session_state {
@@ -86,6 +87,7 @@ struct proxy {
 	struct list_node waiting;   /* SESSION_ST_WAIT, in arrival order */
 	struct list_node srcs[SESSION_SRC_BUCKETS];
 	struct localaddr own; /* the pod's addresses (proxy.c: misdirected) */
+	struct svcpick *pick; /* endpoint choice for Service calls (outbound.c) */
 	int stopping, refs;
 };
 
@@ -151,6 +153,8 @@ static inline struct conn *session_other(struct session *s, struct conn *c)
 	return c == &s->down ? &s->up : &s->down;
 }
 
+/* "addr:port", "[addr]:port" (proxy.c). */
+void proxy_addr_str(const struct sockaddr_storage *a, char *out, size_t len);
 /* An inbound session gives back its budget places (proxy.c). */
 void proxy_unfinished_end(struct session *s);
 /* A session or listener let go of the proxy; the last frees it (proxy.c). */
