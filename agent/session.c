@@ -91,6 +91,8 @@ static void session_log(struct session *s)
 		.error = error ? s->reason : CONN_ER_NONE,
 		.denied = s->reason == CONN_ER_DENIED,
 		.state = session_state_name(s->ended_in),
+		.service = s->svc ? s->svc->key : "",
+		.endpoint = s->svc ? s->svc->endpoint : "",
 	};
 	p->log(p->arg, &r);
 }
@@ -113,6 +115,7 @@ static void session_put(struct session *s)
 	free(s->peer_id);
 	free(s->refusal);
 	verdict_rx_cleanup(&s->vrx);
+	outbound_svc_free(s);
 	free(s);
 	proxy_unref(p);
 }
@@ -223,12 +226,24 @@ static void session_shut(struct conn *c)
 
 static void session_end(struct conn *c, enum conn_reason reason)
 {
-	session_finalize(c->owner, reason, NULL, c->why);
+	struct session *s = c->owner;
+
+	if (c == &s->up && s->svc && outbound_up_failed(s, reason))
+		return; /* another endpoint, once up has closed (session_closed) */
+	session_finalize(s, reason, NULL, c->why);
 }
 
 static void session_closed(struct conn *c)
 {
-	session_put(c->owner);
+	struct session *s = c->owner;
+
+	if (c == &s->up && s->redial && s->state != SESSION_ST_CLOSING) {
+		s->redial = 0;
+		s->handles--; /* down and the timer are open: never the last */
+		outbound_redial(s);
+		return;
+	}
+	session_put(s);
 }
 
 const struct conn_ops session_conn_ops = {
@@ -251,8 +266,20 @@ static void session_timer_cb(uv_timer_t *t)
 		pump_tick(s);
 		return;
 	case SESSION_ST_CONNECT:
-		session_finalize(s, CONN_ER_CONNECT_TIMEOUT, NULL, "connect timed out");
+	case SESSION_ST_UP_HANDSHAKE: {
+		int connect = s->state == SESSION_ST_CONNECT;
+		enum conn_reason r = connect ? CONN_ER_CONNECT_TIMEOUT : CONN_ER_HANDSHAKE_TIMEOUT;
+		const char *why = connect ? "connect timed out" : "handshake timed out";
+		/* Through up's end callback as its other failures (session_end):
+		 * a Service call may try another endpoint. */
+		if (s->up.handle_init && !conn_closing(&s->up)) {
+			s->up.why = why;
+			conn_finalize(&s->up, r);
+		} else {
+			session_finalize(s, r, NULL, why);
+		}
 		return;
+	}
 	default:
 		session_finalize(s, CONN_ER_HANDSHAKE_TIMEOUT, NULL, "handshake timed out");
 		return;

@@ -8,7 +8,9 @@
  *   inbound.c   a caller's connection to the pod: peek, TLS, decide,
  *               dial the app
  *   outbound.c  the app's connection: original destination -> peer or
- *               egress decision -> dial
+ *               egress decision -> dial (a Service's virtual IP: an
+ *               endpoint chosen by svcpick, retried on another when it
+ *               fails before the relay)
  *   pump.c      the relay: bytes between the two ends, both ways
  *
  * A session embeds its two ends (common/conn.h): `down`, the accepted
@@ -23,6 +25,15 @@
  *   outbound: CONNECT -> [meshed: UP_HANDSHAKE] -> RELAY
  *   any -> CLOSING (session_finalize) -> freed when its last handle closed
  *
+ * An outbound call to a Service's virtual IP (session.svc) whose endpoint
+ * fails to connect or handshake (CONNECT, UP_HANDSHAKE: no app byte has
+ * moved) does not end: up's end callback hands the failure to
+ * outbound_up_failed, which marks the session `redial`; up closes as any
+ * conn does, and its closed callback, instead of letting the session go,
+ * dials the next endpoint into the same embedded up (outbound_redial). So
+ * up is conn_init'ed again only once its handle has closed, and
+ * session_finalize stays the one close path (a session finalized while a
+ * redial waits just lets up's close drop the last handle).  *
  * session_finalize(s, reason, end, why) is idempotent: the first call
  * logs the session once (unless it is the self-probe), gives back its
  * budget places and finalizes both ends and the timer; the session is
@@ -91,6 +102,24 @@ struct proxy {
 	int stopping, refs;
 };
 
+/* Endpoints one Service call may try before it fails (each one that fails
+ * to connect or handshake is also skipped by the next calls: svcpick.h). */
+#define OUTBOUND_SVC_TRIES 3
+
+/* An outbound call to a Service's virtual IP (outbound.c); allocated
+ * only for those. The endpoints tried, the last one the current. */
+struct session_svc {
+	struct sockaddr_storage vip; /* what the app dialed */
+	uint16_t vport;
+	struct svcpick_ep *tried[OUTBOUND_SVC_TRIES]; /* held (svcpick_put) */
+	unsigned n_tried;
+	int open;		      /* the current attempt is in flight (not failed) */
+	uint64_t t_try;		      /* hrtime: its dial began */
+	enum conn_reason last_error;  /* of the last failed attempt */
+	char key[320];		      /* the Service, "<ns>/<name>" */
+	char endpoint[64];	      /* the current endpoint, "addr:port" */
+};
+
 struct session {
 	struct proxy *p;
 	struct list_node link; /* p->sessions */
@@ -122,9 +151,11 @@ struct session {
 	unsigned inbound_counted : 1; /* counted in p->n_in */
 	unsigned hs_place : 1;	      /* holds a handshake place (PEEK, HANDSHAKE) */
 	unsigned head : 1;	      /* outbound: the peer's verdict frame to read */
+	unsigned redial : 1;	      /* outbound: up closes, then the next endpoint */
 	struct session_src *srcent;   /* while unfinished (inbound) */
 	struct verdict_rx vrx;
 	struct verdict_refusal *refusal;
+	struct session_svc *svc; /* outbound to a Service's virtual IP, else NULL */
 	/* session_finalize's: */
 	enum conn_reason reason;
 	enum session_state ended_in;
@@ -168,6 +199,14 @@ void inbound_tls_done(struct session *s);
 /* outbound.c */
 void outbound_begin(struct session *s);
 void outbound_up_open(struct session *s);
+/* up ended with `reason` before the relay: 1 when a Service call tries
+ * another endpoint (s->redial set: outbound_redial once up has closed),
+ * 0 when the session must end. */
+int outbound_up_failed(struct session *s, enum conn_reason reason);
+/* up has closed after outbound_up_failed: the next endpoint. */
+void outbound_redial(struct session *s);
+/* Lets go of the Service call's endpoint states (session_put). */
+void outbound_svc_free(struct session *s);
 
 /* pump.c */
 void pump_start(struct session *s);

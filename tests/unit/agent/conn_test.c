@@ -24,8 +24,22 @@
  * write fails: the session ends at once, before the relay); an
  * allocation failure at accept (injected: the next session's calloc
  * fails): the connection is accepted and reset at once and the listener
- * keeps serving the next one. Without a non-loopback address the test
- * skips (77). */
+ * keeps serving the next one.
+ *
+ * Services (a call to a virtual IP, outbound.c): the registry holds
+ * shop/api (VIP 10.96.0.10:80 -> 8080 on api and api-2), shop/many
+ * (four endpoints, api-2 .. api-5) and shop/empty (none ready). A failing
+ * endpoint is routed to the "refuser", a listener that accepts and resets
+ * at once (its accepts counted: the tries). Every endpoint failing: the
+ * call ends as a connection error (reset, verdict allow, not a denial)
+ * after each endpoint was tried once (shop/api: 2) or at the bound
+ * (shop/many: 3 of 4), each retry on a fresh up end (the error is
+ * the last try's: connect_refused, or reset when the reset came in the
+ * handshake); then the endpoint whose backoff ends first fails again and
+ * the call moves to the other (one reset, then relayed, the log naming
+ * the endpoint); no ready
+ * endpoint: refused at once, a denial with svcpick's reason, nothing
+ * dialed. Without a non-loopback address the test skips (77). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -78,6 +92,7 @@ void *__wrap_calloc(size_t n, size_t size)
 struct rec {
 	int outbound;
 	char verdict[16], end[32], reason[160], tls[16], state[16];
+	char service[32], endpoint[64];
 	enum conn_reason error;
 	int denied;
 	uint64_t bytes_out, bytes_in;
@@ -110,6 +125,10 @@ static struct {
 	uv_tcp_t app_l;
 	uint16_t app_port, closed_port;
 	int app_closed_port_route; /* api dials a closed port */
+	uint16_t vip_port;	   /* web's original destination is VIP:vip_port */
+	uv_tcp_t refuser;	   /* accepts and resets (a failing endpoint) */
+	uint16_t refuser_port;
+	char fail_ip[64];	   /* web's dials to it go to the refuser; "*": all */
 	enum app_mode mode;
 	EVP_PKEY *ca_key, *key;
 	X509 *ca;
@@ -130,6 +149,8 @@ static void on_log(void *arg, const struct proxy_record *r)
 	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
 	snprintf(x->tls, sizeof(x->tls), "%s", r->tls_version);
 	snprintf(x->state, sizeof(x->state), "%s", r->state);
+	snprintf(x->service, sizeof(x->service), "%s", r->service ? r->service : "");
+	snprintf(x->endpoint, sizeof(x->endpoint), "%s", r->endpoint ? r->endpoint : "");
 	x->error = r->error;
 	x->denied = r->denied;
 	x->bytes_out = r->bytes_out;
@@ -150,7 +171,13 @@ static void loopback(struct sockaddr_storage *a, uint16_t port)
 	assert_int_equal(uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)a), 0);
 }
 
-/* Every accepted socket was "redirected" from API_IP:dst_port. */
+#define VIP "10.96.0.10"
+#define VIP_MANY "10.96.0.11"
+#define VIP_EMPTY "10.96.0.12"
+static const char *vip_ip = VIP;
+
+/* Every accepted socket was "redirected" from API_IP:dst_port (web's, in
+ * the Service cases: vip_ip:vip_port). */
 static int fake_origdst(void *arg, uv_tcp_t *s, struct sockaddr_storage *local,
 			struct sockaddr_storage *dst)
 {
@@ -159,6 +186,10 @@ static int fake_origdst(void *arg, uv_tcp_t *s, struct sockaddr_storage *local,
 
 	if (uv_tcp_getsockname(s, (struct sockaddr *)local, &len) < 0)
 		return -EBADF;
+	if (arg == &W.web && W.vip_port) {
+		assert_int_equal(uv_ip4_addr(vip_ip, W.vip_port, (struct sockaddr_in *)dst), 0);
+		return 0;
+	}
 	*dst = W.api_ip;
 	set_port(dst, W.dst_port);
 	return 0;
@@ -171,8 +202,10 @@ static void route(void *arg, const struct sockaddr_storage *dst, struct sockaddr
 	(void)dst;
 
 	if (arg == &W.web) {
+		char ip[64] = "";
+		uv_ip4_name((const struct sockaddr_in *)dst, ip, sizeof(ip));
 		proxy_ports(W.api.p, &out, &in);
-		loopback(to, in);
+		loopback(to, !strcmp(W.fail_ip, "*") || !strcmp(W.fail_ip, ip) ? W.refuser_port : in);
 	} else {
 		loopback(to, W.app_closed_port_route ? W.closed_port : W.app_port);
 	}
@@ -211,6 +244,14 @@ static void app_closed(struct conn *c)
 
 static const struct conn_ops app_ops = {
 	.data = app_data, .eof = app_eof, .shut = app_shut, .closed = app_closed};
+
+/* A failing endpoint: accepted and reset at once (counted in
+ * W.cl.refused_at_accept). */
+static void refuser_accept(uv_stream_t *l, int status)
+{
+	assert_int_equal(status, 0);
+	assert_int_equal(conn_accept(&W.cl, l, NULL, 1), -ECONNABORTED);
+}
 
 static void app_accept(uv_stream_t *l, int status)
 {
@@ -404,7 +445,7 @@ static struct proxy *start_agent(struct agent *a)
 
 static int setup(void **state)
 {
-	char ip[64], text[1024];
+	char ip[64], text[2048];
 	(void)state;
 
 	memset(&W, 0, sizeof(W));
@@ -425,10 +466,45 @@ static int setup(void **state)
 		 "metadata: {name: api, namespace: shop}\n"
 		 "spec: {serviceAccount: api, addresses: [\"%s\"]}\n",
 		 ip);
+	for (int i = 2; i <= 5; i++) /* Service endpoints that fail, of identity sa/api */
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+			 "---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+			 "metadata: {name: api-%d, namespace: shop}\n"
+			 "spec: {serviceAccount: api, addresses: [\"198.51.100.%d\"]}\n",
+			 i, 6 + i);
 	write_file("workloads.yaml", text);
+	snprintf(text, sizeof(text),
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
+		 "spec: {clusterIP: " VIP ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
+		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		 "metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: api}}\n"
+		 "addressType: IPv4\nendpoints:\n"
+		 "- {addresses: [\"%s\"], conditions: {ready: true}}\n"
+		 "- {addresses: [198.51.100.8], conditions: {ready: true}}\n"
+		 "ports: [{port: 8080}]\n---\n"
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: many, namespace: shop}\n"
+		 "spec: {clusterIP: " VIP_MANY ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
+		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		 "metadata: {name: many-1, namespace: shop, labels: {kubernetes.io/service-name: many}}\n"
+		 "addressType: IPv4\nendpoints:\n"
+		 "- {addresses: [198.51.100.8], conditions: {ready: true}}\n"
+		 "- {addresses: [198.51.100.9], conditions: {ready: true}}\n"
+		 "- {addresses: [198.51.100.10], conditions: {ready: true}}\n"
+		 "- {addresses: [198.51.100.11], conditions: {ready: true}}\n"
+		 "ports: [{port: 8080}]\n---\n"
+		 "apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: shop}\n"
+		 "spec: {clusterIP: " VIP_EMPTY ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
+		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		 "metadata: {name: empty-1, namespace: shop, labels: {kubernetes.io/service-name: empty}}\n"
+		 "addressType: IPv4\n"
+		 "endpoints: [{addresses: [\"%s\"], conditions: {ready: false, serving: false}}]\n"
+		 "ports: [{port: 8080}]\n",
+		 ip, ip);
+	write_file("policy/services.yaml", text);
 	write_file("policy/allow.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
 					"metadata: {name: api-from-web, namespace: shop}\n"
-					"spec:\n  selector: {workloads: [api]}\n  ports: [8080]\n"
+					"spec:\n  selector: {workloads: [api, api-2, api-3, api-4, "
+					"api-5]}\n  ports: [8080]\n"
 					"  from: [{identities: [\"" WEB "\"]}]\n");
 	W.ca_key = testpki_key();
 	W.key = testpki_key();
@@ -443,6 +519,9 @@ static int setup(void **state)
 	conn_loop_init(&W.cl, &W.loop);
 	assert_int_equal(
 		conn_listen(&W.loop, &W.app_l, "127.0.0.1", 0, app_accept, NULL, &W.app_port), 0);
+	assert_int_equal(conn_listen(&W.loop, &W.refuser, "127.0.0.1", 0, refuser_accept, NULL,
+				     &W.refuser_port),
+			 0);
 	W.web.p = start_agent(&W.web);
 	W.api.p = start_agent(&W.api);
 	proxy_set_material(W.web.p, W.web_tls, W.web_slice);
@@ -466,6 +545,7 @@ static int teardown(void **state)
 	proxy_stop(W.web.p);
 	proxy_stop(W.api.p);
 	uv_close((uv_handle_t *)&W.app_l, NULL);
+	uv_close((uv_handle_t *)&W.refuser, NULL);
 	for (int i = 0; i < 50 && uv_loop_alive(&W.loop); i++)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
 	uv_walk(&W.loop, walk_cb, NULL);
@@ -693,6 +773,109 @@ static void test_alloc_failure_at_accept(void **state)
 	free(k2.got);
 }
 
+/* ---- Services */
+
+/* The first endpoint tried, in the log of record r: the one it ended on
+ * is the last; of shop/api's two, the other. */
+static const char *other_endpoint(const struct rec *r)
+{
+	static char ip[64];
+
+	if (!strncmp(r->endpoint, "198.51.100.8:", 13)) {
+		uv_ip4_name((struct sockaddr_in *)&W.api_ip, ip, sizeof(ip));
+		return ip;
+	}
+	return "198.51.100.8";
+}
+
+/* How an endpoint that accepts and resets fails: a connect the reset
+ * beat to its callback, or a reset in the handshake. */
+static int endpoint_failure(enum conn_reason e)
+{
+	return e == CONN_ER_CONNECT_REFUSED || e == CONN_ER_RESET;
+}
+
+static void test_service_retry(void **state)
+{
+	struct client k;
+	(void)state;
+
+	/* every endpoint fails: each tried once, then a connection error */
+	W.vip_port = 80;
+	snprintf(W.fail_ip, sizeof(W.fail_ip), "*");
+	client_connect(&k, web_out_port(), 100);
+	run_until(&k.closed, 1, 0, 5000);
+	free(k.got);
+	struct rec *r = &W.web.recs[0];
+	assert_int_equal(W.cl.refused_at_accept, 2);
+	assert_string_equal(r->service, "shop/api");
+	assert_true(endpoint_failure(r->error));
+	assert_string_equal(r->verdict, "allow");
+	assert_int_equal(r->denied, 0);
+	assert_non_null(strstr(r->reason, "every endpoint"));
+	assert_int_equal(W.api.n, 0);
+
+	/* both back off; the first to fail is the first to end its backoff:
+	 * it is tried first, fails again, and the call moves to the other */
+	snprintf(W.fail_ip, sizeof(W.fail_ip), "%s", other_endpoint(r));
+	client_connect(&k, web_out_port(), 100);
+	run_until(&k.closed, 2, 1, 5000);
+	r = &W.web.recs[1];
+	assert_int_equal(W.cl.refused_at_accept, 3);
+	assert_int_equal(k.reason, CONN_ER_CLOSED);
+	assert_int_equal(k.got_len, 100);
+	assert_string_equal(r->service, "shop/api");
+	assert_null(strstr(r->endpoint, W.fail_ip));
+	assert_string_equal(r->verdict, "allow");
+	assert_string_equal(r->end, "closed");
+	assert_string_equal(r->tls, "TLSv1.3");
+	assert_int_equal(r->error, CONN_ER_NONE);
+	assert_int_equal(r->bytes_out, 100);
+	free(k.got);
+}
+
+static void test_service_bound(void **state)
+{
+	struct client k;
+	(void)state;
+
+	/* four endpoints, all failing: three tried, the third's error ends it */
+	vip_ip = VIP_MANY;
+	W.vip_port = 80;
+	snprintf(W.fail_ip, sizeof(W.fail_ip), "*");
+	client_connect(&k, web_out_port(), 100);
+	run_until(&k.closed, 1, 0, 5000);
+	vip_ip = VIP;
+	struct rec *r = &W.web.recs[0];
+	assert_int_equal(W.cl.refused_at_accept, OUTBOUND_SVC_TRIES);
+	assert_string_equal(r->service, "shop/many");
+	assert_true(endpoint_failure(r->error));
+	assert_int_equal(r->denied, 0);
+	assert_null(strstr(r->reason, "every endpoint"));
+	free(k.got);
+}
+
+static void test_service_no_ready(void **state)
+{
+	struct client k;
+	(void)state;
+
+	vip_ip = VIP_EMPTY;
+	W.vip_port = 80;
+	client_connect(&k, web_out_port(), 100);
+	run_until(&k.closed, 1, 0, 5000);
+	vip_ip = VIP;
+	struct rec *r = &W.web.recs[0];
+	assert_string_equal(r->service, "shop/empty");
+	assert_string_equal(r->verdict, "deny");
+	assert_int_equal(r->denied, 1);
+	assert_int_equal(r->error, CONN_ER_NONE);
+	assert_string_equal(r->reason, "the Service has no ready endpoint");
+	assert_int_equal(W.cl.refused_at_accept, 0);
+	assert_int_equal(W.api.n, 0);
+	free(k.got);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the agent does: a write to a reset peer is an error */
@@ -705,6 +888,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_peer_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failure_at_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_service_no_ready, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
