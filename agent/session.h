@@ -113,11 +113,11 @@ struct session_svc {
 	uint16_t vport;
 	struct svcpick_ep *tried[OUTBOUND_SVC_TRIES]; /* held (svcpick_put) */
 	unsigned n_tried;
-	int open;		      /* the current attempt is in flight (not failed) */
-	uint64_t t_try;		      /* hrtime: its dial began */
-	enum conn_reason last_error;  /* of the last failed attempt */
-	char key[320];		      /* the Service, "<ns>/<name>" */
-	char endpoint[64];	      /* the current endpoint, "addr:port" */
+	int open;		     /* the current attempt is in flight (not failed) */
+	uint64_t t_try;		     /* hrtime: its dial began */
+	enum conn_reason last_error; /* of the last failed attempt */
+	char key[320];		     /* the Service, "<ns>/<name>" */
+	char endpoint[64];	     /* the current endpoint, "addr:port" */
 };
 
 struct session {

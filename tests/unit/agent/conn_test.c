@@ -128,7 +128,7 @@ static struct {
 	uint16_t vip_port;	   /* web's original destination is VIP:vip_port */
 	uv_tcp_t refuser;	   /* accepts and resets (a failing endpoint) */
 	uint16_t refuser_port;
-	char fail_ip[64];	   /* web's dials to it go to the refuser; "*": all */
+	char fail_ip[64]; /* web's dials to it go to the refuser; "*": all */
 	enum app_mode mode;
 	EVP_PKEY *ca_key, *key;
 	X509 *ca;
@@ -171,8 +171,8 @@ static void loopback(struct sockaddr_storage *a, uint16_t port)
 	assert_int_equal(uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)a), 0);
 }
 
-#define VIP "10.96.0.10"
-#define VIP_MANY "10.96.0.11"
+#define VIP	  "10.96.0.10"
+#define VIP_MANY  "10.96.0.11"
 #define VIP_EMPTY "10.96.0.12"
 static const char *vip_ip = VIP;
 
@@ -205,7 +205,8 @@ static void route(void *arg, const struct sockaddr_storage *dst, struct sockaddr
 		char ip[64] = "";
 		uv_ip4_name((const struct sockaddr_in *)dst, ip, sizeof(ip));
 		proxy_ports(W.api.p, &out, &in);
-		loopback(to, !strcmp(W.fail_ip, "*") || !strcmp(W.fail_ip, ip) ? W.refuser_port : in);
+		loopback(to,
+			 !strcmp(W.fail_ip, "*") || !strcmp(W.fail_ip, ip) ? W.refuser_port : in);
 	} else {
 		loopback(to, W.app_closed_port_route ? W.closed_port : W.app_port);
 	}
@@ -477,7 +478,8 @@ static int setup(void **state)
 		 "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
 		 "spec: {clusterIP: " VIP ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
 		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-		 "metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: api}}\n"
+		 "metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: "
+		 "api}}\n"
 		 "addressType: IPv4\nendpoints:\n"
 		 "- {addresses: [\"%s\"], conditions: {ready: true}}\n"
 		 "- {addresses: [198.51.100.8], conditions: {ready: true}}\n"
@@ -485,7 +487,8 @@ static int setup(void **state)
 		 "apiVersion: v1\nkind: Service\nmetadata: {name: many, namespace: shop}\n"
 		 "spec: {clusterIP: " VIP_MANY ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
 		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-		 "metadata: {name: many-1, namespace: shop, labels: {kubernetes.io/service-name: many}}\n"
+		 "metadata: {name: many-1, namespace: shop, labels: {kubernetes.io/service-name: "
+		 "many}}\n"
 		 "addressType: IPv4\nendpoints:\n"
 		 "- {addresses: [198.51.100.8], conditions: {ready: true}}\n"
 		 "- {addresses: [198.51.100.9], conditions: {ready: true}}\n"
@@ -495,7 +498,8 @@ static int setup(void **state)
 		 "apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: shop}\n"
 		 "spec: {clusterIP: " VIP_EMPTY ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
 		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-		 "metadata: {name: empty-1, namespace: shop, labels: {kubernetes.io/service-name: empty}}\n"
+		 "metadata: {name: empty-1, namespace: shop, labels: {kubernetes.io/service-name: "
+		 "empty}}\n"
 		 "addressType: IPv4\n"
 		 "endpoints: [{addresses: [\"%s\"], conditions: {ready: false, serving: false}}]\n"
 		 "ports: [{port: 8080}]\n",
