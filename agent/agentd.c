@@ -148,6 +148,11 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 			"reason", r->reason, "tls_version", r->tls_version, "cipher", r->cipher,
 			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
 			"duration_s", r->duration_s, "end", r->end);
+	/* A connection error, by its name (the verdict stays the policy's). */
+	if (r->error != CONN_ER_NONE && line) {
+		json_object_set_new(line, "error", json_string(conn_reason_name(r->error)));
+		json_object_set_new(line, "state", json_string(r->state));
+	}
 	/* A Service call: which Service, and the endpoint chosen. */
 	if (r->service && r->service[0] && line) {
 		json_object_set_new(line, "service", json_string(r->service));

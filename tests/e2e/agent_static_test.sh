@@ -38,15 +38,27 @@ check "api agent started" waitfor 10 grep -q agent_started "$L/api.log"
 check "api app up" waitfor 10 as_agent "$API" curl -sf http://10.201.9.2:9090/
 
 # --- allowed, and encrypted on the wire
-ip netns exec "$API" tcpdump -i "$API_IF" -w "$L/wire.pcap" -U tcp 2>/dev/null &
+# The capture must hold the connection's payload, not just packets: an
+# empty capture (tcpdump killed before its buffer reached the file, as the
+# 0.5 s this test once waited allowed) or one of headers only has no
+# plaintext to find either. So: --immediate-mode, a bounded wait until the
+# file holds the payload packets, then a count of them and TLS
+# application-data records (type 23, version 3.3) in the captured bytes.
+ip netns exec "$API" tcpdump --immediate-mode -i "$API_IF" -w "$L/wire.pcap" -U tcp \
+	2>"$L/tcpdump.err" &
 CAP=$!
 PIDS="$PIDS $CAP"
-sleep 1
+check "the capture started" waitfor 10 grep -q 'listening on' "$L/tcpdump.err"
 body=$(ip netns exec "$WEB" curl -s -m 5 http://10.201.9.2:8080/index.html?secret=tangerine)
 check "web reaches api:8080 through both agents ($body)" [ "$body" = "hello from api" ]
-sleep 0.5
+WITH_PAYLOAD='tcp port 8080 and (((ip[2:2] - ((ip[0] & 0xf) << 2)) - ((tcp[12] & 0xf0) >> 2)) != 0)'
+payload_pkts() { tcpdump -nn -r "$L/wire.pcap" "$WITH_PAYLOAD" 2>/dev/null | wc -l; }
+waitfor 5 bash -c "[ \$(tcpdump -nn -r '$L/wire.pcap' '$WITH_PAYLOAD' 2>/dev/null | wc -l) -ge 4 ]"
 kill "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
-check "something was captured" [ -s "$L/wire.pcap" ]
+n=$(payload_pkts)
+check "the capture holds the connection's payload packets ($n)" [ "$n" -ge 4 ]
+check "... with their bytes: TLS application-data records" \
+	bash -c "LC_ALL=C grep -aPq '\\x17\\x03\\x03' '$L/wire.pcap'"
 check "no plaintext request on the wire" bash -c "! grep -aq tangerine '$L/wire.pcap'"
 check "no plaintext answer on the wire" bash -c "! grep -aq 'hello from api' '$L/wire.pcap'"
 check "the api agent logged the caller's identity" \
