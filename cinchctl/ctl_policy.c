@@ -558,7 +558,8 @@ static int ctl_ports_cover(const struct pports *x, const struct pports *y)
 	for (size_t i = 0; i < y->n; i++) {
 		int ok = 0;
 		for (size_t j = 0; j < x->n && !ok; j++)
-			ok = x->r[j].lo <= y->r[i].lo && y->r[i].hi <= x->r[j].hi;
+			ok = y->r[i].name ? x->r[j].name && !strcmp(x->r[j].name, y->r[i].name)
+					  : x->r[j].lo <= y->r[i].lo && y->r[i].hi <= x->r[j].hi;
 		if (!ok)
 			return 0;
 	}
