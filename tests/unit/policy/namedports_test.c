@@ -139,6 +139,7 @@ static void test_inbound(void **state)
 		{"shop/db", TD "/ns/shop/sa/web", 8080, POLICY_DENY, NULL},
 		{"shop/db", TD "/ns/shop/sa/web", 1, POLICY_DENY, NULL},
 		{"shop/db", TD "/ns/shop/sa/web", 65535, POLICY_DENY, NULL},
+		{"shop/db", TD "/ns/shop/sa/web", 0, POLICY_DENY, NULL},
 		/* the guardrail's named port: 9090 on api, and only it */
 		{"shop/api", TD "/ns/shop/sa/db", 9090, POLICY_DENY, "GuardrailPolicy/no-metrics#0"},
 		{"shop/api", TD "/ns/shop/sa/db", 9091, POLICY_ALLOW, "shop/all#0"},
@@ -250,6 +251,17 @@ static void test_bad_names(void **state)
 		 WORLD, "shop/api", &err);
 	if (s || !strstr(err.msg, "not a port")) {
 		print_error("egress name: %s: %s\n", err.path, err.msg);
+		failed++;
+	}
+	policy_slice_unref(s);
+	/* a name needs a letter: "8080" would read as the number in a policy */
+	s = load(POLICY,
+		 HDR "kind: Workload\nmetadata: {name: x, namespace: shop}\n"
+		     "spec: {serviceAccount: x, addresses: [\"10.4.0.9\"], ports: [{name: \"8-0\", "
+		     "containerPort: 80}]}\n",
+		 "shop/x", &err);
+	if (s || !strstr(err.msg, "not a port name")) {
+		print_error("digits only: %s: %s\n", err.path, err.msg);
 		failed++;
 	}
 	policy_slice_unref(s);
