@@ -723,15 +723,37 @@ static int ctl_ports_meet(const struct pports *x, const struct pports *y)
 	return 0;
 }
 
+/* p with its port names resolved at w (pports_resolve) into *out, its r
+ * in *buf (freed by the caller): 1, or 0 when p's ports are all names w
+ * does not have (no port at all), -1 out of memory. */
+static int ctl_ports_at(const struct pports *p, const struct pworkload *w, struct pports *out,
+			struct pport **buf)
+{
+	*out = *p;
+	*buf = NULL;
+	if (!p->n_named)
+		return 1;
+	if (!(*buf = malloc(sizeof(**buf) * (p->n + p->n_named * w->n_ports + 1))))
+		return -1;
+	*out = (struct pports){*buf, pports_resolve(p, w, *buf), 0};
+	return out->n != 0;
+}
+
 /* The first enforce-mode guardrail deny that refuses all of rule f of
  * `a` at workload w before any guardrail rule could allow or pass some of
- * it: NULL when the rule can still decide something there. */
+ * it: NULL when the rule can still decide something there (or opens no
+ * port there: its port names are not w's). Port names are compared as
+ * what they are on w. */
 static const struct pguard *ctl_guard_kills(const struct pset *s, const struct pallow *a, size_t f,
 					    const struct pworkload *w, size_t *rule)
 {
-	const struct pguard *best = NULL;
+	const struct pguard *best = NULL, *dead = NULL;
 	size_t best_rule = 0;
+	struct pports ap, rp;
+	struct pport *abuf, *rbuf = NULL;
 
+	if (ctl_ports_at(&a->ports, w, &ap, &abuf) <= 0)
+		goto out;
 	/* guardrails in evaluation order: priority, then name */
 	for (;;) {
 		const struct pguard *next = NULL;
@@ -745,7 +767,7 @@ static const struct pguard *ctl_guard_kills(const struct pset *s, const struct p
 				next = g;
 		}
 		if (!next)
-			return NULL;
+			goto out;
 		best = next;
 		if (!pguard_selects(s, best, w))
 			continue;
@@ -763,19 +785,27 @@ static const struct pguard *ctl_guard_kills(const struct pset *s, const struct p
 				all &= one;
 				apart &= none;
 			}
-			if (apart || !ctl_ports_meet(&r->ports, &a->ports))
+			free(rbuf);
+			int at = ctl_ports_at(&r->ports, w, &rp, &rbuf);
+			if (at < 0)
+				goto out;
+			if (apart || !at || !ctl_ports_meet(&rp, &ap))
 				continue;
-			if (r->action == PACT_DENY && !best->audit && all &&
-			    ctl_ports_cover(&r->ports, &a->ports)) {
+			if (r->action == PACT_DENY && !best->audit && all && ctl_ports_cover(&rp, &ap)) {
 				*rule = best_rule;
-				return best;
+				dead = best;
+				goto out;
 			}
 			/* an allow or pass that may meet this rule's traffic: not
 			 * provably dead (nor is it after a partial deny) */
 			if (r->action != PACT_DENY)
-				return NULL;
+				goto out;
 		}
 	}
+out:
+	free(abuf);
+	free(rbuf);
+	return dead;
 }
 
 /* Rules a guardrail makes dead: at every workload the policy selects, an
