@@ -244,11 +244,66 @@ static int ctl_policy_check(int argc, char **argv)
 	return 0;
 }
 
+/* The ports of rule `id` ("<ns>/<policy>#<i>" or "GuardrailPolicy/<name>#<i>"),
+ * NULL when the set has no such rule. */
+static const struct pports *ctl_rule_ports(const struct pset *set, const char *id)
+{
+	const char *hash = strrchr(id, '#'), *slash = strchr(id, '/');
+	char *end;
+
+	if (!hash || !slash || slash > hash)
+		return NULL;
+	unsigned long i = strtoul(hash + 1, &end, 10);
+	if (*end)
+		return NULL;
+	size_t nl = (size_t)(slash - id), ml = (size_t)(hash - slash - 1);
+	if (!strncmp(id, "GuardrailPolicy/", 16)) {
+		for (size_t g = 0; g < set->n_guards; g++)
+			if (strlen(set->guards[g].name) == ml &&
+			    !strncmp(set->guards[g].name, slash + 1, ml) && i < set->guards[g].n_rules)
+				return &set->guards[g].rules[i].ports;
+		return NULL;
+	}
+	for (size_t a = 0; a < set->n_allow; a++) {
+		const struct pallow *x = &set->allow[a];
+		if (strlen(x->ns) == nl && !strncmp(x->ns, id, nl) && strlen(x->name) == ml &&
+		    !strncmp(x->name, slash + 1, ml))
+			return &x->ports;
+	}
+	return NULL;
+}
+
+/* "  names:  http -> 8080; dns -> none ..." for a rule that names ports:
+ * what each name is on the destination w. */
+static void ctl_port_names(const struct pset *set, const struct pworkload *w, const char *id,
+			   const char *indent)
+{
+	const struct pports *p = set && w && id ? ctl_rule_ports(set, id) : NULL;
+
+	if (!p || !p->n_named)
+		return;
+	printf("%snames:  ", indent);
+	for (size_t i = 0, shown = 0; i < p->n; i++) {
+		if (!p->r[i].name)
+			continue;
+		printf("%s%s ->", shown++ ? "; " : "", p->r[i].name);
+		int found = 0;
+		for (size_t k = 0; k < w->n_ports; k++)
+			if (w->ports[k].tcp && !strcmp(w->ports[k].name, p->r[i].name))
+				printf("%s %u", found++ ? "," : "", w->ports[k].port);
+		if (!found)
+			printf(" none (%s/%s has no TCP port of that name)", w->ns, w->name);
+	}
+	printf("\n");
+}
+
 /* Rules that almost matched a denied connection: one of the two
  * conditions (ports, source) held. At most three are shown. */
 struct ctl_near {
 	unsigned shown;
 	uint16_t port;
+	const struct pset *set; /* for the rules' port names (NULL: none shown) */
+	const struct pworkload *w;
 };
 
 static void ctl_near_rule(void *arg, const char *rule, int port_match, int source_match)
@@ -260,6 +315,7 @@ static void ctl_near_rule(void *arg, const char *rule, int port_match, int sourc
 	printf("  near:   %s %s\n", rule,
 	       source_match ? "admits this caller, but not on this port"
 			    : "covers this port, but does not admit this caller");
+	ctl_port_names(n->set, n->w, rule, "          ");
 	n->shown++;
 }
 
@@ -473,11 +529,22 @@ static int ctl_policy_explain(int argc, char **argv)
 	printf("%s -> %s port %ld: %s\n", from, policy_slice_workload(s), port,
 	       policy_verdict_name(d.verdict));
 	printf("  rule:   %s\n  reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
+	/* port names: what they are on this workload (the set read again) */
+	struct pset *set = pset_new(POLICY_TRUST_DOMAIN_DEFAULT);
+	if (set && (pset_add_path(set, policy, &err) < 0 ||
+		    (strcmp(policy, workloads) && pset_add_path(set, workloads, &err) < 0) ||
+		    pset_finish(set, &err) < 0)) {
+		pset_free(set);
+		set = NULL;
+	}
+	const struct pworkload *w = set ? pcompile_find(set, to, NULL, 0) : NULL;
+	ctl_port_names(set, w, d.rule, "  ");
 	if (d.verdict != POLICY_ALLOW && !d.rule) { /* not when a guardrail refused */
-		struct ctl_near near = {0, (uint16_t)port};
+		struct ctl_near near = {0, (uint16_t)port, set, w};
 		policy_slice_each_rule(s, id, id ? NULL : (struct sockaddr *)&src, (uint16_t)port,
 				       ctl_near_rule, &near);
 	}
+	pset_free(set);
 	policy_slice_unref(s);
 	return d.verdict == POLICY_DENY ? 1 : 0;
 }
@@ -560,7 +627,8 @@ static int ctl_ports_cover(const struct pports *x, const struct pports *y)
 	for (size_t i = 0; i < y->n; i++) {
 		int ok = 0;
 		for (size_t j = 0; j < x->n && !ok; j++)
-			ok = x->r[j].lo <= y->r[i].lo && y->r[i].hi <= x->r[j].hi;
+			ok = y->r[i].name ? x->r[j].name && !strcmp(x->r[j].name, y->r[i].name)
+					  : x->r[j].lo <= y->r[i].lo && y->r[i].hi <= x->r[j].hi;
 		if (!ok)
 			return 0;
 	}
@@ -657,15 +725,37 @@ static int ctl_ports_meet(const struct pports *x, const struct pports *y)
 	return 0;
 }
 
+/* p with its port names resolved at w (pports_resolve) into *out, its r
+ * in *buf (freed by the caller): 1, or 0 when p's ports are all names w
+ * does not have (no port at all), -1 out of memory. */
+static int ctl_ports_at(const struct pports *p, const struct pworkload *w, struct pports *out,
+			struct pport **buf)
+{
+	*out = *p;
+	*buf = NULL;
+	if (!p->n_named)
+		return 1;
+	if (!(*buf = malloc(sizeof(**buf) * (p->n + p->n_named * w->n_ports + 1))))
+		return -1;
+	*out = (struct pports){*buf, pports_resolve(p, w, *buf), 0};
+	return out->n != 0;
+}
+
 /* The first enforce-mode guardrail deny that refuses all of rule f of
  * `a` at workload w before any guardrail rule could allow or pass some of
- * it: NULL when the rule can still decide something there. */
+ * it: NULL when the rule can still decide something there (or opens no
+ * port there: its port names are not w's). Port names are compared as
+ * what they are on w. */
 static const struct pguard *ctl_guard_kills(const struct pset *s, const struct pallow *a, size_t f,
 					    const struct pworkload *w, size_t *rule)
 {
-	const struct pguard *best = NULL;
+	const struct pguard *best = NULL, *dead = NULL;
 	size_t best_rule = 0;
+	struct pports ap, rp;
+	struct pport *abuf, *rbuf = NULL;
 
+	if (ctl_ports_at(&a->ports, w, &ap, &abuf) <= 0)
+		goto out;
 	/* guardrails in evaluation order: priority, then name */
 	for (;;) {
 		const struct pguard *next = NULL;
@@ -679,7 +769,7 @@ static const struct pguard *ctl_guard_kills(const struct pset *s, const struct p
 				next = g;
 		}
 		if (!next)
-			return NULL;
+			goto out;
 		best = next;
 		if (!pguard_selects(s, best, w))
 			continue;
@@ -697,19 +787,27 @@ static const struct pguard *ctl_guard_kills(const struct pset *s, const struct p
 				all &= one;
 				apart &= none;
 			}
-			if (apart || !ctl_ports_meet(&r->ports, &a->ports))
+			free(rbuf);
+			int at = ctl_ports_at(&r->ports, w, &rp, &rbuf);
+			if (at < 0)
+				goto out;
+			if (apart || !at || !ctl_ports_meet(&rp, &ap))
 				continue;
-			if (r->action == PACT_DENY && !best->audit && all &&
-			    ctl_ports_cover(&r->ports, &a->ports)) {
+			if (r->action == PACT_DENY && !best->audit && all && ctl_ports_cover(&rp, &ap)) {
 				*rule = best_rule;
-				return best;
+				dead = best;
+				goto out;
 			}
 			/* an allow or pass that may meet this rule's traffic: not
 			 * provably dead (nor is it after a partial deny) */
 			if (r->action != PACT_DENY)
-				return NULL;
+				goto out;
 		}
 	}
+out:
+	free(abuf);
+	free(rbuf);
+	return dead;
 }
 
 /* Rules a guardrail makes dead: at every workload the policy selects, an
@@ -759,6 +857,44 @@ static void ctl_lint_guards(const struct pset *s)
 	}
 }
 
+/* An AllowPolicy's port names: what each is on every workload it selects,
+ * reported when one of them has no TCP port of that name (the name opens
+ * nothing there, as in Kubernetes: a typo, or a pod without the port). */
+static void ctl_lint_names(const struct pset *s, const struct pallow *a)
+{
+	char detail[1024];
+
+	for (size_t i = 0; i < a->ports.n; i++) {
+		const char *name = a->ports.r[i].name;
+		size_t len = 0, missing = 0;
+		if (!name)
+			continue;
+		detail[0] = '\0';
+		for (size_t w = 0; w < s->n_workloads; w++) {
+			const struct pworkload *x = &s->workloads[w];
+			uint16_t port = 0;
+			if (!pselector_matches(&a->sel, a->ns, x))
+				continue;
+			for (size_t k = 0; k < x->n_ports && !port; k++)
+				if (x->ports[k].tcp && !strcmp(x->ports[k].name, name))
+					port = x->ports[k].port;
+			missing += !port;
+			int n = port ? snprintf(detail + len, sizeof(detail) - len, "%s%s/%s %u",
+						len ? ", " : "", x->ns, x->name, port)
+				     : snprintf(detail + len, sizeof(detail) - len, "%s%s/%s none",
+						len ? ", " : "", x->ns, x->name);
+			if (n > 0 && (size_t)n < sizeof(detail) - len)
+				len += (size_t)n;
+		}
+		if (missing) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "port name %s matches nothing on %zu selected workload%s",
+				 name, missing, missing == 1 ? "" : "s");
+			ctl_lint(a, (size_t)-1, msg, detail);
+		}
+	}
+}
+
 static void ctl_lint_set(const struct pset *s)
 {
 	for (size_t i = 0; i < s->n_allow; i++) {
@@ -766,6 +902,7 @@ static void ctl_lint_set(const struct pset *s)
 		size_t selected = 0;
 		for (size_t w = 0; w < s->n_workloads; w++)
 			selected += pselector_matches(&a->sel, a->ns, &s->workloads[w]);
+		ctl_lint_names(s, a);
 		if (!selected)
 			ctl_lint(a, (size_t)-1, "selects no workload", NULL);
 		if (a->ports.n == 0)

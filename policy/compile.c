@@ -98,17 +98,33 @@ const struct pworkload *pcompile_find(const struct pset *s, const char *self,
 	return found;
 }
 
-static Cinch__V1__PortRange **port_ranges(struct arena *a, const struct pports *p, size_t *n)
+/* The ranges of p at destination w (its port names resolved, pports_resolve);
+ * ports that resolve to nothing are the range 0-0, no port, since no
+ * ranges would be every port. */
+static Cinch__V1__PortRange **port_ranges(struct arena *a, const struct pports *p,
+					  const struct pworkload *w, size_t *n)
 {
-	Cinch__V1__PortRange **r = aalloc(a, sizeof(*r) * (p->n ? p->n : 1));
+	static const struct pport zero = {0, 0, NULL};
+	const struct pport *src = p->r;
+	size_t m = p->n;
+
+	if (p->n_named) {
+		struct pport *res = aalloc(a, sizeof(*res) * (p->n + p->n_named * w->n_ports));
+		if (!res)
+			return NULL;
+		m = pports_resolve(p, w, res);
+		src = m ? res : &zero;
+		m = m ? m : 1;
+	}
+	Cinch__V1__PortRange **r = aalloc(a, sizeof(*r) * (m ? m : 1));
 	*n = 0;
-	for (size_t i = 0; r && i < p->n; i++) {
+	for (size_t i = 0; r && i < m; i++) {
 		Cinch__V1__PortRange *x = aalloc(a, sizeof(*x));
 		if (!x)
 			return NULL;
 		cinch__v1__port_range__init(x);
-		x->first = p->r[i].lo;
-		x->last = p->r[i].hi;
+		x->first = src[i].lo;
+		x->last = src[i].hi;
 		r[(*n)++] = x;
 	}
 	return r;
@@ -922,8 +938,8 @@ static int emit_source(struct arena *a, const struct pcompiled *c, const struct 
  * not left to the default action. A guardrail's is left out: it decides
  * nothing. */
 static int emit_rule(struct arena *a, const struct pcompiled *c, Cinch__V1__Snapshot *snap,
-		     const char *id, const struct pports *ports, const struct psrc *src, size_t n,
-		     int audit, int guard, enum paction act)
+		     const struct pworkload *w, const char *id, const struct pports *ports,
+		     const struct psrc *src, size_t n, int audit, int guard, enum paction act)
 {
 	Cinch__V1__InboundRule *r = aalloc(a, sizeof(*r));
 	size_t cap = 0;
@@ -941,7 +957,7 @@ static int emit_rule(struct arena *a, const struct pcompiled *c, Cinch__V1__Snap
 	r->id = astr(a, id);
 	r->mode = audit ? CINCH__V1__RULE_MODE__RULE_MODE_AUDIT
 			: CINCH__V1__RULE_MODE__RULE_MODE_ENFORCE;
-	r->ports = port_ranges(a, ports, &r->n_ports);
+	r->ports = port_ranges(a, ports, w, &r->n_ports);
 	r->guardrail = guard;
 	if (guard)
 		r->action = act == PACT_DENY   ? CINCH__V1__RULE_ACTION__RULE_ACTION_DENY
@@ -970,8 +986,8 @@ static int inbound_rules(struct arena *a, const struct pcompiled *c, size_t w,
 		for (size_t r = 0; r < g->n_rules; r++) {
 			const struct pguard_rule *gr = &g->rules[r];
 			snprintf(id, sizeof(id), "GuardrailPolicy/%s#%zu", g->name, r);
-			if (emit_rule(a, c, snap, id, &gr->ports, gr->src, gr->n_src, g->audit, 1,
-				      gr->action) < 0)
+			if (emit_rule(a, c, snap, &c->s->workloads[w], id, &gr->ports, gr->src,
+				      gr->n_src, g->audit, 1, gr->action) < 0)
 				return -ENOMEM;
 		}
 	}
@@ -979,8 +995,8 @@ static int inbound_rules(struct arena *a, const struct pcompiled *c, size_t w,
 		const struct pallow *al = c->order[c->sel[w].v[i]];
 		for (size_t f = 0; f < al->n_from; f++) {
 			snprintf(id, sizeof(id), "%s/%s#%zu", al->ns, al->name, f);
-			if (emit_rule(a, c, snap, id, &al->ports, al->from[f], al->n_src[f],
-				      al->audit, 0, PACT_ALLOW) < 0)
+			if (emit_rule(a, c, snap, &c->s->workloads[w], id, &al->ports, al->from[f],
+				      al->n_src[f], al->audit, 0, PACT_ALLOW) < 0)
 				return -ENOMEM;
 		}
 	}
@@ -1009,7 +1025,7 @@ static int egress_rules(struct arena *a, const struct pcompiled *c, size_t w,
 			r->cidrs = aalloc(a, sizeof(char *) * (e->to[t].n_cidrs + 1));
 			for (size_t k = 0; r->cidrs && k < e->to[t].n_cidrs; k++)
 				r->cidrs[r->n_cidrs++] = astr(a, e->to[t].cidrs[k].text);
-			r->ports = port_ranges(a, &e->to[t].ports, &r->n_ports);
+			r->ports = port_ranges(a, &e->to[t].ports, NULL, &r->n_ports);
 			snap->egress[snap->n_egress++] = r;
 		}
 	}
@@ -1044,8 +1060,9 @@ static Cinch__V1__Peer *peer_msg(struct arena *a, const struct pcompiled *c, siz
 static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1__Snapshot *snap,
 		 size_t **peer_wl)
 {
-	static const struct pport all = {1, 65535};
-	static const struct pports every = {(struct pport *)&all, 1};
+	static const struct pport all = {1, 65535, NULL}, zero = {0, 0, NULL};
+	static const struct pports every = {(struct pport *)&all, 1, 0},
+				   none = {(struct pport *)&zero, 1, 0};
 	struct ilist *pl = &c->peers[w];
 	size_t n = pl->n / 2, i = 0, o = 0;
 	struct pport *acc = NULL;
@@ -1073,18 +1090,25 @@ static int peers(struct arena *a, const struct pcompiled *c, size_t w, Cinch__V1
 					everything = 1;
 				if (everything)
 					continue;
-				struct pport *g = realloc(acc, sizeof(*g) * (n_acc + pp->n));
+				const struct pworkload *dst = &c->s->workloads[cur];
+				struct pport *g =
+					realloc(acc, sizeof(*g) * (n_acc + pp->n +
+								   pp->n_named * dst->n_ports));
 				if (!g)
 					goto out;
 				acc = g;
-				memcpy(acc + n_acc, pp->r, sizeof(*g) * pp->n);
-				n_acc += pp->n;
+				n_acc += pports_resolve(pp, dst, acc + n_acc);
 			}
 		}
+		/* Rules whose port names cur does not have: a peer on no port
+		 * (0-0), never on every port. */
 		Cinch__V1__Peer *m = peer_msg(a, c, cur);
-		struct pports got = {acc, n_acc};
-		if (!m || !(m->allowed_ports = port_ranges(a, everything ? &every : &got,
-							   &m->n_allowed_ports)))
+		struct pports got = {acc, n_acc, 0};
+		if (!m || !(m->allowed_ports = port_ranges(a,
+							   everything ? &every
+							   : n_acc    ? &got
+								      : &none,
+							   NULL, &m->n_allowed_ports)))
 			goto out;
 		(*peer_wl)[snap->n_peers] = cur;
 		snap->peers[snap->n_peers++] = m;

@@ -321,7 +321,50 @@ static int port_num(const char *s, size_t len, uint16_t *out)
 	return 0;
 }
 
-static int vports(struct vctx *v, const struct pdoc *d, struct pports *out)
+/* An IANA_SVC_NAME, as Kubernetes checks a container port's name: 1-15
+ * of [a-z0-9-], at least one letter, no '-' first, last or twice in a row. */
+static int svc_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	int letter = 0;
+
+	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '-' && s[i + 1] == '-')
+			return 0;
+		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+			return 0;
+		letter |= s[i] >= 'a' && s[i] <= 'z';
+	}
+	return letter;
+}
+
+size_t pports_resolve(const struct pports *p, const struct pworkload *w, struct pport *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->r[i].name) {
+			out[n++] = p->r[i];
+			continue;
+		}
+		for (size_t k = 0; k < w->n_ports; k++)
+			if (w->ports[k].tcp && !strcmp(w->ports[k].name, p->r[i].name))
+				out[n++] = (struct pport){w->ports[k].port, w->ports[k].port, NULL};
+	}
+	return n;
+}
+
+void pports_clear(struct pports *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->r[i].name);
+	free(p->r);
+}
+
+/* Numbers, ranges "first-last" and (named: a workload's rules) port names. */
+static int vports(struct vctx *v, const struct pdoc *d, int named, struct pports *out)
 {
 	if (vseq(v, d) < 0)
 		return -EINVAL;
@@ -335,6 +378,21 @@ static int vports(struct vctx *v, const struct pdoc *d, struct pports *out)
 		struct pport *r = &out->r[i];
 		if (!s)
 			return -EINVAL;
+		if (named && strspn(s, "0123456789-") != strlen(s)) {
+			if (!svc_name_ok(s))
+				return verr(v, d->items[i],
+					    "not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 "
+					    "and '-', a letter, no '-' first, last or twice): "
+					    "\"%.40s\"",
+					    s);
+			if (!(r->name = vdup(v, s)))
+				return -ENOMEM;
+			r->lo = 1; /* above hi: no number matches it */
+			out->n++;
+			out->n_named++;
+			vpop(v, o);
+			continue;
+		}
 		if (dash ? port_num(s, (size_t)(dash - s), &r->lo) < 0 ||
 				    port_num(dash + 1, strlen(dash + 1), &r->hi) < 0
 			 : port_num(s, strlen(s), &r->lo) < 0)
@@ -830,7 +888,7 @@ static void pguard_clear(struct pguard *g)
 	psel_free(g->ns_sel);
 	psel_free(g->pod_sel);
 	for (size_t i = 0; i < g->n_rules; i++) {
-		free(g->rules[i].ports.r);
+		pports_clear(&g->rules[i].ports);
 		psrcs_free(g->rules[i].src, g->rules[i].n_src);
 	}
 	free(g->rules);
@@ -851,7 +909,7 @@ static void pallow_clear(struct pallow *a)
 	free(a->ns);
 	free(a->name);
 	pselector_clear(&a->sel);
-	free(a->ports.r);
+	pports_clear(&a->ports);
 	for (size_t i = 0; i < a->n_from; i++)
 		psrcs_free(a->from[i], a->n_src[i]);
 	free(a->from);
@@ -867,7 +925,7 @@ static void pegress_clear(struct pegress *e)
 		for (size_t j = 0; j < e->to[i].n_cidrs; j++)
 			free(e->to[i].cidrs[j].text);
 		free(e->to[i].cidrs);
-		free(e->to[i].ports.r);
+		pports_clear(&e->to[i].ports);
 	}
 	free(e->to);
 }
@@ -885,6 +943,9 @@ static void pworkload_clear(struct pworkload *w)
 	for (size_t i = 0; i < w->n_addrs; i++)
 		free(w->addrs[i].text);
 	free(w->addrs);
+	for (size_t i = 0; i < w->n_ports; i++)
+		free(w->ports[i].name);
+	free(w->ports);
 }
 
 struct pset *pset_new(const char *trust_domain)
@@ -945,7 +1006,7 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 		return -EINVAL;
 	if ((d = vget(v, spec, "ports"))) {
 		size_t o2 = vpush(v, "ports", 0);
-		if (vports(v, d, &a->ports) < 0)
+		if (vports(v, d, 1, &a->ports) < 0)
 			return -EINVAL;
 		vpop(v, o2);
 	}
@@ -1068,7 +1129,7 @@ static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
 		vpop(v, o4);
 		if ((p = vget(v, t, "ports"))) {
 			o4 = vpush(v, "ports", 0);
-			if (vports(v, p, &e->to[i].ports) < 0)
+			if (vports(v, p, 0, &e->to[i].ports) < 0)
 				return -EINVAL;
 			vpop(v, o4);
 		}
@@ -1098,7 +1159,7 @@ static int vguard_rule(struct vctx *v, const struct pdoc *d, struct pguard_rule 
 	vpop(v, o);
 	if ((x = vget(v, d, "ports"))) {
 		o = vpush(v, "ports", 0);
-		if (vports(v, x, &r->ports) < 0)
+		if (vports(v, x, 1, &r->ports) < 0)
 			return -EINVAL;
 		vpop(v, o);
 	}
@@ -1237,9 +1298,65 @@ static int vnamespace(struct vctx *v, const struct pdoc *spec)
 	return 0;
 }
 
+/* spec.ports: [{name, containerPort, protocol}], a pod's container ports
+ * (protocol TCP, UDP or SCTP; TCP when absent). Unnamed ones are of no
+ * use to a policy and are not kept. */
+static int vwports(struct vctx *v, const struct pdoc *d, struct pworkload *w)
+{
+	static const char *const keys[] = {"name", "containerPort", "protocol", NULL};
+
+	if (vseq(v, d) < 0)
+		return -EINVAL;
+	if (!(w->ports = calloc(d->n, sizeof(*w->ports))))
+		return v->nomem = -ENOMEM;
+	for (size_t i = 0; i < d->n; i++) {
+		size_t o = vpush(v, NULL, (long)i), o2;
+		const struct pdoc *x;
+		const char *name = NULL, *proto = "TCP", *num;
+		uint16_t port;
+		if (vmap(v, d->items[i], keys) < 0)
+			return -EINVAL;
+		o2 = vpush(v, "containerPort", 0);
+		if (!(num = vstr(v, vget(v, d->items[i], "containerPort"))))
+			return -EINVAL;
+		if (port_num(num, strlen(num), &port) < 0)
+			return verr(v, vget(v, d->items[i], "containerPort"),
+				    "not a port (1-65535): \"%.40s\"", num);
+		vpop(v, o2);
+		if ((x = vget(v, d->items[i], "protocol"))) {
+			o2 = vpush(v, "protocol", 0);
+			if (!(proto = vstr(v, x)))
+				return -EINVAL;
+			if (strcmp(proto, "TCP") && strcmp(proto, "UDP") && strcmp(proto, "SCTP"))
+				return verr(v, x, "not TCP, UDP or SCTP: \"%.40s\"", proto);
+			vpop(v, o2);
+		}
+		if ((x = vget(v, d->items[i], "name"))) {
+			o2 = vpush(v, "name", 0);
+			if (!(name = vstr(v, x)))
+				return -EINVAL;
+			if (!svc_name_ok(name))
+				return verr(
+					v, x,
+					"not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 and "
+					"'-', a letter, no '-' first, last or twice): \"%.40s\"",
+					name);
+			vpop(v, o2);
+			struct pwport *p = &w->ports[w->n_ports];
+			if (!(p->name = vdup(v, name)))
+				return -ENOMEM;
+			p->port = port;
+			p->tcp = !strcmp(proto, "TCP");
+			w->n_ports++;
+		}
+		vpop(v, o);
+	}
+	return 0;
+}
+
 static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *w)
 {
-	static const char *const keys[] = {"serviceAccount", "addresses", NULL};
+	static const char *const keys[] = {"serviceAccount", "addresses", "ports", NULL};
 	size_t o = vpush(v, "spec", 0);
 
 	if (vmap(v, spec, keys) < 0)
@@ -1252,6 +1369,13 @@ static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *
 	if (vcidrs(v, vget(v, spec, "addresses"), 1, &w->addrs, &w->n_addrs) < 0)
 		return -EINVAL;
 	vpop(v, o2);
+	const struct pdoc *p = vget(v, spec, "ports");
+	if (p) {
+		o2 = vpush(v, "ports", 0);
+		if (vwports(v, p, w) < 0)
+			return -EINVAL;
+		vpop(v, o2);
+	}
 	vpop(v, o);
 	return 0;
 }

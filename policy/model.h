@@ -20,13 +20,18 @@
 
 #define PSET_API_VERSION "cinch.dev/v1alpha1"
 
+/* A port, a range, or a named port (name set, lo 1 > hi 0: it matches no
+ * number until pports_resolve turns it into a destination workload's
+ * TCP container ports of that name). */
 struct pport {
 	uint16_t lo, hi; /* inclusive */
+	char *name;	 /* an IANA_SVC_NAME, or NULL */
 };
 
 struct pports {
 	struct pport *r; /* none: every port */
 	size_t n;
+	size_t n_named; /* entries with a name */
 };
 
 struct pcidr {
@@ -193,10 +198,20 @@ struct pegress {
 	struct pwhere where;
 };
 
+/* A workload's named container port (spec.ports; a pod's
+ * spec.containers[].ports[]). Only TCP ones resolve a policy's name. */
+struct pwport {
+	char *name;
+	uint16_t port;
+	int tcp;
+};
+
 struct pworkload {
 	char *ns, *name, *sa;
 	struct plabel *labels;
 	size_t n_labels;
+	struct pwport *ports; /* named ports only */
+	size_t n_ports;
 	struct pcidr *addrs; /* host addresses (prefix = full length) */
 	size_t n_addrs;
 	struct pwhere where;
@@ -276,6 +291,12 @@ int prange_cmp(const void *a, const void *b); /* qsort/bsearch order */
  * it is neither IPv4 nor IPv6. */
 int paddr_of(const struct sockaddr *sa, int *v6, paddr_t *out);
 int pports_contains(const struct pports *p, uint16_t port);
+/* `p` for destination `w`: its numbers and ranges, and each name as w's
+ * TCP container ports of that name (none when w has no such port, as
+ * Kubernetes). out holds p->n + p->n_named * w->n_ports entries; the
+ * number written. 0 with p->n > 0 means no port at all, never every port. */
+size_t pports_resolve(const struct pports *p, const struct pworkload *w, struct pport *out);
+void pports_clear(struct pports *p);
 /* Does `sel` (in namespace `ns`) pick workload `w`? */
 int pselector_matches(const struct pselector *sel, const char *ns, const struct pworkload *w);
 /* Does the label part of `sel` (matchLabels, matchExpressions) match

@@ -439,8 +439,12 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 		if (d->action > CINCH__V1__RULE_ACTION__RULE_ACTION_PASS)
 			return serr(err, path, "unknown action", NULL);
 		s->n_guard += d->guard;
-		if (sports(r->ports, r->n_ports, &d->ports, 0) < 0)
+		/* 0-0: port names the workload does not have, no port at all
+		 * (1 above 0 matches none) */
+		if (sports(r->ports, r->n_ports, &d->ports, 1) < 0)
 			return serr(err, path, "bad port range", NULL);
+		if (d->ports.n == 1 && d->ports.r[0].lo == 0)
+			d->ports.r[0].lo = 1;
 		d->src = calloc(r->n_sources + 1, sizeof(*d->src));
 		if (!d->src)
 			return -ENOMEM;

@@ -21,6 +21,31 @@ static const char *ps_str(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* The named container ports (name, containerPort, protocol) of every
+ * container: what a policy's port name resolves to. The registry checks
+ * them (the API server already has). */
+static json_t *ps_ports(const json_t *spec)
+{
+	json_t *out = json_array(), *c, *p;
+	size_t i, k;
+
+	json_array_foreach(json_object_get(spec, "containers"), i, c)
+	{
+		json_array_foreach(json_object_get(c, "ports"), k, p)
+		{
+			const char *name = ps_str(p, "name"), *proto = ps_str(p, "protocol");
+			json_t *num = json_object_get(p, "containerPort");
+			if (!name || !json_is_integer(num))
+				continue;
+			json_array_append_new(out,
+					      json_pack("{s:s, s:I, s:s}", "name", name,
+							"containerPort", json_integer_value(num),
+							"protocol", proto ? proto : "TCP"));
+		}
+	}
+	return out;
+}
+
 json_t *podsource_workload(const json_t *pod)
 {
 	const json_t *meta = json_object_get(pod, "metadata");
@@ -53,10 +78,15 @@ json_t *podsource_workload(const json_t *pod)
 		return NULL;
 	}
 	json_t *labels = json_deep_copy(json_object_get(meta, "labels"));
-	return json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:{s:s, s:o}}", "apiVersion",
-			 "cinch.dev/v1alpha1", "kind", "Workload", "metadata", "name", name,
-			 "namespace", ns, "labels", labels ? labels : json_object(), "spec",
-			 "serviceAccount", sa ? sa : "default", "addresses", addrs);
+	json_t *w = json_pack("{s:s, s:s, s:{s:s, s:s, s:o}, s:{s:s, s:o}}", "apiVersion",
+			      "cinch.dev/v1alpha1", "kind", "Workload", "metadata", "name", name,
+			      "namespace", ns, "labels", labels ? labels : json_object(), "spec",
+			      "serviceAccount", sa ? sa : "default", "addresses", addrs);
+	json_t *ports = ps_ports(spec);
+	if (w && ports && json_array_size(ports))
+		json_object_set(json_object_get(w, "spec"), "ports", ports);
+	json_decref(ports);
+	return w;
 }
 
 /* Puts the pod's workload in the view, or takes it out. */

@@ -12,8 +12,9 @@ k8s.io/apiextensions-apiserver. This test
   3. checks that the int-or-string ports keep their meaning after the
      move of range and pattern beside anyOf: with the API server's
      type-dependent keywords (minimum applies to numbers, pattern to
-     strings) 1, 65535, "80", "8000-8080" pass and 0, 65536, "http",
-     "0-1", true fail.
+     strings) 1, 65535, "80", "8000-8080" pass and 0, 65536, "0-1", true
+     fail; port names (IANA_SVC_NAME) pass in AllowPolicy and
+     GuardrailPolicy, not in EgressPolicy, and "HTTP", "a--b" fail.
 
 usage: crd_structural_test.py SRC_DIR
 Exit 0 when every check passed, 1 otherwise, 77 when kubectl is missing.
@@ -88,6 +89,8 @@ def port_schema(crd):
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     if "ports" in spec["properties"]:
         return spec["properties"]["ports"]["items"]
+    if "rules" in spec["properties"]:
+        return spec["properties"]["rules"]["items"]["properties"]["ports"]["items"]
     to = spec["properties"]["to"]["items"]["properties"]
     return to["ports"]["items"]
 
@@ -102,8 +105,13 @@ def check_port_meaning(crds):
         v = jsonschema.Draft4Validator(crdschema.prune_schema(items))
         for good in (1, 80, 65535, "80", "8000-8080", "1-65535"):
             check(v.is_valid(good), f"{kind} ports accept {good!r}")
-        for bad in (0, 65536, -1, "http", "0-1", "80-", "65536", True, 1.5):
+        for bad in (0, 65536, -1, "0-1", "80-", "65536", True, 1.5, "HTTP", "a--b", "-http",
+                    "http-", "abcdefghijklmnop", "h_t", ""):
             check(not v.is_valid(bad), f"{kind} ports refuse {bad!r}")
+        # named ports: a workload's port, so not an EgressPolicy's
+        named = kind != "EgressPolicy"
+        for name in ("http", "a-1-b-2-c-3-d45", "h2c", "9p"):
+            check(v.is_valid(name) == named, f"{kind} ports {'accept' if named else 'refuse'} {name!r}")
 
 
 def main():

@@ -37,6 +37,19 @@ static const struct pod_case pod_cases[] = {
 	  "{\"apiVersion\":\"cinch.dev/v1alpha1\",\"kind\":\"Workload\",\"metadata\":{\"labels\":{},"
 	  "\"name\":\"job-1\",\"namespace\":\"batch\"},\"spec\":{\"addresses\":[\"10.1.0.9\"],"
 	  "\"serviceAccount\":\"default\"}}" },
+	/* Named container ports of every container (what a policy's port name
+	 * resolves to), the protocol TCP when absent; unnamed ones left out. */
+	{ "{\"metadata\": {\"name\": \"api-1\", \"namespace\": \"shop\", " INJECTED "}, "
+	  "\"spec\": {\"serviceAccountName\": \"api\", \"containers\": [{\"name\": \"app\", "
+	  "\"ports\": [{\"name\": \"http\", \"containerPort\": 8080}, {\"containerPort\": 7000}, "
+	  "{\"name\": \"dns\", \"containerPort\": 53, \"protocol\": \"UDP\", \"hostPort\": 53}]}, "
+	  "{\"name\": \"side\", \"ports\": [{\"name\": \"metrics\", \"containerPort\": 9090, "
+	  "\"protocol\": \"TCP\"}]}]}, \"status\": {\"podIP\": \"10.1.0.7\"}}",
+	  "{\"apiVersion\":\"cinch.dev/v1alpha1\",\"kind\":\"Workload\",\"metadata\":{\"labels\":{},"
+	  "\"name\":\"api-1\",\"namespace\":\"shop\"},\"spec\":{\"addresses\":[\"10.1.0.7\"],"
+	  "\"ports\":[{\"containerPort\":8080,\"name\":\"http\",\"protocol\":\"TCP\"},"
+	  "{\"containerPort\":53,\"name\":\"dns\",\"protocol\":\"UDP\"},{\"containerPort\":9090,"
+	  "\"name\":\"metrics\",\"protocol\":\"TCP\"}],\"serviceAccount\":\"api\"}}" },
 	{ "{\"metadata\": {\"name\": \"a\", \"namespace\": \"n\"}, \"spec\": {}, \"status\": "
 	  "{\"podIP\": \"10.1.0.1\"}}", NULL }, /* not injected */
 	{ "{\"metadata\": {\"name\": \"a\", \"namespace\": \"n\", " INJECTED "}, \"spec\": {}, "

@@ -114,6 +114,18 @@ expect 1 "lint of wildcards" "$C" policy lint "$D/l"
 grep -q "shop/l#1: grants every workload of a namespace: spiffe://cluster.local/ns/jobs/sa/\*" "$D/out" || { echo "FAIL: sa wildcard wording"; cat "$D/out"; fail=1; }
 grep -q "shop/l#1: shadowed" "$D/out" || { echo "FAIL: namespace = sa wildcard"; cat "$D/out"; fail=1; }
 grep -q "shop/l#2: grants every SPIFFE ID of one more segment: spiffe://cluster.local/gw/\*" "$D/out" || { echo "FAIL: other wildcard wording"; cat "$D/out"; fail=1; }
+# named ports: lint compares a guardrail's and a policy's port names as
+# what they are on each workload: a guardrail that allows http before it
+# denies the rest does not make a rule on http dead; one that denies api's
+# http port by its number does
+mkdir "$D/n"
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: Workload\nmetadata: {name: api, namespace: shop}\nspec: {serviceAccount: api, addresses: ["10.1.0.2"], ports: [{name: http, containerPort: 8080}]}\n---\napiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: n, namespace: shop}\nspec:\n  selector: {workloads: [api]}\n  ports: [http]\n  from: [{namespaces: [shop]}]\n' >"$D/n/a.yaml"
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata: {name: g}\nspec:\n  priority: 1\n  subject: {namespaceSelector: {}}\n  rules:\n    - {action: allow, ports: [http]}\n    - {action: deny}\n' >"$D/n/g.yaml"
+"$C" policy lint "$D/n" >"$D/out" 2>&1
+if grep -q "dead" "$D/out"; then echo "FAIL: a guardrail's allow of http kills a rule on http"; cat "$D/out"; fail=1; fi
+printf 'apiVersion: cinch.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata: {name: g}\nspec:\n  priority: 1\n  subject: {namespaceSelector: {}}\n  rules: [{action: deny, ports: [8080]}]\n' >"$D/n/g.yaml"
+expect 1 "lint of a guardrail on a named port's number" "$C" policy lint "$D/n"
+grep -q "shop/n#0: dead: a guardrail denies everything it allows: GuardrailPolicy/g#0" "$D/out" || { echo "FAIL: deny of 8080 kills the rule on http (8080)"; cat "$D/out"; fail=1; }
 echo "ports: [99999]" >>"$D/p/a.yaml"
 expect 1 "check of an invalid set" "$C" policy check "$D/p"
 [ $fail -eq 0 ] && echo "cli_test: all passed"

@@ -53,6 +53,7 @@ API = "cinch.dev/v1alpha1"
 # The reference evaluator: docs/policy.md, read literally.
 
 TD_RE = re.compile(r"[a-z0-9._-]+")
+PORT_NAME_RE = re.compile(r"(?=.{1,15}$)([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*")
 SEG_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -110,10 +111,21 @@ def source_admits(kind, text, caller):
     return addr.version == 6 and addr in net
 
 
-def ports_include(ports, port):
+def resolve_port(name, w):
+    """A port name on workload w: its TCP container ports of that name
+    (docs: none when it has no such port)."""
+    return [p["containerPort"] for p in w.get("ports", [])
+            if p["name"] == name and p.get("protocol", "TCP") == "TCP"]
+
+
+def ports_include(ports, port, w):
     if ports is None:
         return True
     for p in ports:
+        if isinstance(p, str) and PORT_NAME_RE.fullmatch(p):
+            if port in resolve_port(p, w):
+                return True
+            continue
         lo, _, hi = str(p).partition("-")
         if int(lo) <= port <= int(hi or lo):
             return True
@@ -271,7 +283,7 @@ def decide(world, w, caller, port):
     pols, rules = rules_of(world, w)
     first, near, decided, audit = None, [], None, None
     for rid, g, r in guard_rules(world, w):
-        pm = ports_include(r.get("ports"), port)
+        pm = ports_include(r.get("ports"), port, w)
         sm = any(entry_admits(e, caller, world, None) for e in r.get("from", [None]))
         if pm and sm and first is None:
             first = rid
@@ -282,7 +294,7 @@ def decide(world, w, caller, port):
                 decided = (r["action"], rid)
     nfirst = None
     for rid, p, entry in rules:
-        pm, sm = ports_include(p.get("ports"), port), entry_admits(entry, caller, world, p["ns"])
+        pm, sm = ports_include(p.get("ports"), port, w), entry_admits(entry, caller, world, p["ns"])
         if pm and sm and nfirst is None:
             nfirst = rid
         if pm != sm and len(near) < 3:
@@ -339,6 +351,14 @@ NS_LABELS = {"env": ["prod", "dev"], "team": ["shop", "ops"]}
 POL_NAMES = ["a", "a-b", "a0", "ab", "b", "from-web", "p.1", "z"]
 PORTS = [1, 22, 80, 443, 5432, 8080, 8081, 9000, 65535]
 RANGES = ["1-1024", "8000-8100", "8080-8080", "9000-9001", "1024-65535"]
+# named ports: one name on different numbers across workloads, some UDP
+PORT_NAMES = ["http", "grpc", "metrics-2"]
+
+
+def rand_ports(rng, k):
+    """A rule's ports: numbers, ranges and (a third of the time) names."""
+    pool = PORTS + RANGES + (PORT_NAMES * 2 if rng.random() < 0.35 else [])
+    return [rng.choice(pool) for _ in range(k)]
 
 
 def rand_cidr(rng, world):
@@ -393,8 +413,15 @@ def gen_world(rng):
         if not addrs or rng.random() < 0.4:
             addrs.append("fd00:%x::%x" % (n4, i + 1))
         labels = {k: rng.choice(v) for k, v in LABELS.items() if rng.random() < 0.6}
+        wports = []
+        for pn in PORT_NAMES:
+            if rng.random() < 0.5:
+                wp = {"name": pn, "containerPort": rng.choice(PORTS)}
+                if rng.random() < 0.25:
+                    wp["protocol"] = rng.choice(["TCP", "UDP", "SCTP"])
+                wports.append(wp)
         world["workloads"].append({"ns": ns, "name": name, "sa": rng.choice(SAS),
-                                   "labels": labels, "addrs": addrs})
+                                   "labels": labels, "addrs": addrs, "ports": wports})
     # plaintext callers' addresses: some near the workloads, some outside
     world["_plain4"] = ["10.%d.%d.%d" % (n4, rng.randint(0, 8), rng.randint(0, 255)) for _ in range(4)] + \
         ["192.168.%d.%d" % (rng.randint(0, 255), rng.randint(0, 255)), "172.16.0.1"]
@@ -476,7 +503,7 @@ def gen_guard(rng, world, name, nss):
     for _ in range(rng.randint(0 if "allowLoosening" in g else 1, 3)):
         rule = {"action": rng.choice(["allow", "deny", "deny", "pass"])}
         if rng.random() < 0.7:
-            rule["ports"] = [rng.choice(PORTS + RANGES) for _ in range(rng.randint(1, 2))]
+            rule["ports"] = rand_ports(rng, rng.randint(1, 2))
         if rng.random() < 0.7:
             rule["from"] = []
             for _ in range(rng.randint(1, 2)):
@@ -523,7 +550,7 @@ def gen_policy(rng, world, ns, name, nss):
         sel = dict(sel, **{k: v for k, v in rand_selector(rng, LABELS).items() if k == "matchExpressions"})
     pol = {"ns": ns, "name": name, "selector": sel, "from": []}
     if rng.random() < 0.75:
-        pol["ports"] = [rng.choice(PORTS + RANGES) for _ in range(rng.randint(1, 3))]
+        pol["ports"] = rand_ports(rng, rng.randint(1, 3))
     if rng.random() < 0.4:
         pol["mode"] = rng.choice(["enforce", "audit"])
     for _ in range(rng.randint(1, 3)):
@@ -601,7 +628,10 @@ def world_docs(world):
         meta = {"name": w["name"], "namespace": w["ns"]}
         if w["labels"]:
             meta["labels"] = w["labels"]
-        wl.append(("Workload", meta, {"serviceAccount": w["sa"], "addresses": w["addrs"]}))
+        spec = {"serviceAccount": w["sa"], "addresses": w["addrs"]}
+        if w.get("ports"):
+            spec["ports"] = w["ports"]
+        wl.append(("Workload", meta, spec))
     return pol, wl
 
 
@@ -646,11 +676,16 @@ def show_world(world, layout):
 # ---------------------------------------------------------------------------
 # Queries aimed at the rules
 
-def aim_port(rng, pol, hit):
-    """A port of the policy's (its ranges' edges), or one just outside."""
+def aim_port(rng, pol, hit, w):
+    """A port of the policy's (its ranges' edges; a name's number on the
+    destination w, or on another workload), or one just outside."""
     if pol is None or "ports" not in pol:
         return rng.choice(PORTS)
-    lo, _, hi = str(rng.choice(pol["ports"])).partition("-")
+    p = rng.choice(pol["ports"])
+    if isinstance(p, str) and PORT_NAME_RE.fullmatch(p):
+        on = resolve_port(p, w) or [x["containerPort"] for x in w.get("ports", [])] or PORTS
+        p = rng.choice(on)
+    lo, _, hi = str(p).partition("-")
     lo, hi = int(lo), int(hi or lo)
     if hit:
         return rng.choice([lo, hi, (lo + hi) // 2])
@@ -714,7 +749,7 @@ def gen_queries(rng, world, n):
         # thing: the port, or the caller
         hit = rng.random() < 0.5
         miss_port = not hit and rng.random() < 0.4
-        q = {"to": "%s/%s" % (to["ns"], to["name"]), "port": aim_port(rng, pol, not miss_port)}
+        q = {"to": "%s/%s" % (to["ns"], to["name"]), "port": aim_port(rng, pol, not miss_port, to)}
         r = rng.random()
         plain_entry = aim and len(aim[2]) == 1 and next(iter(aim[2])) in (
             "identities", "namespaces", "ipBlocks")
@@ -859,7 +894,9 @@ def explain_one(cinchctl, world, p, w, q):
         want += ["  near:   %s %s" % (rid, "admits this caller, but not on this port" if sm
                                       else "covers this port, but does not admit this caller")
                  for rid, sm in near]
-    got = [l for l in r.stdout.splitlines() if not l.startswith("  reason:")]
+    # "names:" lines: what port names are on the destination (namedports_test)
+    got = [l for l in r.stdout.splitlines()
+           if not l.startswith("  reason:") and not l.lstrip().startswith("names:")]
     status = 1 if verdict == "deny" else 0
     if got != want or r.returncode != status:
         return [(q, "cinchctl policy explain (exit %d):\n%s\nthe model (exit %d):\n%s" % (
