@@ -25,7 +25,7 @@ struct tlsserver {
 	uv_tcp_t tcp;
 	struct tlsserver_config cfg;
 	const struct tlsserver_ops *ops;
-	struct tls_ctx *tls; /* for new connections */
+	struct mtls_ctx *tls; /* for new connections */
 	void *owner;
 	void (*stopped)(void *owner);
 	struct tlsconn *conns;
@@ -42,7 +42,7 @@ struct tlsconn {
 	uv_timer_t kick; /* 0 ms: tlsconn_kick */
 	struct tlsserver *srv;
 	struct tlsconn *next, **pprev;
-	struct tls_conn *tls;
+	struct mtls_conn *tls;
 	void *data; /* the protocol's, freed by ops->free */
 	enum tlsconn_state state;
 	size_t inflight;   /* bytes handed to uv_write, not yet written */
@@ -78,7 +78,7 @@ static void tlsserver_unref(struct tlsserver *s)
 		return;
 	if (s->stopped)
 		s->stopped(s->owner);
-	tls_ctx_unref(s->tls);
+	mtls_ctx_unref(s->tls);
 	free(s);
 }
 
@@ -91,7 +91,7 @@ static void tlsconn_close_cb(uv_handle_t *h)
 	if (--c->pending_closes > 0)
 		return;
 	s->ops->free(c);
-	tls_conn_free(c->tls);
+	mtls_conn_free(c->tls);
 	s->n_conns--;
 	free(c);
 	tlsserver_unref(s);
@@ -173,14 +173,14 @@ static void tlsconn_write_cb(uv_write_t *req, int status)
 /* Hands everything TLS has produced to the socket. */
 static int tlsconn_send(struct tlsconn *c)
 {
-	size_t n = tls_conn_pending_out(c->tls);
+	size_t n = mtls_conn_pending_out(c->tls);
 	if (n == 0)
 		return 0;
 	struct tlswrite *w = malloc(sizeof(*w) + n);
 	if (!w)
 		return -ENOMEM;
 	w->c = c;
-	w->len = tls_conn_take_out(c->tls, w->data, n);
+	w->len = mtls_conn_take_out(c->tls, w->data, n);
 	w->req.data = w;
 	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
 	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, tlsconn_write_cb);
@@ -194,12 +194,12 @@ static int tlsconn_send(struct tlsconn *c)
 
 int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 {
-	return tls_conn_write(c->tls, data, len);
+	return mtls_conn_write(c->tls, data, len);
 }
 
 size_t tlsconn_room(const struct tlsconn *c)
 {
-	size_t used = c->inflight + tls_conn_pending_out(c->tls);
+	size_t used = c->inflight + mtls_conn_pending_out(c->tls);
 	return used < c->write_high ? c->write_high - used : 0;
 }
 
@@ -240,7 +240,7 @@ static void tlsconn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		tlsconn_close(c, n == UV_EOF ? "peer_closed" : "read_error");
 		return;
 	}
-	if (tls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
+	if (mtls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
 		tlsconn_close(c, "out_of_memory");
 		return;
 	}
@@ -255,7 +255,7 @@ static void tlsconn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 static int tlsconn_handshake(struct tlsconn *c)
 {
 	const char *why = "";
-	int r = tls_conn_handshake(c->tls, &why);
+	int r = mtls_conn_handshake(c->tls, &why);
 
 	if (r < 0) {
 		(void)tlsconn_send(c); /* the alert, best effort */
@@ -264,7 +264,7 @@ static int tlsconn_handshake(struct tlsconn *c)
 		tlsconn_close(c, "handshake_failed");
 		return r;
 	}
-	if (r == TLS_HS_DONE) {
+	if (r == MTLS_HS_DONE) {
 		c->state = TLSCONN_ST_OPEN;
 		uv_timer_stop(&c->timer);
 		if ((r = c->srv->ops->start(c)) < 0) {
@@ -286,7 +286,7 @@ void tlsconn_advance(struct tlsconn *c)
 	if (c->state == TLSCONN_ST_HANDSHAKE && tlsconn_handshake(c) < 0)
 		return;
 	while (c->state == TLSCONN_ST_OPEN && !c->closing) {
-		r = tls_conn_read(c->tls, buf, sizeof(buf));
+		r = mtls_conn_read(c->tls, buf, sizeof(buf));
 		if (r == 0)
 			break;
 		if (r < 0) {
@@ -303,7 +303,7 @@ void tlsconn_advance(struct tlsconn *c)
 		tlsconn_close(c, "write_error");
 		return;
 	}
-	tls_conn_trim(c->tls); /* everything read and sent: its buffers can go */
+	mtls_conn_trim(c->tls); /* everything read and sent: its buffers can go */
 	int want_read = c->inflight < c->write_high;
 	if (want_read != c->reading) {
 		if (want_read)
@@ -343,7 +343,7 @@ const char *tlsconn_ip(const struct tlsconn *c)
 	return c->ip;
 }
 
-struct tls_conn *tlsconn_tls(struct tlsconn *c)
+struct mtls_conn *tlsconn_tls(struct tlsconn *c)
 {
 	return c->tls;
 }
@@ -441,7 +441,7 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	if (tls_conn_new(s->tls, &c->tls) < 0 ||
+	if (mtls_conn_new_server(s->tls, &c->tls) < 0 ||
 	    uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb) < 0) {
 		tlsconn_close(c, "out_of_memory");
 		return;
@@ -451,7 +451,7 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 }
 
 int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
-		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    const struct tlsserver_ops *ops, struct mtls_ctx *tls, void *owner,
 		    struct tlsserver **out, int *port)
 {
 	struct tlsserver *s = calloc(1, sizeof(*s));
@@ -476,7 +476,7 @@ int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
 	}
 	s->tcp.data = s;
 	s->tls = tls;
-	tls_ctx_ref(tls);
+	mtls_ctx_ref(tls);
 	if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
 	    (rc = uv_listen((uv_stream_t *)&s->tcp, 1024, tlsserver_connection_cb)) < 0 ||
 	    (rc = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len)) < 0) {
@@ -505,10 +505,10 @@ void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner))
 	uv_close((uv_handle_t *)&s->tcp, tlsserver_close_cb);
 }
 
-void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls)
+void tlsserver_set_tls(struct tlsserver *s, struct mtls_ctx *tls)
 {
-	tls_ctx_ref(tls);
-	tls_ctx_unref(s->tls);
+	mtls_ctx_ref(tls);
+	mtls_ctx_unref(s->tls);
 	s->tls = tls;
 }
 

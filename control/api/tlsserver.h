@@ -1,5 +1,5 @@
 /* tlsserver: a TCP listener on one libuv loop whose connections speak TLS
- * (api/tls.h), with the protocol on top given as an ops table. It is the
+ * (mtls.h, the one TLS engine), with the protocol on top given as an ops table. It is the
  * part every TLS server of cinch-control has in common (the injection
  * webhook and the gRPC server in api/grpc.c run on it): accept, the
  * connection limit, the handshake and its timeout, the plaintext pump, the
@@ -14,7 +14,7 @@
  * once a second for the per-source cap, with the count left out). A
  * connection that has not finished its handshake within handshake_ms is
  * closed. The buffers of an idle connection's TLS engine are given back
- * after every run of the driver (tls_conn_trim), so a quiet connection
+ * after every run of the driver (mtls_conn_trim), so a quiet connection
  * costs its fixed state only.
  *
  * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
@@ -39,7 +39,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "api/tls.h"
+#include "mtls.h"
 
 struct nghttp2_session;
 
@@ -91,13 +91,13 @@ struct tlsserver_config {
  * borrows ops (static) and owner; takes a reference to tls. 0, *out and
  * *port (the bound port), or a libuv error (nothing to stop). */
 int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
-		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    const struct tlsserver_ops *ops, struct mtls_ctx *tls, void *owner,
 		    struct tlsserver **out, int *port) __attribute__((warn_unused_result));
 /* Closes the listener and every connection; `stopped(owner)` (may be
  * NULL) runs once all is closed and freed. NULL: no-op. */
 void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner));
 /* New connections use `tls` (a reference is taken); open ones keep theirs. */
-void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls);
+void tlsserver_set_tls(struct tlsserver *s, struct mtls_ctx *tls);
 unsigned tlsserver_conns(const struct tlsserver *s);
 
 /* ---- for the protocol, on its connection */
@@ -109,7 +109,7 @@ void *tlsconn_data(const struct tlsconn *c);
  * address), "unknown" if the socket has no peer address. */
 const char *tlsconn_peer(const struct tlsconn *c);
 const char *tlsconn_ip(const struct tlsconn *c); /* without the port; "" if unknown */
-struct tls_conn *tlsconn_tls(struct tlsconn *c);
+struct mtls_conn *tlsconn_tls(struct tlsconn *c);
 /* Plaintext for the peer, encrypted at once. 0 or -EPROTO. */
 int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
