@@ -26,6 +26,7 @@
 
 #include "backoff.h"
 #include "cinch/v1/identity.pb-c.h"
+#include "certverify.h"
 #include "grpcc.h"
 #include "log.h"
 #include "spiffe.h"
@@ -245,8 +246,6 @@ STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n)
 static const char *svidsrc_install(struct svidsrc *s, const Cinch__V1__SignResponse *r)
 {
 	STACK_OF(X509) *chain = NULL, *roots = NULL;
-	X509_STORE *store = NULL;
-	X509_STORE_CTX *ctx = NULL;
 	BIO *pem = NULL;
 	char *roots_pem = NULL, id[SPIFFE_ID_MAX + 1];
 	int64_t nb, na;
@@ -276,14 +275,12 @@ static const char *svidsrc_install(struct svidsrc *s, const Cinch__V1__SignRespo
 		why = "certificate has bad or past validity";
 		goto out;
 	}
-	store = X509_STORE_new();
-	ctx = X509_STORE_CTX_new();
-	for (size_t i = 0; store && i < sk_X509_num(roots); i++)
-		if (!X509_STORE_add_cert(store, sk_X509_value(roots, i)))
-			goto nomem;
-	if (!store || !ctx || !X509_STORE_CTX_init(ctx, store, leaf, chain))
+	switch (certverify_roots(roots, leaf, chain, NULL, NULL)) {
+	case 0:
+		break;
+	case -ENOMEM:
 		goto nomem;
-	if (X509_verify_cert(ctx) != 1) {
+	default:
 		why = "certificate does not verify against its bundle";
 		goto out;
 	}
@@ -311,8 +308,6 @@ nomem:
 out:
 	sk_X509_pop_free(chain, X509_free);
 	sk_X509_pop_free(roots, X509_free);
-	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
 	BIO_free(pem);
 	return why;
 }
