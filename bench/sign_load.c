@@ -23,6 +23,7 @@
 #include "cinch/v1/identity.pb-c.h"
 #include "fsutil.h"
 #include "grpcc.h"
+#include "numarg.h"
 
 struct load {
 	uv_loop_t *loop;
@@ -229,7 +230,12 @@ int main(int argc, char **argv)
 	}
 	l.url = argv[2];
 	char *cert = read_text(argv[4]), *key = read_text(argv[5]);
-	unsigned n = (unsigned)atoi(argv[6]);
+	long long n_ll;
+	if (numarg_parse(argv[6], 1, 100000, &n_ll) < 0) {
+		fprintf(stderr, "sign_load: CONCURRENCY \"%s\": expected 1 to 100000\n", argv[6]);
+		return 2;
+	}
+	unsigned n = (unsigned)n_ll;
 	double secs = atof(argv[7]);
 	uint8_t *csr;
 	size_t csr_len;

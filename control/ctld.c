@@ -56,6 +56,7 @@
 #include "kwatch.h"
 #include "hub.h"
 #include "log.h"
+#include "numarg.h"
 #include "spiffe.h"
 #include "store.h"
 #include "token/token.h"
@@ -269,10 +270,9 @@ static void ctld_usage(FILE *out)
 
 static long long ctld_number(const char *s, long long min, long long max)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	return errno || end == s || *end || v < min || v > max ? -1 : v;
+	long long v;
+
+	return numarg_parse(s, min, max, &v) < 0 ? -1 : v;
 }
 
 /* A DNS label (RFC 1123), as Service and namespace names are: the webhook
@@ -559,7 +559,9 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 			return -EINVAL;
 		default:
 			if (ctld_apply(cfg, c, optarg) < 0) {
-				fprintf(stderr, "cinch-control: --%s: invalid value \"%s\"\n",
+				fprintf(stderr,
+					"cinch-control: --%s: invalid value \"%s\"\n"
+					"Run 'cinch-control --help' for usage.\n",
 					ctld_opt_name(c), optarg ? optarg : "");
 				return -EINVAL;
 			}

@@ -28,7 +28,7 @@ static char dir[64];
 
 static int setup(void **state)
 {
-	strcpy(dir, "/tmp/fswatch_test.XXXXXX");
+	snprintf(dir, sizeof(dir), "/tmp/fswatch_test.XXXXXX");
 	return mkdtemp(dir) ? 0 : -1;
 }
 

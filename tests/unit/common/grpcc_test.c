@@ -51,7 +51,7 @@ static int setup(void **state)
 	fx.other_pem = testpki_cert_pem(other);
 	fx.cert_pem = testpki_cert_pem(client);
 	fx.key_pem = testpki_key_pem(ckey);
-	strcpy(fx.dir, "/tmp/grpcc_test.XXXXXX");
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/grpcc_test.XXXXXX");
 	if (!mkdtemp(fx.dir) || testpki_write(fx.dir, "ca.pem", fx.ca_pem) ||
 	    testpki_write(fx.dir, "server.pem", spem) || testpki_write(fx.dir, "server-key.pem", skey_pem))
 		goto out;
