@@ -82,7 +82,9 @@ void admin_count(struct admin_state *st, const struct proxy_record *r)
 		st->hs_failures[out][admin_hs_cause(r->handshake_failure)]++;
 	if (r->peer_refusal)
 		st->refused_by_peer[r->peer_refusal->code]++;
-	if (v != 1 || !r->reason || !*r->reason)
+	if (r->error != CONN_ER_NONE && (unsigned)r->error < CONN_ER__COUNT)
+		st->errors[out][r->error]++;
+	if (!r->denied || !r->reason || !*r->reason)
 		return;
 	for (int i = 0; i < ADMIN_MAX_REASONS; i++) {
 		if (!st->denials[i].reason || !strcmp(st->denials[i].reason, r->reason)) {
@@ -267,13 +269,25 @@ static char *admin_metrics(const struct admin_ctx *a)
 				"cinch_agent_connections_total{direction=\"%s\",verdict=\"%s\"} "
 				"%llu\n",
 				admin_dirs[d], verdicts[v], (unsigned long long)st->conns[d][v]);
-	fprintf(f, "# HELP cinch_agent_denials_total Refused connections, by reason.\n"
+	fprintf(f, "# HELP cinch_agent_denials_total Connections refused by the policy or the "
+		   "agent's own rules, by reason.\n"
 		   "# TYPE cinch_agent_denials_total counter\n");
 	for (int i = 0; i < ADMIN_MAX_REASONS && st->denials[i].reason; i++) {
 		fprintf(f, "cinch_agent_denials_total{reason=\"");
 		admin_put_label(f, st->denials[i].reason);
 		fprintf(f, "\"} %llu\n", (unsigned long long)st->denials[i].n);
 	}
+	promtext_family(f, "cinch_agent_connection_errors_total", "counter",
+			"Connections that ended on an error (not a policy decision), by "
+			"direction and reason.");
+	for (int d = 0; d < 2; d++)
+		for (int e = 0; e < CONN_ER__COUNT; e++)
+			if (conn_reason_is_error((enum conn_reason)e))
+				fprintf(f,
+					"cinch_agent_connection_errors_total{direction=\"%s\","
+					"reason=\"%s\"} %llu\n",
+					admin_dirs[d], conn_reason_name((enum conn_reason)e),
+					(unsigned long long)st->errors[d][e]);
 	if (st->peer_cap)
 		admin_metrics_peers(f, st);
 	promtext_family(f, "cinch_agent_bytes_total", "counter",

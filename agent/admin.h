@@ -9,7 +9,10 @@
  *             saying what is missing
  *   /metrics  Prometheus text (every family in docs/metrics.md): build
  *             and process metrics; connections by direction and verdict,
- *             denials by reason, bytes by direction and flow, TLS
+ *             denials by reason (policy and the agent's own refusals
+ *             only), connection errors by direction and reason (enum
+ *             conn_reason: connect_refused, reset, ...), bytes by
+ *             direction and flow, TLS
  *             handshake and connection duration histograms and handshake
  *             failures by cause (per direction), open connections,
  *             certificate expiry, policy version, interception verified,
@@ -75,6 +78,7 @@ struct admin_state {
 		uint64_t n;
 	} denials[ADMIN_MAX_REASONS];
 	uint64_t refused_by_peer[VERDICT_N_CODES]; /* outbound, by the destination's agent */
+	uint64_t errors[2][CONN_ER__COUNT];	   /* [outbound?][reason]: connection errors */
 };
 
 /* Counts one finished connection. */

@@ -146,6 +146,9 @@ static void agentd_access(void *arg, const struct proxy_record *r)
 			"reason", r->reason, "tls_version", r->tls_version, "cipher", r->cipher,
 			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
 			"duration_s", r->duration_s, "end", r->end);
+	/* A connection error, by its name (the verdict stays the policy's). */
+	if (r->error != CONN_ER_NONE && line)
+		json_object_set_new(line, "error", json_string(conn_reason_name(r->error)));
 	/* The destination's reason, as its agent told us (docs/agent.md). */
 	if (pr && line)
 		json_object_set_new(line, "peer_refusal",

@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "conn.h"
 #include "mtls.h"
 #include "policy.h"
 #include "verdict.h"
@@ -62,6 +63,15 @@ struct proxy_config {
 	int force_strict;	   /* plaintext refused whatever the policy's mode */
 	proxy_probe_cb probe;	   /* NULL: no self-probe */
 	void *probe_arg;
+	/* For tests that run the proxy in-process without iptables
+	 * (tests/unit/agent/conn_test.c); NULL in the agent. origdst: the
+	 * socket's local address and original destination (default:
+	 * getsockname and SO_ORIGINAL_DST); 0 or -errno. route: where to
+	 * dial for a destination (default: the destination). */
+	int (*origdst)(void *arg, uv_tcp_t *s, struct sockaddr_storage *local,
+		       struct sockaddr_storage *dst);
+	void (*route)(void *arg, const struct sockaddr_storage *dst, struct sockaddr_storage *to);
+	void *hook_arg;
 };
 
 /* What the access log says of one connection; strings borrowed for the
@@ -83,6 +93,13 @@ struct proxy_record {
 	const char *handshake_failure; /* a TLS handshake began and failed: the
 					* cause (mtls_conn_failure_cause, or
 					* "timeout", "reset"); else NULL */
+	/* A connection error (conn_reason_name: connect_refused, reset, ...;
+	 * cinch_agent_connection_errors_total), else CONN_ER_NONE. An error
+	 * is never a denial: the verdict stays the policy's (allow for a
+	 * failed connect to an allowed destination). */
+	enum conn_reason error;
+	int denied; /* refused by the policy or the agent's own rules
+		     * (cinch_agent_denials_total{reason}) */
 };
 
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);
@@ -101,6 +118,8 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
  * end "policy_change" and the rule and reason of the new decision. Those
  * still allowed keep their TLS context and take the new decision. */
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice);
+/* The ports the listeners are bound to (cfg's, or the kernel's for 0). */
+void proxy_ports(const struct proxy *p, uint16_t *outbound, uint16_t *inbound);
 /* Open connections (the self-probes are not counted). */
 unsigned proxy_conns(const struct proxy *p);
 /* Closes the listeners and every connection (run the loop afterwards). */

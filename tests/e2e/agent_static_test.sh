@@ -46,7 +46,16 @@ body=$(ip netns exec "$WEB" curl -s -m 5 http://10.201.9.2:8080/index.html?secre
 check "web reaches api:8080 through both agents ($body)" [ "$body" = "hello from api" ]
 sleep 0.5
 kill "$CAP" 2>/dev/null; wait "$CAP" 2>/dev/null
-check "something was captured" [ -s "$L/wire.pcap" ]
+# The capture must hold the connection's payload, not just packets: a
+# capture of headers only (or of nothing) has no plaintext to find either.
+# So count the packets that carry a payload, and find TLS application-data
+# records (type 23, version 3.3) in the captured bytes.
+payload_pkts=$(tcpdump -nn -r "$L/wire.pcap" \
+	'tcp port 8080 and (((ip[2:2] - ((ip[0] & 0xf) << 2)) - ((tcp[12] & 0xf0) >> 2)) != 0)' \
+	2>/dev/null | wc -l)
+check "the capture holds the connection's payload packets ($payload_pkts)" [ "$payload_pkts" -ge 4 ]
+check "... with their bytes: TLS application-data records" \
+	bash -c "LC_ALL=C grep -aPq '\\x17\\x03\\x03' '$L/wire.pcap'"
 check "no plaintext request on the wire" bash -c "! grep -aq tangerine '$L/wire.pcap'"
 check "no plaintext answer on the wire" bash -c "! grep -aq 'hello from api' '$L/wire.pcap'"
 check "the api agent logged the caller's identity" \

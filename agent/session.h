@@ -1,0 +1,175 @@
+/* session: one proxied connection of the agent, from accept to close,
+ * and what the agent's modules share about it (internal to agent/).
+ *
+ *   proxy.c     the listeners, accept, the budgets, the policy re-check
+ *   session.c   struct session: the callbacks of its two conn ends, its
+ *               timer, session_finalize (the one close path) and the
+ *               access-log record
+ *   inbound.c   a caller's connection to the pod: peek, TLS, decide,
+ *               dial the app
+ *   outbound.c  the app's connection: original destination -> peer or
+ *               egress decision -> dial
+ *   pump.c      the relay: bytes between the two ends, both ways
+ *
+ * A session embeds its two ends (common/conn.h): `down`, the accepted
+ * socket (the app's on outbound, the caller's on inbound), and `up`, the
+ * one the agent dials (the destination, or the app on inbound; zeroed and
+ * never conn_init'ed until then), and one timer (the connect and
+ * handshake deadlines, then the relay's idle ticks). Every uv handle's
+ * data is a struct conn * (the timer's is &down); conn->owner is the
+ * session. States (session_state_name):
+ *
+ *   inbound:  WAIT -> PEEK -> [TLS: HANDSHAKE] -> CONNECT -> RELAY
+ *   outbound: CONNECT -> [meshed: UP_HANDSHAKE] -> RELAY
+ *   any -> CLOSING (session_finalize) -> freed when its last handle closed
+ *
+ * session_finalize(s, reason, end, why) is idempotent: the first call
+ * logs the session once (unless it is the self-probe), gives back its
+ * budget places and finalizes both ends and the timer; the session is
+ * freed by session_put when the last of them has closed. The conn ends
+ * call it themselves on their errors (their `end` callback), with the
+ * core's reason: so a failed connect is CONNECT_REFUSED, never a denial. */
+#ifndef CINCH_AGENT_SESSION_H
+#define CINCH_AGENT_SESSION_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "list.h"
+#include "localaddr.h"
+#include "mtls.h"
+#include "policy.h"
+#include "proxy.h"
+#include "verdict.h"
+
+enum session_state {
+	SESSION_ST_WAIT = 0,	 /* inbound: accepted, unread, until a handshake place frees */
+	SESSION_ST_PEEK,	 /* inbound: the first bytes say TLS or plaintext */
+	SESSION_ST_HANDSHAKE,	 /* inbound: the caller's TLS handshake */
+	SESSION_ST_CONNECT,	 /* dialing up (the destination, or the app) */
+	SESSION_ST_UP_HANDSHAKE, /* outbound: TLS with the destination's agent */
+	SESSION_ST_RELAY,	 /* pump.c */
+	SESSION_ST_CLOSING,	 /* session_finalize ran */
+	SESSION_ST__COUNT,
+};
+
+#define SESSION_SRC_BUCKETS 256
+/* A source's share of the handshake places (proxy.c). */
+#define SESSION_HS_SHARE(max) ((max) / 2 ? (max) / 2 : 1)
+/* After this long without a read a relayed session gives its buffers back. */
+#define SESSION_QUIET_MS 2000
+
+/* A source address with unfinished inbound connections (proxy.c). */
+struct session_src {
+	struct list_node link; /* in its bucket */
+	struct sockaddr_storage addr;
+	unsigned pending; /* unfinished connections from it */
+	unsigned active;  /* of those, in PEEK or HANDSHAKE */
+};
+
+/* The proxy: the loop's connection core state and every session. */
+struct proxy {
+	uv_loop_t *loop;
+	struct conn_loop cl; /* per-loop buffers (no static state: one per worker) */
+	struct proxy_config cfg;
+	uv_tcp_t out_l, in_l;
+	uint16_t out_port, in_port; /* bound */
+	struct mtls_ctx *tls;
+	struct policy_slice *slice;
+	proxy_log_cb log;
+	void *arg;
+	struct list_node sessions;
+	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
+	unsigned n_in;		    /* inbound sessions (probes aside) */
+	unsigned n_hs;		    /* inbound sessions in PEEK or HANDSHAKE */
+	struct list_node waiting;   /* SESSION_ST_WAIT, in arrival order */
+	struct list_node srcs[SESSION_SRC_BUCKETS];
+	struct localaddr own; /* the pod's addresses (proxy.c: misdirected) */
+	int stopping, refs;
+};
+
+struct session {
+	struct proxy *p;
+	struct list_node link; /* p->sessions */
+	struct list_node wait; /* p->waiting while WAIT */
+	enum session_state state;
+	int outbound;
+	struct conn down, up;
+	uv_timer_t timer; /* data: &down */
+	int handles;	  /* open: down, up (once inited), timer */
+	struct mtls_ctx *tls;
+	struct policy_slice *slice;
+	struct sockaddr_storage src, local, dst;
+	char src_s[64], dst_s[64];
+	char *peer_id; /* the peer's SPIFFE ID (verified, or expected); NULL: none */
+	uint16_t port;
+	struct policy_decision d;
+	struct mtls_conn *up_tls; /* outbound: made before the dial, taken by up */
+	uint8_t *plain;		  /* inbound plaintext read while peeking, to send first */
+	size_t plain_len;
+	uint64_t t0, t_hs;		  /* accept, start of the TLS handshake */
+	double hs_s;			  /* its duration once done, else < 0 */
+	const char *hs_failure;		  /* proxy_record.handshake_failure */
+	const char *tls_version, *cipher; /* static, taken at the handshake's end */
+	uint64_t bytes_out, bytes_in;	  /* relayed: app -> peer, peer -> app */
+	int shut;			  /* relay: ends whose write side is shut */
+	int trimmed;			  /* relay: buffers given back since the last read */
+	int relayed;
+	unsigned probe : 1;	      /* the agent's self-probe: not logged, not counted */
+	unsigned inbound_counted : 1; /* counted in p->n_in */
+	unsigned hs_place : 1;	      /* holds a handshake place (PEEK, HANDSHAKE) */
+	unsigned head : 1;	      /* outbound: the peer's verdict frame to read */
+	struct session_src *srcent;   /* while unfinished (inbound) */
+	struct verdict_rx vrx;
+	struct verdict_refusal *refusal;
+	/* session_finalize's: */
+	enum conn_reason reason;
+	const char *end, *why;
+};
+
+const char *session_state_name(enum session_state s);
+/* The callbacks of both ends (session.c). */
+extern const struct conn_ops session_conn_ops;
+
+/* A new session for a connection on one of p's listeners: accepts it
+ * (conn_accept, always) and starts it (proxy.c). */
+void session_accept(struct proxy *p, uv_stream_t *listener, int outbound);
+/* The one close path (see the top). `end`: the access log's end word
+ * (NULL: the reason's); `why`: the log's reason text when the policy
+ * gave none (static; NULL: none). */
+void session_finalize(struct session *s, enum conn_reason reason, const char *end, const char *why);
+/* Dials up to `dst` (the route hook may change where), with the TLS
+ * transport t when given (taken); the timer gets connect_ms. */
+void session_dial(struct session *s, struct mtls_conn *t);
+/* (Re)arms the session's one timer. */
+void session_timer(struct session *s, uint64_t ms, uint64_t repeat);
+/* The end that is not c. */
+static inline struct conn *session_other(struct session *s, struct conn *c)
+{
+	return c == &s->down ? &s->up : &s->down;
+}
+
+/* An inbound session gives back its budget places (proxy.c). */
+void proxy_unfinished_end(struct session *s);
+/* A session or listener let go of the proxy; the last frees it (proxy.c). */
+void proxy_unref(struct proxy *p);
+
+/* inbound.c */
+void inbound_begin(struct session *s);
+int inbound_peek(struct session *s, const uint8_t *data, size_t n);
+void inbound_tls_done(struct session *s);
+
+/* outbound.c */
+void outbound_begin(struct session *s);
+void outbound_up_open(struct session *s);
+
+/* pump.c */
+void pump_start(struct session *s);
+int pump_data(struct session *s, struct conn *from, const uint8_t *data, size_t n);
+void pump_eof(struct session *s, struct conn *from);
+void pump_drained(struct session *s, struct conn *to);
+void pump_shut(struct session *s, struct conn *to);
+void pump_tick(struct session *s);
+
+#endif
