@@ -1,12 +1,14 @@
 /* tlsserver: a TCP listener on one libuv loop whose connections speak TLS
- * (mtls.h, the one TLS engine), with the protocol on top given as an ops table. It is the
- * part every TLS server of cinch-control has in common (the injection
- * webhook and the gRPC server in api/grpc.c run on it): accept, the
- * connection limit, the handshake and its timeout, the plaintext pump, the
- * write path with backpressure, the idle timer (with a keepalive hook),
- * a deferred driver run (tlsconn_kick), one finalize path and the memory
- * freed in close callbacks.
- *
+ * (mtls.h, the one TLS engine), with the protocol on top given as an ops
+ * table. Each connection is a struct conn of the connection core
+ * (common/conn.h) with the TLS transport (xprt_tls.h): accept, reading,
+ * the handshake, the plaintext pump, the write path and the one close path
+ * (conn_finalize) are the core's. This file is what every TLS server of
+ * cinch-control adds on top (the injection webhook and the gRPC server in
+ * api/grpc.c run on it): the connection limits, the handshake timeout, the
+ * idle timer (with a keepalive hook), a deferred driver run
+ * (tlsconn_kick), backpressure by the protocol's high-water mark and the
+ * log lines. *
  * Admission, before anything is read: at most max_conns connections, and
  * at most max_per_source from one peer address, so one host (an attacker
  * on the pod network) cannot take every slot; a connection over either is
@@ -17,14 +19,17 @@
  * after every run of the driver (mtls_conn_trim), so a quiet connection
  * costs its fixed state only.
  *
- * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
- * the one driver, run after every read and every finished write (and by
- * the protocol after it queued an answer later, e.g. from a callback): it
- * runs the handshake, hands plaintext to ops->input, lets ops->flush put
- * pending output into TLS while there is room, moves TLS output to the
- * socket, stops reading while more than its write high-water mark
- * (TLSSERVER_WRITE_HIGH, or what the protocol set) waits for the peer,
- * and closes the connection when ops->done says so.
+ * A connection goes HANDSHAKE -> OPEN -> (closed), the core's states
+ * (conn_advance drives them: the handshake, plaintext to ops->input).
+ * tlsconn_advance() is this layer's step, run when the handshake ends,
+ * after every write the socket finished (and by the protocol after it
+ * queued an answer later, e.g. from a callback): it lets ops->flush put
+ * pending output into TLS while there is room, stops reading while more
+ * than its write high-water mark (TLSSERVER_WRITE_HIGH, or what the
+ * protocol set) waits for the peer, and closes the connection when
+ * ops->done says so. A reason given to tlsconn_close is the log's word
+ * and becomes the core's enum conn_reason (errors reset the TCP
+ * connection; orderly ends close it).
  *
  * Lifetimes: the server owns its connections; a connection's protocol
  * state (tlsconn_set_data) is freed by ops->free, called exactly once from
