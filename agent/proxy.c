@@ -237,7 +237,8 @@ void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
 
 	if (!s || conn_init(&s->down, &p->cl, &session_conn_ops, s) < 0) {
 		free(s);
-		(void)conn_accept(&p->cl, l, NULL, 1); /* accepted, reset at once */
+		if (conn_accept(&p->cl, l, NULL, 1) < 0) /* accepted, reset at once */
+			return;
 		return;
 	}
 	s->p = p;

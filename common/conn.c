@@ -538,8 +538,10 @@ static void conn_spare_closed_cb(uv_handle_t *h)
 
 	cl->spare_busy[(uv_tcp_t *)h - cl->spare] = 0;
 	cl->accept_waiting = NULL;
-	if (waiting)
-		(void)conn_accept(cl, waiting, NULL, 1);
+	/* refused at once: nothing more to do whatever it returns (gcc
+	 * does not let a (void) cast drop a warn_unused_result) */
+	if (waiting && conn_accept(cl, waiting, NULL, 1) < 0)
+		return;
 }
 
 int conn_accept(struct conn_loop *cl, uv_stream_t *listener, struct conn *c, int refuse)

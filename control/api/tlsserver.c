@@ -429,7 +429,8 @@ static void tlsserver_connection_cb(uv_stream_t *server, int status)
 	 * memory for a connection it is taken and closed at once. */
 	if (!c || conn_init(&c->conn, &s->cl, &tlsconn_ops, c) < 0) {
 		free(c);
-		(void)conn_accept(&s->cl, server, NULL, 1);
+		if (conn_accept(&s->cl, server, NULL, 1) < 0) /* taken and reset */
+			return;
 		return;
 	}
 	c->srv = s;
