@@ -49,6 +49,7 @@ struct agentd {
 	uv_loop_t *loop;
 	const char *cert, *key, *bundle, *workloads, *policy, *workload;
 	const char *trust_domain;   /* static mode: of the workloads' identities */
+	int no_resumption;          /* --no-resumption: every handshake a full one */
 	struct live_opts live_opts; /* live mode when control_url is set */
 	struct live *live;
 	struct proxy *proxy;
@@ -96,7 +97,7 @@ static int agentd_load(struct agentd *a, const char *event)
 			       : "cannot read a private key from --key";
 		goto out;
 	}
-	if (mtls_ctx_new(chain, key, roots, &tls, &why) < 0)
+	if (mtls_ctx_new_mesh(chain, key, roots, !a->no_resumption, &tls, &why) < 0)
 		goto out;
 	if (policy_slice_load(&slice, a->trust_domain, a->policy, a->workloads, a->workload, addrs,
 			      n_addrs, &perr) < 0) {
@@ -330,7 +331,9 @@ static void agentd_usage(FILE *out)
 		"                       for the first N identities (at most 64; others:\n"
 		"                       peer=\"other\"); 0, the default: off\n"
 		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
-		"                       rules work (for runs without `cinch-agent init`)\n");
+		"                       rules work (for runs without `cinch-agent init`)\n"
+		"  --no-resumption      static mode: no TLS session resumption, every\n"
+		"                       handshake a full one (for benchmarks)\n");
 }
 
 /* A duration flag that does not parse: named in one line, exit 2. */
@@ -372,6 +375,7 @@ int agentd_main(int argc, char **argv)
 		{"on-policy-change", required_argument, NULL, 'P'},
 		{"probe-interval", required_argument, NULL, 'r'},
 		{"no-probe", no_argument, NULL, 'N'},
+		{"no-resumption", no_argument, NULL, 'Z'},
 		{"peer-metrics", required_argument, NULL, 'E'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -512,6 +516,9 @@ int agentd_main(int argc, char **argv)
 			break;
 		case 'N':
 			no_probe = 1;
+			break;
+		case 'Z':
+			a.no_resumption = 1;
 			break;
 		case 'E': {
 			long long v;

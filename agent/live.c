@@ -15,7 +15,7 @@
 #include <openssl/err.h>
 
 #include "fsutil.h"
-#include "httpc.h"
+#include "h2c.h"
 #include "log.h"
 #include "svid.h"
 
@@ -23,7 +23,7 @@
 
 struct live {
 	uv_loop_t *loop;
-	struct httpc *h;
+	struct h2c *h;
 	struct svidsrc *svid;
 	struct cfgwatch *cfg; /* from the first certificate on */
 	char *url, *workload;
@@ -167,7 +167,7 @@ out:
 static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 {
 	struct live *l = arg;
-	struct httpc_creds *creds = NULL;
+	struct h2c_creds *creds = NULL;
 	int rc;
 
 	live_drop_certificate(l);
@@ -204,7 +204,7 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 			log_event(LOG_LVL_ERROR, "config_watch_failed",
 				  log_pack("{s:s}", "error", strerror(-rc)));
 	}
-	httpc_creds_unref(creds);
+	h2c_creds_unref(creds);
 	live_rebuild(l);
 }
 
@@ -233,7 +233,7 @@ int live_start(uv_loop_t *loop, const struct live_opts *o, struct live **out, co
 	l->loop = loop;
 	l->on_material = o->on_material;
 	l->arg = o->arg;
-	if ((rc = httpc_new(loop, &l->h)) < 0) {
+	if ((rc = h2c_new(loop, &l->h)) < 0) {
 		*why = "cannot start the HTTP client";
 		goto fail;
 	}
@@ -288,7 +288,7 @@ void live_stop(struct live *l)
 		svidsrc_stop(l->svid);
 	l->cfg = NULL;
 	l->svid = NULL;
-	httpc_close(l->h, live_closed, l);
+	h2c_close(l->h, live_closed, l);
 }
 
 void live_status(const struct live *l, struct svidsrc_status *svid, struct cfgwatch_status *cfg)

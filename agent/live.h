@@ -2,7 +2,7 @@
  * --control`, issue #6), where static mode reads files.
  *
  * Two sources feed it, both on the agent's one libuv loop through one
- * httpc (libcurl multi-socket):
+ * h2c (nghttp2 + BoringSSL, no libcurl):
  *   svidsrc   the workload certificate: key generated here, CSR signed by
  *             the control plane with the bootstrap token, then renewed
  *             over mutual TLS; NULL when it expired with no successor;

@@ -20,9 +20,23 @@
 # each request's scheduled start), new connections/s (wrk, every request
 # on a new connection), single-stream throughput (iperf3), proxy RSS idle
 # and under load (both sides summed), memory per idle connection (1,000
-# idle connections held open through the proxies).
+# idle connections held open through the proxies); the CPU each side used
+# (utime + stime of all its processes, /proc/PID/stat) per 10,000
+# keep-alive requests and per GB of iperf3; each side's RSS 1 s and 10 s
+# after the load stopped. Then, each peer restarted with TLS resumption
+# off: new connections/s with full handshakes only, against the machine's
+# limit (hs_bench: both ends of full mutual handshakes on one core). And
+# 10,000 concurrent connections held through the agent pair (each side's
+# RSS before and while they are held; fewer where the descriptor limit is
+# lower, see HOLD_N).
 #
 #   bench/proxies.sh [--rounds N] [--seconds S] [--bin DIR] [--out FILE]
+#   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR]
+#   bench/proxies.sh --hold-only [--bin DIR]
+# --profile: no table; the agent pair only, under keep-alive load (wrk) and
+# bulk (iperf3): `perf record -g` of both agents, then `strace -c -f` of
+# each, with the requests and bytes carried, into DIR (perf.data, the
+# reports, and summary.txt with syscalls per request and per 16 KiB).
 # Needs root and the tools of `scripts/deps.sh bench`.
 set -euo pipefail
 
@@ -32,13 +46,18 @@ ROUNDS=3
 SECS=8
 BIN=$ROOT/build/release/bin
 OUT=""
+PROFILE=""
+HOLD_ONLY=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--seconds) SECS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--bin) BIN=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE]" >&2; exit 2 ;;
+	--profile) PROFILE=$2; shift 2 ;;
+	--hold-only) HOLD_ONLY=1; shift ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" >&2
+	   exit 2 ;;
 	esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "proxies.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -97,7 +116,8 @@ worker_processes 1;
 daemon off;
 pid $D/origin.pid;
 error_log stderr error;
-events { worker_connections 8192; }
+worker_rlimit_nofile 40000;
+events { worker_connections 30000; }
 http {
 	access_log off;
 	keepalive_requests 1000000;
@@ -125,11 +145,13 @@ start_stunnel() {
 			echo "cert = $D/$side.pem"
 			echo "key = $D/$side-key.pem"
 			echo "verifyChain = yes"
+			[ "$RESUME" = on ] || echo "options = NO_TICKET"
 			for svc in http:9080:9443:8080 iperf:9201:9444:5201; do
 				IFS=: read -r name lport tport oport <<<"$svc"
 				echo "[$name]"
 				if [ $side = client ]; then
 					echo "client = yes"
+					[ "$RESUME" = on ] || echo "sessionResume = no"
 					echo "accept = 127.0.0.1:$lport"
 					echo "connect = $SERVER_IP:$tport"
 				else
@@ -144,6 +166,8 @@ start_stunnel() {
 }
 
 start_haproxy() {
+	local reuse="" tickets=""
+	[ "$RESUME" = on ] || { reuse=" no-ssl-reuse"; tickets=" no-tls-tickets"; }
 	cat >"$D/haproxy-client.cfg" <<EOF
 global
 	nbthread 1
@@ -155,10 +179,10 @@ defaults
 	timeout server 60s
 listen http
 	bind 127.0.0.1:9080
-	server s $SERVER_IP:9443 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3
+	server s $SERVER_IP:9443 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3$reuse
 listen iperf
 	bind 127.0.0.1:9201
-	server s $SERVER_IP:9444 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3
+	server s $SERVER_IP:9444 ssl verify required ca-file $D/ca.pem crt $D/client-combined.pem ssl-min-ver TLSv1.3$reuse
 EOF
 	cat >"$D/haproxy-server.cfg" <<EOF
 global
@@ -170,10 +194,10 @@ defaults
 	timeout client 60s
 	timeout server 60s
 listen http
-	bind $SERVER_IP:9443 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3
+	bind $SERVER_IP:9443 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3$tickets
 	server o 127.0.0.1:8080
 listen iperf
-	bind $SERVER_IP:9444 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3
+	bind $SERVER_IP:9444 ssl crt $D/server-combined.pem ca-file $D/ca.pem verify required ssl-min-ver TLSv1.3$tickets
 	server o 127.0.0.1:5201
 EOF
 	for side in client server; do
@@ -192,13 +216,14 @@ start_nginx() {
 				IFS=: read -r lport tport oport <<<"$svc"
 				if [ $side = client ]; then
 					echo "server { listen 127.0.0.1:$lport; proxy_pass $SERVER_IP:$tport;"
-					echo "  proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;"
+					echo "  proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse $RESUME;"
 					echo "  proxy_ssl_name server.cinch-bench;"
 					echo "  proxy_ssl_certificate $D/client.pem; proxy_ssl_certificate_key $D/client-key.pem;"
 					echo "  proxy_ssl_trusted_certificate $D/ca.pem; proxy_ssl_verify on; }"
 				else
 					echo "server { listen $SERVER_IP:$tport ssl; proxy_pass 127.0.0.1:$oport;"
 					echo "  ssl_protocols TLSv1.3; ssl_certificate $D/server.pem; ssl_certificate_key $D/server-key.pem;"
+					echo "  ssl_session_tickets $RESUME;"
 					echo "  ssl_client_certificate $D/ca.pem; ssl_verify_client on; }"
 				fi
 			done
@@ -235,7 +260,8 @@ WL
 		netns_spawn "proxy-$side" $side setpriv --reuid=1337 --regid=1337 --clear-groups \
 			"$BIN/cinch-agent" run --cert "$D/$side.pem" --key "$D/$side-key.pem" \
 			--bundle "$D/ca.pem" --workloads "$D/workloads.yaml" \
-			--policy "$D/workloads.yaml" --log-level warn
+			--policy "$D/workloads.yaml" --log-level warn --max-conns 30000 \
+			$([ "$RESUME" = on ] || echo --no-resumption)
 	done
 }
 
@@ -255,18 +281,41 @@ http_url() { transparent "$1" && echo "http://$SERVER_IP:8080/" || echo "http://
 http_url_hostport() { transparent "$1" && echo "$SERVER_IP 8080" || echo "127.0.0.1 9080"; }
 iperf_target() { transparent "$1" && echo "$SERVER_IP 5201" || echo "127.0.0.1 9201"; }
 
-# RSS in KiB of the peer's processes (both sides, every process of each).
-peer_rss() {
-	local total=0 f pid
-	for f in "$D/pids/proxy-client.pid" "$D/pids/proxy-server.pid"; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		for p in $(pgrep -s "$pid" 2>/dev/null || true); do
-			total=$((total + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)))
-		done
+# The processes of one side of the peer (client or server): its session.
+side_pids() {
+	local f="$D/pids/proxy-$1.pid"
+	[ -f "$f" ] && pgrep -s "$(cat "$f")" 2>/dev/null || true
+}
+# RSS in KiB of one side (every process of it).
+side_rss() {
+	local total=0 p
+	for p in $(side_pids "$1"); do
+		total=$((total + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)))
 	done
 	echo $total
 }
+# RSS in KiB of the peer's processes (both sides).
+peer_rss() { echo $(($(side_rss client) + $(side_rss server))); }
+# CPU time used so far by one side, in clock ticks: utime + stime of each
+# process (threads included), fields 14 and 15 of /proc/PID/stat (counted
+# after the ")" that ends the command name, which may hold spaces).
+side_ticks() {
+	local total=0 p t
+	for p in $(side_pids "$1"); do
+		t=$(sed 's/^.*) //' /proc/$p/stat 2>/dev/null | awk '{print $12 + $13}')
+		total=$((total + ${t:-0}))
+	done
+	echo $total
+}
+both_ticks() { echo "$(side_ticks client) $(side_ticks server)"; }
+HZ=$(getconf CLK_TCK)
+# Connections held through the agent pair: 10,000, or fewer where the
+# descriptor limit cannot be raised (each agent holds two per connection:
+# a container without CAP_SYS_RESOURCE keeps its hard limit).
+ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
+HOLD_N=$(( $(ulimit -n) / 2 - 64 ))
+[ "$HOLD_N" -gt 10000 ] && HOLD_N=10000
 
 # wrk's summary as "rps p50_ms p99_ms".
 wrk_run() {
@@ -299,7 +348,7 @@ print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] /
 
 # RSS growth per idle connection: N connections held open through the peer.
 idle_per_conn() {
-	local peer=$1 n=1000 before after
+	local peer=$1 n=$2 before after
 	before=$(peer_rss)
 	in_client python3 - "$(http_url "$peer")" $n "$D/idle.ready" <<'EOF' &
 import socket, sys, time, urllib.parse
@@ -334,33 +383,164 @@ measure() {
 	idle=$(peer_rss)
 	# shellcheck disable=SC2046
 	fixed=$(in_client /usr/bin/python3 "$HERE/fixed_rate.py" $(http_url_hostport "$peer") 1000 "$SECS" | cut -d' ' -f1,2)
+	local t0 t1 t2 t3 cpu rss1 rss10 per=0
+	t0=$(both_ticks)
 	ka=$(wrk_run "$url")
+	t1=$(both_ticks)
 	load=$(peer_rss)
 	nc=$(wrk_run "$url" -H "Connection: close")
+	t2=$(both_ticks)
 	tput=$(iperf_run "$peer")
-	local per=0
-	[ "$peer" = direct ] || per=$(idle_per_conn "$peer")
-	echo "$peer $ka $(echo "$nc" | cut -d' ' -f1) $tput $idle $load $per $fixed"
+	t3=$(both_ticks)
+	# CPU ms per 10,000 keep-alive requests, then CPU s per GB of iperf3,
+	# client side and server side each
+	cpu=$(python3 -c '
+import sys
+hz, secs, rps, gbit = (float(x) for x in sys.argv[1:5])
+t = [[float(x) for x in sys.argv[i:i + 2]] for i in (5, 7, 9, 11)]
+req = max(rps * secs, 1); gb = max(gbit * secs / 8, 1e-9)
+print(" ".join("%.1f" % ((t[1][s] - t[0][s]) / hz * 1000 / req * 10000) for s in (0, 1)),
+      " ".join("%.2f" % ((t[3][s] - t[2][s]) / hz / gb) for s in (0, 1)))
+' "$HZ" "$SECS" "$(echo "$ka" | cut -d' ' -f1)" "$tput" $t0 $t1 $t2 $t3)
+	sleep 1
+	rss1="$(side_rss client) $(side_rss server)"
+	sleep 9
+	rss10="$(side_rss client) $(side_rss server)"
+	[ "$peer" = direct ] || per=$(idle_per_conn "$peer" 1000)
+	echo "$peer $ka $(echo "$nc" | cut -d' ' -f1) $tput $idle $load $per $fixed $cpu $rss1 $rss10"
+}
+
+# The full-handshake run: the peer restarted with resumption off, new
+# connections/s only.
+measure_full() {
+	local peer=$1 url
+	url=$(http_url "$peer")
+	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "$peer: no traffic through it" >&2; return 1; }
+	echo "$peer $(wrk_run "$url" -H "Connection: close" | cut -d' ' -f1)"
+}
+
+# N connections held at once through the agent pair, each with one request
+# answered: "n client_before server_before client_held server_held", the
+# sides' RSS in KiB.
+hold_conns() {
+	local peer=$1 n=$2 before after holder
+	before="$(side_rss client) $(side_rss server)"
+	in_client python3 "$HERE/hold.py" "$(http_url "$peer")" "$n" "$D/hold.ready" 15 &
+	holder=$!
+	if ! netns_wait 250 test -f "$D/hold.ready"; then
+		kill $holder 2>/dev/null || true
+		wait $holder 2>/dev/null || true
+		echo "$peer: $n connections not held" >&2
+		return 1
+	fi
+	sleep 1
+	after="$(side_rss client) $(side_rss server)"
+	kill $holder 2>/dev/null || true
+	wait $holder 2>/dev/null || true
+	rm -f "$D/hold.ready"
+	echo "$n $before $after"
+}
+
+# The agent pair under load, profiled (--profile): perf first, strace
+# second (strace slows every syscall, so its run gives counts, not speed).
+profile() {
+	local out=$1 url pids w ka rps gbit
+	mkdir -p "$out"
+	RESUME=on
+	start_cinch
+	url=$(http_url cinch)
+	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "cinch: no traffic" >&2; return 1; }
+	pids="$(side_pids client | head -1),$(side_pids server | head -1)"
+	for w in keepalive bulk; do
+		perf record -g -o "$out/perf-$w.data" -p "$pids" -- sleep "$SECS" >/dev/null 2>&1 &
+		local rec=$!
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/load-$w.txt"; else iperf_run cinch >"$out/load-$w.txt"; fi
+		wait $rec || true
+		perf report -i "$out/perf-$w.data" --no-children --sort symbol --stdio 2>/dev/null |
+			grep -v '^$' | head -60 >"$out/perf-$w.txt" || true
+		perf report -i "$out/perf-$w.data" --no-children --sort dso --stdio 2>/dev/null |
+			grep -v '^#' | grep -v '^$' | head -15 >"$out/perf-$w-dso.txt" || true
+		local tracers=""
+		for side in client server; do
+			strace -c -f -o "$out/strace-$w-$side.txt" -p "$(side_pids $side | head -1)" &
+			tracers="$tracers $!"
+		done
+		sleep 1
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/strace-load-$w.txt"; else iperf_run cinch >"$out/strace-load-$w.txt"; fi
+		# shellcheck disable=SC2086
+		kill -INT $tracers 2>/dev/null || true
+		# shellcheck disable=SC2086
+		wait $tracers 2>/dev/null || true
+	done
+	ka=$(cut -d' ' -f1 "$out/strace-load-keepalive.txt")
+	gbit=$(cat "$out/strace-load-bulk.txt")
+	python3 - "$out" "$ka" "$gbit" "$SECS" <<'EOF' | tee "$out/summary.txt"
+import re, sys
+out, rps, gbit, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+for w, unit, n in (("keepalive", "request", rps * secs), ("bulk", "16 KiB", gbit * 1e9 / 8 * secs / 16384)):
+    for side in ("client", "server"):
+        calls = {}
+        for line in open("%s/strace-%s-%s.txt" % (out, w, side)):
+            f = line.split()
+            if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                calls[f[-1]] = int(f[3])
+        tot = sum(calls.values())
+        top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+        print("%s, %s agent: %.2f syscalls per %s (%s)" % (w, side, tot / max(n, 1), unit,
+              ", ".join("%s %.2f" % (k, v / max(n, 1)) for k, v in top)))
+EOF
+	stop_peer cinch
 }
 
 main() {
-	netns_bridge_up
-	netns_pod_up client "$CLIENT_IP/24"
-	netns_pod_up server "$SERVER_IP/24"
+	# (called as conditions: netns.sh's functions expect no `set -e`)
+	netns_bridge_up || { echo "proxies.sh: cannot make the bridge" >&2; exit 1; }
+	netns_pod_up client "$CLIENT_IP/24" || { echo "proxies.sh: cannot make the pods" >&2; exit 1; }
+	netns_pod_up server "$SERVER_IP/24" || { echo "proxies.sh: cannot make the pods" >&2; exit 1; }
 	pki
 	origin
+	if [ -n "$PROFILE" ]; then
+		profile "$PROFILE"
+		return
+	fi
+	if [ -n "$HOLD_ONLY" ]; then # the connections held, alone
+		RESUME=on
+		start_cinch
+		netns_wait 10 in_client curl -fsS -o /dev/null "$(http_url cinch)" || return 1
+		hold_conns cinch "$HOLD_N" >"$D/hold"
+		stop_peer cinch
+		python3 "$HERE/table.py" /dev/null 1 0 /dev/null 0 "$D/hold"
+		return
+	fi
 	local peers="direct stunnel haproxy nginx"
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	: >"$D/results"
+	: >"$D/full"
+	: >"$D/hold"
+	local limit=0
+	[ -x "$BIN/hs_bench" ] &&
+		limit=$("$BIN/hs_bench" "$D/ca.pem" "$D/server.pem" "$D/server-key.pem" "$SECS")
 	for r in $(seq "$ROUNDS"); do
 		for p in $peers; do
+			RESUME=on
 			[ "$p" = direct ] || "start_$p"
 			echo "round $r: $p" >&2
 			measure "$p" >>"$D/results" || true
-			[ "$p" = direct ] || stop_peer "$p"
+			if [ "$p" = cinch ] && [ "$r" = 1 ]; then
+				echo "round $r: $p, $HOLD_N connections held" >&2
+				hold_conns "$p" "$HOLD_N" >>"$D/hold" || true
+			fi
+			[ "$p" = direct ] && continue
+			stop_peer "$p"
+			RESUME=off
+			"start_$p"
+			echo "round $r: $p, no resumption" >&2
+			measure_full "$p" >>"$D/full" || true
+			stop_peer "$p"
 		done
 	done
-	python3 "$HERE/table.py" "$D/results" "$ROUNDS" "$SECS" | tee "${OUT:-/dev/null}"
+	python3 "$HERE/table.py" "$D/results" "$ROUNDS" "$SECS" "$D/full" "$limit" "$D/hold" |
+		tee "${OUT:-/dev/null}"
 }
 
 main

@@ -27,8 +27,8 @@
 
 struct load {
 	uv_loop_t *loop;
-	struct httpc *h;
-	struct httpc_creds *creds;
+	struct h2c *h;
+	struct h2c_creds *creds;
 	const char *url;
 	uint8_t *req;
 	size_t req_len;
@@ -87,7 +87,7 @@ static void on_done(void *arg, int code, const char *message)
 	if (t < l->deadline)
 		start_call(l);
 	else if (l->inflight == 0)
-		httpc_close(l->h, NULL, NULL);
+		h2c_close(l->h, NULL, NULL);
 }
 
 static void start_call(struct load *l)
@@ -217,8 +217,8 @@ int main(int argc, char **argv)
 	if (argc == 7 && !strcmp(argv[1], "enroll")) {
 		l.url = argv[2];
 		ca = read_text(argv[3]);
-		if (!ca || httpc_new(l.loop, &l.h) < 0 ||
-		    httpc_creds_new(ca, NULL, NULL, &l.creds) < 0)
+		if (!ca || h2c_new(l.loop, &l.h) < 0 ||
+		    h2c_creds_new(ca, NULL, NULL, &l.creds) < 0)
 			return 1;
 		rc = enroll(&l, argv[4], argv[5], argv[6]);
 		goto out;
@@ -241,8 +241,8 @@ int main(int argc, char **argv)
 	size_t csr_len;
 	char *csr_key;
 	ca = read_text(argv[3]);
-	if (!ca || !cert || !key || !n || secs <= 0 || httpc_new(l.loop, &l.h) < 0 ||
-	    httpc_creds_new(ca, cert, key, &l.creds) < 0 ||
+	if (!ca || !cert || !key || !n || secs <= 0 || h2c_new(l.loop, &l.h) < 0 ||
+	    h2c_creds_new(ca, cert, key, &l.creds) < 0 ||
 	    make_csr(&csr, &csr_len, &csr_key) < 0 || pack_request(&l, csr, csr_len, NULL) < 0)
 		return 1;
 	double t0 = now_s();
@@ -264,7 +264,7 @@ out:
 	free(l.req);
 	free(l.lat);
 	free(l.resp);
-	httpc_creds_unref(l.creds);
+	h2c_creds_unref(l.creds);
 	uv_loop_close(l.loop);
 	return rc;
 }

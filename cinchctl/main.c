@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "httpc.h"
 #include "version.h"
 
 static const struct {
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
 		version_print(stdout, "cinchctl");
+		httpc_version_print(stdout);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(ctl_families) / sizeof(ctl_families[0]); i++)

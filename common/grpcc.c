@@ -17,7 +17,7 @@ enum grpcc_frame_state {
 };
 
 struct grpcc_call {
-	struct httpc_req *req;
+	struct h2c_req *req;
 	grpcc_msg_cb on_message;
 	grpcc_open_cb on_open; /* NULL once called */
 	grpcc_done_cb on_done;
@@ -71,10 +71,10 @@ static int grpcc_fail(struct grpcc_call *c, int code, const char *msg)
 	return -EPROTO;
 }
 
-static void grpcc_on_header(struct httpc_req *r, const char *name, size_t nl, const char *value,
+static void grpcc_on_header(struct h2c_req *r, const char *name, size_t nl, const char *value,
 			    size_t vl)
 {
-	struct grpcc_call *c = httpc_req_data(r);
+	struct grpcc_call *c = h2c_req_data(r);
 
 	if (nl == 11 && strncasecmp(name, "grpc-status", 11) == 0) {
 		char num[8];
@@ -95,9 +95,9 @@ static void grpcc_on_header(struct httpc_req *r, const char *name, size_t nl, co
 	}
 }
 
-static int grpcc_on_data(struct httpc_req *r, const char *data, size_t len)
+static int grpcc_on_data(struct h2c_req *r, const char *data, size_t len)
 {
-	struct grpcc_call *c = httpc_req_data(r);
+	struct grpcc_call *c = h2c_req_data(r);
 	const uint8_t *p = (const uint8_t *)data;
 
 	while (len) {
@@ -163,9 +163,9 @@ static int grpcc_http_code(long http)
 	}
 }
 
-static void grpcc_on_done(struct httpc_req *r, int status, long http, const char *err)
+static void grpcc_on_done(struct h2c_req *r, int status, long http, const char *err)
 {
-	struct grpcc_call *c = httpc_req_data(r);
+	struct grpcc_call *c = h2c_req_data(r);
 	int code;
 
 	if (c->local_code >= 0) {
@@ -179,6 +179,9 @@ static void grpcc_on_done(struct httpc_req *r, int status, long http, const char
 	} else if (status < 0) {
 		code = GRPC_UNAVAILABLE;
 		snprintf(c->message, sizeof(c->message), "%s", err);
+	} else if (http == 0) {
+		code = GRPC_INTERNAL;
+		snprintf(c->message, sizeof(c->message), "the answer ended before its headers");
 	} else if (http != 200) {
 		code = grpcc_http_code(http);
 		snprintf(c->message, sizeof(c->message), "HTTP status %ld", http);
@@ -199,7 +202,7 @@ static void grpcc_on_done(struct httpc_req *r, int status, long http, const char
 	free(c);
 }
 
-int grpcc_call(struct httpc *h, struct httpc_creds *creds, const struct grpcc_opts *o,
+int grpcc_call(struct h2c *h, struct h2c_creds *creds, const struct grpcc_opts *o,
 	       struct grpcc_call **out)
 {
 	char url[512], timeout[48];
@@ -238,14 +241,13 @@ int grpcc_call(struct httpc *h, struct httpc_creds *creds, const struct grpcc_op
 		 o->timeout_ms > 99999999 ? 99999999L : o->timeout_ms);
 	const char *headers[] = { "content-type: application/grpc", "te: trailers",
 				  "user-agent: cinch-grpcc/1", o->timeout_ms ? timeout : NULL, NULL };
-	struct httpc_req_opts ho = {
+	struct h2c_req_opts ho = {
 		.method = "POST", .url = url, .headers = headers, .body = framed,
 		.body_len = o->request_len + 5, .timeout_ms = o->timeout_ms,
-		/* gRPC runs only over HTTP/2; curl negotiates it with ALPN. */
-		.http2 = 1, .on_header = grpcc_on_header, .on_data = grpcc_on_data,
+		.on_header = grpcc_on_header, .on_data = grpcc_on_data,
 		.on_done = grpcc_on_done, .data = c,
 	};
-	rc = httpc_request(h, &ho, creds, &c->req);
+	rc = h2c_request(h, &ho, creds, &c->req);
 	free(framed);
 	if (rc < 0) {
 		free(c);
@@ -258,5 +260,5 @@ int grpcc_call(struct httpc *h, struct httpc_creds *creds, const struct grpcc_op
 
 void grpcc_cancel(struct grpcc_call *c)
 {
-	httpc_cancel(c->req);
+	h2c_cancel(c->req);
 }

@@ -1,4 +1,4 @@
-/* grpcc: gRPC calls over httpc (HTTP/2 + TLS), for the agent's calls to
+/* grpcc: gRPC calls over h2c (HTTP/2 + TLS), for the agent's calls to
  * cinch-control: unary (Identity.Sign, Config.Report) and server streaming
  * (Config.Watch). Messages are opaque bytes here; callers pack and unpack
  * them with protobuf-c.
@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "httpc.h"
+#include "h2c.h"
 
 /* The gRPC status codes (grpc/doc/statuscodes.md). */
 enum grpc_code {
@@ -72,8 +72,8 @@ struct grpcc_opts {
 };
 
 /* Starts a call on `h` with `creds` (borrowed). 0 and *out (optional), or
- * -EINVAL / -ENOMEM / httpc's errors, and then no callback runs. */
-int grpcc_call(struct httpc *h, struct httpc_creds *creds, const struct grpcc_opts *o,
+ * -EINVAL / -ENOMEM / h2c's errors, and then no callback runs. */
+int grpcc_call(struct h2c *h, struct h2c_creds *creds, const struct grpcc_opts *o,
 	       struct grpcc_call **out) __attribute__((warn_unused_result));
 
 /* Cancels now: done(CANCELLED) runs before this returns. Not from inside

@@ -550,3 +550,15 @@ void *httpc_req_data(const struct httpc_req *r)
 {
 	return r->data;
 }
+
+const char *httpc_curl_tls(void)
+{
+	const curl_version_info_data *ci = curl_version_info(CURLVERSION_NOW);
+	return ci->ssl_version ? ci->ssl_version : "none";
+}
+
+void httpc_version_print(FILE *out)
+{
+	fprintf(out, "  libcurl     %s (TLS: %s)\n", curl_version_info(CURLVERSION_NOW)->version,
+		httpc_curl_tls());
+}

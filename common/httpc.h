@@ -26,6 +26,7 @@
 #define CINCH_HTTPC_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <uv.h>
 
 struct httpc;
@@ -88,5 +89,10 @@ int httpc_request(struct httpc *h, const struct httpc_req_opts *o, struct httpc_
 void httpc_cancel(struct httpc_req *r);
 
 void *httpc_req_data(const struct httpc_req *r);
+
+/* The TLS backend libcurl was built with, e.g. "GnuTLS/3.7.9"; borrowed. */
+const char *httpc_curl_tls(void);
+/* The --version line of libcurl, after version_print's. */
+void httpc_version_print(FILE *out);
 
 #endif

@@ -436,6 +436,12 @@ out:
 int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 		 struct mtls_ctx **out, const char **why)
 {
+	return mtls_ctx_new_mesh(chain, key, roots, 1, out, why);
+}
+
+int mtls_ctx_new_mesh(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
+		      int resumption, struct mtls_ctx **out, const char **why)
+{
 	STACK_OF(X509) *inter = NULL;
 	int rc;
 
@@ -455,7 +461,7 @@ int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 		.verify = MTLS_VERIFY_SPIFFE,
 		.alpn = "\x0c" MTLS_MESH_ALPN,
 		.alpn_len = sizeof(MTLS_MESH_ALPN),
-		.resumption = 1,
+		.resumption = resumption,
 	};
 	_Static_assert(sizeof(MTLS_MESH_ALPN) - 1 == 0x0c, "the mesh ALPN's length byte");
 	rc = mtls_ctx_new_opts(&o, out, why);

@@ -112,6 +112,12 @@ int mtls_ctx_new_pem_files(const struct mtls_opts *o, const char *cert_path,
  * -ENOMEM. */
 int mtls_ctx_new(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
 		 struct mtls_ctx **out, const char **why) __attribute__((warn_unused_result));
+/* The same, resumption on or off: off, the server issues no ticket and the
+ * client keeps no session, so every handshake is a full one (cinch-agent
+ * run --no-resumption, for benchmarks). */
+int mtls_ctx_new_mesh(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * roots,
+		      int resumption, struct mtls_ctx **out, const char **why)
+	__attribute__((warn_unused_result));
 struct mtls_ctx *mtls_ctx_ref(struct mtls_ctx *ctx);
 void mtls_ctx_unref(struct mtls_ctx *ctx); /* NULL is a no-op */
 /* Our own SPIFFE ID ("" when the certificate is not an SVID or absent). */

@@ -1,7 +1,6 @@
 /* version: see version.h. */
 #include "version.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/crypto.h>
@@ -15,23 +14,14 @@
 #error "Cinch must be built against BoringSSL, not OpenSSL"
 #endif
 
-const char *version_curl_tls(void)
-{
-	const curl_version_info_data *ci = curl_version_info(CURLVERSION_NOW);
-	return ci->ssl_version ? ci->ssl_version : "none";
-}
-
 void version_print(FILE *out, const char *prog)
 {
-	const curl_version_info_data *ci = curl_version_info(CURLVERSION_NOW);
-
 	fprintf(out, "%s %s\n", prog, CINCH_VERSION);
 	fprintf(out, "  BoringSSL   %s (API %d, %s)\n", OpenSSL_version(OPENSSL_VERSION),
 		BORINGSSL_API_VERSION, CINCH_BORINGSSL_PACKAGE);
 	fprintf(out, "  libuv       %s\n", uv_version_string());
 	fprintf(out, "  protobuf-c  %s\n", protobuf_c_version());
 	fprintf(out, "  jansson     %s\n", jansson_version_str());
-	fprintf(out, "  libcurl     %s (TLS: %s)\n", ci->version, version_curl_tls());
 	fprintf(out, "  nghttp2     %s\n", nghttp2_version(0)->version_str);
 	fprintf(out, "  libyaml     %s\n", yaml_get_version_string());
 }

@@ -7,10 +7,8 @@
 
 #include <stdio.h>
 
-/* Prints "<prog> <version>" then one line per linked library. */
+/* Prints "<prog> <version>" then one line per library every Cinch binary
+ * links (programs that also link libcurl add httpc_version_print's line). */
 void version_print(FILE *out, const char *prog);
-
-/* The TLS backend libcurl was built with, e.g. "GnuTLS/3.7.9"; borrowed. */
-const char *version_curl_tls(void);
 
 #endif

@@ -49,6 +49,7 @@
 #include "duration.h"
 #include "filesrc.h"
 #include "fsutil.h"
+#include "httpc.h"
 #include "inject.h"
 #include "kapi.h"
 #include "tokenreview.h"
@@ -549,6 +550,7 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 			return 1;
 		case 'V':
 			version_print(stdout, "cinch-control");
+			httpc_version_print(stdout);
 			return 1;
 		case OPT_CONFIG:
 			if (config_path)

@@ -16,7 +16,8 @@ BUILD="cmake ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
 TEST="iproute2 iptables curl socat openssl tcpdump procps psmisc
  python3 python3-grpcio python3-grpc-tools python3-yaml python3-jsonschema
  python3-cryptography python3-h2 mmdebstrap umoci skopeo prometheus testssl.sh"
-BENCH="wrk iperf3 stunnel4 haproxy nginx-light libnginx-mod-stream hyperfine"
+BENCH="wrk iperf3 stunnel4 haproxy nginx-light libnginx-mod-stream hyperfine linux-perf
+ strace"
 
 want="$BUILD $TEST"
 [ "${1:-}" = bench ] && want="$want $BENCH"

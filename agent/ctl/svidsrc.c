@@ -38,7 +38,7 @@
 
 struct svidsrc {
 	uv_loop_t *loop;
-	struct httpc *h;
+	struct h2c *h;
 	char *url, *boot_ca_pem, *cred_path, *want_id;
 	enum svidsrc_cred cred;
 	int64_t ttl;
@@ -180,7 +180,7 @@ static char *svidsrc_bio_string(BIO *bio)
 
 /* TLS credentials for the next call: the control plane is trusted by the
  * bootstrap bundle and the newest one; a renewal adds our certificate. */
-static int svidsrc_creds(struct svidsrc *s, int renewal, struct httpc_creds **out)
+static int svidsrc_creds(struct svidsrc *s, int renewal, struct h2c_creds **out)
 {
 	BIO *ca = BIO_new(BIO_s_mem()), *cert = BIO_new(BIO_s_mem()), *key = BIO_new(BIO_s_mem());
 	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
@@ -201,7 +201,7 @@ static int svidsrc_creds(struct svidsrc *s, int renewal, struct httpc_creds **ou
 		if (!cert_pem || !key_pem)
 			goto out;
 	}
-	rc = httpc_creds_new(ca_pem, cert_pem, key_pem, out);
+	rc = h2c_creds_new(ca_pem, cert_pem, key_pem, out);
 out:
 	if (key_pem) {
 		OPENSSL_cleanse(key_pem, strlen(key_pem));
@@ -443,7 +443,7 @@ static void svidsrc_attempt(uv_timer_t *t)
 	struct svidsrc *s = t->data;
 	Cinch__V1__SignRequest req = CINCH__V1__SIGN_REQUEST__INIT;
 	Cinch__V1__Credential cred = CINCH__V1__CREDENTIAL__INIT;
-	struct httpc_creds *creds = NULL;
+	struct h2c_creds *creds = NULL;
 	uint8_t *csr = NULL, *packed = NULL;
 	size_t csr_len = 0, packed_len;
 	char *token = NULL;
@@ -503,7 +503,7 @@ out:
 	if (packed)
 		OPENSSL_cleanse(packed, packed_len); /* holds the token */
 	free(packed);
-	httpc_creds_unref(creds);
+	h2c_creds_unref(creds);
 }
 
 static char *svidsrc_strdup(const char *v, int *bad)
@@ -515,7 +515,7 @@ static char *svidsrc_strdup(const char *v, int *bad)
 	return d;
 }
 
-int svidsrc_start(uv_loop_t *loop, struct httpc *h, const struct svidsrc_opts *o,
+int svidsrc_start(uv_loop_t *loop, struct h2c *h, const struct svidsrc_opts *o,
 		  struct svidsrc **out)
 {
 	struct svidsrc *s;
@@ -586,7 +586,7 @@ void svidsrc_stop(struct svidsrc *s)
 	uv_close((uv_handle_t *)&s->expiry, svidsrc_closed);
 }
 
-int svidsrc_mtls_creds(struct svidsrc *s, struct httpc_creds **out)
+int svidsrc_mtls_creds(struct svidsrc *s, struct h2c_creds **out)
 {
 	return s->key ? svidsrc_creds(s, 1, out) : -ENOENT;
 }

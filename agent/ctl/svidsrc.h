@@ -33,7 +33,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "httpc.h"
+#include "h2c.h"
 
 enum svidsrc_cred {
 	SVIDSRC_JOIN_TOKEN = 0,
@@ -79,7 +79,7 @@ struct svidsrc;
 
 /* Starts at once (the first call is issued from the loop). Borrows `h`
  * (it must outlive the source). 0 and *out, or -EINVAL / -ENOMEM. */
-int svidsrc_start(uv_loop_t *loop, struct httpc *h, const struct svidsrc_opts *o,
+int svidsrc_start(uv_loop_t *loop, struct h2c *h, const struct svidsrc_opts *o,
 		  struct svidsrc **out) __attribute__((warn_unused_result));
 /* Cancels what is in flight and frees the source once the loop has closed
  * its timers (run the loop afterwards). No callback runs after this. */
@@ -92,8 +92,8 @@ STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n);
 /* Credentials for other calls to the control plane (the configuration
  * stream): the current certificate and key for mutual TLS, trusting the
  * bootstrap bundle and the last bundle received. -ENOENT while there is no
- * valid certificate; else as httpc_creds_new. */
-int svidsrc_mtls_creds(struct svidsrc *s, struct httpc_creds **out)
+ * valid certificate; else as h2c_creds_new. */
+int svidsrc_mtls_creds(struct svidsrc *s, struct h2c_creds **out)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -107,7 +107,7 @@ static int teardown(void **state)
 struct run {
 	uv_loop_t loop;
 	uv_timer_t stop_timer;
-	struct httpc *h;
+	struct h2c *h;
 	struct cfgwatch *w;
 	const char *until, *refuse, *workload; /* workload: "shop/api" if NULL */
 	char seen[256], policy_version[256];
@@ -127,7 +127,7 @@ static void run_stop(uv_timer_t *t)
 
 	cfgwatch_status(r->w, &r->st);
 	cfgwatch_stop(r->w);
-	httpc_close(r->h, NULL, NULL);
+	h2c_close(r->h, NULL, NULL);
 	uv_close((uv_handle_t *)t, NULL);
 	if (r->switch_creds)
 		uv_close((uv_handle_t *)&r->poll, NULL);
@@ -140,15 +140,15 @@ static void run_poll(uv_timer_t *t)
 {
 	struct run *r = t->data;
 	struct cfgwatch_status st;
-	struct httpc_creds *good = NULL;
+	struct h2c_creds *good = NULL;
 
 	cfgwatch_status(r->w, &st);
 	if (!r->failing_ms && st.reconnects >= 3)
 		r->failing_ms = uv_now(&r->loop);
 	if (r->failing_ms && !r->switched_ms && uv_now(&r->loop) >= r->failing_ms + 500) {
-		assert_int_equal(httpc_creds_new(fx.ca_pem, fx.cert_pem, fx.key_pem, &good), 0);
+		assert_int_equal(h2c_creds_new(fx.ca_pem, fx.cert_pem, fx.key_pem, &good), 0);
 		cfgwatch_set_creds(r->w, good);
-		httpc_creds_unref(good);
+		h2c_creds_unref(good);
 		r->switched_ms = uv_now(&r->loop);
 		uv_timer_stop(t);
 	}
@@ -184,12 +184,12 @@ static int on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 
 static void run_watch(struct run *r, const char *url, const char *ca_pem, unsigned seconds)
 {
-	struct httpc_creds *creds = NULL;
+	struct h2c_creds *creds = NULL;
 	struct cfgwatch_report rep = {.bundle_sequence = 7, .cert_serial_hex = "0a1b"};
 
 	assert_int_equal(uv_loop_init(&r->loop), 0);
-	assert_int_equal(httpc_new(&r->loop, &r->h), 0);
-	assert_int_equal(httpc_creds_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
+	assert_int_equal(h2c_new(&r->loop, &r->h), 0);
+	assert_int_equal(h2c_creds_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
 	struct cfgwatch_opts o = {
 		.control_url = url,
 		.workload = r->workload ? r->workload : "shop/api",
@@ -198,7 +198,7 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 		.arg = r,
 	};
 	assert_int_equal(cfgwatch_start(&r->loop, r->h, creds, &o, &r->w), 0);
-	httpc_creds_unref(creds); /* the watch holds its own reference */
+	h2c_creds_unref(creds); /* the watch holds its own reference */
 	cfgwatch_set_report(r->w, &rep);
 	uv_timer_init(&r->loop, &r->stop_timer);
 	r->stop_timer.data = r;

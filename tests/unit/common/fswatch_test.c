@@ -41,7 +41,7 @@ static int teardown(void **state)
 
 static void write_file(const char *name, const char *text)
 {
-	char path[128];
+	char path[256];
 	int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
 	assert_true(n > 0 && (size_t)n < sizeof(path));
 	FILE *f = fopen(path, "w");

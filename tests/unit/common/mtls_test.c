@@ -258,6 +258,50 @@ static void test_resumption(void **state)
 	mtls_ctx_unref(api);
 }
 
+/* A mesh context with resumption off (cinch-agent run --no-resumption):
+ * off on either side, no handshake is resumed; the server issues no
+ * ticket, the client keeps none. */
+static struct mtls_ctx *mesh(const char *id, EVP_PKEY *key, int resumption)
+{
+	const char *sans[] = {id};
+	X509 *leaf = testpki_leaf(pki.ca, pki.ca_key, key, sans, 1, -60, 3600);
+	STACK_OF(X509) *chain = sk_X509_new_null(), *roots = sk_X509_new_null();
+	struct mtls_ctx *ctx = NULL;
+	const char *why = NULL;
+
+	sk_X509_push(chain, leaf);
+	X509_up_ref(pki.ca);
+	sk_X509_push(roots, pki.ca);
+	assert_int_equal(mtls_ctx_new_mesh(chain, key, roots, resumption, &ctx, &why), 0);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(roots, X509_free);
+	return ctx;
+}
+
+static void test_no_resumption(void **state)
+{
+	for (int side = 0; side < 2; side++) {
+		struct mtls_ctx *web = mesh(WEB, pki.k_web, side == 1);
+		struct mtls_ctx *api = mesh(API, pki.k_api, side == 0);
+		for (int round = 0; round < 3; round++) {
+			struct mtls_conn *cl, *sv;
+			assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
+			assert_int_equal(mtls_conn_new_server(api, &sv), 0);
+			struct hs r = handshake(cl, sv, 0);
+			assert_int_equal(r.client_rc, MTLS_HS_DONE);
+			assert_int_equal(r.server_rc, MTLS_HS_DONE);
+			transfer(sv, cl, 100, 0);
+			assert_int_equal(mtls_conn_resumed(cl), 0);
+			assert_int_equal(mtls_conn_resumed(sv), 0);
+			assert_string_equal(mtls_conn_peer_id(cl), API);
+			mtls_conn_free(cl);
+			mtls_conn_free(sv);
+		}
+		mtls_ctx_unref(web);
+		mtls_ctx_unref(api);
+	}
+}
+
 static void expect_refusal(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
 			   int client_fails, const char *reason_part)
 {
@@ -676,6 +720,7 @@ int main(void)
 		cmocka_unit_test(test_handshake_and_data),
 		cmocka_unit_test(test_one_byte_at_a_time),
 		cmocka_unit_test(test_resumption),
+		cmocka_unit_test(test_no_resumption),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_no_client_certificate),
 		cmocka_unit_test(test_bad_credentials),

@@ -24,7 +24,12 @@ static char *render(void (*fn)(FILE *f, void *arg), void *arg)
 	assert_non_null(f);
 	fn(f, arg);
 	assert_int_equal(fclose(f), 0);
-	return buf;
+	/* a copy: gcc's -Wdangling-pointer takes the stream's buffer for
+	 * this frame's `buf` */
+	char *out = strdup(buf);
+	free(buf);
+	assert_non_null(out);
+	return out;
 }
 
 static const double bounds[] = {0.1, 1, 10};

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include "httpc.h"
 #include "version.h"
 
 #ifndef OPENSSL_IS_BORINGSSL
@@ -58,7 +59,7 @@ static void test_no_openssl_libssl_mapped(void **state)
 
 static void test_curl_uses_gnutls(void **state)
 {
-	assert_int_equal(strncmp(version_curl_tls(), "GnuTLS/", 7), 0);
+	assert_int_equal(strncmp(httpc_curl_tls(), "GnuTLS/", 7), 0);
 }
 
 static void test_version_lists_libraries(void **state)
@@ -70,6 +71,7 @@ static void test_version_lists_libraries(void **state)
 	FILE *f = open_memstream(&buf, &len);
 
 	version_print(f, "cinch-test");
+	httpc_version_print(f);
 	fclose(f);
 	assert_int_equal(strncmp(buf, "cinch-test ", 11), 0);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
