@@ -28,7 +28,7 @@
 struct load {
 	uv_loop_t *loop;
 	struct h2c *h;
-	struct h2c_creds *creds;
+	struct mtls_ctx *creds;
 	const char *url;
 	uint8_t *req;
 	size_t req_len;
@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 		l.url = argv[2];
 		ca = read_text(argv[3]);
 		if (!ca || h2c_new(l.loop, &l.h) < 0 ||
-		    h2c_creds_new(ca, NULL, NULL, &l.creds) < 0)
+		    h2c_tls_new(ca, NULL, NULL, &l.creds) < 0)
 			return 1;
 		rc = enroll(&l, argv[4], argv[5], argv[6]);
 		goto out;
@@ -242,7 +242,7 @@ int main(int argc, char **argv)
 	char *csr_key;
 	ca = read_text(argv[3]);
 	if (!ca || !cert || !key || !n || secs <= 0 || h2c_new(l.loop, &l.h) < 0 ||
-	    h2c_creds_new(ca, cert, key, &l.creds) < 0 ||
+	    h2c_tls_new(ca, cert, key, &l.creds) < 0 ||
 	    make_csr(&csr, &csr_len, &csr_key) < 0 || pack_request(&l, csr, csr_len, NULL) < 0)
 		return 1;
 	double t0 = now_s();
@@ -264,7 +264,7 @@ out:
 	free(l.req);
 	free(l.lat);
 	free(l.resp);
-	h2c_creds_unref(l.creds);
+	mtls_ctx_unref(l.creds);
 	uv_loop_close(l.loop);
 	return rc;
 }

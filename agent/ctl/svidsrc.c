@@ -180,7 +180,7 @@ static char *svidsrc_bio_string(BIO *bio)
 
 /* TLS credentials for the next call: the control plane is trusted by the
  * bootstrap bundle and the newest one; a renewal adds our certificate. */
-static int svidsrc_creds(struct svidsrc *s, int renewal, struct h2c_creds **out)
+static int svidsrc_creds(struct svidsrc *s, int renewal, struct mtls_ctx **out)
 {
 	BIO *ca = BIO_new(BIO_s_mem()), *cert = BIO_new(BIO_s_mem()), *key = BIO_new(BIO_s_mem());
 	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
@@ -201,7 +201,7 @@ static int svidsrc_creds(struct svidsrc *s, int renewal, struct h2c_creds **out)
 		if (!cert_pem || !key_pem)
 			goto out;
 	}
-	rc = h2c_creds_new(ca_pem, cert_pem, key_pem, out);
+	rc = h2c_tls_new(ca_pem, cert_pem, key_pem, out);
 out:
 	if (key_pem) {
 		OPENSSL_cleanse(key_pem, strlen(key_pem));
@@ -443,7 +443,7 @@ static void svidsrc_attempt(uv_timer_t *t)
 	struct svidsrc *s = t->data;
 	Cinch__V1__SignRequest req = CINCH__V1__SIGN_REQUEST__INIT;
 	Cinch__V1__Credential cred = CINCH__V1__CREDENTIAL__INIT;
-	struct h2c_creds *creds = NULL;
+	struct mtls_ctx *creds = NULL;
 	uint8_t *csr = NULL, *packed = NULL;
 	size_t csr_len = 0, packed_len;
 	char *token = NULL;
@@ -503,7 +503,7 @@ out:
 	if (packed)
 		OPENSSL_cleanse(packed, packed_len); /* holds the token */
 	free(packed);
-	h2c_creds_unref(creds);
+	mtls_ctx_unref(creds);
 }
 
 static char *svidsrc_strdup(const char *v, int *bad)
@@ -586,7 +586,7 @@ void svidsrc_stop(struct svidsrc *s)
 	uv_close((uv_handle_t *)&s->expiry, svidsrc_closed);
 }
 
-int svidsrc_mtls_creds(struct svidsrc *s, struct h2c_creds **out)
+int svidsrc_mtls_creds(struct svidsrc *s, struct mtls_ctx **out)
 {
 	return s->key ? svidsrc_creds(s, 1, out) : -ENOENT;
 }
