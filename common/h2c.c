@@ -509,7 +509,7 @@ static void h2c_flush(struct h2c_conn *c)
 			return;
 		}
 	}
-	if (c->state == H2C_DEAD)
+	if (c->state == H2C_DEAD || !c->tls) /* dead, or no TLS yet: nothing to send */
 		return;
 	size_t len = mtls_conn_pending_out(c->tls);
 	if (len) {
