@@ -37,6 +37,7 @@
 #include "localaddr.h"
 #include "log.h"
 #include "mtls.h"
+#include "numarg.h"
 #include "pemfile.h"
 #include "policy.h"
 #include "probe.h"
@@ -96,10 +97,8 @@ static int agentd_load(struct agentd *a, const char *event)
 			       : "cannot read a private key from --key";
 		goto out;
 	}
-	if (mtls_ctx_new(chain, key, roots, &tls, &why) < 0)
+	if (mtls_ctx_new_mesh(chain, key, roots, !a->no_resumption, &tls, &why) < 0)
 		goto out;
-	if (a->no_resumption)
-		mtls_ctx_no_resumption(tls);
 	if (policy_slice_load(&slice, a->trust_domain, a->policy, a->workloads, a->workload, addrs,
 			      n_addrs, &perr) < 0) {
 		log_event(LOG_LVL_ERROR, "config_rejected",
@@ -401,7 +400,6 @@ int agentd_main(int argc, char **argv)
 	int no_probe = 0, reserve_set = 0, per_source_set = 0;
 	unsigned reserve = 0;
 	long long ms;
-	char *end;
 	enum log_level lvl = LOG_LVL_INFO;
 	uint16_t admin_port = 15000;
 	const char *control = NULL, *token_kind = NULL, *trust_domain = NULL;
@@ -430,10 +428,14 @@ int agentd_main(int argc, char **argv)
 			a.workload = optarg;
 			break;
 		case 'o':
-			pc.outbound_port = (uint16_t)atoi(optarg);
+			if (numarg_port("cinch-agent run", "outbound-port", optarg,
+					&pc.outbound_port) < 0)
+				return 2;
 			break;
 		case 'i':
-			pc.inbound_port = (uint16_t)atoi(optarg);
+			if (numarg_port("cinch-agent run", "inbound-port", optarg,
+					&pc.inbound_port) < 0)
+				return 2;
 			break;
 		case 't':
 			if ((ms = duration_ms_bare_ms(optarg)) < 1 || ms > UINT_MAX)
@@ -441,7 +443,8 @@ int agentd_main(int argc, char **argv)
 			pc.idle_ms = (unsigned)ms;
 			break;
 		case 'a':
-			admin_port = (uint16_t)atoi(optarg);
+			if (numarg_port("cinch-agent run", "admin-port", optarg, &admin_port) < 0)
+				return 2;
 			break;
 		case 'l':
 			if (log_level_parse(optarg, &lvl) < 0) {
@@ -483,15 +486,10 @@ int agentd_main(int argc, char **argv)
 		case 'R':
 		case 'H':
 		case 'S': {
-			unsigned long v = strtoul(optarg, &end, 10);
-			unsigned long min = c != 'R';
-			if (*end || !*optarg || optarg[0] == '-' || v < min || v > 1000000) {
-				fprintf(stderr,
-					"cinch-agent run: --%s \"%s\": expected a whole number "
-					"from %lu to 1000000\n",
-					opts[li].name, optarg, min);
+			long long v;
+			if (numarg_flag("cinch-agent run", opts[li].name, optarg, c != 'R', 1000000,
+					&v) < 0)
 				return 2;
-			}
 			reserve_set |= c == 'R';
 			per_source_set |= c == 'S';
 			*(c == 'm'   ? &pc.max_conns
@@ -504,7 +502,8 @@ int agentd_main(int argc, char **argv)
 			if ((ms = duration_ms(optarg)) < 100 || ms > 600000) {
 				fprintf(stderr,
 					"cinch-agent run: --handshake-timeout \"%s\": expected a "
-					"duration from 100ms to 10m (\"500ms\", \"5s\", \"1m\")\n",
+					"duration from 100ms to 10m (\"500ms\", \"5s\", \"1m\")\n"
+					"Run 'cinch-agent run --help' for usage.\n",
 					optarg);
 				return 2;
 			}
@@ -528,16 +527,14 @@ int agentd_main(int argc, char **argv)
 		case 'Z':
 			a.no_resumption = 1;
 			break;
-		case 'E':
-			a.st.peer_cap = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !*optarg || optarg[0] == '-' ||
-			    a.st.peer_cap > ADMIN_MAX_PEERS) {
-				fprintf(stderr,
-					"cinch-agent: --peer-metrics: a number from 0 to %d\n",
-					ADMIN_MAX_PEERS);
+		case 'E': {
+			long long v;
+			if (numarg_flag("cinch-agent run", "peer-metrics", optarg, 0,
+					ADMIN_MAX_PEERS, &v) < 0)
 				return 2;
-			}
+			a.st.peer_cap = (unsigned)v;
 			break;
+		}
 		case 'h':
 			agentd_usage(stdout);
 			return 0;

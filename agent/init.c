@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "intercept.h"
+#include "numarg.h"
 
 static void init_usage(FILE *out)
 {
@@ -32,16 +33,6 @@ static void init_usage(FILE *out)
 		"  --remove                     take Cinch's rules out, leave the rest\n");
 }
 
-static int init_port(const char *s, uint16_t *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (*end || v < 1 || v > 65535)
-		return -1;
-	*out = (uint16_t)v;
-	return 0;
-}
-
 int init_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -60,24 +51,31 @@ int init_main(int argc, char **argv)
 	struct intercept_config cfg;
 	const char *why = NULL;
 	int c, li = 0, dry = 0, remove = 0, bad = 0;
-	char *end;
+	long long v;
 
 	intercept_config_defaults(&cfg);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		switch (c) {
 		case 'u':
-			cfg.uid = (unsigned)strtoul(optarg, &end, 10);
-			bad = *end || !*optarg || optarg[0] == '-';
+			bad = numarg_parse(optarg, 0, UINT32_MAX - 1, &v) < 0;
+			why = "expected a user ID from 0 to 4294967294";
+			cfg.uid = bad ? cfg.uid : (unsigned)v;
 			break;
 		case 'i':
-			bad = init_port(optarg, &cfg.inbound_port) < 0;
+			bad = numarg_parse(optarg, 1, 65535, &v) < 0;
+			why = "expected a port from 1 to 65535";
+			cfg.inbound_port = bad ? cfg.inbound_port : (uint16_t)v;
 			break;
 		case 'o':
-			bad = init_port(optarg, &cfg.outbound_port) < 0;
+			bad = numarg_parse(optarg, 1, 65535, &v) < 0;
+			why = "expected a port from 1 to 65535";
+			cfg.outbound_port = bad ? cfg.outbound_port : (uint16_t)v;
 			break;
 		case 'a':
-			bad = init_port(optarg, &cfg.admin_port) < 0;
+			bad = numarg_parse(optarg, 1, 65535, &v) < 0;
+			why = "expected a port from 1 to 65535";
+			cfg.admin_port = bad ? cfg.admin_port : (uint16_t)v;
 			break;
 		case 'I':
 			bad = intercept_parse_ports(optarg, cfg.exclude_in, &cfg.n_exclude_in,
@@ -105,8 +103,10 @@ int init_main(int argc, char **argv)
 			return 2;
 		}
 		if (bad) {
-			fprintf(stderr, "cinch-agent init: --%s \"%s\": %s\n", opts[li].name,
-				optarg, why ? why : "not a valid value");
+			fprintf(stderr,
+				"cinch-agent init: --%s \"%s\": %s\n"
+				"Run 'cinch-agent init --help' for usage.\n",
+				opts[li].name, optarg, why ? why : "not a valid value");
 			return 2;
 		}
 	}

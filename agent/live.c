@@ -167,7 +167,7 @@ out:
 static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 {
 	struct live *l = arg;
-	struct h2c_creds *creds = NULL;
+	struct mtls_ctx *creds = NULL;
 	int rc;
 
 	live_drop_certificate(l);
@@ -204,7 +204,7 @@ static void live_on_svid(void *arg, const struct svidsrc_svid *v)
 			log_event(LOG_LVL_ERROR, "config_watch_failed",
 				  log_pack("{s:s}", "error", strerror(-rc)));
 	}
-	h2c_creds_unref(creds);
+	mtls_ctx_unref(creds);
 	live_rebuild(l);
 }
 

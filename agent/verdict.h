@@ -30,7 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VERDICT_ALPN	   "cinch-deny/1"
+#include "mtls.h"
+
+#define VERDICT_ALPN	   MTLS_MESH_ALPN /* mtls.h */
 #define VERDICT_MAX	   512 /* a refusal's JSON body, at most */
 #define VERDICT_REASON_MAX 256 /* its reason, at most (printable ASCII) */
 

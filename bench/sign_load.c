@@ -23,11 +23,12 @@
 #include "cinch/v1/identity.pb-c.h"
 #include "fsutil.h"
 #include "grpcc.h"
+#include "numarg.h"
 
 struct load {
 	uv_loop_t *loop;
 	struct h2c *h;
-	struct h2c_creds *creds;
+	struct mtls_ctx *creds;
 	const char *url;
 	uint8_t *req;
 	size_t req_len;
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
 		l.url = argv[2];
 		ca = read_text(argv[3]);
 		if (!ca || h2c_new(l.loop, &l.h) < 0 ||
-		    h2c_creds_new(ca, NULL, NULL, &l.creds) < 0)
+		    h2c_tls_new(ca, NULL, NULL, &l.creds) < 0)
 			return 1;
 		rc = enroll(&l, argv[4], argv[5], argv[6]);
 		goto out;
@@ -229,14 +230,19 @@ int main(int argc, char **argv)
 	}
 	l.url = argv[2];
 	char *cert = read_text(argv[4]), *key = read_text(argv[5]);
-	unsigned n = (unsigned)atoi(argv[6]);
+	long long n_ll;
+	if (numarg_parse(argv[6], 1, 100000, &n_ll) < 0) {
+		fprintf(stderr, "sign_load: CONCURRENCY \"%s\": expected 1 to 100000\n", argv[6]);
+		return 2;
+	}
+	unsigned n = (unsigned)n_ll;
 	double secs = atof(argv[7]);
 	uint8_t *csr;
 	size_t csr_len;
 	char *csr_key;
 	ca = read_text(argv[3]);
 	if (!ca || !cert || !key || !n || secs <= 0 || h2c_new(l.loop, &l.h) < 0 ||
-	    h2c_creds_new(ca, cert, key, &l.creds) < 0 ||
+	    h2c_tls_new(ca, cert, key, &l.creds) < 0 ||
 	    make_csr(&csr, &csr_len, &csr_key) < 0 || pack_request(&l, csr, csr_len, NULL) < 0)
 		return 1;
 	double t0 = now_s();
@@ -258,7 +264,7 @@ out:
 	free(l.req);
 	free(l.lat);
 	free(l.resp);
-	h2c_creds_unref(l.creds);
+	mtls_ctx_unref(l.creds);
 	uv_loop_close(l.loop);
 	return rc;
 }

@@ -5,6 +5,7 @@
  * not, 2 when the file is not a certificate. */
 #include "ctl.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "certverify.h"
 #include "pemfile.h"
 #include "spiffe.h"
 #include "svid.h"
@@ -54,8 +56,6 @@ int ctl_cert(int argc, char **argv)
 	};
 	const char *bundle_path = NULL, *why = NULL;
 	STACK_OF(X509) *certs = NULL, *roots = NULL;
-	X509_STORE *store = NULL;
-	X509_STORE_CTX *ctx = NULL;
 	char id[SPIFFE_ID_MAX + 1];
 	int c, rc = 2;
 
@@ -108,30 +108,26 @@ int ctl_cert(int argc, char **argv)
 	if (!bundle_path)
 		goto out;
 	roots = pemfile_certs(bundle_path);
-	store = X509_STORE_new();
-	ctx = X509_STORE_CTX_new();
-	if (!roots || !store || !ctx) {
+	if (!roots) {
 		fprintf(stderr, "cinchctl: %s: no PEM certificate in it\n", bundle_path);
 		rc = 2;
 		goto out;
 	}
-	for (size_t i = 0; i < sk_X509_num(roots); i++)
-		X509_STORE_add_cert(store, sk_X509_value(roots, i));
-	if (!X509_STORE_CTX_init(ctx, store, leaf, certs)) {
-		rc = 2;
-		goto out;
-	}
-	if (X509_verify_cert(ctx) == 1) {
+	int err;
+	switch (certverify_roots(roots, leaf, certs, NULL, &err)) {
+	case 0:
 		printf("%-12s ok (%s)\n", "verifies", bundle_path);
-	} else {
-		printf("%-12s NO: %s\n", "verifies",
-		       X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+		break;
+	case -ENOMEM:
+		fprintf(stderr, "cinchctl: out of memory\n");
+		rc = 2;
+		break;
+	default:
+		printf("%-12s NO: %s\n", "verifies", certverify_error_string(err));
 		rc = 1;
 	}
 out:
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(roots, X509_free);
-	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #include "compile.h"
 #include "ksvc.h"
 #include "model.h"
+#include "numarg.h"
 #include "pdoc.h"
 #include "policy.h"
 #include "spiffe.h"
@@ -451,8 +452,8 @@ static int ctl_policy_explain(int argc, char **argv)
 	};
 	static const char *cmd = "policy explain";
 	const char *policy = NULL, *workloads = NULL, *from = NULL, *to = NULL, *kubeconfig = NULL;
-	long port = 0;
-	char *end, cp[32], cw[32];
+	long long port = 0;
+	char cp[32], cw[32];
 	int c, cluster = 0;
 
 	if (ctl_wants_help(argc, argv))
@@ -473,8 +474,7 @@ static int ctl_policy_explain(int argc, char **argv)
 			to = optarg;
 			break;
 		case 'P':
-			port = strtol(optarg, &end, 10);
-			if (*end || end == optarg || port < 1 || port > 65535)
+			if (numarg_parse(optarg, 1, 65535, &port) < 0)
 				return ctl_usage_error(cmd, "--port: not a port (1-65535): %s",
 						       optarg);
 			break;
@@ -526,7 +526,7 @@ static int ctl_policy_explain(int argc, char **argv)
 	}
 	struct policy_decision d;
 	policy_slice_decide_inbound(s, id, id ? NULL : (struct sockaddr *)&src, (uint16_t)port, &d);
-	printf("%s -> %s port %ld: %s\n", from, policy_slice_workload(s), port,
+	printf("%s -> %s port %lld: %s\n", from, policy_slice_workload(s), port,
 	       policy_verdict_name(d.verdict));
 	printf("  rule:   %s\n  reason: %s\n", d.rule ? d.rule : "(none)", d.reason);
 	/* port names: what they are on this workload (the set read again) */
@@ -1106,9 +1106,11 @@ static int ctl_policy_test(int argc, char **argv)
 			slices[n_slices++] = s;
 		}
 		struct policy_decision d;
-		long p = strtol(port->text, NULL, 10);
+		long long p;
+		if (numarg_parse(port->text, 1, 65535, &p) < 0)
+			p = 0;
 		policy_slice_decide_inbound(s, id, id ? NULL : (struct sockaddr *)&src,
-					    (uint16_t)(p > 0 && p < 65536 ? p : 0), &d);
+					    (uint16_t)p, &d);
 		int ok = !strcmp(policy_verdict_name(d.verdict), expect->text) &&
 			 (!rule || (d.rule && !strcmp(d.rule, rule->text)));
 		if (ok) {

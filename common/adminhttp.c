@@ -1,8 +1,13 @@
 /* adminhttp: see adminhttp.h.
  *
- * A connection: READING (head bytes into a fixed buffer) -> WRITING (one
- * uv_write of the whole response) -> CLOSING. The timer and the TCP handle
- * close together; the connection is freed by the second close callback. */
+ * A connection is a plain struct conn of the connection core (conn.h):
+ * the core accepts (always: a connection over ADMINHTTP_MAX_CONNS or
+ * without memory is taken and closed), reads, writes and closes (the one
+ * path, conn_finalize). Here: READING (head bytes into a fixed buffer) ->
+ * WRITING (the whole response queued at once) -> closed once it is
+ * written (ops->drained), or by the timer. The timer and the conn's
+ * handle close together; the connection is freed by the second close
+ * callback. */
 #include "adminhttp.h"
 
 #include <errno.h>
@@ -11,25 +16,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn.h"
+#include "list.h"
+
 struct adminhttp {
 	uv_tcp_t tcp;
+	struct conn_loop cl; /* the core's per-loop state, for this server's conns */
 	adminhttp_cb cb;
 	void *arg;
 	const char *const *network_paths; /* NULL: every path to everyone */
-	struct ahconn *conns;
+	struct list_node conns;
 	unsigned n_conns;
 	int refs; /* the listener and each connection */
 };
 
 struct ahconn {
-	uv_tcp_t tcp;
+	struct conn conn;
 	uv_timer_t timer;
-	uv_write_t wr;
 	struct adminhttp *srv;
-	struct ahconn *next, **pprev;
-	char *out;
+	struct list_node link;
 	size_t len;
-	int closing, pending_closes, writing;
+	int pending_closes, writing;
 	int loopback; /* both ends on loopback */
 	char buf[ADMINHTTP_MAX_HEAD];
 };
@@ -76,44 +83,54 @@ int adminhttp_parse(const char *buf, size_t len, char *method, size_t method_len
 
 static void ah_unref(struct adminhttp *s)
 {
-	if (--s->refs == 0)
-		free(s);
+	if (--s->refs > 0)
+		return;
+	conn_loop_cleanup(&s->cl);
+	free(s);
 }
 
-static void ah_conn_closed(uv_handle_t *h)
+static void ah_conn_handle_closed(struct ahconn *c)
 {
-	struct ahconn *c = h->data;
-
 	if (--c->pending_closes > 0)
 		return;
-	free(c->out);
 	c->srv->n_conns--;
 	ah_unref(c->srv);
 	free(c);
 }
 
-static void ah_conn_close(struct ahconn *c)
+static void ah_timer_closed(uv_handle_t *h)
 {
-	if (c->closing)
-		return;
-	c->closing = 1;
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	c->pending_closes = 2;
-	uv_close((uv_handle_t *)&c->tcp, ah_conn_closed);
-	uv_close((uv_handle_t *)&c->timer, ah_conn_closed);
+	ah_conn_handle_closed(h->data);
+}
+
+static void ah_conn_closed(struct conn *conn)
+{
+	ah_conn_handle_closed(conn->owner);
+}
+
+/* conn_finalize's first call: unlink, close the timer. */
+static void ah_conn_end(struct conn *conn, enum conn_reason reason)
+{
+	struct ahconn *c = conn->owner;
+	(void)reason;
+
+	list_del(&c->link);
+	uv_close((uv_handle_t *)&c->timer, ah_timer_closed);
 }
 
 static void ah_timeout(uv_timer_t *t)
 {
-	ah_conn_close(t->data);
+	struct ahconn *c = t->data;
+	conn_finalize(&c->conn, CONN_ER_IDLE_TIMEOUT);
 }
 
-static void ah_written(uv_write_t *wr, int status)
+/* The response is written: the connection ends. */
+static void ah_drained(struct conn *conn)
 {
-	(void)status;
-	ah_conn_close(wr->data);
+	struct ahconn *c = conn->owner;
+
+	if (c->writing && conn_queued(conn) == 0)
+		conn_finalize(conn, CONN_ER_CLOSED);
 }
 
 const char *adminhttp_reason(int status)
@@ -160,20 +177,14 @@ static void ah_respond(struct ahconn *c, const char *method, struct adminhttp_re
 			 r->status, adminhttp_reason(r->status),
 			 r->content_type ? r->content_type : "text/plain; charset=utf-8", r->len);
 
-	c->out = malloc((size_t)n + body);
-	if (c->out) {
-		memcpy(c->out, head, (size_t)n);
-		if (body)
-			memcpy(c->out + n, r->body, body);
-		c->len = (size_t)n + body;
-	}
-	free(r->body);
-	uv_read_stop((uv_stream_t *)&c->tcp);
+	conn_read_stop(&c->conn);
 	c->writing = 1;
-	uv_buf_t b = uv_buf_init(c->out, (unsigned)c->len);
-	c->wr.data = c;
-	if (!c->out || uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, ah_written) < 0)
-		ah_conn_close(c);
+	/* a failed write finalizes the conn (the core never drops one) */
+	int rc = conn_write(&c->conn, (const uint8_t *)head, (size_t)n);
+	if (rc == 0 && body)
+		rc = conn_write(&c->conn, (const uint8_t *)r->body, body);
+	free(r->body);
+	(void)rc;
 }
 
 static void ah_error(struct ahconn *c, int status, const char *msg)
@@ -182,13 +193,6 @@ static void ah_error(struct ahconn *c, int status, const char *msg)
 	if (!r.body)
 		r.len = 0;
 	ah_respond(c, NULL, &r);
-}
-
-static void ah_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	struct ahconn *c = h->data;
-	(void)hint;
-	*buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
 }
 
 static int ah_network_path(const struct adminhttp *s, const char *path)
@@ -214,7 +218,7 @@ static int ah_is_loopback(const struct sockaddr_storage *a)
 /* Where the connection came from and to: loopback only when both ends are
  * (a packet from the network to 127.0.0.1 is dropped as martian, but that
  * is one sysctl away: route_localnet). Unknown: not loopback. */
-static int ah_conn_loopback(uv_tcp_t *t)
+static int ah_conn_loopback(const uv_tcp_t *t)
 {
 	struct sockaddr_storage local, peer;
 	int ll = sizeof(local), pl = sizeof(peer);
@@ -224,100 +228,122 @@ static int ah_conn_loopback(uv_tcp_t *t)
 	       ah_is_loopback(&local) && ah_is_loopback(&peer);
 }
 
-static void ah_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+/* Head bytes: buffered until the head is whole, then answered. */
+static int ah_data(struct conn *conn, const uint8_t *data, size_t n)
 {
-	struct ahconn *c = st->data;
+	struct ahconn *c = conn->owner;
 	char method[8], path[256];
-	(void)buf;
+	size_t room = sizeof(c->buf) - c->len;
 
-	if (n < 0) {
-		ah_conn_close(c);
-		return;
-	}
-	if (n == 0 || c->writing)
-		return;
-	c->len += (size_t)n;
+	if (c->writing)
+		return 0;
+	memcpy(c->buf + c->len, data, n < room ? n : room);
+	c->len += n < room ? n : room;
 	int rc = adminhttp_parse(c->buf, c->len, method, sizeof(method), path, sizeof(path));
 	if (rc == -EAGAIN && c->len == sizeof(c->buf))
 		rc = -E2BIG;
 	switch (rc) {
 	case -EAGAIN:
-		return;
+		return 0;
 	case -EBADMSG:
 		ah_error(c, 400, "bad request\n");
-		return;
+		return 0;
 	case -E2BIG:
 		ah_error(c, 431, "request head too large\n");
-		return;
+		return 0;
 	case -ENOSYS:
 		ah_error(c, 405, "only GET and HEAD\n");
-		return;
+		return 0;
 	}
 	if (!c->loopback && !ah_network_path(c->srv, path)) {
 		struct adminhttp_response r = {403, NULL, strdup("served on loopback only\n"), 0};
 		r.len = r.body ? strlen(r.body) : 0;
 		ah_respond(c, method, &r);
-		return;
+		return 0;
 	}
 	struct adminhttp_response r = {404, NULL, NULL, 0};
 	c->srv->cb(c->srv->arg, method, path, &r);
 	ah_respond(c, method, &r);
+	return 0;
 }
+
+/* The peer ended its stream before a whole head: nothing to answer. */
+static void ah_eof(struct conn *conn)
+{
+	struct ahconn *c = conn->owner;
+
+	if (!c->writing)
+		conn_finalize(conn, CONN_ER_CLOSED);
+}
+
+static const struct conn_ops ah_conn_ops = {
+	.data = ah_data,
+	.eof = ah_eof,
+	.drained = ah_drained,
+	.end = ah_conn_end,
+	.closed = ah_conn_closed,
+};
 
 static void ah_accept(uv_stream_t *server, int status)
 {
 	struct adminhttp *s = server->data;
 	struct ahconn *c;
 
-	if (status < 0 || !(c = calloc(1, sizeof(*c))))
+	if (status < 0)
 		return;
+	/* The core always accepts (libuv keeps polling the listener); over
+	 * the cap or without memory the connection is taken and reset. */
+	c = s->n_conns < ADMINHTTP_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+	if (!c || conn_init(&c->conn, &s->cl, &ah_conn_ops, c) < 0) {
+		free(c);
+		if (conn_accept(&s->cl, server, NULL, 1) < 0) /* taken and reset */
+			return;
+		return;
+	}
 	c->srv = s;
+	c->pending_closes = 2; /* the conn's handle and the timer */
 	s->refs++;
 	s->n_conns++;
-	uv_tcp_init(server->loop, &c->tcp);
 	uv_timer_init(server->loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->next = s->conns;
-	if (c->next)
-		c->next->pprev = &c->next;
-	c->pprev = &s->conns;
-	s->conns = c;
-	int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
-	if (rc == 0)
-		c->loopback = ah_conn_loopback(&c->tcp);
-	if (rc < 0 || s->n_conns > ADMINHTTP_MAX_CONNS ||
-	    uv_timer_start(&c->timer, ah_timeout, ADMINHTTP_TIMEOUT_MS, 0) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, ah_alloc, ah_read) < 0)
-		ah_conn_close(c);
+	c->timer.data = c;
+	list_add_head(&s->conns, &c->link);
+	if (conn_accept(&s->cl, server, &c->conn, 0) < 0 ||
+	    uv_timer_start(&c->timer, ah_timeout, ADMINHTTP_TIMEOUT_MS, 0) < 0) {
+		conn_finalize(&c->conn, CONN_ER_RESET);
+		return;
+	}
+	c->loopback = ah_conn_loopback(&c->conn.h.tcp);
+	conn_start(&c->conn);
+	if (!conn_closing(&c->conn))
+		conn_read_start(&c->conn);
 }
 
 int adminhttp_start(uv_loop_t *loop, const char *host, int port, adminhttp_cb cb, void *arg,
 		    struct adminhttp **out, int *bound_port)
 {
 	struct adminhttp *s = calloc(1, sizeof(*s));
-	struct sockaddr_storage ss;
-	int rc, len = sizeof(ss);
+	uint16_t bound = 0;
+	int rc;
 
 	if (!s)
 		return UV_ENOMEM;
-	if ((rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss)) < 0 &&
-	    (rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) < 0) {
+	if (port < 0 || port > 65535) {
 		free(s);
-		return rc;
+		return UV_EINVAL;
 	}
 	s->cb = cb;
 	s->arg = arg;
 	s->refs = 1;
-	uv_tcp_init(loop, &s->tcp);
-	s->tcp.data = s;
-	if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&s->tcp, 128, ah_accept)) < 0 ||
-	    (rc = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len)) < 0) {
-		adminhttp_stop(s);
+	list_init(&s->conns);
+	conn_loop_init(&s->cl, loop);
+	if ((rc = conn_listen(loop, &s->tcp, host, (uint16_t)port, ah_accept, s, &bound)) < 0) {
+		if (s->tcp.loop)
+			adminhttp_stop(s);
+		else
+			free(s);
 		return rc;
 	}
-	*bound_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-						    : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*bound_port = bound;
 	*out = s;
 	return 0;
 }
@@ -334,9 +360,12 @@ static void ah_listener_closed(uv_handle_t *h)
 
 void adminhttp_stop(struct adminhttp *s)
 {
+	struct list_node *n, *next;
+
 	if (!s)
 		return;
-	while (s->conns)
-		ah_conn_close(s->conns);
+	list_for_each_safe(n, next, &s->conns)
+		conn_finalize(&list_entry(n, struct ahconn, link)->conn, CONN_ER_STOPPED);
+	s->tcp.data = s;
 	uv_close((uv_handle_t *)&s->tcp, ah_listener_closed);
 }

@@ -208,7 +208,7 @@ static int fswatch_dir_of(const char *path, char *buf, size_t len, int *is_dir)
 		return -ENAMETOOLONG;
 	if (stat(path, &st) < 0)
 		return -errno;
-	strcpy(buf, path);
+	memcpy(buf, path, strlen(path) + 1);
 	*is_dir = S_ISDIR(st.st_mode);
 	if (!*is_dir) {
 		char *dir = dirname(buf); /* may return a static "." */

@@ -202,7 +202,7 @@ static void grpcc_on_done(struct h2c_req *r, int status, long http, const char *
 	free(c);
 }
 
-int grpcc_call(struct h2c *h, struct h2c_creds *creds, const struct grpcc_opts *o,
+int grpcc_call(struct h2c *h, struct mtls_ctx *creds, const struct grpcc_opts *o,
 	       struct grpcc_call **out)
 {
 	char url[512], timeout[48];

@@ -73,7 +73,7 @@ struct grpcc_opts {
 
 /* Starts a call on `h` with `creds` (borrowed). 0 and *out (optional), or
  * -EINVAL / -ENOMEM / h2c's errors, and then no callback runs. */
-int grpcc_call(struct h2c *h, struct h2c_creds *creds, const struct grpcc_opts *o,
+int grpcc_call(struct h2c *h, struct mtls_ctx *creds, const struct grpcc_opts *o,
 	       struct grpcc_call **out) __attribute__((warn_unused_result));
 
 /* Cancels now: done(CANCELLED) runs before this returns. Not from inside

@@ -1,22 +1,21 @@
 /* h2c: see h2c.h. One connection is a small state machine:
  *
  *   RESOLVING (uv_getaddrinfo) -> CONNECTING (each address in turn)
- *   -> HANDSHAKE (TLS over tlsbio's memory BIOs) -> READY (nghttp2) -> DEAD
+ *   -> HANDSHAKE (a mtls client connection) -> READY (nghttp2) -> DEAD
  *
  * Requests made before READY wait on the connection (stream_id 0) and are
- * submitted when it gets there. Bytes flow: socket -> tlsbio_feed ->
- * tlsbio_read -> nghttp2_session_mem_recv -> callbacks; and
- * nghttp2_session_mem_send -> tlsbio_write -> tlsbio_take -> uv_write,
- * in h2c_flush after every event. One timer per connection: the connect
+ * submitted when it gets there. Bytes flow: socket -> mtls_conn_feed ->
+ * mtls_conn_read -> nghttp2_session_mem_recv -> callbacks; and
+ * nghttp2_session_mem_send -> mtls_conn_write -> mtls_conn_take_out ->
+ * uv_write, in h2c_flush after every event. One timer per connection: the connect
  * deadline, then the PING clock while streams are open, then the idle
  * close. h2c_conn_fail is the one way a connection ends: every request on
  * it finishes with the reason, its handles close, and it is freed (its
- * SSL and nghttp2 session with it) only from the last close callback, so a
+ * TLS connection and nghttp2 session with it) only from the last close callback, so a
  * callback may end anything, h2c_close included, while nghttp2 is still on
  * the stack. h2c_req_finish is the one place a request ends. */
 #include "h2c.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -26,10 +25,9 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
-#include "tlsbio.h"
+#include "numarg.h"
+#include "pemfile.h"
 
 enum h2c_state {
 	H2C_RESOLVING = 0,
@@ -37,11 +35,6 @@ enum h2c_state {
 	H2C_HANDSHAKE,
 	H2C_READY,
 	H2C_DEAD,
-};
-
-struct h2c_creds {
-	unsigned refs;
-	SSL_CTX *ctx;
 };
 
 struct h2c_conn;
@@ -69,7 +62,7 @@ struct h2c_req {
 struct h2c_conn {
 	struct h2c *h;
 	struct h2c_conn *next; /* on h->conns while not DEAD */
-	struct h2c_creds *creds;
+	struct mtls_ctx *creds;
 	enum h2c_state state;
 	char host[256], port[8], authority[272];
 	int goaway;    /* the server said GOAWAY: no new streams here */
@@ -83,7 +76,7 @@ struct h2c_conn {
 	int tcp_open;
 	uv_connect_t connect_req;
 	uv_timer_t timer;
-	SSL *ssl;
+	struct mtls_conn *tls;
 	nghttp2_session *ng;
 	struct h2c_req *reqs;
 	unsigned n_reqs;
@@ -129,94 +122,45 @@ int h2c_new(uv_loop_t *loop, struct h2c **out)
 
 /* --- creds ------------------------------------------------------------- */
 
-int h2c_creds_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
-		  struct h2c_creds **out)
+int h2c_tls_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
+		struct mtls_ctx **out)
 {
-	struct h2c_creds *c;
+	struct mtls_opts o = {
+		.roles = MTLS_ROLE_CLIENT,
+		.verify = MTLS_VERIFY_HOSTNAME,
+		/* gRPC is HTTP/2 only */
+		.alpn = "\x02h2",
+		.alpn_len = 3,
+		.alpn_required = 1,
+		/* no session cache: every connection verifies the server afresh */
+		.resumption = 0,
+	};
+	STACK_OF(X509) *chain = NULL;
 	BIO *b = NULL;
-	X509 *x = NULL;
-	EVP_PKEY *key = NULL;
-	int rc = -EINVAL, n = 0;
+	const char *why;
+	int rc = -EINVAL;
 
 	if (!ca_pem || !cert_pem != !key_pem)
 		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->refs = 1;
-	c->ctx = SSL_CTX_new(TLS_method());
-	if (!c->ctx || !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION)) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* the roots: every certificate of ca_pem */
-	if (!(b = BIO_new_mem_buf(ca_pem, -1)))
-		goto nomem;
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		if (!X509_STORE_add_cert(SSL_CTX_get_cert_store(c->ctx), x))
-			goto out;
-		X509_free(x);
-		x = NULL;
-		n++;
-	}
-	BIO_free(b);
-	b = NULL;
-	if (n == 0)
+	if (!(o.roots = pemfile_certs_mem(ca_pem)))
 		goto out;
 	if (cert_pem) {
-		if (!(b = BIO_new_mem_buf(cert_pem, -1)))
-			goto nomem;
-		if (!(x = PEM_read_bio_X509(b, NULL, NULL, NULL)) ||
-		    !SSL_CTX_use_certificate(c->ctx, x))
+		/* ours: the leaf first, then its intermediates */
+		if (!(chain = pemfile_certs_mem(cert_pem)) || !(b = BIO_new_mem_buf(key_pem, -1)) ||
+		    !(o.key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)))
 			goto out;
-		X509_free(x);
-		while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-			if (!SSL_CTX_add1_chain_cert(c->ctx, x))
-				goto out;
-			X509_free(x);
-		}
-		BIO_free(b);
-		if (!(b = BIO_new_mem_buf(key_pem, -1)))
-			goto nomem;
-		if (!(key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) ||
-		    !SSL_CTX_use_PrivateKey(c->ctx, key) || !SSL_CTX_check_private_key(c->ctx))
-			goto out;
+		o.cert = sk_X509_shift(chain);
+		o.chain = chain;
 	}
-	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-	/* gRPC is HTTP/2 only; BoringSSL: 0 is success here */
-	if (SSL_CTX_set_alpn_protos(c->ctx, (const uint8_t *)"\x02h2", 3) != 0)
-		goto nomem;
-	/* no session cache: every connection verifies the server afresh */
-	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
-	rc = 0;
-	*out = c;
-	goto out;
-nomem:
-	rc = -ENOMEM;
+	rc = mtls_ctx_new_opts(&o, out, &why);
 out:
-	X509_free(x);
-	EVP_PKEY_free(key);
-	BIO_free(b);
 	ERR_clear_error();
-	if (rc < 0) {
-		SSL_CTX_free(c->ctx);
-		free(c);
-	}
+	BIO_free(b);
+	X509_free(o.cert);
+	EVP_PKEY_free(o.key);
+	sk_X509_pop_free(chain, X509_free);
+	sk_X509_pop_free(o.roots, X509_free);
 	return rc;
-}
-
-struct h2c_creds *h2c_creds_ref(struct h2c_creds *c)
-{
-	c->refs++;
-	return c;
-}
-
-void h2c_creds_unref(struct h2c_creds *c)
-{
-	if (!c || --c->refs > 0)
-		return;
-	SSL_CTX_free(c->ctx);
-	free(c);
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -467,10 +411,10 @@ static void h2c_conn_release(struct h2c_conn *c)
 	struct h2c *h = c->h;
 	if (c->ng)
 		nghttp2_session_del(c->ng);
-	SSL_free(c->ssl);
+	mtls_conn_free(c->tls);
 	if (c->ai)
 		uv_freeaddrinfo(c->ai);
-	h2c_creds_unref(c->creds);
+	mtls_ctx_unref(c->creds);
 	free(c);
 	h2c_unlive(h);
 }
@@ -556,7 +500,7 @@ static void h2c_flush(struct h2c_conn *c)
 		const uint8_t *p;
 		ssize_t n;
 		while ((n = nghttp2_session_mem_send(c->ng, &p)) > 0)
-			if (tlsbio_write(c->ssl, p, (size_t)n) < 0) {
+			if (mtls_conn_write(c->tls, p, (size_t)n) < 0) {
 				h2c_conn_fail(c, -EPROTO, "TLS failed while writing");
 				return;
 			}
@@ -565,9 +509,9 @@ static void h2c_flush(struct h2c_conn *c)
 			return;
 		}
 	}
-	if (c->state == H2C_DEAD)
+	if (c->state == H2C_DEAD || !c->tls) /* dead, or no TLS yet: nothing to send */
 		return;
-	size_t len = tlsbio_pending(c->ssl);
+	size_t len = mtls_conn_pending_out(c->tls);
 	if (len) {
 		uv_write_t *w = malloc(sizeof(*w) + len);
 		if (!w) {
@@ -575,7 +519,7 @@ static void h2c_flush(struct h2c_conn *c)
 			return;
 		}
 		uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)len);
-		tlsbio_take(c->ssl, (uint8_t *)b.base, len);
+		mtls_conn_take_out(c->tls, (uint8_t *)b.base, len);
 		w->data = c;
 		if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, h2c_write_done) < 0) {
 			free(w);
@@ -591,30 +535,20 @@ static void h2c_flush(struct h2c_conn *c)
 
 static void h2c_handshake(struct h2c_conn *c)
 {
-	const uint8_t *alpn;
-	unsigned alpn_len;
-	char why[512];
-	int rc = SSL_do_handshake(c->ssl);
+	const char *why = NULL;
+	char msg[512];
+	int rc = mtls_conn_handshake(c->tls, &why);
 
-	if (rc != 1) {
-		int e = SSL_get_error(c->ssl, rc);
-		if (e == SSL_ERROR_WANT_READ) {
-			h2c_flush(c);
-			return;
-		}
-		long v = SSL_get_verify_result(c->ssl);
-		snprintf(why, sizeof(why), "TLS handshake with %s failed: %s", c->authority,
-			 v != X509_V_OK ? X509_verify_cert_error_string(v)
-					: ERR_reason_error_string(ERR_peek_error()) ?: "protocol error");
-		ERR_clear_error();
-		h2c_flush(c); /* our alert, best effort */
-		h2c_conn_fail(c, -EPROTO, why);
+	if (rc == MTLS_HS_WANT_READ) {
+		h2c_flush(c);
 		return;
 	}
-	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
-		snprintf(why, sizeof(why), "%s did not negotiate HTTP/2 (ALPN h2)", c->authority);
-		h2c_conn_fail(c, -EPROTO, why);
+	if (rc < 0) {
+		/* the chain, the host name and ALPN h2 are the context's checks */
+		snprintf(msg, sizeof(msg), "TLS handshake with %s failed: %s (%s)", c->authority,
+			 why, mtls_conn_failure_cause(c->tls));
+		h2c_flush(c); /* our alert, best effort */
+		h2c_conn_fail(c, -EPROTO, msg);
 		return;
 	}
 	if (h2c_start_session(c) < 0) {
@@ -650,14 +584,14 @@ static void h2c_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		h2c_conn_fail(c, -ECONNRESET, why);
 		return;
 	}
-	if (tlsbio_feed(c->ssl, (const uint8_t *)b->base, (size_t)nread) < 0) {
+	if (mtls_conn_feed(c->tls, (const uint8_t *)b->base, (size_t)nread) < 0) {
 		h2c_conn_fail(c, -ENOMEM, "out of memory");
 		return;
 	}
 	if (c->state == H2C_HANDSHAKE)
 		h2c_handshake(c);
 	while (c->state == H2C_READY) {
-		int n = tlsbio_read(c->ssl, plain, sizeof(plain));
+		int n = mtls_conn_read(c->tls, plain, sizeof(plain));
 		if (n == 0)
 			break;
 		if (n < 0) {
@@ -694,8 +628,7 @@ static void h2c_retry_closed(uv_handle_t *hd)
 static void h2c_connected(uv_connect_t *cr, int status)
 {
 	struct h2c_conn *c = cr->handle->data;
-	int ip = 0;
-	unsigned char addr[16];
+	int rc;
 
 	if (c->state == H2C_DEAD)
 		return;
@@ -706,20 +639,10 @@ static void h2c_connected(uv_connect_t *cr, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	uv_tcp_keepalive(&c->tcp, 1, 60);
-	c->ssl = SSL_new(c->creds->ctx);
-	if (!c->ssl || tlsbio_attach(c->ssl) < 0) {
-		h2c_conn_fail(c, -ENOMEM, "out of memory");
-		return;
-	}
-	SSL_set_connect_state(c->ssl);
-	/* the server's certificate must name the host of the URL */
-	X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
-	ip = inet_pton(AF_INET, c->host, addr) == 1 || inet_pton(AF_INET6, c->host, addr) == 1;
-	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (ip ? !X509_VERIFY_PARAM_set1_ip_asc(vp, c->host)
-	       : !X509_VERIFY_PARAM_set1_host(vp, c->host, strlen(c->host)) ||
-			    !SSL_set_tlsext_host_name(c->ssl, c->host)) {
-		h2c_conn_fail(c, -ENOMEM, "out of memory");
+	/* the server's certificate must name the host of the URL (a DNS or an
+	 * IP SAN); a name is also sent as SNI */
+	if ((rc = mtls_conn_new_client(c->creds, c->host, &c->tls)) < 0) {
+		h2c_conn_fail(c, rc, rc == -ENOMEM ? "out of memory" : "cannot start TLS");
 		return;
 	}
 	c->state = H2C_HANDSHAKE;
@@ -774,7 +697,7 @@ static void h2c_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
 	h2c_conn_release(c);
 }
 
-static struct h2c_conn *h2c_conn_new(struct h2c *h, struct h2c_creds *creds, const char *host,
+static struct h2c_conn *h2c_conn_new(struct h2c *h, struct mtls_ctx *creds, const char *host,
 				     const char *port, long connect_timeout_ms)
 {
 	struct h2c_conn *c = calloc(1, sizeof(*c));
@@ -783,7 +706,7 @@ static struct h2c_conn *h2c_conn_new(struct h2c *h, struct h2c_creds *creds, con
 	if (!c)
 		return NULL;
 	c->h = h;
-	c->creds = h2c_creds_ref(creds);
+	c->creds = mtls_ctx_ref(creds);
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	snprintf(c->port, sizeof(c->port), "%s", port);
 	snprintf(c->authority, sizeof(c->authority), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host,
@@ -839,14 +762,15 @@ static int h2c_parse_url(const char *url, char *host, size_t hcap, char *port, c
 	host[hl] = '\0';
 	if (*hend == ':') {
 		size_t pl = (size_t)(slash - hend - 1);
-		if (pl == 0 || pl > 5 || strspn(hend + 1, "0123456789") < pl)
+		long long v;
+		if (pl == 0 || pl > 5)
 			return -EINVAL;
 		memcpy(port, hend + 1, pl);
 		port[pl] = '\0';
-		if (atoi(port) < 1 || atoi(port) > 65535)
+		if (numarg_parse(port, 1, 65535, &v) < 0)
 			return -EINVAL;
 	} else if (hend == slash) {
-		strcpy(port, "443");
+		memcpy(port, "443", 4);
 	} else {
 		return -EINVAL;
 	}
@@ -855,7 +779,7 @@ static int h2c_parse_url(const char *url, char *host, size_t hcap, char *port, c
 	return 0;
 }
 
-int h2c_request(struct h2c *h, const struct h2c_req_opts *o, struct h2c_creds *creds,
+int h2c_request(struct h2c *h, const struct h2c_req_opts *o, struct mtls_ctx *creds,
 		struct h2c_req **out)
 {
 	char host[256], port[8], path[1024];
@@ -891,7 +815,9 @@ int h2c_request(struct h2c *h, const struct h2c_req_opts *o, struct h2c_creds *c
 		*w++ = '\0';
 		while (*v == ' ')
 			v++;
-		w += sprintf(w, "%s", v) + 1;
+		size_t vl = strlen(v) + 1;
+		memcpy(w, v, vl);
+		w += vl;
 	}
 	r->n_headers = n;
 	if (o->body_len)

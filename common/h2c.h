@@ -1,13 +1,15 @@
 /* h2c: an HTTP/2 client on a libuv loop, on what the agent already links:
- * nghttp2 for HTTP/2 and BoringSSL over memory BIOs (tlsbio) for TLS. It
+ * nghttp2 for HTTP/2 and Cinch's one TLS engine (mtls, a client context
+ * verifying the host name) for TLS. It
  * carries the agent's gRPC calls to cinch-control (grpcc), so the agent
  * maps no libcurl and no GnuTLS (third_party/README.md; the control and
  * cinchctl keep httpc, on libcurl, for the Kubernetes API's HTTP/1.1).
  *
  * https only, HTTP/2 only (ALPN h2, required). The server's certificate must
  * chain to the creds' roots and name the URL's host (a DNS SAN, or an IP
- * SAN for an address), as libcurl's VERIFYPEER + VERIFYHOST did; TLS 1.2
- * at least; an optional client certificate.
+ * SAN for an address), as libcurl's VERIFYPEER + VERIFYHOST did; TLS 1.3
+ * (mtls's only version, which cinch-control serves); an optional client
+ * certificate; no session resumption (every connection verifies afresh).
  *
  * Objects and lifetimes:
  *  - struct h2c: one per loop; owns its connections. A request reuses a
@@ -17,7 +19,8 @@
  *    H2C_PING_MS and is closed when one goes unanswered for H2C_PING_MS
  *    (a control that vanished without a FIN); one without streams is
  *    closed after H2C_IDLE_MS. Freed by h2c_close().
- *  - struct h2c_creds: immutable, reference-counted TLS material.
+ *  - the creds: a struct mtls_ctx (immutable, reference-counted: mtls_ctx_ref,
+ *    mtls_ctx_unref), made by h2c_tls_new.
  *  - struct h2c_req: one request (one stream); lives from h2c_request()
  *    returning 0 until its on_done callback returns, which runs exactly once.
  *
@@ -32,13 +35,14 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "mtls.h"
+
 #define H2C_PING_MS	     30000
 #define H2C_IDLE_MS	     60000
 #define H2C_MAX_HEADERS	     64
 #define H2C_MAX_HEADER_BYTES 16384
 
 struct h2c;
-struct h2c_creds;
 struct h2c_req;
 
 /* A response header or a trailer (":status" is not passed). Borrowed for
@@ -76,18 +80,18 @@ int h2c_new(uv_loop_t *loop, struct h2c **out) __attribute__((warn_unused_result
  * NULL) runs. */
 void h2c_close(struct h2c *h, void (*cb)(void *arg), void *arg);
 
-/* From PEM text (copied): ca_pem (required) the roots the server must chain
- * to; cert_pem (chain, leaf first) and key_pem together or not at all.
- * -EINVAL (unreadable PEM, a key that does not match), -ENOMEM. */
-int h2c_creds_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
-		  struct h2c_creds **out) __attribute__((warn_unused_result));
-struct h2c_creds *h2c_creds_ref(struct h2c_creds *c);
-void h2c_creds_unref(struct h2c_creds *c); /* NULL is a no-op */
+/* The TLS context of h2c's connections, from PEM text (copied): ca_pem
+ * (required) the roots the server must chain to; cert_pem (chain, leaf
+ * first) and key_pem together or not at all. A mtls client context
+ * (MTLS_VERIFY_HOSTNAME, ALPN h2 required, no resumption). -EINVAL
+ * (unreadable PEM, a key that does not match), -ENOMEM. */
+int h2c_tls_new(const char *ca_pem, const char *cert_pem, const char *key_pem,
+		struct mtls_ctx **out) __attribute__((warn_unused_result));
 
 /* Starts a request; borrows `o` and `creds` for the call. 0 (*out set when
  * out is not NULL) and on_done will run exactly once, from the loop; or
  * -EINVAL / -ENOMEM and no callback ever runs. */
-int h2c_request(struct h2c *h, const struct h2c_req_opts *o, struct h2c_creds *creds,
+int h2c_request(struct h2c *h, const struct h2c_req_opts *o, struct mtls_ctx *creds,
 		struct h2c_req **out) __attribute__((warn_unused_result));
 
 /* Stops a request now: its on_done(-ECANCELED) runs before this returns.

@@ -4,9 +4,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-STACK_OF(X509) * pemfile_certs(const char *path)
+/* Every certificate `b` holds (b freed); NULL when none. */
+static STACK_OF(X509) * pemfile_read(BIO *b)
 {
-	BIO *b = BIO_new_file(path, "r");
 	STACK_OF(X509) *sk = b ? sk_X509_new_null() : NULL;
 	X509 *x;
 
@@ -20,4 +20,14 @@ STACK_OF(X509) * pemfile_certs(const char *path)
 		sk = NULL;
 	}
 	return sk;
+}
+
+STACK_OF(X509) * pemfile_certs(const char *path)
+{
+	return pemfile_read(BIO_new_file(path, "r"));
+}
+
+STACK_OF(X509) * pemfile_certs_mem(const char *pem)
+{
+	return pemfile_read(BIO_new_mem_buf(pem, -1));
 }

@@ -42,7 +42,7 @@
 #include "api/config_svc.h"
 #include "api/grpc.h"
 #include "api/sign.h"
-#include "api/tls.h"
+#include "mtls.h"
 #include "bundlecm.h"
 #include "casecret.h"
 #include "ca/ca.h"
@@ -57,6 +57,7 @@
 #include "kwatch.h"
 #include "hub.h"
 #include "log.h"
+#include "numarg.h"
 #include "spiffe.h"
 #include "store.h"
 #include "token/token.h"
@@ -271,10 +272,9 @@ static void ctld_usage(FILE *out)
 
 static long long ctld_number(const char *s, long long min, long long max)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	return errno || end == s || *end || v < min || v > max ? -1 : v;
+	long long v;
+
+	return numarg_parse(s, min, max, &v) < 0 ? -1 : v;
 }
 
 /* A DNS label (RFC 1123), as Service and namespace names are: the webhook
@@ -562,7 +562,9 @@ static int ctld_getopt(int argc, char **argv, struct ctld_config *cfg, const cha
 			return -EINVAL;
 		default:
 			if (ctld_apply(cfg, c, optarg) < 0) {
-				fprintf(stderr, "cinch-control: --%s: invalid value \"%s\"\n",
+				fprintf(stderr,
+					"cinch-control: --%s: invalid value \"%s\"\n"
+					"Run 'cinch-control --help' for usage.\n",
 					ctld_opt_name(c), optarg ? optarg : "");
 				return -EINVAL;
 			}
@@ -699,7 +701,7 @@ struct ctld {
 	struct token_store *tokens;
 	struct metrics metrics;
 	struct sign_service svc;
-	struct tls_ctx *tls;
+	struct mtls_ctx *tls;
 	struct grpc_server *grpc;
 	struct adminhttp *admin;
 	struct ctlsock *ctl;
@@ -748,15 +750,14 @@ static int ctld_split_hostport(const char *s, char *host, size_t hlen, int *port
 }
 
 /* A server certificate for our SPIFFE ID and names, in a new TLS context. */
-static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
+static int ctld_new_tls(struct ctld *d, struct mtls_ctx **out)
 {
 	const char *dns[CTLD_MAX_NAMES + 1] = {"localhost"};
 	const char *ips[CTLD_MAX_NAMES + 2] = {"127.0.0.1", "::1"};
 	size_t n_dns = 1, n_ips = 2;
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
-	X509_STORE *bundle = NULL;
-	STACK_OF(X509) *chain = NULL;
+	STACK_OF(X509) *bundle = NULL, *chain = NULL;
 	int rc;
 
 	for (size_t i = 0; i < d->cfg->n_dns; i++)
@@ -767,12 +768,27 @@ static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
 			     &key);
 	if (rc < 0)
 		return rc;
-	bundle = ca_bundle_store_new(d->ca);
+	bundle = ca_bundle_roots_new(d->ca);
 	chain = ca_chain_new(d->ca);
-	rc = bundle && chain ? tls_ctx_new(cert, key, chain, bundle, out) : -ENOMEM;
+	/* Agents and cinchctl may present a certificate (verified if they do)
+	 * or authenticate with a join token in the request; gRPC needs h2. */
+	struct mtls_opts o = {
+		.roles = MTLS_ROLE_SERVER,
+		.cert = cert,
+		.key = key,
+		.chain = chain,
+		.roots = bundle,
+		.verify = MTLS_VERIFY_CHAIN,
+		.peer_optional = 1,
+		.alpn = "\x02h2",
+		.alpn_len = 3,
+		.alpn_required = 1,
+	};
+	const char *why;
+	rc = bundle && chain ? mtls_ctx_new_opts(&o, out, &why) : -ENOMEM;
 	X509_free(cert);
 	EVP_PKEY_free(key);
-	X509_STORE_free(bundle);
+	sk_X509_pop_free(bundle, X509_free);
 	sk_X509_pop_free(chain, X509_free);
 	return rc;
 }
@@ -782,7 +798,7 @@ static int ctld_new_tls(struct ctld *d, struct tls_ctx **out)
  * one stays. */
 static void ctld_server_cert_swap(struct ctld *d, const char *why)
 {
-	struct tls_ctx *tls;
+	struct mtls_ctx *tls;
 	int rc = ctld_new_tls(d, &tls);
 
 	if (rc < 0) {
@@ -791,7 +807,7 @@ static void ctld_server_cert_swap(struct ctld *d, const char *why)
 		return;
 	}
 	grpc_server_set_tls(d->grpc, tls);
-	tls_ctx_unref(d->tls);
+	mtls_ctx_unref(d->tls);
 	d->tls = tls;
 	log_event(LOG_LVL_INFO, "server_cert_renewed",
 		  log_pack("{s:s, s:s}", "spiffe_id", d->spiffe_id, "trigger", why));
@@ -1568,7 +1584,7 @@ int ctld_run(const struct ctld_config *cfg)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	store_free(d.store);
 	hub_free(d.hub); /* every watch went with its connection */
-	tls_ctx_unref(d.tls);
+	mtls_ctx_unref(d.tls);
 	token_store_free(d.tokens);
 	ca_free(d.ca);
 	for (size_t i = 0; i < d.n_old_cas; i++)

@@ -51,9 +51,10 @@ static void *aalloc(struct arena *a, size_t n)
 
 static char *astr(struct arena *a, const char *s)
 {
-	char *d = aalloc(a, strlen(s) + 1);
+	size_t n = strlen(s) + 1;
+	char *d = aalloc(a, n);
 	if (d)
-		strcpy(d, s);
+		memcpy(d, s, n);
 	return d;
 }
 

@@ -11,9 +11,12 @@
  *
  * Lifetime: a slice is immutable once built and reference-counted. The
  * agent publishes one as "current"; each connection takes a reference when
- * it is accepted, so a policy push never changes what a live connection
- * uses. Deciding never allocates and never fails: every input gets a
- * verdict, and every verdict names the rule that made it or why none did.
+ * it is accepted, so a slice never changes under a decision being made. A
+ * policy push does reach live connections, though: the agent decides its
+ * open connections again with the new slice and closes those it denies
+ * (unless told to keep them: the agent's proxy_set_material). Deciding
+ * never allocates and never fails: every input gets a verdict, and every
+ * verdict names the rule that made it or why none did.
  */
 #ifndef CINCH_POLICY_H
 #define CINCH_POLICY_H

@@ -20,7 +20,7 @@
 struct cfgwatch {
 	uv_loop_t *loop;
 	struct h2c *h;
-	struct h2c_creds *creds;
+	struct mtls_ctx *creds;
 	char *url, *workload;
 	size_t max_snapshot;
 	cfgwatch_snapshot_cb on_snapshot;
@@ -205,7 +205,7 @@ static void cfgwatch_connect(uv_timer_t *t)
 	cfgwatch_on_done(w, GRPC_UNAVAILABLE, "cannot start the Watch call");
 }
 
-int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct h2c_creds *creds,
+int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct mtls_ctx *creds,
 		   const struct cfgwatch_opts *o, struct cfgwatch **out)
 {
 	struct cfgwatch *w;
@@ -225,7 +225,7 @@ int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct h2c_creds *creds,
 	}
 	w->loop = loop;
 	w->h = h;
-	w->creds = h2c_creds_ref(creds);
+	w->creds = mtls_ctx_ref(creds);
 	w->max_snapshot = o->max_snapshot;
 	w->on_snapshot = o->on_snapshot;
 	w->arg = o->arg;
@@ -237,10 +237,10 @@ int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct h2c_creds *creds,
 	return 0;
 }
 
-void cfgwatch_set_creds(struct cfgwatch *w, struct h2c_creds *creds)
+void cfgwatch_set_creds(struct cfgwatch *w, struct mtls_ctx *creds)
 {
-	h2c_creds_unref(w->creds);
-	w->creds = h2c_creds_ref(creds);
+	mtls_ctx_unref(w->creds);
+	w->creds = mtls_ctx_ref(creds);
 	/* Waiting to reconnect: the old credentials may be why (an expired
 	 * certificate is refused at the handshake): try the new ones now
 	 * rather than at the end of a backoff of up to 30 s. At most once per
@@ -260,7 +260,7 @@ static void cfgwatch_closed(uv_handle_t *hd)
 {
 	struct cfgwatch *w = hd->data;
 
-	h2c_creds_unref(w->creds);
+	mtls_ctx_unref(w->creds);
 	free(w->url);
 	free(w->workload);
 	free(w);

@@ -61,12 +61,12 @@ struct cfgwatch;
 /* Borrows `h` (must outlive the watch) and takes a reference to `creds`
  * (the agent's SVID and the control plane's bundle). Starts at once.
  * 0 and *out, or -EINVAL / -ENOMEM. */
-int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct h2c_creds *creds,
+int cfgwatch_start(uv_loop_t *loop, struct h2c *h, struct mtls_ctx *creds,
 		   const struct cfgwatch_opts *o, struct cfgwatch **out)
 	__attribute__((warn_unused_result));
 /* Replaces the credentials for the next connection (takes a reference);
  * when no stream is open, that connection starts now. */
-void cfgwatch_set_creds(struct cfgwatch *w, struct h2c_creds *creds);
+void cfgwatch_set_creds(struct cfgwatch *w, struct mtls_ctx *creds);
 void cfgwatch_set_report(struct cfgwatch *w, const struct cfgwatch_report *r);
 /* Cancels the stream and frees the watch once its timer is closed (run the
  * loop afterwards). No callback runs after this. */

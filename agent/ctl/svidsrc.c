@@ -26,6 +26,7 @@
 
 #include "backoff.h"
 #include "cinch/v1/identity.pb-c.h"
+#include "certverify.h"
 #include "grpcc.h"
 #include "log.h"
 #include "spiffe.h"
@@ -179,7 +180,7 @@ static char *svidsrc_bio_string(BIO *bio)
 
 /* TLS credentials for the next call: the control plane is trusted by the
  * bootstrap bundle and the newest one; a renewal adds our certificate. */
-static int svidsrc_creds(struct svidsrc *s, int renewal, struct h2c_creds **out)
+static int svidsrc_creds(struct svidsrc *s, int renewal, struct mtls_ctx **out)
 {
 	BIO *ca = BIO_new(BIO_s_mem()), *cert = BIO_new(BIO_s_mem()), *key = BIO_new(BIO_s_mem());
 	char *ca_pem = NULL, *cert_pem = NULL, *key_pem = NULL;
@@ -200,7 +201,7 @@ static int svidsrc_creds(struct svidsrc *s, int renewal, struct h2c_creds **out)
 		if (!cert_pem || !key_pem)
 			goto out;
 	}
-	rc = h2c_creds_new(ca_pem, cert_pem, key_pem, out);
+	rc = h2c_tls_new(ca_pem, cert_pem, key_pem, out);
 out:
 	if (key_pem) {
 		OPENSSL_cleanse(key_pem, strlen(key_pem));
@@ -245,8 +246,6 @@ STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n)
 static const char *svidsrc_install(struct svidsrc *s, const Cinch__V1__SignResponse *r)
 {
 	STACK_OF(X509) *chain = NULL, *roots = NULL;
-	X509_STORE *store = NULL;
-	X509_STORE_CTX *ctx = NULL;
 	BIO *pem = NULL;
 	char *roots_pem = NULL, id[SPIFFE_ID_MAX + 1];
 	int64_t nb, na;
@@ -276,14 +275,12 @@ static const char *svidsrc_install(struct svidsrc *s, const Cinch__V1__SignRespo
 		why = "certificate has bad or past validity";
 		goto out;
 	}
-	store = X509_STORE_new();
-	ctx = X509_STORE_CTX_new();
-	for (size_t i = 0; store && i < sk_X509_num(roots); i++)
-		if (!X509_STORE_add_cert(store, sk_X509_value(roots, i)))
-			goto nomem;
-	if (!store || !ctx || !X509_STORE_CTX_init(ctx, store, leaf, chain))
+	switch (certverify_roots(roots, leaf, chain, NULL, NULL)) {
+	case 0:
+		break;
+	case -ENOMEM:
 		goto nomem;
-	if (X509_verify_cert(ctx) != 1) {
+	default:
 		why = "certificate does not verify against its bundle";
 		goto out;
 	}
@@ -311,8 +308,6 @@ nomem:
 out:
 	sk_X509_pop_free(chain, X509_free);
 	sk_X509_pop_free(roots, X509_free);
-	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
 	BIO_free(pem);
 	return why;
 }
@@ -448,7 +443,7 @@ static void svidsrc_attempt(uv_timer_t *t)
 	struct svidsrc *s = t->data;
 	Cinch__V1__SignRequest req = CINCH__V1__SIGN_REQUEST__INIT;
 	Cinch__V1__Credential cred = CINCH__V1__CREDENTIAL__INIT;
-	struct h2c_creds *creds = NULL;
+	struct mtls_ctx *creds = NULL;
 	uint8_t *csr = NULL, *packed = NULL;
 	size_t csr_len = 0, packed_len;
 	char *token = NULL;
@@ -508,7 +503,7 @@ out:
 	if (packed)
 		OPENSSL_cleanse(packed, packed_len); /* holds the token */
 	free(packed);
-	h2c_creds_unref(creds);
+	mtls_ctx_unref(creds);
 }
 
 static char *svidsrc_strdup(const char *v, int *bad)
@@ -591,7 +586,7 @@ void svidsrc_stop(struct svidsrc *s)
 	uv_close((uv_handle_t *)&s->expiry, svidsrc_closed);
 }
 
-int svidsrc_mtls_creds(struct svidsrc *s, struct h2c_creds **out)
+int svidsrc_mtls_creds(struct svidsrc *s, struct mtls_ctx **out)
 {
 	return s->key ? svidsrc_creds(s, 1, out) : -ENOENT;
 }

@@ -92,8 +92,8 @@ STACK_OF(X509) * svidsrc_der_certs(const ProtobufCBinaryData *ders, size_t n);
 /* Credentials for other calls to the control plane (the configuration
  * stream): the current certificate and key for mutual TLS, trusting the
  * bootstrap bundle and the last bundle received. -ENOENT while there is no
- * valid certificate; else as h2c_creds_new. */
-int svidsrc_mtls_creds(struct svidsrc *s, struct h2c_creds **out)
+ * valid certificate; else as h2c_tls_new. */
+int svidsrc_mtls_creds(struct svidsrc *s, struct mtls_ctx **out)
 	__attribute__((warn_unused_result));
 
 #endif

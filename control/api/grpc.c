@@ -322,8 +322,8 @@ void gcall_peer(const struct gcall *st, struct gcall_peer *out)
 {
 	struct gconn *c = st->c;
 
-	out->cert = tls_conn_get0_peer(tlsconn_tls(c->tc));
-	out->chain = tls_conn_get0_peer_chain(tlsconn_tls(c->tc));
+	out->cert = mtls_conn_get0_peer(tlsconn_tls(c->tc));
+	out->chain = mtls_conn_get0_peer_chain(tlsconn_tls(c->tc));
 	out->addr = tlsconn_peer(c->tc);
 	out->ip = tlsconn_ip(c->tc);
 	out->cache = &c->peer_cache;
@@ -688,7 +688,7 @@ static int gconn_start(struct tlsconn *tc)
 	}
 	c->tc = tc;
 	c->srv = tlsconn_owner(tc);
-	c->trusted = tls_conn_get0_peer(tlsconn_tls(tc)) != NULL; /* verified in the handshake */
+	c->trusted = mtls_conn_get0_peer(tlsconn_tls(tc)) != NULL; /* verified in the handshake */
 	tlsconn_set_data(tc, c);
 	if (gconn_start_h2(c) < 0) {
 		tlsconn_close(tc, "out_of_memory");
@@ -709,7 +709,7 @@ static const struct tlsserver_ops gconn_ops = {
 
 /* ---- server */
 
-int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct tls_ctx *tls,
+int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct mtls_ctx *tls,
 		      struct sign_service *svc, struct grpc_server **out, int *port)
 {
 	struct grpc_server *srv = calloc(1, sizeof(*srv));
@@ -750,7 +750,7 @@ void grpc_server_stop(struct grpc_server *srv)
 		tlsserver_stop(srv->ts, gserver_free);
 }
 
-void grpc_server_set_tls(struct grpc_server *srv, struct tls_ctx *tls)
+void grpc_server_set_tls(struct grpc_server *srv, struct mtls_ctx *tls)
 {
 	tlsserver_set_tls(srv->ts, tls);
 }

@@ -52,7 +52,7 @@
 #include <uv.h>
 
 #include "api/sign.h"
-#include "api/tls.h"
+#include "mtls.h"
 
 #define GRPC_DEFAULT_PORT	    15012
 #define GRPC_MAX_MSG_DEFAULT	    (64 * 1024)
@@ -120,12 +120,12 @@ void gcall_on_close(struct gcall *call, gcall_close_cb cb, void *arg);
 
 /* Starts listening. Borrows cfg (copied) and svc (must outlive the server);
  * takes a reference to tls. 0, *out and *port (the bound port) or -errno. */
-int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct tls_ctx *tls,
+int grpc_server_start(uv_loop_t *loop, const struct grpc_config *cfg, struct mtls_ctx *tls,
 		      struct sign_service *svc, struct grpc_server **out, int *port)
 	__attribute__((warn_unused_result));
 void grpc_server_stop(struct grpc_server *srv);
 /* New connections use `tls` (a reference is taken); open ones keep theirs. */
-void grpc_server_set_tls(struct grpc_server *srv, struct tls_ctx *tls);
+void grpc_server_set_tls(struct grpc_server *srv, struct mtls_ctx *tls);
 /* Connections currently open (for logs and tests). */
 unsigned grpc_server_conns(const struct grpc_server *srv);
 

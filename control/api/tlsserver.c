@@ -1,7 +1,14 @@
-/* tlsserver: see tlsserver.h. The TCP handle and the two timers of a
- * connection (the timeout and the kick) close together; it is freed when
- * the last close callback runs. The server counts a reference for its listener and one per
- * connection, and is freed (after `stopped`) when the last goes. */
+/* tlsserver: see tlsserver.h. A connection is a struct conn of the
+ * connection core (common/conn.h) with the TLS transport (xprt_tls.h): the
+ * core accepts, reads, handshakes, decrypts, writes and closes; this file
+ * adds what the control's servers share on top: the limits at accept (in
+ * total and per source address), the one timer (handshake, request or
+ * idle) and the kick, the protocol's ops, and the log lines. A connection
+ * ends through conn_finalize only (tlsconn_close names the reason for the
+ * log); its two timers close in the core's `end` callback and the struct
+ * is freed when the last of its three handles is closed. The server
+ * counts a reference for its listener and one per connection, and is
+ * freed (after `stopped`) when the last goes. */
 #include "api/tlsserver.h"
 
 #include <arpa/inet.h>
@@ -12,23 +19,20 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "conn.h"
+#include "list.h"
 #include "log.h"
-
-#define TLSSERVER_READ_BUF 16384
-
-enum tlsconn_state {
-	TLSCONN_ST_HANDSHAKE = 0,
-	TLSCONN_ST_OPEN,
-};
+#include "xprt_tls.h"
 
 struct tlsserver {
 	uv_tcp_t tcp;
+	struct conn_loop cl; /* the core's per-loop state, for this server's conns */
 	struct tlsserver_config cfg;
 	const struct tlsserver_ops *ops;
-	struct tls_ctx *tls; /* for new connections */
+	struct mtls_ctx *tls; /* for new connections */
 	void *owner;
 	void (*stopped)(void *owner);
-	struct tlsconn *conns;
+	struct list_node conns;
 	unsigned n_conns;
 	int refs;
 	int stopping;
@@ -37,31 +41,21 @@ struct tlsserver {
 };
 
 struct tlsconn {
-	uv_tcp_t tcp;
+	struct conn conn; /* the socket and its TLS: the core's */
 	uv_timer_t timer;
 	uv_timer_t kick; /* 0 ms: tlsconn_kick */
 	struct tlsserver *srv;
-	struct tlsconn *next, **pprev;
-	struct tls_conn *tls;
+	struct list_node link;
 	void *data; /* the protocol's, freed by ops->free */
-	enum tlsconn_state state;
-	size_t inflight;   /* bytes handed to uv_write, not yet written */
 	size_t write_high; /* stop reading above this much unsent output */
 	const char *timeout_reason;
-	int idle;	 /* reads restart the timer */
-	unsigned rounds; /* idle periods in a row with nothing received */
-	int reading;
-	int closing;
+	const char *close_reason; /* tlsconn_close's word for the log, or NULL */
+	int opened;		  /* the handshake finished */
+	int idle;		  /* reads restart the timer */
+	unsigned rounds;	  /* idle periods in a row with nothing received */
 	int pending_closes;
 	char peer[64];
 	char ip[48]; /* peer without the port */
-};
-
-struct tlswrite {
-	uv_write_t req;
-	struct tlsconn *c;
-	size_t len;
-	uint8_t data[];
 };
 
 /* Logs <name>_<event> of the server. */
@@ -78,50 +72,109 @@ static void tlsserver_unref(struct tlsserver *s)
 		return;
 	if (s->stopped)
 		s->stopped(s->owner);
-	tls_ctx_unref(s->tls);
+	mtls_ctx_unref(s->tls);
+	conn_loop_cleanup(&s->cl);
 	free(s);
 }
 
 /* ---- connection lifetime */
 
-static void tlsconn_close_cb(uv_handle_t *h)
+/* The core's reason for a word of tlsconn_close: errors the peer sees as
+ * a reset are named as such; every other word is an orderly end. */
+static enum conn_reason tlsconn_reason_of(const char *why)
 {
-	struct tlsconn *c = h->data;
+	static const struct {
+		const char *word;
+		enum conn_reason reason;
+	} map[] = {
+		{"handshake_timeout", CONN_ER_HANDSHAKE_TIMEOUT},
+		{"out_of_memory", CONN_ER_NO_MEMORY},
+		{"write_error", CONN_ER_WRITE_ERROR},
+		{"tls_error", CONN_ER_TLS_ERROR},
+		{"too_many_connections", CONN_ER_DENIED},
+		{"too_many_from_source", CONN_ER_DENIED},
+		{"server_stopping", CONN_ER_STOPPED},
+		{"protocol_error", CONN_ER_PROTOCOL},
+		{"h2_protocol_error", CONN_ER_PROTOCOL},
+		{"protocol_start_failed", CONN_ER_PROTOCOL},
+		{"idle_timeout", CONN_ER_IDLE_TIMEOUT},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(map[i].word, why))
+			return map[i].reason;
+	return CONN_ER_CLOSED;
+}
+
+/* The log word of an end the core decided (tlsconn_close not called). */
+static const char *tlsconn_word_of(enum conn_reason r)
+{
+	switch (r) {
+	case CONN_ER_RESET:
+		return "read_error";
+	case CONN_ER_NO_MEMORY:
+		return "out_of_memory";
+	default:
+		return conn_reason_name(r);
+	}
+}
+
+static void tlsconn_handle_closed(struct tlsconn *c)
+{
 	struct tlsserver *s = c->srv;
+
 	if (--c->pending_closes > 0)
 		return;
 	s->ops->free(c);
-	tls_conn_free(c->tls);
 	s->n_conns--;
 	free(c);
 	tlsserver_unref(s);
 }
 
-void tlsconn_close(struct tlsconn *c, const char *reason)
+static void tlsconn_timer_closed_cb(uv_handle_t *h)
 {
-	if (c->closing)
-		return;
-	c->closing = 1;
+	tlsconn_handle_closed(h->data);
+}
+
+/* conn_finalize's first call: log, unlink, let the protocol drop what
+ * may still reach the connection, close the timers. */
+static void tlsconn_end(struct conn *conn, enum conn_reason reason)
+{
+	struct tlsconn *c = conn->owner;
+	const char *word = c->close_reason ? c->close_reason : tlsconn_word_of(reason);
+
+	if (reason == CONN_ER_HANDSHAKE_FAILED || reason == CONN_ER_PEER_IDENTITY_MISMATCH)
+		tlsserver_log(c->srv, LOG_LVL_INFO, "handshake_failed",
+			      json_pack("{s:s, s:s}", "peer", c->peer, "why",
+					conn->why ? conn->why : ""));
 	tlsserver_log(c->srv, LOG_LVL_DEBUG, "conn_closed",
 		      json_pack("{s:s, s:s, s:s}", "peer", c->peer, "state",
-				c->state == TLSCONN_ST_HANDSHAKE ? "handshake"
-				: c->srv->cfg.open_state	 ? c->srv->cfg.open_state
-								 : "open",
-				"reason", reason));
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
+				!c->opened		 ? "handshake"
+				: c->srv->cfg.open_state ? c->srv->cfg.open_state
+							 : "open",
+				"reason", word));
+	list_del(&c->link);
 	if (c->srv->ops->closing)
 		c->srv->ops->closing(c);
-	c->pending_closes = 3;
-	uv_close((uv_handle_t *)&c->tcp, tlsconn_close_cb);
-	uv_close((uv_handle_t *)&c->timer, tlsconn_close_cb);
-	uv_close((uv_handle_t *)&c->kick, tlsconn_close_cb);
+	uv_close((uv_handle_t *)&c->timer, tlsconn_timer_closed_cb);
+	uv_close((uv_handle_t *)&c->kick, tlsconn_timer_closed_cb);
+}
+
+static void tlsconn_closed(struct conn *conn)
+{
+	tlsconn_handle_closed(conn->owner);
+}
+
+void tlsconn_close(struct tlsconn *c, const char *reason)
+{
+	if (conn_closing(&c->conn))
+		return;
+	c->close_reason = reason;
+	conn_finalize(&c->conn, tlsconn_reason_of(reason));
 }
 
 int tlsconn_closing(const struct tlsconn *c)
 {
-	return c->closing;
+	return conn_closing(&c->conn);
 }
 
 static void tlsconn_timeout_cb(uv_timer_t *t)
@@ -149,57 +202,22 @@ static void tlsconn_kick_cb(uv_timer_t *t)
 
 void tlsconn_kick(struct tlsconn *c)
 {
-	if (!c->closing && !uv_is_active((uv_handle_t *)&c->kick))
+	if (!conn_closing(&c->conn) && !uv_is_active((uv_handle_t *)&c->kick))
 		uv_timer_start(&c->kick, tlsconn_kick_cb, 0, 0);
 }
 
-/* ---- output: TLS -> socket */
-
-static void tlsconn_write_cb(uv_write_t *req, int status)
-{
-	struct tlswrite *w = req->data;
-	struct tlsconn *c = w->c;
-	c->inflight -= w->len;
-	free(w);
-	if (c->closing)
-		return;
-	if (status < 0) {
-		tlsconn_close(c, "write_error");
-		return;
-	}
-	tlsconn_advance(c);
-}
-
-/* Hands everything TLS has produced to the socket. */
-static int tlsconn_send(struct tlsconn *c)
-{
-	size_t n = tls_conn_pending_out(c->tls);
-	if (n == 0)
-		return 0;
-	struct tlswrite *w = malloc(sizeof(*w) + n);
-	if (!w)
-		return -ENOMEM;
-	w->c = c;
-	w->len = tls_conn_take_out(c->tls, w->data, n);
-	w->req.data = w;
-	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, tlsconn_write_cb);
-	if (rc < 0) {
-		free(w);
-		return rc;
-	}
-	c->inflight += w->len;
-	return 0;
-}
+/* ---- output */
 
 int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 {
-	return tls_conn_write(c->tls, data, len);
+	/* a failed write finalizes the conn (never dropped): the caller sees
+	 * -EPROTO and stops */
+	return conn_write(&c->conn, data, len) < 0 ? -EPROTO : 0;
 }
 
 size_t tlsconn_room(const struct tlsconn *c)
 {
-	size_t used = c->inflight + tls_conn_pending_out(c->tls);
+	size_t used = conn_queued(&c->conn);
 	return used < c->write_high ? c->write_high - used : 0;
 }
 
@@ -223,97 +241,81 @@ int tlsconn_flush_h2(struct tlsconn *c, struct nghttp2_session *h2)
 	return 0;
 }
 
-/* ---- input and the driver */
+/* ---- the protocol on the core's callbacks */
 
-static void tlsconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+/* The handshake finished: the protocol starts. */
+static void tlsconn_open(struct conn *conn)
 {
-	static char slab[65536]; /* one loop thread; consumed before the next read */
-	*buf = uv_buf_init(slab, sizeof(slab));
-}
+	struct tlsconn *c = conn->owner;
 
-static void tlsconn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-	struct tlsconn *c = st->data;
-	if (n == 0)
+	c->opened = 1;
+	uv_timer_stop(&c->timer);
+	if (c->srv->ops->start(c) < 0) {
+		tlsconn_close(c, "protocol_start_failed");
 		return;
-	if (n < 0) {
-		tlsconn_close(c, n == UV_EOF ? "peer_closed" : "read_error");
-		return;
-	}
-	if (tls_conn_feed(c->tls, (const uint8_t *)buf->base, (size_t)n) < 0) {
-		tlsconn_close(c, "out_of_memory");
-		return;
-	}
-	if (c->idle) {
-		c->rounds = 0;
-		uv_timer_again(&c->timer);
 	}
 	tlsconn_advance(c);
 }
 
-/* The handshake step: 0 to go on (done or waiting), <0 after closing. */
-static int tlsconn_handshake(struct tlsconn *c)
+static int tlsconn_input(struct conn *conn, const uint8_t *buf, size_t len)
 {
-	const char *why = "";
-	int r = tls_conn_handshake(c->tls, &why);
+	struct tlsconn *c = conn->owner;
 
-	if (r < 0) {
-		(void)tlsconn_send(c); /* the alert, best effort */
-		tlsserver_log(c->srv, LOG_LVL_INFO, "handshake_failed",
-			      json_pack("{s:s, s:s}", "peer", c->peer, "why", why));
-		tlsconn_close(c, "handshake_failed");
-		return r;
+	if (c->idle) {
+		c->rounds = 0;
+		uv_timer_again(&c->timer);
 	}
-	if (r == TLS_HS_DONE) {
-		c->state = TLSCONN_ST_OPEN;
-		uv_timer_stop(&c->timer);
-		if ((r = c->srv->ops->start(c)) < 0) {
-			tlsconn_close(c, "protocol_start_failed");
-			return r;
-		}
+	if (c->srv->ops->input(c, buf, len) < 0) {
+		tlsconn_close(c, "protocol_error");
+		return -1;
 	}
-	return 0;
+	tlsconn_advance(c); /* the answers the input made */
+	return conn_closing(conn) ? -1 : 0;
 }
+
+static void tlsconn_eof(struct conn *conn)
+{
+	tlsconn_close(conn->owner, "peer_closed");
+}
+
+static void tlsconn_drained(struct conn *conn)
+{
+	tlsconn_advance(conn->owner);
+}
+
+static const struct conn_ops tlsconn_ops = {
+	.open = tlsconn_open,
+	.data = tlsconn_input,
+	.eof = tlsconn_eof,
+	.drained = tlsconn_drained,
+	.end = tlsconn_end,
+	.closed = tlsconn_closed,
+};
 
 void tlsconn_advance(struct tlsconn *c)
 {
-	uint8_t buf[TLSSERVER_READ_BUF];
 	const char *why;
-	int r;
 
-	if (c->closing)
+	if (conn_closing(&c->conn) || c->conn.state != CONN_ST_OPEN)
 		return;
-	if (c->state == TLSCONN_ST_HANDSHAKE && tlsconn_handshake(c) < 0)
-		return;
-	while (c->state == TLSCONN_ST_OPEN && !c->closing) {
-		r = tls_conn_read(c->tls, buf, sizeof(buf));
-		if (r == 0)
-			break;
-		if (r < 0) {
-			tlsconn_close(c, r == -EPIPE ? "tls_close_notify" : "tls_error");
-			return;
-		}
-		if (c->srv->ops->input(c, buf, (size_t)r) < 0)
-			tlsconn_close(c, "protocol_error");
-	}
-	if (c->closing)
-		return;
-	if ((c->state == TLSCONN_ST_OPEN && c->srv->ops->flush && c->srv->ops->flush(c) < 0) ||
-	    tlsconn_send(c) < 0) {
+	if (c->srv->ops->flush && c->srv->ops->flush(c) < 0) {
 		tlsconn_close(c, "write_error");
 		return;
 	}
-	tls_conn_trim(c->tls); /* everything read and sent: its buffers can go */
-	int want_read = c->inflight < c->write_high;
-	if (want_read != c->reading) {
-		if (want_read)
-			uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb);
-		else
-			uv_read_stop((uv_stream_t *)&c->tcp);
-		c->reading = want_read;
+	if (conn_closing(&c->conn))
+		return;
+	/* backpressure: a peer that does not read its answers is not read */
+	if (conn_queued(&c->conn) < c->write_high)
+		conn_read_start(&c->conn);
+	else
+		conn_read_stop(&c->conn);
+	if (conn_closing(&c->conn))
+		return;
+	if (conn_queued(&c->conn) == 0) {
+		conn_trim(&c->conn); /* everything read and sent: its buffers can go */
+		if ((why = c->srv->ops->done(c)))
+			tlsconn_close(c, why);
 	}
-	if (c->state == TLSCONN_ST_OPEN && c->inflight == 0 && (why = c->srv->ops->done(c)))
-		tlsconn_close(c, why);
 }
 
 /* ---- accessors */
@@ -343,9 +345,9 @@ const char *tlsconn_ip(const struct tlsconn *c)
 	return c->ip;
 }
 
-struct tls_conn *tlsconn_tls(struct tlsconn *c)
+struct mtls_conn *tlsconn_tls(struct tlsconn *c)
 {
-	return c->tls;
+	return xprt_tls_get(&c->conn);
 }
 
 /* ---- listener */
@@ -357,7 +359,7 @@ static void tlsconn_name_peer(struct tlsconn *c)
 	char ip[48];
 
 	snprintf(c->peer, sizeof(c->peer), "unknown");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+	if (uv_tcp_getpeername(&c->conn.h.tcp, (struct sockaddr *)&ss, &len) < 0)
 		return;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
@@ -382,109 +384,120 @@ static void tlsconn_name_peer(struct tlsconn *c)
 
 /* Open connections from c's peer address, c included. A walk: accepts
  * are rare next to reads, and max_conns bounds it. */
-static unsigned tlsserver_from_source(const struct tlsserver *s, const struct tlsconn *c)
+static unsigned tlsserver_from_source(struct tlsserver *s, const struct tlsconn *c)
 {
-	unsigned n = 0;
-	for (const struct tlsconn *o = s->conns; o; o = o->next)
-		n += !strcmp(o->ip, c->ip);
-	return n;
+	struct list_node *n, *next;
+	unsigned count = 0;
+
+	list_for_each_safe(n, next, &s->conns)
+		count += !strcmp(list_entry(n, struct tlsconn, link)->ip, c->ip);
+	return count;
+}
+
+/* Refused at accept: logged (at most once a second for a source's flood,
+ * which must not become a flood of log lines), then closed. */
+static void tlsserver_refuse(struct tlsserver *s, struct tlsconn *c, const char *why)
+{
+	uint64_t now = uv_now(s->tcp.loop);
+
+	if (!strcmp(why, "too_many_connections")) {
+		if (s->cfg.log_refused)
+			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
+				      json_pack("{s:s, s:s}", "peer", c->peer, "reason", why));
+	} else if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 1000) {
+		tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
+			      json_pack("{s:s, s:s, s:i, s:i}", "peer", c->peer, "reason", why,
+					"max_per_source", (int)s->cfg.max_per_source,
+					"not_logged", (int)s->refused_unlogged));
+		s->refused_logged_ms = now;
+		s->refused_unlogged = 0;
+	} else {
+		s->refused_unlogged++;
+	}
+	tlsconn_close(c, why);
 }
 
 static void tlsserver_connection_cb(uv_stream_t *server, int status)
 {
 	struct tlsserver *s = server->data;
-	struct tlsconn *c;
+	struct tlsconn *c = status < 0 ? NULL : calloc(1, sizeof(*c));
+	struct mtls_conn *tls = NULL;
 
-	if (status < 0 || !(c = calloc(1, sizeof(*c))))
+	if (status < 0)
 		return;
+	/* The core always accepts (libuv keeps polling the listener); without
+	 * memory for a connection it is taken and closed at once. */
+	if (!c || conn_init(&c->conn, &s->cl, &tlsconn_ops, c) < 0) {
+		free(c);
+		if (conn_accept(&s->cl, server, NULL, 1) < 0) /* taken and reset */
+			return;
+		return;
+	}
 	c->srv = s;
 	c->write_high = TLSSERVER_WRITE_HIGH;
+	c->pending_closes = 3; /* the conn's handle and the two timers */
 	s->refs++;
 	s->n_conns++;
-	uv_tcp_init(server->loop, &c->tcp);
 	uv_timer_init(server->loop, &c->timer);
 	uv_timer_init(server->loop, &c->kick);
-	c->tcp.data = c->timer.data = c->kick.data = c;
-	c->next = s->conns;
-	if (c->next)
-		c->next->pprev = &c->next;
-	c->pprev = &s->conns;
-	s->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+	c->timer.data = c->kick.data = c;
+	list_add_head(&s->conns, &c->link);
+	if (conn_accept(&s->cl, server, &c->conn, 0) < 0) {
 		tlsconn_close(c, "accept_failed");
 		return;
 	}
 	tlsconn_name_peer(c);
 	if (s->n_conns > s->cfg.max_conns) {
-		if (s->cfg.log_refused)
-			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
-				      json_pack("{s:s, s:s}", "peer", c->peer, "reason",
-						"too_many_connections"));
-		tlsconn_close(c, "too_many_connections");
+		tlsserver_refuse(s, c, "too_many_connections");
 		return;
 	}
 	if (s->cfg.max_per_source && tlsserver_from_source(s, c) > s->cfg.max_per_source) {
-		/* A flood of these must not become a flood of log lines. */
-		uint64_t now = uv_now(server->loop);
-		if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 1000) {
-			tlsserver_log(s, LOG_LVL_WARN, "conn_refused",
-				      json_pack("{s:s, s:s, s:i, s:i}", "peer", c->peer, "reason",
-						"too_many_from_source", "max_per_source",
-						(int)s->cfg.max_per_source, "not_logged",
-						(int)s->refused_unlogged));
-			s->refused_logged_ms = now;
-			s->refused_unlogged = 0;
-		} else {
-			s->refused_unlogged++;
-		}
-		tlsconn_close(c, "too_many_from_source");
+		tlsserver_refuse(s, c, "too_many_from_source");
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	if (tls_conn_new(s->tls, &c->tls) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, tlsconn_alloc_cb, tlsconn_read_cb) < 0) {
+	uv_tcp_nodelay(&c->conn.h.tcp, 1);
+	if (mtls_conn_new_server(s->tls, &tls) < 0) {
 		tlsconn_close(c, "out_of_memory");
 		return;
 	}
+	conn_set_xprt(&c->conn, &xprt_tls_ops, tls);
 	tlsconn_set_timeout(c, s->cfg.handshake_ms, 0, "handshake_timeout");
-	c->reading = 1;
+	conn_start(&c->conn);
 }
 
 int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
-		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    const struct tlsserver_ops *ops, struct mtls_ctx *tls, void *owner,
 		    struct tlsserver **out, int *port)
 {
 	struct tlsserver *s = calloc(1, sizeof(*s));
-	struct sockaddr_storage ss;
-	int rc, len = sizeof(ss);
+	uint16_t bound = 0;
+	int rc;
 
 	if (!s)
 		return UV_ENOMEM;
+	if (cfg->port < 0 || cfg->port > 65535) {
+		free(s);
+		return UV_EINVAL;
+	}
 	s->cfg = *cfg;
 	s->cfg.host = NULL;
 	s->ops = ops;
 	s->owner = owner;
 	s->refs = 1;
-	if ((rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss)) < 0 &&
-	    (rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss)) < 0) {
-		free(s);
+	list_init(&s->conns);
+	conn_loop_init(&s->cl, loop);
+	s->tls = mtls_ctx_ref(tls);
+	if ((rc = conn_listen(loop, &s->tcp, cfg->host, (uint16_t)cfg->port,
+			      tlsserver_connection_cb, s, &bound)) < 0) {
+		if (s->tcp.loop) {
+			tlsserver_stop(s, NULL);
+		} else {
+			mtls_ctx_unref(s->tls);
+			free(s);
+		}
 		return rc;
 	}
-	if ((rc = uv_tcp_init(loop, &s->tcp)) < 0) {
-		free(s);
-		return rc;
-	}
-	s->tcp.data = s;
-	s->tls = tls;
-	tls_ctx_ref(tls);
-	if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
-	    (rc = uv_listen((uv_stream_t *)&s->tcp, 1024, tlsserver_connection_cb)) < 0 ||
-	    (rc = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len)) < 0) {
-		tlsserver_stop(s, NULL);
-		return rc;
-	}
-	*port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-					      : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	*port = bound;
 	*out = s;
 	return 0;
 }
@@ -496,19 +509,22 @@ static void tlsserver_close_cb(uv_handle_t *h)
 
 void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner))
 {
+	struct list_node *n, *next;
+
 	if (!s || s->stopping)
 		return;
 	s->stopping = 1;
 	s->stopped = stopped;
-	while (s->conns)
-		tlsconn_close(s->conns, "server_stopping");
+	list_for_each_safe(n, next, &s->conns)
+		tlsconn_close(list_entry(n, struct tlsconn, link), "server_stopping");
+	s->tcp.data = s;
 	uv_close((uv_handle_t *)&s->tcp, tlsserver_close_cb);
 }
 
-void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls)
+void tlsserver_set_tls(struct tlsserver *s, struct mtls_ctx *tls)
 {
-	tls_ctx_ref(tls);
-	tls_ctx_unref(s->tls);
+	mtls_ctx_ref(tls);
+	mtls_ctx_unref(s->tls);
 	s->tls = tls;
 }
 

@@ -1,12 +1,14 @@
 /* tlsserver: a TCP listener on one libuv loop whose connections speak TLS
- * (api/tls.h), with the protocol on top given as an ops table. It is the
- * part every TLS server of cinch-control has in common (the injection
- * webhook and the gRPC server in api/grpc.c run on it): accept, the
- * connection limit, the handshake and its timeout, the plaintext pump, the
- * write path with backpressure, the idle timer (with a keepalive hook),
- * a deferred driver run (tlsconn_kick), one finalize path and the memory
- * freed in close callbacks.
- *
+ * (mtls.h, the one TLS engine), with the protocol on top given as an ops
+ * table. Each connection is a struct conn of the connection core
+ * (common/conn.h) with the TLS transport (xprt_tls.h): accept, reading,
+ * the handshake, the plaintext pump, the write path and the one close path
+ * (conn_finalize) are the core's. This file is what every TLS server of
+ * cinch-control adds on top (the injection webhook and the gRPC server in
+ * api/grpc.c run on it): the connection limits, the handshake timeout, the
+ * idle timer (with a keepalive hook), a deferred driver run
+ * (tlsconn_kick), backpressure by the protocol's high-water mark and the
+ * log lines. *
  * Admission, before anything is read: at most max_conns connections, and
  * at most max_per_source from one peer address, so one host (an attacker
  * on the pod network) cannot take every slot; a connection over either is
@@ -14,17 +16,20 @@
  * once a second for the per-source cap, with the count left out). A
  * connection that has not finished its handshake within handshake_ms is
  * closed. The buffers of an idle connection's TLS engine are given back
- * after every run of the driver (tls_conn_trim), so a quiet connection
+ * after every run of the driver (mtls_conn_trim), so a quiet connection
  * costs its fixed state only.
  *
- * A connection goes HANDSHAKE -> OPEN -> (closed). tlsconn_advance() is
- * the one driver, run after every read and every finished write (and by
- * the protocol after it queued an answer later, e.g. from a callback): it
- * runs the handshake, hands plaintext to ops->input, lets ops->flush put
- * pending output into TLS while there is room, moves TLS output to the
- * socket, stops reading while more than its write high-water mark
- * (TLSSERVER_WRITE_HIGH, or what the protocol set) waits for the peer,
- * and closes the connection when ops->done says so.
+ * A connection goes HANDSHAKE -> OPEN -> (closed), the core's states
+ * (conn_advance drives them: the handshake, plaintext to ops->input).
+ * tlsconn_advance() is this layer's step, run when the handshake ends,
+ * after every write the socket finished (and by the protocol after it
+ * queued an answer later, e.g. from a callback): it lets ops->flush put
+ * pending output into TLS while there is room, stops reading while more
+ * than its write high-water mark (TLSSERVER_WRITE_HIGH, or what the
+ * protocol set) waits for the peer, and closes the connection when
+ * ops->done says so. A reason given to tlsconn_close is the log's word
+ * and becomes the core's enum conn_reason (errors reset the TCP
+ * connection; orderly ends close it).
  *
  * Lifetimes: the server owns its connections; a connection's protocol
  * state (tlsconn_set_data) is freed by ops->free, called exactly once from
@@ -39,7 +44,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "api/tls.h"
+#include "mtls.h"
 
 struct nghttp2_session;
 
@@ -91,13 +96,13 @@ struct tlsserver_config {
  * borrows ops (static) and owner; takes a reference to tls. 0, *out and
  * *port (the bound port), or a libuv error (nothing to stop). */
 int tlsserver_start(uv_loop_t *loop, const struct tlsserver_config *cfg,
-		    const struct tlsserver_ops *ops, struct tls_ctx *tls, void *owner,
+		    const struct tlsserver_ops *ops, struct mtls_ctx *tls, void *owner,
 		    struct tlsserver **out, int *port) __attribute__((warn_unused_result));
 /* Closes the listener and every connection; `stopped(owner)` (may be
  * NULL) runs once all is closed and freed. NULL: no-op. */
 void tlsserver_stop(struct tlsserver *s, void (*stopped)(void *owner));
 /* New connections use `tls` (a reference is taken); open ones keep theirs. */
-void tlsserver_set_tls(struct tlsserver *s, struct tls_ctx *tls);
+void tlsserver_set_tls(struct tlsserver *s, struct mtls_ctx *tls);
 unsigned tlsserver_conns(const struct tlsserver *s);
 
 /* ---- for the protocol, on its connection */
@@ -109,7 +114,7 @@ void *tlsconn_data(const struct tlsconn *c);
  * address), "unknown" if the socket has no peer address. */
 const char *tlsconn_peer(const struct tlsconn *c);
 const char *tlsconn_ip(const struct tlsconn *c); /* without the port; "" if unknown */
-struct tls_conn *tlsconn_tls(struct tlsconn *c);
+struct mtls_conn *tlsconn_tls(struct tlsconn *c);
 /* Plaintext for the peer, encrypted at once. 0 or -EPROTO. */
 int tlsconn_write(struct tlsconn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));

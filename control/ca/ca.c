@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 
 #include "fsutil.h"
+#include "certverify.h"
 #include "spiffe.h"
 #include "svid.h"
 
@@ -327,8 +328,7 @@ out:
  * matching, and that the chain given with it verifies up to its root. */
 static int ca_check_loaded(struct ca *ca, STACK_OF(X509) * certs, X509 *root, const char **why)
 {
-	X509_STORE *store = X509_STORE_new();
-	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *roots = sk_X509_new_null();
 	int rc = -EINVAL;
 
 	if (!X509_check_private_key(ca->cert, ca->key)) {
@@ -339,21 +339,19 @@ static int ca_check_loaded(struct ca *ca, STACK_OF(X509) * certs, X509 *root, co
 		*why = "--ca-cert is not a CA certificate with keyCertSign";
 		goto out;
 	}
-	if (!store || !ctx || !X509_STORE_add_cert(store, root) ||
-	    !X509_STORE_CTX_init(ctx, store, ca->cert, certs)) {
+	if (!roots || !sk_X509_push(roots, root)) {
 		*why = "out of memory";
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (X509_verify_cert(ctx) != 1) {
+	rc = certverify_roots(roots, ca->cert, certs, NULL, NULL);
+	if (rc == -ENOMEM)
+		*why = "out of memory";
+	else if (rc < 0)
 		*why = "--ca-cert does not verify up to its root (give the chain in the file)";
-		goto out;
-	}
-	rc = 0;
 out:
 	ERR_clear_error();
-	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
+	sk_X509_free(roots); /* root is borrowed */
 	return rc;
 }
 
@@ -979,27 +977,26 @@ int ca_issue_server(const struct ca *ca, const char *spiffe_id, const char *cons
 int ca_verify_svid(const struct ca *ca, X509 *leaf, STACK_OF(X509) * untrusted, time_t now,
 		   char *id, size_t idlen, const char **why)
 {
-	X509_STORE *store = ca_bundle_store_new(ca);
-	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *roots = ca_bundle_roots_new(ca);
 	STACK_OF(X509) *chain = untrusted ? sk_X509_dup(untrusted) : sk_X509_new_null();
+	struct certverify_opts vo = {.purpose = X509_PURPOSE_SSL_CLIENT, .at = (int64_t)now};
 	struct spiffe_workload w;
-	int rc = -EPERM;
+	int rc = -EPERM, err;
 
 	*why = "out of memory";
-	if (!store || !ctx || !chain)
+	if (!roots || !chain)
 		goto out;
 	/* Our own intermediates too, so a client sending only its leaf works. */
 	for (size_t i = 0; i < (size_t)sk_X509_num(ca->untrusted); i++)
 		if (!sk_X509_push(chain, sk_X509_value(ca->untrusted, i)))
 			goto out;
-	if (!X509_STORE_CTX_init(ctx, store, leaf, chain))
-		goto out;
-	X509_STORE_CTX_set_time(ctx, 0, now);
-	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
-	if (X509_verify_cert(ctx) != 1) {
-		*why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
+	if ((rc = certverify_roots(roots, leaf, chain, &vo, &err)) < 0) {
+		if (rc == -EINVAL)
+			*why = certverify_error_string(err);
+		rc = -EPERM;
 		goto out;
 	}
+	rc = -EPERM;
 	if (X509_check_ca(leaf) != 0) {
 		*why = "certificate is a CA certificate";
 		goto out;
@@ -1016,8 +1013,7 @@ int ca_verify_svid(const struct ca *ca, X509 *leaf, STACK_OF(X509) * untrusted, 
 out:
 	ERR_clear_error();
 	sk_X509_free(chain);
-	X509_STORE_CTX_free(ctx);
-	X509_STORE_free(store);
+	sk_X509_pop_free(roots, X509_free);
 	return rc;
 }
 
@@ -1076,16 +1072,18 @@ uint64_t ca_bundle_sequence(const struct ca *ca)
 	return ca->seq;
 }
 
-X509_STORE *ca_bundle_store_new(const struct ca *ca)
+STACK_OF(X509) * ca_bundle_roots_new(const struct ca *ca)
 {
-	X509_STORE *store = X509_STORE_new();
-	for (size_t i = 0; store && i < ca->n_roots; i++) {
-		if (!X509_STORE_add_cert(store, ca->root_x509[i])) {
-			X509_STORE_free(store);
+	STACK_OF(X509) *roots = sk_X509_new_null();
+
+	for (size_t i = 0; roots && i < ca->n_roots; i++) {
+		if (!sk_X509_push(roots, ca->root_x509[i])) {
+			sk_X509_pop_free(roots, X509_free);
 			return NULL;
 		}
+		X509_up_ref(ca->root_x509[i]);
 	}
-	return store;
+	return roots;
 }
 
 char *ca_bundle_pem(const struct ca *ca)

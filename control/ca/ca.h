@@ -21,8 +21,8 @@
  *                        <state>/ca/next.key next.crt activated_at (rotation)
  *                        <state>/ca/bundle.pem bundle.seq (roots in force)
  *
- * In the control, this module and control/api/tls.c (with common/tlsbio.c)
- * are the only places that call BoringSSL.
+ * In the control, this module and the TLS engine (common/mtls.c, with
+ * common/certverify.c) are the only places that call BoringSSL.
  * A struct ca is immutable after ca_open(), so the loop can share it freely. */
 #ifndef CINCH_CONTROL_CA_H
 #define CINCH_CONTROL_CA_H
@@ -135,8 +135,9 @@ STACK_OF(X509) * ca_chain_new(const struct ca *ca);
 size_t ca_bundle_len(const struct ca *ca);
 const uint8_t *ca_bundle_der(const struct ca *ca, size_t i, size_t *len);
 uint64_t ca_bundle_sequence(const struct ca *ca);
-/* A new X509_STORE holding the bundle's roots (X509_STORE_free). */
-X509_STORE *ca_bundle_store_new(const struct ca *ca);
+/* The bundle's roots as a new stack (sk_X509_pop_free), for a TLS context
+ * or certverify; NULL on ENOMEM. */
+STACK_OF(X509) * ca_bundle_roots_new(const struct ca *ca);
 /* The SPIFFE bundle document (SPIFFE Trust Domain and Bundle, 4): a JWK
  * set with one x509-svid key per root. New string (free()), NULL on error. */
 char *ca_bundle_json(const struct ca *ca);

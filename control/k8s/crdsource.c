@@ -198,10 +198,11 @@ void crdsource_report(struct crdsource *cs, const json_t *rejected)
 					  "type", "Accepted", "status", *msg ? "False" : "True",
 					  "reason", *msg ? "Invalid" : "Valid", "message",
 					  *msg ? msg : "accepted into the policy set");
-		struct crd_patch *p = malloc(sizeof(*p) + strlen(key) + 1);
+		size_t key_len = strlen(key);
+		struct crd_patch *p = malloc(sizeof(*p) + key_len + 1);
 		if (p) {
 			p->cs = cs;
-			strcpy(p->key, key);
+			memcpy(p->key, key, key_len + 1);
 		}
 		if (p && patch &&
 		    kapi_json(cs->k, "PATCH", path, patch, 10000, crd_patch_cb, p, NULL) == 0) {

@@ -102,7 +102,7 @@ static void kwatch_list_cb(void *arg, int status, long code, json_t *body, const
 	const char *cont = json_string_value(json_object_get(meta, "continue"));
 	const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
 	if (cont && *cont && strlen(cont) < sizeof(w->cont)) {
-		strcpy(w->cont, cont);
+		memcpy(w->cont, cont, strlen(cont) + 1);
 		kwatch_list(w);
 		return;
 	}
@@ -112,7 +112,7 @@ static void kwatch_list_cb(void *arg, int status, long code, json_t *body, const
 		kwatch_backoff(w, -EBADMSG, "list without a resourceVersion");
 		return;
 	}
-	strcpy(w->rv, rv);
+	memcpy(w->rv, rv, strlen(rv) + 1);
 	w->cont[0] = '\0';
 	w->failures = 0;
 	w->ops->sync(w->arg, w->items);
@@ -163,7 +163,7 @@ static int kwatch_line_cb(void *arg, const char *line, size_t len)
 	} else if (strcmp(type, "BOOKMARK") == 0 || strcmp(type, "ADDED") == 0 ||
 		   strcmp(type, "MODIFIED") == 0 || strcmp(type, "DELETED") == 0) {
 		if (rv && *rv && strlen(rv) < sizeof(w->rv))
-			strcpy(w->rv, rv);
+			memcpy(w->rv, rv, strlen(rv) + 1);
 		w->failures = 0;
 		if (type[0] != 'B') {
 			w->in_event = 1;

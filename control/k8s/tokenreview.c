@@ -196,7 +196,7 @@ static void tr_review_cb(void *arg, int status, long code, json_t *body, const c
 		tr_fail(tr, -EACCES, "not a pod-bound (projected) service-account token");
 		return;
 	}
-	strcpy(tr->id.pod_uid, uid);
+	memcpy(tr->id.pod_uid, uid, strlen(uid) + 1);
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", tr->id.ns, tr->id.pod);
 	int rc = kapi_json(tr->k, "GET", path, NULL, 10000, tr_pod_cb, tr, NULL);
 	if (rc < 0)
@@ -223,7 +223,7 @@ int tokenreview_start(struct kapi *k, struct tokenreview_limit *limit, const cha
 	tr->limit = limit;
 	tr->cb = cb;
 	tr->arg = arg;
-	strcpy(tr->audience, audience);
+	memcpy(tr->audience, audience, strlen(audience) + 1);
 	body = json_pack("{s:s, s:s, s:{s:s, s:[s]}}", "apiVersion", "authentication.k8s.io/v1",
 			 "kind", "TokenReview", "spec", "token", token, "audiences", audience);
 	rc = body ? kapi_json(k, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body,

@@ -34,7 +34,7 @@
 
 #include "adminhttp.h"
 #include "api/bytebudget.h"
-#include "api/tls.h"
+#include "mtls.h"
 #include "api/tlsserver.h"
 #include "fswatch.h"
 #include "log.h"
@@ -42,6 +42,24 @@
 #define WH_RELOAD_SETTLE_MS 200
 #define WH_LINGER_MS	    1000
 #define WH_SWEEP_MS	    500
+
+const struct mtls_opts webhook_https_opts = {
+	.roles = MTLS_ROLE_SERVER,
+	.verify = MTLS_VERIFY_NONE,
+	.alpn = "\x02h2\x08http/1.1",
+	.alpn_len = 12,
+};
+
+int webhook_tls_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, struct mtls_ctx **out)
+{
+	struct mtls_opts o = webhook_https_opts;
+	const char *why;
+
+	o.cert = cert;
+	o.key = key;
+	o.chain = chain;
+	return mtls_ctx_new_opts(&o, out, &why);
+}
 
 struct webhook {
 	struct webhook_config cfg; /* cert_path and key_path point to ours */
@@ -322,7 +340,7 @@ static int wh1_respond(struct wconn *c, int status, const char *ctype, const cha
 	if (tlsconn_write(c->tc, (const uint8_t *)head, (size_t)n) < 0 ||
 	    tlsconn_write(c->tc, (const uint8_t *)body, len) < 0)
 		return -EPROTO;
-	tls_conn_shutdown(tlsconn_tls(c->tc));
+	mtls_conn_shutdown(tlsconn_tls(c->tc));
 	return 0;
 }
 
@@ -664,7 +682,7 @@ static int wconn_start(struct tlsconn *tc)
 	c->tc = tc;
 	c->w = tlsconn_owner(tc);
 	tlsconn_set_data(tc, c);
-	if (tls_conn_is_h2(tlsconn_tls(tc)))
+	if (mtls_conn_alpn_is(tlsconn_tls(tc), "h2"))
 		return wconn_start_h2(c);
 	tlsconn_set_timeout(tc, c->w->cfg.request_ms, 0, "request_timeout");
 	return 0;
@@ -740,7 +758,7 @@ static int webhook_files_changed(struct webhook *w, struct stat *cert, struct st
 static void webhook_reload_cb(void *arg)
 {
 	struct webhook *w = arg;
-	struct tls_ctx *tls;
+	struct mtls_ctx *tls;
 	struct stat cert = {0}, key = {0};
 	const char *why = NULL;
 
@@ -748,14 +766,14 @@ static void webhook_reload_cb(void *arg)
 		return;
 	w->cert_st = cert;
 	w->key_st = key;
-	if (tls_ctx_new_https_files(w->cert_path, w->key_path, &tls, &why) < 0) {
+	if (mtls_ctx_new_pem_files(&webhook_https_opts, w->cert_path, w->key_path, &tls, &why) < 0) {
 		log_event(LOG_LVL_WARN, "webhook_cert_reload_failed",
 			  log_pack("{s:s, s:s, s:s}", "cert", w->cert_path, "key", w->key_path,
 				    "error", why));
 		return;
 	}
 	webhook_set_tls(w, tls);
-	tls_ctx_unref(tls);
+	mtls_ctx_unref(tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_reloaded",
 		  log_pack("{s:s, s:s}", "cert", w->cert_path, "key", w->key_path));
 }
@@ -785,10 +803,10 @@ static void webhook_sweep_close_cb(uv_handle_t *h)
 	free(h);
 }
 
-void webhook_set_tls(struct webhook *w, struct tls_ctx *tls)
+void webhook_set_tls(struct webhook *w, struct mtls_ctx *tls)
 {
 	tlsserver_set_tls(w->srv, tls);
-	w->not_after = tls_ctx_not_after(tls);
+	w->not_after = mtls_ctx_not_after(tls);
 }
 
 int64_t webhook_cert_not_after(const struct webhook *w)
@@ -805,7 +823,7 @@ static void webhook_free(void *arg)
 }
 
 /* The operator's certificate files: loaded, and watched for changes. */
-static int webhook_watch_files(uv_loop_t *loop, struct webhook *w, struct tls_ctx **tls,
+static int webhook_watch_files(uv_loop_t *loop, struct webhook *w, struct mtls_ctx **tls,
 			       const char **why)
 {
 	int rc;
@@ -818,12 +836,12 @@ static int webhook_watch_files(uv_loop_t *loop, struct webhook *w, struct tls_ct
 	if (!w->cert_path || !w->key_path)
 		return -ENOMEM;
 	webhook_files_changed(w, &w->cert_st, &w->key_st);
-	if ((rc = tls_ctx_new_https_files(w->cert_path, w->key_path, tls, why)) < 0)
+	if ((rc = mtls_ctx_new_pem_files(&webhook_https_opts, w->cert_path, w->key_path, tls, why)) < 0)
 		return rc;
 	const char *paths[] = {w->cert_path, w->key_path};
 	if ((rc = fswatch_start(loop, paths, 2, WH_RELOAD_SETTLE_MS, webhook_reload_cb, w,
 				&w->watch)) < 0) {
-		tls_ctx_unref(*tls);
+		mtls_ctx_unref(*tls);
 		*tls = NULL;
 		*why = "cannot watch the certificate files";
 	}
@@ -834,7 +852,7 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 		  int *port, const char **why)
 {
 	struct webhook *w = calloc(1, sizeof(*w));
-	struct tls_ctx *tls = NULL;
+	struct mtls_ctx *tls = NULL;
 	int rc = -ENOMEM;
 
 	*why = "out of memory";
@@ -848,11 +866,11 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 	w->cfg.tls = NULL;
 	if (cfg->tls) { /* issued in memory: the owner renews it */
 		tls = cfg->tls;
-		tls_ctx_ref(tls);
+		mtls_ctx_ref(tls);
 	} else if ((rc = webhook_watch_files(loop, w, &tls, why)) < 0) {
 		goto fail;
 	}
-	w->not_after = tls_ctx_not_after(tls);
+	w->not_after = mtls_ctx_not_after(tls);
 	struct tlsserver_config sc = {
 		.host = cfg->host,
 		.port = cfg->port,
@@ -876,11 +894,11 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 	uv_timer_init(loop, w->sweep);
 	w->sweep->data = w;
 	uv_timer_start(w->sweep, webhook_sweep_cb, WH_SWEEP_MS, WH_SWEEP_MS);
-	tls_ctx_unref(tls);
+	mtls_ctx_unref(tls);
 	*out = w;
 	return 0;
 fail:
-	tls_ctx_unref(tls);
+	mtls_ctx_unref(tls);
 	webhook_free(w);
 	return rc;
 }

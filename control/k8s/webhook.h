@@ -4,8 +4,8 @@
  * Service maps 443 to our port, 15017 by default) and expects an
  * AdmissionReview back with HTTP 200.
  *
- * Transport: api/tlsserver.h (TCP, TLS 1.3 with api/tls.h's HTTPS
- * context: certificate and key from PEM files, reloaded when they change
+ * Transport: api/tlsserver.h (TCP, TLS 1.3 with mtls.h's context of
+ * webhook_https_opts: certificate and key from PEM files, reloaded when they change
  * on disk, e.g. a cert-manager Secret mount, or the certificate the
  * control issues itself (webhookcert.h) handed over in memory; connections
  * keep the context they started with), then
@@ -55,6 +55,7 @@
 #include <uv.h>
 
 #include "inject.h"
+#include "mtls.h"
 
 #define WEBHOOK_DEFAULT_PORT	  15017
 #define WEBHOOK_PATH		  "/inject"
@@ -74,7 +75,7 @@ struct webhook_config {
 	const char *host;		  /* numeric address to listen on */
 	int port;			  /* 0: any free port */
 	const char *cert_path, *key_path; /* PEM files, watched for changes, or */
-	struct tls_ctx *tls;		  /* a context in memory (cert_path NULL;
+	struct mtls_ctx *tls;		  /* a context in memory (cert_path NULL;
 					   * webhook_set_tls swaps it) */
 	size_t max_body;
 	unsigned max_conns, max_per_source, max_streams, request_ms, idle_ms;
@@ -90,7 +91,16 @@ int webhook_start(uv_loop_t *loop, const struct webhook_config *cfg, struct webh
 		  int *port, const char **why) __attribute__((warn_unused_result));
 /* New connections get `tls` (a reference is taken), open ones keep
  * theirs: the issued certificate's renewal. */
-void webhook_set_tls(struct webhook *w, struct tls_ctx *tls);
+void webhook_set_tls(struct webhook *w, struct mtls_ctx *tls);
+/* The TLS of the webhook (mtls.h): a server asking for no client
+ * certificate, ALPN "h2" then "http/1.1", and a client naming neither
+ * speaks HTTP/1.1 (as curl and openssl s_client without -alpn do). No
+ * certificate in it: the caller's (webhook_tls_new, or PEM files). */
+extern const struct mtls_opts webhook_https_opts;
+/* A context of webhook_https_opts for a certificate, its key and
+ * intermediates (may be NULL), all borrowed. 0 and *out, or -EINVAL/-ENOMEM. */
+int webhook_tls_new(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * chain, struct mtls_ctx **out)
+	__attribute__((warn_unused_result));
 /* notAfter (Unix seconds) of the certificate new connections get. */
 int64_t webhook_cert_not_after(const struct webhook *w);
 /* Closes the listener, the file watch and every connection. NULL: no-op. */

@@ -23,7 +23,7 @@ struct webhookcert {
 	const struct ca *ca;
 	struct kapi *kapi;
 	struct webhook *server;
-	struct tls_ctx *tls;
+	struct mtls_ctx *tls;
 	char *service, *namespace, *configuration;
 	char *want;	  /* base64 of the bundle PEM: the caBundle we keep */
 	char dns[2][300]; /* the certificate's names */
@@ -62,22 +62,22 @@ static int wc_issue(struct webhookcert *wc)
 	STACK_OF(X509) *chain = ca_chain_new(wc->ca); /* intermediates, if any */
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
-	struct tls_ctx *tls = NULL;
+	struct mtls_ctx *tls = NULL;
 	int rc = -ENOMEM;
 
 	if (!chain)
 		return -ENOMEM;
 	if ((rc = ca_issue_server(wc->ca, NULL, dns, 2, NULL, 0, wc->lifetime_s, &cert, &key)) <
 		    0 ||
-	    (rc = tls_ctx_new_https(cert, key, chain, &tls)) < 0)
+	    (rc = webhook_tls_new(cert, key, chain, &tls)) < 0)
 		goto out;
-	tls_ctx_unref(wc->tls);
+	mtls_ctx_unref(wc->tls);
 	wc->tls = tls;
 	if (wc->server)
 		webhook_set_tls(wc->server, tls);
 	log_event(LOG_LVL_INFO, "webhook_cert_issued",
 		  log_pack("{s:s, s:s, s:I}", "dns", wc->dns[0], "dns_fqdn", wc->dns[1],
-			   "not_after", (json_int_t)tls_ctx_not_after(tls)));
+			   "not_after", (json_int_t)mtls_ctx_not_after(tls)));
 out:
 	X509_free(cert);
 	EVP_PKEY_free(key); /* BoringSSL clears the key's memory */
@@ -91,7 +91,7 @@ static void wc_renew_cb(uv_timer_t *t);
  * have clamped it), or a retry after a failed issue. */
 static void wc_arm(struct webhookcert *wc, int issued)
 {
-	int64_t left = tls_ctx_not_after(wc->tls) - (int64_t)time(NULL);
+	int64_t left = mtls_ctx_not_after(wc->tls) - (int64_t)time(NULL);
 	uint64_t delay = WC_RETRY_ISSUE_MS;
 
 	if (issued)
@@ -107,7 +107,7 @@ static void wc_issue_and_arm(struct webhookcert *wc, const char *trigger)
 	if (rc < 0)
 		log_event(LOG_LVL_ERROR, "webhook_cert_renewal_failed",
 			  log_pack("{s:s, s:s, s:I}", "trigger", trigger, "error", strerror(-rc),
-				   "current_not_after", (json_int_t)tls_ctx_not_after(wc->tls)));
+				   "current_not_after", (json_int_t)mtls_ctx_not_after(wc->tls)));
 	wc_arm(wc, rc == 0);
 }
 
@@ -272,7 +272,7 @@ static void wc_sync(struct webhookcert *wc)
 
 static void wc_free(struct webhookcert *wc)
 {
-	tls_ctx_unref(wc->tls);
+	mtls_ctx_unref(wc->tls);
 	free(wc->service);
 	free(wc->namespace);
 	free(wc->configuration);
@@ -331,7 +331,7 @@ int webhookcert_start(uv_loop_t *loop, const struct webhookcert_config *cfg, con
 	return 0;
 }
 
-struct tls_ctx *webhookcert_get0_tls(const struct webhookcert *wc)
+struct mtls_ctx *webhookcert_get0_tls(const struct webhookcert *wc)
 {
 	return wc->tls;
 }

@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "api/tls.h"
+#include "mtls.h"
 #include "ca/ca.h"
 #include "kapi.h"
 #include "webhook.h"
@@ -59,7 +59,7 @@ int webhookcert_start(uv_loop_t *loop, const struct webhookcert_config *cfg, con
 		      struct webhookcert **out, const char **why)
 	__attribute__((warn_unused_result));
 /* The context new connections should get (borrowed). */
-struct tls_ctx *webhookcert_get0_tls(const struct webhookcert *wc);
+struct mtls_ctx *webhookcert_get0_tls(const struct webhookcert *wc);
 /* Renewals from now on go to `w` too (borrowed until webhookcert_stop). */
 void webhookcert_attach(struct webhookcert *wc, struct webhook *w);
 /* The CA changed (rotation): a new certificate at once and caBundle

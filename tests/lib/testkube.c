@@ -23,7 +23,7 @@ int testkube_start(struct testkube *tk, const char *script)
 	int rc = -1;
 
 	memset(tk, 0, sizeof(*tk));
-	strcpy(tk->dir, "/tmp/testkube.XXXXXX");
+	snprintf(tk->dir, sizeof(tk->dir), "/tmp/testkube.XXXXXX");
 	if (!ca_pem || !cert_pem || !key_pem || !mkdtemp(tk->dir) ||
 	    testpki_write(tk->dir, "ca.pem", ca_pem) || testpki_write(tk->dir, "api.pem", cert_pem) ||
 	    testpki_write(tk->dir, "api-key.pem", key_pem) ||

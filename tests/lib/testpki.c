@@ -102,6 +102,33 @@ err:
 	return NULL;
 }
 
+X509 *testpki_intermediate(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *cn)
+{
+	X509 *cert = testpki_cert(key, cn, -60, 86400);
+
+	if (!cert || !X509_set_issuer_name(cert, X509_get_subject_name(ca)) ||
+	    !testpki_add_ext(cert, ca, NID_basic_constraints, "critical,CA:TRUE") ||
+	    !testpki_add_ext(cert, ca, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+	    !testpki_add_ext(cert, cert, NID_subject_key_identifier, "hash") ||
+	    !X509_sign(cert, ca_key, EVP_sha256())) {
+		X509_free(cert);
+		return NULL;
+	}
+	return cert;
+}
+
+int testpki_set_eku(X509 *cert, X509 *ca, EVP_PKEY *ca_key, const char *eku)
+{
+	int at = X509_get_ext_by_NID(cert, NID_ext_key_usage, -1);
+
+	if (at >= 0)
+		X509_EXTENSION_free(X509_delete_ext(cert, at));
+	return testpki_add_ext(cert, ca, NID_ext_key_usage, eku) &&
+			       X509_sign(cert, ca_key, EVP_sha256())
+		       ? 0
+		       : -1;
+}
+
 X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *const *uris,
 		   size_t n, long not_before_s, long lifetime_s)
 {

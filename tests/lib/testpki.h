@@ -22,6 +22,14 @@ X509 *testpki_root(EVP_PKEY *key, const char *cn, int days);
 X509 *testpki_leaf(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key, const char *const *uris,
 		   size_t n, long not_before_s, long lifetime_s);
 
+/* A CA:TRUE intermediate for `key`, signed by (ca, ca_key), valid a day. */
+X509 *testpki_intermediate(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *cn);
+
+/* Replaces cert's extended key usage with `eku` (e.g. "serverAuth") and
+ * signs it again with (ca, ca_key), before anything reads it (BoringSSL
+ * caches a certificate's decoded extensions). 0 or -1. */
+int testpki_set_eku(X509 *cert, X509 *ca, EVP_PKEY *ca_key, const char *eku);
+
 /* PEM text of a certificate or of a private key (PKCS#8), new; free(). */
 char *testpki_cert_pem(X509 *cert);
 char *testpki_key_pem(EVP_PKEY *key);

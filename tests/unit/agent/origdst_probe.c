@@ -12,11 +12,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "numarg.h"
 #include "origdst.h"
 
 int main(int argc, char **argv)
 {
-	int port = argc > 1 ? atoi(argv[1]) : 15001, n = argc > 2 ? atoi(argv[2]) : 1;
+	long long port = 15001, n = 1;
+
+	if ((argc > 1 && numarg_parse(argv[1], 1, 65535, &port) < 0) ||
+	    (argc > 2 && numarg_parse(argv[2], 1, 1000000, &n) < 0)) {
+		fprintf(stderr, "usage: origdst_probe [PORT [COUNT]]\n");
+		return 2;
+	}
 	int s = socket(AF_INET6, SOCK_STREAM, 0), zero = 0, one = 1;
 	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
 

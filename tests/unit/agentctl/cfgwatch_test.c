@@ -51,7 +51,7 @@ static int setup(void **state)
 	fx.other_pem = testpki_cert_pem(other);
 	fx.cert_pem = testpki_cert_pem(client);
 	fx.key_pem = testpki_key_pem(ckey);
-	strcpy(fx.dir, "/tmp/cfgwatch_test.XXXXXX");
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/cfgwatch_test.XXXXXX");
 	if (!mkdtemp(fx.dir) || testpki_write(fx.dir, "ca.pem", fx.ca_pem) ||
 	    testpki_write(fx.dir, "server.pem", spem) ||
 	    testpki_write(fx.dir, "server-key.pem", skey_pem))
@@ -140,15 +140,15 @@ static void run_poll(uv_timer_t *t)
 {
 	struct run *r = t->data;
 	struct cfgwatch_status st;
-	struct h2c_creds *good = NULL;
+	struct mtls_ctx *good = NULL;
 
 	cfgwatch_status(r->w, &st);
 	if (!r->failing_ms && st.reconnects >= 3)
 		r->failing_ms = uv_now(&r->loop);
 	if (r->failing_ms && !r->switched_ms && uv_now(&r->loop) >= r->failing_ms + 500) {
-		assert_int_equal(h2c_creds_new(fx.ca_pem, fx.cert_pem, fx.key_pem, &good), 0);
+		assert_int_equal(h2c_tls_new(fx.ca_pem, fx.cert_pem, fx.key_pem, &good), 0);
 		cfgwatch_set_creds(r->w, good);
-		h2c_creds_unref(good);
+		mtls_ctx_unref(good);
 		r->switched_ms = uv_now(&r->loop);
 		uv_timer_stop(t);
 	}
@@ -184,12 +184,12 @@ static int on_snapshot(void *arg, const Cinch__V1__Snapshot *snap)
 
 static void run_watch(struct run *r, const char *url, const char *ca_pem, unsigned seconds)
 {
-	struct h2c_creds *creds = NULL;
+	struct mtls_ctx *creds = NULL;
 	struct cfgwatch_report rep = {.bundle_sequence = 7, .cert_serial_hex = "0a1b"};
 
 	assert_int_equal(uv_loop_init(&r->loop), 0);
 	assert_int_equal(h2c_new(&r->loop, &r->h), 0);
-	assert_int_equal(h2c_creds_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
+	assert_int_equal(h2c_tls_new(ca_pem, fx.cert_pem, fx.key_pem, &creds), 0);
 	struct cfgwatch_opts o = {
 		.control_url = url,
 		.workload = r->workload ? r->workload : "shop/api",
@@ -198,7 +198,7 @@ static void run_watch(struct run *r, const char *url, const char *ca_pem, unsign
 		.arg = r,
 	};
 	assert_int_equal(cfgwatch_start(&r->loop, r->h, creds, &o, &r->w), 0);
-	h2c_creds_unref(creds); /* the watch holds its own reference */
+	mtls_ctx_unref(creds); /* the watch holds its own reference */
 	cfgwatch_set_report(r->w, &rep);
 	uv_timer_init(&r->loop, &r->stop_timer);
 	r->stop_timer.data = r;

@@ -28,7 +28,7 @@ static char dir[64];
 
 static int setup(void **state)
 {
-	strcpy(dir, "/tmp/fswatch_test.XXXXXX");
+	snprintf(dir, sizeof(dir), "/tmp/fswatch_test.XXXXXX");
 	return mkdtemp(dir) ? 0 : -1;
 }
 
@@ -42,7 +42,8 @@ static int teardown(void **state)
 static void write_file(const char *name, const char *text)
 {
 	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_true(n > 0 && (size_t)n < sizeof(path));
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	fputs(text, f);

@@ -51,7 +51,7 @@ static int setup(void **state)
 	fx.other_pem = testpki_cert_pem(other);
 	fx.cert_pem = testpki_cert_pem(client);
 	fx.key_pem = testpki_key_pem(ckey);
-	strcpy(fx.dir, "/tmp/grpcc_test.XXXXXX");
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/grpcc_test.XXXXXX");
 	if (!mkdtemp(fx.dir) || testpki_write(fx.dir, "ca.pem", fx.ca_pem) ||
 	    testpki_write(fx.dir, "server.pem", spem) || testpki_write(fx.dir, "server-key.pem", skey_pem))
 		goto out;
@@ -154,17 +154,17 @@ static void call(const char *method, const uint8_t *req, size_t len, grpcc_msg_c
 	uv_loop_t loop;
 	uv_timer_t t;
 	struct h2c *h;
-	struct h2c_creds *creds;
+	struct mtls_ctx *creds;
 
 	assert_int_equal(uv_loop_init(&loop), 0);
 	assert_int_equal(h2c_new(&loop, &h), 0);
-	assert_int_equal(h2c_creds_new(ca_pem, mtls > 0 ? fx.cert_pem : NULL,
+	assert_int_equal(h2c_tls_new(ca_pem, mtls > 0 ? fx.cert_pem : NULL,
 					 mtls > 0 ? fx.key_pem : NULL, &creds), 0);
 	struct grpcc_opts opts = { .base_url = mtls ? fx.mtls_url : fx.url, .method = method, .request = req,
 				   .request_len = len, .timeout_ms = timeout_ms, .max_message = max,
 				   .on_message = cb, .on_done = on_done, .arg = o };
 	assert_int_equal(grpcc_call(h, creds, &opts, &o->call), 0);
-	h2c_creds_unref(creds);
+	mtls_ctx_unref(creds);
 	if (cancel_ms) {
 		uv_timer_init(&loop, &t);
 		t.data = o;

@@ -73,7 +73,7 @@ static int setup(void **state)
 	X509 *renewed = testpki_leaf(ca, ca_key, new_key, new_sans, 1, -60, 3600);
 	int rc = -1;
 
-	strcpy(fx.dir, "/tmp/httpc_test.XXXXXX");
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/httpc_test.XXXXXX");
 	if (!mkdtemp(fx.dir) || !server || !client || !other || !renewed)
 		goto out;
 	fx.ca_pem = testpki_cert_pem(ca);

@@ -186,8 +186,13 @@ static void w_sync(void *arg, json_t *items)
 	char *p = l->lines[l->n++];
 	size_t i;
 	json_t *o;
-	p += sprintf(p, "sync");
-	json_array_foreach(items, i, o) p += sprintf(p, " %s", obj_name(o));
+	size_t used = (size_t)snprintf(p, sizeof(l->lines[0]), "sync");
+	json_array_foreach(items, i, o)
+	{
+		int n = snprintf(p + used, sizeof(l->lines[0]) - used, " %s", obj_name(o));
+		assert_true(n >= 0 && (size_t)n < sizeof(l->lines[0]) - used);
+		used += (size_t)n;
+	}
 	if (++l->syncs == 3)
 		kwatch_stop(l->w); /* from inside a callback */
 }

@@ -107,9 +107,12 @@ static void on_workloads(void *arg, json_t *ws)
 	p[0] = '\0';
 	json_array_foreach(ws, i, w) {
 		const json_t *m = json_object_get(w, "metadata");
-		p += sprintf(p, "%s%s/%s", i ? " " : "",
-			     json_string_value(json_object_get(m, "namespace")),
-			     json_string_value(json_object_get(m, "name")));
+		size_t room = sizeof(s->last) - (size_t)(p - s->last);
+		int n = snprintf(p, room, "%s%s/%s", i ? " " : "",
+				 json_string_value(json_object_get(m, "namespace")),
+				 json_string_value(json_object_get(m, "name")));
+		assert_true(n >= 0 && (size_t)n < room);
+		p += n;
 	}
 	/* pod-e is not injected; pod-b was deleted: the state after resync. */
 	if (strcmp(s->last, "shop/pod-a shop/pod-c shop/pod-d") == 0 && !s->done) {

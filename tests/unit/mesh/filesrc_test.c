@@ -75,7 +75,7 @@ static void write_file(const char *path, const char *text)
 
 static int setup(void **state)
 {
-	strcpy(dir, "/tmp/filesrc_test.XXXXXX");
+	snprintf(dir, sizeof(dir), "/tmp/filesrc_test.XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(reg, sizeof(reg), "%s/registry", dir);

@@ -129,7 +129,7 @@ static void path_of(char *buf, size_t len, const char *name)
 static int setup(void **state)
 {
 	char p[128];
-	strcpy(dir, "/tmp/policy_test.XXXXXX");
+	snprintf(dir, sizeof(dir), "/tmp/policy_test.XXXXXX");
 	if (!mkdtemp(dir))
 		return -1;
 	path_of(p, sizeof(p), "policy");
@@ -687,14 +687,14 @@ static void test_meshed_never_plaintext(void **state)
 		{"10.1.0.8", POLICY_ALLOW},	  {"fd00::3", POLICY_ALLOW},
 		{"203.0.113.7", POLICY_ALLOW},
 	};
-	char p[128], w[128], *text = malloc(strlen(POLICY) + strlen(egress_all) + 1);
+	size_t text_len = strlen(POLICY) + strlen(egress_all) + 1;
+	char p[128], w[128], *text = malloc(text_len);
 	struct policy_slice *s = NULL;
 	struct policy_decision d;
 	struct policy_error err;
 
 	assert_non_null(text);
-	strcpy(text, POLICY);
-	strcat(text, egress_all);
+	snprintf(text, text_len, "%s%s", POLICY, egress_all);
 	path_of(p, sizeof(p), "policy-egress");
 	mkdir(p, 0700);
 	write_file("policy-egress/shop.yaml", text);

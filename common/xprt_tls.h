@@ -4,9 +4,10 @@
  * PEER_IDENTITY_MISMATCH (a valid certificate of another workload) or
  * HANDSHAKE_FAILED, with mtls's static text in c->why; the cause for the
  * handshake-failure metric stays mtls_conn_failure_cause(c->xprt_ctx)
- * until the conn is closed. It moves to common/ with the mtls engine. */
-#ifndef CINCH_AGENT_XPRT_TLS_H
-#define CINCH_AGENT_XPRT_TLS_H
+ * until the conn is closed. The agent's and the control's TLS servers use
+ * it alike. */
+#ifndef CINCH_XPRT_TLS_H
+#define CINCH_XPRT_TLS_H
 
 #include "conn.h"
 #include "mtls.h"
