@@ -31,12 +31,20 @@
 # lower, see HOLD_N).
 #
 #   bench/proxies.sh [--rounds N] [--seconds S] [--bin DIR] [--out FILE]
+#                    [--peers LIST] [--before DIR]
 #   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR]
 #   bench/proxies.sh --hold-only [--bin DIR]
 # --profile: no table; the agent pair only, under keep-alive load (wrk) and
 # bulk (iperf3): `perf record -g` of both agents, then `strace -c -f` of
 # each, with the requests and bytes carried, into DIR (perf.data, the
 # reports, and summary.txt with syscalls per request and per 16 KiB).
+# --peers: the peers to run, in this order each round (default: all).
+# --before: a second cinch-agent build (DIR holds its cinch-agent), run as
+# the peer `before` right ahead of `cinch` in each round, on the same
+# namespaces: a side-by-side comparison of two agent builds, e.g.
+# `--before /tmp/b/bin --peers "before cinch"`; the table then adds the
+# cinch/before ratios; no full-handshake leg then. BENCH_HOLD_N=0 skips
+# the connections held.
 # Needs root and the tools of `scripts/deps.sh bench`.
 set -euo pipefail
 
@@ -48,6 +56,8 @@ BIN=$ROOT/build/release/bin
 OUT=""
 PROFILE=""
 HOLD_ONLY=""
+PEERS=""
+BEFORE=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -56,7 +66,10 @@ while [ $# -gt 0 ]; do
 	--bin) BIN=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
 	--hold-only) HOLD_ONLY=1; shift ;;
-	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" >&2
+	--peers) PEERS=$2; shift 2 ;;
+	--before) BEFORE=$2; shift 2 ;;
+	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" \
+		"[--peers LIST] [--before DIR]" >&2
 	   exit 2 ;;
 	esac
 done
@@ -233,7 +246,12 @@ start_nginx() {
 	done
 }
 
+# The agent binary of a cinch peer: `before` runs the --before build.
+agent_bin() { [ "${1:-cinch}" = before ] && echo "$BEFORE/cinch-agent" || echo "$BIN/cinch-agent"; }
+
 start_cinch() {
+	local bin
+	bin=$(agent_bin "${1:-cinch}")
 	cat >"$D/workloads.yaml" <<WL
 apiVersion: cinch.dev/v1alpha1
 kind: Workload
@@ -256,9 +274,9 @@ WL
 	chmod 755 "$D"
 	chmod 644 "$D"/*.pem "$D/workloads.yaml"
 	for side in client server; do
-		in_$side "$BIN/cinch-agent" init >/dev/null
+		in_$side "$bin" init >/dev/null
 		netns_spawn "proxy-$side" $side setpriv --reuid=1337 --regid=1337 --clear-groups \
-			"$BIN/cinch-agent" run --cert "$D/$side.pem" --key "$D/$side-key.pem" \
+			"$bin" run --cert "$D/$side.pem" --key "$D/$side-key.pem" \
 			--bundle "$D/ca.pem" --workloads "$D/workloads.yaml" \
 			--policy "$D/workloads.yaml" --log-level warn --max-conns 30000 \
 			$([ "$RESUME" = on ] || echo --no-resumption)
@@ -268,15 +286,16 @@ WL
 stop_peer() {
 	netns_kill proxy-client
 	netns_kill proxy-server
-	if [ "$1" = cinch ]; then
-		in_client "$BIN/cinch-agent" init --remove >/dev/null 2>&1
-		in_server "$BIN/cinch-agent" init --remove >/dev/null 2>&1
+	if [ "$1" = cinch ] || [ "$1" = before ]; then
+		in_client "$(agent_bin "$1")" init --remove >/dev/null 2>&1
+		in_server "$(agent_bin "$1")" init --remove >/dev/null 2>&1
 	fi
 }
+start_before() { start_cinch before; }
 
 # The URL and iperf3 target the load tools use for a peer.
 # direct and cinch: the client connects to the server's own address.
-transparent() { [ "$1" = direct ] || [ "$1" = cinch ]; }
+transparent() { [ "$1" = direct ] || [ "$1" = cinch ] || [ "$1" = before ]; }
 http_url() { transparent "$1" && echo "http://$SERVER_IP:8080/" || echo "http://127.0.0.1:9080/"; }
 http_url_hostport() { transparent "$1" && echo "$SERVER_IP 8080" || echo "127.0.0.1 9080"; }
 iperf_target() { transparent "$1" && echo "$SERVER_IP 5201" || echo "127.0.0.1 9201"; }
@@ -316,6 +335,7 @@ ulimit -Hn 65536 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 HOLD_N=$(( $(ulimit -n) / 2 - 64 ))
 [ "$HOLD_N" -gt 10000 ] && HOLD_N=10000
+HOLD_N=${BENCH_HOLD_N:-$HOLD_N}
 
 # wrk's summary as "rps p50_ms p99_ms".
 wrk_run() {
@@ -514,6 +534,8 @@ main() {
 	fi
 	local peers="direct stunnel haproxy nginx"
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
+	[ -n "$BEFORE" ] && peers=${peers/cinch/before cinch}
+	peers=${PEERS:-$peers}
 	: >"$D/results"
 	: >"$D/full"
 	: >"$D/hold"
@@ -526,12 +548,14 @@ main() {
 			[ "$p" = direct ] || "start_$p"
 			echo "round $r: $p" >&2
 			measure "$p" >>"$D/results" || true
-			if [ "$p" = cinch ] && [ "$r" = 1 ]; then
+			if [ "$p" = cinch ] && [ "$r" = 1 ] && [ "$HOLD_N" -gt 0 ]; then
 				echo "round $r: $p, $HOLD_N connections held" >&2
 				hold_conns "$p" "$HOLD_N" >>"$D/hold" || true
 			fi
 			[ "$p" = direct ] && continue
 			stop_peer "$p"
+			# (not with --before: an older agent may lack --no-resumption)
+			[ -n "$BEFORE" ] && continue
 			RESUME=off
 			"start_$p"
 			echo "round $r: $p, no resumption" >&2

@@ -9,7 +9,8 @@ and 10 s after the load; one line per peer and round. FULL lines: peer
 newconn_rps with resumption off. LIMIT: hs_bench's full handshakes/s on one
 core. HOLD lines: n client_before server_before client_held server_held (KiB).
 Ratios are to the direct (plaintext, no proxy) baseline and to the best
-peer (stunnel, HAProxy, nginx) measured in the same run.
+peer (stunnel, HAProxy, nginx) measured in the same run; with a `before`
+peer (proxies.sh --before), the cinch/before ratios of the same run too.
 """
 import statistics
 import sys
@@ -54,6 +55,28 @@ def main():
     if med:
         main_table(med, base, rounds, secs)
     extra_tables(med, base, cols)
+    if "before" in med and "cinch" in med:
+        before_after(med["before"], med["cinch"], cols)
+
+
+def before_after(b, a, cols):
+    print("\nThe agent before and after (peer `before` is the --before build, `cinch` "
+          "the --bin build), medians; ratio after/before:\n")
+    print("| measure | before | after | after / before |")
+    print("|---|---|---|---|")
+    rows = [("keep-alive req/s", "rps", 1), ("new conn/s (resumption)", "nc", 1),
+            ("iperf3 Gbit/s", "gbit", 1), ("RSS idle MiB, both sides", "idle", 1024),
+            ("RSS loaded MiB, both sides", "load", 1024),
+            ("KiB per idle conn, both sides", "per", 1024)]
+    if "rss1_c" in cols:
+        rows += [("RSS MiB 1 s after load, both sides", ("rss1_c", "rss1_s"), 1024),
+                 ("RSS MiB 10 s after load, both sides", ("rss10_c", "rss10_s"), 1024),
+                 ("CPU ms per 10k requests, both sides", ("cpu_req_c", "cpu_req_s"), 1),
+                 ("CPU s per GB, both sides", ("cpu_gb_c", "cpu_gb_s"), 1)]
+    for label, key, div in rows:
+        keys = key if isinstance(key, tuple) else (key,)
+        bv, av = (sum(m[k] for k in keys) / div for m in (b, a))
+        print("| %s | %.2f | %.2f | %s |" % (label, bv, av, ratio(av, bv)))
 
 
 def main_table(med, base, rounds, secs):
@@ -110,7 +133,7 @@ def extra_tables(med, base, cols):
                 p, m["cpu_req_c"], m["cpu_req_s"], m["cpu_gb_c"], m["cpu_gb_s"],
                 m["rss1_c"] / 1024, m["rss1_s"] / 1024, m["rss10_c"] / 1024,
                 m["rss10_s"] / 1024))
-        if "cinch" in med:
+        if "cinch" in med and any(p in med for p in PEERS):
             for label, k in (("CPU per 10k requests", "cpu_req"), ("CPU per GB", "cpu_gb")):
                 tot = {p: med[p][k + "_c"] + med[p][k + "_s"] for p in med if p != "direct"}
                 b = min((tot[p] for p in PEERS if p in tot), default=0)
