@@ -1,8 +1,8 @@
 /* ksvc: see ksvc.h.
  *
- * Validation walks the document with a field path kept in a kctx, as the
- * policy model does, but with the API's rules: unknown fields are ignored,
- * a JSON null (or YAML ~) is the same as an absent field, and a scalar's
+ * Validation walks the document with a field path kept in a struct pwalk
+ * (pwalk.h), as the policy model does, but with the API's rules: unknown
+ * fields are ignored, a JSON null (or YAML ~) is the same as an absent field, and a scalar's
  * type comes from how it was written (an unquoted 8080 is a number, a
  * quoted "http" a string), the way the API server's decoder reads it. The
  * document is read into a local struct and appended to the set only when
@@ -16,49 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kctx {
-	const char *file;
-	struct policy_error *err;
-	char path[128];
-	int failed, nomem;
-};
+#include "pwalk.h"
 
-static int __attribute__((format(printf, 3, 4)))
-kerr(struct kctx *k, const struct pdoc *at, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (k->failed)
-		return -EINVAL;
-	k->failed = 1;
-	memset(k->err, 0, sizeof(*k->err));
-	policy_error_set_file(k->err, k->file);
-	k->err->line = at ? at->line : 0;
-	k->err->column = at ? at->column : 0;
-	snprintf(k->err->path, sizeof(k->err->path), "%s", k->path);
-	va_start(ap, fmt);
-	vsnprintf(k->err->msg, sizeof(k->err->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/* Path handling: push returns the old length to pop back to. */
-static size_t kpush(struct kctx *k, const char *key, long index)
-{
-	size_t old = strlen(k->path);
-	if (key)
-		snprintf(k->path + old, sizeof(k->path) - old, "%s%s", old ? "." : "", key);
-	else
-		snprintf(k->path + old, sizeof(k->path) - old, "[%ld]", index);
-	return old;
-}
-
-static void kpop(struct kctx *k, size_t old)
-{
-	k->path[old] = '\0';
-}
-
-static char *kdup(struct kctx *k, const char *s)
+static char *kdup(struct pwalk *k, const char *s)
 {
 	char *d = strdup(s);
 	if (!d)
@@ -79,50 +39,50 @@ static const struct pdoc *kget(const struct pdoc *map, const char *key)
 	return is_null(d) ? NULL : d;
 }
 
-static int kmap(struct kctx *k, const struct pdoc *d)
+static int kmap(struct pwalk *k, const struct pdoc *d)
 {
-	return d && d->kind == PDOC_MAP ? 0 : kerr(k, d, "must be a mapping");
+	return d && d->kind == PDOC_MAP ? 0 : pwalk_fail(k, d, "must be a mapping");
 }
 
 /* A list, or NULL (absent or null: an empty list). -EINVAL: not a list. */
-static int klist(struct kctx *k, const struct pdoc *d, size_t max)
+static int klist(struct pwalk *k, const struct pdoc *d, size_t max)
 {
 	if (!d)
 		return 0;
 	if (d->kind != PDOC_SEQ)
-		return kerr(k, d, "must be a list");
+		return pwalk_fail(k, d, "must be a list");
 	if (d->n > max)
-		return kerr(k, d, "more than %zu entries", max);
+		return pwalk_fail(k, d, "more than %zu entries", max);
 	return 0;
 }
 
-static const char *kstr(struct kctx *k, const struct pdoc *d)
+static const char *kstr(struct pwalk *k, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SCALAR) {
-		kerr(k, d, d ? "must be a string" : "required: a string");
+		pwalk_fail(k, d, d ? "must be a string" : "required: a string");
 		return NULL;
 	}
 	return d->text;
 }
 
 /* A number written as one (not quoted) in [lo, hi]. */
-static int kint(struct kctx *k, const struct pdoc *d, long lo, long hi, long *out)
+static int kint(struct pwalk *k, const struct pdoc *d, long lo, long hi, long *out)
 {
 	char *end;
 	long v;
 
 	if (!d || d->kind != PDOC_SCALAR || d->quoted || !d->text[0])
-		return kerr(k, d, d ? "must be a number" : "required: a number");
+		return pwalk_fail(k, d, d ? "must be a number" : "required: a number");
 	v = strtol(d->text, &end, 10);
 	if (*end || v < lo || v > hi)
-		return kerr(k, d, "must be a number from %ld to %ld, not \"%.40s\"", lo, hi,
+		return pwalk_fail(k, d, "must be a number from %ld to %ld, not \"%.40s\"", lo, hi,
 			    d->text);
 	*out = v;
 	return 0;
 }
 
 /* A boolean condition: -1 when nil. */
-static int kbool(struct kctx *k, const struct pdoc *d, int *out)
+static int kbool(struct pwalk *k, const struct pdoc *d, int *out)
 {
 	if (!d) {
 		*out = -1;
@@ -130,7 +90,7 @@ static int kbool(struct kctx *k, const struct pdoc *d, int *out)
 	}
 	if (d->kind != PDOC_SCALAR || d->quoted ||
 	    (strcmp(d->text, "true") && strcmp(d->text, "false")))
-		return kerr(k, d, "must be true or false");
+		return pwalk_fail(k, d, "must be true or false");
 	*out = !strcmp(d->text, "true");
 	return 0;
 }
@@ -168,59 +128,59 @@ static int svc_name_ok(const char *s)
 	return letter;
 }
 
-static char *kprotocol(struct kctx *k, const struct pdoc *d)
+static char *kprotocol(struct pwalk *k, const struct pdoc *d)
 {
 	const char *p = d ? kstr(k, d) : "TCP";
 	if (!p)
 		return NULL;
 	if (strcmp(p, "TCP") && strcmp(p, "UDP") && strcmp(p, "SCTP")) {
-		kerr(k, d, "must be TCP, UDP or SCTP, not \"%.40s\"", p);
+		pwalk_fail(k, d, "must be TCP, UDP or SCTP, not \"%.40s\"", p);
 		return NULL;
 	}
 	return kdup(k, p);
 }
 
 /* metadata.name and metadata.namespace; `labels` gets metadata.labels. */
-static int kmeta(struct kctx *k, const struct pdoc *doc, char **ns, char **name,
+static int kmeta(struct pwalk *k, const struct pdoc *doc, char **ns, char **name,
 		 struct pwhere *where, const struct pdoc **labels)
 {
 	const struct pdoc *meta = kget(doc, "metadata"), *d;
-	size_t o = kpush(k, "metadata", 0);
+	size_t o = pwalk_push(k, "metadata", 0);
 	const char *s;
 
 	if (kmap(k, meta) < 0)
 		return -EINVAL;
-	size_t o2 = kpush(k, "name", 0);
+	size_t o2 = pwalk_push(k, "name", 0);
 	if (!(s = kstr(k, d = kget(meta, "name"))))
 		return -EINVAL;
 	if (!dns_ok(s, 1))
-		return kerr(k, d, "not a valid DNS-1123 name: \"%.100s\"", s);
+		return pwalk_fail(k, d, "not a valid DNS-1123 name: \"%.100s\"", s);
 	if (!(*name = kdup(k, s)))
 		return -ENOMEM;
 	policy_error_set_file(k->err, k->file);
 	memcpy(where->file, k->err->file, sizeof(where->file));
 	where->line = d->line;
 	where->column = d->column;
-	kpop(k, o2);
-	o2 = kpush(k, "namespace", 0);
+	pwalk_pop(k, o2);
+	o2 = pwalk_push(k, "namespace", 0);
 	if (!(s = kstr(k, d = kget(meta, "namespace"))))
 		return -EINVAL;
 	if (!dns_ok(s, 0))
-		return kerr(k, d, "not a valid DNS-1123 label: \"%.100s\"", s);
+		return pwalk_fail(k, d, "not a valid DNS-1123 label: \"%.100s\"", s);
 	if (!(*ns = kdup(k, s)))
 		return -ENOMEM;
-	kpop(k, o2);
+	pwalk_pop(k, o2);
 	*labels = kget(meta, "labels");
 	if (*labels && (*labels)->kind != PDOC_MAP) {
-		kpush(k, "labels", 0);
-		return kerr(k, *labels, "must be a mapping of label to value");
+		pwalk_push(k, "labels", 0);
+		return pwalk_fail(k, *labels, "must be a mapping of label to value");
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	return 0;
 }
 
 /* An IP address (no prefix) into *out, its text the canonical form. */
-static int kaddr(struct kctx *k, const struct pdoc *d, struct pcidr *out)
+static int kaddr(struct pwalk *k, const struct pdoc *d, struct pcidr *out)
 {
 	char canon[INET6_ADDRSTRLEN];
 	const char *s = kstr(k, d);
@@ -228,7 +188,7 @@ static int kaddr(struct kctx *k, const struct pdoc *d, struct pcidr *out)
 	if (!s)
 		return -EINVAL;
 	if (pcidr_parse(s, 1, out) < 0)
-		return kerr(k, d, "not an IP address: \"%.60s\"", s);
+		return pwalk_fail(k, d, "not an IP address: \"%.60s\"", s);
 	inet_ntop(out->family, out->addr, canon, sizeof(canon));
 	if (!(out->text = kdup(k, canon)))
 		return -ENOMEM;
@@ -243,56 +203,56 @@ static int family_of(const char *s)
 }
 
 /* spec.clusterIP, spec.clusterIPs and spec.ipFamilies into v. */
-static int kvips(struct kctx *k, const struct pdoc *spec, struct ksvc *v)
+static int kvips(struct pwalk *k, const struct pdoc *spec, struct ksvc *v)
 {
 	const struct pdoc *one = kget(spec, "clusterIP"), *list = kget(spec, "clusterIPs");
 	const struct pdoc *fams = kget(spec, "ipFamilies"), *type = kget(spec, "type");
 	const char *first = NULL, *t;
 	size_t o;
 
-	o = kpush(k, "type", 0);
+	o = pwalk_push(k, "type", 0);
 	if (type && !(t = kstr(k, type)))
 		return -EINVAL;
 	if (type && strcmp(t, "ClusterIP") && strcmp(t, "NodePort") && strcmp(t, "LoadBalancer") &&
 	    strcmp(t, "ExternalName"))
-		return kerr(k, type, "must be ClusterIP, NodePort, LoadBalancer or ExternalName");
-	kpop(k, o);
+		return pwalk_fail(k, type, "must be ClusterIP, NodePort, LoadBalancer or ExternalName");
+	pwalk_pop(k, o);
 	if (type && !strcmp(t, "ExternalName"))
 		return 0; /* a DNS alias: no virtual IP, nothing to carry */
-	o = kpush(k, "clusterIP", 0);
+	o = pwalk_push(k, "clusterIP", 0);
 	if (one && !(first = kstr(k, one)))
 		return -EINVAL;
-	kpop(k, o);
-	o = kpush(k, "clusterIPs", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "clusterIPs", 0);
 	if (klist(k, list, 2) < 0)
 		return -EINVAL;
-	kpop(k, o);
-	o = kpush(k, "ipFamilies", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "ipFamilies", 0);
 	if (klist(k, fams, 2) < 0)
 		return -EINVAL;
 	for (size_t i = 0; fams && i < fams->n; i++) {
-		size_t o2 = kpush(k, NULL, (long)i);
+		size_t o2 = pwalk_push(k, NULL, (long)i);
 		const char *f = kstr(k, fams->items[i]);
 		if (!f)
 			return -EINVAL;
 		if (!family_of(f))
-			return kerr(k, fams->items[i], "must be IPv4 or IPv6, not \"%.40s\"", f);
-		kpop(k, o2);
+			return pwalk_fail(k, fams->items[i], "must be IPv4 or IPv6, not \"%.40s\"", f);
+		pwalk_pop(k, o2);
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	if (list && list->n && first && first[0]) {
 		const char *l0 = list->items[0]->kind == PDOC_SCALAR ? list->items[0]->text : "";
 		if (strcmp(l0, first)) {
-			kpush(k, "clusterIPs[0]", 0);
-			return kerr(k, list->items[0], "must be spec.clusterIP (\"%.60s\")", first);
+			pwalk_push(k, "clusterIPs[0]", 0);
+			return pwalk_fail(k, list->items[0], "must be spec.clusterIP (\"%.60s\")", first);
 		}
 	}
 	if ((first && !strcmp(first, "None")) ||
 	    (list && list->n && list->items[0]->kind == PDOC_SCALAR &&
 	     !strcmp(list->items[0]->text, "None"))) {
 		if (list && list->n > 1) {
-			kpush(k, "clusterIPs", 0);
-			return kerr(k, list, "a headless Service (None) has no other clusterIP");
+			pwalk_push(k, "clusterIPs", 0);
+			return pwalk_fail(k, list, "a headless Service (None) has no other clusterIP");
 		}
 		v->headless = 1;
 		return 0;
@@ -304,23 +264,23 @@ static int kvips(struct kctx *k, const struct pdoc *spec, struct ksvc *v)
 		return k->nomem = -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		const struct pdoc *d = list && list->n ? list->items[i] : one;
-		o = list && list->n ? kpush(k, "clusterIPs", 0) : kpush(k, "clusterIP", 0);
-		size_t o2 = list && list->n ? kpush(k, NULL, (long)i) : strlen(k->path);
+		o = list && list->n ? pwalk_push(k, "clusterIPs", 0) : pwalk_push(k, "clusterIP", 0);
+		size_t o2 = list && list->n ? pwalk_push(k, NULL, (long)i) : strlen(k->path);
 		v->n_vips = i + 1;
 		if (kaddr(k, d, &v->vips[i]) < 0)
 			return -EINVAL;
 		if (i > 0 && v->vips[i].family == v->vips[0].family)
-			return kerr(k, d, "two addresses of one family");
+			return pwalk_fail(k, d, "two addresses of one family");
 		if (fams && i < fams->n && family_of(fams->items[i]->text) != v->vips[i].family)
-			return kerr(k, d, "not of family spec.ipFamilies[%zu] (%s)", i,
+			return pwalk_fail(k, d, "not of family spec.ipFamilies[%zu] (%s)", i,
 				    fams->items[i]->text);
-		kpop(k, o2);
-		kpop(k, o);
+		pwalk_pop(k, o2);
+		pwalk_pop(k, o);
 	}
 	return 0;
 }
 
-static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port *p)
+static int kservice_port(struct pwalk *k, const struct pdoc *d, struct ksvc_port *p)
 {
 	const struct pdoc *x;
 	const char *s;
@@ -329,26 +289,26 @@ static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port 
 
 	if (kmap(k, d) < 0)
 		return -EINVAL;
-	o = kpush(k, "name", 0);
+	o = pwalk_push(k, "name", 0);
 	if ((x = kget(d, "name"))) {
 		if (!(s = kstr(k, x)))
 			return -EINVAL;
 		if (s[0] && !dns_ok(s, 0))
-			return kerr(k, x, "not a valid DNS-1123 label: \"%.60s\"", s);
+			return pwalk_fail(k, x, "not a valid DNS-1123 label: \"%.60s\"", s);
 	}
 	if (!(p->name = kdup(k, x ? x->text : "")))
 		return -ENOMEM;
-	kpop(k, o);
-	o = kpush(k, "protocol", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "protocol", 0);
 	if (!(p->protocol = kprotocol(k, kget(d, "protocol"))))
 		return -EINVAL;
-	kpop(k, o);
-	o = kpush(k, "port", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "port", 0);
 	if (kint(k, kget(d, "port"), 1, 65535, &n) < 0)
 		return -EINVAL;
 	p->port = (uint16_t)n;
-	kpop(k, o);
-	o = kpush(k, "targetPort", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "targetPort", 0);
 	if (!(x = kget(d, "targetPort"))) {
 		p->target = p->port;
 	} else if (x->kind == PDOC_SCALAR &&
@@ -356,7 +316,7 @@ static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port 
 		/* IntOrString as a string (quoted, or YAML's plain `http`): a
 		 * container port's name */
 		if (!svc_name_ok(x->text))
-			return kerr(k, x,
+			return pwalk_fail(k, x,
 				    "not a port number or a port name (IANA_SVC_NAME): "
 				    "\"%.40s\"",
 				    x->text);
@@ -367,73 +327,73 @@ static int kservice_port(struct kctx *k, const struct pdoc *d, struct ksvc_port 
 			return -EINVAL;
 		p->target = (uint16_t)n;
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	return 0;
 }
 
-static int kservice(struct kctx *k, const struct pdoc *doc, struct ksvc *v)
+static int kservice(struct pwalk *k, const struct pdoc *doc, struct ksvc *v)
 {
 	const struct pdoc *spec = kget(doc, "spec"), *ports, *labels;
 	size_t o;
 
 	if (kmeta(k, doc, &v->ns, &v->name, &v->where, &labels) < 0)
 		return -EINVAL;
-	o = kpush(k, "spec", 0);
+	o = pwalk_push(k, "spec", 0);
 	if (kmap(k, spec) < 0 || kvips(k, spec, v) < 0)
 		return -EINVAL;
 	ports = kget(spec, "ports");
-	size_t o2 = kpush(k, "ports", 0);
+	size_t o2 = pwalk_push(k, "ports", 0);
 	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
 		return -EINVAL;
 	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
 		return k->nomem = -ENOMEM;
 	for (size_t i = 0; ports && i < ports->n; i++) {
-		size_t o3 = kpush(k, NULL, (long)i);
+		size_t o3 = pwalk_push(k, NULL, (long)i);
 		struct ksvc_port *p = &v->ports[i];
 		v->n_ports = i + 1;
 		if (kservice_port(k, ports->items[i], p) < 0)
 			return -EINVAL;
 		if (ports->n > 1 && !p->name[0]) {
-			kpush(k, "name", 0);
-			return kerr(k, ports->items[i],
+			pwalk_push(k, "name", 0);
+			return pwalk_fail(k, ports->items[i],
 				    "required when a Service has several ports");
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (ports->n > 1 && !strcmp(v->ports[j].name, p->name))
-				return kerr(k, ports->items[i], "a second port named \"%s\"",
+				return pwalk_fail(k, ports->items[i], "a second port named \"%s\"",
 					    p->name);
 			if (v->ports[j].port == p->port &&
 			    !strcmp(v->ports[j].protocol, p->protocol))
-				return kerr(k, ports->items[i], "a second %s port %u", p->protocol,
+				return pwalk_fail(k, ports->items[i], "a second %s port %u", p->protocol,
 					    p->port);
 		}
-		kpop(k, o3);
+		pwalk_pop(k, o3);
 	}
-	kpop(k, o2);
-	kpop(k, o);
+	pwalk_pop(k, o2);
+	pwalk_pop(k, o);
 	return 0;
 }
 
 /* ---- EndpointSlice */
 
-static int kendpoint(struct kctx *k, const struct pdoc *d, int family, struct kslice_ep *e)
+static int kendpoint(struct pwalk *k, const struct pdoc *d, int family, struct kslice_ep *e)
 {
 	const struct pdoc *addrs = kget(d, "addresses"), *cond;
 	size_t o;
 
 	if (kmap(k, d) < 0)
 		return -EINVAL;
-	o = kpush(k, "addresses", 0);
+	o = pwalk_push(k, "addresses", 0);
 	if (!addrs)
-		return kerr(k, d, "required: a list of addresses");
+		return pwalk_fail(k, d, "required: a list of addresses");
 	if (klist(k, addrs, KSVC_MAX_ADDRESSES) < 0)
 		return -EINVAL;
 	if (addrs->n == 0)
-		return kerr(k, addrs, "must not be empty");
+		return pwalk_fail(k, addrs, "must not be empty");
 	if (family && !(e->addrs = calloc(addrs->n, sizeof(*e->addrs))))
 		return k->nomem = -ENOMEM;
 	for (size_t i = 0; i < addrs->n; i++) {
-		size_t o2 = kpush(k, NULL, (long)i);
+		size_t o2 = pwalk_push(k, NULL, (long)i);
 		if (!kstr(k, addrs->items[i]))
 			return -EINVAL;
 		if (family) {
@@ -441,29 +401,29 @@ static int kendpoint(struct kctx *k, const struct pdoc *d, int family, struct ks
 			if (kaddr(k, addrs->items[i], &e->addrs[i]) < 0)
 				return -EINVAL;
 			if (e->addrs[i].family != family)
-				return kerr(k, addrs->items[i], "not of the addressType %s",
+				return pwalk_fail(k, addrs->items[i], "not of the addressType %s",
 					    family == AF_INET ? "IPv4" : "IPv6");
 		}
-		kpop(k, o2);
+		pwalk_pop(k, o2);
 	}
-	kpop(k, o);
-	o = kpush(k, "conditions", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "conditions", 0);
 	cond = kget(d, "conditions");
 	if (cond && kmap(k, cond) < 0)
 		return -EINVAL;
-	size_t o2 = kpush(k, "ready", 0);
+	size_t o2 = pwalk_push(k, "ready", 0);
 	if (kbool(k, kget(cond, "ready"), &e->ready) < 0)
 		return -EINVAL;
-	kpop(k, o2);
-	o2 = kpush(k, "serving", 0);
+	pwalk_pop(k, o2);
+	o2 = pwalk_push(k, "serving", 0);
 	if (kbool(k, kget(cond, "serving"), &e->serving) < 0)
 		return -EINVAL;
-	kpop(k, o2);
-	o2 = kpush(k, "terminating", 0);
+	pwalk_pop(k, o2);
+	o2 = pwalk_push(k, "terminating", 0);
 	if (kbool(k, kget(cond, "terminating"), &e->terminating) < 0)
 		return -EINVAL;
-	kpop(k, o2);
-	kpop(k, o);
+	pwalk_pop(k, o2);
+	pwalk_pop(k, o);
 	/* the API's nil meanings (ksvc.h) */
 	if (e->ready < 0)
 		e->ready = 1;
@@ -474,7 +434,7 @@ static int kendpoint(struct kctx *k, const struct pdoc *d, int family, struct ks
 	return 0;
 }
 
-static int kslice_port(struct kctx *k, const struct pdoc *d, struct kslice_port *p)
+static int kslice_port(struct pwalk *k, const struct pdoc *d, struct kslice_port *p)
 {
 	const struct pdoc *x;
 	long n;
@@ -482,30 +442,30 @@ static int kslice_port(struct kctx *k, const struct pdoc *d, struct kslice_port 
 
 	if (kmap(k, d) < 0)
 		return -EINVAL;
-	o = kpush(k, "name", 0);
+	o = pwalk_push(k, "name", 0);
 	x = kget(d, "name");
 	if (x && !kstr(k, x))
 		return -EINVAL;
 	if (x && x->text[0] && !dns_ok(x->text, 0))
-		return kerr(k, x, "not a valid DNS-1123 label: \"%.60s\"", x->text);
+		return pwalk_fail(k, x, "not a valid DNS-1123 label: \"%.60s\"", x->text);
 	if (!(p->name = kdup(k, x ? x->text : "")))
 		return -ENOMEM;
-	kpop(k, o);
-	o = kpush(k, "protocol", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "protocol", 0);
 	if (!(p->protocol = kprotocol(k, kget(d, "protocol"))))
 		return -EINVAL;
-	kpop(k, o);
-	o = kpush(k, "port", 0);
+	pwalk_pop(k, o);
+	o = pwalk_push(k, "port", 0);
 	if ((x = kget(d, "port"))) {
 		if (kint(k, x, 1, 65535, &n) < 0)
 			return -EINVAL;
 		p->port = (uint16_t)n;
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	return 0;
 }
 
-static int kslice(struct kctx *k, const struct pdoc *doc, struct kslice *v)
+static int kslice(struct pwalk *k, const struct pdoc *doc, struct kslice *v)
 {
 	const struct pdoc *labels, *t, *eps, *ports, *svc;
 	const char *s;
@@ -515,56 +475,56 @@ static int kslice(struct kctx *k, const struct pdoc *doc, struct kslice *v)
 	if (kmeta(k, doc, &v->ns, &v->name, &v->where, &labels) < 0)
 		return -EINVAL;
 	if ((svc = kget(labels, KSVC_SERVICE_NAME_LABEL))) {
-		o = kpush(k, "metadata.labels." KSVC_SERVICE_NAME_LABEL, 0);
+		o = pwalk_push(k, "metadata.labels." KSVC_SERVICE_NAME_LABEL, 0);
 		if (!(s = kstr(k, svc)))
 			return -EINVAL;
 		if (!dns_ok(s, 1))
-			return kerr(k, svc, "not a valid Service name: \"%.100s\"", s);
+			return pwalk_fail(k, svc, "not a valid Service name: \"%.100s\"", s);
 		if (!(v->service = kdup(k, s)))
 			return -ENOMEM;
-		kpop(k, o);
+		pwalk_pop(k, o);
 	}
-	o = kpush(k, "addressType", 0);
+	o = pwalk_push(k, "addressType", 0);
 	if (!(s = kstr(k, t = kget(doc, "addressType"))))
 		return -EINVAL;
 	family = family_of(s);
 	v->fqdn = !strcmp(s, "FQDN");
 	if (!family && !v->fqdn)
-		return kerr(k, t, "must be IPv4, IPv6 or FQDN, not \"%.40s\"", s);
-	kpop(k, o);
+		return pwalk_fail(k, t, "must be IPv4, IPv6 or FQDN, not \"%.40s\"", s);
+	pwalk_pop(k, o);
 	eps = kget(doc, "endpoints");
-	o = kpush(k, "endpoints", 0);
+	o = pwalk_push(k, "endpoints", 0);
 	if (klist(k, eps, KSVC_MAX_ENDPOINTS) < 0)
 		return -EINVAL;
 	if (eps && !(v->eps = calloc(eps->n ? eps->n : 1, sizeof(*v->eps))))
 		return k->nomem = -ENOMEM;
 	for (size_t i = 0; eps && i < eps->n; i++) {
-		size_t o2 = kpush(k, NULL, (long)i);
+		size_t o2 = pwalk_push(k, NULL, (long)i);
 		v->n_eps = i + 1;
 		if (kendpoint(k, eps->items[i], family, &v->eps[i]) < 0)
 			return -EINVAL;
-		kpop(k, o2);
+		pwalk_pop(k, o2);
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	ports = kget(doc, "ports");
-	o = kpush(k, "ports", 0);
+	o = pwalk_push(k, "ports", 0);
 	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
 		return -EINVAL;
 	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
 		return k->nomem = -ENOMEM;
 	for (size_t i = 0; ports && i < ports->n; i++) {
-		size_t o2 = kpush(k, NULL, (long)i);
+		size_t o2 = pwalk_push(k, NULL, (long)i);
 		v->n_ports = i + 1;
 		if (kslice_port(k, ports->items[i], &v->ports[i]) < 0)
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(v->ports[j].name, v->ports[i].name) &&
 			    !strcmp(v->ports[j].protocol, v->ports[i].protocol))
-				return kerr(k, ports->items[i], "a second %s port named \"%s\"",
+				return pwalk_fail(k, ports->items[i], "a second %s port named \"%s\"",
 					    v->ports[i].protocol, v->ports[i].name);
-		kpop(k, o2);
+		pwalk_pop(k, o2);
 	}
-	kpop(k, o);
+	pwalk_pop(k, o);
 	return 0;
 }
 
@@ -622,13 +582,13 @@ void kslice_clear(struct kslice *v)
 static int ksvc_parse(const char *file, const struct pdoc *doc, struct ksvc *svc, struct kslice *sl,
 		      struct policy_error *err)
 {
-	struct kctx k = {.file = file, .err = err};
+	struct pwalk k = {.file = file, .err = err};
 	enum ksvc_kind kind = ksvc_kind_of(doc);
 	int rc;
 
 	memset(err, 0, sizeof(*err));
 	if (kind == KSVC_NONE) {
-		kerr(&k, doc, "not a v1 Service nor a discovery.k8s.io/v1 EndpointSlice");
+		pwalk_fail(&k, doc, "not a v1 Service nor a discovery.k8s.io/v1 EndpointSlice");
 		return -EINVAL;
 	}
 	rc = kind == KSVC_SERVICE ? kservice(&k, doc, svc) : kslice(&k, doc, sl);
@@ -715,23 +675,6 @@ const struct ksvc *ksvc_find(const struct pset *s, const char *ns, const char *n
 	return NULL;
 }
 
-static int __attribute__((format(printf, 4, 5)))
-kset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt, ...)
-{
-	va_list ap;
-
-	memset(err, 0, sizeof(*err));
-	memcpy(err->file, at->file, sizeof(err->file));
-	err->line = at->line;
-	err->column = at->column;
-	snprintf(err->path, sizeof(err->path), "%s", field);
-	err->whole_set = 1;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 /* The checks sort (name, or address) so that 10,000 Services cost
  * n log n, not n^2. A row: an address or a name, and who has it. */
 struct krow {
@@ -760,19 +703,19 @@ static int ksvc_dup_err(const struct pset *s, struct policy_error *err, const st
 {
 	const struct ksvc *v = &s->services[later->svc];
 	if (!later->addr)
-		return kset_err(err, &v->where, "metadata.name",
+		return pset_err(err, &v->where, "metadata.name",
 				"a second Service named %s/%s (the first: %s:%d)", v->ns, v->name,
 				s->services[first->svc].where.file,
 				s->services[first->svc].where.line);
 	if (first->svc < 0) {
 		const struct pworkload *w = &s->workloads[-1 - first->svc];
-		return kset_err(
+		return pset_err(
 			err, &v->where, "spec.clusterIPs",
 			"the virtual IP %s of Service %s/%s is the address of workload %s/%s",
 			later->addr->text, v->ns, v->name, w->ns, w->name);
 	}
 	const struct ksvc *x = &s->services[first->svc];
-	return kset_err(err, &v->where, "spec.clusterIPs",
+	return pset_err(err, &v->where, "spec.clusterIPs",
 			"Services %s/%s and %s/%s share the virtual IP %s", x->ns, x->name, v->ns,
 			v->name, later->addr->text);
 }
@@ -828,7 +771,7 @@ int ksvc_finish(const struct pset *s, struct policy_error *err)
 		    !strcmp(rows[i].name, rows[i - 1].name)) {
 			const struct kslice *a = &s->slices[rows[i - 1].svc],
 					    *b = &s->slices[rows[i].svc];
-			rc = kset_err(err, &b->where, "metadata.name",
+			rc = pset_err(err, &b->where, "metadata.name",
 				      "a second EndpointSlice named %s/%s (the first: %s:%d)",
 				      b->ns, b->name, a->where.file, a->where.line);
 		}

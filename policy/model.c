@@ -1,7 +1,7 @@
 /* model: see model.h.
  *
  * Validation walks each document with a field path ("spec.from[1]") kept
- * in the vctx; the first error wins and is reported with the node's
+ * in the vctx (pwalk.h); the first error wins and is reported with the node's
  * position. Each kind has one function that reads its spec into a local
  * struct and appends it to the set only when everything was valid. */
 #include "model.h"
@@ -18,59 +18,20 @@
 #include <jansson.h>
 
 #include "ksvc.h"
+#include "pwalk.h"
 #include "spiffe.h"
 
+/* One document's walk (pwalk.h) and the set it is checked against. */
 struct vctx {
+	struct pwalk w;
 	const struct pset *set;
-	const char *file;
-	struct policy_error *err;
-	char path[128];
-	const struct pdoc *parent; /* the mapping last asked for a field (vget) */
-	int failed, nomem;
 };
-
-static int __attribute__((format(printf, 3, 4)))
-verr(struct vctx *v, const struct pdoc *at, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (v->failed)
-		return -EINVAL;
-	v->failed = 1;
-	if (!at) /* a missing field: where its mapping is */
-		at = v->parent;
-	memset(v->err, 0, sizeof(*v->err));
-	policy_error_set_file(v->err, v->file);
-	v->err->line = at ? at->line : 0;
-	v->err->column = at ? at->column : 0;
-	snprintf(v->err->path, sizeof(v->err->path), "%s", v->path);
-	va_start(ap, fmt);
-	vsnprintf(v->err->msg, sizeof(v->err->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/* Path handling: push returns the old length to pop back to. */
-static size_t vpush(struct vctx *v, const char *key, long index)
-{
-	size_t old = strlen(v->path);
-	if (key)
-		snprintf(v->path + old, sizeof(v->path) - old, "%s%s", old ? "." : "", key);
-	else
-		snprintf(v->path + old, sizeof(v->path) - old, "[%ld]", index);
-	return old;
-}
-
-static void vpop(struct vctx *v, size_t old)
-{
-	v->path[old] = '\0';
-}
 
 /* The value of `key` in `map` (NULL when absent); an error about the
  * missing value is then placed at `map`. */
 static const struct pdoc *vget(struct vctx *v, const struct pdoc *map, const char *key)
 {
-	v->parent = map;
+	v->w.parent = map;
 	return pdoc_get(map, key);
 }
 
@@ -78,7 +39,7 @@ static char *vdup(struct vctx *v, const char *s)
 {
 	char *d = strdup(s);
 	if (!d)
-		v->nomem = v->failed = 1;
+		v->w.nomem = v->w.failed = 1;
 	return d;
 }
 
@@ -91,17 +52,17 @@ static const char *kind_name(enum pdoc_kind k)
 static int vmap(struct vctx *v, const struct pdoc *map, const char *const *allowed)
 {
 	if (!map || map->kind != PDOC_MAP)
-		return map ? verr(v, map, "must be a mapping, not %s", kind_name(map->kind))
-			   : verr(v, map, "required: a mapping");
+		return map ? pwalk_fail(&v->w, map, "must be a mapping, not %s", kind_name(map->kind))
+			   : pwalk_fail(&v->w, map, "required: a mapping");
 	for (size_t i = 0; i < map->n; i++) {
 		const char *k = map->items[2 * i]->text;
 		int ok = 0;
 		for (const char *const *a = allowed; *a && !ok; a++)
 			ok = !strcmp(*a, k);
 		if (!ok) {
-			size_t o = vpush(v, k, 0);
-			verr(v, map->items[2 * i], "unknown field");
-			vpop(v, o);
+			size_t o = pwalk_push(&v->w, k, 0);
+			pwalk_fail(&v->w, map->items[2 * i], "unknown field");
+			pwalk_pop(&v->w, o);
 			return -EINVAL;
 		}
 	}
@@ -112,13 +73,13 @@ static const char *vstr(struct vctx *v, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SCALAR) {
 		if (d)
-			verr(v, d, "must be a string, not %s", kind_name(d->kind));
+			pwalk_fail(&v->w, d, "must be a string, not %s", kind_name(d->kind));
 		else
-			verr(v, d, "required: a string");
+			pwalk_fail(&v->w, d, "required: a string");
 		return NULL;
 	}
 	if (!d->quoted && (!strcmp(d->text, "null") || !strcmp(d->text, "~") || !d->text[0])) {
-		verr(v, d, "must be a string, not null");
+		pwalk_fail(&v->w, d, "must be a string, not null");
 		return NULL;
 	}
 	return d->text;
@@ -127,10 +88,10 @@ static const char *vstr(struct vctx *v, const struct pdoc *d)
 static int vseq(struct vctx *v, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SEQ)
-		return d ? verr(v, d, "must be a list, not %s", kind_name(d->kind))
-			 : verr(v, d, "required: a list");
+		return d ? pwalk_fail(&v->w, d, "must be a list, not %s", kind_name(d->kind))
+			 : pwalk_fail(&v->w, d, "required: a list");
 	if (d->n == 0)
-		return verr(v, d, "must not be empty");
+		return pwalk_fail(&v->w, d, "must not be empty");
 	return 0;
 }
 
@@ -157,7 +118,7 @@ static char *vdns(struct vctx *v, const struct pdoc *d, int subdomain)
 	if (!s)
 		return NULL;
 	if (!dns_name_ok(s, subdomain)) {
-		verr(v, d, "not a valid %s: \"%.100s\"",
+		pwalk_fail(&v->w, d, "not a valid %s: \"%.100s\"",
 		     subdomain ? "DNS-1123 name" : "DNS-1123 label", s);
 		return NULL;
 	}
@@ -370,9 +331,9 @@ static int vports(struct vctx *v, const struct pdoc *d, int named, struct pports
 		return -EINVAL;
 	out->r = calloc(d->n, sizeof(*out->r));
 	if (!out->r)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o = vpush(v, NULL, (long)i);
+		size_t o = pwalk_push(&v->w, NULL, (long)i);
 		const char *s = vstr(v, d->items[i]);
 		const char *dash = s ? strchr(s, '-') : NULL;
 		struct pport *r = &out->r[i];
@@ -380,7 +341,7 @@ static int vports(struct vctx *v, const struct pdoc *d, int named, struct pports
 			return -EINVAL;
 		if (named && strspn(s, "0123456789-") != strlen(s)) {
 			if (!svc_name_ok(s))
-				return verr(v, d->items[i],
+				return pwalk_fail(&v->w, d->items[i],
 					    "not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 "
 					    "and '-', a letter, no '-' first, last or twice): "
 					    "\"%.40s\"",
@@ -390,20 +351,20 @@ static int vports(struct vctx *v, const struct pdoc *d, int named, struct pports
 			r->lo = 1; /* above hi: no number matches it */
 			out->n++;
 			out->n_named++;
-			vpop(v, o);
+			pwalk_pop(&v->w, o);
 			continue;
 		}
 		if (dash ? port_num(s, (size_t)(dash - s), &r->lo) < 0 ||
 				    port_num(dash + 1, strlen(dash + 1), &r->hi) < 0
 			 : port_num(s, strlen(s), &r->lo) < 0)
-			return verr(v, d->items[i],
+			return pwalk_fail(&v->w, d->items[i],
 				    "not a port (1-65535) or a range \"first-last\": \"%.40s\"", s);
 		if (!dash)
 			r->hi = r->lo;
 		if (r->hi < r->lo)
-			return verr(v, d->items[i], "range ends before it starts: \"%.40s\"", s);
+			return pwalk_fail(&v->w, d->items[i], "range ends before it starts: \"%.40s\"", s);
 		out->n++;
-		vpop(v, o);
+		pwalk_pop(&v->w, o);
 	}
 	return 0;
 }
@@ -415,14 +376,14 @@ static int vcidrs(struct vctx *v, const struct pdoc *d, int host_only, struct pc
 		return -EINVAL;
 	*out = calloc(d->n, sizeof(**out));
 	if (!*out)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o = vpush(v, NULL, (long)i);
+		size_t o = pwalk_push(&v->w, NULL, (long)i);
 		const char *s = vstr(v, d->items[i]);
 		if (!s)
 			return -EINVAL;
 		if (pcidr_parse(s, host_only, &(*out)[i]) < 0)
-			return verr(v, d->items[i],
+			return pwalk_fail(&v->w, d->items[i],
 				    host_only ? "not an IP address: \"%.60s\""
 					      : "not a CIDR (address/prefix with "
 						"no host bits set): \"%.60s\"",
@@ -432,7 +393,7 @@ static int vcidrs(struct vctx *v, const struct pdoc *d, int host_only, struct pc
 		(*out)[i].line = d->items[i]->line;
 		(*out)[i].column = d->items[i]->column;
 		*n = i + 1;
-		vpop(v, o);
+		pwalk_pop(&v->w, o);
 	}
 	return 0;
 }
@@ -442,24 +403,24 @@ static int vcidrs(struct vctx *v, const struct pdoc *d, int host_only, struct pc
 static int vlabels(struct vctx *v, const struct pdoc *d, struct plabel **out, size_t *n)
 {
 	if (!d || d->kind != PDOC_MAP)
-		return verr(v, d, "must be a mapping of label to value");
+		return pwalk_fail(&v->w, d, "must be a mapping of label to value");
 	*out = calloc(d->n ? d->n : 1, sizeof(**out));
 	if (!*out)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o = vpush(v, d->items[2 * i]->text, 0);
+		size_t o = pwalk_push(&v->w, d->items[2 * i]->text, 0);
 		const char *val =
 			d->items[2 * i + 1]->kind == PDOC_SCALAR ? d->items[2 * i + 1]->text : NULL;
 		if (!val || strlen(val) > 63)
-			return verr(v, d->items[2 * i + 1],
+			return pwalk_fail(&v->w, d->items[2 * i + 1],
 				    "a label value is a string of at most 63 "
 				    "characters");
 		(*out)[i].key = vdup(v, d->items[2 * i]->text);
 		(*out)[i].value = vdup(v, val);
 		*n = i + 1;
-		if (v->nomem)
+		if (v->w.nomem)
 			return -ENOMEM;
-		vpop(v, o);
+		pwalk_pop(&v->w, o);
 	}
 	return 0;
 }
@@ -491,57 +452,57 @@ static int vexprs(struct vctx *v, const struct pdoc *d, struct pselector *sel)
 	if (vseq(v, d) < 0)
 		return -EINVAL;
 	if (!(sel->exprs = calloc(d->n, sizeof(*sel->exprs))))
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o = vpush(v, NULL, (long)i);
+		size_t o = pwalk_push(&v->w, NULL, (long)i);
 		struct plexpr *x = &sel->exprs[i];
 		const struct pdoc *e = d->items[i], *vals;
 		const char *key, *op;
 		sel->n_exprs = i + 1;
 		if (vmap(v, e, keys) < 0)
 			return -EINVAL;
-		size_t o2 = vpush(v, "key", 0);
+		size_t o2 = pwalk_push(&v->w, "key", 0);
 		if (!(key = vstr(v, vget(v, e, "key"))) || !(x->key = vdup(v, key)))
 			return -EINVAL;
-		vpop(v, o2);
-		o2 = vpush(v, "operator", 0);
+		pwalk_pop(&v->w, o2);
+		o2 = pwalk_push(&v->w, "operator", 0);
 		if (!(op = vstr(v, vget(v, e, "operator"))))
 			return -EINVAL;
 		size_t k = 0;
 		while (ops[k] && strcmp(ops[k], op))
 			k++;
 		if (!ops[k])
-			return verr(v, vget(v, e, "operator"),
+			return pwalk_fail(&v->w, vget(v, e, "operator"),
 				    "must be In, NotIn, Exists or DoesNotExist, not \"%.40s\"", op);
 		x->op = (enum plexpr_op)k;
-		vpop(v, o2);
-		o2 = vpush(v, "values", 0);
+		pwalk_pop(&v->w, o2);
+		o2 = pwalk_push(&v->w, "values", 0);
 		vals = vget(v, e, "values");
 		if (x->op == PLEXPR_EXISTS || x->op == PLEXPR_DOES_NOT_EXIST) {
 			if (vals && !(vals->kind == PDOC_SEQ && vals->n == 0))
-				return verr(v, vals, "must be absent for %s", op);
+				return pwalk_fail(&v->w, vals, "must be absent for %s", op);
 		} else {
 			if (!vals)
-				return verr(v, e, "required for %s: a non-empty list", op);
+				return pwalk_fail(&v->w, e, "required for %s: a non-empty list", op);
 			if (vseq(v, vals) < 0)
 				return -EINVAL;
 			if (!(x->values = calloc(vals->n, sizeof(char *))))
-				return v->nomem = -ENOMEM;
+				return v->w.nomem = -ENOMEM;
 			for (size_t j = 0; j < vals->n; j++) {
-				size_t o3 = vpush(v, NULL, (long)j);
+				size_t o3 = pwalk_push(&v->w, NULL, (long)j);
 				const char *val = vals->items[j]->kind == PDOC_SCALAR
 							  ? vals->items[j]->text
 							  : NULL;
 				if (!val || !label_value_ok(val))
-					return verr(v, vals->items[j], "not a label value");
+					return pwalk_fail(&v->w, vals->items[j], "not a label value");
 				if (!(x->values[j] = vdup(v, val)))
 					return -ENOMEM;
 				x->n_values = j + 1;
-				vpop(v, o3);
+				pwalk_pop(&v->w, o3);
 			}
 		}
-		vpop(v, o2);
-		vpop(v, o);
+		pwalk_pop(&v->w, o2);
+		pwalk_pop(&v->w, o);
 	}
 	return 0;
 }
@@ -554,7 +515,7 @@ static int vselector_as(struct vctx *v, const struct pdoc *d, struct pselector *
 {
 	static const char *const wkeys[] = {"matchLabels", "matchExpressions", "workloads", NULL};
 	static const char *const lkeys[] = {"matchLabels", "matchExpressions", NULL};
-	size_t o = vpush(v, field, 0);
+	size_t o = pwalk_push(&v->w, field, 0);
 	const struct pdoc *ml, *me, *wl;
 
 	if (vmap(v, d, workloads ? wkeys : lkeys) < 0)
@@ -563,36 +524,36 @@ static int vselector_as(struct vctx *v, const struct pdoc *d, struct pselector *
 	me = vget(v, d, "matchExpressions");
 	wl = workloads ? vget(v, d, "workloads") : NULL;
 	if (ml) {
-		size_t o2 = vpush(v, "matchLabels", 0);
+		size_t o2 = pwalk_push(&v->w, "matchLabels", 0);
 		if (vlabels(v, ml, &sel->labels, &sel->n_labels) < 0)
 			return -EINVAL;
 		if (sel->n_labels == 0)
-			return verr(v, ml, "must not be empty (a selector of everything is {})");
-		vpop(v, o2);
+			return pwalk_fail(&v->w, ml, "must not be empty (a selector of everything is {})");
+		pwalk_pop(&v->w, o2);
 	}
 	if (me) {
-		size_t o2 = vpush(v, "matchExpressions", 0);
+		size_t o2 = pwalk_push(&v->w, "matchExpressions", 0);
 		if (vexprs(v, me, sel) < 0)
 			return -EINVAL;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if (wl) {
-		size_t o2 = vpush(v, "workloads", 0);
+		size_t o2 = pwalk_push(&v->w, "workloads", 0);
 		if (vseq(v, wl) < 0)
 			return -EINVAL;
 		sel->workloads = calloc(wl->n, sizeof(char *));
 		if (!sel->workloads)
-			return v->nomem = -ENOMEM;
+			return v->w.nomem = -ENOMEM;
 		for (size_t i = 0; i < wl->n; i++) {
-			size_t o3 = vpush(v, NULL, (long)i);
+			size_t o3 = pwalk_push(&v->w, NULL, (long)i);
 			if (!(sel->workloads[i] = vdns(v, wl->items[i], 1)))
 				return -EINVAL;
 			sel->n_workloads = i + 1;
-			vpop(v, o3);
+			pwalk_pop(&v->w, o3);
 		}
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -687,7 +648,7 @@ static struct pselector *vselector_new(struct vctx *v, const struct pdoc *d, con
 {
 	struct pselector *sel = calloc(1, sizeof(*sel));
 	if (!sel) {
-		v->nomem = v->failed = 1;
+		v->w.nomem = v->w.failed = 1;
 		return NULL;
 	}
 	if (vselector_as(v, d, sel, field, 0) < 0) {
@@ -706,12 +667,12 @@ static int vservice_account(struct vctx *v, const struct pdoc *d, const char *s,
 	char ns[64], id[SPIFFE_ID_MAX + 1];
 
 	if (!slash || (size_t)(slash - s) >= sizeof(ns))
-		return verr(v, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
+		return pwalk_fail(&v->w, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
 	memcpy(ns, s, (size_t)(slash - s));
 	ns[slash - s] = '\0';
 	if (!dns_name_ok(ns, 0) || !dns_name_ok(slash + 1, 1) ||
 	    spiffe_id_format(id, sizeof(id), v->set->trust_domain, ns, slash + 1) < 0)
-		return verr(v, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
+		return pwalk_fail(&v->w, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
 	src->kind = PSRC_IDENTITY;
 	return (src->text = vdup(v, id)) ? 0 : -ENOMEM;
 }
@@ -734,7 +695,7 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 	const struct pdoc *nss = pdoc_get(d, "namespaceSelector"), *pods = pdoc_get(d, "podSelector");
 	if ((nss || pods) && d->n == (size_t)(!!nss + !!pods)) {
 		if (!(*out = calloc(1, sizeof(**out))))
-			return v->nomem = -ENOMEM;
+			return v->w.nomem = -ENOMEM;
 		(*out)->kind = PSRC_SELECTOR;
 		*n = 1;
 		if ((nss && !((*out)->ns_sel = vselector_new(v, nss, "namespaceSelector"))) ||
@@ -743,23 +704,23 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		return 0;
 	}
 	if (d->n != 1)
-		return verr(v, d,
+		return pwalk_fail(&v->w, d,
 			    "must hold exactly one of identities, namespaces, serviceAccounts, "
 			    "unauthenticated, or namespaceSelector and podSelector (write several "
 			    "entries for several kinds)");
 	const char *kind = d->items[0]->text;
 	const struct pdoc *val = d->items[1];
-	size_t o = vpush(v, kind, 0);
+	size_t o = pwalk_push(&v->w, kind, 0);
 
 	if (!strcmp(kind, "unauthenticated")) {
 		struct pcidr *c = NULL;
 		size_t nc = 0;
 		if (vmap(v, val, unauth_keys) < 0)
 			return -EINVAL;
-		size_t o2 = vpush(v, "ipBlocks", 0);
+		size_t o2 = pwalk_push(&v->w, "ipBlocks", 0);
 		int rc = vcidrs(v, vget(v, val, "ipBlocks"), 0, &c, &nc);
 		if (rc == 0 && !(*out = calloc(nc, sizeof(**out))))
-			rc = v->nomem = -ENOMEM;
+			rc = v->w.nomem = -ENOMEM;
 		for (size_t i = 0; rc == 0 && i < nc; i++) {
 			(*out)[i].kind = PSRC_UNAUTH_CIDR;
 			(*out)[i].cidr = c[i];
@@ -772,17 +733,17 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		free(c);
 		if (rc < 0)
 			return rc;
-		vpop(v, o2);
-		vpop(v, o);
+		pwalk_pop(&v->w, o2);
+		pwalk_pop(&v->w, o);
 		return 0;
 	}
 	if (vseq(v, val) < 0)
 		return -EINVAL;
 	*out = calloc(val->n, sizeof(**out));
 	if (!*out)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < val->n; i++) {
-		size_t o2 = vpush(v, NULL, (long)i);
+		size_t o2 = pwalk_push(&v->w, NULL, (long)i);
 		const char *s = vstr(v, val->items[i]);
 		struct psrc *src = &(*out)[i];
 		const char *why = NULL;
@@ -792,29 +753,29 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 			if (vservice_account(v, val->items[i], s, src) < 0)
 				return -EINVAL;
 			*n = i + 1;
-			vpop(v, o2);
+			pwalk_pop(&v->w, o2);
 			continue;
 		}
 		if (!strcmp(kind, "namespaces")) {
 			src->kind = PSRC_NAMESPACE;
 			if (!dns_name_ok(s, 0))
-				return verr(v, val->items[i], "not a namespace name: \"%.100s\"",
+				return pwalk_fail(&v->w, val->items[i], "not a namespace name: \"%.100s\"",
 					    s);
 		} else {
 			size_t len = strlen(s);
 			int wild = len > 2 && !strcmp(s + len - 2, "/*");
 			src->kind = wild ? PSRC_IDENTITY_PREFIX : PSRC_IDENTITY;
 			if (strchr(s, '*') && !wild)
-				return verr(v, val->items[i],
+				return pwalk_fail(&v->w, val->items[i],
 					    "a wildcard is only a whole last segment "
 					    "\"/*\": \"%.100s\"",
 					    s);
 			if (spiffe_id_validate(s, wild ? len - 2 : len, &why) < 0)
-				return verr(v, val->items[i], "not a SPIFFE ID: %s: \"%.100s\"",
+				return pwalk_fail(&v->w, val->items[i], "not a SPIFFE ID: %s: \"%.100s\"",
 					    why, s);
 			if (wild &&
 			    !memchr(s + strlen("spiffe://"), '/', len - strlen("spiffe://") - 2))
-				return verr(v, val->items[i],
+				return pwalk_fail(&v->w, val->items[i],
 					    "a wildcard must keep at least one path "
 					    "segment (it would grant the whole trust "
 					    "domain): \"%.100s\"",
@@ -823,7 +784,7 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 				/* Name the namespace the author probably meant. */
 				const char *ns = strstr(s + strlen("spiffe://"), "/ns/") + 4;
 				int nl = (int)strcspn(ns, "/*");
-				return verr(v, val->items[i],
+				return pwalk_fail(&v->w, val->items[i],
 					    "\"%.100s\" admits no workload: \"*\" is exactly one "
 					    "last segment, and a workload is .../ns/<ns>/sa/<sa>; "
 					    "for every workload of a namespace write "
@@ -837,9 +798,9 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		if (src->kind == PSRC_IDENTITY_PREFIX)
 			src->text[strlen(src->text) - 1] = '\0'; /* keep "…/sa/" */
 		*n = i + 1;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1000,30 +961,30 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 {
 	static const char *const keys[] = {"selector", "ports", "from", "mode", NULL};
 	const struct pdoc *d;
-	size_t o = vpush(v, "spec", 0);
+	size_t o = pwalk_push(&v->w, "spec", 0);
 
 	if (vmap(v, spec, keys) < 0 || vselector(v, vget(v, spec, "selector"), &a->sel) < 0)
 		return -EINVAL;
 	if ((d = vget(v, spec, "ports"))) {
-		size_t o2 = vpush(v, "ports", 0);
+		size_t o2 = pwalk_push(&v->w, "ports", 0);
 		if (vports(v, d, 1, &a->ports) < 0)
 			return -EINVAL;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if ((d = vget(v, spec, "mode"))) {
-		size_t o2 = vpush(v, "mode", 0);
+		size_t o2 = pwalk_push(&v->w, "mode", 0);
 		const char *m = vstr(v, d);
 		if (!m)
 			return -EINVAL;
 		if (strcmp(m, "enforce") && strcmp(m, "audit"))
-			return verr(v, d, "must be enforce or audit, not \"%.40s\"", m);
+			return pwalk_fail(&v->w, d, "must be enforce or audit, not \"%.40s\"", m);
 		a->audit = !strcmp(m, "audit");
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	d = vget(v, spec, "from");
-	size_t o2 = vpush(v, "from", 0);
+	size_t o2 = pwalk_push(&v->w, "from", 0);
 	if (!d)
-		return verr(v, spec,
+		return pwalk_fail(&v->w, spec,
 			    "required: who may connect (identities, namespaces or "
 			    "unauthenticated)");
 	if (vseq(v, d) < 0)
@@ -1031,16 +992,16 @@ static int vallow(struct vctx *v, const struct pdoc *spec, struct pallow *a)
 	a->from = calloc(d->n, sizeof(*a->from));
 	a->n_src = calloc(d->n, sizeof(*a->n_src));
 	if (!a->from || !a->n_src)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	a->n_from = d->n;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o3 = vpush(v, NULL, (long)i);
+		size_t o3 = pwalk_push(&v->w, NULL, (long)i);
 		if (vsource(v, d->items[i], &a->from[i], &a->n_src[i]) < 0)
 			return -EINVAL;
-		vpop(v, o3);
+		pwalk_pop(&v->w, o3);
 	}
-	vpop(v, o2);
-	vpop(v, o);
+	pwalk_pop(&v->w, o2);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1049,55 +1010,55 @@ static int vmesh(struct vctx *v, const struct pdoc *spec, struct pmesh *m)
 	static const char *const keys[] = {"mtls", "defaultAction", "allowPodExclusions", "egress",
 					   NULL};
 	const struct pdoc *d;
-	size_t o = vpush(v, "spec", 0);
+	size_t o = pwalk_push(&v->w, "spec", 0);
 
 	if (vmap(v, spec, keys) < 0)
 		return -EINVAL;
 	if ((d = vget(v, spec, "mtls"))) {
-		size_t o2 = vpush(v, "mtls", 0);
+		size_t o2 = pwalk_push(&v->w, "mtls", 0);
 		const char *s = vstr(v, d);
 		if (!s)
 			return -EINVAL;
 		if (strcmp(s, "STRICT") && strcmp(s, "PERMISSIVE"))
-			return verr(v, d, "must be STRICT or PERMISSIVE, not \"%.40s\"", s);
+			return pwalk_fail(&v->w, d, "must be STRICT or PERMISSIVE, not \"%.40s\"", s);
 		m->has_mtls = 1;
 		m->mtls = strcmp(s, "STRICT") ? PMTLS_PERMISSIVE : PMTLS_STRICT;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if ((d = vget(v, spec, "defaultAction"))) {
-		size_t o2 = vpush(v, "defaultAction", 0);
+		size_t o2 = pwalk_push(&v->w, "defaultAction", 0);
 		const char *s = vstr(v, d);
 		if (!s)
 			return -EINVAL;
 		if (strcmp(s, "deny") && strcmp(s, "audit"))
-			return verr(v, d, "must be deny or audit, not \"%.40s\"", s);
+			return pwalk_fail(&v->w, d, "must be deny or audit, not \"%.40s\"", s);
 		m->has_default = 1;
 		m->default_audit = !strcmp(s, "audit");
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if ((d = vget(v, spec, "egress"))) {
-		size_t o2 = vpush(v, "egress", 0);
+		size_t o2 = pwalk_push(&v->w, "egress", 0);
 		const char *s = vstr(v, d);
 		if (!s)
 			return -EINVAL;
 		if (strcmp(s, "deny") && strcmp(s, "audit") && strcmp(s, "allow"))
-			return verr(v, d, "must be deny, audit or allow, not \"%.40s\"", s);
+			return pwalk_fail(&v->w, d, "must be deny, audit or allow, not \"%.40s\"", s);
 		m->has_egress = 1;
 		m->egress = !strcmp(s, "deny")	  ? PEGRESS_DENY
 			    : !strcmp(s, "audit") ? PEGRESS_AUDIT
 						  : PEGRESS_ALLOW;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if ((d = pdoc_get(spec, "allowPodExclusions"))) {
-		size_t o2 = vpush(v, "allowPodExclusions", 0);
+		size_t o2 = pwalk_push(&v->w, "allowPodExclusions", 0);
 		if (d->kind != PDOC_SCALAR || d->quoted ||
 		    (strcmp(d->text, "true") && strcmp(d->text, "false")))
-			return verr(v, d, "must be true or false");
+			return pwalk_fail(&v->w, d, "must be true or false");
 		m->has_pod_exclusions = 1;
 		m->allow_pod_exclusions = !strcmp(d->text, "true");
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1106,37 +1067,37 @@ static int vegress(struct vctx *v, const struct pdoc *spec, struct pegress *e)
 	static const char *const keys[] = {"selector", "to", NULL};
 	static const char *const to_keys[] = {"cidrs", "ports", NULL};
 	const struct pdoc *d;
-	size_t o = vpush(v, "spec", 0);
+	size_t o = pwalk_push(&v->w, "spec", 0);
 
 	if (vmap(v, spec, keys) < 0 || vselector(v, vget(v, spec, "selector"), &e->sel) < 0)
 		return -EINVAL;
 	d = vget(v, spec, "to");
-	size_t o2 = vpush(v, "to", 0);
+	size_t o2 = pwalk_push(&v->w, "to", 0);
 	if (vseq(v, d) < 0)
 		return -EINVAL;
 	e->to = calloc(d->n, sizeof(*e->to));
 	if (!e->to)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	e->n_to = d->n;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o3 = vpush(v, NULL, (long)i);
+		size_t o3 = pwalk_push(&v->w, NULL, (long)i);
 		const struct pdoc *t = d->items[i], *p;
 		if (vmap(v, t, to_keys) < 0)
 			return -EINVAL;
-		size_t o4 = vpush(v, "cidrs", 0);
+		size_t o4 = pwalk_push(&v->w, "cidrs", 0);
 		if (vcidrs(v, vget(v, t, "cidrs"), 0, &e->to[i].cidrs, &e->to[i].n_cidrs) < 0)
 			return -EINVAL;
-		vpop(v, o4);
+		pwalk_pop(&v->w, o4);
 		if ((p = vget(v, t, "ports"))) {
-			o4 = vpush(v, "ports", 0);
+			o4 = pwalk_push(&v->w, "ports", 0);
 			if (vports(v, p, 0, &e->to[i].ports) < 0)
 				return -EINVAL;
-			vpop(v, o4);
+			pwalk_pop(&v->w, o4);
 		}
-		vpop(v, o3);
+		pwalk_pop(&v->w, o3);
 	}
-	vpop(v, o2);
-	vpop(v, o);
+	pwalk_pop(&v->w, o2);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1149,39 +1110,39 @@ static int vguard_rule(struct vctx *v, const struct pdoc *d, struct pguard_rule 
 
 	if (vmap(v, d, keys) < 0)
 		return -EINVAL;
-	size_t o = vpush(v, "action", 0);
+	size_t o = pwalk_push(&v->w, "action", 0);
 	if (!(act = vstr(v, vget(v, d, "action"))))
 		return -EINVAL;
 	if (strcmp(act, "allow") && strcmp(act, "deny") && strcmp(act, "pass"))
-		return verr(v, vget(v, d, "action"), "must be allow, deny or pass, not \"%.40s\"",
+		return pwalk_fail(&v->w, vget(v, d, "action"), "must be allow, deny or pass, not \"%.40s\"",
 			    act);
 	r->action = !strcmp(act, "allow") ? PACT_ALLOW : !strcmp(act, "deny") ? PACT_DENY : PACT_PASS;
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	if ((x = vget(v, d, "ports"))) {
-		o = vpush(v, "ports", 0);
+		o = pwalk_push(&v->w, "ports", 0);
 		if (vports(v, x, 1, &r->ports) < 0)
 			return -EINVAL;
-		vpop(v, o);
+		pwalk_pop(&v->w, o);
 	}
 	if (!(x = vget(v, d, "from"))) { /* every caller */
 		if (!(r->src = calloc(1, sizeof(*r->src))))
-			return v->nomem = -ENOMEM;
+			return v->w.nomem = -ENOMEM;
 		r->src->kind = PSRC_ANY;
 		r->n_src = 1;
 		return 0;
 	}
-	o = vpush(v, "from", 0);
+	o = pwalk_push(&v->w, "from", 0);
 	if (vseq(v, x) < 0)
 		return -EINVAL;
 	for (size_t i = 0; i < x->n; i++) {
-		size_t o2 = vpush(v, NULL, (long)i);
+		size_t o2 = pwalk_push(&v->w, NULL, (long)i);
 		struct psrc *got = NULL;
 		size_t n = 0;
 		int rc = vsource(v, x->items[i], &got, &n);
 		struct psrc *all = rc < 0 ? NULL : realloc(r->src, (r->n_src + n) * sizeof(*all));
 		if (!all) {
 			if (rc == 0)
-				v->nomem = v->failed = 1;
+				v->w.nomem = v->w.failed = 1;
 			psrcs_free(got, n);
 			return rc < 0 ? rc : -ENOMEM;
 		}
@@ -1189,9 +1150,9 @@ static int vguard_rule(struct vctx *v, const struct pdoc *d, struct pguard_rule 
 		free(got);
 		r->src = all;
 		r->n_src += n;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1201,11 +1162,11 @@ static int vguard(struct vctx *v, const struct pdoc *spec, struct pguard *g)
 					   "mode",     "allowLoosening", NULL};
 	static const char *const subj_keys[] = {"namespaceSelector", "podSelector", NULL};
 	const struct pdoc *d, *ns, *pods;
-	size_t o = vpush(v, "spec", 0), o2;
+	size_t o = pwalk_push(&v->w, "spec", 0), o2;
 
 	if (vmap(v, spec, keys) < 0)
 		return -EINVAL;
-	o2 = vpush(v, "priority", 0);
+	o2 = pwalk_push(&v->w, "priority", 0);
 	d = vget(v, spec, "priority");
 	uint16_t prio;
 	if (!vstr(v, d))
@@ -1213,40 +1174,40 @@ static int vguard(struct vctx *v, const struct pdoc *spec, struct pguard *g)
 	if (!strcmp(d->text, "0"))
 		prio = 0;
 	else if (d->quoted || port_num(d->text, strlen(d->text), &prio) < 0 || prio > 1000)
-		return verr(v, d, "must be a number from 0 to 1000 (lower first), not \"%.40s\"",
+		return pwalk_fail(&v->w, d, "must be a number from 0 to 1000 (lower first), not \"%.40s\"",
 			    d->text);
 	g->priority = prio;
-	vpop(v, o2);
-	o2 = vpush(v, "subject", 0);
+	pwalk_pop(&v->w, o2);
+	o2 = pwalk_push(&v->w, "subject", 0);
 	d = vget(v, spec, "subject");
 	if (vmap(v, d, subj_keys) < 0)
 		return -EINVAL;
 	ns = pdoc_get(d, "namespaceSelector");
 	pods = pdoc_get(d, "podSelector");
 	if (!ns && !pods)
-		return verr(v, d,
+		return pwalk_fail(&v->w, d,
 			    "needs namespaceSelector or podSelector (every workload: "
 			    "namespaceSelector: {})");
 	if ((ns && !(g->ns_sel = vselector_new(v, ns, "namespaceSelector"))) ||
 	    (pods && !(g->pod_sel = vselector_new(v, pods, "podSelector"))))
 		return -EINVAL;
-	vpop(v, o2);
+	pwalk_pop(&v->w, o2);
 	if ((d = vget(v, spec, "mode"))) {
-		o2 = vpush(v, "mode", 0);
+		o2 = pwalk_push(&v->w, "mode", 0);
 		const char *m = vstr(v, d);
 		if (!m)
 			return -EINVAL;
 		if (strcmp(m, "enforce") && strcmp(m, "audit"))
-			return verr(v, d, "must be enforce or audit, not \"%.40s\"", m);
+			return pwalk_fail(&v->w, d, "must be enforce or audit, not \"%.40s\"", m);
 		g->audit = !strcmp(m, "audit");
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	if ((d = vget(v, spec, "allowLoosening"))) {
-		o2 = vpush(v, "allowLoosening", 0);
+		o2 = pwalk_push(&v->w, "allowLoosening", 0);
 		if (vseq(v, d) < 0)
 			return -EINVAL;
 		for (size_t i = 0; i < d->n; i++) {
-			size_t o3 = vpush(v, NULL, (long)i);
+			size_t o3 = pwalk_push(&v->w, NULL, (long)i);
 			const char *f = vstr(v, d->items[i]);
 			if (!f)
 				return -EINVAL;
@@ -1257,31 +1218,31 @@ static int vguard(struct vctx *v, const struct pdoc *spec, struct pguard *g)
 			else if (!strcmp(f, "egress"))
 				g->loosen |= PGUARD_LOOSEN_EGRESS;
 			else
-				return verr(v, d->items[i],
+				return pwalk_fail(&v->w, d->items[i],
 					    "must be mtls, defaultAction or egress, not \"%.40s\"", f);
-			vpop(v, o3);
+			pwalk_pop(&v->w, o3);
 		}
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
 	d = vget(v, spec, "rules");
-	o2 = vpush(v, "rules", 0);
+	o2 = pwalk_push(&v->w, "rules", 0);
 	if (!d && !g->loosen)
-		return verr(v, spec, "required: rules (or allowLoosening)");
+		return pwalk_fail(&v->w, spec, "required: rules (or allowLoosening)");
 	if (d) {
 		if (vseq(v, d) < 0)
 			return -EINVAL;
 		if (!(g->rules = calloc(d->n, sizeof(*g->rules))))
-			return v->nomem = -ENOMEM;
+			return v->w.nomem = -ENOMEM;
 		g->n_rules = d->n;
 		for (size_t i = 0; i < d->n; i++) {
-			size_t o3 = vpush(v, NULL, (long)i);
+			size_t o3 = pwalk_push(&v->w, NULL, (long)i);
 			if (vguard_rule(v, d->items[i], &g->rules[i]) < 0)
 				return -EINVAL;
-			vpop(v, o3);
+			pwalk_pop(&v->w, o3);
 		}
 	}
-	vpop(v, o2);
-	vpop(v, o);
+	pwalk_pop(&v->w, o2);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1290,11 +1251,11 @@ static int vguard(struct vctx *v, const struct pdoc *spec, struct pguard *g)
 static int vnamespace(struct vctx *v, const struct pdoc *spec)
 {
 	static const char *const keys[] = {"finalizers", NULL};
-	size_t o = vpush(v, "spec", 0);
+	size_t o = pwalk_push(&v->w, "spec", 0);
 
 	if (spec && vmap(v, spec, keys) < 0)
 		return -EINVAL;
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1308,40 +1269,40 @@ static int vwports(struct vctx *v, const struct pdoc *d, struct pworkload *w)
 	if (vseq(v, d) < 0)
 		return -EINVAL;
 	if (!(w->ports = calloc(d->n, sizeof(*w->ports))))
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	for (size_t i = 0; i < d->n; i++) {
-		size_t o = vpush(v, NULL, (long)i), o2;
+		size_t o = pwalk_push(&v->w, NULL, (long)i), o2;
 		const struct pdoc *x;
 		const char *name = NULL, *proto = "TCP", *num;
 		uint16_t port;
 		if (vmap(v, d->items[i], keys) < 0)
 			return -EINVAL;
-		o2 = vpush(v, "containerPort", 0);
+		o2 = pwalk_push(&v->w, "containerPort", 0);
 		if (!(num = vstr(v, vget(v, d->items[i], "containerPort"))))
 			return -EINVAL;
 		if (port_num(num, strlen(num), &port) < 0)
-			return verr(v, vget(v, d->items[i], "containerPort"),
+			return pwalk_fail(&v->w, vget(v, d->items[i], "containerPort"),
 				    "not a port (1-65535): \"%.40s\"", num);
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 		if ((x = vget(v, d->items[i], "protocol"))) {
-			o2 = vpush(v, "protocol", 0);
+			o2 = pwalk_push(&v->w, "protocol", 0);
 			if (!(proto = vstr(v, x)))
 				return -EINVAL;
 			if (strcmp(proto, "TCP") && strcmp(proto, "UDP") && strcmp(proto, "SCTP"))
-				return verr(v, x, "not TCP, UDP or SCTP: \"%.40s\"", proto);
-			vpop(v, o2);
+				return pwalk_fail(&v->w, x, "not TCP, UDP or SCTP: \"%.40s\"", proto);
+			pwalk_pop(&v->w, o2);
 		}
 		if ((x = vget(v, d->items[i], "name"))) {
-			o2 = vpush(v, "name", 0);
+			o2 = pwalk_push(&v->w, "name", 0);
 			if (!(name = vstr(v, x)))
 				return -EINVAL;
 			if (!svc_name_ok(name))
-				return verr(
-					v, x,
+				return pwalk_fail(
+					&v->w, x,
 					"not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 and "
 					"'-', a letter, no '-' first, last or twice): \"%.40s\"",
 					name);
-			vpop(v, o2);
+			pwalk_pop(&v->w, o2);
 			struct pwport *p = &w->ports[w->n_ports];
 			if (!(p->name = vdup(v, name)))
 				return -ENOMEM;
@@ -1349,7 +1310,7 @@ static int vwports(struct vctx *v, const struct pdoc *d, struct pworkload *w)
 			p->tcp = !strcmp(proto, "TCP");
 			w->n_ports++;
 		}
-		vpop(v, o);
+		pwalk_pop(&v->w, o);
 	}
 	return 0;
 }
@@ -1357,26 +1318,26 @@ static int vwports(struct vctx *v, const struct pdoc *d, struct pworkload *w)
 static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *w)
 {
 	static const char *const keys[] = {"serviceAccount", "addresses", "ports", NULL};
-	size_t o = vpush(v, "spec", 0);
+	size_t o = pwalk_push(&v->w, "spec", 0);
 
 	if (vmap(v, spec, keys) < 0)
 		return -EINVAL;
-	size_t o2 = vpush(v, "serviceAccount", 0);
+	size_t o2 = pwalk_push(&v->w, "serviceAccount", 0);
 	if (!(w->sa = vdns(v, vget(v, spec, "serviceAccount"), 1)))
 		return -EINVAL;
-	vpop(v, o2);
-	o2 = vpush(v, "addresses", 0);
+	pwalk_pop(&v->w, o2);
+	o2 = pwalk_push(&v->w, "addresses", 0);
 	if (vcidrs(v, vget(v, spec, "addresses"), 1, &w->addrs, &w->n_addrs) < 0)
 		return -EINVAL;
-	vpop(v, o2);
+	pwalk_pop(&v->w, o2);
 	const struct pdoc *p = vget(v, spec, "ports");
 	if (p) {
-		o2 = vpush(v, "ports", 0);
+		o2 = pwalk_push(&v->w, "ports", 0);
 		if (vwports(v, p, w) < 0)
 			return -EINVAL;
-		vpop(v, o2);
+		pwalk_pop(&v->w, o2);
 	}
-	vpop(v, o);
+	pwalk_pop(&v->w, o);
 	return 0;
 }
 
@@ -1406,19 +1367,19 @@ static int namespace_name_label(struct vctx *v, struct pnamespace *n)
 {
 	const char *have = plabel_get(n->labels, n->n_labels, PNS_NAME_LABEL);
 	if (have && strcmp(have, n->name)) {
-		snprintf(v->path, sizeof(v->path), "metadata.labels." PNS_NAME_LABEL);
-		return verr(v, NULL, "must be the name of the namespace");
+		snprintf(v->w.path, sizeof(v->w.path), "metadata.labels." PNS_NAME_LABEL);
+		return pwalk_fail(&v->w, NULL, "must be the name of the namespace");
 	}
 	if (have)
 		return 0;
 	struct plabel *l = realloc(n->labels, (n->n_labels + 1) * sizeof(*l));
 	if (!l)
-		return v->nomem = -ENOMEM;
+		return v->w.nomem = -ENOMEM;
 	n->labels = l;
 	l[n->n_labels].key = vdup(v, PNS_NAME_LABEL);
 	l[n->n_labels].value = vdup(v, n->name);
 	n->n_labels++;
-	return v->nomem ? -ENOMEM : 0;
+	return v->w.nomem ? -ENOMEM : 0;
 }
 
 int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
@@ -1443,7 +1404,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 						"selfLink",
 						"generateName",
 						NULL};
-	struct vctx v = {.set = s, .file = file, .err = err};
+	struct vctx v = {.w = {.file = file, .err = err}, .set = s};
 	const struct pdoc *meta, *d;
 	const char *api, *kind;
 	char *name = NULL, *ns = NULL;
@@ -1457,64 +1418,64 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		return ksvc_add_doc(s, file, doc, err);
 	if (vmap(&v, doc, top_keys) < 0)
 		goto out;
-	o = vpush(&v, "apiVersion", 0);
+	o = pwalk_push(&v.w, "apiVersion", 0);
 	if (!(api = vstr(&v, vget(&v, doc, "apiVersion"))))
 		goto out;
 	/* v1 Namespaces, for their labels; every other kind is ours */
 	const struct pdoc *kd = pdoc_get(doc, "kind");
 	int is_ns = kd && kd->kind == PDOC_SCALAR && !strcmp(kd->text, "Namespace");
 	if (strcmp(api, is_ns ? "v1" : PSET_API_VERSION) != 0) {
-		verr(&v, vget(&v, doc, "apiVersion"), "must be %s, not \"%.60s\"",
+		pwalk_fail(&v.w, vget(&v, doc, "apiVersion"), "must be %s, not \"%.60s\"",
 		     is_ns ? "v1 for a Namespace" : PSET_API_VERSION, api);
 		goto out;
 	}
-	vpop(&v, o);
-	o = vpush(&v, "kind", 0);
+	pwalk_pop(&v.w, o);
+	o = pwalk_push(&v.w, "kind", 0);
 	if (!(kind = vstr(&v, vget(&v, doc, "kind"))))
 		goto out;
 	if (strcmp(kind, "AllowPolicy") && strcmp(kind, "MeshPolicy") &&
 	    strcmp(kind, "EgressPolicy") && strcmp(kind, "Workload") &&
 	    strcmp(kind, "GuardrailPolicy") && !is_ns) {
-		verr(&v, vget(&v, doc, "kind"),
+		pwalk_fail(&v.w, vget(&v, doc, "kind"),
 		     "must be AllowPolicy, MeshPolicy, EgressPolicy, GuardrailPolicy, "
 		     "Workload or (apiVersion v1) Namespace, not \"%.60s\"",
 		     kind);
 		goto out;
 	}
-	vpop(&v, o);
-	o = vpush(&v, "metadata", 0);
+	pwalk_pop(&v.w, o);
+	o = pwalk_push(&v.w, "metadata", 0);
 	meta = vget(&v, doc, "metadata");
 	if (vmap(&v, meta, meta_keys) < 0)
 		goto out;
-	size_t o2 = vpush(&v, "name", 0);
+	size_t o2 = pwalk_push(&v.w, "name", 0);
 	if (!(name = vdns(&v, vget(&v, meta, "name"), 1)))
 		goto out;
 	pwhere_set(&where, file, vget(&v, meta, "name"));
-	vpop(&v, o2);
-	o2 = vpush(&v, "namespace", 0);
+	pwalk_pop(&v.w, o2);
+	o2 = pwalk_push(&v.w, "namespace", 0);
 	int cluster_scoped = is_ns || !strcmp(kind, "GuardrailPolicy");
 	if ((d = vget(&v, meta, "namespace")) && cluster_scoped) {
-		verr(&v, d, "a %s is cluster-scoped: no namespace", kind);
+		pwalk_fail(&v.w, d, "a %s is cluster-scoped: no namespace", kind);
 		goto out;
 	} else if (d) {
 		if (!(ns = vdns(&v, d, 0)))
 			goto out;
 	} else if (strcmp(kind, "MeshPolicy") != 0 && !cluster_scoped) {
-		verr(&v, meta, "required for %s", kind);
+		pwalk_fail(&v.w, meta, "required for %s", kind);
 		goto out;
 	}
-	vpop(&v, o2);
+	pwalk_pop(&v.w, o2);
 	if ((d = vget(&v, meta, "labels"))) {
-		o2 = vpush(&v, "labels", 0);
+		o2 = pwalk_push(&v.w, "labels", 0);
 		if (vlabels(&v, d, &labels, &n_labels) < 0)
 			goto out;
-		vpop(&v, o2);
+		pwalk_pop(&v.w, o2);
 	}
-	vpop(&v, o);
+	pwalk_pop(&v.w, o);
 	d = vget(&v, doc, "spec");
 	if (!d && !is_ns) {
-		o = vpush(&v, "spec", 0);
-		verr(&v, doc, "required");
+		o = pwalk_push(&v.w, "spec", 0);
+		pwalk_fail(&v.w, doc, "required");
 		goto out;
 	}
 
@@ -1589,9 +1550,9 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	rc = 0;
 	goto out;
 fail:
-	rc = v.failed && !v.nomem ? -EINVAL : -ENOMEM;
+	rc = v.w.failed && !v.w.nomem ? -EINVAL : -ENOMEM;
 	if (rc == -ENOMEM)
-		verr(&v, doc, "out of memory");
+		pwalk_fail(&v.w, doc, "out of memory");
 out:
 	free(name);
 	free(ns);
@@ -1733,9 +1694,7 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 	return rc;
 }
 
-/* A set-level error, placed at the later document's `where` and field. */
-static int __attribute__((format(printf, 4, 5)))
-set_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt, ...)
+int pset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1754,7 +1713,7 @@ set_err(struct policy_error *err, const struct pwhere *at, const char *field, co
 static int dup_err(struct policy_error *err, const char *what, const char *ns, const char *name,
 		   const struct pwhere *later, const struct pwhere *first)
 {
-	return set_err(err, later, "metadata.name", "a second %s named %s%s%s (the first: %s:%d)",
+	return pset_err(err, later, "metadata.name", "a second %s named %s%s%s (the first: %s:%d)",
 		       what, ns ? ns : "", ns ? "/" : "", name, first->file, first->line);
 }
 
@@ -1791,7 +1750,7 @@ int pset_finish(struct pset *s, struct policy_error *err)
 	for (size_t i = 0; i < s->n_mesh; i++)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->mesh[i].ns, s->mesh[j].ns))
-				return set_err(err, &s->mesh[i].where, "metadata.name",
+				return pset_err(err, &s->mesh[i].where, "metadata.name",
 					       "two MeshPolicies for %s%s (%s here, %s at %s:%d): "
 					       "which one applies would be a guess",
 					       s->mesh[i].ns ? "namespace " : "the whole mesh",
@@ -1815,7 +1774,7 @@ int pset_finish(struct pset *s, struct policy_error *err)
 						at.column = w->addrs[a].column;
 						snprintf(field, sizeof(field),
 							 "spec.addresses[%zu]", a);
-						return set_err(err, &at, field,
+						return pset_err(err, &at, field,
 							       "workloads %s/%s and %s/%s share "
 							       "the address %s (%s/%s: %s:%d)",
 							       x->ns, x->name, w->ns, w->name,

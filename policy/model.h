@@ -50,6 +50,11 @@ struct pwhere {
 	int line, column;
 };
 
+/* A set-level error (err->whole_set), placed at a document's `where` and
+ * field (pset_finish, ksvc_finish). Returns -EINVAL. */
+int pset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt,
+	     ...) __attribute__((format(printf, 4, 5)));
+
 /* What a source admits (docs/policy.md): an exact ID; a wildcard, any ID
  * that is its prefix plus exactly one last segment; a namespace, exactly
  * the workload identities spiffe://<td>/ns/<ns>/sa/<sa> of the set's
