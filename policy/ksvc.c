@@ -95,39 +95,6 @@ static int kbool(struct pwalk *k, const struct pdoc *d, int *out)
 	return 0;
 }
 
-/* RFC 1123 label (63) or subdomain (253). */
-static int dns_ok(const char *s, int subdomain)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > (subdomain ? 253u : 63u))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-		if ((!alnum && c != '-' && !(subdomain && c == '.')) ||
-		    (!alnum && (i == 0 || i == n - 1)))
-			return 0;
-	}
-	return 1;
-}
-
-/* IANA_SVC_NAME: 1-15 of [a-z0-9-], a letter at least, no "--", no '-'
- * at either end (what the API server allows a named port to be). */
-static int svc_name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	int letter = 0;
-	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-' || strstr(s, "--"))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] >= 'a' && s[i] <= 'z')
-			letter = 1;
-		else if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
-			return 0;
-	}
-	return letter;
-}
-
 static char *kprotocol(struct pwalk *k, const struct pdoc *d)
 {
 	const char *p = d ? kstr(k, d) : "TCP";
@@ -153,7 +120,7 @@ static int kmeta(struct pwalk *k, const struct pdoc *doc, char **ns, char **name
 	size_t o2 = pwalk_push(k, "name", 0);
 	if (!(s = kstr(k, d = kget(meta, "name"))))
 		return -EINVAL;
-	if (!dns_ok(s, 1))
+	if (!pwalk_dns_ok(s, 1))
 		return pwalk_fail(k, d, "not a valid DNS-1123 name: \"%.100s\"", s);
 	if (!(*name = kdup(k, s)))
 		return -ENOMEM;
@@ -165,7 +132,7 @@ static int kmeta(struct pwalk *k, const struct pdoc *doc, char **ns, char **name
 	o2 = pwalk_push(k, "namespace", 0);
 	if (!(s = kstr(k, d = kget(meta, "namespace"))))
 		return -EINVAL;
-	if (!dns_ok(s, 0))
+	if (!pwalk_dns_ok(s, 0))
 		return pwalk_fail(k, d, "not a valid DNS-1123 label: \"%.100s\"", s);
 	if (!(*ns = kdup(k, s)))
 		return -ENOMEM;
@@ -293,7 +260,7 @@ static int kservice_port(struct pwalk *k, const struct pdoc *d, struct ksvc_port
 	if ((x = kget(d, "name"))) {
 		if (!(s = kstr(k, x)))
 			return -EINVAL;
-		if (s[0] && !dns_ok(s, 0))
+		if (s[0] && !pwalk_dns_ok(s, 0))
 			return pwalk_fail(k, x, "not a valid DNS-1123 label: \"%.60s\"", s);
 	}
 	if (!(p->name = kdup(k, x ? x->text : "")))
@@ -315,7 +282,7 @@ static int kservice_port(struct pwalk *k, const struct pdoc *d, struct ksvc_port
 		   (x->quoted || strspn(x->text, "0123456789") != strlen(x->text))) {
 		/* IntOrString as a string (quoted, or YAML's plain `http`): a
 		 * container port's name */
-		if (!svc_name_ok(x->text))
+		if (!pwalk_port_name_ok(x->text))
 			return pwalk_fail(k, x,
 				    "not a port number or a port name (IANA_SVC_NAME): "
 				    "\"%.40s\"",
@@ -446,7 +413,7 @@ static int kslice_port(struct pwalk *k, const struct pdoc *d, struct kslice_port
 	x = kget(d, "name");
 	if (x && !kstr(k, x))
 		return -EINVAL;
-	if (x && x->text[0] && !dns_ok(x->text, 0))
+	if (x && x->text[0] && !pwalk_dns_ok(x->text, 0))
 		return pwalk_fail(k, x, "not a valid DNS-1123 label: \"%.60s\"", x->text);
 	if (!(p->name = kdup(k, x ? x->text : "")))
 		return -ENOMEM;
@@ -478,7 +445,7 @@ static int kslice(struct pwalk *k, const struct pdoc *doc, struct kslice *v)
 		o = pwalk_push(k, "metadata.labels." KSVC_SERVICE_NAME_LABEL, 0);
 		if (!(s = kstr(k, svc)))
 			return -EINVAL;
-		if (!dns_ok(s, 1))
+		if (!pwalk_dns_ok(s, 1))
 			return pwalk_fail(k, svc, "not a valid Service name: \"%.100s\"", s);
 		if (!(v->service = kdup(k, s)))
 			return -ENOMEM;

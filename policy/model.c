@@ -95,29 +95,12 @@ static int vseq(struct vctx *v, const struct pdoc *d)
 	return 0;
 }
 
-/* RFC 1123 label (namespaces) or subdomain (names, service accounts). */
-static int dns_name_ok(const char *s, int subdomain)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > (subdomain ? 253u : 63u))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-		if (!alnum && c != '-' && !(subdomain && c == '.'))
-			return 0;
-		if (!alnum && (i == 0 || i == n - 1))
-			return 0;
-	}
-	return 1;
-}
-
 static char *vdns(struct vctx *v, const struct pdoc *d, int subdomain)
 {
 	const char *s = vstr(v, d);
 	if (!s)
 		return NULL;
-	if (!dns_name_ok(s, subdomain)) {
+	if (!pwalk_dns_ok(s, subdomain)) {
 		pwalk_fail(&v->w, d, "not a valid %s: \"%.100s\"",
 		     subdomain ? "DNS-1123 name" : "DNS-1123 label", s);
 		return NULL;
@@ -282,25 +265,6 @@ static int port_num(const char *s, size_t len, uint16_t *out)
 	return 0;
 }
 
-/* An IANA_SVC_NAME, as Kubernetes checks a container port's name: 1-15
- * of [a-z0-9-], at least one letter, no '-' first, last or twice in a row. */
-static int svc_name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	int letter = 0;
-
-	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '-' && s[i + 1] == '-')
-			return 0;
-		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
-			return 0;
-		letter |= s[i] >= 'a' && s[i] <= 'z';
-	}
-	return letter;
-}
-
 size_t pports_resolve(const struct pports *p, const struct pworkload *w, struct pport *out)
 {
 	size_t n = 0;
@@ -340,7 +304,7 @@ static int vports(struct vctx *v, const struct pdoc *d, int named, struct pports
 		if (!s)
 			return -EINVAL;
 		if (named && strspn(s, "0123456789-") != strlen(s)) {
-			if (!svc_name_ok(s))
+			if (!pwalk_port_name_ok(s))
 				return pwalk_fail(&v->w, d->items[i],
 					    "not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 "
 					    "and '-', a letter, no '-' first, last or twice): "
@@ -670,7 +634,7 @@ static int vservice_account(struct vctx *v, const struct pdoc *d, const char *s,
 		return pwalk_fail(&v->w, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
 	memcpy(ns, s, (size_t)(slash - s));
 	ns[slash - s] = '\0';
-	if (!dns_name_ok(ns, 0) || !dns_name_ok(slash + 1, 1) ||
+	if (!pwalk_dns_ok(ns, 0) || !pwalk_dns_ok(slash + 1, 1) ||
 	    spiffe_id_format(id, sizeof(id), v->set->trust_domain, ns, slash + 1) < 0)
 		return pwalk_fail(&v->w, d, "not <namespace>/<serviceAccount>: \"%.100s\"", s);
 	src->kind = PSRC_IDENTITY;
@@ -758,7 +722,7 @@ static int vsource(struct vctx *v, const struct pdoc *d, struct psrc **out, size
 		}
 		if (!strcmp(kind, "namespaces")) {
 			src->kind = PSRC_NAMESPACE;
-			if (!dns_name_ok(s, 0))
+			if (!pwalk_dns_ok(s, 0))
 				return pwalk_fail(&v->w, val->items[i], "not a namespace name: \"%.100s\"",
 					    s);
 		} else {
@@ -1296,7 +1260,7 @@ static int vwports(struct vctx *v, const struct pdoc *d, struct pworkload *w)
 			o2 = pwalk_push(&v->w, "name", 0);
 			if (!(name = vstr(v, x)))
 				return -EINVAL;
-			if (!svc_name_ok(name))
+			if (!pwalk_port_name_ok(name))
 				return pwalk_fail(
 					&v->w, x,
 					"not a port name (IANA_SVC_NAME: 1-15 of a-z, 0-9 and "

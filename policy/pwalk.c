@@ -41,3 +41,36 @@ void pwalk_pop(struct pwalk *w, size_t old)
 {
 	w->path[old] = '\0';
 }
+
+int pwalk_dns_ok(const char *s, int subdomain)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > (subdomain ? 253u : 63u))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && c != '-' && !(subdomain && c == '.'))
+			return 0;
+		if (!alnum && (i == 0 || i == n - 1))
+			return 0;
+	}
+	return 1;
+}
+
+int pwalk_port_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	int letter = 0;
+
+	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-' || strstr(s, "--"))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			letter = 1;
+		else if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+			return 0;
+	}
+	return letter;
+}

@@ -1,4 +1,5 @@
-/* pwalk: where a validator is in one document, and its one error.
+/* pwalk: where a validator is in one document, its one error, and the
+ * name rules of the Kubernetes API both validators apply.
  *
  * The registry's validators (model.c for Cinch's kinds, ksvc.c for the
  * Kubernetes Service kinds) walk a struct pdoc tree keeping the field path
@@ -32,5 +33,13 @@ int pwalk_fail(struct pwalk *w, const struct pdoc *at, const char *fmt, ...)
  * length to give pwalk_pop. */
 size_t pwalk_push(struct pwalk *w, const char *key, long index);
 void pwalk_pop(struct pwalk *w, size_t old);
+
+/* The name rules both validators apply, as the API server does. 1: s is
+ * an RFC 1123 label (63 of [a-z0-9-], alphanumeric at both ends), or with
+ * `subdomain` a DNS subdomain (253, dots allowed). */
+int pwalk_dns_ok(const char *s, int subdomain);
+/* 1: s is an IANA_SVC_NAME, a port's name: 1-15 of [a-z0-9-], at least
+ * one letter, no '-' first, last or twice in a row. */
+int pwalk_port_name_ok(const char *s);
 
 #endif
