@@ -19,6 +19,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 static const char *const conn_state_names[CONN_ST__COUNT] = {
 	[CONN_ST_INIT] = "init",	   [CONN_ST_CONNECTING] = "connecting",
@@ -410,15 +411,18 @@ void conn_advance(struct conn *c)
 
 /* ---- starting */
 
-int conn_init(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, void *owner)
+static int conn_init_kind(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops,
+			  void *owner, int is_pipe)
 {
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	if ((rc = uv_tcp_init(cl->loop, &c->h.tcp)) < 0)
+	if ((rc = is_pipe ? uv_pipe_init(cl->loop, &c->h.pipe, 0)
+			  : uv_tcp_init(cl->loop, &c->h.tcp)) < 0)
 		return rc;
 	c->h.handle.data = c;
 	c->handle_init = 1;
+	c->is_pipe = is_pipe ? 1 : 0;
 	c->cl = cl;
 	c->ops = ops;
 	c->owner = owner;
@@ -426,6 +430,16 @@ int conn_init(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, 
 	c->state = CONN_ST_INIT;
 	c->last_read = uv_now(cl->loop);
 	return 0;
+}
+
+int conn_init(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, void *owner)
+{
+	return conn_init_kind(c, cl, ops, owner, 0);
+}
+
+int conn_init_pipe(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, void *owner)
+{
+	return conn_init_kind(c, cl, ops, owner, 1);
 }
 
 void conn_set_xprt(struct conn *c, const struct conn_xprt_ops *xprt, void *xprt_ctx)
@@ -439,7 +453,8 @@ void conn_start(struct conn *c)
 	if (c->state != CONN_ST_INIT && c->state != CONN_ST_CONNECTING)
 		return;
 	c->state = CONN_ST_HANDSHAKE;
-	uv_tcp_nodelay(&c->h.tcp, 1);
+	if (!c->is_pipe)
+		uv_tcp_nodelay(&c->h.tcp, 1);
 	conn_advance(c);
 }
 
@@ -466,6 +481,11 @@ static void conn_connect_cb(uv_connect_t *req, int status)
 void conn_connect(struct conn *c, const struct sockaddr *dst)
 {
 	c->state = CONN_ST_CONNECTING;
+	if (c->is_pipe) { /* errors come to the callback */
+		uv_pipe_connect(&c->creq, &c->h.pipe, ((const struct sockaddr_un *)dst)->sun_path,
+				conn_connect_cb);
+		return;
+	}
 	int rc = uv_tcp_connect(&c->creq, &c->h.tcp, dst, conn_connect_cb);
 	if (rc < 0) {
 		c->why = uv_strerror(rc);
@@ -538,7 +558,7 @@ void conn_finalize(struct conn *c, enum conn_reason reason)
 	c->state = CONN_ST_CLOSING;
 	if (c->ops->end)
 		c->ops->end(c, reason);
-	if (!conn_reason_resets(reason) || c->shut_started ||
+	if (c->is_pipe || !conn_reason_resets(reason) || c->shut_started ||
 	    uv_tcp_close_reset(&c->h.tcp, conn_closed_cb) < 0)
 		uv_close(&c->h.handle, conn_closed_cb);
 }
@@ -550,7 +570,7 @@ static void conn_spare_closed_cb(uv_handle_t *h)
 	struct conn_loop *cl = h->data;
 	uv_stream_t *waiting = cl->accept_waiting;
 
-	cl->spare_busy[(uv_tcp_t *)h - cl->spare] = 0;
+	cl->spare_busy[((char *)h - (char *)cl->spare) / sizeof(cl->spare[0])] = 0;
 	cl->accept_waiting = NULL;
 	if (waiting) {
 		int rc = conn_accept(cl, waiting, NULL, 1); /* always -ECONNABORTED */
@@ -571,16 +591,18 @@ int conn_accept(struct conn_loop *cl, uv_stream_t *listener, struct conn *c, int
 		cl->accept_waiting = listener;
 		return -ECONNABORTED;
 	}
-	uv_tcp_t *s = &cl->spare[i];
-	if (uv_tcp_init(cl->loop, s) < 0) { /* not for AF_UNSPEC: no socket is made */
+	int is_pipe = listener->type == UV_NAMED_PIPE;
+	/* Neither init fails in practice: no socket is made (AF_UNSPEC). */
+	if ((is_pipe ? uv_pipe_init(cl->loop, &cl->spare[i].pipe, 0)
+		     : uv_tcp_init(cl->loop, &cl->spare[i].tcp)) < 0) {
 		cl->accept_waiting = listener;
 		return -ECONNABORTED;
 	}
 	cl->spare_busy[i] = 1;
-	s->data = cl;
-	if (uv_accept(listener, (uv_stream_t *)s) < 0 ||
-	    uv_tcp_close_reset(s, conn_spare_closed_cb) < 0)
-		uv_close((uv_handle_t *)s, conn_spare_closed_cb);
+	cl->spare[i].handle.data = cl;
+	if (uv_accept(listener, (uv_stream_t *)&cl->spare[i].handle) < 0 || is_pipe ||
+	    uv_tcp_close_reset(&cl->spare[i].tcp, conn_spare_closed_cb) < 0)
+		uv_close(&cl->spare[i].handle, conn_spare_closed_cb);
 	return -ECONNABORTED;
 }
 

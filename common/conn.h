@@ -12,7 +12,9 @@
  *                           accept helper's spare handles. No static state
  *                           anywhere in the core, so one loop per worker
  *                           runs N cores side by side.
- *   struct conn             one end: a socket, its transport, its write queue.
+ *   struct conn             one end: a socket (TCP, or a unix-domain stream
+ *                           socket: conn_init_pipe), its transport, its
+ *                           write queue.
  *   struct conn_xprt_ops    a transport (conn_xprt_plain, conn_tls_ops ...).
  *   struct conn_ops         the owner's callbacks.
  *   enum conn_state         where an end is; conn_advance() moves it on.
@@ -175,7 +177,11 @@ struct conn_loop {
 	int pooled;
 	int heap_dirty;		  /* buffers given back since the last malloc_trim */
 	uint64_t heap_trimmed_at; /* loop ms */
-	uv_tcp_t spare[CONN_SPARES];
+	union {
+		uv_handle_t handle;
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;
+	} spare[CONN_SPARES]; /* of the listener's kind */
 	int spare_busy[CONN_SPARES];
 	uv_stream_t *accept_waiting; /* a listener whose accept waits for a spare */
 	unsigned refused_at_accept;  /* connections the accept helper closed at once */
@@ -186,8 +192,9 @@ struct conn {
 		uv_handle_t handle;
 		uv_stream_t stream;
 		uv_tcp_t tcp;
-	} h;		      /* h.handle.data == this conn, always */
-	struct conn_loop *cl; /* borrowed */
+		uv_pipe_t pipe; /* conn_init_pipe */
+	} h;			/* h.handle.data == this conn, always */
+	struct conn_loop *cl;	/* borrowed */
 	const struct conn_ops *ops;
 	void *owner;
 	const struct conn_xprt_ops *xprt;
@@ -204,6 +211,7 @@ struct conn {
 	size_t wlen, wcap, inflight;
 	uint64_t bytes_in, bytes_out; /* plaintext */
 	unsigned handle_init : 1;     /* the handle must be closed */
+	unsigned is_pipe : 1;	      /* h.pipe, not h.tcp */
 	unsigned want_read : 1;	      /* the owner reads (conn_read_start) */
 	unsigned reading : 1;	      /* uv_read_start is on */
 	unsigned eof_tcp : 1;	      /* the socket read its FIN */
@@ -226,6 +234,10 @@ void conn_loop_trim_heap(struct conn_loop *cl);
  * transport, state INIT. 0, or a libuv error (then nothing to close). */
 int conn_init(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, void *owner)
 	__attribute__((warn_unused_result));
+/* The same with a unix-domain stream socket (h.pipe): no TCP options,
+ * and a plain close (no reset: a unix socket has none) for every reason. */
+int conn_init_pipe(struct conn *c, struct conn_loop *cl, const struct conn_ops *ops, void *owner)
+	__attribute__((warn_unused_result));
 /* Takes xprt_ctx (freed with xprt->free when c is closed); only before
  * HANDSHAKE. */
 void conn_set_xprt(struct conn *c, const struct conn_xprt_ops *xprt, void *xprt_ctx);
@@ -233,7 +245,8 @@ void conn_set_xprt(struct conn *c, const struct conn_xprt_ops *xprt, void *xprt_
 /* The accept helper: always calls uv_accept for the listener's pending
  * connection, so libuv keeps polling it. c NULL (the caller could not
  * allocate one) or `refuse` non-zero: the connection is taken into a
- * spare handle and closed at once (a reset), counted in
+ * spare handle of the listener's kind (TCP or pipe) and closed at once (a
+ * reset on TCP), counted in
  * cl->refused_at_accept, and -ECONNABORTED returned (when every spare is
  * busy closing, the accept is done from the next spare's close callback).
  * Else c (conn_init'ed, INIT) holds the connection: 0, or a libuv error
@@ -250,7 +263,8 @@ int conn_listen(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t 
 /* An accepted conn (INIT) starts: HANDSHAKE with its transport (plain:
  * OPEN at once, ops->open called). */
 void conn_start(struct conn *c);
-/* Connects c (INIT) to dst: CONNECTING, then as conn_start. A failure
+/* Connects c (INIT) to dst (a sockaddr_un's path for a pipe conn):
+ * CONNECTING, then as conn_start. A failure
  * finalizes c with CONNECT_REFUSED (or CONNECT_TIMEOUT), possibly before
  * this returns: check conn_closing. */
 void conn_connect(struct conn *c, const struct sockaddr *dst);

@@ -1,7 +1,11 @@
-/* ctlsock: see ctlsock.h. Each connection: READING (until '\n' or EOF) ->
- * WRITING (the reply) -> CLOSING; any error or the deadline goes straight
- * to ctlsock_conn_finalize(), the one place a connection ends. Its pipe and
- * timer close together and the memory goes when the second close lands. */
+/* ctlsock: see ctlsock.h. The socket's connections are on the connection
+ * core (common/conn.h, a pipe conn with the plain transport): accepted
+ * through conn_accept (which always accepts, refusing what it cannot
+ * serve), ended through conn_finalize only. Each connection: reading
+ * (until '\n' or EOF) -> writing the reply -> closed once it is written
+ * (CLOSED), or at the 5 s deadline (IDLE_TIMEOUT) or on an error. The
+ * ctlsock itself is freed when its listener and every connection closed
+ * (refs). */
 #include "admin/ctlsock.h"
 
 #include <errno.h>
@@ -11,156 +15,188 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conn.h"
+#include "list.h"
 #include "log.h"
 
 #define CTLSOCK_DEADLINE_MS 5000
 
 struct ctlsock {
 	uv_pipe_t pipe;
+	struct conn_loop cl; /* the core's per-loop state, for this socket's conns */
 	ctlsock_handler_cb cb;
 	void *ud;
 	int stopping;
-	struct ctlsock_conn *conns;
+	int refs; /* the listener + one per connection not yet closed */
+	struct list_node conns;
 };
 
 struct ctlsock_conn {
-	uv_pipe_t pipe;
+	struct conn c;
 	uv_timer_t timer;
-	uv_write_t wr;
 	struct ctlsock *cs;
-	struct ctlsock_conn *next, **pprev;
+	struct list_node link; /* on cs->conns until closed */
 	char buf[CTLSOCK_MAX_REQ];
 	size_t len;
-	char *reply;
-	int pending_closes;
-	int closing;
+	int replied;
+	int pending_closes; /* the conn and the timer */
 };
 
-static void ctlsock_conn_close_cb(uv_handle_t *h)
+static void ctlsock_unref(struct ctlsock *cs)
 {
-	struct ctlsock_conn *c = h->data;
-	if (--c->pending_closes > 0)
+	if (--cs->refs > 0)
 		return;
-	free(c->reply);
-	free(c);
+	conn_loop_cleanup(&cs->cl);
+	free(cs);
 }
 
-static void ctlsock_conn_finalize(struct ctlsock_conn *c)
+static void ctlsock_conn_free(struct ctlsock_conn *k)
 {
-	if (c->closing)
+	if (--k->pending_closes > 0)
 		return;
-	c->closing = 1;
-	*c->pprev = c->next;
-	if (c->next)
-		c->next->pprev = c->pprev;
-	c->pending_closes = 2;
-	uv_close((uv_handle_t *)&c->pipe, ctlsock_conn_close_cb);
-	uv_close((uv_handle_t *)&c->timer, ctlsock_conn_close_cb);
+	struct ctlsock *cs = k->cs;
+	list_del(&k->link);
+	free(k);
+	ctlsock_unref(cs);
+}
+
+static void ctlsock_timer_closed(uv_handle_t *h)
+{
+	ctlsock_conn_free(h->data);
+}
+
+static void ctlsock_conn_end(struct conn *c, enum conn_reason reason)
+{
+	struct ctlsock_conn *k = c->owner;
+	(void)reason;
+	uv_close((uv_handle_t *)&k->timer, ctlsock_timer_closed);
+}
+
+static void ctlsock_conn_closed(struct conn *c)
+{
+	ctlsock_conn_free(c->owner);
 }
 
 static void ctlsock_timeout_cb(uv_timer_t *t)
 {
-	ctlsock_conn_finalize(t->data);
+	struct ctlsock_conn *k = t->data;
+	conn_finalize(&k->c, CONN_ER_IDLE_TIMEOUT);
 }
 
-static void ctlsock_write_cb(uv_write_t *wr, int status)
+/* The reply is written: the connection is done. */
+static void ctlsock_drained(struct conn *c)
 {
-	ctlsock_conn_finalize(wr->data);
+	if (conn_queued(c) == 0)
+		conn_finalize(c, CONN_ER_CLOSED);
 }
 
-static void ctlsock_reply(struct ctlsock_conn *c, json_t *reply)
+static void ctlsock_reply(struct ctlsock_conn *k, json_t *reply)
 {
-	uv_read_stop((uv_stream_t *)&c->pipe);
+	k->replied = 1;
+	conn_read_stop(&k->c);
 	char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
 	json_decref(reply);
 	size_t n = s ? strlen(s) : 0;
-	char *line = s ? realloc(s, n + 2) : NULL;
+	char *line = s ? realloc(s, n + 1) : NULL;
 	if (!line) {
 		free(s);
-		ctlsock_conn_finalize(c);
+		conn_finalize(&k->c, CONN_ER_NO_MEMORY);
 		return;
 	}
 	line[n] = '\n';
-	line[n + 1] = '\0';
-	c->reply = line;
-	uv_buf_t b = uv_buf_init(line, (unsigned)(n + 1));
-	c->wr.data = c;
-	if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, ctlsock_write_cb) < 0)
-		ctlsock_conn_finalize(c);
+	int rc = conn_write(&k->c, (const uint8_t *)line, n + 1); /* on an error c is finalized */
+	(void)rc;
+	free(line);
 }
 
-static unsigned ctlsock_peer_uid(struct ctlsock_conn *c)
+static unsigned ctlsock_peer_uid(struct ctlsock_conn *k)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	uv_os_fd_t fd;
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+	if (uv_fileno(&k->c.h.handle, &fd) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return (unsigned)-1;
 	return cred.uid;
 }
 
-static void ctlsock_handle(struct ctlsock_conn *c)
+static void ctlsock_handle(struct ctlsock_conn *k)
 {
 	json_error_t err;
-	json_t *req = json_loadb(c->buf, c->len, 0, &err);
+	json_t *req = json_loadb(k->buf, k->len, 0, &err);
 	json_t *reply;
 
 	if (!json_is_object(req))
 		reply = json_pack("{s:s}", "error", "request is not a JSON object");
 	else
-		reply = c->cs->cb(c->cs->ud, req, ctlsock_peer_uid(c));
+		reply = k->cs->cb(k->cs->ud, req, ctlsock_peer_uid(k));
 	json_decref(req);
-	ctlsock_reply(c, reply);
+	ctlsock_reply(k, reply);
 }
 
-static void ctlsock_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static int ctlsock_data(struct conn *c, const uint8_t *buf, size_t n)
 {
-	struct ctlsock_conn *c = h->data;
-	*buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
-}
+	struct ctlsock_conn *k = c->owner;
+	size_t take = n < sizeof(k->buf) - k->len ? n : sizeof(k->buf) - k->len;
 
-static void ctlsock_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct ctlsock_conn *c = s->data;
-	if (n == UV_EOF) {
-		ctlsock_handle(c);
-		return;
-	}
-	if (n < 0) {
-		ctlsock_conn_finalize(c);
-		return;
-	}
-	c->len += (size_t)n;
-	char *nl = memchr(c->buf, '\n', c->len);
+	if (k->replied)
+		return 0;
+	memcpy(k->buf + k->len, buf, take);
+	k->len += take;
+	char *nl = memchr(k->buf, '\n', k->len);
 	if (nl) {
-		c->len = (size_t)(nl - c->buf);
-		ctlsock_handle(c);
-	} else if (c->len == sizeof(c->buf)) {
-		ctlsock_reply(c, json_pack("{s:s}", "error", "request too large"));
+		k->len = (size_t)(nl - k->buf);
+		ctlsock_handle(k);
+	} else if (k->len == sizeof(k->buf)) {
+		ctlsock_reply(k, json_pack("{s:s}", "error", "request too large"));
 	}
+	return conn_closing(c) ? -1 : 0;
 }
+
+/* The request ends at the peer's end of stream too. */
+static void ctlsock_eof(struct conn *c)
+{
+	struct ctlsock_conn *k = c->owner;
+
+	if (!k->replied)
+		ctlsock_handle(k);
+}
+
+static const struct conn_ops ctlsock_conn_ops = {
+	.data = ctlsock_data,
+	.eof = ctlsock_eof,
+	.drained = ctlsock_drained,
+	.end = ctlsock_conn_end,
+	.closed = ctlsock_conn_closed,
+};
 
 static void ctlsock_connection_cb(uv_stream_t *server, int status)
 {
 	struct ctlsock *cs = server->data;
-	struct ctlsock_conn *c;
+	struct ctlsock_conn *k;
 
-	if (status < 0 || !(c = calloc(1, sizeof(*c))))
+	if (status < 0)
 		return;
-	c->cs = cs;
-	uv_pipe_init(server->loop, &c->pipe, 0);
-	uv_timer_init(server->loop, &c->timer);
-	c->pipe.data = c->timer.data = c;
-	c->next = cs->conns;
-	if (c->next)
-		c->next->pprev = &c->next;
-	c->pprev = &cs->conns;
-	cs->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->pipe, ctlsock_alloc_cb, ctlsock_read_cb) < 0 ||
-	    uv_timer_start(&c->timer, ctlsock_timeout_cb, CTLSOCK_DEADLINE_MS, 0) < 0)
-		ctlsock_conn_finalize(c);
+	if (!(k = calloc(1, sizeof(*k))) ||
+	    conn_init_pipe(&k->c, &cs->cl, &ctlsock_conn_ops, k) < 0) {
+		free(k);
+		int rc = conn_accept(&cs->cl, server, NULL, 1); /* always -ECONNABORTED */
+		(void)rc;
+		return;
+	}
+	k->cs = cs;
+	cs->refs++;
+	list_add_tail(&cs->conns, &k->link);
+	k->pending_closes = 2;
+	uv_timer_init(server->loop, &k->timer); /* only fills the handle in */
+	k->timer.data = k;
+	if (conn_accept(&cs->cl, server, &k->c, 0) < 0 ||
+	    uv_timer_start(&k->timer, ctlsock_timeout_cb, CTLSOCK_DEADLINE_MS, 0) < 0) {
+		conn_finalize(&k->c, CONN_ER_RESET);
+		return;
+	}
+	conn_start(&k->c);
+	conn_read_start(&k->c);
 }
 
 int ctlsock_start(uv_loop_t *loop, const char *path, ctlsock_handler_cb cb, void *ud,
@@ -173,6 +209,9 @@ int ctlsock_start(uv_loop_t *loop, const char *path, ctlsock_handler_cb cb, void
 		return -ENOMEM;
 	cs->cb = cb;
 	cs->ud = ud;
+	cs->refs = 1;
+	list_init(&cs->conns);
+	conn_loop_init(&cs->cl, loop);
 	if ((rc = uv_pipe_init(loop, &cs->pipe, 0)) < 0) {
 		free(cs);
 		return rc;
@@ -198,15 +237,17 @@ int ctlsock_start(uv_loop_t *loop, const char *path, ctlsock_handler_cb cb, void
 
 static void ctlsock_close_cb(uv_handle_t *h)
 {
-	free(h->data);
+	ctlsock_unref(h->data);
 }
 
 void ctlsock_stop(struct ctlsock *cs)
 {
+	struct list_node *n, *next;
+
 	if (!cs || cs->stopping)
 		return;
 	cs->stopping = 1;
-	while (cs->conns)
-		ctlsock_conn_finalize(cs->conns);
+	list_for_each_safe(n, next, &cs->conns)
+		conn_finalize(&list_entry(n, struct ctlsock_conn, link)->c, CONN_ER_STOPPED);
 	uv_close((uv_handle_t *)&cs->pipe, ctlsock_close_cb);
 }

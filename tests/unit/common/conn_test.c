@@ -1,5 +1,6 @@
 /* conn_test: the connection core (common/conn.h) on real loopback TCP
- * sockets, one loop, as a normal user.
+ * sockets and unix-domain stream sockets (pipe conns: conn_init_pipe),
+ * one loop, as a normal user.
  *
  *   client conn --connect--> listener --conn_accept--> server conn (echo)
  *
@@ -13,16 +14,22 @@
  * test times out); a connect to a closed port ends with
  * connect_refused; a write to a peer that reset, by a server that does
  * not read, ends the conn at once with the error; every state and reason
- * has its own name. Plain
+ * has its own name. On a unix socket too (pipe conns, a pipe listener):
+ * the same echo, and the same refusal, which must accept and close the
+ * unix connection so that libuv keeps polling the pipe listener (without
+ * it the second connection times out). Plain
  * transport only: the TLS transport is tested with the agent
  * (tests/unit/agent/conn_test.c). */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -46,6 +53,8 @@ struct world {
 	struct conn_loop cl;
 	uv_tcp_t listener;
 	uint16_t port;
+	uv_pipe_t plistener; /* a unix socket at path */
+	char dir[64], path[96];
 	int refuse_next; /* the accept callback refuses (as on ENOMEM) */
 	int quiet;	 /* the server does not read; it writes once, 200 ms in */
 	uv_timer_t quiet_timer;
@@ -161,7 +170,10 @@ static void on_connection(uv_stream_t *l, int status)
 	p = calloc(1, sizeof(*p));
 	assert_non_null(p);
 	p->is_server = 1;
-	assert_int_equal(conn_init(&p->c, &w->cl, &server_ops, p), 0);
+	if (l->type == UV_NAMED_PIPE)
+		assert_int_equal(conn_init_pipe(&p->c, &w->cl, &server_ops, p), 0);
+	else
+		assert_int_equal(conn_init(&p->c, &w->cl, &server_ops, p), 0);
 	assert_int_equal(conn_accept(&w->cl, l, &p->c, 0), 0);
 	w->server[w->accepted++] = p;
 	conn_start(&p->c);
@@ -188,6 +200,13 @@ static int setup(void **state)
 	conn_loop_init(&W.cl, &W.loop);
 	assert_int_equal(
 		conn_listen(&W.loop, &W.listener, "127.0.0.1", 0, on_connection, &W, &W.port), 0);
+	strcpy(W.dir, "/tmp/conn_test.XXXXXX");
+	assert_non_null(mkdtemp(W.dir));
+	snprintf(W.path, sizeof(W.path), "%s/s", W.dir);
+	assert_int_equal(uv_pipe_init(&W.loop, &W.plistener, 0), 0);
+	W.plistener.data = &W;
+	assert_int_equal(uv_pipe_bind(&W.plistener, W.path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&W.plistener, 16, on_connection), 0);
 	return 0;
 }
 
@@ -195,6 +214,9 @@ static int teardown(void **state)
 {
 	(void)state;
 	uv_close((uv_handle_t *)&W.listener, closed_listener);
+	uv_close((uv_handle_t *)&W.plistener, closed_listener);
+	unlink(W.path);
+	rmdir(W.dir);
 	assert_int_equal(testloop_run(&W.loop, 5), 0);
 	for (int i = 0; i < W.accepted; i++) {
 		free(W.server[i]->got);
@@ -212,6 +234,18 @@ static void connect_client(struct peer *cl, uint16_t port)
 	memset(cl, 0, sizeof(*cl));
 	assert_int_equal(uv_ip4_addr("127.0.0.1", port, &a), 0);
 	assert_int_equal(conn_init(&cl->c, &W.cl, &client_ops, cl), 0);
+	conn_connect(&cl->c, (struct sockaddr *)&a);
+}
+
+static void connect_pipe_client(struct peer *cl)
+{
+	struct sockaddr_un a;
+
+	memset(cl, 0, sizeof(*cl));
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	strcpy(a.sun_path, W.path);
+	assert_int_equal(conn_init_pipe(&cl->c, &W.cl, &client_ops, cl), 0);
 	conn_connect(&cl->c, (struct sockaddr *)&a);
 }
 
@@ -274,6 +308,51 @@ static void test_accept_refused_keeps_listening(void **state)
 	assert_int_equal(W.accepted, 1);
 	assert_int_equal(b.reason, CONN_ER_CLOSED);
 	assert_int_equal(b.got_len, BIG);
+	run_until_closed(W.server[0]);
+	free(a.got);
+	free(b.got);
+}
+
+static void check_echo(struct peer *cl)
+{
+	assert_int_equal(cl->reason, CONN_ER_CLOSED);
+	assert_int_equal(cl->got_len, BIG);
+	for (size_t i = 0; i < BIG; i++)
+		if (cl->got[i] != (uint8_t)(i * 7))
+			fail_msg("byte %zu differs", i);
+}
+
+static void test_pipe_echo(void **state)
+{
+	struct peer cl;
+	(void)state;
+
+	connect_pipe_client(&cl);
+	run_until_closed(&cl);
+	check_echo(&cl);
+	assert_true(cl.c.is_pipe);
+	run_until_closed(W.server[0]);
+	assert_true(W.server[0]->c.is_pipe);
+	assert_int_equal(W.server[0]->reason, CONN_ER_CLOSED);
+	assert_int_equal(W.server[0]->got_len, BIG);
+	free(cl.got);
+}
+
+static void test_pipe_accept_refused_keeps_listening(void **state)
+{
+	struct peer a, b;
+	(void)state;
+
+	W.refuse_next = 1;
+	connect_pipe_client(&a);
+	run_until_closed(&a);
+	assert_int_equal(a.got_len, 0);
+	assert_int_equal(W.cl.refused_at_accept, 1);
+	assert_int_equal(W.accepted, 0);
+	connect_pipe_client(&b);
+	run_until_closed(&b);
+	assert_int_equal(W.accepted, 1);
+	check_echo(&b);
 	run_until_closed(W.server[0]);
 	free(a.got);
 	free(b.got);
@@ -348,9 +427,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_echo_half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_refused_keeps_listening, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_pipe_echo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipe_accept_refused_keeps_listening, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
 		cmocka_unit_test(test_names),
 	};
+	signal(SIGPIPE, SIG_IGN); /* as the daemons: a write to a closed unix socket is EPIPE */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
