@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "grpcc.h" /* enum grpc_code */
+#include "list.h"
 
 struct hub_entry {
 	char *workload, *spiffe_id, *version;
@@ -33,7 +34,7 @@ struct hub_gen {
 
 struct hub_watch {
 	struct hub *h;
-	struct hub_watch *next, **pprev;
+	struct list_node link; /* on h->watches */
 	char *workload, *peer_id;
 	char version[128]; /* what was last sent ("" before) */
 	hub_send_cb send;
@@ -43,8 +44,8 @@ struct hub_watch {
 
 struct hub {
 	struct hub_gen gen;
-	struct hub_watch *watches;
-	json_t *reports; /* workload -> last report */
+	struct list_node watches; /* struct hub_watch, newest first */
+	json_t *reports;	  /* workload -> last report */
 };
 
 static void hub_gen_free(struct hub_gen *g)
@@ -70,6 +71,7 @@ int hub_new(struct hub **out)
 
 	if (!h)
 		return -ENOMEM;
+	list_init(&h->watches);
 	h->gen.index = json_object();
 	h->reports = json_object();
 	if (!h->gen.index || !h->reports) {
@@ -129,9 +131,7 @@ static int hub_send(struct hub_watch *w, const struct hub_entry *e)
 
 static void hub_unlink(struct hub_watch *w)
 {
-	*w->pprev = w->next;
-	if (w->next)
-		w->next->pprev = w->pprev;
+	list_del(&w->link);
 	free(w->workload);
 	free(w->peer_id);
 }
@@ -168,8 +168,10 @@ int hub_publish(struct hub *h, const struct hub_slice *slices, size_t n)
 			json_object_del(h->reports, key);
 	}
 
-	for (struct hub_watch *w = h->watches, *next; w; w = next) {
-		next = w->next;
+	struct list_node *wn, *wnext;
+	list_for_each_safe(wn, wnext, &h->watches)
+	{
+		struct hub_watch *w = list_entry(wn, struct hub_watch, link);
 		const struct hub_entry *e = hub_find(&h->gen, w->workload);
 		if (!e || strcmp(e->spiffe_id, w->peer_id) != 0) {
 			hub_gone_cb gone = w->gone;
@@ -283,11 +285,7 @@ int hub_watch_open(struct hub *h, const char *peer_id, const char *peer_addr, co
 	w->send = send;
 	w->gone = gone;
 	w->arg = arg;
-	w->next = h->watches;
-	if (w->next)
-		w->next->pprev = &w->next;
-	w->pprev = &h->watches;
-	h->watches = w;
+	list_add_head(&h->watches, &w->link);
 	*out = w;
 	if (!known_version || strcmp(known_version, e->version) != 0) {
 		hub_send(w, e);
@@ -343,7 +341,9 @@ json_t *hub_status(const struct hub *h)
 {
 	json_t *out = json_array(), *conns = json_object();
 
-	for (const struct hub_watch *w = h->watches; conns && w; w = w->next) {
+	for (const struct list_node *wn = h->watches.next; conns && wn != &h->watches;
+	     wn = wn->next) {
+		const struct hub_watch *w = list_entry(wn, const struct hub_watch, link);
 		json_int_t n = json_integer_value(json_object_get(conns, w->workload));
 		json_object_set_new(conns, w->workload, json_integer(n + 1));
 	}
@@ -369,7 +369,8 @@ uint64_t hub_min_bundle_sequence(const struct hub *h)
 {
 	uint64_t min = UINT64_MAX;
 
-	for (const struct hub_watch *w = h->watches; w; w = w->next) {
+	for (const struct list_node *wn = h->watches.next; wn != &h->watches; wn = wn->next) {
+		const struct hub_watch *w = list_entry(wn, const struct hub_watch, link);
 		json_t *rep = json_object_get(h->reports, w->workload);
 		uint64_t seq =
 			(uint64_t)json_integer_value(json_object_get(rep, "bundle_sequence"));
