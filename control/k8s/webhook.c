@@ -37,6 +37,7 @@
 #include "mtls.h"
 #include "api/tlsserver.h"
 #include "fswatch.h"
+#include "list.h"
 #include "log.h"
 
 #define WH_RELOAD_SETTLE_MS 200
@@ -89,9 +90,9 @@ struct wh1 {
 struct wconn {
 	struct tlsconn *tc;
 	struct webhook *w;
-	nghttp2_session *h2;	 /* NULL: HTTP/1.1 */
-	struct wstream *streams; /* open HTTP/2 streams, freed with c */
-	size_t h2_held;		 /* body bytes they hold: at most max_body */
+	nghttp2_session *h2;	  /* NULL: HTTP/1.1 */
+	struct list_node streams; /* open HTTP/2 streams (wstream), freed with c */
+	size_t h2_held;		  /* body bytes they hold: at most max_body */
 	struct wh1 h1;
 };
 
@@ -99,7 +100,7 @@ struct wconn {
 struct wstream {
 	int32_t id;
 	struct wconn *c;
-	struct wstream *next, **pprev;
+	struct list_node link;		/* on c->streams */
 	struct wstream *rnext, **rprev; /* on w->receiving until answered */
 	uint64_t deadline;		/* uv_now() by which the body must be in */
 	struct bytebuf req;
@@ -303,9 +304,7 @@ static void wstream_drop_body(struct wstream *st)
 
 static void wstream_free(struct webhook *w, struct wstream *st)
 {
-	*st->pprev = st->next;
-	if (st->next)
-		st->next->pprev = st->pprev;
+	list_del(&st->link);
 	wstream_settle(w, st);
 	wstream_drop_body(st);
 	free(st->resp);
@@ -319,8 +318,8 @@ static void wconn_free(struct tlsconn *tc)
 		return;
 	/* nghttp2_session_del does not run the stream close callback. */
 	nghttp2_session_del(c->h2);
-	while (c->streams)
-		wstream_free(c->w, c->streams);
+	while (!list_empty(&c->streams))
+		wstream_free(c->w, list_entry(c->streams.next, struct wstream, link));
 	bytebuf_free(&c->h1.req, &c->w->budget);
 	free(c);
 }
@@ -526,11 +525,7 @@ static int wh2_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	st->rprev = c->w->receiving_tail;
 	*c->w->receiving_tail = st;
 	c->w->receiving_tail = &st->rnext;
-	st->next = c->streams;
-	if (st->next)
-		st->next->pprev = &st->next;
-	st->pprev = &c->streams;
-	c->streams = st;
+	list_add_head(&c->streams, &st->link);
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
 	return 0;
 }
@@ -680,6 +675,7 @@ static int wconn_start(struct tlsconn *tc)
 	if (!c)
 		return -ENOMEM;
 	c->tc = tc;
+	list_init(&c->streams);
 	c->w = tlsconn_owner(tc);
 	tlsconn_set_data(tc, c);
 	if (mtls_conn_alpn_is(tlsconn_tls(tc), "h2"))
