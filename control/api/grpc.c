@@ -48,6 +48,7 @@
 #include "api/config_svc.h"
 #include "api/tlsserver.h"
 #include "grpcc.h"
+#include "list.h"
 #include "log.h"
 
 #define GRPC_PATH_SIGN	 "/cinch.v1.Identity/Sign"
@@ -69,7 +70,7 @@ struct grpc_server {
 struct gconn {
 	struct tlsconn *tc;
 	struct grpc_server *srv;
-	struct gcall *calls; /* every stream with state, freed with the conn */
+	struct list_node calls; /* every stream with state (gcall), freed with the conn */
 	nghttp2_session *h2;
 	struct auth_peer_cache peer_cache;
 	int trusted; /* a verified client certificate, or a call succeeded */
@@ -86,7 +87,7 @@ enum gcall_method {
 struct gcall {
 	int32_t id;
 	struct gconn *c;
-	struct gcall *next, **pprev;
+	struct list_node link; /* on c->calls */
 	enum gcall_method method;
 	struct bytebuf req;	   /* the request, */
 	struct bytebudget *budget; /* drawing on this (by the trust at its start) */
@@ -113,9 +114,9 @@ static void gconn_free(struct tlsconn *tc)
 	if (!c)
 		return;
 	nghttp2_session_del(c->h2); /* no stream close callbacks: free them here */
-	while (c->calls) {
-		struct gcall *st = c->calls;
-		c->calls = st->next;
+	while (!list_empty(&c->calls)) {
+		struct gcall *st = list_entry(c->calls.next, struct gcall, link);
+		list_del(&st->link);
 		bytebuf_free(&st->req, st->budget);
 		free(st->q);
 		free(st);
@@ -130,8 +131,11 @@ static void gconn_closing(struct tlsconn *tc)
 	struct gconn *c = tlsconn_data(tc);
 	if (!c)
 		return;
-	for (struct gcall *st = c->calls; st; st = st->next)
-		gcall_detach(st);
+	struct list_node *n, *next;
+	list_for_each_safe(n, next, &c->calls)
+	{
+		gcall_detach(list_entry(n, struct gcall, link));
+	}
 }
 
 /* A call whose answer has started, or is decided and not out yet (its
@@ -139,9 +143,11 @@ static void gconn_closing(struct tlsconn *tc)
  * still waiting for its client's request is no reason to stay open. */
 static int gconn_streaming(const struct gconn *c)
 {
-	for (const struct gcall *st = c->calls; st; st = st->next)
+	for (const struct list_node *n = c->calls.next; n != &c->calls; n = n->next) {
+		const struct gcall *st = list_entry(n, const struct gcall, link);
 		if (st->answered || st->finished)
 			return 1;
+	}
 	return 0;
 }
 
@@ -468,11 +474,7 @@ static int gh2_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	st->c = c;
 	st->budget = c->trusted ? &c->srv->trusted : &c->srv->untrusted;
 	st->bad_method = st->bad_ct = 1;
-	st->next = c->calls;
-	if (st->next)
-		st->next->pprev = &st->next;
-	st->pprev = &c->calls;
-	c->calls = st;
+	list_add_head(&c->calls, &st->link);
 	nghttp2_session_set_stream_user_data(h2, st->id, st);
 	return 0;
 }
@@ -598,9 +600,7 @@ static int gh2_stream_close_cb(nghttp2_session *h2, int32_t id, uint32_t error_c
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
 	gcall_detach(st);
-	*st->pprev = st->next;
-	if (st->next)
-		st->next->pprev = st->pprev;
+	list_del(&st->link);
 	bytebuf_free(&st->req, st->budget);
 	free(st->q);
 	free(st);
@@ -687,6 +687,7 @@ static int gconn_start(struct tlsconn *tc)
 		return -ENOMEM;
 	}
 	c->tc = tc;
+	list_init(&c->calls);
 	c->srv = tlsconn_owner(tc);
 	c->trusted = mtls_conn_get0_peer(tlsconn_tls(tc)) != NULL; /* verified in the handshake */
 	tlsconn_set_data(tc, c);
