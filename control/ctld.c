@@ -1410,6 +1410,7 @@ static int ctld_start_mesh(struct ctld *d)
 	d->config = (struct config_service){
 		.loop = d->loop, .hub = d->hub, .peer = {&auth_renew_ops, d->ca},
 		.metrics = &d->metrics};
+	list_init(&d->config.watches);
 	if (d->kapi && !cfg->kube_sources_off &&
 	    (rc = kfeed_start(d->loop, d->kapi, d->store, &d->kfeed)) < 0) {
 		log_event(LOG_LVL_ERROR, "kube_sources_failed",

@@ -30,9 +30,9 @@ struct cwatch {
 	struct config_service *svc;
 	struct gcall *call;
 	struct metrics *metrics; /* borrowed */
-	struct hub_watch *w; /* NULL once the hub closed it */
-	struct cwatch *next, **pprev;
-	uv_timer_t expiry; /* the client certificate's notAfter */
+	struct hub_watch *w;	 /* NULL once the hub closed it */
+	struct list_node link;	 /* on svc->watches once the hub accepted it */
+	uv_timer_t expiry;	 /* the client certificate's notAfter */
 	char peer_id[SPIFFE_ID_MAX + 1];
 	char addr[64];
 };
@@ -98,9 +98,7 @@ static void cwatch_close_cb(void *arg)
 	struct cwatch *cw = arg;
 
 	hub_watch_close(cw->w);
-	*cw->pprev = cw->next;
-	if (cw->next)
-		cw->next->pprev = cw->pprev;
+	list_del(&cw->link);
 	cw->metrics->watch_streams--;
 	log_event(LOG_LVL_DEBUG, "config_watch_closed",
 		  log_pack("{s:s, s:s}", "peer", cw->addr, "spiffe_id", cw->peer_id));
@@ -148,8 +146,11 @@ static void cwatch_expired(uv_timer_t *t)
 void config_svc_recheck(struct config_service *svc)
 {
 	/* gcall_finish only queues the end: no watch leaves the list here */
-	for (struct cwatch *cw = svc->watches; cw; cw = cw->next)
-		cwatch_check(cw);
+	struct list_node *n, *next;
+	list_for_each_safe(n, next, &svc->watches)
+	{
+		cwatch_check(list_entry(n, struct cwatch, link));
+	}
 }
 
 void config_svc_watch(struct config_service *svc, struct gcall *call, const uint8_t *req,
@@ -178,7 +179,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 	}
 	cw->svc = svc;
 	cw->call = call;
-	cw->pprev = &cw->next; /* off the list until the hub accepts it */
+	list_init(&cw->link); /* off the list until the hub accepts it */
 	cw->metrics = svc->metrics;
 	svc->metrics->watch_streams++; /* the close callback takes it back */
 	memcpy(cw->peer_id, who.id, sizeof(cw->peer_id));
@@ -196,11 +197,7 @@ void config_svc_watch(struct config_service *svc, struct gcall *call, const uint
 		uv_close((uv_handle_t *)&cw->expiry, cwatch_free);
 		goto out;
 	}
-	cw->next = svc->watches;
-	if (cw->next)
-		cw->next->pprev = &cw->next;
-	cw->pprev = &svc->watches;
-	svc->watches = cw;
+	list_add_head(&svc->watches, &cw->link);
 	cwatch_check(cw); /* arms the timer: the certificate was good just now */
 	log_event(LOG_LVL_INFO, "config_watch_opened",
 		  log_pack("{s:s, s:s, s:s, s:s}", "peer", peer.addr, "spiffe_id", who.id,

@@ -31,6 +31,7 @@
 
 #include "admin/metrics.h"
 #include "api/auth.h"
+#include "list.h"
 
 struct gcall;
 struct hub;
@@ -40,7 +41,7 @@ struct config_service {
 	uv_loop_t *loop;
 	struct hub *hub;	   /* borrowed */
 	struct authenticator peer; /* auth_renew_ops and its CA */
-	struct cwatch *watches;	   /* the open Watch streams (config_svc.c) */
+	struct list_node watches;  /* the open Watch streams (cwatch, config_svc.c); list_init it */
 	struct metrics *metrics;   /* borrowed; Watch and Report counters */
 };
 
