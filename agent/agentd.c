@@ -313,7 +313,7 @@ static void agentd_usage(FILE *out)
 		"  --workload NS/NAME   which workload this is (default: found by address;\n"
 		"                       live: $CINCH_POD_NAMESPACE/$CINCH_POD_NAME)\n"
 		"  --outbound-port N    (15001)   --inbound-port N (15006)\n"
-		"  --admin-port N       /live /ready /metrics; /config on loopback only\n"
+		"  --admin-port N       /live /ready /metrics; /config on loopback only (0: none)\n"
 		"                       (15000; 0: none)\n"
 		"  --idle-timeout MS    (300000; or a duration: 5m)  --log-level LEVEL (info)\n"
 		"  --mtls-mode MODE     STRICT: plaintext refused even where the policy\n"
@@ -442,10 +442,13 @@ int agentd_main(int argc, char **argv)
 				return agentd_bad_duration("idle-timeout", optarg);
 			pc.idle_ms = (unsigned)ms;
 			break;
-		case 'a':
-			if (numarg_port("cinch-agent run", "admin-port", optarg, &admin_port) < 0)
+		case 'a': { /* 0: no admin port (docs/agent.md) */
+			long long port;
+			if (numarg_flag("cinch-agent run", "admin-port", optarg, 0, 65535, &port) < 0)
 				return 2;
+			admin_port = (uint16_t)port;
 			break;
+		}
 		case 'l':
 			if (log_level_parse(optarg, &lvl) < 0) {
 				agentd_usage(stderr);

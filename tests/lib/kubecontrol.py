@@ -228,7 +228,10 @@ class Control:
     def ctl(self, req):
         """One request on the admin socket (root only, as cinchctl)."""
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
+        # generous: a CA step writes the cinch-ca Secret through the test
+        # API server, and a sanitizer build under a full `make check` once
+        # took more than 10 s for it
+        s.settimeout(30)
         s.connect(os.path.join(self.state, "admin.sock"))
         s.sendall(json.dumps(req).encode() + b"\n")
         buf = b""

@@ -819,13 +819,15 @@ static void test_service_retry(void **state)
 	assert_non_null(strstr(r->reason, "every endpoint"));
 	assert_int_equal(W.api.n, 0);
 
-	/* both back off; the first to fail is the first to end its backoff:
-	 * it is tried first, fails again, and the call moves to the other */
+	/* both back off; the one whose backoff ends first is tried first
+	 * (the two failed in the same loop tick, so either may be): the
+	 * failing one fails again and the call moves to the other, or the
+	 * other serves at once; never a third failure */
 	snprintf(W.fail_ip, sizeof(W.fail_ip), "%s", other_endpoint(r));
 	client_connect(&k, web_out_port(), 100);
 	run_until(&k.closed, 2, 1, 5000);
 	r = &W.web.recs[1];
-	assert_int_equal(W.cl.refused_at_accept, 3);
+	assert_in_range(W.cl.refused_at_accept, 2, 3);
 	assert_int_equal(k.reason, CONN_ER_CLOSED);
 	assert_int_equal(k.got_len, 100);
 	assert_string_equal(r->service, "shop/api");

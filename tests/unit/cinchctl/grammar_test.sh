@@ -38,7 +38,7 @@ cinch-agent --help
 cinch-agent run --help
 cinch-agent run --idle-timeout 5s --idle-timeout 300000 --probe-interval 300 --probe-interval 10s --cert-ttl 1h --cert-ttl 3600 --help
 cinch-agent run --handshake-timeout 300ms --handshake-timeout 5s --idle-timeout 1h --help
-cinch-agent run --outbound-port 15001 --inbound-port 15006 --admin-port 65535 --max-conns 1000000 --outbound-reserve 0 --peer-metrics 0 --help
+cinch-agent run --outbound-port 15001 --inbound-port 15006 --admin-port 65535 --admin-port 0 --max-conns 1000000 --outbound-reserve 0 --peer-metrics 0 --help
 cinch-agent init --help
 cinch-control --help
 L
@@ -106,7 +106,7 @@ cinch-agent init extra|unexpected argument "extra"
 cinch-agent run --outbound-port 70000|--outbound-port "70000": expected a whole number from 1 to 65535
 cinch-agent run --inbound-port 12abc|--inbound-port "12abc": expected a whole number
 cinch-agent run --admin-port -1|--admin-port "-1": expected a whole number
-cinch-agent run --admin-port 0|--admin-port "0": expected a whole number
+cinch-agent run --admin-port 65536|--admin-port "65536": expected a whole number from 0 to 65535
 cinch-agent run --max-conns 0|--max-conns "0": expected a whole number from 1 to 1000000
 cinch-agent run --max-handshakes 99999999999999999999|--max-handshakes
 cinch-agent run --peer-metrics 5x|--peer-metrics "5x": expected a whole number
