@@ -72,10 +72,17 @@ int localaddr_same(const struct sockaddr *a, const struct sockaddr *b, int ports
 	return an && an == bn && !memcmp(ab, bb, an) && (!ports || ap == bp);
 }
 
+void localaddr_set(struct localaddr *la, const struct sockaddr_storage *a, size_t n)
+{
+	la->n = n < LOCALADDR_MAX ? n : LOCALADDR_MAX;
+	memcpy(la->a, a, la->n * sizeof(*a));
+	la->valid = la->fixed = 1;
+}
+
 int localaddr_match(struct localaddr *la, uint64_t now_ms, const struct sockaddr *a,
 		    int loopback_ok)
 {
-	if (!la->valid || now_ms - la->read_at >= LOCALADDR_MAX_AGE_MS) {
+	if (!la->fixed && (!la->valid || now_ms - la->read_at >= LOCALADDR_MAX_AGE_MS)) {
 		size_t n = localaddr_list(la->a, LOCALADDR_MAX);
 		if (n) { /* a failed read keeps the last list */
 			la->n = n;

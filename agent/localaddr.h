@@ -9,7 +9,8 @@
  *     drops packets from outside that claim either as their source).
  * The proxy keeps a cached list (struct localaddr), read again when it is
  * more than LOCALADDR_MAX_AGE_MS old: a pod's addresses hardly change, and
- * a flood of lookups costs at most one read of the list a second.
+ * a flood of lookups costs at most one read of the list a second. A test
+ * fixes the list instead (localaddr_set).
  * IPv4 addresses seen through a dual-stack socket (::ffff:a.b.c.d) compare
  * as the IPv4 address they map. */
 #ifndef CINCH_AGENT_LOCALADDR_H
@@ -27,6 +28,7 @@ struct localaddr {
 	size_t n;
 	uint64_t read_at; /* caller's clock (ms) at the last read */
 	int valid;	  /* read at least once */
+	int fixed;	  /* localaddr_set: never read */
 };
 
 /* Every interface's IPv4 and IPv6 address, up or not, loopback included,
@@ -39,6 +41,10 @@ int localaddr_is_loopback(const struct sockaddr *a);
 /* The same address (and, with ports, the same port), an IPv4-mapped IPv6
  * address being the IPv4 one. */
 int localaddr_same(const struct sockaddr *a, const struct sockaddr *b, int ports);
+
+/* Makes la a fixed list of n addresses (at most LOCALADDR_MAX kept), never
+ * read from the kernel: a test's fake pod addresses (proxy_config). */
+void localaddr_set(struct localaddr *la, const struct sockaddr_storage *a, size_t n);
 
 /* 1 when `a` is one of this namespace's addresses (a loopback address only
  * when `loopback_ok`), the cached list `la` read again first when older

@@ -27,7 +27,8 @@
  *
  * Accept always accepts (conn_accept): a session that cannot be
  * allocated is accepted into a spare handle and reset at once, so libuv
- * keeps polling the listener. */
+ * keeps polling the listener. proxy_adopt (a connection a test accepted)
+ * goes the same way, proxy_accept, with conn_adopt as its accept helper. */
 #include "proxy.h"
 
 #include <arpa/inet.h>
@@ -215,30 +216,54 @@ static const char *proxy_misdirected(struct session *s)
 	return NULL;
 }
 
-/* The socket's local address and original destination. */
-static int proxy_origdst(struct session *s)
+/* Where a new connection comes from: a listener's pending one, or a
+ * socket accepted elsewhere, with its addresses (proxy_adopt). */
+struct proxy_incoming {
+	uv_stream_t *listener; /* NULL: fd */
+	uv_os_sock_t fd;
+	const struct sockaddr_storage *src, *local, *dst;
+};
+
+/* The accept helper (conn.h) on the new connection: into c, or, c NULL,
+ * closed at once. */
+static int proxy_take(struct proxy *p, const struct proxy_incoming *in, struct conn *c)
 {
-	struct proxy *p = s->p;
-	int len = sizeof(s->local);
+	return in->listener ? conn_accept(&p->cl, in->listener, c, !c)
+			    : conn_adopt(&p->cl, in->fd, c, !c);
+}
+
+/* The connection's source (getpeername), the socket's local address and
+ * its original destination. 0 or -errno (no original destination). */
+static int proxy_addresses(struct session *s, const struct proxy_incoming *in)
+{
+	int len = sizeof(s->src);
 	uv_os_fd_t fd;
 
-	if (p->cfg.origdst)
-		return p->cfg.origdst(p->cfg.hook_arg, &s->down.h.tcp, &s->local, &s->dst);
+	if (!in->listener) {
+		s->src = *in->src;
+		s->local = *in->local;
+		s->dst = *in->dst;
+		return 0;
+	}
+	uv_tcp_getpeername(&s->down.h.tcp, (struct sockaddr *)&s->src, &len);
+	len = sizeof(s->local);
 	if (uv_tcp_getsockname(&s->down.h.tcp, (struct sockaddr *)&s->local, &len) < 0 ||
 	    uv_fileno(&s->down.h.handle, &fd) < 0)
 		return -EBADF;
 	return origdst_get(fd, &s->dst);
 }
 
-void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
+/* The one accept path: a new session for a connection on one of p's
+ * listeners or handed by proxy_adopt; accepts it (always) and starts it. */
+static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int outbound)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	int len = sizeof(s->src);
+	int is_pipe = !in->listener && uv_guess_handle(in->fd) == UV_NAMED_PIPE;
 
-	if (!s || conn_init(&s->down, &p->cl, &session_conn_ops, s) < 0) {
+	if (!s ||
+	    (is_pipe ? conn_init_pipe : conn_init)(&s->down, &p->cl, &session_conn_ops, s) < 0) {
 		free(s);
-		int rc = conn_accept(&p->cl, l, NULL, 1); /* accepted, reset at once */
-		(void)rc;
+		proxy_take(p, in, NULL); /* accepted, reset at once */
 		return;
 	}
 	s->p = p;
@@ -256,13 +281,13 @@ void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
 	s->slice = p->slice ? policy_slice_ref(p->slice) : NULL;
 	s->d = (struct policy_decision){POLICY_DENY, NULL, ""};
 	s->state = outbound ? SESSION_ST_CONNECT : SESSION_ST_WAIT;
-	if (conn_accept(&p->cl, l, &s->down, 0) < 0) {
+	if (proxy_take(p, in, &s->down) < 0) {
 		session_finalize(s, CONN_ER_RESET, NULL, "accept failed");
 		return;
 	}
-	uv_tcp_getpeername(&s->down.h.tcp, (struct sockaddr *)&s->src, &len);
+	int rc = proxy_addresses(s, in);
 	proxy_addr_str(&s->src, s->src_s, sizeof(s->src_s));
-	if (proxy_origdst(s) < 0) {
+	if (rc < 0) {
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_NO_ORIGINAL_DST);
 		return;
 	}
@@ -296,23 +321,35 @@ void session_accept(struct proxy *p, uv_stream_t *l, int outbound)
 		proxy_accept_inbound(s);
 }
 
+void proxy_adopt(struct proxy *p, int outbound, uv_os_sock_t fd, const struct sockaddr_storage *src,
+		 const struct sockaddr_storage *local, const struct sockaddr_storage *dst)
+{
+	struct proxy_incoming in = {.fd = fd, .src = src, .local = local, .dst = dst};
+
+	proxy_accept(p, &in, outbound);
+}
+
 static void proxy_accept_out(uv_stream_t *l, int status)
 {
+	struct proxy_incoming in = {.listener = l};
+
 	if (status == 0)
-		session_accept(l->data, l, 1);
+		proxy_accept(l->data, &in, 1);
 }
 
 static void proxy_accept_in(uv_stream_t *l, int status)
 {
+	struct proxy_incoming in = {.listener = l};
+
 	if (status == 0)
-		session_accept(l->data, l, 0);
+		proxy_accept(l->data, &in, 0);
 }
 
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
 		struct proxy **out)
 {
 	struct proxy *p;
-	int rc;
+	int rc = 0;
 
 	if (!cfg->max_conns || cfg->outbound_reserve >= cfg->max_conns || !cfg->max_handshakes ||
 	    !cfg->max_pending_per_source)
@@ -333,8 +370,12 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	list_init(&p->waiting);
 	for (int i = 0; i < SESSION_SRC_BUCKETS; i++)
 		list_init(&p->srcs[i]);
-	if (!(rc = conn_listen(loop, &p->out_l, cfg->host, cfg->outbound_port, proxy_accept_out, p,
-			       &p->out_port)))
+	if (cfg->own_addrs)
+		localaddr_set(&p->own, cfg->own_addrs, cfg->n_own_addrs);
+	p->out_port = cfg->outbound_port; /* no listeners: proxy_adopt's */
+	p->in_port = cfg->inbound_port;
+	if (cfg->host && !(rc = conn_listen(loop, &p->out_l, cfg->host, cfg->outbound_port,
+					    proxy_accept_out, p, &p->out_port)))
 		rc = conn_listen(loop, &p->in_l, cfg->host, cfg->inbound_port, proxy_accept_in, p,
 				 &p->in_port);
 	if (rc < 0) {

@@ -63,15 +63,18 @@ struct proxy_config {
 	int force_strict;	   /* plaintext refused whatever the policy's mode */
 	proxy_probe_cb probe;	   /* NULL: no self-probe */
 	void *probe_arg;
-	/* For tests that run the proxy in-process without iptables
-	 * (tests/unit/agent/conn_test.c); NULL in the agent. origdst: the
-	 * socket's local address and original destination (default:
-	 * getsockname and SO_ORIGINAL_DST); 0 or -errno. route: where to
-	 * dial for a destination (default: the destination). */
-	int (*origdst)(void *arg, uv_tcp_t *s, struct sockaddr_storage *local,
-		       struct sockaddr_storage *dst);
+	/* For tests that run the proxy in-process with no network
+	 * (tests/unit/agent/conn_test.c); NULL in the agent. A NULL host: no
+	 * listeners, the connections come by proxy_adopt (the ports above
+	 * are still the agent's own for the self-loop check). route: where
+	 * to dial for a destination (default: the destination), a
+	 * unix-domain address (AF_UNIX) being dialed as such. own_addrs:
+	 * the pod's addresses, n_own_addrs of them (default: the
+	 * namespace's, localaddr.h). */
 	void (*route)(void *arg, const struct sockaddr_storage *dst, struct sockaddr_storage *to);
 	void *hook_arg;
+	const struct sockaddr_storage *own_addrs;
+	size_t n_own_addrs;
 };
 
 /* What the access log says of one connection; strings borrowed for the
@@ -111,10 +114,21 @@ typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);
 
 struct proxy;
 
-/* Listens on both ports. 0 and *out, or a libuv error (UV_EINVAL: a
- * budget of 0, or outbound_reserve not below max_conns). */
+/* Listens on both ports (none when cfg->host is NULL). 0 and *out, or a
+ * libuv error (UV_EINVAL: a budget of 0, or outbound_reserve not below
+ * max_conns). */
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
 		struct proxy **out) __attribute__((warn_unused_result));
+/* A connection accepted elsewhere, handed to p as if its outbound (or
+ * inbound) listener had accepted it: fd, a connected stream socket (TCP or
+ * unix-domain; taken, closed on any failure), from src, with the local
+ * address and original destination dst that getsockname and
+ * SO_ORIGINAL_DST would give. From there it goes the one accept path:
+ * the accept helper (an allocation failure: closed at once, counted),
+ * the checks, the budgets, the policy. For tests without a network
+ * (tests/unit/agent/conn_test.c). */
+void proxy_adopt(struct proxy *p, int outbound, uv_os_sock_t fd, const struct sockaddr_storage *src,
+		 const struct sockaddr_storage *local, const struct sockaddr_storage *dst);
 /* The material new connections use (references taken; NULL: none, and new
  * connections are refused: fail closed). A new slice is also applied to
  * the open connections: those that have not been decided yet will be

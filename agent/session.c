@@ -297,7 +297,10 @@ void session_dial(struct session *s, struct mtls_conn *t)
 	struct sockaddr_storage to = s->dst;
 
 	s->state = SESSION_ST_CONNECT;
-	if (conn_init(&s->up, &p->cl, &session_conn_ops, s) < 0) {
+	if (p->cfg.route)
+		p->cfg.route(p->cfg.hook_arg, &s->dst, &to);
+	int is_pipe = to.ss_family == AF_UNIX; /* a test's (proxy.h) */
+	if ((is_pipe ? conn_init_pipe : conn_init)(&s->up, &p->cl, &session_conn_ops, s) < 0) {
 		mtls_conn_free(t);
 		session_finalize(s, CONN_ER_NO_MEMORY, NULL, "out of memory");
 		return;
@@ -305,8 +308,6 @@ void session_dial(struct session *s, struct mtls_conn *t)
 	s->handles++;
 	if (t)
 		conn_set_xprt(&s->up, &xprt_tls_ops, t);
-	if (p->cfg.route)
-		p->cfg.route(p->cfg.hook_arg, &s->dst, &to);
 	session_timer(s, p->cfg.connect_ms, 0);
 	conn_connect(&s->up, (struct sockaddr *)&to);
 }

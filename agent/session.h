@@ -166,14 +166,12 @@ const char *session_state_name(enum session_state s);
 /* The callbacks of both ends (session.c). */
 extern const struct conn_ops session_conn_ops;
 
-/* A new session for a connection on one of p's listeners: accepts it
- * (conn_accept, always) and starts it (proxy.c). */
-void session_accept(struct proxy *p, uv_stream_t *listener, int outbound);
 /* The one close path (see the top). `end`: the access log's end word
  * (NULL: the reason's); `why`: the log's reason text when the policy
  * gave none (static; NULL: none). */
 void session_finalize(struct session *s, enum conn_reason reason, const char *end, const char *why);
-/* Dials up to `dst` (the route hook may change where), with the TLS
+/* Dials up to `dst` (the route hook may change where: a unix-domain
+ * address is dialed as such, on a pipe conn), with the TLS
  * transport t when given (taken); the timer gets connect_ms. */
 void session_dial(struct session *s, struct mtls_conn *t);
 /* (Re)arms the session's one timer. */

@@ -19,7 +19,9 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 static const char *const conn_state_names[CONN_ST__COUNT] = {
 	[CONN_ST_INIT] = "init",	   [CONN_ST_CONNECTING] = "connecting",
@@ -603,6 +605,24 @@ int conn_accept(struct conn_loop *cl, uv_stream_t *listener, struct conn *c, int
 	if (uv_accept(listener, (uv_stream_t *)&cl->spare[i].handle) < 0 || is_pipe ||
 	    uv_tcp_close_reset(&cl->spare[i].tcp, conn_spare_closed_cb) < 0)
 		uv_close(&cl->spare[i].handle, conn_spare_closed_cb);
+	return -ECONNABORTED;
+}
+
+int conn_adopt(struct conn_loop *cl, uv_os_sock_t fd, struct conn *c, int refuse)
+{
+	struct linger reset = {.l_onoff = 1, .l_linger = 0};
+	int rc;
+
+	if (c && !refuse) {
+		rc = c->is_pipe ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
+		if (rc < 0)
+			close(fd);
+		return rc;
+	}
+	cl->refused_at_accept++;
+	if (uv_guess_handle(fd) == UV_TCP) /* a reset, as conn_accept's */
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	close(fd);
 	return -ECONNABORTED;
 }
 

@@ -253,6 +253,14 @@ void conn_set_xprt(struct conn *c, const struct conn_xprt_ops *xprt, void *xprt_
  * (the caller finalizes c). */
 int conn_accept(struct conn_loop *cl, uv_stream_t *listener, struct conn *c, int refuse)
 	__attribute__((warn_unused_result));
+/* The accept helper for a connection accepted elsewhere: fd, a connected
+ * stream socket, is taken in every case. c NULL or `refuse`: closed at
+ * once (a reset on TCP), counted in cl->refused_at_accept,
+ * -ECONNABORTED. Else c (conn_init'ed for TCP, conn_init_pipe'd for a
+ * unix-domain socket; INIT) holds it: 0, or a libuv error (fd closed; the
+ * caller finalizes c). */
+int conn_adopt(struct conn_loop *cl, uv_os_sock_t fd, struct conn *c, int refuse)
+	__attribute__((warn_unused_result));
 /* Listens on host:port (port 0: any; *bound_port then says which) with
  * cb for each connection; listener->data = data. 0 or a libuv error
  * (when listener->loop is set, the caller still closes it). */

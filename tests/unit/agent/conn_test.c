@@ -1,36 +1,56 @@
 /* conn_test: two agents' proxies in one process, on one loop, as a normal
- * user (no root, no namespaces, no iptables): the web agent's outbound
- * and the api agent's inbound driven through the connection core.
+ * user (no root, no namespaces, no iptables, no network): the web agent's
+ * outbound and the api agent's inbound driven through the connection
+ * core.
  *
  *   client --> [web: outbound] --TLS--> [api: inbound] --> app (echo)
  *
- * Interception is faked by the proxy's test hooks: every accepted
- * socket's original destination is the scenario's (API_IP:port, API_IP
- * being one of this machine's own non-loopback addresses, so api's
- * own-address check passes), and `route` sends web's dial for API_IP to
- * api's inbound listener and api's dial to the app's loopback port. The
- * certificates (testpki) are made at start: web's and api's SVIDs, and
- * db's (a valid SVID of another workload, for the pinning case). Each
- * scenario checks the access-log records both proxies wrote: verdict,
- * end, error, denied.
+ * The memory transport. Every byte travels over kernel AF_UNIX stream
+ * sockets: no IP stack, no port, no address, no root; not one TCP/IP
+ * socket is made (the proxies are started with no listeners). A
+ * user-space memory transport was not chosen: the core's socket layer is
+ * libuv streams (conn.h), and a unix stream socket runs the very same
+ * read/write/EOF/shutdown/error paths of it (a pipe conn, conn_init_pipe)
+ * that TCP does, where a fake transport would test itself. What AF_UNIX
+ * has not is a TCP reset: the core closes a pipe conn plainly, and a peer
+ * reset is made as Linux makes one on a unix socket: closed with unread
+ * data, the peer's reads fail with ECONNRESET (the app's reset); a write
+ * to a closed peer fails with EPIPE (the write error).
  *
- * Cases: handshake and relay of 256 KiB both ways with half-close;
- * pinning failure (api's agent presents db's certificate:
- * peer_identity_mismatch, verdict allow, not a denial); deny (web's policy
- * knows api refuses it on 9090: refused before any dial, a denial);
- * connect refused to an allowed app (an error with verdict allow, never
- * a deny); idle timeout; the app resets (a reset carried to the client);
- * a caller that resets right after its handshake (the verdict frame's
+ * Interception is faked: a connection "redirected" to a proxy is one end
+ * of a socketpair handed to it with proxy_adopt, with the addresses
+ * iptables and SO_ORIGINAL_DST would give (source, the listener's local
+ * address, the original destination API_IP:port), the other end being
+ * the client's; it goes the proxy's one accept path (the accept helper,
+ * the checks, the budgets). The pods' own addresses are fake (web's
+ * WEB_IP, api's API_IP: proxy_config.own_addrs), so api's own-address
+ * check passes with no address on this machine. The proxies' dials go
+ * where `route` says: unix sockets in the test's directory, dialed by the
+ * core's own (asynchronous) connect: web's to "api-in", whose accepts are
+ * adopted by api's inbound, api's to "app". The certificates (testpki)
+ * are made at start: web's and api's SVIDs, and db's (a valid SVID of
+ * another workload, for the pinning case). Each scenario checks the
+ * access-log records both proxies wrote: verdict, end, error, denied.
+ *
+ * Cases: handshake and relay of 256 KiB both ways with half-close
+ * (shutdown(SHUT_WR): an EOF at the peer); pinning failure (api's agent
+ * presents db's certificate: peer_identity_mismatch, verdict allow, not a
+ * denial); deny (web's policy knows api refuses it on 9090: refused
+ * before any dial, a denial); connect refused to an allowed app (a unix
+ * socket bound but not listening: an error with verdict allow, never a
+ * deny); idle timeout; the app resets (a reset carried to the client); a
+ * caller that closes right after its handshake (the verdict frame's
  * write fails: the session ends at once, before the relay); an
  * allocation failure at accept (injected: the next session's calloc
- * fails): the connection is accepted and reset at once and the listener
- * keeps serving the next one.
+ * fails): the connection is closed at once and the proxy serves the next
+ * one (that a listener keeps being polled then is common.conn's).
  *
  * Services (a call to a virtual IP, outbound.c): the registry holds
  * shop/api (VIP 10.96.0.10:80 -> 8080 on api and api-2), shop/many
  * (four endpoints, api-2 .. api-5) and shop/empty (none ready). A failing
- * endpoint is routed to the "refuser", a listener that accepts and resets
- * at once (its accepts counted: the tries). Every endpoint failing: the
+ * endpoint is routed to the "refuser", a listener that accepts and closes
+ * at once, the dialer's ClientHello unread (its accepts counted: the
+ * tries). Every endpoint failing: the
  * call ends as a connection error (reset, verdict allow, not a denial)
  * after each endpoint was tried once (shop/api: 2) or at the bound
  * (shop/many: 3 of 4), each retry on a fresh up end (the error is
@@ -39,7 +59,7 @@
  * the call moves to the other (one reset, then relayed, the log naming
  * the endpoint); no ready
  * endpoint: refused at once, a denial with svcpick's reason, nothing
- * dialed. Without a non-loopback address the test skips (77). */
+ * dialed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -52,6 +72,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -59,7 +80,6 @@
 #include <uv.h>
 
 #include "conn.h"
-#include "localaddr.h"
 #include "mtls.h"
 #include "policy.h"
 #include "proxy.h"
@@ -71,6 +91,11 @@
 #define API "spiffe://" TD "/ns/shop/sa/api"
 #define DB  "spiffe://" TD "/ns/shop/sa/db"
 #define BIG (256 * 1024)
+/* The pods' (fake) addresses and the agents' ports */
+#define WEB_IP	 "198.51.100.7"
+#define API_IP	 "198.51.100.6"
+#define OUT_PORT 15001
+#define IN_PORT	 15006
 
 /* ---- calloc failure injection (linked with --wrap=calloc) */
 
@@ -107,7 +132,7 @@ struct agent {
 enum app_mode {
 	APP_ECHO = 0, /* echoes, shuts after the client's end */
 	APP_SILENT,   /* reads, never answers */
-	APP_RESET,    /* resets at the first byte */
+	APP_RESET,    /* resets at the first byte (app_reset) */
 };
 
 struct app_conn {
@@ -119,17 +144,18 @@ static struct {
 	uv_loop_t loop;
 	struct conn_loop cl;
 	char dir[64];
-	struct sockaddr_storage api_ip; /* a non-loopback local address */
-	uint16_t dst_port;		/* the scenario's original destination port */
+	uint16_t dst_port; /* the scenario's original destination port */
 	struct agent web, api;
-	uv_tcp_t app_l;
-	uint16_t app_port, closed_port;
-	int app_closed_port_route; /* api dials a closed port */
-	uint16_t vip_port;	   /* web's original destination is VIP:vip_port */
-	uv_tcp_t refuser;	   /* accepts and resets (a failing endpoint) */
-	uint16_t refuser_port;
-	char fail_ip[64]; /* web's dials to it go to the refuser; "*": all */
+	uv_pipe_t api_in; /* web's dials to api: adopted by api's inbound */
+	uv_pipe_t app_l;
+	int app_closed_route; /* api dials a socket nobody listens on */
+	uint16_t vip_port;    /* web's original destination is VIP:vip_port */
+	uv_pipe_t refuser;    /* accepts and closes (a failing endpoint) */
+	char fail_ip[64];     /* web's dials to it go to the refuser; "*": all */
+	uint16_t next_port;   /* the adopted connections' source ports */
 	enum app_mode mode;
+	uv_poll_t reset_poll; /* APP_RESET: the app's socket */
+	int reset_fd;
 	EVP_PKEY *ca_key, *key;
 	X509 *ca;
 	struct mtls_ctx *web_tls, *api_tls, *db_tls;
@@ -157,18 +183,52 @@ static void on_log(void *arg, const struct proxy_record *r)
 	x->bytes_in = r->bytes_in;
 }
 
-static void set_port(struct sockaddr_storage *a, uint16_t port)
-{
-	if (a->ss_family == AF_INET)
-		((struct sockaddr_in *)a)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)a)->sin6_port = htons(port);
-}
-
-static void loopback(struct sockaddr_storage *a, uint16_t port)
+static void ip4(struct sockaddr_storage *a, const char *ip, uint16_t port)
 {
 	memset(a, 0, sizeof(*a));
-	assert_int_equal(uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)a), 0);
+	assert_int_equal(uv_ip4_addr(ip, port, (struct sockaddr_in *)a), 0);
+}
+
+/* The unix socket `name` in the test's directory. */
+static void unix_addr(struct sockaddr_storage *a, const char *name)
+{
+	struct sockaddr_un *u = (struct sockaddr_un *)a;
+
+	memset(a, 0, sizeof(*a));
+	u->sun_family = AF_UNIX;
+	assert_true(snprintf(u->sun_path, sizeof(u->sun_path), "%s/%s", W.dir, name) <
+		    (int)sizeof(u->sun_path));
+}
+
+static void listen_unix(uv_pipe_t *l, const char *name, uv_connection_cb cb)
+{
+	struct sockaddr_storage a;
+
+	unix_addr(&a, name);
+	assert_int_equal(uv_pipe_init(&W.loop, l, 0), 0);
+	assert_int_equal(uv_pipe_bind(l, ((struct sockaddr_un *)&a)->sun_path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)l, 16, cb), 0);
+}
+
+static void tmp_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* The listener's pending connection, as a socket of the test's own. */
+static int accept_fd(uv_stream_t *l)
+{
+	uv_pipe_t *t = malloc(sizeof(*t));
+	uv_os_fd_t fd;
+	int own;
+
+	assert_non_null(t);
+	assert_int_equal(uv_pipe_init(&W.loop, t, 0), 0);
+	assert_int_equal(uv_accept(l, (uv_stream_t *)t), 0);
+	assert_int_equal(uv_fileno((uv_handle_t *)t, &fd), 0);
+	assert_true((own = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0);
+	uv_close((uv_handle_t *)t, tmp_closed);
+	return own;
 }
 
 #define VIP	  "10.96.0.10"
@@ -176,50 +236,50 @@ static void loopback(struct sockaddr_storage *a, uint16_t port)
 #define VIP_EMPTY "10.96.0.12"
 static const char *vip_ip = VIP;
 
-/* Every accepted socket was "redirected" from API_IP:dst_port (web's, in
- * the Service cases: vip_ip:vip_port). */
-static int fake_origdst(void *arg, uv_tcp_t *s, struct sockaddr_storage *local,
-			struct sockaddr_storage *dst)
+/* A connection "redirected" to agent a: fd, from src_ip, to the
+ * original destination API_IP:dst_port (web's, in the Service cases:
+ * vip_ip:vip_port). */
+static void redirect(struct agent *a, int fd, const char *src_ip)
 {
-	int len = sizeof(*local);
-	(void)arg;
+	struct sockaddr_storage src, local, dst;
+	int outbound = a == &W.web;
 
-	if (uv_tcp_getsockname(s, (struct sockaddr *)local, &len) < 0)
-		return -EBADF;
-	if (arg == &W.web && W.vip_port) {
-		assert_int_equal(uv_ip4_addr(vip_ip, W.vip_port, (struct sockaddr_in *)dst), 0);
-		return 0;
-	}
-	*dst = W.api_ip;
-	set_port(dst, W.dst_port);
-	return 0;
+	ip4(&src, src_ip, W.next_port++);
+	/* where REDIRECT sends it: the outbound port on loopback for the
+	 * pod's own calls, the inbound port on the pod's address */
+	ip4(&local, outbound ? "127.0.0.1" : API_IP, outbound ? OUT_PORT : IN_PORT);
+	if (outbound && W.vip_port)
+		ip4(&dst, vip_ip, W.vip_port);
+	else
+		ip4(&dst, API_IP, W.dst_port);
+	proxy_adopt(a->p, outbound, fd, &src, &local, &dst);
 }
 
-/* web dials api's inbound listener; api dials the app. */
+/* web dials api (its inbound, through "api-in"), or the refuser; api
+ * dials the app. */
 static void route(void *arg, const struct sockaddr_storage *dst, struct sockaddr_storage *to)
 {
-	uint16_t out, in;
-	(void)dst;
-
 	if (arg == &W.web) {
 		char ip[64] = "";
 		uv_ip4_name((const struct sockaddr_in *)dst, ip, sizeof(ip));
-		proxy_ports(W.api.p, &out, &in);
-		loopback(to,
-			 !strcmp(W.fail_ip, "*") || !strcmp(W.fail_ip, ip) ? W.refuser_port : in);
+		unix_addr(to,
+			  !strcmp(W.fail_ip, "*") || !strcmp(W.fail_ip, ip) ? "refuser" : "api-in");
 	} else {
-		loopback(to, W.app_closed_port_route ? W.closed_port : W.app_port);
+		unix_addr(to, W.app_closed_route ? "closed" : "app");
 	}
+}
+
+/* web's agent dialed api's: api's inbound takes it. */
+static void api_in_accept(uv_stream_t *l, int status)
+{
+	assert_int_equal(status, 0);
+	redirect(&W.api, accept_fd(l), WEB_IP);
 }
 
 /* ---- the app */
 
 static int app_data(struct conn *c, const uint8_t *buf, size_t len)
 {
-	if (W.mode == APP_RESET) {
-		conn_finalize(c, CONN_ER_RESET);
-		return -1;
-	}
 	if (W.mode == APP_SILENT)
 		return 0;
 	return conn_write(c, buf, len);
@@ -246,7 +306,7 @@ static void app_closed(struct conn *c)
 static const struct conn_ops app_ops = {
 	.data = app_data, .eof = app_eof, .shut = app_shut, .closed = app_closed};
 
-/* A failing endpoint: accepted and reset at once (counted in
+/* A failing endpoint: accepted and closed at once (counted in
  * W.cl.refused_at_accept). */
 static void refuser_accept(uv_stream_t *l, int status)
 {
@@ -254,13 +314,29 @@ static void refuser_accept(uv_stream_t *l, int status)
 	assert_int_equal(conn_accept(&W.cl, l, NULL, 1), -ECONNABORTED);
 }
 
+/* APP_RESET: the first bytes came; the app closes without reading them,
+ * which Linux tells the peer as a reset (ECONNRESET). */
+static void app_reset(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	uv_close((uv_handle_t *)h, NULL);
+	close(W.reset_fd);
+}
+
 static void app_accept(uv_stream_t *l, int status)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
 
 	assert_int_equal(status, 0);
-	assert_non_null(c);
-	assert_int_equal(conn_init(c, &W.cl, &app_ops, NULL), 0);
+	if (W.mode == APP_RESET) {
+		W.reset_fd = accept_fd(l);
+		assert_int_equal(uv_poll_init(&W.loop, &W.reset_poll, W.reset_fd), 0);
+		assert_int_equal(uv_poll_start(&W.reset_poll, UV_READABLE, app_reset), 0);
+		return;
+	}
+	assert_non_null(c = calloc(1, sizeof(*c)));
+	assert_int_equal(conn_init_pipe(c, &W.cl, &app_ops, NULL), 0);
 	assert_int_equal(conn_accept(&W.cl, l, c, 0), 0);
 	conn_start(c);
 	conn_read_start(c);
@@ -331,15 +407,19 @@ static const struct conn_ops client_ops = {
 	.closed = client_closed,
 };
 
-static void client_connect(struct client *k, uint16_t port, size_t send)
+/* The web pod's app calls API_IP:dst_port (or the VIP): a socketpair,
+ * one end the client's, the other redirected to web's outbound. */
+static void client_connect(struct client *k, size_t send)
 {
-	struct sockaddr_storage a;
+	int sv[2];
 
 	memset(k, 0, sizeof(*k));
 	k->sent_want = send;
-	loopback(&a, port);
-	assert_int_equal(conn_init(&k->c, &W.cl, &client_ops, k), 0);
-	conn_connect(&k->c, (struct sockaddr *)&a);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(conn_init_pipe(&k->c, &W.cl, &client_ops, k), 0);
+	assert_int_equal(uv_pipe_open(&k->c.h.pipe, sv[0]), 0);
+	redirect(&W.web, sv[1], WEB_IP);
+	conn_start(&k->c);
 }
 
 static void dog_cb(uv_timer_t *t)
@@ -409,24 +489,13 @@ static struct policy_slice *slice_for(const char *self)
 	return s;
 }
 
-static int find_api_ip(void)
-{
-	struct sockaddr_storage a[LOCALADDR_MAX];
-	size_t n = localaddr_list(a, LOCALADDR_MAX);
-
-	for (size_t i = 0; i < n; i++) {
-		if (a[i].ss_family != AF_INET || localaddr_is_loopback((struct sockaddr *)&a[i]))
-			continue;
-		W.api_ip = a[i];
-		return 0;
-	}
-	return -1;
-}
-
 static struct proxy *start_agent(struct agent *a)
 {
+	struct sockaddr_storage own;
 	struct proxy_config cfg = {
-		.host = "127.0.0.1",
+		.host = NULL, /* no listeners: connections come by proxy_adopt */
+		.outbound_port = OUT_PORT,
+		.inbound_port = IN_PORT,
 		.connect_ms = 2000,
 		.handshake_ms = 3000,
 		.idle_ms = 600,
@@ -434,11 +503,14 @@ static struct proxy *start_agent(struct agent *a)
 		.outbound_reserve = 8,
 		.max_handshakes = 16,
 		.max_pending_per_source = 16,
-		.origdst = fake_origdst,
 		.route = route,
 		.hook_arg = a,
+		.own_addrs = &own,
+		.n_own_addrs = 1,
 	};
 	struct proxy *p = NULL;
+
+	ip4(&own, a == &W.web ? WEB_IP : API_IP, 0);
 
 	assert_int_equal(proxy_start(&W.loop, &cfg, on_log, a, &p), 0);
 	return p;
@@ -446,15 +518,11 @@ static struct proxy *start_agent(struct agent *a)
 
 static int setup(void **state)
 {
-	char ip[64], text[2048];
+	char text[2048];
 	(void)state;
 
 	memset(&W, 0, sizeof(W));
-	if (find_api_ip() < 0) {
-		fprintf(stderr, "SKIP: no non-loopback IPv4 address on this machine\n");
-		exit(77);
-	}
-	uv_ip4_name((struct sockaddr_in *)&W.api_ip, ip, sizeof(ip));
+	W.next_port = 40000;
 	snprintf(W.dir, sizeof(W.dir), "/tmp/cinch-conn-test-XXXXXX");
 	assert_non_null(mkdtemp(W.dir));
 	snprintf(text, sizeof(text), "%s/policy", W.dir);
@@ -465,8 +533,7 @@ static int setup(void **state)
 		 "spec: {serviceAccount: web, addresses: [\"198.51.100.7\"]}\n---\n"
 		 "apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
 		 "metadata: {name: api, namespace: shop}\n"
-		 "spec: {serviceAccount: api, addresses: [\"%s\"]}\n",
-		 ip);
+		 "spec: {serviceAccount: api, addresses: [\"" API_IP "\"]}\n");
 	for (int i = 2; i <= 5; i++) /* Service endpoints that fail, of identity sa/api */
 		snprintf(text + strlen(text), sizeof(text) - strlen(text),
 			 "---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
@@ -474,14 +541,14 @@ static int setup(void **state)
 			 "spec: {serviceAccount: api, addresses: [\"198.51.100.%d\"]}\n",
 			 i, 6 + i);
 	write_file("workloads.yaml", text);
-	snprintf(text, sizeof(text),
+	snprintf(text, sizeof(text), "%s",
 		 "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop}\n"
 		 "spec: {clusterIP: " VIP ", ports: [{port: 80, targetPort: 8080}]}\n---\n"
 		 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
 		 "metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: "
 		 "api}}\n"
 		 "addressType: IPv4\nendpoints:\n"
-		 "- {addresses: [\"%s\"], conditions: {ready: true}}\n"
+		 "- {addresses: [\"" API_IP "\"], conditions: {ready: true}}\n"
 		 "- {addresses: [198.51.100.8], conditions: {ready: true}}\n"
 		 "ports: [{port: 8080}]\n---\n"
 		 "apiVersion: v1\nkind: Service\nmetadata: {name: many, namespace: shop}\n"
@@ -501,9 +568,9 @@ static int setup(void **state)
 		 "metadata: {name: empty-1, namespace: shop, labels: {kubernetes.io/service-name: "
 		 "empty}}\n"
 		 "addressType: IPv4\n"
-		 "endpoints: [{addresses: [\"%s\"], conditions: {ready: false, serving: false}}]\n"
-		 "ports: [{port: 8080}]\n",
-		 ip, ip);
+		 "endpoints: [{addresses: [\"" API_IP "\"], conditions: {ready: false, serving: "
+		 "false}}]\n"
+		 "ports: [{port: 8080}]\n");
 	write_file("policy/services.yaml", text);
 	write_file("policy/allow.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
 					"metadata: {name: api-from-web, namespace: shop}\n"
@@ -521,11 +588,9 @@ static int setup(void **state)
 
 	assert_int_equal(uv_loop_init(&W.loop), 0);
 	conn_loop_init(&W.cl, &W.loop);
-	assert_int_equal(
-		conn_listen(&W.loop, &W.app_l, "127.0.0.1", 0, app_accept, NULL, &W.app_port), 0);
-	assert_int_equal(conn_listen(&W.loop, &W.refuser, "127.0.0.1", 0, refuser_accept, NULL,
-				     &W.refuser_port),
-			 0);
+	listen_unix(&W.api_in, "api-in", api_in_accept);
+	listen_unix(&W.app_l, "app", app_accept);
+	listen_unix(&W.refuser, "refuser", refuser_accept);
 	W.web.p = start_agent(&W.web);
 	W.api.p = start_agent(&W.api);
 	proxy_set_material(W.web.p, W.web_tls, W.web_slice);
@@ -548,6 +613,7 @@ static int teardown(void **state)
 
 	proxy_stop(W.web.p);
 	proxy_stop(W.api.p);
+	uv_close((uv_handle_t *)&W.api_in, NULL);
 	uv_close((uv_handle_t *)&W.app_l, NULL);
 	uv_close((uv_handle_t *)&W.refuser, NULL);
 	for (int i = 0; i < 50 && uv_loop_alive(&W.loop); i++)
@@ -568,14 +634,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static uint16_t web_out_port(void)
-{
-	uint16_t out, in;
-
-	proxy_ports(W.web.p, &out, &in);
-	return out;
-}
-
 /* ---- the scenarios */
 
 static void test_handshake_relay_half_close(void **state)
@@ -583,7 +641,7 @@ static void test_handshake_relay_half_close(void **state)
 	struct client k;
 	(void)state;
 
-	client_connect(&k, web_out_port(), BIG);
+	client_connect(&k, BIG);
 	run_until(&k.closed, 1, 1, 5000);
 	assert_int_equal(k.reason, CONN_ER_CLOSED);
 	assert_int_equal(k.got_len, BIG);
@@ -611,7 +669,7 @@ static void test_pinning_failure(void **state)
 	(void)state;
 
 	proxy_set_material(W.api.p, W.db_tls, W.api_slice); /* api presents db's SVID */
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 1, 5000);
 	assert_int_equal(k.got_len, 0);
 	struct rec *w = &W.web.recs[0];
@@ -630,7 +688,7 @@ static void test_deny(void **state)
 	(void)state;
 
 	W.dst_port = 9090; /* api's policy does not open it to web */
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 0, 5000);
 	assert_int_equal(k.got_len, 0);
 	struct rec *w = &W.web.recs[0];
@@ -645,20 +703,17 @@ static void test_deny(void **state)
 static void test_connect_refused_is_no_denial(void **state)
 {
 	struct client k;
-	uv_tcp_t t;
 	struct sockaddr_storage a;
-	int len = sizeof(a);
+	int fd;
 	(void)state;
 
-	/* a port nobody listens on */
-	loopback(&a, 0);
-	assert_int_equal(uv_tcp_init(&W.loop, &t), 0);
-	assert_int_equal(uv_tcp_bind(&t, (struct sockaddr *)&a, 0), 0);
-	assert_int_equal(uv_tcp_getsockname(&t, (struct sockaddr *)&a, &len), 0);
-	W.closed_port = ntohs(((struct sockaddr_in *)&a)->sin_port);
-	uv_close((uv_handle_t *)&t, NULL);
-	W.app_closed_port_route = 1;
-	client_connect(&k, web_out_port(), 100);
+	/* a unix socket bound, nobody listening on it: ECONNREFUSED */
+	unix_addr(&a, "closed");
+	assert_true((fd = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(struct sockaddr_un)), 0);
+	close(fd);
+	W.app_closed_route = 1;
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 1, 5000);
 	struct rec *r = &W.api.recs[0];
 	assert_string_equal(r->verdict, "allow");
@@ -675,7 +730,7 @@ static void test_idle_timeout(void **state)
 	(void)state;
 
 	W.mode = APP_SILENT;
-	client_connect(&k, web_out_port(), 0); /* connects, sends nothing */
+	client_connect(&k, 0); /* connects, sends nothing */
 	run_until(&k.closed, 1, 1, 5000);
 	/* whichever agent's relay went quiet first */
 	struct rec *r =
@@ -693,7 +748,7 @@ static void test_peer_reset(void **state)
 	(void)state;
 
 	W.mode = APP_RESET;
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 1, 5000);
 	assert_int_equal(W.api.recs[0].error, CONN_ER_RESET);
 	assert_string_equal(W.api.recs[0].verdict, "allow");
@@ -701,32 +756,27 @@ static void test_peer_reset(void **state)
 	free(k.got);
 }
 
-/* A caller that finishes its handshake and resets at once: the api
+/* A caller that finishes its handshake and closes at once: the api
  * agent's first write after the handshake (the verdict frame, the caller
- * being an agent) fails, and that write is all it does then (it reads
- * nothing until the relay): the session must end with the error before
- * the relay. A dropped write error lets it reach the relay and fail on
- * its first read. The test drives the caller's TLS by hand over a
- * non-blocking socket, between turns of the loop. */
+ * being an agent) fails (EPIPE), and that write is all it does then (it
+ * reads nothing until the relay): the session must end with the error
+ * before the relay. A dropped write error lets it reach the relay. The
+ * test drives the caller's TLS by hand over its end of a socketpair
+ * (non-blocking), between turns of the loop. */
 static void test_write_error(void **state)
 {
 	struct mtls_conn *t = NULL;
 	uint8_t buf[16384];
 	size_t n;
 	ssize_t got;
-	uint16_t out, in;
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	const char *why = NULL;
-	int fd, flag = 1, rc = MTLS_HS_WANT_READ;
+	int sv[2], fd, flag = 1, rc = MTLS_HS_WANT_READ;
 	(void)state;
 
 	assert_int_equal(mtls_conn_new_client(W.web_tls, API, &t), 0);
-	proxy_ports(W.api.p, &out, &in);
-	a.sin_port = htons(in);
-	a.sin_addr.s_addr = htonl(0x7f000001);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	fd = sv[0];
+	redirect(&W.api, sv[1], WEB_IP);
 	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
 	for (int i = 0; i < 5000 && rc != MTLS_HS_DONE; i++) {
 		rc = mtls_conn_handshake(t, &why);
@@ -742,17 +792,16 @@ static void test_write_error(void **state)
 			usleep(1000);
 	}
 	assert_int_equal(rc, MTLS_HS_DONE);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
-	close(fd); /* a reset, right behind the client's Finished */
+	close(fd); /* gone, right behind the client's Finished */
 	run_until(&flag, 0, 1, 5000);
 	struct rec *r = &W.api.recs[0];
 	assert_true(r->error == CONN_ER_RESET || r->error == CONN_ER_WRITE_ERROR);
 	assert_string_equal(r->verdict, "allow");
 	assert_int_equal(r->denied, 0);
 	/* libuv reports the write's error from the next turn of the loop,
-	 * while the app is being dialed: the session ends there, never
-	 * reaching the relay (where a dropped write error would surface, on
-	 * the next read) */
+	 * while the app is being dialed (the connect's callback comes after
+	 * it): the session ends there, never reaching the relay (where a
+	 * dropped write error would go unseen) */
 	assert_string_equal(r->state, "connect");
 	mtls_conn_free(t);
 }
@@ -763,13 +812,13 @@ static void test_alloc_failure_at_accept(void **state)
 	(void)state;
 
 	fail_calloc_size = sizeof(struct session);
-	client_connect(&k1, web_out_port(), 100);
+	client_connect(&k1, 100);
 	run_until(&k1.closed, 0, 0, 5000);
 	assert_int_equal(fail_calloc_size, 0); /* the injected failure happened */
 	assert_int_equal(k1.got_len, 0);
 	assert_int_equal(W.web.p->cl.refused_at_accept, 1);
-	/* the listener is still polled: the next connection goes through */
-	client_connect(&k2, web_out_port(), 1000);
+	/* the proxy still serves: the next connection goes through */
+	client_connect(&k2, 1000);
 	run_until(&k2.closed, 1, 1, 5000);
 	assert_int_equal(k2.got_len, 1000);
 	assert_string_equal(W.web.recs[0].end, "closed");
@@ -783,13 +832,7 @@ static void test_alloc_failure_at_accept(void **state)
  * is the last; of shop/api's two, the other. */
 static const char *other_endpoint(const struct rec *r)
 {
-	static char ip[64];
-
-	if (!strncmp(r->endpoint, "198.51.100.8:", 13)) {
-		uv_ip4_name((struct sockaddr_in *)&W.api_ip, ip, sizeof(ip));
-		return ip;
-	}
-	return "198.51.100.8";
+	return !strncmp(r->endpoint, "198.51.100.8:", 13) ? API_IP : "198.51.100.8";
 }
 
 /* How an endpoint that accepts and resets fails: a connect the reset
@@ -807,7 +850,7 @@ static void test_service_retry(void **state)
 	/* every endpoint fails: each tried once, then a connection error */
 	W.vip_port = 80;
 	snprintf(W.fail_ip, sizeof(W.fail_ip), "*");
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 0, 5000);
 	free(k.got);
 	struct rec *r = &W.web.recs[0];
@@ -824,7 +867,7 @@ static void test_service_retry(void **state)
 	 * failing one fails again and the call moves to the other, or the
 	 * other serves at once; never a third failure */
 	snprintf(W.fail_ip, sizeof(W.fail_ip), "%s", other_endpoint(r));
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 2, 1, 5000);
 	r = &W.web.recs[1];
 	assert_in_range(W.cl.refused_at_accept, 2, 3);
@@ -849,7 +892,7 @@ static void test_service_bound(void **state)
 	vip_ip = VIP_MANY;
 	W.vip_port = 80;
 	snprintf(W.fail_ip, sizeof(W.fail_ip), "*");
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 0, 5000);
 	vip_ip = VIP;
 	struct rec *r = &W.web.recs[0];
@@ -868,7 +911,7 @@ static void test_service_no_ready(void **state)
 
 	vip_ip = VIP_EMPTY;
 	W.vip_port = 80;
-	client_connect(&k, web_out_port(), 100);
+	client_connect(&k, 100);
 	run_until(&k.closed, 1, 0, 5000);
 	vip_ip = VIP;
 	struct rec *r = &W.web.recs[0];
