@@ -36,7 +36,9 @@
  * (shutdown(SHUT_WR): an EOF at the peer); pinning failure (api's agent
  * presents db's certificate: peer_identity_mismatch, verdict allow, not a
  * denial); deny (web's policy knows api refuses it on 9090: refused
- * before any dial, a denial); connect refused to an allowed app (a unix
+ * before any dial, a denial); an inbound connection to an address that is
+ * not the pod's (another host, the pod's loopback: refused at accept, a
+ * denial); connect refused to an allowed app (a unix
  * socket bound but not listening: an error with verdict allow, never a
  * deny); idle timeout; the app resets (a reset carried to the client); a
  * caller that closes right after its handshake (the verdict frame's
@@ -144,7 +146,8 @@ static struct {
 	uv_loop_t loop;
 	struct conn_loop cl;
 	char dir[64];
-	uint16_t dst_port; /* the scenario's original destination port */
+	const char *dst_ip; /* the scenario's original destination: API_IP ... */
+	uint16_t dst_port;  /* ... and port */
 	struct agent web, api;
 	uv_pipe_t api_in; /* web's dials to api: adopted by api's inbound */
 	uv_pipe_t app_l;
@@ -237,7 +240,7 @@ static int accept_fd(uv_stream_t *l)
 static const char *vip_ip = VIP;
 
 /* A connection "redirected" to agent a: fd, from src_ip, to the
- * original destination API_IP:dst_port (web's, in the Service cases:
+ * original destination dst_ip:dst_port (web's, in the Service cases:
  * vip_ip:vip_port). */
 static void redirect(struct agent *a, int fd, const char *src_ip)
 {
@@ -251,7 +254,7 @@ static void redirect(struct agent *a, int fd, const char *src_ip)
 	if (outbound && W.vip_port)
 		ip4(&dst, vip_ip, W.vip_port);
 	else
-		ip4(&dst, API_IP, W.dst_port);
+		ip4(&dst, W.dst_ip, W.dst_port);
 	proxy_adopt(a->p, outbound, fd, &src, &local, &dst);
 }
 
@@ -595,6 +598,7 @@ static int setup(void **state)
 	W.api.p = start_agent(&W.api);
 	proxy_set_material(W.web.p, W.web_tls, W.web_slice);
 	proxy_set_material(W.api.p, W.api_tls, W.api_slice);
+	W.dst_ip = API_IP;
 	W.dst_port = 8080;
 	return 0;
 }
@@ -698,6 +702,32 @@ static void test_deny(void **state)
 	assert_int_equal(w->error, CONN_ER_NONE);
 	assert_int_equal(W.api.n, 0); /* refused before any dial */
 	free(k.got);
+}
+
+/* The own-address check, fed the pod's (fake) addresses: an inbound
+ * connection whose original destination is not one of api's addresses
+ * (another host, or the pod's loopback) is refused at accept, whatever
+ * the policy, a denial; nothing is read or dialed. */
+static void test_not_own_address(void **state)
+{
+	const char *dst[] = {"198.51.100.99", "127.0.0.1"};
+	int sv[2], flag = 1;
+	(void)state;
+
+	for (int i = 0; i < 2; i++) {
+		W.dst_ip = dst[i];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		redirect(&W.api, sv[1], WEB_IP);
+		run_until(&flag, 0, i + 1, 5000);
+		close(sv[0]);
+		struct rec *r = &W.api.recs[i];
+		assert_string_equal(r->verdict, "deny");
+		assert_int_equal(r->denied, 1);
+		assert_int_equal(r->error, CONN_ER_NONE);
+		assert_string_equal(r->end, "refused");
+		assert_string_equal(r->state, "wait");
+		assert_string_equal(r->reason, "original destination is not this pod's address");
+	}
 }
 
 static void test_connect_refused_is_no_denial(void **state)
@@ -932,6 +962,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_relay_half_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinning_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deny, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_own_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused_is_no_denial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_reset, setup, teardown),
