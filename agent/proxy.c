@@ -263,7 +263,7 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 	if (!s ||
 	    (is_pipe ? conn_init_pipe : conn_init)(&s->down, &p->cl, &session_conn_ops, s) < 0) {
 		free(s);
-		proxy_take(p, in, NULL); /* accepted, reset at once */
+		proxy_take(p, in, NULL); /* taken and closed at once (a reset on TCP) */
 		return;
 	}
 	s->p = p;
