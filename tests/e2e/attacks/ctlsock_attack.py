@@ -151,7 +151,7 @@ def attack_who(ctl, state, sock):
     r = as_nobody(sock)
     reply = r.get("reply", "")
     check(r.get("connect") == "ok" and "permission denied" in reply and "pem" not in reply,
-          "uid %d on a 0666 socket is refused, not served: %s" % (NOBODY, r))
+          "uid %d on a 0666 socket is refused, not served: %.200s" % (NOBODY, r))
     check(any(e["event"] == "admin_socket_refused" and e.get("uid") == NOBODY
               for e in ctl.events()), "admin_socket_refused logged with the uid")
     os.chmod(sock, 0o600)
