@@ -61,6 +61,8 @@ Cluster mode (for cinchctl check/status/policy --from-cluster): after POST
 a GET of exactly PATH (with its query) answers OBJECT as JSON, or CODE
 with TEXT as text/plain (what the pod proxy relays from a pod's port);
 "date_offset": N moves the Date header of every answer N seconds;
+"list_delay": {COLLECTION: SECONDS} answers a live list of COLLECTION
+that much later (one kind listed long after another);
 the test writes the objects in the shape the API server sends them.
 """
 import copy
@@ -533,6 +535,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             q = dict(q, fieldSelector=",".join(
                 filter(None, [q.get("fieldSelector"), "metadata.namespace=" + ns])))
         if q.get("watch") not in ("1", "true"):
+            time.sleep(CLUSTER.get("list_delay", {}).get(coll, 0))
             with LIVE.cond:
                 items = sorted((o for o in LIVE.objs[coll].values() if selected(o, q)),
                                key=Live.key)
