@@ -108,6 +108,24 @@ int ctl_from_cluster(const char *kubeconfig, char *p, char *w)
 	return rc;
 }
 
+/* The --policy and --workloads of explain and test: with --from-cluster,
+ * the cluster's for those not given, fetched into cp and cw (ctl_from_cluster's
+ * buffers, which *policy and *workloads may then point into). 0, or 2 after
+ * printing why. */
+static int ctl_policy_files(const char *cmd, int cluster, const char *kubeconfig,
+			    const char **policy, const char **workloads, char *cp, char *cw)
+{
+	if (cluster && (!*policy || !*workloads)) {
+		if (ctl_from_cluster(kubeconfig, cp, cw))
+			return 2;
+		*policy = *policy ? *policy : cp;
+		*workloads = *workloads ? *workloads : cw;
+	}
+	if (!*policy || !*workloads)
+		return ctl_usage_error(cmd, "missing %s", !*policy ? "--policy" : "--workloads");
+	return 0;
+}
+
 /* check and lint take paths as arguments, and --policy / --workloads
  * like the other verbs; a path given twice is read once. 0 when loaded,
  * 1 with *err (ctl_load_failed set), 2 on a usage error (printed). */
@@ -500,14 +518,8 @@ static int ctl_policy_explain(int argc, char **argv)
 				       !from ? "--from"
 				       : !to ? "--to"
 					     : "--port");
-	if (cluster && (!policy || !workloads)) {
-		if (ctl_from_cluster(kubeconfig, cp, cw))
-			return 2;
-		policy = policy ? policy : cp;
-		workloads = workloads ? workloads : cw;
-	}
-	if (!policy || !workloads)
-		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (ctl_policy_files(cmd, cluster, kubeconfig, &policy, &workloads, cp, cw))
+		return 2;
 	if (!strncmp(to, "svc/", 4))
 		return ctl_explain_service(policy, workloads, from, to, port);
 	struct policy_slice *s = NULL;
@@ -1049,14 +1061,8 @@ static int ctl_policy_test(int argc, char **argv)
 	if (optind != argc - 1)
 		return ctl_usage_error(cmd, optind == argc ? "missing the FILE of cases"
 							   : "one FILE of cases, not several");
-	if (cluster && (!policy || !workloads)) {
-		if (ctl_from_cluster(kubeconfig, cp, cw))
-			return 2;
-		policy = policy ? policy : cp;
-		workloads = workloads ? workloads : cw;
-	}
-	if (!policy || !workloads)
-		return ctl_usage_error(cmd, "missing %s", !policy ? "--policy" : "--workloads");
+	if (ctl_policy_files(cmd, cluster, kubeconfig, &policy, &workloads, cp, cw))
+		return 2;
 	if (pdoc_parse_file(argv[optind], &docs, &n_docs, &err) < 0) {
 		ctl_policy_err(&err);
 		return 2;

@@ -56,6 +56,37 @@ static int klist(struct pwalk *k, const struct pdoc *d, size_t max)
 	return 0;
 }
 
+/* One item of a list that klist_each walks: list->items[i], with the path at
+ * the item; returns 0 or a negative errno (the walk stops there). */
+typedef int (*kitem_cb)(struct pwalk *k, const struct pdoc *list, size_t i, void *ctx);
+
+/* The list `d` of a field (klist: NULL is empty, at most max items) with the
+ * path at `field`: *arr gets a zeroed array of one `size` element per item
+ * (at least one element, untouched when d is NULL), and item() is called on
+ * each in order with *n = i + 1 set first, so that the owner's clear frees
+ * what a failing item had filled in. On failure the path stays at the
+ * offending place for the error message, as everywhere in this walk. */
+static int klist_each(struct pwalk *k, const struct pdoc *d, const char *field, size_t max,
+		      void **arr, size_t size, size_t *n, kitem_cb item, void *ctx)
+{
+	size_t o = pwalk_push(k, field, 0);
+	int rc;
+
+	if (klist(k, d, max) < 0)
+		return -EINVAL;
+	if (d && !(*arr = calloc(d->n ? d->n : 1, size)))
+		return k->nomem = -ENOMEM;
+	for (size_t i = 0; d && i < d->n; i++) {
+		size_t o2 = pwalk_push(k, NULL, (long)i);
+		*n = i + 1;
+		if ((rc = item(k, d, i, ctx)) < 0)
+			return rc;
+		pwalk_pop(k, o2);
+	}
+	pwalk_pop(k, o);
+	return 0;
+}
+
 static const char *kstr(struct pwalk *k, const struct pdoc *d)
 {
 	if (!d || d->kind != PDOC_SCALAR) {
@@ -298,9 +329,32 @@ static int kservice_port(struct pwalk *k, const struct pdoc *d, struct ksvc_port
 	return 0;
 }
 
+/* spec.ports[i] of a Service: names are required once there are several
+ * ports, and neither a name nor a protocol+port comes twice. */
+static int kservice_port_at(struct pwalk *k, const struct pdoc *ports, size_t i, void *ctx)
+{
+	struct ksvc *v = ctx;
+	struct ksvc_port *p = &v->ports[i];
+
+	if (kservice_port(k, ports->items[i], p) < 0)
+		return -EINVAL;
+	if (ports->n > 1 && !p->name[0]) {
+		pwalk_push(k, "name", 0);
+		return pwalk_fail(k, ports->items[i], "required when a Service has several ports");
+	}
+	for (size_t j = 0; j < i; j++) {
+		if (ports->n > 1 && !strcmp(v->ports[j].name, p->name))
+			return pwalk_fail(k, ports->items[i], "a second port named \"%s\"", p->name);
+		if (v->ports[j].port == p->port && !strcmp(v->ports[j].protocol, p->protocol))
+			return pwalk_fail(k, ports->items[i], "a second %s port %u", p->protocol,
+				    p->port);
+	}
+	return 0;
+}
+
 static int kservice(struct pwalk *k, const struct pdoc *doc, struct ksvc *v)
 {
-	const struct pdoc *spec = kget(doc, "spec"), *ports, *labels;
+	const struct pdoc *spec = kget(doc, "spec"), *labels;
 	size_t o;
 
 	if (kmeta(k, doc, &v->ns, &v->name, &v->where, &labels) < 0)
@@ -308,35 +362,9 @@ static int kservice(struct pwalk *k, const struct pdoc *doc, struct ksvc *v)
 	o = pwalk_push(k, "spec", 0);
 	if (kmap(k, spec) < 0 || kvips(k, spec, v) < 0)
 		return -EINVAL;
-	ports = kget(spec, "ports");
-	size_t o2 = pwalk_push(k, "ports", 0);
-	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
+	if (klist_each(k, kget(spec, "ports"), "ports", KSVC_MAX_PORTS, (void **)&v->ports,
+		       sizeof(*v->ports), &v->n_ports, kservice_port_at, v) < 0)
 		return -EINVAL;
-	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
-		return k->nomem = -ENOMEM;
-	for (size_t i = 0; ports && i < ports->n; i++) {
-		size_t o3 = pwalk_push(k, NULL, (long)i);
-		struct ksvc_port *p = &v->ports[i];
-		v->n_ports = i + 1;
-		if (kservice_port(k, ports->items[i], p) < 0)
-			return -EINVAL;
-		if (ports->n > 1 && !p->name[0]) {
-			pwalk_push(k, "name", 0);
-			return pwalk_fail(k, ports->items[i],
-				    "required when a Service has several ports");
-		}
-		for (size_t j = 0; j < i; j++) {
-			if (ports->n > 1 && !strcmp(v->ports[j].name, p->name))
-				return pwalk_fail(k, ports->items[i], "a second port named \"%s\"",
-					    p->name);
-			if (v->ports[j].port == p->port &&
-			    !strcmp(v->ports[j].protocol, p->protocol))
-				return pwalk_fail(k, ports->items[i], "a second %s port %u", p->protocol,
-					    p->port);
-		}
-		pwalk_pop(k, o3);
-	}
-	pwalk_pop(k, o2);
 	pwalk_pop(k, o);
 	return 0;
 }
@@ -432,9 +460,37 @@ static int kslice_port(struct pwalk *k, const struct pdoc *d, struct kslice_port
 	return 0;
 }
 
+/* An EndpointSlice and its addressType, for the walk of its endpoints. */
+struct kslice_walk {
+	struct kslice *v;
+	int family;
+};
+
+static int kslice_ep_at(struct pwalk *k, const struct pdoc *eps, size_t i, void *ctx)
+{
+	struct kslice_walk *w = ctx;
+
+	return kendpoint(k, eps->items[i], w->family, &w->v->eps[i]) < 0 ? -EINVAL : 0;
+}
+
+/* ports[i] of an EndpointSlice: no name comes twice for one protocol. */
+static int kslice_port_at(struct pwalk *k, const struct pdoc *ports, size_t i, void *ctx)
+{
+	struct kslice *v = ctx;
+
+	if (kslice_port(k, ports->items[i], &v->ports[i]) < 0)
+		return -EINVAL;
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(v->ports[j].name, v->ports[i].name) &&
+		    !strcmp(v->ports[j].protocol, v->ports[i].protocol))
+			return pwalk_fail(k, ports->items[i], "a second %s port named \"%s\"",
+				    v->ports[i].protocol, v->ports[i].name);
+	return 0;
+}
+
 static int kslice(struct pwalk *k, const struct pdoc *doc, struct kslice *v)
 {
-	const struct pdoc *labels, *t, *eps, *ports, *svc;
+	const struct pdoc *labels, *t, *svc;
 	const char *s;
 	int family;
 	size_t o;
@@ -459,39 +515,12 @@ static int kslice(struct pwalk *k, const struct pdoc *doc, struct kslice *v)
 	if (!family && !v->fqdn)
 		return pwalk_fail(k, t, "must be IPv4, IPv6 or FQDN, not \"%.40s\"", s);
 	pwalk_pop(k, o);
-	eps = kget(doc, "endpoints");
-	o = pwalk_push(k, "endpoints", 0);
-	if (klist(k, eps, KSVC_MAX_ENDPOINTS) < 0)
+	if (klist_each(k, kget(doc, "endpoints"), "endpoints", KSVC_MAX_ENDPOINTS,
+		       (void **)&v->eps, sizeof(*v->eps), &v->n_eps, kslice_ep_at,
+		       &(struct kslice_walk){.v = v, .family = family}) < 0 ||
+	    klist_each(k, kget(doc, "ports"), "ports", KSVC_MAX_PORTS, (void **)&v->ports,
+		       sizeof(*v->ports), &v->n_ports, kslice_port_at, v) < 0)
 		return -EINVAL;
-	if (eps && !(v->eps = calloc(eps->n ? eps->n : 1, sizeof(*v->eps))))
-		return k->nomem = -ENOMEM;
-	for (size_t i = 0; eps && i < eps->n; i++) {
-		size_t o2 = pwalk_push(k, NULL, (long)i);
-		v->n_eps = i + 1;
-		if (kendpoint(k, eps->items[i], family, &v->eps[i]) < 0)
-			return -EINVAL;
-		pwalk_pop(k, o2);
-	}
-	pwalk_pop(k, o);
-	ports = kget(doc, "ports");
-	o = pwalk_push(k, "ports", 0);
-	if (klist(k, ports, KSVC_MAX_PORTS) < 0)
-		return -EINVAL;
-	if (ports && !(v->ports = calloc(ports->n ? ports->n : 1, sizeof(*v->ports))))
-		return k->nomem = -ENOMEM;
-	for (size_t i = 0; ports && i < ports->n; i++) {
-		size_t o2 = pwalk_push(k, NULL, (long)i);
-		v->n_ports = i + 1;
-		if (kslice_port(k, ports->items[i], &v->ports[i]) < 0)
-			return -EINVAL;
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(v->ports[j].name, v->ports[i].name) &&
-			    !strcmp(v->ports[j].protocol, v->ports[i].protocol))
-				return pwalk_fail(k, ports->items[i], "a second %s port named \"%s\"",
-					    v->ports[i].protocol, v->ports[i].name);
-		pwalk_pop(k, o2);
-	}
-	pwalk_pop(k, o);
 	return 0;
 }
 

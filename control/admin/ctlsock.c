@@ -3,7 +3,8 @@
  * through conn_accept (which always accepts, refusing what it cannot
  * serve), ended through conn_finalize only. Each connection: reading
  * (until '\n' or EOF) -> writing the reply -> closed once it is written
- * (CLOSED), or at the 5 s deadline (IDLE_TIMEOUT) or on an error. The
+ * (CLOSED), or at the 5 s deadline (IDLE_TIMEOUT) or on an error; a peer
+ * whose uid may not use the socket gets its error at once, unread. The
  * ctlsock itself is freed when its listener and every connection closed
  * (refs). */
 #include "admin/ctlsock.h"
@@ -27,6 +28,7 @@ struct ctlsock {
 	ctlsock_handler_cb cb;
 	void *ud;
 	int stopping;
+	int full; /* at CTLSOCK_MAX_CONNS at the last accept (logged once a time) */
 	int refs; /* the listener + one per connection not yet closed */
 	struct list_node conns;
 };
@@ -38,6 +40,7 @@ struct ctlsock_conn {
 	struct list_node link; /* on cs->conns until closed */
 	char buf[CTLSOCK_MAX_REQ];
 	size_t len;
+	unsigned uid; /* the peer's (SO_PEERCRED), -1 when unknown */
 	int replied;
 	int pending_closes; /* the conn and the timer */
 };
@@ -120,6 +123,12 @@ static unsigned ctlsock_peer_uid(struct ctlsock_conn *k)
 	return cred.uid;
 }
 
+/* Root, or the user the daemon runs as (the socket's owner). */
+static int ctlsock_uid_permitted(unsigned uid)
+{
+	return uid == 0 || uid == (unsigned)geteuid();
+}
+
 static void ctlsock_handle(struct ctlsock_conn *k)
 {
 	json_error_t err;
@@ -129,7 +138,7 @@ static void ctlsock_handle(struct ctlsock_conn *k)
 	if (!json_is_object(req))
 		reply = json_pack("{s:s}", "error", "request is not a JSON object");
 	else
-		reply = k->cs->cb(k->cs->ud, req, ctlsock_peer_uid(k));
+		reply = k->cs->cb(k->cs->ud, req, k->uid);
 	json_decref(req);
 	ctlsock_reply(k, reply);
 }
@@ -173,11 +182,16 @@ static const struct conn_ops ctlsock_conn_ops = {
 static void ctlsock_connection_cb(uv_stream_t *server, int status)
 {
 	struct ctlsock *cs = server->data;
-	struct ctlsock_conn *k;
+	struct ctlsock_conn *k = NULL;
+	int full = cs->refs - 1 >= CTLSOCK_MAX_CONNS; /* refs: the listener + conns */
 
 	if (status < 0)
 		return;
-	if (!(k = calloc(1, sizeof(*k))) ||
+	if (full && !cs->full)
+		log_event(LOG_LVL_WARN, "admin_socket_full",
+			  log_pack("{s:i}", "max_connections", CTLSOCK_MAX_CONNS));
+	cs->full = full;
+	if (full || !(k = calloc(1, sizeof(*k))) ||
 	    conn_init_pipe(&k->c, &cs->cl, &ctlsock_conn_ops, k) < 0) {
 		free(k);
 		int rc = conn_accept(&cs->cl, server, NULL, 1); /* always -ECONNABORTED */
@@ -196,6 +210,13 @@ static void ctlsock_connection_cb(uv_stream_t *server, int status)
 		return;
 	}
 	conn_start(&k->c);
+	if (!ctlsock_uid_permitted(k->uid = ctlsock_peer_uid(k))) {
+		log_event(LOG_LVL_WARN, "admin_socket_refused",
+			  log_pack("{s:i}", "uid", (int)k->uid));
+		ctlsock_reply(k, json_pack("{s:s}", "error",
+					   "permission denied: only root or the daemon's user"));
+		return;
+	}
 	conn_read_start(&k->c);
 }
 

@@ -3,7 +3,11 @@
  *
  * A Unix stream socket at <state>/admin.sock, mode 0600 inside the 0700
  * state directory, so only root (or the daemon's own user) can connect;
- * the peer's uid is checked again with SO_PEERCRED. The protocol is one
+ * the peer's uid is checked again with SO_PEERCRED (root or the daemon's
+ * euid, else {"error"} and closed), so a socket or directory mode loosened
+ * by hand lets no one else in. At most CTLSOCK_MAX_CONNS connections at
+ * once (more are closed at accept: a runaway local client cannot take the
+ * daemon's descriptors from the agents' gRPC port). The protocol is one
  * JSON object per connection each way, a line of at most 4 KiB:
  *
  *   -> {"op": "token_create", "identity": "ns/sa", "ttl": 600}
@@ -21,7 +25,8 @@
 #include <jansson.h>
 #include <uv.h>
 
-#define CTLSOCK_MAX_REQ 4096
+#define CTLSOCK_MAX_REQ	  4096
+#define CTLSOCK_MAX_CONNS 32
 
 /* Answers one request: returns a new JSON object (the reply). Borrows req. */
 typedef json_t *(*ctlsock_handler_cb)(void *ud, const json_t *req, unsigned peer_uid);

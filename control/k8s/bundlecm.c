@@ -19,9 +19,21 @@
 #define BCM_BACKOFF_MIN_MS 1000
 #define BCM_BACKOFF_MAX_MS 60000
 
+struct bundlecm;
+
+/* One of the two watches: it keeps `view` (nss or cms) as its list and
+ * events show it, through `apply`; its first list sets `synced_bit`. */
+struct bcm_watch {
+	struct bundlecm *bc;
+	struct kwatch *watch;
+	json_t *view;
+	unsigned synced_bit;
+	void (*apply)(struct bundlecm *bc, json_t *obj, int deleted);
+};
+
 struct bundlecm {
 	struct kapi *k;
-	struct kwatch *ns_watch, *cm_watch;
+	struct bcm_watch ns_watch, cm_watch;
 	json_t *nss, *cms, *busy;
 	json_t *reported; /* namespace -> resourceVersion of a foreign one reported */
 	char *pem;
@@ -237,7 +249,7 @@ static int bcm_ns_selected(const json_t *ns)
 	return v && !strcmp(v, BUNDLECM_NS_VALUE);
 }
 
-static void bcm_ns_apply(struct bundlecm *bc, const json_t *obj, int deleted)
+static void bcm_ns_apply(struct bundlecm *bc, json_t *obj, int deleted)
 {
 	const char *name = bcm_str(bcm_meta(obj), "name");
 
@@ -247,26 +259,6 @@ static void bcm_ns_apply(struct bundlecm *bc, const json_t *obj, int deleted)
 		json_object_del(bc->nss, name);
 	else
 		json_object_set_new(bc->nss, name, json_true());
-}
-
-static void bcm_ns_sync(void *arg, json_t *items)
-{
-	struct bundlecm *bc = arg;
-	size_t i;
-	json_t *obj;
-
-	json_object_clear(bc->nss);
-	json_array_foreach(items, i, obj) bcm_ns_apply(bc, obj, 0);
-	bc->synced |= 1;
-	bcm_kick(bc);
-}
-
-static void bcm_ns_event(void *arg, const char *type, json_t *obj)
-{
-	struct bundlecm *bc = arg;
-
-	bcm_ns_apply(bc, obj, strcmp(type, "DELETED") == 0);
-	bcm_kick(bc);
 }
 
 static void bcm_cm_apply(struct bundlecm *bc, json_t *obj, int deleted)
@@ -283,24 +275,25 @@ static void bcm_cm_apply(struct bundlecm *bc, json_t *obj, int deleted)
 		json_object_set_new(bc->busy, ns, json_string("dirty"));
 }
 
-static void bcm_cm_sync(void *arg, json_t *items)
+/* A (re)list replaces the watch's view whole. */
+static void bcm_sync(void *arg, json_t *items)
 {
-	struct bundlecm *bc = arg;
+	struct bcm_watch *w = arg;
 	size_t i;
 	json_t *obj;
 
-	json_object_clear(bc->cms);
-	json_array_foreach(items, i, obj) bcm_cm_apply(bc, obj, 0);
-	bc->synced |= 2;
-	bcm_kick(bc);
+	json_object_clear(w->view);
+	json_array_foreach(items, i, obj) w->apply(w->bc, obj, 0);
+	w->bc->synced |= w->synced_bit;
+	bcm_kick(w->bc);
 }
 
-static void bcm_cm_event(void *arg, const char *type, json_t *obj)
+static void bcm_event(void *arg, const char *type, json_t *obj)
 {
-	struct bundlecm *bc = arg;
+	struct bcm_watch *w = arg;
 
-	bcm_cm_apply(bc, obj, strcmp(type, "DELETED") == 0);
-	bcm_kick(bc);
+	w->apply(w->bc, obj, strcmp(type, "DELETED") == 0);
+	bcm_kick(w->bc);
 }
 
 static void bcm_watch_error(void *arg, int status, const char *what)
@@ -310,10 +303,19 @@ static void bcm_watch_error(void *arg, int status, const char *what)
 		  log_pack("{s:s, s:s}", "what", what, "error", strerror(-status)));
 }
 
-static const struct kwatch_ops bcm_ns_ops = {
-	.sync = bcm_ns_sync, .event = bcm_ns_event, .error = bcm_watch_error};
-static const struct kwatch_ops bcm_cm_ops = {
-	.sync = bcm_cm_sync, .event = bcm_cm_event, .error = bcm_watch_error};
+static const struct kwatch_ops bcm_watch_ops = {
+	.sync = bcm_sync, .event = bcm_event, .error = bcm_watch_error};
+
+static int bcm_watch_start(uv_loop_t *loop, struct bundlecm *bc, struct bcm_watch *w,
+			   const char *path, json_t *view, unsigned synced_bit,
+			   void (*apply)(struct bundlecm *bc, json_t *obj, int deleted))
+{
+	w->bc = bc;
+	w->view = view;
+	w->synced_bit = synced_bit;
+	w->apply = apply;
+	return kwatch_start(loop, bc->k, path, &bcm_watch_ops, w, &w->watch);
+}
 
 /* ---- life */
 
@@ -342,8 +344,10 @@ int bundlecm_start(uv_loop_t *loop, struct kapi *k, const char *pem, struct bund
 	uv_timer_init(loop, &bc->retry);
 	bc->kick.data = bc->retry.data = bc;
 	if (bc->nss && bc->cms && bc->busy && bc->reported && bc->pem &&
-	    (rc = kwatch_start(loop, k, BCM_NS_PATH, &bcm_ns_ops, bc, &bc->ns_watch)) == 0 &&
-	    (rc = kwatch_start(loop, k, BCM_CM_PATH, &bcm_cm_ops, bc, &bc->cm_watch)) == 0) {
+	    !(rc = bcm_watch_start(loop, bc, &bc->ns_watch, BCM_NS_PATH, bc->nss, 1,
+				   bcm_ns_apply)) &&
+	    !(rc = bcm_watch_start(loop, bc, &bc->cm_watch, BCM_CM_PATH, bc->cms, 2,
+				   bcm_cm_apply))) {
 		*out = bc;
 		return 0;
 	}
@@ -374,10 +378,10 @@ void bundlecm_stop(struct bundlecm *bc)
 	if (!bc)
 		return;
 	bc->stopped = 1;
-	if (bc->ns_watch)
-		kwatch_stop(bc->ns_watch);
-	if (bc->cm_watch)
-		kwatch_stop(bc->cm_watch);
+	if (bc->ns_watch.watch)
+		kwatch_stop(bc->ns_watch.watch);
+	if (bc->cm_watch.watch)
+		kwatch_stop(bc->cm_watch.watch);
 	bc->closing = 2;
 	uv_close((uv_handle_t *)&bc->kick, bcm_closed_cb);
 	uv_close((uv_handle_t *)&bc->retry, bcm_closed_cb);

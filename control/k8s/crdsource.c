@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "kview.h"
-#include "kwatch.h"
 
 #define CRD_GROUP_PATH "/apis/cinch.dev/v1alpha1"
 
@@ -30,23 +29,10 @@ static const struct crd_kind {
 };
 #define CRD_NKINDS (sizeof(crd_kinds) / sizeof(crd_kinds[0]))
 
-struct crdsource;
-
-/* One watched kind; `cs` is the back-pointer its callbacks need. */
-struct crd_watch {
-	struct crdsource *cs;
-	const struct crd_kind *kind;
-	struct kwatch *watch;
-};
-
 struct crdsource {
 	struct kapi *k;
-	struct crd_watch watches[CRD_NKINDS];
-	struct kview view;
-	json_t *reported; /* key -> last message written ("" = accepted) */
-	unsigned synced;  /* 1 << kind: listed once */
-	crdsource_cb cb;
-	void *arg;
+	struct kview view; /* a kwatch a kind (kview_watch) */
+	json_t *reported;  /* key -> last message written ("" = accepted) */
 	unsigned inflight; /* status patches not yet answered */
 	int stopped, view_closed;
 };
@@ -96,56 +82,25 @@ json_t *crdsource_document(const json_t *obj)
 	return doc;
 }
 
-static void crd_apply(struct crd_watch *cw, const json_t *obj, int deleted)
+static void crd_apply(void *arg, size_t i, const json_t *obj, int deleted)
 {
+	struct crdsource *cs = arg;
 	const json_t *meta = json_object_get(obj, "metadata");
 	const char *name = crd_str(meta, "name"), *ns = crd_str(meta, "namespace");
 	char key[700];
 
 	/* the key store_doc_key gives: "<Kind>/<ns>/<name>", ns "" when none */
-	if (!cw->kind->namespaced)
+	if (!crd_kinds[i].namespaced)
 		ns = "";
 	if (!name || !ns ||
-	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", cw->kind->kind, ns, name) >= sizeof(key))
+	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", crd_kinds[i].kind, ns, name) >=
+		    sizeof(key))
 		return;
 	json_t *doc = deleted ? NULL : crdsource_document(obj);
 	if (!doc)
-		json_object_del(cw->cs->reported, key);
-	kview_set(&cw->cs->view, key, doc);
+		json_object_del(cs->reported, key);
+	kview_set(&cs->view, key, doc);
 }
-
-static void crd_sync(void *arg, json_t *items)
-{
-	struct crd_watch *cw = arg;
-	char prefix[64];
-	size_t i;
-	json_t *obj;
-
-	cw->cs->synced |= 1u << (cw->kind - crd_kinds);
-	/* Replace this kind's objects, keep the other kinds'. */
-	snprintf(prefix, sizeof(prefix), "%s/", cw->kind->kind);
-	kview_drop_prefix(&cw->cs->view, prefix);
-	json_array_foreach(items, i, obj) crd_apply(cw, obj, 0);
-}
-
-static void crd_event(void *arg, const char *type, json_t *obj)
-{
-	struct crd_watch *cw = arg;
-	crd_apply(cw, obj, strcmp(type, "DELETED") == 0);
-}
-
-/* The view's publish: held until every kind was listed once, so the
- * consumer never sees a set with, say, the MeshPolicies but not yet the
- * AllowPolicies (the last list schedules a publish, even when empty). */
-static void crd_view_cb(void *arg, json_t *docs)
-{
-	struct crdsource *cs = arg;
-
-	if (cs->synced == (1u << CRD_NKINDS) - 1)
-		cs->cb(cs->arg, docs);
-}
-
-static const struct kwatch_ops crd_ops = {.sync = crd_sync, .event = crd_event};
 
 static void crd_patch_cb(void *arg, int status, long code, json_t *body, const char *err)
 {
@@ -219,29 +174,28 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 		    struct crdsource **out)
 {
 	struct crdsource *cs = calloc(1, sizeof(*cs));
-	char path[128];
 
 	if (!cs)
 		return -ENOMEM;
 	cs->reported = json_object();
 	cs->k = k;
-	cs->cb = cb;
-	cs->arg = arg;
-	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, crd_view_cb, cs)
+	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, cb, arg)
 			      : -ENOMEM;
 	if (rc < 0) {
 		json_decref(cs->reported);
 		free(cs);
 		return rc;
 	}
-	for (size_t i = 0; rc == 0 && i < CRD_NKINDS; i++) {
-		struct crd_watch *cw = &cs->watches[i];
-		cw->cs = cs;
-		cw->kind = &crd_kinds[i];
-		snprintf(path, sizeof(path), "%s/%s", crd_kinds[i].group_path, crd_kinds[i].plural);
-		rc = kwatch_start(loop, k, path, &crd_ops, cw, &cw->watch);
+	const char *kinds[CRD_NKINDS], *collections[CRD_NKINDS];
+	char paths[CRD_NKINDS][128];
+	for (size_t i = 0; i < CRD_NKINDS; i++) {
+		kinds[i] = crd_kinds[i].kind;
+		snprintf(paths[i], sizeof(paths[i]), "%s/%s", crd_kinds[i].group_path,
+			 crd_kinds[i].plural);
+		collections[i] = paths[i];
 	}
-	if (rc < 0) {
+	if ((rc = kview_watch(&cs->view, loop, k, CRD_NKINDS, kinds, collections, crd_apply,
+			      cs)) < 0) {
 		crdsource_stop(cs);
 		return rc;
 	}
@@ -259,8 +213,5 @@ static void crd_view_closed(struct kview *v)
 void crdsource_stop(struct crdsource *cs)
 {
 	cs->stopped = 1;
-	for (size_t i = 0; i < CRD_NKINDS; i++)
-		if (cs->watches[i].watch)
-			kwatch_stop(cs->watches[i].watch);
 	kview_close(&cs->view, crd_view_closed);
 }

@@ -1,5 +1,7 @@
-/* svcsource: see svcsource.h. One kview for both kinds, as crdsource keeps
- * its three; `synced` holds the first publish until both have listed. */
+/* svcsource: see svcsource.h. One kview watching both kinds (kview_watch),
+ * as crdsource keeps its own; the view holds the first publish until both
+ * have listed: never Services without their EndpointSlices (every endpoint
+ * would look gone). */
 #include "svcsource.h"
 
 #include <errno.h>
@@ -9,7 +11,6 @@
 #include <string.h>
 
 #include "kview.h"
-#include "kwatch.h"
 
 static const struct svc_kind {
 	const char *kind, *api_version, *collection;
@@ -19,20 +20,8 @@ static const struct svc_kind {
 };
 #define SVC_NKINDS (sizeof(svc_kinds) / sizeof(svc_kinds[0]))
 
-struct svcsource;
-
-struct svc_watch {
-	struct svcsource *ss;
-	const struct svc_kind *kind;
-	struct kwatch *watch;
-};
-
 struct svcsource {
-	struct svc_watch watches[SVC_NKINDS];
 	struct kview view;
-	unsigned synced; /* 1 << kind: listed once */
-	svcsource_cb cb;
-	void *arg;
 };
 
 static const struct svc_kind *svc_kind_named(const char *kind)
@@ -63,48 +52,19 @@ json_t *svcsource_document(const char *kind, const json_t *obj)
 	return doc;
 }
 
-static void svc_apply(struct svc_watch *sw, const json_t *obj, int deleted)
+static void svc_apply(void *arg, size_t i, const json_t *obj, int deleted)
 {
+	struct svcsource *ss = arg;
 	const json_t *meta = json_object_get(obj, "metadata");
 	const char *name = json_string_value(json_object_get(meta, "name"));
 	const char *ns = json_string_value(json_object_get(meta, "namespace"));
+	const char *kind = svc_kinds[i].kind;
 	char key[700];
 
 	if (!name || !ns ||
-	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", sw->kind->kind, ns, name) >= sizeof(key))
+	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", kind, ns, name) >= sizeof(key))
 		return;
-	kview_set(&sw->ss->view, key, deleted ? NULL : svcsource_document(sw->kind->kind, obj));
-}
-
-static void svc_sync(void *arg, json_t *items)
-{
-	struct svc_watch *sw = arg;
-	char prefix[64];
-	size_t i;
-	json_t *obj;
-
-	sw->ss->synced |= 1u << (sw->kind - svc_kinds);
-	/* Replace this kind's objects, keep the other kind's. */
-	snprintf(prefix, sizeof(prefix), "%s/", sw->kind->kind);
-	kview_drop_prefix(&sw->ss->view, prefix);
-	json_array_foreach(items, i, obj) svc_apply(sw, obj, 0);
-}
-
-static void svc_event(void *arg, const char *type, json_t *obj)
-{
-	svc_apply(arg, obj, strcmp(type, "DELETED") == 0);
-}
-
-static const struct kwatch_ops svc_ops = {.sync = svc_sync, .event = svc_event};
-
-/* Held until both kinds were listed once: never Services without their
- * EndpointSlices (every endpoint would look gone). */
-static void svc_view_cb(void *arg, json_t *docs)
-{
-	struct svcsource *ss = arg;
-
-	if (ss->synced == (1u << SVC_NKINDS) - 1)
-		ss->cb(ss->arg, docs);
+	kview_set(&ss->view, key, deleted ? NULL : svcsource_document(kind, obj));
 }
 
 static void svc_view_closed(struct kview *v)
@@ -120,19 +80,17 @@ int svcsource_start(uv_loop_t *loop, struct kapi *k, svcsource_cb cb, void *arg,
 
 	if (!ss)
 		return -ENOMEM;
-	ss->cb = cb;
-	ss->arg = arg;
-	if ((rc = kview_init(&ss->view, loop, SVCSOURCE_SETTLE_MS, svc_view_cb, ss)) < 0) {
+	if ((rc = kview_init(&ss->view, loop, SVCSOURCE_SETTLE_MS, cb, arg)) < 0) {
 		free(ss);
 		return rc;
 	}
-	for (size_t i = 0; rc == 0 && i < SVC_NKINDS; i++) {
-		struct svc_watch *sw = &ss->watches[i];
-		sw->ss = ss;
-		sw->kind = &svc_kinds[i];
-		rc = kwatch_start(loop, k, svc_kinds[i].collection, &svc_ops, sw, &sw->watch);
+	const char *kinds[SVC_NKINDS], *collections[SVC_NKINDS];
+	for (size_t i = 0; i < SVC_NKINDS; i++) {
+		kinds[i] = svc_kinds[i].kind;
+		collections[i] = svc_kinds[i].collection;
 	}
-	if (rc < 0) {
+	if ((rc = kview_watch(&ss->view, loop, k, SVC_NKINDS, kinds, collections, svc_apply, ss)) <
+	    0) {
 		svcsource_stop(ss);
 		return rc;
 	}
@@ -142,8 +100,5 @@ int svcsource_start(uv_loop_t *loop, struct kapi *k, svcsource_cb cb, void *arg,
 
 void svcsource_stop(struct svcsource *ss)
 {
-	for (size_t i = 0; i < SVC_NKINDS; i++)
-		if (ss->watches[i].watch)
-			kwatch_stop(ss->watches[i].watch);
 	kview_close(&ss->view, svc_view_closed);
 }

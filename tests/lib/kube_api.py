@@ -61,6 +61,8 @@ Cluster mode (for cinchctl check/status/policy --from-cluster): after POST
 a GET of exactly PATH (with its query) answers OBJECT as JSON, or CODE
 with TEXT as text/plain (what the pod proxy relays from a pod's port);
 "date_offset": N moves the Date header of every answer N seconds;
+"list_delay": {COLLECTION: SECONDS} answers a live list of COLLECTION
+that much later (one kind listed long after another);
 the test writes the objects in the shape the API server sends them.
 """
 import copy
@@ -214,31 +216,18 @@ BARE_ITEMS = ("services", "endpointslices")
 CLUSTER_SCOPED = ("namespaces", "mutatingwebhookconfigurations")
 
 
-def merge_patch(target, patch):
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-def strategic_patch(target, patch, field=None):
-    """A strategic merge patch: maps merge, lists with a merge key merge by
-    it, other lists are replaced."""
-    if isinstance(patch, list):
-        key = SMP_MERGE_KEYS.get(field)
-        if not key or not isinstance(target, list):
-            return copy.deepcopy(patch)
+def merge_patch(target, patch, merge_keys=None, field=None):
+    """RFC 7386; with merge_keys (field -> key: SMP_MERGE_KEYS) a strategic
+    merge patch: lists of those fields merge by their key, other lists are
+    replaced, maps merge either way."""
+    if isinstance(patch, list) and merge_keys and merge_keys.get(field) and \
+            isinstance(target, list):
+        key = merge_keys[field]
         out = copy.deepcopy(target)
         for el in patch:
             idx = [i for i, t in enumerate(out) if t.get(key) == el.get(key)]
             if idx:
-                out[idx[0]] = strategic_patch(out[idx[0]], el)
+                out[idx[0]] = merge_patch(out[idx[0]], el, merge_keys)
             else:
                 out.append(copy.deepcopy(el))
         return out
@@ -249,8 +238,13 @@ def strategic_patch(target, patch, field=None):
         if v is None:
             out.pop(k, None)
         else:
-            out[k] = strategic_patch(out.get(k), v, k)
+            out[k] = merge_patch(out.get(k), v, merge_keys, k)
     return out
+
+
+def strategic_patch(target, patch):
+    """A strategic merge patch (see merge_patch)."""
+    return merge_patch(target, patch, SMP_MERGE_KEYS)
 
 
 def json_patch(target, ops):
@@ -541,6 +535,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             q = dict(q, fieldSelector=",".join(
                 filter(None, [q.get("fieldSelector"), "metadata.namespace=" + ns])))
         if q.get("watch") not in ("1", "true"):
+            time.sleep(CLUSTER.get("list_delay", {}).get(coll, 0))
             with LIVE.cond:
                 items = sorted((o for o in LIVE.objs[coll].values() if selected(o, q)),
                                key=Live.key)
@@ -623,6 +618,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                              "status": "Failure", "reason": reason, "code": 409,
                              "message": message, "details": {"name": name, "kind": coll}})
 
+    def stale(self, coll, name):
+        """The 409 of a write naming an older resourceVersion."""
+        self.conflict(coll, name, "Conflict",
+                      'Operation cannot be fulfilled on %s "%s": the object has been '
+                      'modified; please apply your changes to the latest version and try '
+                      'again' % (coll, name))
+
     def stored(self, coll, ns, name):
         with LIVE.cond:
             obj = LIVE.objs[coll].get("%s/%s" % (ns or "", name))
@@ -682,10 +684,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.not_found(coll, name)
             rv = meta.get("resourceVersion")
             if rv and rv != cur["metadata"]["resourceVersion"]:
-                return self.conflict(coll, name, "Conflict",
-                                     'Operation cannot be fulfilled on %s "%s": the object '
-                                     'has been modified; please apply your changes to the '
-                                     'latest version and try again' % (coll, name))
+                return self.stale(coll, name)
             for k in ("uid", "creationTimestamp", "namespace"):
                 if k in cur["metadata"]:
                     meta[k] = cur["metadata"][k]
@@ -710,10 +709,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.not_found(coll, name)
             want = p.get("metadata", {}).get("resourceVersion") if isinstance(p, dict) else None
             if want and want != cur["metadata"]["resourceVersion"]:
-                return self.conflict(coll, name, "Conflict",
-                                     'Operation cannot be fulfilled on %s "%s": the object '
-                                     'has been modified; please apply your changes to the '
-                                     'latest version and try again' % (coll, name))
+                return self.stale(coll, name)
             try:
                 obj = kinds[ctype](cur, p)
             except (ValueError, KeyError, IndexError, TypeError) as e:

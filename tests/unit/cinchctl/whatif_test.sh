@@ -40,6 +40,12 @@ check() { # check NAME WANT_RC: the last run's status and out against want
 		echo "ok: $1"
 	fi
 }
+check_ok() { # check_ok NAME: the status of the command just run (a chain of tests) as a check
+	rc=$?
+	: >want
+	[ $rc -eq 0 ] && : >out
+	check "$1" 0
+}
 
 cat >policy-narrow.yaml <<'EOF'
 apiVersion: cinch.dev/v1alpha1
@@ -70,17 +76,25 @@ spec:
   from: [{identities: ["spiffe://cluster.local/ns/shop/sa/web"]}]
 EOF
 
-# 1. allowed today, refused by the proposal
-run policy whatif --flows "$F/stress.log" --policy policy-narrow.yaml $W
-cat >want <<EOF
+narrow_groups() { # what policy-narrow.yaml changes for the flows of stress.log
+	cat <<EOF
 would be refused (allowed today):
   outbound shop/web -> shop/api:8081  10 connections
     allow -> deny: the destination's policy does not allow this port
   inbound  spiffe://cluster.local/ns/shop/sa/web -> shop/api:8081  18 connections
     allow by shop/api-from-web#0 -> deny: no rule allows this identity on this port
+EOF
+}
+
+# 1. allowed today, refused by the proposal
+run policy whatif --flows "$F/stress.log" --policy policy-narrow.yaml $W
+{
+	narrow_groups
+	cat <<EOF
 31 connections in 1 file: 30 replayed, 1 not decided by a policy, 0 not replayed; 9 other lines skipped
 28 would be refused, 0 would be allowed, 0 would change between allow and audit-deny
 EOF
+} >want
 check "allowed today, refused by the proposal: exit 1, grouped and counted" 1
 
 run policy whatif --flows "$F/stress.log" --policy policy-narrow.yaml $W --output json
@@ -131,15 +145,13 @@ check "nothing changes: exit 0" 0
 rc=$?
 check "the log on standard input" 0
 run policy whatif --flows "$F/api.log" "$F/stress.log" --policy policy-narrow.yaml $W
-cat >want <<EOF
-would be refused (allowed today):
-  outbound shop/web -> shop/api:8081  10 connections
-    allow -> deny: the destination's policy does not allow this port
-  inbound  spiffe://cluster.local/ns/shop/sa/web -> shop/api:8081  18 connections
-    allow by shop/api-from-web#0 -> deny: no rule allows this identity on this port
+{
+	narrow_groups
+	cat <<EOF
 63 connections in 2 files: 36 replayed, 27 not decided by a policy, 0 not replayed; 11 other lines skipped
 28 would be refused, 0 would be allowed, 0 would change between allow and audit-deny
 EOF
+} >want
 check "two files after one --flows" 1
 "$C" policy whatif --flows "$F/api.log" --policy policy-narrow.yaml $W --flows - \
 	<"$F/stress.log" >out 2>&1
@@ -151,10 +163,7 @@ check "the proposal on standard input" 1
 run policy whatif --flows "$F/stress.log" "$F/stress.log" --policy policy-wide.yaml $W
 grep -q "deny -> allow: meshed destination" out && grep -q "shop/api:8081  2 connections" out &&
 	grep -q "^62 connections in 2 files" out && [ "$rc" -eq 0 ]
-rc=$?
-printf '' >want
-[ $rc -eq 0 ] && : >out
-check "one log given twice counts twice" 0
+check_ok "one log given twice counts twice"
 
 # 5. audit mode: let through today, refused or allowed by a rule
 run policy whatif --flows "$F/audit.log" --policy audit/ $W
@@ -310,10 +319,7 @@ check "a set without workloads: exit 2" 2
 printf 'apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\nmetadata: {name: x, namespace: shop}\nspec: {selector: {workloads: [api]}, ports: [0], from: [{namespaces: [shop]}]}\n' >invalid.yaml
 run policy whatif --flows "$F/api.log" --policy invalid.yaml $W
 grep -q '^invalid.yaml:4:.*spec.ports\[0\]' out && [ "$rc" -eq 2 ] && [ ! -s out.1 ]
-rc=$?
-: >want
-[ $rc -eq 0 ] && : >out
-check "an invalid proposal: its error, exit 2, no report" 0
+check_ok "an invalid proposal: its error, exit 2, no report"
 
 # 9. huge lines: a 4 MiB one is reported by its number and skipped without
 # being held; a 60 KiB connection line (a long rule name) is read.

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "cinch/v1/config.pb-c.h"
+#include "pfixture.h"
 #include "policy.h"
 
 #define TD "spiffe://cluster.local"
@@ -45,64 +46,6 @@ static const char *const WORLD =
 	HDR "kind: Workload\nmetadata: {name: prom, namespace: monitoring, labels: {app: prom}}\n"
 	"spec: {serviceAccount: prom, addresses: [\"10.3.0.5\"]}\n";
 
-static char dir[64];
-
-static void write_file(const char *name, const char *text)
-{
-	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-static int setup(void **state)
-{
-	strcpy(dir, "/tmp/guard_test.XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-/* The slice of `self` under WORLD + `policy`; NULL with *err on error. */
-static struct policy_slice *load(const char *policy, const char *self, struct policy_error *err)
-{
-	char p[128], w[128];
-	struct policy_slice *s = NULL;
-
-	write_file("policy.yaml", policy);
-	write_file("world.yaml", WORLD);
-	snprintf(p, sizeof(p), "%s/policy.yaml", dir);
-	snprintf(w, sizeof(w), "%s/world.yaml", dir);
-	if (policy_slice_load(&s, "cluster.local", p, w, self, NULL, 0, err) < 0)
-		return NULL;
-	return s;
-}
-
-static struct policy_slice *must_load(const char *policy, const char *self)
-{
-	struct policy_error err;
-	struct policy_slice *s = load(policy, self, &err);
-	if (!s)
-		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
-			 err.path, err.msg);
-	return s;
-}
-
-static struct sockaddr_storage addr(const char *ip)
-{
-	struct sockaddr_storage ss = {0};
-	ss.ss_family = AF_INET;
-	assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
-	return ss;
-}
-
 struct gcase {
 	const char *self, *caller; /* caller NULL: plaintext from 10.9.0.1 */
 	uint16_t port;
@@ -114,8 +57,8 @@ static int run_cases(const char *policy, const struct gcase *c, size_t n)
 {
 	int failed = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct policy_slice *s = must_load(policy, c[i].self);
-		struct sockaddr_storage src = addr("10.9.0.1");
+		struct policy_slice *s = pfixture_must_load(policy, WORLD, c[i].self);
+		struct sockaddr_storage src = pfixture_addr("10.9.0.1");
 		struct policy_decision d;
 		policy_slice_decide_inbound(s, c[i].caller, (struct sockaddr *)&src, c[i].port, &d);
 		if (d.verdict != c[i].verdict || (c[i].rule == NULL) != (d.rule == NULL) ||
@@ -265,12 +208,12 @@ static void test_mesh_tighten_only(void **state)
 		{"dev/tool", TD "/ns/prod/sa/api", 80, POLICY_AUDIT_DENY, NULL},
 	};
 	assert_int_equal(run_cases(pol, cases, sizeof(cases) / sizeof(cases[0])), 0);
-	struct policy_slice *s = must_load(pol, "dev/tool");
+	struct policy_slice *s = pfixture_must_load(pol, WORLD, "dev/tool");
 	assert_int_equal(policy_slice_mtls(s), POLICY_MTLS_STRICT);
 	policy_slice_unref(s);
 	/* prod's egress: allow refused, deny stays */
-	s = must_load(pol, "prod/web");
-	struct sockaddr_storage out = addr("198.51.100.7");
+	s = pfixture_must_load(pol, WORLD, "prod/web");
+	struct sockaddr_storage out = pfixture_addr("198.51.100.7");
 	struct policy_decision d;
 	policy_slice_decide_egress(s, (struct sockaddr *)&out, 443, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
@@ -286,8 +229,9 @@ static void test_egress_modes(void **state)
 	for (int i = 0; i < 3; i++) {
 		snprintf(pol, sizeof(pol),
 			 HDR "kind: MeshPolicy\nmetadata: {name: m}\nspec: {egress: %s}\n", modes[i]);
-		struct policy_slice *s = must_load(pol, "prod/web");
-		struct sockaddr_storage out = addr("198.51.100.7"), meshed = addr("10.3.0.4");
+		struct policy_slice *s = pfixture_must_load(pol, WORLD, "prod/web");
+		struct sockaddr_storage out = pfixture_addr("198.51.100.7"),
+					meshed = pfixture_addr("10.3.0.4");
 		struct policy_decision d;
 		policy_slice_decide_egress(s, (struct sockaddr *)&out, 443, &d);
 		assert_int_equal(d.verdict, want[i]);
@@ -303,8 +247,8 @@ static void test_egress_modes(void **state)
  * destination: a guardrail's allow makes a peer. */
 static void test_guard_peers(void **state)
 {
-	struct policy_slice *s = must_load(GUARDS, "monitoring/prom");
-	struct sockaddr_storage tool = addr("10.3.0.4");
+	struct policy_slice *s = pfixture_must_load(GUARDS, WORLD, "monitoring/prom");
+	struct sockaddr_storage tool = pfixture_addr("10.3.0.4");
 	struct policy_decision d;
 	const char *id = policy_slice_peer(s, (struct sockaddr *)&tool, 9100, &d);
 	assert_non_null(id);
@@ -363,7 +307,7 @@ static void test_bad_documents(void **state)
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct policy_error err;
-		struct policy_slice *s = load(cases[i].doc, "prod/web", &err);
+		struct policy_slice *s = pfixture_load(cases[i].doc, WORLD, "prod/web", &err);
 		if (s || strcmp(err.path, cases[i].path) || !strstr(err.msg, cases[i].msg)) {
 			print_error("case %zu: %s: %s\n", i, err.path, err.msg);
 			failed++;
@@ -377,7 +321,7 @@ static void test_bad_documents(void **state)
  * only they admit every caller. */
 static void test_snapshot_rules(void **state)
 {
-	struct policy_slice *s = must_load(GUARDS, "prod/api");
+	struct policy_slice *s = pfixture_must_load(GUARDS, WORLD, "prod/api");
 	(void)s;
 	policy_slice_unref(s);
 
@@ -436,5 +380,5 @@ int main(void)
 		cmocka_unit_test(test_guard_peers),	  cmocka_unit_test(test_bad_documents),
 		cmocka_unit_test(test_snapshot_rules),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pfixture_setup, pfixture_teardown);
 }

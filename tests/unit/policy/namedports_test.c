@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "pfixture.h"
 #include "policy.h"
 
 #define TD "spiffe://cluster.local"
@@ -61,64 +62,6 @@ static const char *const POLICY =
 	"spec:\n  selector: {workloads: [api]}\n"
 	"  from: [{identities: [\"" TD "/ns/shop/sa/db\"]}]\n";
 
-static char dir[64];
-
-static void write_file(const char *name, const char *text)
-{
-	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-static int setup(void **state)
-{
-	strcpy(dir, "/tmp/namedports_test.XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct policy_slice *load(const char *policy, const char *world, const char *self,
-				 struct policy_error *err)
-{
-	char p[128], w[128];
-	struct policy_slice *s = NULL;
-
-	write_file("policy.yaml", policy);
-	write_file("world.yaml", world);
-	snprintf(p, sizeof(p), "%s/policy.yaml", dir);
-	snprintf(w, sizeof(w), "%s/world.yaml", dir);
-	if (policy_slice_load(&s, "cluster.local", p, w, self, NULL, 0, err) < 0)
-		return NULL;
-	return s;
-}
-
-static struct policy_slice *must_load(const char *self)
-{
-	struct policy_error err;
-	struct policy_slice *s = load(POLICY, WORLD, self, &err);
-	if (!s)
-		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
-			 err.path, err.msg);
-	return s;
-}
-
-static struct sockaddr_storage addr(const char *ip)
-{
-	struct sockaddr_storage ss = {0};
-	ss.ss_family = AF_INET;
-	assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
-	return ss;
-}
-
 /* Inbound at each destination: the name opens its own number there. */
 static void test_inbound(void **state)
 {
@@ -148,8 +91,8 @@ static void test_inbound(void **state)
 	int failed = 0;
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		struct policy_slice *s = must_load(c[i].self);
-		struct sockaddr_storage src = addr("10.9.0.1");
+		struct policy_slice *s = pfixture_must_load(POLICY, WORLD, c[i].self);
+		struct sockaddr_storage src = pfixture_addr("10.9.0.1");
 		struct policy_decision d;
 		policy_slice_decide_inbound(s, c[i].caller, (struct sockaddr *)&src, c[i].port, &d);
 		if (d.verdict != c[i].verdict || (c[i].rule == NULL) != (d.rule == NULL) ||
@@ -177,11 +120,11 @@ static void test_peers(void **state)
 		{"10.4.0.3", 8081, 1}, {"10.4.0.3", 8080, 0}, {"10.4.0.4", 5432, 0},
 		{"10.4.0.4", 8080, 0}, {"10.4.0.4", 1, 0},
 	};
-	struct policy_slice *s = must_load("shop/web");
+	struct policy_slice *s = pfixture_must_load(POLICY, WORLD, "shop/web");
 	int failed = 0;
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		struct sockaddr_storage dst = addr(c[i].ip);
+		struct sockaddr_storage dst = pfixture_addr(c[i].ip);
 		struct policy_decision d = {0};
 		const char *id = policy_slice_peer(s, (struct sockaddr *)&dst, c[i].port, &d);
 		int allowed = id && d.verdict == POLICY_ALLOW;
@@ -211,7 +154,7 @@ static void test_bad_names(void **state)
 			     "spec:\n  selector: {}\n  ports: [8080, %s]\n"
 			     "  from: [{namespaces: [shop]}]\n",
 			 bad[i]);
-		struct policy_slice *s = load(doc, WORLD, "shop/api", &err);
+		struct policy_slice *s = pfixture_load(doc, WORLD, "shop/api", &err);
 		if (s || err.line != 6 || err.column != 17 || strcmp(err.path, "spec.ports[1]") ||
 		    !strstr(err.msg, bad[i][0] != '"' ? "not a port name" : "not a port")) {
 			print_error("policy %s: %d:%d %s: %s\n", bad[i], err.line, err.column,
@@ -225,7 +168,7 @@ static void test_bad_names(void **state)
 			 "spec:\n  serviceAccount: x\n  addresses: [\"10.4.0.9\"]\n"
 			 "  ports: [{containerPort: 80, name: %s}]\n",
 			 WORLD, bad[i]);
-		s = load(POLICY, doc, "shop/api", &err);
+		s = pfixture_load(POLICY, doc, "shop/api", &err);
 		if (s || err.line != 40 || err.column != 37 ||
 		    strcmp(err.path, "spec.ports[0].name") || !strstr(err.msg, "not a port name")) {
 			print_error("workload %s: %d:%d %s: %s\n", bad[i], err.line, err.column,
@@ -236,41 +179,45 @@ static void test_bad_names(void **state)
 	}
 	/* fifteen characters, digits and single dashes: a name */
 	struct policy_error err;
-	struct policy_slice *s = load(HDR "kind: AllowPolicy\nmetadata: {name: p, namespace: shop}\n"
-					  "spec: {selector: {}, ports: [a-1-b-2-c-3-d45], from: "
-					  "[{namespaces: [shop]}]}\n",
-				      WORLD, "shop/api", &err);
+	struct policy_slice *s =
+		pfixture_load(HDR "kind: AllowPolicy\nmetadata: {name: p, namespace: shop}\n"
+				  "spec: {selector: {}, ports: [a-1-b-2-c-3-d45], from: "
+				  "[{namespaces: [shop]}]}\n",
+			      WORLD, "shop/api", &err);
 	if (!s) {
 		print_error("valid name refused: %s: %s\n", err.path, err.msg);
 		failed++;
 	}
 	policy_slice_unref(s);
 	/* an EgressPolicy's destination is no workload: no names there */
-	s = load(HDR "kind: EgressPolicy\nmetadata: {name: e, namespace: shop}\n"
-		     "spec: {selector: {}, to: [{cidrs: [\"10.8.0.0/16\"], ports: [http]}]}\n",
-		 WORLD, "shop/api", &err);
+	s = pfixture_load(HDR
+			  "kind: EgressPolicy\nmetadata: {name: e, namespace: shop}\n"
+			  "spec: {selector: {}, to: [{cidrs: [\"10.8.0.0/16\"], ports: [http]}]}\n",
+			  WORLD, "shop/api", &err);
 	if (s || !strstr(err.msg, "not a port")) {
 		print_error("egress name: %s: %s\n", err.path, err.msg);
 		failed++;
 	}
 	policy_slice_unref(s);
 	/* a name needs a letter: "8080" would read as the number in a policy */
-	s = load(POLICY,
-		 HDR "kind: Workload\nmetadata: {name: x, namespace: shop}\n"
-		     "spec: {serviceAccount: x, addresses: [\"10.4.0.9\"], ports: [{name: \"8-0\", "
-		     "containerPort: 80}]}\n",
-		 "shop/x", &err);
+	s = pfixture_load(
+		POLICY,
+		HDR "kind: Workload\nmetadata: {name: x, namespace: shop}\n"
+		    "spec: {serviceAccount: x, addresses: [\"10.4.0.9\"], ports: [{name: \"8-0\", "
+		    "containerPort: 80}]}\n",
+		"shop/x", &err);
 	if (s || !strstr(err.msg, "not a port name")) {
 		print_error("digits only: %s: %s\n", err.path, err.msg);
 		failed++;
 	}
 	policy_slice_unref(s);
 	/* a workload's port: a number and a known protocol */
-	s = load(POLICY,
-		 HDR "kind: Workload\nmetadata: {name: x, namespace: shop}\n"
-		     "spec: {serviceAccount: x, addresses: [\"10.4.0.9\"], ports: [{name: a, "
-		     "containerPort: 80, protocol: ICMP}]}\n",
-		 "shop/x", &err);
+	s = pfixture_load(POLICY,
+			  HDR
+			  "kind: Workload\nmetadata: {name: x, namespace: shop}\n"
+			  "spec: {serviceAccount: x, addresses: [\"10.4.0.9\"], ports: [{name: a, "
+			  "containerPort: 80, protocol: ICMP}]}\n",
+			  "shop/x", &err);
 	if (s || !strstr(err.msg, "not TCP, UDP or SCTP")) {
 		print_error("protocol: %s: %s\n", err.path, err.msg);
 		failed++;
@@ -286,5 +233,5 @@ int main(void)
 		cmocka_unit_test(test_peers),
 		cmocka_unit_test(test_bad_names),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, pfixture_setup, pfixture_teardown);
 }

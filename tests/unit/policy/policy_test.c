@@ -19,6 +19,7 @@
 #include "cinch/v1/config.pb-c.h"
 #include "compile.h"
 #include "model.h"
+#include "pfixture.h"
 #include "policy.h"
 
 #define TD_NAME "cluster.local"
@@ -109,41 +110,16 @@ static const char *const POLICY =
 	"  selector: {matchLabels: {tier: backend}}\n"
 	"  to: [{cidrs: [\"203.0.113.0/24\"], ports: [443]}]\n";
 
-static char dir[64];
-
-static void write_file(const char *name, const char *text)
-{
-	char path[256];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
-}
-
-static void path_of(char *buf, size_t len, const char *name)
-{
-	snprintf(buf, len, "%s/%s", dir, name);
-}
-
 static int setup(void **state)
 {
 	char p[128];
-	snprintf(dir, sizeof(dir), "/tmp/policy_test.XXXXXX");
-	if (!mkdtemp(dir))
+	if (pfixture_setup(state) < 0)
 		return -1;
-	path_of(p, sizeof(p), "policy");
+	pfixture_path(p, sizeof(p), "policy");
 	mkdir(p, 0700);
-	write_file("policy/shop.yaml", POLICY);
-	write_file("workloads.yaml", WORKLOADS);
+	pfixture_write("policy/shop.yaml", POLICY);
+	pfixture_write("workloads.yaml", WORKLOADS);
 	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 static struct policy_slice *load(const char *self)
@@ -151,8 +127,8 @@ static struct policy_slice *load(const char *self)
 	char p[128], w[128];
 	struct policy_slice *s = NULL;
 	struct policy_error err;
-	path_of(p, sizeof(p), "policy");
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(p, sizeof(p), "policy");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	int rc = policy_slice_load(&s, TD_NAME, p, w, self, NULL, 0, &err);
 	if (rc != 0)
 		fail_msg("load %s: %s:%d:%d: %s: %s", self, err.file, err.line, err.column,
@@ -319,8 +295,8 @@ static void test_self_by_address_and_version(void **state)
 	struct policy_error err;
 	struct sockaddr_storage addrs[2] = {addr("127.0.0.1"), addr("10.1.0.2")};
 
-	path_of(p, sizeof(p), "policy");
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(p, sizeof(p), "policy");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, addrs, 2, &err), 0);
 	assert_string_equal(policy_slice_workload(s), "shop/api");
 	s2 = load("shop/api");
@@ -484,14 +460,14 @@ static void test_errors(void **state)
 	char p[128], w[128];
 	int failed = 0;
 
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bad_case *c = &cases[i];
 		struct policy_slice *s = NULL;
 		struct policy_error err;
 		/* a good file and the bad one: the set is refused whole */
-		write_file("bad.yaml", c->doc);
-		path_of(p, sizeof(p), "bad.yaml");
+		pfixture_write("bad.yaml", c->doc);
+		pfixture_path(p, sizeof(p), "bad.yaml");
 		int rc = policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err);
 		if (rc != -EINVAL || s || err.line != c->line || err.column != c->column ||
 		    strcmp(err.path, c->path) || !strstr(err.msg, c->msg_part) ||
@@ -511,11 +487,11 @@ static void test_set_level_errors(void **state)
 	struct policy_error err;
 
 	/* two workloads with one address */
-	write_file("dup.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
-			       "metadata: {name: web2, namespace: shop}\n"
-			       "spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n");
-	path_of(p, sizeof(p), "dup.yaml");
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_write("dup.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+				   "metadata: {name: web2, namespace: shop}\n"
+				   "spec: {serviceAccount: web, addresses: [\"10.1.0.1\"]}\n");
+	pfixture_path(p, sizeof(p), "dup.yaml");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, w, p, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "share the address 10.1.0.1"));
 	assert_non_null(strstr(err.file, "dup.yaml"));
@@ -523,15 +499,15 @@ static void test_set_level_errors(void **state)
 	assert_int_equal(err.column, 41);
 	assert_string_equal(err.path, "spec.addresses[0]");
 	/* two MeshPolicies for one namespace */
-	write_file("mesh2.yaml",
-		   "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
-		   "metadata: {name: other, namespace: shop}\nspec: {mtls: STRICT}\n");
-	path_of(p, sizeof(p), "policy");
+	pfixture_write("mesh2.yaml",
+		       "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+		       "metadata: {name: other, namespace: shop}\nspec: {mtls: STRICT}\n");
+	pfixture_path(p, sizeof(p), "policy");
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "cp %s/mesh2.yaml %s/policy/ && cp -r %s/policy %s/policy2", dir,
-		 dir, dir, dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/mesh2.yaml %s/policy/ && cp -r %s/policy %s/policy2",
+		 pfixture_dir(), pfixture_dir(), pfixture_dir(), pfixture_dir());
 	assert_int_equal(system(cmd), 0);
-	path_of(p, sizeof(p), "policy2");
+	pfixture_path(p, sizeof(p), "policy2");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "two MeshPolicies"));
 	assert_non_null(strstr(err.file, "shop.yaml")); /* sorts after mesh2.yaml */
@@ -540,11 +516,11 @@ static void test_set_level_errors(void **state)
 	assert_string_equal(err.path, "metadata.name");
 	/* issue #19: two for the whole mesh (no namespace, and the control
 	 * plane's): refused with file, line, column and field */
-	write_file("mesh3.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
-				 "metadata: {name: a}\nspec: {mtls: STRICT}\n---\n"
-				 "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
-				 "metadata: {name: b, namespace: cinch-system}\nspec: {}\n");
-	path_of(p, sizeof(p), "mesh3.yaml");
+	pfixture_write("mesh3.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+				     "metadata: {name: a}\nspec: {mtls: STRICT}\n---\n"
+				     "apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\n"
+				     "metadata: {name: b, namespace: cinch-system}\nspec: {}\n");
+	pfixture_path(p, sizeof(p), "mesh3.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "two MeshPolicies for the whole mesh"));
 	assert_non_null(strstr(err.file, "mesh3.yaml"));
@@ -552,13 +528,13 @@ static void test_set_level_errors(void **state)
 	assert_int_equal(err.column, 18);
 	assert_string_equal(err.path, "metadata.name");
 	/* two AllowPolicies with one name */
-	write_file("dupname.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
-				   "metadata: {name: api-plain, namespace: shop}\n"
-				   "spec: {selector: {workloads: [api]}, from: [{namespaces: "
-				   "[shop]}]}\n");
-	path_of(p, sizeof(p), "dupname.yaml");
+	pfixture_write("dupname.yaml", "apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
+				       "metadata: {name: api-plain, namespace: shop}\n"
+				       "spec: {selector: {workloads: [api]}, from: [{namespaces: "
+				       "[shop]}]}\n");
+	pfixture_path(p, sizeof(p), "dupname.yaml");
 	char both[300];
-	snprintf(both, sizeof(both), "%s/policy", dir);
+	pfixture_path(both, sizeof(both), "policy");
 	struct pset *set = pset_new("cluster.local");
 	assert_int_equal(pset_add_path(set, both, &err), 0);
 	assert_int_equal(pset_add_path(set, p, &err), 0);
@@ -569,14 +545,16 @@ static void test_set_level_errors(void **state)
 	assert_int_equal(err.column, 18);
 	assert_string_equal(err.path, "metadata.name");
 	pset_free(set);
-	path_of(p, sizeof(p), "policy2");
-	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", dir, dir);
+	pfixture_path(p, sizeof(p), "policy2");
+	snprintf(cmd, sizeof(cmd), "rm %s/policy/mesh2.yaml %s/policy2/mesh2.yaml", pfixture_dir(),
+		 pfixture_dir());
 	assert_int_equal(system(cmd), 0);
 	/* a directory holds only policy files: anything else is an error */
-	write_file("policy2/README.md", "notes\n");
+	pfixture_write("policy2/README.md", "notes\n");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "not a .yaml"));
-	snprintf(cmd, sizeof(cmd), "rm %s/policy2/README.md && mkdir %s/policy2/sub", dir, dir);
+	snprintf(cmd, sizeof(cmd), "rm %s/policy2/README.md && mkdir %s/policy2/sub",
+		 pfixture_dir(), pfixture_dir());
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "a directory inside"));
@@ -633,8 +611,8 @@ static void test_trust_domain(void **state)
 	struct policy_error err;
 	struct sockaddr_storage a = addr("10.1.0.4");
 
-	path_of(p, sizeof(p), "policy");
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(p, sizeof(p), "policy");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, "example.org", p, w, "shop/api", NULL, 0, &err), 0);
 	assert_string_equal(policy_slice_spiffe_id(s), "spiffe://example.org/ns/shop/sa/api");
 	/* legacy is open to everyone: a peer, under its identity of ours */
@@ -695,11 +673,11 @@ static void test_meshed_never_plaintext(void **state)
 
 	assert_non_null(text);
 	snprintf(text, text_len, "%s%s", POLICY, egress_all);
-	path_of(p, sizeof(p), "policy-egress");
+	pfixture_path(p, sizeof(p), "policy-egress");
 	mkdir(p, 0700);
-	write_file("policy-egress/shop.yaml", text);
+	pfixture_write("policy-egress/shop.yaml", text);
 	free(text);
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sockaddr_storage a = addr(cases[i].ip);
@@ -767,9 +745,9 @@ static void test_meshed_cidrs(void **state)
 			 i, ips[i]);
 		strcat(text, doc);
 	}
-	write_file("meshed.yaml", text);
+	pfixture_write("meshed.yaml", text);
 	free(text);
-	path_of(w, sizeof(w), "meshed.yaml");
+	pfixture_path(w, sizeof(w), "meshed.yaml");
 	if (pset_add_path(set, w, &err) < 0 || pset_finish(set, &err) < 0)
 		fail_msg("%s:%d: %s: %s", err.file, err.line, err.path, err.msg);
 	assert_int_equal(pcompile_new(set, &c), 0);
@@ -922,8 +900,8 @@ static void test_snapshot_round_trip(void **state)
 	uint8_t *buf = NULL, *again;
 	size_t len;
 
-	path_of(p, sizeof(p), "policy");
-	path_of(w, sizeof(w), "workloads.yaml");
+	pfixture_path(p, sizeof(p), "policy");
+	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_non_null(set);
 	assert_int_equal(pset_add_path(set, p, &err), 0);
 	assert_int_equal(pset_add_path(set, w, &err), 0);
@@ -999,5 +977,5 @@ int main(void)
 		cmocka_unit_test(test_meshed_cidrs),
 		cmocka_unit_test(test_wildcard_one_segment),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, pfixture_teardown);
 }

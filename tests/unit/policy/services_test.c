@@ -21,6 +21,7 @@
 #include "cinch/v1/config.pb-c.h"
 #include "compile.h"
 #include "model.h"
+#include "pfixture.h"
 #include "policy.h"
 
 #define TD "spiffe://cluster.local"
@@ -86,38 +87,12 @@ static const char *const SERVICES =
 	"apiVersion: v1\nkind: Service\nmetadata: {name: db-h, namespace: shop}\n"
 	"spec: {clusterIP: None, ports: [{port: 5432}]}\n";
 
-static char dir[64];
-
-static void write_file(const char *name, const char *text)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 static int setup(void **state)
 {
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/services_test.XXXXXX");
-	if (!mkdtemp(dir))
+	if (pfixture_setup(state) < 0)
 		return -1;
-	write_file("a-registry.yaml", REGISTRY);
-	write_file("b-services.yaml", SERVICES);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char path[128];
-	(void)state;
-	snprintf(path, sizeof(path), "%s/a-registry.yaml", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/b-services.yaml", dir);
-	unlink(path);
-	rmdir(dir);
+	pfixture_write("a-registry.yaml", REGISTRY);
+	pfixture_write("b-services.yaml", SERVICES);
 	return 0;
 }
 
@@ -130,7 +105,7 @@ static uint8_t *snapshot_of(const char *self, size_t *len)
 	uint8_t *buf = NULL;
 
 	assert_non_null(s);
-	if (pset_add_path(s, dir, &err) < 0 || pset_finish(s, &err) < 0)
+	if (pset_add_path(s, pfixture_dir(), &err) < 0 || pset_finish(s, &err) < 0)
 		fail_msg("%s:%d %s: %s", err.file, err.line, err.path, err.msg);
 	assert_int_equal(pcompile_new(s, &c), 0);
 	const struct pworkload *w = pcompile_find(s, self, NULL, 0);
@@ -237,17 +212,17 @@ static void test_deterministic(void **state)
 	uint8_t *a = snapshot_of("shop/web", &l1);
 	char path[128];
 	/* the same documents, the slices listed before their Services */
-	snprintf(path, sizeof(path), "%s/b-services.yaml", dir);
+	pfixture_path(path, sizeof(path), "b-services.yaml");
 	unlink(path);
 	const char *sep = strstr(SERVICES, "---\napiVersion: discovery.k8s.io/v1");
 	char *swapped = NULL;
 	assert_true(asprintf(&swapped, "%s---\n%.*s", sep + 4, (int)(sep - SERVICES), SERVICES) >
 		    0);
-	write_file("b-services.yaml", swapped);
+	pfixture_write("b-services.yaml", swapped);
 	uint8_t *b = snapshot_of("shop/web", &l2);
 	assert_int_equal(l1, l2);
 	assert_memory_equal(a, b, l1);
-	write_file("b-services.yaml", SERVICES);
+	pfixture_write("b-services.yaml", SERVICES);
 	free(swapped);
 	free(a);
 	free(b);
@@ -321,5 +296,5 @@ int main(void)
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_slice_refuses),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, pfixture_teardown);
 }
