@@ -10,8 +10,10 @@
  * SPIFFE IDs, plaintext callers from inside and outside the ipBlocks) on
  * several ports, and wants the verdict and the rule that the reference,
  * a loop over the rules in order with string compares, finds. A case that
- * once went wrong is kept on its own: a plaintext caller refused by a
- * guardrail's ipBlock deny placed before an every-caller pass. */
+ * once went wrong is kept on its own, from a snapshot and from policy
+ * files: a plaintext caller refused by a guardrail's ipBlock deny placed
+ * before an every-caller pass (the evaluator up to 2026-12-04 let it
+ * through to the namespace's rules). */
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -445,10 +448,57 @@ static void test_cidr_deny_before_pass(void **state)
 	free(m);
 }
 
+/* The same through files, as an operator writes it: a PERMISSIVE mesh, a
+ * guardrail denying a legacy ipBlock then passing everyone, a namespace
+ * admitting 10.0.0.0/8 in plaintext. */
+static void test_cidr_deny_before_pass_files(void **state)
+{
+	static const char *const set =
+		"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
+		"metadata: {name: api, namespace: shop, labels: {app: api}}\n"
+		"spec: {serviceAccount: api, addresses: [\"10.3.0.2\"]}\n---\n"
+		"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: mesh}\n"
+		"spec: {mtls: PERMISSIVE}\n---\n"
+		"apiVersion: cinch.dev/v1alpha1\nkind: GuardrailPolicy\n"
+		"metadata: {name: no-legacy}\nspec:\n  priority: 10\n  subject: "
+		"{namespaceSelector: {}}\n"
+		"  rules:\n    - {action: deny, from: [{unauthenticated: {ipBlocks: "
+		"[10.9.0.0/16]}}]}\n    - {action: pass}\n---\n"
+		"apiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"
+		"metadata: {name: plain, namespace: shop}\n"
+		"spec:\n  selector: {matchLabels: {app: api}}\n"
+		"  from: [{unauthenticated: {ipBlocks: [10.0.0.0/8]}}]\n";
+	char dir[] = "/tmp/decide_test.XXXXXX", path[64];
+	struct policy_slice *s = NULL;
+	struct policy_error err;
+	struct policy_decision d;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/set.yaml", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(set, f);
+	assert_int_equal(fclose(f), 0);
+	int rc = policy_slice_load(&s, "cluster.local", path, path, "shop/api", NULL, 0, &err);
+	unlink(path);
+	rmdir(dir);
+	if (rc < 0)
+		fail_msg("%s:%d: %s: %s", err.file, err.line, err.path, err.msg);
+	struct sockaddr_storage legacy = taddr("10.9.0.5"), other = taddr("10.1.0.5");
+	policy_slice_decide_inbound(s, NULL, (struct sockaddr *)&legacy, 8080, &d);
+	assert_int_equal(d.verdict, POLICY_DENY);
+	assert_string_equal(d.rule, "GuardrailPolicy/no-legacy#0");
+	policy_slice_decide_inbound(s, NULL, (struct sockaddr *)&other, 8080, &d);
+	assert_int_equal(d.verdict, POLICY_ALLOW);
+	assert_string_equal(d.rule, "shop/plain#0");
+	policy_slice_unref(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cidr_deny_before_pass),
+		cmocka_unit_test(test_cidr_deny_before_pass_files),
 		cmocka_unit_test(test_random_sets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
