@@ -619,8 +619,8 @@ static int slice_index(struct policy_slice *s)
 		if (i > 0 && e[i].len == e[i - 1].len && !memcmp(e[i].key, e[i - 1].key, e[i].len))
 			s->keys[n_keys - 1].count++;
 		else
-			s->keys[n_keys++] = (struct skey){e[i].key, (uint32_t)e[i].len,
-							  (uint32_t)i, 1, s->ents[i]};
+			s->keys[n_keys++] = (struct skey){e[i].key, (uint32_t)e[i].len, (uint32_t)i,
+							  1, s->ents[i]};
 	}
 	for (s->n_index = 8; s->n_index < 2 * n_keys; s->n_index *= 2)
 		;
