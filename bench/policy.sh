@@ -1,7 +1,9 @@
 #!/bin/bash
 # policy.sh: decisions per second of one workload's slice ("## Policy" in
-# docs/benchmarks.md), with 10, 1,000 and 100,000 inbound rules, ROUNDS
-# times in turn, medians. One core: the evaluator is single-threaded.
+# docs/benchmarks.md), with 10, 1,000 and 100,000 inbound rules, without
+# and with the 8 guardrail rules (a pass on every decision), and the
+# compilation of 10,000 workloads x 10,000 policies, ROUNDS times in turn,
+# medians. One core: the evaluator is single-threaded.
 #   bench/policy.sh [--rounds N] [--seconds S] [--bin DIR]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +23,10 @@ DIR=$(mktemp -d)
 trap 'rm -f "$OUT" "$OUT.c"; rm -rf "$DIR"' EXIT
 for _ in $(seq "$ROUNDS"); do
 	for n in 10 1000 100000; do
-		"$BIN/policy_bench" "$n" "$SECS" >>"$OUT"
+		for g in none guard; do
+			r=$("$BIN/policy_bench" "$n" "$SECS" ${g#none})
+			echo "$g $r" >>"$OUT"
+		done
 	done
 	"$BIN/policy_bench" compile 10000 10000 "$DIR" >>"$OUT.c"
 done
@@ -30,13 +35,14 @@ import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    rows.setdefault(int(f[0]), []).append([float(x) for x in f[1:]])
+    rows.setdefault((int(f[1]), f[0]), []).append([float(x) for x in f[2:]])
 print("Medians of %s rounds of %s s, one core.\n" % (sys.argv[2], sys.argv[3]))
-print("| inbound rules | decisions/s | ns per decision | slice load ms |")
-print("|---|---|---|---|")
-for n, rs in sorted(rows.items()):
+print("| inbound rules | guardrail rules | decisions/s | ns per decision | slice load ms |")
+print("|---|---|---|---|---|")
+for (n, g), rs in sorted(rows.items()):
     med = lambda i: statistics.median(r[i] for r in rs)
-    print("| %d | %.1f M | %.0f | %.1f |" % (n, med(0) / 1e6, med(1), med(2)))
+    print("| %d | %s | %.1f M | %.0f | %.1f |" % (n, "8, a pass" if g == "guard" else "none",
+                                               med(0) / 1e6, med(1), med(2)))
 c = [[float(x) for x in l.split()] for l in open(sys.argv[4])]
 m = lambda i: statistics.median(r[i] for r in c)
 print("\n| workloads | AllowPolicies | parse + validate ms | index ms | all snapshots ms "

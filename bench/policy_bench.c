@@ -6,9 +6,9 @@
  * ten a wildcard), asked by callers half of whom a rule admits. With
  * "guard", 8 guardrail rules come first (denies of every caller on other
  * ports, denies and an allow of namespaces no caller is in, and last a
- * pass of every caller on the port asked): every decision then scans the
- * every-caller rules, finds the pass, and searches again from the first
- * namespace rule, the most a guardrail costs. Prints "<rules>
+ * pass of every caller on the port asked): every decision then reads the
+ * every-caller rules, finds the pass, and goes on to the namespace's
+ * rules, the most a guardrail costs. Prints "<rules>
  * <decisions/s> <ns/decision> <slice load ms>" (rules: N, without the
  * guardrails').
  *

@@ -14,7 +14,14 @@
  *      or pass, which skips the other guardrail rules to the namespace's;
  *   3. no rule: refused when an enforce-mode policy selects the workload;
  *      "audit-deny" (allowed, logged) when only audit-mode ones do; when no
- *      policy selects it, the default action (deny, or audit). */
+ *      policy selects it, the default action (deny, or audit).
+ * Step 2 is not a loop over the rules: a caller's ID is read once (is it
+ * a SPIFFE ID, the hashes of its two keys: skey.h), its keys are looked up
+ * once, and the few ascending lists of rules that may admit it (those of
+ * its two keys, the every-caller ones, or for a plaintext caller the
+ * ipBlock ones) are read once in step, however many times a pass or an
+ * audit-mode deny makes the search go on (docs/benchmarks.md, "## Policy",
+ * has the profile this layout comes from). */
 #include "policy.h"
 
 #include <arpa/inet.h>
@@ -26,6 +33,7 @@
 #include "cinch/v1/config.pb-c.h"
 #include "compile.h"
 #include "model.h"
+#include "skey.h"
 #include "spiffe.h"
 
 struct ssrc {
@@ -66,13 +74,29 @@ struct segress {
  * identities), each key with the ascending list of rules it appears in.
  * A wildcard "*" and a namespace both stand for exactly one last segment
  * (docs/policy.md), so a caller's ID has two keys (itself, and itself up
- * to its last '/'): a decision is two hash lookups whatever the number of
- * rules. Open addressing; the table is at least twice the keys. */
+ * to its last '/', policy/skey.h): a decision is two hash lookups whatever
+ * the number of rules. Open addressing with linear probes over 8-byte
+ * slots (eight to a cache line: 16 KiB for 1,000 keys); the table is at
+ * least twice the keys. The slot's index bits are the hash's low ones, its
+ * tag the high half, so a probe rarely touches a key it does not want. */
+struct sslot {
+	uint32_t tag; /* the hash's top 32 bits */
+	uint32_t key; /* 1 + index in keys; 0: empty */
+};
+
+/* A rule in a list of the index, with its ports when they are one range
+ * (lo > 0), so that most entries are decided without touching the rule;
+ * lo 0: every port (hi 1) or several ranges (hi 0). */
+struct sent {
+	uint32_t rule;
+	uint16_t lo, hi;
+};
+
 struct skey {
-	const char *key; /* not NUL-terminated at len */
-	uint64_t hash;	 /* compared before the key is touched */
+	const char *text; /* not NUL-terminated at len */
 	uint32_t len;
-	uint32_t first, count; /* range in rule_ids */
+	uint32_t first, count; /* range in ents */
+	struct sent one;       /* ents[first]: a key of one rule needs no more */
 };
 
 /* A Service of the snapshot, with what its public view points into. */
@@ -93,12 +117,13 @@ struct svip {
 
 struct policy_slice {
 	unsigned refs;
-	struct skey *index; /* n_index slots, power of two; key NULL: empty */
+	struct sslot *index; /* n_index slots, power of two */
 	size_t n_index;
-	uint32_t *rule_ids;
-	uint32_t *cidr_rules; /* rules with unauthenticated sources, ascending */
+	struct skey *keys;
+	struct sent *ents;
+	struct sent *cidr_rules; /* rules with unauthenticated sources, ascending */
 	size_t n_cidr_rules;
-	uint32_t *any_rules; /* rules admitting every caller (guardrails'), ascending */
+	struct sent *any_rules; /* rules admitting every caller (guardrails'), ascending */
 	size_t n_any_rules;
 	size_t n_guard; /* rules[0..n_guard) are the guardrails' */
 	char **keystore; /* namespace keys built here */
@@ -163,7 +188,8 @@ static void slice_free(struct policy_slice *s)
 	free(s->egress);
 	free(s->meshed);
 	free(s->index);
-	free(s->rule_ids);
+	free(s->keys);
+	free(s->ents);
 	free(s->cidr_rules);
 	free(s->any_rules);
 	for (size_t i = 0; i < s->n_keystore; i++)
@@ -509,17 +535,17 @@ static int slice_build(struct policy_slice *s, struct policy_error *err)
 	return rc < 0 ? rc : slice_services_build(s, err);
 }
 
-/* FNV-1a: the hash of a prefix is a step of the hash of the whole, so one
- * pass over a caller's ID yields the hashes of all three of its keys. */
-#define SKEY_FNV_INIT	    1469598103934665603ULL
-#define SKEY_FNV_STEP(h, c) (((h) ^ (uint8_t)(c)) * 1099511628211ULL)
-
-static uint64_t skey_hash(const char *k, size_t len)
+/* Rule `i` as an entry of the index's lists. */
+static struct sent sent_of(const struct policy_slice *s, size_t i)
 {
-	uint64_t h = SKEY_FNV_INIT;
-	for (size_t i = 0; i < len; i++)
-		h = SKEY_FNV_STEP(h, k[i]);
-	return h;
+	const struct pports *p = &s->rules[i].ports;
+	struct sent e = {(uint32_t)i, 0, p->n == 0};
+
+	if (p->n == 1 && p->r[0].lo > 0) {
+		e.lo = p->r[0].lo;
+		e.hi = p->r[0].hi;
+	}
+	return e;
 }
 
 struct skey_entry {
@@ -549,11 +575,12 @@ static int slice_index(struct policy_slice *s)
 	for (size_t i = 0; i < s->n_rules; i++)
 		cap += s->rules[i].n_src;
 	e = calloc(cap + 1, sizeof(*e));
-	s->rule_ids = calloc(cap + 1, sizeof(*s->rule_ids));
+	s->ents = calloc(cap + 1, sizeof(*s->ents));
+	s->keys = calloc(cap + 1, sizeof(*s->keys));
 	s->cidr_rules = calloc(s->n_rules + 1, sizeof(*s->cidr_rules));
 	s->any_rules = calloc(s->n_rules + 1, sizeof(*s->any_rules));
 	s->keystore = calloc(cap + 1, sizeof(*s->keystore));
-	if (!e || !s->rule_ids || !s->cidr_rules || !s->any_rules || !s->keystore)
+	if (!e || !s->ents || !s->keys || !s->cidr_rules || !s->any_rules || !s->keystore)
 		goto out;
 	for (size_t i = 0; i < s->n_rules; i++) {
 		int has_cidr = 0, has_any = 0;
@@ -582,38 +609,30 @@ static int slice_index(struct policy_slice *s)
 			n++;
 		}
 		if (has_cidr)
-			s->cidr_rules[s->n_cidr_rules++] = (uint32_t)i;
+			s->cidr_rules[s->n_cidr_rules++] = sent_of(s, i);
 		if (has_any)
-			s->any_rules[s->n_any_rules++] = (uint32_t)i;
+			s->any_rules[s->n_any_rules++] = sent_of(s, i);
 	}
 	qsort(e, n, sizeof(*e), skey_entry_cmp);
-	for (size_t i = 0; i < n; i++)
-		if (i == 0 || e[i].len != e[i - 1].len || memcmp(e[i].key, e[i - 1].key, e[i].len))
-			n_keys++;
+	for (size_t i = 0; i < n; i++) {
+		s->ents[i] = sent_of(s, e[i].rule);
+		if (i > 0 && e[i].len == e[i - 1].len && !memcmp(e[i].key, e[i - 1].key, e[i].len))
+			s->keys[n_keys - 1].count++;
+		else
+			s->keys[n_keys++] = (struct skey){e[i].key, (uint32_t)e[i].len, (uint32_t)i,
+							  1, s->ents[i]};
+	}
 	for (s->n_index = 8; s->n_index < 2 * n_keys; s->n_index *= 2)
 		;
 	s->index = calloc(s->n_index, sizeof(*s->index));
 	if (!s->index)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		uint64_t hash = skey_hash(e[i].key, e[i].len);
+	for (size_t k = 0; k < n_keys; k++) {
+		uint64_t hash = skey_hash(s->keys[k].text, s->keys[k].len);
 		size_t h = hash & (s->n_index - 1);
-		s->rule_ids[i] = e[i].rule;
-		if (i > 0 && e[i].len == e[i - 1].len &&
-		    !memcmp(e[i].key, e[i - 1].key, e[i].len)) {
-			while (s->index[h].hash != hash || s->index[h].len != e[i].len ||
-			       memcmp(s->index[h].key, e[i].key, e[i].len))
-				h = (h + 1) & (s->n_index - 1);
-			s->index[h].count++;
-			continue;
-		}
 		while (s->index[h].key)
 			h = (h + 1) & (s->n_index - 1);
-		s->index[h] = (struct skey){.key = e[i].key,
-					    .hash = hash,
-					    .len = (uint32_t)e[i].len,
-					    .first = (uint32_t)i,
-					    .count = 1};
+		s->index[h] = (struct sslot){(uint32_t)(hash >> 32), (uint32_t)k + 1};
 	}
 	rc = 0;
 out:
@@ -756,82 +775,110 @@ static int ssrc_admits(const struct policy_slice *s, const struct ssrc *x, const
 	return 0;
 }
 
-/* The first rule (from `from` on, below `best`) under key
- * spiffe_id[0..len) whose ports include `port`; `best` when none is
- * earlier. */
-static size_t slice_lookup(const struct policy_slice *s, const char *id, size_t len, uint64_t hash,
-			   uint16_t port, size_t from, size_t best)
-{
-	size_t h = hash & (s->n_index - 1);
-
-	for (; s->index[h].key; h = (h + 1) & (s->n_index - 1)) {
-		const struct skey *b = &s->index[h];
-		if (b->hash != hash || b->len != len || memcmp(b->key, id, len))
-			continue;
-		for (uint32_t i = 0; i < b->count; i++) {
-			uint32_t r = s->rule_ids[b->first + i];
-			if (r >= best)
-				break;
-			if (r >= from && pports_contains(&s->rules[r].ports, port))
-				return r;
-		}
-		break;
-	}
-	return best;
-}
-
-/* A caller as the index sees it, computed once per decision: whether its
- * ID is a SPIFFE ID, and the hashes of its two keys (itself, and itself up
- * to its last '/': wildcards and namespaces), in one pass. */
-struct scaller {
-	const char *id; /* NULL: plaintext */
-	const struct sockaddr *src;
-	int valid;
-	uint64_t h, h_last;
-	size_t len, l_last;
+/* An ascending list of the rules that may admit a caller (one key's, the
+ * every-caller rules, the unauthenticated ones), read once per decision
+ * however many times a guardrail's pass or audit-mode deny makes it search
+ * on: every entry before `e` is below where the search now starts or does
+ * not match the caller, so it never will. */
+struct slist {
+	const struct sent *e, *end;
+	int cidr; /* the rules' unauthenticated sources must admit the caller */
 };
 
-static void scaller_init(struct scaller *c, const char *spiffe_id, const struct sockaddr *src)
+/* A caller as the index sees it, computed once per decision. */
+struct scaller {
+	const struct sockaddr *src;
+	struct slist l[3];
+	size_t n;
+};
+
+/* Does rule entry `e` take `port`? */
+static int sent_port(const struct policy_slice *s, const struct sent *e, uint16_t port)
 {
-	memset(c, 0, sizeof(*c));
-	c->id = spiffe_id;
-	c->src = src;
-	c->valid = spiffe_id && slice_id_ok(spiffe_id);
-	if (!c->valid)
-		return;
-	c->h = SKEY_FNV_INIT;
-	for (; spiffe_id[c->len]; c->len++) {
-		c->h = SKEY_FNV_STEP(c->h, spiffe_id[c->len]);
-		if (spiffe_id[c->len] == '/') {
-			c->h_last = c->h;
-			c->l_last = c->len + 1;
-		}
-	}
+	if (e->lo)
+		return port >= e->lo && port <= e->hi;
+	return e->hi || pports_contains(&s->rules[e->rule].ports, port);
 }
 
-/* The first rule from `from` on that matches, SIZE_MAX when none does. */
-static size_t slice_first(const struct policy_slice *s, const struct scaller *c, uint16_t port,
-			  size_t from)
+/* memcmp(a, b, len) == 0 a word at a time, inline: the key of a hash that
+ * matched is nearly always the caller's. */
+static int slice_key_eq(const char *a, const char *b, size_t len)
+{
+	uint64_t x, y, d = 0;
+
+	if (len < sizeof(x))
+		return !memcmp(a, b, len);
+	for (size_t i = 0; i + sizeof(x) < len; i += sizeof(x)) {
+		memcpy(&x, a + i, sizeof(x));
+		memcpy(&y, b + i, sizeof(y));
+		d |= x ^ y;
+	}
+	memcpy(&x, a + len - sizeof(x), sizeof(x));
+	memcpy(&y, b + len - sizeof(y), sizeof(y));
+	return !(d | (x ^ y));
+}
+
+/* The rules of key id[0..len), empty when no rule has it. */
+static struct slist slice_lookup(const struct policy_slice *s, const char *id, size_t len,
+				 uint64_t hash)
+{
+	size_t mask = s->n_index - 1;
+
+	for (size_t h = hash & mask; s->index[h].key; h = (h + 1) & mask) {
+		if (s->index[h].tag != (uint32_t)(hash >> 32))
+			continue;
+		const struct skey *k = &s->keys[s->index[h].key - 1];
+		if (k->len != len || !slice_key_eq(k->text, id, len))
+			continue;
+		if (k->count == 1)
+			return (struct slist){&k->one, &k->one + 1, 0};
+		return (struct slist){&s->ents[k->first], &s->ents[k->first + k->count], 0};
+	}
+	return (struct slist){NULL, NULL, 0};
+}
+
+static void scaller_init(const struct policy_slice *s, struct scaller *c, const char *spiffe_id,
+			 const struct sockaddr *src)
+{
+	struct skey_id k;
+
+	c->src = src;
+	c->l[0] = (struct slist){s->any_rules, s->any_rules + s->n_any_rules, 0};
+	c->n = 1;
+	if (!spiffe_id) {
+		c->l[c->n++] = (struct slist){s->cidr_rules, s->cidr_rules + s->n_cidr_rules, 1};
+	} else if (skey_id_scan(spiffe_id, &k) == 0) {
+		c->l[c->n++] = slice_lookup(s, spiffe_id, k.len, k.h);
+		c->l[c->n++] = slice_lookup(s, spiffe_id, k.l_last, k.h_last);
+	} /* else not a SPIFFE ID: no identity rule admits it */
+}
+
+/* Does one of rule `r`'s unauthenticated sources admit address `src`? */
+static int slice_cidr_admits(const struct policy_slice *s, size_t r, const struct sockaddr *src)
+{
+	for (size_t k = 0; k < s->rules[r].n_src; k++)
+		if (ssrc_admits(s, &s->rules[r].src[k], NULL, src))
+			return 1;
+	return 0;
+}
+
+/* The first rule from `from` on that admits the caller on `port`,
+ * SIZE_MAX when none does; `from` never decreases from one call to the
+ * next. */
+static size_t slice_next(const struct policy_slice *s, struct scaller *c, uint16_t port,
+			 size_t from)
 {
 	size_t best = SIZE_MAX;
 
-	for (size_t i = 0; i < s->n_any_rules && s->any_rules[i] < best; i++)
-		if (s->any_rules[i] >= from && pports_contains(&s->rules[s->any_rules[i]].ports, port))
-			best = s->any_rules[i];
-	if (c->valid) {
-		best = slice_lookup(s, c->id, c->len, c->h, port, from, best);
-		if (c->l_last)
-			best = slice_lookup(s, c->id, c->l_last, c->h_last, port, from, best);
-	} else if (!c->id) {
-		for (size_t i = 0; i < s->n_cidr_rules && s->cidr_rules[i] < best; i++) {
-			const struct srule *r = &s->rules[s->cidr_rules[i]];
-			if (s->cidr_rules[i] < from || !pports_contains(&r->ports, port))
-				continue;
-			for (size_t k = 0; k < r->n_src && best == SIZE_MAX; k++)
-				if (ssrc_admits(s, &r->src[k], NULL, c->src))
-					best = s->cidr_rules[i];
-		}
-	} /* else not a SPIFFE ID: no identity rule admits it */
+	for (size_t k = 0; k < c->n; k++) {
+		struct slist *l = &c->l[k];
+		for (; l->e < l->end && l->e->rule < best; l->e++)
+			if (l->e->rule >= from && sent_port(s, l->e, port) &&
+			    (!l->cidr || slice_cidr_admits(s, l->e->rule, c->src))) {
+				best = l->e->rule;
+				break;
+			}
+	}
 	return best;
 }
 
@@ -849,9 +896,9 @@ void policy_slice_decide_inbound(const struct policy_slice *s, const char *spiff
 	const struct srule *audit = NULL;
 	size_t best, from = 0;
 	struct scaller caller;
-	scaller_init(&caller, spiffe_id, src);
+	scaller_init(s, &caller, spiffe_id, src);
 	for (;;) {
-		best = slice_first(s, &caller, port, from);
+		best = slice_next(s, &caller, port, from);
 		if (best == SIZE_MAX)
 			break;
 		const struct srule *r = &s->rules[best];
