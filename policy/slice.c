@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ struct svip {
 };
 
 struct policy_slice {
-	unsigned refs;
+	atomic_uint refs; /* shared by the agent's workers (--workers N) */
 	struct skey *index; /* n_index slots, power of two; key NULL: empty */
 	size_t n_index;
 	uint32_t *rule_ids;
@@ -176,13 +177,13 @@ static void slice_free(struct policy_slice *s)
 
 struct policy_slice *policy_slice_ref(struct policy_slice *s)
 {
-	s->refs++;
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	return s;
 }
 
 void policy_slice_unref(struct policy_slice *s)
 {
-	if (s && --s->refs == 0)
+	if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
 		slice_free(s);
 }
 
@@ -634,7 +635,7 @@ int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snaps
 	if (!buf || !s)
 		goto out;
 	cinch__v1__snapshot__pack(snap, buf);
-	s->refs = 1;
+	atomic_init(&s->refs, 1);
 	s->snap = cinch__v1__snapshot__unpack(NULL, len, buf);
 	if (!s->snap) {
 		/* It decoded once, but does not survive re-encoding (e.g. an
