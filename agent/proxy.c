@@ -92,6 +92,7 @@ struct proxy_budget *proxy_budget_new(void)
 
 	if (!b)
 		return NULL;
+	atomic_init(&b->refs, 1);
 	atomic_init(&b->n_conns, 0);
 	atomic_init(&b->n_in, 0);
 	pthread_mutex_init(&b->lock, NULL);
@@ -103,7 +104,7 @@ struct proxy_budget *proxy_budget_new(void)
 
 void proxy_budget_free(struct proxy_budget *b)
 {
-	if (!b)
+	if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) > 1)
 		return;
 	pthread_mutex_destroy(&b->lock); /* srcs: empty with the last session */
 	free(b);
@@ -419,9 +420,11 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	p->log = log;
 	p->arg = arg;
 	p->refs = 1;
-	p->budget = cfg->budget ? cfg->budget : (p->own_budget = proxy_budget_new());
+	p->budget = cfg->budget ? cfg->budget : proxy_budget_new();
+	if (p->budget && cfg->budget)
+		atomic_fetch_add_explicit(&p->budget->refs, 1, memory_order_relaxed);
 	if (!p->budget || !(p->pick = svcpick_new(uv_hrtime()))) {
-		proxy_budget_free(p->own_budget);
+		proxy_budget_free(p->budget);
 		free(p);
 		return UV_ENOMEM;
 	}
@@ -457,7 +460,7 @@ void proxy_unref(struct proxy *p)
 	policy_slice_unref(p->slice);
 	svcpick_free(p->pick); /* the sessions that held its states are gone */
 	conn_loop_cleanup(&p->cl);
-	proxy_budget_free(p->own_budget);
+	proxy_budget_free(p->budget);
 	free(p);
 }
 

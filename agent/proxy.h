@@ -120,7 +120,8 @@ struct proxy;
 struct proxy_budget;
 
 /* A budget for proxies to share (proxy_config.budget); NULL on ENOMEM.
- * Freed once every proxy sharing it is freed (their loops have run out). */
+ * proxy_budget_free lets go of the creator's reference: it is freed with
+ * the last proxy that shares it. */
 struct proxy_budget *proxy_budget_new(void);
 void proxy_budget_free(struct proxy_budget *b);
 

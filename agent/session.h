@@ -87,6 +87,7 @@ struct session_src {
  * one subtract when the session is freed); the handshake places and the
  * per-source table are behind the lock. */
 struct proxy_budget {
+	atomic_uint refs;    /* its creator's, and one per proxy */
 	atomic_uint n_conns; /* open sessions counted (self-probes are not) */
 	atomic_uint n_in;    /* of those, inbound */
 	pthread_mutex_t lock;
@@ -107,8 +108,7 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct list_node sessions;
-	struct proxy_budget *budget; /* cfg's, or own_budget */
-	struct proxy_budget *own_budget;
+	struct proxy_budget *budget; /* cfg's, or its own (a reference held) */
 	struct list_node budget_link; /* in budget->proxies */
 	unsigned n_waiting;	      /* sessions in waiting (under budget->lock) */
 	uv_async_t wake;	      /* a place freed on another proxy of the budget */
