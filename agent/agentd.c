@@ -7,6 +7,10 @@
  *           slice streamed by it. Nothing to configure in the pod but a
  *           bootstrap token and the control plane's bundle.
  *
+ * Workers (--workers N, workers.h): N event loops carry the connections;
+ * everything here (signals, the admin port, the probe, reloads, live) is
+ * worker 0's, the caller's loop, and new material goes to every worker.
+ *
  * Reload: on SIGHUP and when the content of one of the files changes
  * (common/fswatch: not for a touch or for other files beside them),
  * everything is read and checked again; only a complete, valid set
@@ -338,9 +342,9 @@ static void agentd_usage(FILE *out)
 		"                       rules work (for runs without `cinch-agent init`)\n"
 		"  --no-resumption      static mode: no TLS session resumption, every\n"
 		"                       handshake a full one (for benchmarks)\n"
-		"  --workers N          event loops (threads) carrying connections, the\n"
+		"  --workers N|auto     event loops (threads) carrying connections, the\n"
 		"                       kernel spreading them over the listeners (1..64;\n"
-		"                       default: the CPUs the agent may run on)\n");
+		"                       auto: the CPUs the agent may run on) (1)\n");
 }
 
 /* A duration flag that does not parse: named in one line, exit 2. */
@@ -541,7 +545,10 @@ int agentd_main(int argc, char **argv)
 		}
 		case 'n': {
 			long long v;
-			if (numarg_flag("cinch-agent run", "workers", optarg, 1, WORKERS_MAX, &v) < 0)
+			if (!strcmp(optarg, "auto"))
+				v = workers_default();
+			else if (numarg_flag("cinch-agent run", "workers", optarg, 1, WORKERS_MAX,
+					     &v) < 0)
 				return 2;
 			a.n_workers = (unsigned)v;
 			break;
@@ -595,8 +602,8 @@ int agentd_main(int argc, char **argv)
 		return 1;
 	}
 	pc.admin_port = admin_port;
-	if (!a.n_workers)
-		a.n_workers = workers_default();
+	if (!a.n_workers) /* docs/agent.md: why not one per CPU by default yet */
+		a.n_workers = 1;
 	if (admin_counts_init(&a.st, a.n_workers) < 0) {
 		log_event(LOG_LVL_ERROR, "agent_start_failed", log_pack("{s:s}", "error", "out of memory"));
 		probe_stop(a.probe);

@@ -25,6 +25,15 @@
  * (struct session_src), an entry freed with its last unfinished
  * connection.
  *
+ * The budgets are the agent's, whatever its number of workers (one proxy
+ * per loop, workers.h): the proxies share one struct proxy_budget. The
+ * open and inbound counts are atomic, added to at accept and checked
+ * against what the add returned (so of two accepts at the limit on two
+ * loops, the later one is refused); the handshake places and the source
+ * table are behind the budget's lock. Waiting sessions stay on their own
+ * proxy's list (in arrival order there); a place freed on one proxy
+ * wakes (uv_async) the others that have waiting sessions.
+ *
  * Accept always accepts (conn_accept): a session that cannot be
  * allocated is accepted into a spare handle and reset at once, so libuv
  * keeps polling the listener. */

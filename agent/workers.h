@@ -40,7 +40,8 @@ typedef void (*workers_log_cb)(void *arg, unsigned worker, const struct proxy_re
 
 struct workers;
 
-/* The CPUs this process may run on (sched_getaffinity), 1..WORKERS_MAX. */
+/* The CPUs this process may run on (sched_getaffinity), 1..WORKERS_MAX
+ * (--workers auto). */
 unsigned workers_default(void);
 
 /* n workers (1..WORKERS_MAX) on `loop` (worker 0) and n - 1 threads, their
