@@ -220,6 +220,8 @@ struct proxy *workers_proxy0(const struct workers *ws)
 
 void workers_set_material(struct workers *ws, struct mtls_ctx *tls, struct policy_slice *slice)
 {
+	if (ws->w[0].stop) /* (worker 0's own field: no lock) */
+		return;
 	proxy_set_material(ws->w[0].proxy, tls, slice);
 	for (unsigned i = 1; i < ws->n; i++) {
 		struct worker *w = &ws->w[i];
