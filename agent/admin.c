@@ -1,6 +1,7 @@
 /* admin: see admin.h. */
 #include "admin.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,55 +45,136 @@ static int admin_hs_cause(const char *name)
 	return 5;
 }
 
+int admin_counts_init(struct admin_state *st, unsigned n)
+{
+	if (!(st->counts = calloc(n, sizeof(*st->counts))))
+		return -ENOMEM;
+	st->n_counts = n;
+	for (unsigned i = 0; i < n; i++)
+		pthread_mutex_init(&st->counts[i].lock, NULL);
+	return 0;
+}
+
+void admin_counts_free(struct admin_state *st)
+{
+	for (unsigned i = 0; i < st->n_counts; i++)
+		pthread_mutex_destroy(&st->counts[i].lock);
+	free(st->counts);
+	st->counts = NULL;
+	st->n_counts = 0;
+}
+
 /* The per-peer slot of `id` ("" : no identity), claiming a free one while
- * fewer than peer_cap are taken; the "other" slot when full or too long. */
-static unsigned admin_peer_slot(struct admin_state *st, const char *id)
+ * fewer than cap are taken; the "other" slot when full or too long. */
+static unsigned admin_peer_slot(struct admin_counts *c, unsigned cap, const char *id)
 {
 	const char *name = *id ? id : "none";
 	unsigned i;
 
 	if (strlen(name) > ADMIN_PEER_ID_MAX)
 		return ADMIN_MAX_PEERS;
-	for (i = 0; i < st->peer_cap && st->peers[i].id[0]; i++)
-		if (!strcmp(st->peers[i].id, name))
+	for (i = 0; i < cap && c->peers[i].id[0]; i++)
+		if (!strcmp(c->peers[i].id, name))
 			return i;
-	if (i == st->peer_cap)
+	if (i == cap)
 		return ADMIN_MAX_PEERS;
-	memcpy(st->peers[i].id, name, strlen(name) + 1);
+	memcpy(c->peers[i].id, name, strlen(name) + 1);
 	return i;
 }
 
-void admin_count(struct admin_state *st, const struct proxy_record *r)
+/* The denial slot of `reason` (static text, see admin.h), claimed if new;
+ * -1 when every slot holds another. */
+static int admin_denial_slot(struct admin_counts *c, const char *reason)
+{
+	for (int i = 0; i < ADMIN_MAX_REASONS; i++)
+		if (!c->denials[i].reason || !strcmp(c->denials[i].reason, reason)) {
+			c->denials[i].reason = reason;
+			return i;
+		}
+	return -1;
+}
+
+static void admin_count_locked(struct admin_counts *c, unsigned peer_cap,
+			       const struct proxy_record *r)
 {
 	int out = !strcmp(r->direction, "outbound");
 	int v = !strcmp(r->verdict, "allow") ? 0 : !strcmp(r->verdict, "deny") ? 1 : 2;
+	int i;
 
-	st->conns[out][v]++;
-	if (st->peer_cap)
-		st->peers[admin_peer_slot(st, r->peer_id)].conns[out][v]++;
+	c->ended++;
+	c->conns[out][v]++;
+	if (peer_cap)
+		c->peers[admin_peer_slot(c, peer_cap, r->peer_id)].conns[out][v]++;
 	if (!strcmp(r->end, "policy_change"))
-		st->policy_closed[out]++;
-	st->bytes[out][0] += r->bytes_out;
-	st->bytes[out][1] += r->bytes_in;
+		c->policy_closed[out]++;
+	c->bytes[out][0] += r->bytes_out;
+	c->bytes[out][1] += r->bytes_in;
 	if (r->handshake_s >= 0)
-		promtext_hist_observe(&st->handshake[out], &admin_hs_buckets, r->handshake_s);
+		promtext_hist_observe(&c->handshake[out], &admin_hs_buckets, r->handshake_s);
 	if (r->relayed)
-		promtext_hist_observe(&st->duration[out], &admin_dur_buckets, r->duration_s);
+		promtext_hist_observe(&c->duration[out], &admin_dur_buckets, r->duration_s);
 	if (r->handshake_failure)
-		st->hs_failures[out][admin_hs_cause(r->handshake_failure)]++;
+		c->hs_failures[out][admin_hs_cause(r->handshake_failure)]++;
 	if (r->peer_refusal)
-		st->refused_by_peer[r->peer_refusal->code]++;
+		c->refused_by_peer[r->peer_refusal->code]++;
 	if (r->error != CONN_ER_NONE && (unsigned)r->error < CONN_ER__COUNT)
-		st->errors[out][r->error]++;
-	if (!r->denied || !r->reason || !*r->reason)
-		return;
-	for (int i = 0; i < ADMIN_MAX_REASONS; i++) {
-		if (!st->denials[i].reason || !strcmp(st->denials[i].reason, r->reason)) {
-			st->denials[i].reason = r->reason; /* static text, see admin.h */
-			st->denials[i].n++;
-			return;
-		}
+		c->errors[out][r->error]++;
+	if (r->denied && r->reason && *r->reason && (i = admin_denial_slot(c, r->reason)) >= 0)
+		c->denials[i].n++;
+}
+
+void admin_count(struct admin_state *st, unsigned worker, const struct proxy_record *r)
+{
+	struct admin_counts *c = &st->counts[worker];
+
+	pthread_mutex_lock(&c->lock);
+	admin_count_locked(c, st->peer_cap, r);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void admin_hist_add(struct promtext_hist *to, const struct promtext_hist *h)
+{
+	for (int i = 0; i < PROMTEXT_MAX_BUCKETS; i++)
+		to->buckets[i] += h->buckets[i];
+	to->count += h->count;
+	to->sum += h->sum;
+}
+
+/* Adds one worker's counts to `to` (the peers and the denials by name:
+ * the workers met them in different orders). */
+static void admin_counts_add(struct admin_counts *to, unsigned peer_cap,
+			     const struct admin_counts *c)
+{
+	int i;
+
+	to->ended += c->ended;
+	for (int d = 0; d < 2; d++) {
+		to->policy_closed[d] += c->policy_closed[d];
+		for (int v = 0; v < 3; v++)
+			to->conns[d][v] += c->conns[d][v];
+		for (int f = 0; f < 2; f++)
+			to->bytes[d][f] += c->bytes[d][f];
+		admin_hist_add(&to->handshake[d], &c->handshake[d]);
+		admin_hist_add(&to->duration[d], &c->duration[d]);
+		for (int k = 0; k < ADMIN_N_HS_CAUSES; k++)
+			to->hs_failures[d][k] += c->hs_failures[d][k];
+		for (int e = 0; e < CONN_ER__COUNT; e++)
+			to->errors[d][e] += c->errors[d][e];
 	}
+	for (int k = 0; k < VERDICT_N_CODES; k++)
+		to->refused_by_peer[k] += c->refused_by_peer[k];
+	for (unsigned p = 0; p <= ADMIN_MAX_PEERS; p++) {
+		if (!c->peers[p].id[0] && p < ADMIN_MAX_PEERS)
+			continue;
+		unsigned slot = p == ADMIN_MAX_PEERS ? ADMIN_MAX_PEERS
+						     : admin_peer_slot(to, peer_cap, c->peers[p].id);
+		for (int d = 0; d < 2; d++)
+			for (int v = 0; v < 3; v++)
+				to->peers[slot].conns[d][v] += c->peers[p].conns[d][v];
+	}
+	for (int k = 0; k < ADMIN_MAX_REASONS && c->denials[k].reason; k++)
+		if ((i = admin_denial_slot(to, c->denials[k].reason)) >= 0)
+			to->denials[i].n += c->denials[k].n;
 }
 
 void admin_probed(void *arg, int ok, const char *why)
@@ -191,7 +273,7 @@ static void admin_put_label(FILE *f, const char *v)
 		      f);
 }
 
-static void admin_metrics_peers(FILE *f, const struct admin_state *st)
+static void admin_metrics_peers(FILE *f, const struct admin_counts *st)
 {
 	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
 
@@ -216,7 +298,7 @@ static void admin_metrics_peers(FILE *f, const struct admin_state *st)
 }
 
 /* Handshake and connection durations, handshake failures by cause. */
-static void admin_metrics_tls(FILE *f, const struct admin_state *st)
+static void admin_metrics_tls(FILE *f, const struct admin_counts *st)
 {
 	char l[32];
 
@@ -251,13 +333,21 @@ static void admin_metrics_tls(FILE *f, const struct admin_state *st)
 static char *admin_metrics(const struct admin_ctx *a)
 {
 	static const char *const verdicts[] = {"allow", "deny", "audit-deny"};
-	const struct admin_state *st = a->st;
+	const struct admin_state *as = a->st;
+	struct admin_counts *st = calloc(1, sizeof(*st)); /* the workers' sum */
 	char *buf = NULL;
 	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	FILE *f = st ? open_memstream(&buf, &len) : NULL;
 
-	if (!f)
+	if (!f) {
+		free(st);
 		return NULL;
+	}
+	for (unsigned w = 0; w < as->n_counts; w++) {
+		pthread_mutex_lock(&as->counts[w].lock);
+		admin_counts_add(st, as->peer_cap, &as->counts[w]);
+		pthread_mutex_unlock(&as->counts[w].lock);
+	}
 	promtext_build_info(f, "cinch_agent");
 	promtext_process(f);
 	fprintf(f, "# HELP cinch_agent_connections_total Connections ended, by direction and "
@@ -288,8 +378,18 @@ static char *admin_metrics(const struct admin_ctx *a)
 					"reason=\"%s\"} %llu\n",
 					admin_dirs[d], conn_reason_name((enum conn_reason)e),
 					(unsigned long long)st->errors[d][e]);
-	if (st->peer_cap)
+	if (as->peer_cap)
 		admin_metrics_peers(f, st);
+	if (as->n_counts > 1) { /* --workers N: where the connections went */
+		promtext_family(f, "cinch_agent_worker_connections_total", "counter",
+				"Connections ended, by the worker (event loop) that carried them.");
+		for (unsigned w = 0; w < as->n_counts; w++) {
+			pthread_mutex_lock(&as->counts[w].lock);
+			fprintf(f, "cinch_agent_worker_connections_total{worker=\"%u\"} %llu\n", w,
+				(unsigned long long)as->counts[w].ended);
+			pthread_mutex_unlock(&as->counts[w].lock);
+		}
+	}
 	promtext_family(f, "cinch_agent_bytes_total", "counter",
 			"Bytes relayed, by the connection's direction and by flow (sent: from the "
 			"app to the peer, received: from the peer to the app).");
@@ -322,8 +422,8 @@ static char *admin_metrics(const struct admin_ctx *a)
 		"# TYPE cinch_agent_policy_closed_total counter\n"
 		"cinch_agent_policy_closed_total{direction=\"inbound\"} %llu\n"
 		"cinch_agent_policy_closed_total{direction=\"outbound\"} %llu\n",
-		proxy_conns(a->proxy), (long long)st->cert_not_after, st->policy_version,
-		st->intercept == ADMIN_IC_OK, (unsigned long long)st->probe_failures,
+		proxy_conns(a->proxy), (long long)as->cert_not_after, as->policy_version,
+		as->intercept == ADMIN_IC_OK, (unsigned long long)as->probe_failures,
 		(unsigned long long)st->policy_closed[0], (unsigned long long)st->policy_closed[1]);
 	fprintf(f, "# HELP cinch_agent_refused_by_peer_total Outbound connections the "
 		   "destination's agent refused, by the reason it gave.\n"
@@ -332,7 +432,8 @@ static char *admin_metrics(const struct admin_ctx *a)
 		fprintf(f, "cinch_agent_refused_by_peer_total{reason=\"%s\"} %llu\n",
 			verdict_code_name((enum verdict_code)i),
 			(unsigned long long)st->refused_by_peer[i]);
-	admin_metrics_lifecycle(f, st);
+	admin_metrics_lifecycle(f, as);
+	free(st);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -26,10 +26,14 @@
  *             the first N identities seen (then peer="other")
  *   /config   JSON: identity, workload, certificate serial and expiry,
  *             policy version, ports
- * The counters are fed by agentd from the access log records. */
+ * The counters are fed by agentd from the access log records; with
+ * several workers (--workers N), each worker's are apart and /metrics
+ * gives their sums, and cinch_agent_worker_connections_total{worker} says
+ * how many connections ended on each. */
 #ifndef CINCH_AGENT_ADMIN_H
 #define CINCH_AGENT_ADMIN_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -54,21 +58,18 @@ enum admin_intercept {
 	ADMIN_IC_SKIPPED, /* --no-probe */
 };
 
-struct admin_state {
-	int ready; /* a certificate and a policy are loaded */
-	enum admin_intercept intercept;
-	char intercept_why[256];
-	uint64_t probe_failures;   /* rounds that failed */
-	uint64_t policy_closed[2]; /* [outbound?] closed by a policy change */
-	char spiffe_id[2100], workload[256], serial[64], policy_version[80];
-	int64_t cert_not_after;
-	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
-	uint16_t outbound_port, inbound_port, admin_port;
+/* What the connections that ended on one worker add to the metrics. Each
+ * worker counts into its own (admin_count, on its loop); /metrics, on
+ * worker 0, sums them. The lock is taken by both, so it is contended
+ * only while a scrape sums. */
+struct admin_counts {
+	pthread_mutex_t lock;
+	uint64_t ended;					/* connections ended on this worker */
+	uint64_t policy_closed[2];			/* [outbound?] closed by a policy change */
 	uint64_t conns[2][3];				/* [outbound?][allow, deny, audit-deny] */
 	uint64_t bytes[2][2];				/* [outbound?][from the peer?] */
 	struct promtext_hist handshake[2], duration[2]; /* [outbound?] */
 	uint64_t hs_failures[2][ADMIN_N_HS_CAUSES];	/* [outbound?][cause] */
-	unsigned peer_cap; /* 0: no per-peer counters; else <= ADMIN_MAX_PEERS */
 	struct {
 		char id[ADMIN_PEER_ID_MAX + 1]; /* "" : free; "none": no identity */
 		uint64_t conns[2][3];		/* as conns */
@@ -81,8 +82,28 @@ struct admin_state {
 	uint64_t errors[2][CONN_ER__COUNT];	   /* [outbound?][reason]: connection errors */
 };
 
-/* Counts one finished connection. */
-void admin_count(struct admin_state *st, const struct proxy_record *r);
+/* The rest is worker 0's (the admin port, the probe, the material). */
+struct admin_state {
+	int ready; /* a certificate and a policy are loaded */
+	enum admin_intercept intercept;
+	char intercept_why[256];
+	uint64_t probe_failures; /* rounds that failed */
+	char spiffe_id[2100], workload[256], serial[64], policy_version[80];
+	int64_t cert_not_after;
+	const struct live *live; /* live mode (borrowed; NULL once stopped), else NULL */
+	uint16_t outbound_port, inbound_port, admin_port;
+	unsigned peer_cap; /* 0: no per-peer counters; else <= ADMIN_MAX_PEERS */
+	struct admin_counts *counts; /* one per worker (admin_counts_init) */
+	unsigned n_counts;
+};
+
+/* st->counts for n workers: 0 or -ENOMEM. admin_counts_free once the
+ * workers are stopped. */
+int admin_counts_init(struct admin_state *st, unsigned n);
+void admin_counts_free(struct admin_state *st);
+
+/* Counts one connection that ended on `worker` (on that worker's loop). */
+void admin_count(struct admin_state *st, unsigned worker, const struct proxy_record *r);
 
 /* The self-probe's result callback (probe_result_cb; arg: the
  * admin_state): keeps /ready and the metrics current, and logs each change

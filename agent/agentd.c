@@ -7,6 +7,10 @@
  *           slice streamed by it. Nothing to configure in the pod but a
  *           bootstrap token and the control plane's bundle.
  *
+ * Workers (--workers N, workers.h): N event loops carry the connections;
+ * everything here (signals, the admin port, the probe, reloads, live) is
+ * worker 0's, the caller's loop, and new material goes to every worker.
+ *
  * Reload: on SIGHUP and when the content of one of the files changes
  * (common/fswatch: not for a touch or for other files beside them),
  * everything is read and checked again; only a complete, valid set
@@ -44,6 +48,7 @@
 #include "proxy.h"
 #include "spiffe.h"
 #include "svid.h"
+#include "workers.h"
 
 struct agentd {
 	uv_loop_t *loop;
@@ -52,7 +57,8 @@ struct agentd {
 	int no_resumption;          /* --no-resumption: every handshake a full one */
 	struct live_opts live_opts; /* live mode when control_url is set */
 	struct live *live;
-	struct proxy *proxy;
+	struct workers *workers;
+	unsigned n_workers;
 	struct probe *probe; /* NULL with --no-probe */
 	struct adminhttp *admin;
 	struct admin_state st;
@@ -112,7 +118,7 @@ static int agentd_load(struct agentd *a, const char *event)
 		why = "the certificate is not this workload's identity";
 		goto out;
 	}
-	proxy_set_material(a->proxy, tls, slice);
+	workers_set_material(a->workers, tls, slice);
 	agentd_describe(a, sk_X509_value(chain, 0), slice);
 	log_event(
 		LOG_LVL_INFO, event,
@@ -133,20 +139,23 @@ out:
 	return rc;
 }
 
-static void agentd_access(void *arg, const struct proxy_record *r)
+/* One connection ended, on `worker`'s loop (its thread). */
+static void agentd_access(void *arg, unsigned worker, const struct proxy_record *r)
 {
 	struct agentd *a = arg;
 
 	const struct verdict_refusal *pr = r->peer_refusal;
 	json_t *line;
 
-	admin_count(&a->st, r);
+	admin_count(&a->st, worker, r);
 	line = log_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}",
 			"direction", r->direction, "src", r->src, "dst", r->dst, "local_id",
 			r->local_id, "peer_id", r->peer_id, "verdict", r->verdict, "rule", r->rule,
 			"reason", r->reason, "tls_version", r->tls_version, "cipher", r->cipher,
 			"bytes_out", (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in,
 			"duration_s", r->duration_s, "end", r->end);
+	if (a->n_workers > 1 && line)
+		json_object_set_new(line, "worker", json_integer(worker));
 	/* A connection error, by its name (the verdict stays the policy's). */
 	if (r->error != CONN_ER_NONE && line) {
 		json_object_set_new(line, "error", json_string(conn_reason_name(r->error)));
@@ -172,11 +181,11 @@ static void agentd_material(void *arg, const struct live_material *m)
 	struct agentd *a = arg;
 
 	if (!m) {
-		proxy_set_material(a->proxy, NULL, NULL);
+		workers_set_material(a->workers, NULL, NULL);
 		a->st.ready = 0;
 		return; /* svidsrc logged why */
 	}
-	proxy_set_material(a->proxy, m->tls, m->slice);
+	workers_set_material(a->workers, m->tls, m->slice);
 	agentd_describe(a, m->leaf, m->slice);
 	log_event(LOG_LVL_INFO, "material_applied",
 		  log_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "workload",
@@ -234,14 +243,6 @@ static int agentd_start_live(struct agentd *a, const char *control, const char *
 	return 0;
 }
 
-/* The proxy asks the probe about each accepted connection. */
-static int agentd_is_probe(void *arg, int outbound, const struct sockaddr_storage *src,
-			   const struct sockaddr_storage *dst)
-{
-	struct agentd *a = arg;
-	return probe_claim(a->probe, outbound, src, dst);
-}
-
 /* Probe IPv6 interception where the loopback has ::1 (init installs the
  * ip6tables rules wherever IPv6 exists). */
 static int agentd_has_ipv6(void)
@@ -271,7 +272,7 @@ static void agentd_signal(uv_signal_t *s, int signum)
 	}
 	log_event(LOG_LVL_INFO, "agent_stopping", log_pack("{s:i}", "signal", signum));
 	probe_stop(a->probe);
-	proxy_stop(a->proxy);
+	workers_stop(a->workers);
 	adminhttp_stop(a->admin);
 	if (a->watch)
 		fswatch_stop(a->watch);
@@ -340,7 +341,10 @@ static void agentd_usage(FILE *out)
 		"  --no-probe           UNSAFE: ready without checking that the redirect\n"
 		"                       rules work (for runs without `cinch-agent init`)\n"
 		"  --no-resumption      static mode: no TLS session resumption, every\n"
-		"                       handshake a full one (for benchmarks)\n");
+		"                       handshake a full one (for benchmarks)\n"
+		"  --workers N|auto     event loops (threads) carrying connections, the\n"
+		"                       kernel spreading them over the listeners (1..64;\n"
+		"                       auto: the CPUs the agent may run on) (1)\n");
 }
 
 /* A duration flag that does not parse: named in one line, exit 2. */
@@ -384,6 +388,7 @@ int agentd_main(int argc, char **argv)
 		{"no-probe", no_argument, NULL, 'N'},
 		{"no-resumption", no_argument, NULL, 'Z'},
 		{"peer-metrics", required_argument, NULL, 'E'},
+		{"workers", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -538,6 +543,16 @@ int agentd_main(int argc, char **argv)
 			a.st.peer_cap = (unsigned)v;
 			break;
 		}
+		case 'n': {
+			long long v;
+			if (!strcmp(optarg, "auto"))
+				v = workers_default();
+			else if (numarg_flag("cinch-agent run", "workers", optarg, 1, WORKERS_MAX,
+					     &v) < 0)
+				return 2;
+			a.n_workers = (unsigned)v;
+			break;
+		}
 		case 'h':
 			agentd_usage(stdout);
 			return 0;
@@ -585,29 +600,38 @@ int agentd_main(int argc, char **argv)
 				   "through the agent (--no-probe)"));
 	} else if (probe_start(a.loop, &prc, admin_probed, &a.st, &a.probe) < 0) {
 		return 1;
-	} else {
-		pc.probe = agentd_is_probe;
-		pc.probe_arg = &a;
 	}
 	pc.admin_port = admin_port;
-	int rc = proxy_start(a.loop, &pc, agentd_access, &a, &a.proxy);
-	if (rc < 0) {
-		log_event(LOG_LVL_ERROR, "listen_failed",
-			  log_pack("{s:s}", "error", uv_strerror(rc)));
+	if (!a.n_workers) /* docs/agent.md: why not one per CPU by default yet */
+		a.n_workers = 1;
+	if (admin_counts_init(&a.st, a.n_workers) < 0) {
+		log_event(LOG_LVL_ERROR, "agent_start_failed", log_pack("{s:s}", "error", "out of memory"));
 		probe_stop(a.probe);
 		uv_run(a.loop, UV_RUN_DEFAULT);
+		return 1;
+	}
+	int rc = workers_start(a.loop, a.n_workers, &pc, a.probe, agentd_access, &a, &a.workers);
+	if (rc < 0) {
+		log_event(LOG_LVL_ERROR, "listen_failed",
+			  log_pack("{s:s, s:i, s:i}", "error", uv_strerror(rc), "outbound_port",
+				   pc.outbound_port, "inbound_port", pc.inbound_port));
+		probe_stop(a.probe);
+		uv_run(a.loop, UV_RUN_DEFAULT);
+		admin_counts_free(&a.st);
 		return 1;
 	}
 	a.st.outbound_port = pc.outbound_port;
 	a.st.inbound_port = pc.inbound_port;
 	a.st.admin_port = admin_port;
 	if (admin_port &&
-	    (rc = admin_start(a.loop, "::", admin_port, &a.st, a.proxy, &a.admin)) < 0) {
+	    (rc = admin_start(a.loop, "::", admin_port, &a.st, workers_proxy0(a.workers),
+			      &a.admin)) < 0) {
 		log_event(LOG_LVL_ERROR, "listen_failed",
 			  log_pack("{s:s, s:i}", "error", uv_strerror(rc), "port", admin_port));
 		probe_stop(a.probe);
-		proxy_stop(a.proxy);
+		workers_stop(a.workers);
 		uv_run(a.loop, UV_RUN_DEFAULT);
+		admin_counts_free(&a.st);
 		return 1;
 	}
 	/* Watched before the first read: see fswatch.h. */
@@ -622,8 +646,9 @@ int agentd_main(int argc, char **argv)
 		if (a.admin)
 			adminhttp_stop(a.admin);
 		probe_stop(a.probe);
-		proxy_stop(a.proxy);
+		workers_stop(a.workers);
 		uv_run(a.loop, UV_RUN_DEFAULT);
+		admin_counts_free(&a.st);
 		return 1;
 	}
 	uv_signal_init(a.loop, &a.sighup);
@@ -633,7 +658,8 @@ int agentd_main(int argc, char **argv)
 	uv_signal_start(&a.sighup, agentd_signal, SIGHUP);
 	uv_signal_start(&a.sigterm, agentd_signal, SIGTERM);
 	uv_signal_start(&a.sigint, agentd_signal, SIGINT);
-	uv_run(a.loop, UV_RUN_DEFAULT);
+	uv_run(a.loop, UV_RUN_DEFAULT); /* the workers joined as it ran out */
+	admin_counts_free(&a.st);
 	uv_loop_close(a.loop);
 	return 0;
 }

@@ -216,8 +216,7 @@ int probe_start(uv_loop_t *loop, const struct probe_config *cfg, probe_result_cb
 	return 0;
 }
 
-/* Is `a` a probe destination: the probe address on a probe port? */
-static int probe_is_dst(const struct sockaddr_storage *a)
+int probe_is_dst(const struct sockaddr_storage *a)
 {
 	uint8_t want[16];
 	uint16_t port;

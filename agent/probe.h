@@ -48,6 +48,10 @@ int probe_start(uv_loop_t *loop, const struct probe_config *cfg, probe_result_cb
 int probe_claim(struct probe *pr, int outbound, const struct sockaddr_storage *src,
 		const struct sockaddr_storage *dst);
 
+/* Is `a` a probe destination: the probe address on a probe port? (No
+ * state: for the workers that hand their probes to the probe's loop.) */
+int probe_is_dst(const struct sockaddr_storage *a);
+
 /* Stops probing; frees the probe once its handles are closed (run the
  * loop). NULL is a no-op. */
 void probe_stop(struct probe *pr);

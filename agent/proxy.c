@@ -25,6 +25,15 @@
  * (struct session_src), an entry freed with its last unfinished
  * connection.
  *
+ * The budgets are the agent's, whatever its number of workers (one proxy
+ * per loop, workers.h): the proxies share one struct proxy_budget. The
+ * open and inbound counts are atomic, added to at accept and checked
+ * against what the add returned (so of two accepts at the limit on two
+ * loops, the later one is refused); the handshake places and the source
+ * table are behind the budget's lock. Waiting sessions stay on their own
+ * proxy's list (in arrival order there); a place freed on one proxy
+ * wakes (uv_async) the others that have waiting sessions.
+ *
  * Accept always accepts (conn_accept): a session that cannot be
  * allocated is accepted into a spare handle and reset at once, so libuv
  * keeps polling the listener. proxy_adopt (a connection a test accepted)
@@ -87,10 +96,35 @@ static unsigned proxy_src_hash(const struct sockaddr_storage *a)
 	return h % SESSION_SRC_BUCKETS;
 }
 
-/* The entry of `addr`, made if needed. NULL on ENOMEM. */
-static struct session_src *proxy_src_get(struct proxy *p, const struct sockaddr_storage *addr)
+struct proxy_budget *proxy_budget_new(void)
 {
-	struct list_node *b = &p->srcs[proxy_src_hash(addr)], *n, *next;
+	struct proxy_budget *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	atomic_init(&b->refs, 1);
+	atomic_init(&b->n_conns, 0);
+	atomic_init(&b->n_in, 0);
+	pthread_mutex_init(&b->lock, NULL);
+	for (int i = 0; i < SESSION_SRC_BUCKETS; i++)
+		list_init(&b->srcs[i]);
+	list_init(&b->proxies);
+	return b;
+}
+
+void proxy_budget_free(struct proxy_budget *b)
+{
+	if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) > 1)
+		return;
+	pthread_mutex_destroy(&b->lock); /* srcs: empty with the last session */
+	free(b);
+}
+
+/* The entry of `addr`, made if needed (budget locked). NULL on ENOMEM. */
+static struct session_src *proxy_src_get(struct proxy_budget *bu,
+					 const struct sockaddr_storage *addr)
+{
+	struct list_node *b = &bu->srcs[proxy_src_hash(addr)], *n, *next;
 	struct session_src *e;
 
 	list_for_each_safe(n, next, b)
@@ -107,31 +141,63 @@ static struct session_src *proxy_src_get(struct proxy *p, const struct sockaddr_
 	return e;
 }
 
-/* A waiting (or new) inbound session takes a handshake place. */
-static void proxy_begin_handshake(struct session *s)
+/* A waiting (or new) inbound session takes a handshake place (budget
+ * locked; inbound_begin once unlocked). */
+static void proxy_take_place(struct session *s)
 {
-	list_del(&s->wait);
 	s->hs_place = 1;
 	s->srcent->active++;
-	s->p->n_hs++;
-	inbound_begin(s);
+	s->p->budget->n_hs++;
 }
 
 /* Places freed: the waiting sessions take them in arrival order,
- * skipping those whose source holds its share. */
-static void proxy_promote(struct proxy *p)
+ * skipping those whose source holds its share. The places are the
+ * agent's: with `wake`, the other proxies of the budget that have waiting
+ * sessions are woken to try too (each on its own loop: proxy_wake). Only
+ * a freed place wakes them, never a wake-up itself, so two proxies whose
+ * waiting sessions are all at their source's share do not wake each other
+ * in turn. */
+static void proxy_promote(struct proxy *p, int wake)
 {
+	struct proxy_budget *b = p->budget;
 	unsigned share = SESSION_HS_SHARE(p->cfg.max_handshakes);
-	struct list_node *n, *next;
+	struct list_node go, *n, *next;
 
+	list_init(&go);
+	pthread_mutex_lock(&b->lock);
 	list_for_each_safe(n, next, &p->waiting)
 	{
 		struct session *w = list_entry(n, struct session, wait);
-		if (p->n_hs >= p->cfg.max_handshakes)
-			return;
-		if (w->srcent->active < share)
-			proxy_begin_handshake(w);
+		if (b->n_hs >= p->cfg.max_handshakes)
+			break;
+		if (w->srcent->active < share) {
+			proxy_take_place(w);
+			list_del(&w->wait);
+			p->n_waiting--;
+			list_add_tail(&go, &w->wait);
+		}
 	}
+	list_for_each_safe(n, next, &b->proxies)
+	{
+		struct proxy *q = list_entry(n, struct proxy, budget_link);
+		if (wake && q != p && q->n_waiting && b->n_hs < p->cfg.max_handshakes)
+			uv_async_send(&q->wake);
+	}
+	pthread_mutex_unlock(&b->lock);
+	list_for_each_safe(n, next, &go)
+	{
+		struct session *w = list_entry(n, struct session, wait);
+		list_del(&w->wait);
+		inbound_begin(w);
+	}
+}
+
+static void proxy_wake(uv_async_t *h)
+{
+	struct proxy *p = h->data;
+
+	if (!p->stopping)
+		proxy_promote(p, 0);
 }
 
 /* An inbound session is finished (decided) or closing: it gives back
@@ -141,54 +207,79 @@ static void proxy_promote(struct proxy *p)
 void proxy_unfinished_end(struct session *s)
 {
 	struct proxy *p = s->p;
+	struct proxy_budget *b = p->budget;
 	struct session_src *e = s->srcent;
 	int freed = s->hs_place;
 
 	if (!e)
 		return;
-	list_del(&s->wait);
+	pthread_mutex_lock(&b->lock);
+	if (list_linked(&s->wait)) {
+		list_del(&s->wait);
+		p->n_waiting--;
+	}
 	if (freed) {
 		s->hs_place = 0;
 		e->active--;
-		p->n_hs--;
+		b->n_hs--;
 	}
 	s->srcent = NULL;
 	if (--e->pending == 0) {
 		list_del(&e->link);
 		free(e);
 	}
+	pthread_mutex_unlock(&b->lock);
 	if (freed && !p->stopping)
-		proxy_promote(p);
+		proxy_promote(p, 1);
 }
 
-/* An inbound session after the checks of accept: into the budget. */
-static void proxy_accept_inbound(struct session *s)
+void proxy_uncount(struct session *s)
+{
+	if (s->counted)
+		atomic_fetch_sub_explicit(&s->p->budget->n_conns, 1, memory_order_relaxed);
+	if (s->inbound_counted)
+		atomic_fetch_sub_explicit(&s->p->budget->n_in, 1, memory_order_relaxed);
+}
+
+/* An inbound session after the checks of accept (n_in: the inbound
+ * sessions counted, this one included): into the budget. */
+static void proxy_accept_inbound(struct session *s, unsigned n_in)
 {
 	struct proxy *p = s->p;
+	struct proxy_budget *b = p->budget;
 	struct session_src *e;
+	int go = 0;
 
-	if (p->n_in > p->cfg.max_conns - p->cfg.outbound_reserve) {
+	if (n_in > p->cfg.max_conns - p->cfg.outbound_reserve) {
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_INBOUND_LIMIT);
 		return;
 	}
-	if (!(e = proxy_src_get(p, &s->src))) {
+	pthread_mutex_lock(&b->lock);
+	if (!(e = proxy_src_get(b, &s->src))) {
+		pthread_mutex_unlock(&b->lock);
 		session_finalize(s, CONN_ER_NO_MEMORY, NULL, "out of memory");
 		return;
 	}
 	e->pending++;
 	s->srcent = e;
 	if (e->pending > p->cfg.max_pending_per_source) {
+		pthread_mutex_unlock(&b->lock);
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_SOURCE_PENDING);
 		return;
 	}
-	session_timer(s, p->cfg.handshake_ms, 0);
-	if (p->n_hs < p->cfg.max_handshakes &&
+	if (b->n_hs < p->cfg.max_handshakes &&
 	    e->active < SESSION_HS_SHARE(p->cfg.max_handshakes)) {
-		proxy_begin_handshake(s);
-		return;
+		proxy_take_place(s);
+		go = 1;
+	} else {
+		s->state = SESSION_ST_WAIT;
+		list_add_tail(&p->waiting, &s->wait);
+		p->n_waiting++;
 	}
-	s->state = SESSION_ST_WAIT;
-	list_add_tail(&p->waiting, &s->wait);
+	pthread_mutex_unlock(&b->lock);
+	session_timer(s, p->cfg.handshake_ms, 0);
+	if (go)
+		inbound_begin(s);
 }
 
 /* ---- accept */
@@ -273,7 +364,6 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 	s->timer.data = &s->down;
 	list_init(&s->wait);
 	list_add_tail(&p->sessions, &s->link);
-	p->n_conns++;
 	s->outbound = outbound;
 	s->t0 = uv_hrtime();
 	s->hs_s = -1;
@@ -293,12 +383,17 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 	}
 	if (p->cfg.probe && p->cfg.probe(p->cfg.probe_arg, outbound, &s->src, &s->dst)) {
 		s->probe = 1; /* the agent's own self-probe: not a connection */
-		p->n_probes++;
 		session_finalize(s, CONN_ER_CLOSED, NULL, NULL);
 		return;
 	}
+	/* Counted at once, checked below: of two workers' accepts at the
+	 * limit, each sees the other's (proxy_uncount when freed). */
+	s->counted = 1;
+	unsigned n_conns = atomic_fetch_add_explicit(&p->budget->n_conns, 1, memory_order_relaxed) + 1;
+	unsigned n_in = 0;
 	s->inbound_counted = !outbound;
-	p->n_in += s->inbound_counted;
+	if (!outbound)
+		n_in = atomic_fetch_add_explicit(&p->budget->n_in, 1, memory_order_relaxed) + 1;
 	proxy_addr_str(&s->dst, s->dst_s, sizeof(s->dst_s));
 	s->port = addr_port(&s->dst);
 	const char *misdirected = proxy_misdirected(s);
@@ -310,7 +405,7 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_NO_MATERIAL);
 		return;
 	}
-	if (p->n_conns - p->n_probes > p->cfg.max_conns) {
+	if (n_conns > p->cfg.max_conns) {
 		session_finalize(s, CONN_ER_DENIED, "refused", PROXY_ER_LIMIT);
 		return;
 	}
@@ -318,7 +413,7 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 	if (outbound)
 		outbound_begin(s);
 	else
-		proxy_accept_inbound(s);
+		proxy_accept_inbound(s, n_in);
 }
 
 void proxy_adopt(struct proxy *p, int outbound, uv_os_sock_t fd, const struct sockaddr_storage *src,
@@ -345,6 +440,15 @@ static void proxy_accept_in(uv_stream_t *l, int status)
 		proxy_accept(l->data, &in, 0);
 }
 
+/* One listener: alone, or in the workers' SO_REUSEPORT group. */
+static int proxy_listen(struct proxy *p, uv_tcp_t *l, uint16_t port, uv_connection_cb cb,
+			uint16_t *bound)
+{
+	if (!p->cfg.group)
+		return conn_listen(p->loop, l, p->cfg.host, port, cb, p, bound);
+	return conn_listen_group(p->loop, l, p->cfg.host, port, p->cfg.group == 1, cb, p, bound);
+}
+
 int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb log, void *arg,
 		struct proxy **out)
 {
@@ -362,22 +466,28 @@ int proxy_start(uv_loop_t *loop, const struct proxy_config *cfg, proxy_log_cb lo
 	p->log = log;
 	p->arg = arg;
 	p->refs = 1;
-	if (!(p->pick = svcpick_new(uv_hrtime()))) {
+	p->budget = cfg->budget ? cfg->budget : proxy_budget_new();
+	if (p->budget && cfg->budget)
+		atomic_fetch_add_explicit(&p->budget->refs, 1, memory_order_relaxed);
+	if (!p->budget || !(p->pick = svcpick_new(uv_hrtime()))) {
+		proxy_budget_free(p->budget);
 		free(p);
 		return UV_ENOMEM;
 	}
 	list_init(&p->sessions);
 	list_init(&p->waiting);
-	for (int i = 0; i < SESSION_SRC_BUCKETS; i++)
-		list_init(&p->srcs[i]);
 	if (cfg->own_addrs)
 		localaddr_set(&p->own, cfg->own_addrs, cfg->n_own_addrs);
 	p->out_port = cfg->outbound_port; /* no listeners: proxy_adopt's */
 	p->in_port = cfg->inbound_port;
-	if (cfg->host && !(rc = conn_listen(loop, &p->out_l, cfg->host, cfg->outbound_port,
-					    proxy_accept_out, p, &p->out_port)))
-		rc = conn_listen(loop, &p->in_l, cfg->host, cfg->inbound_port, proxy_accept_in, p,
-				 &p->in_port);
+	pthread_mutex_lock(&p->budget->lock);
+	list_add_tail(&p->budget->proxies, &p->budget_link);
+	pthread_mutex_unlock(&p->budget->lock);
+	if (!(rc = uv_async_init(loop, &p->wake, proxy_wake)))
+		p->wake.data = p;
+	if (!rc && cfg->host &&
+	    !(rc = proxy_listen(p, &p->out_l, cfg->outbound_port, proxy_accept_out, &p->out_port)))
+		rc = proxy_listen(p, &p->in_l, cfg->inbound_port, proxy_accept_in, &p->in_port);
 	if (rc < 0) {
 		proxy_stop(p);
 		return rc;
@@ -400,6 +510,7 @@ void proxy_unref(struct proxy *p)
 	policy_slice_unref(p->slice);
 	svcpick_free(p->pick); /* the sessions that held its states are gone */
 	conn_loop_cleanup(&p->cl);
+	proxy_budget_free(p->budget);
 	free(p);
 }
 
@@ -491,7 +602,7 @@ void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_sli
 
 unsigned proxy_conns(const struct proxy *p)
 {
-	return p->n_conns - p->n_probes;
+	return atomic_load_explicit(&p->budget->n_conns, memory_order_relaxed);
 }
 
 static void proxy_listener_closed(uv_handle_t *h)
@@ -506,6 +617,13 @@ void proxy_stop(struct proxy *p)
 	if (!p || p->stopping)
 		return;
 	p->stopping = 1;
+	pthread_mutex_lock(&p->budget->lock);
+	list_del(&p->budget_link); /* woken no more */
+	pthread_mutex_unlock(&p->budget->lock);
+	if (p->wake.loop) {
+		p->refs++;
+		uv_close((uv_handle_t *)&p->wake, proxy_listener_closed);
+	}
 	list_for_each_safe(n, next, &p->sessions) session_finalize(
 		list_entry(n, struct session, link), CONN_ER_STOPPED, NULL, "agent stopping");
 	if (p->out_l.loop) { /* initialised */

@@ -59,6 +59,13 @@ struct proxy_config {
 	 * may not take; inbound connections in their handshake at once;
 	 * unfinished inbound connections from one address. */
 	unsigned max_conns, outbound_reserve, max_handshakes, max_pending_per_source;
+	/* Several proxies, one per loop (cinch-agent run --workers N), share
+	 * one agent's budgets: the same budget (proxy_budget_new) in each,
+	 * and listeners in a SO_REUSEPORT group on the same ports (group 1:
+	 * the first, the ports must be free; 2: the others). NULL and 0: the
+	 * proxy's own budget and plain listeners. */
+	struct proxy_budget *budget;
+	int group;
 	int keep_on_policy_change; /* see proxy_set_material() */
 	int force_strict;	   /* plaintext refused whatever the policy's mode */
 	proxy_probe_cb probe;	   /* NULL: no self-probe */
@@ -113,6 +120,13 @@ struct proxy_record {
 typedef void (*proxy_log_cb)(void *arg, const struct proxy_record *r);
 
 struct proxy;
+struct proxy_budget;
+
+/* A budget for proxies to share (proxy_config.budget); NULL on ENOMEM.
+ * proxy_budget_free lets go of the creator's reference: it is freed with
+ * the last proxy that shares it. */
+struct proxy_budget *proxy_budget_new(void);
+void proxy_budget_free(struct proxy_budget *b);
 
 /* Listens on both ports (none when cfg->host is NULL). 0 and *out, or a
  * libuv error (UV_EINVAL: a budget of 0, or outbound_reserve not below
@@ -139,7 +153,8 @@ void proxy_adopt(struct proxy *p, int outbound, uv_os_sock_t fd, const struct so
 void proxy_set_material(struct proxy *p, struct mtls_ctx *tls, struct policy_slice *slice);
 /* The ports the listeners are bound to (cfg's, or the kernel's for 0). */
 void proxy_ports(const struct proxy *p, uint16_t *outbound, uint16_t *inbound);
-/* Open connections (the self-probes are not counted). */
+/* Open connections (the self-probes are not counted), of every proxy
+ * sharing p's budget. */
 unsigned proxy_conns(const struct proxy *p);
 /* Closes the listeners and every connection (run the loop afterwards). */
 void proxy_stop(struct proxy *p);

@@ -105,9 +105,7 @@ static void session_put(struct session *s)
 	if (--s->handles > 0)
 		return;
 	list_del(&s->link);
-	p->n_conns--;
-	p->n_probes -= s->probe;
-	p->n_in -= s->inbound_counted;
+	proxy_uncount(s);
 	mtls_conn_free(s->up_tls);
 	mtls_ctx_unref(s->tls);
 	policy_slice_unref(s->slice);

@@ -43,6 +43,8 @@
 #ifndef CINCH_AGENT_SESSION_H
 #define CINCH_AGENT_SESSION_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -80,6 +82,20 @@ struct session_src {
 	unsigned active;  /* of those, in PEEK or HANDSHAKE */
 };
 
+/* The budgets of one agent (proxy.c), shared by the proxies of its
+ * workers. The counts of open connections are atomic (one add at accept,
+ * one subtract when the session is freed); the handshake places and the
+ * per-source table are behind the lock. */
+struct proxy_budget {
+	atomic_uint refs;    /* its creator's, and one per proxy */
+	atomic_uint n_conns; /* open sessions counted (self-probes are not) */
+	atomic_uint n_in;    /* of those, inbound */
+	pthread_mutex_t lock;
+	unsigned n_hs; /* inbound sessions in PEEK or HANDSHAKE */
+	struct list_node srcs[SESSION_SRC_BUCKETS];
+	struct list_node proxies; /* sharing it: woken when places free */
+};
+
 /* The proxy: the loop's connection core state and every session. */
 struct proxy {
 	uv_loop_t *loop;
@@ -92,11 +108,11 @@ struct proxy {
 	proxy_log_cb log;
 	void *arg;
 	struct list_node sessions;
-	unsigned n_conns, n_probes; /* n_conns counts the self-probes too */
-	unsigned n_in;		    /* inbound sessions (probes aside) */
-	unsigned n_hs;		    /* inbound sessions in PEEK or HANDSHAKE */
-	struct list_node waiting;   /* SESSION_ST_WAIT, in arrival order */
-	struct list_node srcs[SESSION_SRC_BUCKETS];
+	struct proxy_budget *budget; /* cfg's, or its own (a reference held) */
+	struct list_node budget_link; /* in budget->proxies */
+	unsigned n_waiting;	      /* sessions in waiting (under budget->lock) */
+	uv_async_t wake;	      /* a place freed on another proxy of the budget */
+	struct list_node waiting;     /* SESSION_ST_WAIT, in arrival order */
 	struct localaddr own; /* the pod's addresses (proxy.c: misdirected) */
 	struct svcpick *pick; /* endpoint choice for Service calls (outbound.c) */
 	int stopping, refs;
@@ -148,7 +164,8 @@ struct session {
 	int trimmed;			  /* relay: buffers given back since the last read */
 	int relayed;
 	unsigned probe : 1;	      /* the agent's self-probe: not logged, not counted */
-	unsigned inbound_counted : 1; /* counted in p->n_in */
+	unsigned counted : 1;	      /* counted in the budget's n_conns */
+	unsigned inbound_counted : 1; /* counted in the budget's n_in */
 	unsigned hs_place : 1;	      /* holds a handshake place (PEEK, HANDSHAKE) */
 	unsigned head : 1;	      /* outbound: the peer's verdict frame to read */
 	unsigned redial : 1;	      /* outbound: up closes, then the next endpoint */
@@ -186,6 +203,8 @@ static inline struct conn *session_other(struct session *s, struct conn *c)
 void proxy_addr_str(const struct sockaddr_storage *a, char *out, size_t len);
 /* An inbound session gives back its budget places (proxy.c). */
 void proxy_unfinished_end(struct session *s);
+/* A session is freed: out of the open-connection counts (proxy.c). */
+void proxy_uncount(struct session *s);
 /* A session or listener let go of the proxy; the last frees it (proxy.c). */
 void proxy_unref(struct proxy *p);
 

@@ -626,20 +626,44 @@ int conn_adopt(struct conn_loop *cl, uv_os_sock_t fd, struct conn *c, int refuse
 	return -ECONNABORTED;
 }
 
-int conn_listen(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
-		uv_connection_cb cb, void *data, uint16_t *bound_port)
+/* group: 0 alone, 1 the first of a SO_REUSEPORT group, 2 joining it. */
+static int conn_listen_on(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
+			  int group, uv_connection_cb cb, void *data, uint16_t *bound_port)
 {
 	struct sockaddr_storage ss;
-	int len = sizeof(ss);
+	int len = sizeof(ss), one = 1;
 	int rc;
 
 	if ((rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss)) < 0 &&
 	    (rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) < 0)
 		return rc;
+	if (group == 1 && port) { /* free? (a plain bind, as libuv's: SO_REUSEADDR) */
+		int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0)
+			return uv_translate_sys_error(errno);
+		rc = setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+				     bind(s, (struct sockaddr *)&ss,
+					  ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+								  : sizeof(struct sockaddr_in6)) < 0
+			     ? uv_translate_sys_error(errno)
+			     : 0;
+		close(s);
+		if (rc < 0)
+			return rc;
+	}
 	if ((rc = uv_tcp_init(loop, listener)) < 0)
 		return rc;
 	listener->data = data;
-	if ((rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, 0)) < 0 ||
+	if (group) { /* the socket made here: SO_REUSEPORT before the bind */
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+			rc = uv_translate_sys_error(errno);
+		else
+			rc = uv_tcp_open(listener, fd);
+		if (rc < 0 && fd >= 0)
+			close(fd);
+	}
+	if (rc < 0 || (rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, 0)) < 0 ||
 	    (rc = uv_listen((uv_stream_t *)listener, CONN_BACKLOG, cb)) < 0)
 		return rc;
 	if (bound_port) {
@@ -650,4 +674,16 @@ int conn_listen(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t 
 						      : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	return 0;
+}
+
+int conn_listen(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
+		uv_connection_cb cb, void *data, uint16_t *bound_port)
+{
+	return conn_listen_on(loop, listener, host, port, 0, cb, data, bound_port);
+}
+
+int conn_listen_group(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
+		      int first, uv_connection_cb cb, void *data, uint16_t *bound_port)
+{
+	return conn_listen_on(loop, listener, host, port, first ? 1 : 2, cb, data, bound_port);
 }

@@ -267,6 +267,15 @@ int conn_adopt(struct conn_loop *cl, uv_os_sock_t fd, struct conn *c, int refuse
 int conn_listen(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
 		uv_connection_cb cb, void *data, uint16_t *bound_port)
 	__attribute__((warn_unused_result));
+/* As conn_listen, the socket in a SO_REUSEPORT group (one listener per
+ * loop on the same port, the kernel spreading connections among them).
+ * `first`: the group's first socket; the port must then be free (a plain
+ * bind is tried first): a port someone else holds is UV_EADDRINUSE, not
+ * shared. The kernel admits to a group only sockets of the same effective
+ * UID. */
+int conn_listen_group(uv_loop_t *loop, uv_tcp_t *listener, const char *host, uint16_t port,
+		      int first, uv_connection_cb cb, void *data, uint16_t *bound_port)
+	__attribute__((warn_unused_result));
 
 /* An accepted conn (INIT) starts: HANDSHAKE with its transport (plain:
  * OPEN at once, ops->open called). */

@@ -13,6 +13,13 @@
  * Client sessions (resumption): a small cache in the context, one session
  * per expected identity, filled by the new-session callback.
  *
+ * Threads (cinch-agent run --workers N): one context serves the loops of
+ * every worker. Its reference count is atomic and the session cache has a
+ * lock (taken to store a session and to look one up; BoringSSL's own
+ * SSL_CTX and SSL_SESSION references are thread-safe), so a ticket
+ * received on one worker resumes on whichever worker the next connection
+ * lands. Everything else in the context is read-only once made.
+ *
  * ALPN: a server selects the first protocol of ours the client offers;
  * none: a fatal alert when ALPN is required, else no ALPN at all (so a
  * stock client's own list, h2 or http/1.1, is ignored by the mesh). Either
@@ -28,6 +35,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +65,7 @@ struct mtls_session {
 };
 
 struct mtls_ctx {
-	unsigned refs;
+	atomic_uint refs;
 	SSL_CTX *server, *client; /* NULL for a role not played */
 	X509_STORE *roots;	  /* NULL with MTLS_VERIFY_NONE */
 	enum mtls_verify verify;
@@ -66,6 +75,7 @@ struct mtls_ctx {
 	char spiffe_id[SPIFFE_ID_MAX + 1];
 	struct mtls_session *sessions; /* MTLS_SESSION_SLOTS, with resumption */
 	unsigned next_slot;
+	pthread_mutex_t sessions_lock; /* sessions and next_slot */
 };
 
 struct mtls_conn {
@@ -209,6 +219,7 @@ static int mtls_new_session(SSL *ssl, SSL_SESSION *sess)
 	struct mtls_ctx *ctx = c->ctx;
 	struct mtls_session *slot = NULL;
 
+	pthread_mutex_lock(&ctx->sessions_lock);
 	for (unsigned i = 0; i < MTLS_SESSION_SLOTS && !slot; i++)
 		if (ctx->sessions[i].sess && !strcmp(ctx->sessions[i].id, c->expected))
 			slot = &ctx->sessions[i];
@@ -217,6 +228,7 @@ static int mtls_new_session(SSL *ssl, SSL_SESSION *sess)
 	SSL_SESSION_free(slot->sess);
 	slot->sess = sess; /* we own the reference we return 1 for */
 	snprintf(slot->id, sizeof(slot->id), "%s", c->expected);
+	pthread_mutex_unlock(&ctx->sessions_lock);
 	return 1;
 }
 
@@ -349,7 +361,8 @@ int mtls_ctx_new_opts(const struct mtls_opts *o, struct mtls_ctx **out, const ch
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
-	ctx->refs = 1;
+	atomic_init(&ctx->refs, 1);
+	pthread_mutex_init(&ctx->sessions_lock, NULL);
 	ctx->verify = o->verify;
 	ctx->alpn_required = o->alpn_required;
 	if (o->alpn) {
@@ -471,17 +484,20 @@ int mtls_ctx_new_mesh(STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * ro
 
 struct mtls_ctx *mtls_ctx_ref(struct mtls_ctx *ctx)
 {
-	ctx->refs++;
+	atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
 	return ctx;
 }
 
 void mtls_ctx_unref(struct mtls_ctx *ctx)
 {
-	if (!ctx || --ctx->refs > 0)
+	/* release: this thread's uses come before the free; acquire: the
+	 * last one sees every other thread's */
+	if (!ctx || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) > 1)
 		return;
 	for (unsigned i = 0; ctx->sessions && i < MTLS_SESSION_SLOTS; i++)
 		SSL_SESSION_free(ctx->sessions[i].sess);
 	free(ctx->sessions);
+	pthread_mutex_destroy(&ctx->sessions_lock);
 	SSL_CTX_free(ctx->server);
 	SSL_CTX_free(ctx->client);
 	X509_STORE_free(ctx->roots);
@@ -538,11 +554,13 @@ static int mtls_conn_new(struct mtls_ctx *ctx, int client, const char *expected,
 		ERR_clear_error();
 		return -ENOMEM;
 	}
+	pthread_mutex_lock(&ctx->sessions_lock);
 	for (unsigned i = 0; ctx->sessions && i < MTLS_SESSION_SLOTS; i++)
 		if (ctx->sessions[i].sess && !strcmp(ctx->sessions[i].id, expected)) {
 			SSL_set_session(c->ssl, ctx->sessions[i].sess);
 			break;
 		}
+	pthread_mutex_unlock(&ctx->sessions_lock);
 	*out = c;
 	return 0;
 }

@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,7 @@ struct svip {
 };
 
 struct policy_slice {
-	unsigned refs;
+	atomic_uint refs; /* shared by the agent's workers (--workers N) */
 	struct sslot *index; /* n_index slots, power of two */
 	size_t n_index;
 	struct skey *keys;
@@ -202,13 +203,13 @@ static void slice_free(struct policy_slice *s)
 
 struct policy_slice *policy_slice_ref(struct policy_slice *s)
 {
-	s->refs++;
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 	return s;
 }
 
 void policy_slice_unref(struct policy_slice *s)
 {
-	if (s && --s->refs == 0)
+	if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
 		slice_free(s);
 }
 
@@ -653,7 +654,7 @@ int policy_slice_from_snapshot(struct policy_slice **out, const Cinch__V1__Snaps
 	if (!buf || !s)
 		goto out;
 	cinch__v1__snapshot__pack(snap, buf);
-	s->refs = 1;
+	atomic_init(&s->refs, 1);
 	s->snap = cinch__v1__snapshot__unpack(NULL, len, buf);
 	if (!s->snap) {
 		/* It decoded once, but does not survive re-encoding (e.g. an
