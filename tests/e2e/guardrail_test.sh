@@ -7,7 +7,11 @@
 # monitoring namespace reaches 9100. web tries anyway, with its valid SVID,
 # through both agents. Then the egress mode: a destination outside the mesh
 # that no EgressPolicy allows, refused under `deny`, let through and logged
-# under `audit`; a meshed destination is never sent plaintext.
+# under `audit`; a meshed destination is never sent plaintext. Last, in a
+# PERMISSIVE mesh: a plaintext caller outside the mesh, from an address
+# block the namespace's AllowPolicy admits unauthenticated, that a guardrail
+# denies before a `pass` for every caller; the evaluator once skipped such
+# an ipBlock deny after finding the pass and let the block in (84136f2).
 #
 # How: the two static-mode pods of pods.sh (web, api; a test PKI made with
 # openssl), the policy directory the agents watch rewritten between phases
@@ -15,6 +19,10 @@
 # HTTP server, socat) and curl. The guardrail is proven to be what refuses:
 # the same connection flows before it is written and in its audit mode, and
 # api's access log names the guardrail's rule.
+# The plaintext callers: a third namespace with no agent and no
+# interception (grd-cli-*, 10.201.86.5 and .9 on a veth into api's
+# namespace, .12 on its end there), curl bound to one address or the
+# other; api's access log names the source, the verdict and the rule.
 # Root only (exit 77 otherwise). Namespaces grd-*, subnet 10.201.86.0/24
 # (10.201.86.3:7000 in api's namespace, out of its agent's interception:
 # a server outside the mesh).
@@ -117,6 +125,76 @@ check "egress audit: logged as audit-deny" waitfor 5 grep -q \
 check "egress audit: web -> api:9090 (meshed, not allowed) still refused" [ -z "$(get 9090)" ]
 check "mesh-wide egress: allow, reloaded" policy mesh.yaml "${MESH/EGRESS/allow}"
 check "egress allow: web -> outside flows" [ "$(outside)" = "outside" ]
+
+# --- PERMISSIVE: a plaintext caller from a block a guardrail denies.
+# The client namespace: no agent, two addresses (.5 in the block the
+# guardrail denies, .9 outside it), a veth into api's namespace.
+CLI=$POD_TAG-cli-$$
+LEGACY_IP=$POD_NET.5 # in $POD_NET.4/30: the guardrail denies it
+OTHER_IP=$POD_NET.9  # in $POD_NET.8/30: the guardrail passes it on
+trap 'cleanup; ip netns del "$CLI" 2>/dev/null' EXIT INT TERM
+# api's end has an address: the interception's REDIRECT sends a
+# connection to the address of the interface it came in on (none: dropped)
+{ ip netns add "$CLI" &&
+	ip link add "ec$$" netns "$CLI" type veth peer name "ep$$" netns "$API" &&
+	ip -n "$CLI" link set lo up && ip -n "$CLI" link set "ec$$" up &&
+	ip -n "$API" link set "ep$$" up &&
+	ip -n "$CLI" addr add "$LEGACY_IP/32" dev "ec$$" &&
+	ip -n "$CLI" addr add "$OTHER_IP/32" dev "ec$$" &&
+	ip -n "$CLI" route add "$API_IP/32" dev "ec$$" &&
+	ip -n "$API" addr add "$POD_NET.12/32" dev "ep$$" &&
+	ip -n "$API" route add "$POD_NET.4/30" dev "ep$$" &&
+	ip -n "$API" route add "$POD_NET.8/30" dev "ep$$"; } ||
+	{ echo "FAIL: the client namespace"; exit 1; }
+plain() { # plain SRC: the client's plaintext GET of api:8080 from SRC; the body
+	ip netns exec "$CLI" curl -s -m 5 --interface "$1" "http://$API_IP:8080/"
+}
+since() { # since N PATTERN: a line of api's log after its first N lines matches PATTERN
+	tail -n +$(($1 + 1)) "$L/api.log" | grep -q "$2"
+}
+PLAIN="apiVersion: cinch.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: mesh}
+spec: {egress: allow, mtls: PERMISSIVE}
+---
+apiVersion: cinch.dev/v1alpha1
+kind: AllowPolicy
+metadata: {name: plain, namespace: shop}
+spec:
+  selector: {workloads: [api]}
+  ports: [8080]
+  from: [{unauthenticated: {ipBlocks: [\"$POD_NET.4/30\", \"$POD_NET.8/30\"]}}]"
+NO_LEGACY="apiVersion: cinch.dev/v1alpha1
+kind: GuardrailPolicy
+metadata: {name: no-legacy}
+spec:
+  priority: 20
+  subject: {namespaceSelector: {}}
+  rules:
+    - action: deny
+      from: [{unauthenticated: {ipBlocks: [\"$POD_NET.4/30\"]}}]
+    - action: pass"
+src() { # src IP: the access log's "src" of a caller at IP (the agent's socket is IPv6)
+	printf '"src":"\\[::ffff:%s\\]:[0-9]*"' "${1//./\\.}"
+}
+check "PERMISSIVE mesh, AllowPolicy shop/plain (both blocks, unauthenticated), reloaded" \
+	policy mesh.yaml "$PLAIN"
+n=$(wc -l <"$L/api.log")
+check "no guardrail names it: plaintext from $LEGACY_IP reaches api:8080" \
+	[ "$(plain "$LEGACY_IP")" = "hello from api" ]
+check "... allowed by the AllowPolicy's rule" waitfor 5 since "$n" \
+	"$(src "$LEGACY_IP").*\"verdict\":\"allow\",\"rule\":\"shop/plain#0\""
+check "guardrail no-legacy (deny $POD_NET.4/30, then pass) written, reloaded" \
+	policy legacy.yaml "$NO_LEGACY"
+n=$(wc -l <"$L/api.log")
+check "with the guardrail, plaintext from $LEGACY_IP gets no app bytes" \
+	[ -z "$(plain "$LEGACY_IP")" ]
+check "api's agent refused it by the guardrail's deny rule" waitfor 5 since "$n" \
+	"$(src "$LEGACY_IP").*\"verdict\":\"deny\",\"rule\":\"GuardrailPolicy/no-legacy#0\",\"reason\":\"denied by a guardrail\".*\"bytes_out\":0,"
+check "plaintext from $OTHER_IP (not in the denied block) still reaches api:8080" \
+	[ "$(plain "$OTHER_IP")" = "hello from api" ]
+check "... the pass handed it to the AllowPolicy, which allowed it" waitfor 5 since "$n" \
+	"$(src "$OTHER_IP").*\"verdict\":\"allow\",\"rule\":\"shop/plain#0\""
 
 pods_report
 exit $fail
