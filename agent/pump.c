@@ -13,7 +13,8 @@
  * a TLS error on either side ends the session, and the core resets the
  * other side (conn_reason_resets). Nothing read for idle_ms: IDLE_TIMEOUT
  * (checked every SESSION_QUIET_MS / 2, or every idle_ms if shorter);
- * after SESSION_QUIET_MS without a read the ends give their buffers back.
+ * the ends hold no buffer while nothing is in flight (conn.c, mtls.c);
+ * after SESSION_QUIET_MS without a read the loop's heap is trimmed.
  *
  * Outbound to an agent (session.head), the destination's first bytes are
  * its verdict frame (verdict.h): taken off its stream before anything
