@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -80,7 +81,7 @@ const struct conn_xprt_ops conn_xprt_plain = {.name = "plain"};
 
 void conn_loop_init(struct conn_loop *cl, uv_loop_t *loop)
 {
-	memset(cl, 0, sizeof(*cl));
+	memset(cl, 0, offsetof(struct conn_loop, rbuf)); /* the buffers need none */
 	cl->loop = loop;
 }
 

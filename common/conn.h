@@ -173,8 +173,6 @@ struct conn_ops {
  * borrows it; it must outlive them. */
 struct conn_loop {
 	uv_loop_t *loop;
-	uint8_t rbuf[CONN_RCAP]; /* socket reads (dealt with before the callback returns) */
-	uint8_t pbuf[CONN_RCAP]; /* plaintext out of a transport */
 	uint8_t *pool[CONN_POOL]; /* write buffers of CONN_WCAP bytes, free */
 	int pooled;
 	int heap_dirty;		  /* buffers given back since the last malloc_trim */
@@ -187,6 +185,10 @@ struct conn_loop {
 	int spare_busy[CONN_SPARES];
 	uv_stream_t *accept_waiting; /* a listener whose accept waits for a spare */
 	unsigned refused_at_accept;  /* connections the accept helper closed at once */
+	/* Last, and not zeroed by conn_loop_init: a loop that never carries
+	 * a bulk read touches only their first pages (idle RSS). */
+	uint8_t rbuf[CONN_RCAP]; /* socket reads (dealt with before the callback returns) */
+	uint8_t pbuf[CONN_RCAP]; /* plaintext out of a transport */
 };
 
 struct conn {
