@@ -1,6 +1,9 @@
 /* pump: the relay of a session (session.h): plaintext between its two
  * ends (common/conn.h), both directions at once, each end plain or TLS.
  *
+ * Both ends are eager (conn_set_eager): what a read brings is written to
+ * the other side in the same callback, without a write request when the
+ * socket takes it all (keep-alive requests, most of a bulk stream).
  * Backpressure: a direction stops reading its source while its sink has
  * CONN_HIGH bytes or more queued, and resumes when a write drains it.
  * Half-close is carried through: the end of one side's stream (a FIN, or
@@ -10,7 +13,8 @@
  * a TLS error on either side ends the session, and the core resets the
  * other side (conn_reason_resets). Nothing read for idle_ms: IDLE_TIMEOUT
  * (checked every SESSION_QUIET_MS / 2, or every idle_ms if shorter);
- * after SESSION_QUIET_MS without a read the ends give their buffers back.
+ * the ends hold no buffer while nothing is in flight (conn.c, mtls.c);
+ * after SESSION_QUIET_MS without a read the loop's heap is trimmed.
  *
  * Outbound to an agent (session.head), the destination's first bytes are
  * its verdict frame (verdict.h): taken off its stream before anything
@@ -29,6 +33,8 @@ void pump_start(struct session *s)
 
 	s->state = SESSION_ST_RELAY;
 	s->relayed = 1;
+	conn_set_eager(&s->down);
+	conn_set_eager(&s->up);
 	session_timer(s, tick, tick);
 	/* The inbound plaintext already read goes to the app first. */
 	if (s->plain_len) {

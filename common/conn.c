@@ -8,15 +8,24 @@
  * conn_queued() under CONN_HIGH before each write of at most a chunk
  * (the relay pump does) never makes it grow; one that writes more gets a
  * bigger buffer, and the one a write in flight still uses is kept until
- * that write completes (retired).
+ * that write completes (retired). An eager conn (conn_set_eager: the
+ * relay) first writes at once what the socket takes (uv_try_write, from
+ * the owner's bytes or from where the transport's ciphertext lies) and
+ * queues only the rest: libuv's uv_write would take the bytes at once too,
+ * but ends each request by updating the socket's epoll registration (one
+ * epoll_ctl per write) and calls back a loop turn later.
  *
- * Reads go into the loop's one read buffer and are dealt with before the
- * read callback returns: fed to the transport, or (plain) handed to the
- * owner. */
+ * Reads go into the loop's one read buffer (CONN_RCAP: a bulk sender's
+ * bytes in one read) and are dealt with before the read callback
+ * returns: fed to the transport, or (plain) handed to the owner. A
+ * transport's plaintext is gathered into the loop's plaintext buffer, as
+ * many records as are there, and handed over at once (one write on the
+ * other side of a relay, not one per TLS record). */
 #include "conn.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,7 +83,7 @@ const struct conn_xprt_ops conn_xprt_plain = {.name = "plain"};
 
 void conn_loop_init(struct conn_loop *cl, uv_loop_t *loop)
 {
-	memset(cl, 0, sizeof(*cl));
+	memset(cl, 0, offsetof(struct conn_loop, rbuf)); /* the buffers need none */
 	cl->loop = loop;
 }
 
@@ -178,20 +187,55 @@ static int conn_kick(struct conn *c)
 	return 0;
 }
 
+/* An eager conn with nothing queued writes what the socket takes now:
+ * how many bytes it took (0: none now, or not eager), or < 0 with c
+ * finalized (a write error ends c at once). */
+static ssize_t conn_try(struct conn *c, const uint8_t *data, size_t len)
+{
+	if (!c->eager || c->wlen || !len)
+		return 0;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	int rc = uv_try_write(&c->h.stream, &b, 1);
+	if (rc == UV_EAGAIN)
+		return 0;
+	if (rc < 0)
+		conn_finalize(c, conn_write_reason(rc));
+	return rc;
+}
+
+/* Writes data: at once what an eager conn's socket takes, the rest
+ * queued. 0 or < 0, c finalized. */
+static int conn_put(struct conn *c, const uint8_t *data, size_t len)
+{
+	ssize_t took = conn_try(c, data, len);
+
+	if (took < 0)
+		return (int)took;
+	if ((size_t)took == len)
+		return 0;
+	if (conn_wbuf_reserve(c, len - (size_t)took) < 0) {
+		conn_finalize(c, CONN_ER_NO_MEMORY);
+		return -ENOMEM;
+	}
+	memcpy(c->wbuf + c->wlen, data + took, len - (size_t)took);
+	c->wlen += len - (size_t)took;
+	return conn_kick(c);
+}
+
 int conn_flush(struct conn *c)
 {
+	const uint8_t *p;
 	size_t n;
+	int rc;
 
 	if (conn_closing(c))
 		return -EPIPE;
-	while (c->xprt->pending && (n = c->xprt->pending(c)) > 0) {
-		if (conn_wbuf_reserve(c, n) < 0) {
-			conn_finalize(c, CONN_ER_NO_MEMORY);
-			return -ENOMEM;
-		}
-		c->wlen += c->xprt->take(c, c->wbuf + c->wlen, n);
+	while (c->xprt->peek && (n = c->xprt->peek(c, &p)) > 0) {
+		if ((rc = conn_put(c, p, n)) < 0)
+			return rc;
+		c->xprt->consume(c, n);
 	}
-	return conn_kick(c);
+	return 0;
 }
 
 int conn_write(struct conn *c, const uint8_t *data, size_t len)
@@ -206,13 +250,12 @@ int conn_write(struct conn *c, const uint8_t *data, size_t len)
 		}
 		return conn_flush(c);
 	}
-	if (conn_wbuf_reserve(c, len) < 0) {
-		conn_finalize(c, CONN_ER_NO_MEMORY);
-		return -ENOMEM;
-	}
-	memcpy(c->wbuf + c->wlen, data, len);
-	c->wlen += len;
-	return conn_kick(c);
+	return conn_put(c, data, len);
+}
+
+void conn_set_eager(struct conn *c)
+{
+	c->eager = 1;
 }
 
 size_t conn_queued(const struct conn *c)
@@ -349,13 +392,25 @@ static void conn_shut_cb(uv_shutdown_t *req, int status)
 		c->ops->shut(c);
 }
 
-/* OPEN: plaintext the transport holds to the owner, and our shutdown. */
+/* OPEN: plaintext the transport holds to the owner (gathered: as much
+ * as the plaintext buffer holds in one callback), and our shutdown. */
 static void conn_do_open(struct conn *c)
 {
 	while (c->xprt->read && c->want_read && !c->eof_in && !conn_closing(c)) {
-		int n = c->xprt->read(c, c->cl->pbuf, sizeof(c->cl->pbuf));
+		size_t got = 0;
+		int n;
+		while ((n = c->xprt->read(c, c->cl->pbuf + got, sizeof(c->cl->pbuf) - got)) > 0 &&
+		       (got += (size_t)n) < sizeof(c->cl->pbuf))
+			;
 		if (conn_flush(c) < 0) /* what TLS answers (key updates) */
 			return;
+		if (got) {
+			c->bytes_in += got;
+			if (c->ops->data && c->ops->data(c, c->cl->pbuf, got) < 0)
+				return;
+			if (conn_closing(c))
+				return;
+		}
 		if (n == 0)
 			break;
 		if (n == -EPIPE) {
@@ -367,9 +422,6 @@ static void conn_do_open(struct conn *c)
 			conn_finalize(c, CONN_ER_TLS_ERROR);
 			return;
 		}
-		c->bytes_in += (uint64_t)n;
-		if (c->ops->data && c->ops->data(c, c->cl->pbuf, (size_t)n) < 0)
-			return;
 	}
 	if (conn_closing(c))
 		return;
@@ -530,8 +582,6 @@ void conn_shutdown(struct conn *c)
 
 void conn_trim(struct conn *c)
 {
-	if (c->xprt->trim && c->xprt_ctx)
-		c->xprt->trim(c);
 	c->cl->heap_dirty = 1;
 }
 

@@ -60,9 +60,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define CONN_CHUNK   16384	 /* one socket read; one TLS record */
+#define CONN_CHUNK   16384	 /* one TLS record */
+#define CONN_RCAP    (64 * 1024) /* one socket read; plaintext handed over at once */
 #define CONN_HIGH    (64 * 1024) /* write queue high-water mark (backpressure) */
-#define CONN_WCAP    (CONN_HIGH + 2 * CONN_CHUNK + 1024) /* a pooled write buffer */
+#define CONN_WCAP    (CONN_HIGH + CONN_RCAP + 1024) /* a pooled write buffer */
 #define CONN_SMALL   4096 /* a first write buffer for a small write */
 #define CONN_POOL    8	  /* write buffers kept per loop for reuse */
 #define CONN_SPARES  4	  /* accept helper: handles to refuse with */
@@ -129,11 +130,11 @@ struct conn_xprt_ops {
 	int (*send)(struct conn *c, const uint8_t *data, size_t len);
 	/* Queues the end of our stream (close_notify). */
 	void (*shutdown)(struct conn *c);
-	/* Bytes for the socket: how many, and moving up to len of them out. */
-	size_t (*pending)(struct conn *c);
-	size_t (*take)(struct conn *c, uint8_t *buf, size_t len);
-	/* Gives buffers back on a quiet connection. */
-	void (*trim)(struct conn *c);
+	/* Bytes for the socket: how many and where they lie (*data, valid
+	 * until the next call on the transport), and dropping the first n
+	 * once they are written or queued. */
+	size_t (*peek)(struct conn *c, const uint8_t **data);
+	void (*consume)(struct conn *c, size_t n);
 	/* Frees xprt_ctx. */
 	void (*free)(void *xprt_ctx);
 };
@@ -154,7 +155,8 @@ struct conn_ops {
 	/* The peer ended its stream (FIN or close_notify); c stays open for
 	 * writing. */
 	void (*eof)(struct conn *c);
-	/* A write completed: the queue shrank (conn_queued). */
+	/* A write completed: the queue shrank (conn_queued). On an eager
+	 * conn (conn_set_eager) only for bytes that had to be queued. */
 	void (*drained)(struct conn *c);
 	/* Our shutdown (conn_shutdown) was written and the TCP write side
 	 * shut. */
@@ -171,8 +173,6 @@ struct conn_ops {
  * borrows it; it must outlive them. */
 struct conn_loop {
 	uv_loop_t *loop;
-	uint8_t rbuf[CONN_CHUNK]; /* socket reads (dealt with before the callback returns) */
-	uint8_t pbuf[CONN_CHUNK]; /* plaintext out of a transport */
 	uint8_t *pool[CONN_POOL]; /* write buffers of CONN_WCAP bytes, free */
 	int pooled;
 	int heap_dirty;		  /* buffers given back since the last malloc_trim */
@@ -185,6 +185,10 @@ struct conn_loop {
 	int spare_busy[CONN_SPARES];
 	uv_stream_t *accept_waiting; /* a listener whose accept waits for a spare */
 	unsigned refused_at_accept;  /* connections the accept helper closed at once */
+	/* Last, and not zeroed by conn_loop_init: a loop that never carries
+	 * a bulk read touches only their first pages (idle RSS). */
+	uint8_t rbuf[CONN_RCAP]; /* socket reads (dealt with before the callback returns) */
+	uint8_t pbuf[CONN_RCAP]; /* plaintext out of a transport */
 };
 
 struct conn {
@@ -220,6 +224,7 @@ struct conn {
 	unsigned xprt_shut : 1;	      /* xprt->shutdown called */
 	unsigned shut_wanted : 1;     /* conn_shutdown called */
 	unsigned shut_started : 1;    /* uv_shutdown issued */
+	unsigned eager : 1;	      /* conn_set_eager */
 };
 
 /* Sets up a conn_loop. */
@@ -311,12 +316,21 @@ int conn_write(struct conn *c, const uint8_t *data, size_t len) __attribute__((w
  * ticket); conn_advance does it, owners that drive the transport directly
  * call it. 0 or < 0, c finalized as by conn_write. */
 int conn_flush(struct conn *c) __attribute__((warn_unused_result));
+/* Writes go to the socket at once (uv_try_write) when nothing is queued,
+ * and only what the socket does not take is queued (and written with
+ * uv_write, whose completion calls ops->drained): no write request, no
+ * copy and no epoll change for a write the socket takes whole. For an
+ * owner that needs ops->drained only to resume after backpressure (the
+ * relay pump); others are told of every write's completion. */
+void conn_set_eager(struct conn *c);
 /* Bytes queued for the socket and not yet written. */
 size_t conn_queued(const struct conn *c);
 /* Ends our stream once the queue is written (close_notify first on TLS);
  * ops->shut when done. */
 void conn_shutdown(struct conn *c);
-/* Gives the transport's buffers back (a quiet connection). */
+/* A quiet connection: its transport's buffers are already given back
+ * (they exist only while they hold bytes); the loop's heap is trimmed at
+ * the next conn_loop_trim_heap. */
 void conn_trim(struct conn *c);
 
 /* The one close path (see the top). Idempotent; a no-op on a conn that

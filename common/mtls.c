@@ -27,8 +27,16 @@
  * checked when the handshake ends: this BoringSSL does not abort on the
  * select callback's fatal alert).
  *
- * Memory BIOs: ciphertext in and out through two of them (an empty input
- * means "more later", not end of file); BoringSSL's 1/0 and
+ * Byte-queue BIOs: ciphertext in and out through two BIOs of our own
+ * (mtls_bio_method) over a struct mtls_buf each, not BoringSSL's memory
+ * BIOs: those zero every byte they grow by (BUF_MEM_grow_clean) and move
+ * what is left to the front after every read (a 5-byte record header
+ * read moved the whole rest), and their output had to be copied out to
+ * reach the socket. Ours append with one copy, read by moving an offset,
+ * and let the caller write the output to the socket from where it lies
+ * (mtls_conn_peek_out / mtls_conn_consume_out). A queue's memory is given
+ * back as soon as it is empty, so a quiet connection holds none. An empty
+ * input means "more later", not end of file; BoringSSL's 1/0 and
  * SSL_get_error() become -errno here and nowhere else. They grow without
  * bound, so the caller bounds what it feeds and drains the output. */
 #include "mtls.h"
@@ -58,6 +66,8 @@
 #define MTLS_MAX_IO	       (1 << 30)
 #define MTLS_WRITE_CHUNK       16384
 #define MTLS_ALPN_MAX	       64
+#define MTLS_BUF_MIN	       4096 /* a byte queue's first allocation */
+#define MTLS_RECORD_OVERHEAD   32   /* a TLS 1.3 record's header, type and AEAD tag, rounded up */
 
 struct mtls_session {
 	char id[SPIFFE_ID_MAX + 1];
@@ -78,9 +88,17 @@ struct mtls_ctx {
 	pthread_mutex_t sessions_lock; /* sessions and next_slot */
 };
 
+/* A byte queue: bytes [off, off + len) of p (cap bytes); p NULL while
+ * empty. */
+struct mtls_buf {
+	uint8_t *p;
+	size_t off, len, cap;
+};
+
 struct mtls_conn {
 	struct mtls_ctx *ctx;
-	SSL *ssl; /* with the memory BIOs */
+	SSL *ssl;		  /* with the byte-queue BIOs over in and out */
+	struct mtls_buf in, out; /* ciphertext from and for the socket */
 	int client;
 	/* Each connection holds only as many bytes of the names as they have
 	 * (thousands of idle connections are the common case): new strings. */
@@ -93,32 +111,134 @@ struct mtls_conn {
 
 static int mtls_ex_index = -1;
 
-/* ---- memory BIOs */
+/* ---- byte-queue BIOs */
 
-static int mtls_bio_attach(SSL *ssl)
+static void mtls_buf_free(struct mtls_buf *q)
 {
-	BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	free(q->p);
+	*q = (struct mtls_buf){0};
+}
+
+/* Room for len more bytes at the end. 0 or -ENOMEM. */
+static int mtls_buf_reserve(struct mtls_buf *q, size_t len)
+{
+	if (q->cap - q->off - q->len < len) {
+		if (q->off) { /* the free front first */
+			memmove(q->p, q->p + q->off, q->len);
+			q->off = 0;
+		}
+		if (q->cap - q->len < len) {
+			size_t cap = q->cap ? q->cap : MTLS_BUF_MIN;
+			while (cap - q->len < len)
+				cap *= 2;
+			uint8_t *p = realloc(q->p, cap);
+			if (!p)
+				return -ENOMEM;
+			q->p = p;
+			q->cap = cap;
+		}
+	}
+	return 0;
+}
+
+static int mtls_buf_append(struct mtls_buf *q, const uint8_t *data, size_t len)
+{
+	if (mtls_buf_reserve(q, len) < 0)
+		return -ENOMEM;
+	memcpy(q->p + q->off + q->len, data, len);
+	q->len += len;
+	return 0;
+}
+
+/* Drops n bytes from the front; an empty queue gives its memory back. */
+static void mtls_buf_consume(struct mtls_buf *q, size_t n)
+{
+	q->off += n;
+	q->len -= n;
+	if (q->len == 0)
+		mtls_buf_free(q);
+}
+
+static int mtls_bio_write(BIO *b, const char *data, int len)
+{
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	return mtls_buf_append(BIO_get_data(b), (const uint8_t *)data, (size_t)len) < 0 ? -1
+											 : len;
+}
+
+static int mtls_bio_read(BIO *b, char *out, int len)
+{
+	struct mtls_buf *q = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (q->len == 0) { /* more later */
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	size_t n = q->len < (size_t)len ? q->len : (size_t)len;
+	memcpy(out, q->p + q->off, n);
+	mtls_buf_consume(q, n);
+	return (int)n;
+}
+
+static long mtls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)((struct mtls_buf *)BIO_get_data(b))->len;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD *mtls_bio_meth;
+static pthread_once_t mtls_bio_once = PTHREAD_ONCE_INIT;
+
+static void mtls_bio_meth_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "cinch queue");
+
+	if (m && BIO_meth_set_write(m, mtls_bio_write) && BIO_meth_set_read(m, mtls_bio_read) &&
+	    BIO_meth_set_ctrl(m, mtls_bio_ctrl)) {
+		mtls_bio_meth = m;
+		return;
+	}
+	BIO_meth_free(m);
+}
+
+static BIO *mtls_bio_new(struct mtls_buf *q)
+{
+	BIO *b;
+
+	if (pthread_once(&mtls_bio_once, mtls_bio_meth_init) != 0 || !mtls_bio_meth ||
+	    !(b = BIO_new(mtls_bio_meth)))
+		return NULL;
+	BIO_set_data(b, q);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+static int mtls_bio_attach(struct mtls_conn *c)
+{
+	BIO *in = mtls_bio_new(&c->in), *out = mtls_bio_new(&c->out);
 
 	if (!in || !out) {
 		BIO_free(in);
 		BIO_free(out);
 		return -ENOMEM;
 	}
-	BIO_set_mem_eof_return(in, -1);
-	SSL_set_bio(ssl, in, out); /* ssl owns them now */
+	SSL_set_bio(c->ssl, in, out); /* ssl owns them now */
 	return 0;
 }
 
-/* The bytes a memory BIO holds allocated. */
-static size_t mtls_bio_capacity(BIO *b)
-{
-	BUF_MEM *m = NULL;
-
-	BIO_get_mem_ptr(b, &m);
-	return m ? m->max : 0;
-}
-
-/* c->peer from the SVID `leaf`. 0, or -EINVAL with *why, or -ENOMEM. */
 static int mtls_set_peer(struct mtls_conn *c, X509 *leaf, const char **why)
 {
 	char id[SPIFFE_ID_MAX + 1];
@@ -531,7 +651,7 @@ static int mtls_conn_new(struct mtls_ctx *ctx, int client, const char *expected,
 	if (!c)
 		return -ENOMEM;
 	c->ssl = SSL_new(client ? ctx->client : ctx->server);
-	if (!c->ssl || !SSL_set_ex_data(c->ssl, mtls_ex_index, c) || mtls_bio_attach(c->ssl) < 0) {
+	if (!c->ssl || !SSL_set_ex_data(c->ssl, mtls_ex_index, c) || mtls_bio_attach(c) < 0) {
 		SSL_free(c->ssl);
 		free(c);
 		return -ENOMEM;
@@ -585,6 +705,8 @@ void mtls_conn_free(struct mtls_conn *c)
 		return;
 	X509_free(c->peer_cert);
 	SSL_free(c->ssl);
+	mtls_buf_free(&c->in);
+	mtls_buf_free(&c->out);
 	mtls_ctx_unref(c->ctx);
 	free(c->expected);
 	free(c->peer);
@@ -595,7 +717,7 @@ int mtls_conn_feed(struct mtls_conn *c, const uint8_t *data, size_t len)
 {
 	if (len > MTLS_MAX_IO)
 		return -ENOMEM;
-	return BIO_write(SSL_get_rbio(c->ssl), data, (int)len) == (int)len ? 0 : -ENOMEM;
+	return mtls_buf_append(&c->in, data, len);
 }
 
 /* A resumed session: its identity from the session's leaf, which was
@@ -672,15 +794,21 @@ int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len)
 
 	if (r > 0)
 		return r;
+	/* SSL_read clears the error queue on entry: only a failure leaves one */
 	int e = SSL_get_error(c->ssl, r);
-	ERR_clear_error();
 	if (e == SSL_ERROR_WANT_READ)
 		return 0;
-	return e == SSL_ERROR_ZERO_RETURN ? -EPIPE : -EPROTO;
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return -EPIPE;
+	ERR_clear_error();
+	return -EPROTO;
 }
 
 int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
 {
+	/* room for all the records at once, not grown record by record (on
+	 * failure the BIO's appends try again) */
+	(void)mtls_buf_reserve(&c->out, len + (len / MTLS_WRITE_CHUNK + 1) * MTLS_RECORD_OVERHEAD);
 	while (len > 0) {
 		int chunk = len > MTLS_WRITE_CHUNK ? MTLS_WRITE_CHUNK : (int)len;
 		int r = SSL_write(c->ssl, data, chunk);
@@ -697,24 +825,32 @@ int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
 
 size_t mtls_conn_pending_out(const struct mtls_conn *c)
 {
-	return BIO_ctrl_pending(SSL_get_wbio(c->ssl));
+	return c->out.len;
+}
+
+size_t mtls_conn_peek_out(const struct mtls_conn *c, const uint8_t **data)
+{
+	*data = c->out.p ? c->out.p + c->out.off : NULL;
+	return c->out.len;
+}
+
+void mtls_conn_consume_out(struct mtls_conn *c, size_t n)
+{
+	mtls_buf_consume(&c->out, n < c->out.len ? n : c->out.len);
 }
 
 size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len)
 {
-	int r = BIO_read(SSL_get_wbio(c->ssl), buf, (int)(len > MTLS_MAX_IO ? MTLS_MAX_IO : len));
+	const uint8_t *p;
+	size_t n = mtls_conn_peek_out(c, &p);
 
-	return r > 0 ? (size_t)r : 0;
-}
-
-void mtls_conn_trim(struct mtls_conn *c)
-{
-	BIO *in = SSL_get_rbio(c->ssl), *out = SSL_get_wbio(c->ssl);
-
-	if (BIO_pending(in) > 0 || BIO_pending(out) > 0 ||
-	    mtls_bio_capacity(in) + mtls_bio_capacity(out) == 0)
-		return;
-	(void)mtls_bio_attach(c->ssl); /* on failure the old pair still works */
+	if (n > len)
+		n = len;
+	if (n) {
+		memcpy(buf, p, n);
+		mtls_conn_consume_out(c, n);
+	}
+	return n;
 }
 
 void mtls_conn_shutdown(struct mtls_conn *c)

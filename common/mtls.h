@@ -152,12 +152,14 @@ int mtls_conn_read(struct mtls_conn *c, uint8_t *buf, size_t len);
 /* Encrypts all of it. 0 or -EPROTO. */
 int mtls_conn_write(struct mtls_conn *c, const uint8_t *data, size_t len)
 	__attribute__((warn_unused_result));
+/* Ciphertext for the socket: how many bytes are queued; moving up to len
+ * of them out; or, without a copy, where they lie (*data, valid until the
+ * next call on c) and dropping the first n once the socket took them. A
+ * queue holds memory only while it holds bytes (a quiet connection none). */
 size_t mtls_conn_pending_out(const struct mtls_conn *c);
 size_t mtls_conn_take_out(struct mtls_conn *c, uint8_t *buf, size_t len);
-/* Gives back the buffers of a quiet connection: a memory BIO keeps the
- * largest size it ever grew to; with nothing pending either way a fresh
- * pair replaces them (no memory for it: nothing changes). */
-void mtls_conn_trim(struct mtls_conn *c);
+size_t mtls_conn_peek_out(const struct mtls_conn *c, const uint8_t **data);
+void mtls_conn_consume_out(struct mtls_conn *c, size_t n);
 /* Queues close_notify (after the handshake). */
 void mtls_conn_shutdown(struct mtls_conn *c);
 

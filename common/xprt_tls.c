@@ -37,19 +37,14 @@ static void xprt_tls_shutdown(struct conn *c)
 	mtls_conn_shutdown(c->xprt_ctx);
 }
 
-static size_t xprt_tls_pending(struct conn *c)
+static size_t xprt_tls_peek(struct conn *c, const uint8_t **data)
 {
-	return mtls_conn_pending_out(c->xprt_ctx);
+	return mtls_conn_peek_out(c->xprt_ctx, data);
 }
 
-static size_t xprt_tls_take(struct conn *c, uint8_t *buf, size_t len)
+static void xprt_tls_consume(struct conn *c, size_t n)
 {
-	return mtls_conn_take_out(c->xprt_ctx, buf, len);
-}
-
-static void xprt_tls_trim(struct conn *c)
-{
-	mtls_conn_trim(c->xprt_ctx);
+	mtls_conn_consume_out(c->xprt_ctx, n);
 }
 
 static void xprt_tls_free(void *ctx)
@@ -64,8 +59,7 @@ const struct conn_xprt_ops xprt_tls_ops = {
 	.read = xprt_tls_read,
 	.send = xprt_tls_send,
 	.shutdown = xprt_tls_shutdown,
-	.pending = xprt_tls_pending,
-	.take = xprt_tls_take,
-	.trim = xprt_tls_trim,
+	.peek = xprt_tls_peek,
+	.consume = xprt_tls_consume,
 	.free = xprt_tls_free,
 };

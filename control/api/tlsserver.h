@@ -15,9 +15,8 @@
  * closed at once (logged <name>_conn_refused with the reason, at most
  * once a second for the per-source cap, with the count left out). A
  * connection that has not finished its handshake within handshake_ms is
- * closed. The buffers of an idle connection's TLS engine are given back
- * after every run of the driver (mtls_conn_trim), so a quiet connection
- * costs its fixed state only.
+ * closed. The TLS engine's buffers exist only while they hold bytes
+ * (mtls.c), so a quiet connection costs its fixed state only.
  *
  * A connection goes HANDSHAKE -> OPEN -> (closed), the core's states
  * (conn_advance drives them: the handshake, plaintext to ops->input).

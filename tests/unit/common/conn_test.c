@@ -14,7 +14,12 @@
  * test times out); a connect to a closed port ends with
  * connect_refused; a write to a peer that reset, by a server that does
  * not read, ends the conn at once with the error; every state and reason
- * has its own name. On a unix socket too (pipe conns, a pipe listener):
+ * has its own name. Eager conns (conn_set_eager: the relay's write path)
+ * too: the same echo with a client whose send buffer is tiny (most of the
+ * 200 KiB must be queued, and written later: ops->drained comes, every
+ * byte arrives once and in order), and the write to a reset peer, which
+ * an eager conn learns of in conn_write itself (uv_try_write's error: the
+ * call fails and the conn is closing when it returns). On a unix socket too (pipe conns, a pipe listener):
  * the same echo, and the same refusal, which must accept and close the
  * unix connection so that libuv keeps polling the pipe listener (without
  * it the second connection times out). Plain
@@ -44,7 +49,8 @@ struct peer {
 	int is_server;
 	uint8_t *got;
 	size_t got_len;
-	int eof, shut, closed;
+	int eof, shut, closed, drained;
+	size_t queued_after_write; /* conn_queued right after the client's big write */
 	enum conn_reason reason;
 };
 
@@ -57,6 +63,9 @@ struct world {
 	char dir[64], path[96];
 	int refuse_next; /* the accept callback refuses (as on ENOMEM) */
 	int quiet;	 /* the server does not read; it writes once, 200 ms in */
+	int eager;	 /* conn_set_eager on both ends; the client's SO_SNDBUF tiny */
+	int quiet_rc;	 /* what the quiet server's conn_write returned */
+	int quiet_closing; /* and whether its conn was closing right then */
 	uv_timer_t quiet_timer;
 	int accepted;
 	struct peer *server[4];
@@ -106,6 +115,11 @@ static void peer_end(struct conn *c, enum conn_reason reason)
 	((struct peer *)c->owner)->reason = reason;
 }
 
+static void peer_drained(struct conn *c)
+{
+	((struct peer *)c->owner)->drained++;
+}
+
 static void peer_closed(struct conn *c)
 {
 	((struct peer *)c->owner)->closed++;
@@ -122,7 +136,13 @@ static void client_open(struct conn *c)
 	assert_non_null(big);
 	for (size_t i = 0; i < BIG; i++)
 		big[i] = (uint8_t)(i * 7);
+	if (W.eager) {
+		int sndbuf = 4096;
+		conn_set_eager(c);
+		assert_int_equal(uv_send_buffer_size(&c->h.handle, &sndbuf), 0);
+	}
 	assert_int_equal(conn_write(c, big, BIG), 0);
+	((struct peer *)c->owner)->queued_after_write = conn_queued(c);
 	free(big);
 	conn_shutdown(c);
 	conn_read_start(c);
@@ -132,6 +152,7 @@ static const struct conn_ops server_ops = {
 	.data = peer_data,
 	.eof = peer_eof,
 	.shut = peer_shut,
+	.drained = peer_drained,
 	.end = peer_end,
 	.closed = peer_closed,
 };
@@ -140,6 +161,7 @@ static const struct conn_ops client_ops = {
 	.data = peer_data,
 	.eof = peer_eof,
 	.shut = peer_shut,
+	.drained = peer_drained,
 	.end = peer_end,
 	.closed = peer_closed,
 };
@@ -150,9 +172,9 @@ static void quiet_write(uv_timer_t *t)
 {
 	struct peer *p = t->data;
 
-	int rc = conn_write(&p->c, (const uint8_t *)"late", 4); /* the error may come later */
-
-	(void)rc;
+	/* the error may come later (eager: at once) */
+	W.quiet_rc = conn_write(&p->c, (const uint8_t *)"late", 4);
+	W.quiet_closing = conn_closing(&p->c);
 	uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -178,6 +200,8 @@ static void on_connection(uv_stream_t *l, int status)
 	w->server[w->accepted++] = p;
 	conn_start(&p->c);
 	assert_int_equal(p->c.state, CONN_ST_OPEN);
+	if (w->eager)
+		conn_set_eager(&p->c);
 	if (w->quiet) {
 		assert_int_equal(uv_timer_init(&w->loop, &w->quiet_timer), 0);
 		w->quiet_timer.data = p;
@@ -401,6 +425,46 @@ static void test_write_error(void **state)
 	assert_true(conn_reason_resets(W.server[0]->reason));
 }
 
+static void test_eager_echo_half_close(void **state)
+{
+	struct peer cl;
+	(void)state;
+
+	W.eager = 1;
+	connect_client(&cl, W.port);
+	run_until_closed(&cl);
+	check_echo(&cl);
+	/* the tiny send buffer took a part; the rest was queued, written
+	 * with uv_write, and its completion told */
+	assert_true(cl.queued_after_write > 0 && cl.queued_after_write < BIG);
+	assert_true(cl.drained >= 1);
+	assert_int_equal(cl.c.bytes_out, BIG);
+	run_until_closed(W.server[0]);
+	assert_int_equal(W.server[0]->reason, CONN_ER_CLOSED);
+	assert_int_equal(W.server[0]->got_len, BIG);
+	free(cl.got);
+}
+
+/* An eager conn's write to a peer that reset fails in conn_write itself,
+ * the conn closing with the reason before the call returns. */
+static void test_eager_write_error(void **state)
+{
+	struct peer cl;
+	(void)state;
+
+	W.quiet = W.eager = 1;
+	connect_client(&cl, W.port);
+	run_until_closed(&cl);
+	for (int i = 0; i < 50 && !W.accepted; i++)
+		uv_run(&W.loop, UV_RUN_NOWAIT);
+	assert_int_equal(W.accepted, 1);
+	run_until_closed(W.server[0]);
+	assert_true(W.quiet_rc < 0);
+	assert_true(W.quiet_closing);
+	assert_true(W.server[0]->reason == CONN_ER_RESET ||
+		    W.server[0]->reason == CONN_ER_WRITE_ERROR);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -432,6 +496,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eager_echo_half_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eager_write_error, setup, teardown),
 		cmocka_unit_test(test_names),
 	};
 	signal(SIGPIPE, SIG_IGN); /* as the daemons: a write to a closed unix socket is EPIPE */
