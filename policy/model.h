@@ -50,6 +50,10 @@ struct pwhere {
 	int line, column;
 };
 
+/* Makes room for item n (zeroed) in an array of n items of `size` bytes
+ * that only ever grows by one item through here; -ENOMEM. */
+int pset_grow(void **arr, size_t n, size_t size);
+
 /* A set-level error (err->whole_set), placed at a document's `where` and
  * field (pset_finish, ksvc_finish). Returns -EINVAL. */
 int pset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt,

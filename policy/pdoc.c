@@ -165,7 +165,7 @@ int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc **
 {
 	yaml_parser_t parser;
 	struct pdoc **out = NULL;
-	size_t n = 0;
+	size_t n = 0, cap = 0;
 	int rc = -EINVAL;
 
 	memset(err, 0, sizeof(*err));
@@ -201,13 +201,15 @@ int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc **
 			pdoc_free(d);
 			continue;
 		}
-		struct pdoc **grown = realloc(out, sizeof(*out) * (n + 1));
-		if (!grown) {
-			pdoc_free(d);
-			pdoc_err(err, name, 0, 0, "out of memory");
-			goto out;
+		if (n == cap) { /* doubling: no O(n^2) copying for many documents */
+			struct pdoc **grown = realloc(out, sizeof(*out) * (cap = cap ? 2 * cap : 16));
+			if (!grown) {
+				pdoc_free(d);
+				pdoc_err(err, name, 0, 0, "out of memory");
+				goto out;
+			}
+			out = grown;
 		}
-		out = grown;
 		out[n++] = d;
 	}
 	*docs = out;
