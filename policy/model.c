@@ -1572,29 +1572,39 @@ static const struct pdoc *list_items(const struct pdoc *doc)
 	return items;
 }
 
+/* add_file's `each`: a document, or the items of a List, into the set. */
+struct add_ctx {
+	struct pset *s;
+	const char *path;
+	int json;
+};
+
+static int add_doc(void *ctx, struct pdoc *doc, struct policy_error *err)
+{
+	const struct add_ctx *a = ctx;
+	const struct pdoc *items = list_items(doc);
+	int rc = 0;
+
+	if (!items && a->json && doc->kind == PDOC_SEQ)
+		items = doc;
+	if (items)
+		for (size_t k = 0; rc == 0 && k < items->n; k++)
+			rc = pset_add_doc(a->s, a->path, items->items[k], err);
+	else
+		rc = pset_add_doc(a->s, a->path, doc, err);
+	pdoc_free(doc);
+	return rc;
+}
+
+/* One document is read, checked and freed before the next is read: the
+ * file's trees are never all in memory at once. */
 static int add_file(struct pset *s, const char *path, struct policy_error *err)
 {
-	struct pdoc **docs = NULL;
-	size_t n = 0, plen = strlen(path);
-	int json = plen > 5 && !strcmp(path + plen - 5, ".json");
-	int rc = json ? check_json(path, err) : 0;
+	size_t plen = strlen(path);
+	struct add_ctx a = {s, path, plen > 5 && !strcmp(path + plen - 5, ".json")};
+	int rc = a.json ? check_json(path, err) : 0;
 
-	if (rc == 0)
-		rc = pdoc_parse_file(path, &docs, &n, err);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const struct pdoc *items = list_items(docs[i]);
-		if (!items && json && docs[i]->kind == PDOC_SEQ)
-			items = docs[i];
-		if (items)
-			for (size_t k = 0; rc == 0 && k < items->n; k++)
-				rc = pset_add_doc(s, path, items->items[k], err);
-		else
-			rc = pset_add_doc(s, path, docs[i], err);
-	}
-	for (size_t i = 0; i < n; i++)
-		pdoc_free(docs[i]);
-	free(docs);
-	return rc;
+	return rc < 0 ? rc : pdoc_parse_file_each(path, add_doc, &a, err);
 }
 
 static int name_cmp(const void *a, const void *b)

@@ -233,13 +233,12 @@ static size_t tree_size(const yaml_document_t *doc)
 	return size;
 }
 
-int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc ***docs,
-		   size_t *n_docs, struct policy_error *err)
+int pdoc_parse_buf_each(const char *name, const char *buf, size_t len, pdoc_each_fn each,
+			void *ctx, struct policy_error *err)
 {
 	yaml_parser_t parser;
-	struct pdoc **out = NULL;
-	size_t n = 0, cap = 0;
-	int rc = -EINVAL;
+	struct policy_error each_err;
+	int rc = -EINVAL, each_rc = 0;
 
 	memset(err, 0, sizeof(*err));
 	if (!yaml_parser_initialize(&parser)) {
@@ -270,36 +269,69 @@ int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc **
 		if (!d)
 			goto out;
 		/* An empty document ("---" alone, or only a comment) is a plain
-		 * empty scalar: skipped. */
-		if (d->kind == PDOC_SCALAR && !d->quoted && !d->text[0]) {
+		 * empty scalar: skipped. After an error of `each`, the rest is
+		 * still read: an error in the file itself is the one reported. */
+		if ((d->kind == PDOC_SCALAR && !d->quoted && !d->text[0]) || each_rc < 0)
 			pdoc_free(d);
-			continue;
-		}
-		if (n == cap) { /* doubling: no O(n^2) copying for many documents */
-			struct pdoc **grown = realloc(out, sizeof(*out) * (cap = cap ? 2 * cap : 16));
-			if (!grown) {
-				pdoc_free(d);
-				pdoc_err(err, name, 0, 0, "out of memory");
-				goto out;
-			}
-			out = grown;
-		}
-		out[n++] = d;
+		else
+			each_rc = each(ctx, d, &each_err);
 	}
-	*docs = out;
-	*n_docs = n;
-	out = NULL;
-	n = 0;
-	rc = 0;
+	rc = each_rc;
+	if (rc < 0)
+		*err = each_err;
 out:
-	for (size_t i = 0; i < n; i++)
-		pdoc_free(out[i]);
-	free(out);
 	yaml_parser_delete(&parser);
 	return rc;
 }
 
-int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struct policy_error *err)
+/* pdoc_parse_buf's and pdoc_parse_file's `each`: the documents in an array. */
+struct pdoc_list {
+	const char *name;
+	struct pdoc **docs;
+	size_t n, cap;
+};
+
+static int pdoc_list_add(void *ctx, struct pdoc *d, struct policy_error *err)
+{
+	struct pdoc_list *l = ctx;
+
+	if (l->n == l->cap) { /* doubling: no O(n^2) copying for many documents */
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct pdoc **grown = realloc(l->docs, sizeof(*grown) * cap);
+		if (!grown) {
+			pdoc_free(d);
+			pdoc_err(err, l->name, 0, 0, "out of memory");
+			return -EINVAL;
+		}
+		l->docs = grown;
+		l->cap = cap;
+	}
+	l->docs[l->n++] = d;
+	return 0;
+}
+
+static int pdoc_list_done(struct pdoc_list *l, int rc, struct pdoc ***docs, size_t *n_docs)
+{
+	if (rc < 0) {
+		for (size_t i = 0; i < l->n; i++)
+			pdoc_free(l->docs[i]);
+		free(l->docs);
+		return rc;
+	}
+	*docs = l->docs;
+	*n_docs = l->n;
+	return 0;
+}
+
+int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc ***docs,
+		   size_t *n_docs, struct policy_error *err)
+{
+	struct pdoc_list l = {name, NULL, 0, 0};
+	return pdoc_list_done(&l, pdoc_parse_buf_each(name, buf, len, pdoc_list_add, &l, err),
+			      docs, n_docs);
+}
+
+int pdoc_parse_file_each(const char *path, pdoc_each_fn each, void *ctx, struct policy_error *err)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
@@ -319,10 +351,17 @@ int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struc
 	else if (len > PDOC_MAX_FILE)
 		pdoc_err(err, path, 0, 0, "file larger than 16 MiB");
 	else
-		rc = pdoc_parse_buf(path, buf, len, docs, n_docs, err);
+		rc = pdoc_parse_buf_each(path, buf, len, each, ctx, err);
 	fclose(f);
 	free(buf);
 	return rc;
+}
+
+int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struct policy_error *err)
+{
+	struct pdoc_list l = {path, NULL, 0, 0};
+	return pdoc_list_done(&l, pdoc_parse_file_each(path, pdoc_list_add, &l, err), docs,
+			      n_docs);
 }
 
 /* ---- from jansson */

@@ -620,6 +620,32 @@ static void test_first_duplicate_reported(void **state)
 	assert_int_equal(finish_file(WL("v", "10.0.0.7") WL("w", "10.0.0.8, 10.0.0.8"), &err), 0);
 }
 
+/* A file is read one document at a time (pdoc_parse_file_each); an error
+ * in the file itself still comes before a document's, wherever it is, as
+ * when the whole file was read first. */
+static void test_file_error_first(void **state)
+{
+	struct policy_error err;
+	char p[128];
+	struct pset *set = pset_new("cluster.local");
+
+	(void)state;
+	assert_non_null(set);
+	pfixture_write("later.yaml", WL("x", "not-an-address") WL("y", "10.0.0.1")
+			 "---\na: 1\na: 2\n");
+	pfixture_path(p, sizeof(p), "later.yaml");
+	assert_int_equal(pset_add_path(set, p, &err), -EINVAL);
+	assert_string_equal(err.msg, "duplicate key \"a\"");
+	assert_int_equal(err.line, 13);
+	assert_string_equal(err.path, "");
+	/* without it, the document's error */
+	pfixture_write("later.yaml", WL("x", "not-an-address") WL("y", "10.0.0.1"));
+	assert_int_equal(pset_add_path(set, p, &err), -EINVAL);
+	assert_string_equal(err.path, "spec.addresses[0]");
+	assert_int_equal(err.line, 5);
+	pset_free(set);
+}
+
 static void test_snapshot_validation(void **state)
 {
 	struct policy_slice *s = load("shop/api"), *s2 = NULL;
@@ -1030,6 +1056,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_set_level_errors),
 		cmocka_unit_test(test_first_duplicate_reported),
+		cmocka_unit_test(test_file_error_first),
 		cmocka_unit_test(test_snapshot_validation),
 		cmocka_unit_test(test_snapshot_round_trip),
 		cmocka_unit_test(test_meshed_never_plaintext),
