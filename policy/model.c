@@ -556,12 +556,37 @@ int pselector_labels_match(const struct pselector *sel, const struct plabel *l, 
 
 #define PNS_NAME_LABEL "kubernetes.io/metadata.name"
 
-int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns)
+/* The Namespace document named `ns`, or NULL: a binary search once
+ * pset_finish has sorted them (the index asks for every guardrail and
+ * workload, every selector and namespace), else a walk. */
+static const struct pnamespace *pset_namespace(const struct pset *s, const char *ns)
 {
+	if (s->ns_by_name && s->n_by_name == s->n_namespaces) {
+		size_t lo = 0, hi = s->n_by_name;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct pnamespace *n = &s->namespaces[s->ns_by_name[mid]];
+			int c = strcmp(n->name, ns);
+			if (!c)
+				return n;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return NULL;
+	}
 	for (size_t i = 0; i < s->n_namespaces; i++)
 		if (!strcmp(s->namespaces[i].name, ns))
-			return pselector_labels_match(sel, s->namespaces[i].labels,
-						      s->namespaces[i].n_labels);
+			return &s->namespaces[i];
+	return NULL;
+}
+
+int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns)
+{
+	const struct pnamespace *n = pset_namespace(s, ns);
+	if (n)
+		return pselector_labels_match(sel, n->labels, n->n_labels);
 	struct plabel only = {(char *)PNS_NAME_LABEL, (char *)ns};
 	return pselector_labels_match(sel, &only, 1);
 }
@@ -910,6 +935,7 @@ void pset_free(struct pset *s)
 		pnamespace_clear(&s->namespaces[i]);
 	free(s->guards);
 	free(s->namespaces);
+	free(s->ns_by_name);
 	free(s->allow);
 	free(s->mesh);
 	free(s->egress);
@@ -1821,6 +1847,18 @@ int pset_finish(struct pset *s, struct policy_error *err)
 					     &s->namespaces[i].where, &s->namespaces[j].where);
 				goto out;
 			}
+	/* the keys are the namespaces' names, sorted, without a duplicate */
+	free(s->ns_by_name);
+	s->n_by_name = 0;
+	if (!(s->ns_by_name = malloc((s->n_namespaces + 1) * sizeof(*s->ns_by_name)))) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t x = 0; x < s->n_namespaces; x++)
+		s->ns_by_name[x] = k[x].i;
+	s->n_by_name = s->n_namespaces;
 	i = first_dup_name(k, s->mesh, s->n_mesh, sizeof(*s->mesh), offsetof(struct pmesh, ns),
 			   NO_FIELD);
 	for (; i < s->n_mesh; i++)

@@ -248,6 +248,9 @@ struct pset {
 	size_t n_guards;
 	struct pnamespace *namespaces;
 	size_t n_namespaces;
+	/* pset_finish: the namespaces' indexes sorted by name, for
+	 * pset_namespace_matches; used while n_by_name == n_namespaces */
+	size_t *ns_by_name, n_by_name;
 };
 
 /* What applies in one namespace (pset_mesh_settings). */
