@@ -5,7 +5,7 @@
  * itself is refused by the same bound. A tree's nodes and texts are carved
  * from blocks its root holds, the first sized from libyaml's node list,
  * so one document is one allocation and one free (20,000 documents were
- * 1.5 million mallocs and frees). */
+ * over a million mallocs and frees). */
 #include "pdoc.h"
 
 #include <errno.h>
