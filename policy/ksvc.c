@@ -601,15 +601,6 @@ static int ksvc_parse(const char *file, const struct pdoc *doc, struct ksvc *svc
 	return -EINVAL;
 }
 
-static int grow(void **arr, size_t n, size_t size)
-{
-	void *p = realloc(*arr, (n + 1) * size);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	return 0;
-}
-
 int ksvc_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struct policy_error *err)
 {
 	struct ksvc svc = {0};
@@ -619,13 +610,13 @@ int ksvc_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	if (rc < 0)
 		return rc;
 	if (svc.name) {
-		if (grow((void **)&s->services, s->n_services, sizeof(svc)) < 0) {
+		if (pset_grow((void **)&s->services, s->n_services, sizeof(svc)) < 0) {
 			ksvc_clear(&svc);
 			return -ENOMEM;
 		}
 		s->services[s->n_services++] = svc;
 	} else {
-		if (grow((void **)&s->slices, s->n_slices, sizeof(sl)) < 0) {
+		if (pset_grow((void **)&s->slices, s->n_slices, sizeof(sl)) < 0) {
 			kslice_clear(&sl);
 			return -ENOMEM;
 		}

@@ -556,12 +556,37 @@ int pselector_labels_match(const struct pselector *sel, const struct plabel *l, 
 
 #define PNS_NAME_LABEL "kubernetes.io/metadata.name"
 
-int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns)
+/* The Namespace document named `ns`, or NULL: a binary search once
+ * pset_finish has sorted them (the index asks for every guardrail and
+ * workload, every selector and namespace), else a walk. */
+static const struct pnamespace *pset_namespace(const struct pset *s, const char *ns)
 {
+	if (s->ns_by_name && s->n_by_name == s->n_namespaces) {
+		size_t lo = 0, hi = s->n_by_name;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct pnamespace *n = &s->namespaces[s->ns_by_name[mid]];
+			int c = strcmp(n->name, ns);
+			if (!c)
+				return n;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return NULL;
+	}
 	for (size_t i = 0; i < s->n_namespaces; i++)
 		if (!strcmp(s->namespaces[i].name, ns))
-			return pselector_labels_match(sel, s->namespaces[i].labels,
-						      s->namespaces[i].n_labels);
+			return &s->namespaces[i];
+	return NULL;
+}
+
+int pset_namespace_matches(const struct pset *s, const struct pselector *sel, const char *ns)
+{
+	const struct pnamespace *n = pset_namespace(s, ns);
+	if (n)
+		return pselector_labels_match(sel, n->labels, n->n_labels);
 	struct plabel only = {(char *)PNS_NAME_LABEL, (char *)ns};
 	return pselector_labels_match(sel, &only, 1);
 }
@@ -910,6 +935,7 @@ void pset_free(struct pset *s)
 		pnamespace_clear(&s->namespaces[i]);
 	free(s->guards);
 	free(s->namespaces);
+	free(s->ns_by_name);
 	free(s->allow);
 	free(s->mesh);
 	free(s->egress);
@@ -1305,13 +1331,17 @@ static int vworkload(struct vctx *v, const struct pdoc *spec, struct pworkload *
 	return 0;
 }
 
-static int grow(void **arr, size_t n, size_t size)
+int pset_grow(void **arr, size_t n, size_t size)
 {
-	void *p = realloc(*arr, (n + 1) * size);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	memset((char *)p + n * size, 0, size);
+	/* room for n items is n rounded up to a power of two: the array
+	 * doubles, so adding n items copies O(n) bytes, not O(n^2) */
+	if (!n || !(n & (n - 1))) {
+		void *p = realloc(*arr, (n ? 2 * n : 1) * size);
+		if (!p)
+			return -ENOMEM;
+		*arr = p;
+	}
+	memset((char *)*arr + n * size, 0, size);
 	return 0;
 }
 
@@ -1451,7 +1481,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		labels = NULL;
 		n_labels = 0;
 		if (vnamespace(&v, d) < 0 || namespace_name_label(&v, &n) < 0 ||
-		    grow((void **)&s->namespaces, s->n_namespaces, sizeof(n)) < 0) {
+		    pset_grow((void **)&s->namespaces, s->n_namespaces, sizeof(n)) < 0) {
 			pnamespace_clear(&n);
 			goto fail;
 		}
@@ -1459,7 +1489,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	} else if (!strcmp(kind, "GuardrailPolicy")) {
 		struct pguard g = {.name = name, .where = where, .line = doc->line};
 		name = NULL;
-		if (vguard(&v, d, &g) < 0 || grow((void **)&s->guards, s->n_guards, sizeof(g)) < 0) {
+		if (vguard(&v, d, &g) < 0 || pset_grow((void **)&s->guards, s->n_guards, sizeof(g)) < 0) {
 			pguard_clear(&g);
 			goto fail;
 		}
@@ -1467,7 +1497,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 	} else if (!strcmp(kind, "AllowPolicy")) {
 		struct pallow a = {.ns = ns, .name = name, .where = where, .line = doc->line};
 		ns = name = NULL;
-		if (vallow(&v, d, &a) < 0 || grow((void **)&s->allow, s->n_allow, sizeof(a)) < 0) {
+		if (vallow(&v, d, &a) < 0 || pset_grow((void **)&s->allow, s->n_allow, sizeof(a)) < 0) {
 			pallow_clear(&a);
 			goto fail;
 		}
@@ -1480,7 +1510,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 			free(m.ns);
 			m.ns = NULL;
 		}
-		if (vmesh(&v, d, &m) < 0 || grow((void **)&s->mesh, s->n_mesh, sizeof(m)) < 0) {
+		if (vmesh(&v, d, &m) < 0 || pset_grow((void **)&s->mesh, s->n_mesh, sizeof(m)) < 0) {
 			free(m.ns);
 			free(m.name);
 			goto fail;
@@ -1490,7 +1520,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		struct pegress e = {.ns = ns, .name = name, .where = where};
 		ns = name = NULL;
 		if (vegress(&v, d, &e) < 0 ||
-		    grow((void **)&s->egress, s->n_egress, sizeof(e)) < 0) {
+		    pset_grow((void **)&s->egress, s->n_egress, sizeof(e)) < 0) {
 			pegress_clear(&e);
 			goto fail;
 		}
@@ -1505,7 +1535,7 @@ int pset_add_doc(struct pset *s, const char *file, const struct pdoc *doc, struc
 		labels = NULL;
 		n_labels = 0;
 		if (vworkload(&v, d, &w) < 0 ||
-		    grow((void **)&s->workloads, s->n_workloads, sizeof(w)) < 0) {
+		    pset_grow((void **)&s->workloads, s->n_workloads, sizeof(w)) < 0) {
 			pworkload_clear(&w);
 			goto fail;
 		}
@@ -1568,29 +1598,39 @@ static const struct pdoc *list_items(const struct pdoc *doc)
 	return items;
 }
 
+/* add_file's `each`: a document, or the items of a List, into the set. */
+struct add_ctx {
+	struct pset *s;
+	const char *path;
+	int json;
+};
+
+static int add_doc(void *ctx, struct pdoc *doc, struct policy_error *err)
+{
+	const struct add_ctx *a = ctx;
+	const struct pdoc *items = list_items(doc);
+	int rc = 0;
+
+	if (!items && a->json && doc->kind == PDOC_SEQ)
+		items = doc;
+	if (items)
+		for (size_t k = 0; rc == 0 && k < items->n; k++)
+			rc = pset_add_doc(a->s, a->path, items->items[k], err);
+	else
+		rc = pset_add_doc(a->s, a->path, doc, err);
+	pdoc_free(doc);
+	return rc;
+}
+
+/* One document is read, checked and freed before the next is read: the
+ * file's trees are never all in memory at once. */
 static int add_file(struct pset *s, const char *path, struct policy_error *err)
 {
-	struct pdoc **docs = NULL;
-	size_t n = 0, plen = strlen(path);
-	int json = plen > 5 && !strcmp(path + plen - 5, ".json");
-	int rc = json ? check_json(path, err) : 0;
+	size_t plen = strlen(path);
+	struct add_ctx a = {s, path, plen > 5 && !strcmp(path + plen - 5, ".json")};
+	int rc = a.json ? check_json(path, err) : 0;
 
-	if (rc == 0)
-		rc = pdoc_parse_file(path, &docs, &n, err);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const struct pdoc *items = list_items(docs[i]);
-		if (!items && json && docs[i]->kind == PDOC_SEQ)
-			items = docs[i];
-		if (items)
-			for (size_t k = 0; rc == 0 && k < items->n; k++)
-				rc = pset_add_doc(s, path, items->items[k], err);
-		else
-			rc = pset_add_doc(s, path, docs[i], err);
-	}
-	for (size_t i = 0; i < n; i++)
-		pdoc_free(docs[i]);
-	free(docs);
-	return rc;
+	return rc < 0 ? rc : pdoc_parse_file_each(path, add_doc, &a, err);
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -1640,7 +1680,7 @@ int pset_add_path(struct pset *s, const char *path, struct policy_error *err)
 			snprintf(err->msg, sizeof(err->msg),
 				 "not a .yaml, .yml or .json file: not read, so an error");
 			rc = -EINVAL;
-		} else if (grow((void **)&names, n, sizeof(char *)) < 0 ||
+		} else if (pset_grow((void **)&names, n, sizeof(char *)) < 0 ||
 			   !(names[n] = strdup(full))) {
 			rc = -ENOMEM;
 		} else {
@@ -1686,48 +1726,169 @@ static int same(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+/* Finding duplicates across documents. Comparing every document with every
+ * earlier one is n^2/2 comparisons, 50 million for 10,000 workloads; so
+ * the keys are sorted instead, by key then index, which puts each key's
+ * first document at the head of its run. The smallest index found after
+ * a head is where the pairwise loops below start: they report exactly
+ * what they reported when they started at 0, at the cost of one document. */
+struct dkey {
+	const char *ns, *name;	 /* or: */
+	const struct pcidr *addr; /* when set, the key is the address */
+	size_t i;
+};
+
+static int nullcmp(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) : (a != NULL) - (b != NULL);
+}
+
+static int dkey_key_cmp(const struct dkey *x, const struct dkey *y)
+{
+	if (x->addr)
+		return x->addr->family != y->addr->family
+			       ? (x->addr->family > y->addr->family) - (x->addr->family < y->addr->family)
+			       : memcmp(x->addr->addr, y->addr->addr, 16);
+	int c = nullcmp(x->ns, y->ns);
+	return c ? c : nullcmp(x->name, y->name);
+}
+
+static int dkey_cmp(const void *a, const void *b)
+{
+	const struct dkey *x = a, *y = b;
+	int c = dkey_key_cmp(x, y);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* The smallest index of a key equal to one of a smaller index, or `none`. */
+static size_t dkey_first_dup(struct dkey *k, size_t n, size_t none)
+{
+	size_t first = none, head = 0;
+
+	qsort(k, n, sizeof(*k), dkey_cmp);
+	for (size_t x = 1; x < n; x++)
+		if (dkey_key_cmp(&k[head], &k[x]))
+			head = x;
+		else if (k[x].i > k[head].i && k[x].i < first)
+			first = k[x].i;
+	return first;
+}
+
+/* The same for the namespaces and names of `n` documents at `arr`, each
+ * `size` bytes with its char * fields at the offsets (NO_FIELD: not part
+ * of the key). */
+#define NO_FIELD ((size_t)-1)
+static size_t first_dup_name(struct dkey *k, const void *arr, size_t n, size_t size,
+			     size_t ns_off, size_t name_off)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *doc = (const char *)arr + i * size;
+		k[i] = (struct dkey){
+			.ns = ns_off == NO_FIELD ? NULL : *(char *const *)(doc + ns_off),
+			.name = name_off == NO_FIELD ? NULL : *(char *const *)(doc + name_off),
+			.i = i};
+	}
+	return dkey_first_dup(k, n, n);
+}
+
 int pset_finish(struct pset *s, struct policy_error *err)
 {
-	for (size_t i = 0; i < s->n_allow; i++)
+	size_t n_keys = s->n_allow, n_addrs = 0, i;
+	struct dkey *k;
+	int rc = 0;
+
+	for (size_t w = 0; w < s->n_workloads; w++)
+		n_addrs += s->workloads[w].n_addrs;
+	const size_t sizes[] = {s->n_egress, s->n_guards, s->n_namespaces, s->n_mesh,
+				s->n_workloads, n_addrs};
+	for (size_t x = 0; x < sizeof(sizes) / sizeof(sizes[0]); x++)
+		n_keys = sizes[x] > n_keys ? sizes[x] : n_keys;
+	if (!(k = malloc((n_keys + 1) * sizeof(*k)))) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		return -ENOMEM;
+	}
+	i = first_dup_name(k, s->allow, s->n_allow, sizeof(*s->allow), offsetof(struct pallow, ns),
+			   offsetof(struct pallow, name));
+	for (; i < s->n_allow; i++)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->allow[i].ns, s->allow[j].ns) &&
-			    same(s->allow[i].name, s->allow[j].name))
-				return dup_err(err, "AllowPolicy", s->allow[i].ns, s->allow[i].name,
-					       &s->allow[i].where, &s->allow[j].where);
-	for (size_t i = 0; i < s->n_egress; i++)
+			    same(s->allow[i].name, s->allow[j].name)) {
+				rc = dup_err(err, "AllowPolicy", s->allow[i].ns, s->allow[i].name,
+					     &s->allow[i].where, &s->allow[j].where);
+				goto out;
+			}
+	i = first_dup_name(k, s->egress, s->n_egress, sizeof(*s->egress),
+			   offsetof(struct pegress, ns), offsetof(struct pegress, name));
+	for (; i < s->n_egress; i++)
 		for (size_t j = 0; j < i; j++)
 			if (same(s->egress[i].ns, s->egress[j].ns) &&
-			    same(s->egress[i].name, s->egress[j].name))
-				return dup_err(err, "EgressPolicy", s->egress[i].ns,
-					       s->egress[i].name, &s->egress[i].where,
-					       &s->egress[j].where);
-	for (size_t i = 0; i < s->n_guards; i++)
+			    same(s->egress[i].name, s->egress[j].name)) {
+				rc = dup_err(err, "EgressPolicy", s->egress[i].ns,
+					     s->egress[i].name, &s->egress[i].where,
+					     &s->egress[j].where);
+				goto out;
+			}
+	i = first_dup_name(k, s->guards, s->n_guards, sizeof(*s->guards), NO_FIELD,
+			   offsetof(struct pguard, name));
+	for (; i < s->n_guards; i++)
 		for (size_t j = 0; j < i; j++)
-			if (!strcmp(s->guards[i].name, s->guards[j].name))
-				return dup_err(err, "GuardrailPolicy", NULL, s->guards[i].name,
-					       &s->guards[i].where, &s->guards[j].where);
-	for (size_t i = 0; i < s->n_namespaces; i++)
+			if (!strcmp(s->guards[i].name, s->guards[j].name)) {
+				rc = dup_err(err, "GuardrailPolicy", NULL, s->guards[i].name,
+					     &s->guards[i].where, &s->guards[j].where);
+				goto out;
+			}
+	i = first_dup_name(k, s->namespaces, s->n_namespaces, sizeof(*s->namespaces), NO_FIELD,
+			   offsetof(struct pnamespace, name));
+	for (; i < s->n_namespaces; i++)
 		for (size_t j = 0; j < i; j++)
-			if (!strcmp(s->namespaces[i].name, s->namespaces[j].name))
-				return dup_err(err, "Namespace", NULL, s->namespaces[i].name,
-					       &s->namespaces[i].where, &s->namespaces[j].where);
-	for (size_t i = 0; i < s->n_mesh; i++)
+			if (!strcmp(s->namespaces[i].name, s->namespaces[j].name)) {
+				rc = dup_err(err, "Namespace", NULL, s->namespaces[i].name,
+					     &s->namespaces[i].where, &s->namespaces[j].where);
+				goto out;
+			}
+	/* the keys are the namespaces' names, sorted, without a duplicate */
+	free(s->ns_by_name);
+	s->n_by_name = 0;
+	if (!(s->ns_by_name = malloc((s->n_namespaces + 1) * sizeof(*s->ns_by_name)))) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t x = 0; x < s->n_namespaces; x++)
+		s->ns_by_name[x] = k[x].i;
+	s->n_by_name = s->n_namespaces;
+	i = first_dup_name(k, s->mesh, s->n_mesh, sizeof(*s->mesh), offsetof(struct pmesh, ns),
+			   NO_FIELD);
+	for (; i < s->n_mesh; i++)
 		for (size_t j = 0; j < i; j++)
-			if (same(s->mesh[i].ns, s->mesh[j].ns))
-				return pset_err(err, &s->mesh[i].where, "metadata.name",
-					       "two MeshPolicies for %s%s (%s here, %s at %s:%d): "
-					       "which one applies would be a guess",
-					       s->mesh[i].ns ? "namespace " : "the whole mesh",
-					       s->mesh[i].ns ? s->mesh[i].ns : "", s->mesh[i].name,
-					       s->mesh[j].name, s->mesh[j].where.file,
-					       s->mesh[j].where.line);
-	for (size_t i = 0; i < s->n_workloads; i++) {
+			if (same(s->mesh[i].ns, s->mesh[j].ns)) {
+				rc = pset_err(err, &s->mesh[i].where, "metadata.name",
+					      "two MeshPolicies for %s%s (%s here, %s at %s:%d): "
+					      "which one applies would be a guess",
+					      s->mesh[i].ns ? "namespace " : "the whole mesh",
+					      s->mesh[i].ns ? s->mesh[i].ns : "", s->mesh[i].name,
+					      s->mesh[j].name, s->mesh[j].where.file,
+					      s->mesh[j].where.line);
+				goto out;
+			}
+	/* a workload's name or one of its addresses: the first of the two */
+	i = first_dup_name(k, s->workloads, s->n_workloads, sizeof(*s->workloads),
+			   offsetof(struct pworkload, ns), offsetof(struct pworkload, name));
+	n_keys = 0;
+	for (size_t w = 0; w < s->n_workloads; w++)
+		for (size_t a = 0; a < s->workloads[w].n_addrs; a++)
+			k[n_keys++] = (struct dkey){.addr = &s->workloads[w].addrs[a], .i = w};
+	size_t by_addr = dkey_first_dup(k, n_keys, s->n_workloads);
+	for (i = by_addr < i ? by_addr : i; i < s->n_workloads; i++) {
 		struct pworkload *w = &s->workloads[i];
 		for (size_t j = 0; j < i; j++) {
 			struct pworkload *x = &s->workloads[j];
-			if (same(w->ns, x->ns) && same(w->name, x->name))
-				return dup_err(err, "Workload", w->ns, w->name, &w->where,
-					       &x->where);
+			if (same(w->ns, x->ns) && same(w->name, x->name)) {
+				rc = dup_err(err, "Workload", w->ns, w->name, &w->where, &x->where);
+				goto out;
+			}
 			for (size_t a = 0; a < w->n_addrs; a++)
 				for (size_t b = 0; b < x->n_addrs; b++)
 					if (w->addrs[a].family == x->addrs[b].family &&
@@ -1738,16 +1899,20 @@ int pset_finish(struct pset *s, struct policy_error *err)
 						at.column = w->addrs[a].column;
 						snprintf(field, sizeof(field),
 							 "spec.addresses[%zu]", a);
-						return pset_err(err, &at, field,
-							       "workloads %s/%s and %s/%s share "
-							       "the address %s (%s/%s: %s:%d)",
-							       x->ns, x->name, w->ns, w->name,
-							       w->addrs[a].text, x->ns, x->name,
-							       x->where.file, x->where.line);
+						rc = pset_err(err, &at, field,
+							      "workloads %s/%s and %s/%s share "
+							      "the address %s (%s/%s: %s:%d)",
+							      x->ns, x->name, w->ns, w->name,
+							      w->addrs[a].text, x->ns, x->name,
+							      x->where.file, x->where.line);
+						goto out;
 					}
 		}
 	}
-	return ksvc_finish(s, err);
+	rc = ksvc_finish(s, err);
+out:
+	free(k);
+	return rc;
 }
 
 void pset_mesh_settings(const struct pset *s, const char *ns, struct pmesh_settings *out)

@@ -50,6 +50,10 @@ struct pwhere {
 	int line, column;
 };
 
+/* Makes room for item n (zeroed) in an array of n items of `size` bytes
+ * that only ever grows by one item through here; -ENOMEM. */
+int pset_grow(void **arr, size_t n, size_t size);
+
 /* A set-level error (err->whole_set), placed at a document's `where` and
  * field (pset_finish, ksvc_finish). Returns -EINVAL. */
 int pset_err(struct policy_error *err, const struct pwhere *at, const char *field, const char *fmt,
@@ -244,6 +248,9 @@ struct pset {
 	size_t n_guards;
 	struct pnamespace *namespaces;
 	size_t n_namespaces;
+	/* pset_finish: the namespaces' indexes sorted by name, for
+	 * pset_namespace_matches; used while n_by_name == n_namespaces */
+	size_t *ns_by_name, n_by_name;
 };
 
 /* What applies in one namespace (pset_mesh_settings). */

@@ -2,7 +2,10 @@
  * its nodes are copied into our tree with their start marks (0-based in
  * libyaml, 1-based here). Aliases share nodes in libyaml's graph: the copy
  * expands them, bounded by PDOC_MAX_NODES, and a document that refers to
- * itself is refused by the same bound. */
+ * itself is refused by the same bound. A tree's nodes and texts are carved
+ * from blocks its root holds, the first sized from libyaml's node list,
+ * so one document is one allocation and one free (20,000 documents were
+ * over a million mallocs and frees). */
 #include "pdoc.h"
 
 #include <errno.h>
@@ -24,21 +27,77 @@ static void pdoc_err(struct policy_error *err, const char *file, int line, int c
 	snprintf(err->msg, sizeof(err->msg), "%s", msg);
 }
 
-void pdoc_free(struct pdoc *d)
+/* The blocks a tree is carved from: the first of the size the tree is
+ * expected to need (`hint`), each next one twice the last (up to 1 MiB) or
+ * the size asked when more. Everything in a tree is pointers, ints and
+ * chars: 8-byte alignment is enough. */
+struct pblock {
+	struct pblock *next;
+	size_t used, size;
+	void *data[];
+};
+
+struct parena {
+	struct pblock *head;
+	size_t hint;
+};
+
+#define PALIGN(n) (((n) + sizeof(void *) - 1) & ~(sizeof(void *) - 1))
+
+static void *palloc(struct parena *a, size_t n)
 {
-	if (!d)
-		return;
-	size_t n = d->kind == PDOC_MAP ? 2 * d->n : d->kind == PDOC_SEQ ? d->n : 0;
-	for (size_t i = 0; i < n && d->items; i++)
-		pdoc_free(d->items[i]);
-	free(d->items);
-	free(d->text);
-	free(d);
+	struct pblock *b = a->head;
+
+	n = PALIGN(n);
+	if (!b || b->size - b->used < n) {
+		size_t size = !b ? (a->hint ? a->hint : 1024) : 2 * b->size;
+		if (size > (1 << 20) && b)
+			size = 1 << 20;
+		if (size < n)
+			size = n;
+		if (!(b = malloc(sizeof(*b) + size)))
+			return NULL;
+		b->next = a->head;
+		b->used = 0;
+		b->size = size;
+		a->head = b;
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	return memset(p, 0, n);
 }
 
-static struct pdoc *pdoc_new(enum pdoc_kind kind, int line, int col, size_t n)
+static void parena_free(struct parena *a)
 {
-	struct pdoc *d = calloc(1, sizeof(*d));
+	for (struct pblock *b = a->head, *next; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->head = NULL;
+}
+
+/* Hands the blocks to the tree's root (NULL: they are freed). */
+static struct pdoc *parena_give(struct parena *a, struct pdoc *root)
+{
+	if (root)
+		root->blocks = a->head;
+	else
+		parena_free(a);
+	a->head = NULL;
+	return root;
+}
+
+void pdoc_free(struct pdoc *d)
+{
+	if (d) {
+		struct parena a = {d->blocks, 0};
+		parena_free(&a); /* d is in one of them */
+	}
+}
+
+static struct pdoc *pdoc_new(struct parena *a, enum pdoc_kind kind, int line, int col, size_t n)
+{
+	struct pdoc *d = palloc(a, sizeof(*d));
 	size_t slots = kind == PDOC_MAP ? 2 * n : n;
 
 	if (!d)
@@ -47,11 +106,16 @@ static struct pdoc *pdoc_new(enum pdoc_kind kind, int line, int col, size_t n)
 	d->line = line;
 	d->column = col;
 	d->n = n;
-	if (slots && !(d->items = calloc(slots, sizeof(*d->items)))) {
-		free(d);
+	if (slots && !(d->items = palloc(a, slots * sizeof(*d->items))))
 		return NULL;
-	}
 	return d;
+}
+
+/* A NUL-terminated copy of n bytes. */
+static char *pstrndup(struct parena *a, const char *s, size_t n)
+{
+	char *t = palloc(a, n + 1);
+	return t ? memcpy(t, s, n) : NULL;
 }
 
 void policy_error_set_file(struct policy_error *err, const char *file)
@@ -79,6 +143,7 @@ struct pdoc_ctx {
 	const char *file;
 	struct policy_error *err;
 	size_t nodes;
+	struct parena a; /* the tree's memory, freed whole on an error */
 };
 
 static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
@@ -93,36 +158,31 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 	}
 	switch (y->type) {
 	case YAML_SCALAR_NODE:
-		d = pdoc_new(PDOC_SCALAR, line, col, 0);
-		if (d && !(d->text = strndup((const char *)y->data.scalar.value,
-					     y->data.scalar.length))) {
-			free(d);
-			d = NULL;
-		}
-		if (d && memchr(y->data.scalar.value, '\0', y->data.scalar.length)) {
+		if (memchr(y->data.scalar.value, '\0', y->data.scalar.length)) {
 			pdoc_err(c->err, c->file, line, col, "a NUL byte inside a value");
-			pdoc_free(d);
 			return NULL;
 		}
+		d = pdoc_new(&c->a, PDOC_SCALAR, line, col, 0);
+		if (d && !(d->text = pstrndup(&c->a, (const char *)y->data.scalar.value,
+					      y->data.scalar.length)))
+			d = NULL;
 		if (d)
 			d->quoted = y->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
 		break;
 	case YAML_SEQUENCE_NODE: {
 		size_t n = (size_t)(y->data.sequence.items.top - y->data.sequence.items.start);
-		d = pdoc_new(PDOC_SEQ, line, col, n);
+		d = pdoc_new(&c->a, PDOC_SEQ, line, col, n);
 		for (size_t i = 0; d && i < n; i++) {
 			yaml_node_t *it =
 				yaml_document_get_node(c->doc, y->data.sequence.items.start[i]);
-			if (!it || !(d->items[i] = pdoc_copy(c, it, depth + 1))) {
-				pdoc_free(d);
+			if (!it || !(d->items[i] = pdoc_copy(c, it, depth + 1)))
 				return NULL;
-			}
 		}
 		break;
 	}
 	case YAML_MAPPING_NODE: {
 		size_t n = (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start);
-		d = pdoc_new(PDOC_MAP, line, col, n);
+		d = pdoc_new(&c->a, PDOC_MAP, line, col, n);
 		for (size_t i = 0; d && i < n; i++) {
 			yaml_node_pair_t *p = &y->data.mapping.pairs.start[i];
 			yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
@@ -130,14 +190,11 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 			if (!k || !v || k->type != YAML_SCALAR_NODE) {
 				pdoc_err(c->err, c->file, line, col,
 					 "a mapping key must be a plain string");
-				pdoc_free(d);
 				return NULL;
 			}
 			if (!(d->items[2 * i] = pdoc_copy(c, k, depth + 1)) ||
-			    !(d->items[2 * i + 1] = pdoc_copy(c, v, depth + 1))) {
-				pdoc_free(d);
+			    !(d->items[2 * i + 1] = pdoc_copy(c, v, depth + 1)))
 				return NULL;
-			}
 			for (size_t j = 0; j < i; j++)
 				if (!strcmp(d->items[2 * j]->text, d->items[2 * i]->text)) {
 					char msg[200];
@@ -145,7 +202,6 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 						 d->items[2 * i]->text);
 					pdoc_err(c->err, c->file, (int)k->start_mark.line + 1,
 						 (int)k->start_mark.column + 1, msg);
-					pdoc_free(d);
 					return NULL;
 				}
 		}
@@ -160,13 +216,29 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 	return d;
 }
 
-int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc ***docs,
-		   size_t *n_docs, struct policy_error *err)
+/* What a document's tree takes when no alias is expanded. */
+static size_t tree_size(const yaml_document_t *doc)
+{
+	size_t size = 0;
+
+	for (const yaml_node_t *y = doc->nodes.start; y < doc->nodes.top; y++) {
+		size_t items = y->type == YAML_SEQUENCE_NODE
+				       ? (size_t)(y->data.sequence.items.top - y->data.sequence.items.start)
+			       : y->type == YAML_MAPPING_NODE
+				       ? 2 * (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start)
+				       : 0;
+		size += PALIGN(sizeof(struct pdoc)) + PALIGN(items * sizeof(struct pdoc *)) +
+			(y->type == YAML_SCALAR_NODE ? PALIGN(y->data.scalar.length + 1) : 0);
+	}
+	return size;
+}
+
+int pdoc_parse_buf_each(const char *name, const char *buf, size_t len, pdoc_each_fn each,
+			void *ctx, struct policy_error *err)
 {
 	yaml_parser_t parser;
-	struct pdoc **out = NULL;
-	size_t n = 0;
-	int rc = -EINVAL;
+	struct policy_error each_err;
+	int rc = -EINVAL, each_rc = 0;
 
 	memset(err, 0, sizeof(*err));
 	if (!yaml_parser_initialize(&parser)) {
@@ -191,39 +263,75 @@ int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc **
 			break;
 		}
 		struct pdoc_ctx c = {.doc = &doc, .file = name, .err = err};
-		struct pdoc *d = pdoc_copy(&c, root, 0);
+		c.a.hint = tree_size(&doc);
+		struct pdoc *d = parena_give(&c.a, pdoc_copy(&c, root, 0));
 		yaml_document_delete(&doc);
 		if (!d)
 			goto out;
 		/* An empty document ("---" alone, or only a comment) is a plain
-		 * empty scalar: skipped. */
-		if (d->kind == PDOC_SCALAR && !d->quoted && !d->text[0]) {
+		 * empty scalar: skipped. After an error of `each`, the rest is
+		 * still read: an error in the file itself is the one reported. */
+		if ((d->kind == PDOC_SCALAR && !d->quoted && !d->text[0]) || each_rc < 0)
 			pdoc_free(d);
-			continue;
-		}
-		struct pdoc **grown = realloc(out, sizeof(*out) * (n + 1));
-		if (!grown) {
-			pdoc_free(d);
-			pdoc_err(err, name, 0, 0, "out of memory");
-			goto out;
-		}
-		out = grown;
-		out[n++] = d;
+		else
+			each_rc = each(ctx, d, &each_err);
 	}
-	*docs = out;
-	*n_docs = n;
-	out = NULL;
-	n = 0;
-	rc = 0;
+	rc = each_rc;
+	if (rc < 0)
+		*err = each_err;
 out:
-	for (size_t i = 0; i < n; i++)
-		pdoc_free(out[i]);
-	free(out);
 	yaml_parser_delete(&parser);
 	return rc;
 }
 
-int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struct policy_error *err)
+/* pdoc_parse_buf's and pdoc_parse_file's `each`: the documents in an array. */
+struct pdoc_list {
+	const char *name;
+	struct pdoc **docs;
+	size_t n, cap;
+};
+
+static int pdoc_list_add(void *ctx, struct pdoc *d, struct policy_error *err)
+{
+	struct pdoc_list *l = ctx;
+
+	if (l->n == l->cap) { /* doubling: no O(n^2) copying for many documents */
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct pdoc **grown = realloc(l->docs, sizeof(*grown) * cap);
+		if (!grown) {
+			pdoc_free(d);
+			pdoc_err(err, l->name, 0, 0, "out of memory");
+			return -EINVAL;
+		}
+		l->docs = grown;
+		l->cap = cap;
+	}
+	l->docs[l->n++] = d;
+	return 0;
+}
+
+static int pdoc_list_done(struct pdoc_list *l, int rc, struct pdoc ***docs, size_t *n_docs)
+{
+	if (rc < 0) {
+		for (size_t i = 0; i < l->n; i++)
+			pdoc_free(l->docs[i]);
+		free(l->docs);
+		return rc;
+	}
+	*docs = l->docs;
+	*n_docs = l->n;
+	return 0;
+}
+
+int pdoc_parse_buf(const char *name, const char *buf, size_t len, struct pdoc ***docs,
+		   size_t *n_docs, struct policy_error *err)
+{
+	struct pdoc_list l = {name, NULL, 0, 0};
+	return pdoc_list_done(&l, pdoc_parse_buf_each(name, buf, len, pdoc_list_add, &l, err),
+			      docs, n_docs);
+}
+
+int pdoc_parse_file_each(const char *path, pdoc_each_fn each, void *ctx, struct policy_error *err)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
@@ -243,15 +351,22 @@ int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struc
 	else if (len > PDOC_MAX_FILE)
 		pdoc_err(err, path, 0, 0, "file larger than 16 MiB");
 	else
-		rc = pdoc_parse_buf(path, buf, len, docs, n_docs, err);
+		rc = pdoc_parse_buf_each(path, buf, len, each, ctx, err);
 	fclose(f);
 	free(buf);
 	return rc;
 }
 
+int pdoc_parse_file(const char *path, struct pdoc ***docs, size_t *n_docs, struct policy_error *err)
+{
+	struct pdoc_list l = {path, NULL, 0, 0};
+	return pdoc_list_done(&l, pdoc_parse_file_each(path, pdoc_list_add, &l, err), docs,
+			      n_docs);
+}
+
 /* ---- from jansson */
 
-struct pdoc *pdoc_from_json(const json_t *v)
+static struct pdoc *from_json(struct parena *a, const json_t *v)
 {
 	struct pdoc *d = NULL;
 	char num[64];
@@ -261,53 +376,52 @@ struct pdoc *pdoc_from_json(const json_t *v)
 		const char *k;
 		json_t *x;
 		size_t i = 0;
-		d = pdoc_new(PDOC_MAP, 0, 0, json_object_size(v));
+		d = pdoc_new(a, PDOC_MAP, 0, 0, json_object_size(v));
 		json_object_foreach((json_t *)v, k, x)
 		{
 			if (!d)
 				break;
-			struct pdoc *key = pdoc_new(PDOC_SCALAR, 0, 0, 0);
+			struct pdoc *key = pdoc_new(a, PDOC_SCALAR, 0, 0, 0);
 			d->items[2 * i] = key;
-			if (!key || !(key->text = strdup(k)) ||
-			    !(d->items[2 * i + 1] = pdoc_from_json(x))) {
-				pdoc_free(d);
+			if (!key || !(key->text = pstrndup(a, k, strlen(k))) ||
+			    !(d->items[2 * i + 1] = from_json(a, x)))
 				return NULL;
-			}
 			key->quoted = 1;
 			i++;
 		}
 		return d;
 	}
 	case JSON_ARRAY:
-		d = pdoc_new(PDOC_SEQ, 0, 0, json_array_size(v));
+		d = pdoc_new(a, PDOC_SEQ, 0, 0, json_array_size(v));
 		for (size_t i = 0; d && i < d->n; i++)
-			if (!(d->items[i] = pdoc_from_json(json_array_get(v, i)))) {
-				pdoc_free(d);
+			if (!(d->items[i] = from_json(a, json_array_get(v, i))))
 				return NULL;
-			}
 		return d;
 	case JSON_STRING:
 	case JSON_INTEGER:
 	case JSON_TRUE:
 	case JSON_FALSE:
-	case JSON_NULL:
-		d = pdoc_new(PDOC_SCALAR, 0, 0, 0);
+	case JSON_NULL: {
+		d = pdoc_new(a, PDOC_SCALAR, 0, 0, 0);
 		if (!d)
 			return NULL;
 		d->quoted = json_is_string(v);
 		if (json_is_integer(v))
 			snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		d->text = strdup(json_is_string(v)    ? json_string_value(v)
-				 : json_is_integer(v) ? num
-				 : json_is_true(v)    ? "true"
-				 : json_is_false(v)   ? "false"
-						      : "null");
-		if (!d->text) {
-			free(d);
-			return NULL;
-		}
-		return d;
+		const char *t = json_is_string(v)    ? json_string_value(v)
+				: json_is_integer(v) ? num
+				: json_is_true(v)    ? "true"
+				: json_is_false(v)   ? "false"
+						     : "null";
+		return (d->text = pstrndup(a, t, strlen(t))) ? d : NULL;
+	}
 	default:
 		return NULL; /* reals have no place in a policy */
 	}
+}
+
+struct pdoc *pdoc_from_json(const json_t *v)
+{
+	struct parena a = {NULL, 0};
+	return parena_give(&a, from_json(&a, v));
 }

@@ -561,6 +561,91 @@ static void test_set_level_errors(void **state)
 	assert_null(s);
 }
 
+/* Set-level duplicates are found by sorting (pset_finish); the error is
+ * still the one of the first document that repeats an earlier one, named
+ * with the earliest document it repeats, a name before an address. */
+static int finish_file(const char *yaml, struct policy_error *err)
+{
+	char p[128];
+	struct pset *set = pset_new("cluster.local");
+
+	pfixture_write("firstdup.yaml", yaml);
+	pfixture_path(p, sizeof(p), "firstdup.yaml");
+	assert_non_null(set);
+	assert_int_equal(pset_add_path(set, p, err), 0);
+	int rc = pset_finish(set, err);
+	pset_free(set);
+	return rc;
+}
+
+#define WL(name, addrs)                                                                            \
+	"---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"                                      \
+	"metadata: {name: " name ", namespace: shop}\n"                                              \
+	"spec: {serviceAccount: " name ", addresses: [" addrs "]}\n"
+#define AP(name)                                                                                   \
+	"---\napiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"                                   \
+	"metadata: {name: " name ", namespace: shop}\n"                                              \
+	"spec: {selector: {workloads: [x]}, from: [{namespaces: [shop]}]}\n"
+
+static void test_first_duplicate_reported(void **state)
+{
+	struct policy_error err;
+
+	(void)state;
+	/* z shares an address with y before a second x comes */
+	assert_int_equal(finish_file(WL("x", "10.0.0.1") WL("y", "10.0.0.2")
+					     WL("z", "10.0.0.3, 10.0.0.2") WL("x", "10.0.0.4"),
+				     &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "workloads shop/y and shop/z share the address 10.0.0.2 "
+					"(shop/y: "));
+	assert_non_null(strstr(err.msg, "/firstdup.yaml:9)"));
+	assert_string_equal(err.path, "spec.addresses[1]");
+	assert_int_equal(err.line, 15);
+	/* q repeats the name of the second and an address of the first: the
+	 * first comes first */
+	assert_int_equal(finish_file(WL("p", "10.0.0.9") WL("q", "10.0.0.5") WL("q", "10.0.0.9"),
+				     &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "workloads shop/p and shop/q share the address 10.0.0.9 "
+					"(shop/p: "));
+	assert_non_null(strstr(err.msg, "/firstdup.yaml:4)"));
+	/* b repeats b after a repeats a (b sorts after a, a after b): the
+	 * second a is named, with the first */
+	assert_int_equal(finish_file(AP("b") AP("a") AP("c") AP("a") AP("b"), &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "a second AllowPolicy named shop/a (the first: "));
+	assert_non_null(strstr(err.msg, "/firstdup.yaml:9)"));
+	assert_int_equal(err.line, 19);
+	/* an address twice in one workload is not two workloads sharing it */
+	assert_int_equal(finish_file(WL("v", "10.0.0.7") WL("w", "10.0.0.8, 10.0.0.8"), &err), 0);
+}
+
+/* A file is read one document at a time (pdoc_parse_file_each); an error
+ * in the file itself still comes before a document's, wherever it is, as
+ * when the whole file was read first. */
+static void test_file_error_first(void **state)
+{
+	struct policy_error err;
+	char p[128];
+	struct pset *set = pset_new("cluster.local");
+
+	(void)state;
+	assert_non_null(set);
+	pfixture_write("later.yaml", WL("x", "not-an-address") WL("y", "10.0.0.1")
+			 "---\na: 1\na: 2\n");
+	pfixture_path(p, sizeof(p), "later.yaml");
+	assert_int_equal(pset_add_path(set, p, &err), -EINVAL);
+	assert_string_equal(err.msg, "duplicate key \"a\"");
+	assert_int_equal(err.line, 13);
+	assert_string_equal(err.path, "");
+	/* without it, the document's error */
+	pfixture_write("later.yaml", WL("x", "not-an-address") WL("y", "10.0.0.1"));
+	assert_int_equal(pset_add_path(set, p, &err), -EINVAL);
+	assert_string_equal(err.path, "spec.addresses[0]");
+	assert_int_equal(err.line, 5);
+	pset_free(set);
+}
+
 static void test_snapshot_validation(void **state)
 {
 	struct policy_slice *s = load("shop/api"), *s2 = NULL;
@@ -970,6 +1055,8 @@ int main(void)
 		cmocka_unit_test(test_self_by_address_and_version),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_set_level_errors),
+		cmocka_unit_test(test_first_duplicate_reported),
+		cmocka_unit_test(test_file_error_first),
 		cmocka_unit_test(test_snapshot_validation),
 		cmocka_unit_test(test_snapshot_round_trip),
 		cmocka_unit_test(test_meshed_never_plaintext),
