@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "cinch/v1/config.pb-c.h"
+#include "pfixture.h"
 #include "policy.h"
 #include "spiffe.h"
 
@@ -250,20 +251,6 @@ static const char *const ADDRS[] = {"10.1.2.3", "10.2.0.1", "192.168.1.7", "172.
 				    "::1",	"::2",	    NULL};
 static const uint16_t PORTS[] = {1, 80, 8080, 8085, 8091, 9100};
 
-static struct sockaddr_storage taddr(const char *ip)
-{
-	struct sockaddr_storage ss = {0};
-	if (strchr(ip, ':')) {
-		ss.ss_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr),
-				 1);
-	} else {
-		ss.ss_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
-	}
-	return ss;
-}
-
 /* Every caller on every port: the number of answers unlike the
  * reference's, the first few printed. */
 static int compare(const struct tset *t)
@@ -278,7 +265,7 @@ static int compare(const struct tset *t)
 			struct sockaddr_storage ss;
 			const struct sockaddr *src = NULL;
 			if (!CALLERS[c] && ADDRS[a]) {
-				ss = taddr(ADDRS[a]);
+				ss = pfixture_addr(ADDRS[a]);
 				src = (const struct sockaddr *)&ss;
 			}
 			for (size_t p = 0; p < sizeof(PORTS) / sizeof(PORTS[0]); p++) {
@@ -436,7 +423,7 @@ static void test_cidr_deny_before_pass(void **state)
 	struct tsnap *m = calloc(1, sizeof(*m));
 	assert_non_null(m);
 	struct policy_slice *s = tset_slice(&t, m);
-	struct sockaddr_storage in = taddr("10.1.2.3"), out = taddr("192.168.1.7");
+	struct sockaddr_storage in = pfixture_addr("10.1.2.3"), out = pfixture_addr("192.168.1.7");
 	struct policy_decision d;
 	policy_slice_decide_inbound(s, NULL, (struct sockaddr *)&in, 8080, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
@@ -453,10 +440,11 @@ static void test_cidr_deny_before_pass(void **state)
  * admitting 10.0.0.0/8 in plaintext. */
 static void test_cidr_deny_before_pass_files(void **state)
 {
-	static const char *const set =
+	static const char *const world =
 		"apiVersion: cinch.dev/v1alpha1\nkind: Workload\n"
 		"metadata: {name: api, namespace: shop, labels: {app: api}}\n"
-		"spec: {serviceAccount: api, addresses: [\"10.3.0.2\"]}\n---\n"
+		"spec: {serviceAccount: api, addresses: [\"10.3.0.2\"]}\n";
+	static const char *const policy =
 		"apiVersion: cinch.dev/v1alpha1\nkind: MeshPolicy\nmetadata: {name: mesh}\n"
 		"spec: {mtls: PERMISSIVE}\n---\n"
 		"apiVersion: cinch.dev/v1alpha1\nkind: GuardrailPolicy\n"
@@ -468,23 +456,12 @@ static void test_cidr_deny_before_pass_files(void **state)
 		"metadata: {name: plain, namespace: shop}\n"
 		"spec:\n  selector: {matchLabels: {app: api}}\n"
 		"  from: [{unauthenticated: {ipBlocks: [10.0.0.0/8]}}]\n";
-	char dir[] = "/tmp/decide_test.XXXXXX", path[64];
-	struct policy_slice *s = NULL;
-	struct policy_error err;
+	struct policy_slice *s = pfixture_must_load(policy, world, "shop/api");
 	struct policy_decision d;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/set.yaml", dir);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(set, f);
-	assert_int_equal(fclose(f), 0);
-	int rc = policy_slice_load(&s, "cluster.local", path, path, "shop/api", NULL, 0, &err);
-	unlink(path);
-	rmdir(dir);
-	if (rc < 0)
-		fail_msg("%s:%d: %s: %s", err.file, err.line, err.path, err.msg);
-	struct sockaddr_storage legacy = taddr("10.9.0.5"), other = taddr("10.1.0.5");
+	(void)state;
+	struct sockaddr_storage legacy = pfixture_addr("10.9.0.5"),
+				other = pfixture_addr("10.1.0.5");
 	policy_slice_decide_inbound(s, NULL, (struct sockaddr *)&legacy, 8080, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
 	assert_string_equal(d.rule, "GuardrailPolicy/no-legacy#0");
@@ -501,5 +478,5 @@ int main(void)
 		cmocka_unit_test(test_cidr_deny_before_pass_files),
 		cmocka_unit_test(test_random_sets),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, pfixture_setup, pfixture_teardown);
 }

@@ -76,7 +76,13 @@ struct policy_slice *pfixture_must_load(const char *policy, const char *world, c
 struct sockaddr_storage pfixture_addr(const char *ip)
 {
 	struct sockaddr_storage ss = {0};
-	ss.ss_family = AF_INET;
-	assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+	if (strchr(ip, ':')) {
+		ss.ss_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr),
+				 1);
+	} else {
+		ss.ss_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+	}
 	return ss;
 }

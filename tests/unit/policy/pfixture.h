@@ -30,7 +30,7 @@ struct policy_slice *pfixture_load(const char *policy, const char *world, const 
 /* The same; the test fails with the error's place if it does not load. */
 struct policy_slice *pfixture_must_load(const char *policy, const char *world, const char *self);
 
-/* An IPv4 address (AF_INET, port 0). */
+/* An address, IPv4 or IPv6 by its text (port 0). */
 struct sockaddr_storage pfixture_addr(const char *ip);
 
 #endif

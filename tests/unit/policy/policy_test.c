@@ -136,20 +136,6 @@ static struct policy_slice *load(const char *self)
 	return s;
 }
 
-static struct sockaddr_storage addr(const char *ip)
-{
-	struct sockaddr_storage ss = {0};
-	if (strchr(ip, ':')) {
-		ss.ss_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr),
-				 1);
-	} else {
-		ss.ss_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
-	}
-	return ss;
-}
-
 struct inbound_case {
 	const char *self, *caller, *src; /* caller NULL: plaintext from src */
 	uint16_t port;
@@ -220,7 +206,7 @@ static void test_inbound_table(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct inbound_case *c = &cases[i];
 		struct policy_slice *s = load(c->self);
-		struct sockaddr_storage src = addr(c->src ? c->src : "10.0.0.1");
+		struct sockaddr_storage src = pfixture_addr(c->src ? c->src : "10.0.0.1");
 		struct policy_decision d;
 		policy_slice_decide_inbound(s, c->caller, (struct sockaddr *)&src, c->port, &d);
 		if (d.verdict != c->verdict ||
@@ -244,7 +230,7 @@ static void test_outbound(void **state)
 	assert_string_equal(policy_slice_spiffe_id(s), TD "/ns/shop/sa/api");
 	assert_int_equal(policy_slice_mtls(s), POLICY_MTLS_PERMISSIVE);
 	/* db lets every shop identity in, on 5432 only */
-	a = addr("10.1.0.3");
+	a = pfixture_addr("10.1.0.3");
 	id = policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d);
 	assert_string_equal(id, TD "/ns/shop/sa/db");
 	assert_int_equal(d.verdict, POLICY_ALLOW);
@@ -253,36 +239,36 @@ static void test_outbound(void **state)
 	assert_int_equal(d.verdict, POLICY_DENY);
 	/* web admits nobody (selected by nothing, default deny): not a peer
 	 * of api, so its address goes the egress way, where nothing allows it */
-	a = addr("10.1.0.1");
+	a = pfixture_addr("10.1.0.1");
 	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
 	policy_slice_decide_egress(s, (struct sockaddr *)&a, 80, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
 	/* legacy is audit-only: not refused on the client side */
-	a = addr("10.1.0.4");
+	a = pfixture_addr("10.1.0.4");
 	policy_slice_peer(s, (struct sockaddr *)&a, 1, &d);
 	assert_int_equal(d.verdict, POLICY_ALLOW);
 	/* its own IPv6 address is meshed too */
-	a = addr("fd00::2");
+	a = pfixture_addr("fd00::2");
 	assert_string_equal(policy_slice_peer(s, (struct sockaddr *)&a, 8080, &d),
 			    TD "/ns/shop/sa/api");
 	/* not meshed */
-	a = addr("8.8.8.8");
+	a = pfixture_addr("8.8.8.8");
 	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 53, &d));
 	/* egress */
-	a = addr("203.0.113.7");
+	a = pfixture_addr("203.0.113.7");
 	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
 	assert_int_equal(d.verdict, POLICY_ALLOW);
 	assert_string_equal(d.rule, "shop/api-out#0");
 	policy_slice_decide_egress(s, (struct sockaddr *)&a, 80, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
-	a = addr("198.51.100.1");
+	a = pfixture_addr("198.51.100.1");
 	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
 	assert_null(d.rule);
 	/* a workload no EgressPolicy selects may open nothing outside */
 	policy_slice_unref(s);
 	s = load("shop/web");
-	a = addr("203.0.113.7");
+	a = pfixture_addr("203.0.113.7");
 	policy_slice_decide_egress(s, (struct sockaddr *)&a, 443, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
 	policy_slice_unref(s);
@@ -293,7 +279,7 @@ static void test_self_by_address_and_version(void **state)
 	char p[128], w[128];
 	struct policy_slice *s = NULL, *s2 = NULL;
 	struct policy_error err;
-	struct sockaddr_storage addrs[2] = {addr("127.0.0.1"), addr("10.1.0.2")};
+	struct sockaddr_storage addrs[2] = {pfixture_addr("127.0.0.1"), pfixture_addr("10.1.0.2")};
 
 	pfixture_path(p, sizeof(p), "policy");
 	pfixture_path(w, sizeof(w), "workloads.yaml");
@@ -313,7 +299,7 @@ static void test_self_by_address_and_version(void **state)
 	policy_slice_unref(s);
 	policy_slice_unref(NULL);
 	/* an address nobody owns */
-	struct sockaddr_storage none = addr("10.77.0.1");
+	struct sockaddr_storage none = pfixture_addr("10.77.0.1");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, NULL, &none, 1, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "addresses"));
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/nope", NULL, 0, &err), -EINVAL);
@@ -579,12 +565,12 @@ static int finish_file(const char *yaml, struct policy_error *err)
 }
 
 #define WL(name, addrs)                                                                            \
-	"---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"                                      \
-	"metadata: {name: " name ", namespace: shop}\n"                                              \
+	"---\napiVersion: cinch.dev/v1alpha1\nkind: Workload\n"                                    \
+	"metadata: {name: " name ", namespace: shop}\n"                                            \
 	"spec: {serviceAccount: " name ", addresses: [" addrs "]}\n"
 #define AP(name)                                                                                   \
-	"---\napiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"                                   \
-	"metadata: {name: " name ", namespace: shop}\n"                                              \
+	"---\napiVersion: cinch.dev/v1alpha1\nkind: AllowPolicy\n"                                 \
+	"metadata: {name: " name ", namespace: shop}\n"                                            \
 	"spec: {selector: {workloads: [x]}, from: [{namespaces: [shop]}]}\n"
 
 static void test_first_duplicate_reported(void **state)
@@ -604,9 +590,9 @@ static void test_first_duplicate_reported(void **state)
 	assert_int_equal(err.line, 15);
 	/* q repeats the name of the second and an address of the first: the
 	 * first comes first */
-	assert_int_equal(finish_file(WL("p", "10.0.0.9") WL("q", "10.0.0.5") WL("q", "10.0.0.9"),
-				     &err),
-			 -EINVAL);
+	assert_int_equal(
+		finish_file(WL("p", "10.0.0.9") WL("q", "10.0.0.5") WL("q", "10.0.0.9"), &err),
+		-EINVAL);
 	assert_non_null(strstr(err.msg, "workloads shop/p and shop/q share the address 10.0.0.9 "
 					"(shop/p: "));
 	assert_non_null(strstr(err.msg, "/firstdup.yaml:4)"));
@@ -631,8 +617,8 @@ static void test_file_error_first(void **state)
 
 	(void)state;
 	assert_non_null(set);
-	pfixture_write("later.yaml", WL("x", "not-an-address") WL("y", "10.0.0.1")
-			 "---\na: 1\na: 2\n");
+	pfixture_write("later.yaml",
+		       WL("x", "not-an-address") WL("y", "10.0.0.1") "---\na: 1\na: 2\n");
 	pfixture_path(p, sizeof(p), "later.yaml");
 	assert_int_equal(pset_add_path(set, p, &err), -EINVAL);
 	assert_string_equal(err.msg, "duplicate key \"a\"");
@@ -674,7 +660,7 @@ static void test_snapshot_validation(void **state)
 	assert_int_equal(policy_slice_from_snapshot(&s2, &snap, &err), 0);
 	assert_int_equal(policy_slice_mtls(s2), POLICY_MTLS_STRICT);
 	struct policy_decision d;
-	struct sockaddr_storage a = addr("10.0.0.1");
+	struct sockaddr_storage a = pfixture_addr("10.0.0.1");
 	policy_slice_decide_inbound(s2, TD "/ns/shop/sa/web", (struct sockaddr *)&a, 80, &d);
 	assert_int_equal(d.verdict, POLICY_DENY);
 	/* no workload identity: refused */
@@ -694,7 +680,7 @@ static void test_trust_domain(void **state)
 	struct policy_slice *s = NULL;
 	struct policy_decision d;
 	struct policy_error err;
-	struct sockaddr_storage a = addr("10.1.0.4");
+	struct sockaddr_storage a = pfixture_addr("10.1.0.4");
 
 	pfixture_path(p, sizeof(p), "policy");
 	pfixture_path(w, sizeof(w), "workloads.yaml");
@@ -704,7 +690,7 @@ static void test_trust_domain(void **state)
 	assert_string_equal(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d),
 			    "spiffe://example.org/ns/shop/sa/legacy");
 	/* db admits all of cluster.local/ns/shop: not api of example.org */
-	a = addr("10.1.0.3");
+	a = pfixture_addr("10.1.0.3");
 	assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 5432, &d));
 	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
 	/* api-aa-shop#0: "namespaces: [shop]" on 9001, in our trust domain */
@@ -765,7 +751,7 @@ static void test_meshed_never_plaintext(void **state)
 	pfixture_path(w, sizeof(w), "workloads.yaml");
 	assert_int_equal(policy_slice_load(&s, TD_NAME, p, w, "shop/api", NULL, 0, &err), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct sockaddr_storage a = addr(cases[i].ip);
+		struct sockaddr_storage a = pfixture_addr(cases[i].ip);
 		assert_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
 		policy_slice_decide_egress(s, (struct sockaddr *)&a, 80, &d);
 		if (d.verdict != cases[i].verdict)
@@ -782,7 +768,7 @@ static void test_meshed_never_plaintext(void **state)
 	}
 	/* db admits api on 5432 only: a peer, refused early on another port,
 	 * never sent in plaintext */
-	struct sockaddr_storage a = addr("10.1.0.3");
+	struct sockaddr_storage a = pfixture_addr("10.1.0.3");
 	assert_non_null(policy_slice_peer(s, (struct sockaddr *)&a, 80, &d));
 	assert_int_equal(d.verdict, POLICY_DENY);
 	policy_slice_unref(s);
@@ -847,7 +833,7 @@ static void test_meshed_cidrs(void **state)
 	struct policy_slice *s = NULL;
 	assert_int_equal(policy_slice_from_snapshot(&s, snap, &err), 0);
 	for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
-		struct sockaddr_storage a = addr(ips[i]);
+		struct sockaddr_storage a = pfixture_addr(ips[i]);
 		if (!policy_slice_meshed(s, (struct sockaddr *)&a))
 			fail_msg("%s is a workload's address, not meshed", ips[i]);
 	}
@@ -855,7 +841,7 @@ static void test_meshed_cidrs(void **state)
 		"10.2.0.9", "10.2.0.11", "9.255.255.255",  "255.255.255.253", "fd00::",
 		"fd00::2",  "::",	 "::ffff:10.2.0.9"};
 	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
-		struct sockaddr_storage a = addr(outside[i]);
+		struct sockaddr_storage a = pfixture_addr(outside[i]);
 		if (policy_slice_meshed(s, (struct sockaddr *)&a))
 			fail_msg("%s is no workload's address, but meshed", outside[i]);
 	}
@@ -869,11 +855,11 @@ static void test_meshed_cidrs(void **state)
 	snap->meshed_cidrs = mixed;
 	snap->n_meshed_cidrs = 4;
 	assert_int_equal(policy_slice_from_snapshot(&s, snap, &err), 0);
-	struct sockaddr_storage a = addr("10.8.255.255");
+	struct sockaddr_storage a = pfixture_addr("10.8.255.255");
 	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
-	a = addr("10.9.200.1");
+	a = pfixture_addr("10.9.200.1");
 	assert_true(policy_slice_meshed(s, (struct sockaddr *)&a));
-	a = addr("10.10.0.0");
+	a = pfixture_addr("10.10.0.0");
 	assert_false(policy_slice_meshed(s, (struct sockaddr *)&a));
 	policy_slice_unref(s);
 	s = NULL;
