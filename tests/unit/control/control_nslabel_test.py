@@ -22,7 +22,8 @@ and by evaluating them as the agent does (rules in order, guardrails
 first, first match decides, PASS skips to the namespace's rules):
 front unlabelled is not admitted; team=shop admits it (a namespace source
 "front" in shop's rule); env=dev then puts front in no-dev's deny rule
-and the verdict is deny; labels removed (PUT): admission revoked; the
+and the verdict is deny; env dropped by an event lost to compaction
+comes back with the relist after 410 Gone; labels removed (PUT): admission revoked; the
 namespace deleted (Terminating, then DELETED): no crash, no admission.
 Why by Watch and not by the policy library alone: the gap was the path
 from the API server's watch to the agent (kwatch, kview, crdsource, the
@@ -229,6 +230,20 @@ def steps(kube, ctl, st, cpb):
     check(snap is not None and verdict(snap, cpb, FRONT, PORT) ==
           ("deny", "GuardrailPolicy/no-dev#0"),
           "the guardrail refuses what shop's policy admits: %s"
+          % ((snap and verdict(snap, cpb, FRONT, PORT)),))
+
+    # env removed by a change lost to compaction, then the watch expires
+    # (410 Gone): the relist (typeless items) brings it, shop keeps env=prod.
+    code, cur = rest(kube, "GET", "/api/v1/namespaces/front")
+    del cur["metadata"]["labels"]["env"]
+    kube.apply("namespaces", "MODIFIED", cur, silent=True)
+    _, nothing = st.next(1)
+    check(nothing is None, "a lost Namespace event is not seen: %r" % (nothing,))
+    kube.req("POST", "/debug/expire", {"collection": "namespaces"})
+    snap = next_snap(st, cpb, 8)
+    check(snap is not None and ns_sources(snap, True) == [] and
+          verdict(snap, cpb, FRONT, PORT) == ("allow", "shop/api-from-team#0"),
+          "after 410 Gone the relist brings front without env: admitted again: %s"
           % ((snap and verdict(snap, cpb, FRONT, PORT)),))
 
     # Labels removed by an update (PUT of the object read, as kubectl
