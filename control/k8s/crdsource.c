@@ -12,20 +12,21 @@
 
 #include "kview.h"
 
-#define CRD_GROUP_PATH "/apis/cinch.dev/v1alpha1"
+#define CRD_API_VERSION "cinch.dev/v1alpha1"
+#define CRD_GROUP_PATH	"/apis/" CRD_API_VERSION
 
 /* Each kind: where it is listed, whether it lives in a namespace, and
  * whether its verdict is written back (a status subresource). v1
  * Namespaces come for their labels (namespaceSelector), read only. */
 static const struct crd_kind {
-	const char *kind, *plural, *group_path;
+	const char *kind, *plural, *group_path, *api_version;
 	int namespaced, status;
 } crd_kinds[] = {
-	{"AllowPolicy", "allowpolicies", CRD_GROUP_PATH, 1, 1},
-	{"MeshPolicy", "meshpolicies", CRD_GROUP_PATH, 1, 1},
-	{"EgressPolicy", "egresspolicies", CRD_GROUP_PATH, 1, 1},
-	{"GuardrailPolicy", "guardrailpolicies", CRD_GROUP_PATH, 0, 1},
-	{"Namespace", "namespaces", "/api/v1", 0, 0},
+	{"AllowPolicy", "allowpolicies", CRD_GROUP_PATH, CRD_API_VERSION, 1, 1},
+	{"MeshPolicy", "meshpolicies", CRD_GROUP_PATH, CRD_API_VERSION, 1, 1},
+	{"EgressPolicy", "egresspolicies", CRD_GROUP_PATH, CRD_API_VERSION, 1, 1},
+	{"GuardrailPolicy", "guardrailpolicies", CRD_GROUP_PATH, CRD_API_VERSION, 0, 1},
+	{"Namespace", "namespaces", "/api/v1", "v1", 0, 0},
 };
 #define CRD_NKINDS (sizeof(crd_kinds) / sizeof(crd_kinds[0]))
 
@@ -82,6 +83,29 @@ json_t *crdsource_document(const json_t *obj)
 	return doc;
 }
 
+/* The document for an object listed or watched as kind `k`. A list of a
+ * built-in kind (Namespaces) carries its items without apiVersion and
+ * kind, as the API server encodes lists (only watch events' objects have
+ * them): the list says what they are, so they are stamped with `k`'s. */
+static json_t *crd_list_item(const struct crd_kind *k, const json_t *obj)
+{
+	json_t *typed, *doc;
+
+	if (json_object_get(obj, "kind") || json_object_get(obj, "apiVersion") ||
+	    !json_is_object(obj))
+		return crdsource_document(obj);
+	/* shallow: crdsource_document copies what it keeps */
+	if (!(typed = json_copy((json_t *)obj)) ||
+	    json_object_set_new(typed, "kind", json_string(k->kind)) < 0 ||
+	    json_object_set_new(typed, "apiVersion", json_string(k->api_version)) < 0) {
+		json_decref(typed);
+		return NULL;
+	}
+	doc = crdsource_document(typed);
+	json_decref(typed);
+	return doc;
+}
+
 static void crd_apply(void *arg, size_t i, const json_t *obj, int deleted)
 {
 	struct crdsource *cs = arg;
@@ -96,7 +120,7 @@ static void crd_apply(void *arg, size_t i, const json_t *obj, int deleted)
 	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", crd_kinds[i].kind, ns, name) >=
 		    sizeof(key))
 		return;
-	json_t *doc = deleted ? NULL : crdsource_document(obj);
+	json_t *doc = deleted ? NULL : crd_list_item(&crd_kinds[i], obj);
 	if (!doc)
 		json_object_del(cs->reported, key);
 	kview_set(&cs->view, key, doc);

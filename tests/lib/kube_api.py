@@ -38,7 +38,8 @@ Status bodies and codes), the collections cinch-control keeps objects in:
   mutatingwebhookconfigurations (admissionregistration.k8s.io/v1), and,
   listed and watched across all namespaces only, services (/api/v1/services)
   and endpointslices (/apis/discovery.k8s.io/v1/endpointslices), whose list
-  items come without apiVersion/kind as the API server sends built-in kinds:
+  items (and the namespaces') come without apiVersion/kind as the API
+  server sends built-in kinds:
   GET list / ?watch=1 with labelSelector (k=v, k!=v, k; comma = and) and
       fieldSelector (metadata.name=, metadata.namespace=); a watch with a
       label selector sends ADDED/DELETED when an object starts/stops
@@ -47,6 +48,9 @@ Status bodies and codes), the collections cinch-control keeps objects in:
   POST (create): 201; 409 AlreadyExists; 404 when the namespace is missing
   PUT (update): 200; 409 Conflict when metadata.resourceVersion is not the
       stored one ("the object has been modified"); 404 when missing
+  DELETE: 200 with the object; a Namespace turns Terminating (MODIFIED with
+      deletionTimestamp and status.phase), its DELETED event is the test's
+      (/debug/apply), as the namespace controller finalizes it later
   PATCH with Content-Type application/merge-patch+json (RFC 7386),
       application/strategic-merge-patch+json (lists with a merge key, e.g.
       webhooks by name, merged element-wise; others replaced) or
@@ -212,7 +216,7 @@ LIST_API = {"mutatingwebhookconfigurations": "admissionregistration.k8s.io/v1",
 # Built-in kinds whose list items carry no apiVersion/kind, as the API
 # server sends them (its list encoding drops each item's TypeMeta; watch
 # events' objects keep it). Custom resources' items keep theirs.
-BARE_ITEMS = ("services", "endpointslices")
+BARE_ITEMS = ("services", "endpointslices", "namespaces")
 CLUSTER_SCOPED = ("namespaces", "mutatingwebhookconfigurations")
 
 
@@ -447,6 +451,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.live_rest("PUT", body):
             self.status(404, "NotFound", "not found")
 
+    def do_DELETE(self):
+        REQUESTS.append("DELETE " + self.path)
+        if not self.authorized():
+            return
+        if not self.live_rest("DELETE", None):
+            self.status(404, "NotFound", "not found")
+
     def do_GET(self):
         REQUESTS.append("GET " + self.path)
         url = urllib.parse.urlparse(self.path)
@@ -649,6 +660,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.update(coll, ns, name, json.loads(body))
         elif method == "PATCH" and name is not None:
             self.patch(coll, ns, name, body)
+        elif method == "DELETE" and name is not None:
+            self.delete(coll, ns, name)
         else:
             self.status(405, "MethodNotAllowed", "the server does not allow this method")
         return True
@@ -689,6 +702,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if k in cur["metadata"]:
                     meta[k] = cur["metadata"][k]
             obj = LIVE.apply(coll, "MODIFIED", obj)
+        self.send_json(200, obj)
+
+    def delete(self, coll, ns, name):
+        """A Namespace is not gone at once: it turns Terminating (MODIFIED,
+        deletionTimestamp set) until the namespace controller has removed
+        its content and finalized it (the test sends that DELETED event);
+        other objects are DELETED. Either way the answer is the object."""
+        with LIVE.cond:
+            obj = self.stored(coll, ns, name)
+            if obj is None:
+                return self.not_found(coll, name)
+            if coll == "namespaces":
+                obj["metadata"]["deletionTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                     time.gmtime())
+                obj.setdefault("status", {})["phase"] = "Terminating"
+                obj = LIVE.apply(coll, "MODIFIED", obj)
+            else:
+                obj = LIVE.apply(coll, "DELETED", obj)
         self.send_json(200, obj)
 
     def patch(self, coll, ns, name, body):
