@@ -95,9 +95,17 @@ int ctl_cluster_policy(struct ctl_kube *k, char *policy, char *workloads, size_t
 			fprintf(stderr, "cinchctl: GET %s: %s\n", path, why);
 			goto out;
 		}
+		/* "NamespaceList" lists Namespaces */
+		const char *lkind = json_string_value(json_object_get(l, "kind"));
+		size_t n = lkind ? strlen(lkind) : 0;
+		char kind[64] = "";
+		if (n > 4 && n - 4 < sizeof(kind) && !strcmp(lkind + n - 4, "List"))
+			memcpy(kind, lkind, n - 4);
 		json_array_foreach(json_object_get(l, "items"), i, o)
 		{
-			json_t *d = crdsource_document(o);
+			json_t *d = crdsource_list_document(
+				o, kind[0] ? kind : NULL,
+				json_string_value(json_object_get(l, "apiVersion")));
 			if (d)
 				json_array_append_new(docs, d);
 		}

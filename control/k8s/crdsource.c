@@ -83,21 +83,17 @@ json_t *crdsource_document(const json_t *obj)
 	return doc;
 }
 
-/* The document for an object listed or watched as kind `k`. A list of a
- * built-in kind (Namespaces) carries its items without apiVersion and
- * kind, as the API server encodes lists (only watch events' objects have
- * them): the list says what they are, so they are stamped with `k`'s. */
-static json_t *crd_list_item(const struct crd_kind *k, const json_t *obj)
+json_t *crdsource_list_document(const json_t *obj, const char *kind, const char *api_version)
 {
 	json_t *typed, *doc;
 
 	if (json_object_get(obj, "kind") || json_object_get(obj, "apiVersion") ||
-	    !json_is_object(obj))
+	    !json_is_object(obj) || !kind || !api_version)
 		return crdsource_document(obj);
 	/* shallow: crdsource_document copies what it keeps */
 	if (!(typed = json_copy((json_t *)obj)) ||
-	    json_object_set_new(typed, "kind", json_string(k->kind)) < 0 ||
-	    json_object_set_new(typed, "apiVersion", json_string(k->api_version)) < 0) {
+	    json_object_set_new(typed, "kind", json_string(kind)) < 0 ||
+	    json_object_set_new(typed, "apiVersion", json_string(api_version)) < 0) {
 		json_decref(typed);
 		return NULL;
 	}
@@ -120,7 +116,9 @@ static void crd_apply(void *arg, size_t i, const json_t *obj, int deleted)
 	    (size_t)snprintf(key, sizeof(key), "%s/%s/%s", crd_kinds[i].kind, ns, name) >=
 		    sizeof(key))
 		return;
-	json_t *doc = deleted ? NULL : crd_list_item(&crd_kinds[i], obj);
+	json_t *doc =
+		deleted ? NULL
+			: crdsource_list_document(obj, crd_kinds[i].kind, crd_kinds[i].api_version);
 	if (!doc)
 		json_object_del(cs->reported, key);
 	kview_set(&cs->view, key, doc);
@@ -203,8 +201,7 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 		return -ENOMEM;
 	cs->reported = json_object();
 	cs->k = k;
-	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, cb, arg)
-			      : -ENOMEM;
+	int rc = cs->reported ? kview_init(&cs->view, loop, CRDSOURCE_SETTLE_MS, cb, arg) : -ENOMEM;
 	if (rc < 0) {
 		json_decref(cs->reported);
 		free(cs);
@@ -218,8 +215,8 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 			 crd_kinds[i].plural);
 		collections[i] = paths[i];
 	}
-	if ((rc = kview_watch(&cs->view, loop, k, CRD_NKINDS, kinds, collections, crd_apply,
-			      cs)) < 0) {
+	if ((rc = kview_watch(&cs->view, loop, k, CRD_NKINDS, kinds, collections, crd_apply, cs)) <
+	    0) {
 		crdsource_stop(cs);
 		return rc;
 	}

@@ -38,5 +38,10 @@ void crdsource_report(struct crdsource *cs, const json_t *rejected);
 
 /* The document for one API object, new; NULL when malformed. */
 json_t *crdsource_document(const json_t *obj);
+/* The same for an item of a list of `kind` (api_version): the API server
+ * encodes a built-in kind's list items (Namespaces) without apiVersion and
+ * kind (only watch events' objects carry them), so an item with neither is
+ * taken as what the list says it is. */
+json_t *crdsource_list_document(const json_t *obj, const char *kind, const char *api_version);
 
 #endif

@@ -211,9 +211,10 @@ def healthy():
     guard["metadata"]["labels"] = {"team": "platform"}
     objects["/apis/cinch.dev/v1alpha1/guardrailpolicies"] = lst(
         "GuardrailPolicyList", "cinch.dev/v1alpha1", [guard])
+    # A built-in kind's list items come without apiVersion and kind (only
+    # watch events' objects carry them): the list says what they are.
     objects["/api/v1/namespaces"] = lst("NamespaceList", "v1", [
-        {"apiVersion": "v1", "kind": "Namespace",
-         "metadata": meta("bank", None, labels={"tier": "money",
+        {"metadata": meta("bank", None, labels={"tier": "money",
                                                  "kubernetes.io/metadata.name": "bank"}),
          "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}])
     return {"objects": objects, "proxy": proxy}

@@ -121,7 +121,7 @@ def verdict(snap, cpb, ident, port):
     return "default", ""
 
 
-def until(st, cpb, pred, timeout=8):
+def until(st, cpb, pred, timeout=15):
     """api-1's snapshots until one satisfies pred, at most `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -240,7 +240,7 @@ def steps(kube, ctl, st, cpb):
     _, nothing = st.next(1)
     check(nothing is None, "a lost Namespace event is not seen: %r" % (nothing,))
     kube.req("POST", "/debug/expire", {"collection": "namespaces"})
-    snap = next_snap(st, cpb, 8)
+    snap = next_snap(st, cpb, 20)
     check(snap is not None and ns_sources(snap, True) == [] and
           verdict(snap, cpb, FRONT, PORT) == ("allow", "shop/api-from-team#0"),
           "after 410 Gone the relist brings front without env: admitted again: %s"
