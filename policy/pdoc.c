@@ -9,14 +9,14 @@
  * left of the file's expansion budget. So a few KiB that alias a large
  * scalar 100,000 times, or 80,000 small alias bombs in one 16 MiB file,
  * are refused at the copy that crosses the budget, before its memory is
- * taken. Duplicate keys are found by sorting a mapping's keys (a mapping
- * of 100,000 keys was 5e9 comparisons pairwise); the error names the first
+ * taken. Duplicate keys are found by sorting a mapping's keys when it has
+ * more than 8 (a mapping of 100,000 keys was 5e9 comparisons pairwise;
+ * for the small ones pairwise is faster); the error names the first
  * key, in document order, that repeats an earlier one, after the pairs
  * before it and its own value are copied, as the pairwise check did.
- * A tree's nodes and texts are carved
- * from blocks its root holds, the first sized from libyaml's node list,
- * so one document is one allocation and one free (20,000 documents were
- * over a million mallocs and frees). */
+ * A tree's nodes and texts are carved from blocks its root holds, the
+ * first sized from libyaml's node list, so one document is one allocation
+ * and one free (20,000 documents were over a million mallocs and frees). */
 #include "pdoc.h"
 
 #include <errno.h>
@@ -195,11 +195,16 @@ static int pkey_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
+static int pkey_eq(const struct pkey *x, const struct pkey *y)
+{
+	return x->len == y->len && !memcmp(x->s, y->s, x->len);
+}
+
 /* *dup: the index of the first key of mapping y (n pairs) equal to an
  * earlier one, or n. Keys that are not scalars are left out: the copy
  * refuses them when it reaches them. The same keys as strcmp of the copied
  * texts: a key holding a NUL byte is refused before it is compared. */
-static int first_dup_key(const yaml_document_t *doc, const yaml_node_t *y, size_t n, size_t *dup)
+static int first_dup_key(yaml_document_t *doc, const yaml_node_t *y, size_t n, size_t *dup)
 {
 	struct pkey small[16], *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
 	size_t m = 0;
@@ -208,18 +213,25 @@ static int first_dup_key(const yaml_document_t *doc, const yaml_node_t *y, size_
 	if (!keys)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *k = yaml_document_get_node((yaml_document_t *)doc,
-							y->data.mapping.pairs.start[i].key);
+		yaml_node_t *k = yaml_document_get_node(doc, y->data.mapping.pairs.start[i].key);
 		if (k && k->type == YAML_SCALAR_NODE)
 			keys[m++] = (struct pkey){k->data.scalar.value, k->data.scalar.length, i};
 	}
-	qsort(keys, m, sizeof(*keys), pkey_cmp);
-	/* equal keys are adjacent, in document order: the second of each run
-	 * repeats the first */
-	for (size_t i = 1; i < m; i++)
-		if (keys[i].i < *dup && keys[i].len == keys[i - 1].len &&
-		    !memcmp(keys[i].s, keys[i - 1].s, keys[i].len))
-			*dup = keys[i].i;
+	if (m <= 8) { /* the common case: pairwise is faster than qsort */
+		for (size_t i = 1; i < m && *dup == n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (pkey_eq(&keys[i], &keys[j])) {
+					*dup = keys[i].i;
+					break;
+				}
+	} else {
+		qsort(keys, m, sizeof(*keys), pkey_cmp);
+		/* equal keys are adjacent, in document order: the second of
+		 * each run repeats the first */
+		for (size_t i = 1; i < m; i++)
+			if (keys[i].i < *dup && pkey_eq(&keys[i], &keys[i - 1]))
+				*dup = keys[i].i;
+	}
 	if (keys != small)
 		free(keys);
 	return 0;
