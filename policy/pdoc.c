@@ -1,11 +1,22 @@
 /* pdoc: see pdoc.h. libyaml's document API loads one document at a time;
  * its nodes are copied into our tree with their start marks (0-based in
  * libyaml, 1-based here). Aliases share nodes in libyaml's graph: the copy
- * expands them, bounded by PDOC_MAX_NODES, and a document that refers to
- * itself is refused by the same bound. A tree's nodes and texts are carved
- * from blocks its root holds, the first sized from libyaml's node list,
- * so one document is one allocation and one free (20,000 documents were
- * over a million mallocs and frees). */
+ * expands them, bounded by PDOC_MAX_NODES and PDOC_MAX_DEPTH per document
+ * (a document that refers to itself is refused by them) and by
+ * PDOC_MAX_EXPANDED bytes per file: every node copied is charged what it
+ * takes before it is allocated, and a document may take what its tree
+ * takes without aliases (tree_size, proportional to its text) plus what is
+ * left of the file's expansion budget. So a few KiB that alias a large
+ * scalar 100,000 times, or 80,000 small alias bombs in one 16 MiB file,
+ * are refused at the copy that crosses the budget, before its memory is
+ * taken. Duplicate keys are found by sorting a mapping's keys when it has
+ * more than 8 (a mapping of 100,000 keys was 5e9 comparisons pairwise;
+ * for the small ones pairwise is faster); the error names the first
+ * key, in document order, that repeats an earlier one, after the pairs
+ * before it and its own value are copied, as the pairwise check did.
+ * A tree's nodes and texts are carved from blocks its root holds, the
+ * first sized from libyaml's node list, so one document is one allocation
+ * and one free (20,000 documents were over a million mallocs and frees). */
 #include "pdoc.h"
 
 #include <errno.h>
@@ -17,6 +28,12 @@
 
 #define PDOC_MAX_FILE  (16 << 20)
 #define PDOC_MAX_DEPTH 64
+/* Bytes of tree a file may take beyond its documents' alias-free trees:
+ * shared lists (ports, peers) aliased a few times take kilobytes; a fixed
+ * sum, not a multiple of the file's size, so a small file may still use
+ * aliases freely while no file costs more than its own tree (at most ~32
+ * bytes a byte of text) plus this. */
+#define PDOC_MAX_EXPANDED (64 << 20)
 
 static void pdoc_err(struct policy_error *err, const char *file, int line, int col, const char *msg)
 {
@@ -138,13 +155,87 @@ const struct pdoc *pdoc_get(const struct pdoc *map, const char *key)
 
 /* ---- from libyaml */
 
+/* One document's copy. */
 struct pdoc_ctx {
 	yaml_document_t *doc;
 	const char *file;
 	struct policy_error *err;
 	size_t nodes;
-	struct parena a; /* the tree's memory, freed whole on an error */
+	size_t used, budget; /* bytes charged to the tree, and its bound */
+	struct parena a;     /* the tree's memory, freed whole on an error */
 };
+
+/* What a copy of node y takes in a tree (without its items' nodes). */
+static size_t node_size(const yaml_node_t *y)
+{
+	size_t items =
+		y->type == YAML_SEQUENCE_NODE
+			? (size_t)(y->data.sequence.items.top - y->data.sequence.items.start)
+		: y->type == YAML_MAPPING_NODE
+			? 2 * (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start)
+			: 0;
+	return PALIGN(sizeof(struct pdoc)) + PALIGN(items * sizeof(struct pdoc *)) +
+	       (y->type == YAML_SCALAR_NODE ? PALIGN(y->data.scalar.length + 1) : 0);
+}
+
+struct pkey {
+	const unsigned char *s;
+	size_t len, i;
+};
+
+static int pkey_cmp(const void *a, const void *b)
+{
+	const struct pkey *x = a, *y = b;
+	int r = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+	if (r)
+		return r;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int pkey_eq(const struct pkey *x, const struct pkey *y)
+{
+	return x->len == y->len && !memcmp(x->s, y->s, x->len);
+}
+
+/* *dup: the index of the first key of mapping y (n pairs) equal to an
+ * earlier one, or n. Keys that are not scalars are left out: the copy
+ * refuses them when it reaches them. The same keys as strcmp of the copied
+ * texts: a key holding a NUL byte is refused before it is compared. */
+static int first_dup_key(yaml_document_t *doc, const yaml_node_t *y, size_t n, size_t *dup)
+{
+	struct pkey small[16], *keys = n <= 16 ? small : malloc(n * sizeof(*keys));
+	size_t m = 0;
+
+	*dup = n;
+	if (!keys)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *k = yaml_document_get_node(doc, y->data.mapping.pairs.start[i].key);
+		if (k && k->type == YAML_SCALAR_NODE)
+			keys[m++] = (struct pkey){k->data.scalar.value, k->data.scalar.length, i};
+	}
+	if (m <= 8) { /* the common case: pairwise is faster than qsort */
+		for (size_t i = 1; i < m && *dup == n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (pkey_eq(&keys[i], &keys[j])) {
+					*dup = keys[i].i;
+					break;
+				}
+	} else {
+		qsort(keys, m, sizeof(*keys), pkey_cmp);
+		/* equal keys are adjacent, in document order: the second of
+		 * each run repeats the first */
+		for (size_t i = 1; i < m; i++)
+			if (keys[i].i < *dup && pkey_eq(&keys[i], &keys[i - 1]))
+				*dup = keys[i].i;
+	}
+	if (keys != small)
+		free(keys);
+	return 0;
+}
 
 static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 {
@@ -154,6 +245,12 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 	if (++c->nodes > PDOC_MAX_NODES || depth > PDOC_MAX_DEPTH) {
 		pdoc_err(c->err, c->file, line, col,
 			 "document too large or too deeply nested (aliases expanded)");
+		return NULL;
+	}
+	c->used += node_size(y);
+	if (c->used > c->budget) {
+		pdoc_err(c->err, c->file, line, col,
+			 "document too large: aliases expand to more than 64 MiB in this file");
 		return NULL;
 	}
 	switch (y->type) {
@@ -181,7 +278,9 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 		break;
 	}
 	case YAML_MAPPING_NODE: {
-		size_t n = (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start);
+		size_t n = (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start), dup;
+		if (first_dup_key(c->doc, y, n, &dup) < 0)
+			break; /* out of memory */
 		d = pdoc_new(&c->a, PDOC_MAP, line, col, n);
 		for (size_t i = 0; d && i < n; i++) {
 			yaml_node_pair_t *p = &y->data.mapping.pairs.start[i];
@@ -195,15 +294,14 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 			if (!(d->items[2 * i] = pdoc_copy(c, k, depth + 1)) ||
 			    !(d->items[2 * i + 1] = pdoc_copy(c, v, depth + 1)))
 				return NULL;
-			for (size_t j = 0; j < i; j++)
-				if (!strcmp(d->items[2 * j]->text, d->items[2 * i]->text)) {
-					char msg[200];
-					snprintf(msg, sizeof(msg), "duplicate key \"%.100s\"",
-						 d->items[2 * i]->text);
-					pdoc_err(c->err, c->file, (int)k->start_mark.line + 1,
-						 (int)k->start_mark.column + 1, msg);
-					return NULL;
-				}
+			if (i == dup) {
+				char msg[200];
+				snprintf(msg, sizeof(msg), "duplicate key \"%.100s\"",
+					 d->items[2 * i]->text);
+				pdoc_err(c->err, c->file, (int)k->start_mark.line + 1,
+					 (int)k->start_mark.column + 1, msg);
+				return NULL;
+			}
 		}
 		break;
 	}
@@ -221,15 +319,8 @@ static size_t tree_size(const yaml_document_t *doc)
 {
 	size_t size = 0;
 
-	for (const yaml_node_t *y = doc->nodes.start; y < doc->nodes.top; y++) {
-		size_t items = y->type == YAML_SEQUENCE_NODE
-				       ? (size_t)(y->data.sequence.items.top - y->data.sequence.items.start)
-			       : y->type == YAML_MAPPING_NODE
-				       ? 2 * (size_t)(y->data.mapping.pairs.top - y->data.mapping.pairs.start)
-				       : 0;
-		size += PALIGN(sizeof(struct pdoc)) + PALIGN(items * sizeof(struct pdoc *)) +
-			(y->type == YAML_SCALAR_NODE ? PALIGN(y->data.scalar.length + 1) : 0);
-	}
+	for (const yaml_node_t *y = doc->nodes.start; y < doc->nodes.top; y++)
+		size += node_size(y);
 	return size;
 }
 
@@ -238,6 +329,7 @@ int pdoc_parse_buf_each(const char *name, const char *buf, size_t len, pdoc_each
 {
 	yaml_parser_t parser;
 	struct policy_error each_err;
+	size_t expanded = 0; /* bytes of the file's trees beyond their alias-free size */
 	int rc = -EINVAL, each_rc = 0;
 
 	memset(err, 0, sizeof(*err));
@@ -264,10 +356,12 @@ int pdoc_parse_buf_each(const char *name, const char *buf, size_t len, pdoc_each
 		}
 		struct pdoc_ctx c = {.doc = &doc, .file = name, .err = err};
 		c.a.hint = tree_size(&doc);
+		c.budget = c.a.hint + (PDOC_MAX_EXPANDED - expanded);
 		struct pdoc *d = parena_give(&c.a, pdoc_copy(&c, root, 0));
 		yaml_document_delete(&doc);
 		if (!d)
 			goto out;
+		expanded += c.used > c.a.hint ? c.used - c.a.hint : 0;
 		/* An empty document ("---" alone, or only a comment) is a plain
 		 * empty scalar: skipped. After an error of `each`, the rest is
 		 * still read: an error in the file itself is the one reported. */

@@ -20,7 +20,7 @@
 
 #include "policy.h"
 
-#define PDOC_MAX_NODES 200000 /* per file: a bound on alias expansion */
+#define PDOC_MAX_NODES 200000 /* per document: a bound on alias expansion (pdoc.c) */
 
 enum pdoc_kind {
 	PDOC_SCALAR = 0,
