@@ -27,6 +27,7 @@
  * connection made with its own creds. For the same reason curl's TLS
  * session cache, which outlives connections, is off. */
 #include "httpc.h"
+#include "list.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +44,7 @@ struct httpc {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
-	struct httpc_req *reqs; /* live requests, for httpc_close */
+	struct list_node reqs;	/* live requests (httpc_req.link), for httpc_close */
 	unsigned open_handles;	/* timer + polls not yet closed */
 	int in_curl;		/* inside curl_multi_socket_action() */
 	int closing;
@@ -66,7 +67,7 @@ struct httpc_creds {
 
 struct httpc_req {
 	struct httpc *h;
-	struct httpc_req *next, **pprev;
+	struct list_node link; /* in h->reqs */
 	CURL *easy;
 	struct curl_slist *headers;
 	struct httpc_creds *creds;
@@ -240,9 +241,7 @@ static void httpc_req_finish(struct httpc_req *r, CURLcode rc, int status)
 		status = -EPROTO;
 		err = "the server did not negotiate HTTP/2";
 	}
-	*r->pprev = r->next;
-	if (r->next)
-		r->next->pprev = r->pprev;
+	list_del(&r->link);
 	r->on_done(r, status, code, err);
 
 	curl_easy_cleanup(r->easy);
@@ -275,8 +274,10 @@ static void httpc_drive(struct httpc *h, curl_socket_t fd, int flags)
 	h->in_curl++;
 	curl_multi_socket_action(h->multi, fd, flags, &running);
 	h->in_curl--;
-	for (struct httpc_req *r = h->reqs, *next; r; r = next) {
-		next = r->next;
+	struct list_node *n, *next;
+	list_for_each_safe(n, next, &h->reqs)
+	{
+		struct httpc_req *r = list_entry(n, struct httpc_req, link);
 		if (!r->deferred)
 			continue;
 		r->deferred = 0;
@@ -362,6 +363,7 @@ int httpc_new(uv_loop_t *loop, struct httpc **out)
 	if (!h)
 		return -ENOMEM;
 	h->loop = loop;
+	list_init(&h->reqs);
 	h->multi = curl_multi_init();
 	if (!h->multi) {
 		free(h);
@@ -381,8 +383,9 @@ int httpc_new(uv_loop_t *loop, struct httpc **out)
 
 void httpc_close(struct httpc *h, void (*cb)(void *arg), void *arg)
 {
-	while (h->reqs)
-		httpc_req_finish(h->reqs, CURLE_OK, -ECANCELED);
+	while (!list_empty(&h->reqs))
+		httpc_req_finish(list_entry(h->reqs.next, struct httpc_req, link), CURLE_OK,
+				 -ECANCELED);
 	h->closing = 1;
 	h->close_cb = cb;
 	h->close_arg = arg;
@@ -526,11 +529,7 @@ int httpc_request(struct httpc *h, const struct httpc_req_opts *o, struct httpc_
 		free(r);
 		return -EIO;
 	}
-	r->next = h->reqs;
-	if (r->next)
-		r->next->pprev = &r->next;
-	r->pprev = &h->reqs;
-	h->reqs = r;
+	list_add_head(&h->reqs, &r->link);
 	if (out)
 		*out = r;
 	return 0;
