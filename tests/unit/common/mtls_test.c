@@ -143,6 +143,32 @@ static struct hs handshake(struct mtls_conn *cl, struct mtls_conn *sv, size_t st
 	return r;
 }
 
+/* A client of `client` expecting `expected` and a server of `server`,
+ * through a handshake (ciphertext moved `step` bytes at a time, 0: all);
+ * the two connections in *cl, *sv, however it ended. */
+static struct hs start(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+		       size_t step, struct mtls_conn **cl, struct mtls_conn **sv)
+{
+	assert_int_equal(mtls_conn_new_client(client, expected, cl), 0);
+	assert_int_equal(mtls_conn_new_server(server, sv), 0);
+	return handshake(*cl, *sv, step);
+}
+
+/* start() for a handshake both sides must complete. */
+static void pair_step(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+		      size_t step, struct mtls_conn **cl, struct mtls_conn **sv)
+{
+	struct hs r = start(client, expected, server, step, cl, sv);
+	assert_int_equal(r.client_rc, MTLS_HS_DONE);
+	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+}
+
+static void pair(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+		 struct mtls_conn **cl, struct mtls_conn **sv)
+{
+	pair_step(client, expected, server, 0, cl, sv);
+}
+
 /* Sends len bytes from a to b, through ciphertext moved `step` at a time. */
 static void transfer(struct mtls_conn *a, struct mtls_conn *b, size_t len, size_t step)
 {
@@ -175,11 +201,7 @@ static void test_handshake_and_data(void **state)
 	struct mtls_conn *cl, *sv;
 
 	assert_string_equal(mtls_ctx_spiffe_id(web), WEB);
-	assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
-	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
-	struct hs r = handshake(cl, sv, 0);
-	assert_int_equal(r.client_rc, MTLS_HS_DONE);
-	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+	pair(web, API, api, &cl, &sv);
 	assert_string_equal(mtls_conn_peer_id(cl), API);
 	assert_string_equal(mtls_conn_peer_id(sv), WEB); /* the caller's identity */
 	assert_string_equal(mtls_conn_version(cl), "TLSv1.3");
@@ -222,11 +244,7 @@ static void test_one_byte_at_a_time(void **state)
 	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
 	struct mtls_conn *cl, *sv;
 
-	assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
-	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
-	struct hs r = handshake(cl, sv, 1);
-	assert_int_equal(r.client_rc, MTLS_HS_DONE);
-	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+	pair_step(web, API, api, 1, &cl, &sv);
 	transfer(cl, sv, 5000, 1);
 	transfer(sv, cl, 3000, 1);
 	mtls_conn_free(cl);
@@ -241,11 +259,7 @@ static void test_resumption(void **state)
 
 	for (int round = 0; round < 3; round++) {
 		struct mtls_conn *cl, *sv;
-		assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
-		assert_int_equal(mtls_conn_new_server(api, &sv), 0);
-		struct hs r = handshake(cl, sv, 0);
-		assert_int_equal(r.client_rc, MTLS_HS_DONE);
-		assert_int_equal(r.server_rc, MTLS_HS_DONE);
+		pair(web, API, api, &cl, &sv);
 		transfer(sv, cl, 100, 0); /* the tickets travel with data */
 		assert_int_equal(mtls_conn_resumed(cl), round > 0);
 		assert_string_equal(mtls_conn_peer_id(cl), API);
@@ -286,11 +300,7 @@ static void test_no_resumption(void **state)
 		struct mtls_ctx *api = mesh(API, pki.k_api, side == 0);
 		for (int round = 0; round < 3; round++) {
 			struct mtls_conn *cl, *sv;
-			assert_int_equal(mtls_conn_new_client(web, API, &cl), 0);
-			assert_int_equal(mtls_conn_new_server(api, &sv), 0);
-			struct hs r = handshake(cl, sv, 0);
-			assert_int_equal(r.client_rc, MTLS_HS_DONE);
-			assert_int_equal(r.server_rc, MTLS_HS_DONE);
+			pair(web, API, api, &cl, &sv);
 			transfer(sv, cl, 100, 0);
 			assert_int_equal(mtls_conn_resumed(cl), 0);
 			assert_int_equal(mtls_conn_resumed(sv), 0);
@@ -303,23 +313,32 @@ static void test_no_resumption(void **state)
 	}
 }
 
-static void expect_refusal(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
-			   int client_fails, const char *reason_part)
+/* A handshake that the client (client_fails) or the server refuses with
+ * -EPROTO, a reason containing reason_part and the failure cause `cause`
+ * (each checked unless NULL); the other side never gets a usable
+ * connection. */
+static void refusal(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+		    int client_fails, const char *reason_part, const char *cause)
 {
 	struct mtls_conn *cl, *sv;
-	assert_int_equal(mtls_conn_new_client(client, expected, &cl), 0);
-	assert_int_equal(mtls_conn_new_server(server, &sv), 0);
-	struct hs r = handshake(cl, sv, 0);
+	struct hs r = start(client, expected, server, 0, &cl, &sv);
 	const char *why = client_fails ? r.client_why : r.server_why;
 	assert_int_equal(client_fails ? r.client_rc : r.server_rc, -EPROTO);
 	assert_non_null(why);
-	if (!strstr(why, reason_part))
+	if (reason_part && !strstr(why, reason_part))
 		fail_msg("reason \"%s\", expected \"%s\"", why, reason_part);
-	/* and the other side never gets a usable connection */
+	if (cause)
+		assert_string_equal(mtls_conn_failure_cause(client_fails ? cl : sv), cause);
 	assert_true((client_fails ? r.server_rc : r.client_rc) != MTLS_HS_DONE ||
 		    mtls_conn_read(client_fails ? sv : cl, (uint8_t[8]){0}, 8) < 0);
 	mtls_conn_free(cl);
 	mtls_conn_free(sv);
+}
+
+static void expect_refusal(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
+			   int client_fails, const char *reason_part)
+{
+	refusal(client, expected, server, client_fails, reason_part, NULL);
 }
 
 static void test_refusals(void **state)
@@ -421,17 +440,6 @@ static void test_bad_credentials(void **state)
 	sk_X509_pop_free(roots, X509_free);
 }
 
-/* One pair through a handshake; the two connections in *cl, *sv. */
-static void pair(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
-		 struct mtls_conn **cl, struct mtls_conn **sv)
-{
-	assert_int_equal(mtls_conn_new_client(client, expected, cl), 0);
-	assert_int_equal(mtls_conn_new_server(server, sv), 0);
-	struct hs r = handshake(*cl, *sv, 0);
-	assert_int_equal(r.client_rc, MTLS_HS_DONE);
-	assert_int_equal(r.server_rc, MTLS_HS_DONE);
-}
-
 /* Every byte of a record flipped in turn: the reader gets -EPROTO (the
  * AEAD tag fails, or the header is malformed), never plaintext. */
 static void test_tampered_records(void **state)
@@ -507,9 +515,7 @@ static void test_wrong_spiffe_id(void **state)
 	struct mtls_ctx *web = good(WEB, pki.k_web), *api = good(API, pki.k_api);
 	struct mtls_conn *cl, *sv;
 
-	assert_int_equal(mtls_conn_new_client(web, "spiffe://cluster.local/ns/shop/sa/db", &cl), 0);
-	assert_int_equal(mtls_conn_new_server(api, &sv), 0);
-	struct hs r = handshake(cl, sv, 1);
+	struct hs r = start(web, "spiffe://cluster.local/ns/shop/sa/db", api, 1, &cl, &sv);
 	assert_int_equal(r.client_rc, -EPROTO);
 	assert_string_equal(mtls_conn_failure_cause(cl), "peer_identity_mismatch");
 	assert_true(r.server_rc < 0 || mtls_conn_read(sv, (uint8_t[8]){0}, 8) < 0);
@@ -587,19 +593,11 @@ static struct mtls_ctx *control_client(X509 *ca, X509 *cert, EVP_PKEY *key, cons
 	return ctx;
 }
 
+/* expect_refusal() that names the failure's cause (its metric label). */
 static void expect_cause(struct mtls_ctx *client, const char *expected, struct mtls_ctx *server,
 			 int client_fails, const char *cause)
 {
-	struct mtls_conn *cl, *sv;
-	assert_int_equal(mtls_conn_new_client(client, expected, &cl), 0);
-	assert_int_equal(mtls_conn_new_server(server, &sv), 0);
-	struct hs r = handshake(cl, sv, 0);
-	assert_int_equal(client_fails ? r.client_rc : r.server_rc, -EPROTO);
-	assert_string_equal(mtls_conn_failure_cause(client_fails ? cl : sv), cause);
-	assert_true((client_fails ? r.server_rc : r.client_rc) != MTLS_HS_DONE ||
-		    mtls_conn_read(client_fails ? sv : cl, (uint8_t[8]){0}, 8) < 0);
-	mtls_conn_free(cl);
-	mtls_conn_free(sv);
+	refusal(client, expected, server, client_fails, NULL, cause);
 }
 
 static void test_hostname(void **state)
@@ -609,11 +607,7 @@ static void test_hostname(void **state)
 	struct mtls_conn *cl, *sv;
 
 	/* by name and by address, one byte at a time for the name */
-	assert_int_equal(mtls_conn_new_client(cli, CONTROL_DNS, &cl), 0);
-	assert_int_equal(mtls_conn_new_server(srv, &sv), 0);
-	struct hs r = handshake(cl, sv, 1);
-	assert_int_equal(r.client_rc, MTLS_HS_DONE);
-	assert_int_equal(r.server_rc, MTLS_HS_DONE);
+	pair_step(cli, CONTROL_DNS, srv, 1, &cl, &sv);
 	assert_int_equal(mtls_conn_alpn_is(sv, "h2"), 1);
 	assert_int_equal(mtls_conn_alpn_is(cl, "h2"), 1);
 	assert_null(mtls_conn_get0_peer(sv)); /* no client certificate: a token caller */
