@@ -5,6 +5,8 @@
 #
 #   make          release build (gcc, -O2) in build/release
 #   make check    deps + ASan/UBSan build (clang, -Werror, fuzzers) + ctest
+#                 (-j2: only the two rotation scenarios run side by side,
+#                 every other test alone; tests/CMakeLists.txt)
 #   make demo     deps + build + the local mesh on this machine
 #   make bench    deps (with benchmark peers) + release build + bench/run
 #   make images   deps + release build + OCI image archives in build/images
@@ -41,7 +43,7 @@ check: deps
 	cmake --build $(CHECK)
 	cd $(CHECK) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure --no-tests=error $(CTEST_ARGS)
+		ctest -j2 --output-on-failure --no-tests=error $(CTEST_ARGS)
 
 fuzz: deps
 	cmake -S . -B $(CHECK) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug \
