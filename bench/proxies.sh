@@ -6,6 +6,11 @@
 # carries the traffic between them with mutual TLS 1.3, chain verification
 # on both sides, ECDSA P-256 certificates from one test CA:
 #   direct   plaintext, no proxy (the baseline)
+#   plain    two nginx stream relays (one worker each) carrying plaintext:
+#            the same two user-space hops as every peer below, without
+#            TLS, so what the kernel alone costs a relay pair on this
+#            machine (the floor no TLS relay can beat with the same
+#            syscalls); not a candidate for "best peer"
 #   stunnel  a client stunnel in `client`, a server stunnel in `server`
 #   haproxy  the same with HAProxy (nbthread 1)
 #   nginx    the same with nginx's stream module (worker_processes 1)
@@ -32,12 +37,13 @@
 #
 #   bench/proxies.sh [--rounds N] [--seconds S] [--bin DIR] [--out FILE]
 #                    [--peers LIST] [--before DIR]
-#   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR]
+#   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR] [--peers PEER]
 #   bench/proxies.sh --hold-only [--bin DIR]
-# --profile: no table; the agent pair only, under keep-alive load (wrk) and
-# bulk (iperf3): `perf record -g` of both agents, then `strace -c -f` of
-# each, with the requests and bytes carried, into DIR (perf.data, the
-# reports, and summary.txt with syscalls per request and per 16 KiB).
+# --profile: no table; one peer's pair (the agents, or with --peers another
+# peer, e.g. plain), under keep-alive load (wrk) and bulk (iperf3): `perf
+# record -g` of both sides, then `strace -c -f` of each, with the requests
+# and bytes carried, into DIR (perf.data, the reports, and summary.txt with
+# syscalls per request and per 16 KiB).
 # --peers: the peers to run, in this order each round (default: all).
 # --before: a second cinch-agent build (DIR holds its cinch-agent), run as
 # the peer `before` right ahead of `cinch` in each round, on the same
@@ -218,7 +224,10 @@ EOF
 	done
 }
 
+# nginx's stream module, with mutual TLS (nginx) or without (plain: the
+# same two relays carrying plaintext, the floor of the table below).
 start_nginx() {
+	local tls=${1:-tls}
 	for side in client server; do
 		{
 			echo "load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
@@ -229,22 +238,29 @@ start_nginx() {
 				IFS=: read -r lport tport oport <<<"$svc"
 				if [ $side = client ]; then
 					echo "server { listen 127.0.0.1:$lport; proxy_pass $SERVER_IP:$tport;"
-					echo "  proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse $RESUME;"
-					echo "  proxy_ssl_name server.cinch-bench;"
-					echo "  proxy_ssl_certificate $D/client.pem; proxy_ssl_certificate_key $D/client-key.pem;"
-					echo "  proxy_ssl_trusted_certificate $D/ca.pem; proxy_ssl_verify on; }"
+					[ "$tls" = tls ] &&
+						echo "  proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse $RESUME;" \
+							"proxy_ssl_name server.cinch-bench;" \
+							"proxy_ssl_certificate $D/client.pem; proxy_ssl_certificate_key $D/client-key.pem;" \
+							"proxy_ssl_trusted_certificate $D/ca.pem; proxy_ssl_verify on;"
 				else
-					echo "server { listen $SERVER_IP:$tport ssl; proxy_pass 127.0.0.1:$oport;"
-					echo "  ssl_protocols TLSv1.3; ssl_certificate $D/server.pem; ssl_certificate_key $D/server-key.pem;"
-					echo "  ssl_session_tickets $RESUME;"
-					echo "  ssl_client_certificate $D/ca.pem; ssl_verify_client on; }"
+					if [ "$tls" = tls ]; then
+						echo "server { listen $SERVER_IP:$tport ssl; proxy_pass 127.0.0.1:$oport;"
+						echo "  ssl_protocols TLSv1.3; ssl_certificate $D/server.pem; ssl_certificate_key $D/server-key.pem;"
+						echo "  ssl_session_tickets $RESUME;"
+						echo "  ssl_client_certificate $D/ca.pem; ssl_verify_client on;"
+					else
+						echo "server { listen $SERVER_IP:$tport; proxy_pass 127.0.0.1:$oport;"
+					fi
 				fi
+				echo "}"
 			done
 			echo "}"
 		} >"$D/nginx-$side.conf"
 		netns_spawn "proxy-$side" $side nginx -c "$D/nginx-$side.conf"
 	done
 }
+start_plain() { start_nginx plain; }
 
 # The agent binary of a cinch peer: `before` runs the --before build.
 agent_bin() { [ "${1:-cinch}" = before ] && echo "$BEFORE/cinch-agent" || echo "$BIN/cinch-agent"; }
@@ -464,17 +480,17 @@ hold_conns() {
 # The agent pair under load, profiled (--profile): perf first, strace
 # second (strace slows every syscall, so its run gives counts, not speed).
 profile() {
-	local out=$1 url pids w ka rps gbit
+	local out=$1 peer=${PEERS:-cinch} url pids w ka rps gbit
 	mkdir -p "$out"
 	RESUME=on
-	start_cinch
-	url=$(http_url cinch)
-	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "cinch: no traffic" >&2; return 1; }
-	pids="$(side_pids client | head -1),$(side_pids server | head -1)"
+	"start_$peer"
+	url=$(http_url "$peer")
+	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "$peer: no traffic" >&2; return 1; }
+	pids=$(echo $(side_pids client) $(side_pids server) | tr ' ' ,)
 	for w in keepalive bulk; do
 		perf record -g -o "$out/perf-$w.data" -p "$pids" -- sleep "$SECS" >/dev/null 2>&1 &
 		local rec=$!
-		if [ $w = keepalive ]; then wrk_run "$url" >"$out/load-$w.txt"; else iperf_run cinch >"$out/load-$w.txt"; fi
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/load-$w.txt"; else iperf_run "$peer" >"$out/load-$w.txt"; fi
 		wait $rec || true
 		perf report -i "$out/perf-$w.data" --no-children --sort symbol --stdio 2>/dev/null |
 			grep -v '^$' | head -60 >"$out/perf-$w.txt" || true
@@ -482,11 +498,12 @@ profile() {
 			grep -v '^#' | grep -v '^$' | head -15 >"$out/perf-$w-dso.txt" || true
 		local tracers=""
 		for side in client server; do
-			strace -c -f -o "$out/strace-$w-$side.txt" -p "$(side_pids $side | head -1)" &
+			# every process of the side (nginx: its master and worker)
+			strace -c -f -o "$out/strace-$w-$side.txt" $(side_pids $side | sed 's/^/-p /') &
 			tracers="$tracers $!"
 		done
 		sleep 1
-		if [ $w = keepalive ]; then wrk_run "$url" >"$out/strace-load-$w.txt"; else iperf_run cinch >"$out/strace-load-$w.txt"; fi
+		if [ $w = keepalive ]; then wrk_run "$url" >"$out/strace-load-$w.txt"; else iperf_run "$peer" >"$out/strace-load-$w.txt"; fi
 		# shellcheck disable=SC2086
 		kill -INT $tracers 2>/dev/null || true
 		# shellcheck disable=SC2086
@@ -506,10 +523,10 @@ for w, unit, n in (("keepalive", "request", rps * secs), ("bulk", "16 KiB", gbit
                 calls[f[-1]] = int(f[3])
         tot = sum(calls.values())
         top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
-        print("%s, %s agent: %.2f syscalls per %s (%s)" % (w, side, tot / max(n, 1), unit,
+        print("%s, %s side: %.2f syscalls per %s (%s)" % (w, side, tot / max(n, 1), unit,
               ", ".join("%s %.2f" % (k, v / max(n, 1)) for k, v in top)))
 EOF
-	stop_peer cinch
+	stop_peer "$peer"
 }
 
 main() {
@@ -517,6 +534,12 @@ main() {
 	netns_bridge_up || { echo "proxies.sh: cannot make the bridge" >&2; exit 1; }
 	netns_pod_up client "$CLIENT_IP/24" || { echo "proxies.sh: cannot make the pods" >&2; exit 1; }
 	netns_pod_up server "$SERVER_IP/24" || { echo "proxies.sh: cannot make the pods" >&2; exit 1; }
+	# Through the agents every connection takes two ephemeral ports of the
+	# client pod toward the same server address and port (the app's,
+	# redirected, and the agent's own): 10,000 held connections and the
+	# TIME_WAIT of the new-connection legs do not fit Linux's default
+	# 28,232 (the pods' own setting: nothing outside them changes).
+	in_client sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
 	pki
 	origin
 	if [ -n "$PROFILE" ]; then
@@ -532,7 +555,7 @@ main() {
 		python3 "$HERE/table.py" /dev/null 1 0 /dev/null 0 "$D/hold"
 		return
 	fi
-	local peers="direct stunnel haproxy nginx"
+	local peers="direct plain stunnel haproxy nginx"
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	[ -n "$BEFORE" ] && peers=${peers/cinch/before cinch}
 	peers=${PEERS:-$peers}
@@ -554,8 +577,9 @@ main() {
 			fi
 			[ "$p" = direct ] && continue
 			stop_peer "$p"
-			# (not with --before: an older agent may lack --no-resumption)
-			[ -n "$BEFORE" ] && continue
+			# (not with --before: an older agent may lack --no-resumption;
+			# not for plain: it makes no handshakes)
+			{ [ -n "$BEFORE" ] || [ "$p" = plain ]; } && continue
 			RESUME=off
 			"start_$p"
 			echo "round $r: $p, no resumption" >&2

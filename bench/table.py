@@ -55,8 +55,39 @@ def main():
     if med:
         main_table(med, base, rounds, secs)
     extra_tables(med, base, cols)
+    if "plain" in med and "cinch" in med and "cpu_req_c" in cols:
+        floor_table(med, base)
     if "before" in med and "cinch" in med:
         before_after(med["before"], med["cinch"], cols)
+
+
+def floor_table(med, base):
+    """Each measure against the plaintext relay pair (peer plain): what a
+    pair of user-space relays costs on this machine before any TLS."""
+    print("\nAgainst the floor: the same two relays carrying plaintext (peer `plain`, "
+          "nginx stream without TLS), medians of the same run:\n")
+    print("| measure | plain (floor) | cinch | cinch / floor | best TLS peer | best / floor |")
+    print("|---|---|---|---|---|---|")
+    both = {p: {k: m[k + "_c"] + m[k + "_s"] for k in ("cpu_req", "cpu_gb")}
+            for p, m in med.items() if p != "direct"}
+    for label, key, lower in (("keep-alive req/s", "rps", False),
+                              ("iperf3 Gbit/s", "gbit", False),
+                              ("p99 added ms at 1,000 req/s", "fp99", True),
+                              ("CPU ms per 10k requests, both sides", "cpu_req", True),
+                              ("CPU s per GB, both sides", "cpu_gb", True)):
+        if key.startswith("cpu"):
+            val = {p: both[p][key] for p in both}
+        elif key == "fp99":
+            if not base:
+                continue
+            val = {p: m["fp99"] - base["fp99"] for p, m in med.items() if p != "direct"}
+        else:
+            val = {p: m[key] for p, m in med.items()}
+        peers = [val[p] for p in PEERS if p in val]
+        b = (min(peers) if lower else max(peers)) if peers else 0
+        print("| %s | %.2f | %.2f | %s | %.2f | %s |" % (
+            label, val["plain"], val["cinch"], ratio(val["cinch"], val["plain"]), b,
+            ratio(b, val["plain"])))
 
 
 def before_after(b, a, cols):
