@@ -40,7 +40,9 @@ def best(med, key, lower=False):
 
 
 def ratio(a, b):
-    return "%.2f" % (a / b) if b else "-"
+    # "-" for no reference, or a non-positive one (an added p99 below
+    # the direct path's own: the noise of that run, no base for a ratio)
+    return "%.2f" % (a / b) if b > 0 else "-"
 
 
 def main():
