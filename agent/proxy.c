@@ -357,6 +357,7 @@ static void proxy_accept(struct proxy *p, const struct proxy_incoming *in, int o
 		proxy_take(p, in, NULL); /* taken and closed at once (a reset on TCP) */
 		return;
 	}
+	conn_set_eager(&s->down); /* both ends, from the start (pump.c) */
 	s->p = p;
 	p->refs++;
 	s->handles = 2; /* down, timer */

@@ -1,9 +1,11 @@
 /* pump: the relay of a session (session.h): plaintext between its two
  * ends (common/conn.h), both directions at once, each end plain or TLS.
  *
- * Both ends are eager (conn_set_eager): what a read brings is written to
- * the other side in the same callback, without a write request when the
- * socket takes it all (keep-alive requests, most of a bulk stream).
+ * Both ends are eager (conn_set_eager, from accept and dial on: the
+ * handshake's flights and the verdict frame go out the same way): what a
+ * read brings is written to the other side in the same callback, without
+ * a write request when the socket takes it all (keep-alive requests, most
+ * of a bulk stream, a handshake flight); session_drained acts only here.
  * Backpressure: a direction stops reading its source while its sink has
  * CONN_HIGH bytes or more queued, and resumes when a write drains it.
  * Half-close is carried through: the end of one side's stream (a FIN, or
@@ -33,8 +35,6 @@ void pump_start(struct session *s)
 
 	s->state = SESSION_ST_RELAY;
 	s->relayed = 1;
-	conn_set_eager(&s->down);
-	conn_set_eager(&s->up);
 	session_timer(s, tick, tick);
 	/* The inbound plaintext already read goes to the app first. */
 	if (s->plain_len) {

@@ -304,6 +304,7 @@ void session_dial(struct session *s, struct mtls_conn *t)
 		return;
 	}
 	s->handles++;
+	conn_set_eager(&s->up); /* both ends, from the start (pump.c) */
 	if (t)
 		conn_set_xprt(&s->up, &xprt_tls_ops, t);
 	session_timer(s, p->cfg.connect_ms, 0);

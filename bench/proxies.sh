@@ -40,10 +40,11 @@
 #   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR] [--peers PEER]
 #   bench/proxies.sh --hold-only [--bin DIR]
 # --profile: no table; one peer's pair (the agents, or with --peers another
-# peer, e.g. plain), under keep-alive load (wrk) and bulk (iperf3): `perf
+# peer, e.g. plain), under keep-alive load (wrk), new connections (wrk,
+# Connection: close) and bulk (iperf3): `perf
 # record -g` of both sides, then `strace -c -f` of each, with the requests
 # and bytes carried, into DIR (perf.data, the reports, and summary.txt with
-# syscalls per request and per 16 KiB).
+# syscalls per request, per connection and per 16 KiB).
 # --peers: the peers to run, in this order each round (default: all).
 # --before: a second cinch-agent build (DIR holds its cinch-agent), run as
 # the peer `before` right ahead of `cinch` in each round, on the same
@@ -487,10 +488,18 @@ profile() {
 	url=$(http_url "$peer")
 	netns_wait 10 in_client curl -fsS -o /dev/null "$url" || { echo "$peer: no traffic" >&2; return 1; }
 	pids=$(echo $(side_pids client) $(side_pids server) | tr ' ' ,)
-	for w in keepalive bulk; do
+	# the load of each kind: its figure (req/s, conn/s or Gbit/s) first
+	load() {
+		case $1 in
+		keepalive) wrk_run "$url" ;;
+		newconn) wrk_run "$url" -H "Connection: close" ;;
+		bulk) iperf_run "$peer" ;;
+		esac
+	}
+	for w in keepalive newconn bulk; do
 		perf record -g -o "$out/perf-$w.data" -p "$pids" -- sleep "$SECS" >/dev/null 2>&1 &
 		local rec=$!
-		if [ $w = keepalive ]; then wrk_run "$url" >"$out/load-$w.txt"; else iperf_run "$peer" >"$out/load-$w.txt"; fi
+		load $w >"$out/load-$w.txt"
 		wait $rec || true
 		perf report -i "$out/perf-$w.data" --no-children --sort symbol --stdio 2>/dev/null |
 			grep -v '^$' | head -60 >"$out/perf-$w.txt" || true
@@ -503,18 +512,20 @@ profile() {
 			tracers="$tracers $!"
 		done
 		sleep 1
-		if [ $w = keepalive ]; then wrk_run "$url" >"$out/strace-load-$w.txt"; else iperf_run "$peer" >"$out/strace-load-$w.txt"; fi
+		load $w >"$out/strace-load-$w.txt"
 		# shellcheck disable=SC2086
 		kill -INT $tracers 2>/dev/null || true
 		# shellcheck disable=SC2086
 		wait $tracers 2>/dev/null || true
 	done
 	ka=$(cut -d' ' -f1 "$out/strace-load-keepalive.txt")
+	nc=$(cut -d' ' -f1 "$out/strace-load-newconn.txt")
 	gbit=$(cat "$out/strace-load-bulk.txt")
-	python3 - "$out" "$ka" "$gbit" "$SECS" <<'EOF' | tee "$out/summary.txt"
+	python3 - "$out" "$ka" "$nc" "$gbit" "$SECS" <<'EOF' | tee "$out/summary.txt"
 import re, sys
-out, rps, gbit, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-for w, unit, n in (("keepalive", "request", rps * secs), ("bulk", "16 KiB", gbit * 1e9 / 8 * secs / 16384)):
+out, rps, cps, gbit, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+for w, unit, n in (("keepalive", "request", rps * secs), ("newconn", "connection", cps * secs),
+                   ("bulk", "16 KiB", gbit * 1e9 / 8 * secs / 16384)):
     for side in ("client", "server"):
         calls = {}
         for line in open("%s/strace-%s-%s.txt" % (out, w, side)):
