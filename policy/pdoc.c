@@ -249,8 +249,11 @@ static struct pdoc *pdoc_copy(struct pdoc_ctx *c, yaml_node_t *y, int depth)
 	}
 	c->used += node_size(y);
 	if (c->used > c->budget) {
-		pdoc_err(c->err, c->file, line, col,
-			 "document too large: aliases expand to more than 64 MiB in this file");
+		char msg[100];
+		snprintf(msg, sizeof(msg),
+			 "document too large: aliases expand to more than %d MiB in this file",
+			 PDOC_MAX_EXPANDED >> 20);
+		pdoc_err(c->err, c->file, line, col, msg);
 		return NULL;
 	}
 	switch (y->type) {

@@ -215,8 +215,8 @@ int crdsource_start(uv_loop_t *loop, struct kapi *k, crdsource_cb cb, void *arg,
 			 crd_kinds[i].plural);
 		collections[i] = paths[i];
 	}
-	if ((rc = kview_watch(&cs->view, loop, k, CRD_NKINDS, kinds, collections, crd_apply, cs)) <
-	    0) {
+	rc = kview_watch(&cs->view, loop, k, CRD_NKINDS, kinds, collections, crd_apply, cs);
+	if (rc < 0) {
 		crdsource_stop(cs);
 		return rc;
 	}

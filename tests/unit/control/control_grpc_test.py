@@ -21,6 +21,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -302,7 +304,60 @@ def token(state, ident, ttl="10m"):
                     "--state-dir", state).stdout.strip()
 
 
+# An HTTP/2 client's first bytes: the preface and an empty SETTINGS frame.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def h2_answer(port, alpn):
+    """What the gRPC port sends back to a TLS client offering `alpn` (None:
+    no ALPN extension, what a plain `openssl s_client` sends) once it has
+    sent an HTTP/2 preface: the bytes read until the server's first frame
+    header is in, or the connection ends (an alert, a close)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    got = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(H2_PREFACE)
+            while len(got) < 9:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+    except (ssl.SSLError, OSError):
+        pass
+    return got
+
+
+def alpn_checks(ctl):
+    """The gRPC port speaks only h2 (ALPN required): a client offering no
+    ALPN, or only http/1.1, never gets a byte of HTTP/2 from it, whatever
+    it sends after the handshake; the refusal is logged with its reason.
+    A client offering h2 gets the server's SETTINGS (the same probe, so the
+    refusals are the port's doing)."""
+    got = h2_answer(ctl.grpc_port, ["h2"])
+    check(len(got) >= 9 and got[3] == 4, "ALPN h2: the server's SETTINGS come first: %r"
+          % got[:9])
+    for alpn in (None, ["http/1.1"]):
+        got = h2_answer(ctl.grpc_port, alpn)
+        check(got == b"", "ALPN %s: refused, no HTTP/2 from the server: %r" % (alpn, got[:9]))
+    deadline = time.time() + 5
+    while True:
+        refused = [e for e in ctl.events() if e["event"] == "grpc_handshake_failed" and
+                   "ALPN" in e.get("why", "")]
+        if len(refused) >= 2 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check(len(refused) >= 2, "both refusals logged as grpc_handshake_failed, why naming ALPN: %s"
+          % [e.get("why") for e in refused])
+
+
 def run(tmp, state, pb, pbg, ctl):
+    alpn_checks(ctl)
     bundle_pem = cinchctl("bundle", "show", "--pem", "--state-dir", state).stdout.encode()
     web = "spiffe://%s/ns/shop/sa/web" % TD
 
