@@ -119,6 +119,9 @@ LATE=$MESH_NET.30
 netns_pod_up late "$LATE/24" || { echo "FAIL: cannot make pod late"; exit 1; }
 netns_spawn app-late late socat "TCP-LISTEN:9100,bind=$LATE,fork,reuseaddr" \
 	SYSTEM:'echo hello from late; sleep 60'
+# the client must not race the listener: a refused connect is no plaintext
+late_listens() { mesh_in late ss -Hltn "sport = :9100" | grep -q LISTEN; }
+check "late's app listens" netns_wait 10 late_listens
 netns_spawn client-late web sh -c "sleep 60 | socat - TCP:$LATE:9100"
 late_open() { grep -q 'hello from late' "$MESH_STATE/client-late.log"; }
 check "web -> late (not meshed yet): plaintext, as the EgressPolicy allows" netns_wait 10 late_open
