@@ -50,7 +50,8 @@
 # the peer `before` right ahead of `cinch` in each round, on the same
 # namespaces: a side-by-side comparison of two agent builds, e.g.
 # `--before /tmp/b/bin --peers "before cinch"`; the table then adds the
-# cinch/before ratios; no full-handshake leg then. BENCH_HOLD_N=0 skips
+# cinch/before ratios (the --before build needs --no-resumption, which
+# every agent since issue #16 has). BENCH_HOLD_N=0 skips
 # the connections held.
 # Needs root and the tools of `scripts/deps.sh bench`.
 set -euo pipefail
@@ -588,9 +589,8 @@ main() {
 			fi
 			[ "$p" = direct ] && continue
 			stop_peer "$p"
-			# (not with --before: an older agent may lack --no-resumption;
-			# not for plain: it makes no handshakes)
-			{ [ -n "$BEFORE" ] || [ "$p" = plain ]; } && continue
+			# (not for plain: it makes no handshakes)
+			[ "$p" = plain ] && continue
 			RESUME=off
 			"start_$p"
 			echo "round $r: $p, no resumption" >&2

@@ -2,7 +2,9 @@
  *
  * Verification (mtls_verify, the custom-verify callback of every SSL_CTX
  * that verifies): the peer's chain through certverify against the store
- * of the bundle's roots, for the purpose of the peer's role, then by the
+ * of the bundle's roots, for the purpose of the peer's role (through the
+ * context's memo of chains that verified: a peer's SVID is verified once
+ * per context, not once per full handshake; see certverify.h), then by the
  * context's mode: the leaf's SVID rules via svid_spiffe_id() (the one
  * reader of identities in Cinch) and, on a client, the expected identity;
  * or the name dialed in the leaf's SANs. The verified ID is kept in the
@@ -78,6 +80,8 @@ struct mtls_ctx {
 	atomic_uint refs;
 	SSL_CTX *server, *client; /* NULL for a role not played */
 	X509_STORE *roots;	  /* NULL with MTLS_VERIFY_NONE */
+	/* the chains that verified against roots; NULL with MTLS_VERIFY_NONE */
+	struct certverify_memo *verified;
 	enum mtls_verify verify;
 	uint8_t alpn[MTLS_ALPN_MAX];
 	size_t alpn_len;
@@ -290,7 +294,7 @@ static enum ssl_verify_result_t mtls_verify(SSL *ssl, uint8_t *alert)
 		goto out;
 	}
 	leaf = sk_X509_value(chain, 0);
-	if (certverify(c->ctx->roots, leaf, chain, &vo, &err) < 0) {
+	if (certverify_memo_verify(c->ctx->verified, leaf, chain, &vo, &err) < 0) {
 		c->why = "peer certificate does not verify against the trust bundle";
 		c->cause = err == X509_V_ERR_CERT_HAS_EXPIRED ? "expired" : "untrusted_chain";
 		*alert = SSL_AD_UNKNOWN_CA;
@@ -499,6 +503,8 @@ int mtls_ctx_new_opts(const struct mtls_opts *o, struct mtls_ctx **out, const ch
 	*why = "cannot build the TLS context";
 	if (o->roots && !(ctx->roots = certverify_store_new(o->roots)))
 		goto nomem;
+	if (o->verify != MTLS_VERIFY_NONE && !(ctx->verified = certverify_memo_new(ctx->roots)))
+		goto nomem;
 	if (o->resumption &&
 	    !(ctx->sessions = calloc(MTLS_SESSION_SLOTS, sizeof(*ctx->sessions))))
 		goto nomem;
@@ -620,6 +626,7 @@ void mtls_ctx_unref(struct mtls_ctx *ctx)
 	pthread_mutex_destroy(&ctx->sessions_lock);
 	SSL_CTX_free(ctx->server);
 	SSL_CTX_free(ctx->client);
+	certverify_memo_free(ctx->verified);
 	X509_STORE_free(ctx->roots);
 	free(ctx);
 }

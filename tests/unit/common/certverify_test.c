@@ -4,7 +4,12 @@
  * root fails; a leaf under an intermediate verifies with the intermediate
  * given and fails without it; a leaf for servers only fails when verified
  * as a client and passes as a server; the time to verify at is honoured;
- * a store is shared by many calls. */
+ * a store is shared by many calls. The memo answers as certverify does for
+ * every chain, purpose and time (run twice, so that its remembered chains
+ * answer: a chain that verified now is still refused at a time outside
+ * its path's window, for another purpose, without its intermediate, or by
+ * a memo over another store); refusals and time-ignoring checks are not
+ * remembered; its table stays bounded. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -181,12 +186,150 @@ static void test_bad_input(void **state)
 	X509_STORE_free(store);
 }
 
+/* One verification through the memo and the same without it agree. */
+static void agree(struct certverify_memo *m, X509_STORE *store, X509 *l, STACK_OF(X509) * untrusted,
+		  const struct certverify_opts *o)
+{
+	int want_err = -1, got_err = -2;
+	int want = certverify(store, l, untrusted, o, &want_err);
+
+	assert_int_equal(certverify_memo_verify(m, l, untrusted, o, &got_err), want);
+	assert_int_equal(got_err, want_err);
+}
+
+static void test_memo_agrees(void **state)
+{
+	X509 *good = leaf(pki.root, pki.root_key, -60, 3600);
+	X509 *under = leaf(pki.inter, pki.inter_key, -60, 3600);
+	X509 *servers = leaf(pki.root, pki.root_key, -60, 3600);
+	X509 *foreign = leaf(pki.other, pki.other_key, -60, 3600);
+	/* outlives the root (a day): the path's window ends with the root */
+	X509 *longer = leaf(pki.root, pki.root_key, -60, 10 * 86400);
+	STACK_OF(X509) *with_inter = sk_X509_new_null(), *none = NULL;
+	X509_STORE *store = certverify_store_new(pki.roots);
+	struct certverify_memo *m = certverify_memo_new(store);
+	int64_t now = (int64_t)time(NULL);
+	const int64_t at[] = {now, now + 1800, now + 7200, now - 3600, now + 2 * 86400, now};
+	const int purposes[] = {0, X509_PURPOSE_SSL_CLIENT, X509_PURPOSE_SSL_SERVER};
+	struct {
+		X509 *leaf;
+		STACK_OF(X509) * *untrusted;
+	} cases[] = {{good, &none},    {under, &with_inter}, {under, &none},
+		     {servers, &none}, {foreign, &none},     {longer, &none}};
+	uint64_t hits, misses;
+
+	assert_non_null(store);
+	assert_non_null(m);
+	assert_int_equal(testpki_set_eku(servers, pki.root, pki.root_key, "serverAuth"), 0);
+	sk_X509_push(with_inter, under);
+	sk_X509_push(with_inter, pki.inter);
+	for (size_t t = 0; t < sizeof(at) / sizeof(at[0]); t++)
+		for (size_t p = 0; p < sizeof(purposes) / sizeof(purposes[0]); p++)
+			for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+				for (int twice = 0; twice < 2; twice++) {
+					struct certverify_opts o = {.purpose = purposes[p],
+								    .at = at[t]};
+					agree(m, store, cases[c].leaf, *cases[c].untrusted, &o);
+				}
+	certverify_memo_counts(m, &hits, &misses);
+	assert_true(hits > 0); /* the second of each pair that verified */
+	/* the chain that verified in this memo, in a memo over another root */
+	STACK_OF(X509) *others = sk_X509_new_null();
+	X509_up_ref(pki.other);
+	sk_X509_push(others, pki.other);
+	X509_STORE *other_store = certverify_store_new(others);
+	struct certverify_memo *m2 = certverify_memo_new(other_store);
+	X509_STORE_free(other_store); /* the memo holds its own reference */
+	int err = X509_V_OK;
+	assert_int_equal(certverify_memo_verify(m2, good, NULL, NULL, &err), -EINVAL);
+	assert_int_equal(err, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+	assert_int_equal(certverify_memo_verify(m2, foreign, NULL, NULL, &err), 0);
+	/* a memo over no store trusts nothing */
+	struct certverify_memo *m3 = certverify_memo_new(NULL);
+	assert_int_equal(certverify_memo_verify(m3, good, NULL, NULL, &err), -EINVAL);
+	certverify_memo_free(m3);
+	certverify_memo_free(m2);
+	sk_X509_pop_free(others, X509_free);
+	certverify_memo_free(m);
+	X509_STORE_free(store);
+	sk_X509_free(with_inter);
+	X509_free(good);
+	X509_free(under);
+	X509_free(servers);
+	X509_free(foreign);
+	X509_free(longer);
+}
+
+static void test_memo_remembers(void **state)
+{
+	X509 *good = leaf(pki.root, pki.root_key, -60, 3600);
+	X509 *old = leaf(pki.root, pki.root_key, -7200, 3600);
+	X509 *foreign = leaf(pki.other, pki.other_key, -60, 3600);
+	X509_STORE *store = certverify_store_new(pki.roots);
+	struct certverify_memo *m = certverify_memo_new(store);
+	struct certverify_opts shape = {.ignore_time = 1};
+	uint64_t hits, misses;
+	int err = -1;
+
+	X509_STORE_free(store);
+	assert_non_null(m);
+	/* a chain that verified answers from the memo the second time */
+	assert_int_equal(certverify_memo_verify(m, good, NULL, NULL, &err), 0);
+	assert_int_equal(certverify_memo_verify(m, good, NULL, NULL, &err), 0);
+	assert_int_equal(err, X509_V_OK);
+	certverify_memo_counts(m, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 1);
+	/* a refusal is verified again each time, with its own code */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(certverify_memo_verify(m, foreign, NULL, NULL, &err), -EINVAL);
+		assert_int_equal(err, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+	}
+	/* a check of shape only (times ignored) passes an expired leaf and
+	 * leaves nothing behind for a check with times */
+	assert_int_equal(certverify_memo_verify(m, old, NULL, &shape, &err), 0);
+	assert_int_equal(certverify_memo_verify(m, old, NULL, NULL, &err), -EINVAL);
+	assert_int_equal(err, X509_V_ERR_CERT_HAS_EXPIRED);
+	certverify_memo_counts(m, &hits, &misses);
+	assert_int_equal(hits, 1);
+	assert_int_equal(misses, 4);
+	certverify_memo_free(m);
+	X509_free(good);
+	X509_free(old);
+	X509_free(foreign);
+}
+
+/* Many peers' chains: each verifies; the table keeps at most its slots. */
+static void test_memo_bounded(void **state)
+{
+	enum { N = 4 * CERTVERIFY_MEMO_SLOTS };
+	X509 *l[N];
+	X509_STORE *store = certverify_store_new(pki.roots);
+	struct certverify_memo *m = certverify_memo_new(store);
+	uint64_t hits, misses;
+
+	X509_STORE_free(store);
+	for (int i = 0; i < N; i++)
+		l[i] = leaf(pki.root, pki.root_key, -60, 3600 + i);
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < N; i++)
+			assert_int_equal(certverify_memo_verify(m, l[i], NULL, NULL, NULL), 0);
+	certverify_memo_counts(m, &hits, &misses);
+	assert_int_equal(hits + misses, 2 * N);
+	assert_true(hits <= CERTVERIFY_MEMO_SLOTS);
+	for (int i = 0; i < N; i++)
+		X509_free(l[i]);
+	certverify_memo_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),	     cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_wrong_root),   cmocka_unit_test(test_intermediate),
-		cmocka_unit_test(test_wrong_usage), cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_wrong_usage),  cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_memo_agrees),  cmocka_unit_test(test_memo_remembers),
+		cmocka_unit_test(test_memo_bounded),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
