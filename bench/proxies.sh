@@ -39,6 +39,12 @@
 #                    [--peers LIST] [--before DIR]
 #   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR] [--peers PEER]
 #   bench/proxies.sh --hold-only [--bin DIR]
+#   bench/proxies.sh --latency [--rounds N] [--seconds S] [--peers LIST]
+# --latency: only the fixed-rate leg (1,000 requests/s), S seconds per peer
+# and round, for a p99 from more samples than the full run's; each peer's
+# added p99 is taken against the direct path of the same round (direct
+# runs first in each round), and the table gives the medians over rounds
+# with every round's figures.
 # --profile: no table; one peer's pair (the agents, or with --peers another
 # peer, e.g. plain), under keep-alive load (wrk), new connections (wrk,
 # Connection: close) and bulk (iperf3): `perf
@@ -64,6 +70,7 @@ BIN=$ROOT/build/release/bin
 OUT=""
 PROFILE=""
 HOLD_ONLY=""
+LATENCY=""
 PEERS=""
 BEFORE=""
 while [ $# -gt 0 ]; do
@@ -74,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--bin) BIN=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
 	--hold-only) HOLD_ONLY=1; shift ;;
+	--latency) LATENCY=1; shift ;;
 	--peers) PEERS=$2; shift 2 ;;
 	--before) BEFORE=$2; shift 2 ;;
 	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" \
@@ -541,6 +549,46 @@ EOF
 	stop_peer "$peer"
 }
 
+# --latency: the fixed-rate leg alone, ROUNDS times per peer in turn.
+latency_rounds() {
+	local r p
+	: >"$D/latency"
+	for r in $(seq "$ROUNDS"); do
+		for p in $1; do
+			RESUME=on
+			[ "$p" = direct ] || "start_$p"
+			echo "round $r: $p, fixed rate" >&2
+			if netns_wait 10 in_client curl -fsS -o /dev/null "$(http_url "$p")"; then
+				# shellcheck disable=SC2046
+				echo "$r $p $(in_client /usr/bin/python3 "$HERE/fixed_rate.py" \
+					$(http_url_hostport "$p") 1000 "$SECS")" >>"$D/latency"
+			else
+				echo "$p: no traffic through it" >&2
+			fi
+			[ "$p" = direct ] || stop_peer "$p"
+		done
+	done
+	python3 - "$D/latency" "$SECS" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 6]
+direct = {r[0]: float(r[3]) for r in rows if r[1] == "direct"}
+peers = list(dict.fromkeys(r[1] for r in rows))
+print("Fixed rate of 1,000 requests/s (fixed_rate.py, 10 connections), %s s per peer and "
+      "round; added p99 = the peer's p99 minus the direct path's of the same round; medians "
+      "over rounds (each round's figure in brackets).\n" % sys.argv[2])
+print("| peer | requests per round | p50 ms | p99 ms | added p99 ms |")
+print("|---|---|---|---|---|")
+for p in peers:
+    mine = [r for r in rows if r[1] == p]
+    p50 = [float(r[2]) for r in mine]
+    p99 = [float(r[3]) for r in mine]
+    added = [float(r[3]) - direct[r[0]] for r in mine if r[0] in direct]
+    each = lambda v: "%.2f (%s)" % (statistics.median(v), ", ".join("%.2f" % x for x in v))
+    print("| %s | %d | %s | %s | %s |" % (p, statistics.median(int(r[4]) for r in mine),
+          each(p50), each(p99), "-" if p == "direct" else each(added)))
+EOF
+}
+
 main() {
 	# (called as conditions: netns.sh's functions expect no `set -e`)
 	netns_bridge_up || { echo "proxies.sh: cannot make the bridge" >&2; exit 1; }
@@ -571,6 +619,10 @@ main() {
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	[ -n "$BEFORE" ] && peers=${peers/cinch/before cinch}
 	peers=${PEERS:-$peers}
+	if [ -n "$LATENCY" ]; then
+		latency_rounds "direct ${peers/direct/}"
+		return
+	fi
 	: >"$D/results"
 	: >"$D/full"
 	: >"$D/hold"
