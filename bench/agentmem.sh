@@ -9,24 +9,34 @@
 # shared with every process that maps the same file). The agent carries no traffic: this is the floor every
 # agent of a mesh pays.
 #
-#   bench/agentmem.sh [--bin DIR] [--settle S]
+# --agents N: N idle agents at once, as on a node running N meshed pods
+# from one image (the same library files, so the same page-cache pages).
+# Then also each agent's PSS (proportional set size: its private pages,
+# plus each shared page divided by the number of processes mapping it),
+# the memory the N agents together add to the node, per agent.
+#
+#   bench/agentmem.sh [--bin DIR] [--settle S] [--agents N]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BIN=$ROOT/build/release/bin
 SETTLE=2
+AGENTS=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--bin) BIN=$2; shift 2 ;;
 	--settle) SETTLE=$2; shift 2 ;;
-	*) echo "usage: $0 [--bin DIR] [--settle S]" >&2; exit 2 ;;
+	--agents) AGENTS=$2; shift 2 ;;
+	*) echo "usage: $0 [--bin DIR] [--settle S] [--agents N]" >&2; exit 2 ;;
 	esac
 done
 D=$(mktemp -d /tmp/cinch-agentmem.XXXXXX)
-PID=""
+PIDS=""
 cleanup() {
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+	for p in $PIDS; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
 	rm -rf "$D"
 }
 trap cleanup EXIT INT TERM
@@ -49,18 +59,23 @@ spec: {serviceAccount: mem, addresses: ["127.0.0.1"]}
 WL
 cd - >/dev/null
 
-PORT=$((20000 + RANDOM % 20000))
-"$BIN/cinch-agent" run --cert "$D/cert.pem" --key "$D/key.pem" --bundle "$D/ca.pem" \
-	--workloads "$D/workloads.yaml" --policy "$D/workloads.yaml" --workload bench/mem \
-	--outbound-port $PORT --inbound-port $((PORT + 1)) --admin-port $((PORT + 2)) \
-	--no-probe --log-level warn 2>"$D/agent.log" &
-PID=$!
-for _ in $(seq 100); do
-	curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 2))/ready" 2>/dev/null && break
-	sleep 0.1
+BASE=$((20000 + RANDOM % 20000))
+for i in $(seq 0 $((AGENTS - 1))); do
+	PORT=$((BASE + 3 * i))
+	"$BIN/cinch-agent" run --cert "$D/cert.pem" --key "$D/key.pem" --bundle "$D/ca.pem" \
+		--workloads "$D/workloads.yaml" --policy "$D/workloads.yaml" --workload bench/mem \
+		--outbound-port $PORT --inbound-port $((PORT + 1)) --admin-port $((PORT + 2)) \
+		--no-probe --log-level warn 2>"$D/agent-$i.log" &
+	PIDS="$PIDS $!"
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 2))/ready" 2>/dev/null && break
+		sleep 0.1
+	done
+	curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 2))/ready" ||
+		{ echo "agentmem.sh: agent $i did not get ready" >&2; cat "$D/agent-$i.log" >&2; exit 1; }
 done
-curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 2))/ready" ||
-	{ echo "agentmem.sh: the agent did not get ready" >&2; cat "$D/agent.log" >&2; exit 1; }
+PID=${PIDS# }
+PID=${PID%% *} # the first agent's mappings, in detail
 sleep "$SETTLE"
 python3 - "$PID" <<'EOF'
 import collections, os, sys
@@ -85,4 +100,19 @@ for k, v in rss.most_common():
         print("| %s | %d | %d |" % (k, v, priv[k]))
 print("| **total** | **%d** (%.1f MiB; shared libraries %.1f MiB) | **%d** (%.1f MiB) |" % (
     tr, tr / 1024, libs / 1024, tp, tp / 1024))
+EOF
+[ "$AGENTS" -gt 1 ] || exit 0
+# shellcheck disable=SC2086
+python3 - $PIDS <<'EOF'
+import statistics, sys
+def field(pid, name):
+    for line in open("/proc/%s/smaps_rollup" % pid):
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+pss = [field(p, "Pss") for p in sys.argv[1:]]
+rss = [field(p, "Rss") for p in sys.argv[1:]]
+print("\n%d agents at once: RSS per agent %.2f MiB (median), PSS per agent %.2f MiB "
+      "(median; %.2f to %.2f), PSS of all %d %.1f MiB" % (
+          len(pss), statistics.median(rss) / 1024, statistics.median(pss) / 1024,
+          min(pss) / 1024, max(pss) / 1024, len(pss), sum(pss) / 1024))
 EOF

@@ -39,12 +39,14 @@
 #                    [--peers LIST] [--before DIR]
 #   bench/proxies.sh --profile DIR [--seconds S] [--bin DIR] [--peers PEER]
 #   bench/proxies.sh --hold-only [--bin DIR]
-#   bench/proxies.sh --latency [--rounds N] [--seconds S] [--peers LIST]
-# --latency: only the fixed-rate leg (1,000 requests/s), S seconds per peer
-# and round, for a p99 from more samples than the full run's; each peer's
-# added p99 is taken against the direct path of the same round (direct
-# runs first in each round), and the table gives the medians over rounds
-# with every round's figures.
+#   bench/proxies.sh --only LEG [--rounds N] [--seconds S] [--peers LIST]
+#                    [--before DIR]
+# --only: one leg alone, S seconds per peer and round, every round's figure
+# in the table beside the medians: `fixed` (1,000 requests/s, for a p99
+# from more samples than the full run's; each peer's added p99 is taken
+# against the direct path of the same round, direct running first) or
+# `keepalive` (wrk's requests/s and the CPU both sides spent per 10,000
+# requests: a quick side by side of two agent builds with --before).
 # --profile: no table; one peer's pair (the agents, or with --peers another
 # peer, e.g. plain), under keep-alive load (wrk), new connections (wrk,
 # Connection: close) and bulk (iperf3): `perf
@@ -70,7 +72,7 @@ BIN=$ROOT/build/release/bin
 OUT=""
 PROFILE=""
 HOLD_ONLY=""
-LATENCY=""
+ONLY=""
 PEERS=""
 BEFORE=""
 while [ $# -gt 0 ]; do
@@ -81,7 +83,7 @@ while [ $# -gt 0 ]; do
 	--bin) BIN=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
 	--hold-only) HOLD_ONLY=1; shift ;;
-	--latency) LATENCY=1; shift ;;
+	--only) ONLY=$2; shift 2 ;;
 	--peers) PEERS=$2; shift 2 ;;
 	--before) BEFORE=$2; shift 2 ;;
 	*) echo "usage: $0 [--rounds N] [--seconds S] [--bin DIR] [--out FILE] [--profile DIR]" \
@@ -549,43 +551,77 @@ EOF
 	stop_peer "$peer"
 }
 
-# --latency: the fixed-rate leg alone, ROUNDS times per peer in turn.
-latency_rounds() {
+# --only LEG: that leg alone, ROUNDS times per peer in turn; a line per
+# peer and round: "round peer figures...".
+only_leg() {
+	local peer=$1 t0 t1 ka
+	case $ONLY in
+	fixed)
+		# shellcheck disable=SC2046
+		in_client /usr/bin/python3 "$HERE/fixed_rate.py" $(http_url_hostport "$peer") 1000 "$SECS"
+		;;
+	keepalive)
+		t0=$(both_ticks)
+		ka=$(wrk_run "$(http_url "$peer")" | cut -d' ' -f1)
+		t1=$(both_ticks)
+		python3 -c '
+import sys
+hz, secs, rps = (float(x) for x in sys.argv[1:4])
+t = [float(x) for x in sys.argv[4:8]]
+print("%.0f %.1f" % (rps, (t[2] + t[3] - t[0] - t[1]) / hz * 1000 / max(rps * secs, 1) * 10000))
+' "$HZ" "$SECS" "$ka" $t0 $t1
+		;;
+	esac
+}
+
+only_rounds() {
 	local r p
-	: >"$D/latency"
+	: >"$D/only"
 	for r in $(seq "$ROUNDS"); do
-		for p in $1; do
+		for p in $2; do
 			RESUME=on
 			[ "$p" = direct ] || "start_$p"
-			echo "round $r: $p, fixed rate" >&2
+			echo "round $r: $p, $1" >&2
 			if netns_wait 10 in_client curl -fsS -o /dev/null "$(http_url "$p")"; then
-				# shellcheck disable=SC2046
-				echo "$r $p $(in_client /usr/bin/python3 "$HERE/fixed_rate.py" \
-					$(http_url_hostport "$p") 1000 "$SECS")" >>"$D/latency"
+				echo "$r $p $(only_leg "$p")" >>"$D/only"
 			else
 				echo "$p: no traffic through it" >&2
 			fi
 			[ "$p" = direct ] || stop_peer "$p"
 		done
 	done
-	python3 - "$D/latency" "$SECS" <<'EOF'
+	python3 - "$1" "$D/only" "$SECS" <<'EOF'
 import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 6]
-direct = {r[0]: float(r[3]) for r in rows if r[1] == "direct"}
+leg, path, secs = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = [l.split() for l in open(path)]
 peers = list(dict.fromkeys(r[1] for r in rows))
-print("Fixed rate of 1,000 requests/s (fixed_rate.py, 10 connections), %s s per peer and "
-      "round; added p99 = the peer's p99 minus the direct path's of the same round; medians "
-      "over rounds (each round's figure in brackets).\n" % sys.argv[2])
-print("| peer | requests per round | p50 ms | p99 ms | added p99 ms |")
-print("|---|---|---|---|---|")
-for p in peers:
-    mine = [r for r in rows if r[1] == p]
-    p50 = [float(r[2]) for r in mine]
-    p99 = [float(r[3]) for r in mine]
-    added = [float(r[3]) - direct[r[0]] for r in mine if r[0] in direct]
-    each = lambda v: "%.2f (%s)" % (statistics.median(v), ", ".join("%.2f" % x for x in v))
-    print("| %s | %d | %s | %s | %s |" % (p, statistics.median(int(r[4]) for r in mine),
-          each(p50), each(p99), "-" if p == "direct" else each(added)))
+def each(v, fmt="%.2f"):
+    return (fmt + " (%s)") % (statistics.median(v), ", ".join(fmt % x for x in v))
+if leg == "fixed":
+    rows = [r for r in rows if len(r) == 6]
+    direct = {r[0]: float(r[3]) for r in rows if r[1] == "direct"}
+    print("Fixed rate of 1,000 requests/s (fixed_rate.py, 10 connections), %s s per peer and "
+          "round; added p99 = the peer's p99 minus the direct path's of the same round; medians "
+          "over rounds (each round's figure in brackets).\n" % secs)
+    print("| peer | requests per round | p50 ms | p99 ms | added p99 ms |")
+    print("|---|---|---|---|---|")
+    for p in peers:
+        mine = [r for r in rows if r[1] == p]
+        added = [float(r[3]) - direct[r[0]] for r in mine if r[0] in direct]
+        print("| %s | %d | %s | %s | %s |" % (
+            p, statistics.median(int(r[4]) for r in mine), each([float(r[2]) for r in mine]),
+            each([float(r[3]) for r in mine]), "-" if p == "direct" else each(added)))
+else:
+    rows = [r for r in rows if len(r) == 4]
+    print("Keep-alive requests/s (wrk, 32 connections), %s s per peer and round, and the CPU "
+          "both sides spent per 10,000 requests; medians over rounds (each round's figure in "
+          "brackets).\n" % secs)
+    print("| peer | requests/s | CPU ms per 10k requests, both sides |")
+    print("|---|---|---|")
+    for p in peers:
+        mine = [r for r in rows if r[1] == p]
+        print("| %s | %s | %s |" % (p, each([float(r[2]) for r in mine], "%.0f"),
+                                    each([float(r[3]) for r in mine], "%.0f")))
 EOF
 }
 
@@ -619,10 +655,12 @@ main() {
 	[ -x "$BIN/cinch-agent" ] && peers="$peers cinch"
 	[ -n "$BEFORE" ] && peers=${peers/cinch/before cinch}
 	peers=${PEERS:-$peers}
-	if [ -n "$LATENCY" ]; then
-		latency_rounds "direct ${peers/direct/}"
-		return
-	fi
+	case $ONLY in
+	fixed) only_rounds fixed "direct ${peers/direct/}"; return ;;
+	keepalive) only_rounds keepalive "$peers"; return ;;
+	"") ;;
+	*) echo "proxies.sh: --only fixed or keepalive" >&2; exit 2 ;;
+	esac
 	: >"$D/results"
 	: >"$D/full"
 	: >"$D/hold"
