@@ -135,7 +135,7 @@ const char *certverify_error_string(int err)
 
 struct certverify_memo_slot {
 	uint8_t key[SHA256_DIGEST_LENGTH];
-	int64_t window[2]; /* Unix seconds, both ends valid */
+	int64_t window[2]; /* Unix seconds: latest notBefore, earliest notAfter */
 	int used;
 };
 
@@ -207,8 +207,9 @@ int certverify_memo_verify(struct certverify_memo *m, X509 *leaf, STACK_OF(X509)
 	struct certverify_memo_slot *s = &m->slot[key[0] % CERTVERIFY_MEMO_SLOTS];
 
 	pthread_mutex_lock(&m->lock);
-	int hit = s->used && memcmp(s->key, key, sizeof(key)) == 0 && s->window[0] <= now &&
-		  now <= s->window[1];
+	/* strictly inside: BoringSSL counts notAfter itself as expired */
+	int hit = s->used && memcmp(s->key, key, sizeof(key)) == 0 && s->window[0] < now &&
+		  now < s->window[1];
 	if (hit)
 		m->hits++;
 	else

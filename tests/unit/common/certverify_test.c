@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "certverify.h"
+#include "svid.h"
 #include "testpki.h"
 
 #define WEB "spiffe://cluster.local/ns/shop/sa/web"
@@ -208,8 +209,13 @@ static void test_memo_agrees(void **state)
 	STACK_OF(X509) *with_inter = sk_X509_new_null(), *none = NULL;
 	X509_STORE *store = certverify_store_new(pki.roots);
 	struct certverify_memo *m = certverify_memo_new(store);
-	int64_t now = (int64_t)time(NULL);
-	const int64_t at[] = {now, now + 1800, now + 7200, now - 3600, now + 2 * 86400, now};
+	int64_t now = (int64_t)time(NULL), nb, na;
+	assert_int_equal(svid_time_unix(X509_get0_notBefore(good), &nb), 0);
+	assert_int_equal(svid_time_unix(X509_get0_notAfter(good), &na), 0);
+	/* now; later and earlier; the edges of good's validity, each second */
+	const int64_t at[] = {now,    now + 1800, now + 7200, now - 3600, now + 2 * 86400,
+			      nb - 1, nb,	  nb + 1,     na - 1,	  na,
+			      na + 1, na - 1,	  now};
 	const int purposes[] = {0, X509_PURPOSE_SSL_CLIENT, X509_PURPOSE_SSL_SERVER};
 	struct {
 		X509 *leaf;
