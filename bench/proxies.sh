@@ -597,31 +597,32 @@ rows = [l.split() for l in open(path)]
 peers = list(dict.fromkeys(r[1] for r in rows))
 def each(v, fmt="%.2f"):
     return (fmt + " (%s)") % (statistics.median(v), ", ".join(fmt % x for x in v))
+def table(caption, head, lines):
+    print(caption % secs + "\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for line in lines:
+        print("| " + " | ".join(line) + " |")
+def mine(p, n):
+    return [r for r in rows if r[1] == p and len(r) == n]
 if leg == "fixed":
-    rows = [r for r in rows if len(r) == 6]
-    direct = {r[0]: float(r[3]) for r in rows if r[1] == "direct"}
-    print("Fixed rate of 1,000 requests/s (fixed_rate.py, 10 connections), %s s per peer and "
+    direct = {r[0]: float(r[3]) for r in rows if r[1] == "direct" and len(r) == 6}
+    table("Fixed rate of 1,000 requests/s (fixed_rate.py, 10 connections), %s s per peer and "
           "round; added p99 = the peer's p99 minus the direct path's of the same round; medians "
-          "over rounds (each round's figure in brackets).\n" % secs)
-    print("| peer | requests per round | p50 ms | p99 ms | added p99 ms |")
-    print("|---|---|---|---|---|")
-    for p in peers:
-        mine = [r for r in rows if r[1] == p]
-        added = [float(r[3]) - direct[r[0]] for r in mine if r[0] in direct]
-        print("| %s | %d | %s | %s | %s |" % (
-            p, statistics.median(int(r[4]) for r in mine), each([float(r[2]) for r in mine]),
-            each([float(r[3]) for r in mine]), "-" if p == "direct" else each(added)))
+          "over rounds (each round's figure in brackets).",
+          ("peer", "requests per round", "p50 ms", "p99 ms", "added p99 ms"),
+          ((p, "%d" % statistics.median(int(r[4]) for r in mine(p, 6)),
+            each([float(r[2]) for r in mine(p, 6)]), each([float(r[3]) for r in mine(p, 6)]),
+            "-" if p == "direct" else
+            each([float(r[3]) - direct[r[0]] for r in mine(p, 6) if r[0] in direct]))
+           for p in peers))
 else:
-    rows = [r for r in rows if len(r) == 4]
-    print("Keep-alive requests/s (wrk, 32 connections), %s s per peer and round, and the CPU "
+    table("Keep-alive requests/s (wrk, 32 connections), %s s per peer and round, and the CPU "
           "both sides spent per 10,000 requests; medians over rounds (each round's figure in "
-          "brackets).\n" % secs)
-    print("| peer | requests/s | CPU ms per 10k requests, both sides |")
-    print("|---|---|---|")
-    for p in peers:
-        mine = [r for r in rows if r[1] == p]
-        print("| %s | %s | %s |" % (p, each([float(r[2]) for r in mine], "%.0f"),
-                                    each([float(r[3]) for r in mine], "%.0f")))
+          "brackets).",
+          ("peer", "requests/s", "CPU ms per 10k requests, both sides"),
+          ((p, each([float(r[2]) for r in mine(p, 4)], "%.0f"),
+            each([float(r[3]) for r in mine(p, 4)], "%.0f")) for p in peers))
 EOF
 }
 

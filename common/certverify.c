@@ -47,20 +47,19 @@ static void certverify_window(X509_STORE_CTX *vc, int64_t window[2])
 
 	window[0] = INT64_MIN;
 	window[1] = INT64_MAX;
-	for (size_t i = 0; path && i < sk_X509_num(path); i++) {
+	for (size_t i = 0; i < sk_X509_num(path); i++) {
 		X509 *x = sk_X509_value(path, i);
 		int64_t nb, na;
 
 		if (svid_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
-		    svid_time_unix(X509_get0_notAfter(x), &na) < 0)
-			break;
+		    svid_time_unix(X509_get0_notAfter(x), &na) < 0) {
+			window[0] = INT64_MAX;
+			window[1] = INT64_MIN;
+			return;
+		}
 		window[0] = nb > window[0] ? nb : window[0];
 		window[1] = na < window[1] ? na : window[1];
-		if (i + 1 == sk_X509_num(path))
-			return;
 	}
-	window[0] = INT64_MAX;
-	window[1] = INT64_MIN;
 }
 
 /* certverify, and on success the path's window when window is not NULL. */
